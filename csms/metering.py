@@ -1,0 +1,105 @@
+"""Pick the energy register reading out of OCPP 1.6 MeterValues as they arrive on the wire.
+
+Chargers send many measurands, per phase and in either Wh or kWh; billing needs one
+number: the total Energy.Active.Import.Register, in Wh, from the latest sample.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from typing import Any
+
+__all__ = ["ENERGY_REGISTER", "latest_energy_register_wh"]
+
+ENERGY_REGISTER = "Energy.Active.Import.Register"
+# OCPP 1.6 UnitOfMeasure values for energy; matched case-insensitively because chargers vary.
+_UNIT_FACTORS = {"wh": Decimal(1), "kwh": Decimal(1000)}
+# No real register reaches 10^15 in any unit; larger "numbers" are garbage, not energy.
+_IMPLAUSIBLE = Decimal(10) ** 15
+
+
+def _parse_timestamp(value: Any) -> datetime | None:
+    """An ISO 8601 timestamp as aware UTC, or None if the charger sent something else."""
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value.strip())
+    except ValueError:
+        return None
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        return moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+def _number(value: Any) -> Decimal | None:
+    """The sampled value as a finite Decimal; 1.6 says it is a string, some send numbers."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, float):
+        value = str(value)
+    if isinstance(value, int):
+        number = Decimal(value)
+    elif isinstance(value, str):
+        try:
+            number = Decimal(value.strip())
+        except InvalidOperation:
+            return None
+    else:
+        return None
+    if not number.is_finite() or abs(number) >= _IMPLAUSIBLE:
+        return None
+    return number
+
+
+def _register_wh(sample: Any) -> int | None:
+    """Wh of one sampledValue if it is the total energy register, else None."""
+    if not isinstance(sample, Mapping):
+        return None
+    if (sample.get("measurand") or ENERGY_REGISTER) != ENERGY_REGISTER:
+        return None
+    if sample.get("phase"):  # per-phase registers are parts, not the total
+        return None
+    if (sample.get("format") or "Raw") != "Raw":  # SignedData is an opaque blob, not a number
+        return None
+    unit = sample.get("unit") or "Wh"
+    factor = _UNIT_FACTORS.get(unit.lower()) if isinstance(unit, str) else None
+    number = _number(sample.get("value"))
+    if factor is None or number is None:
+        return None
+    return int((number * factor).to_integral_value(rounding=ROUND_HALF_UP))
+
+
+def _entry_wh(entry: Any) -> int | None:
+    """The register in one MeterValue entry; the last usable sampledValue wins."""
+    if not isinstance(entry, Mapping):
+        return None
+    samples = entry.get("sampledValue")
+    if not isinstance(samples, list | tuple):
+        return None
+    found = None
+    for sample in samples:
+        wh = _register_wh(sample)
+        if wh is not None:
+            found = wh
+    return found
+
+
+def latest_energy_register_wh(meter_value: Iterable[Mapping[str, Any]]) -> int | None:
+    """Total import register in Wh from the latest-stamped entry, or None if there is none.
+
+    Timestamped entries beat entries whose timestamp is missing or unparseable; among
+    equals (same timestamp, or none parseable) the last one in the list wins.
+    """
+    best_key: tuple[bool, datetime] | None = None
+    best_wh: int | None = None
+    for entry in meter_value or ():
+        wh = _entry_wh(entry)
+        if wh is None:
+            continue
+        stamp = _parse_timestamp(entry.get("timestamp"))
+        key = (stamp is not None, stamp or datetime.min.replace(tzinfo=UTC))
+        if best_key is None or key >= best_key:
+            best_key, best_wh = key, wh
+    return best_wh
