@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal, InvalidOperation
-from enum import Enum
+from enum import StrEnum
 
 __all__ = [
     "BillingError",
@@ -35,7 +35,7 @@ class InvalidTariffError(BillingError):
     """A tariff that is not a finite, non-negative number per kWh."""
 
 
-class MeterSource(str, Enum):
+class MeterSource(StrEnum):
     """Which reading closed the session, so an invoice can say where its energy came from."""
 
     METER_VALUES = "meter_values"
@@ -139,8 +139,6 @@ def settle(
         end_meter_wh=end,
         source=source,
         energy_wh=energy,
-        energy_kwh=(Decimal(energy) / _WH_PER_KWH).quantize(
-            _KWH_STEP, rounding=ROUND_HALF_UP
-        ),
+        energy_kwh=(Decimal(energy) / _WH_PER_KWH).quantize(_KWH_STEP, rounding=ROUND_HALF_UP),
         fee=fee(energy, tariff_per_kwh),
     )

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from enum import Enum
+from enum import Enum, StrEnum
 
 __all__ = [
     "AVAILABLE",
@@ -49,7 +49,7 @@ DEFAULT_FRESHNESS = timedelta(minutes=30)
 _MINUTE = timedelta(minutes=1)
 
 
-class Verdict(str, Enum):
+class Verdict(StrEnum):
     """What the start flow should answer: proceed, ConnectorBusy, or ChargerOffline."""
 
     FREE = "free"

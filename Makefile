@@ -1,0 +1,41 @@
+# Everything a newcomer needs: `make run` and `make test` (each sets itself up first).
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-dev
+DB     ?= sqlite:///unstuck.db
+PYTEST_ARGS ?=
+
+.PHONY: help setup run test test-fast lint bench clean
+
+help:
+	@echo "make run    - set up .venv and start the CSMS on SQLite ($(DB)); Ctrl-C stops it"
+	@echo "make test   - set up .venv and run the whole test suite"
+	@echo "make lint   - ruff"
+	@echo "make bench  - benchmark: 100 and 1000 raw OCPP connections against a fresh CSMS"
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+setup: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/csms serve --db '$(DB)' --allow-unknown-chargers
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check csms simulator scenarios loadtests tests
+
+bench: $(STAMP)
+	$(BIN)/python -m csms.bench --cps 100 --duration 15
+	$(BIN)/python -m csms.bench --cps 1000 --duration 15
+
+clean:
+	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache

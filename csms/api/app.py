@@ -1,0 +1,67 @@
+"""The REST API (FastAPI on trio via anyio), sharing live state with the OCPP side."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ..context import Context
+from . import chargepoints, stations
+from .envelope import ApiError, envelope
+
+__all__ = ["create_app"]
+
+log = logging.getLogger("csms.api")
+
+
+def _field_name(loc: tuple) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path")]
+    return ".".join(parts) or "body"
+
+
+def create_app(ctx: Context) -> FastAPI:
+    app = FastAPI(
+        title="unstuck CSMS",
+        version="0.1.0",
+        description="OCPP 1.6J central system: stations, sessions, occupancy, unlock, maintenance.",
+    )
+    app.state.ctx = ctx
+
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, exc: ApiError):
+        if exc.status >= 500:
+            log.error("api.error path=%s status=%s message=%r", request.url.path, exc.status, exc.message)
+        return envelope(False, exc.message, exc.data, exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def _bad_body(request: Request, exc: RequestValidationError):
+        problems = [f"{_field_name(tuple(e.get('loc', ())))}: {e.get('msg')}" for e in exc.errors()]
+        message = "Invalid request data: " + "; ".join(problems)
+        log.info("api.bad_request path=%s problems=%r", request.url.path, problems)
+        return envelope(False, message, {"errors": problems}, 400)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException):
+        return envelope(False, str(exc.detail), None, exc.status_code)
+
+    @app.exception_handler(Exception)
+    async def _crash(request: Request, exc: Exception):
+        log.exception("api.crashed path=%s", request.url.path)
+        return envelope(False, "Internal error; see the server log", None, 500)
+
+    @app.get("/health", tags=["ops"])
+    async def health():
+        return {"status": "ok", "connectedChargePoints": len(ctx.registry), "dbQueue": ctx.db.queued}
+
+    @app.get("/metrics", tags=["ops"])
+    async def metrics():
+        return PlainTextResponse(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    app.include_router(stations.router)
+    app.include_router(chargepoints.router)
+    return app

@@ -1,0 +1,38 @@
+"""The seeds' response envelope {"success", "message", "data"} and its errors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict
+from pydantic.alias_generators import to_camel
+
+__all__ = ["ApiError", "ok", "CamelModel"]
+
+
+class CamelModel(BaseModel):
+    """Request bodies: camelCase on the wire, snake_case in Python, unknown keys refused."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+
+class ApiError(Exception):
+    """Raised by routes; answered as the envelope with success: false."""
+
+    def __init__(self, status: int, message: str, data: Any = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.data = data
+
+
+def envelope(success: bool, message: str, data: Any = None, status: int = 200) -> JSONResponse:
+    body: dict[str, Any] = {"success": success, "message": message}
+    if data is not None:
+        body["data"] = data
+    return JSONResponse(body, status_code=status)
+
+
+def ok(data: Any = None, message: str = "OK", status: int = 200) -> JSONResponse:
+    return envelope(True, message, data, status)

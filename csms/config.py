@@ -1,0 +1,68 @@
+"""Settings of a CSMS process: CLI flags with environment fallbacks."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+__all__ = ["Settings", "ApiToken", "parse_tokens", "DEFAULT_DB_URL"]
+
+DEFAULT_DB_URL = "sqlite:///unstuck.db"
+
+
+@dataclass(frozen=True)
+class ApiToken:
+    role: str  # "admin" or "user"
+    token: str
+    name: str
+
+
+def parse_tokens(items: list[str]) -> list[ApiToken]:
+    """`ROLE:TOKEN` or `ROLE:NAME:TOKEN` items (also comma-separated) -> tokens."""
+    tokens = []
+    for raw in items:
+        for item in filter(None, (p.strip() for p in raw.split(","))):
+            parts = item.split(":")
+            if len(parts) == 2:
+                role, token = parts
+                name = role
+            elif len(parts) == 3:
+                role, name, token = parts
+            else:
+                raise ValueError(f"API token {item!r} must be ROLE:TOKEN or ROLE:NAME:TOKEN")
+            if role not in ("admin", "user"):
+                raise ValueError(f"API token role {role!r} must be 'admin' or 'user'")
+            if len(token) < 8:
+                raise ValueError(f"API token for {role} is too short (8 characters at least)")
+            tokens.append(ApiToken(role=role, token=token, name=name))
+    return tokens
+
+
+@dataclass(frozen=True)
+class Settings:
+    db_url: str = DEFAULT_DB_URL
+    ocpp_host: str = "127.0.0.1"
+    ocpp_port: int = 9000
+    http_host: str = "127.0.0.1"
+    http_port: int = 8000
+    allow_unknown_chargers: bool = False
+    api_tokens: tuple[ApiToken, ...] = ()
+    call_timeout_seconds: float = 30.0
+    heartbeat_interval: int = 300
+    max_frame_bytes: int = 64 * 1024
+    freshness: timedelta = timedelta(minutes=30)
+    ports_file: str | None = None
+    # maintenance (see csms.maintenance)
+    maintenance_interval_seconds: float = 60.0
+    reservation_timeout_minutes: float = 60.0
+    status_release_minutes: float = 240.0
+    heartbeat_timeout_factor: float = 2.5
+    status_grace_seconds: float = 30.0
+    orphan_grace_seconds: float = 120.0
+    session_idle_hours: float = 0.0
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+def env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")

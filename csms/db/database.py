@@ -1,0 +1,156 @@
+"""The only door to the database from trio code.
+
+Reads run in worker threads through one CapacityLimiter. Writes go through a
+single writer task that groups every write waiting at that moment into one
+commit: many small writes cost one fsync. `write()` returns only after the
+commit (StartTransaction and StopTransaction are answered after it);
+`submit()` queues and returns at once; `submit_latest()` keeps only the newest
+write per key (a connector's status, a charge point's last-seen time).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Hashable
+from typing import Any, TypeVar
+
+import trio
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+__all__ = ["Database", "DatabaseClosedError"]
+
+log = logging.getLogger("csms.db")
+T = TypeVar("T")
+Work = Callable[[Session], Any]
+
+
+class DatabaseClosedError(RuntimeError):
+    """A write was submitted after the writer stopped."""
+
+
+class _Op:
+    __slots__ = ("fn", "done", "result", "error")
+
+    def __init__(self, fn: Work, durable: bool) -> None:
+        self.fn = fn
+        self.done = trio.Event() if durable else None
+        self.result: Any = None
+        self.error: BaseException | None = None
+
+
+class Database:
+    def __init__(self, engine: Engine, *, read_threads: int = 8, max_batch: int = 2000) -> None:
+        self.engine = engine
+        self.sessions = sessionmaker(engine, expire_on_commit=False)
+        self.read_limiter = trio.CapacityLimiter(read_threads)
+        self._write_limiter = trio.CapacityLimiter(1)
+        self.max_batch = max_batch
+        self._ops: list[_Op] = []
+        self._latest: dict[Hashable, _Op] = {}
+        self._wake = trio.Event()
+        self._running = False
+        self._stopping = False
+        self.batches = 0
+        self.writes = 0
+
+    # ------------------------------------------------------------------ reads
+    async def read(self, fn: Callable[[Session], T]) -> T:
+        """Run fn(session) in a worker thread, in its own read transaction."""
+        return await trio.to_thread.run_sync(self._read_sync, fn, limiter=self.read_limiter)
+
+    def _read_sync(self, fn: Callable[[Session], T]) -> T:
+        with self.sessions() as session, session.begin():
+            return fn(session)
+
+    def run_sync(self, fn: Callable[[Session], T]) -> T:
+        """Blocking one-shot unit of work, for CLI commands and start-up (not the hot path)."""
+        with self.sessions() as session, session.begin():
+            return fn(session)
+
+    # ----------------------------------------------------------------- writes
+    async def write(self, fn: Callable[[Session], T]) -> T:
+        """Queue fn and wait until its commit is on disk; returns fn's result."""
+        op = self._enqueue(fn, durable=True)
+        assert op.done is not None
+        await op.done.wait()
+        if op.error is not None:
+            raise op.error
+        return op.result
+
+    def submit(self, fn: Work) -> None:
+        """Queue fn for the next commit without waiting (failures are logged)."""
+        self._enqueue(fn, durable=False)
+
+    def submit_latest(self, key: Hashable, fn: Work) -> None:
+        """Like submit, but a newer write with the same key replaces a queued one."""
+        if not self._running or self._stopping:
+            raise DatabaseClosedError("the database writer is not running")
+        self._latest[key] = _Op(fn, durable=False)
+        self._wake.set()
+
+    def _enqueue(self, fn: Work, *, durable: bool) -> _Op:
+        if not self._running or self._stopping:
+            raise DatabaseClosedError("the database writer is not running")
+        op = _Op(fn, durable)
+        self._ops.append(op)
+        self._wake.set()
+        return op
+
+    @property
+    def queued(self) -> int:
+        return len(self._ops) + len(self._latest)
+
+    async def run_writer(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        """The writer task: commit whatever is queued, batch after batch, until cancelled.
+
+        On cancellation it flushes what is still queued (shielded), so a
+        graceful shutdown loses no accepted write.
+        """
+        self._running = True
+        task_status.started()
+        try:
+            while True:
+                await self._wake.wait()
+                await self._flush()
+        finally:
+            self._stopping = True
+            with trio.CancelScope(shield=True):
+                while self._ops or self._latest:
+                    await self._flush()
+            self._running = False
+
+    async def _flush(self) -> None:
+        self._wake = trio.Event()
+        ops, self._ops = self._ops[: self.max_batch], self._ops[self.max_batch :]
+        if self._latest and len(ops) < self.max_batch:
+            ops.extend(self._latest.values())
+            self._latest = {}
+        if self._ops or self._latest:
+            self._wake.set()
+        if not ops:
+            return
+        await trio.to_thread.run_sync(self._apply, ops, limiter=self._write_limiter)
+        self.batches += 1
+        self.writes += len(ops)
+        for op in ops:
+            if op.done is not None:
+                op.done.set()
+            elif op.error is not None:
+                log.error("db.write_failed error=%r", op.error)
+
+    def _apply(self, ops: list[_Op]) -> None:
+        """One commit for the whole batch; if it fails, each op alone (isolates the bad one)."""
+        try:
+            with self.sessions() as session, session.begin():
+                results = [op.fn(session) for op in ops]
+        except Exception as exc:
+            if len(ops) == 1:
+                ops[0].error = exc
+                return
+            for op in ops:
+                self._apply([op])
+            return
+        for op, result in zip(ops, results, strict=True):
+            op.result = result
+

@@ -1,0 +1,179 @@
+"""SQLAlchemy 2.x typed models: the persisted half of connector state.
+
+Times are stored as UTC. Money and tariffs are exact decimals stored as text,
+so SQLite and PostgreSQL round the same way.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, Index, Integer, String, Text, text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+__all__ = [
+    "Base",
+    "ChargePoint",
+    "Station",
+    "ConnectorStatus",
+    "Transaction",
+    "ChargingSession",
+    "PaymentReservation",
+    "AuditEvent",
+    "new_id",
+]
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+class DecimalText(TypeDecorator[Decimal]):
+    """A Decimal kept as its exact text (SQLite has no exact numeric type)."""
+
+    impl = String(40)
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Any) -> str | None:
+        return None if value is None else str(Decimal(value))
+
+    def process_result_value(self, value: Any, dialect: Any) -> Decimal | None:
+        return None if value is None else Decimal(value)
+
+
+UtcDateTime = DateTime(timezone=True)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class ChargePoint(Base):
+    __tablename__ = "charge_points"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    vendor: Mapped[str | None] = mapped_column(String(64))
+    model: Mapped[str | None] = mapped_column(String(64))
+    serial_number: Mapped[str | None] = mapped_column(String(64))
+    firmware_version: Mapped[str | None] = mapped_column(String(64))
+    registered_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    last_boot_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    last_seen_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class Station(Base):
+    """The user-facing charging station; maps to one OCPP charge point."""
+
+    __tablename__ = "stations"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True, default=new_id)
+    charge_point_id: Mapped[str] = mapped_column(String(64), index=True)
+    active: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class ConnectorStatus(Base):
+    """Last StatusNotification per connector, with when it arrived."""
+
+    __tablename__ = "connector_statuses"
+    charge_point_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    connector_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    status: Mapped[str] = mapped_column(String(32))
+    error_code: Mapped[str | None] = mapped_column(String(64))
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class Transaction(Base):
+    """An OCPP transaction; open while stop_time IS NULL."""
+
+    __tablename__ = "transactions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    charge_point_id: Mapped[str] = mapped_column(String(64))
+    connector_id: Mapped[int] = mapped_column(Integer)
+    id_tag: Mapped[str] = mapped_column(String(32))
+    meter_start: Mapped[int] = mapped_column(Integer)
+    meter_stop: Mapped[int | None] = mapped_column(Integer)
+    start_time: Mapped[datetime] = mapped_column(UtcDateTime)
+    stop_time: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    stop_reason: Mapped[str | None] = mapped_column(String(32))
+    latest_meter_wh: Mapped[int | None] = mapped_column(Integer)
+    latest_meter_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    __table_args__ = (
+        Index("ix_transactions_connector_open", "charge_point_id", "connector_id", "stop_time"),
+    )
+
+
+class ChargingSession(Base):
+    """The user-facing session (the seeds' ChargingSessions)."""
+
+    __tablename__ = "charging_sessions"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True, default=new_id)
+    station_id: Mapped[str] = mapped_column(String(64))
+    charge_point_id: Mapped[str] = mapped_column(String(64))
+    connector_id: Mapped[int] = mapped_column(Integer)
+    id_tag: Mapped[str] = mapped_column(String(32))
+    tariff: Mapped[Decimal] = mapped_column(DecimalText)
+    status: Mapped[str] = mapped_column(String(24))
+    transaction_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    reservation_id: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    start_time: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    end_time: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    meter_start: Mapped[int | None] = mapped_column(Integer)
+    end_meter_wh: Mapped[int | None] = mapped_column(Integer)
+    energy_wh: Mapped[int | None] = mapped_column(Integer)
+    fee: Mapped[Decimal | None] = mapped_column(DecimalText)
+    meter_source: Mapped[str | None] = mapped_column(String(16))
+    end_reason: Mapped[str | None] = mapped_column(String(32))
+    failure_reason: Mapped[str | None] = mapped_column(Text)
+    reconciled: Mapped[bool] = mapped_column(default=False)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    __table_args__ = (
+        Index("ix_sessions_connector_open", "charge_point_id", "connector_id", "end_time"),
+    )
+
+
+# Statuses of a reservation that no longer hold the connector (see csms.reservations).
+_INACTIVE_SQL = "status NOT IN ('Completed', 'Cancelled', 'Failed')"
+
+
+class PaymentReservation(Base):
+    """A paid hold on a connector; at most one active per connector (partial unique index)."""
+
+    __tablename__ = "payment_reservations"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True, default=new_id)
+    station_id: Mapped[str] = mapped_column(String(64))
+    charge_point_id: Mapped[str] = mapped_column(String(64))
+    connector_id: Mapped[int] = mapped_column(Integer)
+    id_tag: Mapped[str] = mapped_column(String(32))
+    tariff: Mapped[Decimal] = mapped_column(DecimalText)
+    amount: Mapped[Decimal | None] = mapped_column(DecimalText)
+    status: Mapped[str] = mapped_column(String(24))
+    provider_ref: Mapped[str | None] = mapped_column(String(128))
+    session_id: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    __table_args__ = (
+        Index(
+            "ux_payment_reservations_active_connector",
+            "charge_point_id",
+            "connector_id",
+            unique=True,
+            sqlite_where=text(_INACTIVE_SQL),
+            postgresql_where=text(_INACTIVE_SQL),
+        ),
+    )
+
+
+class AuditEvent(Base):
+    __tablename__ = "audit_events"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+    actor: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(64))
+    charge_point_id: Mapped[str | None] = mapped_column(String(64))
+    connector_id: Mapped[int | None] = mapped_column(Integer)
+    subject: Mapped[str | None] = mapped_column(String(64))
+    details: Mapped[dict[str, Any] | None] = mapped_column(JSON)

@@ -1,0 +1,159 @@
+"""OCPP 1.6 handlers for calls a charge point sends to the CSMS.
+
+Thin: each updates the live registry, hands a unit of work to the database
+writer, and answers. StartTransaction and StopTransaction wait for their
+commit; status, meter samples and last-seen times are queued (latest wins).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from ocpp.routing import on
+
+from . import metering
+from .clock import iso, parse_iso
+from .context import Context
+from .db import ocpp_store
+from .metrics import LATE_STOPS
+from .registry import LiveChargePoint, LiveConnector
+
+__all__ = ["ChargePointHandlers"]
+
+log = logging.getLogger("csms.ocpp")
+_ACCEPTED = {"idTagInfo": {"status": "Accepted"}}
+
+
+class ChargePointHandlers:
+    """One instance per connection; `live` is the registry entry of that connection."""
+
+    def __init__(self, ctx: Context, cp_id: str) -> None:
+        self.ctx = ctx
+        self.cp_id = cp_id
+        self.live: LiveChargePoint | None = None
+
+    @on("BootNotification")
+    async def on_boot_notification(self, charge_point_vendor: str, charge_point_model: str, **kw: Any):
+        ctx, now = self.ctx, self.ctx.clock.now()
+        known = self.cp_id in ctx.known_charge_points
+        work = _boot_work(self.cp_id, charge_point_vendor, charge_point_model, kw, now, register=not known)
+        if known:
+            ctx.db.submit(work)
+        else:
+            if await ctx.db.write(work):
+                log.info("charge_point.registered charge_point=%s vendor=%s model=%s",
+                         self.cp_id, charge_point_vendor, charge_point_model)
+            ctx.known_charge_points.add(self.cp_id)
+        if self.live is not None:
+            self.live.booted_at = now
+            self.live.heartbeat_interval = ctx.settings.heartbeat_interval
+        log.info("charge_point.booted charge_point=%s", self.cp_id)
+        return {"status": "Accepted", "currentTime": iso(now), "interval": ctx.settings.heartbeat_interval}
+
+    @on("Heartbeat")
+    def on_heartbeat(self):
+        now = self.ctx.clock.now()
+        self.ctx.db.submit_latest(("seen", self.cp_id), ocpp_store.touch_seen(self.cp_id, now))
+        return {"currentTime": iso(now)}
+
+    @on("StatusNotification")
+    def on_status_notification(self, connector_id: int, error_code: str, status: str, **_kw: Any):
+        now = self.ctx.clock.now()
+        if self.live is not None:
+            self.live.connectors[connector_id] = LiveConnector(status, error_code, now)
+        self.ctx.db.submit_latest(
+            ("status", self.cp_id, connector_id),
+            ocpp_store.upsert_status(self.cp_id, connector_id, status, error_code, now),
+        )
+        return {}
+
+    @on("Authorize")
+    def on_authorize(self, id_tag: str):
+        return _ACCEPTED
+
+    @on("StartTransaction")
+    async def on_start_transaction(self, connector_id: int, id_tag: str, meter_start: int, timestamp: str, **_kw: Any):
+        now = self.ctx.clock.now()
+        start_time = parse_iso(timestamp) or now
+
+        def work(s):
+            return ocpp_store.start_transaction(s, self.cp_id, connector_id, id_tag, meter_start, start_time, now)
+
+        result = await self.ctx.db.write(work)
+        for old in result.superseded:
+            log.warning("transaction.superseded charge_point=%s connector=%s transaction=%s by=%s",
+                        self.cp_id, connector_id, old, result.transaction_id)
+        log.info("transaction.started charge_point=%s connector=%s transaction=%s id_tag=%s session=%s",
+                 self.cp_id, connector_id, result.transaction_id, id_tag, result.session_id)
+        return {"transactionId": result.transaction_id, "idTagInfo": {"status": "Accepted"}}
+
+    @on("StopTransaction")
+    async def on_stop_transaction(self, meter_stop: int, timestamp: str, transaction_id: int, **kw: Any):
+        now = self.ctx.clock.now()
+        stop_time = parse_iso(timestamp) or now
+        reason = kw.get("reason")
+
+        def work(s):
+            return ocpp_store.stop_transaction(s, transaction_id, meter_stop=meter_stop,
+                                               stop_time=stop_time, reason=reason, now=now)
+
+        result = await self.ctx.db.write(work)
+        if self.live is not None:
+            self.live.meter_wh.pop(transaction_id, None)
+        if not result.known:
+            log.warning("transaction.stop_unknown charge_point=%s transaction=%s (accepted, nothing to close)",
+                        self.cp_id, transaction_id)
+        elif result.reconciled:
+            LATE_STOPS.inc()
+            log.info("transaction.reconciled charge_point=%s transaction=%s session=%s energy_wh=%s fee=%s",
+                     self.cp_id, transaction_id, result.session_id, result.energy_wh, result.fee)
+        else:
+            log.info("transaction.stopped charge_point=%s transaction=%s reason=%s session=%s energy_wh=%s fee=%s",
+                     self.cp_id, transaction_id, reason, result.session_id, result.energy_wh, result.fee)
+        return _ACCEPTED
+
+    @on("MeterValues")
+    def on_meter_values(self, connector_id: int, meter_value: list[dict], transaction_id: int | None = None):
+        if transaction_id is None:
+            return {}
+        wh = metering.latest_energy_register_wh(_camel_meter_values(meter_value))
+        if wh is not None:
+            if self.live is not None:
+                self.live.meter_wh[transaction_id] = wh
+            self.ctx.db.submit_latest(
+                ("meter", transaction_id),
+                ocpp_store.record_meter_sample(transaction_id, wh, self.ctx.clock.now()),
+            )
+        return {}
+
+    @on("DataTransfer")
+    def on_data_transfer(self, vendor_id: str, **kw: Any):
+        log.info("data_transfer charge_point=%s vendor=%s message_id=%s", self.cp_id, vendor_id, kw.get("message_id"))
+        return {"status": "UnknownVendorId"}
+
+    @on("FirmwareStatusNotification")
+    def on_firmware_status(self, status: str):
+        log.info("firmware.status charge_point=%s status=%s", self.cp_id, status)
+        return {}
+
+    @on("DiagnosticsStatusNotification")
+    def on_diagnostics_status(self, status: str):
+        log.info("diagnostics.status charge_point=%s status=%s", self.cp_id, status)
+        return {}
+
+
+def _boot_work(cp_id: str, vendor: str, model: str, kw: dict[str, Any], now, *, register: bool):
+    def work(s):
+        return ocpp_store.record_boot(
+            s, cp_id, vendor=vendor, model=model,
+            serial=kw.get("charge_point_serial_number") or kw.get("charge_box_serial_number"),
+            firmware=kw.get("firmware_version"), now=now, register=register,
+        )
+
+    return work
+
+
+def _camel_meter_values(meter_value: list[dict]) -> list[dict]:
+    """The routing layer hands us snake_case; metering reads the wire's camelCase."""
+    return [{"timestamp": e.get("timestamp"), "sampledValue": e.get("sampled_value", [])} for e in meter_value]

@@ -1,0 +1,18 @@
+"""Prometheus metrics of the CSMS (served at /metrics)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+OCPP_CALLS = Counter("csms_ocpp_calls_total", "OCPP calls received from charge points", ["action"])
+OCPP_ERRORS = Counter("csms_ocpp_call_errors_total", "CallErrors sent to charge points", ["code"])
+CONNECTED = Gauge("csms_connected_charge_points", "Charge points with an open WebSocket")
+HANDSHAKES_REFUSED = Counter("csms_handshakes_refused_total", "WebSocket handshakes refused", ["reason"])
+START_REFUSED = Counter("csms_start_refused_total", "Session starts refused", ["code"])
+UNLOCK_CALLS = Counter("csms_unlock_calls_total", "unlock-connector calls", ["outcome"])
+STUCK_FOUND = Counter("csms_stuck_sessions_found_total", "Stuck sessions found by unlock")
+STUCK_CLEANED = Counter("csms_stuck_sessions_cleaned_total", "Stuck sessions force-ended by unlock")
+CLEANUP_FAILURES = Counter("csms_stuck_session_cleanup_failures_total", "Stuck sessions that failed to clean")
+CLEANUP_SECONDS = Histogram("csms_stuck_session_cleanup_seconds", "Time to clean a connector's stuck sessions")
+MAINTENANCE_ACTIONS = Counter("csms_maintenance_actions_total", "Maintenance actions applied", ["kind"])
+LATE_STOPS = Counter("csms_late_stop_transactions_total", "StopTransactions that reconciled a force-ended transaction")

@@ -1,0 +1,68 @@
+"""Live state: who is connected right now and what each connector last said.
+
+This is the seeds' `_chargePointStatusDict`: in memory only, rebuilt from the
+wire. A reconnect of the same id replaces the old connection.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from .ocppj import OcppConnection
+
+__all__ = ["LiveConnector", "LiveChargePoint", "Registry"]
+
+
+@dataclass
+class LiveConnector:
+    status: str
+    error_code: str | None
+    updated_at: datetime
+
+
+@dataclass(eq=False)
+class LiveChargePoint:
+    id: str
+    connection: OcppConnection
+    connected_at: datetime
+    last_seen: datetime
+    heartbeat_interval: int
+    connectors: dict[int, LiveConnector] = field(default_factory=dict)
+    booted_at: datetime | None = None
+    # Latest Energy.Active.Import.Register (Wh) per open transaction id, as sampled.
+    meter_wh: dict[int, int] = field(default_factory=dict)
+
+
+class Registry:
+    def __init__(self) -> None:
+        self._by_id: dict[str, LiveChargePoint] = {}
+
+    def attach(self, cp: LiveChargePoint) -> LiveChargePoint | None:
+        """Make cp the live one for its id; returns the one it replaced, if any."""
+        old = self._by_id.get(cp.id)
+        self._by_id[cp.id] = cp
+        return old
+
+    def detach(self, cp: LiveChargePoint) -> bool:
+        """Forget cp, unless a newer connection of the same id already replaced it."""
+        if self._by_id.get(cp.id) is cp:
+            del self._by_id[cp.id]
+            return True
+        return False
+
+    def get(self, cp_id: str) -> LiveChargePoint | None:
+        return self._by_id.get(cp_id)
+
+    def is_connected(self, cp_id: str) -> bool:
+        return cp_id in self._by_id
+
+    def live_status(self, cp_id: str, connector_id: int) -> LiveConnector | None:
+        cp = self._by_id.get(cp_id)
+        return None if cp is None else cp.connectors.get(connector_id)
+
+    def __len__(self) -> int:
+        return len(self._by_id)
+
+    def __iter__(self):
+        return iter(list(self._by_id.values()))

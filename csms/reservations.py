@@ -1,0 +1,80 @@
+"""The payment-reservation lifecycle as a table, so it can be drawn, walked and enforced.
+
+Rule: every allowed status change lives in TRANSITIONS; anything not listed is refused.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from enum import StrEnum
+from types import MappingProxyType
+
+__all__ = [
+    "ACTIVE",
+    "TERMINAL",
+    "TRANSITIONS",
+    "ReservationStatus",
+    "ReservationTransitionError",
+    "can_transition",
+    "check_transition",
+]
+
+
+class ReservationStatus(StrEnum):
+    """Where a paid start is, from checkout to the end of charging; values as stored."""
+
+    PENDING_PAYMENT = "PendingPayment"
+    AUTHORIZED = "Authorized"
+    START_REQUESTED = "StartRequested"
+    CHARGING = "Charging"
+    COMPLETED = "Completed"
+    CANCELLED = "Cancelled"
+    FAILED = "Failed"
+
+
+_S = ReservationStatus
+
+TRANSITIONS: Mapping[ReservationStatus, frozenset[ReservationStatus]] = MappingProxyType(
+    {
+        _S.PENDING_PAYMENT: frozenset({_S.AUTHORIZED, _S.CANCELLED, _S.FAILED}),
+        _S.AUTHORIZED: frozenset({_S.START_REQUESTED, _S.CANCELLED, _S.FAILED}),
+        _S.START_REQUESTED: frozenset({_S.CHARGING, _S.FAILED, _S.CANCELLED}),
+        _S.CHARGING: frozenset({_S.COMPLETED, _S.CANCELLED}),
+        _S.COMPLETED: frozenset(),
+        _S.CANCELLED: frozenset(),
+        _S.FAILED: frozenset(),
+    }
+)
+# Derived from the table so the two can never disagree.
+TERMINAL = frozenset(status for status, targets in TRANSITIONS.items() if not targets)
+ACTIVE = frozenset(status for status in ReservationStatus if status not in TERMINAL)
+
+
+class ReservationTransitionError(ValueError):
+    """A status change the lifecycle does not allow, or a status it does not know."""
+
+
+def _status(value: ReservationStatus | str) -> ReservationStatus:
+    """The enum member for a stored string; unknown strings are a transition error."""
+    try:
+        return ReservationStatus(value)
+    except ValueError:
+        known = ", ".join(s.value for s in ReservationStatus)
+        raise ReservationTransitionError(
+            f"unknown reservation status {value!r} (known: {known})"
+        ) from None
+
+
+def can_transition(src: ReservationStatus | str, dst: ReservationStatus | str) -> bool:
+    """Whether the table allows src -> dst; staying in the same status is not a transition."""
+    return _status(dst) in TRANSITIONS[_status(src)]
+
+
+def check_transition(src: ReservationStatus | str, dst: ReservationStatus | str) -> None:
+    """Refuse a status change the table does not allow, naming both ends."""
+    source, target = _status(src), _status(dst)
+    if target not in TRANSITIONS[source]:
+        allowed = ", ".join(sorted(s.value for s in TRANSITIONS[source])) or "none (terminal)"
+        raise ReservationTransitionError(
+            f"reservation cannot go from {source.value} to {target.value} (allowed: {allowed})"
+        )

@@ -1,0 +1,194 @@
+"""`csms serve`: one trio nursery runs the database writer, the OCPP WebSocket server and the REST API."""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+from dataclasses import dataclass
+from functools import partial
+from urllib.parse import unquote
+
+import trio
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.trio import serve as hypercorn_serve
+from sqlalchemy import select
+from trio_websocket import WebSocketRequest, serve_websocket
+
+from .api.app import create_app
+from .clock import Clock, SystemClock
+from .config import Settings
+from .context import Context
+from .db.database import Database
+from .db.engine import create_schema, make_engine, redact
+from .db.models import ChargePoint
+from .handlers import ChargePointHandlers
+from .metrics import CONNECTED, HANDSHAKES_REFUSED
+from .ocppj import SUBPROTOCOL, OcppConnection
+from .registry import LiveChargePoint, Registry
+
+__all__ = ["serve", "Addresses", "run_until_signal"]
+
+log = logging.getLogger("csms.server")
+_PATH_PREFIX = "/ocpp/"
+
+
+@dataclass(frozen=True)
+class Addresses:
+    ocpp: str  # ws://host:port/ocpp  (charge points append /{chargePointId})
+    http: str  # http://host:port
+
+    def as_json(self) -> str:
+        return json.dumps({"ocpp": self.ocpp, "http": self.http})
+
+
+def _charge_point_id(path: str) -> str | None:
+    path = path.split("?", 1)[0]
+    if not path.startswith(_PATH_PREFIX):
+        return None
+    cp_id = unquote(path[len(_PATH_PREFIX):])
+    if not cp_id or "/" in cp_id or len(cp_id) > 64:
+        return None
+    return cp_id
+
+
+class OcppEndpoint:
+    """Accepts charge-point WebSockets and serves each with an OcppConnection."""
+
+    def __init__(self, ctx: Context, nursery: trio.Nursery) -> None:
+        self.ctx = ctx
+        self.nursery = nursery
+
+    async def _refuse(self, request: WebSocketRequest, status: int, reason: str, why: str, **kv: str) -> None:
+        HANDSHAKES_REFUSED.labels(reason).inc()
+        extra = " ".join(f"{k}={v}" for k, v in kv.items())
+        log.warning("handshake.refused reason=%s path=%s %s (%s)", reason, request.path, extra, why)
+        await request.reject(status, body=why.encode())
+
+    async def __call__(self, request: WebSocketRequest) -> None:
+        ctx = self.ctx
+        cp_id = _charge_point_id(request.path)
+        if cp_id is None:
+            return await self._refuse(request, 404, "bad_path", f"connect to {_PATH_PREFIX}{{chargePointId}}")
+        offered = list(request.proposed_subprotocols)
+        if SUBPROTOCOL not in offered:
+            return await self._refuse(
+                request, 400, "subprotocol", f"this CSMS speaks only {SUBPROTOCOL}",
+                charge_point=cp_id, offered=",".join(offered) or "none",
+            )
+        if cp_id not in ctx.known_charge_points and not ctx.settings.allow_unknown_chargers:
+            return await self._refuse(
+                request, 404, "unknown_charge_point",
+                "unknown charge point; register a station for it or run with --allow-unknown-chargers",
+                charge_point=cp_id,
+            )
+        ws = await request.accept(subprotocol=SUBPROTOCOL)
+        now = ctx.clock.now()
+        handlers = ChargePointHandlers(ctx, cp_id)
+        conn = OcppConnection(ws, peer=cp_id, handlers=handlers, call_timeout=ctx.settings.call_timeout_seconds)
+        live = LiveChargePoint(cp_id, conn, now, now, ctx.settings.heartbeat_interval)
+        handlers.live = live
+
+        def seen(direction: str, _text: str) -> None:
+            if direction == "in":
+                live.last_seen = ctx.clock.now()
+
+        conn.trace = seen
+        old = ctx.registry.attach(live)
+        CONNECTED.set(len(ctx.registry))
+        if old is not None:
+            log.info("charge_point.replaced charge_point=%s (a new connection took over)", cp_id)
+            self.nursery.start_soon(old.connection.ws.aclose)
+        log.info("charge_point.connected charge_point=%s remote=%s", cp_id, request.remote)
+        try:
+            await conn.run()
+        finally:
+            if ctx.registry.detach(live):
+                log.info("charge_point.disconnected charge_point=%s", cp_id)
+            CONNECTED.set(len(ctx.registry))
+
+
+def _load_known(db: Database) -> set[str]:
+    return set(db.run_sync(lambda s: list(s.scalars(select(ChargePoint.id)))))
+
+
+async def serve(
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    shutdown: trio.Event | None = None,
+    task_status=trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run the CSMS until `shutdown` is set (or the task is cancelled); reports Addresses when ready."""
+    clock = SystemClock() if clock is None else clock
+    shutdown = trio.Event() if shutdown is None else shutdown
+    engine = make_engine(settings.db_url)
+    try:
+        await trio.to_thread.run_sync(create_schema, engine)
+        db = Database(engine)
+        known = await trio.to_thread.run_sync(_load_known, db)
+        ctx = Context(settings=settings, clock=clock, db=db, registry=Registry(), known_charge_points=known)
+        log.info("csms.database url=%s charge_points=%d", redact(engine.url.render_as_string(False)), len(known))
+        async with trio.open_nursery() as nursery:
+            await nursery.start(db.run_writer)
+            async with trio.open_nursery() as front:
+                addresses = await _start_front(ctx, front, shutdown)
+                log.info("csms.listening ocpp=%s/{chargePointId} http=%s docs=%s/docs",
+                         addresses.ocpp, addresses.http, addresses.http)
+                if settings.ports_file:
+                    with open(settings.ports_file, "w", encoding="utf-8") as fh:
+                        fh.write(addresses.as_json())
+                task_status.started(addresses)
+                await shutdown.wait()
+                log.info("csms.stopping closing=%d connections", len(ctx.registry))
+                for live in ctx.registry:
+                    front.start_soon(live.connection.ws.aclose, 1001, "CSMS shutting down")
+                with trio.move_on_after(5):
+                    while len(ctx.registry):
+                        await trio.sleep(0.05)
+                front.cancel_scope.cancel()
+            nursery.cancel_scope.cancel()  # the writer flushes what is queued before it returns
+        log.info("csms.stopped writes=%d batches=%d", db.writes, db.batches)
+    finally:
+        engine.dispose()
+
+
+async def _start_front(ctx: Context, nursery: trio.Nursery, shutdown: trio.Event) -> Addresses:
+    settings = ctx.settings
+    endpoint = OcppEndpoint(ctx, nursery)
+    server = await nursery.start(
+        partial(
+            serve_websocket, endpoint, settings.ocpp_host, settings.ocpp_port, None,
+            max_message_size=settings.max_frame_bytes,
+        )
+    )
+    ocpp_port = server.port
+    hc = HypercornConfig()
+    hc.bind = [f"{settings.http_host}:{settings.http_port}"]
+    hc.accesslog = None
+    hc.errorlog = logging.getLogger("hypercorn.error")
+    hc.graceful_timeout = 3
+    binds = await nursery.start(partial(hypercorn_serve, create_app(ctx), hc, shutdown_trigger=shutdown.wait))
+    http = binds[0] if binds else f"http://{settings.http_host}:{settings.http_port}"
+    return Addresses(ocpp=f"ws://{_host(settings.ocpp_host)}:{ocpp_port}/ocpp", http=http)
+
+
+def _host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+async def run_until_signal(settings: Settings) -> None:
+    """The process entry point: SIGINT/SIGTERM trigger a graceful shutdown."""
+    shutdown = trio.Event()
+    async with trio.open_nursery() as nursery:
+
+        async def watch_signals() -> None:
+            with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                async for signum in signals:
+                    log.info("csms.signal %s: shutting down gracefully", signal.Signals(signum).name)
+                    shutdown.set()
+                    return
+
+        nursery.start_soon(watch_signals)
+        await serve(settings, shutdown=shutdown)
+        nursery.cancel_scope.cancel()

@@ -1,0 +1,63 @@
+"""Shared fixtures: a database URL per backend and a real `csms serve` subprocess."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from tests.support.server import CsmsProcess, start_csms
+
+PG_ENV = "CSMS_TEST_POSTGRES_URL"
+
+
+def _pg_schema_url(base: str) -> tuple[str, str]:
+    schema = "t_" + uuid.uuid4().hex[:12]
+    sep = "&" if "?" in base else "?"
+    return f"{base}{sep}options=-csearch_path%3D{schema}", schema
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_url(request, tmp_path) -> Iterator[str]:
+    """A fresh, empty database: an SQLite file, or a PostgreSQL schema of its own."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'csms.db'}"
+        return
+    base = os.environ.get(PG_ENV)
+    if not base:
+        pytest.skip(f"PostgreSQL tests need {PG_ENV} (e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test)")
+    from sqlalchemy import create_engine, text
+
+    url, schema = _pg_schema_url(base)
+    admin = create_engine(base)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        yield url
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@pytest.fixture
+def sqlite_url(tmp_path) -> str:
+    return f"sqlite:///{tmp_path / 'csms.db'}"
+
+
+@pytest.fixture
+def csms_args() -> list[str]:
+    """Extra `csms serve` flags; override in a test module to change them."""
+    return ["--allow-unknown-chargers"]
+
+
+@pytest.fixture
+def csms(db_url, tmp_path, csms_args) -> Iterator[CsmsProcess]:
+    """A real `csms serve` subprocess on free ports, stopped (SIGTERM) after the test."""
+    proc = start_csms(db_url, tmp_path, csms_args)
+    try:
+        yield proc
+    finally:
+        proc.stop()

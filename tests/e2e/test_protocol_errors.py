@@ -1,0 +1,99 @@
+"""Bad input on the OCPP side of a real `csms serve`: clear CallErrors, nothing lost, no hang."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import trio
+from trio_websocket import ConnectionClosed, ConnectionRejected, open_websocket_url
+
+from tests.support.chargepoint import connect
+
+
+@pytest.fixture
+def csms_args():
+    return ["--allow-unknown-chargers", "--call-timeout-seconds", "1", "--max-frame-bytes", "4096"]
+
+
+async def _ask(ws, frame: str) -> list:
+    await ws.send_message(frame)
+    with trio.fail_after(5):
+        return json.loads(await ws.get_message())
+
+
+@pytest.mark.parametrize(
+    "frame, code",
+    [
+        ("this is not json", "FormationViolation"),
+        ('[2,"m1","Heartbeat"]', "FormationViolation"),
+        ('[2,"m2","BootNotification",{"chargePointVendor":1,"chargePointModel":"M"}]', "TypeConstraintViolation"),
+        ('[2,"m3","StartTransaction",{"connectorId":1,"idTag":"T"}]', "OccurenceConstraintViolation"),
+        ('[2,"m4","FlyToTheMoon",{}]', "NotImplemented"),
+        ('[2,"m5","ReserveNow",{"connectorId":1,"expiryDate":"2026-01-01T00:00:00Z","idTag":"T","reservationId":1}]', "NotSupported"),
+    ],
+)
+async def test_bad_frame_gets_call_error_and_connection_keeps_serving(csms, frame, code):
+    async with open_websocket_url(csms.url("BAD1"), subprotocols=["ocpp1.6"]) as ws:
+        answer = await _ask(ws, frame)
+        assert answer[0] == 4 and answer[2] == code, answer
+        ok = await _ask(ws, '[2,"next","Heartbeat",{}]')
+        assert ok[0] == 3 and ok[1] == "next" and "currentTime" in ok[2]
+
+
+async def test_oversized_frame_closes_with_1009_and_server_keeps_serving(csms):
+    async with open_websocket_url(csms.url("BIG1"), subprotocols=["ocpp1.6"]) as ws:
+        await ws.send_message('[2,"big","DataTransfer",{"vendorId":"x","data":"' + "A" * 10000 + '"}]')
+        with trio.fail_after(5), pytest.raises(ConnectionClosed) as ei:
+            await ws.get_message()
+        assert ei.value.reason.code == 1009
+    async with connect(csms.ocpp, "BIG1") as cp:
+        assert "currentTime" in await cp.heartbeat()
+
+
+async def test_bad_frames_lose_nothing_already_stored(csms):
+    async with connect(csms.ocpp, "KEEP1") as cp:
+        tx = await cp.start(1, "TAGK", 100)
+        await cp.conn.send_raw("[[[")
+        await cp.conn.send_raw('[2,"z","StopTransaction",{"transactionId":"nope"}]')
+        await cp.stop(tx, 900)
+    async with csms.client() as http:
+        r = await http.get("/api/charge-points")
+    assert any(row["id"] == "KEEP1" for row in r.json()["data"])
+
+
+async def test_handshake_without_ocpp16_subprotocol_is_refused_and_logged(csms):
+    with pytest.raises(ConnectionRejected) as ei:
+        async with open_websocket_url(csms.url("NOPROTO"), subprotocols=["ocpp2.0.1"]):
+            pass
+    assert ei.value.status_code == 400
+    assert "handshake.refused reason=subprotocol" in csms.log()
+
+
+async def test_unanswered_csms_call_times_out_and_connection_stays_usable(csms):
+    async with connect(csms.ocpp, "SLOW1") as cp:
+        cp.answers.unlock = None  # never answer UnlockConnector
+        async with csms.client() as http:
+            with trio.fail_after(10):
+                r = await http.post("/api/charge-points/SLOW1/call",
+                                    json={"action": "UnlockConnector", "payload": {"connectorId": 1}})
+            assert r.status_code == 504
+            assert r.json() == {"success": False, "message": "Charge point did not respond in time"}
+            cp.answers.unlock = "Unlocked"
+            r = await http.post("/api/charge-points/SLOW1/call",
+                                json={"action": "UnlockConnector", "payload": {"connectorId": 1}})
+            assert r.status_code == 200 and r.json()["data"] == {"status": "Unlocked"}
+        assert "currentTime" in await cp.heartbeat()
+
+
+@pytest.mark.parametrize("csms_args", [[]])
+async def test_unknown_charge_point_is_refused_without_allow_unknown(csms):
+    with pytest.raises(ConnectionRejected) as ei:
+        async with open_websocket_url(csms.url("STRANGER"), subprotocols=["ocpp1.6"]):
+            pass
+    assert ei.value.status_code == 404
+    async with csms.client() as http:
+        r = await http.post("/api/stations", json={"chargePointId": "STRANGER"})
+        assert r.status_code == 201
+    async with connect(csms.ocpp, "STRANGER") as cp:
+        assert "currentTime" in await cp.heartbeat()
