@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import trio
+
 from .clock import Clock
 from .config import Settings
 from .db.database import Database
+from .payment_provider import PaymentProvider, SimulatedPaymentProvider
 from .registry import Registry
 
 __all__ = ["Context"]
@@ -20,3 +23,13 @@ class Context:
     registry: Registry
     # Charge point ids allowed to connect (loaded at start, grown by registration).
     known_charge_points: set[str] = field(default_factory=set)
+    payments: PaymentProvider = field(default_factory=SimulatedPaymentProvider)
+    _connector_locks: dict[tuple[str, int], trio.Lock] = field(default_factory=dict)
+
+    def connector_lock(self, cp_id: str, connector_id: int) -> trio.Lock:
+        """Serialises check-then-act flows (start, payment, unlock) on one connector."""
+        key = (cp_id, connector_id)
+        lock = self._connector_locks.get(key)
+        if lock is None:
+            lock = self._connector_locks[key] = trio.Lock()
+        return lock

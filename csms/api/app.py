@@ -11,7 +11,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..context import Context
-from . import chargepoints, stations
+from ..errors import CsmsError
+from . import chargepoints, connectors, payments, sessions, stations
 from .envelope import ApiError, envelope
 
 __all__ = ["create_app"]
@@ -37,6 +38,12 @@ def create_app(ctx: Context) -> FastAPI:
         if exc.status >= 500:
             log.error("api.error path=%s status=%s message=%r", request.url.path, exc.status, exc.message)
         return envelope(False, exc.message, exc.data, exc.status)
+
+    @app.exception_handler(CsmsError)
+    async def _domain_error(request: Request, exc: CsmsError):
+        if exc.status >= 500:
+            log.warning("api.upstream_error path=%s status=%s message=%r", request.url.path, exc.status, exc.message)
+        return envelope(False, exc.message, exc.payload(), exc.status)
 
     @app.exception_handler(RequestValidationError)
     async def _bad_body(request: Request, exc: RequestValidationError):
@@ -64,4 +71,7 @@ def create_app(ctx: Context) -> FastAPI:
 
     app.include_router(stations.router)
     app.include_router(chargepoints.router)
+    app.include_router(sessions.router)
+    app.include_router(connectors.router)
+    app.include_router(payments.router)
     return app

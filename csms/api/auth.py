@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import hmac
+from typing import Annotated
 
-from fastapi import Request
+from fastapi import Depends, Request
 
 from ..config import ApiToken
 from .envelope import ApiError
 
-__all__ = ["Principal", "authenticate", "require_admin", "require_user"]
+__all__ = ["Principal", "Admin", "User", "authenticate", "require_admin", "require_user"]
 
 Principal = ApiToken
 
@@ -34,3 +35,7 @@ def require_admin(request: Request) -> ApiToken:
     if who.role != "admin":
         raise ApiError(403, "This action needs an admin token")
     return who
+
+
+Admin = Annotated[ApiToken, Depends(require_admin)]
+User = Annotated[ApiToken, Depends(require_user)]

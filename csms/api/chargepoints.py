@@ -4,15 +4,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from pydantic import Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ..clock import iso
 from ..db.models import ChargePoint
-from ..ocppj import CallErrorReceived, CallTimeoutError, ConnectionClosedError, InvalidResponseError, OcppCallError
-from .auth import require_admin
+from ..ocppj import (
+    CallErrorReceived,
+    CallTimeoutError,
+    ConnectionClosedError,
+    InvalidResponseError,
+    OcppCallError,
+)
+from .auth import Admin
 from .envelope import ApiError, CamelModel, ok
 
 router = APIRouter(prefix="/api/charge-points", tags=["charge points"])
@@ -36,7 +42,7 @@ def _rows(s: Session) -> list[dict[str, Any]]:
 
 
 @router.get("")
-async def list_charge_points(request: Request, who=Depends(require_admin)):
+async def list_charge_points(request: Request, who: Admin):
     ctx = request.app.state.ctx
     rows = await ctx.db.read(_rows)
     for row in rows:
@@ -50,7 +56,7 @@ async def list_charge_points(request: Request, who=Depends(require_admin)):
 
 
 @router.post("", status_code=201)
-async def register_charge_point(body: ChargePointIn, request: Request, who=Depends(require_admin)):
+async def register_charge_point(body: ChargePointIn, request: Request, who: Admin):
     ctx = request.app.state.ctx
 
     def work(s: Session) -> bool:
@@ -66,7 +72,7 @@ async def register_charge_point(body: ChargePointIn, request: Request, who=Depen
 
 
 @router.post("/{cp_id}/call")
-async def raw_call(cp_id: str, body: RawCallIn, request: Request, who=Depends(require_admin)):
+async def raw_call(cp_id: str, body: RawCallIn, request: Request, who: Admin):
     """Send any OCPP 1.6 CSMS->charge point Call and return its answer (debugging aid)."""
     ctx = request.app.state.ctx
     live = ctx.registry.get(cp_id)

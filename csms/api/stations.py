@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from datetime import datetime
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from pydantic import Field
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from ..clock import iso
 from ..db.models import ChargePoint, Station, new_id
-from .auth import require_admin
+from .auth import Admin
 from .envelope import ApiError, CamelModel, ok
 
 router = APIRouter(prefix="/api/stations", tags=["stations"])
@@ -49,7 +49,7 @@ def create_station(s: Session, body: StationIn, now: datetime) -> tuple[StationO
 
 
 @router.post("", status_code=201)
-async def post_station(body: StationIn, request: Request, who=Depends(require_admin)):
+async def post_station(body: StationIn, request: Request, who: Admin):
     ctx = request.app.state.ctx
     if body.id is not None:
         exists = await ctx.db.read(lambda s: s.get(Station, body.id) is not None)
@@ -64,14 +64,14 @@ async def post_station(body: StationIn, request: Request, who=Depends(require_ad
 
 
 @router.get("")
-async def list_stations(request: Request, who=Depends(require_admin)):
+async def list_stations(request: Request, who: Admin):
     ctx = request.app.state.ctx
     rows = await ctx.db.read(lambda s: [_out(st) for st in s.scalars(select(Station).order_by(Station.created_at))])
     return ok([asdict(r) | {"online": ctx.registry.is_connected(r.chargePointId)} for r in rows])
 
 
 @router.get("/{station_id}")
-async def get_station(station_id: str, request: Request, who=Depends(require_admin)):
+async def get_station(station_id: str, request: Request, who: Admin):
     ctx = request.app.state.ctx
     st = await ctx.db.read(lambda s: (lambda row: _out(row) if row else None)(s.get(Station, station_id)))
     if st is None:

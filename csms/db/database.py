@@ -130,7 +130,10 @@ class Database:
             self._wake.set()
         if not ops:
             return
-        await trio.to_thread.run_sync(self._apply, ops, limiter=self._write_limiter)
+        # Shielded: these ops are already taken off the queue, and a commit
+        # that has started must finish before anyone is told about it.
+        with trio.CancelScope(shield=True):
+            await trio.to_thread.run_sync(self._apply, ops, limiter=self._write_limiter)
         self.batches += 1
         self.writes += len(ops)
         for op in ops:

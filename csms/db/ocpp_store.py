@@ -14,7 +14,14 @@ from sqlalchemy.orm import Session
 
 from .. import billing
 from ..reservations import ReservationStatus
-from .models import ChargePoint, ChargingSession, ConnectorStatus, PaymentReservation, Station, Transaction
+from .models import (
+    ChargePoint,
+    ChargingSession,
+    ConnectorStatus,
+    PaymentReservation,
+    Station,
+    Transaction,
+)
 
 __all__ = [
     "record_boot",

@@ -17,7 +17,12 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 import trio
-from ocpp.charge_point import camel_to_snake_case, remove_nones, serialize_as_dict, snake_to_camel_case
+from ocpp.charge_point import (
+    camel_to_snake_case,
+    remove_nones,
+    serialize_as_dict,
+    snake_to_camel_case,
+)
 from ocpp.routing import create_route_map
 from ocpp.v16 import call_result as v16_call_result
 

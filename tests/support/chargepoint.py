@@ -22,7 +22,7 @@ class Answers:
     """How the test charge point answers CSMS calls; tests change these fields."""
 
     def __init__(self) -> None:
-        self.remote_start = "Accepted"
+        self.remote_start: str | None = "Accepted"  # None: never answer
         self.remote_stop = "Accepted"
         self.unlock: str | None = "Unlocked"  # None: never answer
         self.trigger = "Accepted"
@@ -30,8 +30,10 @@ class Answers:
         self.on_trigger = None  # async callable(requested_message, connector_id)
 
     @on("RemoteStartTransaction")
-    def on_remote_start(self, id_tag, **kw):
+    async def on_remote_start(self, id_tag, **kw):
         self.received.append(("RemoteStartTransaction", {"id_tag": id_tag, **kw}))
+        if self.remote_start is None:
+            await trio.sleep_forever()
         return {"status": self.remote_start}
 
     @on("RemoteStopTransaction")

@@ -1,0 +1,36 @@
+"""/api/connectors: occupancy verdicts with their reasons and raw signals (admin)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+
+from ..occupancy import Verdict
+from ..occupancy_service import evaluate, evaluate_all, explain
+from ..sessions import active_station
+from .auth import Admin
+from .envelope import ApiError, ok
+
+router = APIRouter(prefix="/api/connectors", tags=["connectors"])
+
+
+def _minutes(ctx) -> float:
+    return ctx.settings.freshness.total_seconds() / 60
+
+
+@router.get("/{station_id}/{connector_id}/occupancy")
+async def connector_occupancy(station_id: str, connector_id: int, request: Request, who: Admin):
+    ctx = request.app.state.ctx
+    station = await active_station(ctx, station_id)
+    ev = await evaluate(ctx, station.charge_point_id, connector_id)
+    return ok({"chargingStationId": station.id, **explain(ev, _minutes(ctx))})
+
+
+@router.get("")
+async def list_connectors(request: Request, who: Admin, verdict: str | None = None):
+    ctx = request.app.state.ctx
+    if verdict is not None and verdict not in {v.value for v in Verdict}:
+        raise ApiError(400, f"verdict must be one of {', '.join(v.value for v in Verdict)}")
+    rows = [explain(ev, _minutes(ctx)) for ev in await evaluate_all(ctx)]
+    if verdict is not None:
+        rows = [r for r in rows if r["verdict"] == verdict]
+    return ok([{k: r[k] for k in ("chargePointId", "connectorId", "verdict", "reasons")} for r in rows])

@@ -1,0 +1,43 @@
+"""/api/Payments: Create, Confirm, Cancel a paid reservation of a connector."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from fastapi import APIRouter, Request
+from pydantic import Field
+
+from .. import payments
+from .auth import User
+from .envelope import CamelModel, ok
+from .sessions import TariffModel
+
+router = APIRouter(prefix="/api/Payments", tags=["payments"])
+
+
+class CreateIn(TariffModel):
+    amount: Decimal | None = Field(default=None, ge=0)
+
+
+class ReservationIn(CamelModel):
+    reservation_id: str = Field(min_length=1, max_length=64)
+    payment_method: str | None = Field(default=None, max_length=64)
+
+
+@router.post("/Create")
+async def create(body: CreateIn, request: Request, who: User):
+    data = await payments.create_reservation(
+        request.app.state.ctx, station_id=body.charging_station_id, connector_id=body.connector_id,
+        id_tag=body.charge_tag_id, tariff=body.charging_tariff, amount=body.amount)
+    return ok(data, "Reservation created; confirm the payment to start")
+
+
+@router.post("/Confirm")
+async def confirm(body: ReservationIn, request: Request, who: User):
+    data = await payments.confirm_reservation(request.app.state.ctx, body.reservation_id, body.payment_method)
+    return ok(data, "Payment confirmed; charging start requested")
+
+
+@router.post("/Cancel")
+async def cancel(body: ReservationIn, request: Request, who: User):
+    return ok(await payments.cancel_reservation(request.app.state.ctx, body.reservation_id), "Reservation cancelled")

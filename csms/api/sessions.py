@@ -1,0 +1,58 @@
+"""/api/ChargingSession: start, stop, show (the seeds' routes and shapes)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from pydantic import Field, field_validator
+
+from .. import sessions
+from ..billing import InvalidTariffError, parse_tariff
+from .auth import User
+from .envelope import CamelModel, ok
+
+router = APIRouter(prefix="/api/ChargingSession", tags=["charging sessions"])
+
+
+class TariffModel(CamelModel):
+    charging_station_id: str = Field(min_length=1, max_length=64)
+    connector_id: int = Field(ge=1, le=100)
+    charge_tag_id: str = Field(min_length=1, max_length=20)
+    charging_tariff: Any
+
+    @field_validator("charging_tariff")
+    @classmethod
+    def _tariff(cls, value: Any):
+        try:
+            return parse_tariff(value)
+        except InvalidTariffError as exc:
+            raise ValueError(f"must be a non-negative number per kWh ({exc})") from None
+
+
+class StartIn(TariffModel):
+    pass
+
+
+class StopIn(CamelModel):
+    session_id: str = Field(min_length=1, max_length=64)
+
+
+@router.post("/start-charging-session")
+async def start_charging_session(body: StartIn, request: Request, who: User):
+    started = await sessions.start_session(
+        request.app.state.ctx, station_id=body.charging_station_id, connector_id=body.connector_id,
+        id_tag=body.charge_tag_id, tariff=body.charging_tariff)
+    return ok({"sessionId": started.session_id, "chargePointId": started.charge_point_id,
+               "connectorId": body.connector_id, "status": "Accepted"}, "Charging session started")
+
+
+@router.post("/stop-charging-session")
+async def stop_charging_session(body: StopIn, request: Request, who: User):
+    data = await sessions.stop_session(request.app.state.ctx, body.session_id)
+    return ok(data, "Stop requested; the session ends when the charge point confirms")
+
+
+@router.get("/{session_id}")
+async def get_charging_session(session_id: str, request: Request, who: User):
+    return ok(await sessions.get_session(request.app.state.ctx, session_id))

@@ -1,0 +1,101 @@
+"""The occupancy shell: gather every signal for a connector, then ask `occupancy.decide`."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from .clock import as_utc, iso
+from .context import Context
+from .db.occupancy_store import StoredSignals, load_all_signals, load_connector_signals
+from .occupancy import (
+    ConnectorSignals,
+    Decision,
+    OpenTransaction,
+    PersistedStatus,
+    ReservationRef,
+    decide,
+)
+from .registry import LiveConnector
+
+__all__ = ["Evaluation", "evaluate", "evaluate_all", "explain"]
+
+log = logging.getLogger("csms.occupancy")
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    charge_point_id: str
+    connector_id: int
+    decision: Decision
+    websocket_present: bool
+    live: LiveConnector | None
+    stored: StoredSignals
+    now: datetime
+
+
+def _decide(ctx: Context, cp_id: str, connector_id: int, stored: StoredSignals,
+            exclude_reservation_id: str | None) -> Evaluation:
+    now = ctx.clock.now()
+    live_cp = ctx.registry.get(cp_id)
+    live = None if live_cp is None else live_cp.connectors.get(connector_id)
+    signals = ConnectorSignals(
+        websocket_present=live_cp is not None,
+        live_status=None if live is None else live.status,
+        persisted=None if stored.status is None else PersistedStatus(stored.status.status, stored.status.updated_at),
+        open_transactions=tuple(OpenTransaction(t.transaction_id, t.start_time) for t in stored.open_transactions),
+        reservations=tuple(ReservationRef(r.reservation_id, r.status) for r in stored.reservations),
+    )
+    decision = decide(signals, now=now, freshness=ctx.settings.freshness,
+                      exclude_reservation_id=exclude_reservation_id)
+    return Evaluation(cp_id, connector_id, decision, live_cp is not None, live, stored, now)
+
+
+async def evaluate(ctx: Context, cp_id: str, connector_id: int, *,
+                   exclude_reservation_id: str | None = None) -> Evaluation:
+    """Live registry + one database round trip -> a Decision with its reasons."""
+    stored = await ctx.db.read(lambda s: load_connector_signals(s, cp_id, connector_id))
+    return _decide(ctx, cp_id, connector_id, stored, exclude_reservation_id)
+
+
+async def evaluate_all(ctx: Context) -> list[Evaluation]:
+    """Every connector known to the database or to the live registry."""
+    stored = await ctx.db.read(load_all_signals)
+    for live_cp in ctx.registry:
+        for connector_id in live_cp.connectors:
+            if connector_id > 0:
+                stored.setdefault((live_cp.id, connector_id), StoredSignals())
+    return [_decide(ctx, cp, conn, sig, None) for (cp, conn), sig in sorted(stored.items())]
+
+
+def explain(ev: Evaluation, freshness_minutes: float) -> dict[str, Any]:
+    """The verdict, its reasons and every raw signal: the seed's debugging checklist in one answer."""
+    st = ev.stored.status
+    persisted = None
+    if st is not None:
+        age = (ev.now - as_utc(st.updated_at)).total_seconds()
+        persisted = {"status": st.status, "errorCode": st.error_code, "updatedAt": iso(st.updated_at),
+                     "ageSeconds": round(age, 1), "fresh": age <= freshness_minutes * 60,
+                     "usedForDecision": ev.live is None and age <= freshness_minutes * 60}
+    return {
+        "chargePointId": ev.charge_point_id,
+        "connectorId": ev.connector_id,
+        "verdict": ev.decision.verdict.value,
+        "reasons": list(ev.decision.reasons),
+        "signals": {
+            "websocketPresent": ev.websocket_present,
+            "liveStatus": None if ev.live is None else {
+                "status": ev.live.status, "errorCode": ev.live.error_code, "at": iso(ev.live.updated_at)},
+            "persistedStatus": persisted,
+            "openTransactions": [
+                {"transactionId": t.transaction_id, "idTag": t.id_tag, "startTime": iso(t.start_time),
+                 "meterStart": t.meter_start, "latestMeterWh": t.latest_meter_wh}
+                for t in ev.stored.open_transactions],
+            "activeReservations": [
+                {"reservationId": r.reservation_id, "status": r.status, "createdAt": iso(r.created_at)}
+                for r in ev.stored.reservations],
+            "freshnessMinutes": freshness_minutes,
+        },
+    }

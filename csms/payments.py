@@ -1,0 +1,150 @@
+"""Paid starts: reserve a connector, take the payment, then start remotely.
+
+The reservation lifecycle is the table in `csms.reservations`; every move here
+is a conditional update from an allowed source status, so two requests racing
+on one reservation cannot both move it. At most one active reservation per
+connector is enforced by a partial unique index; a conflict is ConnectorBusy.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from .clock import iso
+from .context import Context
+from .db.models import PaymentReservation
+from .errors import ConflictError, ConnectorBusyError, CsmsError, NotFoundError
+from .reservations import TRANSITIONS
+from .reservations import ReservationStatus as R
+from .sessions import _create_session, active_station, check_connector_free, remote_start
+
+__all__ = ["create_reservation", "confirm_reservation", "cancel_reservation", "reservation_view"]
+
+log = logging.getLogger("csms.payments")
+
+
+class PaymentDeclinedError(CsmsError):
+    status = 402
+    code = "PaymentDeclined"
+
+
+def reservation_view(r: PaymentReservation) -> dict[str, Any]:
+    return {"reservationId": r.id, "chargingStationId": r.station_id, "chargePointId": r.charge_point_id,
+            "connectorId": r.connector_id, "chargeTagId": r.id_tag, "chargingTariff": str(r.tariff),
+            "amount": None if r.amount is None else str(r.amount), "status": r.status,
+            "providerRef": r.provider_ref, "sessionId": r.session_id, "createdAt": iso(r.created_at),
+            "updatedAt": iso(r.updated_at)}
+
+
+def _move(reservation_id: str, dst: R, now: datetime, **values: Any):
+    """Move a reservation to dst from any status the lifecycle table allows; False if it was elsewhere."""
+    sources = [src.value for src, targets in TRANSITIONS.items() if dst in targets]
+
+    def work(s: Session) -> bool:
+        res = s.execute(update(PaymentReservation)
+                        .where(PaymentReservation.id == reservation_id, PaymentReservation.status.in_(sources))
+                        .values(status=dst.value, updated_at=now, **values))
+        return res.rowcount == 1
+
+    return work
+
+
+async def _load(ctx: Context, reservation_id: str) -> dict[str, Any]:
+    view = await ctx.db.read(lambda s: (lambda r: None if r is None else reservation_view(r))(
+        s.get(PaymentReservation, reservation_id)))
+    if view is None:
+        raise NotFoundError("Payment reservation not found")
+    return view
+
+
+async def create_reservation(ctx: Context, *, station_id: str, connector_id: int, id_tag: str,
+                             tariff: Decimal, amount: Decimal | None) -> dict[str, Any]:
+    station = await active_station(ctx, station_id)
+    cp_id = station.charge_point_id
+    async with ctx.connector_lock(cp_id, connector_id):
+        await check_connector_free(ctx, station, connector_id, action="payment_create")
+        now = ctx.clock.now()
+
+        def insert(s: Session) -> dict[str, Any]:
+            row = PaymentReservation(station_id=station.id, charge_point_id=cp_id, connector_id=connector_id,
+                                     id_tag=id_tag, tariff=tariff, amount=amount, status=R.PENDING_PAYMENT.value,
+                                     created_at=now, updated_at=now)
+            s.add(row)
+            s.flush()
+            return reservation_view(row)
+
+        try:
+            view = await ctx.db.write(insert)
+        except IntegrityError:
+            log.warning("payment_create.refused code=ConnectorBusy charge_point=%s connector=%s "
+                        "reasons=active_reservation_unique_index", cp_id, connector_id)
+            raise ConnectorBusyError(["active_reservation:unique_index_conflict"]) from None
+    intent = await ctx.payments.create_intent(view["reservationId"], amount)
+
+    def store_ref(s: Session) -> None:
+        s.execute(update(PaymentReservation).where(PaymentReservation.id == view["reservationId"])
+                  .values(provider_ref=intent.ref))
+
+    await ctx.db.write(store_ref)
+    log.info("reservation.created reservation=%s charge_point=%s connector=%s provider=%s",
+             view["reservationId"], cp_id, connector_id, ctx.payments.name)
+    return view | {"providerRef": intent.ref, "clientSecret": intent.client_secret}
+
+
+async def _abandon(ctx: Context, view: dict[str, Any], dst: R, why: str) -> None:
+    await ctx.db.write(_move(view["reservationId"], dst, ctx.clock.now()))
+    if view.get("providerRef"):
+        await ctx.payments.cancel(view["providerRef"])
+    log.warning("reservation.%s reservation=%s charge_point=%s connector=%s why=%s", dst.value.lower(),
+                view["reservationId"], view["chargePointId"], view["connectorId"], why)
+
+
+async def confirm_reservation(ctx: Context, reservation_id: str, payment_method: str | None) -> dict[str, Any]:
+    view = await _load(ctx, reservation_id)
+    if view["status"] not in (R.PENDING_PAYMENT, R.AUTHORIZED):
+        raise ConflictError(f"Reservation is {view['status']}, it cannot be confirmed", code="InvalidState")
+    if view["status"] == R.PENDING_PAYMENT:
+        if not await ctx.payments.confirm(view["providerRef"], payment_method):
+            await ctx.db.write(_move(reservation_id, R.FAILED, ctx.clock.now()))
+            raise PaymentDeclinedError("Payment was declined")
+        await ctx.db.write(_move(reservation_id, R.AUTHORIZED, ctx.clock.now()))
+    station = await active_station(ctx, view["chargingStationId"])
+    connector_id = view["connectorId"]
+    async with ctx.connector_lock(station.charge_point_id, connector_id):
+        try:
+            live = await check_connector_free(ctx, station, connector_id, action="payment_confirm",
+                                              exclude_reservation_id=reservation_id)
+        except CsmsError as exc:
+            await _abandon(ctx, view, R.CANCELLED, exc.code or exc.message)
+            raise
+        now = ctx.clock.now()
+        session_id = await ctx.db.write(_create_session(station, connector_id, view["chargeTagId"],
+                                                        Decimal(view["chargingTariff"]), now, reservation_id))
+        if not await ctx.db.write(_move(reservation_id, R.START_REQUESTED, now, session_id=session_id)):
+            raise ConflictError("Reservation changed while confirming", code="InvalidState")
+        try:
+            await remote_start(ctx, live, session_id, connector_id, view["chargeTagId"])
+        except CsmsError as exc:
+            await _abandon(ctx, view, R.FAILED, exc.code or exc.message)
+            raise
+    log.info("reservation.start_requested reservation=%s session=%s", reservation_id, session_id)
+    return {"reservationId": reservation_id, "sessionId": session_id, "status": R.START_REQUESTED.value}
+
+
+async def cancel_reservation(ctx: Context, reservation_id: str) -> dict[str, Any]:
+    view = await _load(ctx, reservation_id)
+    if view["status"] == R.CHARGING:
+        raise ConflictError("Reservation is charging; stop the session instead", code="InvalidState")
+    if not await ctx.db.write(_move(reservation_id, R.CANCELLED, ctx.clock.now())):
+        raise ConflictError(f"Reservation is {view['status']}, it cannot be cancelled", code="InvalidState")
+    if view["providerRef"]:
+        await ctx.payments.cancel(view["providerRef"])
+    log.info("reservation.cancelled reservation=%s by=user", reservation_id)
+    return {"reservationId": reservation_id, "status": R.CANCELLED.value}

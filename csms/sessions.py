@@ -1,0 +1,193 @@
+"""Starting and stopping charging sessions: checks, the session row, the remote call.
+
+A session is created `Requested`; the charge point's answer to
+RemoteStartTransaction moves it to `Accepted` or `Failed`; its own
+StartTransaction links it (`Charging`) and StopTransaction ends it. Nothing
+here marks the connector busy: only the charge point's own messages do.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import update
+from sqlalchemy.orm import Session
+
+from . import metrics
+from .clock import iso
+from .commands import ChargePointCommands
+from .context import Context
+from .db.models import ChargingSession
+from .db.occupancy_store import StationRef, find_station
+from .errors import (
+    ChargePointError,
+    ChargePointTimeoutError,
+    ChargerOfflineError,
+    ConflictError,
+    ConnectorBusyError,
+    NotFoundError,
+)
+from .occupancy import Verdict
+from .occupancy_service import evaluate
+from .ocppj import CallErrorReceived, CallTimeoutError, ConnectionClosedError, InvalidResponseError
+from .registry import LiveChargePoint
+
+__all__ = ["start_session", "stop_session", "get_session", "session_view", "active_station",
+           "check_connector_free", "remote_start"]
+
+log = logging.getLogger("csms.sessions")
+
+
+async def active_station(ctx: Context, station_id: str) -> StationRef:
+    station = await ctx.db.read(lambda s: find_station(s, station_id))
+    if station is None or not station.active:
+        raise NotFoundError("Charging station not found or inactive")
+    return station
+
+
+async def check_connector_free(ctx: Context, station: StationRef, connector_id: int, *,
+                               action: str, exclude_reservation_id: str | None = None) -> LiveChargePoint:
+    """Raise ChargerOffline / ConnectorBusy (logging which predicates fired); return the live charge point."""
+    cp_id = station.charge_point_id
+    live = ctx.registry.get(cp_id)
+    if live is None:
+        metrics.START_REFUSED.labels("ChargerOffline").inc()
+        log.warning("%s.refused code=ChargerOffline station=%s charge_point=%s connector=%s",
+                    action, station.id, cp_id, connector_id)
+        raise ChargerOfflineError()
+    ev = await evaluate(ctx, cp_id, connector_id, exclude_reservation_id=exclude_reservation_id)
+    if ev.decision.verdict is Verdict.OFFLINE:
+        metrics.START_REFUSED.labels("ChargerOffline").inc()
+        raise ChargerOfflineError()
+    if ev.decision.busy:
+        metrics.START_REFUSED.labels("ConnectorBusy").inc()
+        log.warning("%s.refused code=ConnectorBusy station=%s charge_point=%s connector=%s reasons=%s",
+                    action, station.id, cp_id, connector_id, ",".join(ev.decision.reasons))
+        raise ConnectorBusyError(list(ev.decision.reasons))
+    return live
+
+
+def _create_session(station: StationRef, connector_id: int, id_tag: str, tariff: Decimal, now: datetime,
+                    reservation_id: str | None = None):
+    def work(s: Session) -> str:
+        row = ChargingSession(station_id=station.id, charge_point_id=station.charge_point_id,
+                              connector_id=connector_id, id_tag=id_tag, tariff=tariff, status="Requested",
+                              reservation_id=reservation_id, created_at=now, updated_at=now)
+        s.add(row)
+        s.flush()
+        return row.id
+
+    return work
+
+
+def _mark(session_id: str, status: str, now: datetime, reason: str | None = None):
+    """Move a still-`Requested` session on; a StartTransaction that came first wins."""
+
+    def work(s: Session) -> bool:
+        values: dict[str, Any] = {"status": status, "updated_at": now}
+        if status == "Failed":
+            values |= {"failure_reason": reason, "end_time": now, "end_reason": "StartFailed"}
+        res = s.execute(update(ChargingSession)
+                        .where(ChargingSession.id == session_id, ChargingSession.status == "Requested")
+                        .values(**values))
+        return res.rowcount == 1
+
+    return work
+
+
+async def remote_start(ctx: Context, live: LiveChargePoint, session_id: str, connector_id: int,
+                       id_tag: str) -> None:
+    """Send RemoteStartTransaction; on anything but Accepted the session is failed and the error raised."""
+    commands = ChargePointCommands(live.connection)
+    cp_id = live.id
+    try:
+        status = await commands.remote_start(connector_id, id_tag)
+    except CallTimeoutError:
+        await ctx.db.write(_mark(session_id, "Failed", ctx.clock.now(), "RemoteStartTransaction timed out"))
+        log.warning("session.start_failed session=%s charge_point=%s connector=%s why=timeout",
+                    session_id, cp_id, connector_id)
+        raise ChargePointTimeoutError(sessionId=session_id) from None
+    except (CallErrorReceived, ConnectionClosedError, InvalidResponseError) as exc:
+        await ctx.db.write(_mark(session_id, "Failed", ctx.clock.now(), str(exc)))
+        log.warning("session.start_failed session=%s charge_point=%s connector=%s why=%r",
+                    session_id, cp_id, connector_id, str(exc))
+        raise ChargePointError(f"Charge point could not start: {exc}", sessionId=session_id) from None
+    if status != "Accepted":
+        await ctx.db.write(_mark(session_id, "Failed", ctx.clock.now(), f"RemoteStartTransaction {status}"))
+        log.warning("session.start_rejected session=%s charge_point=%s connector=%s status=%s",
+                    session_id, cp_id, connector_id, status)
+        raise ConflictError("Charge point rejected the remote start", code="RemoteStartRejected",
+                            sessionId=session_id)
+    await ctx.db.write(_mark(session_id, "Accepted", ctx.clock.now()))
+
+
+@dataclass(frozen=True)
+class Started:
+    session_id: str
+    charge_point_id: str
+
+
+async def start_session(ctx: Context, *, station_id: str, connector_id: int, id_tag: str,
+                        tariff: Decimal) -> Started:
+    station = await active_station(ctx, station_id)
+    async with ctx.connector_lock(station.charge_point_id, connector_id):
+        live = await check_connector_free(ctx, station, connector_id, action="start")
+        session_id = await ctx.db.write(_create_session(station, connector_id, id_tag, tariff, ctx.clock.now()))
+        log.info("session.requested session=%s station=%s charge_point=%s connector=%s id_tag=%s",
+                 session_id, station.id, station.charge_point_id, connector_id, id_tag)
+        await remote_start(ctx, live, session_id, connector_id, id_tag)
+    return Started(session_id, station.charge_point_id)
+
+
+def _load(session_id: str):
+    def work(s: Session) -> dict[str, Any] | None:
+        row = s.get(ChargingSession, session_id)
+        return None if row is None else session_view(row)
+
+    return work
+
+
+def session_view(row: ChargingSession) -> dict[str, Any]:
+    return {
+        "sessionId": row.id, "chargingStationId": row.station_id, "chargePointId": row.charge_point_id,
+        "connectorId": row.connector_id, "chargeTagId": row.id_tag, "chargingTariff": str(row.tariff),
+        "status": row.status, "transactionId": row.transaction_id, "reservationId": row.reservation_id,
+        "createdAt": iso(row.created_at), "startTime": iso(row.start_time), "endTime": iso(row.end_time),
+        "meterStart": row.meter_start, "endMeterReading": row.end_meter_wh, "energyWh": row.energy_wh,
+        "energyKwh": None if row.energy_wh is None else str((Decimal(row.energy_wh) / 1000).quantize(Decimal("0.001"))),
+        "chargingTotalFee": None if row.fee is None else str(row.fee), "meterSource": row.meter_source,
+        "endReason": row.end_reason, "failureReason": row.failure_reason, "reconciled": bool(row.reconciled),
+    }
+
+
+async def get_session(ctx: Context, session_id: str) -> dict[str, Any]:
+    view = await ctx.db.read(_load(session_id))
+    if view is None:
+        raise NotFoundError("Charging session not found")
+    return view
+
+
+async def stop_session(ctx: Context, session_id: str) -> dict[str, Any]:
+    """Ask the charge point to stop; the session ends when its StopTransaction arrives."""
+    view = await get_session(ctx, session_id)
+    if view["endTime"] is not None:
+        raise ConflictError("Charging session already ended", code="SessionEnded")
+    if view["transactionId"] is None:
+        raise ConflictError("Charging session has no transaction yet", code="NoTransaction", status=view["status"])
+    live = ctx.registry.get(view["chargePointId"])
+    if live is None:
+        raise ChargerOfflineError()
+    try:
+        status = await ChargePointCommands(live.connection).remote_stop(view["transactionId"])
+    except CallTimeoutError:
+        raise ChargePointTimeoutError(sessionId=session_id) from None
+    except (CallErrorReceived, ConnectionClosedError, InvalidResponseError) as exc:
+        raise ChargePointError(f"Charge point could not stop: {exc}") from None
+    if status != "Accepted":
+        raise ConflictError("Charge point rejected the remote stop", code="RemoteStopRejected")
+    log.info("session.stop_requested session=%s transaction=%s", session_id, view["transactionId"])
+    return {"sessionId": session_id, "transactionId": view["transactionId"], "status": "StopRequested"}

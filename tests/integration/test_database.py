@@ -1,0 +1,90 @@
+"""The database layer on SQLite and PostgreSQL: schema, partial unique index, group-commit writer."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import pytest
+import trio
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from csms.db.database import Database, DatabaseClosedError
+from csms.db.engine import create_schema, make_engine
+from csms.db.models import AuditEvent, PaymentReservation
+
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def _reservation(rid: str, status: str = "PendingPayment", connector: int = 1) -> PaymentReservation:
+    return PaymentReservation(id=rid, station_id="S", charge_point_id="CP", connector_id=connector, id_tag="T",
+                              tariff=Decimal("0.25"), status=status, created_at=NOW, updated_at=NOW)
+
+
+@pytest.fixture
+async def db(db_url, nursery):
+    engine = make_engine(db_url)
+    create_schema(engine)
+    database = Database(engine)
+    await nursery.start(database.run_writer)
+    yield database
+    engine.dispose()
+
+
+async def test_one_active_reservation_per_connector(db):
+    await db.write(lambda s: s.add(_reservation("a")))
+    with pytest.raises(IntegrityError):
+        await db.write(lambda s: s.add(_reservation("b", "Authorized")))
+    # Terminal ones do not count, and other connectors are independent.
+    await db.write(lambda s: s.add(_reservation("c", "Cancelled")))
+    await db.write(lambda s: s.add(_reservation("d", "Failed")))
+    await db.write(lambda s: s.add(_reservation("e", connector=2)))
+    ids = await db.read(lambda s: sorted(r.id for r in s.scalars(select(PaymentReservation))))
+    assert ids == ["a", "c", "d", "e"]
+
+
+async def test_a_failing_write_in_a_batch_does_not_take_the_others_down(db):
+    await db.write(lambda s: s.add(_reservation("first")))
+    results = {}
+
+    async def put(name, fn):
+        try:
+            results[name] = await db.write(fn)
+        except IntegrityError:
+            results[name] = "conflict"
+
+    def audit(i):
+        return lambda s: s.add(AuditEvent(at=NOW, actor="t", action=f"a{i}")) or i
+
+    async with trio.open_nursery() as n:
+        for i in range(20):
+            n.start_soon(put, i, audit(i))
+        n.start_soon(put, "dup", lambda s: s.add(_reservation("second")))
+    assert results.pop("dup") == "conflict"
+    assert results == {i: i for i in range(20)}
+    assert await db.read(lambda s: len(list(s.scalars(select(AuditEvent))))) == 20
+    assert db.batches < 21 + 1  # grouped: fewer commits than writes
+
+
+async def test_submit_latest_keeps_only_the_newest_per_key(db):
+    for i in range(5):
+        db.submit_latest("k", lambda s, i=i: s.add(AuditEvent(at=NOW, actor="t", action=f"v{i}")))
+    await db.write(lambda s: None)
+    actions = await db.read(lambda s: [a.action for a in s.scalars(select(AuditEvent))])
+    assert actions == ["v4"]
+
+
+async def test_writer_flushes_queued_writes_when_cancelled(db_url):
+    engine = make_engine(db_url)
+    create_schema(engine)
+    database = Database(engine)
+    async with trio.open_nursery() as n:
+        await n.start(database.run_writer)
+        for i in range(50):
+            database.submit(lambda s, i=i: s.add(AuditEvent(at=NOW, actor="t", action=f"q{i}")))
+        n.cancel_scope.cancel()
+    with pytest.raises(DatabaseClosedError):
+        database.submit(lambda s: None)
+    assert database.run_sync(lambda s: len(list(s.scalars(select(AuditEvent))))) == 50
+    engine.dispose()
