@@ -565,9 +565,10 @@ async def _worker_async(args: argparse.Namespace, proc_idx: int, nprocs: int, id
             progress[row + _P_OPENED] = st.opened
             progress[row + _P_FAILED] = sum(st.open_failed.values())
             progress[row + _P_SETUP] = st.setup_done
-            progress[row + _P_CALLS] = st.completed
+            progress[row + _P_CALLS] = st.completed - calls_before_window
             await asyncio.sleep(0.25)
 
+    calls_before_window = 0
     tick = asyncio.create_task(ticker())
     connect_kw = _connect_kwargs()
     t0 = time.monotonic()
@@ -592,6 +593,10 @@ async def _worker_async(args: argparse.Namespace, proc_idx: int, nprocs: int, id
     measure_server = proc_idx == 0 and server_pid is not None
     if measure_server:
         srv["go"] = sample_server(server_pid).__dict__
+    progress[row + _P_OPENED] = st.opened
+    progress[row + _P_FAILED] = sum(st.open_failed.values())
+    progress[row + _P_SETUP] = st.setup_done
+    calls_before_window = st.completed
     cpu0 = _self_cpu()
     go.t_start = time.monotonic()
     go.deadline = go.t_start + args.duration
@@ -905,6 +910,7 @@ def _progress_printer(progress: Any, procs: int, args: argparse.Namespace, stop:
     t0 = time.monotonic()
     last_stage = _STAGE_RAMP
     last_print = 0.0
+    t_window = t0
     bound = args.cps / args.ramp_rate + args.duration + 600
     while not stop.wait(0.5) and time.monotonic() - t0 < bound:
         rows = [progress[i * _P_WIDTH:(i + 1) * _P_WIDTH] for i in range(procs)]
@@ -916,11 +922,12 @@ def _progress_printer(progress: Any, procs: int, args: argparse.Namespace, stop:
                   f"{setup} set up", file=sys.stderr, flush=True)
             last_print = now
         elif stage == _STAGE_WINDOW and last_stage == _STAGE_RAMP:
+            t_window = now
             print(f"[bench] ramp done: {opened}/{args.cps} connected, {failed} failed, {setup} set up; "
                   f"measuring {args.duration:g} s ({args.mode})", file=sys.stderr, flush=True)
             last_print = now
         elif stage == _STAGE_WINDOW and now - last_print >= 5.0:
-            print(f"[bench] window: {calls} calls so far", file=sys.stderr, flush=True)
+            print(f"[bench] window {now - t_window:4.1f}s: {calls} calls answered so far", file=sys.stderr, flush=True)
             last_print = now
         last_stage = max(last_stage, stage)
         if stage == _STAGE_DONE:

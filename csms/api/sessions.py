@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
 from pydantic import Field, field_validator
 
-from .. import sessions
+from .. import sessions, unlock
 from ..billing import InvalidTariffError, parse_tariff
-from .auth import User
+from .auth import Admin, User
 from .envelope import CamelModel, ok
 
 router = APIRouter(prefix="/api/ChargingSession", tags=["charging sessions"])
@@ -56,3 +57,16 @@ async def stop_charging_session(body: StopIn, request: Request, who: User):
 @router.get("/{session_id}")
 async def get_charging_session(session_id: str, request: Request, who: User):
     return ok(await sessions.get_session(request.app.state.ctx, session_id))
+
+
+class UnlockIn(CamelModel):
+    charging_station_id: str = Field(min_length=1, max_length=64)
+    connector_id: int = Field(ge=0, le=100)
+
+
+@router.post("/unlock-connector")
+async def unlock_connector(body: UnlockIn, request: Request, who: Admin):
+    result = await unlock.unlock_connector(request.app.state.ctx, body.charging_station_id, body.connector_id,
+                                           actor=f"{who.role}:{who.name}")
+    status, payload = unlock.response_body(result)
+    return JSONResponse(payload, status_code=status)

@@ -202,8 +202,15 @@ def stop_transaction(
     if session is None:
         return StopResult(known=True, reconciled=late, session_id=None)
     settlement = billing.settle(tx.meter_start, session.tariff, meter_stop=meter_stop)
-    close_session_with_settlement(s, session, settlement, end_time=stop_time, reason=tx.stop_reason, now=now)
-    session.reconciled = late
+    if late:
+        # The real figures replace our estimate; the session keeps why it was ended early.
+        session.end_time = stop_time
+        session.end_meter_wh, session.energy_wh, session.fee = settlement.end_meter_wh, settlement.energy_wh, settlement.fee
+        session.meter_source = settlement.source.value
+        session.reconciled = True
+        session.updated_at = now
+    else:
+        close_session_with_settlement(s, session, settlement, end_time=stop_time, reason=tx.stop_reason, now=now)
     return StopResult(True, late, session.id, settlement.energy_wh, str(settlement.fee))
 
 

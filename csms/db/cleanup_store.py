@@ -1,0 +1,111 @@
+"""Force-ending stuck sessions and releasing a connector: the units of work behind unlock and maintenance.
+
+Each function is one atomic unit. Every update is conditional on the row
+still being open, so two cleanups racing on one connector cannot end a session
+twice or bill it twice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from .. import billing
+from ..reservations import TERMINAL, ReservationStatus
+from .models import AuditEvent, ChargingSession, ConnectorStatus, PaymentReservation, Transaction
+from .ocpp_store import close_session_with_settlement, close_transaction_estimated
+
+__all__ = ["ForcedEnd", "ConnectorRelease", "find_stuck_sessions", "force_end_session", "release_connector",
+           "audit"]
+
+_TERMINAL = tuple(s.value for s in TERMINAL)
+
+
+@dataclass(frozen=True)
+class ForcedEnd:
+    session_id: str
+    transaction_id: int | None
+    end_meter_wh: int
+    energy_wh: int
+    fee: str
+    meter_source: str
+
+
+@dataclass(frozen=True)
+class ConnectorRelease:
+    closed_transactions: tuple[int, ...]
+    cancelled_reservations: tuple[str, ...]
+    status_reset_from: str | None
+
+
+def audit(s: Session, *, actor: str, action: str, at: datetime, charge_point_id: str | None = None,
+          connector_id: int | None = None, subject: str | None = None, **details: Any) -> None:
+    s.add(AuditEvent(at=at, actor=actor, action=action, charge_point_id=charge_point_id,
+                     connector_id=connector_id, subject=subject, details=details or None))
+
+
+def find_stuck_sessions(s: Session, cp_id: str, connector_id: int) -> list[str]:
+    """Sessions on the connector that have not ended (whatever state they claim)."""
+    return list(s.scalars(select(ChargingSession.id).where(
+        ChargingSession.charge_point_id == cp_id, ChargingSession.connector_id == connector_id,
+        ChargingSession.end_time.is_(None)).order_by(ChargingSession.created_at)))
+
+
+def force_end_session(s: Session, session_id: str, *, now: datetime, reason: str, actor: str) -> ForcedEnd | None:
+    """End one session with the best meter estimate and close its transaction; None if already ended."""
+    claimed = s.execute(update(ChargingSession)
+                        .where(ChargingSession.id == session_id, ChargingSession.end_time.is_(None))
+                        .values(end_time=now, updated_at=now))
+    if claimed.rowcount != 1:
+        return None  # someone else ended it first
+    session = s.get(ChargingSession, session_id)
+    session.end_time = None  # let the settlement below set every end field consistently
+    tx = None if session.transaction_id is None else s.get(Transaction, session.transaction_id)
+    if tx is not None and tx.stop_time is None:
+        settlement = close_transaction_estimated(s, tx, now=now, reason=reason)
+    else:
+        meter_start = tx.meter_start if tx is not None else (session.meter_start or 0)
+        meter_stop = tx.meter_stop if tx is not None else None
+        settlement = billing.settle(meter_start, session.tariff, meter_stop=meter_stop)
+        close_session_with_settlement(s, session, settlement, end_time=now, reason=reason, now=now)
+    assert settlement is not None
+    audit(s, actor=actor, action="session.force_ended", at=now, charge_point_id=session.charge_point_id,
+          connector_id=session.connector_id, subject=session_id, reason=reason,
+          transaction_id=session.transaction_id, energy_wh=settlement.energy_wh, fee=str(settlement.fee),
+          meter_source=settlement.source.value)
+    return ForcedEnd(session_id, session.transaction_id, settlement.end_meter_wh, settlement.energy_wh,
+                     str(settlement.fee), settlement.source.value)
+
+
+def release_connector(s: Session, cp_id: str, connector_id: int, *, now: datetime, reason: str,
+                      live_occupied: bool, actor: str) -> ConnectorRelease:
+    """Close what still holds the connector: open transactions, active reservations, a stale busy status.
+
+    The persisted status is left alone when the live status says the connector
+    is really in use (the charge point is the authority on that).
+    """
+    closed = []
+    for tx in s.scalars(select(Transaction).where(
+            Transaction.charge_point_id == cp_id, Transaction.connector_id == connector_id,
+            Transaction.stop_time.is_(None))):
+        close_transaction_estimated(s, tx, now=now, reason=reason)
+        closed.append(tx.id)
+    cancelled = []
+    for res in s.scalars(select(PaymentReservation).where(
+            PaymentReservation.charge_point_id == cp_id, PaymentReservation.connector_id == connector_id,
+            PaymentReservation.status.not_in(_TERMINAL))):
+        res.status, res.updated_at = ReservationStatus.CANCELLED.value, now
+        cancelled.append(res.id)
+    reset_from = None
+    row = s.get(ConnectorStatus, (cp_id, connector_id))
+    if row is not None and row.status != "Available" and not live_occupied:
+        reset_from, row.status, row.error_code, row.updated_at = row.status, "Available", "NoError", now
+    if closed or cancelled or reset_from:
+        audit(s, actor=actor, action="connector.released", at=now, charge_point_id=cp_id,
+              connector_id=connector_id, reason=reason, closed_transactions=closed,
+              cancelled_reservations=cancelled, status_reset_from=reset_from)
+    return ConnectorRelease(tuple(closed), tuple(cancelled), reset_from)
