@@ -62,7 +62,8 @@ __all__ = ["main", "build_parser"]
 
 EXAMPLES = """examples:
   python -m csms.bench                                   # 100 connections, mixed, 15 s, own csms serve + SQLite
-  python -m csms.bench --cps 500 --duration 15           # the target load: >= 5000 calls/s, p99 < 50 ms
+  python -m csms.bench --cps 500 --duration 15           # saturate: how many calls/s, at what latency
+  python -m csms.bench --cps 500 --rate 5000             # paced: 10 calls/s per connection; p99 of service time
   python -m csms.bench --cps 1000 --mode heartbeat --json
   python -m csms.bench --cps 10000 --mode hold --duration 60 --ramp-rate 500   # held connections + RSS
   python -m csms.bench --db postgresql+psycopg://postgres@127.0.0.1:5432/bench --cps 200
@@ -243,6 +244,8 @@ class Stats:
         self.errors: Counter[str] = Counter()
         self.setup_errors: Counter[str] = Counter()
         self.setup_lat = array("d")
+        self.sched_lat = array("d")  # --rate: ms from the scheduled send time to the CallResult
+        self.send_lag = array("d")  # --rate: ms the send was behind its schedule
         self.opened = 0
         self.open_failed: Counter[str] = Counter()
         self.setup_done = 0
@@ -259,6 +262,8 @@ class Stats:
         d = dict(self.__dict__)
         d["lat"] = {k: v.tolist() for k, v in self.lat.items()}
         d["setup_lat"] = self.setup_lat.tolist()
+        d["sched_lat"] = self.sched_lat.tolist()
+        d["send_lag"] = self.send_lag.tolist()
         for k in ("errors", "setup_errors", "open_failed"):
             d[k] = dict(d[k])
         return d
@@ -269,7 +274,7 @@ class Dropped(Exception):
 
 
 class Conn:
-    __slots__ = ("ws", "cp_id", "st", "seq", "phase", "deadline", "closed_exc")
+    __slots__ = ("ws", "cp_id", "st", "seq", "phase", "deadline", "closed_exc", "interval", "next_slot")
 
     def __init__(self, ws: Any, cp_id: str, st: Stats, closed_exc: type[BaseException]) -> None:
         self.ws = ws
@@ -279,6 +284,8 @@ class Conn:
         self.phase = "setup"  # setup | window | cleanup
         self.deadline = 0.0
         self.closed_exc = closed_exc
+        self.interval = 0.0  # --rate: seconds between this connection's calls in the window (0 = back to back)
+        self.next_slot = 0.0
 
     def err(self, kind: str) -> None:
         if self.phase == "window":
@@ -299,12 +306,25 @@ class Conn:
 
     async def call(self, action: str, payload: dict[str, Any]) -> dict[str, Any] | None:
         """Send one Call and wait for its answer; the CallResult payload, or None on error."""
+        st = self.st
+        slot = 0.0
+        if self.interval and self.phase == "window":  # paced (--rate): wait for this connection's next slot
+            slot = self.next_slot
+            now = time.monotonic()
+            if slot >= self.deadline:
+                await asyncio.sleep(max(0.0, self.deadline - now))
+                return None
+            if slot > now:
+                await asyncio.sleep(slot - now)
+            elif now - slot > self.interval:  # fell behind by more than a slot: do not burst to catch up
+                self.next_slot = now
+            self.next_slot += self.interval
         self.seq += 1
         uid = str(self.seq)
         frame = _DUMPS([2, uid, action, payload])
         ws = self.ws
-        st = self.st
         t0 = time.perf_counter()
+        m0 = time.monotonic()
         try:
             await ws.send(frame)
             async with asyncio.timeout(CALL_TIMEOUT):
@@ -341,8 +361,13 @@ class Conn:
                 if lat is None:
                     lat = st.lat[action] = array("d")
                 lat.append((t1 - t0) * 1000.0)
-                if time.monotonic() <= self.deadline:
+                m1 = time.monotonic()
+                if m1 <= self.deadline:
                     st.ok_in_window += 1
+                if slot:
+                    # from the scheduled send time: includes the wait for a late slot (no coordinated omission)
+                    st.sched_lat.append((m1 - slot) * 1000.0)
+                    st.send_lag.append((m0 - slot) * 1000.0)
             elif self.phase == "setup":
                 st.setup_lat.append((t1 - t0) * 1000.0)
             else:
@@ -429,9 +454,11 @@ async def run_mixed(c: Conn, ncon: int, rnd: random.Random) -> None:
             for k in active:
                 if over():
                     break
-                await c.call("StopTransaction", {
-                    "transactionId": tx.pop(k), "idTag": tag[k], "meterStop": register[k],
+                res = await c.call("StopTransaction", {
+                    "transactionId": tx[k], "idTag": tag[k], "meterStop": register[k],
                     "timestamp": _now_iso(), "reason": "Local"})
+                if res is not None:
+                    tx.pop(k)
                 await c.call("StatusNotification", _sn(k, "Available"))
         c.phase = "cleanup"  # not counted: stop what is still open
         for k, tid in list(tx.items()):
@@ -522,6 +549,9 @@ async def _connection_main(idx: int, cp_id: str, args: argparse.Namespace, st: S
     await go.wait()
     c.deadline = go.deadline
     c.phase = "window"
+    if args.rate and args.mode != "hold":
+        c.interval = args.cps / args.rate
+        c.next_slot = go.t_start + rnd.random() * c.interval
     if args.mode == "mixed":
         await run_mixed(c, args.connectors, rnd)
     elif args.mode == "heartbeat":
@@ -749,6 +779,8 @@ def merge(parts: list[dict[str, Any]], args: argparse.Namespace) -> dict[str, An
     open_failed: Counter[str] = Counter()
     lat_by_action: dict[str, list[float]] = {}
     setup_lat: list[float] = []
+    sched_lat: list[float] = []
+    send_lag: list[float] = []
     tot: Counter[str] = Counter()
     cpu_window, mwall, ramp, fatal = [], [], [], []
     srv_window: dict[str, Any] = {}
@@ -762,6 +794,8 @@ def merge(parts: list[dict[str, Any]], args: argparse.Namespace) -> dict[str, An
         for a, v in p["lat"].items():
             lat_by_action.setdefault(a, []).extend(v)
         setup_lat.extend(p["setup_lat"])
+        sched_lat.extend(p["sched_lat"])
+        send_lag.extend(p["send_lag"])
         for k in ("opened", "setup_done", "dropped", "held", "ok_in_window", "server_calls", "unmatched",
                   "cleanup_calls", "no_subprotocol", "n"):
             tot[k] += p[k]
@@ -809,6 +843,16 @@ def merge(parts: list[dict[str, Any]], args: argparse.Namespace) -> dict[str, An
         "server_calls": tot["server_calls"], "unmatched": tot["unmatched"], "cleanup_calls": tot["cleanup_calls"],
         "_server_window": srv_window,
     }
+    if args.rate and args.mode != "hold":
+        sched_lat.sort()
+        send_lag.sort()
+        res["paced"] = {
+            "target_calls_per_s": args.rate, "per_connection_interval_ms": round(1000 * args.cps / args.rate, 3),
+            "achieved_ratio": round(res["calls_per_s"] / args.rate, 3),
+            "sched_lat_ms": {"p50": _pct(sched_lat, 0.5), "p99": _pct(sched_lat, 0.99),
+                             "max": round(sched_lat[-1], 3) if sched_lat else None},
+            "send_lag_ms": {"p50": _pct(send_lag, 0.5), "p99": _pct(send_lag, 0.99)},
+        }
     if args.mode == "hold":
         res["hold"] = {"requested": args.cps, "held_to_end": tot["held"], "all_held": tot["held"] == args.cps,
                        "interval_s": args.hold_interval}
@@ -880,6 +924,12 @@ def human(r: dict[str, Any]) -> str:
         f"driver CPU : {r['driver_cpu']['pct_of_one_core']}% of one core "
         f"(busiest process {r['driver_cpu']['max_proc_pct']}%)",
     ]
+    if "paced" in r:
+        pc = r["paced"]
+        lines.append(f"paced      : target {pc['target_calls_per_s']} calls/s ({pc['per_connection_interval_ms']} ms "
+                     f"between a connection's calls), achieved x{pc['achieved_ratio']}; from the scheduled send: "
+                     f"p50={pc['sched_lat_ms']['p50']} p99={pc['sched_lat_ms']['p99']} ms; "
+                     f"send lag p99={pc['send_lag_ms']['p99']} ms")
     if "hold" in r:
         h = r["hold"]
         lines.append(f"hold       : {h['held_to_end']}/{h['requested']} held to the end "
@@ -989,6 +1039,10 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--cps", type=int, default=100, metavar="N", help="connections (charge points), default 100")
     ap.add_argument("--duration", type=float, default=15.0, metavar="S", help="measured window in s, default 15")
     ap.add_argument("--mode", choices=("mixed", "heartbeat", "hold"), default="mixed", help="default mixed")
+    ap.add_argument("--rate", type=float, default=0.0, metavar="CALLS_PER_S",
+                    help="pace the window at this many calls/s in total (each connection sends one call every "
+                         "cps/rate s, random phase) instead of back to back; latency then is service time, not "
+                         "queueing. Default 0 = back to back (closed loop)")
     ap.add_argument("--connectors", type=int, default=2, help="connectors per charge point (mixed), default 2")
     ap.add_argument("--procs", type=int, default=1, metavar="K",
                     help="driver processes, default 1 (more only helps with more than 2 cores)")
@@ -1031,6 +1085,8 @@ def _validate(ap: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         ap.error("--connectors must be in 1..100")
     if not 0 < args.ramp_rate <= 100_000:
         ap.error("--ramp-rate must be in (0, 100000]")
+    if not 0 <= args.rate <= 1_000_000:
+        ap.error("--rate must be in [0, 1000000]")
     if not 0.1 <= args.hold_interval <= 3600:
         ap.error("--hold-interval must be in [0.1, 3600]")
     if args.url and (args.db or args.server_arg or args.workdir):

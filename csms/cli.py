@@ -85,6 +85,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_maintenance(serve)
     serve.add_argument("--ports-file", help="write the bound addresses as JSON here once listening")
     _add_logging(serve)
+
+    maint = sub.add_parser(
+        "maintenance", help="apply the database maintenance rules once (stale reservations, old statuses, idle sessions)",
+        description="Runs the rules that need only the database against --db and prints a table of actions. "
+                    "Live rules (offline detection, silent connectors, orphaned transactions) run inside `csms serve`.")
+    _add_db(maint)
+    maint.add_argument("--dry-run", action="store_true", help="print what would be done; change nothing")
+    _add_maintenance(maint)
+    _add_logging(maint)
     return parser
 
 
@@ -136,13 +145,42 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_maintenance(args: argparse.Namespace) -> int:
+    from .clock import SystemClock
+    from .db.database import Database
+    from .db.engine import create_schema, make_engine
+    from .maintenance import Thresholds, threshold
+    from .maintenance_runner import run_offline
+
+    th = Thresholds(
+        reservation_timeout=threshold(args.reservation_timeout_minutes, "minutes"),
+        status_release=threshold(args.status_release_minutes, "minutes"),
+        orphan_grace=threshold(args.orphan_grace_seconds, "seconds"),
+        session_idle=threshold(args.session_idle_hours, "hours"),
+    )
+    engine = make_engine(args.db)
+    try:
+        create_schema(engine)
+        actions = run_offline(Database(engine), th, SystemClock().now(), dry_run=args.dry_run)
+    finally:
+        engine.dispose()
+    header = ("action", "charge point", "connector", "subject", "reason")
+    rows = [(a.kind.value, a.charge_point_id, str(a.connector_id or "-"), a.subject, a.reason) for a in actions]
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    for r in [header, tuple("-" * w for w in widths), *rows]:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+    verb = "would apply" if args.dry_run else "applied"
+    print(f"\n{len(actions)} action(s) {verb}{' (dry run: nothing changed)' if args.dry_run else ''}.")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     from .logs import setup_logging
 
     parser = build_parser()
     args = parser.parse_args(argv)
     setup_logging(args.log_level, args.log_format)
-    handlers = {"serve": _cmd_serve}
+    handlers = {"serve": _cmd_serve, "maintenance": _cmd_maintenance}
     return handlers[args.command](args)
 
 

@@ -32,6 +32,9 @@ class LiveChargePoint:
     booted_at: datetime | None = None
     # Latest Energy.Active.Import.Register (Wh) per open transaction id, as sampled.
     meter_wh: dict[int, int] = field(default_factory=dict)
+    # Connectors we sent TriggerMessage StatusNotification for (0: all of them).
+    triggered: set[int] = field(default_factory=set)
+    ping_failed: bool = False
 
 
 class Registry:

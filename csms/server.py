@@ -23,6 +23,8 @@ from .db.database import Database
 from .db.engine import create_schema, make_engine, redact
 from .db.models import ChargePoint
 from .handlers import ChargePointHandlers
+from .maintenance import Thresholds
+from .maintenance_runner import maintenance_loop, run_offline, watch_silent_connectors
 from .metrics import CONNECTED, HANDSHAKES_REFUSED
 from .ocppj import SUBPROTOCOL, OcppConnection
 from .registry import LiveChargePoint, Registry
@@ -101,7 +103,10 @@ class OcppEndpoint:
             self.nursery.start_soon(old.connection.ws.aclose)
         log.info("charge_point.connected charge_point=%s remote=%s", cp_id, request.remote)
         try:
-            await conn.run()
+            async with trio.open_nursery() as watchers:
+                watchers.start_soon(watch_silent_connectors, ctx, live)
+                await conn.run()
+                watchers.cancel_scope.cancel()
         finally:
             if ctx.registry.detach(live):
                 log.info("charge_point.disconnected charge_point=%s", cp_id)
@@ -129,9 +134,14 @@ async def serve(
         known = await trio.to_thread.run_sync(_load_known, db)
         ctx = Context(settings=settings, clock=clock, db=db, registry=Registry(), known_charge_points=known)
         log.info("csms.database url=%s charge_points=%d", redact(engine.url.render_as_string(False)), len(known))
+        # Start-up maintenance runs before any charge point can connect.
+        actions = await trio.to_thread.run_sync(
+            partial(run_offline, db, Thresholds.from_settings(settings), clock.now(), dry_run=False))
+        log.info("csms.startup_maintenance actions=%d", len(actions))
         async with trio.open_nursery() as nursery:
             await nursery.start(db.run_writer)
             async with trio.open_nursery() as front:
+                await front.start(maintenance_loop, ctx)
                 addresses = await _start_front(ctx, front, shutdown)
                 log.info("csms.listening ocpp=%s/{chargePointId} http=%s docs=%s/docs",
                          addresses.ocpp, addresses.http, addresses.http)

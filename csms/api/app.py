@@ -12,7 +12,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..context import Context
 from ..errors import CsmsError
-from . import chargepoints, connectors, payments, sessions, stations
+from . import chargepoints, connectors, maintenance, payments, sessions, stations
 from .envelope import ApiError, envelope
 
 __all__ = ["create_app"]
@@ -74,4 +74,5 @@ def create_app(ctx: Context) -> FastAPI:
     app.include_router(sessions.router)
     app.include_router(connectors.router)
     app.include_router(payments.router)
+    app.include_router(maintenance.router)
     return app

@@ -96,6 +96,8 @@ class Transaction(Base):
     meter_start: Mapped[int] = mapped_column(Integer)
     meter_stop: Mapped[int | None] = mapped_column(Integer)
     start_time: Mapped[datetime] = mapped_column(UtcDateTime)
+    # When the CSMS stored it (start_time is the charge point's clock).
+    opened_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     stop_time: Mapped[datetime | None] = mapped_column(UtcDateTime)
     stop_reason: Mapped[str | None] = mapped_column(String(32))
     latest_meter_wh: Mapped[int | None] = mapped_column(Integer)

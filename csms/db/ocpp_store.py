@@ -126,6 +126,7 @@ def start_transaction(
         id_tag=id_tag,
         meter_start=meter_start,
         start_time=start_time,
+        opened_at=now,
     )
     s.add(tx)
     s.flush()

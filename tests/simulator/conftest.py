@@ -52,6 +52,8 @@ async def start_fleet(nursery: trio.Nursery, url: str, spec: FleetSpec, *, onlin
     if online:
         with trio.fail_after(5):
             await fleet.wait_online()
+            for cp in fleet:
+                await cp.flush()  # the statuses after boot have been answered
     return fleet
 
 

@@ -104,6 +104,7 @@ class LibCentral:
         self._received: list[Received] = []
         self._lock = threading.Lock()
         self._points: dict[str, _Point] = {}
+        self.connections: list[str] = []  # charge point id of every WebSocket accepted, in order
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._stop: asyncio.Event | None = None
@@ -147,6 +148,7 @@ class LibCentral:
         point = _Point(cp_id, ws, response_timeout=self.response_timeout)
         point.central = self
         self._points[cp_id] = point
+        self.connections.append(cp_id)
         try:
             await point.start()
         except websockets.ConnectionClosed:
@@ -167,17 +169,16 @@ class LibCentral:
     def connected(self) -> list[str]:
         return list(self._points)
 
-    def send(self, cp_id: str, request: Any) -> Any:
+    def send(self, cp_id: str, request: Any, suppress: bool = False) -> Any:
         """Send a Call (a v16 `call.X`) to a connected charge point; blocks for the result.
 
-        Raises asyncio.TimeoutError (as the library does) if it is not answered in time.
+        Raises asyncio.TimeoutError (as the library does) if it is not answered in
+        time, and the library's OCPPError for a CallError unless `suppress`.
         """
         assert self._loop is not None
-        fut: Future[Any] = asyncio.run_coroutine_threadsafe(self._send(cp_id, request), self._loop)
+        coro = self._points[cp_id].call(request, suppress=suppress)
+        fut: Future[Any] = asyncio.run_coroutine_threadsafe(coro, self._loop)
         return fut.result(self.response_timeout + 5)
-
-    async def _send(self, cp_id: str, request: Any) -> Any:
-        return await self._points[cp_id].call(request)
 
     def wait_for(self, predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
         deadline = time.monotonic() + timeout

@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 
 from simulator.errors import ConfigError
-from simulator.faults import FAULTS, FaultBook, FaultSpec, Trigger, fault_from_mapping, parse_fault_option
+from simulator.faults import (
+    FAULTS,
+    FaultBook,
+    FaultSpec,
+    Trigger,
+    fault_from_mapping,
+    parse_fault_option,
+)
 from simulator.rng import Rng
 
 ALL_FAULTS = {

@@ -6,7 +6,14 @@ import pytest
 
 from simulator.configstore import ConfigStore
 from simulator.errors import ConfigError
-from simulator.fleetspec import DriverSpec, FleetSpec, GroupSpec, load_fleet_file, session_plan, session_plans
+from simulator.fleetspec import (
+    DriverSpec,
+    FleetSpec,
+    GroupSpec,
+    load_fleet_file,
+    session_plan,
+    session_plans,
+)
 from simulator.rng import Rng
 
 FLEET_TOML = """

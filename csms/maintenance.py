@@ -1,0 +1,233 @@
+"""Maintenance: stale state heals itself. Pure selection over plain rows -> actions with reasons.
+
+Each `select_*` function takes rows, live facts, a threshold and `now`, and
+returns the actions to apply, each with the reason a person reads in the log
+and the audit trail. A threshold of None (0 or below on the command line)
+disables that rule. The IO shell that gathers rows and applies actions is
+`csms.maintenance_runner`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+
+__all__ = [
+    "ActionKind", "Action", "Thresholds", "ReservationRow", "StatusRow", "OpenTransactionRow",
+    "LiveConnectorRow", "LiveChargePointRow", "SessionActivityRow",
+    "select_stale_reservations", "select_releasable_statuses", "select_offline_charge_points",
+    "select_silent_connectors", "select_orphaned_transactions", "select_idle_sessions", "threshold",
+]
+
+STALE_RESERVATION_STATUSES = frozenset({"PendingPayment", "Authorized", "StartRequested"})
+
+
+class ActionKind(StrEnum):
+    CANCEL_RESERVATION = "cancel_reservation"
+    RELEASE_STATUS = "release_status"
+    MARK_OFFLINE = "mark_offline"
+    TRIGGER_STATUS = "trigger_status"
+    CLOSE_ORPHANED = "close_orphaned"
+    END_IDLE_SESSION = "end_idle_session"
+
+
+@dataclass(frozen=True)
+class Action:
+    kind: ActionKind
+    charge_point_id: str
+    connector_id: int | None
+    subject: str  # reservation id, transaction id, session id, status, ...
+    reason: str
+
+
+def threshold(value: float, unit: str) -> timedelta | None:
+    """A configured threshold; 0 or below disables the rule (as the seed says)."""
+    return None if value <= 0 else timedelta(**{unit: value})
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    reservation_timeout: timedelta | None = timedelta(minutes=60)
+    status_release: timedelta | None = timedelta(minutes=240)
+    heartbeat_timeout_factor: float = 2.5
+    status_grace: timedelta | None = timedelta(seconds=30)
+    orphan_grace: timedelta | None = timedelta(seconds=120)
+    session_idle: timedelta | None = None
+
+    @classmethod
+    def from_settings(cls, s) -> Thresholds:
+        return cls(
+            reservation_timeout=threshold(s.reservation_timeout_minutes, "minutes"),
+            status_release=threshold(s.status_release_minutes, "minutes"),
+            heartbeat_timeout_factor=s.heartbeat_timeout_factor,
+            status_grace=threshold(s.status_grace_seconds, "seconds"),
+            orphan_grace=threshold(s.orphan_grace_seconds, "seconds"),
+            session_idle=threshold(s.session_idle_hours, "hours"),
+        )
+
+
+def _utc(t: datetime) -> datetime:
+    return t.replace(tzinfo=UTC) if t.tzinfo is None else t
+
+
+def _age(now: datetime, then: datetime) -> timedelta:
+    return _utc(now) - _utc(then)
+
+
+def _human(d: timedelta) -> str:
+    s = int(d.total_seconds())
+    if s >= 3600:
+        return f"{s // 3600}h{(s % 3600) // 60:02d}m"
+    if s >= 60:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s}s"
+
+
+# ------------------------------------------------------------------ rows
+@dataclass(frozen=True)
+class ReservationRow:
+    reservation_id: str
+    charge_point_id: str
+    connector_id: int
+    status: str
+    updated_at: datetime  # when it entered its current status
+
+
+@dataclass(frozen=True)
+class StatusRow:
+    charge_point_id: str
+    connector_id: int
+    status: str
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class OpenTransactionRow:
+    transaction_id: int
+    charge_point_id: str
+    connector_id: int
+    opened_at: datetime  # CSMS time it was stored
+
+
+@dataclass(frozen=True)
+class LiveConnectorRow:
+    charge_point_id: str
+    connector_id: int
+    status: str
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class LiveChargePointRow:
+    charge_point_id: str
+    last_seen: datetime
+    heartbeat_interval: float  # seconds
+    ping_failed: bool = False
+
+
+@dataclass(frozen=True)
+class SessionActivityRow:
+    session_id: str
+    charge_point_id: str
+    connector_id: int
+    last_activity: datetime  # newest of: start, meter sample, status change, any message
+
+
+# ------------------------------------------------------------- selectors
+def select_stale_reservations(rows: Iterable[ReservationRow], *, now: datetime,
+                              timeout: timedelta | None) -> list[Action]:
+    """PendingPayment/Authorized/StartRequested reservations stuck longer than the timeout -> Cancelled."""
+    if timeout is None:
+        return []
+    return [
+        Action(ActionKind.CANCEL_RESERVATION, r.charge_point_id, r.connector_id, r.reservation_id,
+               f"{r.status} for {_human(_age(now, r.updated_at))} (timeout {_human(timeout)})")
+        for r in rows
+        if r.status in STALE_RESERVATION_STATUSES and _age(now, r.updated_at) > timeout
+    ]
+
+
+def select_releasable_statuses(rows: Iterable[StatusRow], *, now: datetime, release_after: timedelta | None,
+                               open_tx_connectors: set[tuple[str, int]],
+                               reserved_connectors: set[tuple[str, int]]) -> list[Action]:
+    """Old non-Available persisted statuses -> Available, only where nothing else holds the connector."""
+    if release_after is None:
+        return []
+    out = []
+    for r in rows:
+        key = (r.charge_point_id, r.connector_id)
+        if r.status == "Available" or _age(now, r.updated_at) <= release_after:
+            continue
+        if key in open_tx_connectors or key in reserved_connectors:
+            continue
+        out.append(Action(ActionKind.RELEASE_STATUS, r.charge_point_id, r.connector_id, r.status,
+                          f"stored {r.status} is {_human(_age(now, r.updated_at))} old, "
+                          f"no open transaction, no active reservation"))
+    return out
+
+
+def select_offline_charge_points(rows: Iterable[LiveChargePointRow], *, now: datetime,
+                                 factor: float) -> list[Action]:
+    """Connected but silent for factor x heartbeat interval, or failing ping/pong -> offline."""
+    out = []
+    for r in rows:
+        silent = _age(now, r.last_seen)
+        limit = timedelta(seconds=r.heartbeat_interval * factor)
+        if r.ping_failed:
+            out.append(Action(ActionKind.MARK_OFFLINE, r.charge_point_id, None, "ping", "WebSocket ping got no pong"))
+        elif factor > 0 and silent > limit:
+            out.append(Action(ActionKind.MARK_OFFLINE, r.charge_point_id, None, "silence",
+                              f"nothing received for {_human(silent)} (limit {factor:g} x {r.heartbeat_interval:g}s)"))
+    return out
+
+
+def select_silent_connectors(charge_point_id: str, *, expected: set[int], reported: set[int],
+                             already_triggered: set[int]) -> list[Action]:
+    """After the grace period: TriggerMessage StatusNotification for connectors that said nothing.
+
+    `expected` are the connectors the CSMS knows of (stored statuses, open
+    transactions, reservations); with none known and none reported, one
+    trigger without a connector id asks for all of them (connector None).
+    """
+    if not expected and not reported:
+        if 0 in already_triggered:
+            return []
+        return [Action(ActionKind.TRIGGER_STATUS, charge_point_id, None, "StatusNotification",
+                       "no StatusNotification at all since connect")]
+    return [
+        Action(ActionKind.TRIGGER_STATUS, charge_point_id, c, "StatusNotification",
+               "no StatusNotification for this connector since connect")
+        for c in sorted(expected - reported - already_triggered) if c > 0
+    ]
+
+
+def select_orphaned_transactions(txs: Iterable[OpenTransactionRow], live: dict[tuple[str, int], LiveConnectorRow], *,
+                                 now: datetime, grace: timedelta | None) -> list[Action]:
+    """Open transactions whose connector the charge point itself reports Available (since after it opened)."""
+    if grace is None:
+        return []
+    out = []
+    for t in txs:
+        st = live.get((t.charge_point_id, t.connector_id))
+        if st is None or st.status != "Available":
+            continue
+        if _utc(st.updated_at) < _utc(t.opened_at) or _age(now, st.updated_at) <= grace:
+            continue
+        out.append(Action(ActionKind.CLOSE_ORPHANED, t.charge_point_id, t.connector_id, str(t.transaction_id),
+                          f"connector reports Available for {_human(_age(now, st.updated_at))} "
+                          f"(grace {_human(grace)}) but StopTransaction never came"))
+    return out
+
+
+def select_idle_sessions(rows: Iterable[SessionActivityRow], *, now: datetime,
+                         idle: timedelta | None) -> list[Action]:
+    """Sessions with no meter value, status change or message for `idle` -> force-ended."""
+    if idle is None:
+        return []
+    return [
+        Action(ActionKind.END_IDLE_SESSION, r.charge_point_id, r.connector_id, r.session_id,
+               f"no activity for {_human(_age(now, r.last_activity))} (limit {_human(idle)})")
+        for r in rows if _age(now, r.last_activity) > idle
+    ]

@@ -1,0 +1,280 @@
+"""The IO shell of maintenance: gather rows and live facts, ask `csms.maintenance`, apply, audit, count, log.
+
+Runs once at start-up (before the OCPP server accepts connections), then every
+`--maintenance-interval-seconds` in the server's nursery, on demand through
+`POST /api/maintenance/run`, and from the CLI (`csms maintenance`) against the
+database alone. Each action is applied in its own transaction and re-checks its
+condition there, so a row that changed since it was selected is left alone.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import trio
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from . import metrics
+from .clock import as_utc
+from .commands import ChargePointCommands
+from .context import Context
+from .db.cleanup_store import audit, force_end_session
+from .db.database import Database
+from .db.models import ChargingSession, ConnectorStatus, PaymentReservation, Transaction
+from .db.ocpp_store import close_transaction_estimated
+from .maintenance import (
+    STALE_RESERVATION_STATUSES,
+    Action,
+    ActionKind,
+    LiveChargePointRow,
+    LiveConnectorRow,
+    OpenTransactionRow,
+    ReservationRow,
+    SessionActivityRow,
+    StatusRow,
+    Thresholds,
+    select_idle_sessions,
+    select_offline_charge_points,
+    select_orphaned_transactions,
+    select_releasable_statuses,
+    select_silent_connectors,
+    select_stale_reservations,
+)
+from .ocppj import OcppjError
+from .registry import LiveChargePoint
+from .reservations import TERMINAL
+
+__all__ = ["Snapshot", "load_snapshot", "plan_database_actions", "run_once", "run_offline",
+           "maintenance_loop", "watch_silent_connectors"]
+
+log = logging.getLogger("csms.maintenance")
+ACTOR = "system:maintenance"
+_TERMINAL = tuple(s.value for s in TERMINAL)
+
+
+@dataclass
+class Snapshot:
+    reservations: list[ReservationRow] = field(default_factory=list)
+    statuses: list[StatusRow] = field(default_factory=list)
+    open_transactions: list[OpenTransactionRow] = field(default_factory=list)
+    sessions: list[SessionActivityRow] = field(default_factory=list)
+
+
+def load_snapshot(s: Session) -> Snapshot:
+    """Everything the database-side rules look at, in one read transaction."""
+    snap = Snapshot()
+    for r in s.scalars(select(PaymentReservation).where(PaymentReservation.status.not_in(_TERMINAL))):
+        snap.reservations.append(ReservationRow(r.id, r.charge_point_id, r.connector_id, r.status, as_utc(r.updated_at)))
+    status_at = {}
+    for st in s.scalars(select(ConnectorStatus).where(ConnectorStatus.connector_id > 0)):
+        snap.statuses.append(StatusRow(st.charge_point_id, st.connector_id, st.status, as_utc(st.updated_at)))
+        status_at[(st.charge_point_id, st.connector_id)] = as_utc(st.updated_at)
+    tx_activity = {}
+    for t in s.scalars(select(Transaction).where(Transaction.stop_time.is_(None))):
+        opened = as_utc(t.opened_at or t.start_time)
+        snap.open_transactions.append(OpenTransactionRow(t.id, t.charge_point_id, t.connector_id, opened))
+        tx_activity[t.id] = max(x for x in (opened, as_utc(t.latest_meter_at)) if x is not None)
+    for cs in s.scalars(select(ChargingSession).where(ChargingSession.end_time.is_(None))):
+        moments = [as_utc(cs.created_at), as_utc(cs.start_time), tx_activity.get(cs.transaction_id),
+                   status_at.get((cs.charge_point_id, cs.connector_id))]
+        snap.sessions.append(SessionActivityRow(cs.id, cs.charge_point_id, cs.connector_id,
+                                                max(m for m in moments if m is not None)))
+    return snap
+
+
+def plan_database_actions(snap: Snapshot, th: Thresholds, now: datetime,
+                          live_connectors: dict[tuple[str, int], LiveConnectorRow] | None = None) -> list[Action]:
+    """The rules that need only stored rows (plus live statuses for orphans, when running in the server)."""
+    open_keys = {(t.charge_point_id, t.connector_id) for t in snap.open_transactions}
+    reserved = {(r.charge_point_id, r.connector_id) for r in snap.reservations}
+    actions = select_stale_reservations(snap.reservations, now=now, timeout=th.reservation_timeout)
+    cancelled = {(a.charge_point_id, a.connector_id) for a in actions}
+    actions += select_releasable_statuses(snap.statuses, now=now, release_after=th.status_release,
+                                          open_tx_connectors=open_keys, reserved_connectors=reserved - cancelled)
+    if live_connectors is not None:
+        actions += select_orphaned_transactions(snap.open_transactions, live_connectors, now=now, grace=th.orphan_grace)
+    orphaned_tx = {a.subject for a in actions if a.kind is ActionKind.CLOSE_ORPHANED}
+    idle = select_idle_sessions(snap.sessions, now=now, idle=th.session_idle)
+    return actions + [a for a in idle if a.subject not in orphaned_tx]
+
+
+# ------------------------------------------------------------- applying
+def _apply_db_action(a: Action, now: datetime) -> Callable[[Session], bool]:
+    """The unit of work for one database action; returns False when the row no longer qualifies."""
+
+    def cancel_reservation(s: Session) -> bool:
+        done = s.execute(update(PaymentReservation).where(
+            PaymentReservation.id == a.subject, PaymentReservation.status.in_(STALE_RESERVATION_STATUSES))
+            .values(status="Cancelled", updated_at=now)).rowcount == 1
+        return _audited(s, done)
+
+    def release_status(s: Session) -> bool:
+        held = s.scalar(select(func.count()).select_from(Transaction).where(
+            Transaction.charge_point_id == a.charge_point_id, Transaction.connector_id == a.connector_id,
+            Transaction.stop_time.is_(None))) or s.scalar(select(func.count()).select_from(PaymentReservation).where(
+            PaymentReservation.charge_point_id == a.charge_point_id, PaymentReservation.connector_id == a.connector_id,
+            PaymentReservation.status.not_in(_TERMINAL)))
+        if held:
+            return False
+        done = s.execute(update(ConnectorStatus).where(
+            ConnectorStatus.charge_point_id == a.charge_point_id, ConnectorStatus.connector_id == a.connector_id,
+            ConnectorStatus.status == a.subject).values(status="Available", updated_at=now)).rowcount == 1
+        return _audited(s, done)
+
+    def close_orphaned(s: Session) -> bool:
+        tx = s.get(Transaction, int(a.subject))
+        if tx is None or tx.stop_time is not None:
+            return False
+        close_transaction_estimated(s, tx, now=now, reason="Orphaned")
+        return _audited(s, True)
+
+    def end_idle(s: Session) -> bool:
+        return force_end_session(s, a.subject, now=now, reason="IdleTimeout", actor=ACTOR) is not None
+
+    def _audited(s: Session, done: bool) -> bool:
+        if done:
+            audit(s, actor=ACTOR, action=f"maintenance.{a.kind.value}", at=now, charge_point_id=a.charge_point_id,
+                  connector_id=a.connector_id, subject=a.subject, reason=a.reason)
+        return done
+
+    return {
+        ActionKind.CANCEL_RESERVATION: cancel_reservation,
+        ActionKind.RELEASE_STATUS: release_status,
+        ActionKind.CLOSE_ORPHANED: close_orphaned,
+        ActionKind.END_IDLE_SESSION: end_idle,
+    }[a.kind]
+
+
+def _log(a: Action, *, applied: bool, dry_run: bool) -> None:
+    what = "would" if dry_run else ("applied" if applied else "skipped")
+    log.log(logging.INFO if applied or dry_run else logging.DEBUG,
+            "maintenance.%s %s charge_point=%s connector=%s subject=%s reason=%r",
+            a.kind.value, what, a.charge_point_id, a.connector_id, a.subject, a.reason)
+    if applied and not dry_run:
+        metrics.MAINTENANCE_ACTIONS.labels(a.kind.value).inc()
+
+
+def run_offline(db: Database, th: Thresholds, now: datetime, *, dry_run: bool) -> list[Action]:
+    """The database-only rules, synchronously (start-up and `csms maintenance`)."""
+    actions = plan_database_actions(db.run_sync(load_snapshot), th, now)
+    for a in actions:
+        applied = False if dry_run else db.run_sync(_apply_db_action(a, now))
+        _log(a, applied=applied, dry_run=dry_run)
+    return actions
+
+
+def _live_rows(ctx: Context) -> tuple[list[LiveChargePointRow], dict[tuple[str, int], LiveConnectorRow]]:
+    cps, connectors = [], {}
+    for live in ctx.registry:
+        cps.append(LiveChargePointRow(live.id, live.last_seen, live.heartbeat_interval, live.ping_failed))
+        for c, st in live.connectors.items():
+            connectors[(live.id, c)] = LiveConnectorRow(live.id, c, st.status, st.updated_at)
+    return cps, connectors
+
+
+async def run_once(ctx: Context, *, dry_run: bool = False) -> list[Action]:
+    """Every rule against the database and the live registry; returns what was (or would be) done."""
+    th = Thresholds.from_settings(ctx.settings)
+    now = ctx.clock.now()
+    snap = await ctx.db.read(load_snapshot)
+    cps, live_connectors = _live_rows(ctx)
+    actions = select_offline_charge_points(cps, now=now, factor=th.heartbeat_timeout_factor)
+    offline = {a.charge_point_id for a in actions}
+    live_connectors = {k: v for k, v in live_connectors.items() if k[0] not in offline}
+    actions += plan_database_actions(snap, th, now, live_connectors)
+    for a in actions:
+        applied = False
+        if not dry_run:
+            if a.kind is ActionKind.MARK_OFFLINE:
+                applied = await _mark_offline(ctx, a)
+            else:
+                applied = await ctx.db.write(_apply_db_action(a, now))
+        _log(a, applied=applied, dry_run=dry_run)
+    return actions
+
+
+async def _mark_offline(ctx: Context, a: Action) -> bool:
+    live = ctx.registry.get(a.charge_point_id)
+    if live is None or not ctx.registry.detach(live):
+        return False
+    log.warning("charge_point.offline charge_point=%s reason=%r (live statuses dropped; occupancy falls back "
+                "to stored status)", a.charge_point_id, a.reason)
+    metrics.CONNECTED.set(len(ctx.registry))
+    with trio.move_on_after(5):
+        await live.connection.ws.aclose(1001, "no heartbeat")
+    ctx.db.submit(lambda s: audit(s, actor=ACTOR, action="maintenance.mark_offline", at=ctx.clock.now(),
+                                  charge_point_id=a.charge_point_id, reason=a.reason))
+    return True
+
+
+async def _ping_silent(ctx: Context, nursery: trio.Nursery) -> None:
+    """Ping charge points silent for longer than their heartbeat interval; no pong marks them."""
+    now = ctx.clock.now()
+
+    async def probe(live: LiveChargePoint) -> None:
+        with trio.move_on_after(max(5.0, ctx.settings.call_timeout_seconds / 3)) as scope:
+            try:
+                await live.connection.ws.ping()
+            except Exception:
+                live.ping_failed = True
+                return
+        if scope.cancelled_caught:
+            live.ping_failed = True
+
+    for live in ctx.registry:
+        if (now - live.last_seen).total_seconds() > live.heartbeat_interval:
+            nursery.start_soon(probe, live)
+
+
+async def maintenance_loop(ctx: Context, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+    """Run every rule every interval until cancelled; a failing round is logged and the next one runs."""
+    interval = ctx.settings.maintenance_interval_seconds
+    task_status.started()
+    if interval <= 0:
+        await trio.sleep_forever()
+    async with trio.open_nursery() as probes:
+        while True:
+            await trio.sleep(interval)
+            try:
+                await run_once(ctx)
+            except Exception:
+                log.exception("maintenance.round_failed (will retry next interval)")
+            await _ping_silent(ctx, probes)
+
+
+async def watch_silent_connectors(ctx: Context, live: LiveChargePoint) -> None:
+    """Once per connection: after the grace period, trigger StatusNotification for connectors that said nothing."""
+    grace = ctx.settings.status_grace_seconds
+    if grace <= 0:
+        return
+    await trio.sleep(grace)
+
+    def expected(s: Session) -> set[int]:
+        rows = s.execute(select(ConnectorStatus.connector_id).where(
+            ConnectorStatus.charge_point_id == live.id, ConnectorStatus.connector_id > 0)).scalars()
+        txs = s.execute(select(Transaction.connector_id).where(
+            Transaction.charge_point_id == live.id, Transaction.stop_time.is_(None))).scalars()
+        res = s.execute(select(PaymentReservation.connector_id).where(
+            PaymentReservation.charge_point_id == live.id, PaymentReservation.status.not_in(_TERMINAL))).scalars()
+        return set(rows) | set(txs) | set(res)
+
+    known = await ctx.db.read(expected)
+    actions = select_silent_connectors(live.id, expected=known, reported=set(live.connectors),
+                                       already_triggered=live.triggered)
+    commands = ChargePointCommands(live.connection)
+    for a in actions:
+        live.triggered.add(a.connector_id or 0)
+        try:
+            answer = await commands.trigger("StatusNotification", a.connector_id)
+        except OcppjError as exc:
+            answer = f"error: {exc}"
+        log.info("maintenance.trigger_status charge_point=%s connector=%s answer=%s reason=%r",
+                 live.id, a.connector_id, answer, a.reason)
+        metrics.MAINTENANCE_ACTIONS.labels(a.kind.value).inc()
+        ctx.db.submit(lambda s, a=a, answer=answer: audit(
+            s, actor=ACTOR, action="maintenance.trigger_status", at=ctx.clock.now(), charge_point_id=live.id,
+            connector_id=a.connector_id, reason=a.reason, answer=answer))
