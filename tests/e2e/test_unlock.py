@@ -198,3 +198,20 @@ async def test_late_stop_transaction_reconciles_force_ended_session(csms):
         assert s2 == s
     assert "transaction.reconciled" in csms.log()
     assert Decimal(s["chargingTotalFee"]) == Decimal("2.00")
+
+
+async def test_a_session_that_fails_to_clean_is_a_warning_and_the_others_proceed(csms):
+    from sqlalchemy import text
+
+    async with connect(csms.ocpp, "ULX") as cp, csms.client() as admin:
+        await cp.status(1, "Available")
+        good, _ = plant_stuck_session(csms.db_url, "ULX", 1)
+        bad, _ = plant_stuck_session(csms.db_url, "ULX", 1)
+        # Corrupt one row the way a bad migration or manual edit would: its tariff is not a number.
+        with_db(csms.db_url, lambda s: s.execute(
+            text("UPDATE charging_sessions SET tariff = 'n/a' WHERE id = :id"), {"id": bad}))
+        r = await admin.post(UNLOCK, json={"chargingStationId": "ULX", "connectorId": 1})
+        body = r.json()
+        assert body["success"] is True and body["data"]["cleanedSessions"] == [good]
+        assert any(w.startswith(f"Failed to clean session {bad}:") for w in body["data"]["warnings"])
+    assert "unlock.cleanup_failed" in csms.log()

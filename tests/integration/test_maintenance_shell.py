@@ -1,0 +1,50 @@
+"""The maintenance shell against a real database with an injected clock: no sleeping."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select
+
+from csms.clock import FakeClock
+from csms.config import Settings
+from csms.context import Context
+from csms.db.database import Database
+from csms.db.engine import create_schema, make_engine
+from csms.db.models import AuditEvent, ChargingSession, Transaction
+from csms.maintenance_runner import run_once
+from csms.registry import Registry
+from tests.support.db import plant_stuck_session
+
+
+@pytest.fixture
+async def ctx(db_url, nursery):
+    engine = make_engine(db_url)
+    create_schema(engine)
+    db = Database(engine)
+    await nursery.start(db.run_writer)
+    clock = FakeClock()
+    yield Context(settings=Settings(db_url=db_url, session_idle_hours=2), clock=clock, db=db, registry=Registry())
+    engine.dispose()
+
+
+async def test_idle_session_is_force_ended_after_the_limit_and_not_before(ctx):
+    sid, tx = plant_stuck_session(ctx.settings.db_url, "IDLE1", 1, meter_start=100, latest_wh=600)
+    ended = await ctx.db.read(lambda s: s.get(ChargingSession, sid).end_time)
+    assert ended is None
+    # plant_stuck_session stamps rows with the real time; move the fake clock relative to it.
+    started = await ctx.db.read(lambda s: s.get(ChargingSession, sid).created_at)
+    from csms.clock import as_utc
+
+    ctx.clock.current = as_utc(started) + timedelta(hours=2)
+    assert [a.subject for a in await run_once(ctx)] == []
+    ctx.clock.advance(seconds=1)
+    actions = await run_once(ctx)
+    assert [(a.kind.value, a.subject) for a in actions] == [("end_idle_session", sid)]
+    row = await ctx.db.read(lambda s: s.get(ChargingSession, sid))
+    assert (row.end_reason, row.energy_wh, row.meter_source) == ("IdleTimeout", 500, "meter_values")
+    assert await ctx.db.read(lambda s: s.get(Transaction, tx).stop_reason) == "IdleTimeout"
+    audits = await ctx.db.read(lambda s: [e.action for e in s.scalars(select(AuditEvent))])
+    assert "session.force_ended" in audits
+    assert await run_once(ctx) == []  # nothing left to do
