@@ -45,7 +45,6 @@ class PointHandlers:
 @pytest.fixture
 async def pair(nursery):
     """A central OcppConnection and a charge-point one, talking over loopback."""
-    got: trio.MemorySendChannel
     send, recv = trio.open_memory_channel(1)
     central_box = {}
 
