@@ -83,6 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--status-grace-seconds", type=float, default=30.0,
                        help="TriggerMessage StatusNotification for connectors silent this long after boot (default 30)")
     _add_maintenance(serve)
+    serve.add_argument("--payment-provider", default=_env("CSMS_PAYMENT_PROVIDER", "simulated"),
+                       help="'simulated' (default) or package.module:ClassName of a PaymentProvider")
     serve.add_argument("--ports-file", help="write the bound addresses as JSON here once listening")
     _add_logging(serve)
 
@@ -112,6 +114,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         max_frame_bytes=args.max_frame_bytes,
         freshness=timedelta(minutes=args.freshness_minutes),
         ports_file=args.ports_file,
+        payment_provider=args.payment_provider,
         maintenance_interval_seconds=args.maintenance_interval_seconds,
         reservation_timeout_minutes=args.reservation_timeout_minutes,
         status_release_minutes=args.status_release_minutes,

@@ -53,6 +53,7 @@ class Settings:
     max_frame_bytes: int = 64 * 1024
     freshness: timedelta = timedelta(minutes=30)
     ports_file: str | None = None
+    payment_provider: str = "simulated"
     # maintenance (see csms.maintenance)
     maintenance_interval_seconds: float = 60.0
     reservation_timeout_minutes: float = 60.0

@@ -27,6 +27,7 @@ from .maintenance import Thresholds
 from .maintenance_runner import maintenance_loop, run_offline, watch_silent_connectors
 from .metrics import CONNECTED, HANDSHAKES_REFUSED
 from .ocppj import SUBPROTOCOL, OcppConnection
+from .payment_provider import load_provider
 from .registry import LiveChargePoint, Registry
 
 __all__ = ["serve", "Addresses", "run_until_signal"]
@@ -132,7 +133,8 @@ async def serve(
         await trio.to_thread.run_sync(create_schema, engine)
         db = Database(engine)
         known = await trio.to_thread.run_sync(_load_known, db)
-        ctx = Context(settings=settings, clock=clock, db=db, registry=Registry(), known_charge_points=known)
+        ctx = Context(settings=settings, clock=clock, db=db, registry=Registry(), known_charge_points=known,
+                      payments=load_provider(settings.payment_provider))
         log.info("csms.database url=%s charge_points=%d", redact(engine.url.render_as_string(False)), len(known))
         # Start-up maintenance runs before any charge point can connect.
         actions = await trio.to_thread.run_sync(
