@@ -28,6 +28,7 @@ __all__ = [
     "FaultBook",
     "parse_fault_option",
     "fault_from_mapping",
+    "markdown_table",
 ]
 
 
@@ -38,7 +39,7 @@ class Trigger(StrEnum):
     TX_START = "transaction start"  # then fires a drawn number of seconds later
     REMOTE_START = "RemoteStartTransaction"
     UNLOCK = "UnlockConnector"
-    ANSWER = "any CSMS request"
+    ANSWER = "CSMS request"
     LIFETIME = "once"  # decided when the charge point is built; fires at a drawn moment
 
 
@@ -48,12 +49,13 @@ class FaultKind:
 
     name: str
     trigger: Trigger
-    per_connector: bool  # False: the fault is about the whole charge point
+    per_connector: bool  # decided per connector (its own opportunities and draws)
     params: Mapping[str, Any]  # option -> default; the default's type is the option's type
     wire: str  # what the CSMS sees (or does not see)
     reproduces: str  # which seed problem it reproduces
     choices: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     timed_schedule: bool = False  # `at` means "at that moment", not "first opportunity after"
+    whole_cp: bool = False  # the effect is the whole charge point (scheduled once, not per connector)
 
 
 _SEED_STUCK = "seed 000 (stuck gun: 'Charging gun is already in use')"
@@ -95,7 +97,7 @@ FAULTS: Mapping[str, FaultKind] = {
             timed_schedule=True,
         ),
         FaultKind(
-            "disconnect_mid_session", Trigger.TX_START, False,
+            "disconnect_mid_session", Trigger.TX_START, True,
             {"after": (5.0, 30.0), "back_after": 30.0, "replay": True},
             "During a transaction (after a drawn 'after' seconds) the TCP connection is cut "
             "without a WebSocket close; reconnects after back_after s. Messages of the "
@@ -104,15 +106,17 @@ FAULTS: Mapping[str, FaultKind] = {
             f"{_SEED_STUCK} network failures during charging; {_SEED_BUSY} offline "
             "charger, StopTime IS NULL",
             timed_schedule=True,
+            whole_cp=True,
         ),
         FaultKind(
-            "reboot", Trigger.TX_START, False, {"after": (5.0, 30.0), "boot_delay": 5.0},
+            "reboot", Trigger.TX_START, True, {"after": (5.0, 30.0), "boot_delay": 5.0},
             "During a transaction the charge point reboots: connection cut, transactions and "
             "the offline queue forgotten (no StopTransaction ever), new BootNotification "
-            "after boot_delay s, then StatusNotification Preparing for the plugged "
-            "connectors.",
+            "after boot_delay s, then StatusNotification for every connector (Preparing "
+            "where the car is still plugged in).",
             f"{_SEED_STUCK} system crashes; {_SEED_BUSY} unclosed transaction",
             timed_schedule=True,
+            whole_cp=True,
         ),
         FaultKind(
             "unlock_failed", Trigger.UNLOCK, True, {},
@@ -148,14 +152,41 @@ FAULTS: Mapping[str, FaultKind] = {
         ),
         FaultKind(
             "heartbeat_stop", Trigger.LIFETIME, False, {"within": 60.0, "answer_calls": False},
-            "At a drawn moment within `within` s of boot the charge point goes silent: the "
+            "At a drawn moment within `within` s of the start the charge point goes silent: the "
             "WebSocket stays open, but no Heartbeat or any other Call is sent again; "
             "answer_calls=false: CSMS requests are not answered either.",
             f"{_SEED_BUSY} 'WebSocket open' but stale status; a hung charger",
             timed_schedule=True,
+            whole_cp=True,
         ),
     ]
 }
+
+
+def markdown_table() -> str:
+    """The README's fault table, from `FAULTS` (a test keeps the README in step)."""
+    rows = [
+        "| fault | decided | options (default) | on the wire | reproduces |",
+        "|---|---|---|---|---|",
+    ]
+    for kind in FAULTS.values():
+        scope = "per connector" if kind.per_connector else "per charge point"
+        if kind.whole_cp and kind.per_connector:
+            scope = "per connector, acts on the charge point"
+        if kind.trigger is not Trigger.LIFETIME:
+            when = f"at each {kind.trigger.value}"
+        elif "within" in kind.params:
+            when = "once, at a drawn moment within `within` s"
+        else:
+            when = "once, from the start"
+        if kind.timed_schedule:
+            when += "; `@T` = at T s"
+        options = ", ".join(
+            f"`{k}={':'.join(f'{x:g}' for x in v) if isinstance(v, tuple) else str(v).lower() if isinstance(v, bool) else v}`"
+            for k, v in kind.params.items()
+        ) or "-"
+        rows.append(f"| `{kind.name}` | {scope}, {when} | {options} | {kind.wire} | {kind.reproduces} |")
+    return "\n".join(rows)
 
 
 def _coerce(kind: FaultKind, key: str, value: Any) -> Any:
@@ -354,7 +385,7 @@ class FaultBook:
         return any(s.name == name for s in self.specs)
 
     def _scopes(self, spec: FaultSpec) -> list[int | None]:
-        if not spec.kind.per_connector:
+        if not spec.kind.per_connector or spec.kind.whole_cp:
             return [None]
         return [c for c in self.connector_ids if spec.applies_to(self.cp_id, c)]
 

@@ -75,3 +75,98 @@ async def test_fleet_and_faults_against_csms_serve(nursery, serve):
     assert res.status_code == 200, res.text
     assert res.json()["data"] == {"status": "UnlockFailed"}
     await eventually(lambda: any(r["kind"] == "fault" and r["fault"] == "unlock_failed" for r in faulty.trace.records))
+
+
+FAULTY = {
+    "F0001": "drop_stop_transaction=1,available=false",
+    "F0002": "reject_remote_start=1",
+    "F0003": "accept_remote_start_never_start=1",
+    "F0004": "silent_connector=1",
+    "F0005": "unlock_not_supported=1",
+    "F0006": "unlock_no_answer=1",
+    "F0007": "stuck_status=1,status=Finishing",
+    "F0008": "slow_responses=1,min=3,max=3",
+    "F0009": "heartbeat_stop=@0.3",
+    "F0010": "reboot=1,after=0.3:0.3,boot_delay=0.5",
+    "F0011": "disconnect_mid_session=1,after=0.3:0.3,back_after=0.8,replay=true",
+}
+
+
+@pytest.fixture
+def serve_fast_timeout(tmp_path):
+    try:
+        proc = start_csms(f"sqlite:///{tmp_path / 'csms.db'}", tmp_path,
+                          ["--allow-unknown-chargers", "--call-timeout-seconds", "2"])
+    except (RuntimeError, OSError) as exc:
+        pytest.skip(f"`csms serve` does not start here: {exc}")
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+async def test_each_fault_against_csms_serve(nursery, serve_fast_timeout):
+    """One charge point per fault, all at once; the CSMS's own API says what it believes."""
+    serve = serve_fast_timeout
+    spec = make_spec(faults=[f"{f},cp={cp}" for cp, f in FAULTY.items()]).with_overrides(
+        groups=(GroupSpec(prefix="F", count=len(FAULTY), connectors=1),))
+    fleet = Fleet(spec, serve.ocpp, trace=TraceWriter(keep=True))
+    await nursery.start(fleet.run)
+    with trio.fail_after(10):
+        await fleet.wait_online()
+        for cp in fleet:
+            await cp.flush()
+
+    def sent(cp_id, action):
+        return [r for r in fleet.trace.records if r["cp"] == cp_id and r["kind"] == "out" and f'"{action}"' in r["frame"]]
+
+    async def call(cp_id, action, payload):
+        async with serve.client() as client:
+            return await client.post(f"/api/charge-points/{cp_id}/call", json={"action": action, "payload": payload})
+
+    for cp_id in ("F0001", "F0007", "F0010", "F0011"):
+        await fleet[cp_id].start_by_tag(1, "TAG0001")
+    for cp_id in ("F0001", "F0007"):
+        if cp_id == "F0007":
+            await fleet[cp_id].stop(1)
+        await fleet[cp_id].unplug(1)
+
+    assert (await call("F0002", "RemoteStartTransaction", {"idTag": "APP"})).json()["data"] == {"status": "Rejected"}
+    assert (await call("F0003", "RemoteStartTransaction", {"idTag": "APP"})).json()["data"] == {"status": "Accepted"}
+    res = await call("F0005", "UnlockConnector", {"connectorId": 1})
+    assert res.json()["data"] == {"status": "NotSupported"}
+    await eventually(lambda: fleet["F0009"].truth().muted, what="heartbeat_stop at 0.3 s")
+    timed_out = {}
+
+    async def times_out(cp_id, action, payload):
+        timed_out[cp_id] = (await call(cp_id, action, payload)).status_code
+
+    async with trio.open_nursery() as waits:  # the CSMS gives each 2 s
+        waits.start_soon(times_out, "F0006", "UnlockConnector", {"connectorId": 1})  # never answered
+        waits.start_soon(times_out, "F0008", "GetConfiguration", {})  # answered after 3 s
+        waits.start_soon(times_out, "F0009", "GetConfiguration", {})  # hung charger
+    assert timed_out == {"F0006": 504, "F0008": 504, "F0009": 504}
+
+    rows = {row["id"]: row for row in await _get(serve, "/api/charge-points")}
+    status = {cp: rows[cp]["connectors"].get("1", {}).get("status") for cp in FAULTY}
+    truth = {cp: fleet[cp].connector_truth(1) for cp in FAULTY}
+    # drop_stop_transaction: the car left, the CSMS still sees Charging and never got a StopTransaction.
+    assert status["F0001"] == "Charging" and truth["F0001"].state == "unplugged" and not sent("F0001", "StopTransaction")
+    # reject / accept-never-start: nothing follows the answer.
+    assert not sent("F0002", "StartTransaction") and not sent("F0003", "StartTransaction")
+    assert status["F0003"] == "Available" and truth["F0003"].state == "unplugged"
+    # silent connector: the CSMS has no status for connector 1 at all.
+    assert status["F0004"] is None and rows["F0004"]["online"]
+    # stuck_status: StopTransaction sent, but the connector stays Finishing although the cable is out.
+    assert sent("F0007", "StopTransaction") and status["F0007"] == "Finishing" and truth["F0007"].state == "unplugged"
+    # heartbeat_stop: the WebSocket stays open (online) while nothing is sent.
+    assert rows["F0009"]["online"] and fleet["F0009"].truth().muted
+    # reboot: a second boot, the transaction forgotten (no StopTransaction), Preparing again.
+    assert len(sent("F0010", "BootNotification")) == 2 and not sent("F0010", "StopTransaction")
+    assert status["F0010"] == "Preparing" and not truth["F0010"].transaction_running
+    # disconnect_mid_session: one boot, two connections, the transaction still running and known.
+    links = [r["event"] for r in fleet.trace.records if r["cp"] == "F0011" and r["kind"] == "link"]
+    assert links.count("connected") == 2 and len(sent("F0011", "BootNotification")) == 1
+    assert rows["F0011"]["online"] and truth["F0011"].transaction_running
+    assert {r["fault"] for r in fleet.trace.records if r["kind"] == "fault"} == {
+        f.split("=")[0] for f in FAULTY.values()} - {"unlock_failed"}

@@ -1,0 +1,701 @@
+"""A simulated OCPP 1.6J charge point: the trio shell around `model.py` and `faults.py`.
+
+A charge point owns its connectors (`model.Connector` plus what the CSMS was
+told about each), a `Link` (connection, boot, heartbeats, ordered outbox), its
+faults, and per transaction a task for meter values and timed faults. Physical
+changes go through `_apply`; what the CSMS is told goes through `_report`,
+which is where the status faults bite; CSMS requests arrive via `answers.py`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import trio
+
+from .answers import Answers
+from .clock import SimClock
+from .configstore import ConfigStore
+from .driver import drive
+from .errors import TransitionError
+from .faults import FaultBook, Firing
+from .fleetspec import DriverSpec, FleetSpec, GroupSpec, SessionPlan, draw_car
+from .identity import Identity
+from .link import Link, Outgoing
+from .model import Car, Connector, Event, State, Transition
+from .rng import Rng
+from .stats import Stats
+from .trace import TraceWriter
+from .truth import ChargePointTruth, ConnectorTruth, FiredFault
+
+__all__ = ["ChargePoint", "Transaction"]
+
+ANSWER_FIRST = 0.01  # s: real chargers answer a request before acting on it
+
+
+@dataclass(eq=False)
+class Transaction:
+    local_id: int
+    connector_id: int
+    id_tag: str
+    meter_start: int
+    started_at: float
+    remote: bool = False
+    transaction_id: int | None = None  # given by the CSMS in the StartTransaction answer
+    auth_status: str | None = None
+    answered: trio.Event = field(default_factory=trio.Event)
+    scope: trio.CancelScope = field(default_factory=trio.CancelScope)  # meter loop + timed faults
+
+
+class SimConnector:
+    """One connector as the shell sees it: the physical model plus what the CSMS was told."""
+
+    __slots__ = (
+        "model", "tx", "last_reported", "last_sent", "last_real", "hidden", "stuck", "silent",
+        "pending_operative", "faults", "visits", "changed", "last_tx",
+    )
+
+    def __init__(self, model: Connector) -> None:
+        self.model = model
+        self.tx: Transaction | None = None
+        self.last_tx: Transaction | None = None
+        self.last_reported: str | None = None  # last status the CSMS accepted
+        self.last_sent: str | None = None  # last status handed to the link (dedupe)
+        self.last_real: str | None = None  # last status we meant to send (suppressed or not)
+        self.hidden: frozenset[str] = frozenset()  # statuses drop_stop_transaction swallows
+        self.stuck: str | None = None  # stuck_status: the only status ever reported
+        self.silent: bool | None = None  # silent_connector; True: also ignores TriggerMessage
+        self.pending_operative: bool | None = None  # ChangeAvailability Scheduled
+        self.faults: list[FiredFault] = []
+        self.visits = 0  # cars plugged in so far (names the seeded car draws)
+        self.changed = trio.Event()
+
+    def wire_status(self, *, trigger: bool = False) -> tuple[str | None, str]:
+        """(status to send or None, why not): the reporting faults in one place."""
+        real = self.stuck or self.model.status
+        if self.silent is not None and not (trigger and self.silent is False):
+            return None, "silent_connector"
+        if real in self.hidden:
+            return None, "drop_stop_transaction"
+        self.hidden = frozenset()
+        return real, ""
+
+
+class ChargePoint:
+    """One simulated charge point; `await nursery.start(cp.run)` brings it to life."""
+
+    def __init__(
+        self,
+        cp_id: str,
+        *,
+        url: str,
+        group: GroupSpec,
+        spec: FleetSpec,
+        rng: Rng,
+        book: FaultBook,
+        identity: Identity,
+        trace: TraceWriter,
+        stats: Stats,
+        plans: dict[int, Iterable[SessionPlan]] | None = None,
+    ) -> None:
+        self.id = cp_id
+        self.url = url
+        self.group = group
+        self.spec = spec
+        self.driver: DriverSpec | None = spec.driver
+        self.rng = rng
+        self.book = book
+        self.identity = identity
+        self.trace = trace
+        self.stats = stats
+        self.plans = plans
+        self.config = ConfigStore({**group.config, "NumberOfConnectors": str(group.connectors)})
+        self.connectors = {
+            cid: SimConnector(Connector(cid, register_wh=float(round(rng.uniform(0, 50_000, "register", cid)))))
+            for cid in range(1, group.connectors + 1)
+        }
+        self.operative = True
+        self.faults: list[FiredFault] = []
+        self.clock: SimClock | None = None
+        self.link = Link(
+            cp_id, url, identity=identity, config=self.config, call_timeout=spec.call_timeout,
+            boot_on_reconnect=spec.boot_on_reconnect, rng=rng, trace=trace, stats=stats,
+            now=lambda: self.now, handlers=lambda: Answers(self), on_up=self._report_all,
+        )
+        self._nursery: trio.Nursery | None = None
+        self._mute_answers = False
+        self._tx_ids = 0
+        self._remote_starts = 0
+
+    # ------------------------------------------------------------------ lifecycle
+    async def run(self, *, clock: SimClock, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Connect and live until cancelled: supervisor, timed faults, session drivers."""
+        self.clock = clock
+        self.trace.write(self.id, "identity", **dataclasses.asdict(self.identity))
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            nursery.start_soon(self.link.run)
+            for firing in self.book.timed():
+                nursery.start_soon(self._fire_at, firing)
+            for cid, plans in (self.plans or {}).items():
+                nursery.start_soon(drive, self, cid, plans)
+            task_status.started()
+
+    @property
+    def now(self) -> float:
+        assert self.clock is not None, "the charge point is not running"
+        return self.clock.now()
+
+    def iso(self) -> str:
+        """Now, as the wall-clock timestamp OCPP messages carry."""
+        assert self.clock is not None, "the charge point is not running"
+        return self.clock.iso()
+
+    @property
+    def online(self) -> bool:
+        """Connected and booted: Calls go out now."""
+        return self.link.online
+
+    async def wait_online(self) -> None:
+        """Until connected and booted (returns at once if so)."""
+        await self.link.wait_online()
+
+    async def flush(self) -> None:
+        """Until everything queued so far has been answered (or dropped)."""
+        await self.link.flush()
+
+    # --------------------------------------------------------------- sending
+    def _report(self, plug: SimConnector, *, resend: bool = False, trigger: bool = False) -> None:
+        """Tell the CSMS the connector's status, unless a fault says otherwise."""
+        status, why = plug.wire_status(trigger=trigger)
+        real = plug.stuck or plug.model.status
+        if status is None:
+            if plug.last_real != real or trigger:
+                self.trace.write(self.id, "status", connector=plug.model.connector_id, status=real, sent=False, why=why)
+            plug.last_real = real
+            return
+        plug.last_real = real
+        if status == plug.last_sent and not resend:
+            return
+        self._send_status(plug.model.connector_id, status, plug)
+
+    def _send_status(self, connector_id: int, status: str, plug: SimConnector | None) -> None:
+        payload = {
+            "connectorId": connector_id,
+            "errorCode": "NoError",
+            "status": status,
+            "timestamp": self.iso(),
+        }
+        online = self.online and not self.link.muted
+
+        def done(result: dict[str, Any] | None) -> None:
+            if plug is None:
+                return
+            if result is not None:
+                plug.last_reported = status
+            elif plug.last_sent == status:  # lost: say it again when the link is back
+                plug.last_sent = plug.last_reported
+
+        if plug is not None and online:
+            plug.last_sent = status
+
+        link = {} if online else {"link": "muted" if self.link.muted else "offline"}
+        self.trace.write(self.id, "status", connector=connector_id, status=status, sent=online, why="", **link)
+        self.link.send("StatusNotification", payload, on_done=done)
+
+    def _report_all(self, booted: bool) -> None:
+        """After a boot: every connector and connector 0; after a reconnect: what changed."""
+        if booted:
+            self._send_status(0, "Available" if self.operative else "Unavailable", None)
+        for plug in self.connectors.values():
+            self._report(plug, resend=booted)
+
+    # ------------------------------------------------------- physical actions
+    def _connector(self, connector_id: int) -> SimConnector:
+        try:
+            return self.connectors[connector_id]
+        except KeyError:
+            raise TransitionError(f"{self.id} has no connector {connector_id} (it has 1..{len(self.connectors)})") from None
+
+    def _apply(self, plug: SimConnector, event: Event, car: Car | None = None) -> Transition:
+        change = plug.model.apply(event, self.now, car=car)
+        self.trace.write(
+            self.id, "state", connector=plug.model.connector_id, event=event.value,
+            before=change.before.value, after=change.after.value,
+            register_wh=round(plug.model.register_wh, 1),
+        )
+        plug.changed.set()
+        plug.changed = trio.Event()
+        return change
+
+    async def plug_in(self, connector_id: int, car: Car | None = None) -> None:
+        """A car is plugged in (Preparing). Without `car`, one is drawn from the seed."""
+        plug = self._connector(connector_id)
+        if car is None:
+            car = draw_car(self.rng, self.group, "car", connector_id, plug.visits)
+        plug.visits += 1
+        self._apply(plug, Event.PLUG, car)
+        self._report(plug)
+        await trio.lowlevel.checkpoint()
+
+    async def start_by_tag(
+        self, connector_id: int, tag: str, *, remote: bool = False, wait: bool = True
+    ) -> Transaction | None:
+        """Present `tag` (Authorize unless remote), start a transaction; plugs a car in if none.
+
+        Returns the transaction, or None if the tag was refused. With `wait`, returns
+        after the CSMS answered StartTransaction (when online).
+        """
+        plug = self._connector(connector_id)
+        if plug.model.state is State.UNPLUGGED:
+            await self.plug_in(connector_id)
+        if not plug.model.can(Event.START):
+            raise TransitionError(f"{self.id}/{connector_id}: cannot start in state {plug.model.state.value}")
+        if not remote or self.config.bool("AuthorizeRemoteTxRequests"):
+            answer = await self.link.request("Authorize", {"idTag": tag})
+            if answer is None and not (self.online or self.config.bool("LocalAuthorizeOffline")):
+                return None
+            if answer is not None and answer.get("idTagInfo", {}).get("status") != "Accepted":
+                self.trace.write(self.id, "tx", connector=connector_id, event="refused", tag=tag,
+                                 auth=answer.get("idTagInfo", {}).get("status"))
+                return None
+            if not plug.model.can(Event.START):  # the car left while we asked
+                return None
+        tx = self._begin_tx(plug, tag, remote)
+        if wait and self.online:
+            with trio.move_on_after(self.spec.call_timeout):
+                await tx.answered.wait()
+        return tx
+
+    def _begin_tx(self, plug: SimConnector, tag: str, remote: bool) -> Transaction:
+        self._apply(plug, Event.START)
+        self._tx_ids += 1
+        cid = plug.model.connector_id
+        tx = Transaction(self._tx_ids, cid, tag, plug.model.meter_wh, self.now, remote)
+        plug.tx = plug.last_tx = tx
+        self.stats.sessions += 1
+        self.trace.write(self.id, "tx", connector=cid, event="start", local_id=tx.local_id, tag=tag,
+                         remote=remote, meter=tx.meter_start)
+        self.link.send(
+            "StartTransaction",
+            {"connectorId": cid, "idTag": tag, "meterStart": tx.meter_start, "timestamp": self.iso()},
+            transactional=True,
+            on_done=lambda res: self._started(plug, tx, res),
+        )
+        self._report(plug)
+        firings = [f for f in (self.book.decide(n, cid, self.now) for n in ("reboot", "disconnect_mid_session")) if f]
+        assert self._nursery is not None
+        self._nursery.start_soon(self._transaction_tasks, plug, tx, firings)
+        return tx
+
+    def _started(self, plug: SimConnector, tx: Transaction, res: dict[str, Any] | None) -> None:
+        if res is None:  # lost (reboot, replay=false) or refused after every attempt
+            self.trace.write(self.id, "tx", connector=tx.connector_id, event="start_lost", local_id=tx.local_id)
+            return
+        tx.transaction_id = res.get("transactionId")
+        tx.auth_status = res.get("idTagInfo", {}).get("status")
+        tx.answered.set()
+        self.trace.write(self.id, "tx", connector=tx.connector_id, event="answered", local_id=tx.local_id,
+                         transaction_id=tx.transaction_id, auth=tx.auth_status)
+        if tx.auth_status != "Accepted" and plug.tx is tx and self.config.bool("StopTransactionOnInvalidId"):
+            assert self._nursery is not None
+            self._nursery.start_soon(self._stop_if_running, tx.connector_id, tx, "DeAuthorized")
+
+    async def _transaction_tasks(self, plug: SimConnector, tx: Transaction, firings: list[Firing]) -> None:
+        with tx.scope:
+            if not firings:  # the usual case: one task, no nursery (2,000 charge points add up)
+                await self._meter(plug, tx)
+                return
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._meter, plug, tx)
+                for firing in firings:
+                    nursery.start_soon(self._fire_during, firing)
+
+    async def _fire_during(self, firing: Firing) -> None:
+        await trio.sleep(firing.at or 0.0)
+        assert self._nursery is not None
+        # Outside the transaction's scope: a reboot cancels that scope.
+        self._nursery.start_soon(self._fire, firing)
+
+    async def _meter(self, plug: SimConnector, tx: Transaction) -> None:
+        """MeterValues every MeterValueSampleInterval; SuspendedEV when the car is full."""
+        model = plug.model
+        interval = self.config.int("MeterValueSampleInterval")
+        next_sample = self.now + interval if interval > 0 else math.inf
+        while True:
+            now = self.now
+            if model.advance(now) and model.state is State.CHARGING:
+                self._apply(plug, Event.CAR_FULL)
+                self._report(plug)
+            if now >= next_sample - 1e-6:
+                self.link.send("MeterValues", self._meter_values(plug, tx, "Sample.Periodic"), transactional=True)
+                interval = self.config.int("MeterValueSampleInterval")
+                next_sample = now + interval if interval > 0 else math.inf
+            full_in = model.seconds_until_full()
+            wake = min(next_sample, now + full_in if full_in is not None else math.inf)
+            await trio.sleep(max(0.0, wake - now))
+
+    def _meter_values(self, plug: SimConnector, tx: Transaction | None, context: str) -> Callable[[], dict[str, Any]]:
+        model = plug.model
+        model.advance(self.now)
+        timestamp = self.iso()
+        sampled = [
+            {"value": str(model.meter_wh), "context": context, "measurand": "Energy.Active.Import.Register",
+             "unit": "Wh"},
+            {"value": str(int(model.power_w)), "context": context, "measurand": "Power.Active.Import", "unit": "W"},
+        ]
+
+        def build() -> dict[str, Any]:
+            payload: dict[str, Any] = {
+                "connectorId": model.connector_id,
+                "meterValue": [{"timestamp": timestamp, "sampledValue": sampled}],
+            }
+            if tx is not None and tx.transaction_id is not None:
+                payload["transactionId"] = tx.transaction_id
+            return payload
+
+        return build
+
+    def _end_tx(self, plug: SimConnector, reason: str) -> Outgoing | None:
+        """The transaction ends (the caller applies STOP or UNPLUG): StopTransaction, or a fault."""
+        tx = plug.tx
+        assert tx is not None
+        plug.tx = None
+        tx.scope.cancel()
+        plug.model.advance(self.now)
+        meter_stop = plug.model.meter_wh
+        cid = plug.model.connector_id
+        self.stats.sessions_done += 1
+        self.stats.energy_wh += meter_stop - tx.meter_start
+        self.trace.write(self.id, "tx", connector=cid, event="stop", local_id=tx.local_id, reason=reason,
+                         meter=meter_stop, energy_wh=meter_stop - tx.meter_start)
+        dropped = self.book.decide("drop_stop_transaction", cid, self.now)
+        stuck = self.book.decide("stuck_status", cid, self.now)
+        item = None
+        if dropped is not None:
+            self._fired(dropped, plug)
+            plug.hidden = frozenset({"Finishing"} if dropped.param("available") else {"Finishing", "Available"})
+        else:
+            timestamp = self.iso()
+
+            def build() -> dict[str, Any] | None:
+                if tx.transaction_id is None:  # its StartTransaction was lost
+                    return None
+                return {"transactionId": tx.transaction_id, "meterStop": meter_stop, "timestamp": timestamp,
+                        "reason": reason, "idTag": tx.id_tag}
+
+            item = self.link.send("StopTransaction", build, transactional=True)
+        if stuck is not None:
+            self._fired(stuck, plug)
+            plug.stuck = stuck.param("status")
+        return item
+
+    def _after_transaction(self, plug: SimConnector) -> None:
+        """A scheduled ChangeAvailability takes effect once the transaction is over."""
+        if plug.pending_operative is not None and plug.tx is None:
+            plug.model.operative = plug.pending_operative
+            plug.pending_operative = None
+
+    async def stop(self, connector_id: int, reason: str = "Local") -> None:
+        """End the running transaction; the cable stays in (Finishing)."""
+        plug = self._connector(connector_id)
+        if plug.tx is None:
+            raise TransitionError(f"{self.id}/{connector_id}: no transaction to stop")
+        self._end_tx(plug, reason)
+        self._apply(plug, Event.STOP)
+        self._after_transaction(plug)
+        self._report(plug)
+        await trio.lowlevel.checkpoint()
+
+    async def unplug(self, connector_id: int) -> None:
+        """The car leaves; a running transaction ends with EVDisconnected."""
+        plug = self._connector(connector_id)
+        if plug.tx is not None:
+            self._end_tx(plug, "EVDisconnected")
+        self._apply(plug, Event.UNPLUG)
+        self._after_transaction(plug)
+        self._report(plug)
+        await trio.lowlevel.checkpoint()
+
+    # --------------------------------------------------------------- faults
+    def _fired(self, firing: Firing, plug: SimConnector | None = None) -> None:
+        record = FiredFault(self.now, firing.name, firing.connector, firing.index, dict(firing.spec.params))
+        (plug.faults if plug is not None else self.faults).append(record)
+        self.stats.faults[firing.name] += 1
+        self.trace.write(self.id, "fault", fault=firing.name, connector=firing.connector, index=firing.index,
+                         params=dict(firing.spec.params))
+
+    async def _fire_at(self, firing: Firing) -> None:
+        assert self.clock is not None
+        await self.clock.sleep_until(firing.at or 0.0)
+        await self._fire(firing)
+
+    async def _fire(self, firing: Firing) -> None:
+        """Timed faults and the moment-into-a-transaction ones."""
+        name = firing.name
+        plug = self.connectors.get(firing.connector) if firing.connector is not None else None
+        if name == "silent_connector" and plug is not None:
+            self._fired(firing, plug)
+            plug.silent = bool(firing.param("ignore_trigger"))
+        elif name == "heartbeat_stop":
+            self._fired(firing)
+            self._mute_answers = not firing.param("answer_calls")
+            self.link.mute()
+        elif name == "reboot":
+            self._fired(firing)
+            self.reboot(delay=firing.param("boot_delay"))
+        elif name == "disconnect_mid_session":
+            self._fired(firing)
+            self.disconnect(back_after=firing.param("back_after"), replay=firing.param("replay"))
+        await trio.lowlevel.checkpoint()
+
+    def disconnect(self, *, back_after: float, replay: bool = True) -> None:
+        """Cut the TCP connection now (no WebSocket close); reconnect after `back_after` s."""
+        self.link.cut(offline_for=back_after, discard_on_reconnect=not replay)
+
+    def reboot(self, *, delay: float = 5.0, lose_state: bool = True) -> None:
+        """Power-cycle: cut the link, BootNotification after `delay` s.
+
+        lose_state: running transactions and the offline queue are forgotten
+        (the reboot fault); a Reset stops its transactions first and keeps them.
+        """
+        self._mute_answers = False
+        self.link.cut(offline_for=delay, reboot=True, lose_queue=lose_state)
+        for plug in self.connectors.values():
+            if plug.tx is not None:
+                plug.tx.scope.cancel()
+                self.trace.write(self.id, "tx", connector=plug.model.connector_id, event="lost",
+                                 local_id=plug.tx.local_id)
+                self.stats.sessions_done += 1
+                plug.tx = None
+            if plug.model.can(Event.POWER_LOSS):
+                self._apply(plug, Event.POWER_LOSS)
+            plug.hidden = frozenset()
+            plug.last_reported = plug.last_sent = None
+            self._after_transaction(plug)
+
+    # ------------------------------------------------ answers to the CSMS
+    async def before_answer(self) -> None:
+        """Where slow_responses and a hung (heartbeat_stop) charger delay every answer."""
+        if self.link.muted and self._mute_answers:
+            await trio.sleep_forever()
+        slow = self.book.decide("slow_responses", None, self.now)
+        if slow is not None:
+            self._fired(slow)
+            lo, hi = slow.param("min"), slow.param("max")
+            await trio.sleep(self.rng.uniform(lo, hi, "slow", slow.index))
+
+    def after_answer(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Run `fn(*args)` just after the answer has gone out."""
+
+        async def later() -> None:
+            await trio.sleep(ANSWER_FIRST)
+            try:
+                await fn(*args)
+            except TransitionError as exc:  # the car moved in between: a race, not a bug
+                self.trace.write(self.id, "skipped", what=getattr(fn, "__name__", "?"), why=str(exc))
+
+        assert self._nursery is not None
+        self._nursery.start_soon(later)
+
+    def remote_start(self, id_tag: str, connector_id: int | None) -> str:
+        if connector_id is None:
+            free = [p for p in self.connectors.values() if self._can_take_remote(p)]
+            connector_id = free[0].model.connector_id if free else None
+        plug = self.connectors.get(connector_id) if connector_id is not None else None
+        if plug is None or not self._can_take_remote(plug):
+            return "Rejected"
+        cid = plug.model.connector_id
+        rejected = self.book.decide("reject_remote_start", cid, self.now)
+        if rejected is not None:
+            self._fired(rejected, plug)
+            return "Rejected"
+        ghost = self.book.decide("accept_remote_start_never_start", cid, self.now)
+        if ghost is not None:
+            self._fired(ghost, plug)
+            return "Accepted"
+        self._remote_starts += 1
+        self.after_answer(self._remote_session, cid, id_tag, self._remote_starts)
+        return "Accepted"
+
+    def _can_take_remote(self, plug: SimConnector) -> bool:
+        model = plug.model
+        return plug.tx is None and model.operative and self.operative and model.state in (State.UNPLUGGED, State.PLUGGED)
+
+    async def _remote_session(self, connector_id: int, tag: str, k: int) -> None:
+        """The person who pressed start in the app is at the car: plug in, start, and leave later."""
+        plug = self._connector(connector_id)
+        if not self._can_take_remote(plug):
+            return
+        tx = await self.start_by_tag(connector_id, tag, remote=True, wait=False)
+        if tx is None or self.driver is None:
+            return
+        await trio.sleep(self.rng.uniform(*self.driver.remote_session, "remote", connector_id, k))
+        if plug.tx is tx:
+            await self.stop(connector_id, "Local")
+            await trio.sleep(self.rng.uniform(*self.driver.linger, "remote", connector_id, k, "linger"))
+        if plug.model.can(Event.UNPLUG) and plug.tx is None:
+            await self.unplug(connector_id)
+
+    def remote_stop(self, transaction_id: int) -> str:
+        for plug in self.connectors.values():
+            if plug.tx is not None and plug.tx.transaction_id == transaction_id:
+                self.after_answer(self._stop_if_running, plug.model.connector_id, plug.tx, "Remote")
+                return "Accepted"
+        return "Rejected"
+
+    async def _stop_if_running(self, connector_id: int, tx: Transaction, reason: str) -> None:
+        if self.connectors[connector_id].tx is tx:
+            await self.stop(connector_id, reason)
+
+    async def unlock(self, connector_id: int) -> str:
+        plug = self.connectors.get(connector_id)
+        if plug is None:
+            return "UnlockFailed"
+        for name, answer in (("unlock_no_answer", None), ("unlock_not_supported", "NotSupported"),
+                             ("unlock_failed", "UnlockFailed")):
+            firing = self.book.decide(name, connector_id, self.now)
+            if firing is not None:
+                self._fired(firing, plug)
+                if answer is None:
+                    await trio.sleep_forever()
+                return answer
+        if plug.tx is not None:
+            # 1.6: finish the transaction first (reason UnlockCommand), then unlock.
+            item = self._end_tx(plug, "UnlockCommand")
+            self._apply(plug, Event.STOP)
+            self._report(plug)
+            if item is not None and self.online:
+                with trio.move_on_after(self.spec.call_timeout / 2):
+                    await item.done.wait()
+        if plug.model.can(Event.UNPLUG):
+            self._apply(plug, Event.UNPLUG)  # the cable is released and taken out
+            self._after_transaction(plug)
+            self.after_answer(self._report_later, plug)
+        return "Unlocked"
+
+    async def _report_later(self, plug: SimConnector) -> None:
+        self._report(plug)
+        await trio.lowlevel.checkpoint()
+
+    def trigger(self, message: str, connector_id: int | None) -> str:
+        if connector_id is not None and connector_id != 0 and connector_id not in self.connectors:
+            return "Rejected"
+        if message == "StatusNotification":
+            self.after_answer(self._triggered_status, connector_id)
+        elif message == "Heartbeat":
+            self.after_answer(self._triggered_call, "Heartbeat")
+        elif message == "BootNotification":
+            self.after_answer(self._triggered_call, "BootNotification")
+        elif message == "MeterValues":
+            self.after_answer(self._triggered_meter, connector_id)
+        else:
+            return "NotImplemented"
+        return "Accepted"
+
+    async def _triggered_status(self, connector_id: int | None) -> None:
+        if connector_id in (None, 0):
+            self._send_status(0, "Available" if self.operative else "Unavailable", None)
+        for cid, plug in self.connectors.items():
+            if connector_id in (None, 0, cid):
+                self._report(plug, resend=True, trigger=True)
+        await trio.lowlevel.checkpoint()
+
+    async def _triggered_call(self, action: str) -> None:
+        payload = self.identity.boot_payload() if action == "BootNotification" else {}
+        await self.link.request(action, payload)
+
+    async def _triggered_meter(self, connector_id: int | None) -> None:
+        for cid, plug in self.connectors.items():
+            if connector_id in (None, 0, cid):
+                self.link.send("MeterValues", self._meter_values(plug, plug.tx, "Trigger"),
+                               transactional=plug.tx is not None)
+        await trio.lowlevel.checkpoint()
+
+    def change_availability(self, connector_id: int, kind: str) -> str:
+        operative = kind == "Operative"
+        if connector_id == 0:
+            targets = list(self.connectors.values())
+            self.operative = operative
+        elif connector_id in self.connectors:
+            targets = [self.connectors[connector_id]]
+        else:
+            return "Rejected"
+        scheduled = False
+        for plug in targets:
+            if plug.tx is not None:
+                plug.pending_operative = operative
+                scheduled = True
+            else:
+                plug.model.operative = operative
+        self.after_answer(self._availability_changed, connector_id, targets)
+        return "Scheduled" if scheduled else "Accepted"
+
+    async def _availability_changed(self, connector_id: int, targets: list[SimConnector]) -> None:
+        if connector_id == 0:
+            self._send_status(0, "Available" if self.operative else "Unavailable", None)
+        for plug in targets:
+            self._report(plug)
+        await trio.lowlevel.checkpoint()
+
+    def reset(self, kind: str) -> str:
+        self.after_answer(self._reset, kind)
+        return "Accepted"
+
+    async def _reset(self, kind: str) -> None:
+        """Stop every transaction (reason SoftReset/HardReset), let the stops go out, reboot."""
+        items = []
+        for plug in self.connectors.values():
+            if plug.tx is not None:
+                items.append(self._end_tx(plug, f"{kind}Reset"))
+                self._apply(plug, Event.STOP)
+                self._report(plug)
+        with trio.move_on_after(5):
+            for item in items:
+                if item is not None and self.online:
+                    await item.done.wait()
+        self.reboot(delay=2.0, lose_state=False)
+
+    # ----------------------------------------------------------------- truth
+    def truth(self) -> ChargePointTruth:
+        return ChargePointTruth(
+            cp_id=self.id,
+            connected=self.link.connected,
+            booted=self.link.booted,
+            muted=self.link.muted,
+            queued=self.link.queued,
+            connectors=tuple(self.connector_truth(cid) for cid in self.connectors),
+            faults=tuple(self.faults),
+        )
+
+    def connector_truth(self, connector_id: int) -> ConnectorTruth:
+        plug = self._connector(connector_id)
+        model = plug.model
+        if self.clock is not None and _inside_trio():
+            model.advance(self.now)  # energy up to this moment; after the run, as it was at the end
+        tx = plug.tx or plug.last_tx
+        return ConnectorTruth(
+            cp_id=self.id,
+            connector_id=connector_id,
+            state=model.state.value,
+            operative=model.operative,
+            transaction_running=plug.tx is not None,
+            transaction_id=plug.tx.transaction_id if plug.tx else None,
+            id_tag=plug.tx.id_tag if plug.tx else None,
+            session_energy_wh=(model.register_wh - tx.meter_start) if tx else 0.0,
+            register_wh=model.register_wh,
+            reported_status=plug.last_reported,
+            faults=tuple(plug.faults),
+        )
+
+
+def _inside_trio() -> bool:
+    try:
+        trio.lowlevel.current_task()
+    except RuntimeError:
+        return False
+    return True

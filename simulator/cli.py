@@ -1,0 +1,232 @@
+"""`unstuck-sim`: run a fleet of faulty charge points, replay a trace, list the faults."""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import sys
+import textwrap
+from collections.abc import Sequence
+from typing import TextIO
+
+import trio
+
+from .errors import SimulatorError
+from .faults import FAULTS, markdown_table, parse_fault_option
+from .fleet import Fleet
+from .fleetspec import FleetSpec, GroupSpec, load_fleet_file
+from .replay import ReplayScript
+from .trace import TraceWriter
+
+__all__ = ["main"]
+
+EXAMPLES = """\
+examples:
+  # 100 charge points x 2 connectors for 5 minutes, two fault modes, a trace to replay later
+  unstuck-sim run --csms ws://127.0.0.1:9000/ocpp --count 100 --connectors 2 --seed 7 \\
+      --fault drop_stop_transaction=0.1 --fault silent_connector=0.05 \\
+      --duration 300 --trace reports/trace.jsonl
+
+  # fault options and schedules: a StopTransaction dropped without the Available that follows,
+  # and CP0003 rebooting at 30 s and 90 s
+  unstuck-sim run --csms ws://127.0.0.1:9000/ocpp --count 5 \\
+      --fault drop_stop_transaction=0.2,available=false --fault reboot=@30+90,cp=CP0003
+
+  # a mixed fleet from a TOML file (groups, power, faults, driver timings)
+  unstuck-sim run --csms ws://127.0.0.1:9000/ocpp --fleet fleet.toml --duration 600
+
+  # play the same charge-point behaviour again (all, or only the charge points of the bug)
+  unstuck-sim replay reports/trace.jsonl --only CP0042 --trace reports/again.jsonl
+
+  # the fault table
+  unstuck-sim faults
+
+Charge point URL = {csms}/{chargePointId}, subprotocol ocpp1.6.
+"""
+
+
+def _parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="unstuck-sim",
+        description="A deterministic fleet of faulty OCPP 1.6J charge points.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run a fleet against a CSMS", epilog=EXAMPLES,
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
+    run.add_argument("--csms", help="CSMS base URL, e.g. ws://127.0.0.1:9000/ocpp (or `csms` in the fleet file)")
+    run.add_argument("--count", type=int, help="charge points (default 10; not with --fleet)")
+    run.add_argument("--connectors", type=int, help="connectors per charge point (default 2; not with --fleet)")
+    run.add_argument("--prefix", default=None, help="charge point id prefix (default CP: CP0001...)")
+    run.add_argument("--seed", type=int, help="one seed for everything random (default 0)")
+    run.add_argument("--fault", action="append", default=[], metavar="NAME=PROB|@T[,key=value]",
+                     help="add a fault mode (repeatable); see `unstuck-sim faults`")
+    run.add_argument("--fleet", help="TOML fleet file (groups, faults, driver)")
+    run.add_argument("--duration", type=float, help="seconds to run (default: until Ctrl-C)")
+    run.add_argument("--ramp", type=float, help="charge points started per second (default 100)")
+    run.add_argument("--no-driver", action="store_true", help="no random sessions: boot, heartbeat, answer")
+    _common(run)
+
+    replay = sub.add_parser("replay", help="re-run the charge-point behaviour recorded in a trace")
+    replay.add_argument("trace_in", metavar="TRACE", help="a trace written by `run --trace`")
+    replay.add_argument("--csms", help="CSMS base URL (default: the one in the trace)")
+    replay.add_argument("--only", help="comma-separated charge point ids to replay (default: all)")
+    replay.add_argument("--duration", type=float, help="seconds (default: as long as the recorded run)")
+    _common(replay)
+
+    faults = sub.add_parser("faults", help="list the fault modes: what each does on the wire, what it reproduces")
+    faults.add_argument("--markdown", action="store_true", help="as the README's Markdown table")
+    return ap
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--trace", help="write a JSONL trace here")
+    p.add_argument("--no-frames", action="store_true", help="leave OCPP frames out of the trace")
+    p.add_argument("--progress", type=float, default=None,
+                   help="seconds between progress lines on stderr (default 1 on a terminal, else 10; 0: none)")
+
+
+def _spec_from_args(args: argparse.Namespace) -> tuple[FleetSpec, dict[str, object]]:
+    run_opts: dict[str, object] = {}
+    if args.fleet:
+        if args.count is not None or args.connectors is not None or args.prefix is not None:
+            raise SimulatorError("--count/--connectors/--prefix describe a one-group fleet; with --fleet, set them in the file")
+        spec, run_opts = load_fleet_file(args.fleet)
+    else:
+        spec = FleetSpec(groups=(GroupSpec(prefix=args.prefix or "CP", count=10 if args.count is None else args.count,
+                                           connectors=2 if args.connectors is None else args.connectors),))
+    changes: dict[str, object] = {}
+    if args.seed is not None:
+        changes["seed"] = args.seed
+    if args.ramp is not None:
+        changes["ramp"] = args.ramp
+    if args.fault:
+        changes["faults"] = spec.faults + tuple(parse_fault_option(f) for f in args.fault)
+    if args.no_driver:
+        changes["driver"] = None
+    return spec.with_overrides(**changes), run_opts
+
+
+async def _progress(fleet: Fleet, every: float, err: TextIO) -> None:
+    tty = err.isatty()
+    while True:
+        await trio.sleep(every)
+        if fleet.clock is not None:
+            line = fleet.stats.line(fleet.clock.now())
+            err.write(("\r" + line + "   ") if tty else (line + "\n"))
+            err.flush()
+
+
+async def _drive(fleet: Fleet, duration: float | None, progress: float, err: TextIO) -> None:
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(fleet.run)
+        if progress > 0:
+            nursery.start_soon(_progress, fleet, progress, err)
+        if duration is not None:
+            await trio.sleep(duration)
+            nursery.cancel_scope.cancel()
+
+
+def summary(fleet: Fleet) -> str:
+    """The end-of-run table (also what the README shows)."""
+    s = fleet.stats
+    t = fleet.elapsed
+    rows = [
+        ("run time", f"{t:.1f} s"),
+        ("charge points", f"{s.charge_points} (at most {s.peak_connected} connected at once)"),
+        ("connects", f"{s.connects} (failed attempts {s.connect_failures}, boots {s.boots})"),
+        ("transactions", f"{s.sessions} started, {s.sessions_done} ended, {s.active} running"),
+        ("energy", f"{s.energy_wh / 1000:.1f} kWh"),
+        ("frames", f"{s.sent} sent, {s.received} received"),
+        ("queued messages lost", str(s.queued_lost)),
+        ("this process", _usage(t)),
+    ]
+    width = max(len(k) for k, _ in rows)
+    out = [f"{k:<{width}}  {v}" for k, v in rows]
+    out.append("")
+    out.append(f"{'fault':<32} fired")
+    for name in FAULTS:
+        if s.faults.get(name):
+            out.append(f"{name:<32} {s.faults[name]}")
+    if not s.faults:
+        out.append("(none)")
+    out.append("")
+    out.append(f"{'error':<48} count")
+    for name, n in sorted(s.errors.items()):
+        out.append(f"{name:<48} {n}")
+    if not s.errors:
+        out.append("(none)")
+    return "\n".join(out)
+
+
+def _usage(seconds: float) -> str:
+    """Peak RSS and CPU of this process: the figures the README's scale table quotes."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = usage.ru_utime + usage.ru_stime
+    share = f", {100 * cpu / seconds:.0f}% of one core" if seconds > 0 else ""
+    return f"peak RSS {usage.ru_maxrss / 1024:.0f} MB, CPU {cpu:.1f} s{share}"
+
+
+def _fault_table() -> str:
+    lines = []
+    for kind in FAULTS.values():
+        opts = ", ".join(f"{k}={v!r}" for k, v in kind.params.items()) or "-"
+        lines.append(f"{kind.name}  [{'per connector' if kind.per_connector else 'per charge point'}; "
+                     f"decided at: {kind.trigger.value}; options: {opts}]")
+        lines.extend(textwrap.wrap(kind.wire, 96, initial_indent="    wire: ", subsequent_indent="          "))
+        lines.extend(textwrap.wrap(kind.reproduces, 96, initial_indent="    reproduces: ",
+                                   subsequent_indent="                "))
+    return "\n".join(lines)
+
+
+def _raise_fd_limit() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "faults":
+        print(markdown_table() if args.markdown else _fault_table())
+        return 0
+    try:
+        if args.command == "run":
+            spec, run_opts = _spec_from_args(args)
+            csms = args.csms or run_opts.get("csms")
+            duration = args.duration if args.duration is not None else run_opts.get("duration")
+            replay = None
+        else:
+            replay = ReplayScript.from_trace(args.trace_in, args.only.split(",") if args.only else None)
+            spec, run_opts = replay.spec, replay.run
+            csms = args.csms or run_opts.get("csms")
+            duration = args.duration if args.duration is not None else (run_opts.get("duration") or replay.end)
+        if not csms:
+            raise SimulatorError("no CSMS URL: pass --csms ws://HOST:PORT/PATH")
+        trace = TraceWriter(args.trace, frames=not args.no_frames) if args.trace else TraceWriter()
+        run_info = {"csms": csms, "duration": duration, "argv": list(argv if argv is not None else sys.argv[1:])}
+        fleet = Fleet(spec, str(csms), trace=trace, replay=replay, run_info=run_info)
+    except (SimulatorError, OSError) as exc:
+        print(f"unstuck-sim: {exc}", file=sys.stderr)
+        return 1
+    _raise_fd_limit()
+    progress = args.progress if args.progress is not None else (1.0 if sys.stderr.isatty() else 10.0)
+    interrupted = False
+    try:
+        trio.run(_drive, fleet, float(duration) if duration else None, progress, sys.stderr)
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        trace.close()
+    if progress > 0 and sys.stderr.isatty():
+        sys.stderr.write("\n")
+    print(summary(fleet))
+    if args.trace:
+        print(f"\ntrace: {args.trace}")
+    return 130 if interrupted else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,121 @@
+"""A fleet of simulated charge points: build from a spec, run in a nursery, script, query.
+
+    async with trio.open_nursery() as nursery:
+        fleet = Fleet(FleetSpec(seed=7, groups=(GroupSpec(count=10),), driver=None), csms_url)
+        await nursery.start(fleet.run)          # returns when every charge point is started
+        await fleet.wait_online()
+        await fleet["CP0001"].plug_in(1)
+        tx = await fleet["CP0001"].start_by_tag(1, "TAG0001")
+        await fleet["CP0001"].unplug(1)
+        print(fleet.truth())
+        nursery.cancel_scope.cancel()
+
+Charge points are started `spec.ramp` per second (a real fleet does not
+reconnect all at once either). All of their tasks live under `run`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from datetime import datetime
+from functools import partial
+from typing import Any
+
+import trio
+
+from .chargepoint import ChargePoint
+from .clock import SimClock
+from .faults import FaultBook
+from .fleetspec import FleetSpec, SessionPlan, session_plans
+from .identity import make_identity
+from .replay import ReplayScript
+from .rng import Rng
+from .stats import Stats
+from .trace import TRACE_VERSION, TraceWriter
+from .truth import ChargePointTruth
+
+__all__ = ["Fleet"]
+
+
+class Fleet:
+    def __init__(
+        self,
+        spec: FleetSpec,
+        csms: str,
+        *,
+        trace: TraceWriter | None = None,
+        replay: ReplayScript | None = None,
+        epoch: datetime | None = None,
+        run_info: dict[str, Any] | None = None,
+    ) -> None:
+        self.spec = spec
+        self.csms = csms.rstrip("/")
+        self.trace = trace or TraceWriter()
+        self.stats = Stats()
+        self.epoch = epoch
+        self.run_info = dict(run_info or {})
+        self.clock: SimClock | None = None
+        self.elapsed = 0.0  # simulation seconds the last run lasted
+        self._cps: dict[str, ChargePoint] = {}
+        root = Rng(spec.seed)
+        for cp_id, group in spec.charge_points():
+            if replay is not None and cp_id not in replay.charge_points:
+                continue
+            rng = root.child("cp", cp_id)
+            connectors = range(1, group.connectors + 1)
+            book = FaultBook(
+                cp_id, connectors, group.faults + spec.faults, rng.child("faults"),
+                forced=replay.forced.get(cp_id, frozenset()) if replay is not None else None,
+            )
+            plans: dict[int, Iterable[SessionPlan]] | None = None
+            if replay is not None:
+                plans = dict(replay.plans_for(cp_id, connectors))
+            elif spec.driver is not None:
+                driver_rng = rng.child("driver")
+                plans = {cid: session_plans(driver_rng, spec.driver, group, cid) for cid in connectors}
+            self._cps[cp_id] = ChargePoint(
+                cp_id, url=self.csms, group=group, spec=spec, rng=rng, book=book,
+                identity=make_identity(rng.bits64("identity")), trace=self.trace, stats=self.stats,
+                plans=plans,
+            )
+        self.stats.charge_points = len(self._cps)
+
+    def __getitem__(self, cp_id: str) -> ChargePoint:
+        return self._cps[cp_id]
+
+    def __iter__(self) -> Iterator[ChargePoint]:
+        return iter(self._cps.values())
+
+    def __len__(self) -> int:
+        return len(self._cps)
+
+    @property
+    def ids(self) -> list[str]:
+        return list(self._cps)
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Start every charge point (staggered), report started, run until cancelled."""
+        clock = self.clock = SimClock(self.epoch)
+        self.trace.now = clock.now
+        self.trace.write(
+            None, "header", version=TRACE_VERSION, epoch=clock.iso(0.0), csms=self.csms,
+            spec=self.spec.to_mapping(), run=self.run_info,
+        )
+        try:
+            async with trio.open_nursery() as nursery:
+                for i, cp in enumerate(self._cps.values()):
+                    await nursery.start(partial(cp.run, clock=clock))
+                    await clock.sleep_until((i + 1) / self.spec.ramp)
+                task_status.started()
+        finally:
+            self.elapsed = clock.now()
+            self.trace.now = lambda: self.elapsed
+            self.trace.flush()
+
+    async def wait_online(self, ids: Iterable[str] | None = None) -> None:
+        """Until the given (default: all) charge points are connected and booted."""
+        for cp_id in ids or self._cps:
+            await self._cps[cp_id].wait_online()
+
+    def truth(self) -> list[ChargePointTruth]:
+        return [cp.truth() for cp in self._cps.values()]
