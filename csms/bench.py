@@ -27,8 +27,9 @@ at the same moment. Modes:
              phase): open-loop; reports connections held and server RSS.
 
 calls/s counts CallResults received inside the window. Latency is send ->
-matching CallResult. This is a closed loop: with many connections latency is
-mostly queueing (Little's law: latency ~ connections / throughput).
+matching CallResult. By default this is a closed loop: with many connections
+latency is mostly queueing (Little's law: latency ~ connections / throughput).
+--rate paces the calls instead, so p99 is service time at that load.
 """
 
 from __future__ import annotations
@@ -1040,9 +1041,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--duration", type=float, default=15.0, metavar="S", help="measured window in s, default 15")
     ap.add_argument("--mode", choices=("mixed", "heartbeat", "hold"), default="mixed", help="default mixed")
     ap.add_argument("--rate", type=float, default=0.0, metavar="CALLS_PER_S",
-                    help="pace the window at this many calls/s in total (each connection sends one call every "
-                         "cps/rate s, random phase) instead of back to back; latency then is service time, not "
-                         "queueing. Default 0 = back to back (closed loop)")
+                    help="mixed/heartbeat: pace the window at this many calls/s in total (each connection sends "
+                         "one call every cps/rate s, random phase) instead of back to back, so latency is service "
+                         "time, not queueing. Default 0 = back to back (closed loop: latency ~ cps / calls/s)")
     ap.add_argument("--connectors", type=int, default=2, help="connectors per charge point (mixed), default 2")
     ap.add_argument("--procs", type=int, default=1, metavar="K",
                     help="driver processes, default 1 (more only helps with more than 2 cores)")
