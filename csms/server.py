@@ -22,6 +22,7 @@ from .context import Context
 from .db.database import Database
 from .db.engine import create_schema, make_engine, redact
 from .db.models import ChargePoint
+from .db.ocpp_store import BULK_STATEMENTS
 from .handlers import ChargePointHandlers
 from .maintenance import Thresholds
 from .maintenance_runner import maintenance_loop, run_offline, watch_silent_connectors
@@ -131,7 +132,7 @@ async def serve(
     engine = make_engine(settings.db_url)
     try:
         await trio.to_thread.run_sync(create_schema, engine)
-        db = Database(engine)
+        db = Database(engine, bulk_statements=BULK_STATEMENTS)
         known = await trio.to_thread.run_sync(_load_known, db)
         ctx = Context(settings=settings, clock=clock, db=db, registry=Registry(), known_charge_points=known,
                       payments=load_provider(settings.payment_provider))

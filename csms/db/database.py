@@ -11,14 +11,15 @@ write per key (a connector's status, a charge point's last-seen time).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Mapping
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import trio
-from sqlalchemy import Engine
+from sqlalchemy import Engine, Executable
 from sqlalchemy.orm import Session, sessionmaker
 
-__all__ = ["Database", "DatabaseClosedError"]
+__all__ = ["Database", "DatabaseClosedError", "BulkWrite", "BulkStatements"]
 
 log = logging.getLogger("csms.db")
 T = TypeVar("T")
@@ -29,10 +30,22 @@ class DatabaseClosedError(RuntimeError):
     """A write was submitted after the writer stopped."""
 
 
+@dataclass(frozen=True, slots=True)
+class BulkWrite:
+    """A one-row write of a known shape: all of a batch's writes of one kind run as one executemany."""
+
+    kind: str
+    params: dict[str, Any]
+
+
+# kind -> builds the statement for a dialect name ("sqlite", "postgresql").
+BulkStatements = Mapping[str, Callable[[str], Executable]]
+
+
 class _Op:
     __slots__ = ("fn", "done", "result", "error")
 
-    def __init__(self, fn: Work, durable: bool) -> None:
+    def __init__(self, fn: Work | BulkWrite, durable: bool) -> None:
         self.fn = fn
         self.done = trio.Event() if durable else None
         self.result: Any = None
@@ -40,8 +53,11 @@ class _Op:
 
 
 class Database:
-    def __init__(self, engine: Engine, *, read_threads: int = 8, max_batch: int = 2000) -> None:
+    def __init__(self, engine: Engine, *, read_threads: int = 8, max_batch: int = 2000,
+                 bulk_statements: BulkStatements | None = None) -> None:
         self.engine = engine
+        self._bulk_factories = dict(bulk_statements or {})
+        self._bulk_compiled: dict[str, Executable] = {}
         self.sessions = sessionmaker(engine, expire_on_commit=False)
         self.read_limiter = trio.CapacityLimiter(read_threads)
         self._write_limiter = trio.CapacityLimiter(1)
@@ -82,8 +98,11 @@ class Database:
         """Queue fn for the next commit without waiting (failures are logged)."""
         self._enqueue(fn, durable=False)
 
-    def submit_latest(self, key: Hashable, fn: Work) -> None:
-        """Like submit, but a newer write with the same key replaces a queued one."""
+    def submit_latest(self, key: Hashable, fn: Work | BulkWrite) -> None:
+        """Like submit, but a newer write with the same key replaces a queued one.
+
+        A BulkWrite (kind registered at construction) joins the batch's executemany of its kind.
+        """
         if not self._running or self._stopping:
             raise DatabaseClosedError("the database writer is not running")
         self._latest[key] = _Op(fn, durable=False)
@@ -146,7 +165,7 @@ class Database:
         """One commit for the whole batch; if it fails, each op alone (isolates the bad one)."""
         try:
             with self.sessions() as session, session.begin():
-                results = [op.fn(session) for op in ops]
+                results = self._run(session, ops)
         except Exception as exc:
             if len(ops) == 1:
                 ops[0].error = exc
@@ -156,4 +175,25 @@ class Database:
             return
         for op, result in zip(ops, results, strict=True):
             op.result = result
+
+    def _run(self, session: Session, ops: list[_Op]) -> list[Any]:
+        results: list[Any] = []
+        bulk: dict[str, list[dict[str, Any]]] = {}
+        for op in ops:
+            if isinstance(op.fn, BulkWrite):
+                bulk.setdefault(op.fn.kind, []).append(op.fn.params)
+                results.append(None)
+            else:
+                results.append(op.fn(session))
+        if bulk:
+            session.flush()
+            for kind, rows in bulk.items():
+                session.connection().execute(self._bulk_statement(kind), rows)
+        return results
+
+    def _bulk_statement(self, kind: str) -> Executable:
+        stmt = self._bulk_compiled.get(kind)
+        if stmt is None:
+            stmt = self._bulk_compiled[kind] = self._bulk_factories[kind](self.engine.dialect.name)
+        return stmt
 

@@ -9,11 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from .. import billing
 from ..reservations import ReservationStatus
+from .database import BulkWrite
 from .models import (
     ChargePoint,
     ChargingSession,
@@ -24,6 +25,7 @@ from .models import (
 )
 
 __all__ = [
+    "BULK_STATEMENTS",
     "record_boot",
     "touch_seen",
     "upsert_status",
@@ -69,23 +71,43 @@ def record_boot(
     return created
 
 
-def touch_seen(cp_id: str, now: datetime):
-    def work(s: Session) -> None:
-        s.execute(update(ChargePoint).where(ChargePoint.id == cp_id).values(last_seen_at=now))
-
-    return work
+def touch_seen(cp_id: str, now: datetime) -> BulkWrite:
+    return BulkWrite("seen", {"b_id": cp_id, "b_at": now})
 
 
-def upsert_status(cp_id: str, connector_id: int, status: str, error_code: str | None, at: datetime):
-    def work(s: Session) -> None:
-        row = s.get(ConnectorStatus, (cp_id, connector_id))
-        if row is None:
-            s.add(ConnectorStatus(charge_point_id=cp_id, connector_id=connector_id, status=status,
-                                  error_code=error_code, updated_at=at))
-        else:
-            row.status, row.error_code, row.updated_at = status, error_code, at
+def upsert_status(cp_id: str, connector_id: int, status: str, error_code: str | None, at: datetime) -> BulkWrite:
+    return BulkWrite("status", {"charge_point_id": cp_id, "connector_id": connector_id, "status": status,
+                                "error_code": error_code, "updated_at": at})
 
-    return work
+
+def _seen_statement(_dialect: str):
+    t = ChargePoint.__table__
+    return update(t).where(t.c.id == bindparam("b_id")).values(last_seen_at=bindparam("b_at"))
+
+
+def _meter_statement(_dialect: str):
+    t = Transaction.__table__
+    return (update(t).where(t.c.id == bindparam("b_id"), t.c.stop_time.is_(None))
+            .values(latest_meter_wh=bindparam("b_wh"), latest_meter_at=bindparam("b_at")))
+
+
+def _status_statement(dialect: str):
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    elif dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert
+    else:  # pragma: no cover - only SQLite and PostgreSQL are supported
+        raise NotImplementedError(f"no status upsert for {dialect}")
+    t = ConnectorStatus.__table__
+    ins = insert(t)
+    return ins.on_conflict_do_update(
+        index_elements=[t.c.charge_point_id, t.c.connector_id],
+        set_={"status": ins.excluded.status, "error_code": ins.excluded.error_code,
+              "updated_at": ins.excluded.updated_at})
+
+
+# The many small "latest value" writes, each kind one executemany per commit.
+BULK_STATEMENTS = {"status": _status_statement, "meter": _meter_statement, "seen": _seen_statement}
 
 
 @dataclass(frozen=True)
@@ -93,6 +115,19 @@ class StartResult:
     transaction_id: int
     session_id: str | None
     superseded: tuple[int, ...]
+
+
+def _flush_pending(s: Session) -> None:
+    """Core statements below do not autoflush: make earlier ORM work of the batch visible first."""
+    if s.new or s.dirty or s.deleted:
+        s.flush()
+
+
+_TX = Transaction.__table__
+_CS = ChargingSession.__table__
+_RES = PaymentReservation.__table__
+_WAITING = ("Requested", "Accepted")
+_FINAL = ("Completed", "Cancelled", "Failed")
 
 
 def start_transaction(
@@ -108,65 +143,41 @@ def start_transaction(
 
     Older transactions still open on the same connector are closed as
     `Superseded`: a connector runs one transaction at a time, so their
-    StopTransaction was lost.
+    StopTransaction was lost. Plain SQL on the hot path; the ORM only for that rare case.
     """
-    superseded = []
-    for old in s.scalars(
-        select(Transaction).where(
-            Transaction.charge_point_id == cp_id,
-            Transaction.connector_id == connector_id,
-            Transaction.stop_time.is_(None),
-        )
-    ):
-        close_transaction_estimated(s, old, now=now, reason="Superseded")
-        superseded.append(old.id)
-    tx = Transaction(
-        charge_point_id=cp_id,
-        connector_id=connector_id,
-        id_tag=id_tag,
-        meter_start=meter_start,
-        start_time=start_time,
-        opened_at=now,
-    )
-    s.add(tx)
-    s.flush()
-    session = s.scalars(
-        select(ChargingSession)
-        .where(
-            ChargingSession.charge_point_id == cp_id,
-            ChargingSession.connector_id == connector_id,
-            ChargingSession.id_tag == id_tag,
-            ChargingSession.transaction_id.is_(None),
-            ChargingSession.end_time.is_(None),
-            ChargingSession.status.in_(("Requested", "Accepted")),
-        )
-        .order_by(ChargingSession.created_at.desc())
-        .limit(1)
-    ).first()
+    _flush_pending(s)
+    open_ids = s.execute(select(_TX.c.id).where(
+        _TX.c.charge_point_id == cp_id, _TX.c.connector_id == connector_id, _TX.c.stop_time.is_(None))).scalars().all()
+    for old_id in open_ids:
+        close_transaction_estimated(s, s.get(Transaction, old_id), now=now, reason="Superseded")
+    if open_ids:
+        s.flush()
+    tx_id = s.execute(insert(_TX).values(
+        charge_point_id=cp_id, connector_id=connector_id, id_tag=id_tag, meter_start=meter_start,
+        start_time=start_time, opened_at=now)).inserted_primary_key[0]
+    waiting = s.execute(
+        select(_CS.c.id, _CS.c.reservation_id)
+        .where(_CS.c.charge_point_id == cp_id, _CS.c.connector_id == connector_id, _CS.c.id_tag == id_tag,
+               _CS.c.transaction_id.is_(None), _CS.c.end_time.is_(None), _CS.c.status.in_(_WAITING))
+        .order_by(_CS.c.created_at.desc()).limit(1)).first()
     session_id = None
-    if session is not None:
-        session.transaction_id = tx.id
-        session.status = "Charging"
-        session.start_time = start_time
-        session.meter_start = meter_start
-        session.updated_at = now
-        session_id = session.id
-        if session.reservation_id:
-            _move_reservation(s, session.reservation_id, ReservationStatus.CHARGING, now)
-    return StartResult(tx.id, session_id, tuple(superseded))
+    if waiting is not None:
+        session_id = waiting.id
+        s.execute(update(_CS).where(_CS.c.id == session_id).values(
+            transaction_id=tx_id, status="Charging", start_time=start_time, meter_start=meter_start, updated_at=now))
+        if waiting.reservation_id:
+            _set_reservation(s, waiting.reservation_id, ReservationStatus.CHARGING, now)
+    return StartResult(tx_id, session_id, tuple(open_ids))
 
 
-def record_meter_sample(tx_id: int, wh: int, at: datetime):
+def _set_reservation(s: Session, reservation_id: str, status: ReservationStatus, now: datetime) -> None:
+    s.execute(update(_RES).where(_RES.c.id == reservation_id, _RES.c.status.not_in(_FINAL))
+              .values(status=status.value, updated_at=now))
+
+
+def record_meter_sample(tx_id: int, wh: int, at: datetime) -> BulkWrite:
     """Keep the latest Energy.Active.Import.Register of an open transaction."""
-
-    def work(s: Session) -> None:
-        s.execute(
-            update(Transaction)
-            .where(Transaction.id == tx_id, Transaction.stop_time.is_(None))
-            .values(latest_meter_wh=wh, latest_meter_at=at)
-        )
-
-    return work
+    return BulkWrite("meter", {"b_id": tx_id, "b_wh": wh, "b_at": at})
 
 
 @dataclass(frozen=True)
@@ -188,31 +199,46 @@ def stop_transaction(
     now: datetime,
 ) -> StopResult:
     """Close a transaction and settle its session; a late stop of a force-ended one reconciles it."""
-    tx = s.get(Transaction, tx_id)
-    if tx is None:
+    _flush_pending(s)
+    row = s.execute(select(_TX.c.meter_start, _TX.c.stop_time).where(_TX.c.id == tx_id)).first()
+    if row is None:
         return StopResult(known=False, reconciled=False, session_id=None)
-    late = tx.stop_time is not None
-    if late and tx.meter_stop is not None and tx.stop_reason not in ESTIMATED_REASONS:
-        # A duplicate of a StopTransaction we already have: nothing to change.
-        session = _session_for(s, tx.id)
-        return StopResult(known=True, reconciled=False, session_id=session.id if session else None)
-    tx.meter_stop = meter_stop
-    tx.stop_time = stop_time
-    tx.stop_reason = reason or "Local"
+    if row.stop_time is not None:
+        return _late_stop(s, tx_id, meter_stop=meter_stop, stop_time=stop_time, reason=reason, now=now)
+    reason = reason or "Local"
+    s.execute(update(_TX).where(_TX.c.id == tx_id).values(meter_stop=meter_stop, stop_time=stop_time,
+                                                          stop_reason=reason))
+    cs = s.execute(select(_CS.c.id, _CS.c.tariff, _CS.c.reservation_id)
+                   .where(_CS.c.transaction_id == tx_id, _CS.c.end_time.is_(None)).limit(1)).first()
+    if cs is None:
+        return StopResult(known=True, reconciled=False, session_id=None)
+    st = billing.settle(row.meter_start, cs.tariff, meter_stop=meter_stop)
+    s.execute(update(_CS).where(_CS.c.id == cs.id).values(
+        end_time=stop_time, end_meter_wh=st.end_meter_wh, energy_wh=st.energy_wh, fee=st.fee,
+        meter_source=st.source.value, end_reason=reason, status="Ended", updated_at=now))
+    if cs.reservation_id:
+        _set_reservation(s, cs.reservation_id, ReservationStatus.COMPLETED, now)
+    return StopResult(True, False, cs.id, st.energy_wh, str(st.fee))
+
+
+def _late_stop(s: Session, tx_id: int, *, meter_stop: int, stop_time: datetime, reason: str | None,
+               now: datetime) -> StopResult:
+    """A StopTransaction for a transaction we already closed: reconcile an estimate, ignore a duplicate."""
+    tx = s.get(Transaction, tx_id)
     session = _session_for(s, tx.id)
+    if tx.stop_reason not in ESTIMATED_REASONS:
+        return StopResult(known=True, reconciled=False, session_id=session.id if session else None)
+    tx.meter_stop, tx.stop_time, tx.stop_reason = meter_stop, stop_time, reason or "Local"
     if session is None:
-        return StopResult(known=True, reconciled=late, session_id=None)
-    settlement = billing.settle(tx.meter_start, session.tariff, meter_stop=meter_stop)
-    if late:
-        # The real figures replace our estimate; the session keeps why it was ended early.
-        session.end_time = stop_time
-        session.end_meter_wh, session.energy_wh, session.fee = settlement.end_meter_wh, settlement.energy_wh, settlement.fee
-        session.meter_source = settlement.source.value
-        session.reconciled = True
-        session.updated_at = now
-    else:
-        close_session_with_settlement(s, session, settlement, end_time=stop_time, reason=tx.stop_reason, now=now)
-    return StopResult(True, late, session.id, settlement.energy_wh, str(settlement.fee))
+        return StopResult(known=True, reconciled=True, session_id=None)
+    # The real figures replace our estimate; the session keeps why it was ended early.
+    st = billing.settle(tx.meter_start, session.tariff, meter_stop=meter_stop)
+    session.end_time = stop_time
+    session.end_meter_wh, session.energy_wh, session.fee = st.end_meter_wh, st.energy_wh, st.fee
+    session.meter_source = st.source.value
+    session.reconciled = True
+    session.updated_at = now
+    return StopResult(True, True, session.id, st.energy_wh, str(st.fee))
 
 
 # Stop reasons we write ourselves when a StopTransaction never came.
