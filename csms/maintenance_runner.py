@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 import trio
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, union, update
 from sqlalchemy.orm import Session
 
 from . import metrics
@@ -254,13 +254,15 @@ async def watch_silent_connectors(ctx: Context, live: LiveChargePoint) -> None:
     await trio.sleep(grace)
 
     def expected(s: Session) -> set[int]:
-        rows = s.execute(select(ConnectorStatus.connector_id).where(
-            ConnectorStatus.charge_point_id == live.id, ConnectorStatus.connector_id > 0)).scalars()
-        txs = s.execute(select(Transaction.connector_id).where(
-            Transaction.charge_point_id == live.id, Transaction.stop_time.is_(None))).scalars()
-        res = s.execute(select(PaymentReservation.connector_id).where(
-            PaymentReservation.charge_point_id == live.id, PaymentReservation.status.not_in(_TERMINAL))).scalars()
-        return set(rows) | set(txs) | set(res)
+        query = union(
+            select(ConnectorStatus.connector_id).where(
+                ConnectorStatus.charge_point_id == live.id, ConnectorStatus.connector_id > 0),
+            select(Transaction.connector_id).where(
+                Transaction.charge_point_id == live.id, Transaction.stop_time.is_(None)),
+            select(PaymentReservation.connector_id).where(
+                PaymentReservation.charge_point_id == live.id, PaymentReservation.status.not_in(_TERMINAL)),
+        )
+        return set(s.execute(query).scalars())
 
     known = await ctx.db.read(expected)
     actions = select_silent_connectors(live.id, expected=known, reported=set(live.connectors),

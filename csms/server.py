@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import signal
@@ -190,8 +191,17 @@ def _host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
+def _tune_gc() -> None:
+    """Fewer, cheaper collections: start-up objects are frozen out of the scans, and the
+    young-generation threshold is raised so full collections (100 ms pauses under load) are rare."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(20_000, 50, 1_000)
+
+
 async def run_until_signal(settings: Settings) -> None:
     """The process entry point: SIGINT/SIGTERM trigger a graceful shutdown."""
+    _tune_gc()
     shutdown = trio.Event()
     async with trio.open_nursery() as nursery:
 

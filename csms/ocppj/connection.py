@@ -9,6 +9,7 @@ take a `trio.Lock`, and each waits for its answer inside a cancel scope.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
 import itertools
 import logging
@@ -54,6 +55,20 @@ class _Waiter:
     def __init__(self) -> None:
         self.event = trio.Event()
         self.frame: frames.CallResult | frames.CallError | None = None
+
+
+@functools.lru_cache(maxsize=4096)
+def _snake_key(key: str) -> str:
+    return next(iter(camel_to_snake_case({key: None})))
+
+
+def to_snake(data: Any) -> Any:
+    """The `ocpp` package's camel_to_snake_case, with each key's conversion cached (a regex per key is slow)."""
+    if isinstance(data, dict):
+        return {_snake_key(k): to_snake(v) for k, v in data.items()}
+    if isinstance(data, list):
+        return [to_snake(v) for v in data]
+    return data
 
 
 def to_payload(obj: Any) -> dict[str, Any]:
@@ -108,7 +123,7 @@ class OcppConnection:
         action = type(request).__name__
         payload = await self.call_raw(action, to_payload(request), timeout=timeout)
         cls = getattr(v16_call_result, action)
-        return cls(**camel_to_snake_case(payload))
+        return cls(**to_snake(payload))
 
     async def call_raw(
         self, action: str, payload: dict[str, Any], *, timeout: float | None = None
@@ -153,7 +168,12 @@ class OcppConnection:
 
     # ---------------------------------------------------------------- receiving
     async def run(self) -> None:
-        """Serve incoming frames until the WebSocket closes; then fail pending calls."""
+        """Serve incoming frames until the WebSocket closes; then fail pending calls.
+
+        Calls to sync handlers are answered inline (no task per call on the hot
+        path); async handlers run as tasks of this connection's nursery, so the
+        loop keeps reading answers to our own calls meanwhile.
+        """
         try:
             async with trio.open_nursery() as nursery:
                 while True:
@@ -163,81 +183,98 @@ class OcppConnection:
                         if _is_closed_error(exc):
                             break
                         raise
-                    self._on_frame(text, nursery)
+                    answer = self._on_frame(text, nursery)
+                    if answer is not None:
+                        await self._send_answer(answer)
                 nursery.cancel_scope.cancel()
         finally:
             self.closed = True
             for waiter in self._pending.values():
                 waiter.event.set()
 
-    def _on_frame(self, text: str | bytes, nursery: trio.Nursery) -> None:
+    def _on_frame(self, text: str | bytes, nursery: trio.Nursery) -> str | None:
+        """Route one frame; returns an answer to send now, if there is one."""
         if self.trace is not None:
             self.trace("in", text if isinstance(text, str) else text.decode("utf-8", "replace"))
         try:
             msg = frames.decode(text)
         except OcppCallError as exc:
             self.log.warning("ocpp.bad_frame peer=%s code=%s reason=%r", self.peer, exc.code, exc.description)
-            nursery.start_soon(self._send_error, exc.unique_id or "-1", exc)
-            return
+            return _error_frame(exc.unique_id or "-1", exc)
         if isinstance(msg, frames.Call):
-            nursery.start_soon(self._handle_call, msg)
-            return
+            return self._on_call(msg, nursery)
         waiter = self._pending.get(msg.unique_id)
         if waiter is None or waiter.frame is not None:
             self.log.warning(
                 "ocpp.unexpected_answer peer=%s id=%s (late after a timeout, or never asked)",
                 self.peer, msg.unique_id,
             )
-            return
+            return None
         waiter.frame = msg
         waiter.event.set()
+        return None
 
-    async def _send_error(self, uid: str, exc: OcppCallError) -> None:
+    def _on_call(self, msg: frames.Call, nursery: trio.Nursery) -> str | None:
+        """Call the handler; a sync result is answered now, a coroutine finishes in a task."""
+        route = self._routes.get(msg.action)
         try:
-            await self._send(frames.encode_error(uid, exc.code, exc.description, exc.details))
-        except ConnectionClosedError:
-            pass
-
-    async def _handle_call(self, msg: frames.Call) -> None:
-        action = msg.action
-        try:
-            route = self._routes.get(action)
             if route is None or "_on_action" not in route:
-                if action in schemas.known_actions():
-                    raise OcppCallError("NotSupported", f"{action} is not supported by this endpoint")
-                raise OcppCallError("NotImplemented", f"unknown action {action!r}")
-            skip = route.get("_skip_schema_validation", False)
-            if self.validate and not skip:
-                schemas.validate(action, msg.payload, response=False, unique_id=msg.unique_id)
-            result = route["_on_action"](**camel_to_snake_case(msg.payload))
-            if inspect.isawaitable(result):
-                result = await result
-            payload = to_payload(result)
-            if self.validate and not skip:
-                try:
-                    schemas.validate(action, payload, response=True)
-                except OcppCallError as exc:
-                    self.log.error("ocpp.bad_own_response peer=%s action=%s error=%s", self.peer, action, exc)
-                    raise OcppCallError("InternalError", "the handler produced an invalid response") from None
-        except OcppCallError as exc:
-            self.log.warning(
-                "ocpp.call_error peer=%s action=%s id=%s code=%s reason=%r",
-                self.peer, action, msg.unique_id, exc.code, exc.description,
-            )
-            await self._send_error(msg.unique_id, exc)
-            return
-        except ConnectionClosedError:
-            return
-        except Exception:
-            self.log.exception("ocpp.handler_crashed peer=%s action=%s id=%s", self.peer, action, msg.unique_id)
-            await self._send_error(
-                msg.unique_id, OcppCallError("InternalError", f"{action} failed inside the receiver")
-            )
-            return
+                if msg.action in schemas.known_actions():
+                    raise OcppCallError("NotSupported", f"{msg.action} is not supported by this endpoint")
+                raise OcppCallError("NotImplemented", f"unknown action {msg.action!r}")
+            check = self.validate and not route.get("_skip_schema_validation", False)
+            if check:
+                schemas.validate(msg.action, msg.payload, response=False, unique_id=msg.unique_id)
+            result = route["_on_action"](**to_snake(msg.payload))
+        except Exception as exc:
+            return self._failure(msg, exc)
+        if inspect.isawaitable(result):
+            nursery.start_soon(self._finish_async, msg, result, check)
+            return None
+        return self._success(msg, result, check)
+
+    async def _finish_async(self, msg: frames.Call, pending: Any, check: bool) -> None:
         try:
-            await self._send(frames.encode_result(msg.unique_id, payload))
+            result = await pending
         except ConnectionClosedError:
-            self.log.info("ocpp.answer_lost peer=%s action=%s id=%s (connection closed)", self.peer, action, msg.unique_id)
+            return
+        except Exception as exc:
+            await self._send_answer(self._failure(msg, exc))
+            return
+        await self._send_answer(self._success(msg, result, check))
+
+    def _success(self, msg: frames.Call, result: Any, check: bool) -> str:
+        try:
+            payload = to_payload(result)
+            if check:
+                try:
+                    schemas.validate(msg.action, payload, response=True)
+                except OcppCallError as exc:
+                    self.log.error("ocpp.bad_own_response peer=%s action=%s error=%s", self.peer, msg.action, exc)
+                    raise OcppCallError("InternalError", "the handler produced an invalid response") from None
+        except Exception as exc:
+            return self._failure(msg, exc)
+        return frames.encode_result(msg.unique_id, payload)
+
+    def _failure(self, msg: frames.Call, exc: Exception) -> str:
+        """The CallError frame for a Call that failed: its own code, or InternalError for a crash."""
+        if isinstance(exc, OcppCallError):
+            self.log.warning("ocpp.call_error peer=%s action=%s id=%s code=%s reason=%r",
+                             self.peer, msg.action, msg.unique_id, exc.code, exc.description)
+            return _error_frame(msg.unique_id, exc)
+        self.log.error("ocpp.handler_crashed peer=%s action=%s id=%s", self.peer, msg.action, msg.unique_id,
+                       exc_info=exc)
+        return _error_frame(msg.unique_id, OcppCallError("InternalError", f"{msg.action} failed inside the receiver"))
+
+    async def _send_answer(self, frame: str) -> None:
+        try:
+            await self._send(frame)
+        except ConnectionClosedError:
+            self.log.info("ocpp.answer_lost peer=%s (connection closed)", self.peer)
+
+
+def _error_frame(uid: str, exc: OcppCallError) -> str:
+    return frames.encode_error(uid, exc.code, exc.description, exc.details)
 
 
 def _is_closed_error(exc: BaseException) -> bool:
