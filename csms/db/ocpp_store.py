@@ -117,17 +117,42 @@ class StartResult:
     superseded: tuple[int, ...]
 
 
-def _flush_pending(s: Session) -> None:
-    """Core statements below do not autoflush: make earlier ORM work of the batch visible first."""
+def _connection(s: Session):
+    """The batch's connection for plain-SQL statements, after flushing earlier ORM work of the batch."""
     if s.new or s.dirty or s.deleted:
         s.flush()
+    return s.connection()
 
 
 _TX = Transaction.__table__
 _CS = ChargingSession.__table__
 _RES = PaymentReservation.__table__
-_WAITING = ("Requested", "Accepted")
 _FINAL = ("Completed", "Cancelled", "Failed")
+
+# Hot-path statements, built once (building a statement costs more than running it).
+_OPEN_ON_CONNECTOR = select(_TX.c.id).where(
+    _TX.c.charge_point_id == bindparam("cp"), _TX.c.connector_id == bindparam("conn"), _TX.c.stop_time.is_(None))
+_INSERT_TX = insert(_TX)
+_WAITING_SESSION = (
+    select(_CS.c.id, _CS.c.reservation_id)
+    .where(_CS.c.charge_point_id == bindparam("cp"), _CS.c.connector_id == bindparam("conn"),
+           _CS.c.id_tag == bindparam("tag"), _CS.c.transaction_id.is_(None), _CS.c.end_time.is_(None),
+           _CS.c.status.in_(("Requested", "Accepted")))
+    .order_by(_CS.c.created_at.desc()).limit(1))
+_LINK_SESSION = update(_CS).where(_CS.c.id == bindparam("b_id")).values(
+    transaction_id=bindparam("b_tx"), status="Charging", start_time=bindparam("b_start"),
+    meter_start=bindparam("b_meter"), updated_at=bindparam("b_now"))
+_SET_RESERVATION = update(_RES).where(_RES.c.id == bindparam("b_id"), _RES.c.status.not_in(_FINAL)).values(
+    status=bindparam("b_status"), updated_at=bindparam("b_now"))
+_TX_FOR_STOP = select(_TX.c.meter_start, _TX.c.stop_time).where(_TX.c.id == bindparam("id"))
+_CLOSE_TX = update(_TX).where(_TX.c.id == bindparam("b_id")).values(
+    meter_stop=bindparam("b_meter"), stop_time=bindparam("b_at"), stop_reason=bindparam("b_reason"))
+_OPEN_SESSION_OF_TX = select(_CS.c.id, _CS.c.tariff, _CS.c.reservation_id).where(
+    _CS.c.transaction_id == bindparam("tx"), _CS.c.end_time.is_(None)).limit(1)
+_END_SESSION = update(_CS).where(_CS.c.id == bindparam("b_id")).values(
+    end_time=bindparam("b_end"), end_meter_wh=bindparam("b_meter"), energy_wh=bindparam("b_energy"),
+    fee=bindparam("b_fee"), meter_source=bindparam("b_source"), end_reason=bindparam("b_reason"), status="Ended",
+    updated_at=bindparam("b_now"))
 
 
 def start_transaction(
@@ -145,34 +170,28 @@ def start_transaction(
     `Superseded`: a connector runs one transaction at a time, so their
     StopTransaction was lost. Plain SQL on the hot path; the ORM only for that rare case.
     """
-    _flush_pending(s)
-    open_ids = s.execute(select(_TX.c.id).where(
-        _TX.c.charge_point_id == cp_id, _TX.c.connector_id == connector_id, _TX.c.stop_time.is_(None))).scalars().all()
+    conn = _connection(s)
+    open_ids = conn.execute(_OPEN_ON_CONNECTOR, {"cp": cp_id, "conn": connector_id}).scalars().all()
     for old_id in open_ids:
         close_transaction_estimated(s, s.get(Transaction, old_id), now=now, reason="Superseded")
     if open_ids:
         s.flush()
-    tx_id = s.execute(insert(_TX).values(
-        charge_point_id=cp_id, connector_id=connector_id, id_tag=id_tag, meter_start=meter_start,
-        start_time=start_time, opened_at=now)).inserted_primary_key[0]
-    waiting = s.execute(
-        select(_CS.c.id, _CS.c.reservation_id)
-        .where(_CS.c.charge_point_id == cp_id, _CS.c.connector_id == connector_id, _CS.c.id_tag == id_tag,
-               _CS.c.transaction_id.is_(None), _CS.c.end_time.is_(None), _CS.c.status.in_(_WAITING))
-        .order_by(_CS.c.created_at.desc()).limit(1)).first()
+    tx_id = conn.execute(_INSERT_TX, {
+        "charge_point_id": cp_id, "connector_id": connector_id, "id_tag": id_tag, "meter_start": meter_start,
+        "start_time": start_time, "opened_at": now}).inserted_primary_key[0]
+    waiting = conn.execute(_WAITING_SESSION, {"cp": cp_id, "conn": connector_id, "tag": id_tag}).first()
     session_id = None
     if waiting is not None:
         session_id = waiting.id
-        s.execute(update(_CS).where(_CS.c.id == session_id).values(
-            transaction_id=tx_id, status="Charging", start_time=start_time, meter_start=meter_start, updated_at=now))
+        conn.execute(_LINK_SESSION, {"b_id": session_id, "b_tx": tx_id, "b_start": start_time,
+                                     "b_meter": meter_start, "b_now": now})
         if waiting.reservation_id:
-            _set_reservation(s, waiting.reservation_id, ReservationStatus.CHARGING, now)
+            _set_reservation(conn, waiting.reservation_id, ReservationStatus.CHARGING, now)
     return StartResult(tx_id, session_id, tuple(open_ids))
 
 
-def _set_reservation(s: Session, reservation_id: str, status: ReservationStatus, now: datetime) -> None:
-    s.execute(update(_RES).where(_RES.c.id == reservation_id, _RES.c.status.not_in(_FINAL))
-              .values(status=status.value, updated_at=now))
+def _set_reservation(conn, reservation_id: str, status: ReservationStatus, now: datetime) -> None:
+    conn.execute(_SET_RESERVATION, {"b_id": reservation_id, "b_status": status.value, "b_now": now})
 
 
 def record_meter_sample(tx_id: int, wh: int, at: datetime) -> BulkWrite:
@@ -199,25 +218,23 @@ def stop_transaction(
     now: datetime,
 ) -> StopResult:
     """Close a transaction and settle its session; a late stop of a force-ended one reconciles it."""
-    _flush_pending(s)
-    row = s.execute(select(_TX.c.meter_start, _TX.c.stop_time).where(_TX.c.id == tx_id)).first()
+    conn = _connection(s)
+    row = conn.execute(_TX_FOR_STOP, {"id": tx_id}).first()
     if row is None:
         return StopResult(known=False, reconciled=False, session_id=None)
     if row.stop_time is not None:
         return _late_stop(s, tx_id, meter_stop=meter_stop, stop_time=stop_time, reason=reason, now=now)
     reason = reason or "Local"
-    s.execute(update(_TX).where(_TX.c.id == tx_id).values(meter_stop=meter_stop, stop_time=stop_time,
-                                                          stop_reason=reason))
-    cs = s.execute(select(_CS.c.id, _CS.c.tariff, _CS.c.reservation_id)
-                   .where(_CS.c.transaction_id == tx_id, _CS.c.end_time.is_(None)).limit(1)).first()
+    conn.execute(_CLOSE_TX, {"b_id": tx_id, "b_meter": meter_stop, "b_at": stop_time, "b_reason": reason})
+    cs = conn.execute(_OPEN_SESSION_OF_TX, {"tx": tx_id}).first()
     if cs is None:
         return StopResult(known=True, reconciled=False, session_id=None)
     st = billing.settle(row.meter_start, cs.tariff, meter_stop=meter_stop)
-    s.execute(update(_CS).where(_CS.c.id == cs.id).values(
-        end_time=stop_time, end_meter_wh=st.end_meter_wh, energy_wh=st.energy_wh, fee=st.fee,
-        meter_source=st.source.value, end_reason=reason, status="Ended", updated_at=now))
+    conn.execute(_END_SESSION, {"b_id": cs.id, "b_end": stop_time, "b_meter": st.end_meter_wh,
+                                "b_energy": st.energy_wh, "b_fee": st.fee, "b_source": st.source.value,
+                                "b_reason": reason, "b_now": now})
     if cs.reservation_id:
-        _set_reservation(s, cs.reservation_id, ReservationStatus.COMPLETED, now)
+        _set_reservation(conn, cs.reservation_id, ReservationStatus.COMPLETED, now)
     return StopResult(True, False, cs.id, st.energy_wh, str(st.fee))
 
 
