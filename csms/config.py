@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 
 __all__ = ["Settings", "ApiToken", "parse_tokens", "DEFAULT_DB_URL"]
@@ -62,7 +62,6 @@ class Settings:
     status_grace_seconds: float = 30.0
     orphan_grace_seconds: float = 120.0
     session_idle_hours: float = 0.0
-    extra: dict[str, str] = field(default_factory=dict)
 
 
 def env_flag(name: str) -> bool:
