@@ -61,3 +61,17 @@ def csms(db_url, tmp_path, csms_args) -> Iterator[CsmsProcess]:
         yield proc
     finally:
         proc.stop()
+
+
+@pytest.fixture
+async def database(db_url, nursery):
+    """A `csms.db.Database` on a fresh schema, its writer running in the test's nursery."""
+    from csms.db.database import Database
+    from csms.db.engine import create_schema, make_engine
+
+    engine = make_engine(db_url)
+    create_schema(engine)
+    db = Database(engine)
+    await nursery.start(db.run_writer)
+    yield db
+    engine.dispose()

@@ -107,16 +107,21 @@ class Transaction(Base):
     )
 
 
-class ChargingSession(Base):
-    """The user-facing session (the seeds' ChargingSessions)."""
+class _ConnectorClaim:
+    """Who wants which connector at what price: shared by sessions and reservations."""
 
-    __tablename__ = "charging_sessions"
     id: Mapped[str] = mapped_column(String(64), primary_key=True, default=new_id)
     station_id: Mapped[str] = mapped_column(String(64))
     charge_point_id: Mapped[str] = mapped_column(String(64))
     connector_id: Mapped[int] = mapped_column(Integer)
     id_tag: Mapped[str] = mapped_column(String(32))
     tariff: Mapped[Decimal] = mapped_column(DecimalText)
+
+
+class ChargingSession(_ConnectorClaim, Base):
+    """The user-facing session (the seeds' ChargingSessions)."""
+
+    __tablename__ = "charging_sessions"
     status: Mapped[str] = mapped_column(String(24))
     transaction_id: Mapped[int | None] = mapped_column(Integer, index=True)
     reservation_id: Mapped[str | None] = mapped_column(String(64))
@@ -141,16 +146,10 @@ class ChargingSession(Base):
 _INACTIVE_SQL = "status NOT IN ('Completed', 'Cancelled', 'Failed')"
 
 
-class PaymentReservation(Base):
+class PaymentReservation(_ConnectorClaim, Base):
     """A paid hold on a connector; at most one active per connector (partial unique index)."""
 
     __tablename__ = "payment_reservations"
-    id: Mapped[str] = mapped_column(String(64), primary_key=True, default=new_id)
-    station_id: Mapped[str] = mapped_column(String(64))
-    charge_point_id: Mapped[str] = mapped_column(String(64))
-    connector_id: Mapped[int] = mapped_column(Integer)
-    id_tag: Mapped[str] = mapped_column(String(32))
-    tariff: Mapped[Decimal] = mapped_column(DecimalText)
     amount: Mapped[Decimal | None] = mapped_column(DecimalText)
     status: Mapped[str] = mapped_column(String(24))
     provider_ref: Mapped[str | None] = mapped_column(String(128))

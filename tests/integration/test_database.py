@@ -23,13 +23,8 @@ def _reservation(rid: str, status: str = "PendingPayment", connector: int = 1) -
 
 
 @pytest.fixture
-async def db(db_url, nursery):
-    engine = make_engine(db_url)
-    create_schema(engine)
-    database = Database(engine)
-    await nursery.start(database.run_writer)
-    yield database
-    engine.dispose()
+def db(database):
+    return database
 
 
 async def test_one_active_reservation_per_connector(db):

@@ -10,8 +10,6 @@ from sqlalchemy import select
 from csms.clock import FakeClock
 from csms.config import Settings
 from csms.context import Context
-from csms.db.database import Database
-from csms.db.engine import create_schema, make_engine
 from csms.db.models import AuditEvent, ChargingSession, Transaction
 from csms.maintenance_runner import run_once
 from csms.registry import Registry
@@ -19,14 +17,9 @@ from tests.support.db import plant_stuck_session
 
 
 @pytest.fixture
-async def ctx(db_url, nursery):
-    engine = make_engine(db_url)
-    create_schema(engine)
-    db = Database(engine)
-    await nursery.start(db.run_writer)
-    clock = FakeClock()
-    yield Context(settings=Settings(db_url=db_url, session_idle_hours=2), clock=clock, db=db, registry=Registry())
-    engine.dispose()
+def ctx(db_url, database):
+    return Context(settings=Settings(db_url=db_url, session_idle_hours=2), clock=FakeClock(), db=database,
+                   registry=Registry())
 
 
 async def test_idle_session_is_force_ended_after_the_limit_and_not_before(ctx):
