@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -20,9 +21,9 @@ class TariffModel(CamelModel):
     charging_station_id: str = Field(min_length=1, max_length=64)
     connector_id: int = Field(ge=1, le=100)
     charge_tag_id: str = Field(min_length=1, max_length=20)
-    charging_tariff: Any
+    charging_tariff: Decimal | str = Field(description="price per kWh, a number or a numeric string, e.g. 0.25")
 
-    @field_validator("charging_tariff")
+    @field_validator("charging_tariff", mode="before")
     @classmethod
     def _tariff(cls, value: Any):
         try:
