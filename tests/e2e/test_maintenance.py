@@ -162,3 +162,42 @@ async def test_dropped_stop_with_available_is_closed_as_orphaned(csms):
         await cp.stop(tx, 3500)  # the late StopTransaction reconciles
         s = (await admin.get(f"/api/ChargingSession/{sid}")).json()["data"]
         assert (s["energyWh"], s["reconciled"]) == (3500, True)
+
+
+async def _raw_ocpp_client(url: str):
+    """A WebSocket client that completes the handshake, boots, then never reads again (no pongs)."""
+    from urllib.parse import urlsplit
+
+    from wsproto import ConnectionType, WSConnection
+    from wsproto.events import AcceptConnection, Request, TextMessage
+
+    u = urlsplit(url)
+    stream = await trio.open_tcp_stream(u.hostname, u.port)
+    ws = WSConnection(ConnectionType.CLIENT)
+    await stream.send_all(ws.send(Request(host=u.netloc, target=u.path, subprotocols=["ocpp1.6"])))
+    accepted = False
+    while not accepted:
+        ws.receive_data(await stream.receive_some(65536))
+        accepted = any(isinstance(e, AcceptConnection) for e in ws.events())
+    await stream.send_all(ws.send(TextMessage(
+        '[2,"b1","BootNotification",{"chargePointVendor":"Raw","chargePointModel":"NoPong"}]')))
+    return stream
+
+
+@pytest.mark.parametrize("csms_args", [["--allow-unknown-chargers", "--heartbeat-interval", "1",
+                                        "--heartbeat-timeout-factor", "1000", "--call-timeout-seconds", "1",
+                                        "--maintenance-interval-seconds", "0.5"]])
+async def test_charge_point_that_fails_ping_pong_goes_offline(csms):
+    stream = await _raw_ocpp_client(csms.url("PONG1"))
+    try:
+        async with csms.client() as admin:
+            with trio.fail_after(30):
+                while True:
+                    rows = (await admin.get("/api/charge-points")).json()["data"]
+                    state = {r["id"]: r["online"] for r in rows}.get("PONG1")
+                    if state is False:
+                        break
+                    await trio.sleep(0.3)
+        assert "reason='WebSocket ping got no pong'" in csms.log()
+    finally:
+        await stream.aclose()
