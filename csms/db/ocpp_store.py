@@ -8,13 +8,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from .. import billing
 from ..reservations import ReservationStatus
 from .database import BulkWrite
+from .hotpath import hot_sql_for
 from .models import (
     ChargePoint,
     ChargingSession,
@@ -117,44 +119,6 @@ class StartResult:
     superseded: tuple[int, ...]
 
 
-def _connection(s: Session):
-    """The batch's connection for plain-SQL statements, after flushing earlier ORM work of the batch."""
-    if s.new or s.dirty or s.deleted:
-        s.flush()
-    return s.connection()
-
-
-_TX = Transaction.__table__
-_CS = ChargingSession.__table__
-_RES = PaymentReservation.__table__
-_FINAL = ("Completed", "Cancelled", "Failed")
-
-# Hot-path statements, built once (building a statement costs more than running it).
-_OPEN_ON_CONNECTOR = select(_TX.c.id).where(
-    _TX.c.charge_point_id == bindparam("cp"), _TX.c.connector_id == bindparam("conn"), _TX.c.stop_time.is_(None))
-_INSERT_TX = insert(_TX)
-_WAITING_SESSION = (
-    select(_CS.c.id, _CS.c.reservation_id)
-    .where(_CS.c.charge_point_id == bindparam("cp"), _CS.c.connector_id == bindparam("conn"),
-           _CS.c.id_tag == bindparam("tag"), _CS.c.transaction_id.is_(None), _CS.c.end_time.is_(None),
-           _CS.c.status.in_(("Requested", "Accepted")))
-    .order_by(_CS.c.created_at.desc()).limit(1))
-_LINK_SESSION = update(_CS).where(_CS.c.id == bindparam("b_id")).values(
-    transaction_id=bindparam("b_tx"), status="Charging", start_time=bindparam("b_start"),
-    meter_start=bindparam("b_meter"), updated_at=bindparam("b_now"))
-_SET_RESERVATION = update(_RES).where(_RES.c.id == bindparam("b_id"), _RES.c.status.not_in(_FINAL)).values(
-    status=bindparam("b_status"), updated_at=bindparam("b_now"))
-_TX_FOR_STOP = select(_TX.c.meter_start, _TX.c.stop_time).where(_TX.c.id == bindparam("id"))
-_CLOSE_TX = update(_TX).where(_TX.c.id == bindparam("b_id")).values(
-    meter_stop=bindparam("b_meter"), stop_time=bindparam("b_at"), stop_reason=bindparam("b_reason"))
-_OPEN_SESSION_OF_TX = select(_CS.c.id, _CS.c.tariff, _CS.c.reservation_id).where(
-    _CS.c.transaction_id == bindparam("tx"), _CS.c.end_time.is_(None)).limit(1)
-_END_SESSION = update(_CS).where(_CS.c.id == bindparam("b_id")).values(
-    end_time=bindparam("b_end"), end_meter_wh=bindparam("b_meter"), energy_wh=bindparam("b_energy"),
-    fee=bindparam("b_fee"), meter_source=bindparam("b_source"), end_reason=bindparam("b_reason"), status="Ended",
-    updated_at=bindparam("b_now"))
-
-
 def start_transaction(
     s: Session,
     cp_id: str,
@@ -170,28 +134,26 @@ def start_transaction(
     `Superseded`: a connector runs one transaction at a time, so their
     StopTransaction was lost. Plain SQL on the hot path; the ORM only for that rare case.
     """
-    conn = _connection(s)
-    open_ids = conn.execute(_OPEN_ON_CONNECTOR, {"cp": cp_id, "conn": connector_id}).scalars().all()
+    hot = hot_sql_for(s)
+    cur = hot.cursor(s)
+    open_ids = [r[0] for r in hot.run(cur, "open_on_connector", {"cp": cp_id, "conn": connector_id}).fetchall()]
     for old_id in open_ids:
         close_transaction_estimated(s, s.get(Transaction, old_id), now=now, reason="Superseded")
     if open_ids:
         s.flush()
-    tx_id = conn.execute(_INSERT_TX, {
-        "charge_point_id": cp_id, "connector_id": connector_id, "id_tag": id_tag, "meter_start": meter_start,
-        "start_time": start_time, "opened_at": now}).inserted_primary_key[0]
-    waiting = conn.execute(_WAITING_SESSION, {"cp": cp_id, "conn": connector_id, "tag": id_tag}).first()
+    t_start, t_now = hot.time(start_time), hot.time(now)
+    tx_id = hot.insert_transaction(cur, {"cp": cp_id, "conn": connector_id, "tag": id_tag, "meter": meter_start,
+                                         "start": t_start, "now": t_now})
+    waiting = hot.run(cur, "waiting_session", {"cp": cp_id, "conn": connector_id, "tag": id_tag}).fetchone()
     session_id = None
     if waiting is not None:
-        session_id = waiting.id
-        conn.execute(_LINK_SESSION, {"b_id": session_id, "b_tx": tx_id, "b_start": start_time,
-                                     "b_meter": meter_start, "b_now": now})
-        if waiting.reservation_id:
-            _set_reservation(conn, waiting.reservation_id, ReservationStatus.CHARGING, now)
+        session_id, reservation_id = waiting
+        hot.run(cur, "link_session", {"id": session_id, "tx": tx_id, "start": t_start, "meter": meter_start,
+                                      "now": t_now})
+        if reservation_id:
+            hot.run(cur, "set_reservation", {"id": reservation_id, "status": ReservationStatus.CHARGING.value,
+                                             "now": t_now})
     return StartResult(tx_id, session_id, tuple(open_ids))
-
-
-def _set_reservation(conn, reservation_id: str, status: ReservationStatus, now: datetime) -> None:
-    conn.execute(_SET_RESERVATION, {"b_id": reservation_id, "b_status": status.value, "b_now": now})
 
 
 def record_meter_sample(tx_id: int, wh: int, at: datetime) -> BulkWrite:
@@ -218,24 +180,28 @@ def stop_transaction(
     now: datetime,
 ) -> StopResult:
     """Close a transaction and settle its session; a late stop of a force-ended one reconciles it."""
-    conn = _connection(s)
-    row = conn.execute(_TX_FOR_STOP, {"id": tx_id}).first()
+    hot = hot_sql_for(s)
+    cur = hot.cursor(s)
+    row = hot.run(cur, "tx_for_stop", {"id": tx_id}).fetchone()
     if row is None:
         return StopResult(known=False, reconciled=False, session_id=None)
-    if row.stop_time is not None:
+    meter_start, already_stopped = row
+    if already_stopped is not None:
         return _late_stop(s, tx_id, meter_stop=meter_stop, stop_time=stop_time, reason=reason, now=now)
     reason = reason or "Local"
-    conn.execute(_CLOSE_TX, {"b_id": tx_id, "b_meter": meter_stop, "b_at": stop_time, "b_reason": reason})
-    cs = conn.execute(_OPEN_SESSION_OF_TX, {"tx": tx_id}).first()
+    t_stop, t_now = hot.time(stop_time), hot.time(now)
+    hot.run(cur, "close_tx", {"id": tx_id, "meter": meter_stop, "at": t_stop, "reason": reason})
+    cs = hot.run(cur, "open_session_of_tx", {"tx": tx_id}).fetchone()
     if cs is None:
         return StopResult(known=True, reconciled=False, session_id=None)
-    st = billing.settle(row.meter_start, cs.tariff, meter_stop=meter_stop)
-    conn.execute(_END_SESSION, {"b_id": cs.id, "b_end": stop_time, "b_meter": st.end_meter_wh,
-                                "b_energy": st.energy_wh, "b_fee": st.fee, "b_source": st.source.value,
-                                "b_reason": reason, "b_now": now})
-    if cs.reservation_id:
-        _set_reservation(conn, cs.reservation_id, ReservationStatus.COMPLETED, now)
-    return StopResult(True, False, cs.id, st.energy_wh, str(st.fee))
+    session_id, tariff, reservation_id = cs
+    st = billing.settle(meter_start, Decimal(tariff), meter_stop=meter_stop)
+    hot.run(cur, "end_session", {"id": session_id, "end": t_stop, "meter": st.end_meter_wh, "energy": st.energy_wh,
+                                 "fee": str(st.fee), "source": st.source.value, "reason": reason, "now": t_now})
+    if reservation_id:
+        hot.run(cur, "set_reservation", {"id": reservation_id, "status": ReservationStatus.COMPLETED.value,
+                                         "now": t_now})
+    return StopResult(True, False, session_id, st.energy_wh, str(st.fee))
 
 
 def _late_stop(s: Session, tx_id: int, *, meter_stop: int, stop_time: datetime, reason: str | None,
