@@ -7,7 +7,7 @@ to the cent in exactly one place (`fee`).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import ROUND_FLOOR, ROUND_HALF_UP, Context, Decimal, InvalidOperation, localcontext
 from enum import StrEnum
 
 __all__ = [
@@ -58,6 +58,12 @@ def _bad_tariff(value: object, why: str) -> InvalidTariffError:
     return InvalidTariffError(f"invalid tariff {value!r}: {why}")
 
 
+# Bounds that keep every fee computable and storable (a 1e26 tariff once made a
+# transaction impossible to close).
+MAX_TARIFF = Decimal(10_000)
+MAX_TARIFF_DECIMALS = 6
+
+
 def parse_tariff(value: object) -> Decimal:
     """A per-kWh tariff from config, JSON or the database, refused loudly if it is nonsense."""
     if value is None or isinstance(value, bool):
@@ -81,7 +87,13 @@ def parse_tariff(value: object) -> Decimal:
         raise _bad_tariff(value, "must be finite")
     if tariff < 0:
         raise _bad_tariff(value, "must not be negative")
-    return tariff
+    if tariff > MAX_TARIFF:
+        raise _bad_tariff(value, f"more than {MAX_TARIFF} per kWh")
+    exact = Context(prec=len(tariff.as_tuple().digits) + 1)  # normalise without rounding
+    plain = Decimal(format(tariff.normalize(exact), "f"))  # "0.2500" -> 0.25, "1E+2" -> 100
+    if plain.as_tuple().exponent < -MAX_TARIFF_DECIMALS:
+        raise _bad_tariff(value, f"more than {MAX_TARIFF_DECIMALS} decimal places")
+    return plain
 
 
 def _exact(reading: int | float, name: str) -> Decimal:
@@ -109,7 +121,9 @@ def fee(energy_wh: int, tariff_per_kwh: Decimal) -> Decimal:
     if energy_wh < 0:
         raise BillingError(f"energy_wh must not be negative, got {energy_wh}")
     tariff = parse_tariff(tariff_per_kwh)
-    return (Decimal(energy_wh) * tariff / _WH_PER_KWH).quantize(_CENT, rounding=ROUND_HALF_UP)
+    with localcontext() as ctx:
+        ctx.prec = 60  # exact for any bounded tariff and any realistic energy
+        return (Decimal(energy_wh) * tariff / _WH_PER_KWH).quantize(_CENT, rounding=ROUND_HALF_UP)
 
 
 def choose_end_meter(

@@ -51,5 +51,5 @@ def parse_iso(text: str | None) -> datetime | None:
         return None
     try:
         return as_utc(datetime.fromisoformat(text.replace("Z", "+00:00")))
-    except ValueError:
+    except (ValueError, OverflowError):
         return None

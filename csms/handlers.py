@@ -81,6 +81,11 @@ class ChargePointHandlers:
             return ocpp_store.start_transaction(s, self.cp_id, connector_id, id_tag, meter_start, start_time, now)
 
         result = await self.ctx.db.write(work)
+        if result.repeated:
+            log.warning("transaction.start_repeated charge_point=%s connector=%s transaction=%s "
+                        "(same StartTransaction again; answered with the same id)",
+                        self.cp_id, connector_id, result.transaction_id)
+            return {"transactionId": result.transaction_id, "idTagInfo": {"status": "Accepted"}}
         for old in result.superseded:
             log.warning("transaction.superseded charge_point=%s connector=%s transaction=%s by=%s",
                         self.cp_id, connector_id, old, result.transaction_id)
@@ -95,12 +100,10 @@ class ChargePointHandlers:
         reason = kw.get("reason")
 
         def work(s):
-            return ocpp_store.stop_transaction(s, transaction_id, meter_stop=meter_stop,
+            return ocpp_store.stop_transaction(s, transaction_id, cp_id=self.cp_id, meter_stop=meter_stop,
                                                stop_time=stop_time, reason=reason, now=now)
 
         result = await self.ctx.db.write(work)
-        if self.live is not None:
-            self.live.meter_wh.pop(transaction_id, None)
         if not result.known:
             log.warning("transaction.stop_unknown charge_point=%s transaction=%s (accepted, nothing to close)",
                         self.cp_id, transaction_id)
@@ -119,11 +122,9 @@ class ChargePointHandlers:
             return {}
         wh = metering.latest_energy_register_wh(_camel_meter_values(meter_value))
         if wh is not None:
-            if self.live is not None:
-                self.live.meter_wh[transaction_id] = wh
             self.ctx.db.submit_latest(
                 ("meter", transaction_id),
-                ocpp_store.record_meter_sample(transaction_id, wh, self.ctx.clock.now()),
+                ocpp_store.record_meter_sample(self.cp_id, transaction_id, wh, self.ctx.clock.now()),
             )
         return {}
 

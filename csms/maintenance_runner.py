@@ -176,11 +176,16 @@ def _live_rows(ctx: Context) -> tuple[list[LiveChargePointRow], dict[tuple[str, 
     return cps, connectors
 
 
-async def run_once(ctx: Context, *, dry_run: bool = False) -> list[Action]:
-    """Every rule against the database and the live registry; returns what was (or would be) done."""
+async def run_once(ctx: Context, *, dry_run: bool = False, nursery: trio.Nursery | None = None) -> list[Action]:
+    """Every rule against the database and the live registry; returns what was (or would be) done.
+
+    Sockets of charge points found offline are closed in `nursery` when given
+    (the periodic loop), so one half-open socket cannot stall the round.
+    """
     th = Thresholds.from_settings(ctx.settings)
     now = ctx.clock.now()
     snap = await ctx.db.read(load_snapshot)
+    seen_live = {live.id: live for live in ctx.registry}
     cps, live_connectors = _live_rows(ctx)
     actions = select_offline_charge_points(cps, now=now, factor=th.heartbeat_timeout_factor)
     offline = {a.charge_point_id for a in actions}
@@ -190,25 +195,32 @@ async def run_once(ctx: Context, *, dry_run: bool = False) -> list[Action]:
         applied = False
         if not dry_run:
             if a.kind is ActionKind.MARK_OFFLINE:
-                applied = await _mark_offline(ctx, a)
+                applied = await _mark_offline(ctx, a, seen_live[a.charge_point_id], nursery)
             else:
                 applied = await ctx.db.write(_apply_db_action(a, now))
         _log(a, applied=applied, dry_run=dry_run)
     return actions
 
 
-async def _mark_offline(ctx: Context, a: Action) -> bool:
-    live = ctx.registry.get(a.charge_point_id)
-    if live is None or not ctx.registry.detach(live):
+async def _mark_offline(ctx: Context, a: Action, live: LiveChargePoint, nursery: trio.Nursery | None) -> bool:
+    """Drop exactly the connection that was judged (a reconnect since then is left alone)."""
+    if not ctx.registry.detach(live):
         return False
     log.warning("charge_point.offline charge_point=%s reason=%r (live statuses dropped; occupancy falls back "
                 "to stored status)", a.charge_point_id, a.reason)
     metrics.CONNECTED.set(len(ctx.registry))
-    with trio.move_on_after(5):
-        await live.connection.ws.aclose(1001, "no heartbeat")
+    if nursery is not None:
+        nursery.start_soon(_close_quietly, live)
+    else:
+        await _close_quietly(live)
     ctx.db.submit(lambda s: audit(s, actor=ACTOR, action="maintenance.mark_offline", at=ctx.clock.now(),
                                   charge_point_id=a.charge_point_id, reason=a.reason))
     return True
+
+
+async def _close_quietly(live: LiveChargePoint) -> None:
+    with trio.move_on_after(5):
+        await live.connection.ws.aclose(1001, "offline: no heartbeat or no pong")
 
 
 async def _ping_silent(ctx: Context, nursery: trio.Nursery) -> None:
@@ -240,7 +252,7 @@ async def maintenance_loop(ctx: Context, *, task_status=trio.TASK_STATUS_IGNORED
         while True:
             await trio.sleep(interval)
             try:
-                await run_once(ctx)
+                await run_once(ctx, nursery=probes)
             except Exception:
                 log.exception("maintenance.round_failed (will retry next interval)")
             await _ping_silent(ctx, probes)
@@ -264,7 +276,11 @@ async def watch_silent_connectors(ctx: Context, live: LiveChargePoint) -> None:
         )
         return set(s.execute(query).scalars())
 
-    known = await ctx.db.read(expected)
+    try:
+        known = await ctx.db.read(expected)
+    except Exception:
+        log.exception("maintenance.silent_check_failed charge_point=%s (no trigger this time)", live.id)
+        return
     actions = select_silent_connectors(live.id, expected=known, reported=set(live.connectors),
                                        already_triggered=live.triggered)
     commands = ChargePointCommands(live.connection)

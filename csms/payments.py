@@ -30,6 +30,11 @@ __all__ = ["create_reservation", "confirm_reservation", "cancel_reservation", "r
 log = logging.getLogger("csms.payments")
 
 
+class PaymentProviderError(CsmsError):
+    status = 502
+    code = "PaymentProviderError"
+
+
 class PaymentDeclinedError(CsmsError):
     status = 402
     code = "PaymentDeclined"
@@ -86,7 +91,14 @@ async def create_reservation(ctx: Context, *, station_id: str, connector_id: int
             log.warning("payment_create.refused code=ConnectorBusy charge_point=%s connector=%s "
                         "reasons=active_reservation_unique_index", cp_id, connector_id)
             raise ConnectorBusyError(["active_reservation:unique_index_conflict"]) from None
-    intent = await ctx.payments.create_intent(view["reservationId"], amount)
+    try:
+        intent = await ctx.payments.create_intent(view["reservationId"], amount)
+    except Exception as exc:
+        # Release the connector at once: the client never learned this reservation's id.
+        await ctx.db.write(_move(view["reservationId"], R.FAILED, ctx.clock.now()))
+        log.error("reservation.provider_failed reservation=%s provider=%s error=%r",
+                  view["reservationId"], ctx.payments.name, exc)
+        raise PaymentProviderError(f"Payment provider {ctx.payments.name} failed: {exc}") from None
 
     def store_ref(s: Session) -> None:
         s.execute(update(PaymentReservation).where(PaymentReservation.id == view["reservationId"])
@@ -107,17 +119,30 @@ async def _abandon(ctx: Context, view: dict[str, Any], dst: R, why: str) -> None
 
 
 async def confirm_reservation(ctx: Context, reservation_id: str, payment_method: str | None) -> dict[str, Any]:
-    view = await _load(ctx, reservation_id)
-    if view["status"] not in (R.PENDING_PAYMENT, R.AUTHORIZED):
-        raise ConflictError(f"Reservation is {view['status']}, it cannot be confirmed", code="InvalidState")
-    if view["status"] == R.PENDING_PAYMENT:
-        if not await ctx.payments.confirm(view["providerRef"], payment_method):
-            await ctx.db.write(_move(reservation_id, R.FAILED, ctx.clock.now()))
-            raise PaymentDeclinedError("Payment was declined")
-        await ctx.db.write(_move(reservation_id, R.AUTHORIZED, ctx.clock.now()))
-    station = await active_station(ctx, view["chargingStationId"])
-    connector_id = view["connectorId"]
-    async with ctx.connector_lock(station.charge_point_id, connector_id):
+    """Take the payment, re-check the connector, then start remotely.
+
+    The whole confirmation holds the connector's lock and re-reads the
+    reservation inside it, so two confirms of one reservation cannot both pay
+    or both start: the second sees StartRequested and is refused.
+    """
+    first = await _load(ctx, reservation_id)
+    async with ctx.connector_lock(first["chargePointId"], first["connectorId"]):
+        view = await _load(ctx, reservation_id)
+        if view["status"] not in (R.PENDING_PAYMENT, R.AUTHORIZED):
+            raise ConflictError(f"Reservation is {view['status']}, it cannot be confirmed", code="InvalidState")
+        if view["status"] == R.PENDING_PAYMENT:
+            try:
+                paid = await ctx.payments.confirm(view["providerRef"], payment_method)
+            except Exception as exc:  # the reservation stays PendingPayment: the user may retry
+                log.error("reservation.provider_failed reservation=%s error=%r", reservation_id, exc)
+                raise PaymentProviderError(f"Payment provider {ctx.payments.name} failed: {exc}") from None
+            if not paid:
+                await ctx.db.write(_move(reservation_id, R.FAILED, ctx.clock.now()))
+                raise PaymentDeclinedError("Payment was declined")
+            if not await ctx.db.write(_move(reservation_id, R.AUTHORIZED, ctx.clock.now())):
+                raise ConflictError("Reservation changed while confirming", code="InvalidState")
+        station = await active_station(ctx, view["chargingStationId"])
+        connector_id = view["connectorId"]
         try:
             live = await check_connector_free(ctx, station, connector_id, action="payment_confirm",
                                               exclude_reservation_id=reservation_id)
@@ -125,9 +150,20 @@ async def confirm_reservation(ctx: Context, reservation_id: str, payment_method:
             await _abandon(ctx, view, R.CANCELLED, exc.code or exc.message)
             raise
         now = ctx.clock.now()
-        session_id = await ctx.db.write(_create_session(station, connector_id, view["chargeTagId"],
-                                                        Decimal(view["chargingTariff"]), now, reservation_id))
-        if not await ctx.db.write(_move(reservation_id, R.START_REQUESTED, now, session_id=session_id)):
+        create = _create_session(station, connector_id, view["chargeTagId"], Decimal(view["chargingTariff"]), now,
+                                 reservation_id)
+
+        def claim(s: Session) -> str | None:
+            """StartRequested and the session row in one unit of work: both or neither."""
+            if not _move(reservation_id, R.START_REQUESTED, now)(s):
+                return None  # cancelled or expired meanwhile: no session is created
+            session_id = create(s)
+            s.execute(update(PaymentReservation).where(PaymentReservation.id == reservation_id)
+                      .values(session_id=session_id))
+            return session_id
+
+        session_id = await ctx.db.write(claim)
+        if session_id is None:
             raise ConflictError("Reservation changed while confirming", code="InvalidState")
         try:
             await remote_start(ctx, live, session_id, connector_id, view["chargeTagId"])

@@ -30,8 +30,6 @@ class LiveChargePoint:
     heartbeat_interval: int
     connectors: dict[int, LiveConnector] = field(default_factory=dict)
     booted_at: datetime | None = None
-    # Latest Energy.Active.Import.Register (Wh) per open transaction id, as sampled.
-    meter_wh: dict[int, int] = field(default_factory=dict)
     # Connectors we sent TriggerMessage StatusNotification for (0: all of them).
     triggered: set[int] = field(default_factory=set)
     ping_failed: bool = False

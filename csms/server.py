@@ -110,6 +110,11 @@ class OcppEndpoint:
                 watchers.start_soon(watch_silent_connectors, ctx, live)
                 await conn.run()
                 watchers.cancel_scope.cancel()
+        except Exception:
+            # One charge point's failure must never take the server (and every other one) down.
+            log.exception("charge_point.connection_failed charge_point=%s (closing this connection only)", cp_id)
+            with trio.move_on_after(2):
+                await ws.aclose(1011, "internal error")
         finally:
             if ctx.registry.detach(live):
                 log.info("charge_point.disconnected charge_point=%s", cp_id)

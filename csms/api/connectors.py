@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Request
 
 from ..occupancy import Verdict
 from ..occupancy_service import evaluate, evaluate_all, explain
@@ -18,7 +20,8 @@ def _minutes(ctx) -> float:
 
 
 @router.get("/{station_id}/{connector_id}/occupancy")
-async def connector_occupancy(station_id: str, connector_id: int, request: Request, who: Admin):
+async def connector_occupancy(station_id: str, connector_id: Annotated[int, Path(ge=0, le=100)], request: Request,
+                              who: Admin):
     ctx = request.app.state.ctx
     station = await active_station(ctx, station_id)
     ev = await evaluate(ctx, station.charge_point_id, connector_id)

@@ -27,7 +27,8 @@ __all__ = ["HotSql", "hot_sql_for"]
 _TX, _CS, _RES = Transaction.__tablename__, ChargingSession.__tablename__, PaymentReservation.__tablename__
 
 _SQL = {
-    "open_on_connector": f"SELECT id FROM {_TX} WHERE charge_point_id = :cp AND connector_id = :conn "
+    "open_on_connector": f"SELECT id, id_tag, meter_start, start_time FROM {_TX} "
+                         "WHERE charge_point_id = :cp AND connector_id = :conn "
                          "AND stop_time IS NULL",
     "insert_tx": f"INSERT INTO {_TX} (charge_point_id, connector_id, id_tag, meter_start, start_time, opened_at) "
                  "VALUES (:cp, :conn, :tag, :meter, :start, :now)",
@@ -38,7 +39,7 @@ _SQL = {
                     "meter_start = :meter, updated_at = :now WHERE id = :id",
     "set_reservation": f"UPDATE {_RES} SET status = :status, updated_at = :now WHERE id = :id "
                        "AND status NOT IN ('Completed', 'Cancelled', 'Failed')",
-    "tx_for_stop": f"SELECT meter_start, stop_time FROM {_TX} WHERE id = :id",
+    "tx_for_stop": f"SELECT meter_start, stop_time FROM {_TX} WHERE id = :id AND charge_point_id = :cp",
     "close_tx": f"UPDATE {_TX} SET meter_stop = :meter, stop_time = :at, stop_reason = :reason WHERE id = :id",
     "open_session_of_tx": f"SELECT id, tariff, reservation_id FROM {_CS} WHERE transaction_id = :tx "
                           "AND end_time IS NULL LIMIT 1",

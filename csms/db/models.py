@@ -11,7 +11,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Index, Integer, String, Text, text
+from sqlalchemy import JSON, BigInteger, DateTime, Index, Integer, String, Text, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
@@ -93,14 +93,14 @@ class Transaction(Base):
     charge_point_id: Mapped[str] = mapped_column(String(64))
     connector_id: Mapped[int] = mapped_column(Integer)
     id_tag: Mapped[str] = mapped_column(String(32))
-    meter_start: Mapped[int] = mapped_column(Integer)
-    meter_stop: Mapped[int | None] = mapped_column(Integer)
+    meter_start: Mapped[int] = mapped_column(BigInteger)
+    meter_stop: Mapped[int | None] = mapped_column(BigInteger)
     start_time: Mapped[datetime] = mapped_column(UtcDateTime)
     # When the CSMS stored it (start_time is the charge point's clock).
     opened_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     stop_time: Mapped[datetime | None] = mapped_column(UtcDateTime)
     stop_reason: Mapped[str | None] = mapped_column(String(32))
-    latest_meter_wh: Mapped[int | None] = mapped_column(Integer)
+    latest_meter_wh: Mapped[int | None] = mapped_column(BigInteger)
     latest_meter_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     __table_args__ = (
         Index("ix_transactions_connector_open", "charge_point_id", "connector_id", "stop_time"),
@@ -128,9 +128,9 @@ class ChargingSession(_ConnectorClaim, Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     start_time: Mapped[datetime | None] = mapped_column(UtcDateTime)
     end_time: Mapped[datetime | None] = mapped_column(UtcDateTime)
-    meter_start: Mapped[int | None] = mapped_column(Integer)
-    end_meter_wh: Mapped[int | None] = mapped_column(Integer)
-    energy_wh: Mapped[int | None] = mapped_column(Integer)
+    meter_start: Mapped[int | None] = mapped_column(BigInteger)
+    end_meter_wh: Mapped[int | None] = mapped_column(BigInteger)
+    energy_wh: Mapped[int | None] = mapped_column(BigInteger)
     fee: Mapped[Decimal | None] = mapped_column(DecimalText)
     meter_source: Mapped[str | None] = mapped_column(String(16))
     end_reason: Mapped[str | None] = mapped_column(String(32))

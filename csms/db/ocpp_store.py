@@ -89,7 +89,8 @@ def _seen_statement(_dialect: str):
 
 def _meter_statement(_dialect: str):
     t = Transaction.__table__
-    return (update(t).where(t.c.id == bindparam("b_id"), t.c.stop_time.is_(None))
+    return (update(t).where(t.c.id == bindparam("b_id"), t.c.charge_point_id == bindparam("b_cp"),
+                            t.c.stop_time.is_(None))
             .values(latest_meter_wh=bindparam("b_wh"), latest_meter_at=bindparam("b_at")))
 
 
@@ -117,6 +118,7 @@ class StartResult:
     transaction_id: int
     session_id: str | None
     superseded: tuple[int, ...]
+    repeated: bool = False
 
 
 def start_transaction(
@@ -136,12 +138,17 @@ def start_transaction(
     """
     hot = hot_sql_for(s)
     cur = hot.cursor(s)
-    open_ids = [r[0] for r in hot.run(cur, "open_on_connector", {"cp": cp_id, "conn": connector_id}).fetchall()]
+    t_start, t_now = hot.time(start_time), hot.time(now)
+    open_rows = hot.run(cur, "open_on_connector", {"cp": cp_id, "conn": connector_id}).fetchall()
+    for tx_id, tag, meter, started in open_rows:
+        if (tag, meter, started) == (id_tag, meter_start, t_start):
+            # The same StartTransaction again (its answer was lost): answer it again, change nothing.
+            return StartResult(tx_id, None, (), repeated=True)
+    open_ids = [row[0] for row in open_rows]
     for old_id in open_ids:
         close_transaction_estimated(s, s.get(Transaction, old_id), now=now, reason="Superseded")
     if open_ids:
         s.flush()
-    t_start, t_now = hot.time(start_time), hot.time(now)
     tx_id = hot.insert_transaction(cur, {"cp": cp_id, "conn": connector_id, "tag": id_tag, "meter": meter_start,
                                          "start": t_start, "now": t_now})
     waiting = hot.run(cur, "waiting_session", {"cp": cp_id, "conn": connector_id, "tag": id_tag}).fetchone()
@@ -156,9 +163,9 @@ def start_transaction(
     return StartResult(tx_id, session_id, tuple(open_ids))
 
 
-def record_meter_sample(tx_id: int, wh: int, at: datetime) -> BulkWrite:
-    """Keep the latest Energy.Active.Import.Register of an open transaction."""
-    return BulkWrite("meter", {"b_id": tx_id, "b_wh": wh, "b_at": at})
+def record_meter_sample(cp_id: str, tx_id: int, wh: int, at: datetime) -> BulkWrite:
+    """Keep the latest Energy.Active.Import.Register of an open transaction (of this charge point only)."""
+    return BulkWrite("meter", {"b_id": tx_id, "b_cp": cp_id, "b_wh": wh, "b_at": at})
 
 
 @dataclass(frozen=True)
@@ -174,6 +181,7 @@ def stop_transaction(
     s: Session,
     tx_id: int,
     *,
+    cp_id: str,
     meter_stop: int,
     stop_time: datetime,
     reason: str | None,
@@ -182,7 +190,7 @@ def stop_transaction(
     """Close a transaction and settle its session; a late stop of a force-ended one reconciles it."""
     hot = hot_sql_for(s)
     cur = hot.cursor(s)
-    row = hot.run(cur, "tx_for_stop", {"id": tx_id}).fetchone()
+    row = hot.run(cur, "tx_for_stop", {"id": tx_id, "cp": cp_id}).fetchone()
     if row is None:
         return StopResult(known=False, reconciled=False, session_id=None)
     meter_start, already_stopped = row

@@ -37,9 +37,9 @@ def decode(text: str | bytes) -> Call | CallResult | CallError:
             raise OcppCallError("FormationViolation", "frame is not UTF-8 text", unique_id="-1") from None
     try:
         msg = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise OcppCallError(
-            "FormationViolation", "frame is not valid JSON", unique_id=_guess_id(text)
+            "FormationViolation", "frame is not valid JSON (or nested too deeply)", unique_id=_guess_id(text)
         ) from None
     if not isinstance(msg, list) or not msg:
         raise OcppCallError(
