@@ -283,7 +283,8 @@ async def watch_silent_connectors(ctx: Context, live: LiveChargePoint) -> None:
         return
     actions = select_silent_connectors(live.id, expected=known, reported=set(live.connectors),
                                        already_triggered=live.triggered)
-    commands = ChargePointCommands(live.connection)
+    # Short: a charger that ignores triggers must not hold its connection (and a user's start) for long.
+    commands = ChargePointCommands(live.connection, timeout=min(10.0, ctx.settings.call_timeout_seconds))
     for a in actions:
         live.triggered.add(a.connector_id or 0)
         try:

@@ -132,22 +132,24 @@ class OcppConnection:
 
         Raises CallTimeoutError, CallErrorReceived, InvalidResponseError or
         ConnectionClosedError; the connection stays usable after each of them.
+        The timeout covers the whole call, including waiting behind an earlier
+        outstanding call (one per direction), so a caller is never held longer.
         """
         if self.validate:
             schemas.validate(action, payload, response=False)
         timeout = self.call_timeout if timeout is None else timeout
-        async with self._call_lock:
-            if self.closed:
-                raise ConnectionClosedError(f"connection to {self.peer} is closed")
-            uid = f"{self._id_prefix}-{next(self._ids)}"
-            waiter = _Waiter()
-            self._pending[uid] = waiter
-            try:
-                await self._send(frames.encode_call(uid, action, payload))
-                with trio.move_on_after(timeout):
+        uid = f"{self._id_prefix}-{next(self._ids)}"
+        waiter = _Waiter()
+        with trio.move_on_after(timeout):
+            async with self._call_lock:
+                if self.closed:
+                    raise ConnectionClosedError(f"connection to {self.peer} is closed")
+                self._pending[uid] = waiter
+                try:
+                    await self._send(frames.encode_call(uid, action, payload))
                     await waiter.event.wait()
-            finally:
-                self._pending.pop(uid, None)
+                finally:
+                    self._pending.pop(uid, None)
         frame = waiter.frame
         if frame is None:
             if self.closed:

@@ -125,3 +125,20 @@ async def test_bad_frames_get_the_right_call_error(pair, frame, code, uid):
         await raw.send_message('[2,"ok","Heartbeat",{}]')
         with trio.fail_after(2):
             assert json.loads(await raw.get_message())[:2] == [3, "ok"]
+
+
+async def test_timeout_covers_waiting_behind_an_earlier_call(pair):
+    central, _point, _ws, handlers, _raw = pair
+    handlers.answer = False
+    outcomes = []
+
+    async def one(connector_id):
+        started = trio.current_time()
+        with pytest.raises(CallTimeoutError):
+            await central.call(call.UnlockConnector(connector_id=connector_id), timeout=0.3)
+        outcomes.append(trio.current_time() - started)
+
+    async with trio.open_nursery() as n:
+        n.start_soon(one, 1)
+        n.start_soon(one, 2)
+    assert len(outcomes) == 2 and max(outcomes) < 0.5  # the second did not wait 0.3 + 0.3
