@@ -79,7 +79,7 @@ class SimConnector:
         real = self.stuck or self.model.status
         if self.silent is not None and not (trigger and self.silent is False):
             return None, "silent_connector"
-        if real in self.hidden:
+        if real in self.hidden and not trigger:  # a TriggerMessage is answered with the real status
             return None, "drop_stop_transaction"
         self.hidden = frozenset()
         return real, ""
@@ -337,7 +337,7 @@ class ChargePoint:
                 next_sample = now + interval if interval > 0 else math.inf
             full_in = model.seconds_until_full()
             wake = min(next_sample, now + full_in if full_in is not None else math.inf)
-            await trio.sleep(max(0.0, wake - now))
+            await trio.sleep(max(0.001, wake - now))  # never a zero sleep: virtual time must move
 
     def _meter_values(self, plug: SimConnector, tx: Transaction | None, context: str) -> Callable[[], dict[str, Any]]:
         model = plug.model
@@ -475,7 +475,7 @@ class ChargePoint:
             if plug.model.can(Event.POWER_LOSS):
                 self._apply(plug, Event.POWER_LOSS)
             plug.hidden = frozenset()
-            plug.last_reported = plug.last_sent = None
+            plug.last_sent = None  # the CSMS still believes what it was last told: last_reported stays
             self._after_transaction(plug)
 
     # ------------------------------------------------ answers to the CSMS

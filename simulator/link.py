@@ -25,6 +25,7 @@ from csms.ocppj import (
     CallTimeoutError,
     ConnectionClosedError,
     InvalidResponseError,
+    OcppCallError,
     OcppConnection,
 )
 
@@ -36,6 +37,7 @@ from .trace import TraceWriter
 
 __all__ = ["Link", "Outgoing"]
 
+MIN_SERVED_S = 5.0  # a connection online for less than this counts as a failed attempt (back-off)
 CALL_FAILURES = (CallTimeoutError, CallErrorReceived, InvalidResponseError)
 BACKOFF_MAX = 60.0  # s, the longest wait between two failed connection attempts
 
@@ -240,9 +242,10 @@ class Link:
                     async with open_websocket_url(
                         self.url, subprotocols=[SUBPROTOCOL], connect_timeout=10, disconnect_timeout=2
                     ) as ws:
-                        served = True
-                        failures = 0
-                        await self._serve(ws)
+                        up_for = await self._serve(ws)
+                        served = up_for is not None and up_for >= MIN_SERVED_S
+                        if served:
+                            failures = 0
                 except (trio_websocket.HandshakeError, OSError) as exc:
                     self.stats.connect_failures += 1
                     self.trace.write(self.cp_id, "link", event="connect_failed", why=_why(exc))
@@ -258,13 +261,16 @@ class Link:
             base = 1.0 if served else min(BACKOFF_MAX, 2.0 ** max(0, failures - 1))
             await trio.sleep(base * (0.5 + self.rng.random("backoff", self._attempts)))
 
-    async def _serve(self, ws: trio_websocket.WebSocketConnection) -> None:
+    async def _serve(self, ws: trio_websocket.WebSocketConnection) -> float | None:
+        """Serve one connection; how long it was online (None: never), so a CSMS that
+        accepts and closes at once gets back-off rather than a reconnect a second."""
         conn = OcppConnection(ws, peer="csms", handlers=self.handlers(), call_timeout=self.call_timeout,
                               trace=self._frame_hook())
         self.stats.connected += 1
         self.stats.connects += 1
         self.stats.peak_connected = max(self.stats.peak_connected, self.stats.connected)
         self.trace.write(self.cp_id, "link", event="connected")
+        up_since: float | None = None
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._receive, conn, nursery.cancel_scope)
@@ -272,14 +278,17 @@ class Link:
                 booted = self._needs_boot or self.boot_on_reconnect
                 if booted and not await self._boot(conn):
                     nursery.cancel_scope.cancel()
-                    return
+                    return None
                 if self._discard_on_reconnect:
                     self._discard_on_reconnect = False
                     self._lose_queue()
                 self._online.set()
+                up_since = self.now()
                 nursery.start_soon(self._drain, conn)
                 nursery.start_soon(self._heartbeats)
                 self.on_up(booted)
+            # Here the nursery has waited for the connection to end.
+            return None if up_since is None else self.now() - up_since
         finally:
             self._conn = None
             if self._online.is_set():
@@ -320,8 +329,8 @@ class Link:
         while True:
             interval = self.config.int("HeartbeatInterval")
             await trio.sleep(interval if interval > 0 else 60)
-            if interval > 0:
-                self.send("Heartbeat", {})
+            if interval > 0 and not any(item.action == "Heartbeat" for item in self._outbox.items):
+                self.send("Heartbeat", {})  # one queued at most, however long the CSMS is silent
 
     async def _drain(self, conn: OcppConnection) -> None:
         """Send the outbox in order; on a closed connection leave the head for the next one."""
@@ -338,6 +347,9 @@ class Link:
                 result = await conn.call_raw(item.action, payload)
             except ConnectionClosedError:
                 return
+            except OcppCallError as exc:  # our own payload breaks the schema: drop it, never jam the queue
+                self.error(item.action, exc)
+                result = None
             except CALL_FAILURES as exc:
                 self.error(item.action, exc)
                 item.attempts += 1

@@ -29,6 +29,9 @@ __all__ = [
 ]
 
 
+# Energy short of the target by less than this counts as full (float rounding).
+FULL_EPSILON_WH = 1e-6
+
 class State(StrEnum):
     """What a person standing at the connector would see."""
 
@@ -139,6 +142,8 @@ class Connector:
             return False
         wanted = max(0.0, self.car.target_wh - self.car_received_wh)
         energy = min(self.car.power_w * dt / 3600.0, wanted)
+        if wanted - energy < FULL_EPSILON_WH:
+            energy = wanted  # float steps can stop a hair short of the target: that is full
         self.register_wh += energy
         self.car_received_wh += energy
         return self.car_received_wh >= self.car.target_wh

@@ -60,6 +60,7 @@ def truth_at(records: Iterable[dict[str, Any]], cp: str, connector: int, t: floa
     state = "unplugged"
     running = False
     tx_id: int | None = None
+    live_local: object = None  # the local id of the transaction running now, if any
     faults: list[str] = []
     for r in records:
         if r.get("t", 0.0) > t:
@@ -74,8 +75,12 @@ def truth_at(records: Iterable[dict[str, Any]], cp: str, connector: int, t: floa
         if kind == "state":
             state = r["after"]
             running = state in ("charging", "suspended")
-        elif kind == "tx" and r.get("event") == "answered":
-            tx_id = r.get("transaction_id")
         elif kind == "tx" and r.get("event") == "start":
-            tx_id = None
+            tx_id, live_local = None, r.get("local_id")
+        elif kind == "tx" and r.get("event") == "answered":
+            if r.get("local_id") == live_local:  # a late answer for an ended transaction changes nothing
+                tx_id = r.get("transaction_id")
+        elif kind == "tx" and r.get("event") in ("stop", "lost", "start_lost"):
+            if r.get("local_id") == live_local:
+                tx_id, live_local = None, None
     return {"state": state, "transaction_running": running, "transaction_id": tx_id, "faults": faults}
