@@ -69,7 +69,7 @@ FAULTS: Mapping[str, FaultKind] = {
             "The transaction ends physically (car leaves) but StopTransaction is never sent, "
             "nor queued; Finishing is not reported. available=true: StatusNotification "
             "Available follows when the cable is out; available=false: no status at all, "
-            "the CSMS last saw Charging.",
+            "the CSMS last saw Charging (a TriggerMessage StatusNotification still gets the real one).",
             f"{_SEED_BUSY} 'Unclosed transaction: StopTransaction never received'; "
             f"{_SEED_STUCK} improper session termination",
         ),
