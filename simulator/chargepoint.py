@@ -601,7 +601,7 @@ class ChargePoint:
         if connector_id in (None, 0):
             self._send_status(0, "Available" if self.operative else "Unavailable", None)
         for cid, plug in self.connectors.items():
-            if connector_id in (None, 0, cid):
+            if connector_id in (None, cid):  # connectorId 0 asks for the charge point's own status only
                 self._report(plug, resend=True, trigger=True)
         await trio.lowlevel.checkpoint()
 

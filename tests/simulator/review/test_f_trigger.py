@@ -28,3 +28,19 @@ async def test_trigger_status_after_dropped_stop(autojump_clock, nursery):
         run.cancel_scope.cancel()
     print("trigger answer", res.status, "then CSMS got", after, "truth", cp.connector_truth(1).state)
     assert any(a == "StatusNotification" for a, _ in after), "Accepted but no StatusNotification"
+
+
+async def test_trigger_status_for_connector_0_reports_only_connector_0(autojump_clock, nursery):
+    c = await start_central(nursery)
+    spec = FleetSpec(seed=1, groups=(GroupSpec(count=1, connectors=2),), driver=None)
+    fleet = Fleet(spec, c.url, trace=TraceWriter(keep=True))
+    await nursery.start(fleet.run)
+    await fleet.wait_online()
+    await trio.sleep(2)
+    before = len(c.log)
+    answer = await c.conns["CP0001"].call_raw("TriggerMessage", {"requestedMessage": "StatusNotification",
+                                                                 "connectorId": 0})
+    assert answer == {"status": "Accepted"}
+    await trio.sleep(2)
+    sent = [p["connector_id"] for cp, action, p in c.log[before:] if action == "StatusNotification"]
+    assert sent == [0]
