@@ -154,5 +154,5 @@ async def unlock_connector(ctx: Context, station_id: str, connector_id: int, *, 
               connector_id=connector_id, subject=station.id, success=r.success, message=r.message,
               cleaned_sessions=r.cleaned)
 
-    ctx.db.submit(record)
+    await ctx.db.write(record)  # the audit trail is on disk before the admin gets the answer
     return r

@@ -177,19 +177,15 @@ class Database:
             op.result = result
 
     def _run(self, session: Session, ops: list[_Op]) -> list[Any]:
-        results: list[Any] = []
+        """Latest-value writes first (they record what charge points said before or while the
+        other ops were queued, e.g. the meter sample a force-end must bill from), then the rest."""
         bulk: dict[str, list[dict[str, Any]]] = {}
         for op in ops:
             if isinstance(op.fn, BulkWrite):
                 bulk.setdefault(op.fn.kind, []).append(op.fn.params)
-                results.append(None)
-            else:
-                results.append(op.fn(session))
-        if bulk:
-            session.flush()
-            for kind, rows in bulk.items():
-                session.connection().execute(self._bulk_statement(kind), rows)
-        return results
+        for kind, rows in bulk.items():
+            session.connection().execute(self._bulk_statement(kind), rows)
+        return [None if isinstance(op.fn, BulkWrite) else op.fn(session) for op in ops]
 
     def _bulk_statement(self, kind: str) -> Executable:
         stmt = self._bulk_compiled.get(kind)
