@@ -152,15 +152,16 @@ def _cmd_maintenance(args: argparse.Namespace) -> int:
     from .clock import SystemClock
     from .db.database import Database
     from .db.engine import create_schema, make_engine
-    from .maintenance import Thresholds, threshold
+    from .maintenance import Thresholds
     from .maintenance_runner import run_offline
 
-    th = Thresholds(
-        reservation_timeout=threshold(args.reservation_timeout_minutes, "minutes"),
-        status_release=threshold(args.status_release_minutes, "minutes"),
-        orphan_grace=threshold(args.orphan_grace_seconds, "seconds"),
-        session_idle=threshold(args.session_idle_hours, "hours"),
-    )
+    th = Thresholds.from_settings(Settings(
+        db_url=args.db,
+        reservation_timeout_minutes=args.reservation_timeout_minutes,
+        status_release_minutes=args.status_release_minutes,
+        orphan_grace_seconds=args.orphan_grace_seconds,
+        session_idle_hours=args.session_idle_hours,
+    ))
     engine = make_engine(args.db)
     try:
         create_schema(engine)

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import itertools
 from collections import defaultdict
+from contextlib import asynccontextmanager
 
+import trio
 from ocpp.routing import on
 from trio_websocket import serve_websocket
 
@@ -61,3 +63,18 @@ async def start_central(nursery, **kw):
     server = await nursery.start(serve_websocket, c.serve, "127.0.0.1", 0, None)
     c.url = f"ws://127.0.0.1:{server.port}/ocpp"
     return c
+
+
+@asynccontextmanager
+async def one_charge_point(central, *, connectors=1, faults=(), wait_online=True):
+    """A seeded fleet of one charge point (no driver) against `central`; yields (fleet, cp)."""
+    from simulator import Fleet, FleetSpec, GroupSpec, TraceWriter
+
+    spec = FleetSpec(seed=1, groups=(GroupSpec(count=1, connectors=connectors),), driver=None, faults=tuple(faults))
+    fleet = Fleet(spec, central.url, trace=TraceWriter(keep=True))
+    async with trio.open_nursery() as run:
+        await run.start(fleet.run)
+        if wait_online:
+            await fleet.wait_online()
+        yield fleet, fleet["CP0001"]
+        run.cancel_scope.cancel()

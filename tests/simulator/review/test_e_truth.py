@@ -1,18 +1,15 @@
+"""Ground truth agrees with the wire: ended transactions and statuses across a reboot."""
+
 import trio
 
-from simulator import Fleet, FleetSpec, GroupSpec, TraceWriter
+from simulator import parse_fault_option
 from simulator.truth import truth_at
-from tests.simulator.review.harness import start_central
+from tests.simulator.review.harness import one_charge_point, start_central
 
 
-async def test_truth_at_keeps_transaction_id_of_ended_tx(autojump_clock, nursery):
+async def test_truth_at_forgets_the_id_of_an_ended_transaction(autojump_clock, nursery):
     c = await start_central(nursery)
-    spec = FleetSpec(seed=1, groups=(GroupSpec(count=1, connectors=1),), driver=None)
-    fleet = Fleet(spec, c.url, trace=TraceWriter(keep=True))
-    async with trio.open_nursery() as run:
-        await run.start(fleet.run)
-        await fleet.wait_online()
-        cp = fleet["CP0001"]
+    async with one_charge_point(c) as (fleet, cp):
         await cp.plug_in(1)
         await cp.start_by_tag(1, "TAG1")
         await trio.sleep(5)
@@ -22,21 +19,14 @@ async def test_truth_at_keeps_transaction_id_of_ended_tx(autojump_clock, nursery
         await trio.sleep(1)
         live = cp.connector_truth(1)
         past = truth_at(fleet.trace.records, "CP0001", 1, cp.now)
-        run.cancel_scope.cancel()
-    print("live:", live.transaction_running, live.transaction_id, " trace:", past)
+    assert (live.transaction_running, live.transaction_id) == (False, None)
     assert past["transaction_id"] == live.transaction_id
 
-async def test_reported_status_after_reboot(autojump_clock, nursery):
-    """CSMS was told Charging; the charger reboots and (silent_connector) never reports again."""
-    from simulator import parse_fault_option
+
+async def test_reported_status_survives_a_reboot(autojump_clock, nursery):
+    """The CSMS was told Charging; the charger reboots and (silent_connector) never reports again."""
     c = await start_central(nursery)
-    spec = FleetSpec(seed=1, groups=(GroupSpec(count=1, connectors=1),), driver=None,
-                     faults=(parse_fault_option("silent_connector=@20"),))
-    fleet = Fleet(spec, c.url, trace=TraceWriter(keep=True))
-    async with trio.open_nursery() as run:
-        await run.start(fleet.run)
-        await fleet.wait_online()
-        cp = fleet["CP0001"]
+    async with one_charge_point(c, faults=[parse_fault_option("silent_connector=@20")]) as (_fleet, cp):
         await cp.plug_in(1)
         await cp.start_by_tag(1, "TAG1")
         await cp.flush()
@@ -44,8 +34,6 @@ async def test_reported_status_after_reboot(autojump_clock, nursery):
         cp.reboot(delay=2)
         await trio.sleep(10)
         await cp.flush()
-        t = cp.connector_truth(1)
-        run.cancel_scope.cancel()
+        truth = cp.connector_truth(1)
     last = [p["status"] for a, p in c.actions("CP0001") if a == "StatusNotification" and p["connector_id"] == 1][-1]
-    print("CSMS last got", last, "truth.reported_status", t.reported_status)
-    assert t.reported_status == last
+    assert truth.reported_status == last
