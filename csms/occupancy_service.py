@@ -60,10 +60,13 @@ async def evaluate(ctx: Context, cp_id: str, connector_id: int, *,
     return _decide(ctx, cp_id, connector_id, stored, exclude_reservation_id)
 
 
-async def evaluate_all(ctx: Context) -> list[Evaluation]:
-    """Every connector known to the database or to the live registry."""
-    stored = await ctx.db.read(load_all_signals)
+async def evaluate_all(ctx: Context, *, charge_point_id_prefix: str | None = None) -> list[Evaluation]:
+    """Every connector known to the database or to the live registry (of charge points with that id prefix)."""
+    prefix = charge_point_id_prefix or ""
+    stored = await ctx.db.read(lambda s: load_all_signals(s, prefix))
     for live_cp in ctx.registry:
+        if not live_cp.id.startswith(prefix):
+            continue
         for connector_id in live_cp.connectors:
             if connector_id > 0:
                 stored.setdefault((live_cp.id, connector_id), StoredSignals())

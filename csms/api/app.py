@@ -12,7 +12,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..context import Context
 from ..errors import CsmsError
-from . import chargepoints, connectors, maintenance, payments, sessions, stations
+from . import chargepoints, connectors, maintenance, payments, sessions, stations, transactions
 from .envelope import ApiError, envelope
 
 __all__ = ["create_app"]
@@ -73,6 +73,7 @@ def create_app(ctx: Context) -> FastAPI:
     app.include_router(chargepoints.router)
     app.include_router(sessions.router)
     app.include_router(connectors.router)
+    app.include_router(transactions.router)
     app.include_router(payments.router)
     app.include_router(maintenance.router)
     return app

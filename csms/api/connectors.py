@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Path, Query, Request
 
 from ..occupancy import Verdict
 from ..occupancy_service import evaluate, evaluate_all, explain
@@ -28,12 +28,22 @@ async def connector_occupancy(station_id: str, connector_id: Annotated[int, Path
     return ok({"chargingStationId": station.id, **explain(ev, _minutes(ctx))})
 
 
+_SHORT = ("chargePointId", "connectorId", "verdict", "reasons")
+
+
 @router.get("")
-async def list_connectors(request: Request, who: Admin, verdict: str | None = None):
+async def list_connectors(
+    request: Request, who: Admin, verdict: str | None = None,
+    detail: Annotated[bool, Query(description="each row is the full occupancy answer, with every raw signal")] = False,
+    charge_point_id_prefix: Annotated[str | None, Query(
+        alias="chargePointIdPrefix", max_length=64,
+        description="only charge points whose id starts with this")] = None,
+):
     ctx = request.app.state.ctx
     if verdict is not None and verdict not in {v.value for v in Verdict}:
         raise ApiError(400, f"verdict must be one of {', '.join(v.value for v in Verdict)}")
-    rows = [explain(ev, _minutes(ctx)) for ev in await evaluate_all(ctx)]
+    evaluations = await evaluate_all(ctx, charge_point_id_prefix=charge_point_id_prefix)
+    rows = [explain(ev, _minutes(ctx)) for ev in evaluations]
     if verdict is not None:
         rows = [r for r in rows if r["verdict"] == verdict]
-    return ok([{k: r[k] for k in ("chargePointId", "connectorId", "verdict", "reasons")} for r in rows])
+    return ok(rows if detail else [{k: r[k] for k in _SHORT} for r in rows])

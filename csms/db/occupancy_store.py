@@ -87,17 +87,26 @@ def load_connector_signals(s: Session, cp_id: str, connector_id: int) -> StoredS
     )
 
 
-def load_all_signals(s: Session) -> dict[tuple[str, int], StoredSignals]:
-    """Every connector the database knows anything about (connector 0 excluded)."""
+def load_all_signals(s: Session, charge_point_id_prefix: str | None = None) -> dict[tuple[str, int], StoredSignals]:
+    """Every connector the database knows anything about (connector 0 excluded).
+
+    With a prefix, only charge points whose id starts with it (a LIKE in SQL, wildcards escaped).
+    """
     out: dict[tuple[str, int], StoredSignals] = {}
 
     def slot(cp_id: str, connector_id: int) -> StoredSignals:
         return out.setdefault((cp_id, connector_id), StoredSignals())
 
-    for row in s.scalars(select(ConnectorStatus).where(ConnectorStatus.connector_id > 0)):
+    def of_prefix(column):
+        return [] if not charge_point_id_prefix else [column.startswith(charge_point_id_prefix, autoescape=True)]
+
+    for row in s.scalars(select(ConnectorStatus).where(
+            ConnectorStatus.connector_id > 0, *of_prefix(ConnectorStatus.charge_point_id))):
         slot(row.charge_point_id, row.connector_id).status = _status(row)
-    for t in s.scalars(select(Transaction).where(Transaction.stop_time.is_(None)).order_by(Transaction.id)):
+    for t in s.scalars(select(Transaction).where(
+            Transaction.stop_time.is_(None), *of_prefix(Transaction.charge_point_id)).order_by(Transaction.id)):
         slot(t.charge_point_id, t.connector_id).open_transactions.append(_tx(t))
-    for r in s.scalars(select(PaymentReservation).where(PaymentReservation.status.not_in(_TERMINAL))):
+    for r in s.scalars(select(PaymentReservation).where(
+            PaymentReservation.status.not_in(_TERMINAL), *of_prefix(PaymentReservation.charge_point_id))):
         slot(r.charge_point_id, r.connector_id).reservations.append(_res(r))
     return out
