@@ -76,3 +76,9 @@ class Answers:
     @_answer("ChangeConfiguration")
     def change_configuration(self, key: str, value: str) -> dict[str, Any]:
         return {"status": self.cp.config.change(key, value)}
+
+    @_answer("DataTransfer")
+    def data_transfer(self, vendor_id: str, message_id: str | None = None, data: str | None = None) -> dict[str, Any]:
+        # DataTransfer is Core profile (OCPP 1.6 §5.6): a recipient with no implementation for the
+        # vendorId answers UnknownVendorId; a NotSupported CallError reads to a CSMS as a broken charger.
+        return {"status": "UnknownVendorId"}

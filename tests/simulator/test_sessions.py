@@ -164,3 +164,12 @@ async def test_unknown_requests_get_not_supported(nursery, central):
     await start_fleet(nursery, central.url, make_spec())
     with pytest.raises(NotSupportedError):
         await ask(central, "CP0001", call.ClearCache())
+
+
+async def test_data_transfer_is_answered_unknown_vendor_id(nursery, central):
+    """DataTransfer is Core in 1.6: a charger without vendor extensions answers a status, not a CallError."""
+    fleet = await start_fleet(nursery, central.url, make_spec())
+    res = await ask(central, "CP0001", call.DataTransfer(vendor_id="com.example.csms", message_id="Ping", data="x"))
+    assert res.status == "UnknownVendorId" and res.data is None
+    answers = [r["frame"] for r in fleet.trace.records if r["kind"] == "out" and r["frame"].startswith("[3,")]
+    assert answers[-1].endswith('{"status":"UnknownVendorId"}]')
