@@ -1,0 +1,44 @@
+"""Seed 000, test 1: a stuck session blocks the gun until the admin unlocks it; then it starts again.
+
+The charger drops its StopTransaction and ignores status requests, so nothing
+but the admin can tell the CSMS the car has gone: exactly the seed's "Charging
+gun is already in use". After unlock-connector the session is force-ended with
+the energy of the last meter sample and its fee, and a new start succeeds.
+"""
+
+from decimal import Decimal
+
+from scenarios.meta import scenario
+
+TARIFF = Decimal("0.25")
+
+
+@scenario(code="UNL", purpose="stuck session -> start refused -> admin unlock force-ends it -> start works",
+          seed="000 Testing Scenarios, Test 1: Unlock with Stuck Session", quick_s=12)
+async def test_unlock_stuck_session(fleet, oracle, csms):
+    f = await fleet("drop_stop_transaction=1,available=false", "silent_connector=1,ignore_trigger=true")
+    cp = f.ids[0]
+
+    first = await csms.start(cp, 1, "TAG0001", TARIFF)  # 1. start a session from the app
+    assert first.accepted, first
+    oracle.session_tariff(first.session_id, TARIFF)
+    await oracle.until(lambda: f[cp].connector_truth(1).transaction_id is not None, 10, "the car to charge")
+    await oracle.wait(3.5)  # a few meter samples
+    await f[cp].unplug(1)  # 2. the car leaves; StopTransaction is never sent
+
+    await oracle.wait(1.0)
+    refused = await csms.start(cp, 1, "TAG0002", TARIFF)  # 3. "Charging gun is already in use"
+    assert not refused.accepted and refused.code == "ConnectorBusy", refused
+    oracle.note(f"second start refused: {refused.status} {refused.code} {list(refused.reasons)}")
+
+    unlocked = await csms.unlock(cp, 1)  # 4. the admin action
+    assert unlocked.unlocked and unlocked.cleaned_sessions == (first.session_id,), unlocked
+    oracle.recovery_starts()
+    oracle.note(f"unlock: {unlocked.message}")
+
+    again = await csms.start(cp, 1, "TAG0003", TARIFF)  # 5. success
+    assert again.accepted, again
+    oracle.session_tariff(again.session_id, TARIFF)
+    await oracle.until(lambda: f[cp].connector_truth(1).transaction_id is not None, 10, "the new car to charge")
+    await oracle.wait(1.5)
+    await oracle.judge()

@@ -1,0 +1,128 @@
+"""The CSMS a run starts for itself: `csms serve` as a subprocess, on free ports, with quick timings.
+
+Only the command line is shared with the product: the harness starts it the way
+a user would and talks to it over OCPP and REST, never importing it. The
+timings are shortened so that every recovery path (maintenance sweeps, status
+triggers, offline detection) runs within seconds; `Timings.recovery_window` is
+what scenarios give the CSMS to heal.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = ["Timings", "EmbeddedCsms", "start_embedded", "CsmsEndpoint"]
+
+
+@dataclass(frozen=True)
+class Timings:
+    """The embedded CSMS's thresholds (s); a CSMS given from outside is assumed to use these too."""
+
+    heartbeat_interval: int = 2
+    heartbeat_timeout_factor: float = 2.5
+    maintenance_interval: float = 1.0
+    status_grace: float = 2.0
+    orphan_grace: float = 2.0
+    quiet_transaction: float = 4.0
+    call_timeout: float = 3.0
+    reservation_timeout_minutes: float = 0.25
+    freshness_minutes: float = 0.2
+
+    @property
+    def offline_after(self) -> float:
+        return self.heartbeat_interval * self.heartbeat_timeout_factor
+
+    @property
+    def recovery_window(self) -> float:
+        """Time for the slowest self-healing path: a quiet transaction probed, then swept as orphaned."""
+        return self.quiet_transaction + self.orphan_grace + 3 * self.maintenance_interval + 2.0
+
+    def serve_args(self) -> list[str]:
+        return [
+            "--heartbeat-interval", str(self.heartbeat_interval),
+            "--heartbeat-timeout-factor", str(self.heartbeat_timeout_factor),
+            "--maintenance-interval-seconds", str(self.maintenance_interval),
+            "--status-grace-seconds", str(self.status_grace),
+            "--orphan-grace-seconds", str(self.orphan_grace),
+            "--quiet-transaction-seconds", str(self.quiet_transaction),
+            "--call-timeout-seconds", str(self.call_timeout),
+            "--reservation-timeout-minutes", str(self.reservation_timeout_minutes),
+            "--freshness-minutes", str(self.freshness_minutes),
+        ]
+
+
+@dataclass(frozen=True)
+class CsmsEndpoint:
+    """Where a CSMS is and how to ask it."""
+
+    ocpp_url: str
+    api_url: str
+    token: str
+    timings: Timings = field(default_factory=Timings)
+    log_path: Path | None = None
+    embedded: bool = False
+
+
+@dataclass
+class EmbeddedCsms:
+    endpoint: CsmsEndpoint
+    proc: subprocess.Popen
+    args: list[str]
+
+    def log_tail(self, lines: int = 40) -> str:
+        path = self.endpoint.log_path
+        if path is None or not path.exists():
+            return ""
+        return "\n".join(path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+
+def start_embedded(db_url: str, workdir: Path, *, timings: Timings = Timings(), extra: Sequence[str] = (),
+                   timeout: float = 60.0) -> EmbeddedCsms:
+    """Start `csms serve` on free ports; returns once it listens (or raises RuntimeError with its log)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    ports = workdir / f"csms-ports-{os.getpid()}-{time.monotonic_ns()}.json"
+    log_path = workdir / "csms.log"
+    token = "scenarios-" + secrets.token_hex(12)
+    args = [
+        "serve", "--db", db_url, "--ocpp-port", "0", "--http-port", "0", "--ports-file", str(ports),
+        "--allow-unknown-chargers", "--api-token", f"admin:scenarios:{token}",
+        *timings.serve_args(), *extra,
+    ]
+    log = open(log_path, "a", encoding="utf-8")  # noqa: SIM115 - handed to the process
+    proc = subprocess.Popen([sys.executable, "-m", "csms", *args], stdout=log, stderr=subprocess.STDOUT,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    log.close()
+    deadline = time.monotonic() + timeout
+    while not ports.exists() or not ports.read_text():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            if proc.poll() is None:
+                proc.kill()
+            tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-30:])
+            raise RuntimeError(f"the embedded CSMS did not start (csms {' '.join(args)}):\n{tail}")
+        time.sleep(0.05)
+    addr = json.loads(ports.read_text())
+    ports.unlink(missing_ok=True)
+    endpoint = CsmsEndpoint(addr["ocpp"], addr["http"], token, timings, log_path, embedded=True)
+    return EmbeddedCsms(endpoint, proc, args)

@@ -1,0 +1,344 @@
+"""The oracle: judges what a CSMS said against what really happened. Pure.
+
+Input is observation only: the CSMS's verdicts sampled during the run
+(`Sample`), the ground truth rebuilt from the simulator's trace (`Timeline`),
+the transactions and sessions the CSMS stored (`StoredTransaction`), and the
+scenario's `Rules`. Output is a list of `Violation`s, plain data. No sockets,
+no clock, no sleeping: the shells (pytest plugin, CLI, locust hook) gather and
+print.
+
+The three invariants:
+- never falsely free: a connector whose car has been charging for `grace`
+  seconds, or that holds a reservation the CSMS granted, is never `free`;
+- never falsely busy after recovery: a connector idle for the whole recovery
+  window, on a charge point connected for that long, is `free`; a charge point
+  gone for that long has its connectors `offline`, never `free`;
+- nothing lost: every acknowledged StartTransaction is stored, every
+  transaction that really ended is closed once, with the energy the charge point
+  measured (exact when its StopTransaction arrived, within one meter sample when
+  the CSMS ended it), and every session's fee follows the tariff.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
+
+from .adapters.base import BUSY, FREE, OFFLINE, StoredTransaction, Verdict
+from .timeline import IDLE_STATE, RUNNING_STATES, FaultMark, SimTransaction, Timeline
+
+__all__ = [
+    "Sample",
+    "Hold",
+    "Rules",
+    "Violation",
+    "Judgement",
+    "judge",
+    "expected_fee",
+    "KINDS",
+    "BLINDING_FAULTS",
+]
+
+KINDS = {
+    "falsely_free": "reported free while a car was charging (or a granted reservation held it)",
+    "falsely_busy": "reported busy (or offline) after recovery while the connector was idle and its charger online",
+    "not_offline": "its charger was gone for the whole recovery window, yet the connector was not reported offline",
+    "lost_transaction": "the CSMS acknowledged a StartTransaction it did not store",
+    "unclosed_transaction": "the transaction really ended, but the CSMS still holds it open after recovery",
+    "duplicate_transaction": "one real transaction is stored more than once",
+    "lost_stop": "the CSMS acknowledged a StopTransaction but stored a different end",
+    "wrong_energy": "the energy stored for the transaction is not what the charge point measured",
+    "wrong_fee": "the session's fee does not follow energy x tariff (half up to the cent)",
+}
+
+# Faults after which the CSMS cannot know the truth without an admin: the charger lies or says nothing.
+BLINDING_FAULTS = frozenset({"stuck_status"})
+_CENT = Decimal("0.01")
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """The CSMS's verdict on one connector, asked at trace time `t` and answered by `until`.
+
+    A truth is held against a verdict only if it held over the whole request
+    (and `grace` before it): what changed while the question was in flight is
+    not the CSMS's fault.
+    """
+
+    t: float
+    cp: str
+    connector: int
+    verdict: Verdict
+    until: float = -1.0  # when the answer came (default: t)
+
+    @property
+    def end(self) -> float:
+        return self.until if self.until >= self.t else self.t
+
+
+@dataclass(frozen=True, slots=True)
+class Hold:
+    """A reservation the CSMS granted: the connector is not free from `start` to `end`."""
+
+    cp: str
+    connector: int
+    start: float
+    end: float
+
+
+@dataclass(frozen=True)
+class Rules:
+    """What a scenario promises to check, and with which allowances."""
+
+    recovery_window: float  # s the CSMS gets to notice the truth (maintenance, triggers, timeouts)
+    grace: float = 1.5  # s a truth must have held before a verdict is judged (messages in flight)
+    recovery_from: float = 0.0  # no falsely-busy judgement before this (faults still acting, admin pending)
+    holds: tuple[Hold, ...] = ()
+    check_busy: bool = True
+    check_free: bool = True
+    check_stored: bool = True
+    tariffs: dict[str, Decimal] = field(default_factory=dict)  # session id -> the tariff the app asked for
+
+
+@dataclass(frozen=True)
+class Violation:
+    kind: str
+    cp: str
+    connector: int
+    message: str
+    t: float | None = None  # first time seen
+    last_t: float | None = None
+    count: int = 1  # samples (or records) showing it
+    verdict: Verdict | None = None
+    truth: dict[str, Any] = field(default_factory=dict)
+    faults: tuple[FaultMark, ...] = ()
+
+    def describe(self) -> str:
+        """A few lines a person can act on: what, where, what the CSMS said, what was true, which faults."""
+        when = "" if self.t is None else f" at t={self.t:.1f}s" + (
+            f"..{self.last_t:.1f}s ({self.count} samples)" if self.count > 1 and self.last_t is not None else "")
+        lines = [f"{self.kind}: {self.cp}/{self.connector}{when}: {self.message}"]
+        if self.verdict is not None:
+            lines.append(f"  CSMS said: {self.verdict.verdict} reasons={list(self.verdict.reasons)}")
+            if self.verdict.signals:
+                lines.append(f"  raw signals: {_compact(self.verdict.signals)}")
+        if self.truth:
+            lines.append(f"  ground truth: {_compact(self.truth)}")
+        if self.faults:
+            lines.append("  faults: " + ", ".join(f"{f.name}@{f.t:.1f}s" + (
+                "" if f.connector is None else f"(connector {f.connector})") for f in self.faults))
+        else:
+            lines.append("  faults: none fired on this connector")
+        return "\n".join(lines)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind, "cp": self.cp, "connector": self.connector, "message": self.message,
+            "t": self.t, "lastT": self.last_t, "count": self.count,
+            "verdict": None if self.verdict is None else {
+                "verdict": self.verdict.verdict, "reasons": list(self.verdict.reasons),
+                "signals": self.verdict.signals},
+            "truth": self.truth,
+            "faults": [{"t": f.t, "name": f.name, "connector": f.connector, "params": f.params} for f in self.faults],
+        }
+
+
+@dataclass(frozen=True)
+class Judgement:
+    violations: tuple[Violation, ...]
+    checked: dict[str, int]  # what was looked at: samples, transactions, sessions, excused connectors
+
+    @property
+    def passed(self) -> bool:
+        return not self.violations
+
+
+def expected_fee(energy_wh: int, tariff: Decimal) -> Decimal:
+    """Wh / 1000 x tariff per kWh, half up to the cent: the rule of csms/billing.py, restated."""
+    return (Decimal(energy_wh) * tariff / Decimal(1000)).quantize(_CENT, rounding=ROUND_HALF_UP)
+
+
+def _compact(value: Any, limit: int = 600) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def judge(samples: Sequence[Sample], timeline: Timeline, stored: Iterable[StoredTransaction] | None,
+          rules: Rules) -> Judgement:
+    """All three invariants; violations are grouped per (kind, connector), first occurrence kept."""
+    found: dict[tuple[str, str, int], Violation] = {}
+    excused: set[tuple[str, int]] = set()
+
+    def add(v: Violation) -> None:
+        key = (v.kind, v.cp, v.connector)
+        prev = found.get(key)
+        if prev is None:
+            found[key] = v
+        else:
+            found[key] = Violation(prev.kind, prev.cp, prev.connector, prev.message, prev.t, v.t,
+                                   prev.count + v.count, prev.verdict, prev.truth, prev.faults)
+
+    for s in samples:
+        if rules.check_free:
+            v = _falsely_free(s, timeline, rules)
+            if v is not None:
+                add(v)
+        if rules.check_busy:
+            v = _falsely_busy(s, timeline, rules, excused)
+            if v is not None:
+                add(v)
+    stored_list = list(stored) if stored is not None else None
+    if rules.check_stored and stored_list is not None:
+        for v in _stored(stored_list, timeline, rules):
+            add(v)
+    checked = {"samples": len(samples), "transactions": len(timeline.transactions),
+               "stored": len(stored_list or ()), "excused_connectors": len(excused)}
+    order = list(KINDS)
+    return Judgement(tuple(sorted(found.values(), key=lambda v: (order.index(v.kind), v.cp, v.connector))), checked)
+
+
+def _truth(timeline: Timeline, cp: str, connector: int, t: float) -> dict[str, Any]:
+    state, since = timeline.connector(cp, connector).state_at(t)
+    connected, link_since = timeline.charge_point(cp).connected_at(t)
+    running = next((x for x in reversed(timeline.transactions)
+                    if x.cp == cp and x.connector == connector and x.started_at <= t
+                    and (x.ended_at is None or x.ended_at > t)), None)
+    out: dict[str, Any] = {"state": state, "since": round(since, 2), "chargerConnected": connected,
+                           "connectedSince": round(link_since, 2)}
+    if timeline.charge_point(cp).muted_at(t):
+        out["chargerMuted"] = True
+    if running is not None:
+        out["transaction"] = {"localId": running.local_id, "transactionId": running.transaction_id,
+                              "idTag": running.id_tag, "startedAt": round(running.started_at, 2)}
+    return out
+
+
+def _falsely_free(s: Sample, tl: Timeline, rules: Rules) -> Violation | None:
+    if s.verdict.verdict != FREE:
+        return None
+    state, since = tl.connector(s.cp, s.connector).state_at(s.end)
+    if state in RUNNING_STATES and s.t - since >= rules.grace:
+        why = f"a car has been {state} since t={since:.1f}s"
+    else:
+        hold = next((h for h in rules.holds if (h.cp, h.connector) == (s.cp, s.connector)
+                     and h.start + rules.grace <= s.t <= h.end), None)
+        if hold is None:
+            return None
+        why = f"a reservation granted at t={hold.start:.1f}s holds it"
+    return Violation("falsely_free", s.cp, s.connector, f"reported free, but {why}", s.t, s.t, 1, s.verdict,
+                     _truth(tl, s.cp, s.connector, s.t), tuple(tl.faults_of(s.cp, s.connector, s.t)))
+
+
+def _blinded(tl: Timeline, cp: str, connector: int, t: float) -> bool:
+    """Did a fault leave the CSMS no way to learn the truth by itself (a lying or hung charger)?"""
+    if tl.charge_point(cp).muted_at(t):
+        return True
+    faults = tl.faults_of(cp, connector, t)
+    names = {f.name for f in faults}
+    if names & BLINDING_FAULTS:
+        return True
+    ignores_triggers = any(f.name == "silent_connector" and f.params.get("ignore_trigger", True) for f in faults)
+    return ignores_triggers and "drop_stop_transaction" in names
+
+
+def _falsely_busy(s: Sample, tl: Timeline, rules: Rules, excused: set[tuple[str, int]]) -> Violation | None:
+    if s.verdict.verdict == FREE or s.t < rules.recovery_from + rules.recovery_window:
+        return None
+    window_start = s.t - rules.recovery_window
+    connected, link_since = tl.charge_point(s.cp).connected_at(s.end)
+    if not connected:
+        if link_since > window_start or s.verdict.verdict == OFFLINE:
+            return None
+        return Violation("not_offline", s.cp, s.connector,
+                         f"its charger has been gone since t={link_since:.1f}s, but the CSMS says "
+                         f"{s.verdict.verdict}", s.t, s.t, 1, s.verdict, _truth(tl, s.cp, s.connector, s.t),
+                         tuple(tl.faults_of(s.cp, s.connector)))
+    state, since = tl.connector(s.cp, s.connector).state_at(s.end)
+    if state != IDLE_STATE or since > window_start or link_since > window_start:
+        return None
+    if any(h.cp == s.cp and h.connector == s.connector and h.start <= s.t <= h.end + rules.recovery_window
+           for h in rules.holds):
+        return None
+    if _blinded(tl, s.cp, s.connector, s.t):
+        excused.add((s.cp, s.connector))
+        return None
+    what = "busy" if s.verdict.verdict == BUSY else s.verdict.verdict
+    return Violation("falsely_busy", s.cp, s.connector,
+                     f"reported {what}, but the connector has been idle since t={since:.1f}s and its charger "
+                     f"online since t={link_since:.1f}s (recovery window {rules.recovery_window:g}s)",
+                     s.t, s.t, 1, s.verdict, _truth(tl, s.cp, s.connector, s.t), tuple(tl.faults_of(s.cp, s.connector)))
+
+
+def _stored(stored: list[StoredTransaction], tl: Timeline, rules: Rules) -> list[Violation]:
+    out: list[Violation] = []
+    by_id = {(t.cp, t.transaction_id): t for t in stored}
+    by_shape: dict[tuple[str, int, int, str], list[StoredTransaction]] = {}
+    for t in stored:
+        by_shape.setdefault((t.cp, t.connector, t.meter_start, t.id_tag), []).append(t)
+    deadline = tl.end - rules.recovery_window
+    for x in tl.transactions:
+        faults = tuple(tl.faults_of(x.cp, x.connector))
+
+        def v(kind: str, message: str, x: SimTransaction = x, faults: tuple = faults) -> Violation:
+            return Violation(kind, x.cp, x.connector, message, x.started_at, x.ended_at, 1, None,
+                             _tx_truth(x), faults)
+
+        same = by_shape.get((x.cp, x.connector, x.meter_start, x.id_tag), [])
+        row = by_id.get((x.cp, x.transaction_id)) if x.transaction_id is not None else None
+        if x.transaction_id is not None and row is None:
+            out.append(v("lost_transaction", f"StartTransaction was answered with transactionId "
+                                             f"{x.transaction_id}, but the CSMS has no such transaction"))
+            continue
+        if len(same) > 1:
+            out.append(v("duplicate_transaction", "stored as transactions "
+                         + ", ".join(str(t.transaction_id) for t in same)))
+        if row is None:
+            row = same[0] if len(same) == 1 else None
+        if row is None:
+            continue  # never reached the CSMS (lost with the queue): nothing to judge
+        if x.ended_at is None:
+            continue  # still running
+        if not row.closed:
+            if x.ended_at <= deadline and not _blinded(tl, x.cp, x.connector, tl.end):
+                out.append(v("unclosed_transaction", f"ended at t={x.ended_at:.1f}s ({x.end}, {x.reason}); "
+                                                     f"transaction {row.transaction_id} still open"))
+            continue
+        out.extend(_energy(x, row, v, rules))
+    return out
+
+
+def _energy(x: SimTransaction, row: StoredTransaction, v, rules: Rules) -> list[Violation]:
+    out = []
+    real = x.energy_wh
+    stored_e = None if row.meter_stop is None else max(0, row.meter_stop - row.meter_start)
+    if x.stop_acked:
+        if row.meter_stop != x.stop_meter_sent:
+            out.append(v("lost_stop", f"StopTransaction meterStop={x.stop_meter_sent} was acknowledged, the CSMS "
+                                      f"stored meterStop={row.meter_stop} ({row.stop_reason})"))
+    elif real is not None and stored_e is not None:
+        step = x.sample_step_wh()
+        if not real - step - 1 <= stored_e <= real + 1:
+            out.append(v("wrong_energy", f"force-ended with {stored_e} Wh; the charge point delivered {real} Wh "
+                                         f"(one meter sample is up to {step} Wh)"))
+    s = row.session
+    if s is None or s.energy_wh is None:
+        return out
+    if stored_e is not None and s.energy_wh != stored_e and not s.reconciled:
+        out.append(v("wrong_energy", f"session {s.session_id} billed {s.energy_wh} Wh, its transaction "
+                                     f"{row.transaction_id} holds {stored_e} Wh"))
+    asked = rules.tariffs.get(s.session_id)
+    if asked is not None and s.tariff is not None and s.tariff != asked:
+        out.append(v("wrong_fee", f"session {s.session_id} was started at {asked}/kWh, the CSMS bills {s.tariff}"))
+    if s.fee is not None and s.tariff is not None and s.fee != expected_fee(s.energy_wh, s.tariff):
+        out.append(v("wrong_fee", f"session {s.session_id}: fee {s.fee} for {s.energy_wh} Wh at {s.tariff}/kWh, "
+                                  f"expected {expected_fee(s.energy_wh, s.tariff)}"))
+    return out
+
+
+def _tx_truth(x: SimTransaction) -> dict[str, Any]:
+    return {"localId": x.local_id, "transactionId": x.transaction_id, "idTag": x.id_tag, "remote": x.remote,
+            "startedAt": round(x.started_at, 2), "endedAt": None if x.ended_at is None else round(x.ended_at, 2),
+            "end": x.end, "reason": x.reason, "meterStart": x.meter_start, "meterEnd": x.meter_end,
+            "energyWh": x.energy_wh, "stopAcknowledged": x.stop_acked}

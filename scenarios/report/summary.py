@@ -1,0 +1,129 @@
+"""The run's results as plain JSON: one record per scenario, timelines included.
+
+`summary.json` is this data; `html.py` draws the same data. Building the
+timelines (truth bands, verdict bands, fault marks, falsely-busy counts over
+time) is pure and lives here, so the HTML stays a drawing.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..oracle import Sample
+from ..timeline import IDLE_STATE, Timeline
+
+if TYPE_CHECKING:
+    from ..run import ScenarioRun
+
+__all__ = ["scenario_record", "verdict_segments", "falsely_busy_series", "write_summary", "SUMMARY_VERSION"]
+
+SUMMARY_VERSION = 1
+
+
+def verdict_segments(samples: Sequence[Sample], end: float) -> dict[tuple[str, int], list[list[Any]]]:
+    """Per connector: [from, to, verdict] runs of equal verdicts, each lasting until the next sample."""
+    out: dict[tuple[str, int], list[list[Any]]] = {}
+    for s in samples:
+        segs = out.setdefault((s.cp, s.connector), [])
+        if segs and segs[-1][2] == s.verdict.verdict:
+            continue
+        if segs:
+            segs[-1][1] = round(s.t, 2)
+        segs.append([round(s.t, 2), None, s.verdict.verdict])
+    for segs in out.values():
+        segs[-1][1] = round(max(end, segs[-1][0]), 2)
+    return out
+
+
+def falsely_busy_series(samples: Sequence[Sample], timeline: Timeline) -> list[list[float]]:
+    """[t, n]: connectors not reported free while really idle on a connected charger, per sampling round."""
+    counts: dict[float, int] = {}
+    for s in samples:
+        n = counts.setdefault(round(s.t, 2), 0)
+        if s.verdict.verdict == "free":
+            continue
+        state, _ = timeline.connector(s.cp, s.connector).state_at(s.t)
+        connected, _ = timeline.charge_point(s.cp).connected_at(s.t)
+        if state == IDLE_STATE and connected:
+            counts[round(s.t, 2)] = n + 1
+    return [[t, n] for t, n in sorted(counts.items())]
+
+
+def scenario_record(run: ScenarioRun) -> dict[str, Any]:
+    info, settings = run.info, run.settings
+    record: dict[str, Any] = {
+        "name": info.name, "purpose": info.purpose, "seedPassage": info.seed, "profile": settings.profile,
+        "seed": settings.seed, "rerun": f"unstuck-scenarios run {info.name} --seed {settings.seed} "
+                                        f"--profile {settings.profile}",
+        "notes": list(run.notes), "violations": [], "checked": {}, "fleet": None, "timeline": None,
+        "trace": None,
+    }
+    if run.judgement is not None:
+        record["violations"] = [v.to_json() for v in run.judgement.violations]
+        record["checked"] = dict(run.judgement.checked)
+    fleet = run.fleet
+    if fleet is None:
+        return record
+    record["trace"] = str(run.trace_path)
+    record["fleet"] = {
+        "chargePoints": len(fleet), "connectors": sum(len(cp.connectors) for cp in fleet),
+        "sessions": fleet.stats.sessions, "faults": dict(fleet.stats.faults), "errors": dict(fleet.stats.errors),
+    }
+    timeline = run.timeline or run.truth()
+    samples = run.observer.samples if run.observer is not None else []
+    record["timeline"] = timeline_record(samples, timeline, run.recovery_from,
+                                         run.rules.recovery_window if run.rules else run.timings.recovery_window,
+                                         record["violations"])
+    return record
+
+
+def timeline_record(samples: Sequence[Sample], timeline: Timeline, recovery_from: float, window: float,
+                    violations: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    end = timeline.end
+    verdicts = verdict_segments(samples, end)
+    flagged: dict[tuple[str, int], list[str]] = {}
+    for v in violations:
+        flagged.setdefault((v["cp"], v["connector"]), []).append(v["kind"])
+    rows = []
+    for key in sorted(timeline.connectors):
+        ct = timeline.connectors[key]
+        cpt = timeline.charge_point(key[0])
+        faults = timeline.faults_of(*key)
+        rows.append({
+            "cp": key[0], "connector": key[1],
+            "truth": [[round(a, 2), round(b, 2), s] for a, b, s in ct.segments(end)],
+            "verdict": verdicts.get(key, []),
+            "offline": _offline_segments(cpt.links, end),
+            "faults": [[round(f.t, 2), f.name] for f in faults],
+            "violations": sorted(set(flagged.get(key, []))),
+        })
+    return {"end": round(end, 2), "recoveryFrom": round(recovery_from, 2), "window": window,
+            "connectors": rows, "falselyBusy": falsely_busy_series(samples, timeline),
+            "faultCounts": dict(Counter(f[1] for r in rows for f in r["faults"]))}
+
+
+def _offline_segments(links: list[tuple[float, bool]], end: float) -> list[list[float]]:
+    out, down_since = [], 0.0
+    for t, connected in links:
+        if connected and down_since is not None:
+            if t > down_since:
+                out.append([round(down_since, 2), round(t, 2)])
+            down_since = None
+        elif not connected and down_since is None:
+            down_since = t
+    if down_since is not None and end > down_since:
+        out.append([round(down_since, 2), round(end, 2)])
+    return out
+
+
+def write_summary(path: Path, run_info: dict[str, Any], records: list[dict[str, Any]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = {"version": SUMMARY_VERSION, **run_info, "scenarios": records,
+            "passed": sum(r["outcome"] == "passed" for r in records),
+            "failed": sum(r["outcome"] in ("failed", "error") for r in records),
+            "skipped": sum(r["outcome"] == "skipped" for r in records)}
+    path.write_text(json.dumps(data, indent=1, default=str), encoding="utf-8")

@@ -1,0 +1,204 @@
+"""One scenario's run: its fleet, its observer, its rules, and the judgement at the end.
+
+The pytest plugin hands a `ScenarioRun` to each scenario (as the `fleet`,
+`oracle` and `truth` fixtures). A scenario starts its fleet, acts, says when
+recovery starts, waits for the recovery window, and asks for the judgement;
+everything observed is kept for the reports.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from simulator import DriverSpec, Fleet, FleetSpec, GroupSpec, TraceWriter, parse_fault_option
+
+from .adapters.base import CsmsAdapter
+from .embedded import Timings
+from .meta import ScenarioInfo
+from .observe import LiveCounts, Observer
+from .oracle import Hold, Judgement, Rules, judge
+from .timeline import Timeline
+
+__all__ = ["RunSettings", "ScenarioRun", "ViolationsFound"]
+
+log = logging.getLogger("scenarios.run")
+
+
+class ViolationsFound(AssertionError):
+    """The oracle found violations; the message is the report a person reads."""
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    profile: str = "quick"
+    seed: int = 7
+    scale: int | None = None  # chaos fleet size; None: the profile's
+    report_dir: Path = Path("reports")
+    sample_interval: float = 0.5
+    tag: str = "0000"  # this run's mark in charge point ids, so runs never collide in one CSMS
+
+    @property
+    def chaos_charge_points(self) -> int:
+        return self.scale if self.scale else (200 if self.profile == "full" else 50)
+
+
+@dataclass
+class ScenarioRun:
+    info: ScenarioInfo
+    settings: RunSettings
+    timings: Timings
+    csms: CsmsAdapter
+    nursery: trio.Nursery
+    progress: Callable[[str], None] = print
+    fleet: Fleet | None = None
+    observer: Observer | None = None
+    recovery_from: float = 0.0
+    holds: list[Hold] = field(default_factory=list)
+    tariffs: dict[str, Decimal] = field(default_factory=dict)
+    judgement: Judgement | None = None
+    rules: Rules | None = None
+    timeline: Timeline | None = None
+    notes: list[str] = field(default_factory=list)
+    _last_progress: float = -1e9
+
+    # ------------------------------------------------------------ fleet
+    @property
+    def prefix(self) -> str:
+        return f"{self.info.code}{self.settings.tag}-"
+
+    @property
+    def trace_path(self) -> Path:
+        return self.settings.report_dir / "traces" / f"{self.info.name}.jsonl"
+
+    async def start_fleet(
+        self,
+        *faults: str,
+        count: int = 1,
+        connectors: int = 1,
+        driver: DriverSpec | None = None,
+        config: dict[str, str] | None = None,
+        groups: Sequence[GroupSpec] | None = None,
+        ramp: float = 200.0,
+        online: bool = True,
+    ) -> Fleet:
+        """Build and start this scenario's fleet (ids `{prefix}0001`...) and start watching the CSMS."""
+        if self.fleet is not None:
+            raise RuntimeError("a scenario runs one fleet; put several groups in it instead")
+        cfg = {"MeterValueSampleInterval": "1", **(config or {})}
+        if groups is None:
+            groups = (GroupSpec(prefix=self.prefix, count=count, connectors=connectors, config=cfg),)
+        else:
+            groups = tuple(replace(g, prefix=self.prefix + g.prefix, config={**cfg, **g.config}) for g in groups)
+        spec = FleetSpec(seed=self.settings.seed, groups=tuple(groups),
+                         faults=tuple(parse_fault_option(f) for f in faults), driver=driver, ramp=ramp,
+                         call_timeout=self.timings.call_timeout + 2)
+        trace = TraceWriter(self.trace_path, keep=True)
+        fleet = self.fleet = Fleet(spec, self.csms.ocpp_url, trace=trace,
+                                   run_info={"scenario": self.info.name, "profile": self.settings.profile})
+        await self.nursery.start(fleet.run)
+        if online:
+            with trio.fail_after(30 + len(fleet) / 20):
+                await fleet.wait_online()
+                for cp in fleet:
+                    await cp.flush()
+        self.observer = Observer(self.csms, fleet, interval=self.settings.sample_interval, on_sample=self._progress)
+        await self.nursery.start(self.observer.run)
+        return fleet
+
+    def now(self) -> float:
+        """Seconds since the fleet started: the clock of the trace and of every sample."""
+        return 0.0 if self.fleet is None or self.fleet.clock is None else self.fleet.clock.now()
+
+    # --------------------------------------------------------- recording
+    def recovery_starts(self) -> None:
+        """From now on connectors must heal within the recovery window (faults have done their work)."""
+        self.recovery_from = self.now()
+
+    def hold(self, cp: str, connector: int, start: float, end: float | None = None) -> None:
+        """A reservation the CSMS granted: the connector must not be reported free meanwhile."""
+        self.holds.append(Hold(cp, connector, start, end if end is not None else float("inf")))
+
+    def session_tariff(self, session_id: str | None, tariff: Decimal) -> None:
+        if session_id is not None:
+            self.tariffs[session_id] = tariff
+
+    def note(self, text: str) -> None:
+        """A line for the report (what the scenario did, what it measured)."""
+        self.notes.append(text)
+        self.progress(f"  {self.info.name}: {text}")
+
+    def _progress(self, counts: LiveCounts) -> None:
+        if counts.t - self._last_progress >= 5.0:
+            self._last_progress = counts.t
+            fleet = self.fleet
+            extra = "" if fleet is None else (f"  sessions {fleet.stats.sessions}  faults "
+                                              f"{sum(fleet.stats.faults.values())}")
+            self.progress(f"  {self.info.name}: {counts.line()}{extra}")
+
+    # ------------------------------------------------------------ waiting
+    async def wait(self, seconds: float) -> None:
+        await trio.sleep(seconds)
+
+    async def recover(self, window: float | None = None) -> None:
+        """Wait out the recovery window (from `recovery_starts`, or now), plus two samples."""
+        window = self.timings.recovery_window if window is None else window
+        end = max(self.recovery_from, 0.0) + window + 2 * self.settings.sample_interval
+        await trio.sleep(max(0.0, end - self.now()))
+
+    async def until(self, predicate: Callable[[], bool], timeout: float, what: str) -> None:
+        """Poll a condition on the fleet (its truth, its trace) until it holds."""
+        with trio.move_on_after(timeout):
+            while not predicate():
+                await trio.sleep(0.05)
+            return
+        raise AssertionError(f"{self.info.name}: timed out after {timeout}s waiting for {what}")
+
+    # ----------------------------------------------------------- judging
+    def truth(self) -> Timeline:
+        """Ground truth so far, rebuilt from the trace."""
+        assert self.fleet is not None, "start the fleet first"
+        return Timeline.from_records(self.fleet.trace.records or (), end=self.now(),
+                                     connectors={cp.id: len(cp.connectors) for cp in self.fleet})
+
+    async def judge(self, *, window: float | None = None, check_stored: bool = True, check_busy: bool = True,
+                    check_free: bool = True, grace: float = 1.5, raise_on_violation: bool = True) -> Judgement:
+        """One more sample, what the CSMS stored, then the oracle. Raises ViolationsFound on a violation."""
+        assert self.fleet is not None and self.observer is not None, "start the fleet first"
+        await self.observer.sample_once()
+        stored = await self.csms.transactions(self.prefix) if check_stored else None
+        self.rules = Rules(recovery_window=self.timings.recovery_window if window is None else window,
+                           grace=grace, recovery_from=self.recovery_from, holds=tuple(self.holds),
+                           check_busy=check_busy, check_free=check_free, check_stored=check_stored,
+                           tariffs=dict(self.tariffs))
+        self.timeline = self.truth()
+        self.fleet.trace.flush()
+        self.judgement = judge(self.observer.samples, self.timeline, stored, self.rules)
+        if raise_on_violation and not self.judgement.passed:
+            raise ViolationsFound(self.report_text())
+        return self.judgement
+
+    def report_text(self) -> str:
+        j = self.judgement
+        if j is None:
+            return "not judged"
+        if j.passed:
+            return f"{self.info.name}: no violation ({_checked(j.checked)})"
+        head = f"{self.info.name}: {len(j.violations)} violation(s) ({_checked(j.checked)}); trace {self.trace_path}"
+        return "\n".join([head, *(v.describe() for v in j.violations)])
+
+    def record(self) -> dict[str, Any]:
+        """What the reports need from this run (see scenarios/report/summary.py)."""
+        from .report.summary import scenario_record
+
+        return scenario_record(self)
+
+
+def _checked(checked: dict[str, int]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in checked.items())

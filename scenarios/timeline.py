@@ -1,0 +1,247 @@
+"""Ground truth over time, rebuilt from the simulator's trace: pure, no sockets, no clock.
+
+The oracle asks "what was really happening at connector C at time t, and since
+when?" and "which transactions really ran, with what energy, and did their
+StopTransaction reach the CSMS?". Both are answered here from the JSONL trace
+records (`simulator/trace.py` lists the kinds), so a saved trace can be judged
+again later, away from the run.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["ConnectorTimeline", "ChargePointTimeline", "SimTransaction", "Timeline", "FaultMark",
+           "RUNNING_STATES", "IDLE_STATE"]
+
+RUNNING_STATES = frozenset({"charging", "suspended"})  # a transaction runs, energy may flow
+IDLE_STATE = "unplugged"
+
+
+@dataclass(frozen=True, slots=True)
+class FaultMark:
+    t: float
+    name: str
+    connector: int | None
+    params: dict[str, Any] = field(default_factory=dict, compare=False)
+
+
+def _at(changes: list[tuple[float, Any]], t: float, default: Any) -> tuple[Any, float]:
+    """(value at t, since when) in a time-sorted change list."""
+    i = bisect.bisect_right(changes, t, key=lambda c: c[0])
+    if i == 0:
+        return default, 0.0
+    return changes[i - 1][1], changes[i - 1][0]
+
+
+@dataclass(slots=True)
+class ConnectorTimeline:
+    cp: str
+    connector: int
+    states: list[tuple[float, str]] = field(default_factory=list)  # (t, physical state) changes
+    faults: list[FaultMark] = field(default_factory=list)
+
+    def state_at(self, t: float) -> tuple[str, float]:
+        """(state, since) at time t."""
+        return _at(self.states, t, IDLE_STATE)
+
+    def segments(self, end: float) -> list[tuple[float, float, str]]:
+        """(from, to, state) covering [0, end]."""
+        out: list[tuple[float, float, str]] = []
+        prev_t, prev = 0.0, IDLE_STATE
+        for t, state in self.states:
+            if t > prev_t:
+                out.append((prev_t, t, prev))
+            prev_t, prev = t, state
+        if end > prev_t:
+            out.append((prev_t, end, prev))
+        return out
+
+
+@dataclass(slots=True)
+class ChargePointTimeline:
+    cp: str
+    links: list[tuple[float, bool]] = field(default_factory=list)  # (t, connected) changes
+    muted: list[tuple[float, bool]] = field(default_factory=list)  # heartbeat_stop .. next connection
+    faults: list[FaultMark] = field(default_factory=list)  # charge-point-wide ones
+
+    def connected_at(self, t: float) -> tuple[bool, float]:
+        return _at(self.links, t, False)
+
+    def muted_at(self, t: float) -> bool:
+        return _at(self.muted, t, False)[0]
+
+
+@dataclass(slots=True)
+class SimTransaction:
+    """One transaction as the charge point really ran it."""
+
+    cp: str
+    connector: int
+    local_id: int
+    id_tag: str
+    remote: bool
+    meter_start: int
+    started_at: float
+    transaction_id: int | None = None  # given by the CSMS (None: never answered)
+    ended_at: float | None = None
+    end: str | None = None  # "stop" (StopTransaction due) or "lost" (a reboot forgot it)
+    reason: str | None = None
+    meter_end: int | None = None
+    stop_acked: bool = False  # a StopTransaction for it got a CallResult
+    stop_meter_sent: int | None = None
+    samples: list[int] = field(default_factory=list)  # Energy.Active.Import.Register values sent
+
+    @property
+    def energy_wh(self) -> int | None:
+        if self.meter_end is None:
+            return None
+        return max(0, self.meter_end - self.meter_start)
+
+    def sample_step_wh(self) -> int:
+        """The largest jump between consecutive readings the CSMS could have seen (one sample's worth)."""
+        points = [self.meter_start, *self.samples]
+        if self.meter_end is not None:
+            points.append(self.meter_end)
+        points.sort()
+        return max((b - a for a, b in zip(points, points[1:], strict=False)), default=0)
+
+
+class Timeline:
+    """Everything the oracle needs to know about what really happened, indexed for lookups."""
+
+    def __init__(self) -> None:
+        self.connectors: dict[tuple[str, int], ConnectorTimeline] = {}
+        self.charge_points: dict[str, ChargePointTimeline] = {}
+        self.transactions: list[SimTransaction] = []
+        self.end = 0.0
+
+    def connector(self, cp: str, connector: int) -> ConnectorTimeline:
+        key = (cp, connector)
+        if key not in self.connectors:
+            self.connectors[key] = ConnectorTimeline(cp, connector)
+        return self.connectors[key]
+
+    def charge_point(self, cp: str) -> ChargePointTimeline:
+        if cp not in self.charge_points:
+            self.charge_points[cp] = ChargePointTimeline(cp)
+        return self.charge_points[cp]
+
+    def faults_of(self, cp: str, connector: int, until: float | None = None) -> list[FaultMark]:
+        marks = [*self.charge_point(cp).faults, *self.connector(cp, connector).faults]
+        return sorted((m for m in marks if until is None or m.t <= until), key=lambda m: m.t)
+
+    @classmethod
+    def from_records(cls, records: Iterable[dict[str, Any]], *, connectors: dict[str, int] | None = None,
+                     end: float | None = None) -> Timeline:
+        """Build from trace records; `connectors` (cp -> count) adds connectors that never changed."""
+        tl = cls()
+        for cp, count in (connectors or {}).items():
+            tl.charge_point(cp)
+            for c in range(1, count + 1):
+                tl.connector(cp, c)
+        live: dict[tuple[str, int], SimTransaction] = {}  # running, by connector
+        by_local: dict[tuple[str, int], SimTransaction] = {}
+        by_tx_id: dict[tuple[str, int], SimTransaction] = {}
+        calls: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {}  # (cp, uid) -> (action, payload)
+        last_t = 0.0
+        for r in records:
+            t = float(r.get("t", 0.0))
+            last_t = max(last_t, t)
+            cp, kind = r.get("cp"), r.get("kind")
+            if cp is None:
+                continue
+            if kind == "state":
+                tl.connector(cp, r["connector"]).states.append((t, r["after"]))
+                if r.get("event") == "power_loss":
+                    tx = live.pop((cp, r["connector"]), None)
+                    if tx is not None:
+                        tx.meter_end = int(r.get("register_wh", tx.meter_start))
+            elif kind == "fault":
+                mark = FaultMark(t, r["fault"], r.get("connector"), dict(r.get("params") or {}))
+                if mark.connector is None:
+                    tl.charge_point(cp).faults.append(mark)
+                else:
+                    tl.connector(cp, mark.connector).faults.append(mark)
+                if mark.name == "heartbeat_stop":
+                    tl.charge_point(cp).muted.append((t, True))
+            elif kind == "link":
+                event = r.get("event")
+                if event in ("connected", "closed"):
+                    cpt = tl.charge_point(cp)
+                    cpt.links.append((t, event == "connected"))
+                    if event == "connected" and cpt.muted and cpt.muted[-1][1]:
+                        cpt.muted.append((t, False))  # only a reboot reconnects a hung charger
+            elif kind == "tx":
+                _tx_record(r, cp, t, live, by_local, by_tx_id, tl)
+            elif kind in ("out", "in"):
+                _frame(r, cp, kind, calls, by_tx_id)
+        tl.end = end if end is not None else last_t
+        return tl
+
+
+def _tx_record(r: dict[str, Any], cp: str, t: float, live: dict, by_local: dict, by_tx_id: dict,
+               tl: Timeline) -> None:
+    event, connector, local = r.get("event"), r.get("connector"), r.get("local_id")
+    if event == "start":
+        tx = SimTransaction(cp, connector, local, r.get("tag", ""), bool(r.get("remote")), int(r.get("meter", 0)), t)
+        live[(cp, connector)] = tx
+        by_local[(cp, local)] = tx
+        tl.transactions.append(tx)
+        return
+    tx = by_local.get((cp, local))
+    if tx is None:
+        return
+    if event == "answered" and r.get("transaction_id") is not None:
+        tx.transaction_id = int(r["transaction_id"])
+        by_tx_id[(cp, tx.transaction_id)] = tx
+    elif event in ("stop", "lost"):
+        tx.ended_at, tx.end, tx.reason = t, event, r.get("reason")
+        if event == "stop":
+            tx.meter_end = int(r.get("meter", tx.meter_start))
+        if live.get((cp, connector)) is tx and event == "stop":
+            del live[(cp, connector)]
+        # "lost": the power_loss state record that follows carries the register
+
+
+def _frame(r: dict[str, Any], cp: str, kind: str, calls: dict, by_tx_id: dict) -> None:
+    try:
+        msg = json.loads(r["frame"])
+    except (ValueError, KeyError, TypeError):
+        return
+    if not isinstance(msg, list) or len(msg) < 3:
+        return
+    if kind == "out" and msg[0] == 2 and len(msg) == 4:
+        action, payload = msg[2], msg[3] if isinstance(msg[3], dict) else {}
+        calls[(cp, msg[1])] = (action, payload)
+        if action == "MeterValues" and payload.get("transactionId") is not None:
+            tx = by_tx_id.get((cp, payload["transactionId"]))
+            if tx is not None:
+                tx.samples.extend(_registers(payload))
+        elif action == "StopTransaction":
+            tx = by_tx_id.get((cp, payload.get("transactionId")))
+            if tx is not None:
+                tx.stop_meter_sent = payload.get("meterStop")
+    elif kind == "in" and msg[0] == 3:
+        call = calls.pop((cp, msg[1]), None)
+        if call is not None and call[0] == "StopTransaction":
+            tx = by_tx_id.get((cp, call[1].get("transactionId")))
+            if tx is not None:
+                tx.stop_acked = True
+
+
+def _registers(payload: dict[str, Any]) -> list[int]:
+    out = []
+    for mv in payload.get("meterValue", ()):
+        for sv in mv.get("sampledValue", ()):
+            if sv.get("measurand", "Energy.Active.Import.Register") == "Energy.Active.Import.Register":
+                try:
+                    value = float(sv["value"])
+                except (KeyError, ValueError):
+                    continue
+                out.append(int(value * 1000) if sv.get("unit") == "kWh" else int(value))
+    return out
