@@ -56,7 +56,7 @@ class SimConnector:
 
     __slots__ = (
         "model", "tx", "last_reported", "last_sent", "last_real", "hidden", "stuck", "silent",
-        "pending_operative", "faults", "visits", "changed", "last_tx",
+        "pending_operative", "faults", "visits", "changed", "last_tx", "remote_claim",
     )
 
     def __init__(self, model: Connector) -> None:
@@ -73,6 +73,9 @@ class SimConnector:
         self.faults: list[FiredFault] = []
         self.visits = 0  # cars plugged in so far (names the seeded car draws)
         self.changed = trio.Event()
+        # The remote start (its number) that has been Accepted and not yet started or given up:
+        # it holds the connector, so a second RemoteStartTransaction cannot be Accepted as well.
+        self.remote_claim: int | None = None
 
     def wire_status(self, *, trigger: bool = False) -> tuple[str | None, str]:
         """(status to send or None, why not): the reporting faults in one place."""
@@ -503,13 +506,22 @@ class ChargePoint:
         self._nursery.start_soon(later)
 
     def remote_start(self, id_tag: str, connector_id: int | None) -> str:
+        """Accept and claim a connector for the person at the car, or Rejected (said in the trace)."""
         if connector_id is None:
-            free = [p for p in self.connectors.values() if self._can_take_remote(p)]
-            connector_id = free[0].model.connector_id if free else None
-        plug = self.connectors.get(connector_id) if connector_id is not None else None
-        if plug is None or not self._can_take_remote(plug):
-            return "Rejected"
+            takers = [p for p in self.connectors.values() if not self._refuses_remote(p)]
+            unclaimed = [p for p in takers if p.remote_claim is None]
+            plug = (unclaimed or takers or [None])[0]
+            if plug is None:
+                return self._reject_remote(None, id_tag, "no connector can take a remote start")
+        else:
+            plug = self.connectors.get(connector_id)
+            if plug is None:
+                return self._reject_remote(connector_id, id_tag, "no such connector")
         cid = plug.model.connector_id
+        if why := self._refuses_remote(plug):
+            return self._reject_remote(cid, id_tag, why)
+        if plug.remote_claim is not None:
+            return self._reject_remote(cid, id_tag, "connector already claimed by a remote start")
         rejected = self.book.decide("reject_remote_start", cid, self.now)
         if rejected is not None:
             self._fired(rejected, plug)
@@ -519,19 +531,39 @@ class ChargePoint:
             self._fired(ghost, plug)
             return "Accepted"
         self._remote_starts += 1
+        plug.remote_claim = self._remote_starts  # claimed before the answer goes out
         self.after_answer(self._remote_session, cid, id_tag, self._remote_starts)
         return "Accepted"
 
-    def _can_take_remote(self, plug: SimConnector) -> bool:
+    def _reject_remote(self, connector_id: int | None, tag: str, why: str) -> str:
+        self.trace.write(self.id, "tx", connector=connector_id, event="remote_start_rejected", tag=tag, why=why)
+        return "Rejected"
+
+    def _refuses_remote(self, plug: SimConnector) -> str:
+        """Why `plug` cannot take a remote start now ("" when it can)."""
         model = plug.model
-        return plug.tx is None and model.operative and self.operative and model.state in (State.UNPLUGGED, State.PLUGGED)
+        if not (model.operative and self.operative):
+            return "connector inoperative"
+        if plug.tx is not None:
+            return "a transaction is running"
+        if model.state not in (State.UNPLUGGED, State.PLUGGED):
+            return f"connector is {model.state.value}"
+        return ""
 
     async def _remote_session(self, connector_id: int, tag: str, k: int) -> None:
-        """The person who pressed start in the app is at the car: plug in, start, and leave later."""
+        """The person who pressed start in the app is at the car: plug in, start, and leave later.
+
+        The connector stays claimed by remote start `k` until its transaction has started or it gave up.
+        """
         plug = self._connector(connector_id)
-        if not self._can_take_remote(plug):
-            return
-        tx = await self.start_by_tag(connector_id, tag, remote=True, wait=False)
+        try:
+            if why := self._refuses_remote(plug):  # e.g. a local start got there first
+                self.trace.write(self.id, "skipped", what="remote_start", connector=connector_id, tag=tag, why=why)
+                return
+            tx = await self.start_by_tag(connector_id, tag, remote=True, wait=False)
+        finally:
+            if plug.remote_claim == k:
+                plug.remote_claim = None
         if tx is None or self.driver is None:
             return
         await trio.sleep(self.rng.uniform(*self.driver.remote_session, "remote", connector_id, k))

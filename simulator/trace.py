@@ -12,7 +12,8 @@ started (the header holds the wall-clock epoch), `cp` the charge point id,
 | fault     | a fault fires                                  | fault, connector, index, params      |
 | state     | a connector's physical state changes           | connector, event, before, after      |
 | status    | a StatusNotification is queued or suppressed   | connector, status, sent, why, link   |
-| tx        | a transaction starts/stops/is lost/is answered | connector, event, local_id, ...      |
+| tx        | a transaction starts/stops/is lost/is answered,| connector, event, local_id, ...      |
+|           | or a RemoteStartTransaction is rejected        | connector, event, tag, why           |
 | link      | connect, close, connect failure, queue dropped | event, why                           |
 | in / out  | a frame is received / sent                     | frame (the raw OCPP-J text)          |
 | error     | a call failed or a task crashed                | what, action, why                    |

@@ -74,7 +74,9 @@ class _Point(LibChargePoint):
         return call_result.StatusNotification()
 
     @on("Authorize")
-    def on_authorize(self, id_tag: str) -> Any:
+    async def on_authorize(self, id_tag: str) -> Any:
+        if self.central.authorize_delay:
+            await asyncio.sleep(self.central.authorize_delay)
         return call_result.Authorize(id_tag_info=IdTagInfo(status=self.central.tag_status(id_tag)))
 
     @on("StartTransaction")
@@ -99,6 +101,7 @@ class LibCentral:
     def __init__(self, *, heartbeat_interval: int = 300, response_timeout: float = 5.0) -> None:
         self.heartbeat_interval = heartbeat_interval
         self.response_timeout = response_timeout
+        self.authorize_delay = 0.0  # s before Authorize is answered (a slow authorization backend)
         self.tx_ids = itertools.count(1)
         self.port = 0
         self._received: list[Received] = []

@@ -173,3 +173,39 @@ async def test_data_transfer_is_answered_unknown_vendor_id(nursery, central):
     assert res.status == "UnknownVendorId" and res.data is None
     answers = [r["frame"] for r in fleet.trace.records if r["kind"] == "out" and r["frame"].startswith("[3,")]
     assert answers[-1].endswith('{"status":"UnknownVendorId"}]')
+
+
+def _remote_rejections(fleet):
+    return [r for r in fleet.trace.records if r["kind"] == "tx" and r["event"] == "remote_start_rejected"]
+
+
+AUTHORIZE_REMOTE = {"MeterValueSampleInterval": "1", "AuthorizeRemoteTxRequests": "true"}
+
+
+async def test_second_remote_start_while_the_first_is_pending_is_rejected(nursery, central):
+    """The first remote start claims the connector before it answers; the second is Rejected, and says why."""
+    central.authorize_delay = 0.6  # the first remote start is still authorizing its tag when the second arrives
+    fleet = await start_fleet(nursery, central.url, make_spec(config=AUTHORIZE_REMOTE))
+    first = await ask(central, "CP0001", call.RemoteStartTransaction(id_tag="APP01", connector_id=1))
+    second = await ask(central, "CP0001", call.RemoteStartTransaction(id_tag="APP02", connector_id=1))
+    assert (first.status, second.status) == ("Accepted", "Rejected")
+    await eventually(lambda: _payloads(central, "CP0001", "StartTransaction"), what="StartTransaction")
+    await trio.sleep(0.8)  # long enough for a second session to have authorized and started, had it been accepted
+    assert [s["idTag"] for s in _payloads(central, "CP0001", "StartTransaction")] == ["APP01"]
+    assert [a["idTag"] for a in _payloads(central, "CP0001", "Authorize")] == ["APP01"]
+    assert [(r["connector"], r["tag"], r["why"]) for r in _remote_rejections(fleet)] == [
+        (1, "APP02", "connector already claimed by a remote start")]
+
+
+async def test_remote_start_that_gives_up_releases_its_claim(nursery, central):
+    central.authorize_delay = 0.3
+    fleet = await start_fleet(nursery, central.url, make_spec(config=AUTHORIZE_REMOTE))
+    refused = await ask(central, "CP0001", call.RemoteStartTransaction(id_tag="BAD01", connector_id=1))
+    assert refused.status == "Accepted"  # accepted, then the tag is refused by Authorize: the session gives up
+    await eventually(lambda: any(r["kind"] == "tx" and r["event"] == "refused" for r in fleet.trace.records),
+                     what="the tag refused")
+    again = await ask(central, "CP0001", call.RemoteStartTransaction(id_tag="APP02", connector_id=1))
+    assert again.status == "Accepted"
+    await eventually(lambda: _payloads(central, "CP0001", "StartTransaction"), what="StartTransaction")
+    assert [s["idTag"] for s in _payloads(central, "CP0001", "StartTransaction")] == ["APP02"]
+    assert _remote_rejections(fleet) == []
