@@ -168,7 +168,8 @@ class ScenarioRun:
                                      connectors={cp.id: len(cp.connectors) for cp in self.fleet})
 
     async def judge(self, *, window: float | None = None, check_stored: bool = True, check_busy: bool = True,
-                    check_free: bool = True, grace: float = 1.5, raise_on_violation: bool = True) -> Judgement:
+                    check_free: bool = True, grace: float = 1.5, excuse_blinded: bool = True,
+                    raise_on_violation: bool = True) -> Judgement:
         """One more sample, what the CSMS stored, then the oracle. Raises ViolationsFound on a violation."""
         assert self.fleet is not None and self.observer is not None, "start the fleet first"
         await self.observer.sample_once()
@@ -176,7 +177,7 @@ class ScenarioRun:
         self.rules = Rules(recovery_window=self.timings.recovery_window if window is None else window,
                            grace=grace, recovery_from=self.recovery_from, holds=tuple(self.holds),
                            check_busy=check_busy, check_free=check_free, check_stored=check_stored,
-                           tariffs=dict(self.tariffs))
+                           excuse_blinded=excuse_blinded, tariffs=dict(self.tariffs))
         self.timeline = self.truth()
         self.fleet.trace.flush()
         self.judgement = judge(self.observer.samples, self.timeline, stored, self.rules)
