@@ -41,7 +41,7 @@ def _add_logging(p: argparse.ArgumentParser) -> None:
     p.add_argument("--log-format", choices=("text", "json"), default=_env("CSMS_LOG_FORMAT", "text"))
 
 
-def _add_maintenance(p: argparse.ArgumentParser) -> None:
+def _add_maintenance(p: argparse.ArgumentParser, *, live_rules: bool = False) -> None:
     g = p.add_argument_group("maintenance (a threshold of 0 or below disables that cleanup)")
     g.add_argument("--reservation-timeout-minutes", type=float, default=60.0,
                    help="cancel PendingPayment/Authorized/StartRequested reservations older than this (default 60)")
@@ -51,6 +51,10 @@ def _add_maintenance(p: argparse.ArgumentParser) -> None:
                    help="force-end sessions silent for this long (default 0 = off)")
     g.add_argument("--orphan-grace-seconds", type=float, default=120.0,
                    help="close an open transaction whose connector reports Available this long (default 120)")
+    if live_rules:
+        g.add_argument("--quiet-transaction-seconds", type=float, default=600.0,
+                       help="TriggerMessage StatusNotification for the connector of an open transaction that sent "
+                            "no MeterValues, status or transaction message this long (default 600)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -82,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="offline after this many heartbeat intervals of silence (default 2.5)")
     serve.add_argument("--status-grace-seconds", type=float, default=30.0,
                        help="TriggerMessage StatusNotification for connectors silent this long after boot (default 30)")
-    _add_maintenance(serve)
+    _add_maintenance(serve, live_rules=True)
     serve.add_argument("--payment-provider", default=_env("CSMS_PAYMENT_PROVIDER", "simulated"),
                        help="'simulated' (default) or package.module:ClassName of a PaymentProvider")
     serve.add_argument("--ports-file", help="write the bound addresses as JSON here once listening")
@@ -122,6 +126,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         status_grace_seconds=args.status_grace_seconds,
         orphan_grace_seconds=args.orphan_grace_seconds,
         session_idle_hours=args.session_idle_hours,
+        quiet_transaction_seconds=args.quiet_transaction_seconds,
     )
 
 

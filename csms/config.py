@@ -62,6 +62,7 @@ class Settings:
     status_grace_seconds: float = 30.0
     orphan_grace_seconds: float = 120.0
     session_idle_hours: float = 0.0
+    quiet_transaction_seconds: float = 600.0
 
 
 def env_flag(name: str) -> bool:

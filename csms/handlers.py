@@ -118,13 +118,16 @@ class ChargePointHandlers:
 
     @on("MeterValues")
     def on_meter_values(self, connector_id: int, meter_value: list[dict], transaction_id: int | None = None):
+        now = self.ctx.clock.now()
+        if self.live is not None:
+            self.live.meter_seen[connector_id] = now
         if transaction_id is None:
             return {}
         wh = metering.latest_energy_register_wh(_camel_meter_values(meter_value))
         if wh is not None:
             self.ctx.db.submit_latest(
                 ("meter", transaction_id),
-                ocpp_store.record_meter_sample(self.cp_id, transaction_id, wh, self.ctx.clock.now()),
+                ocpp_store.record_meter_sample(self.cp_id, transaction_id, wh, now),
             )
         return {}
 

@@ -9,16 +9,17 @@ disables that rule. The IO shell that gathers rows and applies actions is
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
 __all__ = [
     "ActionKind", "Action", "Thresholds", "ReservationRow", "StatusRow", "OpenTransactionRow",
-    "LiveConnectorRow", "LiveChargePointRow", "SessionActivityRow",
+    "LiveConnectorRow", "LiveChargePointRow", "SessionActivityRow", "TransactionActivityRow",
     "select_stale_reservations", "select_releasable_statuses", "select_offline_charge_points",
-    "select_silent_connectors", "select_orphaned_transactions", "select_idle_sessions", "threshold",
+    "select_silent_connectors", "select_orphaned_transactions", "select_idle_sessions",
+    "select_quiet_transactions", "threshold",
 ]
 
 STALE_RESERVATION_STATUSES = frozenset({"PendingPayment", "Authorized", "StartRequested"})
@@ -31,6 +32,7 @@ class ActionKind(StrEnum):
     TRIGGER_STATUS = "trigger_status"
     CLOSE_ORPHANED = "close_orphaned"
     END_IDLE_SESSION = "end_idle_session"
+    PROBE_QUIET_TRANSACTION = "probe_quiet_transaction"
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,7 @@ class Thresholds:
     status_grace: timedelta | None = timedelta(seconds=30)
     orphan_grace: timedelta | None = timedelta(seconds=120)
     session_idle: timedelta | None = None
+    quiet_transaction: timedelta | None = timedelta(seconds=600)
 
     @classmethod
     def from_settings(cls, s) -> Thresholds:
@@ -65,6 +68,7 @@ class Thresholds:
             status_grace=threshold(s.status_grace_seconds, "seconds"),
             orphan_grace=threshold(s.orphan_grace_seconds, "seconds"),
             session_idle=threshold(s.session_idle_hours, "hours"),
+            quiet_transaction=threshold(s.quiet_transaction_seconds, "seconds"),
         )
 
 
@@ -109,6 +113,7 @@ class OpenTransactionRow:
     charge_point_id: str
     connector_id: int
     opened_at: datetime  # CSMS time it was stored
+    latest_meter_at: datetime | None = None  # CSMS time of its newest stored meter sample
 
 
 @dataclass(frozen=True)
@@ -125,6 +130,18 @@ class LiveChargePointRow:
     last_seen: datetime
     heartbeat_interval: float  # seconds
     ping_failed: bool = False
+
+
+@dataclass(frozen=True)
+class TransactionActivityRow:
+    """When the connector of an open transaction was last heard from (CSMS receipt times)."""
+
+    transaction_id: int
+    charge_point_id: str
+    connector_id: int
+    opened_at: datetime  # its StartTransaction was stored
+    meter_at: datetime | None = None  # newest MeterValues for it or its connector
+    status_at: datetime | None = None  # newest StatusNotification of its connector
 
 
 @dataclass(frozen=True)
@@ -231,3 +248,31 @@ def select_idle_sessions(rows: Iterable[SessionActivityRow], *, now: datetime,
                f"no activity for {_human(_age(now, r.last_activity))} (limit {_human(idle)})")
         for r in rows if _age(now, r.last_activity) > idle
     ]
+
+
+def select_quiet_transactions(rows: Iterable[TransactionActivityRow], *, now: datetime, quiet: timedelta | None,
+                              online: set[str], probed: Mapping[int, datetime]) -> list[Action]:
+    """Open transactions whose connector said nothing for `quiet`, on a charge point that is online:
+    TriggerMessage StatusNotification for that connector.
+
+    A charger that lost its StopTransaction and then reports nothing leaves a transaction
+    open forever; asked, it reports its real status (Available), and the orphan rule closes
+    the transaction. `probed` holds when each transaction was last asked: a probe counts as
+    activity, so a transaction is asked at most once per quiet period.
+    """
+    if quiet is None:
+        return []
+    out = []
+    for r in rows:
+        if r.charge_point_id not in online:
+            continue
+        heard = [("StartTransaction", r.opened_at), ("MeterValues", r.meter_at), ("StatusNotification", r.status_at),
+                 ("our last TriggerMessage", probed.get(r.transaction_id))]
+        what, last = max(((w, _utc(t)) for w, t in heard if t is not None), key=lambda wt: wt[1])
+        silent = _age(now, last)
+        if silent <= quiet:
+            continue
+        out.append(Action(ActionKind.PROBE_QUIET_TRANSACTION, r.charge_point_id, r.connector_id, str(r.transaction_id),
+                          f"open transaction but no MeterValues, StatusNotification or transaction message for "
+                          f"{_human(silent)} (limit {_human(quiet)}; last: {what}): asking for the connector's status"))
+    return out

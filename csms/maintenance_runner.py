@@ -37,9 +37,11 @@ from .maintenance import (
     SessionActivityRow,
     StatusRow,
     Thresholds,
+    TransactionActivityRow,
     select_idle_sessions,
     select_offline_charge_points,
     select_orphaned_transactions,
+    select_quiet_transactions,
     select_releasable_statuses,
     select_silent_connectors,
     select_stale_reservations,
@@ -76,7 +78,8 @@ def load_snapshot(s: Session) -> Snapshot:
     tx_activity = {}
     for t in s.scalars(select(Transaction).where(Transaction.stop_time.is_(None))):
         opened = as_utc(t.opened_at or t.start_time)
-        snap.open_transactions.append(OpenTransactionRow(t.id, t.charge_point_id, t.connector_id, opened))
+        snap.open_transactions.append(OpenTransactionRow(t.id, t.charge_point_id, t.connector_id, opened,
+                                                         as_utc(t.latest_meter_at)))
         tx_activity[t.id] = max(x for x in (opened, as_utc(t.latest_meter_at)) if x is not None)
     for cs in s.scalars(select(ChargingSession).where(ChargingSession.end_time.is_(None))):
         moments = [as_utc(cs.created_at), as_utc(cs.start_time), tx_activity.get(cs.transaction_id),
@@ -191,15 +194,73 @@ async def run_once(ctx: Context, *, dry_run: bool = False, nursery: trio.Nursery
     offline = {a.charge_point_id for a in actions}
     live_connectors = {k: v for k, v in live_connectors.items() if k[0] not in offline}
     actions += plan_database_actions(snap, th, now, live_connectors)
+    closing = {a.subject for a in actions if a.kind is ActionKind.CLOSE_ORPHANED}
+    online = {cp_id for cp_id in seen_live if cp_id not in offline}
+    open_ids = {t.transaction_id for t in snap.open_transactions}
+    for live in seen_live.values():  # forget probes of transactions that have closed since
+        for tx in [tx for tx in live.quiet_probes if tx not in open_ids]:
+            del live.quiet_probes[tx]
+    probed = {tx: at for live in seen_live.values() for tx, at in live.quiet_probes.items()}
+    actions += select_quiet_transactions(
+        (r for r in _activity_rows(snap, seen_live) if str(r.transaction_id) not in closing),
+        now=now, quiet=th.quiet_transaction, online=online, probed=probed)
+    probes: list[tuple[LiveChargePoint, Action]] = []
     for a in actions:
         applied = False
         if not dry_run:
             if a.kind is ActionKind.MARK_OFFLINE:
                 applied = await _mark_offline(ctx, a, seen_live[a.charge_point_id], nursery)
+            elif a.kind is ActionKind.PROBE_QUIET_TRANSACTION:
+                live = seen_live[a.charge_point_id]
+                applied = ctx.registry.get(a.charge_point_id) is live  # not replaced or dropped meanwhile
+                if applied:
+                    live.quiet_probes[int(a.subject)] = now
+                    probes.append((live, a))
             else:
                 applied = await ctx.db.write(_apply_db_action(a, now))
         _log(a, applied=applied, dry_run=dry_run)
+    if nursery is not None:
+        for live, a in probes:
+            nursery.start_soon(_probe_quiet_transaction, ctx, live, a)
+    elif probes:
+        async with trio.open_nursery() as inline:
+            for live, a in probes:
+                inline.start_soon(_probe_quiet_transaction, ctx, live, a)
     return actions
+
+
+def _newest(*moments: datetime | None) -> datetime | None:
+    return max((m for m in moments if m is not None), default=None)
+
+
+def _activity_rows(snap: Snapshot, live_by_id: dict[str, LiveChargePoint]) -> list[TransactionActivityRow]:
+    """When each open transaction's connector was last heard from: stored rows and the live registry."""
+    stored_status = {(r.charge_point_id, r.connector_id): r.updated_at for r in snap.statuses}
+    rows = []
+    for t in snap.open_transactions:
+        live = live_by_id.get(t.charge_point_id)
+        live_status = None if live is None else live.connectors.get(t.connector_id)
+        rows.append(TransactionActivityRow(
+            t.transaction_id, t.charge_point_id, t.connector_id, t.opened_at,
+            meter_at=_newest(t.latest_meter_at, None if live is None else live.meter_seen.get(t.connector_id)),
+            status_at=_newest(stored_status.get((t.charge_point_id, t.connector_id)),
+                              None if live_status is None else live_status.updated_at)))
+    return rows
+
+
+async def _probe_quiet_transaction(ctx: Context, live: LiveChargePoint, a: Action) -> None:
+    """TriggerMessage StatusNotification for a quiet transaction's connector; the answer is logged and audited."""
+    # Short, as for silent connectors: a charger that ignores triggers must not hold its connection for long.
+    commands = ChargePointCommands(live.connection, timeout=min(10.0, ctx.settings.call_timeout_seconds))
+    try:
+        answer = await commands.trigger("StatusNotification", a.connector_id)
+    except OcppjError as exc:
+        answer = f"error: {exc}"
+    log.info("maintenance.%s answer=%s charge_point=%s connector=%s subject=%s",
+             a.kind.value, answer, a.charge_point_id, a.connector_id, a.subject)
+    ctx.db.submit(lambda s: audit(
+        s, actor=ACTOR, action=f"maintenance.{a.kind.value}", at=ctx.clock.now(), charge_point_id=a.charge_point_id,
+        connector_id=a.connector_id, subject=a.subject, reason=a.reason, answer=answer))
 
 
 async def _mark_offline(ctx: Context, a: Action, live: LiveChargePoint, nursery: trio.Nursery | None) -> bool:

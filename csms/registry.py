@@ -33,6 +33,10 @@ class LiveChargePoint:
     # Connectors we sent TriggerMessage StatusNotification for (0: all of them).
     triggered: set[int] = field(default_factory=set)
     ping_failed: bool = False
+    # When each connector last sent MeterValues (any, with or without an energy register).
+    meter_seen: dict[int, datetime] = field(default_factory=dict)
+    # Open transactions we sent a quiet-transaction TriggerMessage for, and when.
+    quiet_probes: dict[int, datetime] = field(default_factory=dict)
 
 
 class Registry:
