@@ -679,17 +679,18 @@ class ChargePoint:
         return "Accepted"
 
     async def _reset(self, kind: str) -> None:
-        """Stop every transaction (reason SoftReset/HardReset), let the stops go out, reboot."""
-        items = []
+        """Stop every transaction (reason SoftReset/HardReset), reboot once the CSMS has answered
+        the StopTransactions and StatusNotifications: a Reset is an orderly restart, so the
+        WebSocket is closed with a close frame, unlike a power loss (the reboot fault)."""
         for plug in self.connectors.values():
             if plug.tx is not None:
-                items.append(self._end_tx(plug, f"{kind}Reset"))
+                self._end_tx(plug, f"{kind}Reset")
                 self._apply(plug, Event.STOP)
                 self._report(plug)
-        with trio.move_on_after(5):
-            for item in items:
-                if item is not None and self.online:
-                    await item.done.wait()
+        if self.online:
+            with trio.move_on_after(5):
+                await self.link.flush()
+        await self.link.close(f"{kind} reset")
         self.reboot(delay=2.0, lose_state=False)
 
     # ----------------------------------------------------------------- truth

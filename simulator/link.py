@@ -5,6 +5,10 @@ the order the charge point produced them (StartTransaction before the Charging
 status that follows it). Transaction messages wait in the outbox while offline
 and are replayed in order on reconnect (OCPP 1.6 §4.7); other Calls are dropped
 when they cannot go out. Faults act on the link through `cut` and `mute`.
+
+An orderly end (the run is over, a Reset) closes the WebSocket with a close frame
+(1001, going away); a fault's `cut` drops the TCP connection without one, because
+a dropped connection is what it simulates.
 """
 
 from __future__ import annotations
@@ -40,6 +44,8 @@ __all__ = ["Link", "Outgoing"]
 MIN_SERVED_S = 5.0  # a connection online for less than this counts as a failed attempt (back-off)
 CALL_FAILURES = (CallTimeoutError, CallErrorReceived, InvalidResponseError)
 BACKOFF_MAX = 60.0  # s, the longest wait between two failed connection attempts
+CLOSE_TIMEOUT = 2.0  # s, the longest an orderly close waits for the peer's close frame
+GOING_AWAY = 1001  # RFC 6455 §7.4.1: the endpoint is going away (shut down, restarting)
 
 Payload = dict[str, Any]
 
@@ -138,6 +144,7 @@ class Link:
         self.muted = False
         self._outbox = _Outbox()
         self._conn: OcppConnection | None = None
+        self._ws: trio_websocket.WebSocketConnection | None = None
         self._scope: trio.CancelScope | None = None
         self._online = trio.Event()
         self._booted = trio.Event()
@@ -226,9 +233,42 @@ class Link:
         self.stats.queued_lost += lost
         self.trace.write(self.cp_id, "link", event="queue_lost", messages=lost)
 
+    async def close(self, reason: str) -> None:
+        """Close the open WebSocket in order: a close frame (1001) and the peer's, within CLOSE_TIMEOUT.
+
+        The link reconnects afterwards as after any close; a Reset `cut`s it first.
+        """
+        ws = self._ws
+        if ws is None:
+            return
+        with trio.move_on_after(CLOSE_TIMEOUT):
+            await ws.aclose(GOING_AWAY, reason)
+
     # ------------------------------------------------------------ running
     async def run(self) -> None:
-        """Connect, serve, and reconnect with back-off, until cancelled."""
+        """Connect, serve, and reconnect with back-off, until cancelled; then close in order.
+
+        The connection runs shielded from that cancellation, so its reader is still there
+        to take the peer's close frame: cancelled at once, it would only drop the TCP
+        connection, and every CSMS would see 1006 (abnormal closure) at the end of a run.
+        """
+        life = trio.CancelScope(shield=True)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._keep_connected, life)
+            try:
+                await trio.sleep_forever()
+            finally:
+                try:
+                    with trio.CancelScope(shield=True):
+                        await self.close("charge point shutting down")
+                finally:
+                    life.cancel()
+
+    async def _keep_connected(self, life: trio.CancelScope) -> None:
+        with life:
+            await self._reconnect_loop()
+
+    async def _reconnect_loop(self) -> None:
         failures = 0
         while True:
             wait = self._offline_until - self.now()
@@ -242,7 +282,11 @@ class Link:
                     async with open_websocket_url(
                         self.url, subprotocols=[SUBPROTOCOL], connect_timeout=10, disconnect_timeout=2
                     ) as ws:
-                        up_for = await self._serve(ws)
+                        self._ws = ws
+                        try:
+                            up_for = await self._serve(ws)
+                        finally:
+                            self._ws = None
                         served = up_for is not None and up_for >= MIN_SERVED_S
                         if served:
                             failures = 0

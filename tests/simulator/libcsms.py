@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import itertools
 import json
 import threading
@@ -108,6 +109,8 @@ class LibCentral:
         self._lock = threading.Lock()
         self._points: dict[str, _Point] = {}
         self.connections: list[str] = []  # charge point id of every WebSocket accepted, in order
+        # (charge point id, close code, reason) of every WebSocket that ended, in order; code 1006: no close frame
+        self.closes: list[tuple[str, int | None, str | None]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._stop: asyncio.Event | None = None
@@ -159,6 +162,10 @@ class LibCentral:
         finally:
             if self._points.get(cp_id) is point:
                 del self._points[cp_id]
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(ws.wait_closed(), 5)
+            with self._lock:
+                self.closes.append((cp_id, ws.close_code, ws.close_reason))
 
     def _record(self, item: Received) -> None:
         with self._lock:
