@@ -9,7 +9,15 @@ import secrets
 import sys
 from datetime import timedelta
 
-from .config import DEFAULT_DB_URL, ApiToken, Settings, env_flag, parse_tokens
+from .config import (
+    DEFAULT_DB_URL,
+    TEST_BREAKS,
+    ApiToken,
+    Settings,
+    env_flag,
+    parse_test_breaks,
+    parse_tokens,
+)
 
 __all__ = ["main", "build_parser", "settings_from_args"]
 
@@ -90,6 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--payment-provider", default=_env("CSMS_PAYMENT_PROVIDER", "simulated"),
                        help="'simulated' (default) or package.module:ClassName of a PaymentProvider")
     serve.add_argument("--ports-file", help="write the bound addresses as JSON here once listening")
+    # Mutation testing only: brings back a known bug (csms.config.TEST_BREAKS); not in --help.
+    serve.add_argument("--test-break", action="append", default=[], metavar="NAME", help=argparse.SUPPRESS)
     _add_logging(serve)
 
     maint = sub.add_parser(
@@ -127,6 +137,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         orphan_grace_seconds=args.orphan_grace_seconds,
         session_idle_hours=args.session_idle_hours,
         quiet_transaction_seconds=args.quiet_transaction_seconds,
+        test_breaks=parse_test_breaks(args.test_break),
     )
 
 
@@ -145,6 +156,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         settings = Settings(**{**settings.__dict__, "api_tokens": (ApiToken("admin", token, "generated-admin"),)})
         log.warning("api.no_tokens_configured generated an admin token for this run: %s "
                     "(set --api-token admin:TOKEN or CSMS_API_TOKENS to choose your own)", token)
+    for name in sorted(settings.test_breaks):
+        log.warning("test_break.on name=%s: %s (a known bug switched back on for mutation testing; "
+                    "never run this in production)", name, TEST_BREAKS[name])
     try:
         trio.run(run_until_signal, settings)
     except OSError as exc:

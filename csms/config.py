@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass
 from datetime import timedelta
 
-__all__ = ["Settings", "ApiToken", "parse_tokens", "DEFAULT_DB_URL"]
+__all__ = ["Settings", "ApiToken", "parse_tokens", "DEFAULT_DB_URL", "TEST_BREAKS", "parse_test_breaks"]
 
 DEFAULT_DB_URL = "sqlite:///unstuck.db"
 
@@ -39,6 +39,22 @@ def parse_tokens(items: list[str]) -> list[ApiToken]:
     return tokens
 
 
+# Hidden switches for mutation testing (`csms serve --test-break NAME`): each brings back one
+# known bug, so a scenario suite can show that it notices. Never for production.
+TEST_BREAKS = {
+    "unlock_keeps_transaction": "unlock-connector force-ends sessions but leaves their OCPP transaction open",
+    "registry_never_forgets": "a charge point whose WebSocket closed stays in the live registry (looks online)",
+    "remote_accept_marks_busy": "an Accepted RemoteStartTransaction persists the connector status Occupied",
+}
+
+
+def parse_test_breaks(names: list[str]) -> frozenset[str]:
+    unknown = sorted(set(names) - set(TEST_BREAKS))
+    if unknown:
+        raise ValueError(f"unknown --test-break {', '.join(unknown)}; known: {', '.join(sorted(TEST_BREAKS))}")
+    return frozenset(names)
+
+
 @dataclass(frozen=True)
 class Settings:
     db_url: str = DEFAULT_DB_URL
@@ -63,6 +79,8 @@ class Settings:
     orphan_grace_seconds: float = 120.0
     session_idle_hours: float = 0.0
     quiet_transaction_seconds: float = 600.0
+    # Known bugs switched back on, for mutation testing only (see TEST_BREAKS).
+    test_breaks: frozenset[str] = frozenset()
 
 
 def env_flag(name: str) -> bool:

@@ -116,7 +116,8 @@ class OcppEndpoint:
             with trio.move_on_after(2):
                 await ws.aclose(1011, "internal error")
         finally:
-            if ctx.registry.detach(live):
+            # TEST BREAK registry_never_forgets (mutation testing only): a closed connection stays "online".
+            if "registry_never_forgets" not in ctx.settings.test_breaks and ctx.registry.detach(live):
                 log.info("charge_point.disconnected charge_point=%s", cp_id)
             CONNECTED.set(len(ctx.registry))
 

@@ -21,7 +21,7 @@ from . import metrics
 from .clock import iso
 from .commands import ChargePointCommands
 from .context import Context
-from .db.models import ChargingSession
+from .db.models import ChargingSession, ConnectorStatus
 from .db.occupancy_store import StationRef, find_station
 from .errors import (
     ChargePointError,
@@ -123,6 +123,23 @@ async def remote_start(ctx: Context, live: LiveChargePoint, session_id: str, con
         raise ConflictError("Charge point rejected the remote start", code="RemoteStartRejected",
                             sessionId=session_id)
     await ctx.db.write(_mark(session_id, "Accepted", ctx.clock.now()))
+    if "remote_accept_marks_busy" in ctx.settings.test_breaks:
+        # TEST BREAK remote_accept_marks_busy (mutation testing only): the seed's "race after remote start".
+        await ctx.db.write(_persist_occupied(cp_id, connector_id, ctx.clock.now()))
+
+
+def _persist_occupied(cp_id: str, connector_id: int, now: datetime):
+    """The seed's bug, kept only behind a test break: a mere accept stored as the connector's status."""
+
+    def work(s: Session) -> None:
+        row = s.get(ConnectorStatus, (cp_id, connector_id))
+        if row is None:
+            s.add(ConnectorStatus(charge_point_id=cp_id, connector_id=connector_id, status="Occupied",
+                                  error_code="NoError", updated_at=now))
+        else:
+            row.status, row.error_code, row.updated_at = "Occupied", "NoError", now
+
+    return work
 
 
 @dataclass(frozen=True)

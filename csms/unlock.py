@@ -75,6 +75,8 @@ def response_body(r: UnlockResult) -> tuple[int, dict[str, Any]]:
 
 async def _clean(ctx: Context, r: UnlockResult, actor: str) -> None:
     cp_id, connector_id = r.charge_point_id, r.connector_id
+    # TEST BREAK unlock_keeps_transaction (mutation testing only): the seed's bug, transactions stay open.
+    close_tx = "unlock_keeps_transaction" not in ctx.settings.test_breaks
     stuck = await ctx.db.read(lambda s: find_stuck_sessions(s, cp_id, connector_id))
     if stuck:
         metrics.STUCK_FOUND.inc(len(stuck))
@@ -83,7 +85,8 @@ async def _clean(ctx: Context, r: UnlockResult, actor: str) -> None:
     for session_id in stuck:
         try:
             ended = await ctx.db.write(
-                lambda s, sid=session_id: force_end_session(s, sid, now=ctx.clock.now(), reason="ForceEnded", actor=actor))
+                lambda s, sid=session_id: force_end_session(s, sid, now=ctx.clock.now(), reason="ForceEnded", actor=actor,
+                                                            close_transaction=close_tx))
         except Exception as exc:  # a per-session failure must not stop the others
             metrics.CLEANUP_FAILURES.inc()
             log.error("unlock.cleanup_failed session=%s charge_point=%s connector=%s error=%r",
@@ -101,7 +104,8 @@ async def _clean(ctx: Context, r: UnlockResult, actor: str) -> None:
     occupied = live is not None and live.status in LIVE_OCCUPIED
     try:
         release = await ctx.db.write(lambda s: release_connector(
-            s, cp_id, connector_id, now=ctx.clock.now(), reason="ForceEnded", live_occupied=occupied, actor=actor))
+            s, cp_id, connector_id, now=ctx.clock.now(), reason="ForceEnded", live_occupied=occupied, actor=actor,
+            close_transactions=close_tx))
     except Exception as exc:
         metrics.CLEANUP_FAILURES.inc()
         log.error("unlock.release_failed charge_point=%s connector=%s error=%r", cp_id, connector_id, exc)

@@ -55,8 +55,12 @@ def find_stuck_sessions(s: Session, cp_id: str, connector_id: int) -> list[str]:
         ChargingSession.end_time.is_(None)).order_by(ChargingSession.created_at)))
 
 
-def force_end_session(s: Session, session_id: str, *, now: datetime, reason: str, actor: str) -> ForcedEnd | None:
-    """End one session with the best meter estimate and close its transaction; None if already ended."""
+def force_end_session(s: Session, session_id: str, *, now: datetime, reason: str, actor: str,
+                      close_transaction: bool = True) -> ForcedEnd | None:
+    """End one session with the best meter estimate and close its transaction; None if already ended.
+
+    close_transaction=False only for the test break `unlock_keeps_transaction` (the seed's bug).
+    """
     claimed = s.execute(update(ChargingSession)
                         .where(ChargingSession.id == session_id, ChargingSession.end_time.is_(None))
                         .values(end_time=now, updated_at=now))
@@ -65,12 +69,13 @@ def force_end_session(s: Session, session_id: str, *, now: datetime, reason: str
     session = s.get(ChargingSession, session_id)
     session.end_time = None  # let the settlement below set every end field consistently
     tx = None if session.transaction_id is None else s.get(Transaction, session.transaction_id)
-    if tx is not None and tx.stop_time is None:
+    if tx is not None and tx.stop_time is None and close_transaction:
         settlement = close_transaction_estimated(s, tx, now=now, reason=reason)
     else:
         meter_start = tx.meter_start if tx is not None else (session.meter_start or 0)
         meter_stop = tx.meter_stop if tx is not None else None
-        settlement = billing.settle(meter_start, session.tariff, meter_stop=meter_stop)
+        latest = tx.latest_meter_wh if tx is not None and tx.stop_time is None else None
+        settlement = billing.settle(meter_start, session.tariff, latest_sample_wh=latest, meter_stop=meter_stop)
         close_session_with_settlement(s, session, settlement, end_time=now, reason=reason, now=now)
     assert settlement is not None
     audit(s, actor=actor, action="session.force_ended", at=now, charge_point_id=session.charge_point_id,
@@ -82,16 +87,18 @@ def force_end_session(s: Session, session_id: str, *, now: datetime, reason: str
 
 
 def release_connector(s: Session, cp_id: str, connector_id: int, *, now: datetime, reason: str,
-                      live_occupied: bool, actor: str) -> ConnectorRelease:
+                      live_occupied: bool, actor: str, close_transactions: bool = True) -> ConnectorRelease:
     """Close what still holds the connector: open transactions, active reservations, a stale busy status.
 
     The persisted status is left alone when the live status says the connector
     is really in use (the charge point is the authority on that).
+    close_transactions=False only for the test break `unlock_keeps_transaction`.
     """
     closed = []
-    for tx in s.scalars(select(Transaction).where(
-            Transaction.charge_point_id == cp_id, Transaction.connector_id == connector_id,
-            Transaction.stop_time.is_(None))):
+    open_txs = s.scalars(select(Transaction).where(
+        Transaction.charge_point_id == cp_id, Transaction.connector_id == connector_id,
+        Transaction.stop_time.is_(None))) if close_transactions else ()
+    for tx in open_txs:
         close_transaction_estimated(s, tx, now=now, reason=reason)
         closed.append(tx.id)
     cancelled = []

@@ -1,0 +1,140 @@
+"""Hidden `csms serve --test-break NAME` switches for mutation testing: each brings back one known bug.
+
+Every switch is shown twice: the bug happens with it, and does not without it.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import trio
+
+from csms.config import TEST_BREAKS
+from csms.db.models import ChargingSession, Transaction
+from tests.support.chargepoint import connect
+from tests.support.db import with_db
+from tests.support.server import start_csms
+
+START = "/api/ChargingSession/start-charging-session"
+UNLOCK = "/api/ChargingSession/unlock-connector"
+BASE = ["--allow-unknown-chargers"]
+
+
+def _args(name: str | None, *extra: str) -> list[str]:
+    return [*BASE, *extra, *([] if name is None else ["--test-break", name])]
+
+
+def _broken_and_healthy(name: str, *extra: str):
+    return pytest.mark.parametrize(("csms_args", "broken"), [
+        pytest.param(_args(name, *extra), True, id="broken"),
+        pytest.param(_args(None, *extra), False, id="healthy"),
+    ])
+
+
+def _start(cp_id: str, tag: str = "TAG1") -> dict:
+    return {"chargingStationId": cp_id, "connectorId": 1, "chargeTagId": tag, "chargingTariff": "0.25"}
+
+
+def test_unknown_break_is_refused_naming_the_known_ones(sqlite_url):
+    out = subprocess.run([sys.executable, "-m", "csms", "serve", "--db", sqlite_url, "--ocpp-port", "0",
+                          "--http-port", "0", "--test-break", "unlock_keeps_transaction", "--test-break", "nope"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2
+    assert ("unknown --test-break nope; known: registry_never_forgets, remote_accept_marks_busy, "
+            "unlock_keeps_transaction") in out.stderr
+
+
+def test_switches_are_hidden_from_help():
+    out = subprocess.run([sys.executable, "-m", "csms", "serve", "--help"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and "--quiet-transaction-seconds" in out.stdout
+    assert "test-break" not in out.stdout and "test_break" not in out.stdout
+
+
+def test_start_up_warns_about_each_switch(sqlite_url, tmp_path):
+    proc = start_csms(sqlite_url, tmp_path, _args("registry_never_forgets") + ["--test-break", "remote_accept_marks_busy"])
+    try:
+        log = proc.log()
+    finally:
+        proc.stop()
+    for name in ("registry_never_forgets", "remote_accept_marks_busy"):
+        assert f"WARNING csms test_break.on name={name}: {TEST_BREAKS[name]}" in log
+    assert "unlock_keeps_transaction" not in log
+
+
+async def test_no_switch_no_warning(csms):
+    assert "test_break" not in csms.log()
+
+
+@_broken_and_healthy("unlock_keeps_transaction")
+async def test_unlock_keeps_transaction(csms, broken):
+    async with connect(csms.ocpp, "TB1") as cp, csms.client() as admin:
+        await cp.status(1, "Available")
+        session_id = (await admin.post(START, json=_start("TB1"))).json()["data"]["sessionId"]
+        await cp.status(1, "Charging")
+        tx = await cp.start(1, "TAG1", meter_start=1000)
+        await cp.meter(1, tx, 3000)
+        await cp.status(1, "Available")  # the car left; StopTransaction is lost
+        r = await admin.post(UNLOCK, json={"chargingStationId": "TB1", "connectorId": 1})
+        assert r.status_code == 200 and r.json()["data"]["cleanedSessions"] == [session_id]
+        session = with_db(csms.db_url, lambda s: s.get(ChargingSession, session_id))
+        assert (session.end_reason, session.energy_wh) == ("ForceEnded", 2000)  # the session ends either way
+        t = with_db(csms.db_url, lambda s: s.get(Transaction, tx))
+        occ = (await admin.get("/api/connectors/TB1/1/occupancy")).json()["data"]
+        if broken:
+            assert (t.stop_time, t.stop_reason) == (None, None)
+            assert occ["verdict"] == "busy" and occ["reasons"] == [f"open_transaction:{tx}"]
+            r = await admin.post(START, json=_start("TB1", "TAG2"))
+            assert r.status_code == 409 and r.json()["message"] == "Charging gun is already in use"
+        else:
+            assert t.stop_reason == "ForceEnded" and t.stop_time is not None
+            assert occ["verdict"] == "free"
+            assert (await admin.post(START, json=_start("TB1", "TAG2"))).status_code == 200
+
+
+@_broken_and_healthy("registry_never_forgets", "--call-timeout-seconds", "2")
+async def test_registry_never_forgets(csms, broken):
+    async with csms.client() as admin:
+        async with connect(csms.ocpp, "TB2") as cp:
+            await cp.status(1, "Available")
+
+        async def online() -> bool:
+            rows = (await admin.get("/api/charge-points")).json()["data"]
+            return {r["id"]: r["online"] for r in rows}["TB2"]
+
+        # The CSMS has seen the close when a call to the charge point fails.
+        with trio.fail_after(10):
+            while (await admin.post("/api/charge-points/TB2/call", json={
+                    "action": "GetConfiguration", "payload": {}})).status_code == 200:
+                await trio.sleep(0.1)
+            while not broken and await online():
+                await trio.sleep(0.1)
+        await trio.sleep(0.5)
+        occ = (await admin.get("/api/connectors/TB2/1/occupancy")).json()["data"]
+        if broken:
+            assert await online() is True
+            assert occ["verdict"] == "free" and occ["signals"]["websocketPresent"] is True
+            assert "charge_point.disconnected charge_point=TB2" not in csms.log()
+        else:
+            assert await online() is False
+            assert occ["verdict"] == "offline" and occ["reasons"] == ["websocket:absent"]
+            assert "charge_point.disconnected charge_point=TB2" in csms.log()
+
+
+@_broken_and_healthy("remote_accept_marks_busy")
+async def test_remote_accept_marks_busy(csms, broken):
+    async with connect(csms.ocpp, "TB3") as cp, csms.client() as admin:
+        # No StatusNotification at all: an accepted remote start that then never starts.
+        r = await admin.post(START, json=_start("TB3"))
+        assert r.status_code == 200, r.text
+        assert cp.answers.received[-1][0] == "RemoteStartTransaction"
+        occ = (await admin.get("/api/connectors/TB3/1/occupancy")).json()["data"]
+        again = await admin.post(START, json=_start("TB3", "TAG2"))
+        if broken:
+            assert occ["signals"]["persistedStatus"]["status"] == "Occupied"
+            assert occ["verdict"] == "busy" and occ["reasons"][0].startswith("persisted_status:Occupied")
+            assert again.status_code == 409 and again.json()["data"]["reasons"] == occ["reasons"]
+        else:
+            assert occ["signals"]["persistedStatus"] is None and occ["verdict"] == "free"
+            assert again.status_code == 200
