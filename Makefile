@@ -6,11 +6,15 @@ STAMP  := $(VENV)/.installed-dev
 DB     ?= sqlite:///unstuck.db
 PYTEST_ARGS ?=
 
-.PHONY: help setup run test test-fast lint bench clean
+REPORT ?= reports
+
+.PHONY: help setup run serve scenarios-full test test-fast lint bench clean
 
 help:
-	@echo "make run    - set up .venv and start the CSMS on SQLite ($(DB)); Ctrl-C stops it"
+	@echo "make run    - set up .venv, run the quick scenario profile against an embedded CSMS, print the HTML report's path"
+	@echo "make serve  - set up .venv and start the CSMS alone on SQLite ($(DB)); Ctrl-C stops it"
 	@echo "make test   - set up .venv and run the whole test suite"
+	@echo "make scenarios-full - the full profile (chaos with 200 charge points); DB=postgresql+psycopg://... for PostgreSQL"
 	@echo "make lint   - ruff"
 	@echo "make bench  - benchmark: 100 and 1000 raw OCPP connections against a fresh CSMS"
 
@@ -25,7 +29,13 @@ $(STAMP): pyproject.toml | $(BIN)/python
 setup: $(STAMP)
 
 run: $(STAMP)
+	$(BIN)/unstuck-scenarios run --profile quick --report '$(REPORT)'
+
+serve: $(STAMP)
 	$(BIN)/csms serve --db '$(DB)' --allow-unknown-chargers
+
+scenarios-full: $(STAMP)
+	$(BIN)/unstuck-scenarios run --profile full --report '$(REPORT)' $(if $(filter postgresql%,$(DB)),--db '$(DB)')
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -203,9 +203,7 @@ def judge(samples: Sequence[Sample], timeline: Timeline, stored: Iterable[Stored
 def _truth(timeline: Timeline, cp: str, connector: int, t: float) -> dict[str, Any]:
     state, since = timeline.connector(cp, connector).state_at(t)
     connected, link_since = timeline.charge_point(cp).connected_at(t)
-    running = next((x for x in reversed(timeline.transactions)
-                    if x.cp == cp and x.connector == connector and x.started_at <= t
-                    and (x.ended_at is None or x.ended_at > t)), None)
+    running = timeline.running_at(cp, connector, t)
     out: dict[str, Any] = {"state": state, "since": round(since, 2), "chargerConnected": connected,
                            "connectedSince": round(link_since, 2)}
     if timeline.charge_point(cp).muted_at(t):
@@ -220,7 +218,7 @@ def _falsely_free(s: Sample, tl: Timeline, rules: Rules) -> Violation | None:
     if s.verdict.verdict != FREE:
         return None
     state, since = tl.connector(s.cp, s.connector).state_at(s.end)
-    if state in RUNNING_STATES and s.t - since >= rules.grace:
+    if state in RUNNING_STATES and s.t - since >= rules.grace and not _unheard(tl, s.cp, s.connector, s.t):
         why = f"a car has been {state} since t={since:.1f}s"
     else:
         hold = next((h for h in rules.holds if (h.cp, h.connector) == (s.cp, s.connector)
@@ -230,6 +228,14 @@ def _falsely_free(s: Sample, tl: Timeline, rules: Rules) -> Violation | None:
         why = f"a reservation granted at t={hold.start:.1f}s holds it"
     return Violation("falsely_free", s.cp, s.connector, f"reported free, but {why}", s.t, s.t, 1, s.verdict,
                      _truth(tl, s.cp, s.connector, s.t), tuple(tl.faults_of(s.cp, s.connector, s.t)))
+
+
+def _unheard(tl: Timeline, cp: str, connector: int, t: float) -> bool:
+    """A hung charger started this transaction and never said so: the CSMS cannot know of it."""
+    if not tl.charge_point(cp).muted_at(t):
+        return False
+    running = tl.running_at(cp, connector, t)
+    return running is not None and running.transaction_id is None
 
 
 def _blinded(tl: Timeline, cp: str, connector: int, t: float) -> bool:

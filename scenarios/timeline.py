@@ -131,6 +131,12 @@ class Timeline:
             self.charge_points[cp] = ChargePointTimeline(cp)
         return self.charge_points[cp]
 
+    def running_at(self, cp: str, connector: int, t: float) -> SimTransaction | None:
+        """The transaction really running at the connector at time t, if any."""
+        return next((x for x in reversed(self.transactions)
+                     if x.cp == cp and x.connector == connector and x.started_at <= t
+                     and (x.ended_at is None or x.ended_at > t)), None)
+
     def faults_of(self, cp: str, connector: int, until: float | None = None) -> list[FaultMark]:
         marks = [*self.charge_point(cp).faults, *self.connector(cp, connector).faults]
         return sorted((m for m in marks if until is None or m.t <= until), key=lambda m: m.t)

@@ -1,0 +1,90 @@
+"""Chaos under load: a whole fleet, every fault mode at once, sessions from cars and from the app.
+
+50 charge points (quick; 200 full; `--scale N`) with two connectors each run
+seeded car visits while every fault of the simulator fires at its rate, and an
+app user keeps starting sessions through the CSMS's API on connectors it says
+are free. Then traffic ends (the cars finish and leave, faults still firing at
+those stops), the CSMS gets its recovery window to heal by itself, and the
+oracle judges the whole run: never falsely free, never falsely busy after
+recovery, nothing lost, every session billed by its tariff.
+"""
+
+import random
+from decimal import Decimal
+
+import trio
+
+from scenarios.meta import scenario
+from simulator import DriverSpec
+
+# Every fault mode, each at a rate that makes it fire several times in a quick run.
+FAULTS = (
+    "drop_stop_transaction=0.06,available=true",
+    "drop_stop_transaction=0.06,available=false",
+    "reject_remote_start=0.1",
+    "accept_remote_start_never_start=0.1",
+    "silent_connector=0.05,ignore_trigger=false",
+    "disconnect_mid_session=0.04,after=2:8,back_after=4,replay=true",
+    "disconnect_mid_session=0.02,after=2:8,back_after=4,replay=false",
+    "reboot=0.03,after=2:8,boot_delay=2",
+    "unlock_failed=0.3",
+    "unlock_not_supported=0.3",
+    "unlock_no_answer=0.3",
+    "slow_responses=0.05,min=0.2,max=1.5",
+    "stuck_status=0.02,status=Finishing",
+    "heartbeat_stop=0.02,within=20",
+)
+DRIVER = DriverSpec(first_within=5.0, session=(6.0, 16.0), idle=(2.0, 8.0), leave_share=0.3, linger=(0.5, 2.0),
+                    remote_session=(5.0, 12.0), tags=200)
+TARIFFS = tuple(Decimal(t) for t in ("0.19", "0.25", "0.3333", "0.49", "0.7"))
+LOAD_S = {"quick": 30.0, "full": 60.0}
+SETTLE_S = 6.0  # beyond the CSMS's window: reconnect back-offs, reboots and slow answers finish
+
+
+async def app_user(fleet, oracle, csms, rng: random.Random, stats: dict[str, int]) -> None:
+    """Someone with the app: every ~0.3 s, a start on a connector that is really free and the CSMS calls free."""
+    keys = [(cp.id, c) for cp in fleet for c in cp.connectors]
+    while True:
+        await trio.sleep(rng.uniform(0.1, 0.5))
+        cp_id, connector = rng.choice(keys)
+        cp = fleet[cp_id]
+        verdict = oracle.observer.latest(cp_id, connector)
+        if not cp.online or cp.connector_truth(connector).state != "unplugged" or verdict is None \
+                or verdict.verdict != "free":
+            continue
+        tariff = rng.choice(TARIFFS)
+        result = await csms.start(cp_id, connector, f"APP{rng.randrange(1, 50):04d}", tariff)
+        stats["app_starts"] += 1
+        if result.accepted:
+            stats["app_accepted"] += 1
+            oracle.session_tariff(result.session_id, tariff)
+        else:
+            key = f"app_refused_{result.code or result.status}"
+            stats[key] = stats.get(key, 0) + 1
+
+
+@scenario(code="CHA", purpose="every fault mode at once under load, app and local sessions, then self-healing",
+          seed="000 Problem Statement (all causes) + 001 Common false positives and negatives (all)",
+          quick_s=55, full_s=90)
+async def test_chaos_under_load(fleet, oracle, csms):
+    settings = oracle.settings
+    count = settings.chaos_charge_points
+    f = await fleet(*FAULTS, count=count, connectors=2, driver=DRIVER, ramp=100.0)
+    oracle.note(f"{count} charge points x 2 connectors online; load for {LOAD_S[settings.profile]:.0f} s")
+    stats: dict[str, int] = {"app_starts": 0, "app_accepted": 0}
+    rng = random.Random(settings.seed)
+    async with trio.open_nursery() as load:
+        load.start_soon(app_user, f, oracle, csms, rng, stats)
+        await trio.sleep(LOAD_S[settings.profile])
+        load.cancel_scope.cancel()
+
+    await f.stop_driving()  # traffic ends: every car finishes and leaves
+    oracle.recovery_starts()
+    oracle.note(f"traffic ended at t={oracle.now():.1f}s: {f.stats.sessions} sessions "
+                f"({stats['app_accepted']} of {stats['app_starts']} app starts accepted), "
+                f"{sum(f.stats.faults.values())} faults fired {dict(sorted(f.stats.faults.items()))}")
+    await oracle.recover(oracle.timings.recovery_window + SETTLE_S)
+    judgement = await oracle.judge(window=oracle.timings.recovery_window + SETTLE_S, raise_on_violation=False)
+    oracle.note(f"judged: {judgement.checked}; app: {stats}")
+    if not judgement.passed:
+        raise AssertionError(oracle.report_text())
