@@ -133,6 +133,7 @@ class ChargePoint:
         self._mute_answers = False
         self._tx_ids = 0
         self._remote_starts = 0
+        self._driving = trio.CancelScope()  # the session drivers; `stop_driving` cancels it
 
     # ------------------------------------------------------------------ lifecycle
     async def run(self, *, clock: SimClock, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -144,9 +145,28 @@ class ChargePoint:
             nursery.start_soon(self.link.run)
             for firing in self.book.timed():
                 nursery.start_soon(self._fire_at, firing)
-            for cid, plans in (self.plans or {}).items():
-                nursery.start_soon(drive, self, cid, plans)
+            if self.plans:
+                nursery.start_soon(self._drive_all)
             task_status.started()
+
+    async def _drive_all(self) -> None:
+        with self._driving:
+            async with trio.open_nursery() as nursery:
+                for cid, plans in (self.plans or {}).items():
+                    nursery.start_soon(drive, self, cid, plans)
+
+    async def stop_driving(self) -> None:
+        """Traffic ends (night falls): no new cars; each car here finishes and leaves as its driver would.
+
+        The stops go through the usual path, so a fault that fires at a stop
+        (a dropped StopTransaction, a stuck status) still fires.
+        """
+        self._driving.cancel()
+        for cid, plug in self.connectors.items():
+            if plug.tx is not None:
+                await self.stop(cid, "Local")
+            if plug.model.can(Event.UNPLUG):
+                await self.unplug(cid)
 
     @property
     def now(self) -> float:

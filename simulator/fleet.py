@@ -117,5 +117,10 @@ class Fleet:
         for cp_id in ids or self._cps:
             await self._cps[cp_id].wait_online()
 
+    async def stop_driving(self) -> None:
+        """Every charge point's traffic ends: cars finish and leave, no new ones come."""
+        for cp in self._cps.values():
+            await cp.stop_driving()
+
     def truth(self) -> list[ChargePointTruth]:
         return [cp.truth() for cp in self._cps.values()]
