@@ -61,6 +61,7 @@ class UnlockResult:
     status: int | None = None
     message: str = ""
     warnings: tuple[str, ...] = ()
+    sessions_cleared: int | None = None  # the count the CSMS reports (None if it reports none)
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +113,10 @@ class CsmsAdapter(Protocol):
 
     async def transactions(self, cp_prefix: str) -> list[StoredTransaction]:
         """Every transaction the CSMS stored for charge points whose id starts with `cp_prefix`."""
+        ...
+
+    async def session(self, session_id: str) -> StoredSession:
+        """One charging session as the CSMS stored it (also one with no transaction: a start that never began)."""
         ...
 
     async def reserve(self, cp: str, connector: int, id_tag: str, tariff: Decimal) -> StartResult:

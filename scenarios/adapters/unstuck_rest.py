@@ -90,7 +90,8 @@ class UnstuckRestAdapter:
         return UnlockResult(
             unlocked=res.status_code == 200 and data.get("status") == "Unlocked",
             cleaned_sessions=tuple(data.get("cleanedSessions", ())),
-            status=res.status_code, message=body.get("message", ""), warnings=tuple(data.get("warnings", ())))
+            status=res.status_code, message=body.get("message", ""), warnings=tuple(data.get("warnings", ())),
+            sessions_cleared=data.get("sessionsCleared"))
 
     async def reserve(self, cp: str, connector: int, id_tag: str, tariff: Decimal) -> StartResult:
         res = await self._http.post("/api/Payments/Create", json={
@@ -107,6 +108,13 @@ class UnstuckRestAdapter:
     async def transactions(self, cp_prefix: str) -> list[StoredTransaction]:
         rows = await self._get("/api/transactions", chargePointIdPrefix=cp_prefix, limit=100000)
         return [_transaction(row) for row in rows]
+
+    async def session(self, session_id: str) -> StoredSession:
+        s = await self._get(f"/api/ChargingSession/{session_id}")
+        return StoredSession(
+            session_id=s["sessionId"], status=s.get("status"), tariff=_decimal(s.get("chargingTariff")),
+            energy_wh=s.get("energyWh"), fee=_decimal(s.get("chargingTotalFee")), meter_source=s.get("meterSource"),
+            reconciled=bool(s.get("reconciled")), end_reason=s.get("endReason"))
 
 
 def _start_result(res: httpx.Response, id_field: str) -> StartResult:
