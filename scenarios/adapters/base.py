@@ -123,5 +123,12 @@ class CsmsAdapter(Protocol):
         """A paid reservation of a connector (create + confirm); NotSupportedError if the CSMS has none."""
         ...
 
+    async def create_reservation(self, cp: str, connector: int, id_tag: str, tariff: Decimal) -> StartResult:
+        """Only the first step of a paid reservation: created, never paid (`session_id` is the reservation's id).
+
+        The client may abandon it there; the CSMS must hold the connector meanwhile and release it by itself.
+        """
+        ...
+
     async def aclose(self) -> None:
         ...

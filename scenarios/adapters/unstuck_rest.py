@@ -93,11 +93,14 @@ class UnstuckRestAdapter:
             status=res.status_code, message=body.get("message", ""), warnings=tuple(data.get("warnings", ())),
             sessions_cleared=data.get("sessionsCleared"))
 
-    async def reserve(self, cp: str, connector: int, id_tag: str, tariff: Decimal) -> StartResult:
+    async def create_reservation(self, cp: str, connector: int, id_tag: str, tariff: Decimal) -> StartResult:
         res = await self._http.post("/api/Payments/Create", json={
             "chargingStationId": cp, "connectorId": connector, "chargeTagId": id_tag,
             "chargingTariff": str(tariff)})
-        created = _start_result(res, "reservationId")
+        return _start_result(res, "reservationId")
+
+    async def reserve(self, cp: str, connector: int, id_tag: str, tariff: Decimal) -> StartResult:
+        created = await self.create_reservation(cp, connector, id_tag, tariff)
         if not created.accepted:
             return created
         res = await self._http.post("/api/Payments/Confirm", json={"reservationId": created.session_id,
