@@ -1,0 +1,76 @@
+"""Mutation tests for the seed 000 scenarios: each one fails when the CSMS behaviour it guards is off.
+
+Every test runs one catalogue scenario (`python -m scenarios.cli run NAME`) against an
+embedded `csms serve` with one behaviour switched off (a threshold of 0 or a hidden
+`--test-break`) and checks that the scenario fails *for the right reason*: exit code 1,
+the expected violation kinds on the expected connector in summary.json, and a violation
+report that names the faults which set the scene.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.scenarios
+
+
+@dataclass(frozen=True)
+class Failed:
+    """What a scenario run against a broken CSMS left behind."""
+
+    record: dict[str, Any]  # the scenario's summary.json record
+    output: str  # stdout + stderr
+
+    @property
+    def kinds(self) -> dict[tuple[str, int], set[str]]:
+        """(charge point suffix, connector) -> violation kinds; suffix is the id after the run prefix."""
+        out: dict[tuple[str, int], set[str]] = {}
+        for v in self.record["violations"]:
+            out.setdefault((_suffix(v["cp"]), v["connector"]), set()).add(v["kind"])
+        return out
+
+    def faults_named(self, kind: str) -> set[str]:
+        return {f["name"] for v in self.record["violations"] if v["kind"] == kind for f in v["faults"]}
+
+
+def _suffix(cp: str) -> str:
+    return cp.rsplit("-", 1)[-1]
+
+
+def run_broken(name: str, tmp_path: Path, *csms_args: str) -> Failed:
+    """Run scenario `name` against a CSMS started with `csms_args`; it must fail (exit 1)."""
+    report = tmp_path / "report"
+    cmd = [sys.executable, "-m", "scenarios.cli", "run", name, "--report", str(report),
+           *(f"--csms-arg={a}" for a in csms_args)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 1, f"{name} should fail against `csms serve {' '.join(csms_args)}`:\n{output[-6000:]}"
+    summary = json.loads((report / "summary.json").read_text())
+    (record,) = [s for s in summary["scenarios"] if s["name"] == name]
+    assert record["outcome"] == "failed", record
+    return Failed(record, output)
+
+
+def assert_violations(failed: Failed, where: tuple[str, int], *kinds: str, faults: set[str]) -> None:
+    """`kinds` were found on `where` (charge point suffix, connector), and the report names `faults`."""
+    found = failed.kinds
+    assert set(kinds) <= found.get(where, set()), f"expected {kinds} on {where}, found {found}"
+    for kind in kinds:
+        assert faults <= failed.faults_named(kind), f"{kind}: report names {failed.faults_named(kind)}"
+        assert f"{kind}: " in failed.output
+    for name in faults:
+        assert name in failed.output  # the violation report a person reads names them too
+
+
+def test_unlock_multiple_stuck_sessions_catches_an_unlock_that_keeps_the_transaction(tmp_path):
+    failed = run_broken("unlock_multiple_stuck_sessions", tmp_path, "--test-break=unlock_keeps_transaction")
+    assert_violations(failed, ("0001", 1), "falsely_busy", "unclosed_transaction",
+                      faults={"drop_stop_transaction", "accept_remote_start_never_start"})
+    assert "open_transaction:" in json.dumps(failed.record["violations"])  # the CSMS said why it was busy
