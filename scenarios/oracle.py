@@ -27,7 +27,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from .adapters.base import BUSY, FREE, OFFLINE, StoredTransaction, Verdict
-from .timeline import IDLE_STATE, RUNNING_STATES, FaultMark, SimTransaction, Timeline
+from .timeline import IDLE_STATE, FaultMark, SimTransaction, Timeline
 
 __all__ = [
     "Sample",
@@ -178,7 +178,8 @@ def judge(samples: Sequence[Sample], timeline: Timeline, stored: Iterable[Stored
         if prev is None:
             found[key] = v
         else:
-            found[key] = Violation(prev.kind, prev.cp, prev.connector, prev.message, prev.t, v.t,
+            last = max((x for x in (prev.last_t, v.t, v.last_t) if x is not None), default=None)
+            found[key] = Violation(prev.kind, prev.cp, prev.connector, prev.message, prev.t, last,
                                    prev.count + v.count, prev.verdict, prev.truth, prev.faults)
 
     for s in samples:
@@ -217,12 +218,15 @@ def _truth(timeline: Timeline, cp: str, connector: int, t: float) -> dict[str, A
 def _falsely_free(s: Sample, tl: Timeline, rules: Rules) -> Violation | None:
     if s.verdict.verdict != FREE:
         return None
-    state, since = tl.connector(s.cp, s.connector).state_at(s.end)
-    if state in RUNNING_STATES and s.t - since >= rules.grace and not _unheard(tl, s.cp, s.connector, s.t):
-        why = f"a car has been {state} since t={since:.1f}s"
+    connector = tl.connector(s.cp, s.connector)
+    state, state_since = connector.state_at(s.end)
+    since = connector.running_since(s.end)  # Charging then SuspendedEV is one transaction
+    if since is not None and s.t - since >= rules.grace and not _unheard(tl, s.cp, s.connector, s.t):
+        why = (f"a car has been {state} since t={since:.1f}s" if since == state_since
+               else f"a car has been in its transaction since t={since:.1f}s ({state} since t={state_since:.1f}s)")
     else:
         hold = next((h for h in rules.holds if (h.cp, h.connector) == (s.cp, s.connector)
-                     and h.start + rules.grace <= s.t <= h.end), None)
+                     and h.start + rules.grace <= s.t and s.end <= h.end), None)
         if hold is None:
             return None
         why = f"a reservation granted at t={hold.start:.1f}s holds it"
@@ -251,7 +255,7 @@ def _blinded(tl: Timeline, cp: str, connector: int, t: float) -> bool:
 
 
 def _falsely_busy(s: Sample, tl: Timeline, rules: Rules, excused: set[tuple[str, int]]) -> Violation | None:
-    if s.verdict.verdict == FREE or s.t < rules.recovery_from + rules.recovery_window:
+    if s.t < rules.recovery_from + rules.recovery_window:
         return None
     window_start = s.t - rules.recovery_window
     connected, link_since = tl.charge_point(s.cp).connected_at(s.end)
@@ -261,7 +265,9 @@ def _falsely_busy(s: Sample, tl: Timeline, rules: Rules, excused: set[tuple[str,
         return Violation("not_offline", s.cp, s.connector,
                          f"its charger has been gone since t={link_since:.1f}s, but the CSMS says "
                          f"{s.verdict.verdict}", s.t, s.t, 1, s.verdict, _truth(tl, s.cp, s.connector, s.t),
-                         tuple(tl.faults_of(s.cp, s.connector)))
+                         tuple(tl.faults_of(s.cp, s.connector, s.end)))
+    if s.verdict.verdict == FREE:
+        return None
     state, since = tl.connector(s.cp, s.connector).state_at(s.end)
     if state != IDLE_STATE or since > window_start or link_since > window_start:
         return None
@@ -275,7 +281,8 @@ def _falsely_busy(s: Sample, tl: Timeline, rules: Rules, excused: set[tuple[str,
     return Violation("falsely_busy", s.cp, s.connector,
                      f"reported {what}, but the connector has been idle since t={since:.1f}s and its charger "
                      f"online since t={link_since:.1f}s (recovery window {rules.recovery_window:g}s)",
-                     s.t, s.t, 1, s.verdict, _truth(tl, s.cp, s.connector, s.t), tuple(tl.faults_of(s.cp, s.connector)))
+                     s.t, s.t, 1, s.verdict, _truth(tl, s.cp, s.connector, s.t),
+                     tuple(tl.faults_of(s.cp, s.connector, s.end)))
 
 
 def _stored(stored: list[StoredTransaction], tl: Timeline, rules: Rules) -> list[Violation]:
@@ -284,6 +291,7 @@ def _stored(stored: list[StoredTransaction], tl: Timeline, rules: Rules) -> list
     by_shape: dict[tuple[str, int, int, str], list[StoredTransaction]] = {}
     for t in stored:
         by_shape.setdefault((t.cp, t.connector, t.meter_start, t.id_tag), []).append(t)
+    claimed = {(x.cp, x.transaction_id): x for x in tl.transactions if x.transaction_id is not None}
     deadline = tl.end - rules.recovery_window
     for x in tl.transactions:
         faults = tuple(tl.faults_of(x.cp, x.connector))
@@ -292,7 +300,9 @@ def _stored(stored: list[StoredTransaction], tl: Timeline, rules: Rules) -> list
             return Violation(kind, x.cp, x.connector, message, x.started_at, x.ended_at, 1, None,
                              _tx_truth(x), faults)
 
-        same = by_shape.get((x.cp, x.connector, x.meter_start, x.id_tag), [])
+        # Rows of this shape, less those that are another real transaction's (same tag, same meterStart).
+        same = [t for t in by_shape.get((x.cp, x.connector, x.meter_start, x.id_tag), [])
+                if claimed.get((t.cp, t.transaction_id), x) is x]
         row = by_id.get((x.cp, x.transaction_id)) if x.transaction_id is not None else None
         if x.transaction_id is not None and row is None:
             out.append(v("lost_transaction", f"StartTransaction was answered with transactionId "
@@ -308,7 +318,8 @@ def _stored(stored: list[StoredTransaction], tl: Timeline, rules: Rules) -> list
         if x.ended_at is None:
             continue  # still running
         if not row.closed:
-            if x.ended_at <= deadline and not (rules.excuse_blinded and _blinded(tl, x.cp, x.connector, tl.end)):
+            due = max(x.ended_at, rules.recovery_from) <= deadline  # a full window after it ended and recovery began
+            if due and not (rules.excuse_blinded and _blinded(tl, x.cp, x.connector, tl.end)):
                 out.append(v("unclosed_transaction", f"ended at t={x.ended_at:.1f}s ({x.end}, {x.reason}); "
                                                      f"transaction {row.transaction_id} still open"))
             continue

@@ -13,6 +13,7 @@ import bisect
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 __all__ = ["ConnectorTimeline", "ChargePointTimeline", "SimTransaction", "Timeline", "FaultMark",
@@ -48,6 +49,15 @@ class ConnectorTimeline:
     def state_at(self, t: float) -> tuple[str, float]:
         """(state, since) at time t."""
         return _at(self.states, t, IDLE_STATE)
+
+    def running_since(self, t: float) -> float | None:
+        """Since when a transaction has run without a break at t (Charging and SuspendedEV alike), or None."""
+        i = bisect.bisect_right(self.states, t, key=lambda c: c[0])
+        since = None
+        while i > 0 and self.states[i - 1][1] in RUNNING_STATES:
+            i -= 1
+            since = self.states[i][0]
+        return since
 
     def segments(self, end: float) -> list[tuple[float, float, str]]:
         """(from, to, state) covering [0, end]."""
@@ -175,19 +185,26 @@ class Timeline:
                     tl.connector(cp, mark.connector).faults.append(mark)
                 if mark.name == "heartbeat_stop":
                     tl.charge_point(cp).muted.append((t, True))
+                elif mark.name == "reboot":
+                    _unmute(tl.charge_point(cp), t)
             elif kind == "link":
                 event = r.get("event")
                 if event in ("connected", "closed"):
-                    cpt = tl.charge_point(cp)
-                    cpt.links.append((t, event == "connected"))
-                    if event == "connected" and cpt.muted and cpt.muted[-1][1]:
-                        cpt.muted.append((t, False))  # only a reboot reconnects a hung charger
+                    tl.charge_point(cp).links.append((t, event == "connected"))
             elif kind == "tx":
                 _tx_record(r, cp, t, live, by_local, by_tx_id, tl)
             elif kind in ("out", "in"):
-                _frame(r, cp, kind, calls, by_tx_id)
+                if _frame(r, cp, kind, calls, by_tx_id) == "BootNotification":
+                    _unmute(tl.charge_point(cp), t)  # a Reset or a scripted reboot: alive again
         tl.end = end if end is not None else last_t
         return tl
+
+
+def _unmute(cpt: ChargePointTimeline, t: float) -> None:
+    """Only a reboot ends heartbeat_stop (simulator/link.py `cut(reboot=True)`): a hung charger whose
+    socket the CSMS closed connects again and still sends nothing."""
+    if cpt.muted and cpt.muted[-1][1]:
+        cpt.muted.append((t, False))
 
 
 def _tx_record(r: dict[str, Any], cp: str, t: float, live: dict, by_local: dict, by_tx_id: dict,
@@ -214,13 +231,14 @@ def _tx_record(r: dict[str, Any], cp: str, t: float, live: dict, by_local: dict,
         # "lost": the power_loss state record that follows carries the register
 
 
-def _frame(r: dict[str, Any], cp: str, kind: str, calls: dict, by_tx_id: dict) -> None:
+def _frame(r: dict[str, Any], cp: str, kind: str, calls: dict, by_tx_id: dict) -> str | None:
+    """Reads transaction messages from one frame; returns the action of a Call the charge point sent."""
     try:
         msg = json.loads(r["frame"])
     except (ValueError, KeyError, TypeError):
-        return
+        return None
     if not isinstance(msg, list) or len(msg) < 3:
-        return
+        return None
     if kind == "out" and msg[0] == 2 and len(msg) == 4:
         action, payload = msg[2], msg[3] if isinstance(msg[3], dict) else {}
         calls[(cp, msg[1])] = (action, payload)
@@ -232,12 +250,14 @@ def _frame(r: dict[str, Any], cp: str, kind: str, calls: dict, by_tx_id: dict) -
             tx = by_tx_id.get((cp, payload.get("transactionId")))
             if tx is not None:
                 tx.stop_meter_sent = payload.get("meterStop")
+        return action if isinstance(action, str) else None
     elif kind == "in" and msg[0] == 3:
         call = calls.pop((cp, msg[1]), None)
         if call is not None and call[0] == "StopTransaction":
             tx = by_tx_id.get((cp, call[1].get("transactionId")))
             if tx is not None:
                 tx.stop_acked = True
+    return None
 
 
 def _registers(payload: dict[str, Any]) -> list[int]:
@@ -245,9 +265,9 @@ def _registers(payload: dict[str, Any]) -> list[int]:
     for mv in payload.get("meterValue", ()):
         for sv in mv.get("sampledValue", ()):
             if sv.get("measurand", "Energy.Active.Import.Register") == "Energy.Active.Import.Register":
-                try:
-                    value = float(sv["value"])
-                except (KeyError, ValueError):
+                try:  # Decimal: 1.001 kWh is 1001 Wh (as a float, 1.001 * 1000 is 1000.999...)
+                    value = Decimal(str(sv["value"]))
+                    out.append(int(value * 1000 if sv.get("unit") == "kWh" else value))
+                except (KeyError, ArithmeticError, ValueError):
                     continue
-                out.append(int(value * 1000) if sv.get("unit") == "kWh" else int(value))
     return out
