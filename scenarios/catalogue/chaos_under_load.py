@@ -42,16 +42,20 @@ SETTLE_S = 6.0  # beyond the CSMS's window: reconnect back-offs, reboots and slo
 
 
 async def app_user(fleet, oracle, csms, rng: random.Random, stats: dict[str, int]) -> None:
-    """Someone with the app: every ~0.3 s, a start on a connector that is really free and the CSMS calls free."""
+    """Someone with the app: every ~0.3 s, a start on a connector that is really free and that the CSMS calls free."""
     keys = [(cp.id, c) for cp in fleet for c in cp.connectors]
+
+    def free(key: tuple[str, int]) -> bool:
+        cp, verdict = fleet[key[0]], oracle.observer.latest(*key)
+        return (cp.online and cp.connector_truth(key[1]).state == "unplugged"
+                and verdict is not None and verdict.verdict == "free")
+
     while True:
         await trio.sleep(rng.uniform(0.1, 0.5))
-        cp_id, connector = rng.choice(keys)
-        cp = fleet[cp_id]
-        verdict = oracle.observer.latest(cp_id, connector)
-        if not cp.online or cp.connector_truth(connector).state != "unplugged" or verdict is None \
-                or verdict.verdict != "free":
+        candidates = [k for k in keys if free(k)]
+        if not candidates:
             continue
+        cp_id, connector = rng.choice(candidates)
         tariff = rng.choice(TARIFFS)
         result = await csms.start(cp_id, connector, f"APP{rng.randrange(1, 50):04d}", tariff)
         stats["app_starts"] += 1
