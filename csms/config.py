@@ -45,6 +45,12 @@ TEST_BREAKS = {
     "unlock_keeps_transaction": "unlock-connector force-ends sessions but leaves their OCPP transaction open",
     "registry_never_forgets": "a charge point whose WebSocket closed stays in the live registry (looks online)",
     "remote_accept_marks_busy": "an Accepted RemoteStartTransaction persists the connector status Occupied",
+    "late_stop_ignored": "a StopTransaction for a transaction the CSMS already closed (force-ended, orphaned) is "
+                         "acknowledged and dropped: the estimate stays instead of the charger's meterStop",
+    "unlock_resets_live_status": "unlock-connector sets the connector's live status to Available (and resets the "
+                                 "stored one) whatever the charger last reported",
+    "reservation_not_busy": "an active payment reservation does not make its connector busy (the unique index "
+                            "still refuses a second one)",
 }
 
 

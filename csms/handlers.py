@@ -98,10 +98,12 @@ class ChargePointHandlers:
         now = self.ctx.clock.now()
         stop_time = parse_iso(timestamp) or now
         reason = kw.get("reason")
+        # TEST BREAK late_stop_ignored (mutation testing only): a late StopTransaction does not replace the estimate.
+        reconcile = "late_stop_ignored" not in self.ctx.settings.test_breaks
 
         def work(s):
             return ocpp_store.stop_transaction(s, transaction_id, cp_id=self.cp_id, meter_stop=meter_stop,
-                                               stop_time=stop_time, reason=reason, now=now)
+                                               stop_time=stop_time, reason=reason, now=now, reconcile=reconcile)
 
         result = await self.ctx.db.write(work)
         if not result.known:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -48,6 +48,9 @@ def _decide(ctx: Context, cp_id: str, connector_id: int, stored: StoredSignals,
         open_transactions=tuple(OpenTransaction(t.transaction_id, t.start_time) for t in stored.open_transactions),
         reservations=tuple(ReservationRef(r.reservation_id, r.status) for r in stored.reservations),
     )
+    if "reservation_not_busy" in ctx.settings.test_breaks:
+        # TEST BREAK reservation_not_busy (mutation testing only): active reservations are not a busy signal.
+        signals = replace(signals, reservations=())
     decision = decide(signals, now=now, freshness=ctx.settings.freshness,
                       exclude_reservation_id=exclude_reservation_id)
     return Evaluation(cp_id, connector_id, decision, live_cp is not None, live, stored, now)

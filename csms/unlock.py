@@ -22,6 +22,7 @@ from .db.cleanup_store import audit, find_stuck_sessions, force_end_session, rel
 from .db.models import ChargePoint
 from .errors import NotFoundError
 from .ocppj import CallErrorReceived, CallTimeoutError, ConnectionClosedError, InvalidResponseError
+from .registry import LiveConnector
 from .sessions import active_station
 
 __all__ = ["UnlockResult", "unlock_connector", "ocpp_outcome", "success_message", "response_body",
@@ -102,6 +103,12 @@ async def _clean(ctx: Context, r: UnlockResult, actor: str) -> None:
         r.warnings.append(f"Session {session_id} was automatically ended")
     live = ctx.registry.live_status(cp_id, connector_id)
     occupied = live is not None and live.status in LIVE_OCCUPIED
+    if "unlock_resets_live_status" in ctx.settings.test_breaks:
+        # TEST BREAK unlock_resets_live_status (mutation testing only): unlock overrides what the charger reported.
+        occupied = False
+        live_cp = ctx.registry.get(cp_id)
+        if live_cp is not None:
+            live_cp.connectors[connector_id] = LiveConnector("Available", "NoError", ctx.clock.now())
     try:
         release = await ctx.db.write(lambda s: release_connector(
             s, cp_id, connector_id, now=ctx.clock.now(), reason="ForceEnded", live_occupied=occupied, actor=actor,

@@ -186,8 +186,12 @@ def stop_transaction(
     stop_time: datetime,
     reason: str | None,
     now: datetime,
+    reconcile: bool = True,
 ) -> StopResult:
-    """Close a transaction and settle its session; a late stop of a force-ended one reconciles it."""
+    """Close a transaction and settle its session; a late stop of a force-ended one reconciles it.
+
+    reconcile=False only for the test break `late_stop_ignored`.
+    """
     hot = hot_sql_for(s)
     cur = hot.cursor(s)
     row = hot.run(cur, "tx_for_stop", {"id": tx_id, "cp": cp_id}).fetchone()
@@ -195,6 +199,8 @@ def stop_transaction(
         return StopResult(known=False, reconciled=False, session_id=None)
     meter_start, already_stopped = row
     if already_stopped is not None:
+        if not reconcile:
+            return StopResult(known=True, reconciled=False, session_id=None)
         return _late_stop(s, tx_id, meter_stop=meter_stop, stop_time=stop_time, reason=reason, now=now)
     reason = reason or "Local"
     t_stop, t_now = hot.time(stop_time), hot.time(now)

@@ -42,8 +42,8 @@ def test_unknown_break_is_refused_naming_the_known_ones(sqlite_url):
                           "--http-port", "0", "--test-break", "unlock_keeps_transaction", "--test-break", "nope"],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 2
-    assert ("unknown --test-break nope; known: registry_never_forgets, remote_accept_marks_busy, "
-            "unlock_keeps_transaction") in out.stderr
+    assert ("unknown --test-break nope; known: late_stop_ignored, registry_never_forgets, remote_accept_marks_busy, "
+            "reservation_not_busy, unlock_keeps_transaction, unlock_resets_live_status") in out.stderr
 
 
 def test_switches_are_hidden_from_help():
@@ -138,3 +138,53 @@ async def test_remote_accept_marks_busy(csms, broken):
         else:
             assert occ["signals"]["persistedStatus"] is None and occ["verdict"] == "free"
             assert again.status_code == 200
+
+
+@_broken_and_healthy("late_stop_ignored")
+async def test_late_stop_ignored(csms, broken):
+    async with connect(csms.ocpp, "TB4") as cp, csms.client() as admin:
+        await cp.status(1, "Available")
+        session_id = (await admin.post(START, json=_start("TB4"))).json()["data"]["sessionId"]
+        tx = await cp.start(1, "TAG1", meter_start=1000)
+        await cp.meter(1, tx, 3000)
+        await admin.post(UNLOCK, json={"chargingStationId": "TB4", "connectorId": 1})  # estimate: 2000 Wh
+        assert await cp.stop(tx, meter_stop=5000, reason="EVDisconnected") == {"idTagInfo": {"status": "Accepted"}}
+        t = with_db(csms.db_url, lambda s: s.get(Transaction, tx))
+        s = (await admin.get(f"/api/ChargingSession/{session_id}")).json()["data"]
+        if broken:
+            assert (t.meter_stop, t.stop_reason) == (3000, "ForceEnded")
+            assert (s["energyWh"], s["reconciled"]) == (2000, False)
+        else:
+            assert (t.meter_stop, t.stop_reason) == (5000, "EVDisconnected")
+            assert (s["energyWh"], s["reconciled"]) == (4000, True)
+
+
+@_broken_and_healthy("unlock_resets_live_status")
+async def test_unlock_resets_live_status(csms, broken):
+    async with connect(csms.ocpp, "TB5") as cp, csms.client() as admin:
+        await cp.status(1, "Charging")  # a car charges and the gun will not come out
+        cp.answers.unlock = "UnlockFailed"
+        r = await admin.post(UNLOCK, json={"chargingStationId": "TB5", "connectorId": 1})
+        assert r.status_code == 400
+        occ = (await admin.get("/api/connectors/TB5/1/occupancy")).json()["data"]
+        if broken:
+            assert occ["verdict"] == "free" and occ["signals"]["liveStatus"]["status"] == "Available"
+        else:
+            assert occ["verdict"] == "busy" and occ["reasons"] == ["live_status:Charging"]
+
+
+@_broken_and_healthy("reservation_not_busy")
+async def test_reservation_not_busy(csms, broken):
+    async with connect(csms.ocpp, "TB6") as cp, csms.client() as admin:
+        await cp.status(1, "Available")
+        r = await admin.post("/api/Payments/Create", json=_start("TB6"))
+        assert r.status_code == 200, r.text
+        occ = (await admin.get("/api/connectors/TB6/1/occupancy")).json()["data"]
+        second = await admin.post("/api/Payments/Create", json=_start("TB6", "TAG2"))
+        assert second.status_code == 409  # the unique index still refuses a second reservation
+        if broken:
+            assert occ["verdict"] == "free"
+            assert second.json()["data"]["reasons"] == ["active_reservation:unique_index_conflict"]
+        else:
+            assert occ["verdict"] == "busy" and occ["reasons"][0].startswith("active_reservation:")
+            assert second.json()["data"]["reasons"] == occ["reasons"]
