@@ -74,3 +74,12 @@ def test_unlock_multiple_stuck_sessions_catches_an_unlock_that_keeps_the_transac
     assert_violations(failed, ("0001", 1), "falsely_busy", "unclosed_transaction",
                       faults={"drop_stop_transaction", "accept_remote_start_never_start"})
     assert "open_transaction:" in json.dumps(failed.record["violations"])  # the CSMS said why it was busy
+
+
+def test_unlock_normal_catches_a_late_stop_that_does_not_replace_the_estimate(tmp_path):
+    failed = run_broken("unlock_normal", tmp_path, "--test-break=late_stop_ignored")
+    # The charger's StopTransaction(UnlockCommand) was acknowledged, yet the force-end's estimate stayed.
+    assert failed.kinds == {("0001", 2): {"lost_stop"}}, failed.kinds
+    (v,) = failed.record["violations"]
+    assert v["truth"]["reason"] == "UnlockCommand" and v["truth"]["stopAcknowledged"] is True, v
+    assert "faults: none fired on this connector" in failed.output  # no fault needed: a healthy charger
