@@ -83,3 +83,15 @@ def test_unlock_normal_catches_a_late_stop_that_does_not_replace_the_estimate(tm
     (v,) = failed.record["violations"]
     assert v["truth"]["reason"] == "UnlockCommand" and v["truth"]["stopAcknowledged"] is True, v
     assert "faults: none fired on this connector" in failed.output  # no fault needed: a healthy charger
+
+
+def test_disconnect_mid_session_catches_an_unlock_that_keeps_the_transaction(tmp_path):
+    # The transaction stays open through the unlock, so the replayed StopTransaction closes it normally
+    # while the session keeps the offline estimate: billed energy != the transaction's energy.
+    failed = run_broken("disconnect_mid_session", tmp_path, "--test-break=unlock_keeps_transaction")
+    assert_violations(failed, ("0001", 1), "wrong_energy", faults={"disconnect_mid_session"})
+
+
+def test_disconnect_mid_session_catches_a_replayed_stop_that_is_dropped(tmp_path):
+    failed = run_broken("disconnect_mid_session", tmp_path, "--test-break=late_stop_ignored")
+    assert_violations(failed, ("0001", 1), "lost_stop", faults={"disconnect_mid_session"})
