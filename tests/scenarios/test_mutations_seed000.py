@@ -95,3 +95,10 @@ def test_disconnect_mid_session_catches_an_unlock_that_keeps_the_transaction(tmp
 def test_disconnect_mid_session_catches_a_replayed_stop_that_is_dropped(tmp_path):
     failed = run_broken("disconnect_mid_session", tmp_path, "--test-break=late_stop_ignored")
     assert_violations(failed, ("0001", 1), "lost_stop", faults={"disconnect_mid_session"})
+
+
+def test_reboot_mid_session_catches_a_csms_without_the_orphan_sweep(tmp_path):
+    failed = run_broken("reboot_mid_session", tmp_path, "--orphan-grace-seconds=0")
+    assert_violations(failed, ("0001", 1), "falsely_busy", "unclosed_transaction", faults={"reboot"})
+    busy = next(v for v in failed.record["violations"] if v["kind"] == "falsely_busy")
+    assert busy["verdict"]["reasons"] == ["open_transaction:1"], busy
