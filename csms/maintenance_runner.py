@@ -285,7 +285,11 @@ async def _close_quietly(live: LiveChargePoint) -> None:
 
 
 async def _ping_silent(ctx: Context, nursery: trio.Nursery) -> None:
-    """Ping charge points silent for longer than their heartbeat interval; no pong marks them."""
+    """Ping charge points silent for longer than their heartbeat interval; no pong marks them.
+
+    A pong is hearing from the charger: OCPP-J lets it keep the connection alive with
+    WebSocket pings and pongs alone, without a single Heartbeat.
+    """
     now = ctx.clock.now()
 
     async def probe(live: LiveChargePoint) -> None:
@@ -297,6 +301,8 @@ async def _ping_silent(ctx: Context, nursery: trio.Nursery) -> None:
                 return
         if scope.cancelled_caught:
             live.ping_failed = True
+        else:
+            live.last_seen = ctx.clock.now()
 
     for live in ctx.registry:
         if (now - live.last_seen).total_seconds() > live.heartbeat_interval:

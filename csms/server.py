@@ -6,6 +6,7 @@ import gc
 import json
 import logging
 import signal
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from urllib.parse import unquote
@@ -14,7 +15,7 @@ import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve as hypercorn_serve
 from sqlalchemy import select
-from trio_websocket import WebSocketRequest, serve_websocket
+from trio_websocket import WebSocketConnection, WebSocketRequest, serve_websocket
 
 from .api.app import create_app
 from .clock import Clock, SystemClock
@@ -57,6 +58,29 @@ def _charge_point_id(path: str) -> str | None:
     return cp_id
 
 
+def _on_every_frame(ws: WebSocketConnection, seen: Callable[[], None]) -> bool:
+    """Call `seen()` whenever bytes arrive from the peer: OCPP messages, pings, pongs, close frames.
+
+    OCPP-J lets a charger keep its connection alive with WebSocket pings alone, so liveness
+    must count them. trio-websocket answers pings and matches pongs inside its reader task
+    with no hook for either, so this wraps the connection's wsproto `receive_data`, which
+    every received byte passes through. Returns False if a trio-websocket release no longer
+    has it: then OCPP messages and pongs to our own pings still count (and
+    tests/e2e/test_maintenance.py fails on the charger that only pings).
+    """
+    proto = getattr(ws, "_wsproto", None)
+    receive = getattr(proto, "receive_data", None)
+    if receive is None:
+        return False
+
+    def receive_data(data: bytes | None) -> None:
+        seen()
+        receive(data)
+
+    proto.receive_data = receive_data
+    return True
+
+
 class OcppEndpoint:
     """Accepts charge-point WebSockets and serves each with an OcppConnection."""
 
@@ -94,11 +118,11 @@ class OcppEndpoint:
         live = LiveChargePoint(cp_id, conn, now, now, ctx.settings.heartbeat_interval)
         handlers.live = live
 
-        def seen(direction: str, _text: str) -> None:
-            if direction == "in":
-                live.last_seen = ctx.clock.now()
+        def seen() -> None:
+            live.last_seen = ctx.clock.now()
 
-        conn.trace = seen
+        if not _on_every_frame(ws, seen):
+            conn.trace = lambda direction, _text: seen() if direction == "in" else None
         old = ctx.registry.attach(live)
         CONNECTED.set(len(ctx.registry))
         if old is not None:

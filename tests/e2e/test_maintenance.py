@@ -101,19 +101,94 @@ async def test_admin_endpoint_dry_run(csms):
         assert (await user.post("/api/maintenance/run", json={})).status_code == 403
 
 
-@pytest.mark.parametrize("csms_args", [["--allow-unknown-chargers", "--heartbeat-interval", "1",
-                                        "--heartbeat-timeout-factor", "2", "--maintenance-interval-seconds", "0.3"]])
-async def test_charge_point_that_stops_heartbeating_goes_offline(csms):
-    async with connect(csms.ocpp, "HB1") as cp, csms.client() as admin:
-        await cp.status(1, "Available")
-        online = lambda rows: {r["id"]: r["online"] for r in rows}["HB1"]  # noqa: E731
-        assert online((await admin.get("/api/charge-points")).json()["data"]) is True
-        with trio.fail_after(10):
-            while online((await admin.get("/api/charge-points")).json()["data"]):
-                await trio.sleep(0.2)
-        occ = (await admin.get("/api/connectors/HB1/1/occupancy")).json()["data"]
-        assert occ["verdict"] == "offline" and occ["signals"]["liveStatus"] is None
-    assert "charge_point.offline charge_point=HB1" in csms.log()
+LIVENESS_ARGS = ["--allow-unknown-chargers", "--heartbeat-interval", "1", "--heartbeat-timeout-factor", "2",
+                 "--maintenance-interval-seconds", "0.3"]
+
+
+async def _online(admin, cp_id: str) -> bool | None:
+    rows = (await admin.get("/api/charge-points")).json()["data"]
+    return {r["id"]: r["online"] for r in rows}.get(cp_id)
+
+
+async def _stays_online(admin, cp_id: str, seconds: float) -> None:
+    """Online at once (boot answered), and at every look for `seconds`: here 2 s is one timeout (2 x 1 s)."""
+    with trio.fail_after(5):
+        while not await _online(admin, cp_id):
+            await trio.sleep(0.1)
+    with trio.move_on_after(seconds):
+        while True:
+            assert await _online(admin, cp_id), f"{cp_id} was dropped although its WebSocket was alive"
+            await trio.sleep(0.2)
+
+
+@pytest.mark.parametrize("csms_args", [LIVENESS_ARGS])
+async def test_charge_point_that_falls_silent_goes_offline(csms):
+    """No OCPP message, no ping, no pong (it reads nothing): offline after 2 x the heartbeat interval."""
+    stream, _ = await _raw_ocpp_client(
+        csms.url("HB1"), '[2,"s1","StatusNotification",{"connectorId":1,"errorCode":"NoError","status":"Available"}]')
+    try:
+        async with csms.client() as admin:
+            with trio.fail_after(5):
+                while not await _online(admin, "HB1"):
+                    await trio.sleep(0.1)
+            with trio.fail_after(10):
+                while await _online(admin, "HB1"):
+                    await trio.sleep(0.2)
+            occ = (await admin.get("/api/connectors/HB1/1/occupancy")).json()["data"]
+            assert occ["verdict"] == "offline" and occ["signals"]["liveStatus"] is None
+        assert "charge_point.offline charge_point=HB1 reason='nothing received for" in csms.log()
+    finally:
+        await stream.aclose()
+
+
+@pytest.mark.parametrize("csms_args", [LIVENESS_ARGS])
+async def test_charge_point_that_only_answers_pings_stays_online(csms):
+    """OCPP-J lets a charger keep its connection alive with WebSocket pings/pongs and no Heartbeat:
+    the CSMS pings it when it falls silent, and each pong counts as hearing from it."""
+    from wsproto.events import Ping
+
+    stream, ws = await _raw_ocpp_client(csms.url("PONGS1"))
+    pings = []
+
+    async def answer_pings():
+        while data := await stream.receive_some(65536):
+            ws.receive_data(data)
+            for event in ws.events():
+                if isinstance(event, Ping):
+                    pings.append(event.payload)
+                    await stream.send_all(ws.send(event.response()))
+
+    try:
+        async with trio.open_nursery() as nursery, csms.client() as admin:
+            nursery.start_soon(answer_pings)
+            await _stays_online(admin, "PONGS1", 7)
+            nursery.cancel_scope.cancel()
+        assert len(pings) >= 2, "the CSMS never pinged the silent charger: nothing was tested"
+        assert "charge_point.offline charge_point=PONGS1" not in csms.log()
+    finally:
+        await stream.aclose()
+
+
+@pytest.mark.parametrize("csms_args", [LIVENESS_ARGS])
+async def test_charge_point_that_only_sends_pings_stays_online(csms):
+    """A charger's own WebSocket pings are frames received too (it reads nothing, so it would fail our pings)."""
+    from wsproto.events import Ping
+
+    stream, ws = await _raw_ocpp_client(csms.url("PINGS1"))
+
+    async def send_pings():
+        while True:
+            await stream.send_all(ws.send(Ping(b"still here")))
+            await trio.sleep(0.4)
+
+    try:
+        async with trio.open_nursery() as nursery, csms.client() as admin:
+            nursery.start_soon(send_pings)
+            await _stays_online(admin, "PINGS1", 7)
+            nursery.cancel_scope.cancel()
+        assert "charge_point.offline charge_point=PINGS1" not in csms.log()
+    finally:
+        await stream.aclose()
 
 
 @pytest.mark.parametrize("csms_args", [["--allow-unknown-chargers", "--status-grace-seconds", "0.5"]])
@@ -164,8 +239,9 @@ async def test_dropped_stop_with_available_is_closed_as_orphaned(csms):
         assert (s["energyWh"], s["reconciled"]) == (3500, True)
 
 
-async def _raw_ocpp_client(url: str):
-    """A WebSocket client that completes the handshake, boots, then never reads again (no pongs)."""
+async def _raw_ocpp_client(url: str, *frames: str):
+    """A bare wsproto client: handshake, BootNotification and `frames`; from then on it does only
+    what the test does with the (stream, connection) it returns (by default: nothing, no pongs)."""
     from urllib.parse import urlsplit
 
     from wsproto import ConnectionType, WSConnection
@@ -179,16 +255,16 @@ async def _raw_ocpp_client(url: str):
     while not accepted:
         ws.receive_data(await stream.receive_some(65536))
         accepted = any(isinstance(e, AcceptConnection) for e in ws.events())
-    await stream.send_all(ws.send(TextMessage(
-        '[2,"b1","BootNotification",{"chargePointVendor":"Raw","chargePointModel":"NoPong"}]')))
-    return stream
+    for frame in ('[2,"b1","BootNotification",{"chargePointVendor":"Raw","chargePointModel":"NoPong"}]', *frames):
+        await stream.send_all(ws.send(TextMessage(frame)))
+    return stream, ws
 
 
 @pytest.mark.parametrize("csms_args", [["--allow-unknown-chargers", "--heartbeat-interval", "1",
                                         "--heartbeat-timeout-factor", "1000", "--call-timeout-seconds", "1",
                                         "--maintenance-interval-seconds", "0.5"]])
 async def test_charge_point_that_fails_ping_pong_goes_offline(csms):
-    stream = await _raw_ocpp_client(csms.url("PONG1"))
+    stream, _ = await _raw_ocpp_client(csms.url("PONG1"))
     try:
         async with csms.client() as admin:
             with trio.fail_after(30):
