@@ -15,7 +15,7 @@ import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve as hypercorn_serve
 from sqlalchemy import select
-from trio_websocket import WebSocketConnection, WebSocketRequest, serve_websocket
+from trio_websocket import Endpoint, WebSocketConnection, WebSocketRequest, serve_websocket
 
 from .api.app import create_app
 from .clock import Clock, SystemClock
@@ -49,13 +49,19 @@ class Addresses:
 
 
 def _charge_point_id(path: str) -> str | None:
+    """`/ocpp/{id}` -> id. Chargers configured with a trailing slash (`/ocpp/CP001/`) are the same id."""
     path = path.split("?", 1)[0]
     if not path.startswith(_PATH_PREFIX):
         return None
-    cp_id = unquote(path[len(_PATH_PREFIX):])
+    cp_id = unquote(path[len(_PATH_PREFIX):].rstrip("/"))
     if not cp_id or "/" in cp_id or len(cp_id) > 64:
         return None
     return cp_id
+
+
+def _remote(request: WebSocketRequest) -> str:
+    r = request.remote
+    return f"{r.address}:{r.port}" if isinstance(r, Endpoint) else str(r)
 
 
 def _on_every_frame(ws: WebSocketConnection, seen: Callable[[], None]) -> bool:
@@ -91,7 +97,8 @@ class OcppEndpoint:
     async def _refuse(self, request: WebSocketRequest, status: int, reason: str, why: str, **kv: str) -> None:
         HANDSHAKES_REFUSED.labels(reason).inc()
         extra = " ".join(f"{k}={v}" for k, v in kv.items())
-        log.warning("handshake.refused reason=%s path=%s %s (%s)", reason, request.path, extra, why)
+        log.warning("handshake.refused reason=%s path=%s %s remote=%s (%s)", reason, request.path, extra,
+                    _remote(request), why)
         await request.reject(status, body=why.encode())
 
     async def __call__(self, request: WebSocketRequest) -> None:
@@ -99,11 +106,17 @@ class OcppEndpoint:
         cp_id = _charge_point_id(request.path)
         if cp_id is None:
             return await self._refuse(request, 404, "bad_path", f"connect to {_PATH_PREFIX}{{chargePointId}}")
+        # OCPP-J 1.6 §3.1.2: the charger MUST name its version in Sec-WebSocket-Protocol. Offering
+        # only others is refused. Offering none is accepted as ocpp1.6 on purpose, with a warning
+        # (chargers in the field omit the header), and answered without the header, as a client
+        # that offered none requires (RFC 6455 §4.1).
         offered = list(request.proposed_subprotocols)
-        if SUBPROTOCOL not in offered:
+        if offered and SUBPROTOCOL not in offered:
             return await self._refuse(
-                request, 400, "subprotocol", f"this CSMS speaks only {SUBPROTOCOL}",
-                charge_point=cp_id, offered=",".join(offered) or "none",
+                request, 400, "subprotocol",
+                f"none of the offered subprotocols ({', '.join(offered)}) is spoken here; this CSMS speaks "
+                f"{SUBPROTOCOL} only: offer Sec-WebSocket-Protocol: {SUBPROTOCOL}",
+                charge_point=cp_id, offered=",".join(offered),
             )
         if cp_id not in ctx.known_charge_points and not ctx.settings.allow_unknown_chargers:
             return await self._refuse(
@@ -111,7 +124,10 @@ class OcppEndpoint:
                 "unknown charge point; register a station for it or run with --allow-unknown-chargers",
                 charge_point=cp_id,
             )
-        ws = await request.accept(subprotocol=SUBPROTOCOL)
+        if not offered:
+            log.warning("handshake.no_subprotocol charge_point=%s remote=%s (no subprotocol offered, assuming %s)",
+                        cp_id, _remote(request), SUBPROTOCOL)
+        ws = await request.accept(subprotocol=SUBPROTOCOL if offered else None)
         now = ctx.clock.now()
         handlers = ChargePointHandlers(ctx, cp_id)
         conn = OcppConnection(ws, peer=cp_id, handlers=handlers, call_timeout=ctx.settings.call_timeout_seconds)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from contextlib import asynccontextmanager
 
 import pytest
 import trio
@@ -62,12 +63,70 @@ async def test_bad_frames_lose_nothing_already_stored(csms):
     assert any(row["id"] == "KEEP1" for row in r.json()["data"])
 
 
-async def test_handshake_without_ocpp16_subprotocol_is_refused_and_logged(csms):
+async def test_handshake_offering_only_other_subprotocols_is_refused_and_logged(csms):
     with pytest.raises(ConnectionRejected) as ei:
-        async with open_websocket_url(csms.url("NOPROTO"), subprotocols=["ocpp2.0.1"]):
+        async with open_websocket_url(csms.url("OTHERPROTO"), subprotocols=["ocpp2.0.1", "ocpp2.1"]):
             pass
     assert ei.value.status_code == 400
-    assert "handshake.refused reason=subprotocol" in csms.log()
+    assert ei.value.body.decode() == ("none of the offered subprotocols (ocpp2.0.1, ocpp2.1) is spoken here; "
+                                      "this CSMS speaks ocpp1.6 only: offer Sec-WebSocket-Protocol: ocpp1.6")
+    assert "handshake.refused reason=subprotocol path=/ocpp/OTHERPROTO charge_point=OTHERPROTO " \
+           "offered=ocpp2.0.1,ocpp2.1 remote=127.0.0.1:" in csms.log()
+
+
+@asynccontextmanager
+async def _third_party_client(url: str, subprotocols: list[str] | None):
+    """The `websockets` library's client (not ours), driven from worker threads."""
+    from websockets.sync.client import connect as ws_connect
+
+    ws = await trio.to_thread.run_sync(lambda: ws_connect(
+        url, subprotocols=subprotocols, proxy=None, compression=None, open_timeout=5))
+    with ws:
+        try:
+            yield ws
+        finally:
+            await trio.to_thread.run_sync(ws.close)
+
+
+async def _boot_over(ws) -> list:
+    await trio.to_thread.run_sync(ws.send, '[2,"b1","BootNotification",{"chargePointVendor":"V","chargePointModel":"M"}]')
+    return json.loads(await trio.to_thread.run_sync(ws.recv, 5))
+
+
+async def _online(csms, cp_id: str) -> bool | None:
+    async with csms.client() as http:
+        rows = (await http.get("/api/charge-points")).json()["data"]
+    return {r["id"]: r["online"] for r in rows}.get(cp_id)
+
+
+async def test_trailing_slash_is_the_same_charge_point(csms):
+    async with _third_party_client(csms.url("SLASH1") + "/", ["ocpp1.6"]) as ws:
+        assert ws.subprotocol == "ocpp1.6"
+        answer = await _boot_over(ws)
+        assert answer[0] == 3 and answer[2]["status"] == "Accepted"
+        assert await _online(csms, "SLASH1") is True
+        assert await _online(csms, "SLASH1/") is None  # no second charge point named with the slash
+
+
+async def test_handshake_without_subprotocol_is_accepted_as_ocpp16_with_a_warning(csms):
+    async with _third_party_client(csms.url("NOPROTO1"), None) as ws:
+        assert ws.subprotocol is None and "Sec-WebSocket-Protocol" not in ws.response.headers
+        answer = await _boot_over(ws)
+        assert answer[0] == 3 and answer[2]["status"] == "Accepted"
+        assert await _online(csms, "NOPROTO1") is True
+    warnings = [line for line in csms.log().splitlines() if "handshake.no_subprotocol" in line]
+    assert len(warnings) == 1 and " WARNING " in warnings[0]
+    assert "charge_point=NOPROTO1 remote=127.0.0.1:" in warnings[0]
+    assert warnings[0].endswith("(no subprotocol offered, assuming ocpp1.6)")
+
+
+@pytest.mark.parametrize("csms_args", [[]])
+async def test_handshake_without_subprotocol_from_an_unknown_charge_point_is_still_refused(csms):
+    with pytest.raises(ConnectionRejected) as ei:
+        async with open_websocket_url(csms.url("STRANGER2")):
+            pass
+    assert ei.value.status_code == 404
+    assert "handshake.no_subprotocol" not in csms.log()
 
 
 async def test_unanswered_csms_call_times_out_and_connection_stays_usable(csms):
