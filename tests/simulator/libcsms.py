@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import websockets
 from ocpp.routing import on
@@ -30,7 +30,7 @@ from ocpp.v16 import ChargePoint as LibChargePoint
 from ocpp.v16 import call_result
 from ocpp.v16.datatypes import IdTagInfo
 
-__all__ = ["LibCentral", "Received"]
+__all__ = ["LibCentral", "Received", "Started"]
 
 
 def _now() -> str:
@@ -47,6 +47,17 @@ class Received:
 
     def __repr__(self) -> str:
         return f"Received({self.cp}, {self.action}, {self.payload})"
+
+
+class Started(NamedTuple):
+    """A StartTransaction the central system answered, with the transactionId it handed out."""
+
+    cp: str
+    transaction_id: int
+    connector_id: int
+    id_tag: str
+    meter_start: int
+    timestamp: str
 
 
 class _Point(LibChargePoint):
@@ -82,8 +93,10 @@ class _Point(LibChargePoint):
 
     @on("StartTransaction")
     def on_start(self, connector_id: int, id_tag: str, meter_start: int, timestamp: str, **_: Any) -> Any:
+        transaction_id = next(self.central.tx_ids)
+        self.central._give(Started(self.id, transaction_id, connector_id, id_tag, meter_start, timestamp))
         return call_result.StartTransaction(
-            transaction_id=next(self.central.tx_ids),
+            transaction_id=transaction_id,
             id_tag_info=IdTagInfo(status=self.central.tag_status(id_tag)),
         )
 
@@ -106,6 +119,7 @@ class LibCentral:
         self.tx_ids = itertools.count(1)
         self.port = 0
         self._received: list[Received] = []
+        self._started: list[Started] = []  # every transactionId handed out, in order
         self._lock = threading.Lock()
         self._points: dict[str, _Point] = {}
         self.connections: list[str] = []  # charge point id of every WebSocket accepted, in order
@@ -171,10 +185,19 @@ class LibCentral:
         with self._lock:
             self._received.append(item)
 
+    def _give(self, item: Started) -> None:
+        with self._lock:
+            self._started.append(item)
+
     # ------------------------------------------------------- test-thread API
     def received(self, cp: str | None = None, action: str | None = None) -> list[Received]:
         with self._lock:
             return [r for r in self._received if (cp is None or r.cp == cp) and (action is None or r.action == action)]
+
+    def started(self, cp: str | None = None) -> list[Started]:
+        """The StartTransactions answered so far (with the transactionId each got), in order."""
+        with self._lock:
+            return [s for s in self._started if cp is None or s.cp == cp]
 
     def connected(self) -> list[str]:
         return list(self._points)
