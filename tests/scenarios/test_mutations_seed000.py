@@ -102,3 +102,19 @@ def test_reboot_mid_session_catches_a_csms_without_the_orphan_sweep(tmp_path):
     assert_violations(failed, ("0001", 1), "falsely_busy", "unclosed_transaction", faults={"reboot"})
     busy = next(v for v in failed.record["violations"] if v["kind"] == "falsely_busy")
     assert busy["verdict"]["reasons"] == ["open_transaction:1"], busy
+
+
+def test_unlock_failures_catches_an_unlock_that_calls_a_charging_connector_free(tmp_path):
+    failed = run_broken("unlock_failures", tmp_path, "--test-break=unlock_resets_live_status")
+    # Only the charger that answered UnlockFailed still has a car charging: its connector was reported free.
+    assert failed.kinds == {("FAILED0001", 1): {"falsely_free"}}, failed.kinds
+    assert_violations(failed, ("FAILED0001", 1), "falsely_free", faults={"unlock_failed"})
+    (v,) = failed.record["violations"]
+    assert v["verdict"]["signals"]["liveStatus"]["status"] == "Available", v  # what the charger never said
+
+
+def test_unlock_failures_catches_a_failed_unlock_that_leaves_the_connector_blocked(tmp_path):
+    failed = run_broken("unlock_failures", tmp_path, "--test-break=unlock_keeps_transaction")
+    for suffix, fault in (("NOTSUP0001", "unlock_not_supported"), ("NOANSWER0001", "unlock_no_answer")):
+        assert_violations(failed, (suffix, 1), "falsely_busy", "unclosed_transaction",
+                          faults={fault, "drop_stop_transaction"})
