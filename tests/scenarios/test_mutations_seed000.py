@@ -118,3 +118,13 @@ def test_unlock_failures_catches_a_failed_unlock_that_leaves_the_connector_block
     for suffix, fault in (("NOTSUP0001", "unlock_not_supported"), ("NOANSWER0001", "unlock_no_answer")):
         assert_violations(failed, (suffix, 1), "falsely_busy", "unclosed_transaction",
                           faults={fault, "drop_stop_transaction"})
+
+
+def test_concurrent_starts_catches_a_reservation_that_does_not_hold_its_connector(tmp_path):
+    failed = run_broken("concurrent_starts", tmp_path, "--test-break=reservation_not_busy")
+    assert failed.kinds == {("0001", 2): {"falsely_free"}}, failed.kinds
+    assert_violations(failed, ("0001", 2), "falsely_free", faults={"accept_remote_start_never_start"})
+    assert "a reservation granted at" in failed.record["violations"][0]["message"]
+    # The second line of defence still held: the unique index refused the four other payers.
+    (line,) = [n for n in failed.record["notes"] if "paid reservations" in n]
+    assert "1 granted" in line and "active_reservation:unique_index_conflict" in line, line
