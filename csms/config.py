@@ -51,6 +51,8 @@ TEST_BREAKS = {
                                  "stored one) whatever the charger last reported",
     "reservation_not_busy": "an active payment reservation does not make its connector busy (the unique index "
                             "still refuses a second one)",
+    "pongs_not_liveness": "liveness counts OCPP messages only: a charger that keeps its WebSocket alive with "
+                          "pings and pongs but sends no Heartbeat is marked offline",
 }
 
 

@@ -301,7 +301,7 @@ async def _ping_silent(ctx: Context, nursery: trio.Nursery) -> None:
                 return
         if scope.cancelled_caught:
             live.ping_failed = True
-        else:
+        elif "pongs_not_liveness" not in ctx.settings.test_breaks:  # TEST BREAK pongs_not_liveness: a pong is no sign
             live.last_seen = ctx.clock.now()
 
     for live in ctx.registry:

@@ -137,7 +137,8 @@ class OcppEndpoint:
         def seen() -> None:
             live.last_seen = ctx.clock.now()
 
-        if not _on_every_frame(ws, seen):
+        # TEST BREAK pongs_not_liveness (mutation testing only): liveness from OCPP messages alone.
+        if "pongs_not_liveness" in ctx.settings.test_breaks or not _on_every_frame(ws, seen):
             conn.trace = lambda direction, _text: seen() if direction == "in" else None
         old = ctx.registry.attach(live)
         CONNECTED.set(len(ctx.registry))
