@@ -44,8 +44,8 @@ lint: $(STAMP)
 	$(BIN)/ruff check csms simulator scenarios loadtests tests
 
 bench: $(STAMP)
-	$(BIN)/python -m csms.bench --cps 100 --duration 15
-	$(BIN)/python -m csms.bench --cps 1000 --duration 15
+	$(BIN)/python -m loadtests.bench --cps 100 --duration 15
+	$(BIN)/python -m loadtests.bench --cps 1000 --duration 15
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache

@@ -1,4 +1,4 @@
-"""`python -m csms.bench` end to end: it starts its own `csms serve`, drives it, and reports."""
+"""`python -m loadtests.bench` end to end: it starts its own `csms serve`, drives it, and reports."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ import sys
 
 import pytest
 
-pytest.importorskip("websockets", reason="csms.bench needs websockets (the dev/load extras)")
+pytest.importorskip("websockets", reason="loadtests.bench needs websockets (the dev/load extras)")
 
 
 def test_bench_smoke_mixed_load_has_calls_and_no_errors(tmp_path):
-    cmd = [sys.executable, "-m", "csms.bench", "--cps", "5", "--duration", "2", "--json", "--quiet"]
+    cmd = [sys.executable, "-m", "loadtests.bench", "--cps", "5", "--duration", "2", "--json", "--quiet"]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert done.returncode == 0, f"stdout:\n{done.stdout}\nstderr:\n{done.stderr}"
     res = json.loads(done.stdout.strip().splitlines()[-1])

@@ -1,4 +1,4 @@
-"""`python -m csms.bench`: drive N raw OCPP 1.6J connections at a CSMS and measure it.
+"""`python -m loadtests.bench`: drive N raw OCPP 1.6J connections at a CSMS and measure it.
 
 The load generator is deliberately cheap so that it measures the server, not
 itself: asyncio + the `websockets` client (C-accelerated framing), OCPP-J
@@ -62,14 +62,14 @@ from urllib.parse import urlsplit
 __all__ = ["main", "build_parser"]
 
 EXAMPLES = """examples:
-  python -m csms.bench                                   # 100 connections, mixed, 15 s, own csms serve + SQLite
-  python -m csms.bench --cps 500 --duration 15           # saturate: how many calls/s, at what latency
-  python -m csms.bench --cps 500 --rate 5000             # paced: 10 calls/s per connection; p99 of service time
-  python -m csms.bench --cps 1000 --mode heartbeat --json
-  python -m csms.bench --cps 10000 --mode hold --duration 60 --ramp-rate 500   # held connections + RSS
-  python -m csms.bench --db postgresql+psycopg://postgres@127.0.0.1:5432/bench --cps 200
-  python -m csms.bench --url ws://127.0.0.1:9000/ocpp --server-pid 12345 --cps 200
-  python -m csms.bench --server-arg=--log-level=INFO     # extra `csms serve` flags (repeatable)
+  python -m loadtests.bench                              # 100 connections, mixed, 15 s, own csms serve + SQLite
+  python -m loadtests.bench --cps 500 --duration 15      # saturate: how many calls/s, at what latency
+  python -m loadtests.bench --cps 500 --rate 5000        # paced: 10 calls/s per connection; p99 of service time
+  python -m loadtests.bench --cps 1000 --mode heartbeat --json
+  python -m loadtests.bench --cps 10000 --mode hold --duration 60 --ramp-rate 500   # held connections + RSS
+  python -m loadtests.bench --db postgresql+psycopg://postgres@127.0.0.1:5432/bench --cps 200
+  python -m loadtests.bench --url ws://127.0.0.1:9000/ocpp --server-pid 12345 --cps 200
+  python -m loadtests.bench --server-arg=--log-level=INFO   # extra `csms serve` flags (repeatable)
 
 figures:
   calls/s        CallResults received inside the window / window length
@@ -154,9 +154,9 @@ def _is_loopback_host(host: str) -> bool:
 def _check_loopback_url(url: str) -> None:
     host = urlsplit(url.replace("{id}", "X")).hostname
     if not host:
-        raise SystemExit(f"csms.bench: no host in URL {url!r}")
+        raise SystemExit(f"loadtests.bench: no host in URL {url!r}")
     if not _is_loopback_host(host):
-        raise SystemExit(f"csms.bench: refusing non-loopback target {host!r} (only 127.0.0.1, ::1, localhost)")
+        raise SystemExit(f"loadtests.bench: refusing non-loopback target {host!r} (only 127.0.0.1, ::1, localhost)")
 
 
 def _check_loopback_db(db_url: str) -> None:
@@ -167,9 +167,9 @@ def _check_loopback_db(db_url: str) -> None:
 
         host = make_url(db_url).host
     except Exception as exc:  # noqa: BLE001 - any parse problem is a usage error
-        raise SystemExit(f"csms.bench: cannot parse --db {db_url!r}: {exc}") from None
+        raise SystemExit(f"loadtests.bench: cannot parse --db {db_url!r}: {exc}") from None
     if host and not host.startswith("/") and not _is_loopback_host(host):
-        raise SystemExit(f"csms.bench: refusing non-loopback database host {host!r}")
+        raise SystemExit(f"loadtests.bench: refusing non-loopback database host {host!r}")
 
 
 _CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
@@ -911,7 +911,7 @@ def human(r: dict[str, Any]) -> str:
     L, c, rp, s = r["lat_ms"], r["connections"], r["ramp"], r.get("server")
     tgt = r.get("target", {})
     lines = [
-        f"csms.bench mode={r['mode']} connections={r['cps']} connectors={r['connectors']} "
+        f"loadtests.bench mode={r['mode']} connections={r['cps']} connectors={r['connectors']} "
         f"window={r['duration_s']}s procs={r['procs']}",
         f"target     : {r['url']}" + (f"  ({tgt.get('started')} db={tgt.get('db')})" if tgt.get("started") else ""),
         f"ramp       : {c['opened']}/{c['requested']} opened, {c['failed']} failed {c['failed_by_kind'] or ''}"
@@ -1034,7 +1034,7 @@ def run_driver(args: argparse.Namespace, server_pid: int | None) -> list[dict[st
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
-        prog="python -m csms.bench", description=__doc__, epilog=EXAMPLES,
+        prog="python -m loadtests.bench", description=__doc__, epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     ap.add_argument("--cps", type=int, default=100, metavar="N", help="connections (charge points), default 100")
@@ -1104,7 +1104,7 @@ def main(argv: list[str] | None = None) -> int:
         import websockets  # noqa: F401
         from websockets.asyncio.client import connect  # noqa: F401
     except ImportError:
-        print("csms.bench needs websockets >= 13: pip install -e '.[load]'", file=sys.stderr)
+        print("loadtests.bench needs websockets >= 13: pip install -e '.[load]'", file=sys.stderr)
         return 2
     nofile = raise_nofile()
     if args.cps + 256 > nofile:
@@ -1132,7 +1132,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             server.start()
         except RuntimeError as exc:
-            print(f"csms.bench: {exc}", file=sys.stderr)
+            print(f"loadtests.bench: {exc}", file=sys.stderr)
             _cleanup_dir(tmp, args, keep=True)
             return 1
         _check_loopback_url(server.ocpp)
