@@ -133,7 +133,7 @@ class ChargePoint:
         self._mute_answers = False
         self._tx_ids = 0
         self._remote_starts = 0
-        self._driving = trio.CancelScope()  # the session drivers; `stop_driving` cancels it
+        self._driving: list[trio.CancelScope] | None = []  # the session drivers; None once stopped
 
     # ------------------------------------------------------------------ lifecycle
     async def run(self, *, clock: SimClock, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -145,15 +145,18 @@ class ChargePoint:
             nursery.start_soon(self.link.run)
             for firing in self.book.timed():
                 nursery.start_soon(self._fire_at, firing)
-            if self.plans:
-                nursery.start_soon(self._drive_all)
+            for cid, plans in (self.plans or {}).items():
+                nursery.start_soon(self._drive, cid, plans)
             task_status.started()
 
-    async def _drive_all(self) -> None:
-        with self._driving:
-            async with trio.open_nursery() as nursery:
-                for cid, plans in (self.plans or {}).items():
-                    nursery.start_soon(drive, self, cid, plans)
+    async def _drive(self, connector_id: int, plans: Iterable[SessionPlan]) -> None:
+        # `drive` runs at once, without a checkpoint first: the trace order stays that of one task per driver.
+        if self._driving is None:
+            return
+        scope = trio.CancelScope()
+        self._driving.append(scope)
+        with scope:
+            await drive(self, connector_id, plans)
 
     async def stop_driving(self) -> None:
         """Traffic ends (night falls): no new cars; each car here finishes and leaves as its driver would.
@@ -161,7 +164,9 @@ class ChargePoint:
         The stops go through the usual path, so a fault that fires at a stop
         (a dropped StopTransaction, a stuck status) still fires.
         """
-        self._driving.cancel()
+        for scope in self._driving or ():
+            scope.cancel()
+        self._driving = None
         for cid, plug in self.connectors.items():
             if plug.tx is not None:
                 await self.stop(cid, "Local")
