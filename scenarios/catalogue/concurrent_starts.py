@@ -21,7 +21,7 @@ N = 5
 @scenario(code="RACE", purpose="5 simultaneous app starts and 5 simultaneous paid reservations on one connector: "
                                "exactly one wins each, a held connector is never free",
           seed="000 Problem Statement: 'Charging gun is already in use'; 001 Payments/Create unique index, "
-               "lingering reservation", quick_s=9)
+               "lingering reservation", quick_s=4)
 async def test_concurrent_starts(fleet, oracle, csms):
     f = await fleet("accept_remote_start_never_start=1,connectors=2", connectors=2)
     cp = f.ids[0]

@@ -17,7 +17,7 @@ TARIFF = Decimal("4.00")  # per kWh: a session of seconds delivers a few Wh, thi
 
 @scenario(code="RBT", purpose="charger reboots mid-session (transaction forgotten) -> car leaves -> orphan sweep "
                               "closes it from the last sample, connector free",
-          seed="000 Problem Statement: system crashes", quick_s=12)
+          seed="000 Problem Statement: system crashes", quick_s=11)
 async def test_reboot_mid_session(fleet, oracle, csms):
     cars = GroupSpec(prefix="", count=1, connectors=1, power_kw=(11.0, 11.0), target_kwh=(40.0, 40.0))
     f = await fleet("reboot=1,after=2:2,boot_delay=1.5", groups=[cars])

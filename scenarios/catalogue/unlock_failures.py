@@ -29,7 +29,7 @@ CHARGERS = {  # group prefix -> (its faults, what unlock-connector must answer)
 
 @scenario(code="UFX", purpose="unlock answered UnlockFailed / NotSupported / nothing: 400, sessions still cleaned, "
                               "a still-charging car's connector never free",
-          seed="000 Response Examples: OCPP Unlock Failed (But Sessions Still Cleaned)", quick_s=13)
+          seed="000 Response Examples: OCPP Unlock Failed (But Sessions Still Cleaned)", quick_s=12)
 async def test_unlock_failures(fleet, oracle, csms):
     f = await fleet(groups=[GroupSpec(prefix=p, count=1, connectors=1, faults=faults)
                             for p, (faults, _) in CHARGERS.items()])

@@ -15,7 +15,7 @@ TARIFF = Decimal("0.30")
 
 
 @scenario(code="UMS", purpose="two never-started app sessions + one with a lost stop -> one unlock cleans all three",
-          seed="000 Testing Scenarios, Test 2: Multiple Stuck Sessions", quick_s=12)
+          seed="000 Testing Scenarios, Test 2: Multiple Stuck Sessions", quick_s=9)
 async def test_unlock_multiple_stuck_sessions(fleet, oracle, csms):
     f = await fleet(
         # The first two RemoteStartTransactions are accepted and never started (two schedules: one firing each).

@@ -18,7 +18,7 @@ TARIFF = Decimal("4.00")  # per kWh: a session of seconds delivers a few Wh, thi
 
 @scenario(code="UNO", purpose="unlock a free connector (0 cleared, stays free); unlock a charging one whose charger "
                               "stops with UnlockCommand (exact meterStop)",
-          seed="000 Testing Scenarios, Test 3: Normal Unlock (No Stuck Sessions)", quick_s=10)
+          seed="000 Testing Scenarios, Test 3: Normal Unlock (No Stuck Sessions)", quick_s=6)
 async def test_unlock_normal(fleet, oracle, csms):
     fast_cars = GroupSpec(prefix="", count=1, connectors=2, power_kw=(22.0, 22.0), target_kwh=(40.0, 40.0),
                           config={"MeterValueSampleInterval": "60"})
