@@ -12,7 +12,8 @@ The three invariants:
   seconds, or that holds a reservation the CSMS granted, is never `free`;
 - never falsely busy after recovery: a connector idle for the whole recovery
   window, on a charge point connected for that long, is `free`; a charge point
-  gone for that long has its connectors `offline`, never `free`;
+  gone for that long has its connectors `offline`, never `free`; and the CSMS
+  never closes the connection of a charge point that still answers;
 - nothing lost: every acknowledged StartTransaction is stored, every
   transaction that really ended is closed once, with the energy the charge point
   measured (exact when its StopTransaction arrived, within one meter sample when
@@ -45,6 +46,7 @@ KINDS = {
     "falsely_free": "reported free while a car was charging (or a granted reservation held it)",
     "falsely_busy": "reported busy (or offline) after recovery while the connector was idle and its charger online",
     "not_offline": "its charger was gone for the whole recovery window, yet the connector was not reported offline",
+    "dropped_charger": "the CSMS closed the connection of a charge point that was still answering",
     "lost_transaction": "the CSMS acknowledged a StartTransaction it did not store",
     "unclosed_transaction": "the transaction really ended, but the CSMS still holds it open after recovery",
     "duplicate_transaction": "one real transaction is stored more than once",
@@ -191,6 +193,9 @@ def judge(samples: Sequence[Sample], timeline: Timeline, stored: Iterable[Stored
             v = _falsely_busy(s, timeline, rules, excused)
             if v is not None:
                 add(v)
+    if rules.check_busy:
+        for v in _dropped(timeline):
+            add(v)
     stored_list = list(stored) if stored is not None else None
     if rules.check_stored and stored_list is not None:
         for v in _stored(stored_list, timeline, rules):
@@ -283,6 +288,26 @@ def _falsely_busy(s: Sample, tl: Timeline, rules: Rules, excused: set[tuple[str,
                      f"online since t={link_since:.1f}s (recovery window {rules.recovery_window:g}s)",
                      s.t, s.t, 1, s.verdict, _truth(tl, s.cp, s.connector, s.t),
                      tuple(tl.faults_of(s.cp, s.connector, s.end)))
+
+
+def _dropped(tl: Timeline) -> list[Violation]:
+    """Connections the CSMS closed while the charge point still answered (calls, or at least pings).
+
+    The charger reconnects at once, so its verdicts in the gap are not judged (it really
+    was gone): the close itself is the violation, on each of its connectors. A hung
+    charger (heartbeat_stop without answer_calls) may be dropped.
+    """
+    out = []
+    for cp, cpt in tl.charge_points.items():
+        for t, code in cpt.dropped:
+            stop = next((f for f in reversed(cpt.faults) if f.name == "heartbeat_stop" and f.t <= t), None)
+            if cpt.muted_at(t) and (stop is None or not stop.params.get("answer_calls", False)):
+                continue
+            for c in sorted(c for (p, c) in tl.connectors if p == cp) or [0]:
+                out.append(Violation("dropped_charger", cp, c, f"the CSMS closed the charge point's connection at "
+                                     f"t={t:.1f}s (close code {code}) while it was still answering", t, t, 1, None,
+                                     _truth(tl, cp, c, t), tuple(tl.faults_of(cp, c, t))))
+    return out
 
 
 def _stored(stored: list[StoredTransaction], tl: Timeline, rules: Rules) -> list[Violation]:

@@ -77,6 +77,7 @@ class ChargePointTimeline:
     cp: str
     links: list[tuple[float, bool]] = field(default_factory=list)  # (t, connected) changes
     muted: list[tuple[float, bool]] = field(default_factory=list)  # heartbeat_stop .. next connection
+    dropped: list[tuple[float, int | None]] = field(default_factory=list)  # (t, close code): the CSMS closed it
     faults: list[FaultMark] = field(default_factory=list)  # charge-point-wide ones
 
     def connected_at(self, t: float) -> tuple[bool, float]:
@@ -191,6 +192,8 @@ class Timeline:
                 event = r.get("event")
                 if event in ("connected", "closed"):
                     tl.charge_point(cp).links.append((t, event == "connected"))
+                if event == "closed" and r.get("by") == "csms":
+                    tl.charge_point(cp).dropped.append((t, r.get("code")))
             elif kind == "tx":
                 _tx_record(r, cp, t, live, by_local, by_tx_id, tl)
             elif kind in ("out", "in"):

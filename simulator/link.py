@@ -146,6 +146,7 @@ class Link:
         self._conn: OcppConnection | None = None
         self._ws: trio_websocket.WebSocketConnection | None = None
         self._scope: trio.CancelScope | None = None
+        self._ending: str | None = None  # who ends the open connection: "fault" (a cut) or "charge point"
         self._online = trio.Event()
         self._booted = trio.Event()
         self._needs_boot = True
@@ -212,6 +213,7 @@ class Link:
         lose_queue: queued Calls are forgotten now; discard_on_reconnect: ... on the way back.
         """
         self._offline_until = self.now() + offline_for
+        self._ending = "fault"
         self._discard_on_reconnect = self._discard_on_reconnect or discard_on_reconnect
         if reboot:
             self._needs_boot = True
@@ -241,6 +243,7 @@ class Link:
         ws = self._ws
         if ws is None:
             return
+        self._ending = self._ending or "charge point"
         with trio.move_on_after(CLOSE_TIMEOUT):
             await ws.aclose(GOING_AWAY, reason)
 
@@ -314,6 +317,7 @@ class Link:
         self.stats.connects += 1
         self.stats.peak_connected = max(self.stats.peak_connected, self.stats.connected)
         self.trace.write(self.cp_id, "link", event="connected")
+        self._ending = None
         up_since: float | None = None
         try:
             async with trio.open_nursery() as nursery:
@@ -333,13 +337,18 @@ class Link:
                 self.on_up(booted)
             # Here the nursery has waited for the connection to end.
             return None if up_since is None else self.now() - up_since
+        except BaseException:
+            self._ending = self._ending or "charge point"  # our own failure (or the run's end), not the CSMS's
+            raise
         finally:
             self._conn = None
             if self._online.is_set():
                 self._online = trio.Event()
             self._outbox.drop(keep=_transactional)
             self.stats.connected -= 1
-            self.trace.write(self.cp_id, "link", event="closed")
+            # by: "fault" (a cut), "charge point" (its own close or failure), else the CSMS closed it.
+            code = None if ws.closed is None else ws.closed.code
+            self.trace.write(self.cp_id, "link", event="closed", by=self._ending or "csms", code=code)
 
     async def _receive(self, conn: OcppConnection, scope: trio.CancelScope) -> None:
         await conn.run()
