@@ -44,7 +44,7 @@ RECOVERY_MARGIN = 8.0  # s on top of the slowest healing path: the CSMS is busy,
 DEFAULT_FAULTS = (
     "drop_stop_transaction=0.05,available=true",
     "drop_stop_transaction=0.05,available=false",
-    "silent_connector=0.05,ignore_trigger=false",
+    "silent_connector=0.05",
     "reject_remote_start=0.05",
     "accept_remote_start_never_start=0.05",
     "disconnect_mid_session=0.02,back_after=5",
