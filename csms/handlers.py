@@ -106,6 +106,8 @@ class ChargePointHandlers:
                                                stop_time=stop_time, reason=reason, now=now, reconcile=reconcile)
 
         result = await self.ctx.db.write(work)
+        if self.live is not None and result.connector_id is not None:
+            self.live.stops_seen[result.connector_id] = now  # the contradicted-status rule waits a grace from here
         if not result.known:
             log.warning("transaction.stop_unknown charge_point=%s transaction=%s (accepted, nothing to close)",
                         self.cp_id, transaction_id)

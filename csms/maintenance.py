@@ -19,10 +19,12 @@ __all__ = [
     "LiveConnectorRow", "LiveChargePointRow", "SessionActivityRow", "TransactionActivityRow",
     "select_stale_reservations", "select_releasable_statuses", "select_offline_charge_points",
     "select_silent_connectors", "select_orphaned_transactions", "select_idle_sessions",
-    "select_quiet_transactions", "threshold",
+    "select_quiet_transactions", "select_contradicted_statuses", "TRANSACTION_STATUSES", "threshold",
 ]
 
 STALE_RESERVATION_STATUSES = frozenset({"PendingPayment", "Authorized", "StartRequested"})
+# OCPP 1.6 statuses that say a transaction is ongoing on the connector.
+TRANSACTION_STATUSES = frozenset({"Charging", "SuspendedEV", "SuspendedEVSE"})
 
 
 class ActionKind(StrEnum):
@@ -33,6 +35,7 @@ class ActionKind(StrEnum):
     CLOSE_ORPHANED = "close_orphaned"
     END_IDLE_SESSION = "end_idle_session"
     PROBE_QUIET_TRANSACTION = "probe_quiet_transaction"
+    PROBE_CONTRADICTED_STATUS = "probe_contradicted_status"
 
 
 @dataclass(frozen=True)
@@ -275,4 +278,37 @@ def select_quiet_transactions(rows: Iterable[TransactionActivityRow], *, now: da
         out.append(Action(ActionKind.PROBE_QUIET_TRANSACTION, r.charge_point_id, r.connector_id, str(r.transaction_id),
                           f"open transaction but no MeterValues, StatusNotification or transaction message for "
                           f"{_human(silent)} (limit {_human(quiet)}; last: {what}): asking for the connector's status"))
+    return out
+
+
+def select_contradicted_statuses(live: Iterable[LiveConnectorRow], *, now: datetime, grace: timedelta | None,
+                                 online: set[str], open_tx_connectors: set[tuple[str, int]],
+                                 closed_at: Mapping[tuple[str, int], datetime],
+                                 asked: Mapping[tuple[str, int], datetime]) -> list[Action]:
+    """Live Charging/SuspendedEV/SuspendedEVSE with no open transaction for longer than `grace`, on a charge
+    point that is online: TriggerMessage StatusNotification for that connector.
+
+    A connector that reports no status of its own keeps whatever it last answered a trigger with; if
+    that was Charging, it stays busy after its transaction ends. The grace runs from the newest of the
+    status, the close of the connector's last transaction (a charger sends its own status right after
+    its StopTransaction) and our own last ask, so a connector is asked once per status and then at
+    most once per grace.
+    """
+    if grace is None:
+        return []
+    out = []
+    for r in live:
+        key = (r.charge_point_id, r.connector_id)
+        if (r.connector_id <= 0 or r.status not in TRANSACTION_STATUSES or r.charge_point_id not in online
+                or key in open_tx_connectors):
+            continue
+        moments = [("StatusNotification", r.updated_at), ("transaction closed", closed_at.get(key)),
+                   ("our last TriggerMessage", asked.get(key))]
+        since, at = max(((w, _utc(t)) for w, t in moments if t is not None), key=lambda wt: wt[1])
+        age = _age(now, at)
+        if age <= grace:
+            continue
+        out.append(Action(ActionKind.PROBE_CONTRADICTED_STATUS, r.charge_point_id, r.connector_id, r.status,
+                          f"live status {r.status} says a transaction is ongoing but none is open, for {_human(age)} "
+                          f"(grace {_human(grace)}; since: {since}): asking for the connector's status"))
     return out

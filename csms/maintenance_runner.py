@@ -13,6 +13,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 
 import trio
 from sqlalchemy import func, select, union, update
@@ -25,9 +26,10 @@ from .context import Context
 from .db.cleanup_store import audit, force_end_session
 from .db.database import Database
 from .db.models import ChargingSession, ConnectorStatus, PaymentReservation, Transaction
-from .db.ocpp_store import close_transaction_estimated
+from .db.ocpp_store import ESTIMATED_REASONS, close_transaction_estimated
 from .maintenance import (
     STALE_RESERVATION_STATUSES,
+    TRANSACTION_STATUSES,
     Action,
     ActionKind,
     LiveChargePointRow,
@@ -38,6 +40,7 @@ from .maintenance import (
     StatusRow,
     Thresholds,
     TransactionActivityRow,
+    select_contradicted_statuses,
     select_idle_sessions,
     select_offline_charge_points,
     select_orphaned_transactions,
@@ -204,28 +207,32 @@ async def run_once(ctx: Context, *, dry_run: bool = False, nursery: trio.Nursery
     actions += select_quiet_transactions(
         (r for r in _activity_rows(snap, seen_live) if str(r.transaction_id) not in closing),
         now=now, quiet=th.quiet_transaction, online=online, probed=probed)
+    actions += await _contradicted_statuses(ctx, snap, th, now, live_connectors, online, seen_live)
     probes: list[tuple[LiveChargePoint, Action]] = []
     for a in actions:
         applied = False
         if not dry_run:
             if a.kind is ActionKind.MARK_OFFLINE:
                 applied = await _mark_offline(ctx, a, seen_live[a.charge_point_id], nursery)
-            elif a.kind is ActionKind.PROBE_QUIET_TRANSACTION:
+            elif a.kind in (ActionKind.PROBE_QUIET_TRANSACTION, ActionKind.PROBE_CONTRADICTED_STATUS):
                 live = seen_live[a.charge_point_id]
                 applied = ctx.registry.get(a.charge_point_id) is live  # not replaced or dropped meanwhile
                 if applied:
-                    live.quiet_probes[int(a.subject)] = now
+                    if a.kind is ActionKind.PROBE_QUIET_TRANSACTION:
+                        live.quiet_probes[int(a.subject)] = now
+                    else:
+                        live.status_probes[a.connector_id] = now
                     probes.append((live, a))
             else:
                 applied = await ctx.db.write(_apply_db_action(a, now))
         _log(a, applied=applied, dry_run=dry_run)
     if nursery is not None:
         for live, a in probes:
-            nursery.start_soon(_probe_quiet_transaction, ctx, live, a)
+            nursery.start_soon(_ask_status, ctx, live, a)
     elif probes:
         async with trio.open_nursery() as inline:
             for live, a in probes:
-                inline.start_soon(_probe_quiet_transaction, ctx, live, a)
+                inline.start_soon(_ask_status, ctx, live, a)
     return actions
 
 
@@ -248,8 +255,46 @@ def _activity_rows(snap: Snapshot, live_by_id: dict[str, LiveChargePoint]) -> li
     return rows
 
 
-async def _probe_quiet_transaction(ctx: Context, live: LiveChargePoint, a: Action) -> None:
-    """TriggerMessage StatusNotification for a quiet transaction's connector; the answer is logged and audited."""
+async def _contradicted_statuses(ctx: Context, snap: Snapshot, th: Thresholds, now: datetime,
+                                 live_connectors: dict[tuple[str, int], LiveConnectorRow], online: set[str],
+                                 live_by_id: dict[str, LiveChargePoint]) -> list[Action]:
+    """Live transaction statuses on connectors with no open transaction, due for a TriggerMessage.
+
+    A transaction's close counts from when we learned of it: a StopTransaction's arrival (the
+    live registry; its timestamp is the charger's clock, which may be hours off), or the stored
+    stop time of a transaction we closed ourselves (unlock, idle timeout), which is our clock.
+    """
+    open_keys = {(t.charge_point_id, t.connector_id) for t in snap.open_transactions}
+    suspects = {r.charge_point_id for k, r in live_connectors.items()
+                if r.status in TRANSACTION_STATUSES and k not in open_keys and r.charge_point_id in online}
+    if th.status_grace is None or not suspects:
+        return []
+    forced = await ctx.db.read(partial(_newest_forced_closes, suspects))
+    closed_at, asked = {}, {}
+    for cp_id in suspects:
+        live = live_by_id[cp_id]
+        for c, at in live.stops_seen.items():
+            closed_at[(cp_id, c)] = at
+        for c, at in live.status_probes.items():
+            asked[(cp_id, c)] = at
+    for key, at in forced.items():
+        closed_at[key] = _newest(closed_at.get(key), at)
+    return select_contradicted_statuses(live_connectors.values(), now=now, grace=th.status_grace, online=online,
+                                        open_tx_connectors=open_keys, closed_at=closed_at, asked=asked)
+
+
+def _newest_forced_closes(cp_ids: set[str], s: Session) -> dict[tuple[str, int], datetime]:
+    """Per connector of these charge points: when we last closed a transaction ourselves (no StopTransaction)."""
+    rows = s.execute(select(Transaction.charge_point_id, Transaction.connector_id, func.max(Transaction.stop_time))
+                     .where(Transaction.charge_point_id.in_(sorted(cp_ids)),
+                            Transaction.stop_reason.in_(sorted(ESTIMATED_REASONS)),
+                            Transaction.stop_time.is_not(None))
+                     .group_by(Transaction.charge_point_id, Transaction.connector_id))
+    return {(cp_id, c): as_utc(at) for cp_id, c, at in rows}
+
+
+async def _ask_status(ctx: Context, live: LiveChargePoint, a: Action) -> None:
+    """TriggerMessage StatusNotification for a probed connector; the answer is logged and audited."""
     # Short, as for silent connectors: a charger that ignores triggers must not hold its connection for long.
     commands = ChargePointCommands(live.connection, timeout=min(10.0, ctx.settings.call_timeout_seconds))
     try:

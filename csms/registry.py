@@ -37,6 +37,10 @@ class LiveChargePoint:
     meter_seen: dict[int, datetime] = field(default_factory=dict)
     # Open transactions we sent a quiet-transaction TriggerMessage for, and when.
     quiet_probes: dict[int, datetime] = field(default_factory=dict)
+    # When a StopTransaction last arrived for each connector (our clock, not the charger's timestamp).
+    stops_seen: dict[int, datetime] = field(default_factory=dict)
+    # Connectors we sent a contradicted-status TriggerMessage for, and when.
+    status_probes: dict[int, datetime] = field(default_factory=dict)
 
 
 class Registry:

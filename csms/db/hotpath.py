@@ -39,7 +39,8 @@ _SQL = {
                     "meter_start = :meter, updated_at = :now WHERE id = :id",
     "set_reservation": f"UPDATE {_RES} SET status = :status, updated_at = :now WHERE id = :id "
                        "AND status NOT IN ('Completed', 'Cancelled', 'Failed')",
-    "tx_for_stop": f"SELECT meter_start, stop_time FROM {_TX} WHERE id = :id AND charge_point_id = :cp",
+    "tx_for_stop": f"SELECT meter_start, stop_time, connector_id FROM {_TX} "
+                   "WHERE id = :id AND charge_point_id = :cp",
     "close_tx": f"UPDATE {_TX} SET meter_stop = :meter, stop_time = :at, stop_reason = :reason WHERE id = :id",
     "open_session_of_tx": f"SELECT id, tariff, reservation_id FROM {_CS} WHERE transaction_id = :tx "
                           "AND end_time IS NULL LIMIT 1",

@@ -175,6 +175,7 @@ class StopResult:
     session_id: str | None
     energy_wh: int | None = None
     fee: str | None = None
+    connector_id: int | None = None  # of the transaction, when known
 
 
 def stop_transaction(
@@ -197,17 +198,17 @@ def stop_transaction(
     row = hot.run(cur, "tx_for_stop", {"id": tx_id, "cp": cp_id}).fetchone()
     if row is None:
         return StopResult(known=False, reconciled=False, session_id=None)
-    meter_start, already_stopped = row
+    meter_start, already_stopped, connector_id = row
     if already_stopped is not None:
         if not reconcile:
-            return StopResult(known=True, reconciled=False, session_id=None)
+            return StopResult(known=True, reconciled=False, session_id=None, connector_id=connector_id)
         return _late_stop(s, tx_id, meter_stop=meter_stop, stop_time=stop_time, reason=reason, now=now)
     reason = reason or "Local"
     t_stop, t_now = hot.time(stop_time), hot.time(now)
     hot.run(cur, "close_tx", {"id": tx_id, "meter": meter_stop, "at": t_stop, "reason": reason})
     cs = hot.run(cur, "open_session_of_tx", {"tx": tx_id}).fetchone()
     if cs is None:
-        return StopResult(known=True, reconciled=False, session_id=None)
+        return StopResult(known=True, reconciled=False, session_id=None, connector_id=connector_id)
     session_id, tariff, reservation_id = cs
     st = billing.settle(meter_start, Decimal(tariff), meter_stop=meter_stop)
     hot.run(cur, "end_session", {"id": session_id, "end": t_stop, "meter": st.end_meter_wh, "energy": st.energy_wh,
@@ -215,7 +216,7 @@ def stop_transaction(
     if reservation_id:
         hot.run(cur, "set_reservation", {"id": reservation_id, "status": ReservationStatus.COMPLETED.value,
                                          "now": t_now})
-    return StopResult(True, False, session_id, st.energy_wh, str(st.fee))
+    return StopResult(True, False, session_id, st.energy_wh, str(st.fee), connector_id)
 
 
 def _late_stop(s: Session, tx_id: int, *, meter_stop: int, stop_time: datetime, reason: str | None,
@@ -224,10 +225,11 @@ def _late_stop(s: Session, tx_id: int, *, meter_stop: int, stop_time: datetime, 
     tx = s.get(Transaction, tx_id)
     session = _session_for(s, tx.id)
     if tx.stop_reason not in ESTIMATED_REASONS:
-        return StopResult(known=True, reconciled=False, session_id=session.id if session else None)
+        return StopResult(known=True, reconciled=False, session_id=session.id if session else None,
+                          connector_id=tx.connector_id)
     tx.meter_stop, tx.stop_time, tx.stop_reason = meter_stop, stop_time, reason or "Local"
     if session is None:
-        return StopResult(known=True, reconciled=True, session_id=None)
+        return StopResult(known=True, reconciled=True, session_id=None, connector_id=tx.connector_id)
     # The real figures replace our estimate; the session keeps why it was ended early.
     st = billing.settle(tx.meter_start, session.tariff, meter_stop=meter_stop)
     session.end_time = stop_time
@@ -235,7 +237,7 @@ def _late_stop(s: Session, tx_id: int, *, meter_stop: int, stop_time: datetime, 
     session.meter_source = st.source.value
     session.reconciled = True
     session.updated_at = now
-    return StopResult(True, True, session.id, st.energy_wh, str(st.fee))
+    return StopResult(True, True, session.id, st.energy_wh, str(st.fee), tx.connector_id)
 
 
 # Stop reasons we write ourselves when a StopTransaction never came.
