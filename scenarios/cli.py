@@ -48,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=int, default=7, help="one seed decides fleets, cars and faults (default 7)")
     run.add_argument("--scale", type=int, default=None, metavar="N",
                      help="charge points in the chaos scenario (default 50 quick, 200 full)")
+    run.add_argument("--jobs", "-j", type=int, default=4, metavar="N",
+                     help="scenarios run at once, each worker with its own embedded CSMS (default 4; 1 = one by one)")
     run.add_argument("--report", default="reports", metavar="DIR", help="report folder (default reports/)")
     run.add_argument("--db", default=None, metavar="URL",
                      help="database of the embedded CSMS (default: fresh temporary SQLite), e.g. "
@@ -92,6 +94,9 @@ def pytest_args(args: argparse.Namespace, rest: list[str]) -> list[str]:
                         ("--api-url", args.api_url), ("--api-token", args.api_token), ("--adapter", args.adapter)):
         if value is not None:
             out += [flag, str(value)]
+    jobs = min(args.jobs, len(paths) if args.names else args.jobs)
+    if jobs > 1:
+        out += ["-n", str(jobs), "--dist", "load"]
     for extra in args.csms_arg:
         out.append(f"--csms-arg={extra}")
     return out + rest

@@ -13,8 +13,11 @@ Load it with `-p scenarios.plugin`; `unstuck-scenarios run` does.
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import secrets
+import shutil
+import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -22,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from .adapters.base import CsmsAdapter
+from .adapters.base import CsmsAdapter, NotSupportedError
 from .adapters.unstuck_rest import UnstuckRestAdapter
 from .embedded import CsmsEndpoint, Timings, start_embedded
 from .meta import info_of
@@ -50,6 +53,17 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "scenario: a catalogue scenario")
     config._scenario_records = []  # type: ignore[attr-defined]
     config._scenario_started = time.time()  # type: ignore[attr-defined]
+    if not _is_worker(config):  # the records of an earlier run in the same folder are not this run's
+        shutil.rmtree(_records_dir(config), ignore_errors=True)
+
+
+def _is_worker(config: pytest.Config) -> bool:
+    """Under pytest-xdist (`--jobs`), each worker runs some scenarios; the controller writes the reports."""
+    return hasattr(config, "workerinput")
+
+
+def _records_dir(config: pytest.Config) -> Path:
+    return Path(config.getoption("report_dir")) / "records"
 
 
 # ------------------------------------------------------------------ fixtures
@@ -125,6 +139,11 @@ def truth(oracle: ScenarioRun):
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]):
     outcome = yield
     rep = outcome.get_result()
+    if rep.when == "call" and call.excinfo is not None:
+        missing = _not_supported(call.excinfo.value)
+        if missing is not None:  # the CSMS behind the adapter cannot answer this scenario's question
+            rep.outcome = "skipped"
+            rep.longrepr = (str(item.path), 0, f"Skipped: the CSMS cannot answer: {missing}")
     run = item.stash.get(RUN, None)
     record = item.stash.get(RECORD, None)
     if record is None:
@@ -145,11 +164,17 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]):
                 record.update(run.record())
             except Exception as exc:  # a broken report must not hide the verdict
                 record["reportError"] = repr(exc)
-        item.config._scenario_records.append(record)  # type: ignore[attr-defined]
+        # One file per scenario: workers of a parallel run share nothing else with the controller.
+        out = _records_dir(item.config)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / f"{record['name']}.json").write_text(json.dumps(record, default=str), encoding="utf-8")
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    records = getattr(session.config, "_scenario_records", None)
+    if _is_worker(session.config):
+        return
+    records = [json.loads(p.read_text(encoding="utf-8")) for p in sorted(_records_dir(session.config).glob("*.json"))]
+    session.config._scenario_records = records  # type: ignore[attr-defined]
     if not records:
         return
     from .report.html import write_html
@@ -183,6 +208,18 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
                   f"{report_dir / 'junit.xml'}  traces in {report_dir / 'traces'}")
 
 
+def _not_supported(exc: BaseException) -> NotSupportedError | None:
+    """The NotSupportedError inside `exc` (trio wraps task errors in exception groups), if any."""
+    if isinstance(exc, NotSupportedError):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = _not_supported(inner)
+            if found is not None:
+                return found
+    return None
+
+
 def _info(item: pytest.Item):
     """The @scenario metadata of a test (pytest-trio wraps the function, the module keeps it)."""
     fn = getattr(getattr(item, "module", None), getattr(item, "originalname", item.name), None)
@@ -191,6 +228,9 @@ def _info(item: pytest.Item):
 
 def _say(config: pytest.Config, line: str) -> None:
     """A progress line on the terminal, even while pytest captures the test's output."""
+    if _is_worker(config):  # an xdist worker's stderr is the terminal's
+        print(f"[{config.workerinput['workerid']}] {line}", file=sys.__stderr__, flush=True)  # type: ignore[attr-defined]
+        return
     reporter = config.pluginmanager.get_plugin("terminalreporter")
     capman = config.pluginmanager.get_plugin("capturemanager")
     if reporter is None:
