@@ -15,7 +15,7 @@ TARIFF = Decimal("0.29")
 
 @scenario(code="LRS", purpose="reservation created, payment abandoned -> connector held until the reservation "
                               "timeout, then free and startable",
-          seed="001 Common false positives: Lingering reservation", quick_s=22)
+          seed="001 Common false positives: Lingering reservation", quick_s=20)
 async def test_lingering_reservation(fleet, oracle, csms):
     f = await fleet()
     cp = f.ids[0]

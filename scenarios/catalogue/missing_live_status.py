@@ -14,7 +14,7 @@ SILENT_AT = 2.0  # s after the fleet started: while the charger is rebooting
 
 @scenario(code="MLS", purpose="stored Preparing, reboot, car gone, connector never reported after boot -> CSMS asks "
                               "for its status and reports it free within the status grace",
-          seed="001 Common false positives: Missing live status", quick_s=10)
+          seed="001 Common false positives: Missing live status", quick_s=9)
 async def test_missing_live_status(fleet, oracle, csms):
     f = await fleet(f"silent_connector=@{SILENT_AT},ignore_trigger=false,connectors=1", connectors=2)
     cp = f.ids[0]

@@ -13,7 +13,7 @@ QUIET_AT = 1.0  # s after the fleet started: no OCPP message from here on
 
 @scenario(code="PNG", purpose="no Heartbeat, only WebSocket pings/pongs -> stays online, idle connectors free "
                               "for several heartbeat timeouts",
-          seed="001 Signals: WebSocket presence (open WebSocket, no Heartbeat)", quick_s=15)
+          seed="001 Signals: WebSocket presence (open WebSocket, no Heartbeat)", quick_s=14)
 async def test_pings_without_heartbeat(fleet, oracle, csms):
     f = await fleet(f"heartbeat_stop=@{QUIET_AT},answer_calls=true", connectors=2)
     cp = f.ids[0]

@@ -16,7 +16,7 @@ TARIFF = Decimal("0.35")
 
 @scenario(code="RRS", purpose="remote start Rejected / Accepted-but-never-started on a charger that reports no "
                               "status -> both connectors stay free",
-          seed="001 Common false positives: Race after remote start", quick_s=8)
+          seed="001 Common false positives: Race after remote start", quick_s=5)
 async def test_race_after_remote_start(fleet, oracle, csms):
     f = await fleet("reject_remote_start=1,connectors=1", "accept_remote_start_never_start=1,connectors=2",
                     "silent_connector=1,ignore_trigger=true", connectors=2)

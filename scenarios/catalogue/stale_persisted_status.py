@@ -13,7 +13,7 @@ SILENT_AT = 2.5  # s after the fleet started: while the charger is away
 
 @scenario(code="SPS", purpose="stored Preparing, car gone while the charger was away, no live status -> busy "
                               "only while the stored status is fresh, then free",
-          seed="001 Common false positives: Stale persisted status", quick_s=15)
+          seed="001 Common false positives: Stale persisted status", quick_s=16)
 async def test_stale_persisted_status(fleet, oracle, csms):
     f = await fleet(f"silent_connector=@{SILENT_AT},ignore_trigger=true,connectors=1")
     cp = f.ids[0]

@@ -15,7 +15,7 @@ TARIFF = Decimal("0.31")
 
 @scenario(code="UTX", purpose="StopTransaction lost, connector reported Available -> orphaned transaction closed "
                               "with the last meter sample, connector free",
-          seed="001 Common false positives: Unclosed transaction (StopTransaction never received)", quick_s=12)
+          seed="001 Common false positives: Unclosed transaction (StopTransaction never received)", quick_s=10)
 async def test_unclosed_transaction(fleet, oracle, csms):
     f = await fleet("drop_stop_transaction=1,available=true", connectors=2)
     cp = f.ids[0]

@@ -16,7 +16,7 @@ TARIFF = Decimal("0.42")
 
 @scenario(code="UTQ", purpose="StopTransaction lost and no status after the car left -> quiet transaction "
                               "probed, closed with the last meter sample, connector free",
-          seed="001 Common false positives: Unclosed transaction (offline charger, watchdog missing)", quick_s=16)
+          seed="001 Common false positives: Unclosed transaction (offline charger, watchdog missing)", quick_s=15)
 async def test_unclosed_transaction_silent(fleet, oracle, csms):
     f = await fleet("drop_stop_transaction=1,available=false", connectors=2)
     cp = f.ids[0]
