@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 
 REPORT ?= reports
 
-.PHONY: help setup run serve scenarios-full test test-fast lint bench clean
+.PHONY: help setup run serve scenarios-full test test-fast lint bench loadtest clean
 
 help:
 	@echo "make run    - set up .venv, run the quick scenario profile against an embedded CSMS, print the HTML report's path"
@@ -17,6 +17,7 @@ help:
 	@echo "make scenarios-full - the full profile (chaos with 200 charge points); DB=postgresql+psycopg://... for PostgreSQL"
 	@echo "make lint   - ruff"
 	@echo "make bench  - benchmark: 100 and 1000 raw OCPP connections against a fresh CSMS"
+	@echo "make loadtest - locust: a fresh CSMS, USERS=500 RATE=50 TIME=60s (WORKERS=2: distributed), reports/load* and the oracle's summary"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +47,14 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m loadtests.bench --cps 100 --duration 15
 	$(BIN)/python -m loadtests.bench --cps 1000 --duration 15
+
+# Locust against a fresh `csms serve` (SQLite in a temporary folder); exits with locust's exit code.
+USERS   ?= 500
+RATE    ?= 50
+TIME    ?= 60s
+WORKERS ?= 0
+loadtest: $(STAMP)
+	$(BIN)/python -m loadtests.run --users $(USERS) --rate $(RATE) --time $(TIME) --workers $(WORKERS) --report '$(REPORT)'
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache

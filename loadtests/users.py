@@ -62,7 +62,9 @@ class ChargePointUser(User):
         self.cp.car_arrives()
 
     def on_stop(self) -> None:
-        self.cp.driving = False  # no new cars; the charge point stays connected for the oracle
+        cp = getattr(self, "cp", None)  # None: stopped before on_start got that far
+        if cp is not None:
+            cp.driving = False  # no new cars; the charge point stays connected for the oracle
 
 
 class ApiUser(FastHttpUser):
