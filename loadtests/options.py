@@ -1,8 +1,8 @@
 """The locustfile's own command-line options, and the plain settings they become.
 
-Locust parses them (`--help` lists them under "Custom arguments", each has an
-`UNSTUCK_*` environment fallback) and, in a distributed run, sends the master's
-values to every worker. `LoadOptions.from_parsed` turns them into frozen data the
+Locust parses them (each but `--fault` has an `UNSTUCK_*` environment fallback; the
+web UI shows them, `--help` does not, since locust prints it before loading a
+locustfile) and, in a distributed run, sends the master's values to every worker. `LoadOptions.from_parsed` turns them into frozen data the
 rest of the package reads; fault options use the simulator's own syntax and parser
 (`unstuck-sim --fault NAME=RATE[,key=value]`), so the two never drift apart.
 """

@@ -3,7 +3,7 @@
 Locust runs on gevent and monkey-patches sockets, threads and selectors, so the
 synchronous websockets client cooperates as it is: its background reader
 "thread" is a greenlet and a blocking `recv` yields to the hub (checked by
-`tests/loadtests/test_wire.py` with a few hundred connections on one process).
+`tests/loadtests/test_pieces.py` with 100 connections at once in one patched process).
 No trio here, and no second event loop.
 
 `Link` is the gevent twin of the simulator's trio `Link` (simulator/link.py), with

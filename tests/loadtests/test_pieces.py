@@ -141,3 +141,22 @@ def test_websockets_sync_client_cooperates_with_gevent_monkey_patching(tmp_path)
     res = json.loads(done.stdout.strip().splitlines()[-1])
     assert res["results"] == [3] * 100  # every BootNotification got its CallResult
     assert res["wall"] < 10, res  # one after another would take 100 s
+
+
+def test_loadtests_never_import_the_csms_themselves():
+    """Through the front door only: OCPP and REST; `csms serve` is started as a subprocess.
+
+    (The simulator's package, whose pure modules the charge points reuse, brings the shared
+    OCPP-J layer `csms.ocppj` along, as it does for the scenarios.)
+    """
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2] / "loadtests"
+    offenders = []
+    for path in sorted(root.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])
+            offenders += [f"{path.name}: {n}" for n in names if n == "csms" or n.startswith("csms.")]
+    assert offenders == []
