@@ -22,6 +22,7 @@ from typing import Any
 import trio
 import trio_websocket
 from trio_websocket import open_websocket_url
+from wsproto.utilities import LocalProtocolError
 
 from csms.ocppj import (
     SUBPROTOCOL,
@@ -297,6 +298,10 @@ class Link:
                     self.stats.connect_failures += 1
                     self.trace.write(self.cp_id, "link", event="connect_failed", why=_why(exc))
                 except trio_websocket.ConnectionClosed:
+                    pass
+                except LocalProtocolError:
+                    # trio-websocket answers a ping that crosses our close frame with a pong wsproto
+                    # refuses in the closing state: the connection is ending anyway.
                     pass
                 except Exception as exc:  # a bug must not take the fleet down: count it, show it, go on
                     self.stats.errors["crash"] += 1
