@@ -23,6 +23,7 @@ import json
 import random
 import socket
 import time
+import traceback
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -232,14 +233,13 @@ class Link:
     def run(self) -> None:
         """Connect, serve, reconnect with back-off; returns once `close` was called (run it in a greenlet)."""
         failures = 0
-        attempts = 0
         while not self._closing:
             wait = self._offline_until - self.now()
             if wait > 0:
                 gevent.sleep(wait)
                 if self._closing:
                     return
-            attempts += 1
+            self._ending = None
             up_for = None
             t0 = time.perf_counter()
             try:
@@ -248,14 +248,19 @@ class Link:
             except (OSError, InvalidHandshake, InvalidURI, TimeoutError) as exc:
                 self.on_request_ws(t0, exc)
                 self.trace.write(self.cp_id, "link", event="connect_failed", why=_why(exc))
+            except Exception as exc:  # noqa: BLE001 - a bug must not end this charge point: show it, try again
+                self.trace.write(self.cp_id, "error", what="connect", why=_why(exc))
             else:
                 self.on_request_ws(t0, None)
-                with ws:
-                    up_for = self._serve(ws)
+                try:
+                    with ws:
+                        up_for = self._serve(ws)
+                except Exception as exc:  # noqa: BLE001 - as above, and the trace has the details
+                    self.trace.write(self.cp_id, "error", what="crash", why=_why(exc), tb=traceback.format_exc())
             if self._closing:
                 return
             if self._ending == "fault":
-                continue  # the fault set when to come back
+                continue  # a fault cut this connection and set when to come back
             served = up_for is not None and up_for >= MIN_SERVED_S
             failures = 0 if served else failures + 1
             base = 1.0 if served else min(BACKOFF_MAX, 2.0 ** max(0, failures - 1))
@@ -357,8 +362,6 @@ class Link:
         text = _dumps([2, uid, action, payload])
         self.trace.write(self.cp_id, "out", frame=text)
         t0 = time.perf_counter()
-        exc: BaseException | None = None
-        length = 0
         try:
             try:
                 ws.send(text)
@@ -368,14 +371,14 @@ class Link:
                 result, length = ar.get(timeout=self.call_timeout)
             except gevent.Timeout:
                 raise CallTimeoutError(f"{action}: no answer within {self.call_timeout:g} s") from None
-            return result
-        except WireError as e:
-            exc = e
+        except WireError as exc:
+            if not (isinstance(exc, LinkDownError) and self._ending is not None):  # our own cut is no failure
+                self.on_request("OCPP", action, (time.perf_counter() - t0) * 1000.0, 0, exc)
             raise
-        finally:
+        finally:  # also when the connection's greenlets are killed mid-call: then nothing is reported
             self._pending.pop(uid, None)
-            if not (isinstance(exc, LinkDownError) and self._ending is not None):
-                self.on_request("OCPP", action, (time.perf_counter() - t0) * 1000.0, length, exc)
+        self.on_request("OCPP", action, (time.perf_counter() - t0) * 1000.0, length, None)
+        return result
 
     def _answer(self, ws: Any, uid: str, action: str, payload: Payload) -> None:
         try:
