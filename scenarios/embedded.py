@@ -99,11 +99,15 @@ class EmbeddedCsms:
 
 
 def start_embedded(db_url: str, workdir: Path, *, timings: Timings = Timings(), extra: Sequence[str] = (),
-                   timeout: float = 60.0) -> EmbeddedCsms:
-    """Start `csms serve` on free ports; returns once it listens (or raises RuntimeError with its log)."""
+                   timeout: float = 60.0, name: str = "csms") -> EmbeddedCsms:
+    """Start `csms serve` on free ports; returns once it listens (or raises RuntimeError with its log).
+
+    Its log goes to `workdir/{name}.log` (one per parallel worker).
+    """
     workdir.mkdir(parents=True, exist_ok=True)
     ports = workdir / f"csms-ports-{os.getpid()}-{time.monotonic_ns()}.json"
-    log_path = workdir / "csms.log"
+    log_path = workdir / f"{name}.log"
+    log_path.unlink(missing_ok=True)
     token = "scenarios-" + secrets.token_hex(12)
     args = [
         "serve", "--db", db_url, "--ocpp-port", "0", "--http-port", "0", "--ports-file", str(ports),

@@ -86,7 +86,9 @@ def csms_endpoint(pytestconfig: pytest.Config, run_settings: RunSettings,
         return
     workdir = tmp_path_factory.mktemp("csms")
     db = opt("db") or f"sqlite:///{workdir / 'csms.db'}"
-    embedded = start_embedded(db, run_settings.report_dir, timings=Timings(), extra=opt("csms_arg"))
+    worker = getattr(pytestconfig, "workerinput", {}).get("workerid")
+    embedded = start_embedded(db, run_settings.report_dir, timings=Timings(), extra=opt("csms_arg"),
+                              name=f"csms-{worker}" if worker else "csms")
     _say(pytestconfig, f"embedded CSMS: {embedded.endpoint.ocpp_url} + {embedded.endpoint.api_url} on {db} "
                        f"(log {embedded.endpoint.log_path})")
     try:
