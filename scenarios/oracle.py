@@ -361,9 +361,14 @@ def _energy(x: SimTransaction, row: StoredTransaction, v, rules: Rules) -> list[
             out.append(v("lost_stop", f"StopTransaction meterStop={x.stop_meter_sent} was acknowledged, the CSMS "
                                       f"stored meterStop={row.meter_stop} ({row.stop_reason})"))
     elif real is not None and stored_e is not None:
+        # The CSMS must bill at least the energy it had acknowledged evidence of, and never more than was
+        # delivered. With every message through, that is "within one meter sample"; what a fault lost on the
+        # way (a queue dropped by a reboot or a lost reconnect) no CSMS can know.
         step = x.sample_step_wh()
-        if not real - step - 1 <= stored_e <= real + 1:
-            out.append(v("wrong_energy", f"force-ended with {stored_e} Wh; the charge point delivered {real} Wh "
+        floor = min(x.evidenced_wh(), real)
+        if not (floor - 1 <= stored_e <= real + 1 and (x.acked_samples or real - step - 1 <= stored_e)):
+            out.append(v("wrong_energy", f"force-ended with {stored_e} Wh; the charge point delivered {real} Wh, "
+                                         f"its acknowledged meter samples showed {x.evidenced_wh()} Wh "
                                          f"(one meter sample is up to {step} Wh)"))
     s = row.session
     if s is None or s.energy_wh is None:

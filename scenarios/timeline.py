@@ -106,12 +106,17 @@ class SimTransaction:
     stop_acked: bool = False  # a StopTransaction for it got a CallResult
     stop_meter_sent: int | None = None
     samples: list[int] = field(default_factory=list)  # Energy.Active.Import.Register values sent
+    acked_samples: list[int] = field(default_factory=list)  # ... of those, the ones the CSMS acknowledged
 
     @property
     def energy_wh(self) -> int | None:
         if self.meter_end is None:
             return None
         return max(0, self.meter_end - self.meter_start)
+
+    def evidenced_wh(self) -> int:
+        """Energy the CSMS had acknowledged evidence of (its best meter sample), 0 without any."""
+        return max(0, max(self.acked_samples, default=self.meter_start) - self.meter_start)
 
     def sample_step_wh(self) -> int:
         """The largest jump between consecutive readings the CSMS could have seen (one sample's worth)."""
@@ -260,6 +265,10 @@ def _frame(r: dict[str, Any], cp: str, kind: str, calls: dict, by_tx_id: dict) -
             tx = by_tx_id.get((cp, call[1].get("transactionId")))
             if tx is not None:
                 tx.stop_acked = True
+        elif call is not None and call[0] == "MeterValues" and call[1].get("transactionId") is not None:
+            tx = by_tx_id.get((cp, call[1]["transactionId"]))
+            if tx is not None:
+                tx.acked_samples.extend(_registers(call[1]))
     return None
 
 

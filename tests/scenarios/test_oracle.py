@@ -390,15 +390,17 @@ def test_a_stop_that_was_sent_but_not_acknowledged_is_judged_like_a_force_end():
     b.sample(2.5, 1, 400)
     b.end(3.0, 1, 500, ack=None, unplug=True)  # sent, never answered: the CSMS may not have it
     assert run(b, [], honest_rows(b, meter_stop=500), end=100.0) == []
-    assert run(b, [], honest_rows(b, meter_stop=400), end=100.0) == []  # one sample short: allowed
-    assert run(b, [], honest_rows(b, meter_stop=299), end=100.0) == []  # a whole sample (200 Wh) short
-    assert run(b, [], honest_rows(b, meter_stop=298), end=100.0) == [("wrong_energy", "CP1", 1)]
+    assert run(b, [], honest_rows(b, meter_stop=400), end=100.0) == []  # the last acknowledged sample: allowed
+    assert run(b, [], honest_rows(b, meter_stop=399), end=100.0) == []  # 1 Wh of rounding
+    # Less than the CSMS had acknowledged evidence of (400 Wh) is wrong, however small the step.
+    assert run(b, [], honest_rows(b, meter_stop=398), end=100.0) == [("wrong_energy", "CP1", 1)]
 
 
 @pytest.mark.parametrize(("meter_stop", "ok"), [
-    (700, True), (600, True), (399, True), (701, True),  # real 700 Wh, one sample is up to 300 Wh
-    (398, False), (702, False), (0, False), (2000, False)])
-def test_a_force_ended_transaction_is_stored_within_one_meter_sample(meter_stop, ok):
+    # real 700 Wh; the CSMS acknowledged samples up to 600 Wh (one sample is up to 300 Wh)
+    (700, True), (600, True), (599, True), (701, True),
+    (598, False), (399, False), (702, False), (0, False), (2000, False)])
+def test_a_force_ended_transaction_is_stored_between_its_evidence_and_the_truth(meter_stop, ok):
     b = dropped_stop()
     x = Timeline.from_records(b.records).transactions[0]
     assert (x.energy_wh, x.sample_step_wh()) == (700, 300)
@@ -561,3 +563,19 @@ def test_a_csms_that_always_says_free_is_caught_exactly_when_a_car_charged_for_t
     else:
         (v,) = j.violations
         assert (v.kind, v.count, v.t, v.last_t) == ("falsely_free", len(caught), caught[0], caught[-1])
+
+
+def test_energy_lost_with_a_dropped_queue_is_not_held_against_the_csms():
+    """Samples sent but never acknowledged (a reconnect dropped the queue): the CSMS bills its evidence."""
+    b = TraceBuilder()
+    b.online(0.0)
+    b.start(1.0, meter=0, transaction_id=5)
+    b.sample(2.0, 1, 100)
+    b.sample(3.0, 1, 200, ack=False)  # in flight when the link went down; lost
+    b.sample(4.0, 1, 300, ack=False)
+    b.end(5.0, 1, 400, ack=None, unplug=True)
+    x = Timeline.from_records(b.records).transactions[0]
+    assert (x.evidenced_wh(), x.energy_wh) == (100, 400)
+    assert run(b, [], honest_rows(b, meter_stop=100), end=100.0) == []
+    assert run(b, [], honest_rows(b, meter_stop=99), end=100.0) == []
+    assert run(b, [], honest_rows(b, meter_stop=98), end=100.0) == [("wrong_energy", "CP1", 1)]

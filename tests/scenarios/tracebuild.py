@@ -117,8 +117,11 @@ class TraceBuilder:
         self.write(t, "tx", connector=tx.connector, event="answered", local_id=tx.local_id,
                    transaction_id=transaction_id, auth="Accepted")
 
-    def sample(self, t: float, connector: int, register_wh: int, *, unit: str = "Wh") -> None:
-        """A periodic MeterValues of the running transaction (with its transactionId once known)."""
+    def sample(self, t: float, connector: int, register_wh: int, *, unit: str = "Wh", ack: bool = True) -> None:
+        """A periodic MeterValues of the running transaction (with its transactionId once known).
+
+        ack=False: sent, never answered (lost with the link).
+        """
         tx = self.running[connector]
         value = str(register_wh) if unit == "Wh" else str(register_wh / 1000)
         payload: dict[str, Any] = {"connectorId": connector, "meterValue": [{
@@ -130,7 +133,8 @@ class TraceBuilder:
         if tx.transaction_id is not None:
             payload["transactionId"] = tx.transaction_id
         uid = self.call(t, "MeterValues", payload)
-        self.result(t, uid, {})
+        if ack:
+            self.result(t, uid, {})
 
     def car_full(self, t: float, connector: int, register_wh: float) -> None:
         self.apply(t, connector, Event.CAR_FULL, register_wh)
