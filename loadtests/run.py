@@ -8,7 +8,8 @@
 It starts `csms serve` the way the scenarios do (scenarios/embedded.py: a
 subprocess on free ports, a fresh SQLite file in a temporary folder unless --db,
 `--allow-unknown-chargers`, an admin token, maintenance timings shortened to
-seconds), runs `locust -f loadtests/locustfile.py --headless` with `--csv
+seconds; plus lab mode where the CSMS has it: any id tag, no cap on charge points
+registered at boot), runs `locust -f loadtests/locustfile.py --headless` with `--csv
 REPORT/load --html REPORT/load.html`, stops the CSMS and exits with locust's exit
 code: non-zero when a request failed or the oracle found a violation
 (REPORT/oracle_summary.txt says which).
@@ -54,6 +55,18 @@ DEFAULT_FAULTS = (
     "unlock_failed=0.1",
     "slow_responses=0.02,min=0.2,max=2",
 )
+
+
+# A load bench's lab mode, where this CSMS has the flags: every id tag accepted (the cars' tags are
+# made up) and no cap on charge points registered at their first boot (there are hundreds).
+LAB_FLAGS = (("--accept-unknown-id-tags",), ("--max-auto-registered", "1000000"))
+
+
+def lab_mode_flags() -> list[str]:
+    """The LAB_FLAGS that `csms serve --help` lists (a build without them still runs)."""
+    done = subprocess.run([sys.executable, "-m", "csms", "serve", "--help"], capture_output=True, text=True,
+                          timeout=120)
+    return [part for flag, *value in LAB_FLAGS if flag in done.stdout for part in (flag, *value)]
 
 
 def _cpu_and_peak_rss(pid: int) -> tuple[float, float] | None:
@@ -108,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     window = args.recovery_window or LOAD_TIMINGS.recovery_window + RECOVERY_MARGIN
     print(f"[loadtest] starting csms serve ({'fresh SQLite in ' + str(tmp) if not args.db else args.db}); "
           f"its log will be {report / 'csms.log'}", flush=True)
-    csms = start_embedded(db_url, tmp, timings=LOAD_TIMINGS, extra=args.csms_arg)
+    csms = start_embedded(db_url, tmp, timings=LOAD_TIMINGS, extra=[*lab_mode_flags(), *args.csms_arg])
     started = time.monotonic()
     ep = csms.endpoint
     common = [

@@ -44,12 +44,13 @@ PROBE = textwrap.dedent("""
 
     out = {"cp": cp.id}
     assert cp.car_arrives()
-    for _ in range(100):
-        plug = next(p for p in cp.plugs.values() if p.tx is not None) if any(
-            p.tx is not None for p in cp.plugs.values()) else None
-        if plug is not None and plug.tx.transaction_id is not None:
+    plug = None
+    for _ in range(200):
+        plug = next((p for p in cp.plugs.values() if p.tx is not None and p.tx.transaction_id is not None), None)
+        if plug is not None:
             break
         gevent.sleep(0.05)
+    assert plug is not None, "no StartTransaction answered within 10 s"
     charging = plug.model.connector_id
     gevent.sleep(1.5)  # a meter value or two
     out["GetConfiguration"] = call("GetConfiguration", {"key": ["MeterValueSampleInterval", "Nope"]})
