@@ -11,9 +11,9 @@ import subprocess
 import sys
 import textwrap
 
-import pytest
+from tests.loadtests import needs_locust
 
-pytest.importorskip("locust", reason="the load tests need locust (the dev/load extras)")
+pytestmark = needs_locust
 
 from tests.support.server import ADMIN_TOKEN, start_csms  # noqa: E402
 

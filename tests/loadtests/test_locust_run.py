@@ -13,9 +13,9 @@ import re
 import subprocess
 import sys
 
-import pytest
+from tests.loadtests import needs_locust
 
-pytest.importorskip("locust", reason="the load tests need locust (the dev/load extras)")
+pytestmark = needs_locust
 
 FAST_MAINTENANCE = ["--csms-arg=--maintenance-interval-seconds=0.5", "--csms-arg=--quiet-transaction-seconds=3",
                     "--csms-arg=--heartbeat-interval=5"]

@@ -13,8 +13,9 @@ import pytest
 
 from scenarios.adapters.base import BUSY, FREE
 from simulator.errors import ConfigError
+from tests.loadtests import needs_locust
 
-pytest.importorskip("locust", reason="the load tests need locust (the dev/load extras)")
+pytestmark = needs_locust
 
 from loadtests.judgement import (  # noqa: E402 - after the skip
     SyncRestAdapter,
