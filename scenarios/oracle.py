@@ -57,6 +57,7 @@ KINDS = {
 
 # Faults after which the CSMS cannot know the truth without an admin: the charger lies or says nothing.
 BLINDING_FAULTS = frozenset({"stuck_status"})
+_STOP_LOSING = frozenset({"drop_stop_transaction", "reboot"})  # the end of a transaction never reported
 _CENT = Decimal("0.01")
 
 
@@ -256,7 +257,10 @@ def _blinded(tl: Timeline, cp: str, connector: int, t: float) -> bool:
     if names & BLINDING_FAULTS:
         return True
     ignores_triggers = any(f.name == "silent_connector" and f.params.get("ignore_trigger", True) for f in faults)
-    return ignores_triggers and "drop_stop_transaction" in names
+    # ... and a transaction's end never reached the CSMS: only a status could tell, and none comes.
+    return ignores_triggers and any(f.name in _STOP_LOSING or (f.name == "disconnect_mid_session"
+                                                              and not f.params.get("replay", True))
+                                    for f in faults)
 
 
 def _falsely_busy(s: Sample, tl: Timeline, rules: Rules, excused: set[tuple[str, int]]) -> Violation | None:

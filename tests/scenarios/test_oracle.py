@@ -579,3 +579,20 @@ def test_energy_lost_with_a_dropped_queue_is_not_held_against_the_csms():
     assert run(b, [], honest_rows(b, meter_stop=100), end=100.0) == []
     assert run(b, [], honest_rows(b, meter_stop=99), end=100.0) == []
     assert run(b, [], honest_rows(b, meter_stop=98), end=100.0) == [("wrong_energy", "CP1", 1)]
+
+
+@pytest.mark.parametrize("loss", ["reboot", "disconnect_replay_false"])
+def test_a_trigger_ignoring_connector_that_lost_its_stop_is_excused(loss):
+    """silent_connector(ignore_trigger) + a fault that loses the StopTransaction: no CSMS can learn the end."""
+    from scenarios.oracle import _blinded
+    from scenarios.timeline import FaultMark
+
+    tl = Timeline()
+    tl.connector("CP1", 1).faults.append(FaultMark(0.1, "silent_connector", 1, {"ignore_trigger": True}))
+    mark = (FaultMark(2.0, "reboot", None, {}) if loss == "reboot"
+            else FaultMark(2.0, "disconnect_mid_session", None, {"replay": False}))
+    tl.charge_point("CP1").faults.append(mark)
+    assert _blinded(tl, "CP1", 1, 5.0)
+    assert not _blinded(tl, "CP1", 1, 1.0)  # before the loss: the CSMS could still have known
+    tl.connector("CP1", 1).faults[0] = FaultMark(0.1, "silent_connector", 1, {"ignore_trigger": False})
+    assert not _blinded(tl, "CP1", 1, 5.0)  # a connector that answers triggers can be asked
