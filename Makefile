@@ -12,7 +12,7 @@ REPORT ?= reports
 
 help:
 	@echo "make run    - set up .venv, run the quick scenario profile against an embedded CSMS, print the HTML report's path"
-	@echo "make serve  - set up .venv and start the CSMS alone on SQLite ($(DB)); Ctrl-C stops it"
+	@echo "make serve  - set up .venv and start the CSMS alone on SQLite ($(DB)) in lab mode; Ctrl-C stops it"
 	@echo "make test   - set up .venv and run the whole test suite"
 	@echo "make scenarios-full - the full profile (chaos with 200 charge points); DB=postgresql+psycopg://... for PostgreSQL"
 	@echo "make lint   - ruff"
@@ -32,8 +32,9 @@ setup: $(STAMP)
 run: $(STAMP)
 	$(BIN)/unstuck-scenarios run --profile quick --report '$(REPORT)'
 
+# Lab mode for a bench: any charge point id and any id tag (both say so loudly at start-up).
 serve: $(STAMP)
-	$(BIN)/csms serve --db '$(DB)' --allow-unknown-chargers
+	$(BIN)/csms serve --db '$(DB)' --allow-unknown-chargers --accept-unknown-id-tags
 
 scenarios-full: $(STAMP)
 	$(BIN)/unstuck-scenarios run --profile full --report '$(REPORT)' $(if $(filter postgresql%,$(DB)),--db '$(DB)')

@@ -14,9 +14,11 @@ from .config import (
     TEST_BREAKS,
     ApiToken,
     Settings,
+    check_tokens,
     env_flag,
     parse_test_breaks,
     parse_tokens,
+    parse_tokens_file,
 )
 
 __all__ = ["main", "build_parser", "settings_from_args"]
@@ -24,13 +26,16 @@ __all__ = ["main", "build_parser", "settings_from_args"]
 log = logging.getLogger("csms")
 
 EPILOG = """examples:
-  csms serve                                   # SQLite file ./unstuck.db, OCPP on :9000, REST on :8000
-  csms serve --allow-unknown-chargers --api-token admin:s3cret-admin
+  csms serve --api-tokens-file /etc/csms/tokens --tls-cert cert.pem --tls-key key.pem   # a site
+  csms chargers add CP001 --password-stdin < cp001.pw   # provision a charge point (and its station)
+  csms id-tags import tags.csv                          # idTag,status,expiryDate,parentIdTag
+  csms serve --allow-unknown-chargers --accept-unknown-id-tags   # lab mode, for test benches only
   csms serve --db postgresql+psycopg://postgres@127.0.0.1:5432/test
   csms serve --ocpp-port 0 --http-port 0 --ports-file /tmp/ports.json   # free ports, written as JSON
 
-Charge points connect to ws://HOST:OCPP_PORT/ocpp/{chargePointId} with subprotocol ocpp1.6.
-REST: http://HOST:HTTP_PORT/api/..., OpenAPI docs at /docs, /health and /metrics.
+Charge points connect to ws://HOST:OCPP_PORT/ocpp/{chargePointId} (wss:// with --tls-cert) with
+subprotocol ocpp1.6 and HTTP Basic auth (user: the id, password: its own; OCPP security profiles 1/2).
+REST: http(s)://HOST:HTTP_PORT/api/..., OpenAPI docs at /docs, /health and /metrics.
 """
 
 
@@ -80,9 +85,29 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--http-host", default=_env("CSMS_HTTP_HOST", "127.0.0.1"))
     serve.add_argument("--http-port", type=int, default=int(_env("CSMS_HTTP_PORT", "8000")), help="0 picks a free port")
     serve.add_argument("--allow-unknown-chargers", action="store_true", default=env_flag("CSMS_ALLOW_UNKNOWN"),
-                       help="accept any charge point id; its first boot registers it and a station (env CSMS_ALLOW_UNKNOWN=1)")
-    serve.add_argument("--api-token", action="append", default=[], metavar="ROLE:TOKEN",
-                       help="REST bearer token, role admin or user; repeatable (env CSMS_API_TOKENS='admin:...,user:...')")
+                       help="LAB MODE, test benches only: any charge point id connects without a password and its "
+                            "first boot registers it and a station (env CSMS_ALLOW_UNKNOWN=1). Charge points that "
+                            "have a password still need it")
+    serve.add_argument("--max-auto-registered", type=int, default=int(_env("CSMS_MAX_AUTO_REGISTERED", "100")),
+                       metavar="N", help="lab mode registers at most N charge points, ever; unknown ids beyond are "
+                                         "refused (default %(default)s)")
+    serve.add_argument("--accept-unknown-id-tags", action="store_true",
+                       default=env_flag("CSMS_ACCEPT_UNKNOWN_ID_TAGS"),
+                       help="test benches: id tags not in the list are Accepted instead of Invalid "
+                            "(env CSMS_ACCEPT_UNKNOWN_ID_TAGS=1)")
+    serve.add_argument("--api-token", action="append", default=[], metavar="ROLE[:NAME]:TOKEN",
+                       help="REST bearer token, role admin or user, NAME the actor in audit events (default: the "
+                            "role); repeatable (env CSMS_API_TOKENS='admin:alice:...,user:...'). Visible to local "
+                            "users in the process list: prefer --api-tokens-file")
+    serve.add_argument("--api-tokens-file", default=_env("CSMS_API_TOKENS_FILE", "") or None, metavar="FILE",
+                       help="one ROLE:NAME:TOKEN per line, '#' comments (env CSMS_API_TOKENS_FILE)")
+    serve.add_argument("--tls-cert", default=_env("CSMS_TLS_CERT", "") or None, metavar="PEM",
+                       help="certificate chain: OCPP on wss:// and REST on https:// (security profile 2)")
+    serve.add_argument("--tls-key", default=_env("CSMS_TLS_KEY", "") or None, metavar="PEM",
+                       help="the certificate's private key")
+    serve.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",
+                       help="allow browser pages from ORIGIN (e.g. https://app.example.com) to call the REST API; "
+                            "repeatable (env CSMS_CORS_ORIGINS, comma-separated). Default: CORS off")
     serve.add_argument("--call-timeout-seconds", type=float, default=30.0,
                        help="how long a CSMS -> charge point call waits for its answer (default 30)")
     serve.add_argument("--heartbeat-interval", type=int, default=300, help="seconds, sent in BootNotification (default 300)")
@@ -111,11 +136,51 @@ def build_parser() -> argparse.ArgumentParser:
     maint.add_argument("--dry-run", action="store_true", help="print what would be done; change nothing")
     _add_maintenance(maint)
     _add_logging(maint)
+
+    chargers = sub.add_parser("chargers", help="provision charge points: ids and passwords")
+    csub = chargers.add_subparsers(dest="chargers_command", required=True, metavar="ACTION")
+    add = csub.add_parser("add", help="register a charge point (and a station of the same id) and/or set its password",
+                          description="Registers ID if new, with a station of the same id, and with --password-stdin "
+                                      "sets or replaces its HTTP Basic password (the first line of standard input; "
+                                      "16 to 40 printable characters; stored as a salted scrypt hash only). Takes "
+                                      "effect at once, also for a running csms serve on the same database.")
+    add.add_argument("id", help="the charge point id (printable ASCII, at most 48, no ':' or '/')")
+    add.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    _add_db(add)
+    _add_logging(add)
+    lst = csub.add_parser("list", help="every charge point, whether it has a password, when it last booted")
+    _add_db(lst)
+    _add_logging(lst)
+
+    tags = sub.add_parser("id-tags", help="the id tag list: who may charge")
+    tsub = tags.add_subparsers(dest="tags_command", required=True, metavar="ACTION")
+    imp = tsub.add_parser("import", help="add or replace tags from a CSV file",
+                          description="CSV with a header line: idTag,status,expiryDate,parentIdTag (status Accepted, "
+                                      "Blocked, Expired or Invalid, default Accepted; expiryDate ISO 8601, optional). "
+                                      "Tags in the file are added or replaced; tags not in it are left alone. "
+                                      "Nothing is imported if any line is wrong.")
+    imp.add_argument("file", help="the CSV file ('-' reads standard input)")
+    _add_db(imp)
+    _add_logging(imp)
+    tlist = tsub.add_parser("list", help="every tag in the list")
+    _add_db(tlist)
+    _add_logging(tlist)
     return parser
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
     tokens = parse_tokens(list(args.api_token) or [os.environ.get("CSMS_API_TOKENS", "")])
+    if args.api_tokens_file:
+        try:
+            tokens += parse_tokens_file(args.api_tokens_file)
+        except OSError as exc:
+            raise ValueError(f"cannot read --api-tokens-file: {exc}") from None
+    check_tokens(tokens)
+    if bool(args.tls_cert) != bool(args.tls_key):
+        raise ValueError("--tls-cert and --tls-key go together")
+    if args.max_auto_registered < 0:
+        raise ValueError("--max-auto-registered must be 0 or more")
+    cors = list(args.cors_origin) or [o.strip() for o in os.environ.get("CSMS_CORS_ORIGINS", "").split(",")]
     return Settings(
         db_url=args.db,
         ocpp_host=args.ocpp_host,
@@ -123,7 +188,12 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         http_host=args.http_host,
         http_port=args.http_port,
         allow_unknown_chargers=args.allow_unknown_chargers,
+        max_auto_registered=args.max_auto_registered,
+        accept_unknown_id_tags=args.accept_unknown_id_tags,
         api_tokens=tuple(tokens),
+        cors_origins=tuple(o for o in cors if o),
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
         call_timeout_seconds=args.call_timeout_seconds,
         heartbeat_interval=args.heartbeat_interval,
         max_frame_bytes=args.max_frame_bytes,
@@ -152,11 +222,15 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"csms: {exc}", file=sys.stderr)
         return 2
+    if args.api_tokens_file and os.stat(args.api_tokens_file).st_mode & 0o077:
+        log.warning("api.tokens_file_readable_by_others file=%s (chmod 600 it)", args.api_tokens_file)
     if not settings.api_tokens:
         token = secrets.token_urlsafe(18)
         settings = Settings(**{**settings.__dict__, "api_tokens": (ApiToken("admin", token, "generated-admin"),)})
-        log.warning("api.no_tokens_configured generated an admin token for this run: %s "
-                    "(set --api-token admin:TOKEN or CSMS_API_TOKENS to choose your own)", token)
+        path = _write_generated_token(token)
+        log.warning("api.no_tokens_configured generated an admin token for this run, named generated-admin; it is in "
+                    "%s (readable by this user only; tokens are never logged). Choose your own with "
+                    "--api-tokens-file FILE (ROLE:NAME:TOKEN lines)", path)
     for name in sorted(settings.test_breaks):
         log.warning("test_break.on name=%s: %s (a known bug switched back on for mutation testing; "
                     "never run this in production)", name, TEST_BREAKS[name])
@@ -165,6 +239,128 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     except OSError as exc:
         log.error("csms.failed_to_start %s", exc)
         return 1
+    return 0
+
+
+def _write_generated_token(token: str) -> str:
+    """A generated token goes to a file only its owner can read, never to the log."""
+    import tempfile
+
+    fd, path = tempfile.mkstemp(prefix="csms-admin-token-", text=True)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(token + "\n")
+    return path
+
+
+def _open_db(url: str):
+    from .db.database import Database
+    from .db.engine import create_schema, make_engine
+
+    engine = make_engine(url)
+    create_schema(engine)
+    return engine, Database(engine)
+
+
+def _actor() -> str:
+    import getpass
+
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli"
+
+
+def _print_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    for r in [header, tuple("-" * w for w in widths), *rows]:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+
+
+def _cmd_chargers(args: argparse.Namespace) -> int:
+    from .chargepoint_auth import charge_point_id_problem, hash_password, password_problem
+    from .clock import SystemClock, iso
+    from .db import credential_store
+    from .db.cleanup_store import audit
+
+    engine, db = _open_db(args.db)
+    try:
+        if args.chargers_command == "list":
+            rows = db.run_sync(credential_store.list_chargers)
+            _print_table(("id", "password", "registered", "last boot", "last seen"),
+                         [(r.id, "set" if r.password_set else "-", iso(r.registered_at) or "-",
+                           iso(r.last_boot_at) or "-", iso(r.last_seen_at) or "-") for r in rows])
+            print(f"\n{len(rows)} charge point(s), {sum(r.password_set for r in rows)} with a password.")
+            return 0
+        problem = charge_point_id_problem(args.id)
+        if problem:
+            print(f"csms: {problem}", file=sys.stderr)
+            return 2
+        pw_hash = None
+        if args.password_stdin:
+            password = sys.stdin.readline().rstrip("\r\n")
+            problem = password_problem(password)
+            if problem:
+                print(f"csms: {problem}", file=sys.stderr)
+                return 2
+            pw_hash = hash_password(password)
+        now, actor = SystemClock().now(), _actor()
+
+        def work(s):
+            result = credential_store.provision(s, args.id, pw_hash, now)
+            audit(s, actor=actor, action="charge_point.provisioned", at=now, charge_point_id=args.id,
+                  created=result.created, passwordChanged=pw_hash is not None)
+            return result
+
+        result = db.run_sync(work)
+    finally:
+        engine.dispose()
+    what = "added" if result.created else "already registered"
+    station = f", station {args.id} created" if result.station_created else ""
+    pw = "password set" if pw_hash else ("password unchanged" if result.password_set else "NO password")
+    print(f"charge point {args.id} {what}{station}; {pw}")
+    if not result.password_set:
+        print("  it cannot connect until it has one (outside lab mode): "
+              f"csms chargers add {args.id} --password-stdin", file=sys.stderr)
+    return 0
+
+
+def _cmd_id_tags(args: argparse.Namespace) -> int:
+    from .clock import SystemClock, iso
+    from .db import id_tag_store
+    from .db.cleanup_store import audit
+    from .id_tags import CsvError, parse_csv
+
+    if args.tags_command == "import":
+        try:
+            text = sys.stdin.read() if args.file == "-" else open(args.file, encoding="utf-8-sig").read()
+            records = parse_csv(text)
+        except (OSError, CsvError) as exc:
+            print(f"csms: {args.file}: {exc}", file=sys.stderr)
+            return 2
+    engine, db = _open_db(args.db)
+    try:
+        if args.tags_command == "list":
+            rows = db.run_sync(id_tag_store.list_tags)
+            _print_table(("idTag", "status", "expiryDate", "parentIdTag"),
+                         [(r.id_tag, r.status.value, iso(r.expiry_date) or "-", r.parent_id_tag or "-") for r in rows])
+            print(f"\n{len(rows)} tag(s).")
+            return 0
+        now, actor = SystemClock().now(), _actor()
+
+        def work(s) -> tuple[int, int]:
+            created = updated = 0
+            for record in records:
+                existed = id_tag_store.lookup(s, record.id_tag) is not None
+                id_tag_store.upsert(s, record, now)
+                created, updated = created + (not existed), updated + existed
+            audit(s, actor=actor, action="id_tag.imported", at=now, subject=os.path.basename(args.file),
+                  created=created, updated=updated)
+            return created, updated
+
+        created, updated = db.run_sync(work)
+    finally:
+        engine.dispose()
+    print(f"{args.file}: {len(records)} tag(s) imported: {created} new, {updated} replaced.")
     return 0
 
 
@@ -204,7 +400,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     setup_logging(args.log_level, args.log_format)
-    handlers = {"serve": _cmd_serve, "maintenance": _cmd_maintenance}
+    handlers = {"serve": _cmd_serve, "maintenance": _cmd_maintenance, "chargers": _cmd_chargers,
+                "id-tags": _cmd_id_tags}
     return handlers[args.command](args)
 
 

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 
-__all__ = ["Settings", "ApiToken", "parse_tokens", "DEFAULT_DB_URL", "TEST_BREAKS", "parse_test_breaks"]
+__all__ = ["Settings", "ApiToken", "parse_tokens", "parse_tokens_file", "check_tokens", "DEFAULT_DB_URL",
+           "TEST_BREAKS", "parse_test_breaks"]
 
 DEFAULT_DB_URL = "sqlite:///unstuck.db"
 
@@ -14,29 +17,61 @@ DEFAULT_DB_URL = "sqlite:///unstuck.db"
 @dataclass(frozen=True)
 class ApiToken:
     role: str  # "admin" or "user"
-    token: str
-    name: str
+    token: str = field(repr=False)  # never in a repr, a log line or an error message
+    name: str  # who holds it: the actor of audit events
+
+
+_NAME = re.compile(r"[A-Za-z0-9_.@-]{1,64}")
+
+
+def _parse_token(item: str, where: str) -> ApiToken:
+    parts = item.split(":")
+    if len(parts) == 2:
+        role, token = parts
+        name = role
+    elif len(parts) == 3:
+        role, name, token = parts
+    else:
+        raise ValueError(f"API token {where} must be ROLE:TOKEN or ROLE:NAME:TOKEN")
+    if role not in ("admin", "user"):
+        raise ValueError(f"API token role {role!r} ({where}) must be 'admin' or 'user'")
+    if not _NAME.fullmatch(name):
+        raise ValueError(f"API token name {name!r} ({where}) must be 1 to 64 of A-Z a-z 0-9 _ . @ -")
+    if len(token) < 8:
+        raise ValueError(f"API token {name!r} ({where}) is too short (8 characters at least)")
+    return ApiToken(role=role, token=token, name=name)
 
 
 def parse_tokens(items: list[str]) -> list[ApiToken]:
-    """`ROLE:TOKEN` or `ROLE:NAME:TOKEN` items (also comma-separated) -> tokens."""
+    """`ROLE:TOKEN` or `ROLE:NAME:TOKEN` items (also comma-separated) -> tokens (ROLE:TOKEN is named ROLE)."""
     tokens = []
     for raw in items:
         for item in filter(None, (p.strip() for p in raw.split(","))):
-            parts = item.split(":")
-            if len(parts) == 2:
-                role, token = parts
-                name = role
-            elif len(parts) == 3:
-                role, name, token = parts
-            else:
-                raise ValueError(f"API token {item!r} must be ROLE:TOKEN or ROLE:NAME:TOKEN")
-            if role not in ("admin", "user"):
-                raise ValueError(f"API token role {role!r} must be 'admin' or 'user'")
-            if len(token) < 8:
-                raise ValueError(f"API token for {role} is too short (8 characters at least)")
-            tokens.append(ApiToken(role=role, token=token, name=name))
+            tokens.append(_parse_token(item, f"number {len(tokens) + 1}"))
     return tokens
+
+
+def parse_tokens_file(path: str | Path) -> list[ApiToken]:
+    """One ROLE:NAME:TOKEN (or ROLE:TOKEN) per line; blank lines and `#` comments are skipped.
+
+    A file keeps tokens off the command line, where any local user reads them in /proc/PID/cmdline.
+    """
+    text = Path(path).read_text(encoding="utf-8")
+    tokens = []
+    for n, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if line and not line.startswith("#"):
+            tokens.append(_parse_token(line, f"on line {n} of {path}"))
+    return tokens
+
+
+def check_tokens(tokens: list[ApiToken]) -> None:
+    """Two tokens with the same secret would make the actor ambiguous."""
+    seen: dict[str, str] = {}
+    for t in tokens:
+        if t.token in seen:
+            raise ValueError(f"API tokens {seen[t.token]!r} and {t.name!r} are the same secret")
+        seen[t.token] = t.name
 
 
 # Hidden switches for mutation testing (`csms serve --test-break NAME`): each brings back one
@@ -70,8 +105,13 @@ class Settings:
     ocpp_port: int = 9000
     http_host: str = "127.0.0.1"
     http_port: int = 8000
-    allow_unknown_chargers: bool = False
+    allow_unknown_chargers: bool = False  # lab mode: see csms.chargepoint_auth.decide_handshake
+    max_auto_registered: int = 100  # lab mode registers at most this many charge points, ever
+    accept_unknown_id_tags: bool = False  # test benches: tags not in the list are Accepted
     api_tokens: tuple[ApiToken, ...] = ()
+    cors_origins: tuple[str, ...] = ()  # empty: no CORS headers at all (browsers refuse cross-origin calls)
+    tls_cert: str | None = None  # PEM certificate chain; with tls_key, OCPP is wss:// and REST https://
+    tls_key: str | None = None
     call_timeout_seconds: float = 30.0
     heartbeat_interval: int = 300
     max_frame_bytes: int = 64 * 1024
@@ -87,6 +127,7 @@ class Settings:
     orphan_grace_seconds: float = 120.0
     session_idle_hours: float = 0.0
     quiet_transaction_seconds: float = 600.0
+    start_timeout_seconds: float = 180.0
     # Known bugs switched back on, for mutation testing only (see TEST_BREAKS).
     test_breaks: frozenset[str] = frozenset()
 

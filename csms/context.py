@@ -23,8 +23,18 @@ class Context:
     registry: Registry
     # Charge point ids allowed to connect (loaded at start, grown by registration).
     known_charge_points: set[str] = field(default_factory=set)
+    # Ids with an accepted BootNotification (ever): only these may send anything but Boot and Heartbeat.
+    accepted_charge_points: set[str] = field(default_factory=set)
+    # Lab mode: how many charge points it registered (ever), and the unknown ids it let in that
+    # have not booted yet (each holds one of the --max-auto-registered slots meanwhile).
+    auto_registered: int = 0
+    pending_registrations: set[str] = field(default_factory=set)
     payments: PaymentProvider = field(default_factory=SimulatedPaymentProvider)
     _connector_locks: dict[tuple[str, int], trio.Lock] = field(default_factory=dict)
+
+    def registration_slots_left(self, cp_id: str) -> int:
+        others = len(self.pending_registrations - {cp_id})
+        return self.settings.max_auto_registered - self.auto_registered - others
 
     def connector_lock(self, cp_id: str, connector_id: int) -> trio.Lock:
         """Serialises check-then-act flows (start, payment, unlock) on one connector."""

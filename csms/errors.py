@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = ["CsmsError", "NotFoundError", "BadRequestError", "ConflictError", "ChargerOfflineError",
-           "ConnectorBusyError", "ChargePointTimeoutError", "ChargePointError"]
+           "ConnectorBusyError", "ChargePointTimeoutError", "ChargePointError", "IdTagNotAcceptedError"]
 
 
 class CsmsError(Exception):
@@ -63,3 +63,13 @@ class ChargePointError(CsmsError):
 
     status = 502
     code = "ChargePointError"
+
+
+class IdTagNotAcceptedError(CsmsError):
+    """The id tag list says no (Blocked, Expired, Invalid, ConcurrentTx): nothing is sent to the charge point."""
+
+    status = 403
+    code = "IdTagNotAccepted"
+
+    def __init__(self, id_tag: str, status: str) -> None:
+        super().__init__(f"Id tag {id_tag} may not start a charge: {status}", idTag=id_tag, idTagStatus=status)

@@ -15,8 +15,12 @@ from ocpp.routing import on
 from . import metering
 from .clock import iso, parse_iso
 from .context import Context
-from .db import ocpp_store
-from .metrics import LATE_STOPS
+from .db import id_tag_store, ocpp_store
+from .db.cleanup_store import audit
+from .db.credential_store import AUTO_REGISTERED
+from .id_tags import IdTagInfo
+from .metrics import BOOTS_REJECTED, CALLS_NOT_ACCEPTED, ID_TAG_ANSWERS, LATE_STOPS
+from .ocppj import OcppCallError
 from .registry import LiveChargePoint, LiveConnector
 
 __all__ = ["ChargePointHandlers"]
@@ -33,18 +37,48 @@ class ChargePointHandlers:
         self.cp_id = cp_id
         self.live: LiveChargePoint | None = None
 
+    def _require_accepted(self, action: str) -> None:
+        """OCPP 1.6 §4.2: until a BootNotification is Accepted a charge point SHALL NOT send other
+        requests. A charge point never accepted (on this connection or before) gets CallError
+        SecurityError, which is what OCPP 2.0.1's boot use cases (B02/B03) prescribe for a station
+        that is not Accepted; Heartbeat alone is let through, it changes nothing."""
+        if self.cp_id not in self.ctx.accepted_charge_points:
+            CALLS_NOT_ACCEPTED.labels(action).inc()
+            raise OcppCallError("SecurityError", f"{action} refused: this charge point has no accepted "
+                                "BootNotification; send BootNotification first")
+
+    def _id_tag_answer(self, message: str, id_tag: str, info: IdTagInfo, **where: Any) -> dict[str, Any]:
+        ID_TAG_ANSWERS.labels(message, info.status.value).inc()
+        if not info.accepted:
+            extra = "".join(f" {k}={v}" for k, v in where.items())
+            log.warning("id_tag.not_accepted message=%s charge_point=%s id_tag=%s status=%s%s",
+                        message, self.cp_id, id_tag, info.status.value, extra)
+        return info.payload()
+
     @on("BootNotification")
     async def on_boot_notification(self, charge_point_vendor: str, charge_point_model: str, **kw: Any):
         ctx, now = self.ctx, self.ctx.clock.now()
         known = self.cp_id in ctx.known_charge_points
+        if not known and (not ctx.settings.allow_unknown_chargers
+                          or ctx.auto_registered >= ctx.settings.max_auto_registered):
+            # Lab mode's bound (the handshake holds a slot for each unknown id it admits, so this
+            # is only a race's last line): not registered, and Rejected, so it cannot charge.
+            BOOTS_REJECTED.labels("auto_register_limit").inc()
+            log.warning("charge_point.boot_rejected charge_point=%s (lab mode registered --max-auto-registered=%d "
+                        "charge points already)", self.cp_id, ctx.settings.max_auto_registered)
+            return {"status": "Rejected", "currentTime": iso(now), "interval": ctx.settings.heartbeat_interval}
         work = _boot_work(self.cp_id, charge_point_vendor, charge_point_model, kw, now, register=not known)
         if known:
             ctx.db.submit(work)
         else:
             if await ctx.db.write(work):
-                log.info("charge_point.registered charge_point=%s vendor=%s model=%s",
-                         self.cp_id, charge_point_vendor, charge_point_model)
+                ctx.auto_registered += 1
+                log.info("charge_point.registered charge_point=%s vendor=%s model=%s (lab mode, %d of at most %d)",
+                         self.cp_id, charge_point_vendor, charge_point_model, ctx.auto_registered,
+                         ctx.settings.max_auto_registered)
             ctx.known_charge_points.add(self.cp_id)
+            ctx.pending_registrations.discard(self.cp_id)
+        ctx.accepted_charge_points.add(self.cp_id)
         if self.live is not None:
             self.live.booted_at = now
             self.live.heartbeat_interval = ctx.settings.heartbeat_interval
@@ -59,6 +93,7 @@ class ChargePointHandlers:
 
     @on("StatusNotification")
     def on_status_notification(self, connector_id: int, error_code: str, status: str, **_kw: Any):
+        self._require_accepted("StatusNotification")
         now = self.ctx.clock.now()
         if self.live is not None:
             self.live.connectors[connector_id] = LiveConnector(status, error_code, now)
@@ -69,43 +104,64 @@ class ChargePointHandlers:
         return {}
 
     @on("Authorize")
-    def on_authorize(self, id_tag: str):
-        return _ACCEPTED
+    async def on_authorize(self, id_tag: str):
+        self._require_accepted("Authorize")
+        ctx, now = self.ctx, self.ctx.clock.now()
+        info = await ctx.db.read(lambda s: id_tag_store.judge(
+            s, id_tag, now=now, accept_unknown=ctx.settings.accept_unknown_id_tags))
+        return {"idTagInfo": self._id_tag_answer("Authorize", id_tag, info)}
 
     @on("StartTransaction")
     async def on_start_transaction(self, connector_id: int, id_tag: str, meter_start: int, timestamp: str, **_kw: Any):
-        now = self.ctx.clock.now()
+        self._require_accepted("StartTransaction")
+        ctx, now = self.ctx, self.ctx.clock.now()
         start_time = parse_iso(timestamp) or now
 
         def work(s):
-            return ocpp_store.start_transaction(s, self.cp_id, connector_id, id_tag, meter_start, start_time, now)
+            # The transaction is stored whatever the tag's answer: an OCPP 1.6 charge point stops a
+            # transaction whose idTagInfo is not Accepted (configuration key StopTransactionOnInvalidId)
+            # with a StopTransaction that names this transactionId. Judged in the same unit of work, so two
+            # starts with one tag at once cannot both pass the ConcurrentTx check.
+            started = ocpp_store.start_transaction(s, self.cp_id, connector_id, id_tag, meter_start, start_time, now)
+            info = id_tag_store.judge(s, id_tag, now=now, accept_unknown=ctx.settings.accept_unknown_id_tags,
+                                      starting=started.transaction_id, check_concurrent=True)
+            return started, info
 
-        result = await self.ctx.db.write(work)
+        result, info = await ctx.db.write(work)
+        id_tag_info = self._id_tag_answer("StartTransaction", id_tag, info, connector=connector_id,
+                                          transaction=result.transaction_id)
         if result.repeated:
             log.warning("transaction.start_repeated charge_point=%s connector=%s transaction=%s "
                         "(same StartTransaction again; answered with the same id)",
                         self.cp_id, connector_id, result.transaction_id)
-            return {"transactionId": result.transaction_id, "idTagInfo": {"status": "Accepted"}}
+            return {"transactionId": result.transaction_id, "idTagInfo": id_tag_info}
         for old in result.superseded:
             log.warning("transaction.superseded charge_point=%s connector=%s transaction=%s by=%s",
                         self.cp_id, connector_id, old, result.transaction_id)
         log.info("transaction.started charge_point=%s connector=%s transaction=%s id_tag=%s session=%s",
                  self.cp_id, connector_id, result.transaction_id, id_tag, result.session_id)
-        return {"transactionId": result.transaction_id, "idTagInfo": {"status": "Accepted"}}
+        return {"transactionId": result.transaction_id, "idTagInfo": id_tag_info}
 
     @on("StopTransaction")
     async def on_stop_transaction(self, meter_stop: int, timestamp: str, transaction_id: int, **kw: Any):
+        self._require_accepted("StopTransaction")
+        ctx = self.ctx
         now = self.ctx.clock.now()
         stop_time = parse_iso(timestamp) or now
         reason = kw.get("reason")
         # TEST BREAK late_stop_ignored (mutation testing only): a late StopTransaction does not replace the estimate.
         reconcile = "late_stop_ignored" not in self.ctx.settings.test_breaks
 
-        def work(s):
-            return ocpp_store.stop_transaction(s, transaction_id, cp_id=self.cp_id, meter_stop=meter_stop,
-                                               stop_time=stop_time, reason=reason, now=now, reconcile=reconcile)
+        id_tag = kw.get("id_tag")
 
-        result = await self.ctx.db.write(work)
+        def work(s):
+            stopped = ocpp_store.stop_transaction(s, transaction_id, cp_id=self.cp_id, meter_stop=meter_stop,
+                                                  stop_time=stop_time, reason=reason, now=now, reconcile=reconcile)
+            info = None if id_tag is None else id_tag_store.judge(
+                s, id_tag, now=now, accept_unknown=ctx.settings.accept_unknown_id_tags)
+            return stopped, info
+
+        result, info = await self.ctx.db.write(work)
         if self.live is not None and result.connector_id is not None:
             self.live.stops_seen[result.connector_id] = now  # the contradicted-status rule waits a grace from here
         if not result.known:
@@ -118,10 +174,15 @@ class ChargePointHandlers:
         else:
             log.info("transaction.stopped charge_point=%s transaction=%s reason=%s session=%s energy_wh=%s fee=%s",
                      self.cp_id, transaction_id, reason, result.session_id, result.energy_wh, result.fee)
-        return _ACCEPTED
+        if info is None:
+            return _ACCEPTED  # stopped without a tag (EV unplugged, remote stop): nothing to judge
+        # The transaction is closed either way (the energy was delivered); the answer tells the
+        # charge point what the tag that stopped it is worth now.
+        return {"idTagInfo": self._id_tag_answer("StopTransaction", id_tag, info, transaction=transaction_id)}
 
     @on("MeterValues")
     def on_meter_values(self, connector_id: int, meter_value: list[dict], transaction_id: int | None = None):
+        self._require_accepted("MeterValues")
         now = self.ctx.clock.now()
         if self.live is not None:
             self.live.meter_seen[connector_id] = now
@@ -137,27 +198,34 @@ class ChargePointHandlers:
 
     @on("DataTransfer")
     def on_data_transfer(self, vendor_id: str, **kw: Any):
+        self._require_accepted("DataTransfer")
         log.info("data_transfer charge_point=%s vendor=%s message_id=%s", self.cp_id, vendor_id, kw.get("message_id"))
         return {"status": "UnknownVendorId"}
 
     @on("FirmwareStatusNotification")
     def on_firmware_status(self, status: str):
+        self._require_accepted("FirmwareStatusNotification")
         log.info("firmware.status charge_point=%s status=%s", self.cp_id, status)
         return {}
 
     @on("DiagnosticsStatusNotification")
     def on_diagnostics_status(self, status: str):
+        self._require_accepted("DiagnosticsStatusNotification")
         log.info("diagnostics.status charge_point=%s status=%s", self.cp_id, status)
         return {}
 
 
 def _boot_work(cp_id: str, vendor: str, model: str, kw: dict[str, Any], now, *, register: bool):
     def work(s):
-        return ocpp_store.record_boot(
+        created = ocpp_store.record_boot(
             s, cp_id, vendor=vendor, model=model,
             serial=kw.get("charge_point_serial_number") or kw.get("charge_box_serial_number"),
             firmware=kw.get("firmware_version"), now=now, register=register,
         )
+        if created:  # counted against --max-auto-registered, across restarts
+            audit(s, actor="system:lab-mode", action=AUTO_REGISTERED, at=now, charge_point_id=cp_id,
+                  vendor=vendor, model=model)
+        return created
 
     return work
 

@@ -4,9 +4,28 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 
-__all__ = ["setup_logging"]
+__all__ = ["setup_logging", "escape", "SafeTextFormatter"]
+
+# Control characters (C0, DEL, C1) and the Unicode line and paragraph separators: a charge
+# point id, an idTag or a vendor name holding one must not start a forged log line.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def escape(text: str) -> str:
+    """`text` with every control character written as a visible escape (\\n, \\x1b, \\u2028)."""
+    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+
+
+class SafeTextFormatter(logging.Formatter):
+    """One record, one line: the message (which carries what clients sent) is escaped; a
+    traceback, added after it by the formatter itself, keeps its lines."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = escape(record.message)
+        return super().formatMessage(record)
 
 
 class _JsonFormatter(logging.Formatter):
@@ -27,7 +46,7 @@ def setup_logging(level: str = "INFO", fmt: str = "text") -> None:
     if fmt == "json":
         handler.setFormatter(_JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s %(message)s"))
+        handler.setFormatter(SafeTextFormatter("%(asctime)s %(levelname)-7s %(name)s %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -1,7 +1,7 @@
 """Live state: who is connected right now and what each connector last said.
 
 This is the seeds' `_chargePointStatusDict`: in memory only, rebuilt from the
-wire. A reconnect of the same id replaces the old connection.
+wire. A reconnect of the same id (which passed the same handshake) replaces the old connection.
 """
 
 from __future__ import annotations
@@ -41,6 +41,8 @@ class LiveChargePoint:
     stops_seen: dict[int, datetime] = field(default_factory=dict)
     # Connectors we sent a contradicted-status TriggerMessage for, and when.
     status_probes: dict[int, datetime] = field(default_factory=dict)
+    remote: str = ""  # the peer's address, for the logs
+    authenticated: bool = False  # HTTP Basic checked at the handshake (False: lab mode let it in)
 
 
 class Registry:

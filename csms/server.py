@@ -6,6 +6,7 @@ import gc
 import json
 import logging
 import signal
+import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -14,21 +15,21 @@ from urllib.parse import unquote
 import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve as hypercorn_serve
-from sqlalchemy import select
 from trio_websocket import Endpoint, WebSocketConnection, WebSocketRequest, serve_websocket
 
 from .api.app import create_app
+from .chargepoint_auth import Admit, charge_point_id_problem, decide_handshake
 from .clock import Clock, SystemClock
 from .config import Settings
 from .context import Context
+from .db import credential_store
 from .db.database import Database
 from .db.engine import create_schema, make_engine, redact
-from .db.models import ChargePoint
 from .db.ocpp_store import BULK_STATEMENTS
 from .handlers import ChargePointHandlers
 from .maintenance import Thresholds
 from .maintenance_runner import maintenance_loop, run_offline, watch_silent_connectors
-from .metrics import CONNECTED, HANDSHAKES_REFUSED
+from .metrics import CONNECTED, CONNECTIONS_REPLACED, HANDSHAKES_REFUSED
 from .ocppj import SUBPROTOCOL, OcppConnection
 from .payment_provider import load_provider
 from .registry import LiveChargePoint, Registry
@@ -41,22 +42,33 @@ _PATH_PREFIX = "/ocpp/"
 
 @dataclass(frozen=True)
 class Addresses:
-    ocpp: str  # ws://host:port/ocpp  (charge points append /{chargePointId})
-    http: str  # http://host:port
+    ocpp: str  # ws://host:port/ocpp or wss:// with TLS (charge points append /{chargePointId})
+    http: str  # http://host:port or https://
 
     def as_json(self) -> str:
         return json.dumps({"ocpp": self.ocpp, "http": self.http})
 
 
-def _charge_point_id(path: str) -> str | None:
-    """`/ocpp/{id}` -> id. Chargers configured with a trailing slash (`/ocpp/CP001/`) are the same id."""
+def _charge_point_id(path: str) -> tuple[str, str | None] | None:
+    """`/ocpp/{id}` -> (id, why it is not a valid id or None); None when the path is not `/ocpp/{one segment}`.
+
+    Chargers configured with a trailing slash (`/ocpp/CP001/`) are the same id.
+    """
     path = path.split("?", 1)[0]
     if not path.startswith(_PATH_PREFIX):
         return None
-    cp_id = unquote(path[len(_PATH_PREFIX):].rstrip("/"))
-    if not cp_id or "/" in cp_id or len(cp_id) > 64:
+    segment = path[len(_PATH_PREFIX):].rstrip("/")
+    if not segment or "/" in segment:
         return None
-    return cp_id
+    cp_id = unquote(segment)
+    return cp_id, charge_point_id_problem(cp_id)
+
+
+def _header(request: WebSocketRequest, name: bytes) -> str | None:
+    for key, value in request.headers:
+        if key.lower() == name:
+            return value.decode("latin-1")
+    return None
 
 
 def _remote(request: WebSocketRequest) -> str:
@@ -93,19 +105,26 @@ class OcppEndpoint:
     def __init__(self, ctx: Context, nursery: trio.Nursery) -> None:
         self.ctx = ctx
         self.nursery = nursery
+        # scrypt checks run in worker threads, a few at a time: a flood of wrong passwords
+        # costs the CSMS at most this many cores.
+        self._password_checks = trio.CapacityLimiter(2)
 
-    async def _refuse(self, request: WebSocketRequest, status: int, reason: str, why: str, **kv: str) -> None:
+    async def _refuse(self, request: WebSocketRequest, status: int, reason: str, why: str, *,
+                      headers: list[tuple[bytes, bytes]] | None = None, **kv: str) -> None:
         HANDSHAKES_REFUSED.labels(reason).inc()
         extra = " ".join(f"{k}={v}" for k, v in kv.items())
         log.warning("handshake.refused reason=%s path=%s %s remote=%s (%s)", reason, request.path, extra,
                     _remote(request), why)
-        await request.reject(status, body=why.encode())
+        await request.reject(status, extra_headers=headers or None, body=why.encode())
 
     async def __call__(self, request: WebSocketRequest) -> None:
         ctx = self.ctx
-        cp_id = _charge_point_id(request.path)
-        if cp_id is None:
+        parsed = _charge_point_id(request.path)
+        if parsed is None:
             return await self._refuse(request, 404, "bad_path", f"connect to {_PATH_PREFIX}{{chargePointId}}")
+        cp_id, problem = parsed
+        if problem is not None:
+            return await self._refuse(request, 400, "bad_charge_point_id", problem)
         # OCPP-J 1.6 §3.1.2: the charger MUST name its version in Sec-WebSocket-Protocol. Offering
         # only others is refused. Offering none is accepted as ocpp1.6 on purpose, with a warning
         # (chargers in the field omit the header), and answered without the header, as a client
@@ -118,20 +137,40 @@ class OcppEndpoint:
                 f"{SUBPROTOCOL} only: offer Sec-WebSocket-Protocol: {SUBPROTOCOL}",
                 charge_point=cp_id, offered=",".join(offered),
             )
-        if cp_id not in ctx.known_charge_points and not ctx.settings.allow_unknown_chargers:
-            return await self._refuse(
-                request, 404, "unknown_charge_point",
-                "unknown charge point; register a station for it or run with --allow-unknown-chargers",
-                charge_point=cp_id,
-            )
+        # Who may connect (csms.chargepoint_auth): read per handshake, so `csms chargers add` and the
+        # REST API take effect at once, also while this process runs.
+        access = await ctx.db.read(lambda s: credential_store.load_access(s, cp_id))
+        decide = partial(decide_handshake, cp_id, access, _header(request, b"authorization"),
+                         lab_mode=ctx.settings.allow_unknown_chargers,
+                         registration_slots_left=ctx.registration_slots_left(cp_id))
+        if access.password_hash is not None:
+            decision = await trio.to_thread.run_sync(decide, limiter=self._password_checks)
+        else:
+            decision = decide()
+        if not isinstance(decision, Admit):
+            return await self._refuse(request, decision.status, decision.reason, decision.why,
+                                      headers=decision.headers, charge_point=cp_id)
+        if access.known:
+            ctx.known_charge_points.add(cp_id)
         if not offered:
             log.warning("handshake.no_subprotocol charge_point=%s remote=%s (no subprotocol offered, assuming %s)",
                         cp_id, _remote(request), SUBPROTOCOL)
-        ws = await request.accept(subprotocol=SUBPROTOCOL if offered else None)
+        if decision.registers:
+            ctx.pending_registrations.add(cp_id)
+        try:
+            ws = await request.accept(subprotocol=SUBPROTOCOL if offered else None)
+            await self._serve(ws, cp_id, _remote(request), decision)
+        finally:
+            if decision.registers and not ctx.registry.is_connected(cp_id):
+                ctx.pending_registrations.discard(cp_id)
+
+    async def _serve(self, ws: WebSocketConnection, cp_id: str, remote: str, admitted: Admit) -> None:
+        ctx = self.ctx
         now = ctx.clock.now()
         handlers = ChargePointHandlers(ctx, cp_id)
         conn = OcppConnection(ws, peer=cp_id, handlers=handlers, call_timeout=ctx.settings.call_timeout_seconds)
-        live = LiveChargePoint(cp_id, conn, now, now, ctx.settings.heartbeat_interval)
+        live = LiveChargePoint(cp_id, conn, now, now, ctx.settings.heartbeat_interval, remote=remote,
+                               authenticated=admitted.authenticated)
         handlers.live = live
 
         def seen() -> None:
@@ -143,9 +182,15 @@ class OcppEndpoint:
         old = ctx.registry.attach(live)
         CONNECTED.set(len(ctx.registry))
         if old is not None:
-            log.info("charge_point.replaced charge_point=%s (a new connection took over)", cp_id)
-            self.nursery.start_soon(old.connection.ws.aclose)
-        log.info("charge_point.connected charge_point=%s remote=%s", cp_id, request.remote)
+            # The newcomer passed the same handshake as the first (with the password, where one is
+            # set), so it is the charger coming back (the old socket is often half-open). Last one wins.
+            CONNECTIONS_REPLACED.inc()
+            log.warning("charge_point.replaced charge_point=%s remote=%s old_remote=%s authenticated=%s "
+                        "(the same id connected again; the old connection is closed)",
+                        cp_id, remote, old.remote, "yes" if admitted.authenticated else "no (lab mode)")
+            self.nursery.start_soon(old.connection.ws.aclose, 1000, "replaced by a new connection")
+        log.info("charge_point.connected charge_point=%s remote=%s authenticated=%s", cp_id, remote,
+                 "yes" if admitted.authenticated else "no (lab mode)")
         try:
             async with trio.open_nursery() as watchers:
                 watchers.start_soon(watch_silent_connectors, ctx, live)
@@ -163,8 +208,31 @@ class OcppEndpoint:
             CONNECTED.set(len(ctx.registry))
 
 
-def _load_known(db: Database) -> set[str]:
-    return set(db.run_sync(lambda s: list(s.scalars(select(ChargePoint.id)))))
+def _tls_context(settings: Settings) -> ssl.SSLContext | None:
+    """Security profile 2: TLS 1.2 or newer (the 1.6 security whitepaper), the server's own certificate."""
+    if not settings.tls_cert:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(settings.tls_cert, settings.tls_key)
+    return context
+
+
+def _warn_about_exposure(settings: Settings, state: credential_store.StartupState) -> None:
+    """Say it loudly at start-up when this process lets in more than a site's provisioned chargers."""
+    if settings.allow_unknown_chargers:
+        log.warning(
+            "csms.LAB_MODE --allow-unknown-chargers is on: ANY charge point id may connect WITHOUT a password, and "
+            "its first BootNotification registers it and a station (at most --max-auto-registered=%d, %d used so "
+            "far; then refused). Charge points that have a password still need it. For test benches only: never "
+            "on a network you do not control.", settings.max_auto_registered, state.auto_registered)
+    if settings.accept_unknown_id_tags:
+        log.warning("csms.ACCEPT_UNKNOWN_ID_TAGS --accept-unknown-id-tags is on: every id tag that is not in the "
+                    "list may charge. For test benches only.")
+    if not settings.tls_cert:
+        log.warning("csms.no_tls OCPP (ws://) and REST (http://) are served without TLS: charge point passwords "
+                    "and API tokens cross the network readable; give --tls-cert/--tls-key, or terminate TLS in "
+                    "front of this process")
 
 
 async def serve(
@@ -181,10 +249,12 @@ async def serve(
     try:
         await trio.to_thread.run_sync(create_schema, engine)
         db = Database(engine, bulk_statements=BULK_STATEMENTS)
-        known = await trio.to_thread.run_sync(_load_known, db)
-        ctx = Context(settings=settings, clock=clock, db=db, registry=Registry(), known_charge_points=known,
+        state = await trio.to_thread.run_sync(db.run_sync, credential_store.load_startup_state)
+        ctx = Context(settings=settings, clock=clock, db=db, registry=Registry(), known_charge_points=state.known,
+                      accepted_charge_points=state.accepted, auto_registered=state.auto_registered,
                       payments=load_provider(settings.payment_provider))
-        log.info("csms.database url=%s charge_points=%d", redact(engine.url.render_as_string(False)), len(known))
+        log.info("csms.database url=%s charge_points=%d", redact(engine.url.render_as_string(False)), len(state.known))
+        _warn_about_exposure(settings, state)
         # Start-up maintenance runs before any charge point can connect.
         actions = await trio.to_thread.run_sync(
             partial(run_offline, db, Thresholds.from_settings(settings), clock.now(), dry_run=False))
@@ -217,9 +287,10 @@ async def serve(
 async def _start_front(ctx: Context, nursery: trio.Nursery, shutdown: trio.Event) -> Addresses:
     settings = ctx.settings
     endpoint = OcppEndpoint(ctx, nursery)
+    tls = _tls_context(settings)
     server = await nursery.start(
         partial(
-            serve_websocket, endpoint, settings.ocpp_host, settings.ocpp_port, None,
+            serve_websocket, endpoint, settings.ocpp_host, settings.ocpp_port, tls,
             max_message_size=settings.max_frame_bytes,
         )
     )
@@ -229,9 +300,12 @@ async def _start_front(ctx: Context, nursery: trio.Nursery, shutdown: trio.Event
     hc.accesslog = None
     hc.errorlog = logging.getLogger("hypercorn.error")
     hc.graceful_timeout = 3
+    if tls is not None:
+        hc.certfile, hc.keyfile = settings.tls_cert, settings.tls_key
     binds = await nursery.start(partial(hypercorn_serve, create_app(ctx), hc, shutdown_trigger=shutdown.wait))
-    http = binds[0] if binds else f"http://{settings.http_host}:{settings.http_port}"
-    return Addresses(ocpp=f"ws://{_host(settings.ocpp_host)}:{ocpp_port}/ocpp", http=http)
+    scheme = ("wss", "https") if tls is not None else ("ws", "http")
+    http = binds[0] if binds else f"{scheme[1]}://{settings.http_host}:{settings.http_port}"
+    return Addresses(ocpp=f"{scheme[0]}://{_host(settings.ocpp_host)}:{ocpp_port}/ocpp", http=http)
 
 
 def _host(host: str) -> str:

@@ -689,7 +689,8 @@ class ServerProcess:
         self.log_path = workdir / "server.log"
         self.cmd = [
             sys.executable, "-m", "csms", "serve", "--db", db_url, "--ocpp-port", "0", "--http-port", "0",
-            "--ports-file", str(self.ports_file), "--allow-unknown-chargers", "--log-level", log_level, *extra,
+            "--ports-file", str(self.ports_file), "--allow-unknown-chargers", "--max-auto-registered", "1000000",
+            "--accept-unknown-id-tags", "--log-level", log_level, *extra,
         ]
         self.proc: subprocess.Popen | None = None
         self.ocpp = ""

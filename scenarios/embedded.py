@@ -109,10 +109,16 @@ def start_embedded(db_url: str, workdir: Path, *, timings: Timings = Timings(), 
     log_path = workdir / f"{name}.log"
     log_path.unlink(missing_ok=True)
     token = "scenarios-" + secrets.token_hex(12)
+    # The token goes in a file (0600), not on the command line, where /proc/PID/cmdline shows it.
+    tokens = workdir / f"csms-tokens-{os.getpid()}-{time.monotonic_ns()}"
+    tokens.touch(mode=0o600)
+    tokens.write_text(f"admin:scenarios:{token}\n", encoding="utf-8")
+    # A test bench: lab mode (any charge point id, no passwords) and every id tag accepted, since
+    # fleets make up their ids and tags; the bound on lab registrations is lifted for big fleets.
     args = [
         "serve", "--db", db_url, "--ocpp-port", "0", "--http-port", "0", "--ports-file", str(ports),
-        "--allow-unknown-chargers", "--api-token", f"admin:scenarios:{token}",
-        *timings.serve_args(), *extra,
+        "--allow-unknown-chargers", "--max-auto-registered", "1000000", "--accept-unknown-id-tags",
+        "--api-tokens-file", str(tokens), *timings.serve_args(), *extra,
     ]
     log = open(log_path, "a", encoding="utf-8")  # noqa: SIM115 - handed to the process
     proc = subprocess.Popen([sys.executable, "-m", "csms", *args], stdout=log, stderr=subprocess.STDOUT,
@@ -123,10 +129,12 @@ def start_embedded(db_url: str, workdir: Path, *, timings: Timings = Timings(), 
         if proc.poll() is not None or time.monotonic() > deadline:
             if proc.poll() is None:
                 proc.kill()
+            tokens.unlink(missing_ok=True)
             tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-30:])
             raise RuntimeError(f"the embedded CSMS did not start (csms {' '.join(args)}):\n{tail}")
         time.sleep(0.05)
     addr = json.loads(ports.read_text())
     ports.unlink(missing_ok=True)
+    tokens.unlink(missing_ok=True)  # read at start-up; no secret left in the report folder
     endpoint = CsmsEndpoint(addr["ocpp"], addr["http"], token, timings, log_path, embedded=True)
     return EmbeddedCsms(endpoint, proc, args)

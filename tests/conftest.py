@@ -54,9 +54,15 @@ def csms_args() -> list[str]:
 
 
 @pytest.fixture
-def csms(db_url, tmp_path, csms_args) -> Iterator[CsmsProcess]:
+def accept_unknown_id_tags() -> bool:
+    """Most tests assume every id tag may charge; id tag tests override this with False."""
+    return True
+
+
+@pytest.fixture
+def csms(db_url, tmp_path, csms_args, accept_unknown_id_tags) -> Iterator[CsmsProcess]:
     """A real `csms serve` subprocess on free ports, stopped (SIGTERM) after the test."""
-    proc = start_csms(db_url, tmp_path, csms_args)
+    proc = start_csms(db_url, tmp_path, csms_args, accept_unknown_id_tags=accept_unknown_id_tags)
     try:
         yield proc
     finally:

@@ -6,13 +6,23 @@ import logging
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..context import Context
 from ..errors import CsmsError
-from . import chargepoints, connectors, maintenance, payments, sessions, stations, transactions
+from . import (
+    chargepoints,
+    connectors,
+    id_tags,
+    maintenance,
+    payments,
+    sessions,
+    stations,
+    transactions,
+)
 from .envelope import ApiError, envelope
 
 __all__ = ["create_app"]
@@ -32,6 +42,12 @@ def create_app(ctx: Context) -> FastAPI:
         description="OCPP 1.6J central system: stations, sessions, occupancy, unlock, maintenance.",
     )
     app.state.ctx = ctx
+    if ctx.settings.cors_origins:
+        # Off unless --cors-origin names a web front end: without CORS headers a browser page from
+        # another origin cannot call this API with a user's token. Bearer tokens, no cookies.
+        app.add_middleware(CORSMiddleware, allow_origins=list(ctx.settings.cors_origins),
+                           allow_methods=["GET", "POST", "PUT", "DELETE"],
+                           allow_headers=["Authorization", "Content-Type"], allow_credentials=False)
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError):
@@ -76,4 +92,5 @@ def create_app(ctx: Context) -> FastAPI:
     app.include_router(transactions.router)
     app.include_router(payments.router)
     app.include_router(maintenance.router)
+    app.include_router(id_tags.router)
     return app

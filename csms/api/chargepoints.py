@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
+import trio
 from fastapi import APIRouter, Request
-from pydantic import Field
-from sqlalchemy import select
+from pydantic import Field, field_validator
 from sqlalchemy.orm import Session
 
+from ..chargepoint_auth import MAX_ID_LENGTH, hash_password
 from ..clock import iso
-from ..db.models import ChargePoint
+from ..db import credential_store
+from ..db.cleanup_store import audit
 from ..ocppj import (
     CallErrorReceived,
     CallTimeoutError,
@@ -20,12 +23,35 @@ from ..ocppj import (
 )
 from .auth import Admin
 from .envelope import ApiError, CamelModel, ok
+from .stations import check_charge_point_id, check_password
 
 router = APIRouter(prefix="/api/charge-points", tags=["charge points"])
+log = logging.getLogger("csms.api")
 
 
 class ChargePointIn(CamelModel):
-    id: str = Field(min_length=1, max_length=64)
+    id: str = Field(min_length=1, max_length=MAX_ID_LENGTH)
+    password: str | None = Field(default=None, description="HTTP Basic password, 16 to 40 printable characters; "
+                                 "given for a charge point that exists, it replaces the old one")
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, value: str) -> str:
+        return check_charge_point_id(value)
+
+    @field_validator("password")
+    @classmethod
+    def _password(cls, value: str | None) -> str | None:
+        return check_password(value)
+
+
+class PasswordIn(CamelModel):
+    password: str
+
+    @field_validator("password")
+    @classmethod
+    def _password(cls, value: str) -> str:
+        return check_password(value)
 
 
 class RawCallIn(CamelModel):
@@ -36,8 +62,8 @@ class RawCallIn(CamelModel):
 def _rows(s: Session) -> list[dict[str, Any]]:
     return [
         {"id": cp.id, "vendor": cp.vendor, "model": cp.model, "registeredAt": iso(cp.registered_at),
-         "lastBootAt": iso(cp.last_boot_at), "lastSeenAt": iso(cp.last_seen_at)}
-        for cp in s.scalars(select(ChargePoint).order_by(ChargePoint.id))
+         "lastBootAt": iso(cp.last_boot_at), "lastSeenAt": iso(cp.last_seen_at), "passwordSet": cp.password_set}
+        for cp in credential_store.list_chargers(s)
     ]
 
 
@@ -55,20 +81,45 @@ async def list_charge_points(request: Request, who: Admin):
     return ok(rows)
 
 
+async def _provision(request: Request, cp_id: str, password: str | None, actor: str,
+                     create_station: bool) -> credential_store.ProvisionResult:
+    ctx = request.app.state.ctx
+    pw_hash = None if password is None else await trio.to_thread.run_sync(hash_password, password)
+    now = ctx.clock.now()
+
+    def work(s: Session) -> credential_store.ProvisionResult:
+        result = credential_store.provision(s, cp_id, pw_hash, now, create_station=create_station)
+        audit(s, actor=actor, action="charge_point.provisioned", at=now, charge_point_id=cp_id,
+              created=result.created, passwordChanged=pw_hash is not None)
+        return result
+
+    result = await ctx.db.write(work)
+    ctx.known_charge_points.add(cp_id)
+    log.info("charge_point.provisioned charge_point=%s created=%s password_changed=%s by=%s",
+             cp_id, result.created, pw_hash is not None, actor)
+    return result
+
+
 @router.post("", status_code=201)
 async def register_charge_point(body: ChargePointIn, request: Request, who: Admin):
+    """Register a charge point (with a station of the same id, like lab mode) and/or set its password."""
+    result = await _provision(request, body.id, body.password, who.name, create_station=True)
+    message = "Charge point registered" if result.created else "Charge point already registered"
+    if body.password is not None and not result.created:
+        message = "Charge point password replaced"
+    return ok({"id": body.id, "passwordSet": result.password_set}, message, status=201 if result.created else 200)
+
+
+@router.put("/{cp_id}/password")
+async def set_password(cp_id: str, body: PasswordIn, request: Request, who: Admin):
+    """Set or replace the HTTP Basic password; connections already open stay (they authenticated)."""
     ctx = request.app.state.ctx
-
-    def work(s: Session) -> bool:
-        if s.get(ChargePoint, body.id) is not None:
-            return False
-        s.add(ChargePoint(id=body.id, registered_at=ctx.clock.now()))
-        return True
-
-    created = await ctx.db.write(work)
-    ctx.known_charge_points.add(body.id)
-    return ok({"id": body.id}, "Charge point registered" if created else "Charge point already registered",
-              status=201 if created else 200)
+    if cp_id not in ctx.known_charge_points:
+        exists = await ctx.db.read(lambda s: credential_store.load_access(s, cp_id).known)
+        if not exists:
+            raise ApiError(404, "Charge point not found; POST /api/charge-points registers it")
+    await _provision(request, cp_id, body.password, who.name, create_station=False)
+    return ok({"id": cp_id, "passwordSet": True}, "Charge point password set")
 
 
 @router.post("/{cp_id}/call")
@@ -78,6 +129,9 @@ async def raw_call(cp_id: str, body: RawCallIn, request: Request, who: Admin):
     live = ctx.registry.get(cp_id)
     if live is None:
         raise ApiError(409, "Charger is offline", {"code": "ChargerOffline"})
+    now = ctx.clock.now()
+    ctx.db.submit(lambda s: audit(s, actor=who.name, action="charge_point.raw_call", at=now, charge_point_id=cp_id,
+                                  subject=body.action))
     try:
         result = await live.connection.call_raw(body.action, body.payload)
     except OcppCallError as exc:

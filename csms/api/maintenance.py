@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
+from ..db.cleanup_store import audit
 from ..maintenance_runner import run_once
 from .auth import Admin
 from .envelope import CamelModel, ok
@@ -18,6 +19,9 @@ class RunIn(CamelModel):
 @router.post("/run")
 async def run_maintenance(request: Request, who: Admin, body: RunIn | None = None):
     dry_run = body.dry_run if body is not None else False
+    ctx = request.app.state.ctx
+    now = ctx.clock.now()
+    ctx.db.submit(lambda s: audit(s, actor=who.name, action="maintenance.run_requested", at=now, dryRun=dry_run))
     actions = await run_once(request.app.state.ctx, dry_run=dry_run)
     rows = [{"kind": a.kind.value, "chargePointId": a.charge_point_id, "connectorId": a.connector_id,
              "subject": a.subject, "reason": a.reason} for a in actions]

@@ -10,6 +10,7 @@ from pydantic import Field
 from .. import payments
 from .auth import User
 from .envelope import CamelModel, ok
+from .id_tags import check_tag_for_start
 from .sessions import TariffModel
 
 router = APIRouter(prefix="/api/Payments", tags=["payments"])
@@ -26,6 +27,7 @@ class ReservationIn(CamelModel):
 
 @router.post("/Create")
 async def create(body: CreateIn, request: Request, who: User):
+    await check_tag_for_start(request.app.state.ctx, body.charge_tag_id)
     data = await payments.create_reservation(
         request.app.state.ctx, station_id=body.charging_station_id, connector_id=body.connector_id,
         id_tag=body.charge_tag_id, tariff=body.charging_tariff, amount=body.amount)

@@ -13,6 +13,7 @@ from .. import sessions, unlock
 from ..billing import InvalidTariffError, parse_tariff
 from .auth import Admin, User
 from .envelope import CamelModel, ok
+from .id_tags import check_tag_for_start
 
 router = APIRouter(prefix="/api/ChargingSession", tags=["charging sessions"])
 
@@ -42,6 +43,7 @@ class StopIn(CamelModel):
 
 @router.post("/start-charging-session")
 async def start_charging_session(body: StartIn, request: Request, who: User):
+    await check_tag_for_start(request.app.state.ctx, body.charge_tag_id)
     started = await sessions.start_session(
         request.app.state.ctx, station_id=body.charging_station_id, connector_id=body.connector_id,
         id_tag=body.charge_tag_id, tariff=body.charging_tariff)
@@ -68,6 +70,6 @@ class UnlockIn(CamelModel):
 @router.post("/unlock-connector")
 async def unlock_connector(body: UnlockIn, request: Request, who: Admin):
     result = await unlock.unlock_connector(request.app.state.ctx, body.charging_station_id, body.connector_id,
-                                           actor=f"{who.role}:{who.name}")
+                                           actor=who.name)
     status, payload = unlock.response_body(result)
     return JSONResponse(payload, status_code=status)

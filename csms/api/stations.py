@@ -5,13 +5,22 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from datetime import datetime
 
+import trio
 from fastapi import APIRouter, Request
-from pydantic import Field
+from pydantic import Field, field_validator
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from ..chargepoint_auth import (
+    MAX_ID_LENGTH,
+    charge_point_id_problem,
+    hash_password,
+    password_problem,
+)
 from ..clock import iso
+from ..db import credential_store
+from ..db.cleanup_store import audit
 from ..db.models import ChargePoint, Station, new_id
 from .auth import Admin
 from .envelope import ApiError, CamelModel, ok
@@ -19,10 +28,36 @@ from .envelope import ApiError, CamelModel, ok
 router = APIRouter(prefix="/api/stations", tags=["stations"])
 
 
+def check_charge_point_id(value: str) -> str:
+    problem = charge_point_id_problem(value)
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+def check_password(value: str | None) -> str | None:
+    problem = None if value is None else password_problem(value)
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
 class StationIn(CamelModel):
     id: str | None = Field(default=None, min_length=1, max_length=64)
-    charge_point_id: str = Field(min_length=1, max_length=64)
+    charge_point_id: str = Field(min_length=1, max_length=MAX_ID_LENGTH)
     active: bool = True
+    password: str | None = Field(default=None, description="the charge point's HTTP Basic password (16 to 40 "
+                                 "printable characters); stored as a salted hash only")
+
+    @field_validator("charge_point_id")
+    @classmethod
+    def _cp_id(cls, value: str) -> str:
+        return check_charge_point_id(value)
+
+    @field_validator("password")
+    @classmethod
+    def _password(cls, value: str | None) -> str | None:
+        return check_password(value)
 
 
 @dataclass(frozen=True)
@@ -37,15 +72,20 @@ def _out(st: Station) -> StationOut:
     return StationOut(st.id, st.charge_point_id, bool(st.active), iso(st.created_at))
 
 
-def create_station(s: Session, body: StationIn, now: datetime) -> tuple[StationOut, bool]:
-    """Insert a station; its charge point becomes known (allowed to connect). Returns (station, cp_was_new)."""
+def create_station(s: Session, body: StationIn, now: datetime, *, password_hash: str | None = None,
+                   actor: str = "system") -> tuple[StationOut, bool, bool]:
+    """Insert a station; its charge point becomes known (it may connect with its password).
+
+    Returns (station, cp_was_new, cp_has_password).
+    """
     cp_new = s.get(ChargePoint, body.charge_point_id) is None
-    if cp_new:
-        s.add(ChargePoint(id=body.charge_point_id, registered_at=now))
+    provisioned = credential_store.provision(s, body.charge_point_id, password_hash, now, create_station=False)
     st = Station(id=body.id or new_id(), charge_point_id=body.charge_point_id, active=body.active, created_at=now)
     s.add(st)
     s.flush()
-    return _out(st), cp_new
+    audit(s, actor=actor, action="station.created", at=now, charge_point_id=body.charge_point_id, subject=st.id,
+          passwordSet=password_hash is not None)
+    return _out(st), cp_new, provisioned.password_set
 
 
 @router.post("", status_code=201)
@@ -55,12 +95,18 @@ async def post_station(body: StationIn, request: Request, who: Admin):
         exists = await ctx.db.read(lambda s: s.get(Station, body.id) is not None)
         if exists:
             raise ApiError(409, f"Station {body.id} already exists")
+    pw_hash = None if body.password is None else await trio.to_thread.run_sync(hash_password, body.password)
     try:
-        station, _ = await ctx.db.write(lambda s: create_station(s, body, ctx.clock.now()))
+        station, _, has_password = await ctx.db.write(
+            lambda s: create_station(s, body, ctx.clock.now(), password_hash=pw_hash, actor=who.name))
     except IntegrityError:
         raise ApiError(409, f"Station {body.id} already exists") from None
     ctx.known_charge_points.add(body.charge_point_id)
-    return ok(asdict(station), "Station created", status=201)
+    message = "Station created"
+    if not has_password and not ctx.settings.allow_unknown_chargers:
+        message += (f"; charge point {body.charge_point_id} has no password yet and cannot connect until it has one "
+                    f"(PUT /api/charge-points/{body.charge_point_id}/password)")
+    return ok(asdict(station), message, status=201)
 
 
 @router.get("")

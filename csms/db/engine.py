@@ -53,4 +53,8 @@ def make_engine(url: str, *, pool_size: int = 8) -> Engine:
 
 
 def create_schema(engine: Engine) -> None:
+    """Create missing tables, and missing indexes of existing tables (create_all skips those)."""
     Base.metadata.create_all(engine)
+    for table in Base.metadata.sorted_tables:
+        for index in table.indexes:
+            index.create(engine, checkfirst=True)

@@ -24,6 +24,8 @@ __all__ = [
     "ChargingSession",
     "PaymentReservation",
     "AuditEvent",
+    "ChargePointPassword",
+    "IdTag",
     "new_id",
 ]
 
@@ -104,6 +106,7 @@ class Transaction(Base):
     latest_meter_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     __table_args__ = (
         Index("ix_transactions_connector_open", "charge_point_id", "connector_id", "stop_time"),
+        Index("ix_transactions_tag_open", "id_tag", "stop_time"),  # ConcurrentTx: is this tag charging?
     )
 
 
@@ -178,3 +181,24 @@ class AuditEvent(Base):
     connector_id: Mapped[int | None] = mapped_column(Integer)
     subject: Mapped[str | None] = mapped_column(String(64))
     details: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
+class ChargePointPassword(Base):
+    """A charge point's HTTP Basic password (security profiles 1 and 2), as a salted scrypt hash only."""
+
+    __tablename__ = "charge_point_passwords"
+    charge_point_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    password_hash: Mapped[str] = mapped_column(String(200))
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class IdTag(Base):
+    """The id tag list (OCPP 1.6 IdToken, kept upper-case): who may charge."""
+
+    __tablename__ = "id_tags"
+    id_tag: Mapped[str] = mapped_column(String(20), primary_key=True)
+    status: Mapped[str] = mapped_column(String(16))  # Accepted, Blocked, Expired, Invalid
+    expiry_date: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    parent_id_tag: Mapped[str | None] = mapped_column(String(20))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)

@@ -152,7 +152,7 @@ async def test_unknown_charge_point_is_refused_without_allow_unknown(csms):
             pass
     assert ei.value.status_code == 404
     async with csms.client() as http:
-        r = await http.post("/api/stations", json={"chargePointId": "STRANGER"})
+        r = await http.post("/api/stations", json={"chargePointId": "STRANGER", "password": "stranger-password-16"})
         assert r.status_code == 201
-    async with connect(csms.ocpp, "STRANGER") as cp:
+    async with connect(csms.ocpp, "STRANGER", password="stranger-password-16") as cp:
         assert "currentTime" in await cp.heartbeat()

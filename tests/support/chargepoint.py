@@ -6,6 +6,7 @@ how each CSMS call is answered. The simulator is the realistic one.
 
 from __future__ import annotations
 
+import base64
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -94,13 +95,23 @@ class TestChargePoint:
         })
 
 
+def basic_auth(user: str, password: str) -> list[tuple[bytes, bytes]]:
+    """The HTTP Basic header of OCPP security profiles 1 and 2."""
+    token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+    return [(b"Authorization", f"Basic {token}".encode("ascii"))]
+
+
 @asynccontextmanager
-async def connect(url: str, cp_id: str, *, boot: bool = True, answers: Answers | None = None):
-    """Open a test charge point at `url/cp_id`, optionally booted; closes on exit."""
+async def connect(url: str, cp_id: str, *, boot: bool = True, answers: Answers | None = None,
+                  password: str | None = None, ssl_context=None):
+    """Open a test charge point at `url/cp_id`, optionally booted, with HTTP Basic when a
+    password is given; closes on exit."""
     answers = answers or Answers()
+    headers = basic_auth(cp_id, password) if password is not None else None
     async with trio.open_nursery() as nursery:
         answers._nursery = nursery
-        async with open_websocket_url(f"{url}/{cp_id}", subprotocols=[SUBPROTOCOL]) as ws:
+        async with open_websocket_url(f"{url}/{cp_id}", ssl_context, subprotocols=[SUBPROTOCOL],
+                                      extra_headers=headers) as ws:
             conn = OcppConnection(ws, peer="csms", handlers=answers, call_timeout=15)
             nursery.start_soon(conn.run)
             cp = TestChargePoint(conn, answers)

@@ -47,13 +47,16 @@ class CsmsProcess:
         return self.proc.returncode
 
 
-def start_csms(db_url: str, workdir: Path, extra: list[str], *, timeout: float = 30) -> CsmsProcess:
+def start_csms(db_url: str, workdir: Path, extra: list[str], *, timeout: float = 30,
+               accept_unknown_id_tags: bool = True) -> CsmsProcess:
+    """Most tests assume every id tag is accepted (--accept-unknown-id-tags); id tag tests say False."""
     ports = workdir / f"ports-{time.monotonic_ns()}.json"
     log_path = workdir / "csms.log"
     cmd = [
         sys.executable, "-m", "csms", "serve", "--db", db_url, "--ocpp-port", "0", "--http-port", "0",
         "--ports-file", str(ports), "--api-token", f"admin:tests:{ADMIN_TOKEN}",
-        "--api-token", f"user:{USER_TOKEN}", *extra,
+        "--api-token", f"user:{USER_TOKEN}", *(["--accept-unknown-id-tags"] if accept_unknown_id_tags else []),
+        *extra,
     ]
     log = open(log_path, "a", encoding="utf-8")  # noqa: SIM115 - owned by the process
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
