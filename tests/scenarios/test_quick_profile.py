@@ -36,3 +36,31 @@ def test_quick_profile_passes_and_writes_reports(tmp_path):
     traces = {p.stem for p in (report / "traces").glob("*.jsonl")}
     assert traces == names
     assert "HTML report:" in proc.stdout and "unstuck scenarios" in proc.stdout
+    _draws_in_chromium(report / "report.html", len(names))
+
+
+def _draws_in_chromium(page_path, scenarios: int) -> None:
+    """The real report of the run, opened as QA opens it: every scenario's timelines drawn."""
+    from tests.scenarios.test_report_html import CHROMIUM, CHROMIUM_ARGS, SCREENSHOTS
+
+    if not CHROMIUM.exists():
+        pytest.skip(f"no {CHROMIUM}: apt-get install -y chromium (the Debian package) to draw the report")
+    from playwright.sync_api import sync_playwright
+
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.goto(page_path.as_uri())
+            page.screenshot(path=str(SCREENSHOTS / "quick-profile.png"), full_page=True)
+            assert page.get_by_text("PASS", exact=True).first.is_visible()
+            visible = [t for t in page.locator("svg.tl").all() if t.is_visible()]
+            assert len(visible) >= scenarios  # at least one open timeline per scenario
+            for timeline in visible:
+                box = timeline.bounding_box()
+                assert box and box["width"] > 600 and box["height"] >= 40, box
+                assert timeline.locator("rect").count() >= 2  # a truth band and a verdict band
+            assert page.locator("svg.fbchart").count() >= 1  # chaos: falsely busy over time
+        finally:
+            browser.close()
