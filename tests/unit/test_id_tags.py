@@ -6,7 +6,15 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from csms.id_tags import CsvError, IdTagInfo, IdTagRecord, IdTagStatus, decide, parse_csv, record_from
+from csms.id_tags import (
+    CsvError,
+    IdTagInfo,
+    IdTagRecord,
+    IdTagStatus,
+    decide,
+    parse_csv,
+    record_from,
+)
 
 NOW = datetime(2026, 1, 1, 12, tzinfo=UTC)
 S = IdTagStatus
