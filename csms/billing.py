@@ -6,7 +6,7 @@ to the cent in exactly one place (`fee`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import ROUND_FLOOR, ROUND_HALF_UP, Context, Decimal, InvalidOperation, localcontext
 from enum import StrEnum
 
@@ -20,6 +20,7 @@ __all__ = [
     "fee",
     "parse_tariff",
     "settle",
+    "settle_stop",
 ]
 
 _CENT = Decimal("0.01")
@@ -52,6 +53,8 @@ class Settlement:
     energy_wh: int
     energy_kwh: Decimal
     fee: Decimal
+    # Why a person should look at this bill (the readings contradict each other), or None.
+    review: str | None = None
 
 
 def _bad_tariff(value: object, why: str) -> InvalidTariffError:
@@ -156,3 +159,31 @@ def settle(
         energy_kwh=(Decimal(energy) / _WH_PER_KWH).quantize(_KWH_STEP, rounding=ROUND_HALF_UP),
         fee=fee(energy, tariff_per_kwh),
     )
+
+
+def settle_stop(
+    meter_start: int,
+    tariff_per_kwh: Decimal,
+    *,
+    meter_stop: int,
+    latest_sample_wh: int | None = None,
+) -> Settlement:
+    """Close a session from its StopTransaction (on time or late), without throwing evidence away.
+
+    A register never runs backwards within a transaction. A meterStop below the register
+    the charge point itself sampled during the transaction (its meter was replaced or
+    reset) cannot be the end: the sampled energy is what is evidenced, so that is billed,
+    and the settlement says why it needs a person's review. A meterStop below meterStart
+    with no sample above it bills nothing, and is flagged too.
+    """
+    if latest_sample_wh is not None and meter_stop < latest_sample_wh:
+        st = settle(meter_start, tariff_per_kwh, latest_sample_wh=latest_sample_wh)
+        return replace(st, review=(
+            f"meterStop {meter_stop} Wh is below the register {latest_sample_wh} Wh sampled during the "
+            f"transaction (meter replaced or reset?): billed the sampled {st.energy_wh} Wh"))
+    st = settle(meter_start, tariff_per_kwh, meter_stop=meter_stop)
+    if meter_stop < meter_start:
+        return replace(st, review=(
+            f"meterStop {meter_stop} Wh is below meterStart {meter_start} Wh and no sample shows the "
+            "energy delivered (meter replaced or reset?): billed nothing"))
+    return st

@@ -64,6 +64,11 @@ def _add_maintenance(p: argparse.ArgumentParser, *, live_rules: bool = False) ->
                    help="force-end sessions silent for this long (default 0 = off)")
     g.add_argument("--orphan-grace-seconds", type=float, default=120.0,
                    help="close an open transaction whose connector reports Available this long (default 120)")
+    g.add_argument("--start-timeout-seconds", type=float, default=180.0,
+                   help="end a session whose remote start was accepted but whose StartTransaction has not come in "
+                        "this long (StartExpired; at least --call-timeout-seconds); a second start on its connector "
+                        "is refused meanwhile, and a StartTransaction up to this long after still revives it "
+                        "(default 180)")
     if live_rules:
         g.add_argument("--quiet-transaction-seconds", type=float, default=600.0,
                        help="TriggerMessage StatusNotification for the connector of an open transaction that sent "
@@ -123,6 +128,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_maintenance(serve, live_rules=True)
     serve.add_argument("--payment-provider", default=_env("CSMS_PAYMENT_PROVIDER", "simulated"),
                        help="'simulated' (default) or package.module:ClassName of a PaymentProvider")
+    serve.add_argument("--payment-retry-seconds", type=float, default=10.0,
+                       help="a provider cancel that failed is retried after this, doubling each time up to an hour "
+                            "(default 10)")
     serve.add_argument("--ports-file", help="write the bound addresses as JSON here once listening")
     # Mutation testing only: brings back a known bug (csms.config.TEST_BREAKS); not in --help.
     serve.add_argument("--test-break", action="append", default=[], metavar="NAME", help=argparse.SUPPRESS)
@@ -208,6 +216,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         orphan_grace_seconds=args.orphan_grace_seconds,
         session_idle_hours=args.session_idle_hours,
         quiet_transaction_seconds=args.quiet_transaction_seconds,
+        start_timeout_seconds=args.start_timeout_seconds,
+        payment_retry_seconds=args.payment_retry_seconds,
         test_breaks=parse_test_breaks(args.test_break),
     )
 
@@ -377,6 +387,7 @@ def _cmd_maintenance(args: argparse.Namespace) -> int:
         status_release_minutes=args.status_release_minutes,
         orphan_grace_seconds=args.orphan_grace_seconds,
         session_idle_hours=args.session_idle_hours,
+        start_timeout_seconds=args.start_timeout_seconds,
     ))
     engine = make_engine(args.db)
     try:

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
-__all__ = ["Clock", "SystemClock", "FakeClock", "as_utc", "iso"]
+__all__ = ["Clock", "SystemClock", "FakeClock", "as_utc", "iso", "parse_iso", "stop_time"]
 
 
 class Clock(Protocol):
@@ -53,3 +53,17 @@ def parse_iso(text: str | None) -> datetime | None:
         return as_utc(datetime.fromisoformat(text.replace("Z", "+00:00")))
     except (ValueError, OverflowError):
         return None
+
+
+def stop_time(stamped: datetime | None, *, started: datetime, received: datetime) -> tuple[datetime, bool]:
+    """When a transaction ended, from its StopTransaction: (time, whether the charger's clock was overruled).
+
+    The charger's stamp is kept when it is not before the transaction's start (also from the
+    charger's clock, so the two agree with each other however far off that clock is). A stop
+    stamped before its start, or not at all, says the charger's clock jumped: we use when we
+    received it, never earlier than the start, so no transaction ends before it began.
+    """
+    started = as_utc(started)
+    if stamped is not None and as_utc(stamped) >= started:
+        return as_utc(stamped), False
+    return max(as_utc(received), started), stamped is not None

@@ -128,8 +128,17 @@ class Settings:
     session_idle_hours: float = 0.0
     quiet_transaction_seconds: float = 600.0
     start_timeout_seconds: float = 180.0
+    # Provider cancels that failed are retried after this, doubling each time (at most an hour).
+    payment_retry_seconds: float = 10.0
     # Known bugs switched back on, for mutation testing only (see TEST_BREAKS).
     test_breaks: frozenset[str] = frozenset()
+
+    def revive_within(self) -> timedelta | None:
+        """How long after a remote start timed out or expired its StartTransaction still revives it
+        (the start timeout, never below the call timeout); None when the start timeout is off."""
+        if self.start_timeout_seconds <= 0:
+            return None
+        return timedelta(seconds=max(self.start_timeout_seconds, self.call_timeout_seconds))
 
 
 def env_flag(name: str) -> bool:

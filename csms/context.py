@@ -43,3 +43,12 @@ class Context:
         if lock is None:
             lock = self._connector_locks[key] = trio.Lock()
         return lock
+
+    # Which charge point owns each open transaction (filled at StartTransaction, refreshed from the
+    # database by maintenance): MeterValues naming another one's transaction are dropped at once.
+    transaction_owners: dict[int, str] = field(default_factory=dict)
+    # Set when a provider cancel became due (csms.payment_cancels wakes up).
+    payment_cancels_due: trio.Event = field(default_factory=trio.Event)
+
+    def nudge_payment_cancels(self) -> None:
+        self.payment_cancels_due.set()

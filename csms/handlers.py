@@ -116,13 +116,16 @@ class ChargePointHandlers:
         self._require_accepted("StartTransaction")
         ctx, now = self.ctx, self.ctx.clock.now()
         start_time = parse_iso(timestamp) or now
+        _check_register(meter_start, "meterStart")  # nothing is stored for a reading no meter shows
+        revive = self.ctx.settings.revive_within()
 
         def work(s):
             # The transaction is stored whatever the tag's answer: an OCPP 1.6 charge point stops a
             # transaction whose idTagInfo is not Accepted (configuration key StopTransactionOnInvalidId)
             # with a StopTransaction that names this transactionId. Judged in the same unit of work, so two
             # starts with one tag at once cannot both pass the ConcurrentTx check.
-            started = ocpp_store.start_transaction(s, self.cp_id, connector_id, id_tag, meter_start, start_time, now)
+            started = ocpp_store.start_transaction(s, self.cp_id, connector_id, id_tag, meter_start, start_time, now,
+                                                   revive_within=revive)
             info = id_tag_store.judge(s, id_tag, now=now, accept_unknown=ctx.settings.accept_unknown_id_tags,
                                       starting=started.transaction_id, check_concurrent=True)
             return started, info
@@ -138,6 +141,11 @@ class ChargePointHandlers:
         for old in result.superseded:
             log.warning("transaction.superseded charge_point=%s connector=%s transaction=%s by=%s",
                         self.cp_id, connector_id, old, result.transaction_id)
+        self.ctx.transaction_owners[result.transaction_id] = self.cp_id
+        if result.revived or result.carried:
+            log.warning("session.%s charge_point=%s connector=%s transaction=%s session=%s review=%r",
+                        "revived" if result.revived else "carried_over", self.cp_id, connector_id,
+                        result.transaction_id, result.session_id, result.review)
         log.info("transaction.started charge_point=%s connector=%s transaction=%s id_tag=%s session=%s",
                  self.cp_id, connector_id, result.transaction_id, id_tag, result.session_id)
         return {"transactionId": result.transaction_id, "idTagInfo": id_tag_info}
@@ -149,6 +157,10 @@ class ChargePointHandlers:
         now = self.ctx.clock.now()
         stop_time = parse_iso(timestamp) or now
         reason = kw.get("reason")
+        try:
+            metering.check_register_wh(meter_stop, "meterStop")
+        except metering.ImplausibleReadingError as exc:
+            await _close_invalid_stop(self, transaction_id, meter_stop, exc)
         # TEST BREAK late_stop_ignored (mutation testing only): a late StopTransaction does not replace the estimate.
         reconcile = "late_stop_ignored" not in self.ctx.settings.test_breaks
 
@@ -164,6 +176,12 @@ class ChargePointHandlers:
         result, info = await self.ctx.db.write(work)
         if self.live is not None and result.connector_id is not None:
             self.live.stops_seen[result.connector_id] = now  # the contradicted-status rule waits a grace from here
+        if result.review is not None:
+            log.warning("session.review charge_point=%s transaction=%s session=%s energy_wh=%s why=%r",
+                        self.cp_id, transaction_id, result.session_id, result.energy_wh, result.review)
+        if result.skewed:
+            log.warning("transaction.clock_skew charge_point=%s transaction=%s stamped=%s (before its start: "
+                        "stored with the time it arrived)", self.cp_id, transaction_id, timestamp)
         if not result.known:
             log.warning("transaction.stop_unknown charge_point=%s transaction=%s (accepted, nothing to close)",
                         self.cp_id, transaction_id)
@@ -188,12 +206,22 @@ class ChargePointHandlers:
             self.live.meter_seen[connector_id] = now
         if transaction_id is None:
             return {}
-        wh = metering.latest_energy_register_wh(_camel_meter_values(meter_value))
-        if wh is not None:
-            self.ctx.db.submit_latest(
-                ("meter", transaction_id),
-                ocpp_store.record_meter_sample(self.cp_id, transaction_id, wh, now),
-            )
+        reading = metering.latest_energy_register(_camel_meter_values(meter_value))
+        if reading is None:
+            return {}
+        owner = self.ctx.transaction_owners.get(transaction_id)
+        if owner is not None and owner != self.cp_id:
+            # Another charge point's transaction: dropped here, so it can never displace the owner's
+            # own queued sample (nor reach the database, which would refuse it anyway).
+            log.warning("meter.foreign charge_point=%s transaction=%s owner=%s (ignored)",
+                        self.cp_id, transaction_id, owner)
+            return {}
+        at = reading.at or now  # the sample's own time orders samples; a buffered older one never wins
+        self.ctx.db.submit_latest(
+            ("meter", self.cp_id, transaction_id),
+            ocpp_store.record_meter_sample(self.cp_id, transaction_id, reading.wh, at, now),
+            order=at,
+        )
         return {}
 
     @on("DataTransfer")
@@ -213,6 +241,27 @@ class ChargePointHandlers:
         self._require_accepted("DiagnosticsStatusNotification")
         log.info("diagnostics.status charge_point=%s status=%s", self.cp_id, status)
         return {}
+
+
+async def _close_invalid_stop(h: ChargePointHandlers, transaction_id: int, meter_stop: int,
+                              exc: metering.ImplausibleReadingError) -> None:
+    """A meterStop no meter shows: the transaction is closed with its last good reading (billed, audited),
+    and the charger is told why with a CallError, not an InternalError it would retry for ever."""
+    now = h.ctx.clock.now()
+    closed = await h.ctx.db.write(lambda s: ocpp_store.close_transaction_invalid_stop(
+        s, transaction_id, cp_id=h.cp_id, meter_stop=meter_stop, now=now))
+    log.warning("transaction.invalid_meter_stop charge_point=%s transaction=%s meter_stop=%s closed=%s",
+                h.cp_id, transaction_id, meter_stop, closed)
+    raise OcppCallError("PropertyConstraintViolation",
+                        f"{exc}; transaction {transaction_id} "
+                        + ("was closed with its last good reading" if closed else "is not open here"))
+
+
+def _check_register(value: int, name: str) -> None:
+    try:
+        metering.check_register_wh(value, name)
+    except metering.ImplausibleReadingError as exc:
+        raise OcppCallError("PropertyConstraintViolation", str(exc)) from None
 
 
 def _boot_work(cp_id: str, vendor: str, model: str, kw: dict[str, Any], now, *, register: bool):

@@ -16,10 +16,11 @@ from enum import StrEnum
 
 __all__ = [
     "ActionKind", "Action", "Thresholds", "ReservationRow", "StatusRow", "OpenTransactionRow",
-    "LiveConnectorRow", "LiveChargePointRow", "SessionActivityRow", "TransactionActivityRow",
+    "LiveConnectorRow", "LiveChargePointRow", "SessionActivityRow", "TransactionActivityRow", "PendingStartRow",
     "select_stale_reservations", "select_releasable_statuses", "select_offline_charge_points",
     "select_silent_connectors", "select_orphaned_transactions", "select_idle_sessions",
-    "select_quiet_transactions", "select_contradicted_statuses", "TRANSACTION_STATUSES", "threshold",
+    "select_quiet_transactions", "select_contradicted_statuses", "select_expired_starts", "TRANSACTION_STATUSES",
+    "threshold",
 ]
 
 STALE_RESERVATION_STATUSES = frozenset({"PendingPayment", "Authorized", "StartRequested"})
@@ -36,6 +37,7 @@ class ActionKind(StrEnum):
     END_IDLE_SESSION = "end_idle_session"
     PROBE_QUIET_TRANSACTION = "probe_quiet_transaction"
     PROBE_CONTRADICTED_STATUS = "probe_contradicted_status"
+    EXPIRE_START = "expire_start"
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,7 @@ class Thresholds:
     orphan_grace: timedelta | None = timedelta(seconds=120)
     session_idle: timedelta | None = None
     quiet_transaction: timedelta | None = timedelta(seconds=600)
+    start_timeout: timedelta | None = timedelta(seconds=180)
 
     @classmethod
     def from_settings(cls, s) -> Thresholds:
@@ -72,6 +75,9 @@ class Thresholds:
             orphan_grace=threshold(s.orphan_grace_seconds, "seconds"),
             session_idle=threshold(s.session_idle_hours, "hours"),
             quiet_transaction=threshold(s.quiet_transaction_seconds, "seconds"),
+            # Never shorter than the call timeout: a start still waiting for its answer is not stale.
+            start_timeout=threshold(max(s.start_timeout_seconds, s.call_timeout_seconds)
+                                    if s.start_timeout_seconds > 0 else 0, "seconds"),
         )
 
 
@@ -149,10 +155,27 @@ class TransactionActivityRow:
 
 @dataclass(frozen=True)
 class SessionActivityRow:
+    """When an open session was last heard of, by the CSMS's clock only (receipt and storage times).
+
+    Never a charger's timestamp: a charger whose clock runs a day ahead would otherwise look
+    active until tomorrow, and one a day behind idle at once.
+    """
+
     session_id: str
     charge_point_id: str
     connector_id: int
-    last_activity: datetime  # newest of: start, meter sample, status change, any message
+    last_activity: datetime  # newest of: created, transaction stored, meter sample received, status received
+
+
+@dataclass(frozen=True)
+class PendingStartRow:
+    """A session whose remote start is pending: no StartTransaction has linked it yet."""
+
+    session_id: str
+    charge_point_id: str
+    connector_id: int
+    status: str
+    created_at: datetime  # CSMS clock
 
 
 # ------------------------------------------------------------- selectors
@@ -250,6 +273,23 @@ def select_idle_sessions(rows: Iterable[SessionActivityRow], *, now: datetime,
         Action(ActionKind.END_IDLE_SESSION, r.charge_point_id, r.connector_id, r.session_id,
                f"no activity for {_human(_age(now, r.last_activity))} (limit {_human(idle)})")
         for r in rows if _age(now, r.last_activity) > idle
+    ]
+
+
+def select_expired_starts(rows: Iterable[PendingStartRow], *, now: datetime,
+                          timeout: timedelta | None) -> list[Action]:
+    """Sessions still waiting for their StartTransaction longer than the start timeout -> ended `StartExpired`.
+
+    An accepted remote start the charger never began would otherwise wait for ever, ready to
+    capture a later, unrelated transaction of the same tag at its old tariff. A StartTransaction
+    that does come shortly after still revives it (see `csms.linking`).
+    """
+    if timeout is None:
+        return []
+    return [
+        Action(ActionKind.EXPIRE_START, r.charge_point_id, r.connector_id, r.session_id,
+               f"{r.status} for {_human(_age(now, r.created_at))} with no StartTransaction (timeout {_human(timeout)})")
+        for r in rows if _age(now, r.created_at) > timeout
     ]
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import partial
 
 import trio
@@ -26,7 +26,9 @@ from .context import Context
 from .db.cleanup_store import audit, force_end_session
 from .db.database import Database
 from .db.models import ChargingSession, ConnectorStatus, PaymentReservation, Transaction
-from .db.ocpp_store import ESTIMATED_REASONS, close_transaction_estimated
+from .db.ocpp_store import ESTIMATED_REASONS, close_transaction_estimated, expire_start
+from .db.reservation_store import move_reservation
+from .linking import PENDING_STATUSES
 from .maintenance import (
     STALE_RESERVATION_STATUSES,
     TRANSACTION_STATUSES,
@@ -35,12 +37,14 @@ from .maintenance import (
     LiveChargePointRow,
     LiveConnectorRow,
     OpenTransactionRow,
+    PendingStartRow,
     ReservationRow,
     SessionActivityRow,
     StatusRow,
     Thresholds,
     TransactionActivityRow,
     select_contradicted_statuses,
+    select_expired_starts,
     select_idle_sessions,
     select_offline_charge_points,
     select_orphaned_transactions,
@@ -51,7 +55,7 @@ from .maintenance import (
 )
 from .ocppj import OcppjError
 from .registry import LiveChargePoint
-from .reservations import TERMINAL
+from .reservations import TERMINAL, ReservationStatus
 
 __all__ = ["Snapshot", "load_snapshot", "plan_database_actions", "run_once", "run_offline",
            "maintenance_loop", "watch_silent_connectors"]
@@ -67,6 +71,7 @@ class Snapshot:
     statuses: list[StatusRow] = field(default_factory=list)
     open_transactions: list[OpenTransactionRow] = field(default_factory=list)
     sessions: list[SessionActivityRow] = field(default_factory=list)
+    pending_starts: list[PendingStartRow] = field(default_factory=list)
 
 
 def load_snapshot(s: Session) -> Snapshot:
@@ -80,15 +85,22 @@ def load_snapshot(s: Session) -> Snapshot:
         status_at[(st.charge_point_id, st.connector_id)] = as_utc(st.updated_at)
     tx_activity = {}
     for t in s.scalars(select(Transaction).where(Transaction.stop_time.is_(None))):
-        opened = as_utc(t.opened_at or t.start_time)
+        # Our clock only: when we stored it (opened_at; start_time is the charger's) and when we last
+        # received a meter sample for it (meter_seen_at; latest_meter_at is the sample's own stamp).
+        opened = as_utc(t.opened_at) or as_utc(t.start_time)
         snap.open_transactions.append(OpenTransactionRow(t.id, t.charge_point_id, t.connector_id, opened,
-                                                         as_utc(t.latest_meter_at)))
-        tx_activity[t.id] = max(x for x in (opened, as_utc(t.latest_meter_at)) if x is not None)
+                                                         as_utc(t.meter_seen_at)))
+        tx_activity[t.id] = max(x for x in (opened, as_utc(t.meter_seen_at)) if x is not None)
     for cs in s.scalars(select(ChargingSession).where(ChargingSession.end_time.is_(None))):
-        moments = [as_utc(cs.created_at), as_utc(cs.start_time), tx_activity.get(cs.transaction_id),
+        # Never the session's start_time: that is the charger's clock (a charger a day ahead would
+        # look active until tomorrow).
+        moments = [as_utc(cs.created_at), tx_activity.get(cs.transaction_id),
                    status_at.get((cs.charge_point_id, cs.connector_id))]
         snap.sessions.append(SessionActivityRow(cs.id, cs.charge_point_id, cs.connector_id,
                                                 max(m for m in moments if m is not None)))
+        if cs.transaction_id is None and cs.status in PENDING_STATUSES:
+            snap.pending_starts.append(PendingStartRow(cs.id, cs.charge_point_id, cs.connector_id, cs.status,
+                                                       as_utc(cs.created_at)))
     return snap
 
 
@@ -104,19 +116,25 @@ def plan_database_actions(snap: Snapshot, th: Thresholds, now: datetime,
     if live_connectors is not None:
         actions += select_orphaned_transactions(snap.open_transactions, live_connectors, now=now, grace=th.orphan_grace)
     orphaned_tx = {a.subject for a in actions if a.kind is ActionKind.CLOSE_ORPHANED}
+    expired = select_expired_starts(snap.pending_starts, now=now, timeout=th.start_timeout)
     idle = select_idle_sessions(snap.sessions, now=now, idle=th.session_idle)
-    return actions + [a for a in idle if a.subject not in orphaned_tx]
+    expiring = {a.subject for a in expired}
+    return actions + expired + [a for a in idle if a.subject not in orphaned_tx and a.subject not in expiring]
 
 
 # ------------------------------------------------------------- applying
-def _apply_db_action(a: Action, now: datetime) -> Callable[[Session], bool]:
+def _apply_db_action(a: Action, now: datetime, th_start: timedelta | None = None) -> Callable[[Session], bool]:
     """The unit of work for one database action; returns False when the row no longer qualifies."""
 
     def cancel_reservation(s: Session) -> bool:
-        done = s.execute(update(PaymentReservation).where(
-            PaymentReservation.id == a.subject, PaymentReservation.status.in_(STALE_RESERVATION_STATUSES))
-            .values(status="Cancelled", updated_at=now)).rowcount == 1
+        status = s.scalar(select(PaymentReservation.status).where(PaymentReservation.id == a.subject))
+        done = status in STALE_RESERVATION_STATUSES and move_reservation(
+            s, a.subject, ReservationStatus.CANCELLED, now)  # its payment cancel becomes due
         return _audited(s, done)
+
+    def expire(s: Session) -> bool:
+        assert th_start is not None
+        return expire_start(s, a.subject, now=now, timeout=th_start, actor=ACTOR)
 
     def release_status(s: Session) -> bool:
         held = s.scalar(select(func.count()).select_from(Transaction).where(
@@ -152,6 +170,7 @@ def _apply_db_action(a: Action, now: datetime) -> Callable[[Session], bool]:
         ActionKind.RELEASE_STATUS: release_status,
         ActionKind.CLOSE_ORPHANED: close_orphaned,
         ActionKind.END_IDLE_SESSION: end_idle,
+        ActionKind.EXPIRE_START: expire,
     }[a.kind]
 
 
@@ -168,7 +187,7 @@ def run_offline(db: Database, th: Thresholds, now: datetime, *, dry_run: bool) -
     """The database-only rules, synchronously (start-up and `csms maintenance`)."""
     actions = plan_database_actions(db.run_sync(load_snapshot), th, now)
     for a in actions:
-        applied = False if dry_run else db.run_sync(_apply_db_action(a, now))
+        applied = False if dry_run else db.run_sync(_apply_db_action(a, now, th.start_timeout))
         _log(a, applied=applied, dry_run=dry_run)
     return actions
 
@@ -191,6 +210,8 @@ async def run_once(ctx: Context, *, dry_run: bool = False, nursery: trio.Nursery
     th = Thresholds.from_settings(ctx.settings)
     now = ctx.clock.now()
     snap = await ctx.db.read(load_snapshot)
+    # Who owns each open transaction, as the database says (new ones are added at StartTransaction).
+    ctx.transaction_owners = {t.transaction_id: t.charge_point_id for t in snap.open_transactions}
     seen_live = {live.id: live for live in ctx.registry}
     cps, live_connectors = _live_rows(ctx)
     actions = select_offline_charge_points(cps, now=now, factor=th.heartbeat_timeout_factor)
@@ -224,8 +245,10 @@ async def run_once(ctx: Context, *, dry_run: bool = False, nursery: trio.Nursery
                         live.status_probes[a.connector_id] = now
                     probes.append((live, a))
             else:
-                applied = await ctx.db.write(_apply_db_action(a, now))
+                applied = await ctx.db.write(_apply_db_action(a, now, th.start_timeout))
         _log(a, applied=applied, dry_run=dry_run)
+    if not dry_run and any(a.kind in (ActionKind.CANCEL_RESERVATION, ActionKind.EXPIRE_START) for a in actions):
+        ctx.nudge_payment_cancels()  # reservations that ended before charging: their payments go back
     if nursery is not None:
         for live, a in probes:
             nursery.start_soon(_ask_status, ctx, live, a)

@@ -7,17 +7,47 @@ number: the total Energy.Active.Import.Register, in Wh, from the latest sample.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
-__all__ = ["ENERGY_REGISTER", "latest_energy_register_wh"]
+__all__ = ["ENERGY_REGISTER", "MAX_REGISTER_WH", "Reading", "ImplausibleReadingError", "check_register_wh",
+           "latest_energy_register", "latest_energy_register_wh"]
 
 ENERGY_REGISTER = "Energy.Active.Import.Register"
 # OCPP 1.6 UnitOfMeasure values for energy; matched case-insensitively because chargers vary.
 _UNIT_FACTORS = {"wh": Decimal(1), "kwh": Decimal(1000)}
 # No real register reaches 10^15 in any unit; larger "numbers" are garbage, not energy.
 _IMPLAUSIBLE = Decimal(10) ** 15
+MAX_REGISTER_WH = 10**15 - 1
+
+
+class ImplausibleReadingError(ValueError):
+    """A meterStart/meterStop no energy register can show (negative, or 10^15 Wh and more)."""
+
+
+def check_register_wh(value: int, name: str) -> int:
+    """A meterStart or meterStop as Wh, or ImplausibleReadingError naming the field and the range.
+
+    The same bound as the samples of MeterValues (which are dropped when beyond it); a
+    StopTransaction's meterStop of 2^63 once made every retry of that stop fail inside the
+    database, and the session never ended.
+    """
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ImplausibleReadingError(f"{name} must be an integer number of Wh, got {value!r}")
+    if not 0 <= value <= MAX_REGISTER_WH:
+        raise ImplausibleReadingError(
+            f"{name} {value} is outside 0..{MAX_REGISTER_WH} Wh: no energy register shows that")
+    return value
+
+
+@dataclass(frozen=True)
+class Reading:
+    """One total-energy register sample: Wh and the time the charger stamped it (None if unreadable)."""
+
+    wh: int
+    at: datetime | None
 
 
 def _parse_timestamp(value: Any) -> datetime | None:
@@ -30,7 +60,10 @@ def _parse_timestamp(value: Any) -> datetime | None:
         return None
     if moment.tzinfo is None or moment.utcoffset() is None:
         return moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00:00+01:00 is before the first representable instant
+        return None
 
 
 def _number(value: Any) -> Decimal | None:
@@ -86,14 +119,16 @@ def _entry_wh(entry: Any) -> int | None:
     return found
 
 
-def latest_energy_register_wh(meter_value: Iterable[Mapping[str, Any]]) -> int | None:
-    """Total import register in Wh from the latest-stamped entry, or None if there is none.
+def latest_energy_register(meter_value: Iterable[Mapping[str, Any]]) -> Reading | None:
+    """Total import register from the latest-stamped entry (Wh and its stamp), or None if there is none.
 
     Timestamped entries beat entries whose timestamp is missing or unparseable; among
-    equals (same timestamp, or none parseable) the last one in the list wins.
+    equals (same timestamp, or none parseable) the last one in the list wins. The stamp is
+    the charger's clock: compare it with the charger's other stamps only (a buffered,
+    older sample must not replace a newer one), never with ours.
     """
     best_key: tuple[bool, datetime] | None = None
-    best_wh: int | None = None
+    best: Reading | None = None
     for entry in meter_value or ():
         wh = _entry_wh(entry)
         if wh is None:
@@ -101,5 +136,11 @@ def latest_energy_register_wh(meter_value: Iterable[Mapping[str, Any]]) -> int |
         stamp = _parse_timestamp(entry.get("timestamp"))
         key = (stamp is not None, stamp or datetime.min.replace(tzinfo=UTC))
         if best_key is None or key >= best_key:
-            best_key, best_wh = key, wh
-    return best_wh
+            best_key, best = key, Reading(wh, stamp)
+    return best
+
+
+def latest_energy_register_wh(meter_value: Iterable[Mapping[str, Any]]) -> int | None:
+    """Total import register in Wh from the latest-stamped entry, or None if there is none."""
+    reading = latest_energy_register(meter_value)
+    return None if reading is None else reading.wh

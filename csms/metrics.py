@@ -16,6 +16,8 @@ CLEANUP_FAILURES = Counter("csms_stuck_session_cleanup_failures_total", "Stuck s
 CLEANUP_SECONDS = Histogram("csms_stuck_session_cleanup_seconds", "Time to clean a connector's stuck sessions")
 MAINTENANCE_ACTIONS = Counter("csms_maintenance_actions_total", "Maintenance actions applied", ["kind"])
 LATE_STOPS = Counter("csms_late_stop_transactions_total", "StopTransactions that reconciled a force-ended transaction")
+PAYMENT_CANCELS = Counter("csms_payment_cancels_total", "Provider cancels of reservations that ended before charging",
+                          ["outcome"])
 CONNECTIONS_REPLACED = Counter("csms_connections_replaced_total",
                                "Charge point connections closed because the same id connected again")
 CALLS_NOT_ACCEPTED = Counter("csms_calls_refused_not_accepted_total",

@@ -20,8 +20,9 @@ from sqlalchemy.orm import Session
 from .clock import iso
 from .context import Context
 from .db.models import PaymentReservation
+from .db.reservation_store import move_reservation
 from .errors import ConflictError, ConnectorBusyError, CsmsError, NotFoundError
-from .reservations import TRANSITIONS
+from .payment_cancels import cancel_now
 from .reservations import ReservationStatus as R
 from .sessions import _create_session, active_station, check_connector_free, remote_start
 
@@ -45,20 +46,27 @@ def reservation_view(r: PaymentReservation) -> dict[str, Any]:
             "connectorId": r.connector_id, "chargeTagId": r.id_tag, "chargingTariff": str(r.tariff),
             "amount": None if r.amount is None else str(r.amount), "status": r.status,
             "providerRef": r.provider_ref, "sessionId": r.session_id, "createdAt": iso(r.created_at),
-            "updatedAt": iso(r.updated_at)}
+            "updatedAt": iso(r.updated_at), "paymentCancelledAt": iso(r.provider_cancelled_at),
+            "paymentCancelDueAt": iso(r.provider_cancel_due_at),
+            "paymentCancelAttempts": r.provider_cancel_attempts or 0}
 
 
 def _move(reservation_id: str, dst: R, now: datetime, **values: Any):
-    """Move a reservation to dst from any status the lifecycle table allows; False if it was elsewhere."""
-    sources = [src.value for src, targets in TRANSITIONS.items() if dst in targets]
+    """Move a reservation to dst from any status the lifecycle table allows; False if it was elsewhere.
+
+    Ending it before charging makes its provider cancel due (`csms.payment_cancels` makes it).
+    """
 
     def work(s: Session) -> bool:
-        res = s.execute(update(PaymentReservation)
-                        .where(PaymentReservation.id == reservation_id, PaymentReservation.status.in_(sources))
-                        .values(status=dst.value, updated_at=now, **values))
-        return res.rowcount == 1
+        return move_reservation(s, reservation_id, dst, now, **values)
 
     return work
+
+
+async def _cancel_payment(ctx: Context, reservation_id: str) -> None:
+    """Cancel with the provider now if due; a failure is retried with back-off by the background task."""
+    if await cancel_now(ctx, reservation_id) is False:
+        ctx.nudge_payment_cancels()
 
 
 async def _load(ctx: Context, reservation_id: str) -> dict[str, Any]:
@@ -103,6 +111,10 @@ async def create_reservation(ctx: Context, *, station_id: str, connector_id: int
     def store_ref(s: Session) -> None:
         s.execute(update(PaymentReservation).where(PaymentReservation.id == view["reservationId"])
                   .values(provider_ref=intent.ref))
+        row = s.get(PaymentReservation, view["reservationId"])
+        s.refresh(row)
+        if row.status in (R.CANCELLED.value, R.FAILED.value) and row.provider_cancelled_at is None:
+            row.provider_cancel_due_at = ctx.clock.now()  # ended while the intent was being created
 
     await ctx.db.write(store_ref)
     log.info("reservation.created reservation=%s charge_point=%s connector=%s provider=%s",
@@ -112,8 +124,7 @@ async def create_reservation(ctx: Context, *, station_id: str, connector_id: int
 
 async def _abandon(ctx: Context, view: dict[str, Any], dst: R, why: str) -> None:
     await ctx.db.write(_move(view["reservationId"], dst, ctx.clock.now()))
-    if view.get("providerRef"):
-        await ctx.payments.cancel(view["providerRef"])
+    await _cancel_payment(ctx, view["reservationId"])
     log.warning("reservation.%s reservation=%s charge_point=%s connector=%s why=%s", dst.value.lower(),
                 view["reservationId"], view["chargePointId"], view["connectorId"], why)
 
@@ -138,6 +149,7 @@ async def confirm_reservation(ctx: Context, reservation_id: str, payment_method:
                 raise PaymentProviderError(f"Payment provider {ctx.payments.name} failed: {exc}") from None
             if not paid:
                 await ctx.db.write(_move(reservation_id, R.FAILED, ctx.clock.now()))
+                await _cancel_payment(ctx, reservation_id)  # release the declined intent too
                 raise PaymentDeclinedError("Payment was declined")
             if not await ctx.db.write(_move(reservation_id, R.AUTHORIZED, ctx.clock.now())):
                 raise ConflictError("Reservation changed while confirming", code="InvalidState")
@@ -180,7 +192,6 @@ async def cancel_reservation(ctx: Context, reservation_id: str) -> dict[str, Any
         raise ConflictError("Reservation is charging; stop the session instead", code="InvalidState")
     if not await ctx.db.write(_move(reservation_id, R.CANCELLED, ctx.clock.now())):
         raise ConflictError(f"Reservation is {view['status']}, it cannot be cancelled", code="InvalidState")
-    if view["providerRef"]:
-        await ctx.payments.cancel(view["providerRef"])
+    await _cancel_payment(ctx, reservation_id)
     log.info("reservation.cancelled reservation=%s by=user", reservation_id)
     return {"reservationId": reservation_id, "status": R.CANCELLED.value}

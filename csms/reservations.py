@@ -6,6 +6,7 @@ Rule: every allowed status change lives in TRANSITIONS; anything not listed is r
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import timedelta
 from enum import StrEnum
 from types import MappingProxyType
 
@@ -17,6 +18,9 @@ __all__ = [
     "ReservationTransitionError",
     "can_transition",
     "check_transition",
+    "cancels_payment",
+    "payment_cancel_sources",
+    "cancel_retry_delay",
 ]
 
 
@@ -78,3 +82,29 @@ def check_transition(src: ReservationStatus | str, dst: ReservationStatus | str)
         raise ReservationTransitionError(
             f"reservation cannot go from {source.value} to {target.value} (allowed: {allowed})"
         )
+
+
+# ----------------------------------------------------------------- the provider
+# Ending a reservation before it charged (user cancel, payment declined, connector busy at
+# confirm, remote start failed, unlock-connector, reservation or start timeout) must release
+# the money held with the provider; a reservation that charged ends with its session's bill.
+_BEFORE_CHARGING = frozenset({_S.PENDING_PAYMENT, _S.AUTHORIZED, _S.START_REQUESTED})
+_WITHOUT_CHARGING = frozenset({_S.CANCELLED, _S.FAILED})
+
+
+def cancels_payment(src: ReservationStatus | str, dst: ReservationStatus | str) -> bool:
+    """Whether src -> dst ends the reservation without charging, so its payment must be cancelled."""
+    return _status(src) in _BEFORE_CHARGING and _status(dst) in _WITHOUT_CHARGING
+
+
+def payment_cancel_sources(dst: ReservationStatus | str) -> frozenset[ReservationStatus]:
+    """The statuses from which moving to dst cancels the payment (empty: dst never does)."""
+    return frozenset(src for src, targets in TRANSITIONS.items()
+                     if _status(dst) in targets and cancels_payment(src, dst))
+
+
+def cancel_retry_delay(attempts: int, *, base: timedelta, cap: timedelta = timedelta(hours=1)) -> timedelta:
+    """How long to wait after the `attempts`-th failed provider cancel: base, 2 x base, 4 x base ... at most cap."""
+    if attempts < 1:
+        return timedelta(0)
+    return min(cap, base * (2 ** min(attempts - 1, 30)))

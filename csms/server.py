@@ -31,6 +31,7 @@ from .maintenance import Thresholds
 from .maintenance_runner import maintenance_loop, run_offline, watch_silent_connectors
 from .metrics import CONNECTED, CONNECTIONS_REPLACED, HANDSHAKES_REFUSED
 from .ocppj import SUBPROTOCOL, OcppConnection
+from .payment_cancels import run_payment_cancels
 from .payment_provider import load_provider
 from .registry import LiveChargePoint, Registry
 
@@ -263,6 +264,7 @@ async def serve(
             await nursery.start(db.run_writer)
             async with trio.open_nursery() as front:
                 await front.start(maintenance_loop, ctx)
+                await front.start(run_payment_cancels, ctx)
                 addresses = await _start_front(ctx, front, shutdown)
                 log.info("csms.listening ocpp=%s/{chargePointId} http=%s docs=%s/docs",
                          addresses.ocpp, addresses.http, addresses.http)

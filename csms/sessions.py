@@ -14,11 +14,11 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from . import metrics
-from .clock import iso
+from . import linking, metrics
+from .clock import as_utc, iso
 from .commands import ChargePointCommands
 from .context import Context
 from .db.models import ChargingSession, ConnectorStatus
@@ -31,6 +31,7 @@ from .errors import (
     ConnectorBusyError,
     NotFoundError,
 )
+from .maintenance import Thresholds
 from .occupancy import Verdict
 from .occupancy_service import evaluate
 from .ocppj import CallErrorReceived, CallTimeoutError, ConnectionClosedError, InvalidResponseError
@@ -63,12 +64,25 @@ async def check_connector_free(ctx: Context, station: StationRef, connector_id: 
     if ev.decision.verdict is Verdict.OFFLINE:
         metrics.START_REFUSED.labels("ChargerOffline").inc()
         raise ChargerOfflineError()
-    if ev.decision.busy:
+    reasons = list(ev.decision.reasons) if ev.decision.busy else []
+    # A remote start still waiting for its StartTransaction holds the connector against a second start
+    # (not in the occupancy verdict: the seed's "race after remote start" keeps an accept from meaning busy).
+    pending = await ctx.db.read(lambda s: _pending_starts(s, cp_id, connector_id))
+    reasons += linking.pending_blockers(pending, now=ctx.clock.now(),
+                                        start_timeout=Thresholds.from_settings(ctx.settings).start_timeout)
+    if reasons:
         metrics.START_REFUSED.labels("ConnectorBusy").inc()
         log.warning("%s.refused code=ConnectorBusy station=%s charge_point=%s connector=%s reasons=%s",
-                    action, station.id, cp_id, connector_id, ",".join(ev.decision.reasons))
-        raise ConnectorBusyError(list(ev.decision.reasons))
+                    action, station.id, cp_id, connector_id, ",".join(reasons))
+        raise ConnectorBusyError(reasons)
     return live
+
+
+def _pending_starts(s: Session, cp_id: str, connector_id: int) -> list[linking.SessionCandidate]:
+    rows = s.execute(select(ChargingSession.id, ChargingSession.status, ChargingSession.created_at).where(
+        ChargingSession.charge_point_id == cp_id, ChargingSession.connector_id == connector_id,
+        ChargingSession.end_time.is_(None), ChargingSession.transaction_id.is_(None)))
+    return [linking.SessionCandidate(sid, status, as_utc(created)) for sid, status, created in rows]
 
 
 def _create_session(station: StationRef, connector_id: int, id_tag: str, tariff: Decimal, now: datetime,
@@ -84,13 +98,18 @@ def _create_session(station: StationRef, connector_id: int, id_tag: str, tariff:
     return work
 
 
-def _mark(session_id: str, status: str, now: datetime, reason: str | None = None):
-    """Move a still-`Requested` session on; a StartTransaction that came first wins."""
+def _mark(session_id: str, status: str, now: datetime, reason: str | None = None, *, timed_out: bool = False):
+    """Move a still-`Requested` session on; a StartTransaction that came first wins.
+
+    A start that failed only because the answer did not come in time ends `StartTimedOut`: the
+    charger may have started anyway, and its StartTransaction then revives it (csms.linking).
+    """
 
     def work(s: Session) -> bool:
         values: dict[str, Any] = {"status": status, "updated_at": now}
         if status == "Failed":
-            values |= {"failure_reason": reason, "end_time": now, "end_reason": "StartFailed"}
+            values |= {"failure_reason": reason, "end_time": now,
+                       "end_reason": linking.START_TIMED_OUT if timed_out else "StartFailed"}
         res = s.execute(update(ChargingSession)
                         .where(ChargingSession.id == session_id, ChargingSession.status == "Requested")
                         .values(**values))
@@ -107,7 +126,8 @@ async def remote_start(ctx: Context, live: LiveChargePoint, session_id: str, con
     try:
         status = await commands.remote_start(connector_id, id_tag)
     except CallTimeoutError:
-        await ctx.db.write(_mark(session_id, "Failed", ctx.clock.now(), "RemoteStartTransaction timed out"))
+        await ctx.db.write(_mark(session_id, "Failed", ctx.clock.now(), "RemoteStartTransaction timed out",
+                                 timed_out=True))
         log.warning("session.start_failed session=%s charge_point=%s connector=%s why=timeout",
                     session_id, cp_id, connector_id)
         raise ChargePointTimeoutError(sessionId=session_id) from None
@@ -178,6 +198,7 @@ def session_view(row: ChargingSession) -> dict[str, Any]:
         "energyKwh": None if row.energy_wh is None else str((Decimal(row.energy_wh) / 1000).quantize(Decimal("0.001"))),
         "chargingTotalFee": None if row.fee is None else str(row.fee), "meterSource": row.meter_source,
         "endReason": row.end_reason, "failureReason": row.failure_reason, "reconciled": bool(row.reconciled),
+        "review": row.review_reason is not None, "reviewReason": row.review_reason,
     }
 
 

@@ -150,6 +150,7 @@ async def unlock_connector(ctx: Context, station_id: str, connector_id: int, *, 
     started = time.perf_counter()
     async with ctx.connector_lock(cp_id, connector_id):
         await _clean(ctx, r, actor)
+    ctx.nudge_payment_cancels()  # reservations it cancelled before they charged: their payments go back
     metrics.CLEANUP_SECONDS.observe(time.perf_counter() - started)
     await _send_unlock(ctx, r)
     metrics.UNLOCK_CALLS.labels("unlocked" if r.success else "failed").inc()

@@ -9,15 +9,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from .. import billing
 from ..reservations import TERMINAL, ReservationStatus
-from .models import AuditEvent, ChargingSession, ConnectorStatus, PaymentReservation, Transaction
-from .ocpp_store import close_session_with_settlement, close_transaction_estimated
+from .audit import audit
+from .models import ChargingSession, ConnectorStatus, PaymentReservation, Transaction
+from .ocpp_store import billing_start, close_session_with_settlement, close_transaction_estimated
+from .reservation_store import move_reservation
 
 __all__ = ["ForcedEnd", "ConnectorRelease", "find_stuck_sessions", "force_end_session", "release_connector",
            "audit"]
@@ -40,12 +41,6 @@ class ConnectorRelease:
     closed_transactions: tuple[int, ...]
     cancelled_reservations: tuple[str, ...]
     status_reset_from: str | None
-
-
-def audit(s: Session, *, actor: str, action: str, at: datetime, charge_point_id: str | None = None,
-          connector_id: int | None = None, subject: str | None = None, **details: Any) -> None:
-    s.add(AuditEvent(at=at, actor=actor, action=action, charge_point_id=charge_point_id,
-                     connector_id=connector_id, subject=subject, details=details or None))
 
 
 def find_stuck_sessions(s: Session, cp_id: str, connector_id: int) -> list[str]:
@@ -72,7 +67,7 @@ def force_end_session(s: Session, session_id: str, *, now: datetime, reason: str
     if tx is not None and tx.stop_time is None and close_transaction:
         settlement = close_transaction_estimated(s, tx, now=now, reason=reason)
     else:
-        meter_start = tx.meter_start if tx is not None else (session.meter_start or 0)
+        meter_start = billing_start(session, tx) if tx is not None else (session.meter_start or 0)
         meter_stop = tx.meter_stop if tx is not None else None
         latest = tx.latest_meter_wh if tx is not None and tx.stop_time is None else None
         settlement = billing.settle(meter_start, session.tariff, latest_sample_wh=latest, meter_stop=meter_stop)
@@ -102,11 +97,11 @@ def release_connector(s: Session, cp_id: str, connector_id: int, *, now: datetim
         close_transaction_estimated(s, tx, now=now, reason=reason)
         closed.append(tx.id)
     cancelled = []
-    for res in s.scalars(select(PaymentReservation).where(
+    for res_id in list(s.scalars(select(PaymentReservation.id).where(
             PaymentReservation.charge_point_id == cp_id, PaymentReservation.connector_id == connector_id,
-            PaymentReservation.status.not_in(_TERMINAL))):
-        res.status, res.updated_at = ReservationStatus.CANCELLED.value, now
-        cancelled.append(res.id)
+            PaymentReservation.status.not_in(_TERMINAL)))):
+        if move_reservation(s, res_id, ReservationStatus.CANCELLED, now):  # its payment cancel becomes due
+            cancelled.append(res_id)
     reset_from = None
     row = s.get(ConnectorStatus, (cp_id, connector_id))
     if row is not None and row.status != "Available" and not live_occupied:

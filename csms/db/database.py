@@ -43,13 +43,14 @@ BulkStatements = Mapping[str, Callable[[str], Executable]]
 
 
 class _Op:
-    __slots__ = ("fn", "done", "result", "error")
+    __slots__ = ("fn", "done", "result", "error", "order")
 
-    def __init__(self, fn: Work | BulkWrite, durable: bool) -> None:
+    def __init__(self, fn: Work | BulkWrite, durable: bool, order: Any = None) -> None:
         self.fn = fn
         self.done = trio.Event() if durable else None
         self.result: Any = None
         self.error: BaseException | None = None
+        self.order = order
 
 
 class Database:
@@ -98,14 +99,21 @@ class Database:
         """Queue fn for the next commit without waiting (failures are logged)."""
         self._enqueue(fn, durable=False)
 
-    def submit_latest(self, key: Hashable, fn: Work | BulkWrite) -> None:
+    def submit_latest(self, key: Hashable, fn: Work | BulkWrite, *, order: Any = None) -> None:
         """Like submit, but a newer write with the same key replaces a queued one.
 
+        Newer is by arrival, or by `order` when given: a write whose order is below the queued
+        one's is dropped (a meter sample stamped earlier than the one already waiting). Keys
+        must name everything the write is about (a meter sample's charge point too), or one
+        sender's write displaces another's.
         A BulkWrite (kind registered at construction) joins the batch's executemany of its kind.
         """
         if not self._running or self._stopping:
             raise DatabaseClosedError("the database writer is not running")
-        self._latest[key] = _Op(fn, durable=False)
+        queued = self._latest.get(key)
+        if queued is not None and order is not None and queued.order is not None and order < queued.order:
+            return
+        self._latest[key] = _Op(fn, durable=False, order=order)
         self._wake.set()
 
     def _enqueue(self, fn: Work, *, durable: bool) -> _Op:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
 
 from .models import Base
@@ -55,6 +55,24 @@ def make_engine(url: str, *, pool_size: int = 8) -> Engine:
 def create_schema(engine: Engine) -> None:
     """Create missing tables, and missing indexes of existing tables (create_all skips those)."""
     Base.metadata.create_all(engine)
+    _add_missing_columns(engine)
     for table in Base.metadata.sorted_tables:
         for index in table.indexes:
             index.create(engine, checkfirst=True)
+
+
+def _add_missing_columns(engine: Engine) -> None:
+    """Columns added to a model since a database was created are added to its table (always nullable:
+    the only migration there is)."""
+    have = inspect(engine)
+    preparer = engine.dialect.identifier_preparer
+    with engine.begin() as conn:
+        for table in Base.metadata.sorted_tables:
+            present = {c["name"] for c in have.get_columns(table.name)}
+            for column in table.columns:
+                if column.name in present:
+                    continue
+                assert column.nullable, f"{table.name}.{column.name} must be nullable to be added later"
+                kind = column.type.compile(dialect=engine.dialect)
+                conn.execute(text(f"ALTER TABLE {preparer.format_table(table)} "
+                                  f"ADD COLUMN {preparer.format_column(column)} {kind}"))

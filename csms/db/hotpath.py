@@ -20,6 +20,8 @@ from sqlalchemy import DateTime
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 
+from ..clock import as_utc
+from ..linking import REVIVABLE_END_REASONS
 from .models import ChargingSession, PaymentReservation, Transaction
 
 __all__ = ["HotSql", "hot_sql_for"]
@@ -32,20 +34,25 @@ _SQL = {
                          "AND stop_time IS NULL",
     "insert_tx": f"INSERT INTO {_TX} (charge_point_id, connector_id, id_tag, meter_start, start_time, opened_at) "
                  "VALUES (:cp, :conn, :tag, :meter, :start, :now)",
-    "waiting_session": f"SELECT id, reservation_id FROM {_CS} WHERE charge_point_id = :cp AND connector_id = :conn "
-                       "AND id_tag = :tag AND transaction_id IS NULL AND end_time IS NULL "
-                       "AND status IN ('Requested', 'Accepted') ORDER BY created_at DESC LIMIT 1",
+    # Sessions a StartTransaction may link (csms.linking decides): pending ones, and ones that ended
+    # only because we stopped waiting for their start, recently enough to be revived.
+    "link_candidates": f"SELECT id, status, created_at, end_time, end_reason, reservation_id FROM {_CS} "
+                       "WHERE charge_point_id = :cp AND connector_id = :conn AND id_tag = :tag "
+                       "AND transaction_id IS NULL AND (end_time IS NULL OR (end_reason IN "
+                       f"({', '.join(repr(r) for r in sorted(REVIVABLE_END_REASONS))}) AND end_time >= :since)) "
+                       "ORDER BY created_at DESC LIMIT 20",
     "link_session": f"UPDATE {_CS} SET transaction_id = :tx, status = 'Charging', start_time = :start, "
                     "meter_start = :meter, updated_at = :now WHERE id = :id",
     "set_reservation": f"UPDATE {_RES} SET status = :status, updated_at = :now WHERE id = :id "
                        "AND status NOT IN ('Completed', 'Cancelled', 'Failed')",
-    "tx_for_stop": f"SELECT meter_start, stop_time, connector_id FROM {_TX} "
+    "tx_for_stop": f"SELECT meter_start, stop_time, connector_id, latest_meter_wh, start_time FROM {_TX} "
                    "WHERE id = :id AND charge_point_id = :cp",
     "close_tx": f"UPDATE {_TX} SET meter_stop = :meter, stop_time = :at, stop_reason = :reason WHERE id = :id",
-    "open_session_of_tx": f"SELECT id, tariff, reservation_id FROM {_CS} WHERE transaction_id = :tx "
+    "open_session_of_tx": f"SELECT id, tariff, reservation_id, meter_start FROM {_CS} WHERE transaction_id = :tx "
                           "AND end_time IS NULL LIMIT 1",
     "end_session": f"UPDATE {_CS} SET end_time = :end, end_meter_wh = :meter, energy_wh = :energy, fee = :fee, "
-                   "meter_source = :source, end_reason = :reason, status = 'Ended', updated_at = :now WHERE id = :id",
+                   "meter_source = :source, end_reason = :reason, status = 'Ended', review_reason = :review, "
+                   "updated_at = :now WHERE id = :id",
 }
 _NAMED = re.compile(r"(?<![:\w]):(\w+)")
 
@@ -61,6 +68,15 @@ class HotSql:
             self.sql["insert_tx"] += " RETURNING id"
         self.time: Callable[[datetime], Any] = (
             DateTime(timezone=True).dialect_impl(dialect).bind_processor(dialect) or (lambda v: v))
+        self._result_time = DateTime(timezone=True).dialect_impl(dialect).result_processor(dialect, None)
+
+    def from_time(self, value: Any) -> datetime | None:
+        """A time column as the DBAPI cursor hands it back (SQLite: text) -> aware UTC datetime."""
+        if value is None:
+            return None
+        if self._result_time is not None:
+            value = self._result_time(value)
+        return as_utc(value)
 
     def cursor(self, s: Session) -> Any:
         """A DBAPI cursor inside the batch's transaction, after flushing earlier ORM work of the batch."""

@@ -103,7 +103,10 @@ class Transaction(Base):
     stop_time: Mapped[datetime | None] = mapped_column(UtcDateTime)
     stop_reason: Mapped[str | None] = mapped_column(String(32))
     latest_meter_wh: Mapped[int | None] = mapped_column(BigInteger)
+    # The sample's own timestamp (the charger's clock): a buffered, older sample never replaces it.
     latest_meter_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # When the CSMS last received an energy sample for it (our clock: the idle and quiet rules).
+    meter_seen_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     __table_args__ = (
         Index("ix_transactions_connector_open", "charge_point_id", "connector_id", "stop_time"),
         Index("ix_transactions_tag_open", "id_tag", "stop_time"),  # ConcurrentTx: is this tag charging?
@@ -139,6 +142,8 @@ class ChargingSession(_ConnectorClaim, Base):
     end_reason: Mapped[str | None] = mapped_column(String(32))
     failure_reason: Mapped[str | None] = mapped_column(Text)
     reconciled: Mapped[bool] = mapped_column(default=False)
+    # Why a person should check this bill (its readings contradict each other), or None.
+    review_reason: Mapped[str | None] = mapped_column(Text)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
     __table_args__ = (
         Index("ix_sessions_connector_open", "charge_point_id", "connector_id", "end_time"),
@@ -159,6 +164,11 @@ class PaymentReservation(_ConnectorClaim, Base):
     session_id: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    # The provider's cancel of a reservation that ended before charging: due (and retried) from
+    # provider_cancel_due_at until provider_cancelled_at is set (see csms.payment_cancels).
+    provider_cancel_due_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    provider_cancelled_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    provider_cancel_attempts: Mapped[int | None] = mapped_column(Integer)
     __table_args__ = (
         Index(
             "ux_payment_reservations_active_connector",
