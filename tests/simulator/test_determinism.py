@@ -9,9 +9,11 @@ from simulator import DriverSpec, Fleet, ReplayScript, TraceWriter, decisions, r
 from .conftest import make_spec
 from .libcsms import LibCentral
 
-DRIVER = DriverSpec(first_within=0.3, session=(0.45, 0.6), idle=(0.1, 0.2), linger=(0.05, 0.1), tags=20)
-RUN = 2.2  # s: every connector finishes at least two visits
-CUT = 1.7  # s: compare what happened before this, away from where the run was stopped
+# Visits long enough that a loaded machine (CI, parallel workers) answers every call well inside them:
+# with 0.5 s visits a slow Authorize answer once changed what a car did.
+DRIVER = DriverSpec(first_within=0.6, session=(1.2, 1.5), idle=(0.2, 0.4), linger=(0.1, 0.2), tags=20)
+RUN = 5.2  # s: every connector finishes at least two visits
+CUT = 4.2  # s: compare what happened before this, away from where the run was stopped
 
 
 async def _run(spec, *, trace: TraceWriter, replay: ReplayScript | None = None) -> tuple[list[dict], LibCentral]:
