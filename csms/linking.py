@@ -5,11 +5,14 @@ when the charge point accepts RemoteStartTransaction, and is linked to the trans
 its StartTransaction opens. These rules keep every delivered kWh on exactly one bill:
 
 - a StartTransaction links the newest *pending* session of its connector and tag;
-- failing that, the newest session that ended only because the CSMS stopped waiting (the
-  remote start timed out, or its StartTransaction did not come within the start timeout)
-  is *revived*, if the StartTransaction arrives within `revive_within` of that end;
-- while a session is pending on a connector, a second start there is refused: two pending
-  sessions for one connector would leave the older waiting to capture a later transaction;
+- failing that, the newest session that ended only because the CSMS stopped waiting for
+  its start (the remote start timed out, its StartTransaction did not come within the
+  start timeout, or a newer start on the connector superseded it) is *revived*, if this is
+  the first transaction on the connector since it ended and it arrives within
+  `revive_within` of that end; a later transaction is someone else's;
+- a new start on a connector supersedes the sessions still pending there, explicitly (they
+  end `StartSuperseded`): two pending sessions would leave the older one waiting to
+  capture a later transaction at its old tariff;
 - a StartTransaction that supersedes an open transaction of the same connector and tag (the
   charger rebuilt and resent its start) carries that transaction's session over.
 
@@ -30,15 +33,16 @@ __all__ = [
     "START_EXPIRED",
     "SessionCandidate",
     "Link",
+    "START_SUPERSEDED",
     "pick_session",
-    "pending_blockers",
     "carried_meter_start",
 ]
 
 PENDING_STATUSES = frozenset({"Requested", "Accepted"})
 START_TIMED_OUT = "StartTimedOut"  # RemoteStartTransaction got no answer in time
 START_EXPIRED = "StartExpired"  # accepted, but no StartTransaction within the start timeout
-REVIVABLE_END_REASONS = frozenset({START_TIMED_OUT, START_EXPIRED})
+START_SUPERSEDED = "StartSuperseded"  # a newer start on the connector took over before it began
+REVIVABLE_END_REASONS = frozenset({START_TIMED_OUT, START_EXPIRED, START_SUPERSEDED})
 
 
 def _utc(t: datetime) -> datetime:
@@ -66,13 +70,15 @@ class Link:
     revived: bool  # it had ended (timed out, expired) and is brought back to bill this transaction
 
 
-def pick_session(candidates: Iterable[SessionCandidate], *, now: datetime,
-                 revive_within: timedelta | None) -> Link | None:
+def pick_session(candidates: Iterable[SessionCandidate], *, now: datetime, revive_within: timedelta | None,
+                 last_transaction_at: datetime | None = None) -> Link | None:
     """The session a StartTransaction links: the newest pending one, else the newest revivable one.
 
-    Revivable: ended as `StartTimedOut` or `StartExpired` no longer than `revive_within`
-    before `now` (None: never revive). A session the charger rejected, or that a person or
-    the CSMS ended for any other reason, is never brought back.
+    Revivable: ended as `StartTimedOut`, `StartExpired` or `StartSuperseded` no longer than
+    `revive_within` before `now` (None: never revive), and after the connector's previous
+    transaction was opened (`last_transaction_at`): only the first transaction since it
+    gave up waiting can be the one it asked for. A session the charger rejected, or that a
+    person or the CSMS ended for any other reason, is never brought back.
     """
     rows = sorted(candidates, key=lambda c: (_utc(c.created_at), c.session_id), reverse=True)
     pending = next((c for c in rows if c.pending), None)
@@ -82,20 +88,10 @@ def pick_session(candidates: Iterable[SessionCandidate], *, now: datetime,
         return None
     for c in rows:
         if (c.ended_at is not None and c.end_reason in REVIVABLE_END_REASONS
-                and _utc(now) - _utc(c.ended_at) <= revive_within):
+                and _utc(now) - _utc(c.ended_at) <= revive_within
+                and (last_transaction_at is None or _utc(c.ended_at) >= _utc(last_transaction_at))):
             return Link(c.session_id, revived=True)
     return None
-
-
-def pending_blockers(candidates: Iterable[SessionCandidate], *, now: datetime,
-                     start_timeout: timedelta | None) -> list[str]:
-    """Reasons a new start on the connector is refused: its pending sessions younger than the timeout.
-
-    An older pending session is the start-timeout rule's to end (it no longer blocks); with
-    no timeout, every pending session blocks.
-    """
-    return [f"pending_start:{c.session_id}" for c in sorted(candidates, key=lambda c: _utc(c.created_at))
-            if c.pending and (start_timeout is None or _utc(now) - _utc(c.created_at) <= start_timeout)]
 
 
 def carried_meter_start(session_meter_start: int | None, new_meter_start: int) -> tuple[int, str | None]:

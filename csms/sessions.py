@@ -18,11 +18,13 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from . import linking, metrics
-from .clock import as_utc, iso
+from .clock import iso
 from .commands import ChargePointCommands
 from .context import Context
-from .db.models import ChargingSession, ConnectorStatus
+from .db.audit import audit
+from .db.models import ChargingSession, ConnectorStatus, new_id
 from .db.occupancy_store import StationRef, find_station
+from .db.reservation_store import move_reservation
 from .errors import (
     ChargePointError,
     ChargePointTimeoutError,
@@ -31,11 +33,11 @@ from .errors import (
     ConnectorBusyError,
     NotFoundError,
 )
-from .maintenance import Thresholds
 from .occupancy import Verdict
 from .occupancy_service import evaluate
 from .ocppj import CallErrorReceived, CallTimeoutError, ConnectionClosedError, InvalidResponseError
 from .registry import LiveChargePoint
+from .reservations import ReservationStatus
 
 __all__ = ["start_session", "stop_session", "get_session", "session_view", "active_station",
            "check_connector_free", "remote_start"]
@@ -64,31 +66,40 @@ async def check_connector_free(ctx: Context, station: StationRef, connector_id: 
     if ev.decision.verdict is Verdict.OFFLINE:
         metrics.START_REFUSED.labels("ChargerOffline").inc()
         raise ChargerOfflineError()
-    reasons = list(ev.decision.reasons) if ev.decision.busy else []
-    # A remote start still waiting for its StartTransaction holds the connector against a second start
-    # (not in the occupancy verdict: the seed's "race after remote start" keeps an accept from meaning busy).
-    pending = await ctx.db.read(lambda s: _pending_starts(s, cp_id, connector_id))
-    reasons += linking.pending_blockers(pending, now=ctx.clock.now(),
-                                        start_timeout=Thresholds.from_settings(ctx.settings).start_timeout)
-    if reasons:
+    if ev.decision.busy:
         metrics.START_REFUSED.labels("ConnectorBusy").inc()
         log.warning("%s.refused code=ConnectorBusy station=%s charge_point=%s connector=%s reasons=%s",
-                    action, station.id, cp_id, connector_id, ",".join(reasons))
-        raise ConnectorBusyError(reasons)
+                    action, station.id, cp_id, connector_id, ",".join(ev.decision.reasons))
+        raise ConnectorBusyError(list(ev.decision.reasons))
     return live
-
-
-def _pending_starts(s: Session, cp_id: str, connector_id: int) -> list[linking.SessionCandidate]:
-    rows = s.execute(select(ChargingSession.id, ChargingSession.status, ChargingSession.created_at).where(
-        ChargingSession.charge_point_id == cp_id, ChargingSession.connector_id == connector_id,
-        ChargingSession.end_time.is_(None), ChargingSession.transaction_id.is_(None)))
-    return [linking.SessionCandidate(sid, status, as_utc(created)) for sid, status, created in rows]
 
 
 def _create_session(station: StationRef, connector_id: int, id_tag: str, tariff: Decimal, now: datetime,
                     reservation_id: str | None = None):
+    """The new session, superseding (ending `StartSuperseded`) the ones still waiting for their start there.
+
+    An accepted remote start does not make a connector busy (seed 001), so a second start may
+    come while the first waits; the newer one wins, explicitly, so the older cannot wait on to
+    capture a later transaction at its tariff (csms.linking says when it may still be revived).
+    """
+
     def work(s: Session) -> str:
-        row = ChargingSession(station_id=station.id, charge_point_id=station.charge_point_id,
+        session_id = new_id()
+        pending = list(s.scalars(select(ChargingSession).where(
+            ChargingSession.charge_point_id == station.charge_point_id, ChargingSession.connector_id == connector_id,
+            ChargingSession.end_time.is_(None), ChargingSession.transaction_id.is_(None),
+            ChargingSession.status.in_(sorted(linking.PENDING_STATUSES)))))
+        for old in pending:
+            old.status, old.end_time, old.end_reason, old.updated_at = "Failed", now, linking.START_SUPERSEDED, now
+            old.failure_reason = f"superseded by session {session_id} before its StartTransaction came"
+            if old.reservation_id:
+                move_reservation(s, old.reservation_id, ReservationStatus.FAILED, now)
+            audit(s, actor="system:sessions", action="session.superseded", at=now,
+                  charge_point_id=station.charge_point_id, connector_id=connector_id, subject=old.id,
+                  by_session=session_id, id_tag=old.id_tag, tariff=str(old.tariff))
+            log.warning("session.superseded session=%s by=%s charge_point=%s connector=%s",
+                        old.id, session_id, station.charge_point_id, connector_id)
+        row = ChargingSession(id=session_id, station_id=station.id, charge_point_id=station.charge_point_id,
                               connector_id=connector_id, id_tag=id_tag, tariff=tariff, status="Requested",
                               reservation_id=reservation_id, created_at=now, updated_at=now)
         s.add(row)

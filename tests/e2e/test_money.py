@@ -14,7 +14,7 @@ import pytest
 import trio
 from sqlalchemy import select
 
-from csms.db.models import AuditEvent, ChargingSession, PaymentReservation, Transaction
+from csms.db.models import AuditEvent, PaymentReservation, Transaction
 from csms.ocppj import CallErrorReceived
 from tests.support.chargepoint import connect
 from tests.support.db import with_db
@@ -184,22 +184,27 @@ async def test_a_users_cancel_calls_the_provider_exactly_once(healthy_provider_l
 
 
 # ---------------------------------------------------------------- finding 3
-async def test_a_second_start_while_one_is_pending_is_refused(csms):
+async def test_a_second_start_supersedes_the_pending_one_which_then_captures_nothing(csms):
+    """Two REST starts with one tag (0.10 then 0.99): the second supersedes the first explicitly; the
+    StartTransaction bills the second, and a later local transaction of that tag is nobody's session."""
     async with connect(csms.ocpp, "DUP1") as cp, csms.client() as http:
         await cp.status(1, "Available")
-        first = await http.post(START, json=_start("DUP1", tariff="0.10"))
-        assert first.status_code == 200, first.text
-        sid = first.json()["data"]["sessionId"]
-        second = await http.post(START, json=_start("DUP1", tariff="0.99"))
-        assert second.status_code == 409, second.text
-        assert second.json()["data"] == {"code": "ConnectorBusy", "reasons": [f"pending_start:{sid}"]}
-        occ = (await http.get("/api/connectors/DUP1/1/occupancy")).json()["data"]
-        assert occ["verdict"] == "free"  # an accepted remote start is still not "busy" (seed 001)
+        first = (await http.post(START, json=_start("DUP1", tariff="0.10"))).json()["data"]["sessionId"]
+        r = await http.post(START, json=_start("DUP1", tariff="0.99"))
+        assert r.status_code == 200, r.text  # an accepted remote start does not make the connector busy (seed 001)
+        second = r.json()["data"]["sessionId"]
+        old = await _session(http, first)
+        assert (old["status"], old["endReason"]) == ("Failed", "StartSuperseded") and old["endTime"] is not None
         tx = await cp.start(1, "TAG1", meter_start=0)
         await cp.stop(tx, 2_000)
-        s = await _session(http, sid)
-        assert (s["transactionId"], s["chargingTariff"], s["chargingTotalFee"]) == (tx, "0.1", "0.20")
-    assert with_db(csms.db_url, lambda db: db.query(ChargingSession).count()) == 1
+        s = await _session(http, second)
+        assert (s["transactionId"], s["chargingTariff"], s["chargingTotalFee"]) == (tx, "0.99", "1.98")
+        later = await cp.start(1, "TAG1", meter_start=2_000)  # a later, unrelated local transaction
+        await cp.stop(later, 3_000)
+        assert (await _session(http, first))["transactionId"] is None
+    rows = {t["transactionId"]: t for t in await _transactions(csms)}
+    assert rows[tx]["session"]["sessionId"] == second and rows[later]["session"] is None
+    assert [a.subject for a in _audits(csms.db_url, "session.superseded")] == [first]
 
 
 @pytest.mark.parametrize("csms_args", [["--allow-unknown-chargers", "--start-timeout-seconds", "1",

@@ -54,11 +54,12 @@ def test_the_newest_revivable_session_wins():
     assert linking.pick_session(rows, now=NOW, revive_within=60 * S).session_id == "b"
 
 
-def test_pending_sessions_block_a_second_start_until_the_start_timeout():
-    rows = [cand("young", 10), cand("old", 200), cand("done", 5, "Failed", ended_s=1, reason="StartFailed")]
-    assert linking.pending_blockers(rows, now=NOW, start_timeout=180 * S) == ["pending_start:young"]
-    assert linking.pending_blockers(rows, now=NOW, start_timeout=None) == ["pending_start:old",
-                                                                            "pending_start:young"]
+def test_only_the_first_transaction_since_a_session_gave_up_can_revive_it():
+    rows = [cand("s", 20, "Failed", ended_s=10, reason=linking.START_SUPERSEDED)]
+    assert linking.pick_session(rows, now=NOW, revive_within=60 * S, last_transaction_at=NOW - 11 * S).revived
+    assert linking.pick_session(rows, now=NOW, revive_within=60 * S, last_transaction_at=NOW - 10 * S).revived
+    # Another transaction opened on the connector since: this one is someone else's.
+    assert linking.pick_session(rows, now=NOW, revive_within=60 * S, last_transaction_at=NOW - 9 * S) is None
 
 
 @pytest.mark.parametrize(("session_start", "new_start", "expected"), [
