@@ -48,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=int, default=7, help="one seed decides fleets, cars and faults (default 7)")
     run.add_argument("--scale", type=int, default=None, metavar="N",
                      help="charge points in the chaos scenario (default 50 quick, 200 full)")
+    run.add_argument("--chaos-seconds", type=float, default=None, metavar="S",
+                     help="length of the chaos load phase before traffic ends (default 30 quick, 60 full)")
     run.add_argument("--jobs", "-j", type=int, default=4, metavar="N",
                      help="scenarios run at once, each worker with its own embedded CSMS (default 4; 1 = one by one)")
     run.add_argument("--report", default="reports", metavar="DIR", help="report folder (default reports/)")
@@ -90,7 +92,7 @@ def pytest_args(args: argparse.Namespace, rest: list[str]) -> list[str]:
         f"--junitxml={report / 'junit.xml'}", "-o", "junit_suite_name=unstuck-scenarios",
         "--profile", args.profile, "--seed", str(args.seed), "--report-dir", str(report),
     ]
-    for flag, value in (("--scale", args.scale), ("--db", args.db), ("--csms-url", args.csms_url),
+    for flag, value in (("--scale", args.scale), ("--chaos-seconds", args.chaos_seconds), ("--db", args.db), ("--csms-url", args.csms_url),
                         ("--api-url", args.api_url), ("--api-token", args.api_token), ("--adapter", args.adapter)):
         if value is not None:
             out += [flag, str(value)]

@@ -34,6 +34,7 @@ class Timings:
     orphan_grace: float = 2.0
     quiet_transaction: float = 4.0
     call_timeout: float = 3.0
+    start_timeout: float = 6.0  # an accepted remote start with no StartTransaction ends after this
     reservation_timeout_minutes: float = 0.25
     freshness_minutes: float = 0.2
 
@@ -55,6 +56,7 @@ class Timings:
             "--orphan-grace-seconds", str(self.orphan_grace),
             "--quiet-transaction-seconds", str(self.quiet_transaction),
             "--call-timeout-seconds", str(self.call_timeout),
+            "--start-timeout-seconds", str(self.start_timeout),
             "--reservation-timeout-minutes", str(self.reservation_timeout_minutes),
             "--freshness-minutes", str(self.freshness_minutes),
         ]

@@ -17,7 +17,12 @@ The three invariants:
 - nothing lost: every acknowledged StartTransaction is stored, every
   transaction that really ended is closed once, with the energy the charge point
   measured (exact when its StopTransaction arrived, within one meter sample when
-  the CSMS ended it), and every session's fee follows the tariff.
+  the CSMS ended it), and every session's fee follows the tariff;
+- billed once, to the right session: a transaction started from the app is
+  billed to a session (also when the app's start timed out and the charger began
+  anyway); a StopTransaction that contradicts a register the CSMS acknowledged keeps
+  the evidenced energy and is flagged for review; an app session that never started
+  does not wait for ever.
 """
 
 from __future__ import annotations
@@ -27,12 +32,13 @@ from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from .adapters.base import BUSY, FREE, OFFLINE, StoredTransaction, Verdict
+from .adapters.base import BUSY, FREE, OFFLINE, StoredSession, StoredTransaction, Verdict
 from .timeline import IDLE_STATE, FaultMark, SimTransaction, Timeline
 
 __all__ = [
     "Sample",
     "Hold",
+    "AppStart",
     "Rules",
     "Violation",
     "Judgement",
@@ -53,6 +59,8 @@ KINDS = {
     "lost_stop": "the CSMS acknowledged a StopTransaction but stored a different end",
     "wrong_energy": "the energy stored for the transaction is not what the charge point measured",
     "wrong_fee": "the session's fee does not follow energy x tariff (half up to the cent)",
+    "unbilled_transaction": "a transaction the app started (remote start) was stored with no session to bill",
+    "stale_session": "an app session that never started still waits for its StartTransaction after recovery",
 }
 
 # Faults after which the CSMS cannot know the truth without an admin: the charger lies or says nothing.
@@ -91,6 +99,22 @@ class Hold:
     end: float
 
 
+@dataclass(frozen=True, slots=True)
+class AppStart:
+    """A start asked for through the CSMS's app API that got a session: accepted, or timed out (504).
+
+    A timed-out one counts too: the charger may have accepted late and started anyway.
+    """
+
+    session_id: str
+    cp: str
+    connector: int
+    id_tag: str
+    tariff: Decimal
+    t: float  # when it was asked (trace time)
+    outcome: str = "accepted"  # or "timeout"
+
+
 @dataclass(frozen=True)
 class Rules:
     """What a scenario promises to check, and with which allowances."""
@@ -104,6 +128,8 @@ class Rules:
     check_stored: bool = True
     excuse_blinded: bool = True  # False once an admin action told the CSMS the truth (unlock scenarios)
     tariffs: dict[str, Decimal] = field(default_factory=dict)  # session id -> the tariff the app asked for
+    app_starts: tuple[AppStart, ...] = ()
+    sessions: dict[str, StoredSession] | None = None  # the app starts' sessions as stored (None: not asked)
 
 
 @dataclass(frozen=True)
@@ -200,6 +226,8 @@ def judge(samples: Sequence[Sample], timeline: Timeline, stored: Iterable[Stored
     stored_list = list(stored) if stored is not None else None
     if rules.check_stored and stored_list is not None:
         for v in _stored(stored_list, timeline, rules):
+            add(v)
+        for v in _stale_sessions(stored_list, timeline, rules):
             add(v)
     checked = {"samples": len(samples), "transactions": len(timeline.transactions),
                "stored": len(stored_list or ()), "excused_connectors": len(excused)}
@@ -344,6 +372,9 @@ def _stored(stored: list[StoredTransaction], tl: Timeline, rules: Rules) -> list
             row = same[0] if len(same) == 1 else None
         if row is None:
             continue  # never reached the CSMS (lost with the queue): nothing to judge
+        unbilled = _unbilled(x, row, rules)
+        if unbilled is not None:
+            out.append(v("unbilled_transaction", unbilled))
         if x.ended_at is None:
             continue  # still running
         if not row.closed:
@@ -377,7 +408,20 @@ def _energy(x: SimTransaction, row: StoredTransaction, v, rules: Rules) -> list[
     s = row.session
     if s is None or s.energy_wh is None:
         return out
-    if stored_e is not None and s.energy_wh != stored_e and not s.reconciled:
+    evidence = x.meter_start + x.evidenced_wh()  # the highest register the CSMS acknowledged
+    contradicted = (x.stop_acked and x.stop_meter_sent is not None and x.evidenced_wh() > 0
+                    and x.stop_meter_sent < evidence)
+    if s.review:
+        # Flagged: the CSMS kept the energy it had evidence of; that must lie between it and the truth.
+        if real is not None and not min(x.evidenced_wh(), real) - 1 <= s.energy_wh <= real + 1:
+            out.append(v("wrong_energy", f"session {s.session_id} (flagged for review) billed {s.energy_wh} Wh; "
+                                         f"its acknowledged meter samples showed {x.evidenced_wh()} Wh and the "
+                                         f"charge point delivered {real} Wh"))
+    elif contradicted:
+        out.append(v("wrong_energy", f"StopTransaction meterStop={x.stop_meter_sent} is below the register "
+                                     f"{evidence} Wh of an acknowledged meter sample (meter replaced?); session "
+                                     f"{s.session_id} billed {s.energy_wh} Wh and is not flagged for review"))
+    elif stored_e is not None and s.energy_wh != stored_e and not s.reconciled:
         out.append(v("wrong_energy", f"session {s.session_id} billed {s.energy_wh} Wh, its transaction "
                                      f"{row.transaction_id} holds {stored_e} Wh"))
     asked = rules.tariffs.get(s.session_id)
@@ -386,6 +430,44 @@ def _energy(x: SimTransaction, row: StoredTransaction, v, rules: Rules) -> list[
     if s.fee is not None and s.tariff is not None and s.fee != expected_fee(s.energy_wh, s.tariff):
         out.append(v("wrong_fee", f"session {s.session_id}: fee {s.fee} for {s.energy_wh} Wh at {s.tariff}/kWh, "
                                   f"expected {expected_fee(s.energy_wh, s.tariff)}"))
+    return out
+
+
+def _app_starts_for(x: SimTransaction, rules: Rules) -> list[AppStart]:
+    """The app's starts this remote-started transaction answers: same connector and tag, asked before it."""
+    return [a for a in rules.app_starts
+            if (a.cp, a.connector, a.id_tag) == (x.cp, x.connector, x.id_tag) and a.t <= x.started_at]
+
+
+def _unbilled(x: SimTransaction, row: StoredTransaction, rules: Rules) -> str | None:
+    """A transaction the app started (RemoteStartTransaction) must be billed to one of the app's sessions."""
+    if not x.remote or row.session is not None:
+        return None
+    starts = _app_starts_for(x, rules)
+    if not starts:
+        return None
+    asked = ", ".join(f"{a.session_id} ({a.outcome} at t={a.t:.1f}s)" for a in starts)
+    return (f"started by a remote start of the app (session {asked}); the CSMS stored it as transaction "
+            f"{row.transaction_id} with no session: nobody is billed")
+
+
+def _stale_sessions(stored: list[StoredTransaction], tl: Timeline, rules: Rules) -> list[Violation]:
+    """App sessions with no transaction must not wait for ever (a recovery window after they were asked)."""
+    if rules.sessions is None:
+        return []
+    linked = {t.session.session_id for t in stored if t.session is not None}
+    deadline = tl.end - rules.recovery_window
+    out = []
+    for a in rules.app_starts:
+        s = rules.sessions.get(a.session_id)
+        if s is None or s.ended is not False or a.session_id in linked or max(a.t, rules.recovery_from) > deadline:
+            continue
+        out.append(Violation("stale_session", a.cp, a.connector,
+                             f"session {a.session_id} ({a.id_tag}, asked at t={a.t:.1f}s, {a.outcome}) has no "
+                             f"transaction and is still {s.status} a recovery window later: it would capture a "
+                             f"later transaction of the same tag", a.t, a.t, 1, None,
+                             {"sessionId": a.session_id, "status": s.status, "idTag": a.id_tag},
+                             tuple(tl.faults_of(a.cp, a.connector))))
     return out
 
 

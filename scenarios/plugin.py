@@ -40,6 +40,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--profile", choices=("quick", "full"), default="quick", help="quick (chaos with 50 charge points) or full (200)")
     g.addoption("--seed", type=int, default=7, help="one seed decides every fleet and fault (default 7)")
     g.addoption("--scale", type=int, default=None, help="charge points in the chaos scenario (default: the profile's)")
+    g.addoption("--chaos-seconds", type=float, default=None, help="length of the chaos load phase (default 30 quick, 60 full)")
     g.addoption("--report-dir", default="reports", help="where JUnit, JSON, HTML and traces go (default reports/)")
     g.addoption("--db", default=None, help="database of the embedded CSMS (default: a fresh temporary SQLite file)")
     g.addoption("--csms-url", default=None, help="OCPP URL of a running CSMS (ws://host:port/ocpp): no embedded one")
@@ -70,7 +71,7 @@ def _records_dir(config: pytest.Config) -> Path:
 @pytest.fixture(scope="session")
 def run_settings(pytestconfig: pytest.Config) -> RunSettings:
     opt = pytestconfig.getoption
-    return RunSettings(profile=opt("profile"), seed=opt("seed"), scale=opt("scale"),
+    return RunSettings(profile=opt("profile"), seed=opt("seed"), scale=opt("scale"), chaos_seconds=opt("chaos_seconds"),
                        report_dir=Path(opt("report_dir")), tag=secrets.token_hex(2))
 
 

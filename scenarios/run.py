@@ -19,11 +19,11 @@ import trio
 
 from simulator import DriverSpec, Fleet, FleetSpec, GroupSpec, TraceWriter, parse_fault_option
 
-from .adapters.base import CsmsAdapter
+from .adapters.base import CsmsAdapter, NotSupportedError, StartResult, StoredSession
 from .embedded import Timings
 from .meta import ScenarioInfo
 from .observe import LiveCounts, Observer
-from .oracle import Hold, Judgement, Rules, judge
+from .oracle import AppStart, Hold, Judgement, Rules, judge
 from .timeline import Timeline
 
 __all__ = ["RunSettings", "ScenarioRun", "ViolationsFound"]
@@ -40,6 +40,7 @@ class RunSettings:
     profile: str = "quick"
     seed: int = 7
     scale: int | None = None  # chaos fleet size; None: the profile's
+    chaos_seconds: float | None = None  # chaos load phase; None: the profile's
     report_dir: Path = Path("reports")
     sample_interval: float = 0.5
     tag: str = "0000"  # this run's mark in charge point ids, so runs never collide in one CSMS
@@ -47,6 +48,10 @@ class RunSettings:
     @property
     def chaos_charge_points(self) -> int:
         return self.scale if self.scale else (200 if self.profile == "full" else 50)
+
+    @property
+    def chaos_load_seconds(self) -> float:
+        return self.chaos_seconds if self.chaos_seconds else (60.0 if self.profile == "full" else 30.0)
 
 
 @dataclass
@@ -62,6 +67,7 @@ class ScenarioRun:
     recovery_from: float = 0.0
     holds: list[Hold] = field(default_factory=list)
     tariffs: dict[str, Decimal] = field(default_factory=dict)
+    app_starts: list[AppStart] = field(default_factory=list)
     judgement: Judgement | None = None
     rules: Rules | None = None
     timeline: Timeline | None = None
@@ -131,6 +137,16 @@ class ScenarioRun:
         if session_id is not None:
             self.tariffs[session_id] = tariff
 
+    def app_start(self, result: StartResult, cp: str, connector: int, id_tag: str, tariff: Decimal,
+                  asked_at: float) -> None:
+        """Record an app start that got a session (accepted, or timed out: the charger may start anyway),
+        so the oracle can hold the CSMS to billing it."""
+        if result.session_id is None or not (result.accepted or result.status == 504):
+            return
+        self.session_tariff(result.session_id, tariff)
+        self.app_starts.append(AppStart(result.session_id, cp, connector, id_tag, tariff, asked_at,
+                                        "accepted" if result.accepted else "timeout"))
+
     def note(self, text: str) -> None:
         """A line for the report (what the scenario did, what it measured)."""
         self.notes.append(text)
@@ -176,16 +192,30 @@ class ScenarioRun:
         assert self.fleet is not None and self.observer is not None, "start the fleet first"
         await self.observer.sample_once()
         stored = await self.csms.transactions(self.prefix) if check_stored else None
+        sessions = await self._app_sessions(stored) if check_stored else None
         self.rules = Rules(recovery_window=self.timings.recovery_window if window is None else window,
                            grace=grace, recovery_from=self.recovery_from, holds=tuple(self.holds),
                            check_busy=check_busy, check_free=check_free, check_stored=check_stored,
-                           excuse_blinded=excuse_blinded, tariffs=dict(self.tariffs))
+                           excuse_blinded=excuse_blinded, tariffs=dict(self.tariffs),
+                           app_starts=tuple(self.app_starts), sessions=sessions)
         self.timeline = self.truth()
         self.fleet.trace.flush()
         self.judgement = judge(self.observer.samples, self.timeline, stored, self.rules)
         if raise_on_violation and not self.judgement.passed:
             raise ViolationsFound(self.report_text())
         return self.judgement
+
+    async def _app_sessions(self, stored) -> dict[str, StoredSession] | None:
+        """The app starts' sessions that no stored transaction bills, as the CSMS keeps them (None: it cannot say)."""
+        linked = {t.session.session_id for t in stored or () if t.session is not None}
+        out: dict[str, StoredSession] = {}
+        try:
+            for a in self.app_starts:
+                if a.session_id not in linked and a.session_id not in out:
+                    out[a.session_id] = await self.csms.session(a.session_id)
+        except NotSupportedError:
+            return None
+        return out
 
     def report_text(self) -> str:
         j = self.judgement

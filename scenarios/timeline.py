@@ -21,6 +21,8 @@ __all__ = ["ConnectorTimeline", "ChargePointTimeline", "SimTransaction", "Timeli
 
 RUNNING_STATES = frozenset({"charging", "suspended"})  # a transaction runs, energy may flow
 IDLE_STATE = "unplugged"
+# Decided per connector, but they act on the whole charge point: every connector's history shows them.
+CHARGE_POINT_ACTING = frozenset({"reboot", "disconnect_mid_session"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,10 +108,13 @@ class SimTransaction:
     stop_acked: bool = False  # a StopTransaction for it got a CallResult
     stop_meter_sent: int | None = None
     samples: list[int] = field(default_factory=list)  # Energy.Active.Import.Register values sent
+    delivered_wh: int | None = None  # what the car really got (the trace says; a replaced meter's meterStop does not)
     acked_samples: list[int] = field(default_factory=list)  # ... of those, the ones the CSMS acknowledged
 
     @property
     def energy_wh(self) -> int | None:
+        if self.delivered_wh is not None:
+            return max(0, self.delivered_wh)
         if self.meter_end is None:
             return None
         return max(0, self.meter_end - self.meter_start)
@@ -121,8 +126,8 @@ class SimTransaction:
     def sample_step_wh(self) -> int:
         """The largest jump between consecutive readings the CSMS could have seen (one sample's worth)."""
         points = [self.meter_start, *self.samples]
-        if self.meter_end is not None:
-            points.append(self.meter_end)
+        if self.energy_wh is not None:
+            points.append(self.meter_start + self.energy_wh)  # not meter_end: a replaced meter reads lower
         points.sort()
         return max((b - a for a, b in zip(points, points[1:], strict=False)), default=0)
 
@@ -181,11 +186,11 @@ class Timeline:
                 tl.connector(cp, r["connector"]).states.append((t, r["after"]))
                 if r.get("event") == "power_loss":
                     tx = live.pop((cp, r["connector"]), None)
-                    if tx is not None:
+                    if tx is not None and tx.delivered_wh is None:  # older traces: no energy on "lost"
                         tx.meter_end = int(r.get("register_wh", tx.meter_start))
             elif kind == "fault":
                 mark = FaultMark(t, r["fault"], r.get("connector"), dict(r.get("params") or {}))
-                if mark.connector is None:
+                if mark.connector is None or mark.name in CHARGE_POINT_ACTING:
                     tl.charge_point(cp).faults.append(mark)
                 else:
                     tl.connector(cp, mark.connector).faults.append(mark)
@@ -232,8 +237,12 @@ def _tx_record(r: dict[str, Any], cp: str, t: float, live: dict, by_local: dict,
         by_tx_id[(cp, tx.transaction_id)] = tx
     elif event in ("stop", "lost"):
         tx.ended_at, tx.end, tx.reason = t, event, r.get("reason")
+        if r.get("energy_wh") is not None:
+            tx.delivered_wh = int(r["energy_wh"])
         if event == "stop":
             tx.meter_end = int(r.get("meter", tx.meter_start))
+        elif tx.delivered_wh is not None:
+            tx.meter_end = tx.meter_start + tx.delivered_wh
         if live.get((cp, connector)) is tx and event == "stop":
             del live[(cp, connector)]
         # "lost": the power_loss state record that follows carries the register

@@ -74,6 +74,8 @@ class StoredSession:
     meter_source: str | None = None
     reconciled: bool = False
     end_reason: str | None = None
+    review: bool = False  # the CSMS flagged this bill for a person (its readings contradict each other)
+    ended: bool | None = None  # None: the CSMS does not say
 
 
 @dataclass(frozen=True, slots=True)

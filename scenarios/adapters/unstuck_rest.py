@@ -117,7 +117,8 @@ class UnstuckRestAdapter:
         return StoredSession(
             session_id=s["sessionId"], status=s.get("status"), tariff=_decimal(s.get("chargingTariff")),
             energy_wh=s.get("energyWh"), fee=_decimal(s.get("chargingTotalFee")), meter_source=s.get("meterSource"),
-            reconciled=bool(s.get("reconciled")), end_reason=s.get("endReason"))
+            reconciled=bool(s.get("reconciled")), end_reason=s.get("endReason"), review=bool(s.get("review")),
+            ended=s.get("endTime") is not None)
 
 
 def _start_result(res: httpx.Response, id_field: str) -> StartResult:
@@ -136,7 +137,7 @@ def _transaction(row: dict[str, Any]) -> StoredTransaction:
     session = None if s is None else StoredSession(
         session_id=s["sessionId"], status=s.get("status"), tariff=_decimal(s.get("tariff")),
         energy_wh=s.get("energyWh"), fee=_decimal(s.get("fee")), meter_source=s.get("meterSource"),
-        reconciled=bool(s.get("reconciled")), end_reason=s.get("endReason"))
+        reconciled=bool(s.get("reconciled")), end_reason=s.get("endReason"), review=bool(s.get("review")))
     return StoredTransaction(
         transaction_id=int(row["transactionId"]), cp=row["chargePointId"], connector=int(row["connectorId"]),
         id_tag=row["idTag"], meter_start=int(row["meterStart"]),
