@@ -104,6 +104,8 @@ class ChargePoint:
         trace: TraceWriter,
         stats: Stats,
         plans: dict[int, Iterable[SessionPlan]] | None = None,
+        password: str | None = None,
+        ssl_context: Any = None,
     ) -> None:
         self.id = cp_id
         self.url = url
@@ -128,6 +130,7 @@ class ChargePoint:
             cp_id, url, identity=identity, config=self.config, call_timeout=spec.call_timeout,
             boot_on_reconnect=spec.boot_on_reconnect, rng=rng, trace=trace, stats=stats,
             now=lambda: self.now, handlers=lambda: Answers(self), on_up=self._report_all,
+            password=password, ssl_context=ssl_context,
         )
         self._nursery: trio.Nursery | None = None
         self._mute_answers = False

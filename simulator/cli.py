@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import resource
+import ssl
 import sys
 import textwrap
 from collections.abc import Sequence
@@ -86,6 +87,10 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-frames", action="store_true", help="leave OCPP frames out of the trace")
     p.add_argument("--progress", type=float, default=None,
                    help="seconds between progress lines on stderr (default 1 on a terminal, else 10; 0: none)")
+    p.add_argument("--password-file", metavar="FILE",
+                   help="HTTP Basic password of every charge point (the file's first line), for a CSMS that "
+                        "authenticates charge points (OCPP security profiles 1 and 2); never written to the trace")
+    p.add_argument("--ca-file", metavar="PEM", help="trust this CA for a wss:// CSMS (default: the system's CAs)")
 
 
 def _spec_from_args(args: argparse.Namespace) -> tuple[FleetSpec, dict[str, object]]:
@@ -207,7 +212,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise SimulatorError("no CSMS URL: pass --csms ws://HOST:PORT/PATH")
         trace = TraceWriter(args.trace, frames=not args.no_frames) if args.trace else TraceWriter()
         run_info = {"csms": csms, "duration": duration, "argv": list(argv if argv is not None else sys.argv[1:])}
-        fleet = Fleet(spec, str(csms), trace=trace, replay=replay, run_info=run_info)
+        password = None
+        if args.password_file:
+            with open(args.password_file, encoding="utf-8") as fh:
+                password = fh.readline().rstrip("\r\n")
+        context = ssl.create_default_context(cafile=args.ca_file) if args.ca_file else None
+        fleet = Fleet(spec, str(csms), trace=trace, replay=replay, run_info=run_info, password=password,
+                      ssl_context=context)
     except (SimulatorError, OSError) as exc:
         print(f"unstuck-sim: {exc}", file=sys.stderr)
         return 1

@@ -16,7 +16,8 @@ reconnect all at once either). All of their tasks live under `run`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import ssl
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from functools import partial
 from typing import Any
@@ -47,7 +48,12 @@ class Fleet:
         replay: ReplayScript | None = None,
         epoch: datetime | None = None,
         run_info: dict[str, Any] | None = None,
+        password: str | Callable[[str], str | None] | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
+        """password: every charge point's HTTP Basic password, or a function of its id (per group,
+        per charge point); ssl_context: for a wss:// CSMS whose CA the system does not trust.
+        Neither is part of the spec, so neither lands in a trace."""
         self.spec = spec
         self.csms = csms.rstrip("/")
         self.trace = trace or TraceWriter()
@@ -76,7 +82,7 @@ class Fleet:
             self._cps[cp_id] = ChargePoint(
                 cp_id, url=self.csms, group=group, spec=spec, rng=rng, book=book,
                 identity=make_identity(rng.bits64("identity")), trace=self.trace, stats=self.stats,
-                plans=plans,
+                plans=plans, password=password(cp_id) if callable(password) else password, ssl_context=ssl_context,
             )
         self.stats.charge_points = len(self._cps)
 

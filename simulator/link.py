@@ -13,6 +13,8 @@ a dropped connection is what it simulates.
 
 from __future__ import annotations
 
+import base64
+import ssl
 import traceback
 from collections import deque
 from collections.abc import Callable
@@ -129,9 +131,16 @@ class Link:
         now: Callable[[], float],
         handlers: Callable[[], object],
         on_up: Callable[[bool], None],
+        password: str | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.cp_id = cp_id
         self.url = f"{url}/{cp_id}"
+        # OCPP 1.6 security profiles 1 and 2: HTTP Basic with the id as user (wss:// adds TLS; a
+        # wss URL without a context trusts the system's CAs).
+        self._headers = None if password is None else [
+            (b"Authorization", b"Basic " + base64.b64encode(f"{cp_id}:{password}".encode()))]
+        self.ssl_context = ssl_context
         self.identity = identity
         self.config = config
         self.call_timeout = call_timeout
@@ -284,7 +293,8 @@ class Link:
                 try:
                     self._attempts += 1
                     async with open_websocket_url(
-                        self.url, subprotocols=[SUBPROTOCOL], connect_timeout=10, disconnect_timeout=2
+                        self.url, self.ssl_context, subprotocols=[SUBPROTOCOL], extra_headers=self._headers,
+                        connect_timeout=10, disconnect_timeout=2,
                     ) as ws:
                         self._ws = ws
                         try:

@@ -170,3 +170,39 @@ async def test_each_fault_against_csms_serve(nursery, serve_fast_timeout):
     assert rows["F0011"]["online"] and truth["F0011"].transaction_running
     assert {r["fault"] for r in fleet.trace.records if r["kind"] == "fault"} == {
         f.split("=")[0] for f in FAULTY.values()} - {"unlock_failed"}
+
+
+async def test_a_fleet_with_passwords_over_tls_against_a_csms_that_authenticates(nursery, tmp_path):
+    """Security profile 2 from the simulator's side: wss:// with a test CA, HTTP Basic per charge point."""
+    import ssl
+
+    trustme = pytest.importorskip("trustme")
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    chain, key = tmp_path / "chain.pem", tmp_path / "key.pem"
+    chain.write_bytes(b"".join(blob.bytes() for blob in cert.cert_chain_pems))
+    cert.private_key_pem.write_to_path(str(key))
+    proc = start_csms(f"sqlite:///{tmp_path / 'csms.db'}", tmp_path, ["--tls-cert", str(chain), "--tls-key", str(key)])
+    context = ssl.create_default_context()
+    ca.configure_trust(context)
+    passwords = {"SEC0001": "first-charger-key-01", "SEC0002": "other-charger-key-02"}
+    try:
+        import httpx
+
+        async with httpx.AsyncClient(base_url=proc.http, headers=proc.admin, verify=context) as admin:
+            for cp_id, password in passwords.items():
+                assert (await admin.post("/api/charge-points", json={"id": cp_id, "password": password})).status_code == 201
+            spec = make_spec(count=2, connectors=1, driver=FAST_DRIVER)
+            spec = spec.with_overrides(groups=(GroupSpec(prefix="SEC", count=2, connectors=1),))
+            fleet = Fleet(spec, proc.ocpp, trace=TraceWriter(keep=True), password=passwords.get, ssl_context=context)
+            await nursery.start(fleet.run)
+            with trio.fail_after(15):
+                await fleet.wait_online()
+            rows = (await admin.get("/api/charge-points")).json()["data"]
+            assert {r["id"]: r["online"] for r in rows} == {"SEC0001": True, "SEC0002": True}
+            assert fleet.stats.connect_failures == 0
+            header = next(r for r in fleet.trace.records if r["kind"] == "header")
+            assert not any(p in str(header) for p in passwords.values())
+        nursery.cancel_scope.cancel()
+    finally:
+        proc.stop()
