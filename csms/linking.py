@@ -4,12 +4,16 @@ A session is created when the app asks for a start (`Requested`), moves to `Acce
 when the charge point accepts RemoteStartTransaction, and is linked to the transaction
 its StartTransaction opens. These rules keep every delivered kWh on exactly one bill:
 
-- a StartTransaction links the newest *pending* session of its connector and tag;
+- a StartTransaction links the newest *pending* session of its connector and tag that the
+  charger accepted;
 - failing that, the newest session that ended only because the CSMS stopped waiting for
   its start (the remote start timed out, its StartTransaction did not come within the
   start timeout, or a newer start on the connector superseded it) is *revived*, if this is
-  the first transaction on the connector since it ended and it arrives within
-  `revive_within` of that end; a later transaction is someone else's;
+  the first transaction of that tag on the connector since it ended and it arrives within
+  `revive_within` of that end; a later one is a new charge, not the one asked for;
+- failing that, the newest pending session whose RemoteStartTransaction is still waiting
+  for its answer (a double tap: the charger starts for the first, accepted request while
+  the second is on its way, and may start again for the second later);
 - a new start on a connector supersedes the sessions still pending there, explicitly (they
   end `StartSuperseded`): two pending sessions would leave the older one waiting to
   capture a later transaction at its old tariff;
@@ -72,26 +76,26 @@ class Link:
 
 def pick_session(candidates: Iterable[SessionCandidate], *, now: datetime, revive_within: timedelta | None,
                  last_transaction_at: datetime | None = None) -> Link | None:
-    """The session a StartTransaction links: the newest pending one, else the newest revivable one.
+    """The session a StartTransaction links: the newest accepted pending one, else the newest revivable
+    one, else the newest one still waiting for its RemoteStartTransaction's answer.
 
     Revivable: ended as `StartTimedOut`, `StartExpired` or `StartSuperseded` no longer than
     `revive_within` before `now` (None: never revive), and after the connector's previous
-    transaction was opened (`last_transaction_at`): only the first transaction since it
-    gave up waiting can be the one it asked for. A session the charger rejected, or that a
-    person or the CSMS ended for any other reason, is never brought back.
+    transaction of the same tag was opened (`last_transaction_at`): only the first such
+    transaction since it gave up waiting can be the one it asked for. A session the charger
+    rejected, or that a person or the CSMS ended for any other reason, is never brought back.
     """
     rows = sorted(candidates, key=lambda c: (_utc(c.created_at), c.session_id), reverse=True)
-    pending = next((c for c in rows if c.pending), None)
-    if pending is not None:
-        return Link(pending.session_id, revived=False)
-    if revive_within is None:
-        return None
-    for c in rows:
+    accepted = next((c for c in rows if c.pending and c.status == "Accepted"), None)
+    if accepted is not None:
+        return Link(accepted.session_id, revived=False)
+    for c in rows if revive_within is not None else ():
         if (c.ended_at is not None and c.end_reason in REVIVABLE_END_REASONS
                 and _utc(now) - _utc(c.ended_at) <= revive_within
                 and (last_transaction_at is None or _utc(c.ended_at) >= _utc(last_transaction_at))):
             return Link(c.session_id, revived=True)
-    return None
+    waiting = next((c for c in rows if c.pending), None)
+    return None if waiting is None else Link(waiting.session_id, revived=False)
 
 
 def carried_meter_start(session_meter_start: int | None, new_meter_start: int) -> tuple[int, str | None]:

@@ -49,6 +49,9 @@ class Transaction:
     auth_status: str | None = None
     answered: trio.Event = field(default_factory=trio.Event)
     scope: trio.CancelScope = field(default_factory=trio.CancelScope)  # meter loop + timed faults
+    register_start: float = 0.0  # the physical register at meter_start (differs once a meter was replaced)
+    hold_until: float | None = None  # buffered_meter_values: periodic samples are held back until then
+    held: list[Callable[[], dict[str, Any]]] = field(default_factory=list)
 
 
 class SimConnector:
@@ -56,7 +59,7 @@ class SimConnector:
 
     __slots__ = (
         "model", "tx", "last_reported", "last_sent", "last_real", "hidden", "stuck", "silent",
-        "pending_operative", "faults", "visits", "changed", "last_tx", "remote_claim",
+        "pending_operative", "faults", "visits", "changed", "last_tx", "remote_claim", "meter_offset",
     )
 
     def __init__(self, model: Connector) -> None:
@@ -76,6 +79,13 @@ class SimConnector:
         # The remote start (its number) that has been Accepted and not yet started or given up:
         # it holds the connector, so a second RemoteStartTransaction cannot be Accepted as well.
         self.remote_claim: int | None = None
+        # meter_replaced: the meter shows the physical register minus this (0 until a meter is replaced).
+        self.meter_offset = 0.0
+
+    @property
+    def meter_wh(self) -> int:
+        """What the connector's meter shows now: whole Wh."""
+        return int(self.model.register_wh - self.meter_offset)
 
     def wire_status(self, *, trigger: bool = False) -> tuple[str | None, str]:
         """(status to send or None, why not): the reporting faults in one place."""
@@ -306,7 +316,8 @@ class ChargePoint:
         self._apply(plug, Event.START)
         self._tx_ids += 1
         cid = plug.model.connector_id
-        tx = Transaction(self._tx_ids, cid, tag, plug.model.meter_wh, self.now, remote)
+        tx = Transaction(self._tx_ids, cid, tag, plug.meter_wh, self.now, remote)
+        tx.register_start = tx.meter_start + plug.meter_offset
         plug.tx = plug.last_tx = tx
         self.stats.sessions += 1
         self.trace.write(self.id, "tx", connector=cid, event="start", local_id=tx.local_id, tag=tag,
@@ -318,7 +329,8 @@ class ChargePoint:
             on_done=lambda res: self._started(plug, tx, res),
         )
         self._report(plug)
-        firings = [f for f in (self.book.decide(n, cid, self.now) for n in ("reboot", "disconnect_mid_session")) if f]
+        firings = [f for f in (self.book.decide(n, cid, self.now)
+                               for n in ("reboot", "disconnect_mid_session", "buffered_meter_values")) if f]
         assert self._nursery is not None
         self._nursery.start_soon(self._transaction_tasks, plug, tx, firings)
         return tx
@@ -344,10 +356,14 @@ class ChargePoint:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._meter, plug, tx)
                 for firing in firings:
-                    nursery.start_soon(self._fire_during, firing)
+                    nursery.start_soon(self._fire_during, firing, plug, tx)
 
-    async def _fire_during(self, firing: Firing) -> None:
+    async def _fire_during(self, firing: Firing, plug: SimConnector, tx: Transaction) -> None:
         await trio.sleep(firing.at or 0.0)
+        if firing.name == "buffered_meter_values":  # acts on this transaction's samples only
+            self._fired(firing, plug)
+            tx.hold_until = self.now + firing.param("hold")
+            return
         assert self._nursery is not None
         # Outside the transaction's scope: a reboot cancels that scope.
         self._nursery.start_soon(self._fire, firing)
@@ -363,19 +379,37 @@ class ChargePoint:
                 self._apply(plug, Event.CAR_FULL)
                 self._report(plug)
             if now >= next_sample - 1e-6:
-                self.link.send("MeterValues", self._meter_values(plug, tx, "Sample.Periodic"), transactional=True)
+                self._send_sample(tx, self._meter_values(plug, tx, "Sample.Periodic"))
                 interval = self.config.int("MeterValueSampleInterval")
                 next_sample = now + interval if interval > 0 else math.inf
             full_in = model.seconds_until_full()
             wake = min(next_sample, now + full_in if full_in is not None else math.inf)
             await trio.sleep(max(0.001, wake - now))  # never a zero sleep: virtual time must move
 
+    def _send_sample(self, tx: Transaction, build: Callable[[], dict[str, Any]]) -> None:
+        """A periodic sample goes out, unless buffered_meter_values holds it back: then the first one
+        after the hold goes first and the held (older-stamped) ones follow it."""
+        if tx.hold_until is not None:
+            if self.now < tx.hold_until:
+                tx.held.append(build)
+                return
+            tx.hold_until = None
+            self.link.send("MeterValues", build, transactional=True)
+            self._release_held(tx)
+            return
+        self.link.send("MeterValues", build, transactional=True)
+
+    def _release_held(self, tx: Transaction) -> None:
+        for build in tx.held:
+            self.link.send("MeterValues", build, transactional=True)
+        tx.held.clear()
+
     def _meter_values(self, plug: SimConnector, tx: Transaction | None, context: str) -> Callable[[], dict[str, Any]]:
         model = plug.model
         model.advance(self.now)
         timestamp = self.iso()
         sampled = [
-            {"value": str(model.meter_wh), "context": context, "measurand": "Energy.Active.Import.Register",
+            {"value": str(plug.meter_wh), "context": context, "measurand": "Energy.Active.Import.Register",
              "unit": "Wh"},
             {"value": str(int(model.power_w)), "context": context, "measurand": "Power.Active.Import", "unit": "W"},
         ]
@@ -397,15 +431,23 @@ class ChargePoint:
         assert tx is not None
         plug.tx = None
         tx.scope.cancel()
+        tx.hold_until = None
+        self._release_held(tx)  # samples it was holding back go out before its StopTransaction
         plug.model.advance(self.now)
-        meter_stop = plug.model.meter_wh
+        meter_stop = plug.meter_wh
+        energy = meter_stop - tx.meter_start  # what the car got, whatever happens to the meter now
         cid = plug.model.connector_id
         self.stats.sessions_done += 1
-        self.stats.energy_wh += meter_stop - tx.meter_start
-        self.trace.write(self.id, "tx", connector=cid, event="stop", local_id=tx.local_id, reason=reason,
-                         meter=meter_stop, energy_wh=meter_stop - tx.meter_start)
+        self.stats.energy_wh += energy
         dropped = self.book.decide("drop_stop_transaction", cid, self.now)
         stuck = self.book.decide("stuck_status", cid, self.now)
+        replaced = self.book.decide("meter_replaced", cid, self.now)
+        if replaced is not None:
+            self._fired(replaced, plug)
+            plug.meter_offset = plug.model.register_wh - replaced.param("register")
+            meter_stop = plug.meter_wh
+        self.trace.write(self.id, "tx", connector=cid, event="stop", local_id=tx.local_id, reason=reason,
+                         meter=meter_stop, energy_wh=energy)
         item = None
         if dropped is not None:
             self._fired(dropped, plug)
@@ -499,8 +541,10 @@ class ChargePoint:
         for plug in self.connectors.values():
             if plug.tx is not None:
                 plug.tx.scope.cancel()
+                plug.model.advance(self.now)
                 self.trace.write(self.id, "tx", connector=plug.model.connector_id, event="lost",
-                                 local_id=plug.tx.local_id)
+                                 local_id=plug.tx.local_id,
+                                 energy_wh=int(plug.model.register_wh - plug.tx.register_start))
                 self.stats.sessions_done += 1
                 plug.tx = None
             if plug.model.can(Event.POWER_LOSS):
@@ -747,7 +791,7 @@ class ChargePoint:
             transaction_running=plug.tx is not None,
             transaction_id=plug.tx.transaction_id if plug.tx else None,
             id_tag=plug.tx.id_tag if plug.tx else None,
-            session_energy_wh=(model.register_wh - tx.meter_start) if tx else 0.0,
+            session_energy_wh=(model.register_wh - tx.register_start) if tx else 0.0,
             register_wh=model.register_wh,
             reported_status=plug.last_reported,
             faults=tuple(plug.faults),

@@ -151,6 +151,23 @@ FAULTS: Mapping[str, FaultKind] = {
             choices={"status": ("Finishing", "Charging")},
         ),
         FaultKind(
+            "buffered_meter_values", Trigger.TX_START, True, {"after": (2.0, 10.0), "hold": 3.0},
+            "During a transaction (after a drawn 'after' seconds) the charge point holds its periodic "
+            "MeterValues back for `hold` s, then sends the next sample first and the held, older-stamped "
+            "ones after it: the CSMS receives them out of order. If the transaction ends first, the held "
+            "ones go out (in order) before its StopTransaction.",
+            f"{_SEED_STUCK} 'Retrieves final meter readings from OCPP' for a force-ended session: a "
+            "buffered, older sample must not become its last reading",
+        ),
+        FaultKind(
+            "meter_replaced", Trigger.TX_STOP, True, {"register": 500.0},
+            "At a transaction's end its meter has been replaced: StopTransaction's meterStop is the new "
+            "meter's reading (`register` Wh, below meterStart and every sample of the transaction), and "
+            "later transactions count on from it. The energy the car got is what it was (ground truth).",
+            f"{_SEED_STUCK} 'Meter readings preserved from OCPP': a meterStop that contradicts the "
+            "register sampled during the transaction",
+        ),
+        FaultKind(
             "heartbeat_stop", Trigger.LIFETIME, False, {"within": 60.0, "answer_calls": False},
             "At a drawn moment within `within` s of the start the charge point goes silent: the "
             "WebSocket stays open, but no Heartbeat or any other Call is sent again; "

@@ -339,6 +339,10 @@ class Link:
                 nursery.start_soon(self._receive, conn, nursery.cancel_scope)
                 self._conn = conn
                 booted = self._needs_boot or self.boot_on_reconnect
+                if booted and self.muted:
+                    # Hung (heartbeat_stop) before it ever booted: connected, but it says nothing, not even
+                    # BootNotification (which would tell the CSMS, and the ground truth, it is alive again).
+                    return None
                 if booted and not await self._boot(conn):
                     nursery.cancel_scope.cancel()
                     return None

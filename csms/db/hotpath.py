@@ -42,7 +42,7 @@ _SQL = {
                        f"({', '.join(repr(r) for r in sorted(REVIVABLE_END_REASONS))}) AND end_time >= :since)) "
                        "ORDER BY created_at DESC LIMIT 20",
     "last_opened": f"SELECT MAX(opened_at) FROM {_TX} WHERE charge_point_id = :cp AND connector_id = :conn "
-                   "AND id <> :tx",
+                   "AND id_tag = :tag AND id <> :tx",
     "link_session": f"UPDATE {_CS} SET transaction_id = :tx, status = 'Charging', start_time = :start, "
                     "meter_start = :meter, updated_at = :now WHERE id = :id",
     "set_reservation": f"UPDATE {_RES} SET status = :status, updated_at = :now WHERE id = :id "

@@ -189,8 +189,8 @@ def start_transaction(
                   for sid, status, created, ended, reason, _res in rows]
     last = None
     if any(not c.pending for c in candidates):  # only a revival needs it
-        last = hot.from_time(hot.run(cur, "last_opened", {"cp": cp_id, "conn": connector_id, "tx": tx_id})
-                             .fetchone()[0])
+        last = hot.from_time(hot.run(cur, "last_opened", {"cp": cp_id, "conn": connector_id, "tag": id_tag,
+                                                          "tx": tx_id}).fetchone()[0])
     link = linking.pick_session(candidates, now=now, revive_within=revive_within, last_transaction_at=last)
     if link is None:
         return StartResult(tx_id, None, superseded)

@@ -25,6 +25,7 @@ class LinkedSession:
     meter_source: str | None
     reconciled: bool
     end_reason: str | None
+    review_reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -74,5 +75,6 @@ def _record(t: Transaction, cs: ChargingSession | None) -> TransactionRecord:
         latest_meter_at=as_utc(t.latest_meter_at),
         session=None if cs is None else LinkedSession(
             session_id=cs.id, status=cs.status, tariff=cs.tariff, energy_wh=cs.energy_wh, fee=cs.fee,
-            meter_source=cs.meter_source, reconciled=bool(cs.reconciled), end_reason=cs.end_reason),
+            meter_source=cs.meter_source, reconciled=bool(cs.reconciled), end_reason=cs.end_reason,
+            review_reason=cs.review_reason),
     )

@@ -141,20 +141,24 @@ class TraceBuilder:
 
     def end(self, t: float, connector: int, meter: int, *, reason: str = "Local", unplug: bool = False,
             drop: bool = False, available: bool = True, ack: bool | None = True, acked_at: float | None = None,
-            stuck: str | None = None) -> OpenTx:
+            stuck: str | None = None, meter_stop: int | None = None) -> OpenTx:
         """`_end_tx` then STOP (cable stays) or UNPLUG: tx stop, the fault or StopTransaction, the state.
 
         drop: drop_stop_transaction fires (no StopTransaction); ack: True a CallResult, False a
-        CallError, None no answer at all; stuck: stuck_status fires with that status.
+        CallError, None no answer at all; stuck: stuck_status fires with that status; meter_stop: what
+        StopTransaction says when the meter was replaced (meter_replaced; `meter` is the real register).
         """
         tx = self.running.pop(connector)
+        sent = meter if meter_stop is None else meter_stop
+        if meter_stop is not None:
+            self.fault(t, "meter_replaced", connector, register=float(meter_stop))
         self.write(t, "tx", connector=connector, event="stop", local_id=tx.local_id,
                    reason="EVDisconnected" if unplug and reason == "Local" else reason,
-                   meter=meter, energy_wh=meter - tx.meter_start)
+                   meter=sent, energy_wh=meter - tx.meter_start)
         if drop:
             self.fault(t, "drop_stop_transaction", connector, **({} if available else {"available": False}))
         elif tx.transaction_id is not None:
-            uid = self.call(t, "StopTransaction", {"transactionId": tx.transaction_id, "meterStop": meter,
+            uid = self.call(t, "StopTransaction", {"transactionId": tx.transaction_id, "meterStop": sent,
                                                    "timestamp": "2024-01-01T00:00:00Z", "reason": reason,
                                                    "idTag": tx.tag})
             at = t if acked_at is None else acked_at

@@ -217,3 +217,73 @@ async def test_heartbeat_stop(nursery, central):
     with pytest.raises(asyncio.TimeoutError):  # answer_calls=false: requests are not answered either
         await ask(central, "CP0001", call.GetConfiguration())
     assert len(_faults(fleet, "heartbeat_stop")) == 1
+
+
+def _samples(central, cp="CP0001"):
+    """(timestamp, Energy.Active.Import.Register Wh) of each MeterValues, in the order the CSMS got them."""
+    out = []
+    for r in central.received(cp, "MeterValues"):
+        for mv in r.payload["meterValue"]:
+            for sv in mv["sampledValue"]:
+                if sv.get("measurand") == "Energy.Active.Import.Register":
+                    out.append((mv["timestamp"], int(sv["value"])))
+    return out
+
+
+async def test_buffered_meter_values_arrive_out_of_order(nursery, central):
+    fault = "buffered_meter_values=1,after=0.5:0.5,hold=2.4"  # samples every 1 s: two held, the third goes first
+    fleet = await start_fleet(nursery, central.url, make_spec(faults=[fault]))
+    cp = fleet["CP0001"]
+    await cp.start_by_tag(1, "TAG0001")
+    await eventually(lambda: len(_samples(central)) >= 3, timeout=6, what="three samples")
+    got = _samples(central)[:3]
+    assert got[1:] == sorted(got[1:]) and got[0] > got[2]  # newest first, then the held ones in order
+    assert sorted(got) == sorted(got, key=lambda s: s[1]) and got[0][1] > got[2][1] >= got[1][1]
+    assert len(_faults(fleet, "buffered_meter_values")) == 1
+    await cp.stop(1, "Local")
+    await cp.unplug(1)
+    await eventually(lambda: "StopTransaction" in _actions(central), what="StopTransaction")
+
+
+async def test_buffered_meter_values_still_held_go_out_before_the_stop(nursery, central):
+    fleet = await start_fleet(nursery, central.url, make_spec(faults=["buffered_meter_values=1,after=0.2:0.2,hold=30"]))
+    cp = fleet["CP0001"]
+    await cp.start_by_tag(1, "TAG0001")
+    await trio.sleep(2.5)
+    assert _samples(central) == []  # held
+    await cp.stop(1, "Local")
+    await eventually(lambda: "StopTransaction" in _actions(central), what="StopTransaction")
+    actions = _actions(central)
+    assert actions.index("MeterValues") < actions.index("StopTransaction")
+    got = _samples(central)
+    assert len(got) == 2 and got == sorted(got)
+
+
+async def test_meter_replaced(nursery, central):
+    fleet = await start_fleet(nursery, central.url, make_spec(faults=["meter_replaced=1,register=500"]))
+    cp = fleet["CP0001"]
+    await cp.start_by_tag(1, "TAG0001")
+    await eventually(lambda: len(_samples(central)) >= 2, timeout=4, what="two samples")
+    await cp.stop(1, "Local")
+    await cp.unplug(1)
+    await eventually(lambda: "StopTransaction" in _actions(central), what="StopTransaction")
+    (start,) = [r.payload for r in central.received("CP0001", "StartTransaction")]
+    (stop,) = [r.payload for r in central.received("CP0001", "StopTransaction")]
+    sampled = max(wh for _, wh in _samples(central))
+    assert stop["meterStop"] == 500 < start["meterStart"] < sampled  # below the start and every sample
+    (record,) = [r for r in fleet.trace.records if r["kind"] == "tx" and r["event"] == "stop"]
+    assert record["meter"] == 500 and record["energy_wh"] >= sampled - start["meterStart"] > 0  # the car's energy
+    assert len(_faults(fleet, "meter_replaced")) == 1
+    # The new meter counts on from its reading: the next transaction starts there.
+    await cp.start_by_tag(1, "TAG0002")
+    await eventually(lambda: len(central.received("CP0001", "StartTransaction")) == 2, what="a second start")
+    assert 500 <= central.received("CP0001", "StartTransaction")[1].payload["meterStart"] < start["meterStart"]
+
+
+async def test_heartbeat_stop_before_the_first_boot_says_nothing_at_all(nursery, central):
+    fleet = await start_fleet(nursery, central.url, make_spec(faults=["heartbeat_stop=@0"]), online=False)
+    cp = fleet["CP0001"]
+    await eventually(lambda: "CP0001" in central.connected(), what="the connection")
+    await trio.sleep(1.5)
+    assert central.received("CP0001") == []  # hung before it booted: not even a BootNotification
+    assert cp.truth().connected and cp.truth().muted and not cp.online

@@ -28,10 +28,20 @@ def cand(sid: str, age_s: float, status: str = "Accepted", *, ended_s: float | N
 
 
 # ------------------------------------------------------------------ linking
-def test_the_newest_pending_session_is_linked_before_any_revivable_one():
-    rows = [cand("old", 50), cand("new", 10, "Requested"),
+def test_the_newest_accepted_pending_session_is_linked_before_any_revivable_one():
+    rows = [cand("old", 50), cand("new", 10),
             cand("timed-out", 5, "Failed", ended_s=1, reason=linking.START_TIMED_OUT)]
     assert linking.pick_session(rows, now=NOW, revive_within=60 * S) == linking.Link("new", revived=False)
+
+
+def test_a_start_still_waiting_for_its_answer_comes_after_a_revivable_one():
+    """A double tap: the charger accepted the first request (superseded since by the second, whose
+    RemoteStartTransaction is still on its way) and starts for it: that transaction is the first's."""
+    rows = [cand("first", 1.0, "Failed", ended_s=0.99, reason=linking.START_SUPERSEDED),
+            cand("second", 0.99, "Requested")]
+    assert linking.pick_session(rows, now=NOW, revive_within=60 * S) == linking.Link("first", revived=True)
+    assert linking.pick_session(rows[1:], now=NOW, revive_within=60 * S) == linking.Link("second", revived=False)
+    assert linking.pick_session(rows, now=NOW, revive_within=None) == linking.Link("second", revived=False)
 
 
 @pytest.mark.parametrize("reason", sorted(linking.REVIVABLE_END_REASONS))
