@@ -20,6 +20,7 @@ from .config import (
     parse_tokens,
     parse_tokens_file,
 )
+from .webhooks import parse_webhook
 
 __all__ = ["main", "build_parser", "settings_from_args"]
 
@@ -131,6 +132,21 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--payment-retry-seconds", type=float, default=10.0,
                        help="a provider cancel that failed is retried after this, doubling each time up to an hour "
                             "(default 10)")
+    serve.add_argument("--force-end-fee", choices=("charge", "waive"), default=_env("CSMS_FORCE_END_FEE", "charge"),
+                       help="what a session an admin force-ends (unlock) is billed: 'charge' its metered energy "
+                            "(default) or 'waive' the fee (0.00, the session records why); env CSMS_FORCE_END_FEE")
+    hooks = serve.add_argument_group("webhooks (session.force_ended, transaction.orphaned, connector.freed, "
+                                     "charge_point.offline, charge_point.online)")
+    hooks.add_argument("--webhook", action="append", default=[], metavar="URL[,SECRET]",
+                       help="POST every event as JSON to URL, signed with HMAC-SHA256 of SECRET (header "
+                            "X-Unstuck-Signature) when given; repeatable (env CSMS_WEBHOOKS, items separated by "
+                            "spaces: keeps secrets out of the process list)")
+    hooks.add_argument("--webhook-retry-seconds", type=float, default=1.0,
+                       help="first retry after a failed delivery, doubling each time up to 5 min (default 1)")
+    hooks.add_argument("--webhook-max-attempts", type=int, default=6, help="attempts per event (default 6)")
+    hooks.add_argument("--webhook-queue-size", type=int, default=1000,
+                       help="events waiting per receiver; a slow or dead receiver loses its oldest beyond this "
+                            "(default 1000)")
     serve.add_argument("--ports-file", help="write the bound addresses as JSON here once listening")
     # Mutation testing only: brings back a known bug (csms.config.TEST_BREAKS); not in --help.
     serve.add_argument("--test-break", action="append", default=[], metavar="NAME", help=argparse.SUPPRESS)
@@ -189,6 +205,10 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     if args.max_auto_registered < 0:
         raise ValueError("--max-auto-registered must be 0 or more")
     cors = list(args.cors_origin) or [o.strip() for o in os.environ.get("CSMS_CORS_ORIGINS", "").split(",")]
+    webhooks = tuple(parse_webhook(w) for w in (list(args.webhook) or os.environ.get("CSMS_WEBHOOKS", "").split()))
+    if args.webhook_max_attempts < 1 or args.webhook_queue_size < 1 or args.webhook_retry_seconds < 0:
+        raise ValueError("--webhook-max-attempts and --webhook-queue-size must be 1 or more, "
+                         "--webhook-retry-seconds 0 or more")
     return Settings(
         db_url=args.db,
         ocpp_host=args.ocpp_host,
@@ -219,6 +239,11 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         start_timeout_seconds=args.start_timeout_seconds,
         payment_retry_seconds=args.payment_retry_seconds,
         test_breaks=parse_test_breaks(args.test_break),
+        force_end_fee=args.force_end_fee,
+        webhooks=webhooks,
+        webhook_retry_seconds=args.webhook_retry_seconds,
+        webhook_max_attempts=args.webhook_max_attempts,
+        webhook_queue_size=args.webhook_queue_size,
     )
 
 

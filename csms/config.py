@@ -132,6 +132,13 @@ class Settings:
     payment_retry_seconds: float = 10.0
     # Known bugs switched back on, for mutation testing only (see TEST_BREAKS).
     test_breaks: frozenset[str] = frozenset()
+    # What an admin's force-end (unlock) bills: "charge" or "waive" (see csms.fee_policy).
+    force_end_fee: str = "charge"
+    # Webhook receivers (csms.webhooks.WebhookTarget) and how deliveries are retried and queued.
+    webhooks: tuple = ()
+    webhook_retry_seconds: float = 1.0
+    webhook_max_attempts: int = 6
+    webhook_queue_size: int = 1000
 
     def revive_within(self) -> timedelta | None:
         """How long after a remote start timed out or expired its StartTransaction still revives it

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import trio
 
@@ -11,6 +12,10 @@ from .config import Settings
 from .db.database import Database
 from .payment_provider import PaymentProvider, SimulatedPaymentProvider
 from .registry import Registry
+
+if TYPE_CHECKING:
+    from .watch import Watcher
+    from .webhook_dispatch import WebhookDispatcher
 
 __all__ = ["Context"]
 
@@ -52,3 +57,8 @@ class Context:
 
     def nudge_payment_cancels(self) -> None:
         self.payment_cancels_due.set()
+
+    # Webhook receivers (csms.webhook_dispatch) and the once-a-second look for the dashboard and
+    # the webhooks (csms.watch); set by `serve`, None in tests that build a Context by hand.
+    webhooks: WebhookDispatcher | None = None
+    watcher: Watcher | None = None

@@ -34,6 +34,8 @@ from .ocppj import SUBPROTOCOL, OcppConnection
 from .payment_cancels import run_payment_cancels
 from .payment_provider import load_provider
 from .registry import LiveChargePoint, Registry
+from .watch import Watcher
+from .webhook_dispatch import WebhookDispatcher
 
 __all__ = ["serve", "Addresses", "run_until_signal"]
 
@@ -265,6 +267,7 @@ async def serve(
             async with trio.open_nursery() as front:
                 await front.start(maintenance_loop, ctx)
                 await front.start(run_payment_cancels, ctx)
+                await _start_watch(ctx, front)
                 addresses = await _start_front(ctx, front, shutdown)
                 log.info("csms.listening ocpp=%s/{chargePointId} http=%s docs=%s/docs",
                          addresses.ocpp, addresses.http, addresses.http)
@@ -284,6 +287,18 @@ async def serve(
         log.info("csms.stopped writes=%d batches=%d", db.writes, db.batches)
     finally:
         engine.dispose()
+
+
+async def _start_watch(ctx: Context, nursery: trio.Nursery) -> None:
+    """Webhook receivers (each with its own queue and worker) and the watcher that feeds them and the dashboard."""
+    s = ctx.settings
+    ctx.webhooks = WebhookDispatcher(s.webhooks, retry_seconds=s.webhook_retry_seconds,
+                                     max_attempts=s.webhook_max_attempts, queue_size=s.webhook_queue_size)
+    for target in s.webhooks:
+        log.info("csms.webhook receiver=%s signed=%s", target.label, "yes" if target.secret else "no")
+    await nursery.start(ctx.webhooks.run)
+    ctx.watcher = Watcher(ctx, ctx.webhooks)
+    await nursery.start(ctx.watcher.run)
 
 
 async def _start_front(ctx: Context, nursery: trio.Nursery, shutdown: trio.Event) -> Addresses:

@@ -210,6 +210,7 @@ def session_view(row: ChargingSession) -> dict[str, Any]:
         "chargingTotalFee": None if row.fee is None else str(row.fee), "meterSource": row.meter_source,
         "endReason": row.end_reason, "failureReason": row.failure_reason, "reconciled": bool(row.reconciled),
         "review": row.review_reason is not None, "reviewReason": row.review_reason,
+        "feeWaived": row.fee_waived_reason,
     }
 
 

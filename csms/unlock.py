@@ -87,7 +87,8 @@ async def _clean(ctx: Context, r: UnlockResult, actor: str) -> None:
         try:
             ended = await ctx.db.write(
                 lambda s, sid=session_id: force_end_session(s, sid, now=ctx.clock.now(), reason="ForceEnded", actor=actor,
-                                                            close_transaction=close_tx))
+                                                            close_transaction=close_tx,
+                                                            fee_policy=ctx.settings.force_end_fee))
         except Exception as exc:  # a per-session failure must not stop the others
             metrics.CLEANUP_FAILURES.inc()
             log.error("unlock.cleanup_failed session=%s charge_point=%s connector=%s error=%r",
@@ -112,7 +113,7 @@ async def _clean(ctx: Context, r: UnlockResult, actor: str) -> None:
     try:
         release = await ctx.db.write(lambda s: release_connector(
             s, cp_id, connector_id, now=ctx.clock.now(), reason="ForceEnded", live_occupied=occupied, actor=actor,
-            close_transactions=close_tx))
+            close_transactions=close_tx, fee_policy=ctx.settings.force_end_fee))
     except Exception as exc:
         metrics.CLEANUP_FAILURES.inc()
         log.error("unlock.release_failed charge_point=%s connector=%s error=%r", cp_id, connector_id, exc)

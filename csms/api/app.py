@@ -11,6 +11,7 @@ from fastapi.responses import PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from .. import ui
 from ..context import Context
 from ..errors import CsmsError
 from . import (
@@ -22,6 +23,7 @@ from . import (
     sessions,
     stations,
     transactions,
+    webhooks,
 )
 from .envelope import ApiError, envelope
 
@@ -93,4 +95,6 @@ def create_app(ctx: Context) -> FastAPI:
     app.include_router(payments.router)
     app.include_router(maintenance.router)
     app.include_router(id_tags.router)
+    app.include_router(webhooks.router)
+    ui.mount(app)  # the dashboard at /ui/
     return app

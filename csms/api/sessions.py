@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import Field, field_validator
 
-from .. import sessions, unlock
+from .. import sessions, unlock, unlock_preview
 from ..billing import InvalidTariffError, parse_tariff
 from .auth import Admin, User
 from .envelope import CamelModel, ok
@@ -65,10 +65,15 @@ async def get_charging_session(session_id: str, request: Request, who: User):
 class UnlockIn(CamelModel):
     charging_station_id: str = Field(min_length=1, max_length=64)
     connector_id: int = Field(ge=0, le=100)
+    dry_run: bool = Field(default=False, description="answer what the unlock would clean; change nothing")
 
 
 @router.post("/unlock-connector")
 async def unlock_connector(body: UnlockIn, request: Request, who: Admin):
+    if body.dry_run:
+        preview = await unlock_preview.preview_unlock(request.app.state.ctx, body.charging_station_id,
+                                                      body.connector_id)
+        return ok(unlock_preview.preview_body(preview), unlock_preview.preview_message(preview))
     result = await unlock.unlock_connector(request.app.state.ctx, body.charging_station_id, body.connector_id,
                                            actor=who.name)
     status, payload = unlock.response_body(result)

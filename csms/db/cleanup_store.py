@@ -14,6 +14,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from .. import billing
+from ..fee_policy import apply_waiver
 from ..reservations import TERMINAL, ReservationStatus
 from .audit import audit
 from .models import ChargingSession, ConnectorStatus, PaymentReservation, Transaction
@@ -51,10 +52,11 @@ def find_stuck_sessions(s: Session, cp_id: str, connector_id: int) -> list[str]:
 
 
 def force_end_session(s: Session, session_id: str, *, now: datetime, reason: str, actor: str,
-                      close_transaction: bool = True) -> ForcedEnd | None:
+                      close_transaction: bool = True, fee_policy: str = "charge") -> ForcedEnd | None:
     """End one session with the best meter estimate and close its transaction; None if already ended.
 
-    close_transaction=False only for the test break `unlock_keeps_transaction` (the seed's bug).
+    `fee_policy` (csms.fee_policy) may waive its fee. close_transaction=False only for the test
+    break `unlock_keeps_transaction` (the seed's bug).
     """
     claimed = s.execute(update(ChargingSession)
                         .where(ChargingSession.id == session_id, ChargingSession.end_time.is_(None))
@@ -65,24 +67,27 @@ def force_end_session(s: Session, session_id: str, *, now: datetime, reason: str
     session.end_time = None  # let the settlement below set every end field consistently
     tx = None if session.transaction_id is None else s.get(Transaction, session.transaction_id)
     if tx is not None and tx.stop_time is None and close_transaction:
-        settlement = close_transaction_estimated(s, tx, now=now, reason=reason)
+        settlement = close_transaction_estimated(s, tx, now=now, reason=reason, fee_policy=fee_policy)
     else:
         meter_start = billing_start(session, tx) if tx is not None else (session.meter_start or 0)
         meter_stop = tx.meter_stop if tx is not None else None
         latest = tx.latest_meter_wh if tx is not None and tx.stop_time is None else None
         settlement = billing.settle(meter_start, session.tariff, latest_sample_wh=latest, meter_stop=meter_stop)
-        close_session_with_settlement(s, session, settlement, end_time=now, reason=reason, now=now)
+        settlement, waived = apply_waiver(settlement, fee_policy, reason)
+        close_session_with_settlement(s, session, settlement, end_time=now, reason=reason, now=now,
+                                      fee_waived=waived)
     assert settlement is not None
     audit(s, actor=actor, action="session.force_ended", at=now, charge_point_id=session.charge_point_id,
           connector_id=session.connector_id, subject=session_id, reason=reason,
           transaction_id=session.transaction_id, energy_wh=settlement.energy_wh, fee=str(settlement.fee),
-          meter_source=settlement.source.value)
+          meter_source=settlement.source.value, fee_waived=session.fee_waived_reason)
     return ForcedEnd(session_id, session.transaction_id, settlement.end_meter_wh, settlement.energy_wh,
                      str(settlement.fee), settlement.source.value)
 
 
 def release_connector(s: Session, cp_id: str, connector_id: int, *, now: datetime, reason: str,
-                      live_occupied: bool, actor: str, close_transactions: bool = True) -> ConnectorRelease:
+                      live_occupied: bool, actor: str, close_transactions: bool = True,
+                      fee_policy: str = "charge") -> ConnectorRelease:
     """Close what still holds the connector: open transactions, active reservations, a stale busy status.
 
     The persisted status is left alone when the live status says the connector
@@ -94,7 +99,7 @@ def release_connector(s: Session, cp_id: str, connector_id: int, *, now: datetim
         Transaction.charge_point_id == cp_id, Transaction.connector_id == connector_id,
         Transaction.stop_time.is_(None))) if close_transactions else ()
     for tx in open_txs:
-        close_transaction_estimated(s, tx, now=now, reason=reason)
+        close_transaction_estimated(s, tx, now=now, reason=reason, fee_policy=fee_policy)
         closed.append(tx.id)
     cancelled = []
     for res_id in list(s.scalars(select(PaymentReservation.id).where(

@@ -144,6 +144,8 @@ class ChargingSession(_ConnectorClaim, Base):
     reconciled: Mapped[bool] = mapped_column(default=False)
     # Why a person should check this bill (its readings contradict each other), or None.
     review_reason: Mapped[str | None] = mapped_column(Text)
+    # Why its fee is 0.00 although energy was delivered (--force-end-fee waive), or None.
+    fee_waived_reason: Mapped[str | None] = mapped_column(Text)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
     __table_args__ = (
         Index("ix_sessions_connector_open", "charge_point_id", "connector_id", "end_time"),

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from .. import billing, linking
 from ..clock import as_utc
 from ..clock import stop_time as trusted_stop_time
+from ..fee_policy import apply_waiver
 from ..reservations import ACTIVE, ReservationStatus
 from .audit import audit
 from .database import BulkWrite
@@ -362,6 +363,8 @@ def _late_stop(s: Session, tx_id: int, *, meter_stop: int, stop_time: datetime |
     st = billing.settle_stop(start, session.tariff, meter_stop=meter_stop, latest_sample_wh=tx.latest_meter_wh)
     session.end_time = ended
     session.end_meter_wh, session.energy_wh, session.fee = st.end_meter_wh, st.energy_wh, st.fee
+    if session.fee_waived_reason:
+        session.fee = Decimal("0.00")  # the charger's figures replace the energy; the waiver stands
     session.meter_source = st.source.value
     session.reconciled = True
     session.updated_at = now
@@ -398,11 +401,11 @@ def billing_start(session: ChargingSession, tx: Transaction) -> int:
 
 
 def close_transaction_estimated(s: Session, tx: Transaction, *, now: datetime, reason: str,
-                                end_session: bool = True) -> billing.Settlement | None:
+                                end_session: bool = True, fee_policy: str = "charge") -> billing.Settlement | None:
     """Close an open transaction whose StopTransaction never came, with the best meter estimate.
 
     Ends its charging session too (unless `end_session` is False: it is being carried over);
-    returns the session's settlement, if any.
+    returns the session's settlement (its fee waived where `csms.fee_policy` says so), if any.
     """
     assert reason in ESTIMATED_REASONS, reason
     end_wh, _source = billing.choose_end_meter(tx.meter_start, latest_sample_wh=tx.latest_meter_wh, meter_stop=tx.meter_stop)
@@ -413,7 +416,8 @@ def close_transaction_estimated(s: Session, tx: Transaction, *, now: datetime, r
     if session is None or session.end_time is not None:
         return None
     settlement = billing.settle(billing_start(session, tx), session.tariff, latest_sample_wh=tx.latest_meter_wh)
-    close_session_with_settlement(s, session, settlement, end_time=now, reason=reason, now=now)
+    settlement, waived = apply_waiver(settlement, fee_policy, reason)
+    close_session_with_settlement(s, session, settlement, end_time=now, reason=reason, now=now, fee_waived=waived)
     return settlement
 
 
@@ -438,8 +442,10 @@ def close_session_with_settlement(
     end_time: datetime,
     reason: str,
     now: datetime,
+    fee_waived: str | None = None,
 ) -> None:
     session.end_time = end_time
+    session.fee_waived_reason = fee_waived
     session.end_meter_wh = settlement.end_meter_wh
     session.energy_wh = settlement.energy_wh
     session.fee = settlement.fee

@@ -1,0 +1,116 @@
+"""A look at the whole CSMS every second: what the dashboard's timelines and the webhooks need.
+
+The watcher never sits on the OCPP path: it reads the live registry (in memory) and,
+only when a webhook receiver is configured, the audit trail and the verdicts.
+
+- Live statuses: each connector's changes, kept in memory (the newest 50 per connector)
+  for the connector page's timeline (the database keeps only the last status).
+- `charge_point.online` / `.offline`: the live registry's members, compared each look.
+- `session.force_ended`, `transaction.orphaned`: new audit events (the audit trail is the
+  outbox: only committed facts, also those of `csms maintenance` run from cron).
+- `connector.freed`: every connector's verdict, compared every `verdict_interval` seconds.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from dataclasses import dataclass
+from datetime import datetime
+
+import trio
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from .clock import as_utc, iso
+from .context import Context
+from .db.models import AuditEvent
+from .occupancy_service import evaluate_all
+from .webhook_dispatch import WebhookDispatcher
+from .webhooks import AuditRow, connector_changes, events_from_audit, presence_changes
+
+__all__ = ["StatusChange", "Watcher"]
+
+log = logging.getLogger("csms.watch")
+_HISTORY = 50
+_LOOKBACK = 200  # ids below the newest seen that are read again (PostgreSQL commits ids out of order)
+
+
+@dataclass(frozen=True)
+class StatusChange:
+    at: datetime  # when the status arrived (our clock)
+    status: str
+    error_code: str | None
+
+
+class Watcher:
+    def __init__(self, ctx: Context, webhooks: WebhookDispatcher, *, interval: float = 1.0,
+                 verdict_interval: float = 2.0) -> None:
+        self.ctx = ctx
+        self.webhooks = webhooks
+        self.interval = interval
+        self.verdict_interval = verdict_interval
+        self.statuses: dict[tuple[str, int], deque[StatusChange]] = {}
+        self._present: set[str] = set()
+        self._audit_cursor = 0
+        self._audit_seen: set[int] = set()
+        self._verdicts: dict[tuple[str, int], tuple[str, tuple[str, ...]]] | None = None
+        self._verdicts_at = 0.0
+
+    def history(self, cp_id: str, connector_id: int) -> list[StatusChange]:
+        return list(self.statuses.get((cp_id, connector_id), ()))
+
+    def _look_at_registry(self) -> None:
+        present = set()
+        for live in self.ctx.registry:
+            present.add(live.id)
+            for c, st in list(live.connectors.items()):
+                seen = self.statuses.setdefault((live.id, c), deque(maxlen=_HISTORY))
+                if not seen or (seen[-1].at, seen[-1].status) != (st.updated_at, st.status):
+                    seen.append(StatusChange(st.updated_at, st.status, st.error_code))
+        if self.webhooks.enabled:
+            self.webhooks.publish(presence_changes(self._present, present, iso(self.ctx.clock.now())))
+        self._present = present
+
+    def _audit_rows(self, s: Session) -> list[AuditRow]:
+        rows = s.scalars(select(AuditEvent).where(AuditEvent.id > self._audit_cursor - _LOOKBACK,
+                                                  AuditEvent.action.in_(("session.force_ended",
+                                                                         "maintenance.close_orphaned")))
+                         .order_by(AuditEvent.id).limit(2000))
+        return [AuditRow(r.id, as_utc(r.at), r.actor, r.action, r.charge_point_id, r.connector_id, r.subject,
+                         r.details) for r in rows]
+
+    async def _tail_audit(self) -> None:
+        rows = [r for r in await self.ctx.db.read(self._audit_rows) if r.id not in self._audit_seen]
+        if not rows:
+            return
+        self._audit_seen.update(r.id for r in rows)
+        self._audit_cursor = max(self._audit_cursor, *(r.id for r in rows))
+        self._audit_seen = {i for i in self._audit_seen if i > self._audit_cursor - _LOOKBACK}
+        self.webhooks.publish(events_from_audit(rows))
+
+    async def _compare_verdicts(self) -> None:
+        evaluations = await evaluate_all(self.ctx)
+        now = {(e.charge_point_id, e.connector_id): (e.decision.verdict.value, e.decision.reasons)
+               for e in evaluations}
+        if self._verdicts is not None:
+            self.webhooks.publish(connector_changes(self._verdicts, now, iso(self.ctx.clock.now())))
+        self._verdicts = now
+
+    async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        self._present = {live.id for live in self.ctx.registry}
+        if self.webhooks.enabled:  # only what happens from now on
+            self._audit_cursor = await self.ctx.db.read(lambda s: s.scalar(select(func.max(AuditEvent.id))) or 0)
+            self._audit_seen = set(range(self._audit_cursor - _LOOKBACK + 1, self._audit_cursor + 1))
+        task_status.started()
+        while True:
+            await trio.sleep(self.interval)
+            try:
+                self._look_at_registry()
+                if self.webhooks.enabled:
+                    await self._tail_audit()
+                    if trio.current_time() - self._verdicts_at >= self.verdict_interval:
+                        self._verdicts_at = trio.current_time()
+                        await self._compare_verdicts()
+            except Exception:
+                log.exception("watch.round_failed (will look again in %.1f s)", self.interval)

@@ -1,0 +1,198 @@
+"""The dashboard in a real browser against `csms serve` and a simulated charger that got stuck.
+
+The charger drops its StopTransaction and never reports its connector's status, and it
+ignores TriggerMessage: the CSMS cannot heal it by itself (its maintenance tries every
+half second here). An operator signs in, sees the connector `busy` with its reason, opens
+it, previews the unlock, confirms it, and the board open in another tab turns `free`
+without a reload. Headless Debian chromium through the playwright package (never a
+downloaded browser); screenshots in reports/screenshots/ (ignored by git).
+"""
+
+from __future__ import annotations
+
+import re
+from functools import partial
+from pathlib import Path
+
+import httpx
+import pytest
+import trio
+
+from simulator import Fleet, FleetSpec, GroupSpec, TraceWriter, parse_fault_option
+from tests.support.server import ADMIN_TOKEN, CsmsProcess
+
+CHROMIUM = Path("/usr/bin/chromium")
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "reports" / "screenshots"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+STUCK = ("drop_stop_transaction=1,available=false", "silent_connector=1,ignore_trigger=true")
+
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason=f"no {CHROMIUM}: apt-get install -y chromium")
+
+
+@pytest.fixture
+def csms_args() -> list[str]:
+    # Maintenance runs every half second and probes quickly: the connector stays stuck anyway.
+    return ["--allow-unknown-chargers", "--maintenance-interval-seconds", "0.5", "--status-grace-seconds", "1",
+            "--quiet-transaction-seconds", "2", "--orphan-grace-seconds", "1"]
+
+
+async def _stuck_connector(nursery: trio.Nursery, csms: CsmsProcess) -> tuple[Fleet, int, str]:
+    """UI0001 connector 1: a session started from the app, charged, then the car left and no stop came."""
+    spec = FleetSpec(seed=3, groups=(GroupSpec(prefix="UI", count=1, connectors=2,
+                                               config={"MeterValueSampleInterval": "1"}),),
+                     faults=tuple(parse_fault_option(f) for f in STUCK), driver=None, ramp=1000.0, call_timeout=3.0)
+    fleet = Fleet(spec, csms.ocpp, trace=TraceWriter(keep=True))
+    await nursery.start(fleet.run)
+    cp = fleet["UI0001"]
+    with trio.fail_after(10):
+        await fleet.wait_online()
+        await cp.flush()
+    async with csms.client() as admin:
+        res = await admin.post("/api/ChargingSession/start-charging-session", json={
+            "chargingStationId": "UI0001", "connectorId": 1, "chargeTagId": "TAG0001", "chargingTariff": "0.25"})
+        assert res.status_code == 200, res.text
+        session_id = res.json()["data"]["sessionId"]
+    with trio.fail_after(10):
+        while cp.connector_truth(1).transaction_id is None:
+            await trio.sleep(0.1)
+    tx_id = cp.connector_truth(1).transaction_id
+    await trio.sleep(3)  # meter samples every second
+    await cp.unplug(1)  # the car leaves; StopTransaction is never sent, nor any status
+    await trio.sleep(3)  # the CSMS's own probes (trigger ignored) change nothing
+    async with csms.client() as admin:
+        row = (await admin.get("/api/connectors/UI0001/1/occupancy")).json()["data"]
+    assert row["verdict"] == "busy" and row["reasons"] == [f"open_transaction:{tx_id}"], row
+    return fleet, tx_id, session_id
+
+
+def _browse(http: str, tx_id: int) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    shot = lambda page, name, **kw: page.screenshot(path=str(SCREENSHOTS / f"dashboard-{name}.png"), **kw)  # noqa: E731
+    dialogs: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            desk = browser.new_context(viewport={"width": 1280, "height": 900})
+            board = desk.new_page()
+            board.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+            board.goto(f"{http}/ui/")
+            expect(board).to_have_url(f"{http}/ui/login?next=/ui/")
+
+            # A wrong token: refused with a clear message, no session cookie.
+            board.get_by_label("Admin token").fill("not-the-admin-token")
+            board.get_by_role("button", name="Sign in").click()
+            expect(board.get_by_role("alert")).to_contain_text("Sign-in failed")
+            assert not [c for c in desk.cookies() if c["name"] == "unstuck_ui"]
+            shot(board, "login-refused")
+
+            board.get_by_label("Admin token").fill(ADMIN_TOKEN)
+            board.get_by_role("button", name="Sign in").click()
+            expect(board).to_have_url(f"{http}/ui/")
+            cookie = next(c for c in desk.cookies() if c["name"] == "unstuck_ui")
+            assert cookie["httpOnly"] and cookie["sameSite"] == "Strict" and cookie["expires"] > 0, cookie
+
+            # The board: busy, with its reason in plain words, and suspected stuck.
+            card = board.locator('li.card[data-connector="UI0001/1"]')
+            expect(card.locator(".verdict")).to_have_text("busy")
+            expect(card.locator(".reasons")).to_contain_text(f"open transaction {tx_id} (TAG0001) since")
+            expect(card.locator(".suspect")).to_contain_text("silent connector")
+            shot(board, "board-busy", full_page=True)
+            board.get_by_label("Suspected stuck").check()  # the filters: only connectors that look stuck ...
+            expect(board).to_have_url(re.compile(r"/ui/\?stuck=1"))
+            expect(board.locator("li.card")).to_have_count(1)
+            expect(card).to_be_visible()
+            board.get_by_label("Suspected stuck").uncheck()
+            board.get_by_label("Busy only").check()  # ... only busy ones
+            expect(board.locator("li.card")).to_have_count(1)
+            board.get_by_label("Busy only").uncheck()
+            expect(board).to_have_url(re.compile(r"/ui/\?q=$"))
+            expect(board.locator("li.card")).to_have_count(1)  # connector 2 never said a word: unknown
+            loaded_at = board.evaluate("window.unstuckLoadedAt")
+
+            # The connector page, in a second tab: every raw signal and the timeline.
+            page = desk.new_page()
+            page.goto(f"{http}{card.locator('a').get_attribute('href')}")
+            expect(page.locator("#verdict-h")).to_have_text("busy")
+            expect(page.locator(".signals")).to_contain_text(f"#{tx_id} · id tag TAG0001")
+            expect(page.locator(".signals")).to_contain_text("none reported since the charger connected")
+            expect(page.locator(".timeline")).to_contain_text(f"transaction {tx_id} started")
+            expect(page.locator(".timeline")).to_contain_text("maintenance.trigger_status")
+            shot(page, "connector-busy", full_page=True)
+
+            # Unlock: the preview first, changing nothing.
+            page.get_by_role("button", name="Unlock").click()
+            expect(page.get_by_role("heading", name="Unlock UI0001 connector 1?")).to_be_visible()
+            expect(page.locator(".steps")).to_contain_text("Force-end 1 session")
+            expect(page.locator(".steps")).to_contain_text("Close 1 transaction")
+            expect(page.locator(".steps")).to_contain_text(f"#{tx_id} (id tag TAG0001")
+            expect(page.locator(".steps")).to_contain_text("Send UnlockConnector to UI0001")
+            shot(page, "unlock-preview", full_page=True)
+            with httpx.Client(base_url=http, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}) as api:
+                still = api.get("/api/connectors/UI0001/1/occupancy").json()["data"]
+            assert still["verdict"] == "busy", still
+
+            page.get_by_role("button", name="Confirm unlock").click()
+            expect(page.locator(".flash.ok")).to_contain_text("Unlocked. 1 stuck session(s) force-ended.")
+            expect(page.locator("#verdict-h")).to_have_text("free")
+            expect(page.locator(".timeline")).to_contain_text("connector.unlock by tests")
+            shot(page, "connector-freed", full_page=True)
+
+            # The board in the first tab turns free by itself: no reload.
+            expect(card.locator(".verdict")).to_have_text("free", timeout=10_000)
+            assert board.evaluate("window.unstuckLoadedAt") == loaded_at
+            expect(card.locator(".reasons")).to_have_count(0)
+            shot(board, "board-freed", full_page=True)
+            board.goto(f"{http}/ui/?busy=1")
+            expect(board.locator(".empty")).to_be_visible()
+
+            # A POST without the CSRF token is refused, with the session cookie and all.
+            refused = desk.request.post(f"{http}/ui/connectors/UI0001/1/unlock", form={"x": "1"})
+            assert refused.status == 403 and "CSRF" in refused.text(), refused.text()
+
+            # Sign-out ends the session.
+            board.get_by_role("button", name="Sign out").click()
+            expect(board).to_have_url(f"{http}/ui/login")
+            board.goto(f"{http}/ui/")
+            expect(board.get_by_label("Admin token")).to_be_visible()
+
+            # A phone.
+            phone = browser.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=2,
+                                        is_mobile=True, has_touch=True)
+            mobile = phone.new_page()
+            mobile.goto(f"{http}/ui/login")
+            mobile.get_by_label("Admin token").fill(ADMIN_TOKEN)
+            mobile.get_by_role("button", name="Sign in").click()
+            expect(mobile.locator('li.card[data-connector="UI0001/1"] .verdict')).to_have_text("free")
+            assert mobile.evaluate("document.documentElement.scrollWidth") <= 390
+            shot(mobile, "phone-board", full_page=True)
+            mobile.goto(f"{http}/ui/connectors/UI0001/1")
+            expect(mobile.locator("#verdict-h")).to_have_text("free")
+            assert mobile.evaluate("document.documentElement.scrollWidth") <= 390
+            shot(mobile, "phone-connector", full_page=True)
+            mobile.goto(f"{http}/ui/audit")
+            expect(mobile.locator("table.log")).to_contain_text("connector.unlock")
+            assert mobile.evaluate("document.documentElement.scrollWidth") <= 390
+            shot(mobile, "phone-audit", full_page=True)
+            mobile.goto(f"{http}/ui/maintenance")
+            mobile.get_by_role("button", name="Preview (dry run)").click()
+            expect(mobile.get_by_role("heading", name="Dry run")).to_be_visible()
+            shot(mobile, "phone-maintenance", full_page=True)
+        finally:
+            browser.close()
+    assert dialogs == []
+
+
+async def test_operator_frees_a_stuck_connector_in_the_browser(csms, nursery):
+    _fleet, tx_id, session_id = await _stuck_connector(nursery, csms)
+    await trio.to_thread.run_sync(partial(_browse, csms.http, tx_id))
+    async with csms.client() as admin:
+        tx = {t["transactionId"]: t for t in (await admin.get(
+            "/api/transactions", params={"chargePointIdPrefix": "UI"})).json()["data"]}[tx_id]
+        session = (await admin.get(f"/api/ChargingSession/{session_id}")).json()["data"]
+        audit = (await admin.get("/api/connectors/UI0001/1/occupancy")).json()["data"]
+    assert tx["stopReason"] == "ForceEnded" and tx["session"]["sessionId"] == session_id
+    assert session["energyWh"] > 0 and session["meterSource"] == "meter_values", session  # the last sample
+    assert session["feeWaived"] is None and audit["verdict"] == "free"
