@@ -14,9 +14,10 @@ its StartTransaction opens. These rules keep every delivered kWh on exactly one 
 - failing that, the newest pending session whose RemoteStartTransaction is still waiting
   for its answer (a double tap: the charger starts for the first, accepted request while
   the second is on its way, and may start again for the second later);
-- a new start on a connector supersedes the sessions still pending there, explicitly (they
-  end `StartSuperseded`): two pending sessions would leave the older one waiting to
-  capture a later transaction at its old tariff;
+- a new start on a connector supersedes the sessions of the same tag still pending there,
+  explicitly (they end `StartSuperseded`): two pending sessions of one tag would leave the
+  older one waiting to capture that tag's next transaction at its old tariff (sessions of
+  other tags cannot capture each other's transactions, and the start timeout ends them);
 - a StartTransaction that supersedes an open transaction of the same connector and tag (the
   charger rebuilt and resent its start) carries that transaction's session over.
 

@@ -26,6 +26,10 @@ __all__ = [
 STALE_RESERVATION_STATUSES = frozenset({"PendingPayment", "Authorized", "StartRequested"})
 # OCPP 1.6 statuses that say a transaction is ongoing on the connector.
 TRANSACTION_STATUSES = frozenset({"Charging", "SuspendedEV", "SuspendedEVSE"})
+# Statuses around a transaction: a connector that says one and then closes a transaction without
+# saying anything newer still holds a status from before that transaction (a silent connector
+# whose trigger answer outlived the car that later charged and left).
+AROUND_TRANSACTION_STATUSES = frozenset({"Preparing", "Finishing"})
 
 
 class ActionKind(StrEnum):
@@ -326,7 +330,9 @@ def select_contradicted_statuses(live: Iterable[LiveConnectorRow], *, now: datet
                                  closed_at: Mapping[tuple[str, int], datetime],
                                  asked: Mapping[tuple[str, int], datetime]) -> list[Action]:
     """Live Charging/SuspendedEV/SuspendedEVSE with no open transaction for longer than `grace`, on a charge
-    point that is online: TriggerMessage StatusNotification for that connector.
+    point that is online: TriggerMessage StatusNotification for that connector. Likewise a live Preparing or
+    Finishing older than the connector's last transaction close: it was said before that transaction, so it
+    cannot describe the connector now (a charger ends a transaction with a status of its own).
 
     A connector that reports no status of its own keeps whatever it last answered a trigger with; if
     that was Charging, it stays busy after its transaction ends. The grace runs from the newest of the
@@ -339,8 +345,11 @@ def select_contradicted_statuses(live: Iterable[LiveConnectorRow], *, now: datet
     out = []
     for r in live:
         key = (r.charge_point_id, r.connector_id)
-        if (r.connector_id <= 0 or r.status not in TRANSACTION_STATUSES or r.charge_point_id not in online
-                or key in open_tx_connectors):
+        closed = closed_at.get(key)
+        outlived = (r.status in AROUND_TRANSACTION_STATUSES and closed is not None
+                    and _utc(r.updated_at) < _utc(closed))
+        if (r.connector_id <= 0 or not (r.status in TRANSACTION_STATUSES or outlived)
+                or r.charge_point_id not in online or key in open_tx_connectors):
             continue
         moments = [("StatusNotification", r.updated_at), ("transaction closed", closed_at.get(key)),
                    ("our last TriggerMessage", asked.get(key))]
@@ -348,7 +357,9 @@ def select_contradicted_statuses(live: Iterable[LiveConnectorRow], *, now: datet
         age = _age(now, at)
         if age <= grace:
             continue
+        says = ("says a transaction is ongoing but none is open" if r.status in TRANSACTION_STATUSES
+                else "was said before the connector's last transaction closed")
         out.append(Action(ActionKind.PROBE_CONTRADICTED_STATUS, r.charge_point_id, r.connector_id, r.status,
-                          f"live status {r.status} says a transaction is ongoing but none is open, for {_human(age)} "
+                          f"live status {r.status} {says}, for {_human(age)} "
                           f"(grace {_human(grace)}; since: {since}): asking for the connector's status"))
     return out

@@ -30,6 +30,7 @@ from .db.ocpp_store import ESTIMATED_REASONS, close_transaction_estimated, expir
 from .db.reservation_store import move_reservation
 from .linking import PENDING_STATUSES
 from .maintenance import (
+    AROUND_TRANSACTION_STATUSES,
     STALE_RESERVATION_STATUSES,
     TRANSACTION_STATUSES,
     Action,
@@ -289,7 +290,8 @@ async def _contradicted_statuses(ctx: Context, snap: Snapshot, th: Thresholds, n
     """
     open_keys = {(t.charge_point_id, t.connector_id) for t in snap.open_transactions}
     suspects = {r.charge_point_id for k, r in live_connectors.items()
-                if r.status in TRANSACTION_STATUSES and k not in open_keys and r.charge_point_id in online}
+                if r.status in TRANSACTION_STATUSES | AROUND_TRANSACTION_STATUSES and k not in open_keys
+                and r.charge_point_id in online}
     if th.status_grace is None or not suspects:
         return []
     forced = await ctx.db.read(partial(_newest_forced_closes, suspects))

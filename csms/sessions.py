@@ -76,18 +76,21 @@ async def check_connector_free(ctx: Context, station: StationRef, connector_id: 
 
 def _create_session(station: StationRef, connector_id: int, id_tag: str, tariff: Decimal, now: datetime,
                     reservation_id: str | None = None):
-    """The new session, superseding (ending `StartSuperseded`) the ones still waiting for their start there.
+    """The new session, superseding (ending `StartSuperseded`) the ones of the same tag still waiting
+    for their start there.
 
     An accepted remote start does not make a connector busy (seed 001), so a second start may
-    come while the first waits; the newer one wins, explicitly, so the older cannot wait on to
-    capture a later transaction at its tariff (csms.linking says when it may still be revived).
+    come while the first waits. With the same tag the newer one wins, explicitly, so the older
+    cannot wait on to capture that tag's next transaction at its tariff (csms.linking says when
+    it may still be revived). Sessions of other tags cannot capture each other's transactions
+    (a StartTransaction links by tag); the start timeout ends whichever never starts.
     """
 
     def work(s: Session) -> str:
         session_id = new_id()
         pending = list(s.scalars(select(ChargingSession).where(
             ChargingSession.charge_point_id == station.charge_point_id, ChargingSession.connector_id == connector_id,
-            ChargingSession.end_time.is_(None), ChargingSession.transaction_id.is_(None),
+            ChargingSession.id_tag == id_tag, ChargingSession.end_time.is_(None), ChargingSession.transaction_id.is_(None),
             ChargingSession.status.in_(sorted(linking.PENDING_STATUSES)))))
         for old in pending:
             old.status, old.end_time, old.end_reason, old.updated_at = "Failed", now, linking.START_SUPERSEDED, now

@@ -34,7 +34,7 @@ class Timings:
     orphan_grace: float = 2.0
     quiet_transaction: float = 4.0
     call_timeout: float = 3.0
-    start_timeout: float = 6.0  # an accepted remote start with no StartTransaction ends after this
+    start_timeout: float = 10.0  # an accepted remote start with no StartTransaction ends after this
     reservation_timeout_minutes: float = 0.25
     freshness_minutes: float = 0.2
 

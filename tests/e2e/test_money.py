@@ -207,6 +207,19 @@ async def test_a_second_start_supersedes_the_pending_one_which_then_captures_not
     assert [a.subject for a in _audits(csms.db_url, "session.superseded")] == [first]
 
 
+async def test_pending_starts_of_other_tags_each_bill_their_own_transaction(csms):
+    async with connect(csms.ocpp, "DUP2") as cp, csms.client() as http:
+        await cp.status(1, "Available")
+        first = (await http.post(START, json=_start("DUP2", tag="TAGA", tariff="0.10"))).json()["data"]["sessionId"]
+        second = (await http.post(START, json=_start("DUP2", tag="TAGB", tariff="0.99"))).json()["data"]["sessionId"]
+        assert (await _session(http, first))["status"] == "Accepted"  # not superseded: another tag
+        tx = await cp.start(1, "TAGA", meter_start=0)
+        await cp.stop(tx, 1_000)
+        a, b = await _session(http, first), await _session(http, second)
+    assert (a["transactionId"], a["chargingTotalFee"]) == (tx, "0.10")
+    assert (b["status"], b["transactionId"]) == ("Accepted", None)  # waits for its own tag, until the timeout
+
+
 @pytest.mark.parametrize("csms_args", [["--allow-unknown-chargers", "--start-timeout-seconds", "1",
                                         "--call-timeout-seconds", "1", "--maintenance-interval-seconds", "0.2"]])
 async def test_an_accepted_start_that_never_began_expires_and_captures_nothing_later(csms):

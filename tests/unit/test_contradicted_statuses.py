@@ -64,6 +64,20 @@ def test_statuses_that_need_no_transaction_are_left_alone(status):
     assert select([live(status=status)]) == []
 
 
+@pytest.mark.parametrize("status", ["Preparing", "Finishing"])
+def test_a_preparing_or_finishing_said_before_the_last_transaction_closed_is_asked(status):
+    """A silent connector answered a trigger with Preparing, a car then charged and left, and it said
+    nothing since: the status predates that transaction (issue 15's chaos runs found it stuck busy)."""
+    rows = [live(status=status, age=timedelta(minutes=5))]
+    (a,) = select(rows, closed=timedelta(minutes=1))
+    assert (a.kind, a.subject) == (ActionKind.PROBE_CONTRADICTED_STATUS, status)
+    assert "said before the connector's last transaction closed" in a.reason
+    assert select(rows, closed=GRACE) == []  # the grace runs from the close
+    assert select(rows, closed=timedelta(minutes=6)) == []  # said after the close: it is the present
+    assert select(rows, closed=timedelta(minutes=1), asked=timedelta(seconds=10)) == []
+    assert select([live(status="Available", age=timedelta(minutes=5))], closed=timedelta(minutes=1)) == []
+
+
 def test_open_transaction_on_the_connector_means_no_contradiction():
     assert select([live()], open_tx={KEY}) == []
     assert len(select([live()], open_tx={(CP, 1), ("CP-2", 2)})) == 1  # another connector's does not count
@@ -146,5 +160,6 @@ def test_property_asked_exactly_when_contradicted_and_everything_is_older_than_t
     actions = select([live(status=status, age=status_age)], grace=grace, closed=closed, asked=asked,
                      open_tx={KEY} if open_tx else set(), online={CP} if online else set())
     youngest = min(a for a in (status_age, closed, asked) if a is not None)
-    contradicted = status in TRANSACTION_STATUSES and not open_tx and online
+    outlived = status == "Finishing" and closed is not None and closed < status_age
+    contradicted = (status in TRANSACTION_STATUSES or outlived) and not open_tx and online
     assert (len(actions) == 1) == (contradicted and youngest > grace)
