@@ -128,18 +128,6 @@ class OcppEndpoint:
         cp_id, problem = parsed
         if problem is not None:
             return await self._refuse(request, 400, "bad_charge_point_id", problem)
-        # OCPP-J 1.6 §3.1.2: the charger MUST name its version in Sec-WebSocket-Protocol. Offering
-        # only others is refused. Offering none is accepted as ocpp1.6 on purpose, with a warning
-        # (chargers in the field omit the header), and answered without the header, as a client
-        # that offered none requires (RFC 6455 §4.1).
-        offered = list(request.proposed_subprotocols)
-        if offered and SUBPROTOCOL not in offered:
-            return await self._refuse(
-                request, 400, "subprotocol",
-                f"none of the offered subprotocols ({', '.join(offered)}) is spoken here; this CSMS speaks "
-                f"{SUBPROTOCOL} only: offer Sec-WebSocket-Protocol: {SUBPROTOCOL}",
-                charge_point=cp_id, offered=",".join(offered),
-            )
         # Who may connect (csms.chargepoint_auth): read per handshake, so `csms chargers add` and the
         # REST API take effect at once, also while this process runs.
         access = await ctx.db.read(lambda s: credential_store.load_access(s, cp_id))
@@ -153,15 +141,24 @@ class OcppEndpoint:
         if not isinstance(decision, Admit):
             return await self._refuse(request, decision.status, decision.reason, decision.why,
                                       headers=decision.headers, charge_point=cp_id)
+        # Then the version, after who it is (SteVe's order). OCPP-J 1.6 §3.1.2: the charger MUST name
+        # its version in Sec-WebSocket-Protocol. As SteVe does (HTTP 400, "No protocol (OCPP version)
+        # is specified"), offering none or only others is refused, with a body and a log line saying why.
+        offered = list(request.proposed_subprotocols)
+        if SUBPROTOCOL not in offered:
+            why = (f"none of the offered subprotocols ({', '.join(offered)}) is spoken here" if offered else
+                   "no subprotocol offered (OCPP-J 1.6 §3.1.2: the charge point must offer its OCPP version)")
+            return await self._refuse(
+                request, 400, "subprotocol",
+                f"{why}; this CSMS speaks {SUBPROTOCOL} only: offer Sec-WebSocket-Protocol: {SUBPROTOCOL}",
+                charge_point=cp_id, offered=",".join(offered) or "none",
+            )
         if access.known:
             ctx.known_charge_points.add(cp_id)
-        if not offered:
-            log.warning("handshake.no_subprotocol charge_point=%s remote=%s (no subprotocol offered, assuming %s)",
-                        cp_id, _remote(request), SUBPROTOCOL)
         if decision.registers:
             ctx.pending_registrations.add(cp_id)
         try:
-            ws = await request.accept(subprotocol=SUBPROTOCOL if offered else None)
+            ws = await request.accept(subprotocol=SUBPROTOCOL)
             await self._serve(ws, cp_id, _remote(request), decision)
         finally:
             if decision.registers and not ctx.registry.is_connected(cp_id):

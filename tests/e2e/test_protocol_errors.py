@@ -108,16 +108,18 @@ async def test_trailing_slash_is_the_same_charge_point(csms):
         assert await _online(csms, "SLASH1/") is None  # no second charge point named with the slash
 
 
-async def test_handshake_without_subprotocol_is_accepted_as_ocpp16_with_a_warning(csms):
-    async with _third_party_client(csms.url("NOPROTO1"), None) as ws:
-        assert ws.subprotocol is None and "Sec-WebSocket-Protocol" not in ws.response.headers
-        answer = await _boot_over(ws)
-        assert answer[0] == 3 and answer[2]["status"] == "Accepted"
-        assert await _online(csms, "NOPROTO1") is True
-    warnings = [line for line in csms.log().splitlines() if "handshake.no_subprotocol" in line]
-    assert len(warnings) == 1 and " WARNING " in warnings[0]
-    assert "charge_point=NOPROTO1 remote=127.0.0.1:" in warnings[0]
-    assert warnings[0].endswith("(no subprotocol offered, assuming ocpp1.6)")
+async def test_handshake_without_subprotocol_is_refused_with_a_reason(csms):
+    """OCPP-J 1.6 §3.1.2: the charger must offer its version; refused as SteVe does, but saying why."""
+    with pytest.raises(Exception) as ei:
+        async with _third_party_client(csms.url("NOPROTO1"), None):
+            pass
+    response = getattr(ei.value, "response", None)
+    assert response is not None and response.status_code == 400, repr(ei.value)
+    assert b"no subprotocol offered" in response.body and b"Sec-WebSocket-Protocol: ocpp1.6" in response.body
+    assert await _online(csms, "NOPROTO1") is None
+    refused = [line for line in csms.log().splitlines() if "handshake.refused reason=subprotocol" in line]
+    assert len(refused) == 1 and " WARNING " in refused[0]
+    assert "charge_point=NOPROTO1" in refused[0] and "offered=none" in refused[0] and "remote=127.0.0.1:" in refused[0]
 
 
 @pytest.mark.parametrize("csms_args", [[]])
@@ -125,8 +127,8 @@ async def test_handshake_without_subprotocol_from_an_unknown_charge_point_is_sti
     with pytest.raises(ConnectionRejected) as ei:
         async with open_websocket_url(csms.url("STRANGER2")):
             pass
-    assert ei.value.status_code == 404
-    assert "handshake.no_subprotocol" not in csms.log()
+    assert ei.value.status_code == 404  # who it is comes first: an unknown id learns nothing more
+    assert "reason=unknown_charge_point" in csms.log() and "reason=subprotocol" not in csms.log()
 
 
 async def test_unanswered_csms_call_times_out_and_connection_stays_usable(csms):
