@@ -100,6 +100,19 @@ def _browse(http: str, tx_id: int) -> None:
             expect(card.locator(".reasons")).to_contain_text(f"open transaction {tx_id} (TAG0001) since")
             expect(card.locator(".suspect")).to_contain_text("silent connector")
             shot(board, "board-busy", full_page=True)
+            phone = browser.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=2,
+                                        is_mobile=True, has_touch=True)
+            mobile = phone.new_page()
+            mobile.goto(f"{http}/ui/login")
+            mobile.get_by_label("Admin token").fill(ADMIN_TOKEN)
+            mobile.get_by_role("button", name="Sign in").click()
+            expect(mobile.locator('li.card[data-connector="UI0001/1"] .verdict')).to_have_text("busy")
+            assert mobile.evaluate("document.documentElement.scrollWidth") <= 390
+            shot(mobile, "phone-board-busy")
+            mobile.goto(f"{http}/ui/connectors/UI0001/1")
+            expect(mobile.locator("#verdict-h")).to_have_text("busy")
+            shot(mobile, "phone-connector-busy")
+
             board.get_by_label("Suspected stuck").check()  # the filters: only connectors that look stuck ...
             expect(board).to_have_url(re.compile(r"/ui/\?stuck=1"))
             expect(board.locator("li.card")).to_have_count(1)
@@ -158,16 +171,11 @@ def _browse(http: str, tx_id: int) -> None:
             board.goto(f"{http}/ui/")
             expect(board.get_by_label("Admin token")).to_be_visible()
 
-            # A phone.
-            phone = browser.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=2,
-                                        is_mobile=True, has_touch=True)
-            mobile = phone.new_page()
-            mobile.goto(f"{http}/ui/login")
-            mobile.get_by_label("Admin token").fill(ADMIN_TOKEN)
-            mobile.get_by_role("button", name="Sign in").click()
+            # The phone, after the unlock.
+            mobile.goto(f"{http}/ui/")
             expect(mobile.locator('li.card[data-connector="UI0001/1"] .verdict')).to_have_text("free")
             assert mobile.evaluate("document.documentElement.scrollWidth") <= 390
-            shot(mobile, "phone-board", full_page=True)
+            shot(mobile, "phone-board-freed")
             mobile.goto(f"{http}/ui/connectors/UI0001/1")
             expect(mobile.locator("#verdict-h")).to_have_text("free")
             assert mobile.evaluate("document.documentElement.scrollWidth") <= 390
