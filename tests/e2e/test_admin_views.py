@@ -17,7 +17,8 @@ SIGNAL_KEYS = {"websocketPresent", "liveStatus", "persistedStatus", "openTransac
                "freshnessMinutes"}
 TX_KEYS = {"transactionId", "chargePointId", "connectorId", "idTag", "meterStart", "meterStop", "startTime",
            "stopTime", "stopReason", "latestMeterWh", "latestMeterAt", "session"}
-SESSION_KEYS = {"sessionId", "status", "tariff", "energyWh", "fee", "meterSource", "reconciled", "endReason"}
+SESSION_KEYS = {"sessionId", "status", "tariff", "energyWh", "fee", "meterSource", "reconciled", "endReason",
+                "review", "reviewReason"}
 
 
 async def test_connectors_detail_and_prefix(csms):
@@ -104,7 +105,7 @@ async def test_transactions_list_shapes_and_filters(csms):
         assert t["stopTime"] is not None and t["latestMeterAt"].endswith("Z")
         assert t["session"] == {"sessionId": session_id, "status": "Ended", "tariff": "0.333333", "energyWh": 1500,
                                 "fee": "0.50", "meterSource": "meter_stop", "reconciled": False,
-                                "endReason": "Local"}
+                                "endReason": "Local", "review": False, "reviewReason": None}
         t = by_id[still_open]
         assert (t["meterStop"], t["stopTime"], t["stopReason"], t["session"]) == (None, None, None, None)
         assert t["latestMeterWh"] == 75

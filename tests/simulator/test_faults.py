@@ -19,6 +19,7 @@ ALL_FAULTS = {
     "drop_stop_transaction", "reject_remote_start", "accept_remote_start_never_start", "silent_connector",
     "disconnect_mid_session", "reboot", "unlock_failed", "unlock_not_supported", "unlock_no_answer",
     "slow_responses", "stuck_status", "heartbeat_stop",
+    "buffered_meter_values", "meter_replaced",  # issue 15
 }
 
 
