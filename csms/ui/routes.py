@@ -228,6 +228,9 @@ def _quiet(ctx: Context) -> timedelta:
     return timedelta(seconds=seconds if seconds > 0 else 600)
 
 
+_BOARD_LIMIT = 300  # cards per page: busy and suspected first; a prefix or a filter narrows a big site
+
+
 def _idle_evaluations(ctx: Context, facts: store.BoardFacts, evaluated: set[tuple[str, int]], prefix: str,
                       now) -> list[Evaluation]:
     """Connectors that had transactions but hold nothing now (evaluate_all lists only those with a signal)."""
@@ -257,7 +260,8 @@ async def _board(ctx: Context, busy: bool, stuck: bool, q: str) -> tuple[list, d
         rows = [r for r in rows if r.suspicions]
     rows.sort(key=lambda r: ({"busy": 0, "offline": 1, "free": 2}[r.verdict], not r.suspicions,
                              r.charge_point_id, r.connector_id))
-    return rows, counts
+    counts["shown"], counts["matching"] = min(len(rows), _BOARD_LIMIT), len(rows)
+    return rows[:_BOARD_LIMIT], counts
 
 
 @router.get("/")
