@@ -8,8 +8,9 @@ import re
 import httpx
 import pytest
 import trio
+from ocpp.routing import on
 
-from tests.support.chargepoint import connect
+from tests.support.chargepoint import Answers, connect
 from tests.support.server import ADMIN_TOKEN, USER_TOKEN, CsmsProcess
 
 
@@ -143,3 +144,37 @@ async def test_unlock_dry_run_answers_what_it_would_clean_and_changes_nothing(cs
         session = (await admin.get(f"/api/ChargingSession/{session_id}")).json()["data"]
     assert (session["energyWh"], session["chargingTotalFee"], session["endReason"]) == (7500, "0.00", "ForceEnded")
     assert "waive" in session["feeWaived"]
+
+
+class _Resettable(Answers):
+    @on("Reset")
+    def on_reset(self, type):  # noqa: A002 - the OCPP field's name
+        self.received.append(("Reset", {"type": type}))
+        return {"status": "Accepted"}
+
+
+async def test_ask_for_status_and_a_confirmed_soft_reset(csms):
+    client = await _signed_in(csms)
+    try:
+        async with connect(csms.ocpp, "ACT1", answers=_Resettable()) as cp:
+            await cp.status(1, "Available")
+            page = await client.get("/ui/connectors/ACT1/1")
+            assert page.status_code == 200 and "Ask for status" in page.text and "Soft reset" in page.text
+            csrf = _csrf(page.text)
+            res = await client.post("/ui/connectors/ACT1/1/trigger", data={"csrf": csrf})
+            assert res.status_code == 303 and res.headers["location"] == "/ui/connectors/ACT1/1"
+            assert "Asked ACT1 for connector 1&#39;s status: Accepted." in (await client.get("/ui/connectors/ACT1/1")).text
+            assert ("TriggerMessage", {"requested_message": "StatusNotification", "connector_id": 1}) in cp.answers.received
+
+            confirm = await client.post("/ui/connectors/ACT1/1/reset/confirm", data={"csrf": csrf})
+            assert "Confirm soft reset" in confirm.text and [a for a, _ in cp.answers.received if a == "Reset"] == []
+            unconfirmed = await client.post("/ui/connectors/ACT1/1/reset", data={"csrf": csrf})
+            assert unconfirmed.status_code == 400 and [a for a, _ in cp.answers.received if a == "Reset"] == []
+            res = await client.post("/ui/connectors/ACT1/1/reset", data={"csrf": csrf, "confirm": "yes"})
+            assert res.status_code == 303
+            assert ("Reset", {"type": "Soft"}) in cp.answers.received
+            assert "Soft reset of ACT1: Accepted." in (await client.get("/ui/connectors/ACT1/1")).text
+    finally:
+        await client.aclose()
+    events = await _audit(csms)
+    assert ("tests", "ui.trigger_status") in events and ("tests", "ui.soft_reset") in events
