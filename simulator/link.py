@@ -152,6 +152,7 @@ class Link:
         self.handlers = handlers  # a fresh `@on` handler object per connection
         self.on_up = on_up  # called with `booted` once a connection is ready for Calls
         self.muted = False
+        self._hung = trio.Event()  # set by mute()
         self._outbox = _Outbox()
         self._conn: OcppConnection | None = None
         self._ws: trio_websocket.WebSocketConnection | None = None
@@ -183,7 +184,23 @@ class Link:
         return sum(1 for item in self._outbox.items if item.transactional)
 
     async def wait_online(self) -> None:
-        await self._online.wait()
+        """Until connected and booted; returns too once the charger hung (heartbeat_stop) before it ever
+        booted: it never will, and a fleet waiting for it would wait for ever."""
+        if self._online.is_set():
+            return
+        async with trio.open_nursery() as nursery:
+
+            async def online() -> None:
+                await self._online.wait()
+                nursery.cancel_scope.cancel()
+
+            async def hung_unbooted() -> None:
+                await self._hung.wait()
+                if not self._booted.is_set():
+                    nursery.cancel_scope.cancel()
+
+            nursery.start_soon(online)
+            nursery.start_soon(hung_unbooted)
 
     async def flush(self) -> None:
         """Until everything queued so far has been answered (or dropped)."""
@@ -238,6 +255,7 @@ class Link:
     def mute(self) -> None:
         """A hung charger: nothing is sent any more (until a reboot), the socket stays open."""
         self.muted = True
+        self._hung.set()
         self._outbox.drop(keep=_transactional)
 
     def _lose_queue(self) -> None:

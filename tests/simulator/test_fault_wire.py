@@ -283,6 +283,8 @@ async def test_meter_replaced(nursery, central):
 async def test_heartbeat_stop_before_the_first_boot_says_nothing_at_all(nursery, central):
     fleet = await start_fleet(nursery, central.url, make_spec(faults=["heartbeat_stop=@0"]), online=False)
     cp = fleet["CP0001"]
+    with trio.fail_after(3):  # waiting for the fleet to come online does not wait for a charger that never will
+        await fleet.wait_online()
     await eventually(lambda: "CP0001" in central.connected(), what="the connection")
     await trio.sleep(1.5)
     assert central.received("CP0001") == []  # hung before it booted: not even a BootNotification
