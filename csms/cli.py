@@ -124,8 +124,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--heartbeat-timeout-factor", type=float, default=2.5,
                        help="offline after this many heartbeat intervals of silence (default 2.5)")
     serve.add_argument("--status-grace-seconds", type=float, default=30.0,
-                       help="TriggerMessage StatusNotification for connectors silent this long after boot, and for "
-                            "Charging/SuspendedEV/SuspendedEVSE this long with no open transaction (default 30)")
+                       help="TriggerMessage StatusNotification for connectors silent this long after boot, for "
+                            "Charging/SuspendedEV/SuspendedEVSE this long with no open transaction, and for any other "
+                            "non-Available status with no open transaction of a connector that reports none of its "
+                            "own (the wait doubling after each answer that keeps it, up to 16 x) (default 30)")
     _add_maintenance(serve, live_rules=True)
     serve.add_argument("--payment-provider", default=_env("CSMS_PAYMENT_PROVIDER", "simulated"),
                        help="'simulated' (default) or package.module:ClassName of a PaymentProvider")

@@ -21,7 +21,7 @@ from .db.credential_store import AUTO_REGISTERED
 from .id_tags import IdTagInfo
 from .metrics import BOOTS_REJECTED, CALLS_NOT_ACCEPTED, ID_TAG_ANSWERS, LATE_STOPS
 from .ocppj import OcppCallError
-from .registry import LiveChargePoint, LiveConnector
+from .registry import LiveChargePoint
 
 __all__ = ["ChargePointHandlers"]
 
@@ -96,7 +96,7 @@ class ChargePointHandlers:
         self._require_accepted("StatusNotification")
         now = self.ctx.clock.now()
         if self.live is not None:
-            self.live.connectors[connector_id] = LiveConnector(status, error_code, now)
+            self.live.status_received(connector_id, status, error_code, now)
         self.ctx.db.submit_latest(
             ("status", self.cp_id, connector_id),
             ocpp_store.upsert_status(self.cp_id, connector_id, status, error_code, now),

@@ -19,6 +19,7 @@ __all__ = [
     "LiveConnectorRow", "LiveChargePointRow", "SessionActivityRow", "TransactionActivityRow", "PendingStartRow",
     "select_stale_reservations", "select_releasable_statuses", "select_offline_charge_points",
     "select_silent_connectors", "select_orphaned_transactions", "select_idle_sessions",
+    "SilentAsk", "next_silent_ask", "select_stale_silent_statuses", "SILENT_BACKOFF_CAP",
     "select_quiet_transactions", "select_contradicted_statuses", "select_expired_starts", "TRANSACTION_STATUSES",
     "threshold",
 ]
@@ -30,6 +31,8 @@ TRANSACTION_STATUSES = frozenset({"Charging", "SuspendedEV", "SuspendedEVSE"})
 # saying anything newer still holds a status from before that transaction (a silent connector
 # whose trigger answer outlived the car that later charged and left).
 AROUND_TRANSACTION_STATUSES = frozenset({"Preparing", "Finishing"})
+# The longest wait between two asks of a connector whose answers keep its status, in status graces.
+SILENT_BACKOFF_CAP = 16
 
 
 class ActionKind(StrEnum):
@@ -42,6 +45,7 @@ class ActionKind(StrEnum):
     PROBE_QUIET_TRANSACTION = "probe_quiet_transaction"
     PROBE_CONTRADICTED_STATUS = "probe_contradicted_status"
     EXPIRE_START = "expire_start"
+    PROBE_STALE_SILENT_STATUS = "probe_stale_silent_status"
 
 
 @dataclass(frozen=True)
@@ -155,6 +159,16 @@ class TransactionActivityRow:
     opened_at: datetime  # its StartTransaction was stored
     meter_at: datetime | None = None  # newest MeterValues for it or its connector
     status_at: datetime | None = None  # newest StatusNotification of its connector
+
+
+@dataclass(frozen=True)
+class SilentAsk:
+    """Our newest stale-silent-status TriggerMessage for a connector: when, the live status it asked about,
+    and how many asks in a row found that same status (their answers did not change it)."""
+
+    at: datetime
+    status: str
+    asks: int = 1
 
 
 @dataclass(frozen=True)
@@ -362,4 +376,60 @@ def select_contradicted_statuses(live: Iterable[LiveConnectorRow], *, now: datet
         out.append(Action(ActionKind.PROBE_CONTRADICTED_STATUS, r.charge_point_id, r.connector_id, r.status,
                           f"live status {r.status} {says}, for {_human(age)} "
                           f"(grace {_human(grace)}; since: {since}): asking for the connector's status"))
+    return out
+
+
+def next_silent_ask(previous: SilentAsk | None, status: str, now: datetime) -> SilentAsk:
+    """The record of an ask made `now` about `status`: one more in a row while the status stays, else the first."""
+    same = previous is not None and previous.status == status
+    return SilentAsk(now, status, previous.asks + 1 if same else 1)
+
+
+def _backoff(unchanged: int) -> int:
+    """Graces to wait: doubled after each ask that left the status as it was, at most SILENT_BACKOFF_CAP."""
+    return min(2 ** min(unchanged, SILENT_BACKOFF_CAP.bit_length()), SILENT_BACKOFF_CAP)
+
+
+def select_stale_silent_statuses(live: Iterable[LiveConnectorRow], *, now: datetime, grace: timedelta | None,
+                                 online: set[str], silent: set[tuple[str, int]],
+                                 open_tx_connectors: set[tuple[str, int]],
+                                 closed_at: Mapping[tuple[str, int], datetime],
+                                 asked: Mapping[tuple[str, int], SilentAsk]) -> list[Action]:
+    """On a connector that sends no StatusNotification of its own (`silent`: every live status it has
+    answered one of our triggers), a live status other than Available with no open transaction, on a
+    charge point that is online: TriggerMessage StatusNotification for that connector.
+
+    Such a connector keeps whatever it last answered: Preparing or Finishing (a car was there then)
+    stays live after the car leaves, since nothing tells us. Transaction statuses are left to
+    `select_contradicted_statuses`. The wait runs from the newest of the status, the connector's last
+    StopTransaction (`closed_at`: a charger speaks right after it, if at all) and our last ask of that
+    status; it is the grace, doubled after each ask whose answer left the status as it was (at most
+    SILENT_BACKOFF_CAP graces), and one grace again once the status changes or a transaction closed
+    since our last ask.
+    """
+    if grace is None:
+        return []
+    out = []
+    for r in live:
+        key = (r.charge_point_id, r.connector_id)
+        if (r.connector_id <= 0 or r.status == "Available" or r.status in TRANSACTION_STATUSES
+                or r.charge_point_id not in online or key not in silent or key in open_tx_connectors):
+            continue
+        last, closed = asked.get(key), closed_at.get(key)
+        unchanged = last.asks if last is not None and last.status == r.status else 0
+        if unchanged and closed is not None and _utc(closed) > _utc(last.at):
+            unchanged = 0  # a car came and went since we last asked
+        factor = _backoff(unchanged)
+        wait = grace * factor
+        moments = [("StatusNotification", r.updated_at), ("StopTransaction", closed),
+                   ("our last TriggerMessage", last.at if unchanged else None)]
+        since, at = max(((w, _utc(t)) for w, t in moments if t is not None), key=lambda wt: wt[1])
+        age = _age(now, at)
+        if age <= wait:
+            continue
+        out.append(Action(ActionKind.PROBE_STALE_SILENT_STATUS, r.charge_point_id, r.connector_id, r.status,
+                          f"connector sends no status of its own (each one answered our TriggerMessage); live "
+                          f"{r.status} with no open transaction for {_human(age)} (wait {_human(wait)} = grace "
+                          f"{_human(grace)} x {factor} after {unchanged} unchanged answer(s); since: {since}): "
+                          f"asking for the connector's status"))
     return out

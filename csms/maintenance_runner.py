@@ -44,6 +44,7 @@ from .maintenance import (
     StatusRow,
     Thresholds,
     TransactionActivityRow,
+    next_silent_ask,
     select_contradicted_statuses,
     select_expired_starts,
     select_idle_sessions,
@@ -53,6 +54,7 @@ from .maintenance import (
     select_releasable_statuses,
     select_silent_connectors,
     select_stale_reservations,
+    select_stale_silent_statuses,
 )
 from .ocppj import OcppjError
 from .registry import LiveChargePoint
@@ -62,6 +64,9 @@ __all__ = ["Snapshot", "load_snapshot", "plan_database_actions", "run_once", "ru
            "maintenance_loop", "watch_silent_connectors"]
 
 log = logging.getLogger("csms.maintenance")
+# Rules whose action is a TriggerMessage StatusNotification for one connector (`_ask_status`).
+_PROBES = (ActionKind.PROBE_QUIET_TRANSACTION, ActionKind.PROBE_CONTRADICTED_STATUS,
+           ActionKind.PROBE_STALE_SILENT_STATUS)
 ACTOR = "system:maintenance"
 _TERMINAL = tuple(s.value for s in TERMINAL)
 
@@ -230,20 +235,27 @@ async def run_once(ctx: Context, *, dry_run: bool = False, nursery: trio.Nursery
         (r for r in _activity_rows(snap, seen_live) if str(r.transaction_id) not in closing),
         now=now, quiet=th.quiet_transaction, online=online, probed=probed)
     actions += await _contradicted_statuses(ctx, snap, th, now, live_connectors, online, seen_live)
+    contradicted = {(a.charge_point_id, a.connector_id) for a in actions
+                     if a.kind is ActionKind.PROBE_CONTRADICTED_STATUS}
+    actions += [a for a in _stale_silent_statuses(snap, th, now, live_connectors, online, seen_live)
+                if (a.charge_point_id, a.connector_id) not in contradicted]  # one ask per connector and round
     probes: list[tuple[LiveChargePoint, Action]] = []
     for a in actions:
         applied = False
         if not dry_run:
             if a.kind is ActionKind.MARK_OFFLINE:
                 applied = await _mark_offline(ctx, a, seen_live[a.charge_point_id], nursery)
-            elif a.kind in (ActionKind.PROBE_QUIET_TRANSACTION, ActionKind.PROBE_CONTRADICTED_STATUS):
+            elif a.kind in _PROBES:
                 live = seen_live[a.charge_point_id]
                 applied = ctx.registry.get(a.charge_point_id) is live  # not replaced or dropped meanwhile
                 if applied:
                     if a.kind is ActionKind.PROBE_QUIET_TRANSACTION:
                         live.quiet_probes[int(a.subject)] = now
-                    else:
+                    elif a.kind is ActionKind.PROBE_CONTRADICTED_STATUS:
                         live.status_probes[a.connector_id] = now
+                    else:
+                        live.silent_asks[a.connector_id] = next_silent_ask(
+                            live.silent_asks.get(a.connector_id), a.subject, now)
                     probes.append((live, a))
             else:
                 applied = await ctx.db.write(_apply_db_action(a, now, th.start_timeout))
@@ -308,6 +320,19 @@ async def _contradicted_statuses(ctx: Context, snap: Snapshot, th: Thresholds, n
                                         open_tx_connectors=open_keys, closed_at=closed_at, asked=asked)
 
 
+def _stale_silent_statuses(snap: Snapshot, th: Thresholds, now: datetime,
+                           live_connectors: dict[tuple[str, int], LiveConnectorRow], online: set[str],
+                           live_by_id: dict[str, LiveChargePoint]) -> list[Action]:
+    """Non-Available live statuses of connectors that only ever answered our triggers, due for another ask."""
+    silent = {(cp_id, c) for cp_id, live in live_by_id.items() for c in live.connectors if c not in live.self_reported}
+    asked = {(cp_id, c): ask for cp_id, live in live_by_id.items() for c, ask in live.silent_asks.items()}
+    stops = {(cp_id, c): at for cp_id, live in live_by_id.items() for c, at in live.stops_seen.items()}
+    return select_stale_silent_statuses(
+        live_connectors.values(), now=now, grace=th.status_grace, online=online, silent=silent,
+        open_tx_connectors={(t.charge_point_id, t.connector_id) for t in snap.open_transactions}, closed_at=stops,
+        asked=asked)
+
+
 def _newest_forced_closes(cp_ids: set[str], s: Session) -> dict[tuple[str, int], datetime]:
     """Per connector of these charge points: when we last closed a transaction ourselves (no StopTransaction)."""
     rows = s.execute(select(Transaction.charge_point_id, Transaction.connector_id, func.max(Transaction.stop_time))
@@ -318,14 +343,21 @@ def _newest_forced_closes(cp_ids: set[str], s: Session) -> dict[tuple[str, int],
     return {(cp_id, c): as_utc(at) for cp_id, c, at in rows}
 
 
+async def _trigger_status(ctx: Context, live: LiveChargePoint, connector_id: int | None) -> str:
+    """TriggerMessage StatusNotification: the answer's status, or the error. The status the charger sends
+    for it is recorded as asked for, not as the connector's own report (`LiveChargePoint.asking_status`)."""
+    # Short: a charger that ignores triggers must not hold its connection (and a user's start) for long.
+    commands = ChargePointCommands(live.connection, timeout=min(10.0, ctx.settings.call_timeout_seconds))
+    with live.asking_status(connector_id, ctx.clock.now):
+        try:
+            return await commands.trigger("StatusNotification", connector_id)
+        except OcppjError as exc:
+            return f"error: {exc}"
+
+
 async def _ask_status(ctx: Context, live: LiveChargePoint, a: Action) -> None:
     """TriggerMessage StatusNotification for a probed connector; the answer is logged and audited."""
-    # Short, as for silent connectors: a charger that ignores triggers must not hold its connection for long.
-    commands = ChargePointCommands(live.connection, timeout=min(10.0, ctx.settings.call_timeout_seconds))
-    try:
-        answer = await commands.trigger("StatusNotification", a.connector_id)
-    except OcppjError as exc:
-        answer = f"error: {exc}"
+    answer = await _trigger_status(ctx, live, a.connector_id)
     log.info("maintenance.%s answer=%s charge_point=%s connector=%s subject=%s",
              a.kind.value, answer, a.charge_point_id, a.connector_id, a.subject)
     ctx.db.submit(lambda s: audit(
@@ -420,14 +452,9 @@ async def watch_silent_connectors(ctx: Context, live: LiveChargePoint) -> None:
         return
     actions = select_silent_connectors(live.id, expected=known, reported=set(live.connectors),
                                        already_triggered=live.triggered)
-    # Short: a charger that ignores triggers must not hold its connection (and a user's start) for long.
-    commands = ChargePointCommands(live.connection, timeout=min(10.0, ctx.settings.call_timeout_seconds))
     for a in actions:
         live.triggered.add(a.connector_id or 0)
-        try:
-            answer = await commands.trigger("StatusNotification", a.connector_id)
-        except OcppjError as exc:
-            answer = f"error: {exc}"
+        answer = await _trigger_status(ctx, live, a.connector_id)
         log.info("maintenance.trigger_status charge_point=%s connector=%s answer=%s reason=%r",
                  live.id, a.connector_id, answer, a.reason)
         metrics.MAINTENANCE_ACTIONS.labels(a.kind.value).inc()

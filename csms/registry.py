@@ -6,12 +6,19 @@ wire. A reconnect of the same id (which passed the same handshake) replaces the 
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
+from .maintenance import SilentAsk
 from .ocppj import OcppConnection
 
-__all__ = ["LiveConnector", "LiveChargePoint", "Registry"]
+__all__ = ["LiveConnector", "LiveChargePoint", "Registry", "STATUS_ANSWER_WINDOW"]
+
+# A StatusNotification this soon after the answer to our TriggerMessage(StatusNotification) is taken
+# for what the trigger asked for (chargers send it just after answering), not the charger's own report.
+STATUS_ANSWER_WINDOW = timedelta(seconds=2)
 
 
 @dataclass
@@ -43,6 +50,41 @@ class LiveChargePoint:
     status_probes: dict[int, datetime] = field(default_factory=dict)
     remote: str = ""  # the peer's address, for the logs
     authenticated: bool = False  # HTTP Basic checked at the handshake (False: lab mode let it in)
+    # Connectors that sent a StatusNotification of their own accord since connect (not one we asked for).
+    self_reported: set[int] = field(default_factory=set)
+    # Our stale-silent-status TriggerMessages, per connector (maintenance.select_stale_silent_statuses).
+    silent_asks: dict[int, SilentAsk] = field(default_factory=dict)
+    # TriggerMessage(StatusNotification) calls on their way, and when each last got its answer (None: all connectors).
+    _status_asks: dict[int | None, int] = field(default_factory=dict, init=False, repr=False)
+    _status_answered: dict[int | None, datetime] = field(default_factory=dict, init=False, repr=False)
+
+    @contextmanager
+    def asking_status(self, connector_id: int | None, now: Callable[[], datetime]) -> Iterator[None]:
+        """Around our TriggerMessage(StatusNotification) for a connector (None: all): a StatusNotification
+        for it while the call is on its way, or within STATUS_ANSWER_WINDOW of its answer (whatever the
+        answer: a charger that refused sends nothing to mistake), is taken for the one we asked for."""
+        self._status_asks[connector_id] = self._status_asks.get(connector_id, 0) + 1
+        try:
+            yield
+        finally:
+            left = self._status_asks.pop(connector_id) - 1
+            if left:
+                self._status_asks[connector_id] = left
+            self._status_answered[connector_id] = now()
+
+    def status_received(self, connector_id: int, status: str, error_code: str | None, now: datetime) -> bool:
+        """A StatusNotification becomes the connector's live status; returns whether the charger sent it of
+        its own accord. A new status ends the back-off of the stale-silent-status asks."""
+        asked = any(self._status_asks.get(k) or (k in self._status_answered
+                                                  and now - self._status_answered[k] <= STATUS_ANSWER_WINDOW)
+                    for k in (connector_id, None))
+        if not asked:
+            self.self_reported.add(connector_id)
+        before = self.connectors.get(connector_id)
+        if before is None or before.status != status:
+            self.silent_asks.pop(connector_id, None)
+        self.connectors[connector_id] = LiveConnector(status, error_code, now)
+        return not asked
 
 
 class Registry:

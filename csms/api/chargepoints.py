@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from contextlib import nullcontext
 from typing import Any
 
 import trio
@@ -132,8 +133,11 @@ async def raw_call(cp_id: str, body: RawCallIn, request: Request, who: Admin):
     now = ctx.clock.now()
     ctx.db.submit(lambda s: audit(s, actor=who.name, action="charge_point.raw_call", at=now, charge_point_id=cp_id,
                                   subject=body.action))
+    # The StatusNotification a status trigger brings is its answer, not the connector's own report.
+    status_ask = body.action == "TriggerMessage" and body.payload.get("requestedMessage") == "StatusNotification"
     try:
-        result = await live.connection.call_raw(body.action, body.payload)
+        with live.asking_status(body.payload.get("connectorId"), ctx.clock.now) if status_ask else nullcontext():
+            result = await live.connection.call_raw(body.action, body.payload)
     except OcppCallError as exc:
         raise ApiError(400, f"Invalid {body.action} payload: {exc.description}") from None
     except CallTimeoutError:

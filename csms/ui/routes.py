@@ -363,8 +363,9 @@ async def ask_for_status(request: Request, station_id: str, connector_id: int):
     st_id, cp_id = await _resolve(ctx, station_id)
     live = await _live_or_refuse(ctx, cp_id)
     try:
-        answer = await ChargePointCommands(live.connection, timeout=min(10.0, ctx.settings.call_timeout_seconds)) \
-            .trigger("StatusNotification", connector_id)
+        with live.asking_status(connector_id, ctx.clock.now):  # its answer is not the connector's own report
+            answer = await ChargePointCommands(live.connection, timeout=min(10.0, ctx.settings.call_timeout_seconds)) \
+                .trigger("StatusNotification", connector_id)
     except OcppjError as exc:
         answer = f"error: {exc}"
     _audit(ctx, session, "ui.trigger_status", charge_point_id=cp_id, connector_id=connector_id, answer=answer)
