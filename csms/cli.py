@@ -120,6 +120,24 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--freshness-minutes", type=float, default=30.0,
                        help="a persisted status counts for occupancy only this long without a live one (default 30)")
     serve.add_argument("--max-frame-bytes", type=int, default=65536, help="larger frames close the connection (1009)")
+    lim = serve.add_argument_group("abuse limits (each counted in /metrics)")
+    lim.add_argument("--ocpp-max-queued-calls", type=int, default=16,
+                     help="a connection's Calls waiting to be answered (served in order); more close it with 1008 "
+                          "(default 16)")
+    lim.add_argument("--ocpp-messages-per-second", type=float, default=50.0,
+                     help="messages a connection may send per second, sustained; beyond the burst it is closed with "
+                          "1008; 0 turns it off, for benchmarks (default 50)")
+    lim.add_argument("--ocpp-message-burst", type=int, default=500, help="default 500")
+    lim.add_argument("--handshake-timeout-seconds", type=float, default=10.0,
+                     help="from TCP connect to the WebSocket request; then the socket is closed (default 10)")
+    lim.add_argument("--max-connections", type=int, default=5000,
+                     help="open OCPP TCP connections; more are closed at once (default 5000)")
+    lim.add_argument("--max-handshakes", type=int, default=200,
+                     help="OCPP connections in their handshake at once; more are closed at once (default 200)")
+    lim.add_argument("--max-body-bytes", type=int, default=1024 * 1024,
+                     help="largest REST request body; larger ones get 413 before they are read (default 1 MiB)")
+    lim.add_argument("--body-timeout-seconds", type=float, default=15.0,
+                     help="a REST request body must arrive within this; else 408 (default 15)")
     serve.add_argument("--maintenance-interval-seconds", type=float, default=60.0, help="default 60")
     serve.add_argument("--heartbeat-timeout-factor", type=float, default=2.5,
                        help="offline after this many heartbeat intervals of silence (default 2.5)")
@@ -227,6 +245,14 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         call_timeout_seconds=args.call_timeout_seconds,
         heartbeat_interval=args.heartbeat_interval,
         max_frame_bytes=args.max_frame_bytes,
+        ocpp_max_queued_calls=args.ocpp_max_queued_calls,
+        ocpp_messages_per_second=args.ocpp_messages_per_second,
+        ocpp_message_burst=args.ocpp_message_burst,
+        handshake_timeout_seconds=args.handshake_timeout_seconds,
+        max_connections=args.max_connections,
+        max_handshakes=args.max_handshakes,
+        max_body_bytes=args.max_body_bytes,
+        body_timeout_seconds=args.body_timeout_seconds,
         freshness=timedelta(minutes=args.freshness_minutes),
         ports_file=args.ports_file,
         payment_provider=args.payment_provider,

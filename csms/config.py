@@ -115,6 +115,15 @@ class Settings:
     call_timeout_seconds: float = 30.0
     heartbeat_interval: int = 300
     max_frame_bytes: int = 64 * 1024
+    # Abuse limits (issue 11): what one client may cost the server.
+    ocpp_max_queued_calls: int = 16  # a connection's Calls waiting for their answer; more closes it (1008)
+    ocpp_messages_per_second: float = 50.0  # sustained, per connection (0: off); beyond the burst it is closed
+    ocpp_message_burst: int = 500
+    handshake_timeout_seconds: float = 10.0  # TCP connect to WebSocket request
+    max_connections: int = 5000  # open OCPP TCP connections (handshaking or open); more are closed at once
+    max_handshakes: int = 200  # OCPP connections still in their handshake at once
+    max_body_bytes: int = 1024 * 1024  # REST request bodies; larger -> 413 before reading
+    body_timeout_seconds: float = 15.0  # a REST body must arrive within this; else 408
     freshness: timedelta = timedelta(minutes=30)
     ports_file: str | None = None
     payment_provider: str = "simulated"

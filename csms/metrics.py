@@ -26,3 +26,11 @@ CALLS_NOT_ACCEPTED = Counter("csms_calls_refused_not_accepted_total",
 BOOTS_REJECTED = Counter("csms_boots_rejected_total", "BootNotifications answered Rejected", ["reason"])
 ID_TAG_ANSWERS = Counter("csms_id_tag_answers_total", "idTagInfo statuses answered to charge points",
                          ["message", "status"])
+OCPP_LIMITS = Counter("csms_ocpp_limit_events_total",
+                      "OCPP frames and connections stopped by a limit: bad_frame, binary_frame, invalid_utf8, "
+                      "rate_limited, too_many_calls", ["kind"])
+CONNECTIONS_REFUSED = Counter("csms_ocpp_connections_refused_total",
+                              "TCP connections closed before the handshake: max_connections, max_handshakes, "
+                              "handshake_timeout, peer_closed", ["reason"])
+HTTP_LIMITS = Counter("csms_http_limit_events_total", "REST requests stopped by a limit: body_too_large, body_timeout",
+                      ["kind"])

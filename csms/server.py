@@ -15,9 +15,10 @@ from urllib.parse import unquote
 import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve as hypercorn_serve
-from trio_websocket import Endpoint, WebSocketConnection, WebSocketRequest, serve_websocket
+from trio_websocket import Endpoint, WebSocketConnection, WebSocketRequest
 
 from .api.app import create_app
+from .api.body_limit import BodyLimit
 from .chargepoint_auth import Admit, charge_point_id_problem, decide_handshake
 from .clock import Clock, SystemClock
 from .config import Settings
@@ -29,13 +30,14 @@ from .db.ocpp_store import BULK_STATEMENTS
 from .handlers import ChargePointHandlers
 from .maintenance import Thresholds
 from .maintenance_runner import maintenance_loop, run_offline, watch_silent_connectors
-from .metrics import CONNECTED, CONNECTIONS_REPLACED, HANDSHAKES_REFUSED
-from .ocppj import SUBPROTOCOL, OcppConnection
+from .metrics import CONNECTED, CONNECTIONS_REPLACED, HANDSHAKES_REFUSED, OCPP_LIMITS
+from .ocppj import SUBPROTOCOL, Limits, OcppConnection
 from .payment_cancels import run_payment_cancels
 from .payment_provider import load_provider
 from .registry import LiveChargePoint, Registry
 from .watch import Watcher
 from .webhook_dispatch import WebhookDispatcher
+from .ws_server import GuardedWebSocketServer
 
 __all__ = ["serve", "Addresses", "run_until_signal"]
 
@@ -168,7 +170,11 @@ class OcppEndpoint:
         ctx = self.ctx
         now = ctx.clock.now()
         handlers = ChargePointHandlers(ctx, cp_id)
-        conn = OcppConnection(ws, peer=cp_id, handlers=handlers, call_timeout=ctx.settings.call_timeout_seconds)
+        s = ctx.settings
+        limits = Limits(max_queued_calls=s.ocpp_max_queued_calls, messages_per_second=s.ocpp_messages_per_second,
+                        burst=s.ocpp_message_burst)
+        conn = OcppConnection(ws, peer=cp_id, handlers=handlers, call_timeout=s.call_timeout_seconds, limits=limits,
+                              on_event=lambda kind: OCPP_LIMITS.labels(kind).inc())
         live = LiveChargePoint(cp_id, conn, now, now, ctx.settings.heartbeat_interval, remote=remote,
                                authenticated=admitted.authenticated)
         handlers.live = live
@@ -302,12 +308,17 @@ async def _start_front(ctx: Context, nursery: trio.Nursery, shutdown: trio.Event
     settings = ctx.settings
     endpoint = OcppEndpoint(ctx, nursery)
     tls = _tls_context(settings)
-    server = await nursery.start(
-        partial(
-            serve_websocket, endpoint, settings.ocpp_host, settings.ocpp_port, tls,
-            max_message_size=settings.max_frame_bytes,
-        )
+    if tls is None:
+        listeners = await trio.open_tcp_listeners(settings.ocpp_port, host=settings.ocpp_host)
+    else:
+        listeners = await trio.open_ssl_over_tcp_listeners(settings.ocpp_port, tls, host=settings.ocpp_host,
+                                                           https_compatible=True)
+    server = GuardedWebSocketServer(
+        endpoint, listeners, max_message_size=settings.max_frame_bytes,
+        connect_timeout=settings.handshake_timeout_seconds, max_connections=settings.max_connections,
+        max_handshakes=settings.max_handshakes,
     )
+    await nursery.start(server.run)
     ocpp_port = server.port
     hc = HypercornConfig()
     hc.bind = [f"{settings.http_host}:{settings.http_port}"]
@@ -316,7 +327,8 @@ async def _start_front(ctx: Context, nursery: trio.Nursery, shutdown: trio.Event
     hc.graceful_timeout = 3
     if tls is not None:
         hc.certfile, hc.keyfile = settings.tls_cert, settings.tls_key
-    binds = await nursery.start(partial(hypercorn_serve, create_app(ctx), hc, shutdown_trigger=shutdown.wait))
+    app = BodyLimit(create_app(ctx), max_bytes=settings.max_body_bytes, timeout=settings.body_timeout_seconds)
+    binds = await nursery.start(partial(hypercorn_serve, app, hc, shutdown_trigger=shutdown.wait))
     scheme = ("wss", "https") if tls is not None else ("ws", "http")
     http = binds[0] if binds else f"{scheme[1]}://{settings.http_host}:{settings.http_port}"
     return Addresses(ocpp=f"{scheme[0]}://{_host(settings.ocpp_host)}:{ocpp_port}/ocpp", http=http)

@@ -5,7 +5,7 @@ framework. `OcppConnection` is the only stateful piece; framing and schema
 validation are pure.
 """
 
-from .connection import OcppConnection, Trace, WebSocketLike, to_payload
+from .connection import Limits, OcppConnection, Trace, WebSocketLike, to_payload
 from .errors import (
     CallErrorReceived,
     CallTimeoutError,
@@ -20,6 +20,7 @@ SUBPROTOCOL = "ocpp1.6"
 __all__ = [
     "SUBPROTOCOL",
     "OcppConnection",
+    "Limits",
     "Trace",
     "WebSocketLike",
     "to_payload",

@@ -36,7 +36,7 @@ from .errors import (
     OcppCallError,
 )
 
-__all__ = ["OcppConnection", "WebSocketLike", "Trace"]
+__all__ = ["OcppConnection", "WebSocketLike", "Trace", "Limits"]
 
 log = logging.getLogger("ocppj")
 
@@ -47,6 +47,67 @@ Trace = Callable[[str, str], None]
 class WebSocketLike(Protocol):
     async def get_message(self) -> str | bytes: ...
     async def send_message(self, message: str | bytes) -> None: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class Limits:
+    """What one peer may cost us (the CSMS passes these; the simulator runs without).
+
+    OCPP-J allows one outstanding Call per direction, so a peer's Calls are served in order by one
+    task with at most `max_queued_calls` waiting; more, or more than `burst` messages beyond
+    `messages_per_second` (0: no rate limit), close the connection with 1008 (policy violation). Bad frames, CallErrors
+    and unexpected answers are logged once per `log_interval` seconds per connection, with a count.
+    """
+
+    max_queued_calls: int = 16
+    messages_per_second: float = 50.0
+    burst: int = 500
+    log_interval: float = 60.0
+
+
+class FloodError(Exception):
+    """The peer broke a Limit; the connection is closed with `code`."""
+
+    def __init__(self, code: int, reason: str, kind: str) -> None:
+        super().__init__(reason)
+        self.code, self.reason, self.kind = code, reason, kind
+
+
+class _TokenBucket:
+    __slots__ = ("rate", "burst", "tokens", "at")
+
+    def __init__(self, rate: float, burst: int, now: float) -> None:
+        self.rate, self.burst, self.tokens, self.at = rate, burst, float(burst), now
+
+    def take(self, now: float) -> bool:
+        self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
+        self.at = now
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
+
+
+class _QuietLog:
+    """One log line per kind per interval; the next one says how many were left out."""
+
+    __slots__ = ("interval", "next_at", "skipped")
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self.next_at: dict[str, float] = {}
+        self.skipped: dict[str, int] = {}
+
+    def __call__(self, logger: logging.Logger, level: int, kind: str, now: float, msg: str, *args: Any) -> None:
+        if now < self.next_at.get(kind, float("-inf")):
+            self.skipped[kind] = self.skipped.get(kind, 0) + 1
+            return
+        self.next_at[kind] = now + self.interval
+        skipped = self.skipped.pop(kind, 0)
+        if skipped:
+            msg += " (%d more like this in the last %gs not logged)"
+            args = (*args, skipped, self.interval)
+        logger.log(level, msg, *args)
 
 
 class _Waiter:
@@ -93,6 +154,8 @@ class OcppConnection:
         validate: bool = True,
         trace: Trace | None = None,
         logger: logging.Logger | None = None,
+        limits: Limits | None = None,
+        on_event: Callable[[str], None] | None = None,
     ) -> None:
         self.ws = ws
         self.peer = peer
@@ -106,6 +169,11 @@ class OcppConnection:
         self._ids = itertools.count(1)
         self._id_prefix = secrets.token_hex(3)
         self.closed = False
+        self.limits = limits
+        # Told "bad_frame", "binary_frame", "rate_limited", "too_many_calls" (the CSMS counts them).
+        self.on_event = on_event or (lambda _kind: None)
+        self._quiet = _QuietLog(limits.log_interval if limits is not None else 0.0)
+        self.close_code: int | None = None  # set when this side closed the connection for a violation
 
     # ------------------------------------------------------------------ sending
     async def _send(self, text: str) -> None:
@@ -172,52 +240,120 @@ class OcppConnection:
     async def run(self) -> None:
         """Serve incoming frames until the WebSocket closes; then fail pending calls.
 
-        Calls to sync handlers are answered inline (no task per call on the hot
-        path); async handlers run as tasks of this connection's nursery, so the
-        loop keeps reading answers to our own calls meanwhile.
+        Without limits, calls to sync handlers are answered inline (no task per call on the hot
+        path) and async handlers run as tasks of this connection's nursery. With limits, Calls are
+        served in order by one task from a bounded queue, so a peer that sends without reading
+        answers costs a bounded amount of memory and is closed. Either way the loop keeps reading
+        answers to our own calls meanwhile.
         """
         try:
             async with trio.open_nursery() as nursery:
-                while True:
+                if self.limits is None:
+                    await self._read(nursery, None, None)
+                else:
+                    send, receive = trio.open_memory_channel[frames.Call](self.limits.max_queued_calls)
+                    nursery.start_soon(self._serve_calls, receive)
+                    bucket = _TokenBucket(self.limits.messages_per_second, self.limits.burst, trio.current_time())
                     try:
-                        text = await self.ws.get_message()
-                    except Exception as exc:
-                        if _is_closed_error(exc):
-                            break
-                        raise
-                    answer = self._on_frame(text, nursery)
-                    if answer is not None:
-                        await self._send_answer(answer)
+                        async with send:
+                            await self._read(nursery, send, bucket)
+                    except FloodError as exc:
+                        await self._close_for(exc)
                 nursery.cancel_scope.cancel()
         finally:
             self.closed = True
             for waiter in self._pending.values():
                 waiter.event.set()
 
+    async def _read(self, nursery: trio.Nursery, calls: trio.MemorySendChannel | None,
+                    bucket: _TokenBucket | None) -> None:
+        while True:
+            try:
+                text = await self.ws.get_message()
+            except Exception as exc:
+                if _is_closed_error(exc):
+                    return
+                raise
+            if bucket is None:
+                answer = self._on_frame(text, nursery)
+                if answer is not None:
+                    await self._send_answer(answer)
+                continue
+            if self.limits.messages_per_second > 0 and not bucket.take(trio.current_time()):
+                raise FloodError(1008, f"more than {self.limits.messages_per_second:g} messages a second "
+                                       f"(burst {self.limits.burst})", "rate_limited")
+            if isinstance(text, bytes):
+                # OCPP-J 1.6 §3: messages are JSON in text frames; 1003 is "unsupported data".
+                raise FloodError(1003, "binary frames are not supported: OCPP-J sends JSON text frames",
+                                 "binary_frame")
+            msg = self._decode(text)
+            if isinstance(msg, str):
+                await self._send_answer(msg)
+            elif isinstance(msg, frames.Call):
+                try:
+                    calls.send_nowait(msg)
+                except trio.WouldBlock:
+                    raise FloodError(1008, f"more than {self.limits.max_queued_calls} calls waiting for "
+                                           "answers (OCPP-J allows one outstanding call)", "too_many_calls") from None
+            elif msg is not None:
+                self._on_answer(msg)
+
+    async def _serve_calls(self, calls: trio.MemoryReceiveChannel) -> None:
+        """Answer the peer's Calls one at a time, in the order they came."""
+        async for msg in calls:
+            route = self._routes.get(msg.action)
+            check = self.validate and not (route or {}).get("_skip_schema_validation", False)
+            answer = self._on_call(msg, None)
+            if isinstance(answer, _Awaiting):
+                await self._finish_async(msg, answer.result, check)
+            elif answer is not None:
+                await self._send_answer(answer)
+
+    async def _close_for(self, exc: FloodError) -> None:
+        self.on_event(exc.kind)
+        self.close_code = exc.code
+        self.log.warning("ocpp.connection_closed peer=%s code=%d reason=%s (%s)", self.peer, exc.code, exc.kind,
+                         exc.reason)
+        aclose = getattr(self.ws, "aclose", None)
+        if aclose is not None:
+            with trio.move_on_after(2):
+                await aclose(exc.code, exc.reason[:120])
+
     def _on_frame(self, text: str | bytes, nursery: trio.Nursery) -> str | None:
         """Route one frame; returns an answer to send now, if there is one."""
+        msg = self._decode(text)
+        if msg is None or isinstance(msg, str):
+            return msg
+        if isinstance(msg, frames.Call):
+            return self._on_call(msg, nursery)
+        self._on_answer(msg)
+        return None
+
+    def _decode(self, text: str | bytes) -> frames.Call | frames.CallResult | frames.CallError | str | None:
+        """The frame, or the CallError text to answer a broken one with."""
         if self.trace is not None:
             self.trace("in", text if isinstance(text, str) else text.decode("utf-8", "replace"))
         try:
-            msg = frames.decode(text)
+            return frames.decode(text)
         except OcppCallError as exc:
-            self.log.warning("ocpp.bad_frame peer=%s code=%s reason=%r", self.peer, exc.code, exc.description)
+            self.on_event("bad_frame")
+            self._quiet(self.log, logging.WARNING, "bad_frame", trio.current_time(),
+                        "ocpp.bad_frame peer=%s code=%s reason=%r", self.peer, exc.code, exc.description)
             return _error_frame(exc.unique_id or "-1", exc)
-        if isinstance(msg, frames.Call):
-            return self._on_call(msg, nursery)
+
+    def _on_answer(self, msg: frames.CallResult | frames.CallError) -> None:
         waiter = self._pending.get(msg.unique_id)
         if waiter is None or waiter.frame is not None:
-            self.log.warning(
-                "ocpp.unexpected_answer peer=%s id=%s (late after a timeout, or never asked)",
-                self.peer, msg.unique_id,
-            )
-            return None
+            self._quiet(self.log, logging.WARNING, "unexpected_answer", trio.current_time(),
+                        "ocpp.unexpected_answer peer=%s id=%s (late after a timeout, or never asked)",
+                        self.peer, msg.unique_id)
+            return
         waiter.frame = msg
         waiter.event.set()
-        return None
 
-    def _on_call(self, msg: frames.Call, nursery: trio.Nursery) -> str | None:
-        """Call the handler; a sync result is answered now, a coroutine finishes in a task."""
+    def _on_call(self, msg: frames.Call, nursery: trio.Nursery | None) -> str | _Awaiting | None:
+        """Call the handler; a sync result is answered now, a coroutine finishes in a task
+        (or, without a nursery, is handed back to the caller to await)."""
         route = self._routes.get(msg.action)
         try:
             if route is None or "_on_action" not in route:
@@ -231,6 +367,8 @@ class OcppConnection:
         except Exception as exc:
             return self._failure(msg, exc)
         if inspect.isawaitable(result):
+            if nursery is None:
+                return _Awaiting(result)
             nursery.start_soon(self._finish_async, msg, result, check)
             return None
         return self._success(msg, result, check)
@@ -261,8 +399,9 @@ class OcppConnection:
     def _failure(self, msg: frames.Call, exc: Exception) -> str:
         """The CallError frame for a Call that failed: its own code, or InternalError for a crash."""
         if isinstance(exc, OcppCallError):
-            self.log.warning("ocpp.call_error peer=%s action=%s id=%s code=%s reason=%r",
-                             self.peer, msg.action, msg.unique_id, exc.code, exc.description)
+            self._quiet(self.log, logging.WARNING, "call_error", trio.current_time(),
+                        "ocpp.call_error peer=%s action=%s id=%s code=%s reason=%r",
+                        self.peer, msg.action, msg.unique_id, exc.code, exc.description)
             return _error_frame(msg.unique_id, exc)
         self.log.error("ocpp.handler_crashed peer=%s action=%s id=%s", self.peer, msg.action, msg.unique_id,
                        exc_info=exc)
@@ -273,6 +412,13 @@ class OcppConnection:
             await self._send(frame)
         except ConnectionClosedError:
             self.log.info("ocpp.answer_lost peer=%s (connection closed)", self.peer)
+
+
+class _Awaiting:
+    __slots__ = ("result",)
+
+    def __init__(self, result: Any) -> None:
+        self.result = result
 
 
 def _error_frame(uid: str, exc: OcppCallError) -> str:

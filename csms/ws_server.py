@@ -1,0 +1,124 @@
+"""trio-websocket's server with the limits a public OCPP endpoint needs (issue 11).
+
+trio-websocket holds a socket whose peer closed before its handshake until the connect timeout
+(60 s by default), accepts any number of connections and handshakes, and drops TCP without a
+close frame when wsproto finds a text frame that is not UTF-8. This subclass caps open
+connections and concurrent handshakes, closes a socket as soon as its peer does, and answers a
+broken frame with the close code wsproto chose (1007 for invalid UTF-8, RFC 6455 §7.4.1).
+It relies on trio-websocket 0.12's private `_handle_connection`, `_reader_task` and
+`_get_request`; tests/e2e/test_limits.py fails if a release changes them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+import trio
+from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketRequest, WebSocketServer
+from trio_websocket._impl import CloseReason
+from wsproto import ConnectionType, WSConnection
+from wsproto.connection import ConnectionState
+from wsproto.events import CloseConnection
+
+from .metrics import CONNECTIONS_REFUSED, OCPP_LIMITS
+
+__all__ = ["GuardedWebSocketServer"]
+
+log = logging.getLogger("csms.server")
+
+
+class _Connection(WebSocketConnection):
+    async def _handle_close_connection_event(self, event: CloseConnection) -> None:
+        if self._wsproto.state == ConnectionState.OPEN:
+            # Not the peer's close: wsproto could not parse a frame (1007 invalid UTF-8, 1002 bad framing).
+            kind = "invalid_utf8" if event.code == 1007 else "bad_websocket_frame"
+            OCPP_LIMITS.labels(kind).inc()
+            log.warning("ocpp.connection_closed remote=%s code=%d reason=%s (%s)", _remote(self), event.code, kind,
+                        event.reason)
+            self._close_reason = CloseReason(event.code, event.reason or None)
+            try:
+                await self._send(CloseConnection(code=event.code, reason=(event.reason or "")[:120]))
+            except ConnectionClosed:
+                pass
+        await super()._handle_close_connection_event(event)
+
+
+def _remote(ws: WebSocketConnection) -> str:
+    try:
+        r = ws.remote
+        return f"{r.address}:{r.port}"
+    except Exception:
+        return "?"
+
+
+class GuardedWebSocketServer(WebSocketServer):
+    def __init__(self, handler: Callable[[WebSocketRequest], Awaitable[None]], listeners: list, *,
+                 max_connections: int, max_handshakes: int, **kwargs) -> None:
+        super().__init__(handler, listeners, **kwargs)
+        self.max_connections = max_connections
+        self.max_handshakes = max_handshakes
+        self.open_connections = 0
+        self.handshaking = 0
+
+    async def _handle_connection(self, stream: trio.abc.Stream) -> None:
+        if self.open_connections >= self.max_connections or self.handshaking >= self.max_handshakes:
+            reason = "max_connections" if self.open_connections >= self.max_connections else "max_handshakes"
+            CONNECTIONS_REFUSED.labels(reason).inc()
+            await trio.aclose_forcefully(stream)
+            return
+        self.open_connections += 1
+        try:
+            async with trio.open_nursery() as nursery:
+                connection = _Connection(stream, WSConnection(ConnectionType.SERVER),
+                                         message_queue_size=self._message_queue_size,
+                                         max_message_size=self._max_message_size,
+                                         receive_buffer_size=self._receive_buffer_size)
+                peer_gone = trio.Event()
+
+                async def read() -> None:
+                    try:
+                        await connection._reader_task()
+                    finally:
+                        peer_gone.set()
+
+                nursery.start_soon(read)
+                request, reason = await self._handshake(connection, peer_gone)
+                if request is None:
+                    CONNECTIONS_REFUSED.labels(reason).inc()
+                    nursery.cancel_scope.cancel()
+                    await trio.aclose_forcefully(stream)
+                    return
+                try:
+                    await self._handler(request)
+                finally:
+                    with trio.move_on_after(self._disconnect_timeout):
+                        await connection.aclose()
+        finally:
+            self.open_connections -= 1
+
+    async def _handshake(self, connection: WebSocketConnection,
+                         peer_gone: trio.Event) -> tuple[WebSocketRequest | None, str]:
+        """The WebSocket request, or None and why: the timeout, or the peer closed first."""
+        self.handshaking += 1
+        request: WebSocketRequest | None = None
+        try:
+            with trio.move_on_after(self._connect_timeout):
+                async with trio.open_nursery() as race:
+
+                    async def get() -> None:
+                        nonlocal request
+                        request = await connection._get_request()
+                        race.cancel_scope.cancel()
+
+                    async def gone() -> None:
+                        await peer_gone.wait()
+                        race.cancel_scope.cancel()
+
+                    race.start_soon(get)
+                    race.start_soon(gone)
+        finally:
+            self.handshaking -= 1
+        if request is not None:
+            return request, ""
+        return None, "peer_closed" if peer_gone.is_set() else "handshake_timeout"
