@@ -2,10 +2,16 @@
 
 The schemas are the ones the `ocpp` package bundles; they are compiled once per
 action with fastjsonschema (~20x cheaper per message than the jsonschema path
-the library uses). Two deliberate relaxations, both to stay interoperable with
-the `ocpp` library's own validation:
-- ``format`` (date-time, uri) is not enforced, as jsonschema's Draft4Validator
-  does not enforce it either; timestamps are parsed where they are used.
+the library uses). Two deliberate relaxations and two tightenings:
+- ``format: uri`` is not enforced, and ``date-time`` only in requests (a Call's
+  payload): an answer's odd timestamp is parsed where it is used, as the `ocpp`
+  library (jsonschema's Draft4Validator) lets it through, but a StartTransaction
+  stamped "not-a-date" is refused instead of silently stamped "now".
+- integers must fit 32 bits (OCPP 1.6's integers are): a 4,000-digit connectorId
+  or 2^63 as a transactionId is a PropertyConstraintViolation, not a crash in
+  storage. Energy registers (meterStart, meterStop) are exempt: the CSMS checks
+  them against a plausible meter's range itself (csms.metering), and a stop with
+  an impossible reading still ends its session.
 - ``multipleOf`` (charging-profile limits) is dropped: float arithmetic makes
   21.4 fail ``multipleOf 0.1``; the library works around it with Decimal.
 """
@@ -14,6 +20,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from datetime import datetime
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -25,7 +32,23 @@ from .errors import OcppCallError
 __all__ = ["validator_for", "validate", "known_actions", "SchemaError"]
 
 Validator = Callable[[Any], Any]
-_FORMATS = {"date-time": lambda _v: True, "uri": lambda _v: True}
+INT_MIN, INT_MAX = -(2**31), 2**31 - 1
+_WIDER = frozenset({"meterStart", "meterStop"})  # Wh registers: ranged by their receiver, not here
+
+
+def _is_date_time(value: str) -> bool:
+    """ISO 8601 as OCPP writes it ("2026-01-01T10:00:00Z", with offset or fraction); date and time both."""
+    if "T" not in value.upper():
+        return False
+    try:
+        datetime.fromisoformat(value.replace("z", "Z").replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    return True
+
+
+_FORMATS = {False: {"date-time": _is_date_time, "uri": lambda _v: True},
+            True: {"date-time": lambda _v: True, "uri": lambda _v: True}}
 
 
 class SchemaError(OcppCallError):
@@ -59,7 +82,7 @@ def validator_for(action: str, response: bool) -> Validator | None:
     if action not in known_actions() or not path.is_file():
         return None
     schema = _strip(json.loads(path.read_text(encoding="utf-8")))
-    return fastjsonschema.compile(schema, formats=_FORMATS)
+    return fastjsonschema.compile(schema, formats=_FORMATS[response])
 
 
 # fastjsonschema names the failing keyword in `rule`; map it to OCPP-J 1.6 codes.
@@ -69,7 +92,25 @@ _RULE_TO_CODE = {
     "minItems": "OccurenceConstraintViolation",
     "maxItems": "OccurenceConstraintViolation",
     "additionalProperties": "FormationViolation",
+    "format": "TypeConstraintViolation",
 }
+
+
+def _out_of_range(node: Any, path: str) -> str | None:
+    """The path of the first integer that does not fit 32 bits, or None."""
+    if isinstance(node, int) and not isinstance(node, bool):
+        return path if not INT_MIN <= node <= INT_MAX else None
+    if isinstance(node, dict):
+        for k, v in node.items():
+            if k in _WIDER:
+                continue
+            if (found := _out_of_range(v, f"{path}.{k}")) is not None:
+                return found
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            if (found := _out_of_range(v, f"{path}[{i}]")) is not None:
+                return found
+    return None
 
 
 def validate(action: str, payload: Any, *, response: bool, unique_id: str | None = None) -> None:
@@ -88,3 +129,7 @@ def validate(action: str, payload: Any, *, response: bool, unique_id: str | None
         raise SchemaError(
             code, f"{action}: {exc.message}", unique_id=unique_id, details={"path": exc.name}
         ) from None
+    where = _out_of_range(payload, "data")
+    if where is not None:
+        raise SchemaError("PropertyConstraintViolation", f"{action}: {where} is out of range (OCPP 1.6 integers "
+                          f"are 32-bit: {INT_MIN} to {INT_MAX})", unique_id=unique_id, details={"path": where})
