@@ -7,12 +7,13 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import ui
 from ..context import Context
+from ..db.database import is_outage
 from ..errors import CsmsError
 from . import (
     chargepoints,
@@ -76,12 +77,23 @@ def create_app(ctx: Context) -> FastAPI:
 
     @app.exception_handler(Exception)
     async def _crash(request: Request, exc: Exception):
+        if is_outage(exc):
+            log.warning("api.database_unavailable path=%s error=%s", request.url.path, str(exc).splitlines()[0])
+            return envelope(False, "The database is unavailable; try again shortly (queued charger updates are "
+                                   "kept and stored when it is back)", None, 503)
         log.exception("api.crashed path=%s", request.url.path)
         return envelope(False, "Internal error; see the server log", None, 500)
 
     @app.get("/health", tags=["ops"])
     async def health():
-        return {"status": "ok", "connectedChargePoints": len(ctx.registry), "dbQueue": ctx.db.queued}
+        """`ok` only when the database answers `SELECT 1` within 2 s; else 503 and `database: down`."""
+        problem = await ctx.db.ping(timeout=2.0)
+        body = {"status": "ok" if problem is None else "degraded", "database": "up" if problem is None else "down",
+                "connectedChargePoints": len(ctx.registry), "dbQueue": ctx.db.queued}
+        if problem is not None:
+            body["message"] = f"database unavailable: {problem}"
+            return JSONResponse(body, status_code=503)
+        return body
 
     @app.get("/metrics", tags=["ops"])
     async def metrics():

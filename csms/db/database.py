@@ -5,7 +5,10 @@ single writer task that groups every write waiting at that moment into one
 commit: many small writes cost one fsync. `write()` returns only after the
 commit (StartTransaction and StopTransaction are answered after it);
 `submit()` queues and returns at once; `submit_latest()` keeps only the newest
-write per key (a connector's status, a charge point's last-seen time).
+write per key (a connector's status, a charge point's last-seen time). A latest
+write that fails because the database is unreachable stays queued and is retried
+(with back-off) until it is stored or a newer one replaces it: at most one per
+key waits, so an outage costs memory bounded by the fleet, not by its length.
 """
 
 from __future__ import annotations
@@ -17,9 +20,10 @@ from typing import Any, TypeVar
 
 import trio
 from sqlalchemy import Engine, Executable
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-__all__ = ["Database", "DatabaseClosedError", "BulkWrite", "BulkStatements"]
+__all__ = ["Database", "DatabaseClosedError", "BulkWrite", "BulkStatements", "is_outage"]
 
 log = logging.getLogger("csms.db")
 T = TypeVar("T")
@@ -42,10 +46,17 @@ class BulkWrite:
 BulkStatements = Mapping[str, Callable[[str], Executable]]
 
 
-class _Op:
-    __slots__ = ("fn", "done", "result", "error", "order")
+def is_outage(exc: BaseException) -> bool:
+    """The database is unreachable or hung (connection refused or lost, a timeout), not a bad write."""
+    return isinstance(exc, OperationalError | InterfaceError) or (
+        isinstance(exc, DBAPIError) and exc.connection_invalidated)
 
-    def __init__(self, fn: Work | BulkWrite, durable: bool, order: Any = None) -> None:
+
+class _Op:
+    __slots__ = ("fn", "done", "result", "error", "order", "key")
+
+    def __init__(self, fn: Work | BulkWrite, durable: bool, order: Any = None, key: Hashable = None) -> None:
+        self.key = key
         self.fn = fn
         self.done = trio.Event() if durable else None
         self.result: Any = None
@@ -70,6 +81,10 @@ class Database:
         self._stopping = False
         self.batches = 0
         self.writes = 0
+        self.retried = 0  # latest writes put back after an outage
+        self.retry_seconds = 0.5  # the first back-off; doubles up to max_retry_seconds
+        self.max_retry_seconds = 5.0
+        self._backoff = 0.0
 
     # ------------------------------------------------------------------ reads
     async def read(self, fn: Callable[[Session], T]) -> T:
@@ -79,6 +94,19 @@ class Database:
     def _read_sync(self, fn: Callable[[Session], T]) -> T:
         with self.sessions() as session, session.begin():
             return fn(session)
+
+    async def ping(self, *, timeout: float) -> str | None:
+        """None when the database answers SELECT 1 within timeout; else why not (for /health)."""
+        from sqlalchemy import text
+
+        with trio.move_on_after(timeout):
+            try:
+                await trio.to_thread.run_sync(self._read_sync, lambda s: s.execute(text("SELECT 1")),
+                                              abandon_on_cancel=True)
+                return None
+            except Exception as exc:
+                return str(exc).splitlines()[0][:200]
+        return f"no answer to SELECT 1 within {timeout:g} s"
 
     def run_sync(self, fn: Callable[[Session], T]) -> T:
         """Blocking one-shot unit of work, for CLI commands and start-up (not the hot path)."""
@@ -113,7 +141,7 @@ class Database:
         queued = self._latest.get(key)
         if queued is not None and order is not None and queued.order is not None and order < queued.order:
             return
-        self._latest[key] = _Op(fn, durable=False, order=order)
+        self._latest[key] = _Op(fn, durable=False, order=order, key=key)
         self._wake.set()
 
     def _enqueue(self, fn: Work, *, durable: bool) -> _Op:
@@ -163,11 +191,36 @@ class Database:
             await trio.to_thread.run_sync(self._apply, ops, limiter=self._write_limiter)
         self.batches += 1
         self.writes += len(ops)
+        retry = []
         for op in ops:
             if op.done is not None:
                 op.done.set()
+            elif op.error is not None and op.key is not None and is_outage(op.error):
+                retry.append(op)
             elif op.error is not None:
                 log.error("db.write_failed error=%r", op.error)
+        if retry:
+            await self._retry_later(retry)
+        else:
+            self._backoff = 0.0
+
+    async def _retry_later(self, ops: list[_Op]) -> None:
+        """Put failed latest writes back (unless a newer one for the key came meanwhile), then back off."""
+        if self._stopping:  # the last flush at shutdown: the database is gone, say what is lost
+            log.error("db.write_failed latest writes lost at shutdown=%d error=%r", len(ops), ops[0].error)
+            return
+        kept = 0
+        for op in ops:
+            op.error = None
+            if op.key not in self._latest:
+                self._latest[op.key] = op
+                kept += 1
+        self.retried += kept
+        self._backoff = min(self.max_retry_seconds, self._backoff * 2 or self.retry_seconds)
+        log.warning("db.unavailable requeued=%d latest writes waiting=%d retry_in=%.1fs", kept, len(self._latest),
+                    self._backoff)
+        self._wake.set()
+        await trio.sleep(self._backoff)
 
     def _apply(self, ops: list[_Op]) -> None:
         """One commit for the whole batch; if it fails, each op alone (isolates the bad one)."""
@@ -175,8 +228,9 @@ class Database:
             with self.sessions() as session, session.begin():
                 results = self._run(session, ops)
         except Exception as exc:
-            if len(ops) == 1:
-                ops[0].error = exc
+            if len(ops) == 1 or is_outage(exc):  # an outage fails them all alike: no use trying one by one
+                for op in ops:
+                    op.error = exc
                 return
             for op in ops:
                 self._apply([op])

@@ -9,7 +9,10 @@ from sqlalchemy.engine import make_url
 
 from .models import Base
 
-__all__ = ["normalise_url", "make_engine", "create_schema", "redact"]
+__all__ = ["normalise_url", "make_engine", "create_schema", "redact", "CONNECT_TIMEOUT", "STATEMENT_TIMEOUT_MS"]
+
+CONNECT_TIMEOUT = 5  # seconds
+STATEMENT_TIMEOUT_MS = 30_000
 
 
 def normalise_url(url: str) -> str:
@@ -49,7 +52,19 @@ def make_engine(url: str, *, pool_size: int = 8) -> Engine:
             cur.close()
 
         return engine
-    return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    # A hung or unreachable server turns into errors after a bounded wait (issue 11): connect within
+    # CONNECT_TIMEOUT, each statement within STATEMENT_TIMEOUT_MS (a URL's own connect_timeout wins).
+    connect_args = {} if "connect_timeout" in parsed.query else {"connect_timeout": CONNECT_TIMEOUT}
+    engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True,
+                           pool_timeout=CONNECT_TIMEOUT * 2, connect_args=connect_args)
+
+    @event.listens_for(engine, "connect")
+    def _pg_timeouts(dbapi_conn: Any, _record: Any) -> None:
+        with dbapi_conn.cursor() as cur:
+            cur.execute(f"SET statement_timeout = {int(STATEMENT_TIMEOUT_MS)}")
+        dbapi_conn.commit()
+
+    return engine
 
 
 def create_schema(engine: Engine) -> None:

@@ -83,3 +83,38 @@ async def test_writer_flushes_queued_writes_when_cancelled(db_url):
         database.submit(lambda s: None)
     assert database.run_sync(lambda s: len(list(s.scalars(select(AuditEvent))))) == 50
     engine.dispose()
+
+
+async def test_latest_writes_that_meet_an_outage_are_retried_until_stored(db):
+    """A status acknowledged while the database is down is stored once it is back (issue 11)."""
+    from sqlalchemy.exc import OperationalError
+
+    db.retry_seconds = db.max_retry_seconds = 0.05
+    down = {"left": 3}
+
+    def status(value):
+        def fn(s):
+            if down["left"] > 0:
+                down["left"] -= 1
+                raise OperationalError("INSERT ...", {}, Exception("connection refused"))
+            s.add(AuditEvent(at=NOW, actor="t", action=value))
+        return fn
+
+    db.submit_latest(("CP", 1), status("Faulted"))
+    db.submit_latest(("CP", 2), lambda s: s.add(AuditEvent(at=NOW, actor="t", action="other")))
+    with trio.fail_after(5):
+        while await db.read(lambda s: len(list(s.scalars(select(AuditEvent))))) < 2:
+            await trio.sleep(0.02)
+    assert down["left"] == 0 and db.retried >= 2
+    actions = await db.read(lambda s: sorted(a.action for a in s.scalars(select(AuditEvent))))
+    assert actions == ["Faulted", "other"]
+    # A newer write for the key replaces the one waiting: still one row per key, latest wins.
+    down["left"] = 2
+    db.submit_latest(("CP", 3), status("Preparing"))
+    await trio.sleep(0.01)
+    db.submit_latest(("CP", 3), lambda s: s.add(AuditEvent(at=NOW, actor="t", action="Charging")))
+    with trio.fail_after(5):
+        while "Charging" not in await db.read(lambda s: [a.action for a in s.scalars(select(AuditEvent))]):
+            await trio.sleep(0.02)
+    actions = await db.read(lambda s: sorted(a.action for a in s.scalars(select(AuditEvent))))
+    assert actions == ["Charging", "Faulted", "other"]
