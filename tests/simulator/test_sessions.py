@@ -62,7 +62,9 @@ async def test_meter_values_carry_the_register_and_the_transaction_id(nursery, c
     await eventually(lambda: _payloads(central, "CP0001", "StopTransaction"), what="StopTransaction")
     stop = _payloads(central, "CP0001", "StopTransaction")[0]
     truth = cp.connector_truth(1)
-    assert stop["reason"] == "EVDisconnected" and stop["meterStop"] == int(truth.register_wh)
+    # The register may still take a few microseconds of energy between the StopTransaction's reading and
+    # the unplug (two clock reads): the reading is the register at the stop, give or take that sliver.
+    assert stop["reason"] == "EVDisconnected" and 0 <= truth.register_wh - stop["meterStop"] < 1.5
     assert truth.state == "unplugged" and not truth.transaction_running and truth.reported_status == "Available"
 
 
