@@ -61,6 +61,7 @@ async def test_meter_values_carry_the_register_and_the_transaction_id(nursery, c
     await cp.unplug(1)
     await eventually(lambda: _payloads(central, "CP0001", "StopTransaction"), what="StopTransaction")
     stop = _payloads(central, "CP0001", "StopTransaction")[0]
+    await cp.flush()  # the Available that follows the stop is answered too
     truth = cp.connector_truth(1)
     # The register may still take a few microseconds of energy between the StopTransaction's reading and
     # the unplug (two clock reads): the reading is the register at the stop, give or take that sliver.
