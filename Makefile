@@ -39,8 +39,11 @@ serve: $(STAMP)
 scenarios-full: $(STAMP)
 	$(BIN)/unstuck-scenarios run --profile full --report '$(REPORT)' $(if $(filter postgresql%,$(DB)),--db '$(DB)')
 
+# Three test files at a time (pytest-xdist, one file per worker): most tests wait on real servers.
+TEST_JOBS ?= 3
+
 test: $(STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_JOBS) --dist loadfile $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check csms simulator scenarios loadtests tests

@@ -108,7 +108,7 @@ def _heartbeat(ws) -> None:
             return
 
 
-@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
 @given(frame=_frames, duplicate=st.booleans())
 def test_every_frame_gets_a_clear_answer_and_the_connection_keeps_serving(ws, frame, duplicate):
     kind, value = frame
