@@ -100,12 +100,29 @@ class EmbeddedCsms:
         return self.proc.returncode
 
 
+# Parallel workers on one PostgreSQL database race to create the CSMS's tables at start-up; the
+# loser exits with one of these, and a second start finds the tables there.
+_SCHEMA_RACE = ("already exists", "UniqueViolation", "DuplicateTable")
+
+
 def start_embedded(db_url: str, workdir: Path, *, timings: Timings = Timings(), extra: Sequence[str] = (),
-                   timeout: float = 60.0, name: str = "csms") -> EmbeddedCsms:
+                   timeout: float = 60.0, name: str = "csms", attempts: int = 3) -> EmbeddedCsms:
     """Start `csms serve` on free ports; returns once it listens (or raises RuntimeError with its log).
 
     Its log goes to `workdir/{name}.log` (one per parallel worker).
     """
+    for attempt in range(1, attempts + 1):
+        try:
+            return _start_once(db_url, workdir, timings=timings, extra=extra, timeout=timeout, name=name)
+        except RuntimeError as exc:
+            if attempt == attempts or not any(mark in str(exc) for mark in _SCHEMA_RACE):
+                raise
+            time.sleep(0.5 * attempt)
+    raise AssertionError("unreachable")
+
+
+def _start_once(db_url: str, workdir: Path, *, timings: Timings, extra: Sequence[str], timeout: float,
+                name: str) -> EmbeddedCsms:
     workdir.mkdir(parents=True, exist_ok=True)
     ports = workdir / f"csms-ports-{os.getpid()}-{time.monotonic_ns()}.json"
     log_path = workdir / f"{name}.log"
