@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, inspect, text
+from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
-
-from .models import Base
 
 __all__ = ["normalise_url", "make_engine", "create_schema", "redact", "CONNECT_TIMEOUT", "STATEMENT_TIMEOUT_MS"]
 
@@ -67,27 +65,9 @@ def make_engine(url: str, *, pool_size: int = 8) -> Engine:
     return engine
 
 
-def create_schema(engine: Engine) -> None:
-    """Create missing tables, and missing indexes of existing tables (create_all skips those)."""
-    Base.metadata.create_all(engine)
-    _add_missing_columns(engine)
-    for table in Base.metadata.sorted_tables:
-        for index in table.indexes:
-            index.create(engine, checkfirst=True)
+def create_schema(engine: Engine, *, upgrade_older: bool = True) -> None:
+    """Bring the database to this code's schema with its Alembic migrations (csms.db.schema.prepare):
+    create an empty one, upgrade an older one, refuse a newer one (SchemaError)."""
+    from .schema import prepare
 
-
-def _add_missing_columns(engine: Engine) -> None:
-    """Columns added to a model since a database was created are added to its table (always nullable:
-    the only migration there is)."""
-    have = inspect(engine)
-    preparer = engine.dialect.identifier_preparer
-    with engine.begin() as conn:
-        for table in Base.metadata.sorted_tables:
-            present = {c["name"] for c in have.get_columns(table.name)}
-            for column in table.columns:
-                if column.name in present:
-                    continue
-                assert column.nullable, f"{table.name}.{column.name} must be nullable to be added later"
-                kind = column.type.compile(dialect=engine.dialect)
-                conn.execute(text(f"ALTER TABLE {preparer.format_table(table)} "
-                                  f"ADD COLUMN {preparer.format_column(column)} {kind}"))
+    prepare(engine, upgrade_older=upgrade_older)
