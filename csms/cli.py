@@ -167,6 +167,10 @@ def build_parser() -> argparse.ArgumentParser:
     hooks.add_argument("--webhook-queue-size", type=int, default=1000,
                        help="events waiting per receiver; a slow or dead receiver loses its oldest beyond this "
                             "(default 1000)")
+    serve.add_argument("--node-id", default=_env("CSMS_NODE_ID", "") or None,
+                       help="run as one node of a cluster behind a load balancer (PostgreSQL only): presence, "
+                            "commands and maintenance are shared with the other nodes on the same database; "
+                            "1 to 40 of A-Z a-z 0-9 _ - (env CSMS_NODE_ID). Without it: a single node, as before")
     serve.add_argument("--ports-file", help="write the bound addresses as JSON here once listening")
     # Mutation testing only: brings back a known bug (csms.config.TEST_BREAKS); not in --help.
     serve.add_argument("--test-break", action="append", default=[], metavar="NAME", help=argparse.SUPPRESS)
@@ -229,6 +233,10 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     if args.webhook_max_attempts < 1 or args.webhook_queue_size < 1 or args.webhook_retry_seconds < 0:
         raise ValueError("--webhook-max-attempts and --webhook-queue-size must be 1 or more, "
                          "--webhook-retry-seconds 0 or more")
+    if args.node_id is not None:
+        from .cluster import check_cluster_settings
+
+        check_cluster_settings(args.node_id, args.db)  # a ValueError: said, and exit 2
     return Settings(
         db_url=args.db,
         ocpp_host=args.ocpp_host,
@@ -255,6 +263,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         body_timeout_seconds=args.body_timeout_seconds,
         freshness=timedelta(minutes=args.freshness_minutes),
         ports_file=args.ports_file,
+        node_id=args.node_id,
         payment_provider=args.payment_provider,
         maintenance_interval_seconds=args.maintenance_interval_seconds,
         reservation_timeout_minutes=args.reservation_timeout_minutes,

@@ -148,6 +148,12 @@ class Settings:
     webhook_retry_seconds: float = 1.0
     webhook_max_attempts: int = 6
     webhook_queue_size: int = 1000
+    # Cluster mode (csms.cluster; PostgreSQL only): this node's id, how often it publishes its presence and
+    # reads the others' (the verdicts of two nodes agree within about two of these), and how long its
+    # word counts without a renewal (a dead node's charge points turn offline after at most this).
+    node_id: str | None = None
+    cluster_refresh_seconds: float = 0.5
+    cluster_lease_seconds: float = 5.0
 
     def revive_within(self) -> timedelta | None:
         """How long after a remote start timed out or expired its StartTransaction still revives it

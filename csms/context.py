@@ -14,6 +14,7 @@ from .payment_provider import PaymentProvider, SimulatedPaymentProvider
 from .registry import Registry
 
 if TYPE_CHECKING:
+    from .cluster import ClusterNode
     from .watch import Watcher
     from .webhook_dispatch import WebhookDispatcher
 
@@ -62,3 +63,5 @@ class Context:
     # the webhooks (csms.watch); set by `serve`, None in tests that build a Context by hand.
     webhooks: WebhookDispatcher | None = None
     watcher: Watcher | None = None
+    # This node of a cluster (csms.cluster, `--node-id`); None for a single node.
+    cluster: ClusterNode | None = None

@@ -207,11 +207,23 @@ def _live_rows(ctx: Context) -> tuple[list[LiveChargePointRow], dict[tuple[str, 
     return cps, connectors
 
 
-async def run_once(ctx: Context, *, dry_run: bool = False, nursery: trio.Nursery | None = None) -> list[Action]:
+def _elsewhere_connectors(ctx: Context) -> dict[tuple[str, int], LiveConnectorRow]:
+    """Live statuses of the charge points other live nodes hold (empty outside a cluster)."""
+    return {(cp.id, c): LiveConnectorRow(cp.id, c, st.status, st.updated_at)
+            for cp in ctx.registry.all_live() if ctx.registry.local(cp.id) is None
+            for c, st in cp.connectors.items()}
+
+
+async def run_once(ctx: Context, *, dry_run: bool = False, nursery: trio.Nursery | None = None,
+                   cluster_duties: bool = True) -> list[Action]:
     """Every rule against the database and the live registry; returns what was (or would be) done.
 
     Sockets of charge points found offline are closed in `nursery` when given
     (the periodic loop), so one half-open socket cannot stall the round.
+    In a cluster every node judges and probes the sockets it holds (only it can ping, ask or close
+    them); the database-wide rules (reservations, stored statuses, orphans, expired starts, idle
+    sessions) run only with `cluster_duties`, and judge orphans on every node's live statuses, never
+    taking "not connected here" for "not connected".
     """
     th = Thresholds.from_settings(ctx.settings)
     now = ctx.clock.now()
@@ -223,7 +235,8 @@ async def run_once(ctx: Context, *, dry_run: bool = False, nursery: trio.Nursery
     actions = select_offline_charge_points(cps, now=now, factor=th.heartbeat_timeout_factor)
     offline = {a.charge_point_id for a in actions}
     live_connectors = {k: v for k, v in live_connectors.items() if k[0] not in offline}
-    actions += plan_database_actions(snap, th, now, live_connectors)
+    if cluster_duties:
+        actions += plan_database_actions(snap, th, now, {**_elsewhere_connectors(ctx), **live_connectors})
     closing = {a.subject for a in actions if a.kind is ActionKind.CLOSE_ORPHANED}
     online = {cp_id for cp_id in seen_live if cp_id not in offline}
     open_ids = {t.transaction_id for t in snap.open_transactions}
@@ -247,7 +260,7 @@ async def run_once(ctx: Context, *, dry_run: bool = False, nursery: trio.Nursery
                 applied = await _mark_offline(ctx, a, seen_live[a.charge_point_id], nursery)
             elif a.kind in _PROBES:
                 live = seen_live[a.charge_point_id]
-                applied = ctx.registry.get(a.charge_point_id) is live  # not replaced or dropped meanwhile
+                applied = ctx.registry.local(a.charge_point_id) is live  # not replaced or dropped meanwhile
                 if applied:
                     if a.kind is ActionKind.PROBE_QUIET_TRANSACTION:
                         live.quiet_probes[int(a.subject)] = now
@@ -421,7 +434,8 @@ async def maintenance_loop(ctx: Context, *, task_status=trio.TASK_STATUS_IGNORED
         while True:
             await trio.sleep(interval)
             try:
-                await run_once(ctx, nursery=probes)
+                # In a cluster the database-wide rules run on the node holding the duties lock only.
+                await run_once(ctx, nursery=probes, cluster_duties=ctx.cluster is None or ctx.cluster.duties_held)
             except Exception:
                 log.exception("maintenance.round_failed (will retry next interval)")
             await _ping_silent(ctx, probes)

@@ -58,7 +58,10 @@ def _decide(ctx: Context, cp_id: str, connector_id: int, stored: StoredSignals,
 
 async def evaluate(ctx: Context, cp_id: str, connector_id: int, *,
                    exclude_reservation_id: str | None = None) -> Evaluation:
-    """Live registry + one database round trip -> a Decision with its reasons."""
+    """Live registry + one database round trip -> a Decision with its reasons.
+
+    In a cluster the registry answers for charge points other live nodes hold with what those
+    nodes published (csms.cluster), so every node gives the holding node's verdict."""
     stored = await ctx.db.read(lambda s: load_connector_signals(s, cp_id, connector_id))
     return _decide(ctx, cp_id, connector_id, stored, exclude_reservation_id)
 
@@ -67,7 +70,7 @@ async def evaluate_all(ctx: Context, *, charge_point_id_prefix: str | None = Non
     """Every connector known to the database or to the live registry (of charge points with that id prefix)."""
     prefix = charge_point_id_prefix or ""
     stored = await ctx.db.read(lambda s: load_all_signals(s, prefix))
-    for live_cp in ctx.registry:
+    for live_cp in ctx.registry.all_live():  # in a cluster, the other nodes' charge points too
         if not live_cp.id.startswith(prefix):
             continue
         for connector_id in live_cp.connectors:

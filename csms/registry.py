@@ -2,19 +2,23 @@
 
 This is the seeds' `_chargePointStatusDict`: in memory only, rebuilt from the
 wire. A reconnect of the same id (which passed the same handshake) replaces the old connection.
+In a cluster (`--node-id`) a charge point may be held by another node: `get` then answers a
+`RemoteChargePoint` (its statuses as that node published them, calls forwarded to it), while
+`local` and iteration stay this process's own connections.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
+from typing import Any, ContextManager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from .maintenance import SilentAsk
 from .ocppj import OcppConnection
 
-__all__ = ["LiveConnector", "LiveChargePoint", "Registry", "STATUS_ANSWER_WINDOW"]
+__all__ = ["LiveConnector", "LiveChargePoint", "RemoteChargePoint", "Registry", "STATUS_ANSWER_WINDOW"]
 
 # A StatusNotification this soon after the answer to our TriggerMessage(StatusNotification) is taken
 # for what the trigger asked for (chargers send it just after answering), not the charger's own report.
@@ -87,35 +91,79 @@ class LiveChargePoint:
         return not asked
 
 
+@dataclass(eq=False)
+class RemoteChargePoint:
+    """A charge point whose WebSocket another live node holds (csms.cluster): what that node published.
+
+    `connection` forwards calls to the holding node (csms.cluster.forwarding); the holding node marks
+    its own status asks, so `asking_status` here is a no-op.
+    """
+
+    id: str
+    node_id: str
+    connection: Any
+    connected_at: datetime
+    last_seen: datetime
+    connectors: dict[int, LiveConnector] = field(default_factory=dict)
+    heartbeat_interval: int = 0
+
+    def asking_status(self, connector_id: int | None, now: Callable[[], datetime]) -> ContextManager[None]:
+        return nullcontext()
+
+
 class Registry:
     def __init__(self) -> None:
         self._by_id: dict[str, LiveChargePoint] = {}
+        # Set by csms.cluster in cluster mode: the charge points other live nodes hold.
+        self.elsewhere: Callable[[str], RemoteChargePoint | None] | None = None
+        self.everyone_else: Callable[[], list[RemoteChargePoint]] | None = None
+        # Set by csms.cluster: told on every attach and detach (presence is published at once).
+        self.on_change: Callable[[], None] | None = None
 
     def attach(self, cp: LiveChargePoint) -> LiveChargePoint | None:
         """Make cp the live one for its id; returns the one it replaced, if any."""
         old = self._by_id.get(cp.id)
         self._by_id[cp.id] = cp
+        if self.on_change is not None:
+            self.on_change()
         return old
 
     def detach(self, cp: LiveChargePoint) -> bool:
         """Forget cp, unless a newer connection of the same id already replaced it."""
         if self._by_id.get(cp.id) is cp:
             del self._by_id[cp.id]
+            if self.on_change is not None:
+                self.on_change()
             return True
         return False
 
-    def get(self, cp_id: str) -> LiveChargePoint | None:
+    def get(self, cp_id: str) -> LiveChargePoint | RemoteChargePoint | None:
+        """The charge point's connection here, else (in a cluster) on another live node, else None."""
+        cp = self._by_id.get(cp_id)
+        if cp is None and self.elsewhere is not None:
+            return self.elsewhere(cp_id)
+        return cp
+
+    def local(self, cp_id: str) -> LiveChargePoint | None:
+        """This process's own connection only (maintenance acts on sockets it holds)."""
         return self._by_id.get(cp_id)
 
+    def all_live(self) -> list[LiveChargePoint | RemoteChargePoint]:
+        """Every connected charge point: this process's, then (in a cluster) the other live nodes'."""
+        here: list[LiveChargePoint | RemoteChargePoint] = list(self._by_id.values())
+        return here + (self.everyone_else() if self.everyone_else is not None else [])
+
     def is_connected(self, cp_id: str) -> bool:
-        return cp_id in self._by_id
+        return self.get(cp_id) is not None
 
     def live_status(self, cp_id: str, connector_id: int) -> LiveConnector | None:
-        cp = self._by_id.get(cp_id)
+        cp = self.get(cp_id)
         return None if cp is None else cp.connectors.get(connector_id)
 
     def __len__(self) -> int:
+        """This process's connections (the /metrics gauge, shutdown)."""
         return len(self._by_id)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[LiveChargePoint]:
+        """This process's connections only."""
         return iter(list(self._by_id.values()))

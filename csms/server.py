@@ -21,6 +21,7 @@ from .api.app import create_app
 from .api.body_limit import BodyLimit
 from .chargepoint_auth import Admit, charge_point_id_problem, decide_handshake
 from .clock import Clock, SystemClock
+from .cluster import run_cluster
 from .config import Settings
 from .context import Context
 from .db import credential_store
@@ -267,6 +268,7 @@ async def serve(
         log.info("csms.startup_maintenance actions=%d", len(actions))
         async with trio.open_nursery() as nursery:
             await nursery.start(db.run_writer)
+            await nursery.start(run_cluster, ctx)  # cluster mode only (--node-id): presence, forwarding, duties
             async with trio.open_nursery() as front:
                 await front.start(maintenance_loop, ctx)
                 await front.start(run_payment_cancels, ctx)

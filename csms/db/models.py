@@ -11,7 +11,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, DateTime, Index, Integer, String, Text, text
+from sqlalchemy import JSON, BigInteger, DateTime, Float, Index, Integer, String, Text, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
@@ -26,6 +26,9 @@ __all__ = [
     "AuditEvent",
     "ChargePointPassword",
     "IdTag",
+    "ClusterNode",
+    "ClusterPresence",
+    "ClusterCall",
     "new_id",
 ]
 
@@ -214,3 +217,46 @@ class IdTag(Base):
     parent_id_tag: Mapped[str | None] = mapped_column(String(20))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+# ----------------------------------------------------------------- cluster (csms.cluster, `--node-id`)
+class ClusterNode(Base):
+    """A running `csms serve --node-id`: its word (presence rows) counts while lease_until is ahead."""
+
+    __tablename__ = "cluster_nodes"
+    node_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    started_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    heartbeat_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    lease_until: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class ClusterPresence(Base):
+    """Which node holds a charge point's WebSocket, and its connectors' live statuses there.
+
+    Not connector_statuses: that is the persisted status (maintenance may reset it, it outlives
+    the connection); this is exactly the holding node's in-memory view, gone with the connection.
+    """
+
+    __tablename__ = "cluster_presence"
+    charge_point_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    node_id: Mapped[str] = mapped_column(String(40), index=True)
+    connected_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    last_seen: Mapped[datetime] = mapped_column(UtcDateTime)
+    connectors: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
+class ClusterCall(Base):
+    """A command for a charge point held by another node: the NOTIFY carries only this row's id."""
+
+    __tablename__ = "cluster_calls"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True, default=new_id)
+    origin_node: Mapped[str] = mapped_column(String(40))
+    target_node: Mapped[str] = mapped_column(String(40), index=True)
+    charge_point_id: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(64))
+    payload: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    timeout_seconds: Mapped[float] = mapped_column(Float)
+    state: Mapped[str] = mapped_column(String(16))  # sent, running, answered
+    answer: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+    answered_at: Mapped[datetime | None] = mapped_column(UtcDateTime)

@@ -1,0 +1,357 @@
+"""This process as a node of a cluster (`csms serve --node-id`): the IO shell of csms.cluster.
+
+Three tasks, started with the server:
+- publish: every `cluster_refresh_seconds` (and at once on a connect or disconnect) renew this
+  node's lease, write the presence rows that changed (csms.cluster.presence.plan_presence) and
+  read every other live node's rows, in one transaction;
+- listen: a dedicated connection LISTENs on `csms_node_<id>` for calls forwarded here and for
+  answers to calls this node forwarded (the NOTIFY carries a row id; payloads live in rows, so
+  NOTIFY's 8000-byte limit never bites);
+- duties: a session advisory lock on a dedicated connection: whoever holds it runs the
+  cluster-wide maintenance (csms.maintenance_runner); the lock goes with the holder's
+  connection (a dead node's at once, a hung one's after idle_session_timeout).
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from contextlib import nullcontext
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import partial
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import psycopg
+import trio
+from psycopg import sql
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
+
+from ..db.engine import normalise_url
+from ..ocppj import OcppjError
+from ..registry import LiveConnector, RemoteChargePoint
+from . import store
+from .forwarding import RemoteConnection, answer_of, result_of
+from .presence import ConnectorState, Presence, check_node_id, lease_valid, live_presences, plan_presence
+
+if TYPE_CHECKING:
+    from ..context import Context
+
+__all__ = ["ClusterNode", "ClusterConfigError", "run_cluster", "check_cluster_settings"]
+
+log = logging.getLogger("csms.cluster")
+T = TypeVar("T")
+# Session advisory lock of the cluster duties, per schema (two clusters may share one database).
+_DUTIES_LOCK = "SELECT pg_try_advisory_lock(hashtext('unstuck.cluster.duties.' || current_schema()))"
+# A hung holder (SIGSTOP, a stuck event loop) stops pinging its duty connection; PostgreSQL closes
+# it after this and the lock passes on. Must be well above the refresh interval.
+_DUTY_IDLE_TIMEOUT = "10s"
+_LAST_SEEN_STEP = timedelta(seconds=5)
+
+
+class ClusterConfigError(ValueError):
+    """Cluster mode asked for where it cannot run (a bad node id, a database other than PostgreSQL)."""
+
+
+def check_cluster_settings(node_id: str, db_url: str) -> None:
+    problem = check_node_id(node_id)
+    if problem is not None:
+        raise ClusterConfigError(problem)
+    if make_url(normalise_url(db_url)).get_backend_name() != "postgresql":
+        raise ClusterConfigError("--node-id (cluster mode) needs PostgreSQL: every node reads the others' presence "
+                                 "and forwards commands through it; SQLite serves one node only")
+
+
+@dataclass(frozen=True)
+class _View:
+    """The last read of the other nodes' rows: the database's clock then, and our monotonic clock then."""
+
+    presences: dict[str, Presence]
+    leases: dict[str, datetime]
+    db_now: datetime
+    read_at: float
+
+
+class ClusterNode:
+    def __init__(self, ctx: Context, node_id: str) -> None:
+        self.ctx = ctx
+        self.node_id = node_id
+        s = ctx.settings
+        self.refresh = s.cluster_refresh_seconds
+        self.lease = s.cluster_lease_seconds
+        self.duties_held = False
+        self.rounds = 0
+        self._view = _View({}, {}, datetime.min, 0.0)
+        self._published: dict[str, Presence] = {}
+        self._changed = trio.Event()
+        self._waiters: dict[str, trio.Event] = {}
+        self._db_limiter = trio.CapacityLimiter(4)
+        self._listen_limiter = trio.CapacityLimiter(1)
+        self._duty_limiter = trio.CapacityLimiter(1)
+        self._nursery: trio.Nursery | None = None
+        url = make_url(normalise_url(s.db_url)).set(drivername="postgresql")
+        self._conninfo = url.render_as_string(hide_password=False)
+
+    # ------------------------------------------------------------------ reading, for every node's routes
+    def _estimated_db_now(self) -> datetime:
+        return self._view.db_now + timedelta(seconds=max(0.0, trio.current_time() - self._view.read_at))
+
+    def elsewhere(self, cp_id: str) -> RemoteChargePoint | None:
+        """The charge point as another live node holds it (Registry.get asks this when it is not here)."""
+        p = self._view.presences.get(cp_id)
+        if p is None or not lease_valid(self._view.leases.get(p.node_id), self._estimated_db_now()):
+            return None
+        return self._remote(p)
+
+    def everyone_else(self) -> list[RemoteChargePoint]:
+        now = self._estimated_db_now()
+        return [self._remote(p) for p in self._view.presences.values()
+                if lease_valid(self._view.leases.get(p.node_id), now) and self.ctx.registry.local(p.charge_point_id)
+                is None]
+
+    def _remote(self, p: Presence) -> RemoteChargePoint:
+        return RemoteChargePoint(
+            p.charge_point_id, p.node_id,
+            RemoteConnection(self, p.node_id, p.charge_point_id, self.ctx.settings.call_timeout_seconds),
+            p.connected_at, p.last_seen,
+            {c: LiveConnector(st.status, st.error_code, st.updated_at) for c, st in p.connectors.items()})
+
+    # ------------------------------------------------------------------ tasks
+    async def _db(self, fn: Any, *args: Any) -> Any:
+        def work() -> Any:
+            with self.ctx.db.sessions() as session, session.begin():
+                return fn(session, *args)
+
+        return await trio.to_thread.run_sync(work, limiter=self._db_limiter)
+
+    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        """Publish, listen and hold duties until cancelled; then hand over at once (lease ended, rows gone)."""
+        cleared = await self._db(store.clear_own_presence, self.node_id)
+        await self._db(store.renew_lease, self.node_id, self.lease)
+        await self._round()
+        log.info("cluster.joined node=%s refresh=%.2fs lease=%.1fs stale_rows_cleared=%d other_charge_points=%d",
+                 self.node_id, self.refresh, self.lease, cleared, len(self._view.presences))
+        self.ctx.registry.elsewhere = self.elsewhere
+        self.ctx.registry.everyone_else = self.everyone_else
+        self.ctx.registry.on_change = self._mark_changed
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                await nursery.start(self._listen)
+                nursery.start_soon(self._hold_duties)
+                nursery.start_soon(self._publish)
+                task_status.started(self)
+        finally:
+            self.ctx.registry.on_change = None
+            self.ctx.registry.elsewhere = self.ctx.registry.everyone_else = None
+            with trio.move_on_after(3) as scope:
+                scope.shield = True
+                try:
+                    await self._db(store.release_node, self.node_id)
+                    log.info("cluster.left node=%s (lease ended, presence rows removed)", self.node_id)
+                except Exception as exc:
+                    log.warning("cluster.leave_failed node=%s error=%r (its lease runs out instead)",
+                                self.node_id, exc)
+
+    def _mark_changed(self) -> None:
+        self._changed.set()
+
+    async def _publish(self) -> None:
+        while True:
+            with trio.move_on_after(self.refresh):
+                await self._changed.wait()
+            await trio.sleep(0.02)  # connects arriving together go in one round
+            try:
+                await self._round()
+            except Exception as exc:
+                # Our lease is not renewed: after it runs out the others judge our charge points offline,
+                # which is the safe way to be wrong.
+                log.warning("cluster.publish_failed node=%s error=%r", self.node_id, exc)
+                await trio.sleep(self.refresh)
+
+    async def _round(self) -> None:
+        self._changed = trio.Event()
+        current = {live.id: Presence(live.id, self.node_id, live.connected_at, live.last_seen,
+                                     {c: ConnectorState(st.status, st.error_code, st.updated_at)
+                                      for c, st in live.connectors.items()})
+                   for live in self.ctx.registry}
+        plan = plan_presence(self._published, current, last_seen_step=_LAST_SEEN_STEP)
+
+        def work(s: Session) -> tuple[set[str], store.Snapshot]:
+            store.renew_lease(s, self.node_id, self.lease)
+            lost = store.write_presence(s, self.node_id, plan.upserts, plan.deletes) if plan else set()
+            return lost, store.load_snapshot(s, self.node_id)
+
+        lost, snap = await trio.to_thread.run_sync(partial(self._run_session, work), limiter=self._db_limiter)
+        self._published = {k: v for k, v in current.items() if k not in lost}
+        self._view = _View(live_presences(snap.presences, snap.leases, snap.now, own_node=self.node_id),
+                           snap.leases, snap.now, trio.current_time())
+        self.rounds += 1
+        for cp_id in lost:
+            await self._replaced_elsewhere(cp_id, current[cp_id].connected_at)
+
+    def _run_session(self, work: Any) -> Any:
+        with self.ctx.db.sessions() as session, session.begin():
+            return work(session)
+
+    async def _replaced_elsewhere(self, cp_id: str, connected_at: datetime) -> None:
+        """A newer connection of this charge point is on another node: ours is a leftover (half-open)."""
+        live = self.ctx.registry.local(cp_id)
+        if live is None or live.connected_at != connected_at or not self.ctx.registry.detach(live):
+            return
+        holder = self._view.presences.get(cp_id)
+        log.warning("charge_point.replaced charge_point=%s node=%s by_node=%s (it connected again through another "
+                    "node; this connection is closed)", cp_id, self.node_id, holder.node_id if holder else "?")
+        assert self._nursery is not None
+        self._nursery.start_soon(live.connection.ws.aclose, 1000, "replaced by a connection on another node")
+
+    # ------------------------------------------------------------------ forwarding
+    async def forward(self, target: str, cp_id: str, action: str, payload: dict[str, Any],
+                      timeout: float) -> dict[str, Any]:
+        """Send a call to the node holding cp_id; its answer (or error) within `timeout` (plus a second for
+        the trip), else a timeout answer. A missed NOTIFY costs at most a poll of the row each second."""
+        call_id = secrets.token_hex(12)
+        done = self._waiters[call_id] = trio.Event()
+        try:
+            await self._db(store.send_call, call_id, self.node_id, target, cp_id, action, payload, timeout)
+            log.info("cluster.forwarded call=%s action=%s charge_point=%s to_node=%s", call_id, action, cp_id, target)
+            with trio.move_on_after(timeout + 1.0):
+                while True:
+                    with trio.move_on_after(1.0):
+                        await done.wait()
+                    answer = await self._db(store.load_answer, call_id)
+                    if answer is not None:
+                        return answer
+            log.warning("cluster.forward_timeout call=%s action=%s charge_point=%s to_node=%s timeout=%.1fs",
+                        call_id, action, cp_id, target, timeout)
+            return {"error": "timeout", "uniqueId": f"forwarded-{call_id}", "timeout": timeout}
+        finally:
+            self._waiters.pop(call_id, None)
+
+    async def _serve_call(self, call_id: str) -> None:
+        """Run a call another node forwarded here on our connection, and answer it."""
+        try:
+            claimed = await self._db(store.claim_call, call_id, self.node_id)
+        except Exception:
+            log.exception("cluster.claim_failed call=%s", call_id)
+            return
+        if claimed is None:
+            return
+        live = self.ctx.registry.local(claimed.charge_point_id)
+        if claimed.seconds_left <= 0:
+            answer: dict[str, Any] = {"error": "timeout", "uniqueId": f"forwarded-{call_id}", "timeout": 0}
+        elif live is None:
+            answer = {"error": "closed",
+                      "message": f"{claimed.charge_point_id} is not connected to node {self.node_id} any more"}
+        else:
+            status_ask = (claimed.action == "TriggerMessage"
+                          and claimed.payload.get("requestedMessage") == "StatusNotification")
+            try:
+                with (live.asking_status(claimed.payload.get("connectorId"), self.ctx.clock.now) if status_ask
+                      else nullcontext()):
+                    answer = result_of(await live.connection.call_raw(claimed.action, claimed.payload,
+                                                                      timeout=claimed.seconds_left))
+            except OcppjError as exc:
+                answer = answer_of(exc)
+        log.info("cluster.served call=%s action=%s charge_point=%s from_node=%s answer=%s", call_id, claimed.action,
+                 claimed.charge_point_id, claimed.origin, answer.get("error", "result"))
+        try:
+            await self._db(store.answer_call, call_id, claimed.origin, answer)
+        except Exception:
+            log.exception("cluster.answer_failed call=%s (the caller times out)", call_id)
+
+    def _on_notify(self, payload: str) -> None:
+        kind, _, call_id = payload.partition(":")
+        if kind == "call":
+            assert self._nursery is not None
+            self._nursery.start_soon(self._serve_call, call_id)
+        elif kind == "answer":
+            waiter = self._waiters.get(call_id)
+            if waiter is not None:
+                waiter.set()
+
+    async def _listen(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        channel = store.channel(self.node_id)
+        started = False
+        while True:
+            conn = None
+            try:
+                conn = await trio.to_thread.run_sync(
+                    partial(psycopg.connect, self._conninfo, autocommit=True, connect_timeout=5),
+                    limiter=self._listen_limiter)
+                await trio.to_thread.run_sync(conn.execute, sql.SQL("LISTEN {}").format(sql.Identifier(channel)),
+                                              limiter=self._listen_limiter)
+                if not started:
+                    task_status.started()
+                    started = True
+                for call_id in await self._db(store.unclaimed_calls, self.node_id):
+                    self._on_notify(f"call:{call_id}")
+
+                def wait(c: psycopg.Connection = conn) -> list[str]:
+                    return [n.payload for n in c.notifies(timeout=1.0, stop_after=1)]
+
+                while True:
+                    for payload in await trio.to_thread.run_sync(wait, limiter=self._listen_limiter,
+                                                                 abandon_on_cancel=True):
+                        self._on_notify(payload)
+            except (psycopg.Error, OSError) as exc:
+                log.warning("cluster.listen_failed node=%s error=%r (reconnecting in 1 s)", self.node_id, exc)
+                if not started:
+                    task_status.started()
+                    started = True
+                await trio.sleep(1.0)
+            finally:
+                if conn is not None:
+                    conn.close()
+
+    # ------------------------------------------------------------------ duties
+    async def _hold_duties(self) -> None:
+        """Try for the duties lock every refresh; while held, check the connection is still ours."""
+        while True:
+            conn = None
+            try:
+                conn = await trio.to_thread.run_sync(
+                    partial(psycopg.connect, self._conninfo, autocommit=True, connect_timeout=5),
+                    limiter=self._duty_limiter)
+                await trio.to_thread.run_sync(conn.execute, f"SET idle_session_timeout = '{_DUTY_IDLE_TIMEOUT}'",
+                                              limiter=self._duty_limiter)
+                swept_at = -1e9
+                while True:
+                    if self.duties_held:
+                        await trio.to_thread.run_sync(conn.execute, "SELECT 1", limiter=self._duty_limiter)
+                        if trio.current_time() - swept_at > 10:
+                            swept_at = trio.current_time()
+                            presences, calls = await self._db(store.sweep)
+                            if presences or calls:
+                                log.info("cluster.swept presence_rows=%d calls=%d", presences, calls)
+                    else:
+                        cur = await trio.to_thread.run_sync(conn.execute, _DUTIES_LOCK, limiter=self._duty_limiter)
+                        if cur.fetchone()[0]:
+                            self.duties_held = True
+                            log.warning("cluster.duties_acquired node=%s (maintenance, orphan sweep and the "
+                                        "cluster's housekeeping run here)", self.node_id)
+                    await trio.sleep(self.refresh)
+            except (psycopg.Error, OSError) as exc:
+                log.warning("cluster.duties_connection_failed node=%s error=%r", self.node_id, exc)
+            finally:
+                if self.duties_held:
+                    self.duties_held = False
+                    log.warning("cluster.duties_released node=%s", self.node_id)
+                if conn is not None:
+                    conn.close()
+            await trio.sleep(1.0)
+
+
+async def run_cluster(ctx: Context, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+    """Start the cluster node when `--node-id` is set; outside a cluster, report ready and do nothing."""
+    node_id = ctx.settings.node_id
+    if node_id is None:
+        task_status.started(None)
+        return
+    node = ClusterNode(ctx, node_id)
+    ctx.cluster = node
+    try:
+        await node.run(task_status=task_status)
+    finally:
+        ctx.cluster = None

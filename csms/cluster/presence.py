@@ -1,0 +1,131 @@
+"""The pure rules of cluster presence: whose charge points count as connected, and what to publish.
+
+A node holds the WebSockets of some charge points; every node must judge every charge point
+the same way. Each node publishes one presence row per charge point it holds, and renews a
+lease on its own node row. A presence row counts only while its node's lease is valid, so a
+node that dies (SIGKILL, a cut cable) takes its charge points offline when the lease runs out,
+never leaving them "connected" (and their connectors free) on the word of a dead process.
+No IO here: the shell (`csms.cluster.node`) reads the rows and applies the plans.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+__all__ = [
+    "NODE_ID_PATTERN",
+    "ConnectorState",
+    "Presence",
+    "PresencePlan",
+    "check_node_id",
+    "lease_valid",
+    "live_presences",
+    "plan_presence",
+    "connectors_from_json",
+    "connectors_to_json",
+]
+
+# Node ids name NOTIFY channels (`csms_node_<id>`, at most 63 bytes) and appear in logs.
+NODE_ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,40}")
+
+
+def check_node_id(node_id: str) -> str | None:
+    """None when node_id may name a node, else why not."""
+    if NODE_ID_PATTERN.fullmatch(node_id):
+        return None
+    return f"node id {node_id!r} must be 1 to 40 of A-Z a-z 0-9 _ -"
+
+
+@dataclass(frozen=True)
+class ConnectorState:
+    """A connector's live status as the holding node has it (its last StatusNotification on this connection)."""
+
+    status: str
+    error_code: str | None
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class Presence:
+    """One charge point's WebSocket on one node."""
+
+    charge_point_id: str
+    node_id: str
+    connected_at: datetime
+    last_seen: datetime
+    connectors: Mapping[int, ConnectorState] = field(default_factory=dict)
+
+
+def lease_valid(lease_until: datetime | None, now: datetime) -> bool:
+    """A node's word counts until its lease runs out (the instant itself is already too late)."""
+    return lease_until is not None and now < lease_until
+
+
+def live_presences(rows: Iterable[Presence], leases: Mapping[str, datetime], now: datetime, *,
+                   own_node: str | None = None) -> dict[str, Presence]:
+    """The presence rows that count at `now`: those of nodes whose lease is valid.
+
+    A node's own rows are left out when `own_node` is given: its own registry is the truth for them
+    (newer than any row it published). A charge point with rows of two live nodes (it moved and the
+    first has not yet noticed) goes to the newest connection, as a reconnect replaces a connection on
+    one node.
+    """
+    out: dict[str, Presence] = {}
+    for p in rows:
+        if p.node_id == own_node or not lease_valid(leases.get(p.node_id), now):
+            continue
+        held = out.get(p.charge_point_id)
+        if held is None or p.connected_at > held.connected_at:
+            out[p.charge_point_id] = p
+    return out
+
+
+@dataclass(frozen=True)
+class PresencePlan:
+    """What a node writes this round: rows to insert or update, charge point ids whose row goes."""
+
+    upserts: tuple[Presence, ...] = ()
+    deletes: tuple[str, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.upserts or self.deletes)
+
+
+def plan_presence(published: Mapping[str, Presence], current: Mapping[str, Presence], *,
+                  last_seen_step: timedelta) -> PresencePlan:
+    """Batch the presence writes of one refresh round, not one per frame.
+
+    A row is written when its charge point connected (or reconnected: a new connected_at), when a
+    connector's live status changed, or when last_seen moved by `last_seen_step` or more; a row
+    goes when its charge point is no longer held here.
+    """
+    upserts = []
+    for cp_id, now_p in current.items():
+        before = published.get(cp_id)
+        if (before is None or before.connected_at != now_p.connected_at or before.connectors != now_p.connectors
+                or now_p.last_seen - before.last_seen >= last_seen_step):
+            upserts.append(now_p)
+    deletes = tuple(sorted(cp_id for cp_id in published if cp_id not in current))
+    return PresencePlan(tuple(upserts), deletes)
+
+
+def connectors_to_json(connectors: Mapping[int, ConnectorState]) -> dict[str, Any]:
+    """Connector states as a JSON object (connector ids become string keys)."""
+    return {str(c): {"status": s.status, "errorCode": s.error_code, "at": s.updated_at.isoformat()}
+            for c, s in sorted(connectors.items())}
+
+
+def connectors_from_json(data: Mapping[str, Any] | None) -> dict[int, ConnectorState]:
+    """The inverse of connectors_to_json; entries that do not parse are left out."""
+    out: dict[int, ConnectorState] = {}
+    for key, value in (data or {}).items():
+        try:
+            out[int(key)] = ConnectorState(str(value["status"]), value.get("errorCode"),
+                                           datetime.fromisoformat(value["at"]))
+        except (KeyError, TypeError, ValueError):
+            continue
+    return out

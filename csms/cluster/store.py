@@ -1,0 +1,164 @@
+"""The cluster's rows in PostgreSQL: node leases, presence, forwarded calls.
+
+Synchronous repository functions over a Session (run in worker threads by the shell). The lease
+times are the database's clock (`now()`), so nodes with skewed clocks still agree on who is alive.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from ..clock import as_utc
+from .presence import Presence, connectors_from_json, connectors_to_json
+
+__all__ = ["Snapshot", "renew_lease", "release_node", "clear_own_presence", "write_presence", "load_snapshot",
+           "sweep", "send_call", "claim_call", "answer_call", "load_answer", "unclaimed_calls"]
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Every other node's presence rows and every node's lease, read at the database's `now`."""
+
+    now: datetime
+    leases: dict[str, datetime]
+    presences: list[Presence]
+
+
+def renew_lease(s: Session, node_id: str, lease_seconds: float) -> datetime:
+    """Insert or extend this node's lease; returns the database's now."""
+    row = s.execute(text(
+        "INSERT INTO cluster_nodes (node_id, started_at, heartbeat_at, lease_until) "
+        "VALUES (:node, now(), now(), now() + make_interval(secs => :lease)) "
+        "ON CONFLICT (node_id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at, "
+        "lease_until = excluded.lease_until RETURNING heartbeat_at"), {"node": node_id, "lease": lease_seconds})
+    return as_utc(row.scalar_one())
+
+
+def release_node(s: Session, node_id: str) -> None:
+    """A graceful stop: the lease ends now and the presence rows go, so the others judge at once."""
+    s.execute(text("DELETE FROM cluster_presence WHERE node_id = :node"), {"node": node_id})
+    s.execute(text("UPDATE cluster_nodes SET lease_until = now() WHERE node_id = :node"), {"node": node_id})
+
+
+def clear_own_presence(s: Session, node_id: str) -> int:
+    """At start: rows under this node id are a previous process's (its sockets died with it)."""
+    return s.execute(text("DELETE FROM cluster_presence WHERE node_id = :node"), {"node": node_id}).rowcount
+
+
+_UPSERT = text("""
+INSERT INTO cluster_presence (charge_point_id, node_id, connected_at, last_seen, connectors)
+SELECT r.charge_point_id, :node, r.connected_at, r.last_seen, r.connectors
+FROM json_to_recordset(CAST(:rows AS json))
+     AS r(charge_point_id text, connected_at timestamptz, last_seen timestamptz, connectors json)
+ON CONFLICT (charge_point_id) DO UPDATE SET node_id = excluded.node_id, connected_at = excluded.connected_at,
+    last_seen = excluded.last_seen, connectors = excluded.connectors
+WHERE cluster_presence.node_id = excluded.node_id
+   OR cluster_presence.connected_at <= excluded.connected_at
+   OR NOT EXISTS (SELECT 1 FROM cluster_nodes n
+                  WHERE n.node_id = cluster_presence.node_id AND n.lease_until > now())
+RETURNING charge_point_id
+""")
+
+
+def write_presence(s: Session, node_id: str, upserts: Iterable[Presence], deletes: Iterable[str]) -> set[str]:
+    """Apply a PresencePlan in one round trip each way; returns the ids whose row is now another
+    node's newer connection (this node's connection for them is stale: it was replaced)."""
+    rows = [{"charge_point_id": p.charge_point_id, "connected_at": p.connected_at.isoformat(),
+             "last_seen": p.last_seen.isoformat(), "connectors": connectors_to_json(p.connectors)} for p in upserts]
+    lost: set[str] = set()
+    if rows:
+        taken = set(s.execute(_UPSERT, {"node": node_id, "rows": json.dumps(rows)}).scalars())
+        lost = {r["charge_point_id"] for r in rows} - taken
+    gone = sorted(deletes)
+    if gone:
+        s.execute(text("DELETE FROM cluster_presence WHERE node_id = :node AND charge_point_id = ANY(:ids)"),
+                  {"node": node_id, "ids": gone})
+    return lost
+
+
+def load_snapshot(s: Session, node_id: str) -> Snapshot:
+    """Other nodes' presence rows (of live leases only: a dead node's thousands of rows cost nothing)."""
+    now = as_utc(s.execute(text("SELECT now()")).scalar_one())
+    leases = {n: as_utc(t) for n, t in s.execute(text("SELECT node_id, lease_until FROM cluster_nodes"))}
+    rows = s.execute(text(
+        "SELECT p.charge_point_id, p.node_id, p.connected_at, p.last_seen, p.connectors FROM cluster_presence p "
+        "JOIN cluster_nodes n ON n.node_id = p.node_id WHERE p.node_id <> :node AND n.lease_until > now()"),
+        {"node": node_id})
+    presences = [Presence(cp, node, as_utc(at), as_utc(seen), connectors_from_json(conns))
+                 for cp, node, at, seen, conns in rows]
+    return Snapshot(now, leases, presences)
+
+
+def sweep(s: Session, *, keep_calls_seconds: float = 3600, forget_nodes_seconds: float = 86400) -> tuple[int, int]:
+    """The duty holder's housekeeping: presence rows of expired leases, old forwarded calls, long-gone nodes."""
+    presences = s.execute(text(
+        "DELETE FROM cluster_presence p USING cluster_nodes n "
+        "WHERE n.node_id = p.node_id AND n.lease_until <= now()")).rowcount
+    calls = s.execute(text("DELETE FROM cluster_calls WHERE created_at < now() - make_interval(secs => :keep)"),
+                      {"keep": keep_calls_seconds}).rowcount
+    s.execute(text("DELETE FROM cluster_nodes WHERE lease_until < now() - make_interval(secs => :forget)"),
+              {"forget": forget_nodes_seconds})
+    return presences, calls
+
+
+def channel(node_id: str) -> str:
+    """The NOTIFY channel a node listens on (node ids are checked: letters, digits, _ and -)."""
+    return f"csms_node_{node_id}"
+
+
+def send_call(s: Session, call_id: str, origin: str, target: str, cp_id: str, action: str,
+              payload: dict[str, Any], timeout: float) -> None:
+    """The call row and its NOTIFY in one transaction: the target hears of it only once it is readable."""
+    s.execute(text(
+        "INSERT INTO cluster_calls (id, origin_node, target_node, charge_point_id, action, payload, timeout_seconds, "
+        "state, created_at) VALUES (:id, :origin, :target, :cp, :action, CAST(:payload AS json), :timeout, 'sent', "
+        "now())"), {"id": call_id, "origin": origin, "target": target, "cp": cp_id, "action": action,
+                    "payload": json.dumps(payload), "timeout": timeout})
+    s.execute(text("SELECT pg_notify(:channel, :msg)"), {"channel": channel(target), "msg": f"call:{call_id}"})
+
+
+@dataclass(frozen=True)
+class ClaimedCall:
+    call_id: str
+    origin: str
+    charge_point_id: str
+    action: str
+    payload: dict[str, Any]
+    seconds_left: float
+
+
+def claim_call(s: Session, call_id: str, node_id: str) -> ClaimedCall | None:
+    """Take a call for this node exactly once (a repeated NOTIFY or a rescan finds it taken)."""
+    row = s.execute(text(
+        "UPDATE cluster_calls SET state = 'running' WHERE id = :id AND target_node = :node AND state = 'sent' "
+        "RETURNING origin_node, charge_point_id, action, payload, "
+        "timeout_seconds - EXTRACT(EPOCH FROM (now() - created_at))"), {"id": call_id, "node": node_id}).first()
+    if row is None:
+        return None
+    origin, cp_id, action, payload, left = row
+    return ClaimedCall(call_id, origin, cp_id, action, payload or {}, float(left))
+
+
+def unclaimed_calls(s: Session, node_id: str) -> list[str]:
+    """Calls sent to this node while it was not listening (its LISTEN connection was being re-made)."""
+    return list(s.execute(text("SELECT id FROM cluster_calls WHERE target_node = :node AND state = 'sent' "
+                               "ORDER BY created_at"), {"node": node_id}).scalars())
+
+
+def answer_call(s: Session, call_id: str, origin: str, answer: dict[str, Any]) -> None:
+    s.execute(text("UPDATE cluster_calls SET state = 'answered', answer = CAST(:answer AS json), answered_at = now() "
+                   "WHERE id = :id"), {"id": call_id, "answer": json.dumps(answer)})
+    s.execute(text("SELECT pg_notify(:channel, :msg)"), {"channel": channel(origin), "msg": f"answer:{call_id}"})
+
+
+def load_answer(s: Session, call_id: str) -> dict[str, Any] | None:
+    row = s.execute(text("SELECT answer FROM cluster_calls WHERE id = :id AND state = 'answered'"),
+                    {"id": call_id}).first()
+    return None if row is None else row[0]
