@@ -16,7 +16,9 @@ from .errors import SimulatorError
 from .faults import FAULTS, markdown_table, parse_fault_option
 from .fleet import Fleet
 from .fleetspec import FleetSpec, GroupSpec, load_fleet_file
+from .procs import ShardedRun, raise_fd_limit, run_sharded
 from .replay import ReplayScript
+from .stats import Stats
 from .trace import TraceWriter
 
 __all__ = ["main"]
@@ -35,6 +37,11 @@ examples:
 
   # a mixed fleet from a TOML file (groups, power, faults, driver timings)
   unstuck-sim run --csms ws://127.0.0.1:9000/ocpp --fleet fleet.toml --duration 600
+
+  # 20,000 heartbeating charge points: more than one core drives, so four processes share the
+  # fleet (the same charge points, faults and sessions as one process; one merged trace)
+  unstuck-sim run --csms ws://127.0.0.1:9000/ocpp --count 20000 --no-driver --ramp 500 --procs 4 \\
+      --duration 600 --trace reports/big.jsonl
 
   # play the same charge-point behaviour again (all, or only the charge points of the bug)
   unstuck-sim replay reports/trace.jsonl --only CP0042 --trace reports/again.jsonl
@@ -68,6 +75,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--duration", type=float, help="seconds to run (default: until Ctrl-C)")
     run.add_argument("--ramp", type=float, help="charge points started per second (default 100)")
     run.add_argument("--no-driver", action="store_true", help="no random sessions: boot, heartbeat, answer")
+    run.add_argument("--procs", type=int, default=1, metavar="N",
+                     help="split the fleet over N processes (default 1): charge point k runs in process k mod N, "
+                          "with the schedule one process would give it; one merged trace, summed stats. For a "
+                          "fleet larger than one core drives (about 2,000 charge points with sessions per core)")
     _common(run)
 
     replay = sub.add_parser("replay", help="re-run the charge-point behaviour recorded in a trace")
@@ -136,8 +147,11 @@ async def _drive(fleet: Fleet, duration: float | None, progress: float, err: Tex
 
 def summary(fleet: Fleet) -> str:
     """The end-of-run table (also what the README shows)."""
-    s = fleet.stats
-    t = fleet.elapsed
+    return summary_table(fleet.stats, fleet.elapsed, [("this process", _usage(fleet.elapsed))])
+
+
+def summary_table(s: Stats, t: float, usage: list[tuple[str, str]]) -> str:
+    """The table for stats `s` over `t` seconds, with `usage` rows (CPU and memory) after the counts."""
     rows = [
         ("run time", f"{t:.1f} s"),
         ("charge points", f"{s.charge_points} (at most {s.peak_connected} connected at once)"),
@@ -146,7 +160,7 @@ def summary(fleet: Fleet) -> str:
         ("energy", f"{s.energy_wh / 1000:.1f} kWh"),
         ("frames", f"{s.sent} sent, {s.received} received"),
         ("queued messages lost", str(s.queued_lost)),
-        ("this process", _usage(t)),
+        *usage,
     ]
     width = max(len(k) for k, _ in rows)
     out = [f"{k:<{width}}  {v}" for k, v in rows]
@@ -186,10 +200,35 @@ def _fault_table() -> str:
     return "\n".join(lines)
 
 
-def _raise_fd_limit() -> None:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+def _sharded_usage(run: ShardedRun) -> list[tuple[str, str]]:
+    """CPU and peak RSS of each shard process, and of the parent (which only relays and merges)."""
+    rows = []
+    for u in run.usage:
+        name = f"process {u['shard']} (pid {u['pid']})"
+        if "cpu" in u:
+            share = f", {100 * u['cpu'] / run.elapsed:.0f}% of one core" if run.elapsed > 0 else ""
+            rows.append((name, f"{u['charge_points']} charge points, peak RSS {u['rss_mb']:.0f} MB, "
+                               f"CPU {u['cpu']:.1f} s{share}"))
+        else:
+            rows.append((name, f"{u['charge_points']} charge points, no final report"))
+    rows.append(("parent process", _usage(run.elapsed)))
+    return rows
+
+
+def _main_sharded(args: argparse.Namespace, spec: FleetSpec, csms: str, duration: float | None,
+                  password: str | None, run_info: dict[str, object], progress: float) -> int:
+    try:
+        run = run_sharded(spec, csms, procs=args.procs, duration=duration, trace=args.trace,
+                          frames=not args.no_frames, password=password, ca_file=args.ca_file, progress=progress,
+                          run_info=run_info, err=sys.stderr)
+    except KeyboardInterrupt:  # before the signal handler was in place; the children were killed
+        return 130
+    print(summary_table(run.stats, run.elapsed, _sharded_usage(run)))
+    if args.trace:
+        print(f"\ntrace: {args.trace} (merged from {args.procs} processes)")
+    for failure in run.failures:
+        print(f"unstuck-sim: {failure}; the run failed", file=sys.stderr)
+    return run.exit_code
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -210,19 +249,28 @@ def main(argv: Sequence[str] | None = None) -> int:
             duration = args.duration if args.duration is not None else (run_opts.get("duration") or replay.end)
         if not csms:
             raise SimulatorError("no CSMS URL: pass --csms ws://HOST:PORT/PATH")
-        trace = TraceWriter(args.trace, frames=not args.no_frames) if args.trace else TraceWriter()
+        procs = getattr(args, "procs", 1)
+        if procs < 1:
+            raise SimulatorError(f"--procs {procs}: need at least 1 process")
+        trace = TraceWriter(args.trace, frames=not args.no_frames) if args.trace and procs == 1 else TraceWriter()
         run_info = {"csms": csms, "duration": duration, "argv": list(argv if argv is not None else sys.argv[1:])}
         password = None
         if args.password_file:
             with open(args.password_file, encoding="utf-8") as fh:
                 password = fh.readline().rstrip("\r\n")
         context = ssl.create_default_context(cafile=args.ca_file) if args.ca_file else None
-        fleet = Fleet(spec, str(csms), trace=trace, replay=replay, run_info=run_info, password=password,
-                      ssl_context=context)
+        if procs == 1:
+            fleet = Fleet(spec, str(csms), trace=trace, replay=replay, run_info=run_info, password=password,
+                          ssl_context=context)
     except (SimulatorError, OSError) as exc:
         print(f"unstuck-sim: {exc}", file=sys.stderr)
         return 1
-    _raise_fd_limit()
+    if procs > 1:
+        progress = args.progress if args.progress is not None else (1.0 if sys.stderr.isatty() else 10.0)
+        raise_fd_limit()
+        return _main_sharded(args, spec, str(csms), float(duration) if duration else None, password,
+                             run_info, progress)
+    raise_fd_limit()
     progress = args.progress if args.progress is not None else (1.0 if sys.stderr.isatty() else 10.0)
     interrupted = False
     try:

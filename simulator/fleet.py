@@ -16,9 +16,11 @@ reconnect all at once either). All of their tasks live under `run`.
 
 from __future__ import annotations
 
+import dataclasses
 import ssl
+import time
 from collections.abc import Callable, Iterable, Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
@@ -27,10 +29,10 @@ import trio
 from .chargepoint import ChargePoint
 from .clock import SimClock
 from .faults import FaultBook
-from .fleetspec import FleetSpec, SessionPlan, session_plans
+from .fleetspec import FleetSpec, SessionPlan, session_plan, session_plans
 from .identity import make_identity
 from .replay import ReplayScript
-from .rng import Rng
+from .shard import ChargePointPlan, Shard, plan_fleet
 from .stats import Stats
 from .trace import TRACE_VERSION, TraceWriter
 from .truth import ChargePointTruth
@@ -50,10 +52,15 @@ class Fleet:
         run_info: dict[str, Any] | None = None,
         password: str | Callable[[str], str | None] | None = None,
         ssl_context: ssl.SSLContext | None = None,
+        shard: Shard | None = None,
     ) -> None:
         """password: every charge point's HTTP Basic password, or a function of its id (per group,
         per charge point); ssl_context: for a wss:// CSMS whose CA the system does not trust.
-        Neither is part of the spec, so neither lands in a trace."""
+        Neither is part of the spec, so neither lands in a trace.
+
+        shard: build and run only this process's share of the fleet (`unstuck-sim run --procs N`);
+        each charge point starts at its place in the whole fleet, and time 0 is `epoch` on the
+        wall clock, so the shards of N processes keep the one schedule."""
         self.spec = spec
         self.csms = csms.rstrip("/")
         self.trace = trace or TraceWriter()
@@ -62,12 +69,14 @@ class Fleet:
         self.run_info = dict(run_info or {})
         self.clock: SimClock | None = None
         self.elapsed = 0.0  # simulation seconds the last run lasted
+        self.shard = shard
         self._cps: dict[str, ChargePoint] = {}
-        root = Rng(spec.seed)
-        for cp_id, group in spec.charge_points():
+        self._places: dict[str, ChargePointPlan] = {}
+        for plan in plan_fleet(spec, shard):
+            cp_id, group, rng = plan.cp_id, plan.group, plan.rng
             if replay is not None and cp_id not in replay.charge_points:
                 continue
-            rng = root.child("cp", cp_id)
+            self._places[cp_id] = plan
             connectors = range(1, group.connectors + 1)
             book = FaultBook(
                 cp_id, connectors, group.faults + spec.faults, rng.child("faults"),
@@ -101,6 +110,9 @@ class Fleet:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Start every charge point (staggered), report started, run until cancelled."""
+        if self.shard is not None:
+            await self._run_shard(task_status=task_status)
+            return
         clock = self.clock = SimClock(self.epoch)
         self.trace.now = clock.now
         self.trace.write(
@@ -117,6 +129,50 @@ class Fleet:
             self.elapsed = clock.now()
             self.trace.now = lambda: self.elapsed
             self.trace.flush()
+
+    async def _run_shard(self, *, task_status: trio.TaskStatus[None]) -> None:
+        """One shard: time 0 is the epoch on the wall clock (shared by every process of the run), and
+        each charge point starts at `place / ramp` as in the whole fleet. No header: the parent writes it."""
+        epoch = self.epoch or datetime.now(UTC)
+        start = trio.current_time() + (epoch.timestamp() - time.time())
+        clock = self.clock = SimClock(epoch, start=start)
+        self.trace.now = clock.now
+        try:
+            async with trio.open_nursery() as nursery:
+                for cp_id, cp in self._cps.items():
+                    await clock.sleep_until(self._places[cp_id].start_at)
+                    await nursery.start(partial(cp.run, clock=clock))
+                task_status.started()
+        finally:
+            self.elapsed = max(0.0, clock.now())
+            self.trace.now = lambda: self.elapsed
+            self.trace.flush()
+
+    def schedule(self, sessions: int = 3) -> dict[str, dict[str, Any]]:
+        """What the seed decided for each charge point, as plain data: place and start moment,
+        identity, the faults that apply and the timed ones' moments, the first `sessions` car visits
+        per connector, and a probe of its random stream (equal probes: equal draws everywhere).
+        Reads nothing that running changes, so it is the same before, during and after a run."""
+        out: dict[str, dict[str, Any]] = {}
+        for cp_id, cp in self._cps.items():
+            plan = self._places[cp_id]
+            driver_rng = cp.rng.child("driver")
+            out[cp_id] = {
+                "place": plan.place,
+                "start_at": plan.start_at,
+                "group": plan.group.prefix,
+                "connectors": sorted(cp.connectors),
+                "identity": dataclasses.asdict(cp.identity),
+                "rng_probe": cp.rng.bits64("probe"),
+                "faults": [f.to_mapping() for f in cp.book.specs],
+                "timed_faults": [(f.name, f.connector, f.index, f.at) for f in cp.book.timed()],
+                "sessions": {
+                    cid: [session_plan(driver_rng, self.spec.driver, plan.group, cid, n).to_mapping()
+                          for n in range(sessions)]
+                    for cid in cp.connectors
+                } if self.spec.driver is not None else {},
+            }
+        return out
 
     async def wait_online(self, ids: Iterable[str] | None = None) -> None:
         """Until the given (default: all) charge points are connected and booted."""
