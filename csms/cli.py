@@ -32,6 +32,7 @@ EPILOG = """examples:
   csms id-tags import tags.csv                          # idTag,status,expiryDate,parentIdTag
   csms serve --allow-unknown-chargers --accept-unknown-id-tags   # lab mode, for test benches only
   csms serve --db postgresql+psycopg://postgres@127.0.0.1:5432/test
+  csms db upgrade --db postgresql+psycopg://postgres@127.0.0.1:5432/test   # after installing a new version
   csms serve --ocpp-port 0 --http-port 0 --ports-file /tmp/ports.json   # free ports, written as JSON
 
 Charge points connect to ws://HOST:OCPP_PORT/ocpp/{chargePointId} (wss:// with --tls-cert) with
@@ -119,6 +120,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--heartbeat-interval", type=int, default=300, help="seconds, sent in BootNotification (default 300)")
     serve.add_argument("--freshness-minutes", type=float, default=30.0,
                        help="a persisted status counts for occupancy only this long without a live one (default 30)")
+    serve.add_argument("--reconnect-settle-seconds", type=float, default=10.0,
+                       help="after a charge point reconnects, a connector it reported before is not 'free' until it "
+                            "reports it again or this many seconds pass: it may be replaying a session started "
+                            "while it was offline (default 10; 0 turns this off)")
     serve.add_argument("--max-frame-bytes", type=int, default=65536, help="larger frames close the connection (1009)")
     lim = serve.add_argument_group("abuse limits (each counted in /metrics)")
     lim.add_argument("--ocpp-max-queued-calls", type=int, default=16,
@@ -167,6 +172,10 @@ def build_parser() -> argparse.ArgumentParser:
     hooks.add_argument("--webhook-queue-size", type=int, default=1000,
                        help="events waiting per receiver; a slow or dead receiver loses its oldest beyond this "
                             "(default 1000)")
+    serve.add_argument("--schema-upgrade", choices=("auto", "refuse"), default=_env("CSMS_SCHEMA_UPGRADE", "auto"),
+                       help="a database older than this csms at start: 'auto' upgrades it and logs from/to "
+                            "(default), 'refuse' stops and says to run `csms db upgrade` (env CSMS_SCHEMA_UPGRADE). "
+                            "An empty database is always created, a newer one always refused")
     serve.add_argument("--node-id", default=_env("CSMS_NODE_ID", "") or None,
                        help="run as one node of a cluster behind a load balancer (PostgreSQL only): presence, "
                             "commands and maintenance are shared with the other nodes on the same database; "
@@ -213,7 +222,48 @@ def build_parser() -> argparse.ArgumentParser:
     tlist = tsub.add_parser("list", help="every tag in the list")
     _add_db(tlist)
     _add_logging(tlist)
+
+    db = sub.add_parser("db", help="the database schema: upgrade after installing a new csms, see its revision",
+                        description=DB_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    dsub = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
+    up = dsub.add_parser("upgrade", help="create or upgrade the schema to this csms's revision (keeps all rows)",
+                         description="Creates the tables of an empty database; upgrades an older one through each "
+                                     "migration in turn, keeping its rows; adopts a database made before schema "
+                                     "versions (stamps the revision its tables match, then upgrades). Refuses a "
+                                     "database newer than this csms. Safe to run twice, and while other csms "
+                                     "processes start on the same PostgreSQL database (they wait for it).")
+    _add_db(up)
+    up.add_argument("--sql", action="store_true",
+                    help="print the SQL that would upgrade a database at --from-revision instead of running it")
+    up.add_argument("--from-revision", default=None, metavar="REV",
+                    help="with --sql: the revision the database is at (default: the first, 0001)")
+    _add_logging(up)
+    cur = dsub.add_parser("current", help="the database's revision, this csms's, and what to do")
+    _add_db(cur)
+    _add_logging(cur)
+    hist = dsub.add_parser("history", help="every schema revision this csms knows, oldest first")
+    _add_db(hist)
+    _add_logging(hist)
     return parser
+
+
+DB_HELP = """The schema has numbered revisions (Alembic migrations shipped inside csms, see `csms db history`);
+the database records its own in the table alembic_version.
+
+At start, `csms serve` checks it:
+  empty database          -> creates today's tables
+  at this csms's revision -> serves
+  older (a new csms)      -> upgrades it and logs from/to (--schema-upgrade auto, the default),
+                             or stops and asks for `csms db upgrade` (--schema-upgrade refuse)
+  newer (an older csms)   -> refuses to start, naming both revisions
+  tables, no revision     -> (made before schema versions) matched to a revision, stamped, upgraded
+
+examples:
+  csms db current --db sqlite:///unstuck.db
+  cp unstuck.db unstuck.db.bak && csms db upgrade --db sqlite:///unstuck.db
+  pg_dump ... && csms db upgrade --db postgresql+psycopg://csms@db.example:5432/csms
+  csms db upgrade --sql --from-revision 0003   # the DDL, for a DBA to review or run
+"""
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
@@ -239,6 +289,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         check_cluster_settings(args.node_id, args.db)  # a ValueError: said, and exit 2
     return Settings(
         db_url=args.db,
+        schema_upgrade=args.schema_upgrade,
         ocpp_host=args.ocpp_host,
         ocpp_port=args.ocpp_port,
         http_host=args.http_host,
@@ -262,6 +313,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         max_body_bytes=args.max_body_bytes,
         body_timeout_seconds=args.body_timeout_seconds,
         freshness=timedelta(minutes=args.freshness_minutes),
+        reconnect_settle_seconds=args.reconnect_settle_seconds,
         ports_file=args.ports_file,
         node_id=args.node_id,
         payment_provider=args.payment_provider,
@@ -311,7 +363,27 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     except OSError as exc:
         log.error("csms.failed_to_start %s", exc)
         return 1
+    except BaseExceptionGroup as group:
+        refused = _schema_refusal(group)
+        if refused is None:
+            raise
+        log.error("csms.schema_refused %s", refused.message)
+        return 1
     return 0
+
+
+def _schema_refusal(exc: BaseException):
+    """The SchemaError that stopped serve, inside the nurseries' exception groups (or None)."""
+    from .db.schema import SchemaError
+
+    if isinstance(exc, SchemaError):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = _schema_refusal(inner)
+            if found is not None:
+                return found
+    return None
 
 
 def _write_generated_token(token: str) -> str:
@@ -467,6 +539,95 @@ def _cmd_maintenance(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_db(args: argparse.Namespace) -> int:
+    from .db import schema
+    from .db.engine import make_engine, normalise_url, redact
+
+    if args.db_command == "history":
+        return _print_history(args.db)
+    if args.db_command == "upgrade" and args.sql:
+        return _print_upgrade_sql(normalise_url(args.db), args.from_revision)
+    engine = make_engine(args.db)
+    try:
+        if args.db_command == "current":
+            return _print_current(engine)
+        try:
+            outcome = schema.prepare(engine, upgrade_older=True)
+        except schema.SchemaError as exc:
+            print(f"csms: {exc.message}", file=sys.stderr)
+            return 1
+    finally:
+        engine.dispose()
+    plan = outcome.plan
+    where = redact(normalise_url(args.db))
+    if plan.action is schema.Action.CREATE:
+        print(f"{where}: was empty; created the tables of revision {plan.head} ({outcome.seconds:.2f} s).")
+    elif plan.action is schema.Action.NOTHING:
+        adopted = " (tables made before schema versions: stamped)" if plan.adopt else ""
+        print(f"{where}: already at revision {plan.head}{adopted}; nothing to do.")
+    else:
+        adopted = " (tables made before schema versions, matched to it and stamped)" if plan.adopt else ""
+        print(f"{where}: upgraded from revision {plan.current}{adopted} to {plan.head} ({outcome.seconds:.2f} s).")
+    return 0
+
+
+def _print_current(engine) -> int:
+    from .db import schema
+
+    head = schema.head_revision()
+    with engine.connect() as conn:
+        current = schema.current_revision(conn)
+        known = [s.revision for s in schema.history()]
+        from sqlalchemy import inspect
+
+        has_tables = bool(set(inspect(conn).get_table_names()) - {schema.VERSION_TABLE})
+    print(f"database: {current or '(no revision)'}\nthis csms: {head}")
+    if current == head:
+        print("up to date.")
+    elif current is None:
+        print("empty or made before schema versions: `csms db upgrade` creates or adopts it."
+              if has_tables else "empty: `csms db upgrade` (or csms serve) creates the tables.")
+    elif current in known:
+        print("older than this csms: back it up, then run `csms db upgrade` (csms serve does it at start "
+              "unless --schema-upgrade refuse).")
+    else:
+        print("NEWER than this csms (an unknown revision): run the newer csms; this one refuses to start on it.")
+        return 1
+    return 0
+
+
+def _print_history(url: str) -> int:
+    from .db import schema
+    from .db.engine import make_engine
+
+    current = None
+    try:
+        engine = make_engine(url)
+        try:
+            with engine.connect() as conn:
+                current = schema.current_revision(conn)
+        finally:
+            engine.dispose()
+    except Exception:  # history is useful without a reachable database too
+        pass
+    head = schema.head_revision()
+    for script in schema.history():
+        marks = [m for m, on in (("head", script.revision == head), ("database", script.revision == current)) if on]
+        title = (script.doc or "").strip().splitlines()[0]
+        print(f"{script.revision}  {title}{'  <- ' + ', '.join(marks) if marks else ''}")
+    return 0
+
+
+def _print_upgrade_sql(url: str, from_revision: str | None) -> int:
+    from alembic import command
+
+    from .db import schema
+
+    start = from_revision or schema.history()[0].revision
+    command.upgrade(schema.alembic_config(url=url), f"{start}:head", sql=True)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     from .logs import setup_logging
 
@@ -474,7 +635,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     setup_logging(args.log_level, args.log_format)
     handlers = {"serve": _cmd_serve, "maintenance": _cmd_maintenance, "chargers": _cmd_chargers,
-                "id-tags": _cmd_id_tags}
+                "id-tags": _cmd_id_tags, "db": _cmd_db}
     return handlers[args.command](args)
 
 

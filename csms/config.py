@@ -101,6 +101,9 @@ def parse_test_breaks(names: list[str]) -> frozenset[str]:
 @dataclass(frozen=True)
 class Settings:
     db_url: str = DEFAULT_DB_URL
+    # A database older than the code at start: "auto" upgrades it (logged from/to), "refuse" stops
+    # and says to run `csms db upgrade` (csms.db.schema). A newer one is always refused.
+    schema_upgrade: str = "auto"
     ocpp_host: str = "127.0.0.1"
     ocpp_port: int = 9000
     http_host: str = "127.0.0.1"

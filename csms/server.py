@@ -254,7 +254,7 @@ async def serve(
     shutdown = trio.Event() if shutdown is None else shutdown
     engine = make_engine(settings.db_url)
     try:
-        await trio.to_thread.run_sync(create_schema, engine)
+        await trio.to_thread.run_sync(partial(create_schema, engine, upgrade_older=settings.schema_upgrade == "auto"))
         db = Database(engine, bulk_statements=BULK_STATEMENTS)
         state = await trio.to_thread.run_sync(db.run_sync, credential_store.load_startup_state)
         ctx = Context(settings=settings, clock=clock, db=db, registry=Registry(), known_charge_points=state.known,

@@ -20,14 +20,18 @@ from dataclasses import dataclass
 from enum import Enum
 from functools import lru_cache
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import Script, ScriptDirectory
-from sqlalchemy import Connection, Engine, create_engine, inspect, text
+# Alembic logs its plugins as it is imported and "Context impl SQLiteImpl." on every check, at INFO;
+# our own line says what was done (csms.schema). Set before the import.
+logging.getLogger("alembic").setLevel(logging.WARNING)
 
-from ..errors import CsmsError
-from .models import Base
+from alembic import command  # noqa: E402
+from alembic.config import Config  # noqa: E402
+from alembic.runtime.migration import MigrationContext  # noqa: E402
+from alembic.script import Script, ScriptDirectory  # noqa: E402
+from sqlalchemy import Connection, Engine, create_engine, inspect, text  # noqa: E402
+
+from ..errors import CsmsError  # noqa: E402
+from .models import Base  # noqa: E402
 
 __all__ = [
     "MIGRATIONS",
