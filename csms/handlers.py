@@ -173,6 +173,9 @@ class ChargePointHandlers:
                 s, id_tag, now=now, accept_unknown=ctx.settings.accept_unknown_id_tags)
             return stopped, info
 
+        if "stop_acked_before_commit" in ctx.settings.test_breaks:  # TEST BREAK: answered, stored later
+            ctx.db.submit(work)
+            return _ACCEPTED
         result, info = await self.ctx.db.write(work)
         if self.live is not None and result.connector_id is not None:
             self.live.stops_seen[result.connector_id] = now  # the contradicted-status rule waits a grace from here

@@ -43,7 +43,8 @@ def test_unknown_break_is_refused_naming_the_known_ones(sqlite_url):
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 2
     assert ("unknown --test-break nope; known: late_stop_ignored, pongs_not_liveness, registry_never_forgets, "
-            "remote_accept_marks_busy, reservation_not_busy, unlock_keeps_transaction, unlock_resets_live_status"
+            "remote_accept_marks_busy, reservation_not_busy, stop_acked_before_commit, unlock_keeps_transaction, "
+            "unlock_resets_live_status"
             ) in out.stderr
 
 
