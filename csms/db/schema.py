@@ -52,8 +52,9 @@ log = logging.getLogger("csms.schema")
 
 MIGRATIONS = "csms.db:migrations"  # package resource: found wherever csms is installed
 VERSION_TABLE = "alembic_version"
-# pg_advisory_xact_lock key: "unstuck" in ASCII. Advisory locks are per database.
-ADVISORY_LOCK_KEY = 0x756E737475636B
+# Held (pg_advisory_xact_lock) from the version check to the commit of the upgrade. Keyed by schema:
+# databases with several schemas (the tests', two sites') do not wait for each other.
+_SCHEMA_LOCK = "SELECT pg_advisory_xact_lock(hashtext('unstuck.schema.' || current_schema()))"
 
 
 class SchemaError(CsmsError):
@@ -236,7 +237,7 @@ def prepare(engine: Engine, *, upgrade_older: bool = True) -> Outcome:
     started = time.perf_counter()
     with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
-            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": ADVISORY_LOCK_KEY})
+            conn.execute(text(_SCHEMA_LOCK))
         plan = _plan(conn, upgrade_older=upgrade_older)
         if plan.refused:
             raise SchemaError(refusal_message(plan, engine.url.render_as_string(hide_password=True)),
