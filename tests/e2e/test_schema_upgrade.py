@@ -10,7 +10,12 @@ from sqlalchemy.orm import Session
 
 from csms.db import schema
 from csms.db.engine import make_engine
-from tests.support.old_schema import FIRST, check_first_revision_rows, migrate_to, store_first_revision_rows
+from tests.support.old_schema import (
+    FIRST,
+    check_first_revision_rows,
+    migrate_to,
+    store_first_revision_rows,
+)
 from tests.support.server import start_csms
 
 # The rows are from March 2026: keep the start-up maintenance from releasing their old statuses, so

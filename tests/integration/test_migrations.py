@@ -30,7 +30,12 @@ from csms.db.models import (
     PaymentReservation,
     Transaction,
 )
-from tests.support.old_schema import FIRST, check_first_revision_rows, migrate_to, store_first_revision_rows
+from tests.support.old_schema import (
+    FIRST,
+    check_first_revision_rows,
+    migrate_to,
+    store_first_revision_rows,
+)
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 
