@@ -78,7 +78,12 @@ def _header(request: WebSocketRequest, name: bytes) -> str | None:
 
 
 def _remote(request: WebSocketRequest) -> str:
-    r = request.remote
+    """The peer's address for logs; "?" once the peer is gone (getpeername fails with ENOTCONN, and that
+    must not escape the handler: it took the whole server down under a 20,000-connection ramp)."""
+    try:
+        r = request.remote
+    except OSError:
+        return "?"
     return f"{r.address}:{r.port}" if isinstance(r, Endpoint) else str(r)
 
 
