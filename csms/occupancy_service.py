@@ -34,6 +34,7 @@ class Evaluation:
     live: LiveConnector | None
     stored: StoredSignals
     now: datetime
+    node: str | None = None  # in a cluster: the node holding its WebSocket
 
 
 def _decide(ctx: Context, cp_id: str, connector_id: int, stored: StoredSignals,
@@ -53,7 +54,8 @@ def _decide(ctx: Context, cp_id: str, connector_id: int, stored: StoredSignals,
         signals = replace(signals, reservations=())
     decision = decide(signals, now=now, freshness=ctx.settings.freshness,
                       exclude_reservation_id=exclude_reservation_id)
-    return Evaluation(cp_id, connector_id, decision, live_cp is not None, live, stored, now)
+    node = None if live_cp is None else getattr(live_cp, "node_id", ctx.settings.node_id)
+    return Evaluation(cp_id, connector_id, decision, live_cp is not None, live, stored, now, node)
 
 
 async def evaluate(ctx: Context, cp_id: str, connector_id: int, *,
@@ -95,6 +97,7 @@ def explain(ev: Evaluation, freshness_minutes: float) -> dict[str, Any]:
         "reasons": list(ev.decision.reasons),
         "signals": {
             "websocketPresent": ev.websocket_present,
+            **({} if ev.node is None else {"node": ev.node}),  # cluster mode: who holds the WebSocket
             "liveStatus": None if ev.live is None else {
                 "status": ev.live.status, "errorCode": ev.live.error_code, "at": iso(ev.live.updated_at)},
             "persistedStatus": persisted,

@@ -48,6 +48,8 @@ _DUTIES_LOCK = "SELECT pg_try_advisory_lock(hashtext('unstuck.cluster.duties.' |
 # it after this and the lock passes on. Must be well above the refresh interval.
 _DUTY_IDLE_TIMEOUT = "10s"
 _LAST_SEEN_STEP = timedelta(seconds=5)
+# last_boot_at is the booting node's clock: re-read boots this far back, in case clocks differ.
+_BOOT_CLOCK_MARGIN = timedelta(seconds=60)
 
 
 class ClusterConfigError(ValueError):
@@ -84,6 +86,7 @@ class ClusterNode:
         self.rounds = 0
         self._view = _View({}, {}, datetime.min, 0.0)
         self._published: dict[str, Presence] = {}
+        self._booted_at: datetime | None = None  # the newest boot time read so far (last_boot_at)
         self._changed = trio.Event()
         self._waiters: dict[str, trio.Event] = {}
         self._db_limiter = trio.CapacityLimiter(4)
@@ -178,12 +181,18 @@ class ClusterNode:
                    for live in self.ctx.registry}
         plan = plan_presence(self._published, current, last_seen_step=_LAST_SEEN_STEP)
 
-        def work(s: Session) -> tuple[set[str], store.Snapshot]:
+        since = None if self._booted_at is None else self._booted_at - _BOOT_CLOCK_MARGIN
+
+        def work(s: Session) -> tuple[set[str], store.Snapshot, tuple[set[str], datetime | None]]:
             store.renew_lease(s, self.node_id, self.lease)
             lost = store.write_presence(s, self.node_id, plan.upserts, plan.deletes) if plan else set()
-            return lost, store.load_snapshot(s, self.node_id)
+            return lost, store.load_snapshot(s, self.node_id), store.booted_since(s, since)
 
-        lost, snap = await trio.to_thread.run_sync(partial(self._run_session, work), limiter=self._db_limiter)
+        lost, snap, (booted, self._booted_at) = await trio.to_thread.run_sync(
+            partial(self._run_session, work), limiter=self._db_limiter)
+        # Booted through another node: this one lets it send more than BootNotification and Heartbeat too.
+        self.ctx.accepted_charge_points |= booted
+        self.ctx.known_charge_points |= booted
         self._published = {k: v for k, v in current.items() if k not in lost}
         self._view = _View(live_presences(snap.presences, snap.leases, snap.now, own_node=self.node_id),
                            snap.leases, snap.now, trio.current_time())

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from ..clock import as_utc
 from .presence import Presence, connectors_from_json, connectors_to_json
 
-__all__ = ["Snapshot", "renew_lease", "release_node", "clear_own_presence", "write_presence", "load_snapshot",
+__all__ = ["booted_since", "Snapshot", "renew_lease", "release_node", "clear_own_presence", "write_presence", "load_snapshot",
            "sweep", "send_call", "claim_call", "answer_call", "load_answer", "unclaimed_calls"]
 
 
@@ -81,6 +81,16 @@ def write_presence(s: Session, node_id: str, upserts: Iterable[Presence], delete
         s.execute(text("DELETE FROM cluster_presence WHERE node_id = :node AND charge_point_id = ANY(:ids)"),
                   {"node": node_id, "ids": gone})
     return lost
+
+
+def booted_since(s: Session, since: datetime | None) -> tuple[set[str], datetime | None]:
+    """Charge points whose BootNotification was accepted (by any node) at or after `since` (all when None),
+    and the newest such time: a node learns that a charge point another node booted may send to it."""
+    query = "SELECT id, last_boot_at FROM charge_points WHERE last_boot_at IS NOT NULL"
+    rows = s.execute(text(query + ("" if since is None else " AND last_boot_at >= :since")),
+                     {} if since is None else {"since": since}).all()
+    newest = max((as_utc(at) for _, at in rows), default=since)
+    return {cp_id for cp_id, _ in rows}, newest
 
 
 def load_snapshot(s: Session, node_id: str) -> Snapshot:
