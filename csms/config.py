@@ -130,6 +130,8 @@ class Settings:
     max_body_bytes: int = 1024 * 1024  # REST request bodies; larger -> 413 before reading
     body_timeout_seconds: float = 15.0  # a REST body must arrive within this; else 408
     freshness: timedelta = timedelta(minutes=30)
+    # After a charger reconnects, its connectors stay not-free this long until it reports them (csms.occupancy).
+    reconnect_settle_seconds: float = 10.0
     ports_file: str | None = None
     payment_provider: str = "simulated"
     # maintenance (see csms.maintenance)

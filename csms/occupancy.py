@@ -90,6 +90,8 @@ class ConnectorSignals:
     persisted: PersistedStatus | None = None
     open_transactions: tuple[OpenTransaction, ...] = ()
     reservations: tuple[ReservationRef, ...] = ()  # may include inactive ones; decide() filters
+    # How long the charger's current WebSocket has been up (None: unknown, taken as long enough).
+    connected_for: timedelta | None = None
 
 
 @dataclass(frozen=True)
@@ -162,14 +164,26 @@ def _busy_reasons(
     return reasons
 
 
+def _settling(signals: ConnectorSignals, settle: timedelta) -> bool:
+    """A charger back on a new connection that has not yet said anything about a connector it reported
+    before: while it replays what it queued offline (a car may have started meanwhile), "free" is a guess."""
+    return (signals.live_status is None and signals.persisted is not None
+            and signals.connected_for is not None and signals.connected_for < settle)
+
+
 def decide(
     signals: ConnectorSignals,
     *,
     now: datetime,
     freshness: timedelta = DEFAULT_FRESHNESS,
     exclude_reservation_id: str | None = None,
+    settle: timedelta = timedelta(0),
 ) -> Decision:
-    """Offline beats busy beats free; the reasons say which predicates fired and why."""
+    """Offline beats busy beats free; the reasons say which predicates fired and why.
+
+    For `settle` after a charger (re)connects, a connector it reported on an earlier connection and not
+    yet on this one is not free: busy if a busy predicate fires, else offline (not known yet).
+    """
     if freshness < timedelta(0):
         raise ValueError(f"freshness must not be negative, got {freshness}")
     reasons = _busy_reasons(
@@ -182,4 +196,7 @@ def decide(
         return Decision(Verdict.OFFLINE, ("websocket:absent", *reasons))
     if reasons:
         return Decision(Verdict.BUSY, tuple(reasons))
+    if _settling(signals, settle):
+        seconds = signals.connected_for.total_seconds()  # type: ignore[union-attr]  # _settling checked it
+        return Decision(Verdict.OFFLINE, (f"websocket:reconnected:{seconds:.1f}s_ago:no_status_yet",))
     return Decision(Verdict.FREE, ())

@@ -70,6 +70,7 @@ async def test_open_transaction_alone_makes_busy(csms):
         assert r.status_code == 409 and r.json()["data"]["reasons"] == [f"open_transaction:{tx}"]
 
 
+@pytest.mark.parametrize("csms_args", [["--allow-unknown-chargers", "--reconnect-settle-seconds", "0"]])
 @pytest.mark.parametrize("age_minutes, verdict", [(10, "busy"), (31, "free")])
 async def test_persisted_status_counts_only_while_fresh(csms, age_minutes, verdict):
     at = datetime.now(UTC) - timedelta(minutes=age_minutes)
@@ -87,6 +88,20 @@ async def test_persisted_status_counts_only_while_fresh(csms, age_minutes, verdi
             assert occ["reasons"] == [] and occ["signals"]["persistedStatus"]["fresh"] is False
         r = await admin.post("/api/ChargingSession/start-charging-session", json=_start_body("OC3"))
         assert r.status_code == (409 if verdict == "busy" else 200), r.text
+
+
+async def test_reconnected_charger_is_not_free_until_it_reports(csms):
+    """Back after a drop, a connector it reported before stays not-free (offline, with the reason) until it
+    says what it is doing now: it may be replaying a StartTransaction from while it was away."""
+    async with connect(csms.ocpp, "OC9") as cp:
+        await cp.status(1, "Available")
+    async with connect(csms.ocpp, "OC9") as cp, csms.client() as admin:
+        occ = await _occupancy(admin, "OC9")
+        assert occ["verdict"] == "offline" and occ["reasons"][0].startswith("websocket:reconnected:"), occ
+        r = await admin.post("/api/ChargingSession/start-charging-session", json=_start_body("OC9"))
+        assert r.status_code != 200, r.text
+        await cp.status(1, "Available")
+        assert (await _occupancy(admin, "OC9"))["verdict"] == "free"
 
 
 async def test_live_available_overrides_fresh_persisted_fault(csms):

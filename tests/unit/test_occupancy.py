@@ -566,3 +566,36 @@ def test_persisted_reason_iff_no_live_busy_and_within_window(signals):
         and NOW - p.updated_at <= DEFAULT_FRESHNESS
     )
     assert any(r.startswith("persisted_status:") for r in reasons) == expected
+
+
+# ---------------------------------------------------------------- reconnect settle window
+SETTLE = timedelta(seconds=10)
+
+
+def _reconnected(**kw) -> ConnectorSignals:
+    base = dict(websocket_present=True, persisted=PersistedStatus("Available", NOW - timedelta(hours=2)),
+                connected_for=timedelta(seconds=1))
+    return ConnectorSignals(**{**base, **kw})
+
+
+def test_reconnected_charger_is_not_free_before_it_reports_the_connector():
+    # Cut at t, a car started while it was away, back at t+4: until its queued StartTransaction or a
+    # status arrives, "free" would be a guess (chaos_under_load found exactly this).
+    d = decide(_reconnected(), now=NOW, settle=SETTLE)
+    assert d.verdict is Verdict.OFFLINE
+    assert d.reasons == ("websocket:reconnected:1.0s_ago:no_status_yet",)
+
+
+def test_settle_ends_with_a_live_status_or_the_window():
+    assert decide(_reconnected(live_status="Available"), now=NOW, settle=SETTLE).verdict is Verdict.FREE
+    assert decide(_reconnected(connected_for=timedelta(seconds=10)), now=NOW, settle=SETTLE).verdict is Verdict.FREE
+    assert decide(_reconnected(), now=NOW).verdict is Verdict.FREE  # settle 0: off
+
+
+def test_settle_never_hides_a_busy_signal_and_spares_new_chargers():
+    d = decide(_reconnected(open_transactions=(OpenTransaction(7),)), now=NOW, settle=SETTLE)
+    assert (d.verdict, d.reasons) == (Verdict.BUSY, ("open_transaction:7",))
+    # A connector never reported before (a new charger) has nothing to replay: free at once.
+    assert decide(_reconnected(persisted=None), now=NOW, settle=SETTLE).verdict is Verdict.FREE
+    # Unknown connection age (another node's charger, an old caller): as before.
+    assert decide(_reconnected(connected_for=None), now=NOW, settle=SETTLE).verdict is Verdict.FREE
