@@ -143,6 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="largest REST request body; larger ones get 413 before they are read (default 1 MiB)")
     lim.add_argument("--body-timeout-seconds", type=float, default=15.0,
                      help="a REST request body must arrive within this; else 408 (default 15)")
+    lim.add_argument("--db-read-timeout-seconds", type=float, default=35.0,
+                     help="a database read unanswered this long (a hung server) fails; REST answers 503 "
+                          "(default 35: PostgreSQL's connect timeout 5 + statement timeout 30)")
     serve.add_argument("--maintenance-interval-seconds", type=float, default=60.0, help="default 60")
     serve.add_argument("--heartbeat-timeout-factor", type=float, default=2.5,
                        help="offline after this many heartbeat intervals of silence (default 2.5)")
@@ -312,6 +315,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         max_handshakes=args.max_handshakes,
         max_body_bytes=args.max_body_bytes,
         body_timeout_seconds=args.body_timeout_seconds,
+        db_read_timeout_seconds=args.db_read_timeout_seconds,
         freshness=timedelta(minutes=args.freshness_minutes),
         reconnect_settle_seconds=args.reconnect_settle_seconds,
         ports_file=args.ports_file,

@@ -129,6 +129,7 @@ class Settings:
     max_handshakes: int = 200  # OCPP connections still in their handshake at once
     max_body_bytes: int = 1024 * 1024  # REST request bodies; larger -> 413 before reading
     body_timeout_seconds: float = 15.0  # a REST body must arrive within this; else 408
+    db_read_timeout_seconds: float = 35.0  # a read unanswered this long (a hung database) fails: REST 503
     freshness: timedelta = timedelta(minutes=30)
     # After a charger reconnects, its connectors stay not-free this long until it reports them (csms.occupancy).
     reconnect_settle_seconds: float = 10.0

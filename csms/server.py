@@ -260,7 +260,7 @@ async def serve(
     engine = make_engine(settings.db_url)
     try:
         await trio.to_thread.run_sync(partial(create_schema, engine, upgrade_older=settings.schema_upgrade == "auto"))
-        db = Database(engine, bulk_statements=BULK_STATEMENTS)
+        db = Database(engine, bulk_statements=BULK_STATEMENTS, read_timeout=settings.db_read_timeout_seconds)
         state = await trio.to_thread.run_sync(db.run_sync, credential_store.load_startup_state)
         ctx = Context(settings=settings, clock=clock, db=db, registry=Registry(), known_charge_points=state.known,
                       accepted_charge_points=state.accepted, auto_registered=state.auto_registered,

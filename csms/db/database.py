@@ -23,7 +23,7 @@ from sqlalchemy import Engine, Executable
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-__all__ = ["Database", "DatabaseClosedError", "BulkWrite", "BulkStatements", "is_outage"]
+__all__ = ["Database", "DatabaseClosedError", "DatabaseHungError", "BulkWrite", "BulkStatements", "is_outage"]
 
 log = logging.getLogger("csms.db")
 T = TypeVar("T")
@@ -32,6 +32,10 @@ Work = Callable[[Session], Any]
 
 class DatabaseClosedError(RuntimeError):
     """A write was submitted after the writer stopped."""
+
+
+class DatabaseHungError(RuntimeError):
+    """A read got no answer within the bound: the server hangs (SIGSTOP, a stuck disk), it does not refuse."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +52,7 @@ BulkStatements = Mapping[str, Callable[[str], Executable]]
 
 def is_outage(exc: BaseException) -> bool:
     """The database is unreachable or hung (connection refused or lost, a timeout), not a bad write."""
-    return isinstance(exc, OperationalError | InterfaceError) or (
+    return isinstance(exc, OperationalError | InterfaceError | DatabaseHungError) or (
         isinstance(exc, DBAPIError) and exc.connection_invalidated)
 
 
@@ -66,8 +70,9 @@ class _Op:
 
 class Database:
     def __init__(self, engine: Engine, *, read_threads: int = 8, max_batch: int = 2000,
-                 bulk_statements: BulkStatements | None = None) -> None:
+                 bulk_statements: BulkStatements | None = None, read_timeout: float = 35.0) -> None:
         self.engine = engine
+        self.read_timeout = read_timeout
         self._bulk_factories = dict(bulk_statements or {})
         self._bulk_compiled: dict[str, Executable] = {}
         self.sessions = sessionmaker(engine, expire_on_commit=False)
@@ -88,8 +93,16 @@ class Database:
 
     # ------------------------------------------------------------------ reads
     async def read(self, fn: Callable[[Session], T]) -> T:
-        """Run fn(session) in a worker thread, in its own read transaction."""
-        return await trio.to_thread.run_sync(self._read_sync, fn, limiter=self.read_limiter)
+        """Run fn(session) in a worker thread, in its own read transaction.
+
+        A hung server never answers, and a pooled connection's statement_timeout is the server's own
+        to enforce: after read_timeout s the thread is abandoned (it ends when the server wakes) and
+        DatabaseHungError says so, instead of the caller waiting as long as the database does.
+        """
+        with trio.move_on_after(self.read_timeout):
+            return await trio.to_thread.run_sync(self._read_sync, fn, limiter=self.read_limiter,
+                                                 abandon_on_cancel=True)
+        raise DatabaseHungError(f"no answer from the database within {self.read_timeout:g} s")
 
     def _read_sync(self, fn: Callable[[Session], T]) -> T:
         with self.sessions() as session, session.begin():

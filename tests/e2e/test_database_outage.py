@@ -6,6 +6,7 @@ again by the test; the machine's shared cluster is never touched.
 
 from __future__ import annotations
 
+import httpx
 import pytest
 import trio
 
@@ -50,5 +51,71 @@ async def test_an_outage_loses_no_acknowledged_status_and_rest_answers_503(priva
                 while with_db(private_pg.url, stored) != ("Faulted", "GroundFailure"):
                     await trio.sleep(0.2)
         assert "db.unavailable requeued=" in csms.log()
+    finally:
+        csms.stop()
+
+
+async def _timed(what: str, request, limit: float):
+    """(response, seconds) of a request that must be answered within `limit` s whatever the database does."""
+    began = trio.current_time()
+    with trio.fail_after(limit):
+        try:
+            res = await request
+        except httpx.TransportError as exc:
+            raise AssertionError(f"{what}: no HTTP answer ({exc!r})") from exc
+    return res, trio.current_time() - began
+
+
+async def test_a_hung_database_turns_into_errors_within_a_bounded_wait(private_pg, tmp_path):
+    """SIGSTOP of the whole PostgreSQL instance: TCP still accepts, nothing answers. The server must not hang."""
+    # Short bounds for a quick test: connect within 2 s (libpq connect_timeout in the URL), a read given up
+    # after 3 s (the defaults are 5 and 35).
+    csms = start_csms(f"{private_pg.url}?connect_timeout=2", tmp_path,
+                      ["--allow-unknown-chargers", "--db-read-timeout-seconds", "3"])
+    try:
+        async with connect(csms.ocpp, "HUNG1") as cp, csms.client() as http:
+            await cp.status(1, "Available")
+            assert (await http.get("/api/stations")).status_code == 200  # pooled connections exist now
+            stopped = private_pg.pause()
+            try:
+                # First a request that takes a pooled connection: its pre-ping waits on the stopped backend.
+                r, rest_s = await _timed("GET /api/stations", http.get("/api/stations"), 10)
+                health, health_s = await _timed("GET /health", http.get("/health"), 10)
+                # More requests at once than there are read threads: the hung ones hold theirs, the rest time out
+                # waiting for one; all are answered.
+                answers: list[tuple[int, float]] = []
+
+                async def one() -> None:
+                    res, took = await _timed("GET /api/transactions", http.get("/api/transactions"), 10)
+                    answers.append((res.status_code, took))
+
+                async with trio.open_nursery() as nursery:
+                    for _ in range(12):
+                        nursery.start_soon(one)
+                print(f"hung database ({stopped} processes stopped): REST {r.status_code} after {rest_s:.1f} s, "
+                      f"/health {health.status_code} after {health_s:.1f} s, 12 requests at once answered "
+                      f"{sorted({c for c, _ in answers})} within {max(t for _, t in answers):.1f} s")
+                assert all(code == 503 for code, _ in answers), answers
+                began = trio.current_time()
+                with trio.fail_after(5):
+                    await cp.status(1, "Faulted", "GroundFailure")  # acknowledged while the database hangs
+                    assert "currentTime" in await cp.heartbeat()
+                print(f"OCPP status and heartbeat answered in {trio.current_time() - began:.2f} s")
+                assert r.status_code == 503 and "database is unavailable" in r.json()["message"], r.text
+                assert health.status_code == 503 and health.json()["database"] == "down", health.text
+            finally:
+                private_pg.resume()
+            with trio.fail_after(30):
+                while (await http.get("/health")).status_code != 200:
+                    await trio.sleep(0.2)
+
+            def stored(s):
+                row = s.get(ConnectorStatus, ("HUNG1", 1))
+                return row and (row.status, row.error_code)
+
+            with trio.fail_after(20):
+                while with_db(private_pg.url, stored) != ("Faulted", "GroundFailure"):
+                    await trio.sleep(0.2)
+            assert (await http.get("/api/stations")).status_code == 200
     finally:
         csms.stop()
