@@ -10,7 +10,7 @@ import httpx
 import pytest
 import trio
 
-from csms.db.models import ConnectorStatus
+from csms.db.models import ConnectorStatus, Transaction
 from tests.support.chargepoint import connect
 from tests.support.db import with_db
 from tests.support.pg import private_postgres
@@ -73,10 +73,20 @@ async def test_a_hung_database_turns_into_errors_within_a_bounded_wait(private_p
     csms = start_csms(f"{private_pg.url}?connect_timeout=2", tmp_path,
                       ["--allow-unknown-chargers", "--db-read-timeout-seconds", "3"])
     try:
-        async with connect(csms.ocpp, "HUNG1") as cp, csms.client() as http:
+        async with (connect(csms.ocpp, "HUNG1") as cp, connect(csms.ocpp, "HUNG2") as starter,
+                    csms.client() as http, trio.open_nursery() as nursery):
             await cp.status(1, "Available")
             assert (await http.get("/api/stations")).status_code == 200  # pooled connections exist now
             stopped = private_pg.pause()
+            started: list[tuple[int, float]] = []
+
+            async def start_during_the_hang() -> None:
+                """A StartTransaction is answered only after its commit: it waits for the database, unanswered."""
+                began = trio.current_time()
+                tx = await starter.start(1, "TAG-HUNG", meter_start=500)
+                started.append((tx, trio.current_time() - began))
+
+            nursery.start_soon(start_during_the_hang)
             try:
                 # First a request that takes a pooled connection: its pre-ping waits on the stopped backend.
                 r, rest_s = await _timed("GET /api/stations", http.get("/api/stations"), 10)
@@ -103,8 +113,13 @@ async def test_a_hung_database_turns_into_errors_within_a_bounded_wait(private_p
                 print(f"OCPP status and heartbeat answered in {trio.current_time() - began:.2f} s")
                 assert r.status_code == 503 and "database is unavailable" in r.json()["message"], r.text
                 assert health.status_code == 503 and health.json()["database"] == "down", health.text
+                assert started == [], "a StartTransaction was acknowledged while its commit could not happen"
             finally:
                 private_pg.resume()
+            with trio.fail_after(15):
+                while not started:
+                    await trio.sleep(0.1)
+            print(f"the StartTransaction sent during the hang was answered after SIGCONT ({started[0][1]:.1f} s)")
             with trio.fail_after(30):
                 while (await http.get("/health")).status_code != 200:
                     await trio.sleep(0.2)
@@ -116,6 +131,7 @@ async def test_a_hung_database_turns_into_errors_within_a_bounded_wait(private_p
             with trio.fail_after(20):
                 while with_db(private_pg.url, stored) != ("Faulted", "GroundFailure"):
                     await trio.sleep(0.2)
+            assert with_db(private_pg.url, lambda s: s.get(Transaction, started[0][0]).id_tag) == "TAG-HUNG"
             assert (await http.get("/api/stations")).status_code == 200
     finally:
         csms.stop()
