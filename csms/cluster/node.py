@@ -18,7 +18,7 @@ import logging
 import secrets
 from contextlib import nullcontext
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -33,7 +33,7 @@ from ..ocppj import OcppjError
 from ..registry import LiveConnector, RemoteChargePoint
 from . import store
 from .forwarding import RemoteConnection, answer_of, result_of
-from .presence import ConnectorState, Presence, check_node_id, lease_valid, live_presences, plan_presence
+from .presence import ConnectorState, Presence, apply_changes, check_node_id, lease_valid, live_presences, plan_presence
 
 if TYPE_CHECKING:
     from ..context import Context
@@ -47,7 +47,12 @@ _DUTIES_LOCK = "SELECT pg_try_advisory_lock(hashtext('unstuck.cluster.duties.' |
 # A hung holder (SIGSTOP, a stuck event loop) stops pinging its duty connection; PostgreSQL closes
 # it after this and the lock passes on. Must be well above the refresh interval.
 _DUTY_IDLE_TIMEOUT = "10s"
-_LAST_SEEN_STEP = timedelta(seconds=5)
+# last_seen decides nothing on other nodes (each node judges its own sockets' silence): a coarse copy.
+_LAST_SEEN_STEP = timedelta(seconds=60)
+# A round reads the rows changed since its last read, less this margin (a write's timestamp precedes its
+# commit by the few milliseconds of its transaction); every minute it reads them all again.
+_READ_MARGIN = timedelta(seconds=2)
+_FULL_READ_SECONDS = 60.0
 # last_boot_at is the booting node's clock: re-read boots this far back, in case clocks differ.
 _BOOT_CLOCK_MARGIN = timedelta(seconds=60)
 
@@ -84,7 +89,8 @@ class ClusterNode:
         self.lease = s.cluster_lease_seconds
         self.duties_held = False
         self.rounds = 0
-        self._view = _View({}, {}, datetime.min, 0.0)
+        self._view = _View({}, {}, datetime.min.replace(tzinfo=UTC), 0.0)
+        self._full_read_at: float | None = None  # when (trio clock) every presence row was last read
         self._published: dict[str, Presence] = {}
         self._booted_at: datetime | None = None  # the newest boot time read so far (last_boot_at)
         self._changed = trio.Event()
@@ -108,10 +114,9 @@ class ClusterNode:
         return self._remote(p)
 
     def everyone_else(self) -> list[RemoteChargePoint]:
-        now = self._estimated_db_now()
-        return [self._remote(p) for p in self._view.presences.values()
-                if lease_valid(self._view.leases.get(p.node_id), now) and self.ctx.registry.local(p.charge_point_id)
-                is None]
+        live = live_presences(self._view.presences.values(), self._view.leases, self._estimated_db_now(),
+                              own_node=self.node_id)
+        return [self._remote(p) for cp_id, p in live.items() if self.ctx.registry.local(cp_id) is None]
 
     def _remote(self, p: Presence) -> RemoteChargePoint:
         return RemoteChargePoint(
@@ -183,10 +188,13 @@ class ClusterNode:
 
         since = None if self._booted_at is None else self._booted_at - _BOOT_CLOCK_MARGIN
 
+        full = self._full_read_at is None or trio.current_time() - self._full_read_at >= _FULL_READ_SECONDS
+        changed_since = None if full else self._view.db_now - _READ_MARGIN
+
         def work(s: Session) -> tuple[set[str], store.Snapshot, tuple[set[str], datetime | None]]:
             store.renew_lease(s, self.node_id, self.lease)
             lost = store.write_presence(s, self.node_id, plan.upserts, plan.deletes) if plan else set()
-            return lost, store.load_snapshot(s, self.node_id), store.booted_since(s, since)
+            return lost, store.load_snapshot(s, self.node_id, changed_since), store.booted_since(s, since)
 
         lost, snap, (booted, self._booted_at) = await trio.to_thread.run_sync(
             partial(self._run_session, work), limiter=self._db_limiter)
@@ -194,8 +202,11 @@ class ClusterNode:
         self.ctx.accepted_charge_points |= booted
         self.ctx.known_charge_points |= booted
         self._published = {k: v for k, v in current.items() if k not in lost}
-        self._view = _View(live_presences(snap.presences, snap.leases, snap.now, own_node=self.node_id),
-                           snap.leases, snap.now, trio.current_time())
+        read_at = trio.current_time()
+        if full:
+            self._full_read_at = read_at
+        self._view = _View(apply_changes(self._view.presences, snap.changes, own_node=self.node_id, full=snap.full),
+                           snap.leases, snap.now, read_at)
         self.rounds += 1
         for cp_id in lost:
             await self._replaced_elsewhere(cp_id, current[cp_id].connected_at)

@@ -20,7 +20,9 @@ __all__ = [
     "NODE_ID_PATTERN",
     "ConnectorState",
     "Presence",
+    "PresenceChange",
     "PresencePlan",
+    "apply_changes",
     "check_node_id",
     "lease_valid",
     "live_presences",
@@ -80,6 +82,29 @@ def live_presences(rows: Iterable[Presence], leases: Mapping[str, datetime], now
             continue
         held = out.get(p.charge_point_id)
         if held is None or p.connected_at > held.connected_at:
+            out[p.charge_point_id] = p
+    return out
+
+
+@dataclass(frozen=True)
+class PresenceChange:
+    """A presence row as read: `gone` is a tombstone (the charge point left that node)."""
+
+    presence: Presence
+    gone: bool = False
+
+
+def apply_changes(view: Mapping[str, Presence], changes: Iterable[PresenceChange], *, own_node: str,
+                  full: bool = False) -> dict[str, Presence]:
+    """Another node's view of who holds what, after the rows changed since its last read (or, `full`,
+    after reading every row). One row per charge point: the row is the truth, whichever node it names;
+    tombstones and rows naming this node leave the view (its own registry answers for those)."""
+    out = {} if full else dict(view)
+    for ch in changes:
+        p = ch.presence
+        if ch.gone or p.node_id == own_node:
+            out.pop(p.charge_point_id, None)
+        else:
             out[p.charge_point_id] = p
     return out
 

@@ -16,7 +16,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from ..clock import as_utc
-from .presence import Presence, connectors_from_json, connectors_to_json
+from .presence import Presence, PresenceChange, connectors_from_json, connectors_to_json
 
 __all__ = ["booted_since", "Snapshot", "renew_lease", "release_node", "clear_own_presence", "write_presence", "load_snapshot",
            "sweep", "send_call", "claim_call", "answer_call", "load_answer", "unclaimed_calls"]
@@ -24,11 +24,13 @@ __all__ = ["booted_since", "Snapshot", "renew_lease", "release_node", "clear_own
 
 @dataclass(frozen=True)
 class Snapshot:
-    """Every other node's presence rows and every node's lease, read at the database's `now`."""
+    """Other nodes' presence rows changed since a moment (all of them on a full read), every node's
+    lease, and the database's `now` of the read."""
 
     now: datetime
     leases: dict[str, datetime]
-    presences: list[Presence]
+    changes: list[PresenceChange]
+    full: bool
 
 
 def renew_lease(s: Session, node_id: str, lease_seconds: float) -> datetime:
@@ -41,25 +43,30 @@ def renew_lease(s: Session, node_id: str, lease_seconds: float) -> datetime:
     return as_utc(row.scalar_one())
 
 
+_BURY = ("UPDATE cluster_presence SET gone = true, updated_at = clock_timestamp() "
+         "WHERE node_id = :node AND NOT gone")
+
+
 def release_node(s: Session, node_id: str) -> None:
     """A graceful stop: the lease ends now and the presence rows go, so the others judge at once."""
-    s.execute(text("DELETE FROM cluster_presence WHERE node_id = :node"), {"node": node_id})
+    s.execute(text(_BURY), {"node": node_id})
     s.execute(text("UPDATE cluster_nodes SET lease_until = now() WHERE node_id = :node"), {"node": node_id})
 
 
 def clear_own_presence(s: Session, node_id: str) -> int:
     """At start: rows under this node id are a previous process's (its sockets died with it)."""
-    return s.execute(text("DELETE FROM cluster_presence WHERE node_id = :node"), {"node": node_id}).rowcount
+    return s.execute(text(_BURY), {"node": node_id}).rowcount
 
 
 _UPSERT = text("""
-INSERT INTO cluster_presence (charge_point_id, node_id, connected_at, last_seen, connectors)
-SELECT r.charge_point_id, :node, r.connected_at, r.last_seen, r.connectors
+INSERT INTO cluster_presence (charge_point_id, node_id, connected_at, last_seen, connectors, gone, updated_at)
+SELECT r.charge_point_id, :node, r.connected_at, r.last_seen, r.connectors, false, clock_timestamp()
 FROM json_to_recordset(CAST(:rows AS json))
      AS r(charge_point_id text, connected_at timestamptz, last_seen timestamptz, connectors json)
 ON CONFLICT (charge_point_id) DO UPDATE SET node_id = excluded.node_id, connected_at = excluded.connected_at,
-    last_seen = excluded.last_seen, connectors = excluded.connectors
+    last_seen = excluded.last_seen, connectors = excluded.connectors, gone = false, updated_at = clock_timestamp()
 WHERE cluster_presence.node_id = excluded.node_id
+   OR cluster_presence.gone
    OR cluster_presence.connected_at <= excluded.connected_at
    OR NOT EXISTS (SELECT 1 FROM cluster_nodes n
                   WHERE n.node_id = cluster_presence.node_id AND n.lease_until > now())
@@ -78,8 +85,7 @@ def write_presence(s: Session, node_id: str, upserts: Iterable[Presence], delete
         lost = {r["charge_point_id"] for r in rows} - taken
     gone = sorted(deletes)
     if gone:
-        s.execute(text("DELETE FROM cluster_presence WHERE node_id = :node AND charge_point_id = ANY(:ids)"),
-                  {"node": node_id, "ids": gone})
+        s.execute(text(_BURY + " AND charge_point_id = ANY(:ids)"), {"node": node_id, "ids": gone})
     return lost
 
 
@@ -93,29 +99,36 @@ def booted_since(s: Session, since: datetime | None) -> tuple[set[str], datetime
     return {cp_id for cp_id, _ in rows}, newest
 
 
-def load_snapshot(s: Session, node_id: str) -> Snapshot:
-    """Other nodes' presence rows (of live leases only: a dead node's thousands of rows cost nothing)."""
+def load_snapshot(s: Session, node_id: str, since: datetime | None = None) -> Snapshot:
+    """Other nodes' presence rows changed at or after `since` (tombstones included), or, with None, every
+    row that is not a tombstone: a round reads what changed, not the whole fleet."""
     now = as_utc(s.execute(text("SELECT now()")).scalar_one())
     leases = {n: as_utc(t) for n, t in s.execute(text("SELECT node_id, lease_until FROM cluster_nodes"))}
-    rows = s.execute(text(
-        "SELECT p.charge_point_id, p.node_id, p.connected_at, p.last_seen, p.connectors FROM cluster_presence p "
-        "JOIN cluster_nodes n ON n.node_id = p.node_id WHERE p.node_id <> :node AND n.lease_until > now()"),
-        {"node": node_id})
-    presences = [Presence(cp, node, as_utc(at), as_utc(seen), connectors_from_json(conns))
-                 for cp, node, at, seen, conns in rows]
-    return Snapshot(now, leases, presences)
+    cols = ("SELECT charge_point_id, node_id, connected_at, last_seen, connectors, gone FROM cluster_presence "
+            "WHERE node_id <> :node")
+    if since is None:
+        rows = s.execute(text(cols + " AND NOT gone"), {"node": node_id})
+    else:
+        rows = s.execute(text(cols + " AND updated_at >= :since"), {"node": node_id, "since": since})
+    changes = [PresenceChange(Presence(cp, node, as_utc(at), as_utc(seen), connectors_from_json(conns)), bool(gone))
+               for cp, node, at, seen, conns, gone in rows]
+    return Snapshot(now, leases, changes, since is None)
 
 
-def sweep(s: Session, *, keep_calls_seconds: float = 3600, forget_nodes_seconds: float = 86400) -> tuple[int, int]:
-    """The duty holder's housekeeping: presence rows of expired leases, old forwarded calls, long-gone nodes."""
-    presences = s.execute(text(
-        "DELETE FROM cluster_presence p USING cluster_nodes n "
-        "WHERE n.node_id = p.node_id AND n.lease_until <= now()")).rowcount
+def sweep(s: Session, *, tombstones_seconds: float = 600, keep_calls_seconds: float = 3600,
+          forget_nodes_seconds: float = 86400) -> tuple[int, int]:
+    """The duty holder's housekeeping: presence rows of expired leases become tombstones (readers
+    learn of them), old tombstones and forwarded calls go, and nodes gone for a day."""
+    buried = s.execute(text(
+        "UPDATE cluster_presence p SET gone = true, updated_at = clock_timestamp() FROM cluster_nodes n "
+        "WHERE n.node_id = p.node_id AND NOT p.gone AND n.lease_until <= now()")).rowcount
+    s.execute(text("DELETE FROM cluster_presence WHERE gone AND updated_at < now() - make_interval(secs => :keep)"),
+              {"keep": tombstones_seconds})
     calls = s.execute(text("DELETE FROM cluster_calls WHERE created_at < now() - make_interval(secs => :keep)"),
                       {"keep": keep_calls_seconds}).rowcount
     s.execute(text("DELETE FROM cluster_nodes WHERE lease_until < now() - make_interval(secs => :forget)"),
               {"forget": forget_nodes_seconds})
-    return presences, calls
+    return buried, calls
 
 
 def channel(node_id: str) -> str:

@@ -11,7 +11,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, DateTime, Float, Index, Integer, String, Text, text
+from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Float, Index, Integer, String, Text, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
@@ -243,6 +243,10 @@ class ClusterPresence(Base):
     connected_at: Mapped[datetime] = mapped_column(UtcDateTime)
     last_seen: Mapped[datetime] = mapped_column(UtcDateTime)
     connectors: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # A disconnect leaves a tombstone (gone) rather than deleting the row, and every write stamps
+    # updated_at (the database's clock): nodes read only the rows changed since their last read.
+    gone: Mapped[bool] = mapped_column(Boolean, default=False)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
 
 
 class ClusterCall(Base):

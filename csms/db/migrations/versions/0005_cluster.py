@@ -35,8 +35,11 @@ def upgrade() -> None:
         sa.Column("connected_at", _UTC, nullable=False),
         sa.Column("last_seen", _UTC, nullable=False),
         sa.Column("connectors", sa.JSON()),
+        sa.Column("gone", sa.Boolean(), nullable=False),
+        sa.Column("updated_at", _UTC, nullable=False),
     )
     op.create_index("ix_cluster_presence_node_id", "cluster_presence", ["node_id"])
+    op.create_index("ix_cluster_presence_updated_at", "cluster_presence", ["updated_at"])
     op.create_table(
         "cluster_calls",
         sa.Column("id", sa.String(64), primary_key=True),

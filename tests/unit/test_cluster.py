@@ -1,0 +1,171 @@
+"""The pure rules of cluster mode: leases, whose presence counts, what a node writes, forwarded errors."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from csms.cluster.forwarding import answer_of, raise_for, result_of
+from csms.cluster.node import ClusterConfigError, check_cluster_settings
+from csms.cluster.presence import (
+    ConnectorState,
+    Presence,
+    check_node_id,
+    connectors_from_json,
+    connectors_to_json,
+    lease_valid,
+    live_presences,
+    plan_presence,
+)
+from csms.ocppj import (
+    CallErrorReceived,
+    CallTimeoutError,
+    ConnectionClosedError,
+    InvalidResponseError,
+    OcppCallError,
+)
+
+T0 = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
+STEP = timedelta(seconds=5)
+
+
+def _p(cp: str, node: str, at: float = 0.0, seen: float = 0.0, **connectors: str) -> Presence:
+    return Presence(cp, node, T0 + timedelta(seconds=at), T0 + timedelta(seconds=seen),
+                    {int(c[1:]): ConnectorState(s, "NoError", T0) for c, s in connectors.items()})
+
+
+# ------------------------------------------------------------------ leases
+def test_a_lease_counts_until_its_last_instant_only():
+    until = T0 + timedelta(seconds=5)
+    assert lease_valid(until, T0)
+    assert lease_valid(until, until - timedelta(microseconds=1))
+    assert not lease_valid(until, until)  # the instant itself is already too late
+    assert not lease_valid(None, T0)  # a node never seen has no word
+
+
+def test_a_dead_nodes_charge_points_do_not_count():
+    leases = {"a": T0 + timedelta(seconds=5), "b": T0 - timedelta(seconds=1)}
+    rows = [_p("CP1", "a", c1="Charging"), _p("CP2", "b", c1="Available"), _p("CP3", "gone")]
+    live = live_presences(rows, leases, T0)
+    assert set(live) == {"CP1"}  # CP2's node b expired, CP3's node has no lease at all
+    assert live_presences(rows, leases, T0 + timedelta(seconds=5)) == {}
+
+
+def test_a_nodes_own_rows_are_left_to_its_registry():
+    leases = {"a": T0 + timedelta(seconds=5), "b": T0 + timedelta(seconds=5)}
+    live = live_presences([_p("CP1", "a"), _p("CP2", "b")], leases, T0, own_node="a")
+    assert set(live) == {"CP2"}
+
+
+def test_the_newest_connection_of_a_charge_point_wins():
+    leases = {"a": T0 + timedelta(seconds=5), "b": T0 + timedelta(seconds=5)}
+    older, newer = _p("CP1", "a", at=1), _p("CP1", "b", at=2)
+    assert live_presences([older, newer], leases, T0)["CP1"].node_id == "b"
+    assert live_presences([newer, older], leases, T0)["CP1"].node_id == "b"
+
+
+# ------------------------------------------------------------------ what a node writes
+def test_a_new_connection_is_written_and_a_gone_one_deleted():
+    plan = plan_presence({"OLD": _p("OLD", "a")}, {"NEW": _p("NEW", "a")}, last_seen_step=STEP)
+    assert [p.charge_point_id for p in plan.upserts] == ["NEW"] and plan.deletes == ("OLD",)
+
+
+def test_nothing_changed_nothing_written():
+    same = {"CP1": _p("CP1", "a", seen=1, c1="Available")}
+    plan = plan_presence(same, {"CP1": _p("CP1", "a", seen=1, c1="Available")}, last_seen_step=STEP)
+    assert not plan and plan.upserts == () and plan.deletes == ()
+
+
+def test_a_status_change_is_written_at_once():
+    before = {"CP1": _p("CP1", "a", c1="Available")}
+    plan = plan_presence(before, {"CP1": _p("CP1", "a", c1="Charging")}, last_seen_step=STEP)
+    assert [p.connectors[1].status for p in plan.upserts] == ["Charging"]
+
+
+def test_last_seen_is_batched_not_written_per_frame():
+    before = {"CP1": _p("CP1", "a", seen=0)}
+    assert not plan_presence(before, {"CP1": _p("CP1", "a", seen=4.9)}, last_seen_step=STEP)
+    assert plan_presence(before, {"CP1": _p("CP1", "a", seen=5)}, last_seen_step=STEP).upserts
+
+
+def test_a_reconnect_is_written_even_with_the_same_statuses():
+    before = {"CP1": _p("CP1", "a", at=0, c1="Available")}
+    plan = plan_presence(before, {"CP1": _p("CP1", "a", at=3, c1="Available")}, last_seen_step=STEP)
+    assert len(plan.upserts) == 1
+
+
+def test_connector_states_survive_json():
+    states = {1: ConnectorState("Charging", "NoError", T0), 2: ConnectorState("Faulted", None, T0)}
+    assert connectors_from_json(connectors_to_json(states)) == states
+    assert connectors_from_json({"x": {}, "3": {"status": "Available"}}) == {}  # unreadable entries left out
+    assert connectors_from_json(None) == {}
+
+
+# ------------------------------------------------------------------ configuration
+@pytest.mark.parametrize("node_id", ["a", "node-1", "N_2", "x" * 40])
+def test_good_node_ids(node_id):
+    assert check_node_id(node_id) is None
+
+
+@pytest.mark.parametrize("node_id", ["", "x" * 41, "a b", "a;DROP", "ä"])
+def test_bad_node_ids(node_id):
+    assert check_node_id(node_id) is not None
+
+
+def test_cluster_mode_needs_postgresql():
+    check_cluster_settings("a", "postgresql+psycopg://u@h/db")
+    check_cluster_settings("a", "postgres://u@h/db")
+    with pytest.raises(ClusterConfigError, match="PostgreSQL"):
+        check_cluster_settings("a", "sqlite:///x.db")
+    with pytest.raises(ClusterConfigError, match="node id"):
+        check_cluster_settings("a b", "postgresql://u@h/db")
+
+
+# ------------------------------------------------------------------ forwarded answers
+def test_a_result_comes_back_as_it_was():
+    assert raise_for(result_of({"status": "Accepted"}), "UnlockConnector", "CP1", 5) == {"status": "Accepted"}
+
+
+@pytest.mark.parametrize("exc", [
+    CallTimeoutError("Reset", "u1", 3.0, "CP1"),
+    CallErrorReceived("Reset", "NotSupported", "no", {"k": 1}),
+    OcppCallError("FormationViolation", "bad payload"),
+    InvalidResponseError("CP1 answered Reset with an invalid payload"),
+    ConnectionClosedError("connection to CP1 is closed"),
+])
+def test_an_error_on_the_holding_node_is_raised_the_same_on_the_asking_node(exc):
+    with pytest.raises(type(exc)) as raised:
+        raise_for(answer_of(exc), "Reset", "CP1", 3.0)
+    assert str(raised.value) == str(exc)
+
+
+# ------------------------------------------------------------------ the registry in a cluster
+def test_the_registry_answers_for_other_nodes_charge_points_but_acts_on_its_own():
+    from csms.registry import Registry, RemoteChargePoint
+
+    reg = Registry()
+    remote = RemoteChargePoint("CP9", "b", connection=None, connected_at=T0, last_seen=T0)
+    assert reg.get("CP9") is None and not reg.is_connected("CP9")  # a single node: as before
+    reg.elsewhere = lambda cp_id: remote if cp_id == "CP9" else None
+    reg.everyone_else = lambda: [remote]
+    assert reg.get("CP9") is remote and reg.is_connected("CP9")
+    assert reg.local("CP9") is None  # maintenance never pings, asks or closes another node's socket
+    assert list(reg) == [] and len(reg) == 0 and reg.all_live() == [remote]
+    with remote.asking_status(1, lambda: T0):  # the holding node marks its own status asks
+        pass
+
+
+def test_a_nodes_view_follows_the_changed_rows():
+    from csms.cluster.presence import PresenceChange, apply_changes
+
+    view = apply_changes({}, [PresenceChange(_p("CP1", "a")), PresenceChange(_p("CP2", "b"))], own_node="b", full=True)
+    assert set(view) == {"CP1"}  # its own rows are left to its registry
+    view = apply_changes(view, [PresenceChange(_p("CP3", "a", c1="Charging"))], own_node="b")
+    assert set(view) == {"CP1", "CP3"}  # an incremental read adds to what was known
+    view = apply_changes(view, [PresenceChange(_p("CP1", "a"), gone=True)], own_node="b")
+    assert set(view) == {"CP3"}  # a tombstone: it left node a
+    view = apply_changes(view, [PresenceChange(_p("CP3", "b", at=9))], own_node="b")
+    assert view == {}  # it moved here
+    view = apply_changes({"OLD": _p("OLD", "a")}, [PresenceChange(_p("CP4", "c"))], own_node="b", full=True)
+    assert set(view) == {"CP4"}  # a full read forgets what it no longer finds
