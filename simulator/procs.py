@@ -303,7 +303,8 @@ def run_sharded(
     """Run `spec` over `procs` child processes (blocking); merge the trace; sum the stats."""
     job = {
         "spec": spec.to_mapping(), "csms": csms, "duration": duration, "trace": trace, "frames": frames,
-        "password": password, "ca_file": ca_file, "report_every": progress,
+        # The children report more often than the parent prints, so a progress line is at most ~1 s old.
+        "password": password, "ca_file": ca_file, "report_every": min(progress, 1.0) if progress > 0 else 0.0,
     }
     parent = _Parent(procs, job, progress, err)
     started = time.time()
