@@ -130,7 +130,11 @@ class ChargePointHandlers:
                                       starting=started.transaction_id, check_concurrent=True)
             return started, info
 
-        result, info = await ctx.db.write(work)
+        if self.live is None:
+            result, info = await ctx.db.write(work)
+        else:
+            with self.live.starting(connector_id):
+                result, info = await ctx.db.write(work)
         id_tag_info = self._id_tag_answer("StartTransaction", id_tag, info, connector=connector_id,
                                           transaction=result.transaction_id)
         if result.repeated:

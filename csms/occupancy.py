@@ -90,6 +90,8 @@ class ConnectorSignals:
     persisted: PersistedStatus | None = None
     open_transactions: tuple[OpenTransaction, ...] = ()
     reservations: tuple[ReservationRef, ...] = ()  # may include inactive ones; decide() filters
+    # A StartTransaction for the connector was received and is being stored right now.
+    start_in_flight: bool = False
     # How long the charger's current WebSocket has been up (None: unknown, taken as long enough).
     connected_for: timedelta | None = None
 
@@ -155,6 +157,8 @@ def _busy_reasons(
                 f"persisted_status:{_text(signals.persisted.status)}:age={_whole_minutes(age)}m"
             )
     reasons.extend(f"open_transaction:{tx.transaction_id}" for tx in signals.open_transactions)
+    if signals.start_in_flight:
+        reasons.append("start_transaction:being_stored")
     reasons.extend(
         f"active_reservation:{r.reservation_id}:{_text(r.status)}"
         for r in signals.reservations

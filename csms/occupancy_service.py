@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from .clock import as_utc, iso
@@ -48,12 +48,15 @@ def _decide(ctx: Context, cp_id: str, connector_id: int, stored: StoredSignals,
         persisted=None if stored.status is None else PersistedStatus(stored.status.status, stored.status.updated_at),
         open_transactions=tuple(OpenTransaction(t.transaction_id, t.start_time) for t in stored.open_transactions),
         reservations=tuple(ReservationRef(r.reservation_id, r.status) for r in stored.reservations),
+        connected_for=None if live_cp is None else now - live_cp.connected_at,
+        start_in_flight=live_cp is not None and bool(getattr(live_cp, "starts_in_flight", {}).get(connector_id)),
     )
     if "reservation_not_busy" in ctx.settings.test_breaks:
         # TEST BREAK reservation_not_busy (mutation testing only): active reservations are not a busy signal.
         signals = replace(signals, reservations=())
     decision = decide(signals, now=now, freshness=ctx.settings.freshness,
-                      exclude_reservation_id=exclude_reservation_id)
+                      exclude_reservation_id=exclude_reservation_id,
+                      settle=timedelta(seconds=ctx.settings.reconnect_settle_seconds))
     node = None if live_cp is None else getattr(live_cp, "node_id", ctx.settings.node_id)
     return Evaluation(cp_id, connector_id, decision, live_cp is not None, live, stored, now, node)
 

@@ -58,6 +58,8 @@ class LiveChargePoint:
     self_reported: set[int] = field(default_factory=set)
     # Our stale-silent-status TriggerMessages, per connector (maintenance.select_stale_silent_statuses).
     silent_asks: dict[int, SilentAsk] = field(default_factory=dict)
+    # StartTransactions received and not yet stored, per connector: a car is starting there now.
+    starts_in_flight: dict[int, int] = field(default_factory=dict)
     # TriggerMessage(StatusNotification) calls on their way, and when each last got its answer (None: all connectors).
     _status_asks: dict[int | None, int] = field(default_factory=dict, init=False, repr=False)
     _status_answered: dict[int | None, datetime] = field(default_factory=dict, init=False, repr=False)
@@ -75,6 +77,18 @@ class LiveChargePoint:
             if left:
                 self._status_asks[connector_id] = left
             self._status_answered[connector_id] = now()
+
+    @contextmanager
+    def starting(self, connector_id: int) -> Iterator[None]:
+        """Around storing a StartTransaction: until it is stored (and so an open transaction), the
+        occupancy verdict still knows a car is starting on the connector."""
+        self.starts_in_flight[connector_id] = self.starts_in_flight.get(connector_id, 0) + 1
+        try:
+            yield
+        finally:
+            left = self.starts_in_flight.pop(connector_id) - 1
+            if left:
+                self.starts_in_flight[connector_id] = left
 
     def status_received(self, connector_id: int, status: str, error_code: str | None, now: datetime) -> bool:
         """A StatusNotification becomes the connector's live status; returns whether the charger sent it of

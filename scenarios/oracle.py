@@ -9,7 +9,9 @@ print.
 
 The three invariants:
 - never falsely free: a connector whose car has been charging for `grace`
-  seconds, or that holds a reservation the CSMS granted, is never `free`;
+  seconds, or that holds a reservation the CSMS granted, is never `free`; on a
+  charge point online all along, the `grace` runs from when it told the CSMS
+  (a status or a StartTransaction sent), as nothing else could tell;
 - never falsely busy after recovery: a connector idle for the whole recovery
   window, on a charge point connected for that long, is `free`; a charge point
   gone for that long has its connectors `offline`, never `free`; and the CSMS
@@ -255,7 +257,12 @@ def _falsely_free(s: Sample, tl: Timeline, rules: Rules) -> Violation | None:
     connector = tl.connector(s.cp, s.connector)
     state, state_since = connector.state_at(s.end)
     since = connector.running_since(s.end)  # Charging then SuspendedEV is one transaction
-    if since is not None and s.t - since >= rules.grace and not _unheard(tl, s.cp, s.connector, s.t):
+    known_from = since
+    if since is not None and tl.charge_point(s.cp).online_throughout(since, s.end):
+        # Online all along: the CSMS can know only once the charge point says so (a silent connector's
+        # StartTransaction may queue behind its other calls); offline, it must not say free at all.
+        known_from = connector.first_told_busy(since, s.end)
+    if known_from is not None and s.t - known_from >= rules.grace and not _unheard(tl, s.cp, s.connector, s.t):
         why = (f"a car has been {state} since t={since:.1f}s" if since == state_since
                else f"a car has been in its transaction since t={since:.1f}s ({state} since t={state_since:.1f}s)")
     else:

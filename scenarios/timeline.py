@@ -47,6 +47,17 @@ class ConnectorTimeline:
     connector: int
     states: list[tuple[float, str]] = field(default_factory=list)  # (t, physical state) changes
     faults: list[FaultMark] = field(default_factory=list)
+    # (t, busy) each time the charge point told the CSMS about the connector: a StatusNotification
+    # (busy unless Available) or a StartTransaction (busy) sent on the wire.
+    told: list[tuple[float, bool]] = field(default_factory=list)
+
+    def first_told_busy(self, start: float, end: float) -> float | None:
+        """When, in [start, end], the CSMS had been told the connector is in use: `start` if the last
+        thing sent before it said so, else the first busy message sent after it; None if none was."""
+        if _at(self.told, start, False)[0]:
+            return start
+        i = bisect.bisect_right(self.told, start, key=lambda c: c[0])
+        return next((t for t, busy in self.told[i:] if t <= end and busy), None)
 
     def state_at(self, t: float) -> tuple[str, float]:
         """(state, since) at time t."""
@@ -84,6 +95,11 @@ class ChargePointTimeline:
 
     def connected_at(self, t: float) -> tuple[bool, float]:
         return _at(self.links, t, False)
+
+    def online_throughout(self, start: float, end: float) -> bool:
+        """Connected at `start` and no link change until `end`."""
+        connected, _ = self.connected_at(start)
+        return connected and self.connected_at(end)[1] <= start
 
     def muted_at(self, t: float) -> bool:
         return _at(self.muted, t, False)[0]
@@ -207,7 +223,7 @@ class Timeline:
             elif kind == "tx":
                 _tx_record(r, cp, t, live, by_local, by_tx_id, tl)
             elif kind in ("out", "in"):
-                if _frame(r, cp, kind, calls, by_tx_id) == "BootNotification":
+                if _frame(r, cp, kind, calls, by_tx_id, tl, t) == "BootNotification":
                     _unmute(tl.charge_point(cp), t)  # a Reset or a scripted reboot: alive again
         tl.end = end if end is not None else last_t
         return tl
@@ -248,8 +264,10 @@ def _tx_record(r: dict[str, Any], cp: str, t: float, live: dict, by_local: dict,
         # "lost": the power_loss state record that follows carries the register
 
 
-def _frame(r: dict[str, Any], cp: str, kind: str, calls: dict, by_tx_id: dict) -> str | None:
-    """Reads transaction messages from one frame; returns the action of a Call the charge point sent."""
+def _frame(r: dict[str, Any], cp: str, kind: str, calls: dict, by_tx_id: dict, tl: Timeline,
+           t: float) -> str | None:
+    """Reads transaction messages and what the CSMS was told about each connector from one frame;
+    returns the action of a Call the charge point sent."""
     try:
         msg = json.loads(r["frame"])
     except (ValueError, KeyError, TypeError):
@@ -259,6 +277,10 @@ def _frame(r: dict[str, Any], cp: str, kind: str, calls: dict, by_tx_id: dict) -
     if kind == "out" and msg[0] == 2 and len(msg) == 4:
         action, payload = msg[2], msg[3] if isinstance(msg[3], dict) else {}
         calls[(cp, msg[1])] = (action, payload)
+        connector = payload.get("connectorId")
+        if action in ("StatusNotification", "StartTransaction") and isinstance(connector, int) and connector > 0:
+            busy = action == "StartTransaction" or payload.get("status") != "Available"
+            tl.connector(cp, connector).told.append((t, busy))
         if action == "MeterValues" and payload.get("transactionId") is not None:
             tx = by_tx_id.get((cp, payload["transactionId"]))
             if tx is not None:

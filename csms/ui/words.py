@@ -75,7 +75,12 @@ def reason_words(reason: str, x: Mapping[str, Any], activity: Mapping[int, TxAct
     kind, _, rest = reason.partition(":")
     sig = x.get("signals", {})
     if kind == "websocket":
+        if rest.startswith("reconnected:"):
+            return (f"charger reconnected {rest.split(':')[1].removesuffix('_ago')} ago and has not reported this "
+                    "connector yet (it may be replaying a session started while it was away)")
         return "charger offline: it is not connected"
+    if kind == "start_transaction":
+        return "a StartTransaction from the charger is being stored right now"
     if kind == "live_status":
         live = sig.get("liveStatus") or {}
         return f"charger reports {rest}{_since(parse_iso(live.get('at')), now)}"

@@ -91,6 +91,43 @@ def test_free_while_charging_past_the_grace_is_falsely_free():
     assert run(b, [sample(50.0, FREE)], check_free=False, check_busy=False, check_stored=False) == []
 
 
+def _silent_start(t0: float, told_at: float, *, online: bool = True) -> TraceBuilder:
+    """A car starts at t0 on a connector that sends no status; its StartTransaction leaves at told_at."""
+    from simulator.model import Event
+
+    b = TraceBuilder()
+    b.online(0.0)
+    if not online:
+        b.closed(t0 - 1.0)
+    b.apply(t0, 1, Event.PLUG, 0)
+    b.apply(t0, 1, Event.START, 0)
+    b.write(t0, "tx", connector=1, event="start", local_id=1, tag="TAG1", remote=False, meter=0)
+    b.call(told_at, "StartTransaction", {"connectorId": 1, "idTag": "TAG1", "meterStart": 0,
+                                         "timestamp": "2024-01-01T00:00:00Z"})
+    return b
+
+
+def test_online_all_along_the_grace_runs_from_when_the_charger_told():
+    # Queued behind its other calls, the StartTransaction left 2 s after the car started: nothing
+    # could tell the CSMS before that (no status either).
+    b = _silent_start(10.0, 12.0)
+    assert run(b, [sample(12.5, FREE)], **FREE_ONLY) == []
+    assert run(b, [sample(13.5, FREE)], **FREE_ONLY) == [("falsely_free", "CP1", 1)]
+    (v,) = judged(b, [sample(13.5, FREE)], **FREE_ONLY).violations
+    assert "since t=10.0s" in v.message  # the message still names when the car really started
+    # Told busy by a status before the start (Preparing at plug): judged from the start, as ever.
+    b = _silent_start(10.0, 12.0)
+    b.call(9.0, "StatusNotification", {"connectorId": 1, "status": "Preparing", "errorCode": "NoError"})
+    b.records.sort(key=lambda r: r["t"])
+    assert run(b, [sample(11.5, FREE)], **FREE_ONLY) == [("falsely_free", "CP1", 1)]
+
+
+def test_offline_the_charger_cannot_tell_and_free_is_still_false():
+    # Away since t=9 with the car started at 10: whatever it queued, "free" is wrong (it is offline).
+    b = _silent_start(10.0, 30.0, online=False)
+    assert run(b, [sample(11.5, FREE)], **FREE_ONLY) == [("falsely_free", "CP1", 1)]
+
+
 def test_a_car_that_went_from_charging_to_suspended_is_still_in_its_transaction():
     """SuspendedEV right after Charging: the grace counts from the transaction's start, not the car_full."""
     b = charging_from(10.0)

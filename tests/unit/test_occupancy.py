@@ -599,3 +599,20 @@ def test_settle_never_hides_a_busy_signal_and_spares_new_chargers():
     assert decide(_reconnected(persisted=None), now=NOW, settle=SETTLE).verdict is Verdict.FREE
     # Unknown connection age (another node's charger, an old caller): as before.
     assert decide(_reconnected(connected_for=None), now=NOW, settle=SETTLE).verdict is Verdict.FREE
+
+
+def test_a_start_being_stored_is_busy():
+    # A StartTransaction received but not yet committed (a slow database): the car is there already.
+    d = decide(ConnectorSignals(websocket_present=True, live_status="Available", start_in_flight=True), now=NOW)
+    assert (d.verdict, d.reasons) == (Verdict.BUSY, ("start_transaction:being_stored",))
+
+
+def test_live_charge_point_counts_starts_in_flight():
+    from csms.registry import LiveChargePoint
+
+    cp = LiveChargePoint("CP", connection=None, connected_at=NOW, last_seen=NOW, heartbeat_interval=60)  # type: ignore[arg-type]
+    with cp.starting(1):
+        with cp.starting(1):
+            assert cp.starts_in_flight == {1: 2}
+        assert cp.starts_in_flight == {1: 1}
+    assert cp.starts_in_flight == {}
