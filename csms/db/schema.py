@@ -41,6 +41,7 @@ __all__ = [
     "Outcome",
     "decide",
     "match_legacy",
+    "missing_columns",
     "alembic_config",
     "head_revision",
     "history",
@@ -124,6 +125,17 @@ def match_legacy(present: Mapping[str, set[str]],
         if all(table in present and columns <= present[table] for table, columns in tables.items()):
             found = revision
     return found
+
+
+def missing_columns(present: Mapping[str, set[str]], expected: Mapping[str, set[str]]) -> dict[str, list[str]]:
+    """The tables and columns of `expected` (the models) that a database at head lacks: a migration
+    edited after the database was stamped, or a table altered by hand."""
+    out = {}
+    for table, columns in expected.items():
+        lacking = sorted(columns - present.get(table, set()))
+        if lacking:
+            out[table] = lacking
+    return out
 
 
 def refusal_message(plan: Plan, url: str) -> str:
@@ -214,6 +226,20 @@ def _plan(conn: Connection, *, upgrade_older: bool) -> Plan:
                   known=[s.revision for s in history()], head=head_revision(), upgrade_older=upgrade_older)
 
 
+def _warn_about_drift(conn: Connection) -> None:
+    """At head the tables should be the models'; say so loudly when they are not (queries would fail
+    later, far from the cause). Two catalog queries."""
+    insp = inspect(conn)
+    present = {table: {c["name"] for c in cols} for (_schema, table), cols in insp.get_multi_columns().items()}
+    expected = {name: {c.name for c in table.columns} for name, table in Base.metadata.tables.items()}
+    lacking = missing_columns(present, expected)
+    if lacking:
+        log.warning("csms.schema_drift the database says revision %s but lacks %s (a migration changed after this "
+                    "database was upgraded, or tables altered by hand): queries on them will fail. Restore the "
+                    "missing columns or recreate a development database", head_revision(),
+                    "; ".join(f"{t}: {', '.join(cols)}" for t, cols in lacking.items()))
+
+
 def _apply(conn: Connection, plan: Plan) -> None:
     cfg = alembic_config(conn)
     if plan.action is Action.CREATE:
@@ -243,6 +269,8 @@ def prepare(engine: Engine, *, upgrade_older: bool = True) -> Outcome:
             raise SchemaError(refusal_message(plan, engine.url.render_as_string(hide_password=True)),
                               current=plan.current, head=plan.head)
         _apply(conn, plan)
+        if plan.action is Action.NOTHING:
+            _warn_about_drift(conn)
     outcome = Outcome(plan, time.perf_counter() - started)
     if plan.action is Action.UPGRADE or plan.adopt:
         log.warning("csms.schema_upgraded %s (back up before upgrading; --schema-upgrade refuse makes "

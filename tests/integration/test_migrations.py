@@ -157,6 +157,26 @@ def test_tables_older_than_the_first_revision_are_refused_not_guessed(db_url):
         engine.dispose()
 
 
+def test_a_database_at_head_without_a_column_of_the_models_is_reported_at_start(db_url, caplog):
+    """A migration edited after a database ran it (or a table altered by hand): the version says head,
+    the tables disagree. Said at start, not at the first query that fails."""
+    migrate_to(db_url, "head")
+    engine = make_engine(db_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("ALTER TABLE charging_sessions DROP COLUMN fee_waived_reason"))
+        with caplog.at_level("WARNING", logger="csms.schema"):
+            assert schema.prepare(engine).plan.action is schema.Action.NOTHING
+        assert "csms.schema_drift" in caplog.text and "charging_sessions: fee_waived_reason" in caplog.text
+        caplog.clear()
+        with engine.begin() as conn:
+            conn.execute(text("ALTER TABLE charging_sessions ADD COLUMN fee_waived_reason TEXT"))
+        schema.prepare(engine)
+        assert "csms.schema_drift" not in caplog.text
+    finally:
+        engine.dispose()
+
+
 def test_a_database_newer_than_the_code_is_refused_by_csms_db_upgrade(db_url):
     migrate_to(db_url, "head")
     engine = make_engine(db_url)

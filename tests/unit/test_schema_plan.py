@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from csms.db.schema import Action, Plan, decide, match_legacy, refusal_message
+from csms.db.schema import Action, Plan, decide, match_legacy, missing_columns, refusal_message
 
 KNOWN = ["0001", "0002", "0003"]
 
@@ -62,3 +62,9 @@ def test_refusals_say_what_to_do_and_name_both_revisions():
     assert "0009" in newer and "0003" in newer and "newer csms" in newer
     older = refusal_message(plan(current="0001", upgrade_older=False), "sqlite:///x.db")
     assert "0001" in older and "0003" in older and "csms db upgrade --db 'sqlite:///x.db'" in older
+
+
+def test_missing_columns_names_what_a_database_at_head_lacks():
+    expected = {"a": {"id", "x", "y"}, "b": {"id"}}
+    assert missing_columns({"a": {"id", "x", "y", "extra"}, "b": {"id"}}, expected) == {}
+    assert missing_columns({"a": {"id", "x"}}, expected) == {"a": ["y"], "b": ["id"]}
