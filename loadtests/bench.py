@@ -44,6 +44,7 @@ import multiprocessing as mp
 import os
 import random
 import resource
+import secrets
 import shutil
 import signal
 import socket
@@ -683,6 +684,11 @@ class ServerProcess:
     """A `csms serve` subprocess on free ports, stopped with SIGTERM."""
 
     def __init__(self, db_url: str, workdir: Path, extra: list[str], log_level: str) -> None:
+        self.api_token = secrets.token_hex(16)  # for --probe-occupancy; this process's server only
+        self.http = ""
+        self.tokens_file = workdir / "api-tokens"
+        self.tokens_file.write_text(f"admin:bench:{self.api_token}\n", encoding="utf-8")
+        self.tokens_file.chmod(0o600)
         self.db_url = db_url
         self.workdir = workdir
         self.ports_file = workdir / "ports.json"
@@ -692,7 +698,7 @@ class ServerProcess:
             "--ports-file", str(self.ports_file), "--allow-unknown-chargers", "--max-auto-registered", "1000000",
             "--accept-unknown-id-tags", "--log-level", log_level,
             # A benchmark drives each charge point far faster than a charger would: no rate limit.
-            "--ocpp-messages-per-second", "0", *extra,
+            "--ocpp-messages-per-second", "0", "--api-tokens-file", str(self.tokens_file), *extra,
         ]
         self.proc: subprocess.Popen | None = None
         self.ocpp = ""
@@ -711,7 +717,8 @@ class ServerProcess:
         for _ in range(int(SERVER_START_TIMEOUT / 0.05) + 1):
             if self.ports_file.exists() and self.ports_file.read_text().strip():
                 try:
-                    self.ocpp = json.loads(self.ports_file.read_text())["ocpp"]
+                    ports = json.loads(self.ports_file.read_text())
+                    self.ocpp, self.http = ports["ocpp"], ports.get("http", "")
                     return
                 except (ValueError, KeyError):
                     pass
@@ -950,6 +957,10 @@ def human(r: dict[str, Any]) -> str:
     if tgt.get("started"):
         lines.append(f"server log : {tgt.get('log') or '(temp dir removed; --keep keeps it)'} "
                      f"{tgt.get('log_problems') or ''} rc={tgt.get('returncode')}")
+    if "occupancy_probe_ms" in r:
+        o = r["occupancy_probe_ms"]
+        lines.append(f"occupancy  : {o['n']} GETs at {o['rate_per_s']:g}/s in the window, status {o['status']}; "
+                     f"p50={o['p50']} p95={o['p95']} p99={o['p99']} max={o['max']} ms")
     for a, v in r["lat_by_action_ms"].items():
         lines.append(f"  {a:20s} n={v['n']:8d} p50={v['p50']} p99={v['p99']}")
     if "fatal" in r:
@@ -988,13 +999,74 @@ def _progress_printer(progress: Any, procs: int, args: argparse.Namespace, stop:
             return
 
 
-def run_driver(args: argparse.Namespace, server_pid: int | None) -> list[dict[str, Any]]:
+class OccupancyProbe(threading.Thread):
+    """GET /api/connectors/{station}/1/occupancy at a fixed rate while the window runs (--probe-occupancy).
+
+    A thread of its own with a keep-alive http.client connection: the REST API's latency under the
+    OCPP load, measured from the send of each request to the end of its answer. Station ids are
+    the charge point ids (lab mode registers a station per charge point).
+    """
+
+    def __init__(self, http_url: str, token: str, ids: list[str], rate: float, progress: Any, procs: int,
+                 bound_s: float) -> None:
+        super().__init__(daemon=True)
+        u = urlsplit(http_url)
+        self.host, self.port = u.hostname or "127.0.0.1", u.port or 80
+        self.token, self.ids, self.rate = token, ids, rate
+        self.progress, self.procs, self.bound_s = progress, procs, bound_s
+        self.lat: list[float] = []
+        self.status: Counter[str] = Counter()
+
+    def _stage(self) -> int:
+        return min(self.progress[i * _P_WIDTH + _P_STAGE] for i in range(self.procs))
+
+    def run(self) -> None:
+        import http.client
+
+        t_end = time.monotonic() + self.bound_s
+        while self._stage() == _STAGE_RAMP and time.monotonic() < t_end:
+            time.sleep(0.05)
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=CALL_TIMEOUT)
+        headers = {"Authorization": f"Bearer {self.token}"}
+        rnd = random.Random(7)
+        nxt = time.monotonic()
+        while self._stage() == _STAGE_WINDOW and time.monotonic() < t_end:
+            nxt += 1.0 / self.rate
+            delay = nxt - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            t0 = time.perf_counter()
+            try:
+                conn.request("GET", f"/api/connectors/{rnd.choice(self.ids)}/1/occupancy", headers=headers)
+                resp = conn.getresponse()
+                resp.read()
+                self.lat.append(1000 * (time.perf_counter() - t0))
+                self.status[str(resp.status)] += 1
+            except (OSError, http.client.HTTPException) as exc:
+                self.status[type(exc).__name__] += 1
+                conn.close()
+                conn = http.client.HTTPConnection(self.host, self.port, timeout=CALL_TIMEOUT)
+        conn.close()
+
+    def figures(self) -> dict[str, Any]:
+        v = sorted(self.lat)
+        return {"rate_per_s": self.rate, "n": len(v), "status": dict(self.status),
+                "p50": _pct(v, 0.50), "p95": _pct(v, 0.95), "p99": _pct(v, 0.99), "max": _r(v[-1], 3) if v else None}
+
+
+def run_driver(args: argparse.Namespace, server_pid: int | None,
+               probe_to: tuple[str, str] | None = None) -> list[dict[str, Any]]:
     width = max(4, len(str(args.cps)))
     ids = [f"{args.id_prefix}{i:0{width}d}" for i in range(1, args.cps + 1)]
     procs = min(args.procs, args.cps)
     progress = mp.RawArray("q", procs * _P_WIDTH)
     stop = threading.Event()
     show = not args.quiet and (args.progress or args.cps >= 200 or args.cps / args.ramp_rate >= 2)
+    args.probe = None
+    if args.probe_occupancy and probe_to is not None:
+        args.probe = OccupancyProbe(probe_to[0], probe_to[1], ids, args.probe_occupancy, progress, procs,
+                                    args.cps / args.ramp_rate + args.duration + 600)
+        args.probe.start()
     if procs == 1:
         printer = threading.Thread(target=_progress_printer, args=(progress, 1, args, stop), daemon=True)
         if show:
@@ -1056,11 +1128,16 @@ def build_parser() -> argparse.ArgumentParser:
                     help="hold mode: heartbeat period per connection, default 10 s")
     ap.add_argument("--hold-status", action="store_true",
                     help="hold mode: also send StatusNotification per connector at setup")
+    ap.add_argument("--probe-occupancy", type=float, default=0.0, metavar="PER_S",
+                    help="also GET /api/connectors/{id}/1/occupancy this many times a second during the window "
+                         "(one keep-alive HTTP connection in a thread) and report its latency; default 0 = off")
     ap.add_argument("--id-prefix", default="BENCH", help="charge point ids are PREFIX0001...; default BENCH")
     tg = ap.add_argument_group("target")
     tg.add_argument("--url", metavar="WS_URL",
                     help="an already running CSMS, e.g. ws://127.0.0.1:9000/ocpp (the id is appended; or put "
                          "{id} in the URL). Loopback only. Default: start a fresh `csms serve`")
+    tg.add_argument("--http-url", metavar="URL", help="with --url and --probe-occupancy: the CSMS's REST base "
+                    "URL (loopback); the admin token comes from the environment variable CSMS_BENCH_API_TOKEN")
     tg.add_argument("--server-pid", type=int, metavar="PID", help="with --url: measure this process's CPU/RSS")
     tg.add_argument("--db", metavar="URL",
                     help="database of the server started here (default: sqlite in a temp dir), e.g. "
@@ -1091,6 +1168,12 @@ def _validate(ap: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         ap.error("--ramp-rate must be in (0, 100000]")
     if not 0 <= args.rate <= 1_000_000:
         ap.error("--rate must be in [0, 1000000]")
+    if not 0 <= args.probe_occupancy <= 1000:
+        ap.error("--probe-occupancy must be in [0, 1000]")
+    if args.http_url and not args.url:
+        ap.error("--http-url goes with --url")
+    if args.http_url:
+        _check_loopback_url(args.http_url)
     if not 0.1 <= args.hold_interval <= 3600:
         ap.error("--hold-interval must be in [0.1, 3600]")
     if args.url and (args.db or args.server_arg or args.workdir):
@@ -1149,7 +1232,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         s_start = sample_server(server_pid)
         rss_start = proc_status_kb(server_pid, "VmRSS") if server_pid is not None else None
-        parts = run_driver(args, server_pid)
+        probe_to = None
+        if args.probe_occupancy:
+            http = server.http if server is not None else args.http_url
+            token = server.api_token if server is not None else os.environ.get("CSMS_BENCH_API_TOKEN", "")
+            probe_to = (http, token) if http and token else None
+            if probe_to is None:
+                print("warning: --probe-occupancy with --url needs --http-url and CSMS_BENCH_API_TOKEN (an admin "
+                      "token); not probing", file=sys.stderr)
+        parts = run_driver(args, server_pid, probe_to)
         s_end = sample_server(server_pid)
         hwm = proc_status_kb(server_pid, "VmHWM") if server_pid is not None else None
         res = merge(parts, args)
@@ -1159,6 +1250,9 @@ def main(argv: list[str] | None = None) -> int:
                 res.setdefault("fatal", []).append(f"csms serve exited early (rc={server.proc.returncode})")
             target["returncode"] = server.stop()
             target["log_problems"] = server.log_problems()
+        if getattr(args, "probe", None) is not None:
+            args.probe.join(timeout=CALL_TIMEOUT + 5)
+            res["occupancy_probe_ms"] = args.probe.figures()
         res["target"] = target
         res["ok"] = (res["errors_total"] == 0 and res["connections"]["failed"] == 0
                      and res["connections"]["dropped"] == 0 and not res["ramp"]["setup_errors"] and "fatal" not in res)
