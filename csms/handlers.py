@@ -15,9 +15,10 @@ from ocpp.routing import on
 from . import metering
 from .clock import iso, parse_iso
 from .context import Context
-from .db import id_tag_store, ocpp_store
+from .db import ocpp_store
 from .db.cleanup_store import audit
 from .db.credential_store import AUTO_REGISTERED
+from .db.hotpath import judge_id_tag
 from .id_tags import IdTagInfo
 from .metrics import BOOTS_REJECTED, CALLS_NOT_ACCEPTED, ID_TAG_ANSWERS, LATE_STOPS
 from .ocppj import OcppCallError
@@ -107,7 +108,7 @@ class ChargePointHandlers:
     async def on_authorize(self, id_tag: str):
         self._require_accepted("Authorize")
         ctx, now = self.ctx, self.ctx.clock.now()
-        info = await ctx.db.read(lambda s: id_tag_store.judge(
+        info = await ctx.db.read(lambda s: judge_id_tag(
             s, id_tag, now=now, accept_unknown=ctx.settings.accept_unknown_id_tags))
         return {"idTagInfo": self._id_tag_answer("Authorize", id_tag, info)}
 
@@ -126,8 +127,8 @@ class ChargePointHandlers:
             # starts with one tag at once cannot both pass the ConcurrentTx check.
             started = ocpp_store.start_transaction(s, self.cp_id, connector_id, id_tag, meter_start, start_time, now,
                                                    revive_within=revive)
-            info = id_tag_store.judge(s, id_tag, now=now, accept_unknown=ctx.settings.accept_unknown_id_tags,
-                                      starting=started.transaction_id, check_concurrent=True)
+            info = judge_id_tag(s, id_tag, now=now, accept_unknown=ctx.settings.accept_unknown_id_tags,
+                                starting=started.transaction_id, check_concurrent=True)
             return started, info
 
         if self.live is None:
@@ -173,7 +174,7 @@ class ChargePointHandlers:
         def work(s):
             stopped = ocpp_store.stop_transaction(s, transaction_id, cp_id=self.cp_id, meter_stop=meter_stop,
                                                   stop_time=stop_time, reason=reason, now=now, reconcile=reconcile)
-            info = None if id_tag is None else id_tag_store.judge(
+            info = None if id_tag is None else judge_id_tag(
                 s, id_tag, now=now, accept_unknown=ctx.settings.accept_unknown_id_tags)
             return stopped, info
 

@@ -21,12 +21,14 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 
 from ..clock import as_utc
+from ..id_tags import IdTagInfo, IdTagRecord, IdTagStatus, decide, normalise
 from ..linking import REVIVABLE_END_REASONS
-from .models import ChargingSession, PaymentReservation, Transaction
+from .models import ChargingSession, IdTag, PaymentReservation, Transaction
 
-__all__ = ["HotSql", "hot_sql_for"]
+__all__ = ["HotSql", "hot_sql_for", "judge_id_tag"]
 
 _TX, _CS, _RES = Transaction.__tablename__, ChargingSession.__tablename__, PaymentReservation.__tablename__
+_TAGS = IdTag.__tablename__
 
 _SQL = {
     "open_on_connector": f"SELECT id, id_tag, meter_start, start_time FROM {_TX} "
@@ -52,6 +54,11 @@ _SQL = {
     "close_tx": f"UPDATE {_TX} SET meter_stop = :meter, stop_time = :at, stop_reason = :reason WHERE id = :id",
     "open_session_of_tx": f"SELECT id, tariff, reservation_id, meter_start FROM {_CS} WHERE transaction_id = :tx "
                           "AND end_time IS NULL LIMIT 1",
+    # The id tag list (csms.db.id_tag_store.judge, on the DBAPI cursor): one row by its key, and whether the
+    # tag (as spelled, upper- or lower-case: ix_transactions_tag_open stays usable) is in another open transaction.
+    "id_tag": f"SELECT status, expiry_date, parent_id_tag FROM {_TAGS} WHERE id_tag = :tag",
+    "tag_open_elsewhere": f"SELECT id FROM {_TX} WHERE id_tag IN (:t1, :t2, :t3) AND stop_time IS NULL "
+                          "AND id <> :tx LIMIT 1",
     "end_session": f"UPDATE {_CS} SET end_time = :end, end_meter_wh = :meter, energy_wh = :energy, fee = :fee, "
                    "meter_source = :source, end_reason = :reason, status = 'Ended', review_reason = :review, "
                    "updated_at = :now WHERE id = :id",
@@ -104,3 +111,23 @@ def hot_sql_for(s: Session) -> HotSql:
     if hot is None:
         hot = _BY_DIALECT[dialect.name] = HotSql(dialect)
     return hot
+
+
+def judge_id_tag(s: Session, id_tag: str, *, now: datetime, accept_unknown: bool, starting: int | None = None,
+                 check_concurrent: bool = False) -> IdTagInfo:
+    """`id_tag_store.judge` on the DBAPI cursor: the same answer for ~1/10 of the writer's (and a reader's)
+    Python per call; Authorize, StartTransaction and StopTransaction all judge a tag (tests/unit/test_hotpath_judge.py
+    checks both agree)."""
+    hot = hot_sql_for(s)
+    cur = hot.cursor(s)
+    key = normalise(id_tag)
+    row = hot.run(cur, "id_tag", {"tag": key}).fetchone()
+    if row is None:
+        return decide(None, now=now, accept_unknown=accept_unknown)
+    status, expiry, parent = row
+    tag = IdTagRecord(key, IdTagStatus(status), hot.from_time(expiry), parent)
+    busy = False
+    if check_concurrent:
+        busy = hot.run(cur, "tag_open_elsewhere", {"t1": id_tag, "t2": id_tag.upper(), "t3": id_tag.lower(),
+                                                    "tx": -1 if starting is None else starting}).fetchone() is not None
+    return decide(tag, now=now, accept_unknown=accept_unknown, in_another_transaction=busy)
