@@ -108,7 +108,7 @@ class ChargePointHandlers:
     async def on_authorize(self, id_tag: str):
         self._require_accepted("Authorize")
         ctx, now = self.ctx, self.ctx.clock.now()
-        info = await ctx.db.read(lambda s: judge_id_tag(
+        info = await ctx.db.read_grouped(lambda s: judge_id_tag(
             s, id_tag, now=now, accept_unknown=ctx.settings.accept_unknown_id_tags))
         return {"idTagInfo": self._id_tag_answer("Authorize", id_tag, info)}
 

@@ -68,6 +68,17 @@ class _Op:
         self.order = order
 
 
+class _Read:
+    __slots__ = ("fn", "done", "result", "error", "abandoned")
+
+    def __init__(self, fn: Callable[[Session], Any]) -> None:
+        self.fn = fn
+        self.done = trio.Event()
+        self.result: Any = None
+        self.error: BaseException | None = None
+        self.abandoned = False
+
+
 class Database:
     def __init__(self, engine: Engine, *, read_threads: int = 8, max_batch: int = 2000,
                  bulk_statements: BulkStatements | None = None, read_timeout: float = 35.0) -> None:
@@ -90,6 +101,10 @@ class Database:
         self.retry_seconds = 0.5  # the first back-off; doubles up to max_retry_seconds
         self.max_retry_seconds = 5.0
         self._backoff = 0.0
+        self._reads: list[_Read] = []
+        self._read_wake = trio.Event()
+        self._grouping = False  # the group reader runs (inside run_writer)
+        self.read_groups = 0
 
     # ------------------------------------------------------------------ reads
     async def read(self, fn: Callable[[Session], T]) -> T:
@@ -107,6 +122,60 @@ class Database:
     def _read_sync(self, fn: Callable[[Session], T]) -> T:
         with self.sessions() as session, session.begin():
             return fn(session)
+
+    async def read_grouped(self, fn: Callable[[Session], T]) -> T:
+        """Like read(), for the OCPP hot path's small look-ups (Authorize's id tag): the reads waiting at
+        one moment share one worker-thread hand-off and one session, each in its own transaction.
+
+        A hand-off costs the event loop more than such a read does (trio's thread start, the wake-up
+        and re-taking the GIL); grouped, 300 Authorizes a second cost tens of hand-offs, not 300.
+        Falls back to read() while the group reader is not running (before run_writer, in tools).
+        """
+        if not self._grouping:
+            return await self.read(fn)
+        op = _Read(fn)
+        self._reads.append(op)
+        self._read_wake.set()
+        with trio.move_on_after(self.read_timeout):
+            await op.done.wait()
+            if op.error is not None:
+                raise op.error
+            return op.result
+        op.abandoned = True
+        raise DatabaseHungError(f"no answer from the database within {self.read_timeout:g} s")
+
+    async def _run_group_reader(self) -> None:
+        try:
+            while True:
+                await self._read_wake.wait()
+                self._read_wake = trio.Event()
+                ops, self._reads = self._reads[: self.max_batch], self._reads[self.max_batch :]
+                if self._reads:
+                    self._read_wake.set()
+                ops = [op for op in ops if not op.abandoned]
+                if not ops:
+                    continue
+                await trio.to_thread.run_sync(self._read_group, ops, limiter=self.read_limiter,
+                                              abandon_on_cancel=True)
+                self.read_groups += 1
+                for op in ops:
+                    op.done.set()
+        finally:
+            self._grouping = False
+            for op in self._reads:
+                op.error = DatabaseClosedError("the database reader stopped")
+                op.done.set()
+            self._reads = []
+
+    def _read_group(self, ops: list[_Read]) -> None:
+        """Each read in its own transaction on one session: one failing read fails alone."""
+        with self.sessions() as session:
+            for op in ops:
+                try:
+                    with session.begin():
+                        op.result = op.fn(session)
+                except Exception as exc:
+                    op.error = exc
 
     async def ping(self, *, timeout: float) -> str | None:
         """None when the database answers SELECT 1 within timeout; else why not (for /health)."""
@@ -175,18 +244,22 @@ class Database:
         On cancellation it flushes what is still queued (shielded), so a
         graceful shutdown loses no accepted write.
         """
-        self._running = True
-        task_status.started()
-        try:
-            while True:
-                await self._wake.wait()
-                await self._flush()
-        finally:
-            self._stopping = True
-            with trio.CancelScope(shield=True):
-                while self._ops or self._latest:
+        async with trio.open_nursery() as readers:
+            self._grouping = True
+            readers.start_soon(self._run_group_reader)  # read_grouped()'s hand-offs
+            self._running = True
+            task_status.started()
+            try:
+                while True:
+                    await self._wake.wait()
                     await self._flush()
-            self._running = False
+            finally:
+                self._stopping = True
+                with trio.CancelScope(shield=True):
+                    while self._ops or self._latest:
+                        await self._flush()
+                self._running = False
+                readers.cancel_scope.cancel()
 
     async def _flush(self) -> None:
         self._wake = trio.Event()
