@@ -183,7 +183,7 @@ def serve(tmp_path):
 async def test_two_processes_against_csms_serve(serve, tmp_path):
     fleet, trace = tmp_path / "fleet.toml", tmp_path / "trace.jsonl"
     fleet.write_text(FLEET)
-    proc, out, err = _sim(["--csms", serve.ocpp, "--fleet", str(fleet), "--procs", "2", "--duration", "5",
+    proc, out, err = _sim(["--csms", serve.ocpp, "--fleet", str(fleet), "--procs", "2", "--duration", "8",
                            "--trace", str(trace), "--progress", "1"], tmp_path, "sim")
     try:
         with trio.fail_after(30):  # every charge point online at the CSMS while the run lasts
