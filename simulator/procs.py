@@ -27,7 +27,7 @@ import ssl
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -342,9 +342,14 @@ async def _child(proto: TextIO) -> int:
         return 1
     job, shard = first["job"], Shard(*first["shard"])
 
-    def send(message: dict[str, Any]) -> None:
-        proto.write(json.dumps(message, separators=(",", ":")) + "\n")
-        proto.flush()
+    def send(message: dict[str, Any]) -> bool:
+        """False when the parent is gone (the pipe is broken): the caller stops the run."""
+        try:
+            proto.write(json.dumps(message, separators=(",", ":")) + "\n")
+            proto.flush()
+        except BrokenPipeError:
+            return False
+        return True
 
     trace = TraceWriter(_shard_trace(job["trace"], shard), frames=job["frames"]) if job["trace"] else TraceWriter()
     context = ssl.create_default_context(cafile=job["ca_file"]) if job["ca_file"] else None
@@ -369,7 +374,7 @@ async def _child(proto: TextIO) -> int:
             nursery.start_soon(_until_signalled, nursery.cancel_scope)
             every = float(job.get("report_every") or 0)
             if every > 0:
-                nursery.start_soon(_report, fleet, every, send)
+                nursery.start_soon(_report, fleet, every, send, nursery.cancel_scope)
     finally:
         trace.close()
     cpu, rss = process_usage()
@@ -391,10 +396,13 @@ async def _until_signalled(scope: trio.CancelScope) -> None:
             scope.cancel()
 
 
-async def _report(fleet: Fleet, every: float, send: Any) -> None:
+async def _report(fleet: Fleet, every: float, send: Callable[[dict[str, Any]], bool],
+                  scope: trio.CancelScope) -> None:
     while True:
         await trio.sleep(every)
-        send({"stats": stats_to_mapping(fleet.stats)})
+        if not send({"stats": stats_to_mapping(fleet.stats)}):
+            scope.cancel()  # the parent is gone: stop as if told to
+            return
 
 
 def child_main(argv: Sequence[str] | None = None) -> int:
@@ -403,7 +411,13 @@ def child_main(argv: Sequence[str] | None = None) -> int:
     os.dup2(2, 1)
     sys.stdout = sys.stderr
     raise_fd_limit()
-    return trio.run(_child, proto)
+    try:
+        return trio.run(_child, proto)
+    finally:
+        try:
+            proto.close()
+        except BrokenPipeError:
+            pass
 
 
 if __name__ == "__main__":

@@ -272,3 +272,18 @@ def test_a_child_that_dies_fails_the_run(lib, tmp_path):
     assert code == 1
     assert re.search(rf"process [12]/2 \(pid {victim}\) was killed by SIGKILL", err.read_text()), err.read_text()
     assert not any(_alive(k) for k in kids)  # the other one was stopped
+
+
+def test_children_of_a_killed_parent_stop_by_themselves(lib, tmp_path):
+    """SIGKILL leaves the parent no say: its children see their stdin close and stop, no orphans."""
+    proc, out, err, kids = _start_until_connected(lib, tmp_path, "orphans", [])
+    try:
+        proc.kill()
+        proc.wait()
+        _wait_for(lambda: not any(_alive(k) for k in kids), 20, "the children to stop")
+    finally:
+        _stop(proc)
+        for kid in kids:
+            if _alive(kid):
+                os.kill(kid, signal.SIGKILL)
+    assert "Traceback" not in err.read_text(), err.read_text()
