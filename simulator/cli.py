@@ -78,7 +78,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--procs", type=int, default=1, metavar="N",
                      help="split the fleet over N processes (default 1): charge point k runs in process k mod N, "
                           "with the schedule one process would give it; one merged trace, summed stats. For a "
-                          "fleet larger than one core drives (about 2,000 charge points with sessions per core)")
+                          "fleet larger than one core drives: a ramp above ~300 boots/s, more than ~5,000 "
+                          "charge points with sessions, or tens of thousands heartbeating")
     _common(run)
 
     replay = sub.add_parser("replay", help="re-run the charge-point behaviour recorded in a trace")
