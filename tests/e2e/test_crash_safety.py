@@ -1,9 +1,9 @@
 """Crash safety (issue 11 item 3): SIGKILL `csms serve` under a load of sessions, restart it, lose nothing.
 
 A simulated fleet (simulator.Fleet, in-process under trio) runs many short sessions against a real
-`csms serve`. Just before each SIGKILL the test holds the database's write lock for a moment, so the
+`csms serve`. Before every other SIGKILL the test holds the database's write lock for a moment, so the
 server is killed with StartTransactions and StopTransactions received but not yet committed: those
-must not have been acknowledged. The server is restarted on the same database and ports, the
+must not have been acknowledged; the other kills land wherever the load is. The server is restarted on the same database and ports, the
 charge points reconnect and replay their queued transaction messages, traffic ends, and the
 scenario oracle (scenarios/oracle.py over the simulator's trace) checks what the CSMS stored:
 every acknowledged StartTransaction is stored, every acknowledged StopTransaction too with its
@@ -24,7 +24,7 @@ import os
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -60,9 +60,10 @@ class KillFigures:
     stops_pending: int  # ... StopTransactions
     starts_recovered: int  # of the pending ones, acknowledged after the restart and stored
     stops_recovered: int
+    held: bool = False  # commits were held back before this kill
 
     def line(self) -> str:
-        return (f"kill at t={self.t:.1f}s: {self.running} sessions in flight, {self.starts_pending} starts and "
+        return (f"kill at t={self.t:.1f}s{' (commits held)' if self.held else ''}: {self.running} sessions in flight, {self.starts_pending} starts and "
                 f"{self.stops_pending} stops unanswered; recovered {self.starts_recovered}/{self.starts_pending} "
                 f"starts, {self.stops_recovered}/{self.stops_pending} stops")
 
@@ -103,6 +104,18 @@ def kill_figures(records: list[dict[str, Any]], timeline: Timeline, kill_t: floa
              if sent <= kill_t and (acked is None or acked > kill_t)]
     stops_ok = sum(1 for key, acked in stops if acked is not None and key in stored and stored[key].closed)
     return KillFigures(kill_t, running, len(starts), len(stops), starts_ok, stops_ok)
+
+
+# What the server said about replays: a start committed whose answer the kill lost comes again
+# (start_repeated, answered with the same id); a stop likewise (stop_unknown would be a stop for a
+# transaction it never stored); superseded means it still held a transaction open when the connector
+# started the next one (a stop lost).
+LOG_EVENTS = ("transaction.start_repeated", "transaction.superseded", "transaction.reconciled",
+              "transaction.stop_unknown", "test_break.on")
+
+
+def log_counts(log: str) -> dict[str, int]:
+    return {event.removeprefix("transaction."): log.count(f" {event} ") for event in LOG_EVENTS}
 
 
 # ---------------------------------------------------------------- shell
@@ -152,6 +165,7 @@ class CrashRun:
     lost_starts: int = 0
     lost_stops: int = 0
     stored: int = 0
+    log_counts: dict[str, int] = field(default_factory=dict)
 
     async def _start(self, ports: tuple[int, int] | None) -> CsmsProcess:
         pinned = [] if ports is None else ["--ocpp-port", str(ports[0]), "--http-port", str(ports[1])]
@@ -171,10 +185,15 @@ class CrashRun:
                 await nursery.start(fleet.run)
                 with trio.fail_after(30):
                     await fleet.wait_online()
-                for _ in range(self.kills):
-                    await trio.sleep(self.load_seconds - self.hold_seconds)
-                    with writes_held(self.db_url):
-                        await trio.sleep(self.hold_seconds)
+                for k in range(self.kills):
+                    # Every other kill holds the commits back first (received, not yet stored: none may have
+                    # been answered); the others land wherever the load is (a commit whose answer is lost
+                    # comes again and must be answered with the same id, not stored twice).
+                    held = k % 2 == 0
+                    await trio.sleep(self.load_seconds - (self.hold_seconds if held else 0.0))
+                    with writes_held(self.db_url) if held else nullcontext():
+                        if held:
+                            await trio.sleep(self.hold_seconds)
                         self.kill_times.append(fleet.clock.now())
                         csms.proc.kill()  # SIGKILL: no shutdown, no flush
                         await trio.to_thread.run_sync(csms.proc.wait)
@@ -193,6 +212,7 @@ class CrashRun:
         finally:
             trace.close()
             csms.stop()
+            self.log_counts = log_counts(csms.log())
 
     async def _judge(self, csms: CsmsProcess, fleet: Fleet, trace: TraceWriter, idle_from: float) -> None:
         adapter = UnstuckRestAdapter(csms.ocpp, csms.http, ADMIN_TOKEN, cp_prefix=PREFIX)
@@ -224,7 +244,8 @@ class CrashRun:
         self.lost_stops = sum(1 for x in stops if not (by_id.get((x.cp, x.transaction_id)) and
                                                        by_id[(x.cp, x.transaction_id)].closed and
                                                        by_id[(x.cp, x.transaction_id)].meter_stop == x.stop_meter_sent))
-        self.figures = [kill_figures(records, timeline, t, by_id) for t in self.kill_times]
+        self.figures = [replace(kill_figures(records, timeline, t, by_id), held=k % 2 == 0)
+                        for k, t in enumerate(self.kill_times)]
 
     def report(self, name: str) -> str:
         j = self.judgement
@@ -233,6 +254,7 @@ class CrashRun:
         lines += [f"  {f.line()}" for f in self.figures]
         lines.append(f"  acknowledged starts {self.acked_starts}, stops {self.acked_stops}; stored transactions "
                      f"{self.stored}; lost starts {self.lost_starts}, lost stops {self.lost_stops}")
+        lines.append("  server log: " + ", ".join(f"{k} {v}" for k, v in self.log_counts.items()))
         if j is not None:
             lines.append(f"  oracle: {len(j.violations)} violation(s) ({j.checked})")
             lines += [v.describe() for v in j.violations[:10]]
@@ -248,6 +270,7 @@ def _assert_durable(run: CrashRun) -> None:
     print(text)
     assert run.judgement is not None and run.judgement.passed, text
     assert run.lost_starts == 0 and run.lost_stops == 0, text
+    assert run.log_counts["superseded"] == 0 and run.log_counts["stop_unknown"] == 0, text
     # The test proves something only if kills really caught messages in the air.
     assert sum(f.starts_pending + f.stops_pending for f in run.figures) > 0, text
     assert all(f.starts_recovered == f.starts_pending and f.stops_recovered == f.stops_pending
