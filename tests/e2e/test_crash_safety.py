@@ -32,6 +32,7 @@ from urllib.parse import urlsplit
 
 import pytest
 import trio
+from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from scenarios.adapters.base import StoredTransaction
@@ -130,8 +131,6 @@ def writes_held(db_url: str) -> Iterator[None]:
         finally:
             conn.close()  # rolls back
         return
-    from sqlalchemy import create_engine, text  # noqa: I001 - PostgreSQL only
-
     engine = create_engine(db_url)
     try:
         with engine.connect() as conn:
@@ -153,7 +152,7 @@ class CrashRun:
     charge_points: int
     kills: int
     load_seconds: float = 6.0  # traffic before each kill, and after the last restart
-    hold_seconds: float = 1.5  # commits held back just before each kill
+    hold_seconds: float = 1.5  # commits held back just before every other kill
     extra: list[str] = field(default_factory=list)
     seed: int = 11
     kill_times: list[float] = field(default_factory=list)
