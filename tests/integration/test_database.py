@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -10,7 +11,7 @@ import trio
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from csms.db.database import Database, DatabaseClosedError
+from csms.db.database import Database, DatabaseClosedError, DatabaseHungError, is_outage
 from csms.db.engine import create_schema, make_engine
 from csms.db.models import AuditEvent, PaymentReservation
 
@@ -118,3 +119,16 @@ async def test_latest_writes_that_meet_an_outage_are_retried_until_stored(db):
             await trio.sleep(0.02)
     actions = await db.read(lambda s: sorted(a.action for a in s.scalars(select(AuditEvent))))
     assert actions == ["Charging", "Faulted", "other"]
+
+
+async def test_a_read_the_database_never_answers_fails_after_the_bound(db):
+    """A hung server (SIGSTOP) would hold a read for ever; it fails after read_timeout, as an outage (REST 503)."""
+    db.read_timeout = 0.3
+    woke = trio.Event()  # the abandoned thread still ends, later, when the "server" wakes
+    began = trio.current_time()
+    with pytest.raises(DatabaseHungError) as caught:
+        await db.read(lambda s: (time.sleep(1.0), trio.from_thread.run_sync(woke.set)))
+    assert trio.current_time() - began < 0.9 and is_outage(caught.value)
+    with trio.fail_after(5):
+        await woke.wait()
+    assert await db.read(lambda s: 42) == 42
