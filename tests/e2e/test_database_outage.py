@@ -99,9 +99,9 @@ async def test_a_hung_database_turns_into_errors_within_a_bounded_wait(private_p
                     res, took = await _timed("GET /api/transactions", http.get("/api/transactions"), 10)
                     answers.append((res.status_code, took))
 
-                async with trio.open_nursery() as nursery:
+                async with trio.open_nursery() as requests:
                     for _ in range(12):
-                        nursery.start_soon(one)
+                        requests.start_soon(one)
                 print(f"hung database ({stopped} processes stopped): REST {r.status_code} after {rest_s:.1f} s, "
                       f"/health {health.status_code} after {health_s:.1f} s, 12 requests at once answered "
                       f"{sorted({c for c, _ in answers})} within {max(t for _, t in answers):.1f} s")
