@@ -76,7 +76,10 @@ async def test_a_hung_database_turns_into_errors_within_a_bounded_wait(private_p
         async with (connect(csms.ocpp, "HUNG1") as cp, connect(csms.ocpp, "HUNG2") as starter,
                     csms.client() as http, trio.open_nursery() as nursery):
             await cp.status(1, "Available")
-            assert (await http.get("/api/stations")).status_code == 200  # pooled connections exist now
+            async with trio.open_nursery() as warm:  # a busy server: its pool holds open connections
+                for _ in range(8):
+                    warm.start_soon(http.get, "/api/transactions")
+            assert (await http.get("/api/stations")).status_code == 200
             stopped = private_pg.pause()
             started: list[tuple[int, float]] = []
 
@@ -88,7 +91,8 @@ async def test_a_hung_database_turns_into_errors_within_a_bounded_wait(private_p
 
             nursery.start_soon(start_during_the_hang)
             try:
-                # First a request that takes a pooled connection: its pre-ping waits on the stopped backend.
+                # A request that takes a pooled connection: its pre-ping waits on the stopped backend (for ever,
+                # without the read bound: statement_timeout is the stopped server's to enforce).
                 r, rest_s = await _timed("GET /api/stations", http.get("/api/stations"), 10)
                 health, health_s = await _timed("GET /health", http.get("/health"), 10)
                 # More requests at once than there are read threads: the hung ones hold theirs, the rest time out
