@@ -138,7 +138,7 @@ class OcppEndpoint:
             return await self._refuse(request, 400, "bad_charge_point_id", problem)
         # Who may connect (csms.chargepoint_auth): read per handshake, so `csms chargers add` and the
         # REST API take effect at once, also while this process runs.
-        access = await ctx.db.read(lambda s: credential_store.load_access(s, cp_id))
+        access = await ctx.db.read_grouped(lambda s: credential_store.load_access(s, cp_id))
         decide = partial(decide_handshake, cp_id, access, _header(request, b"authorization"),
                          lab_mode=ctx.settings.allow_unknown_chargers,
                          registration_slots_left=ctx.registration_slots_left(cp_id))
