@@ -10,10 +10,10 @@ In a cluster (`--node-id`) a charge point may be held by another node: `get` the
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
-from typing import Any, ContextManager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from .maintenance import SilentAsk
 from .ocppj import OcppConnection
@@ -121,7 +121,7 @@ class RemoteChargePoint:
     connectors: dict[int, LiveConnector] = field(default_factory=dict)
     heartbeat_interval: int = 0
 
-    def asking_status(self, connector_id: int | None, now: Callable[[], datetime]) -> ContextManager[None]:
+    def asking_status(self, connector_id: int | None, now: Callable[[], datetime]) -> AbstractContextManager[None]:
         return nullcontext()
 
 

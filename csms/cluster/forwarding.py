@@ -20,9 +20,9 @@ from ..ocppj import (
     InvalidResponseError,
     OcppCallError,
     OcppjError,
+    schemas,
     to_payload,
 )
-from ..ocppj import schemas
 from ..ocppj.connection import to_snake
 
 if TYPE_CHECKING:

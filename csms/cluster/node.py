@@ -33,7 +33,15 @@ from ..ocppj import OcppjError
 from ..registry import LiveConnector, RemoteChargePoint
 from . import store
 from .forwarding import RemoteConnection, answer_of, result_of
-from .presence import ConnectorState, Presence, apply_changes, check_node_id, lease_valid, live_presences, plan_presence
+from .presence import (
+    ConnectorState,
+    Presence,
+    apply_changes,
+    check_node_id,
+    lease_valid,
+    live_presences,
+    plan_presence,
+)
 
 if TYPE_CHECKING:
     from ..context import Context
@@ -250,7 +258,14 @@ class ClusterNode:
             self._waiters.pop(call_id, None)
 
     async def _serve_call(self, call_id: str) -> None:
-        """Run a call another node forwarded here on our connection, and answer it."""
+        """Run a call another node forwarded here on our connection, and answer it (a failure here is
+        logged, never raised: it must not take this node's other tasks down; the asker times out)."""
+        try:
+            await self._serve_call_once(call_id)
+        except Exception:
+            log.exception("cluster.serve_failed call=%s", call_id)
+
+    async def _serve_call_once(self, call_id: str) -> None:
         try:
             claimed = await self._db(store.claim_call, call_id, self.node_id)
         except Exception:
@@ -315,7 +330,7 @@ class ClusterNode:
                     for payload in await trio.to_thread.run_sync(wait, limiter=self._listen_limiter,
                                                                  abandon_on_cancel=True):
                         self._on_notify(payload)
-            except (psycopg.Error, OSError) as exc:
+            except Exception as exc:  # psycopg's, SQLAlchemy's (the rescan), OSError: a database in trouble
                 log.warning("cluster.listen_failed node=%s error=%r (reconnecting in 1 s)", self.node_id, exc)
                 if not started:
                     task_status.started()
@@ -352,7 +367,7 @@ class ClusterNode:
                             log.warning("cluster.duties_acquired node=%s (maintenance, orphan sweep and the "
                                         "cluster's housekeeping run here)", self.node_id)
                     await trio.sleep(self.refresh)
-            except (psycopg.Error, OSError) as exc:
+            except Exception as exc:  # a lost connection, a failed sweep: let go of the duties, try again
                 log.warning("cluster.duties_connection_failed node=%s error=%r", self.node_id, exc)
             finally:
                 if self.duties_held:

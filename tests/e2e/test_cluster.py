@@ -203,6 +203,11 @@ async def test_two_nodes_behind_haproxy_survive_a_killed_node(cluster_db, tmp_pa
         # Both nodes give every connector the same verdict (within the presence refresh).
         verdicts = await _agreed(via, lambda v: v[(target, 1)] == "busy" and v[(on_a[0], 2)] == "busy")
         assert len(verdicts) == 2 * len(fleet) and list(verdicts.values()).count("busy") == 3, verdicts
+        # The admin's raw call through node B reaches the charger on node A, and its answer comes back.
+        async with httpx.AsyncClient(base_url=nodes["b"].http, headers=nodes["b"].admin, timeout=30) as http:
+            res = await http.post(f"/api/charge-points/{target}/call", json={
+                "action": "TriggerMessage", "payload": {"requestedMessage": "StatusNotification", "connectorId": 1}})
+        assert res.status_code == 200 and res.json()["data"] == {"status": "Accepted"}, res.text
 
         # Node A hangs (SIGSTOP): its lease runs out, so node B stops taking its word for A's charge
         # points (offline, or reconnected to B), never leaving them "connected" on a frozen node's say.
