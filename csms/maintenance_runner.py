@@ -441,26 +441,51 @@ async def maintenance_loop(ctx: Context, *, task_status=trio.TASK_STATUS_IGNORED
             await _ping_silent(ctx, probes)
 
 
+def _expected_connectors(cp_id: str) -> Callable[[Session], set[int]]:
+    """The connectors the database knows of for a charge point: stored statuses, open transactions, reservations."""
+
+    def expected(s: Session) -> set[int]:
+        query = union(
+            select(ConnectorStatus.connector_id).where(
+                ConnectorStatus.charge_point_id == cp_id, ConnectorStatus.connector_id > 0),
+            select(Transaction.connector_id).where(
+                Transaction.charge_point_id == cp_id, Transaction.stop_time.is_(None)),
+            select(PaymentReservation.connector_id).where(
+                PaymentReservation.charge_point_id == cp_id, PaymentReservation.status.not_in(_TERMINAL)),
+        )
+        return set(s.execute(query).scalars())
+
+    return expected
+
+
+async def probe_after_reconnect(ctx: Context, live: LiveChargePoint) -> None:
+    """A known charger on a new connection: ask every connector's status at once, so the reconnect settle
+    window (csms.occupancy) ends as soon as it answers instead of after --reconnect-settle-seconds."""
+    if ctx.settings.reconnect_settle_seconds <= 0 or ctx.settings.status_grace_seconds <= 0:
+        return
+    try:
+        known = await ctx.db.read(_expected_connectors(live.id))
+    except Exception:
+        log.exception("maintenance.reconnect_probe_failed charge_point=%s (the settle window runs its course)", live.id)
+        return
+    # One connector at a time (a charger may not take a TriggerMessage without connectorId); the silent-connector
+    # watch later asks only those still silent and not asked here. None known: a new charger, nothing to replay.
+    for connector_id in sorted(c for c in known if c not in live.connectors):
+        live.triggered.add(connector_id)
+        answer = await _trigger_status(ctx, live, connector_id)
+        log.info("maintenance.trigger_status charge_point=%s connector=%s answer=%s reason=%r", live.id, connector_id,
+                 answer, "reconnected: what is this connector doing now?")
+    live.reconnect_probe_answered = ctx.clock.now()
+
+
 async def watch_silent_connectors(ctx: Context, live: LiveChargePoint) -> None:
     """Once per connection: after the grace period, trigger StatusNotification for connectors that said nothing."""
     grace = ctx.settings.status_grace_seconds
     if grace <= 0:
         return
     await trio.sleep(grace)
-
-    def expected(s: Session) -> set[int]:
-        query = union(
-            select(ConnectorStatus.connector_id).where(
-                ConnectorStatus.charge_point_id == live.id, ConnectorStatus.connector_id > 0),
-            select(Transaction.connector_id).where(
-                Transaction.charge_point_id == live.id, Transaction.stop_time.is_(None)),
-            select(PaymentReservation.connector_id).where(
-                PaymentReservation.charge_point_id == live.id, PaymentReservation.status.not_in(_TERMINAL)),
-        )
-        return set(s.execute(query).scalars())
-
     try:
-        known = await ctx.db.read(expected)
+        known = await ctx.db.read(_expected_connectors(live.id))
     except Exception:
         log.exception("maintenance.silent_check_failed charge_point=%s (no trigger this time)", live.id)
         return

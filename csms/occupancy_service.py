@@ -56,9 +56,14 @@ def _decide(ctx: Context, cp_id: str, connector_id: int, stored: StoredSignals,
         signals = replace(signals, reservations=())
     decision = decide(signals, now=now, freshness=ctx.settings.freshness,
                       exclude_reservation_id=exclude_reservation_id,
-                      settle=timedelta(seconds=ctx.settings.reconnect_settle_seconds))
+                      settle=_settle(live_cp, timedelta(seconds=ctx.settings.reconnect_settle_seconds)))
     node = None if live_cp is None else getattr(live_cp, "node_id", ctx.settings.node_id)
     return Evaluation(cp_id, connector_id, decision, live_cp is not None, live, stored, now, node)
+
+
+def _settle(live_cp: object, settle: timedelta) -> timedelta:
+    window = getattr(live_cp, "settle_window", None)  # another node's charger: the plain window
+    return settle if window is None else window(settle)
 
 
 async def evaluate(ctx: Context, cp_id: str, connector_id: int, *,

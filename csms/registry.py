@@ -58,6 +58,8 @@ class LiveChargePoint:
     self_reported: set[int] = field(default_factory=set)
     # Our stale-silent-status TriggerMessages, per connector (maintenance.select_stale_silent_statuses).
     silent_asks: dict[int, SilentAsk] = field(default_factory=dict)
+    # When our TriggerMessage(StatusNotification) after a reconnect got its answer (maintenance_runner).
+    reconnect_probe_answered: datetime | None = None
     # StartTransactions received and not yet stored, per connector: a car is starting there now.
     starts_in_flight: dict[int, int] = field(default_factory=dict)
     # TriggerMessage(StatusNotification) calls on their way, and when each last got its answer (None: all connectors).
@@ -77,6 +79,13 @@ class LiveChargePoint:
             if left:
                 self._status_asks[connector_id] = left
             self._status_answered[connector_id] = now()
+
+    def settle_window(self, settle: timedelta) -> timedelta:
+        """How long after connecting this connection's unreported connectors stay not-free: `settle`, cut short
+        STATUS_ANSWER_WINDOW after the answer to our reconnect probe (a charger that ignores it has had its say)."""
+        if self.reconnect_probe_answered is None:
+            return settle
+        return min(settle, self.reconnect_probe_answered - self.connected_at + STATUS_ANSWER_WINDOW)
 
     @contextmanager
     def starting(self, connector_id: int) -> Iterator[None]:

@@ -191,8 +191,10 @@ async def test_charge_point_that_only_sends_pings_stays_online(csms):
         await stream.aclose()
 
 
-@pytest.mark.parametrize("csms_args", [["--allow-unknown-chargers", "--status-grace-seconds", "0.5"]])
+@pytest.mark.parametrize("csms_args", [["--allow-unknown-chargers", "--status-grace-seconds", "0.5",
+                                        "--reconnect-settle-seconds", "0"]])
 async def test_silent_connector_gets_trigger_and_becomes_free(csms):
+    """The silent-connector watch alone (the reconnect probe, which would ask at once, is off)."""
     _ = csms
     with_db(csms.db_url, lambda s: s.add(ConnectorStatus(
         charge_point_id="SIL1", connector_id=1, status="Faulted", updated_at=datetime.now(UTC))))

@@ -230,3 +230,20 @@ async def test_declined_payment_and_cancel(csms):
         assert r.status_code == 200 and r.json()["data"]["status"] == "Cancelled"
         r = await user.post("/api/Payments/Cancel", json={"reservationId": rid2})
         assert r.status_code == 409
+
+
+async def test_reconnect_probe_asks_known_connectors_and_ends_the_settle_window(csms):
+    """A charger back without a word about its connectors is asked at once; its answer makes it free."""
+    async with connect(csms.ocpp, "OC10") as cp:
+        await cp.status(1, "Available")
+    async with connect(csms.ocpp, "OC10", boot=False) as cp, csms.client() as admin:
+
+        async def answer(requested, connector_id):
+            await cp.status(connector_id, "Available")
+
+        cp.answers.on_trigger = answer
+        with trio.fail_after(10):
+            while (await _occupancy(admin, "OC10"))["verdict"] != "free":
+                await trio.sleep(0.1)
+        assert ("TriggerMessage", {"requested_message": "StatusNotification", "connector_id": 1}) in cp.answers.received
+    assert "reason='reconnected: what is this connector doing now?'" in csms.log()

@@ -616,3 +616,14 @@ def test_live_charge_point_counts_starts_in_flight():
             assert cp.starts_in_flight == {1: 2}
         assert cp.starts_in_flight == {1: 1}
     assert cp.starts_in_flight == {}
+
+
+def test_the_reconnect_probe_answer_cuts_the_settle_window_short():
+    from csms.registry import STATUS_ANSWER_WINDOW, LiveChargePoint
+
+    cp = LiveChargePoint("CP", connection=None, connected_at=NOW, last_seen=NOW, heartbeat_interval=60)  # type: ignore[arg-type]
+    assert cp.settle_window(SETTLE) == SETTLE  # no answer yet: the whole window
+    cp.reconnect_probe_answered = NOW + timedelta(seconds=1)
+    assert cp.settle_window(SETTLE) == timedelta(seconds=1) + STATUS_ANSWER_WINDOW
+    cp.reconnect_probe_answered = NOW + timedelta(seconds=30)  # a late answer never lengthens it
+    assert cp.settle_window(SETTLE) == SETTLE
