@@ -356,6 +356,12 @@ def _stored(stored: list[StoredTransaction], tl: Timeline, rules: Rules) -> list
     for t in stored:
         by_shape.setdefault((t.cp, t.connector, t.meter_start, t.id_tag), []).append(t)
     claimed = {(x.cp, x.transaction_id): x for x in tl.transactions if x.transaction_id is not None}
+    # Real transactions that never got an answer, by shape: a stored row of that shape may be theirs.
+    unanswered: dict[tuple[str, int, int, str], int] = {}
+    for x in tl.transactions:
+        if x.transaction_id is None:
+            shape = (x.cp, x.connector, x.meter_start, x.id_tag)
+            unanswered[shape] = unanswered.get(shape, 0) + 1
     deadline = tl.end - rules.recovery_window
     for x in tl.transactions:
         faults = tuple(tl.faults_of(x.cp, x.connector))
@@ -372,7 +378,9 @@ def _stored(stored: list[StoredTransaction], tl: Timeline, rules: Rules) -> list
             out.append(v("lost_transaction", f"StartTransaction was answered with transactionId "
                                              f"{x.transaction_id}, but the CSMS has no such transaction"))
             continue
-        if len(same) > 1:
+        # Others of the same shape whose start was sent but never answered (a reboot lost it) own a row each.
+        others = unanswered.get((x.cp, x.connector, x.meter_start, x.id_tag), 0) - (x.transaction_id is None)
+        if len(same) > 1 + others:
             out.append(v("duplicate_transaction", "stored as transactions "
                          + ", ".join(str(t.transaction_id) for t in same)))
         if row is None:

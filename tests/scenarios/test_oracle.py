@@ -359,6 +359,21 @@ def test_two_real_transactions_that_look_alike_are_not_duplicates():
     assert run(b, [], honest_rows(b), end=100.0) == []
 
 
+def test_a_look_alike_whose_start_was_never_answered_owns_its_row():
+    """chaos_under_load on PostgreSQL: a 0 Wh transaction, then another with the same tag and meterStart whose
+    StartTransaction was stored but never answered (a reboot lost it): two rows of one shape, no duplicate."""
+    b = TraceBuilder()
+    b.online(0.0)
+    b.session(1.0, 1, transaction_id=1, meter_start=500, energy=0, samples=0)
+    b.start(20.0, meter=500)  # sent, stored by the CSMS as 2, never answered
+    b.end(25.0, 1, 500, unplug=True)
+    first = Timeline.from_records(b.records).transactions[0]
+    rows = [row(first), row(first, transaction_id=2)]
+    assert run(b, [], rows, end=100.0) == []
+    # ... but a third row of that shape is one too many.
+    assert run(b, [], [*rows, row(first, transaction_id=3)], end=100.0) == [("duplicate_transaction", "CP1", 1)]
+
+
 def dropped_stop() -> TraceBuilder:
     b = TraceBuilder()
     b.online(0.0)
