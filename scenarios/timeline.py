@@ -48,7 +48,7 @@ class ConnectorTimeline:
     states: list[tuple[float, str]] = field(default_factory=list)  # (t, physical state) changes
     faults: list[FaultMark] = field(default_factory=list)
     # (t, busy) each time the charge point told the CSMS about the connector: a StatusNotification
-    # (busy unless Available) or a StartTransaction (busy) sent on the wire.
+    # (busy unless Available), a StartTransaction (busy) or a StopTransaction (not busy) sent on the wire.
     told: list[tuple[float, bool]] = field(default_factory=list)
 
     def first_told_busy(self, start: float, end: float) -> float | None:
@@ -289,6 +289,7 @@ def _frame(r: dict[str, Any], cp: str, kind: str, calls: dict, by_tx_id: dict, t
             tx = by_tx_id.get((cp, payload.get("transactionId")))
             if tx is not None:
                 tx.stop_meter_sent = payload.get("meterStop")
+                tl.connector(cp, tx.connector).told.append((t, False))  # a silent connector says no Available
         return action if isinstance(action, str) else None
     elif kind == "in" and msg[0] == 3:
         call = calls.pop((cp, msg[1]), None)

@@ -122,6 +122,23 @@ def test_online_all_along_the_grace_runs_from_when_the_charger_told():
     assert run(b, [sample(11.5, FREE)], **FREE_ONLY) == [("falsely_free", "CP1", 1)]
 
 
+def test_a_silent_connectors_earlier_transaction_does_not_count_as_telling():
+    # Its last transaction's StartTransaction said busy, its StopTransaction said it ended (no Available
+    # follows from a silent connector): the next car is known only from its own StartTransaction.
+    from simulator.model import Event
+
+    b = TraceBuilder()
+    b.online(0.0)
+    b.session(1.0, 1, transaction_id=1, meter_start=0, energy=100, samples=0)
+    b.apply(30.0, 1, Event.PLUG, 100)
+    b.apply(30.0, 1, Event.START, 100)
+    b.write(30.0, "tx", connector=1, event="start", local_id=9, tag="TAG1", remote=False, meter=100)
+    b.call(32.0, "StartTransaction", {"connectorId": 1, "idTag": "TAG1", "meterStart": 100,
+                                       "timestamp": "2024-01-01T00:00:00Z"})
+    assert run(b, [sample(31.6, FREE)], **FREE_ONLY) == []
+    assert run(b, [sample(33.6, FREE)], **FREE_ONLY) == [("falsely_free", "CP1", 1)]
+
+
 def test_offline_the_charger_cannot_tell_and_free_is_still_false():
     # Away since t=9 with the car started at 10: whatever it queued, "free" is wrong (it is offline).
     b = _silent_start(10.0, 30.0, online=False)
