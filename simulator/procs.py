@@ -100,10 +100,13 @@ class _Child:
     final: dict[str, Any] | None = None
     charge_points: int = 0
     killed_late: bool = False
+    killed_on_request: bool = False  # a second Ctrl-C/SIGTERM: not a failure of the child
 
     def death(self) -> str | None:
         """Why this child failed, or None if it ended as asked."""
         code = self.proc.returncode
+        if self.killed_on_request:
+            return None
         if self.killed_late:
             return f"did not stop within {STOP_GRACE:.0f} s and was killed"
         if self.final is not None and code == 0:
@@ -233,8 +236,10 @@ class _Parent:
                     self.err.write(f"\nunstuck-sim: {signal.Signals(signum).name}: stopping {self.procs} processes\n")
                     self.stopping.set()
                     continue
+                self.err.write(f"\nunstuck-sim: {signal.Signals(signum).name} again: killing the processes\n")
                 for child in self.children:
                     if child.proc.returncode is None:
+                        child.killed_on_request = True
                         child.proc.kill()
 
     async def _progress(self) -> None:

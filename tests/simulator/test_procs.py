@@ -73,6 +73,13 @@ def test_the_schedule_of_three_processes_is_that_of_one():
     assert len({row["rng_probe"] for row in merged.values()}) == 11
 
 
+def test_procs_below_one_is_refused(capsys):
+    from simulator.cli import main
+
+    assert main(["run", "--csms", "ws://127.0.0.1:9/ocpp", "--procs", "0"]) == 1
+    assert "--procs 0: need at least 1 process" in capsys.readouterr().err
+
+
 def test_a_shard_out_of_range_is_refused():
     from simulator import ConfigError
 
@@ -243,17 +250,19 @@ def _start_until_connected(lib: LibCentral, tmp_path: Path, name: str, extra: li
     return proc, out, err, kids
 
 
-def test_sigterm_stops_every_process_and_keeps_the_trace(lib, tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_a_signal_stops_every_process_and_keeps_the_trace(lib, tmp_path, signum):
     trace = tmp_path / "term.jsonl"
     proc, out, err, kids = _start_until_connected(lib, tmp_path, "term", ["--trace", str(trace)])
     try:
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(signum)
         code = proc.wait(timeout=30)
     finally:
         _stop(proc)
     assert code == 130, err.read_text()
     assert not any(_alive(k) for k in kids)  # no orphans
-    assert "SIGTERM: stopping 2 processes" in err.read_text()
+    assert f"{signum.name}: stopping 2 processes" in err.read_text()
+    assert "Traceback" not in err.read_text(), err.read_text()
     assert re.search(r"charge points\s+4 \(at most 4 connected at once\)", out.read_text())
     records = list(read_trace(trace))
     assert {r["cp"] for r in records if r["kind"] == "identity"} == {f"CP{n:04d}" for n in range(1, 5)}
