@@ -36,6 +36,7 @@ from .forwarding import RemoteConnection, answer_of, result_of
 from .presence import (
     ConnectorState,
     Presence,
+    PresencePlan,
     apply_changes,
     check_node_id,
     lease_valid,
@@ -200,8 +201,15 @@ class ClusterNode:
         changed_since = None if full else self._view.db_now - _READ_MARGIN
 
         def work(s: Session) -> tuple[set[str], store.Snapshot, tuple[set[str], datetime | None]]:
-            store.renew_lease(s, self.node_id, self.lease)
-            lost = store.write_presence(s, self.node_id, plan.upserts, plan.deletes) if plan else set()
+            if store.renew_lease(s, self.node_id, self.lease) and self.rounds:
+                # Our lease lapsed (a stall, a database outage): rows may have been buried meanwhile, so
+                # every connection is written again, not only the changed ones.
+                log.warning("cluster.lease_lapsed node=%s (republishing %d charge points)", self.node_id,
+                            len(current))
+                p = PresencePlan(tuple(current.values()), plan.deletes)
+            else:
+                p = plan
+            lost = store.write_presence(s, self.node_id, p.upserts, p.deletes) if p else set()
             return lost, store.load_snapshot(s, self.node_id, changed_since), store.booted_since(s, since)
 
         lost, snap, (booted, self._booted_at) = await trio.to_thread.run_sync(

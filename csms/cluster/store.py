@@ -33,14 +33,17 @@ class Snapshot:
     full: bool
 
 
-def renew_lease(s: Session, node_id: str, lease_seconds: float) -> datetime:
-    """Insert or extend this node's lease; returns the database's now."""
-    row = s.execute(text(
+def renew_lease(s: Session, node_id: str, lease_seconds: float) -> bool:
+    """Insert or extend this node's lease; True when it had lapsed (or never existed): then the others
+    stopped counting this node's presence rows, and the duty holder may have buried them."""
+    held = s.execute(text("SELECT lease_until > now() FROM cluster_nodes WHERE node_id = :node FOR UPDATE"),
+                     {"node": node_id}).scalar()
+    s.execute(text(
         "INSERT INTO cluster_nodes (node_id, started_at, heartbeat_at, lease_until) "
         "VALUES (:node, now(), now(), now() + make_interval(secs => :lease)) "
         "ON CONFLICT (node_id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at, "
-        "lease_until = excluded.lease_until RETURNING heartbeat_at"), {"node": node_id, "lease": lease_seconds})
-    return as_utc(row.scalar_one())
+        "lease_until = excluded.lease_until"), {"node": node_id, "lease": lease_seconds})
+    return not held
 
 
 _BURY = ("UPDATE cluster_presence SET gone = true, updated_at = clock_timestamp() "
