@@ -108,6 +108,11 @@ class Fleet:
     def ids(self) -> list[str]:
         return list(self._cps)
 
+    @property
+    def plans(self) -> list[ChargePointPlan]:
+        """Each charge point's place in the whole fleet, start moment and random stream."""
+        return list(self._places.values())
+
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Start every charge point (staggered), report started, run until cancelled."""
         if self.shard is not None:

@@ -7,9 +7,11 @@ session so a terminal's Ctrl-C reaches only the parent). Each child builds only
 its shard (`Shard`: place mod N) and talks JSON lines with the parent:
 
     parent -> child (stdin)    {"job": ...}   {"go": <epoch, unix s>}   {"stop": true} (or EOF)
-    child -> parent (stdout)   {"ready": n, "stats": ...}   {"stats": ...} every progress period   {"final": ...}
+    child -> parent (stdout)   {"ready": n, "digest": ..., "stats": ...}   {"stats": ...} each second   {"final": ...}
 
-The parent starts the clock only when every child is ready (time 0 is the same
+The parent plans the whole fleet from the seed (`plan_fleet`: ids, places, start
+moments, random streams) and checks each child's digest of the shard it built
+against its own. It starts the clock only when every child is ready (time 0 is the same
 wall-clock moment in each), stops them at the end of `--duration` or on
 Ctrl-C/SIGTERM, sums their stats, and merges their traces in time order into the
 one trace a single process writes. A child that exits without its final report
@@ -38,7 +40,7 @@ import trio
 from .clock import SimClock
 from .fleet import Fleet
 from .fleetspec import FleetSpec
-from .shard import Shard, merge_trace_lines, stats_to_mapping, sum_stats
+from .shard import Shard, merge_trace_lines, plan_digest, plan_fleet, stats_to_mapping, sum_stats
 from .stats import Stats
 from .trace import TRACE_VERSION, TraceWriter
 
@@ -101,12 +103,16 @@ class _Child:
     charge_points: int = 0
     killed_late: bool = False
     killed_on_request: bool = False  # a second Ctrl-C/SIGTERM: not a failure of the child
+    planned: str = ""  # the parent's digest of this shard's plans
+    mismatch: bool = False  # the child built another shard than the one planned
 
     def death(self) -> str | None:
         """Why this child failed, or None if it ended as asked."""
         code = self.proc.returncode
         if self.killed_on_request:
             return None
+        if self.mismatch:
+            return "built other charge points than the parent planned for it (a different version of the simulator?)"
         if self.killed_late:
             return f"did not stop within {STOP_GRACE:.0f} s and was killed"
         if self.final is not None and code == 0:
@@ -130,7 +136,8 @@ class ShardedRun:
 
 
 class _Parent:
-    def __init__(self, procs: int, job: dict[str, Any], progress: float, err: TextIO) -> None:
+    def __init__(self, spec: FleetSpec, procs: int, job: dict[str, Any], progress: float, err: TextIO) -> None:
+        self.spec = spec
         self.procs = procs
         self.job = job
         self.progress = progress
@@ -155,7 +162,7 @@ class _Parent:
                             [sys.executable, "-m", "simulator.procs"], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, start_new_session=True,
                         )
-                        child = _Child(shard, proc)
+                        child = _Child(shard, proc, planned=plan_digest(plan_fleet(self.spec, shard)))
                         self.children.append(child)
                         tending.start_soon(self._tend, child)
                     tending.start_soon(self._start_clock)
@@ -196,6 +203,9 @@ class _Parent:
                 if "ready" in message:
                     child.charge_points = message["ready"]
                     child.stats = message["stats"]
+                    if message.get("digest") != child.planned:
+                        child.mismatch = True
+                        self.stopping.set()
                     child.ready.set()
                 elif "stats" in message:
                     child.stats = message["stats"]
@@ -311,7 +321,7 @@ def run_sharded(
         # The children report more often than the parent prints, so a progress line is at most ~1 s old.
         "password": password, "ca_file": ca_file, "report_every": min(progress, 1.0) if progress > 0 else 0.0,
     }
-    parent = _Parent(procs, job, progress, err)
+    parent = _Parent(spec, procs, job, progress, err)
     started = time.time()
     trio.run(parent.run)
     if progress > 0 and err.isatty():
@@ -360,7 +370,7 @@ async def _child(proto: TextIO) -> int:
     context = ssl.create_default_context(cafile=job["ca_file"]) if job["ca_file"] else None
     fleet = Fleet(FleetSpec.from_mapping(job["spec"]), job["csms"], trace=trace, password=job["password"],
                   ssl_context=context, shard=shard)
-    send({"ready": len(fleet), "stats": stats_to_mapping(fleet.stats)})
+    send({"ready": len(fleet), "digest": plan_digest(fleet.plans), "stats": stats_to_mapping(fleet.stats)})
     try:
         go = await messages.__anext__()
     except StopAsyncIteration:

@@ -9,6 +9,7 @@ fleet's plans out as plain data so the identity can be checked without sockets.
 
 from __future__ import annotations
 
+import hashlib
 import heapq
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
@@ -20,8 +21,8 @@ from .fleetspec import FleetSpec, GroupSpec
 from .rng import Rng
 from .stats import Stats
 
-__all__ = ["Shard", "ChargePointPlan", "plan_fleet", "stats_to_mapping", "sum_stats", "merge_trace_lines",
-           "trace_time"]
+__all__ = ["Shard", "ChargePointPlan", "plan_fleet", "plan_digest", "stats_to_mapping", "sum_stats",
+           "merge_trace_lines", "trace_time"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +63,15 @@ def plan_fleet(spec: FleetSpec, shard: Shard | None = None) -> Iterator[ChargePo
     for place, (cp_id, group) in enumerate(spec.charge_points()):
         if shard is None or shard.owns(place):
             yield ChargePointPlan(place, cp_id, group, place / spec.ramp, root.child("cp", cp_id))
+
+
+def plan_digest(plans: Iterable[ChargePointPlan]) -> str:
+    """A fingerprint of plans (places, ids, start moments, random streams): the parent checks that each
+    child built the shard it planned, so a spec that did not survive the trip cannot go unnoticed."""
+    h = hashlib.sha256()
+    for p in plans:
+        h.update(f"{p.place}:{p.cp_id}:{p.start_at!r}:{p.rng.bits64('probe')}\n".encode())
+    return h.hexdigest()
 
 
 _COUNTERS = tuple(f.name for f in fields(Stats) if f.name not in ("faults", "errors"))

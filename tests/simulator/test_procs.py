@@ -24,7 +24,15 @@ import pytest
 import trio
 
 from simulator import Fleet, FleetSpec, GroupSpec, parse_fault_option, read_trace
-from simulator.shard import Shard, merge_trace_lines, stats_to_mapping, sum_stats, trace_time
+from simulator.shard import (
+    Shard,
+    merge_trace_lines,
+    plan_digest,
+    plan_fleet,
+    stats_to_mapping,
+    sum_stats,
+    trace_time,
+)
 from simulator.stats import Stats
 
 from .conftest import FAST_DRIVER
@@ -56,7 +64,11 @@ def _schedule(fleet: Fleet) -> dict[str, dict[str, object]]:
 def test_the_schedule_of_three_processes_is_that_of_one():
     one = _schedule(Fleet(SPEC, "ws://127.0.0.1:9/ocpp"))
     sent = FleetSpec.from_mapping(json.loads(json.dumps(SPEC.to_mapping())))  # what a child receives
-    shards = [_schedule(Fleet(sent, "ws://127.0.0.1:9/ocpp", shard=Shard(k, 3))) for k in range(3)]
+    fleets = [Fleet(sent, "ws://127.0.0.1:9/ocpp", shard=Shard(k, 3)) for k in range(3)]
+    shards = [_schedule(fleet) for fleet in fleets]
+    # What the parent checks when a child is ready: it built the shard the parent planned.
+    planned = [plan_digest(plan_fleet(SPEC, Shard(k, 3))) for k in range(3)]
+    assert [plan_digest(fleet.plans) for fleet in fleets] == planned and len(set(planned)) == 3
 
     ids = [set(s) for s in shards]
     assert set().union(*ids) == set(one) and sum(map(len, ids)) == len(one) == 11  # a partition
