@@ -470,11 +470,17 @@ async def probe_after_reconnect(ctx: Context, live: LiveChargePoint) -> None:
         return
     # One connector at a time (a charger may not take a TriggerMessage without connectorId); the silent-connector
     # watch later asks only those still silent and not asked here. None known: a new charger, nothing to replay.
-    for connector_id in sorted(c for c in known if c not in live.connectors):
-        live.triggered.add(connector_id)
+    ask = sorted(c for c in known if c not in live.connectors)
+    live.triggered.update(ask)  # all at once, so the silent-connector watch does not ask them again meanwhile
+
+    async def probe(connector_id: int) -> None:
         answer = await _trigger_status(ctx, live, connector_id)
         log.info("maintenance.trigger_status charge_point=%s connector=%s answer=%s reason=%r", live.id, connector_id,
                  answer, "reconnected: what is this connector doing now?")
+
+    async with trio.open_nursery() as nursery:
+        for connector_id in ask:
+            nursery.start_soon(probe, connector_id)
     live.reconnect_probe_answered = ctx.clock.now()
 
 

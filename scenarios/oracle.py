@@ -93,12 +93,17 @@ class Sample:
 
 @dataclass(frozen=True, slots=True)
 class Hold:
-    """A reservation the CSMS granted: the connector is not free from `start` to `end`."""
+    """A reservation the CSMS granted: the connector is not free from `start` (the grant) to `end`.
+
+    `asked` is when it was asked for: from then on a busy verdict is no fault (the CSMS may hold the
+    connector before its answer arrives); free is judged from the grant only.
+    """
 
     cp: str
     connector: int
     start: float
     end: float
+    asked: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -315,7 +320,8 @@ def _falsely_busy(s: Sample, tl: Timeline, rules: Rules, excused: set[tuple[str,
     state, since = tl.connector(s.cp, s.connector).state_at(s.end)
     if state != IDLE_STATE or since > window_start or link_since > window_start:
         return None
-    if any(h.cp == s.cp and h.connector == s.connector and h.start <= s.t <= h.end + rules.recovery_window
+    if any(h.cp == s.cp and h.connector == s.connector
+           and (h.start if h.asked is None else min(h.asked, h.start)) <= s.end and s.t <= h.end + rules.recovery_window
            for h in rules.holds):
         return None
     if rules.excuse_blinded and _blinded(tl, s.cp, s.connector, s.t):

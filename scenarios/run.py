@@ -129,9 +129,11 @@ class ScenarioRun:
         """From now on connectors must heal within the recovery window (faults have done their work)."""
         self.recovery_from = self.now()
 
-    def hold(self, cp: str, connector: int, start: float, end: float | None = None) -> None:
-        """A reservation the CSMS granted: the connector must not be reported free meanwhile."""
-        self.holds.append(Hold(cp, connector, start, end if end is not None else float("inf")))
+    def hold(self, cp: str, connector: int, start: float, end: float | None = None, *,
+             asked: float | None = None) -> None:
+        """A reservation the CSMS granted at `start` (asked for at `asked`): the connector must not be reported
+        free meanwhile, and busy from `asked` on is no fault."""
+        self.holds.append(Hold(cp, connector, start, end if end is not None else float("inf"), asked))
 
     def session_tariff(self, session_id: str | None, tariff: Decimal) -> None:
         if session_id is not None:

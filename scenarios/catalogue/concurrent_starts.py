@@ -44,9 +44,10 @@ async def test_concurrent_starts(fleet, oracle, csms):
     reservations = {}
 
     async def reserve(k: int) -> None:
+        asked = oracle.now()
         r = reservations[k] = await csms.reserve(cp, 2, f"TAG{10 + k:04d}", TARIFF)
-        if r.accepted:  # granted: from now on the connector is the payer's
-            oracle.hold(cp, 2, oracle.now())
+        if r.accepted:  # granted: from now on the connector is the payer's (busy since the ask is no fault)
+            oracle.hold(cp, 2, oracle.now(), asked=asked)
 
     async with trio.open_nursery() as n:  # five payers, the same second
         for k in range(1, N + 1):

@@ -261,6 +261,15 @@ def test_a_held_connector_may_be_busy_until_the_window_after_its_hold():
     assert run(b, [sample(25.1, BUSY)], holds=hold, **BUSY_ONLY) == [("falsely_busy", "CP1", 1)]
 
 
+def test_busy_while_the_reservation_is_being_granted_is_no_fault():
+    """concurrent_starts under load: the CSMS held the connector before its answer to the payer arrived."""
+    b = idle_from(2.0)
+    assert run(b, [sample(9.0, BUSY)], holds=(Hold("CP1", 1, 10.0, 20.0),), **BUSY_ONLY) == [("falsely_busy", "CP1", 1)]
+    assert run(b, [sample(9.0, BUSY)], holds=(Hold("CP1", 1, 10.0, 20.0, asked=8.5),), **BUSY_ONLY) == []
+    # Free is still judged from the grant only.
+    assert run(b, [sample(9.0, FREE)], holds=(Hold("CP1", 1, 10.0, 20.0, asked=5.0),), **FREE_ONLY) == []
+
+
 def test_a_gone_charger_must_be_reported_offline():
     b = idle_from(2.0)
     b.closed(20.0)  # gone for good
