@@ -26,7 +26,7 @@ from . import (
     transactions,
     webhooks,
 )
-from .envelope import ApiError, envelope
+from .envelope import ERROR_RESPONSES, ApiError, envelope
 
 __all__ = ["create_app"]
 
@@ -43,6 +43,7 @@ def create_app(ctx: Context) -> FastAPI:
         title="unstuck CSMS",
         version="0.1.0",
         description="OCPP 1.6J central system: stations, sessions, occupancy, unlock, maintenance.",
+        responses=ERROR_RESPONSES,
     )
     app.state.ctx = ctx
     if ctx.settings.cors_origins:
@@ -84,7 +85,7 @@ def create_app(ctx: Context) -> FastAPI:
         log.exception("api.crashed path=%s", request.url.path)
         return envelope(False, "Internal error; see the server log", None, 500)
 
-    @app.get("/health", tags=["ops"])
+    @app.get("/health", tags=["ops"], responses={503: {"description": "The database is down (`database: down`)"}})
     async def health():
         """`ok` only when the database answers `SELECT 1` within 2 s; else 503 and `database: down`."""
         problem = await ctx.db.ping(timeout=2.0)
@@ -95,7 +96,7 @@ def create_app(ctx: Context) -> FastAPI:
             return JSONResponse(body, status_code=503)
         return body
 
-    @app.get("/metrics", tags=["ops"])
+    @app.get("/metrics", tags=["ops"], response_class=PlainTextResponse)
     async def metrics():
         return PlainTextResponse(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 

@@ -101,7 +101,7 @@ async def _provision(request: Request, cp_id: str, password: str | None, actor: 
     return result
 
 
-@router.post("", status_code=201)
+@router.post("", status_code=201, responses={200: {"description": "Already registered (its password replaced if one was given)"}})
 async def register_charge_point(body: ChargePointIn, request: Request, who: Admin):
     """Register a charge point (with a station of the same id, like lab mode) and/or set its password."""
     result = await _provision(request, body.id, body.password, who.name, create_station=True)

@@ -2,19 +2,35 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-__all__ = ["ApiError", "ok", "CamelModel"]
+__all__ = ["ApiError", "ok", "CamelModel", "ErrorEnvelope", "ERROR_RESPONSES"]
 
 
 class CamelModel(BaseModel):
     """Request bodies: camelCase on the wire, snake_case in Python, unknown keys refused."""
 
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+
+class ErrorEnvelope(BaseModel):
+    """Every 4xx/5xx answer, documented in /openapi.json so clients (and schemathesis) can rely on it."""
+
+    success: Literal[False]
+    message: str = Field(min_length=1)
+    data: Any = None
+
+
+# FastAPI documents a 422 HTTPValidationError by default; we answer 400 with the envelope instead,
+# and a "4XX" entry makes FastAPI drop its 422.
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    "4XX": {"model": ErrorEnvelope, "description": "Refused: the envelope with success false and a message"},
+    "5XX": {"model": ErrorEnvelope, "description": "Database or charge point unavailable: the envelope"},
+}
 
 
 class ApiError(Exception):

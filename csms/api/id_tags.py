@@ -108,7 +108,7 @@ async def get_id_tag(id_tag: str, request: Request, who: Admin):
     return ok(tag_view(record) | {"openTransactions": open_tx, "answerNow": answer.status.value})
 
 
-@router.put("/{id_tag}")
+@router.put("/{id_tag}", responses={201: {"description": "Created: the id tag did not exist"}})
 async def put_id_tag(id_tag: str, body: IdTagFields, request: Request, who: Admin):
     ctx = request.app.state.ctx
     record = _record(id_tag, body)
