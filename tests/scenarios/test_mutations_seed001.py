@@ -28,10 +28,11 @@ BOTH = (1, 2)
 class Mutation:
     scenario: str
     csms_args: tuple[str, ...]
-    violations: frozenset[tuple[str, int]]  # (kind, connector): exactly these, no others
+    violations: frozenset[tuple[str, int]]  # (kind, connector): all of these, and no others but may_follow
     faults: frozenset[str] = frozenset()  # named in every violation and in the report
     reported: tuple[str, ...] = ()  # further text the violation report must hold
     why: str = ""
+    may_follow: frozenset[tuple[str, int]] = frozenset()  # consequences of the break that timing may or may not show
 
     def __str__(self) -> str:
         return self.scenario
@@ -72,7 +73,10 @@ MUTATIONS = [
              ("CSMS said: free",), why="a closed connection stays in the live registry"),
     Mutation("pings_without_heartbeat", ("--test-break=pongs_not_liveness",),
              frozenset(_v("dropped_charger", *BOTH)), frozenset({"heartbeat_stop"}), ("close code 1001",),
-             why="liveness from OCPP messages only: pongs do not count"),
+             why="liveness from OCPP messages only: pongs do not count",
+             # Dropped, it reconnects; a hung charger reports nothing, so its connectors stay not-free for the
+             # reconnect settle window (until our probe's answer + 2 s), which the 1 s recovery window may catch.
+             may_follow=frozenset(_v("falsely_busy", *BOTH))),
 ]
 
 
@@ -88,7 +92,8 @@ def test_scenario_fails_when_its_behaviour_is_switched_off(m: Mutation, tmp_path
     (record,) = json.loads((report / "summary.json").read_text())["scenarios"]
     assert record["name"] == m.scenario and record["outcome"] == "failed", record
     found = {(v["kind"], v["connector"]) for v in record["violations"]}
-    assert found == set(m.violations), f"{m.scenario}: {sorted(found)}\n{record['error']}"
+    assert set(m.violations) <= found <= set(m.violations) | m.may_follow, \
+        f"{m.scenario}: {sorted(found)}\n{record['error']}"
     assert len({v["cp"] for v in record["violations"]}) == 1  # one charge point in each of these stories
     for v in record["violations"]:
         assert m.faults <= {f["name"] for f in v["faults"]}, v
