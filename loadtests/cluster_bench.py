@@ -123,8 +123,8 @@ def summarise(rows: list[dict]) -> str:
             out.append(f"| {LAYOUTS[k].label} | {split} | {conns} |")
         out.append("\nRan and waited for a CPU (run queue, /proc/PID/schedstat), % of wall; CPU ms per call\n")
         out.append("| layout | n1 trio thread ran / waited | n2 trio thread ran / waited | nodes waited (all threads)"
-                   " | HAProxy waited | PostgreSQL waited | nodes ms/call | all ours ms/call |")
-        out.append("|---" * 8 + "|")
+                   " | HAProxy waited | PostgreSQL waited | nodes ms/call | all ours ms/call | DB commits/call |")
+        out.append("|---" * 9 + "|")
         for k in keys:
             rs = [r for r in here if r["layout"] == k]
 
@@ -138,7 +138,8 @@ def summarise(rows: list[dict]) -> str:
                        f"{_fmt(_med([r['waited_pct'].get('haproxy') for r in rs]))} | "
                        f"{_fmt(_med([r['waited_pct'].get('postgres') for r in rs]))} | "
                        f"{_fmt(_med([r['node_ms_per_call'] for r in rs]))} | "
-                       f"{_fmt(_med([r['ours_ms_per_call'] for r in rs]))} |")
+                       f"{_fmt(_med([r['ours_ms_per_call'] for r in rs]))} | "
+                       f"{_fmt(_med([r.get('db_commits_per_call') for r in rs]))} |")
     return "\n".join(out)
 
 
@@ -229,6 +230,13 @@ def _fresh_database() -> None:
         c.execute(f'CREATE DATABASE "{DB_NAME}"')
 
 
+def _transactions() -> int:
+    """Transactions committed in the benchmark database so far: how well each node batches its writes."""
+    with psycopg.connect(ADMIN_DSN, autocommit=True) as c:
+        row = c.execute("SELECT xact_commit FROM pg_stat_database WHERE datname = %s", (DB_NAME,)).fetchone()
+    return int(row[0]) if row else 0
+
+
 def _driver_cmd(url: str, mode: str, cps: int, duration: float) -> list[str]:
     return [sys.executable, str(BENCH_DIR / "driver.py"), "--url", url + "/{id}", "--cps", str(cps),
             "--duration", str(duration), "--mode", mode, "--json"]
@@ -255,6 +263,7 @@ def run_once(key: str, mode: str, cps: int, duration: float, work: Path) -> dict
         if balancer:
             pids["haproxy"] = balancer.proc.pid
         cmd = _driver_cmd(url, mode, cps, duration)
+        xacts0 = _transactions()
         with PostgresBackends(DB_NAME) as pg:
             before = {k: _proc_cpu_s(p) or 0.0 for k, p in pids.items()}
             sched0 = {**{k: _sched_s(p) for k, p in pids.items()},
@@ -279,7 +288,7 @@ def run_once(key: str, mode: str, cps: int, duration: float, work: Path) -> dict
         res = json.loads(lines[-1])
         calls = res.get("calls_completed", 0) + res.get("ramp", {}).get("setup_calls", 0) + res.get("cleanup_calls", 0)
         node_s = sum(after[k] - before[k] for k in pids if k.startswith("node"))
-        return {
+        row = {
             "layout": key, "mode": mode, "cps": cps, "duration": duration, "driver_cmd": cmd,
             "calls_per_s": res["calls_per_s"], "p50": res["lat_ms"]["p50"], "p99": res["lat_ms"]["p99"],
             "p99_by_class": {a: v["p99"] for a, v in res.get("lat_by_action_ms", {}).items()},
@@ -296,6 +305,9 @@ def run_once(key: str, mode: str, cps: int, duration: float, work: Path) -> dict
             balancer.stop()
         for n in reversed(nodes):
             n.stop()
+    time.sleep(1.0)  # backends report their counts to pg_stat_database within a second
+    row["db_commits_per_call"] = round((_transactions() - xacts0) / calls, 3) if calls else None
+    return row
 
 
 def main() -> None:
