@@ -1,37 +1,38 @@
 """schemathesis against the REST API's own OpenAPI document on a real `csms serve` (issue 11), bounded for CI.
 
 Every operation of `/openapi.json`, with schema-valid (positive) and schema-violating (negative)
-requests, as an admin. The checks, schemathesis' own unless said:
-- `not_a_server_error`: never a 5xx;
+requests, as an admin, EXAMPLES of each per operation. The checks, schemathesis' own unless said:
+- `not_a_server_error`: never a 5xx (and no `api.crashed` in the server log);
 - the envelope (ours, `_envelope`): every 4xx is `{"success": false, "message": "<not empty>"}`,
   checked from the body itself so that it holds even if the document were wrong;
 - `status_code_conformance`, `content_type_conformance`, `response_schema_conformance`: the answer
-  is one the document declares (4XX/5XX declared as the envelope, so this checks it too);
+  is one the document declares (4XX/5XX are declared as the envelope, so this checks it too);
 - `negative_data_rejection`: a request the schema forbids is refused with a 4xx.
 Left out, with the reason:
 - `positive_data_acceptance` (a schema-valid request must be accepted): the API checks more than
   its schema says on purpose, with messages a person can act on (charge point ids of printable
   ASCII, passwords of 16 to 40 characters, `verdict` one of free/busy/offline, id tags of printable
   characters), and most generated ids name nothing (404) or a state that refuses (409);
-- `ignored_auth`: the document declares no security scheme (a bearer token is checked by a
-  dependency), so schemathesis has nothing to test; `tests/e2e/test_auth*.py` cover tokens;
-- the stateful checks (`use_after_free`, `ensure_resource_availability`) and the stateful phase:
-  the document has no links between operations.
+- `ignored_auth`: the document declares no security scheme (a dependency checks the bearer
+  token), so schemathesis has nothing to test; tests/e2e/test_rest_basics.py covers tokens;
+- the stateful checks (`use_after_free`, `ensure_resource_availability`): the document has no links.
 
-schemathesis' pytest integration (`schemathesis.pytest.from_fixture` + `@schema.parametrize()`)
-fails on pytest 9.2 (it sets `Function._nodeid`, which pytest removed), so each operation's
-strategy (`APIOperation.as_strategy`) is driven by a plain hypothesis `@given` here, derandomized
-and bounded like the other fuzzers; all operations' failures are gathered and reported together.
+How it runs: schemathesis' pytest integration (`schemathesis.pytest.from_fixture` +
+`@schema.parametrize()`) fails on pytest 9.2 (it sets `Function._nodeid`, which pytest removed), and
+importing schemathesis patches hypothesis for the whole process (a 32 KiB buffer instead of 8 KiB, no
+falsifying-example printer), which would change the other fuzzers' derandomized examples in the same
+xdist worker. So the test runs this module as a subprocess (`python -m tests.e2e.test_schemathesis
+URL TOKEN`), which drives each operation's strategy (`APIOperation.as_strategy`) with a plain
+hypothesis `@given`, derandomized like the other fuzzers, and reports every operation's failures.
 """
 
 from __future__ import annotations
 
-import schemathesis
-from hypothesis import HealthCheck, given, settings
-from hypothesis.errors import Unsatisfiable
-from schemathesis import GenerationMode
+import subprocess
+import sys
+from pathlib import Path
 
-EXAMPLES = 10  # per operation and per mode: 26 operations x (positive + negative), about 400 requests
+EXAMPLES = 10  # per operation and per mode: 26 operations, about 370 requests
 
 CHECKS = {
     "positive_data_acceptance": {"enabled": False},
@@ -39,6 +40,15 @@ CHECKS = {
     "use_after_free": {"enabled": False},
     "ensure_resource_availability": {"enabled": False},
 }
+
+
+def test_schemathesis_finds_no_5xx_and_every_answer_is_documented(csms):
+    token = csms.admin["Authorization"].removeprefix("Bearer ")
+    run = subprocess.run([sys.executable, "-m", "tests.e2e.test_schemathesis", csms.http, token],
+                         cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout[-20000:] + run.stderr[-5000:]
+    assert "operations=" in run.stdout, run.stdout
+    assert "api.crashed" not in csms.log()
 
 
 def _envelope(ctx, response, case) -> None:
@@ -49,13 +59,11 @@ def _envelope(ctx, response, case) -> None:
             f"{response.status_code} without the envelope: {response.text[:300]}"
 
 
-def _load(proc):
-    config = schemathesis.Config.from_dict({"base-url": proc.http, "checks": CHECKS})
-    return schemathesis.openapi.from_url(f"{proc.http}/openapi.json", config=config, timeout=30)
+def _fuzz(operation, mode, headers: dict[str, str]) -> int:
+    """One operation in one mode; returns how many requests were sent."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis.errors import Unsatisfiable
 
-
-def _fuzz(operation, mode: GenerationMode, headers: dict[str, str]) -> int:
-    """Run one operation in one mode; returns how many requests were sent."""
     sent = 0
 
     @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck),
@@ -73,18 +81,28 @@ def _fuzz(operation, mode: GenerationMode, headers: dict[str, str]) -> int:
     return sent
 
 
-def test_schemathesis_finds_no_5xx_and_every_answer_is_documented(csms):
-    schema = _load(csms)
+def main(base_url: str, token: str) -> int:
+    import schemathesis
+    from schemathesis import GenerationMode
+
+    config = schemathesis.Config.from_dict({"base-url": base_url, "checks": CHECKS})
+    schema = schemathesis.openapi.from_url(f"{base_url}/openapi.json", config=config, timeout=30)
     operations = [result.ok() for result in schema.get_all_operations()]
-    assert len(operations) >= 25, [op.label for op in operations]
+    headers = {"Authorization": f"Bearer {token}"}
     failures: list[str] = []
     sent = 0
     for operation in operations:
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
             try:
-                sent += _fuzz(operation, mode, csms.admin)
+                sent += _fuzz(operation, mode, headers)
             except (Exception, BaseExceptionGroup) as exc:  # noqa: BLE001 - gathered, reported below
                 failures.append(f"{operation.label} ({mode.value}): {exc}")
-    assert not failures, f"{len(failures)} failing:\n\n" + "\n\n".join(failures)
-    assert sent >= 2 * len(operations)
-    assert "api.crashed" not in csms.log()
+    print(f"schemathesis {schemathesis.__version__} operations={len(operations)} requests={sent} "
+          f"examples_per_operation_and_mode={EXAMPLES} failing={len(failures)}")
+    print("\n\n".join(failures))
+    ok = not failures and len(operations) >= 25 and sent >= 2 * len(operations)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1], sys.argv[2]))
