@@ -73,6 +73,7 @@ async def evaluate(ctx: Context, cp_id: str, connector_id: int, *,
     In a cluster the registry answers for charge points other live nodes hold with what those
     nodes published (csms.cluster), so every node gives the holding node's verdict."""
     stored = await ctx.db.read(lambda s: load_connector_signals(s, cp_id, connector_id))
+    await ctx.registry.find(cp_id, fresh=True)  # in a cluster: another node's charge point as of now
     return _decide(ctx, cp_id, connector_id, stored, exclude_reservation_id)
 
 

@@ -9,7 +9,7 @@ In a cluster (`--node-id`) a charge point may be held by another node: `get` the
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -63,6 +63,8 @@ class LiveChargePoint:
     # StartTransactions received and not yet stored, per connector: a car is starting there now.
     starts_in_flight: dict[int, int] = field(default_factory=dict)
     # TriggerMessage(StatusNotification) calls on their way, and when each last got its answer (None: all connectors).
+    # Told of every live status (set by Registry.attach; in a cluster the presence is published at once).
+    on_change: Callable[[], None] | None = field(default=None, repr=False)
     _status_asks: dict[int | None, int] = field(default_factory=dict, init=False, repr=False)
     _status_answered: dict[int | None, datetime] = field(default_factory=dict, init=False, repr=False)
 
@@ -111,6 +113,8 @@ class LiveChargePoint:
         if before is None or before.status != status:
             self.silent_asks.pop(connector_id, None)
         self.connectors[connector_id] = LiveConnector(status, error_code, now)
+        if self.on_change is not None:
+            self.on_change()
         return not asked
 
 
@@ -142,11 +146,14 @@ class Registry:
         self.everyone_else: Callable[[], list[RemoteChargePoint]] | None = None
         # Set by csms.cluster: told on every attach and detach (presence is published at once).
         self.on_change: Callable[[], None] | None = None
+        # Set by csms.cluster: asks the database for a charge point not (yet) in this node's view.
+        self.look_up: Callable[[str], Awaitable[RemoteChargePoint | None]] | None = None
 
     def attach(self, cp: LiveChargePoint) -> LiveChargePoint | None:
         """Make cp the live one for its id; returns the one it replaced, if any."""
         old = self._by_id.get(cp.id)
         self._by_id[cp.id] = cp
+        cp.on_change = self.on_change
         if self.on_change is not None:
             self.on_change()
         return old
@@ -166,6 +173,16 @@ class Registry:
         if cp is None and self.elsewhere is not None:
             return self.elsewhere(cp_id)
         return cp
+
+    async def find(self, cp_id: str, *, fresh: bool = False) -> LiveChargePoint | RemoteChargePoint | None:
+        """As `get`, and in a cluster it asks the database about a charge point this node has not seen
+        elsewhere yet (it connected to another node within the last refresh), or with `fresh` about any
+        charge point another node holds (its statuses as of now, not of our last read)."""
+        cp = self._by_id.get(cp_id)
+        if cp is not None or self.look_up is None:
+            return cp
+        cp = None if fresh or self.elsewhere is None else self.elsewhere(cp_id)
+        return cp if cp is not None else await self.look_up(cp_id)
 
     def local(self, cp_id: str) -> LiveChargePoint | None:
         """This process's own connection only (maintenance acts on sockets it holds)."""

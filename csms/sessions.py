@@ -56,7 +56,7 @@ async def check_connector_free(ctx: Context, station: StationRef, connector_id: 
                                action: str, exclude_reservation_id: str | None = None) -> LiveChargePoint:
     """Raise ChargerOffline / ConnectorBusy (logging which predicates fired); return the live charge point."""
     cp_id = station.charge_point_id
-    live = ctx.registry.get(cp_id)
+    live = await ctx.registry.find(cp_id)
     if live is None:
         metrics.START_REFUSED.labels("ChargerOffline").inc()
         log.warning("%s.refused code=ChargerOffline station=%s charge_point=%s connector=%s",
@@ -231,7 +231,7 @@ async def stop_session(ctx: Context, session_id: str) -> dict[str, Any]:
         raise ConflictError("Charging session already ended", code="SessionEnded")
     if view["transactionId"] is None:
         raise ConflictError("Charging session has no transaction yet", code="NoTransaction", status=view["status"])
-    live = ctx.registry.get(view["chargePointId"])
+    live = await ctx.registry.find(view["chargePointId"])
     if live is None:
         raise ChargerOfflineError()
     try:

@@ -128,7 +128,7 @@ async def _clean(ctx: Context, r: UnlockResult, actor: str) -> None:
 
 
 async def _send_unlock(ctx: Context, r: UnlockResult) -> None:
-    live = ctx.registry.get(r.charge_point_id)
+    live = await ctx.registry.find(r.charge_point_id)
     if live is None:
         r.success, r.message = ocpp_outcome(None, error="Charger is offline")
         return

@@ -127,7 +127,7 @@ async def set_password(cp_id: str, body: PasswordIn, request: Request, who: Admi
 async def raw_call(cp_id: str, body: RawCallIn, request: Request, who: Admin):
     """Send any OCPP 1.6 CSMS->charge point Call and return its answer (debugging aid)."""
     ctx = request.app.state.ctx
-    live = ctx.registry.get(cp_id)
+    live = await ctx.registry.find(cp_id)
     if live is None:
         raise ApiError(409, "Charger is offline", {"code": "ChargerOffline"})
     now = ctx.clock.now()

@@ -62,6 +62,7 @@ _LAST_SEEN_STEP = timedelta(seconds=60)
 # commit by the few milliseconds of its transaction); every minute it reads them all again.
 _READ_MARGIN = timedelta(seconds=2)
 _FULL_READ_SECONDS = 60.0
+_MIN_ROUND_GAP = 0.05
 # last_boot_at is the booting node's clock: re-read boots this far back, in case clocks differ.
 _BOOT_CLOCK_MARGIN = timedelta(seconds=60)
 
@@ -122,6 +123,22 @@ class ClusterNode:
             return None
         return self._remote(p)
 
+    async def look_up(self, cp_id: str) -> RemoteChargePoint | None:
+        """Registry.find for a charge point not in the view: its row, read now (it may have connected to
+        another node since our last read), kept in the view when it counts."""
+        found = await self._db(store.load_presence, cp_id)
+        if found is None:
+            self._view.presences.pop(cp_id, None)
+            return None
+        change, lease_until, db_now = found
+        p = change.presence
+        if change.gone or p.node_id == self.node_id or not lease_valid(lease_until, db_now):
+            self._view.presences.pop(cp_id, None)
+            return None
+        self._view.presences[cp_id] = p
+        self._view.leases.setdefault(p.node_id, lease_until)
+        return self._remote(p)
+
     def everyone_else(self) -> list[RemoteChargePoint]:
         live = live_presences(self._view.presences.values(), self._view.leases, self._estimated_db_now(),
                               own_node=self.node_id)
@@ -151,6 +168,7 @@ class ClusterNode:
                  self.node_id, self.refresh, self.lease, cleared, len(self._view.presences))
         self.ctx.registry.elsewhere = self.elsewhere
         self.ctx.registry.everyone_else = self.everyone_else
+        self.ctx.registry.look_up = self.look_up
         self.ctx.registry.on_change = self._mark_changed
         try:
             async with trio.open_nursery() as nursery:
@@ -161,7 +179,7 @@ class ClusterNode:
                 task_status.started(self)
         finally:
             self.ctx.registry.on_change = None
-            self.ctx.registry.elsewhere = self.ctx.registry.everyone_else = None
+            self.ctx.registry.elsewhere = self.ctx.registry.everyone_else = self.ctx.registry.look_up = None
             with trio.move_on_after(3) as scope:
                 scope.shield = True
                 try:
@@ -175,10 +193,14 @@ class ClusterNode:
         self._changed.set()
 
     async def _publish(self) -> None:
+        last = trio.current_time()
         while True:
             with trio.move_on_after(self.refresh):
                 await self._changed.wait()
-            await trio.sleep(0.02)  # connects arriving together go in one round
+            # Changes arriving together (a connect and its statuses, a burst) go in one round; at most
+            # twenty rounds a second however busy the fleet.
+            await trio.sleep(max(_MIN_ROUND_GAP - (trio.current_time() - last), 0.02))
+            last = trio.current_time()
             try:
                 await self._round()
             except Exception as exc:
@@ -306,7 +328,10 @@ class ClusterNode:
 
     def _on_notify(self, payload: str) -> None:
         kind, _, call_id = payload.partition(":")
-        if kind == "call":
+        if kind == "presence":  # another node wrote presence rows: read them now, not at the next refresh
+            if call_id != self.node_id:
+                self._changed.set()
+        elif kind == "call":
             assert self._nursery is not None
             self._nursery.start_soon(self._serve_call, call_id)
         elif kind == "answer":
@@ -323,8 +348,9 @@ class ClusterNode:
                 conn = await trio.to_thread.run_sync(
                     partial(psycopg.connect, self._conninfo, autocommit=True, connect_timeout=5),
                     limiter=self._listen_limiter)
-                await trio.to_thread.run_sync(conn.execute, sql.SQL("LISTEN {}").format(sql.Identifier(channel)),
-                                              limiter=self._listen_limiter)
+                for name in (channel, store.PRESENCE_CHANNEL):
+                    await trio.to_thread.run_sync(conn.execute, sql.SQL("LISTEN {}").format(sql.Identifier(name)),
+                                                  limiter=self._listen_limiter)
                 if not started:
                     task_status.started()
                     started = True

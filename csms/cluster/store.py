@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from ..clock import as_utc
 from .presence import Presence, PresenceChange, connectors_from_json, connectors_to_json
 
-__all__ = ["booted_since", "Snapshot", "renew_lease", "release_node", "clear_own_presence", "write_presence", "load_snapshot",
+__all__ = ["load_presence", "booted_since", "Snapshot", "renew_lease", "release_node", "clear_own_presence", "write_presence", "load_snapshot",
            "sweep", "send_call", "claim_call", "answer_call", "load_answer", "unclaimed_calls"]
 
 
@@ -45,6 +45,9 @@ def renew_lease(s: Session, node_id: str, lease_seconds: float) -> bool:
         "lease_until = excluded.lease_until"), {"node": node_id, "lease": lease_seconds})
     return not held
 
+
+# Every node listens here too: a node that wrote presence rows says so (payload `presence:<node>`).
+PRESENCE_CHANNEL = "csms_presence"
 
 _BURY = ("UPDATE cluster_presence SET gone = true, updated_at = clock_timestamp() "
          "WHERE node_id = :node AND NOT gone")
@@ -89,6 +92,8 @@ def write_presence(s: Session, node_id: str, upserts: Iterable[Presence], delete
     gone = sorted(deletes)
     if gone:
         s.execute(text(_BURY + " AND charge_point_id = ANY(:ids)"), {"node": node_id, "ids": gone})
+    if rows or gone:  # the other nodes read at once instead of at their next refresh
+        s.execute(text("SELECT pg_notify(:channel, :msg)"), {"channel": PRESENCE_CHANNEL, "msg": f"presence:{node_id}"})
     return lost
 
 
@@ -116,6 +121,19 @@ def load_snapshot(s: Session, node_id: str, since: datetime | None = None) -> Sn
     changes = [PresenceChange(Presence(cp, node, as_utc(at), as_utc(seen), connectors_from_json(conns)), bool(gone))
                for cp, node, at, seen, conns, gone in rows]
     return Snapshot(now, leases, changes, since is None)
+
+
+def load_presence(s: Session, cp_id: str) -> tuple[PresenceChange, datetime, datetime] | None:
+    """One charge point's presence row with its node's lease and the database's now (None: no row)."""
+    row = s.execute(text(
+        "SELECT p.charge_point_id, p.node_id, p.connected_at, p.last_seen, p.connectors, p.gone, n.lease_until, now() "
+        "FROM cluster_presence p JOIN cluster_nodes n ON n.node_id = p.node_id WHERE p.charge_point_id = :cp"),
+        {"cp": cp_id}).first()
+    if row is None:
+        return None
+    cp, node, at, seen, conns, gone, lease_until, now = row
+    return (PresenceChange(Presence(cp, node, as_utc(at), as_utc(seen), connectors_from_json(conns)), bool(gone)),
+            as_utc(lease_until), as_utc(now))
 
 
 def sweep(s: Session, *, tombstones_seconds: float = 600, keep_calls_seconds: float = 3600,

@@ -88,3 +88,12 @@ def test_a_forwarded_call_is_claimed_once_and_answered(pg):
     assert _tx(pg, store.load_answer, "c1") is None
     _tx(pg, store.answer_call, "c1", "b", {"result": {"status": "Accepted"}})
     assert _tx(pg, store.load_answer, "c1") == {"result": {"status": "Accepted"}}
+
+
+def test_one_charge_points_row_with_its_lease(pg):
+    assert _tx(pg, store.load_presence, "CP1") is None
+    _tx(pg, store.renew_lease, "a", 5.0)
+    _tx(pg, store.write_presence, "a", [_p("CP1", "a", "Charging")], [])
+    change, lease_until, now = _tx(pg, store.load_presence, "CP1")
+    assert not change.gone and change.presence.node_id == "a" and change.presence.connectors[1].status == "Charging"
+    assert now < lease_until

@@ -169,3 +169,22 @@ def test_a_nodes_view_follows_the_changed_rows():
     assert view == {}  # it moved here
     view = apply_changes({"OLD": _p("OLD", "a")}, [PresenceChange(_p("CP4", "c"))], own_node="b", full=True)
     assert set(view) == {"CP4"}  # a full read forgets what it no longer finds
+
+
+async def test_find_asks_the_database_only_for_a_charge_point_in_no_view():
+    from csms.registry import Registry, RemoteChargePoint
+
+    reg = Registry()
+    assert await reg.find("CP9") is None  # a single node: as get
+    remote = RemoteChargePoint("CP9", "b", connection=None, connected_at=T0, last_seen=T0)
+    asked = []
+
+    async def look_up(cp_id):
+        asked.append(cp_id)
+        return remote if cp_id == "CP9" else None
+
+    reg.look_up = look_up
+    assert await reg.find("CP9") is remote and await reg.find("CP8") is None
+    reg.elsewhere = lambda cp_id: remote
+    assert await reg.find("CP9") is remote and asked == ["CP9", "CP8"]  # in the view: no database trip
+    assert await reg.find("CP9", fresh=True) is remote and asked == ["CP9", "CP8", "CP9"]  # as of now
