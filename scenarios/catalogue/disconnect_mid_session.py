@@ -16,7 +16,7 @@ from scenarios.meta import scenario
 from simulator import GroupSpec
 
 TARIFF = Decimal("4.00")  # per kWh: a session of seconds delivers a few Wh, this makes its fee a few cents
-BACK_AFTER = 4.0  # s the charger stays away
+BACK_AFTER = 8.0  # s the charger stays away (long enough for the unlock to land while it is away, under load too)
 
 
 async def _until_verdict(csms, key: tuple[str, int], want: str, timeout: float) -> None:
@@ -27,7 +27,7 @@ async def _until_verdict(csms, key: tuple[str, int], want: str, timeout: float) 
 
 @scenario(code="DMS", purpose="connection lost mid-session, car leaves offline, admin unlocks meanwhile -> queued "
                               "StopTransaction reconciles the force-ended session",
-          seed="000 Problem Statement: network failures during charging; FAQ: billing accuracy", quick_s=10)
+          seed="000 Problem Statement: network failures during charging; FAQ: billing accuracy", quick_s=14)
 async def test_disconnect_mid_session(fleet, oracle, csms):
     cars = GroupSpec(prefix="", count=1, connectors=1, power_kw=(22.0, 22.0), target_kwh=(40.0, 40.0))
     f = await fleet(f"disconnect_mid_session=1,after=2:2,back_after={BACK_AFTER},replay=true", groups=[cars])
