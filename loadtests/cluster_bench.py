@@ -39,13 +39,26 @@ from tests.support.server import CsmsProcess, start_csms
 
 ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 DB_NAME = "bench_cluster"
-DB_URL = f"postgresql+psycopg://postgres@127.0.0.1:5432/{DB_NAME}"
 BENCH_DIR = Path(os.environ.get("BENCH_DIR", "/work/shared/bench"))
 # The same lab flags as loadtests/bench_target.sh: measure the call path, not the abuse limits.
 LAB_ARGS = ["--allow-unknown-chargers", "--max-auto-registered", "1000000", "--ocpp-messages-per-second", "0",
             "--max-connections", "100000", "--max-handshakes", "1000", "--log-level", "WARNING"]
 TICK = os.sysconf("SC_CLK_TCK")
 CLASSES = ("Authorize", "StartTransaction", "StopTransaction", "MeterValues", "StatusNotification", "Heartbeat")
+
+
+@dataclass(frozen=True)
+class BenchDatabase:
+    """Where the runs' database lives: an admin DSN (psycopg) and the database recreated per run."""
+
+    admin_dsn: str = ADMIN_DSN
+    name: str = DB_NAME
+
+    @property
+    def url(self) -> str:
+        """The SQLAlchemy URL the nodes get."""
+        base = self.admin_dsn.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
+        return f"{base}/{self.name}"
 
 
 @dataclass(frozen=True)
@@ -179,8 +192,8 @@ def _machine_busy_s() -> float:
 class PostgresBackends:
     """CPU of the backends serving one database, sampled twice a second (pools open and close them)."""
 
-    def __init__(self, dbname: str) -> None:
-        self.dbname = dbname
+    def __init__(self, db: BenchDatabase) -> None:
+        self.db = db
         self.first: dict[int, float] = {}
         self.last: dict[int, float] = {}
         self.first_wait: dict[int, float] = {}
@@ -189,7 +202,7 @@ class PostgresBackends:
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
     def _sample(self, conn: psycopg.Connection) -> None:
-        pids = [r[0] for r in conn.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s", (self.dbname,))]
+        pids = [r[0] for r in conn.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s", (self.db.name,))]
         for pid in pids:
             cpu = _proc_cpu_s(pid)
             if cpu is not None:
@@ -200,14 +213,14 @@ class PostgresBackends:
                 self.last_wait[pid] = waited
 
     def _loop(self) -> None:
-        with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
+        with psycopg.connect(self.db.admin_dsn, autocommit=True) as conn:
             while not self._stop.wait(0.5):
                 self._sample(conn)
             self._sample(conn)
 
     def __enter__(self) -> PostgresBackends:
         self._started = False
-        with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
+        with psycopg.connect(self.db.admin_dsn, autocommit=True) as conn:
             self._sample(conn)
         self._started = True  # backends first seen from now on were born during the run
         self._thread.start()
@@ -224,16 +237,21 @@ class PostgresBackends:
         return sum(self.last_wait[p] - self.first_wait.get(p, 0.0) for p in self.last_wait)
 
 
-def _fresh_database() -> None:
-    with psycopg.connect(ADMIN_DSN, autocommit=True) as c:
-        c.execute(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
-        c.execute(f'CREATE DATABASE "{DB_NAME}"')
+def drop_database(db: BenchDatabase) -> None:
+    with psycopg.connect(db.admin_dsn, autocommit=True) as c:
+        c.execute(f'DROP DATABASE IF EXISTS "{db.name}" WITH (FORCE)')
 
 
-def _transactions() -> int:
+def _fresh_database(db: BenchDatabase) -> None:
+    drop_database(db)
+    with psycopg.connect(db.admin_dsn, autocommit=True) as c:
+        c.execute(f'CREATE DATABASE "{db.name}"')
+
+
+def _transactions(db: BenchDatabase) -> int:
     """Transactions committed in the benchmark database so far: how well each node batches its writes."""
-    with psycopg.connect(ADMIN_DSN, autocommit=True) as c:
-        row = c.execute("SELECT xact_commit FROM pg_stat_database WHERE datname = %s", (DB_NAME,)).fetchone()
+    with psycopg.connect(db.admin_dsn, autocommit=True) as c:
+        row = c.execute("SELECT xact_commit FROM pg_stat_database WHERE datname = %s", (db.name,)).fetchone()
     return int(row[0]) if row else 0
 
 
@@ -242,18 +260,18 @@ def _driver_cmd(url: str, mode: str, cps: int, duration: float) -> list[str]:
             "--duration", str(duration), "--mode", mode, "--json"]
 
 
-def run_once(key: str, mode: str, cps: int, duration: float, work: Path) -> dict:
+def run_once(key: str, mode: str, cps: int, duration: float, work: Path, db: BenchDatabase = BenchDatabase()) -> dict:
     """Fresh database, the layout's processes, one driver run through it; everything stopped after."""
     layout = LAYOUTS[key]
     load0 = os.getloadavg()[0]
-    _fresh_database()
+    _fresh_database(db)
     nodes: list[CsmsProcess] = []
     balancer: Balancer | None = None
     try:
         for i in range(layout.nodes):
             folder = work / f"{key}-{time.monotonic_ns()}-n{i + 1}"
             folder.mkdir()
-            nodes.append(start_csms(DB_URL, folder, [*LAB_ARGS, "--node-id", f"n{i + 1}"], timeout=120))
+            nodes.append(start_csms(db.url, folder, [*LAB_ARGS, "--node-id", f"n{i + 1}"], timeout=120))
         url = nodes[0].ocpp
         if layout.balanced:
             balancer = start_haproxy(work, [backend_of(f"n{i + 1}", n.ocpp, n.http) for i, n in enumerate(nodes)])
@@ -263,8 +281,8 @@ def run_once(key: str, mode: str, cps: int, duration: float, work: Path) -> dict
         if balancer:
             pids["haproxy"] = balancer.proc.pid
         cmd = _driver_cmd(url, mode, cps, duration)
-        xacts0 = _transactions()
-        with PostgresBackends(DB_NAME) as pg:
+        xacts0 = _transactions(db)
+        with PostgresBackends(db) as pg:
             before = {k: _proc_cpu_s(p) or 0.0 for k, p in pids.items()}
             sched0 = {**{k: _sched_s(p) for k, p in pids.items()},
                       **{f"{k} trio": _sched_s(p, p) for k, p in pids.items() if k.startswith("node")}}
@@ -306,7 +324,7 @@ def run_once(key: str, mode: str, cps: int, duration: float, work: Path) -> dict
         for n in reversed(nodes):
             n.stop()
     time.sleep(1.0)  # backends report their counts to pg_stat_database within a second
-    row["db_commits_per_call"] = round((_transactions() - xacts0) / calls, 3) if calls else None
+    row["db_commits_per_call"] = round((_transactions(db) - xacts0) / calls, 3) if calls else None
     return row
 
 
