@@ -1,0 +1,49 @@
+"""The watcher's once-a-second look at the registry records each status change once, and only changes."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from csms.registry import LiveConnector
+from csms.watch import Watcher
+
+T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+
+
+class _Live:
+    def __init__(self, cp_id: str) -> None:
+        self.id = cp_id
+        self.connectors: dict[int, LiveConnector] = {}
+
+
+class _Ctx:
+    def __init__(self, lives: list[_Live]) -> None:
+        self.registry = lives
+
+
+class _Hooks:
+    enabled = False
+
+
+def _watcher(lives: list[_Live]) -> Watcher:
+    w = Watcher.__new__(Watcher)
+    w.ctx, w.webhooks, w.statuses, w._present, w._looked = _Ctx(lives), _Hooks(), {}, set(), {}
+    return w
+
+
+def test_changes_are_recorded_once_and_unchanged_chargers_skipped():
+    a, b = _Live("A"), _Live("B")
+    a.connectors[1] = LiveConnector("Available", "NoError", T0)
+    b.connectors[1] = LiveConnector("Charging", "NoError", T0)
+    w = _watcher([a, b])
+    w._look_at_registry()
+    w._look_at_registry()  # nothing new
+    assert [c.status for c in w.history("A", 1)] == ["Available"]
+    a.connectors[1] = LiveConnector("Preparing", "NoError", T0 + timedelta(seconds=1))
+    a.connectors[2] = LiveConnector("Faulted", "GroundFailure", T0 + timedelta(seconds=1))
+    w._look_at_registry()
+    w._look_at_registry()
+    assert [c.status for c in w.history("A", 1)] == ["Available", "Preparing"]
+    assert [(c.status, c.error_code) for c in w.history("A", 2)] == [("Faulted", "GroundFailure")]
+    assert [c.status for c in w.history("B", 1)] == ["Charging"]
+    assert w._present == {"A", "B"}
