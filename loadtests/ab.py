@@ -54,6 +54,9 @@ def _row(rs: list[dict[str, Any]]) -> dict[str, Any]:
                               / r["calls_ok_in_window"] if s.get("cpu_pct") and r["calls_ok_in_window"] else None
                               for s, r in zip(srv, ok, strict=True)]),
         "srv CPU%": _med([s.get("cpu_pct") for s in srv]),
+        "ramp ms/conn": _med([s.get("ramp_cpu_ms_per_connection") for s in srv]),
+        "opened": _med([r["connections"]["opened"] for r in ok]),
+        "VmHWM MB": _med([s.get("vmhwm_mb") for s in srv]),
         "load avg": _med([r["load"] for r in rs]),
     }
     if ok and "paced" in ok[0]:
