@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, PlainTextResponse
@@ -26,7 +26,7 @@ from . import (
     transactions,
     webhooks,
 )
-from .envelope import ERROR_RESPONSES, ApiError, envelope
+from .envelope import ERROR_RESPONSES, ApiError, envelope, refuse_nul_in_url
 
 __all__ = ["create_app"]
 
@@ -44,6 +44,7 @@ def create_app(ctx: Context) -> FastAPI:
         version="0.1.0",
         description="OCPP 1.6J central system: stations, sessions, occupancy, unlock, maintenance.",
         responses=ERROR_RESPONSES,
+        dependencies=[Depends(refuse_nul_in_url)],
     )
     app.state.ctx = ctx
     if ctx.settings.cors_origins:

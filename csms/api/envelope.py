@@ -1,20 +1,49 @@
-"""The seeds' response envelope {"success", "message", "data"} and its errors."""
+"""The seeds' response envelope {"success", "message", "data"} and its errors; what requests may hold."""
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
+from fastapi import Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 
-__all__ = ["ApiError", "ok", "CamelModel", "ErrorEnvelope", "ERROR_RESPONSES"]
+__all__ = ["ApiError", "ok", "CamelModel", "ErrorEnvelope", "ERROR_RESPONSES", "refuse_nul_in_url"]
 
 
 class CamelModel(BaseModel):
     """Request bodies: camelCase on the wire, snake_case in Python, unknown keys refused."""
 
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _refuse_nul(cls, value: Any) -> Any:
+        if _has_nul(value):
+            raise ValueError(_NUL)
+        return value
+
+
+_NUL = "may not contain the NUL character (U+0000)"
+
+
+def _has_nul(value: Any) -> bool:
+    """PostgreSQL text cannot hold U+0000 (psycopg raises DataError): refuse it as a 400, not a 500."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(_has_nul(v) for v in value)
+    return False
+
+
+def refuse_nul_in_url(request: Request) -> None:
+    """An app-wide dependency: path and query parameters reach SQL too (see `_has_nul`)."""
+    query = [part for pair in request.query_params.multi_items() for part in pair]
+    if any(_has_nul(str(v)) for v in (*request.path_params.values(), *query)):
+        raise ApiError(400, f"Invalid request data: the URL {_NUL}")
 
 
 class ErrorEnvelope(BaseModel):
