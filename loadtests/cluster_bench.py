@@ -362,6 +362,7 @@ def main() -> None:
                   f"p50 {row['p50']} p99 {row['p99']} ms errors {row['errors']} load {row['load'][0]:.1f}-"
                   f"{row['load'][1]:.1f} cpu% " + " ".join(f"{k}={v}" for k, v in c.items())
                   + f" conns {row['connections_per_node']}", flush=True)
+    drop_database(BenchDatabase())  # recreated by the next run anyway
     print(summarise(rows))
 
 
