@@ -46,7 +46,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -n $(TEST_JOBS) --dist loadfile $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check csms simulator scenarios loadtests tests
+	$(BIN)/ruff check csms simulator scenarios loadtests benchmarks tests
 
 bench: $(STAMP)
 	$(BIN)/python -m loadtests.bench --cps 100 --duration 15

@@ -63,6 +63,9 @@ def test_occupancy_answers_during_the_load_are_judged_for_falsely_free():
          "after": "charging"},
         {"t": 1.1, "cp": "CP1", "kind": "tx", "connector": 1, "event": "start", "local_id": 1, "tag": "T",
          "meter": 100},
+        # What tells the CSMS (the oracle's grace runs from the telling on a charge point online all along).
+        {"t": 1.1, "cp": "CP1", "kind": "out", "frame": '[2,"u1","StartTransaction",{"connectorId":1,"idTag":"T",'
+                                                        '"meterStart":100,"timestamp":"2026-01-01T00:00:00Z"}]'},
         _verdict_record(5.1, 5.0, "CP1", 1, FREE),
         _verdict_record(6.1, 6.0, "CP1", 1, BUSY),
         {"t": 7.0, "cp": "CP1", "kind": "app", "event": "started", "session_id": "s-1", "tariff": "0.4999"},

@@ -1,6 +1,6 @@
 """What one cluster node's presence round costs with N charge points held by another node.
 
-    .venv/bin/python -m loadtests.cluster_presence postgresql+psycopg://postgres@127.0.0.1:5432/test
+    .venv/bin/python -m benchmarks.cluster_presence postgresql+psycopg://postgres@127.0.0.1:5432/test
 
 Runs on a database of its own (created and dropped here). For 1,000, 5,000 and 10,000 charge
 points (two connectors each) on node "x": the first write of all rows (a connect storm), a full

@@ -1,4 +1,4 @@
-"""`python -m loadtests.micro_watch [--cps 20000]`: CPU per round of the dashboard watcher's look at the registry.
+"""`python -m benchmarks.micro_watch [--cps 20000]`: CPU per round of the dashboard watcher's look at the registry.
 
 The watcher (csms.watch) looks at every connected charge point once a second, in the event loop, so its
 round is a stall of the loop that grows with the fleet. This times `Watcher._look_at_registry` over N
@@ -17,7 +17,7 @@ __all__ = ["main"]
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(prog="python -m loadtests.micro_watch", description=__doc__)
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.micro_watch", description=__doc__)
     ap.add_argument("--cps", type=int, default=20_000)
     ap.add_argument("--rounds", type=int, default=15)
     args = ap.parse_args(argv)
