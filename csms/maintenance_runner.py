@@ -473,15 +473,21 @@ async def probe_after_reconnect(ctx: Context, live: LiveChargePoint) -> None:
     ask = sorted(c for c in known if c not in live.connectors)
     live.triggered.update(ask)  # all at once, so the silent-connector watch does not ask them again meanwhile
 
+    answers: list[str] = []
+
     async def probe(connector_id: int) -> None:
         answer = await _trigger_status(ctx, live, connector_id)
+        answers.append(answer)
         log.info("maintenance.trigger_status charge_point=%s connector=%s answer=%s reason=%r", live.id, connector_id,
                  answer, "reconnected: what is this connector doing now?")
 
     async with trio.open_nursery() as nursery:
         for connector_id in ask:
             nursery.start_soon(probe, connector_id)
-    live.reconnect_probe_answered = ctx.clock.now()
+    # Only a charger that said it will report ends the window early; one that refused (TriggerMessage is the
+    # optional RemoteTrigger profile) may still be replaying what it queued: the whole window runs.
+    if all(a == "Accepted" for a in answers):
+        live.reconnect_probe_answered = ctx.clock.now()
 
 
 async def watch_silent_connectors(ctx: Context, live: LiveChargePoint) -> None:

@@ -37,8 +37,28 @@ class Evaluation:
     node: str | None = None  # in a cluster: the node holding its WebSocket
 
 
+StartMarks = dict[tuple[str, int], tuple[int, int]]
+
+
+def _start_marks(ctx: Context, keys: list[tuple[str, int]] | None = None) -> StartMarks:
+    """(in flight, done) StartTransactions per connector of this node's charge points, taken before a
+    database read: a start stored after the read's snapshot and finished before the verdict shows in neither."""
+    if keys is not None:
+        return {(cp, c): live.start_mark(c) for cp, c in keys if (live := ctx.registry.local(cp)) is not None}
+    return {(live.id, c): live.start_mark(c) for live in ctx.registry
+            for c in {*live.starts_in_flight, *live.starts_done}}
+
+
+def _start_in_flight(live_cp: object, connector_id: int, before: tuple[int, int] | None) -> bool:
+    mark = getattr(live_cp, "start_mark", None)
+    if mark is None:  # another node's charge point: as that node published it
+        return bool(getattr(live_cp, "starts_in_flight", {}).get(connector_id))
+    in_flight, done = mark(connector_id)
+    return in_flight > 0 or (before is not None and (before[0] > 0 or before[1] != done))
+
+
 def _decide(ctx: Context, cp_id: str, connector_id: int, stored: StoredSignals,
-            exclude_reservation_id: str | None) -> Evaluation:
+            exclude_reservation_id: str | None, before: tuple[int, int] | None = None) -> Evaluation:
     now = ctx.clock.now()
     live_cp = ctx.registry.get(cp_id)
     live = None if live_cp is None else live_cp.connectors.get(connector_id)
@@ -49,7 +69,7 @@ def _decide(ctx: Context, cp_id: str, connector_id: int, stored: StoredSignals,
         open_transactions=tuple(OpenTransaction(t.transaction_id, t.start_time) for t in stored.open_transactions),
         reservations=tuple(ReservationRef(r.reservation_id, r.status) for r in stored.reservations),
         connected_for=None if live_cp is None else now - live_cp.connected_at,
-        start_in_flight=live_cp is not None and bool(getattr(live_cp, "starts_in_flight", {}).get(connector_id)),
+        start_in_flight=live_cp is not None and _start_in_flight(live_cp, connector_id, before),
     )
     if "reservation_not_busy" in ctx.settings.test_breaks:
         # TEST BREAK reservation_not_busy (mutation testing only): active reservations are not a busy signal.
@@ -72,14 +92,16 @@ async def evaluate(ctx: Context, cp_id: str, connector_id: int, *,
 
     In a cluster the registry answers for charge points other live nodes hold with what those
     nodes published (csms.cluster), so every node gives the holding node's verdict."""
+    before = _start_marks(ctx, [(cp_id, connector_id)]).get((cp_id, connector_id))
     stored = await ctx.db.read(lambda s: load_connector_signals(s, cp_id, connector_id))
     await ctx.registry.find(cp_id, fresh=True)  # in a cluster: another node's charge point as of now
-    return _decide(ctx, cp_id, connector_id, stored, exclude_reservation_id)
+    return _decide(ctx, cp_id, connector_id, stored, exclude_reservation_id, before)
 
 
 async def evaluate_all(ctx: Context, *, charge_point_id_prefix: str | None = None) -> list[Evaluation]:
     """Every connector known to the database or to the live registry (of charge points with that id prefix)."""
     prefix = charge_point_id_prefix or ""
+    before = _start_marks(ctx)
     stored = await ctx.db.read(lambda s: load_all_signals(s, prefix))
     for live_cp in ctx.registry.all_live():  # in a cluster, the other nodes' charge points too
         if not live_cp.id.startswith(prefix):
@@ -87,7 +109,7 @@ async def evaluate_all(ctx: Context, *, charge_point_id_prefix: str | None = Non
         for connector_id in live_cp.connectors:
             if connector_id > 0:
                 stored.setdefault((live_cp.id, connector_id), StoredSignals())
-    return [_decide(ctx, cp, conn, sig, None) for (cp, conn), sig in sorted(stored.items())]
+    return [_decide(ctx, cp, conn, sig, None, before.get((cp, conn))) for (cp, conn), sig in sorted(stored.items())]
 
 
 def explain(ev: Evaluation, freshness_minutes: float) -> dict[str, Any]:

@@ -62,6 +62,9 @@ class LiveChargePoint:
     reconnect_probe_answered: datetime | None = None
     # StartTransactions received and not yet stored, per connector: a car is starting there now.
     starts_in_flight: dict[int, int] = field(default_factory=dict)
+    # ... and how many have finished (stored or failed), per connector: a start that ends while the
+    # occupancy read is on its way is seen by comparing this before and after (`start_mark`).
+    starts_done: dict[int, int] = field(default_factory=dict)
     # TriggerMessage(StatusNotification) calls on their way, and when each last got its answer (None: all connectors).
     # Told of every live status (set by Registry.attach; in a cluster the presence is published at once).
     on_change: Callable[[], None] | None = field(default=None, repr=False)
@@ -89,6 +92,10 @@ class LiveChargePoint:
             return settle
         return min(settle, self.reconnect_probe_answered - self.connected_at + STATUS_ANSWER_WINDOW)
 
+    def start_mark(self, connector_id: int) -> tuple[int, int]:
+        """(starts in flight, starts done) on a connector: taken before a database read and compared after it."""
+        return self.starts_in_flight.get(connector_id, 0), self.starts_done.get(connector_id, 0)
+
     @contextmanager
     def starting(self, connector_id: int) -> Iterator[None]:
         """Around storing a StartTransaction: until it is stored (and so an open transaction), the
@@ -97,6 +104,7 @@ class LiveChargePoint:
         try:
             yield
         finally:
+            self.starts_done[connector_id] = self.starts_done.get(connector_id, 0) + 1
             left = self.starts_in_flight.pop(connector_id) - 1
             if left:
                 self.starts_in_flight[connector_id] = left

@@ -21,10 +21,9 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
 import time
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager, nullcontext
+from collections.abc import Iterable
+from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -32,8 +31,6 @@ from urllib.parse import urlsplit
 
 import pytest
 import trio
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
 from scenarios.adapters.base import StoredTransaction
 from scenarios.adapters.unstuck_rest import UnstuckRestAdapter
@@ -41,6 +38,7 @@ from scenarios.embedded import Timings
 from scenarios.oracle import Judgement, Rules, Sample, judge
 from scenarios.timeline import Timeline
 from simulator import DriverSpec, Fleet, FleetSpec, GroupSpec, TraceWriter
+from tests.support.db import writes_held
 from tests.support.server import ADMIN_TOKEN, CsmsProcess, start_csms
 
 PREFIX = "CRASH"
@@ -120,27 +118,6 @@ def log_counts(log: str) -> dict[str, int]:
 
 
 # ---------------------------------------------------------------- shell
-@contextmanager
-def writes_held(db_url: str) -> Iterator[None]:
-    """Hold the database's write lock (readers go on): the server's commits wait meanwhile."""
-    if db_url.startswith("sqlite"):
-        conn = sqlite3.connect(make_url(db_url).database, isolation_level=None)
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            yield
-        finally:
-            conn.close()  # rolls back
-        return
-    engine = create_engine(db_url)
-    try:
-        with engine.connect() as conn:
-            with conn.begin():
-                conn.execute(text("LOCK TABLE transactions, connector_statuses IN EXCLUSIVE MODE"))
-                yield
-    finally:
-        engine.dispose()
-
-
 def _serve_args(extra: list[str]) -> list[str]:
     return ["--allow-unknown-chargers", "--max-auto-registered", "1000000", *TIMINGS.serve_args(), *extra]
 

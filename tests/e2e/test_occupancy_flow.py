@@ -10,7 +10,7 @@ import trio
 
 from csms.db.models import ChargingSession, ConnectorStatus, PaymentReservation
 from tests.support.chargepoint import connect
-from tests.support.db import with_db
+from tests.support.db import with_db, writes_held
 
 
 def _start_body(cp_id: str, connector: int = 1, tariff="0.25", tag="TAG1"):
@@ -247,3 +247,19 @@ async def test_reconnect_probe_asks_known_connectors_and_ends_the_settle_window(
                 await trio.sleep(0.1)
         assert ("TriggerMessage", {"requested_message": "StatusNotification", "connector_id": 1}) in cp.answers.received
     assert "reason='reconnected: what is this connector doing now?'" in csms.log()
+
+
+async def test_a_start_being_stored_is_busy(csms):
+    """A StartTransaction received but not yet committed (the database is slow): the car is there already."""
+    async with connect(csms.ocpp, "OC11") as cp, csms.client() as admin:
+        await cp.status(1, "Available")
+        async with trio.open_nursery() as nursery:
+            with writes_held(csms.db_url):  # the StartTransaction waits for its commit meanwhile
+                nursery.start_soon(cp.start, 1)
+                with trio.fail_after(10):
+                    while (occ := await _occupancy(admin, "OC11"))["reasons"] != ["start_transaction:being_stored"]:
+                        assert occ["verdict"] == "free", occ  # before the frame arrived
+                        await trio.sleep(0.05)
+                assert occ["verdict"] == "busy"
+        occ = await _occupancy(admin, "OC11")  # stored: an open transaction says so from now on
+        assert occ["verdict"] == "busy" and occ["reasons"][0].startswith("open_transaction:"), occ

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import sqlite3
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TypeVar
 
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 T = TypeVar("T")
@@ -43,3 +46,24 @@ def plant_stuck_session(url: str, cp_id: str, connector_id: int, *, meter_start:
         return cs.id, tx.id
 
     return with_db(url, work)
+
+
+@contextmanager
+def writes_held(db_url: str) -> Iterator[None]:
+    """Hold the database's write lock (readers go on): the server's commits wait meanwhile."""
+    if db_url.startswith("sqlite"):
+        conn = sqlite3.connect(make_url(db_url).database, isolation_level=None)
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            yield
+        finally:
+            conn.close()  # rolls back
+        return
+    engine = create_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            with conn.begin():
+                conn.execute(text("LOCK TABLE transactions, connector_statuses IN EXCLUSIVE MODE"))
+                yield
+    finally:
+        engine.dispose()
