@@ -2,9 +2,11 @@
 
 `csms serve` calls `prepare` before it serves: an empty database gets today's tables, one at the
 code's revision goes on, an older one is upgraded (or refused, --schema-upgrade refuse), a newer
-one (a revision this code does not know) is refused. A database made by create_all before
-Alembic came in has tables and no alembic_version: it is matched against each revision's tables
-and columns, stamped with the newest it holds, then treated as that revision. On PostgreSQL the
+one (a revision this code does not know) is refused. The check and the upgrade are one
+transaction, DDL included on SQLite too: a migration that fails halfway leaves nothing behind. A
+database made by create_all before Alembic came in has tables and no alembic_version: it is
+matched against each revision's tables and columns, stamped with the newest it holds, then
+treated as that revision. On PostgreSQL the
 whole check runs in one transaction under an advisory lock, so processes starting together on one
 database (cluster nodes, test workers) take turns instead of racing to create tables.
 
@@ -31,6 +33,7 @@ from alembic.script import Script, ScriptDirectory  # noqa: E402
 from sqlalchemy import Connection, Engine, create_engine, inspect, text  # noqa: E402
 
 from ..errors import CsmsError  # noqa: E402
+from .engine import make_migration_engine  # noqa: E402
 from .models import Base  # noqa: E402
 
 __all__ = [
@@ -257,20 +260,29 @@ def _apply(conn: Connection, plan: Plan) -> None:
 def prepare(engine: Engine, *, upgrade_older: bool = True) -> Outcome:
     """Bring the database to this code's schema, or raise SchemaError saying why not and what to do.
 
-    One transaction; on PostgreSQL under an advisory lock held until it commits, so concurrent
-    starts on one database wait for each other and the later ones find it at head.
+    One transaction, DDL included, so a migration that fails halfway (an error, a crash, a kill)
+    leaves the database as it was, alembic_version included, and the next start runs it again. On
+    PostgreSQL under an advisory lock held until it commits, so concurrent starts on one database
+    wait for each other and the later ones find it at head. On an SQLite file the transaction is a
+    connection of its own (csms.db.engine.make_migration_engine, BEGIN IMMEDIATE): `engine`'s
+    connections keep pysqlite's autocommitting DDL, which the serving code relies on.
     """
     started = time.perf_counter()
-    with engine.begin() as conn:
-        if conn.dialect.name == "postgresql":
-            conn.execute(text(_SCHEMA_LOCK))
-        plan = _plan(conn, upgrade_older=upgrade_older)
-        if plan.refused:
-            raise SchemaError(refusal_message(plan, engine.url.render_as_string(hide_password=True)),
-                              current=plan.current, head=plan.head)
-        _apply(conn, plan)
-        if plan.action is Action.NOTHING:
-            _warn_about_drift(conn)
+    migrations = make_migration_engine(engine.url.render_as_string(hide_password=False))
+    try:
+        with (migrations or engine).begin() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execute(text(_SCHEMA_LOCK))
+            plan = _plan(conn, upgrade_older=upgrade_older)
+            if plan.refused:
+                raise SchemaError(refusal_message(plan, engine.url.render_as_string(hide_password=True)),
+                                  current=plan.current, head=plan.head)
+            _apply(conn, plan)
+            if plan.action is Action.NOTHING:
+                _warn_about_drift(conn)
+    finally:
+        if migrations is not None:
+            migrations.dispose()
     outcome = Outcome(plan, time.perf_counter() - started)
     if plan.action is Action.UPGRADE or plan.adopt:
         log.warning("csms.schema_upgraded %s (back up before upgrading; --schema-upgrade refuse makes "

@@ -15,6 +15,7 @@ from decimal import Decimal
 import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
+from alembic.ddl.impl import DefaultImpl
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, select, text
 from sqlalchemy.exc import IntegrityError
@@ -140,6 +141,79 @@ def test_a_database_made_before_alembic_is_adopted_at_the_revision_its_tables_ma
         if made_at == "0001":
             with Session(engine) as s:
                 check_first_revision_rows(s)
+    finally:
+        engine.dispose()
+
+
+def _snapshot(url: str) -> tuple[str | None, dict[str, list[str]], dict[str, list[tuple]]]:
+    """The revision, each table's columns (in order) and every row: what an upgrade that failed must
+    leave exactly as it found it."""
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            insp = inspect(conn)
+            names = sorted(insp.get_table_names())
+            columns = {n: [c["name"] for c in insp.get_columns(n)] for n in names}
+            rows = {n: sorted(map(tuple, conn.execute(text(f"SELECT * FROM {n}"))), key=repr) for n in names}
+            return schema.current_revision(conn), columns, rows
+    finally:
+        engine.dispose()
+
+
+_CRASH_AFTER_ONE_COLUMN = """
+import os, sys
+from alembic.ddl.impl import DefaultImpl
+from csms.db import schema
+from csms.db.engine import make_engine
+real = DefaultImpl.add_column
+def add_one_column_then_die(self, *args, **kw):
+    real(self, *args, **kw)
+    os._exit(3)  # no rollback, no close: what a kill or a power cut leaves
+DefaultImpl.add_column = add_one_column_then_die
+schema.prepare(make_engine(sys.argv[1]))
+"""
+
+
+@pytest.mark.parametrize("how", ["error", "crash"])
+def test_an_upgrade_that_fails_halfway_leaves_the_database_as_it_was(db_url, monkeypatch, how):
+    """An error or a crash in the middle of a migration (here: after the first of 0003's five
+    add_column, across three tables) rolls the whole upgrade back, alembic_version included. Without
+    transactional DDL on SQLite the first column stayed, the version still said 0002, and every later
+    start failed on "duplicate column name"."""
+    migrate_to(db_url, FIRST)
+    store_first_revision_rows(db_url)
+    migrate_to(db_url, "0002")
+    before = _snapshot(db_url)
+    assert before[0] == "0002" and "meter_seen_at" not in before[1]["transactions"]
+
+    if how == "crash":
+        died = subprocess.run([sys.executable, "-c", _CRASH_AFTER_ONE_COLUMN, db_url], capture_output=True,
+                              text=True, timeout=60)
+        assert died.returncode == 3, died.stderr
+    else:
+        real_add_column = DefaultImpl.add_column
+
+        def add_one_column_then_fail(self, *args, **kw):
+            real_add_column(self, *args, **kw)
+            raise RuntimeError("simulated error in the middle of a migration")
+
+        monkeypatch.setattr(DefaultImpl, "add_column", add_one_column_then_fail)
+        engine = make_engine(db_url)
+        try:
+            with pytest.raises(RuntimeError, match="simulated error"):
+                schema.prepare(engine)
+        finally:
+            engine.dispose()
+        monkeypatch.undo()
+    assert _snapshot(db_url) == before  # no column added, still 0002, every row as it was
+
+    engine = make_engine(db_url)
+    try:
+        assert schema.prepare(engine).plan.action is schema.Action.UPGRADE  # the next start upgrades
+        with engine.connect() as conn:
+            assert schema.current_revision(conn) == schema.head_revision()
+        with Session(engine) as s:
+            check_first_revision_rows(s)
     finally:
         engine.dispose()
 

@@ -22,6 +22,12 @@ def _configure(**kw) -> None:
         target_metadata=target_metadata,
         render_as_batch=dialect.startswith("sqlite"),  # SQLite alters tables by copy-and-move
         compare_type=True,
+        # Every pending revision in one transaction with the alembic_version update: all or nothing.
+        # SQLite runs DDL in a transaction once the driver stops autocommitting it (our connections
+        # come from csms.db.engine.make_migration_engine); Alembic assumes it does not unless told.
+        # With csms.db.schema's connection the transaction is already open and Alembic joins it.
+        transactional_ddl=True,
+        transaction_per_migration=False,
         **kw,
     )
 
@@ -42,9 +48,10 @@ def run_migrations() -> None:
     if connection is not None:
         _run(connection)
         return
-    from csms.db.engine import make_engine
+    from csms.db.engine import make_engine, make_migration_engine
 
-    engine = make_engine(config.get_main_option("sqlalchemy.url"))
+    url = config.get_main_option("sqlalchemy.url")
+    engine = make_migration_engine(url) or make_engine(url)
     try:
         with engine.begin() as conn:
             _run(conn)
