@@ -25,6 +25,12 @@ __all__ = ["LiveConnector", "LiveChargePoint", "RemoteChargePoint", "Registry", 
 STATUS_ANSWER_WINDOW = timedelta(seconds=2)
 
 
+def _settle_window(connected_at: datetime, probe_answered: datetime | None, settle: timedelta) -> timedelta:
+    if probe_answered is None:
+        return settle
+    return min(settle, probe_answered - connected_at + STATUS_ANSWER_WINDOW)
+
+
 @dataclass
 class LiveConnector:
     status: str
@@ -88,9 +94,7 @@ class LiveChargePoint:
     def settle_window(self, settle: timedelta) -> timedelta:
         """How long after connecting this connection's unreported connectors stay not-free: `settle`, cut short
         STATUS_ANSWER_WINDOW after the answer to our reconnect probe (a charger that ignores it has had its say)."""
-        if self.reconnect_probe_answered is None:
-            return settle
-        return min(settle, self.reconnect_probe_answered - self.connected_at + STATUS_ANSWER_WINDOW)
+        return _settle_window(self.connected_at, self.reconnect_probe_answered, settle)
 
     def start_mark(self, connector_id: int) -> tuple[int, int]:
         """(starts in flight, starts done) on a connector: taken before a database read and compared after it."""
@@ -101,6 +105,8 @@ class LiveChargePoint:
         """Around storing a StartTransaction: until it is stored (and so an open transaction), the
         occupancy verdict still knows a car is starting on the connector."""
         self.starts_in_flight[connector_id] = self.starts_in_flight.get(connector_id, 0) + 1
+        if self.on_change is not None:  # in a cluster, the other nodes see the start too
+            self.on_change()
         try:
             yield
         finally:
@@ -108,6 +114,8 @@ class LiveChargePoint:
             left = self.starts_in_flight.pop(connector_id) - 1
             if left:
                 self.starts_in_flight[connector_id] = left
+            if self.on_change is not None:
+                self.on_change()
 
     def status_received(self, connector_id: int, status: str, error_code: str | None, now: datetime) -> bool:
         """A StatusNotification becomes the connector's live status; returns whether the charger sent it of
@@ -131,7 +139,8 @@ class RemoteChargePoint:
     """A charge point whose WebSocket another live node holds (csms.cluster): what that node published.
 
     `connection` forwards calls to the holding node (csms.cluster.forwarding); the holding node marks
-    its own status asks, so `asking_status` here is a no-op.
+    its own status asks, so `asking_status` here is a no-op. `starts_in_flight` and
+    `reconnect_probe_answered` are as that node published them, so occupancy judges them alike.
     """
 
     id: str
@@ -141,6 +150,12 @@ class RemoteChargePoint:
     last_seen: datetime
     connectors: dict[int, LiveConnector] = field(default_factory=dict)
     heartbeat_interval: int = 0
+    starts_in_flight: dict[int, int] = field(default_factory=dict)
+    reconnect_probe_answered: datetime | None = None
+
+    def settle_window(self, settle: timedelta) -> timedelta:
+        """As LiveChargePoint.settle_window, with the holding node's probe answer."""
+        return _settle_window(self.connected_at, self.reconnect_probe_answered, settle)
 
     def asking_status(self, connector_id: int | None, now: Callable[[], datetime]) -> AbstractContextManager[None]:
         return nullcontext()

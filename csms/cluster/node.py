@@ -42,6 +42,7 @@ from .presence import (
     lease_valid,
     live_presences,
     plan_presence,
+    replaced_elsewhere,
 )
 
 if TYPE_CHECKING:
@@ -58,13 +59,23 @@ _DUTIES_LOCK = "SELECT pg_try_advisory_lock(hashtext('unstuck.cluster.duties.' |
 _DUTY_IDLE_TIMEOUT = "10s"
 # last_seen decides nothing on other nodes (each node judges its own sockets' silence): a coarse copy.
 _LAST_SEEN_STEP = timedelta(seconds=60)
-# A round reads the rows changed since its last read, less this margin (a write's timestamp precedes its
-# commit by the few milliseconds of its transaction); every minute it reads them all again.
-_READ_MARGIN = timedelta(seconds=2)
+# A round reads the rows changed since its last read, less a margin (a write's timestamp precedes its
+# commit by its transaction's length: the presence write commits alone, and the margin is the lease, at
+# least this, so a commit that late comes with a lapsed lease anyway); every minute it reads them all again.
+_MIN_READ_MARGIN = timedelta(seconds=2)
 _FULL_READ_SECONDS = 60.0
 _MIN_ROUND_GAP = 0.05
 # last_boot_at is the booting node's clock: re-read boots this far back, in case clocks differ.
 _BOOT_CLOCK_MARGIN = timedelta(seconds=60)
+# The dedicated LISTEN and duty connections: libpq TCP keepalives, so a silently dead peer (a failover,
+# a cut cable) errors within about half a minute instead of a wait that times out forever.
+_KEEPALIVES: dict[str, Any] = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5,
+                               "keepalives_count": 3, "tcp_user_timeout": 15000}
+# Every this often the listener checks its connection (SELECT 1 within as long) and rescans for calls
+# whose NOTIFY it missed; the duty holder pings its connection within as long too.
+_LIVENESS_SECONDS = 5.0
+# A REST look-up or a forwarded call's database trip waits at most this long for a worker (then: not known).
+_REQUEST_DB_TIMEOUT = 2.0
 
 
 class ClusterConfigError(ValueError):
@@ -105,9 +116,9 @@ class ClusterNode:
         self._booted_at: datetime | None = None  # the newest boot time read so far (last_boot_at)
         self._changed = trio.Event()
         self._waiters: dict[str, trio.Event] = {}
-        self._db_limiter = trio.CapacityLimiter(4)
-        self._listen_limiter = trio.CapacityLimiter(1)
-        self._duty_limiter = trio.CapacityLimiter(1)
+        self._db_limiter = trio.CapacityLimiter(4)  # per-request trips: look-ups, forwards, claims, the sweep
+        self._round_limiter = trio.CapacityLimiter(1)  # the lease renewal never queues behind requests
+        self._idle_timeout_unsupported = False
         self._nursery: trio.Nursery | None = None
         url = make_url(normalise_url(s.db_url)).set(drivername="postgresql")
         self._conninfo = url.render_as_string(hide_password=False)
@@ -126,7 +137,11 @@ class ClusterNode:
     async def look_up(self, cp_id: str) -> RemoteChargePoint | None:
         """Registry.find for a charge point not in the view: its row, read now (it may have connected to
         another node since our last read), kept in the view when it counts."""
-        found = await self._db(store.load_presence, cp_id)
+        try:
+            found = await self._db(store.load_presence, cp_id, timeout=_REQUEST_DB_TIMEOUT)
+        except trio.TooSlowError:
+            log.warning("cluster.look_up_slow charge_point=%s (answered as not known)", cp_id)
+            return None
         if found is None:
             self._view.presences.pop(cp_id, None)
             return None
@@ -136,7 +151,8 @@ class ClusterNode:
             self._view.presences.pop(cp_id, None)
             return None
         self._view.presences[cp_id] = p
-        self._view.leases.setdefault(p.node_id, lease_until)
+        known = self._view.leases.get(p.node_id)
+        self._view.leases[p.node_id] = lease_until if known is None else max(known, lease_until)
         return self._remote(p)
 
     def everyone_else(self) -> list[RemoteChargePoint]:
@@ -149,15 +165,21 @@ class ClusterNode:
             p.charge_point_id, p.node_id,
             RemoteConnection(self, p.node_id, p.charge_point_id, self.ctx.settings.call_timeout_seconds),
             p.connected_at, p.last_seen,
-            {c: LiveConnector(st.status, st.error_code, st.updated_at) for c, st in p.connectors.items()})
+            {c: LiveConnector(st.status, st.error_code, st.updated_at) for c, st in p.connectors.items()},
+            starts_in_flight=dict.fromkeys(p.starting, 1), reconnect_probe_answered=p.probe_answered)
 
     # ------------------------------------------------------------------ tasks
-    async def _db(self, fn: Any, *args: Any) -> Any:
+    async def _db(self, fn: Any, *args: Any, timeout: float | None = None) -> Any:
+        """fn in a transaction in a worker thread; with `timeout`, trio.TooSlowError after that long (the
+        thread is abandoned: its transaction ends on its own)."""
         def work() -> Any:
             with self.ctx.db.sessions() as session, session.begin():
                 return fn(session, *args)
 
-        return await trio.to_thread.run_sync(work, limiter=self._db_limiter)
+        if timeout is None:
+            return await trio.to_thread.run_sync(work, limiter=self._db_limiter)
+        with trio.fail_after(timeout):
+            return await trio.to_thread.run_sync(work, limiter=self._db_limiter, abandon_on_cancel=True)
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         """Publish, listen and hold duties until cancelled; then hand over at once (lease ended, rows gone)."""
@@ -213,16 +235,18 @@ class ClusterNode:
         self._changed = trio.Event()
         current = {live.id: Presence(live.id, self.node_id, live.connected_at, live.last_seen,
                                      {c: ConnectorState(st.status, st.error_code, st.updated_at)
-                                      for c, st in live.connectors.items()})
+                                      for c, st in live.connectors.items()},
+                                     frozenset(c for c, n in live.starts_in_flight.items() if n),
+                                     live.reconnect_probe_answered)
                    for live in self.ctx.registry}
         plan = plan_presence(self._published, current, last_seen_step=_LAST_SEEN_STEP)
 
         since = None if self._booted_at is None else self._booted_at - _BOOT_CLOCK_MARGIN
 
         full = self._full_read_at is None or trio.current_time() - self._full_read_at >= _FULL_READ_SECONDS
-        changed_since = None if full else self._view.db_now - _READ_MARGIN
+        changed_since = None if full else self._view.db_now - max(_MIN_READ_MARGIN, timedelta(seconds=self.lease))
 
-        def work(s: Session) -> tuple[set[str], store.Snapshot, tuple[set[str], datetime | None]]:
+        def write(s: Session) -> set[str]:
             if store.renew_lease(s, self.node_id, self.lease) and self.rounds:
                 # Our lease lapsed (a stall, a database outage): rows may have been buried meanwhile, so
                 # every connection is written again, not only the changed ones.
@@ -231,11 +255,16 @@ class ClusterNode:
                 p = PresencePlan(tuple(current.values()), plan.deletes)
             else:
                 p = plan
-            lost = store.write_presence(s, self.node_id, p.upserts, p.deletes) if p else set()
-            return lost, store.load_snapshot(s, self.node_id, changed_since), store.booted_since(s, since)
+            return store.write_presence(s, self.node_id, p.upserts, p.deletes) if p else set()
 
-        lost, snap, (booted, self._booted_at) = await trio.to_thread.run_sync(
-            partial(self._run_session, work), limiter=self._db_limiter)
+        def read(s: Session) -> tuple[store.Snapshot, tuple[set[str], datetime | None]]:
+            return store.load_snapshot(s, self.node_id, changed_since), store.booted_since(s, since)
+
+        def work() -> tuple[set[str], store.Snapshot, tuple[set[str], datetime | None]]:
+            # The write commits on its own, short, so its rows' updated_at stays close to its commit.
+            return self._run_session(write), *self._run_session(read)
+
+        lost, snap, (booted, self._booted_at) = await trio.to_thread.run_sync(work, limiter=self._round_limiter)
         # Booted through another node: this one lets it send more than BootNotification and Heartbeat too.
         self.ctx.accepted_charge_points |= booted
         self.ctx.known_charge_points |= booted
@@ -248,6 +277,11 @@ class ClusterNode:
         self.rounds += 1
         for cp_id in lost:
             await self._replaced_elsewhere(cp_id, current[cp_id].connected_at)
+        # A half-open socket here never changes, so its row is not written again: learn of the newer
+        # connection from the read as well.
+        local = {cp_id: p.connected_at for cp_id, p in current.items() if cp_id not in lost}
+        for cp_id in replaced_elsewhere(snap.changes, local, own_node=self.node_id):
+            await self._replaced_elsewhere(cp_id, local[cp_id])
 
     def _run_session(self, work: Any) -> Any:
         with self.ctx.db.sessions() as session, session.begin():
@@ -272,13 +306,22 @@ class ClusterNode:
         call_id = secrets.token_hex(12)
         done = self._waiters[call_id] = trio.Event()
         try:
-            await self._db(store.send_call, call_id, self.node_id, target, cp_id, action, payload, timeout)
+            try:
+                await self._db(store.send_call, call_id, self.node_id, target, cp_id, action, payload, timeout,
+                               timeout=min(timeout, _REQUEST_DB_TIMEOUT))
+            except trio.TooSlowError:
+                log.warning("cluster.forward_slow call=%s action=%s charge_point=%s to_node=%s (the database did not "
+                            "take the call in time)", call_id, action, cp_id, target)
+                return {"error": "timeout", "uniqueId": f"forwarded-{call_id}", "timeout": timeout}
             log.info("cluster.forwarded call=%s action=%s charge_point=%s to_node=%s", call_id, action, cp_id, target)
             with trio.move_on_after(timeout + 1.0):
                 while True:
                     with trio.move_on_after(1.0):
                         await done.wait()
-                    answer = await self._db(store.load_answer, call_id)
+                    try:
+                        answer = await self._db(store.load_answer, call_id, timeout=_REQUEST_DB_TIMEOUT)
+                    except trio.TooSlowError:
+                        continue
                     if answer is not None:
                         return answer
             log.warning("cluster.forward_timeout call=%s action=%s charge_point=%s to_node=%s timeout=%.1fs",
@@ -339,30 +382,48 @@ class ClusterNode:
             if waiter is not None:
                 waiter.set()
 
+    async def _connect(self, limiter: trio.CapacityLimiter) -> psycopg.Connection:
+        """A dedicated autocommit connection with TCP keepalives."""
+        return await trio.to_thread.run_sync(
+            partial(psycopg.connect, self._conninfo, autocommit=True, connect_timeout=5, **_KEEPALIVES),
+            limiter=limiter)
+
+    async def _ping(self, conn: psycopg.Connection, limiter: trio.CapacityLimiter, what: str) -> None:
+        """SELECT 1 within _LIVENESS_SECONDS, else OSError: a connection that stopped answering is lost."""
+        with trio.move_on_after(_LIVENESS_SECONDS):
+            await trio.to_thread.run_sync(conn.execute, "SELECT 1", limiter=limiter, abandon_on_cancel=True)
+            return
+        raise OSError(f"the {what} connection did not answer SELECT 1 within {_LIVENESS_SECONDS:.0f} s")
+
     async def _listen(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         channel = store.channel(self.node_id)
         started = False
         while True:
             conn = None
+            # One limiter per connection: a thread abandoned on a dead one must not hold up the next.
+            limiter = trio.CapacityLimiter(1)
             try:
-                conn = await trio.to_thread.run_sync(
-                    partial(psycopg.connect, self._conninfo, autocommit=True, connect_timeout=5),
-                    limiter=self._listen_limiter)
+                conn = await self._connect(limiter)
                 for name in (channel, store.PRESENCE_CHANNEL):
                     await trio.to_thread.run_sync(conn.execute, sql.SQL("LISTEN {}").format(sql.Identifier(name)),
-                                                  limiter=self._listen_limiter)
+                                                  limiter=limiter)
                 if not started:
                     task_status.started()
                     started = True
-                for call_id in await self._db(store.unclaimed_calls, self.node_id):
-                    self._on_notify(f"call:{call_id}")
 
                 def wait(c: psycopg.Connection = conn) -> list[str]:
                     return [n.payload for n in c.notifies(timeout=1.0, stop_after=1)]
 
+                checked_at = -1e9
                 while True:
-                    for payload in await trio.to_thread.run_sync(wait, limiter=self._listen_limiter,
-                                                                 abandon_on_cancel=True):
+                    if trio.current_time() - checked_at >= _LIVENESS_SECONDS:
+                        # The connection still answers, and no call waits whose NOTIFY was missed.
+                        if checked_at > -1e9:
+                            await self._ping(conn, limiter, "LISTEN")
+                        checked_at = trio.current_time()
+                        for call_id in await self._db(store.unclaimed_calls, self.node_id):
+                            self._on_notify(f"call:{call_id}")
+                    for payload in await trio.to_thread.run_sync(wait, limiter=limiter, abandon_on_cancel=True):
                         self._on_notify(payload)
             except Exception as exc:  # psycopg's, SQLAlchemy's (the rescan), OSError: a database in trouble
                 log.warning("cluster.listen_failed node=%s error=%r (reconnecting in 1 s)", self.node_id, exc)
@@ -375,27 +436,38 @@ class ClusterNode:
                     conn.close()
 
     # ------------------------------------------------------------------ duties
+    async def _limit_idle_session(self, conn: psycopg.Connection, limiter: trio.CapacityLimiter) -> None:
+        """idle_session_timeout (PostgreSQL >= 14) frees the lock of a hung holder; older servers go without it
+        (a hung holder then keeps the duties until its TCP connection dies)."""
+        if self._idle_timeout_unsupported:
+            return
+        try:
+            await trio.to_thread.run_sync(conn.execute, f"SET idle_session_timeout = '{_DUTY_IDLE_TIMEOUT}'",
+                                          limiter=limiter)
+        except psycopg.errors.UndefinedObject as exc:
+            self._idle_timeout_unsupported = True
+            log.warning("cluster.idle_session_timeout_unsupported node=%s error=%r (PostgreSQL < 14: a hung duty "
+                        "holder keeps the duties until its connection dies)", self.node_id, exc)
+
     async def _hold_duties(self) -> None:
         """Try for the duties lock every refresh; while held, check the connection is still ours."""
         while True:
             conn = None
+            limiter = trio.CapacityLimiter(1)
             try:
-                conn = await trio.to_thread.run_sync(
-                    partial(psycopg.connect, self._conninfo, autocommit=True, connect_timeout=5),
-                    limiter=self._duty_limiter)
-                await trio.to_thread.run_sync(conn.execute, f"SET idle_session_timeout = '{_DUTY_IDLE_TIMEOUT}'",
-                                              limiter=self._duty_limiter)
+                conn = await self._connect(limiter)
+                await self._limit_idle_session(conn, limiter)
                 swept_at = -1e9
                 while True:
                     if self.duties_held:
-                        await trio.to_thread.run_sync(conn.execute, "SELECT 1", limiter=self._duty_limiter)
+                        await self._ping(conn, limiter, "duty")
                         if trio.current_time() - swept_at > 10:
                             swept_at = trio.current_time()
                             presences, calls = await self._db(store.sweep)
                             if presences or calls:
                                 log.info("cluster.swept presence_rows=%d calls=%d", presences, calls)
                     else:
-                        cur = await trio.to_thread.run_sync(conn.execute, _DUTIES_LOCK, limiter=self._duty_limiter)
+                        cur = await trio.to_thread.run_sync(conn.execute, _DUTIES_LOCK, limiter=limiter)
                         if cur.fetchone()[0]:
                             self.duties_held = True
                             log.warning("cluster.duties_acquired node=%s (maintenance, orphan sweep and the "

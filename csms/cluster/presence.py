@@ -27,8 +27,10 @@ __all__ = [
     "lease_valid",
     "live_presences",
     "plan_presence",
+    "replaced_elsewhere",
     "connectors_from_json",
     "connectors_to_json",
+    "signals_from_json",
 ]
 
 # Node ids name NOTIFY channels (`csms_node_<id>`, at most 63 bytes) and appear in logs.
@@ -60,6 +62,10 @@ class Presence:
     connected_at: datetime
     last_seen: datetime
     connectors: Mapping[int, ConnectorState] = field(default_factory=dict)
+    # The holding node's other occupancy signals: connectors with a StartTransaction being stored, and when
+    # its reconnect probe got its answer (LiveChargePoint.starts_in_flight, .reconnect_probe_answered).
+    starting: frozenset[int] = frozenset()
+    probe_answered: datetime | None = None
 
 
 def lease_valid(lease_until: datetime | None, now: datetime) -> bool:
@@ -109,6 +115,22 @@ def apply_changes(view: Mapping[str, Presence], changes: Iterable[PresenceChange
     return out
 
 
+def replaced_elsewhere(changes: Iterable[PresenceChange], local: Mapping[str, datetime], *,
+                       own_node: str) -> list[str]:
+    """Charge points held here (`local`: id -> connected_at) whose row, just read, is another node's newer
+    connection: the charger reconnected there, so ours is a leftover (half-open) socket. Without this, a
+    node whose socket never changes would only learn it when it next wrote that row (the 60 s last_seen
+    step) or when its own silence detection fired. Node clocks are assumed NTP-synced (connected_at is
+    each node's wall clock)."""
+    out = []
+    for ch in changes:
+        p = ch.presence
+        at = local.get(p.charge_point_id)
+        if not ch.gone and p.node_id != own_node and at is not None and at < p.connected_at:
+            out.append(p.charge_point_id)
+    return out
+
+
 @dataclass(frozen=True)
 class PresencePlan:
     """What a node writes this round: rows to insert or update, charge point ids whose row goes."""
@@ -132,16 +154,38 @@ def plan_presence(published: Mapping[str, Presence], current: Mapping[str, Prese
     for cp_id, now_p in current.items():
         before = published.get(cp_id)
         if (before is None or before.connected_at != now_p.connected_at or before.connectors != now_p.connectors
+                or before.starting != now_p.starting or before.probe_answered != now_p.probe_answered
                 or now_p.last_seen - before.last_seen >= last_seen_step):
             upserts.append(now_p)
     deletes = tuple(sorted(cp_id for cp_id in published if cp_id not in current))
     return PresencePlan(tuple(upserts), deletes)
 
 
-def connectors_to_json(connectors: Mapping[int, ConnectorState]) -> dict[str, Any]:
-    """Connector states as a JSON object (connector ids become string keys)."""
-    return {str(c): {"status": s.status, "errorCode": s.error_code, "at": s.updated_at.isoformat()}
-            for c, s in sorted(connectors.items())}
+def connectors_to_json(connectors: Mapping[int, ConnectorState], starting: Iterable[int] = (),
+                       probe_answered: datetime | None = None) -> dict[str, Any]:
+    """Connector states as a JSON object (connector ids become string keys), with `starting` (connector ids)
+    and `probe` (an ISO time) only when set, so the usual row stays as small as before."""
+    out: dict[str, Any] = {str(c): {"status": s.status, "errorCode": s.error_code, "at": s.updated_at.isoformat()}
+                           for c, s in sorted(connectors.items())}
+    if starting:
+        out["starting"] = sorted(starting)
+    if probe_answered is not None:
+        out["probe"] = probe_answered.isoformat()
+    return out
+
+
+def signals_from_json(data: Mapping[str, Any] | None) -> tuple[frozenset[int], datetime | None]:
+    """The `starting` and `probe` entries of connectors_to_json (empty, None when absent or unreadable)."""
+    data = data or {}
+    try:
+        starting = frozenset(int(c) for c in data.get("starting") or ())
+    except (TypeError, ValueError):
+        starting = frozenset()
+    try:
+        probe = datetime.fromisoformat(data["probe"]) if data.get("probe") else None
+    except (TypeError, ValueError):
+        probe = None
+    return starting, probe
 
 
 def connectors_from_json(data: Mapping[str, Any] | None) -> dict[int, ConnectorState]:

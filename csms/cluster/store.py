@@ -16,7 +16,13 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from ..clock import as_utc
-from .presence import Presence, PresenceChange, connectors_from_json, connectors_to_json
+from .presence import (
+    Presence,
+    PresenceChange,
+    connectors_from_json,
+    connectors_to_json,
+    signals_from_json,
+)
 
 __all__ = ["load_presence", "booted_since", "Snapshot", "renew_lease", "release_node", "clear_own_presence", "write_presence", "load_snapshot",
            "sweep", "send_call", "claim_call", "answer_call", "load_answer", "unclaimed_calls"]
@@ -84,7 +90,7 @@ def write_presence(s: Session, node_id: str, upserts: Iterable[Presence], delete
     """Apply a PresencePlan in one round trip each way; returns the ids whose row is now another
     node's newer connection (this node's connection for them is stale: it was replaced)."""
     rows = [{"charge_point_id": p.charge_point_id, "connected_at": p.connected_at.isoformat(),
-             "last_seen": p.last_seen.isoformat(), "connectors": connectors_to_json(p.connectors)} for p in upserts]
+             "last_seen": p.last_seen.isoformat(), "connectors": connectors_to_json(p.connectors, p.starting, p.probe_answered)} for p in upserts]
     lost: set[str] = set()
     if rows:
         taken = set(s.execute(_UPSERT, {"node": node_id, "rows": json.dumps(rows)}).scalars())
@@ -118,8 +124,7 @@ def load_snapshot(s: Session, node_id: str, since: datetime | None = None) -> Sn
         rows = s.execute(text(cols + " AND NOT gone"), {"node": node_id})
     else:
         rows = s.execute(text(cols + " AND updated_at >= :since"), {"node": node_id, "since": since})
-    changes = [PresenceChange(Presence(cp, node, as_utc(at), as_utc(seen), connectors_from_json(conns)), bool(gone))
-               for cp, node, at, seen, conns, gone in rows]
+    changes = [PresenceChange(_presence(cp, node, at, seen, conns), bool(gone)) for cp, node, at, seen, conns, gone in rows]
     return Snapshot(now, leases, changes, since is None)
 
 
@@ -132,8 +137,12 @@ def load_presence(s: Session, cp_id: str) -> tuple[PresenceChange, datetime, dat
     if row is None:
         return None
     cp, node, at, seen, conns, gone, lease_until, now = row
-    return (PresenceChange(Presence(cp, node, as_utc(at), as_utc(seen), connectors_from_json(conns)), bool(gone)),
-            as_utc(lease_until), as_utc(now))
+    return PresenceChange(_presence(cp, node, at, seen, conns), bool(gone)), as_utc(lease_until), as_utc(now)
+
+
+def _presence(cp: str, node: str, at: datetime, seen: datetime, conns: Any) -> Presence:
+    starting, probe = signals_from_json(conns)
+    return Presence(cp, node, as_utc(at), as_utc(seen), connectors_from_json(conns), starting, probe)
 
 
 def sweep(s: Session, *, tombstones_seconds: float = 600, keep_calls_seconds: float = 3600,

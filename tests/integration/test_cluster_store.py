@@ -97,3 +97,25 @@ def test_one_charge_points_row_with_its_lease(pg):
     change, lease_until, now = _tx(pg, store.load_presence, "CP1")
     assert not change.gone and change.presence.node_id == "a" and change.presence.connectors[1].status == "Charging"
     assert now < lease_until
+
+
+def test_a_start_in_flight_and_a_probe_answer_reach_the_other_nodes(pg):
+    _tx(pg, store.renew_lease, "a", 5.0)
+    p = _p("CP1", "a")
+    _tx(pg, store.write_presence, "a", [Presence("CP1", "a", NOW, NOW, p.connectors, frozenset({1}), NOW)], [])
+    (change,) = _tx(pg, store.load_snapshot, "b", None).changes
+    assert change.presence.starting == {1} and change.presence.probe_answered == NOW
+    change, _, _ = _tx(pg, store.load_presence, "CP1")
+    assert change.presence.starting == {1} and change.presence.probe_answered == NOW
+
+
+def test_the_old_node_learns_of_a_newer_connection_from_its_read_alone(pg):
+    from csms.cluster.presence import replaced_elsewhere
+
+    for node in ("a", "b"):
+        _tx(pg, store.renew_lease, node, 5.0)
+    _tx(pg, store.write_presence, "a", [_p("CP1", "a", at=NOW)], [])
+    _tx(pg, store.write_presence, "b", [_p("CP1", "b", at=NOW + timedelta(seconds=1))], [])
+    # Node a's socket is half-open and never changes, so it writes nothing: its read tells it.
+    changes = _tx(pg, store.load_snapshot, "a", NOW - timedelta(seconds=5)).changes
+    assert replaced_elsewhere(changes, {"CP1": NOW}, own_node="a") == ["CP1"]

@@ -188,3 +188,86 @@ async def test_find_asks_the_database_only_for_a_charge_point_in_no_view():
     reg.elsewhere = lambda cp_id: remote
     assert await reg.find("CP9") is remote and asked == ["CP9", "CP8"]  # in the view: no database trip
     assert await reg.find("CP9", fresh=True) is remote and asked == ["CP9", "CP8", "CP9"]  # as of now
+
+
+# ------------------------------------------------------------------ review findings (issue 13)
+def test_a_newer_connection_read_from_another_node_closes_the_leftover_here():
+    from csms.cluster.presence import PresenceChange, replaced_elsewhere
+
+    local = {"CP1": T0, "CP2": T0 + timedelta(seconds=10), "CP3": T0, "CP4": T0}
+    changes = [PresenceChange(_p("CP1", "b", at=5)),  # reconnected on b after ours: ours is half-open
+               PresenceChange(_p("CP2", "b", at=5)),  # b's row is older than ours: ours wins (we write it)
+               PresenceChange(_p("CP3", "b", at=5), gone=True),  # it left b: nothing to say about ours
+               PresenceChange(_p("CP4", "a", at=5)),  # our own row
+               PresenceChange(_p("CP5", "b", at=5))]  # not held here
+    assert replaced_elsewhere(changes, local, own_node="a") == ["CP1"]
+
+
+def test_start_in_flight_and_probe_answer_are_published_and_read_back_small():
+    from csms.cluster.presence import signals_from_json
+
+    probe = T0 + timedelta(seconds=3)
+    before = _p("CP1", "a", c1="Available")
+    starting = Presence("CP1", "a", T0, T0, before.connectors, frozenset({1}))
+    probed = Presence("CP1", "a", T0, T0, before.connectors, frozenset(), probe)
+    assert plan_presence({"CP1": before}, {"CP1": starting}, last_seen_step=STEP).upserts == (starting,)
+    assert plan_presence({"CP1": before}, {"CP1": probed}, last_seen_step=STEP).upserts == (probed,)
+    assert set(connectors_to_json(before.connectors)) == {"1"}  # nothing extra when unset
+    data = connectors_to_json(before.connectors, starting={1}, probe_answered=probe)
+    assert connectors_from_json(data) == before.connectors  # older readers skip the extra keys
+    assert signals_from_json(data) == (frozenset({1}), probe)
+    assert signals_from_json({"starting": "x", "probe": 3}) == (frozenset(), None)
+
+
+def test_a_remote_charge_point_gives_occupancy_the_same_signals_as_a_local_one():
+    from csms.registry import LiveChargePoint, RemoteChargePoint
+
+    probe = T0 + timedelta(seconds=1)
+    remote = RemoteChargePoint("CP1", "b", None, T0, T0, starts_in_flight={1: 1}, reconnect_probe_answered=probe)
+    local = LiveChargePoint("CP1", None, T0, T0, 60, reconnect_probe_answered=probe)  # type: ignore[arg-type]
+    settle = timedelta(seconds=30)
+    assert remote.settle_window(settle) == local.settle_window(settle) == timedelta(seconds=3)
+    assert RemoteChargePoint("CP2", "b", None, T0, T0).settle_window(settle) == settle
+    assert remote.starts_in_flight.get(1)
+
+
+def test_a_start_in_flight_is_published_at_once():
+    from csms.registry import LiveChargePoint
+
+    told = []
+    live = LiveChargePoint("CP1", None, T0, T0, 60, on_change=lambda: told.append(1))  # type: ignore[arg-type]
+    with live.starting(1):
+        assert told == [1]
+    assert told == [1, 1] and live.starts_in_flight == {}
+
+
+async def test_look_up_keeps_the_newer_lease_and_a_slow_database_answers_not_known():
+    import types
+
+    import trio
+
+    from csms.cluster.node import ClusterNode, _View
+    from csms.cluster.presence import PresenceChange
+
+    node = object.__new__(ClusterNode)
+    node.node_id = "a"
+    node.ctx = types.SimpleNamespace(settings=types.SimpleNamespace(call_timeout_seconds=5))
+    newer, older = T0 + timedelta(seconds=9), T0 + timedelta(seconds=5)
+    node._view = _View({}, {"b": newer}, T0, 0.0)
+    answer = (PresenceChange(_p("CP1", "b")), older, T0)
+
+    async def db(fn, *args, timeout=None):
+        return answer
+
+    node._db = db
+    assert (await node.look_up("CP1")).node_id == "b"
+    assert node._view.leases["b"] == newer  # an older lease read later does not shorten a newer one
+    answer = (PresenceChange(_p("CP1", "b")), T0 + timedelta(seconds=20), T0)
+    await node.look_up("CP1")
+    assert node._view.leases["b"] == T0 + timedelta(seconds=20)
+
+    async def slow(fn, *args, timeout=None):
+        raise trio.TooSlowError
+
+    node._db = slow
+    assert await node.look_up("CP2") is None
