@@ -6,6 +6,7 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from csms.cluster import store
@@ -119,3 +120,54 @@ def test_the_old_node_learns_of_a_newer_connection_from_its_read_alone(pg):
     # Node a's socket is half-open and never changes, so it writes nothing: its read tells it.
     changes = _tx(pg, store.load_snapshot, "a", NOW - timedelta(seconds=5)).changes
     assert replaced_elsewhere(changes, {"CP1": NOW}, own_node="a") == ["CP1"]
+
+
+async def test_a_node_closes_its_half_open_socket_when_its_read_shows_a_newer_connection(pg, db_url):
+    """The node's round wires the rule: its own row unchanged (a half-open socket writes nothing), it still
+    learns from reading node b's newer row, detaches its connection and closes the socket."""
+    import types
+
+    import trio
+
+    from csms.cluster.node import ClusterNode
+    from csms.registry import LiveChargePoint, Registry
+
+    closed = []
+
+    class Ws:
+        async def aclose(self, code, reason):
+            closed.append((code, reason))
+
+    settings = types.SimpleNamespace(cluster_refresh_seconds=0.5, cluster_lease_seconds=5.0, db_url=db_url,
+                                     call_timeout_seconds=5)
+    ctx = types.SimpleNamespace(settings=settings, registry=Registry(), accepted_charge_points=set(),
+                                known_charge_points=set(), db=types.SimpleNamespace(sessions=lambda: Session(pg)))
+    node = ClusterNode(ctx, "a")
+    ctx.registry.on_change = node._mark_changed
+    connected = datetime.now(UTC)
+    live = LiveChargePoint("CP1", types.SimpleNamespace(ws=Ws()), connected, connected, 60)
+    ctx.registry.attach(live)
+    async with trio.open_nursery() as nursery:
+        node._nursery = nursery
+        await node._round()  # published, held here
+        assert ctx.registry.local("CP1") is live
+        _tx(pg, store.renew_lease, "b", 5.0)
+        _tx(pg, store.write_presence, "b", [_p("CP1", "b", at=connected + timedelta(seconds=1))], [])
+        # A burst of REST look-ups holds every per-request worker: the lease renewal does not wait for them.
+        for i in range(node._db_limiter.total_tokens):
+            await node._db_limiter.acquire_on_behalf_of(f"request{i}")
+        with trio.fail_after(5):
+            await node._round()  # nothing of a's changed: only the read can tell
+    assert ctx.registry.local("CP1") is None and closed == [(1000, "replaced by a connection on another node")]
+
+
+def test_the_clusters_own_connections_carry_tcp_keepalives(db_url):
+    import psycopg
+
+    from csms.cluster.node import _KEEPALIVES
+    from csms.db.engine import normalise_url
+
+    url = make_url(normalise_url(db_url)).set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(url, **_KEEPALIVES) as conn:
+        options = {o.keyword.decode(): o.val for o in conn.pgconn.info}
+    assert options["keepalives_idle"] == b"10" and options["tcp_user_timeout"] == b"15000"

@@ -271,3 +271,42 @@ async def test_look_up_keeps_the_newer_lease_and_a_slow_database_answers_not_kno
 
     node._db = slow
     assert await node.look_up("CP2") is None
+
+
+async def test_a_connection_that_stops_answering_is_given_up(monkeypatch):
+    import time
+    import types
+
+    import trio
+
+    from csms.cluster import node as node_module
+
+    monkeypatch.setattr(node_module, "_LIVENESS_SECONDS", 0.2)
+    node = object.__new__(node_module.ClusterNode)
+    hung = types.SimpleNamespace(execute=lambda q: time.sleep(1.0))  # a silently dead TCP peer
+    with pytest.raises(OSError, match="did not answer"), trio.fail_after(0.9):
+        await node._ping(hung, trio.CapacityLimiter(1), "duty")
+    await node._ping(types.SimpleNamespace(execute=lambda q: None), trio.CapacityLimiter(1), "duty")
+
+
+async def test_idle_session_timeout_is_skipped_on_postgresql_before_14(caplog):
+    import types
+
+    import psycopg
+    import trio
+
+    from csms.cluster.node import ClusterNode
+
+    asked = []
+
+    def execute(q):
+        asked.append(q)
+        raise psycopg.errors.UndefinedObject('unrecognized configuration parameter "idle_session_timeout"')
+
+    node = object.__new__(ClusterNode)
+    node.node_id, node._idle_timeout_unsupported = "a", False
+    conn = types.SimpleNamespace(execute=execute)
+    for _ in range(2):
+        await node._limit_idle_session(conn, trio.CapacityLimiter(1))
+    assert len(asked) == 1  # asked, refused, then not asked again
+    assert caplog.text.count("cluster.idle_session_timeout_unsupported") == 1
