@@ -276,12 +276,10 @@ def test_an_older_database_is_left_alone_when_upgrades_at_start_are_off(db_url):
     assert _revision(db_url) == FIRST
 
 
-@pytest.mark.postgres
-def test_concurrent_starts_on_one_postgresql_database_take_turns(db_url):
+def test_concurrent_starts_on_one_database_take_turns(db_url):
     """Cluster nodes or test workers starting together: one creates the tables, the others wait for
-    the advisory lock and find them at head (without it, they race to CREATE TABLE and fail)."""
-    if not db_url.startswith("postgresql"):
-        pytest.skip("SQLite: one process per file")
+    the advisory lock (PostgreSQL) or the write lock of BEGIN IMMEDIATE (SQLite) and find them at
+    head (without it, they race to CREATE TABLE and fail)."""
     n = 5
     barrier = threading.Barrier(n)
     results: list[object] = [None] * n
