@@ -82,7 +82,7 @@ def _decide(ctx: Context, cp_id: str, connector_id: int, stored: StoredSignals,
 
 
 def _settle(live_cp: object, settle: timedelta) -> timedelta:
-    window = getattr(live_cp, "settle_window", None)  # another node's charger: the plain window
+    window = getattr(live_cp, "settle_window", None)  # local and remote charge points both have one
     return settle if window is None else window(settle)
 
 

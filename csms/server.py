@@ -30,7 +30,12 @@ from .db.engine import create_schema, make_engine, redact
 from .db.ocpp_store import BULK_STATEMENTS
 from .handlers import ChargePointHandlers
 from .maintenance import Thresholds
-from .maintenance_runner import maintenance_loop, probe_after_reconnect, run_offline, watch_silent_connectors
+from .maintenance_runner import (
+    maintenance_loop,
+    probe_after_reconnect,
+    run_offline,
+    watch_silent_connectors,
+)
 from .metrics import CONNECTED, CONNECTIONS_REPLACED, HANDSHAKES_REFUSED, OCPP_LIMITS
 from .ocppj import SUBPROTOCOL, Limits, OcppConnection
 from .payment_cancels import run_payment_cancels
