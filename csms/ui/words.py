@@ -76,7 +76,7 @@ def reason_words(reason: str, x: Mapping[str, Any], activity: Mapping[int, TxAct
     sig = x.get("signals", {})
     if kind == "websocket":
         if rest.startswith("reconnected:"):
-            return (f"charger reconnected {rest.split(':')[1].removesuffix('_ago')} ago and has not reported this "
+            return (f"charger reconnected {rest.split(':')[1].removesuffix('s_ago')} s ago and has not reported this "
                     "connector yet (it may be replaying a session started while it was away)")
         return "charger offline: it is not connected"
     if kind == "start_transaction":

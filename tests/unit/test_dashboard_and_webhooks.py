@@ -79,6 +79,11 @@ def test_reasons_in_plain_words():
     assert reason_words("persisted_status:Occupied:age=12m", x, {}, NOW, quiet) == (
         "stored status Occupied from 12 min ago (no live status from the charger)")
     assert reason_words("websocket:absent", x, {}, NOW, quiet) == "charger offline: it is not connected"
+    assert reason_words("websocket:reconnected:1.5s_ago:no_status_yet", x, {}, NOW, quiet) == (
+        "charger reconnected 1.5 s ago and has not reported this connector yet (it may be replaying a session "
+        "started while it was away)")
+    assert reason_words("start_transaction:being_stored", x, {}, NOW, quiet) == (
+        "a StartTransaction from the charger is being stored right now")
     res = _explain(res=[{"reservationId": "abcdef123456", "status": "Authorized", "createdAt": "2026-03-01T14:00:00Z"}])
     assert reason_words("active_reservation:abcdef123456:Authorized", res, {}, NOW, quiet) == (
         "payment reservation abcdef12 is Authorized since 14:00 UTC (1 h)")
