@@ -2,7 +2,7 @@
 
 The config is a pure function of the ports, so a test can read it without starting anything;
 `start_haproxy` writes it and runs Debian's `haproxy -db` (foreground) as a child process.
-Same layout as the cluster test (tests/e2e/test_cluster.py): round robin, no stickiness, a
+The cluster test (tests/e2e/test_cluster.py) and the benchmark both use it: round robin, no stickiness, a
 WebSocket is a tunnel (`timeout tunnel`), /health checks on each node's HTTP port, and a
 connect refused by a dead node is redispatched.
 """

@@ -17,20 +17,17 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
-import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from urllib.parse import urlparse
 
 import httpx
 import pytest
 import trio
 
+from loadtests.balancer import Balancer, backend_of, start_haproxy
 from scenarios.adapters.unstuck_rest import UnstuckRestAdapter
 from scenarios.embedded import Timings
 from scenarios.meta import ScenarioInfo
@@ -41,12 +38,6 @@ pytestmark = [pytest.mark.postgres]
 
 PG_ENV = "CSMS_TEST_POSTGRES_URL"
 TARIFF = Decimal("0.30")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
@@ -72,74 +63,11 @@ def cluster_db() -> Iterator[str]:
         admin.dispose()
 
 
-def _address(url: str) -> tuple[str, int]:
-    u = urlparse(url)
-    assert u.hostname is not None and u.port is not None, url
-    return u.hostname, u.port
-
-
-HAPROXY_CFG = """\
-global
-    maxconn 4000
-
-defaults
-    mode http
-    timeout connect 2s
-    timeout client 30s
-    timeout server 30s
-    # An upgraded WebSocket is a tunnel: idle only between heartbeats.
-    timeout tunnel 1h
-    # A connect refused by a dead node is retried on another one.
-    option redispatch
-    retries 3
-
-frontend ocpp
-    bind 127.0.0.1:{port}
-    default_backend csms_nodes
-
-backend csms_nodes
-    balance roundrobin
-    option httpchk GET /health
-    http-check expect status 200
-    default-server inter 500ms fall 2 rise 2
-{servers}
-
-listen stats
-    bind 127.0.0.1:{stats}
-    stats enable
-    stats uri /stats
-"""
-
-
-@dataclass
-class Balancer:
-    ocpp: str
-    stats: str
-    proc: subprocess.Popen
-
-    async def servers_up(self) -> dict[str, bool]:
-        async with httpx.AsyncClient(timeout=5) as client:
-            res = await client.get(f"{self.stats};csv")
-        out = {}
-        for line in res.text.splitlines():
-            cols = line.split(",")
-            if len(cols) > 17 and cols[0] == "csms_nodes" and cols[1] not in ("BACKEND", "FRONTEND"):
-                out[cols[1]] = cols[17].startswith("UP")
-        return out
-
-
-def start_haproxy(workdir: Path, nodes: dict[str, CsmsProcess]) -> Balancer:
-    port, stats = _free_port(), _free_port()
-    servers = []
-    for name, node in nodes.items():
-        host, ocpp_port = _address(node.ocpp)
-        _, http_port = _address(node.http)
-        servers.append(f"    server {name} {host}:{ocpp_port} check port {http_port}")
-    cfg = workdir / "haproxy.cfg"
-    cfg.write_text(HAPROXY_CFG.format(port=port, stats=stats, servers="\n".join(servers)), encoding="utf-8")
-    log = open(workdir / "haproxy.log", "w", encoding="utf-8")  # noqa: SIM115 - owned by the process
-    proc = subprocess.Popen(["haproxy", "-db", "-f", str(cfg)], stdout=log, stderr=subprocess.STDOUT)
-    return Balancer(f"ws://127.0.0.1:{port}/ocpp", f"http://127.0.0.1:{stats}/stats", proc)
+def start_balancer(workdir: Path, nodes: dict[str, CsmsProcess]) -> Balancer:
+    """HAProxy (loadtests.balancer: round robin, no stickiness, /health checks) in front of the nodes, all up."""
+    balancer = start_haproxy(workdir, [backend_of(name, node.ocpp, node.http) for name, node in nodes.items()])
+    balancer.wait_up()
+    return balancer
 
 
 async def _rows(adapter: UnstuckRestAdapter) -> dict[tuple[str, int], dict]:
@@ -160,10 +88,7 @@ async def test_two_nodes_behind_haproxy_survive_a_killed_node(cluster_db, tmp_pa
             (tmp_path / name).mkdir()
             nodes[name] = start_csms(cluster_db, tmp_path / name,
                                      ["--allow-unknown-chargers", "--node-id", name, *timings.serve_args()])
-        balancer = start_haproxy(tmp_path, nodes)
-        with trio.fail_after(15):
-            while (await _servers_up_or_empty(balancer)) != {"a": True, "b": True}:
-                await trio.sleep(0.2)
+        balancer = await trio.to_thread.run_sync(start_balancer, tmp_path, nodes)
 
         tag = uuid.uuid4().hex[:4]
         info = ScenarioInfo(name="cluster_failover", code="CLU", purpose="two nodes, one killed", seed="issue 13",
@@ -273,13 +198,6 @@ async def _agreed(via: dict[str, UnstuckRestAdapter], want) -> dict[tuple[str, i
             await trio.sleep(0.2)
 
 
-async def _servers_up_or_empty(balancer: Balancer) -> dict[str, bool]:
-    try:
-        return await balancer.servers_up()
-    except httpx.HTTPError:
-        return {}
-
-
 @pytest.mark.slow
 @pytest.mark.skipif(not os.environ.get("CSMS_LONG_RUNS"), reason="long run: CSMS_LONG_RUNS=1 to run it")
 def test_the_scenario_catalogue_through_two_nodes(cluster_db, tmp_path):
@@ -302,8 +220,7 @@ def test_the_scenario_catalogue_through_two_nodes(cluster_db, tmp_path):
             (tmp_path / name).mkdir()
             nodes[name] = start_csms(cluster_db, tmp_path / name,
                                      ["--allow-unknown-chargers", "--node-id", name, *timings.serve_args()])
-        balancer = start_haproxy(tmp_path, nodes)
-        time.sleep(3)  # health checks: both servers up
+        balancer = start_balancer(tmp_path, nodes)
         done = subprocess.run([sys.executable, "-m", "scenarios.cli", "run", "--jobs", "1", "--csms-url", balancer.ocpp,
                                "--api-url", nodes["b"].http, "--api-token", ADMIN_TOKEN,
                                "--report", str(tmp_path / "report")], capture_output=True, text=True, timeout=900)
