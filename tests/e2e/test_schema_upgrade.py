@@ -14,6 +14,7 @@ from tests.support.old_schema import (
     FIRST,
     check_first_revision_rows,
     migrate_to,
+    revision_of,
     store_first_revision_rows,
 )
 from tests.support.server import start_csms
@@ -21,15 +22,6 @@ from tests.support.server import start_csms
 # The rows are from March 2026: keep the start-up maintenance from releasing their old statuses, so
 # that what is checked afterwards is what the upgrade did.
 QUIET = ["--status-release-minutes", "0", "--reservation-timeout-minutes", "0"]
-
-
-def _revision(url: str) -> str | None:
-    engine = make_engine(url)
-    try:
-        with engine.connect() as conn:
-            return schema.current_revision(conn)
-    finally:
-        engine.dispose()
 
 
 async def test_serve_upgrades_an_older_database_and_serves_its_rows(db_url, tmp_path):
@@ -51,7 +43,7 @@ async def test_serve_upgrades_an_older_database_and_serves_its_rows(db_url, tmp_
         assert proc.stop() == 0
     head = schema.head_revision()
     assert f"csms.schema_upgraded action=upgrade from={FIRST} to={head}" in proc.log()
-    assert _revision(db_url) == head
+    assert revision_of(db_url) == head
     engine = make_engine(db_url)
     try:
         with Session(engine) as s:
@@ -72,7 +64,7 @@ async def test_serve_refuses_a_database_newer_than_the_code(db_url, tmp_path):
     assert "csms.schema_refused" in log and "revision 9999" in log
     assert f"its newest is {schema.head_revision()}" in log
     assert "Traceback" not in log  # a message for a person, not a crash
-    assert _revision(db_url) == "9999"
+    assert revision_of(db_url) == "9999"
 
 
 async def test_serve_with_schema_upgrade_refuse_leaves_an_older_database_alone(db_url, tmp_path):
@@ -81,4 +73,4 @@ async def test_serve_with_schema_upgrade_refuse_leaves_an_older_database_alone(d
         start_csms(db_url, tmp_path, ["--schema-upgrade", "refuse"])
     log = str(failed.value)
     assert f"schema revision {FIRST}" in log and "csms db upgrade --db" in log
-    assert _revision(db_url) == FIRST
+    assert revision_of(db_url) == FIRST

@@ -35,19 +35,11 @@ from tests.support.old_schema import (
     FIRST,
     check_first_revision_rows,
     migrate_to,
+    revision_of,
     store_first_revision_rows,
 )
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
-
-
-def _revision(url: str) -> str | None:
-    engine = make_engine(url)
-    try:
-        with engine.connect() as conn:
-            return schema.current_revision(conn)
-    finally:
-        engine.dispose()
 
 
 def _csms(*args: str) -> subprocess.CompletedProcess[str]:
@@ -83,7 +75,7 @@ def test_csms_db_upgrade_keeps_the_rows_of_the_first_revision(db_url):
     done = _csms("db", "upgrade", "--db", db_url)
     assert done.returncode == 0, done.stderr
     assert f"upgraded from revision {FIRST} to {schema.head_revision()}" in done.stdout
-    assert _revision(db_url) == schema.head_revision()
+    assert revision_of(db_url) == schema.head_revision()
 
     engine = make_engine(db_url)
     try:
@@ -124,7 +116,7 @@ def test_a_database_made_before_alembic_is_adopted_at_the_revision_its_tables_ma
         engine.dispose()
     else:
         migrate_to(db_url, made_at, keep_version=False)
-    assert _revision(db_url) is None
+    assert revision_of(db_url) is None
     if made_at == "0001":
         store_first_revision_rows(db_url)
 
@@ -260,7 +252,7 @@ def test_a_database_newer_than_the_code_is_refused_by_csms_db_upgrade(db_url):
     done = _csms("db", "upgrade", "--db", db_url)
     assert done.returncode == 1
     assert "9999" in done.stderr and schema.head_revision() in done.stderr and "newer csms" in done.stderr
-    assert _revision(db_url) == "9999"
+    assert revision_of(db_url) == "9999"
     current = _csms("db", "current", "--db", db_url)
     assert current.returncode == 1 and "NEWER" in current.stdout
 
@@ -273,7 +265,7 @@ def test_an_older_database_is_left_alone_when_upgrades_at_start_are_off(db_url):
             schema.prepare(engine, upgrade_older=False)
     finally:
         engine.dispose()
-    assert _revision(db_url) == FIRST
+    assert revision_of(db_url) == FIRST
 
 
 def test_concurrent_starts_on_one_database_take_turns(db_url):

@@ -20,7 +20,7 @@ from csms.db.models import (
     Station,
     Transaction,
 )
-from csms.db.schema import VERSION_TABLE, alembic_config
+from csms.db.schema import VERSION_TABLE, alembic_config, current_revision
 
 FIRST = "0001"
 T0 = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
@@ -109,3 +109,13 @@ def check_first_revision_rows(session: Any) -> None:
     assert res.provider_cancel_due_at is None and res.provider_cancel_attempts is None  # 0003
     (event,) = session.scalars(select(AuditEvent))
     assert (event.action, event.details) == ("connector.unlocked", DETAILS)
+
+
+def revision_of(url: str) -> str | None:
+    """The schema revision a database is at (None: no alembic_version)."""
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            return current_revision(conn)
+    finally:
+        engine.dispose()
