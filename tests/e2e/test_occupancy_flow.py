@@ -9,7 +9,7 @@ import pytest
 import trio
 
 from csms.db.models import ChargingSession, ConnectorStatus, PaymentReservation
-from tests.support.chargepoint import connect
+from tests.support.chargepoint import Answers, connect
 from tests.support.db import with_db, writes_held
 
 
@@ -263,3 +263,24 @@ async def test_a_start_being_stored_is_busy(csms):
                 assert occ["verdict"] == "busy"
         occ = await _occupancy(admin, "OC11")  # stored: an open transaction says so from now on
         assert occ["verdict"] == "busy" and occ["reasons"][0].startswith("open_transaction:"), occ
+
+
+@pytest.mark.parametrize("csms_args", [["--allow-unknown-chargers", "--reconnect-settle-seconds", "6"]])
+async def test_a_charger_that_refuses_the_reconnect_probe_gets_the_whole_settle_window(csms):
+    """TriggerMessage is optional (RemoteTrigger profile): a charger that refuses it may still be replaying,
+    so its answer does not end the window early (an Accepted one would, 2 s after it)."""
+    async with connect(csms.ocpp, "OC12") as cp:
+        await cp.status(1, "Available")
+    refusing = Answers()
+    refusing.trigger = "Rejected"
+    async with connect(csms.ocpp, "OC12", boot=False, answers=refusing), csms.client() as admin:
+        with trio.fail_after(10):
+            while ("TriggerMessage", {"requested_message": "StatusNotification", "connector_id": 1}) \
+                    not in refusing.received:
+                await trio.sleep(0.05)
+        await trio.sleep(3.0)  # past the answer + 2 s an Accepted probe would have allowed
+        occ = await _occupancy(admin, "OC12")
+        assert occ["verdict"] == "offline" and occ["reasons"][0].startswith("websocket:reconnected:"), occ
+        with trio.fail_after(10):  # ... until the window itself runs out
+            while (await _occupancy(admin, "OC12"))["verdict"] != "free":
+                await trio.sleep(0.2)
