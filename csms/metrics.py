@@ -32,5 +32,9 @@ OCPP_LIMITS = Counter("csms_ocpp_limit_events_total",
 CONNECTIONS_REFUSED = Counter("csms_ocpp_connections_refused_total",
                               "TCP connections closed before the handshake: max_connections, max_handshakes, "
                               "handshake_timeout, peer_closed", ["reason"])
+CONNECTION_FAILURES = Counter("csms_ocpp_connection_failures_total",
+                              "OCPP connections that ended by an exception, by stage (accept, handshake, open) and "
+                              "kind (peer_gone: closed or reset mid-way; internal_error: a fault of this server's)",
+                              ["stage", "kind"])
 HTTP_LIMITS = Counter("csms_http_limit_events_total", "REST requests stopped by a limit: body_too_large, body_timeout",
                       ["kind"])

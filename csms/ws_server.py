@@ -5,13 +5,14 @@ trio-websocket holds a socket whose peer closed before its handshake until the c
 close frame when wsproto finds a text frame that is not UTF-8. This subclass caps open
 connections and concurrent handshakes, closes a socket as soon as its peer does, and answers a
 broken frame with the close code wsproto chose (1007 for invalid UTF-8, RFC 6455 §7.4.1).
-It relies on trio-websocket 0.12's private `_handle_connection`, `_reader_task` and
+It relies on trio-websocket 0.12's private `_handle_connection`, `_reader_task`, `_open_handshake` and
 `_get_request`; tests/e2e/test_limits.py fails if a release changes them.
 """
 
 from __future__ import annotations
 
 import logging
+import ssl
 from collections.abc import Awaitable, Callable
 
 import trio
@@ -21,7 +22,8 @@ from wsproto import ConnectionType, WSConnection
 from wsproto.connection import ConnectionState
 from wsproto.events import CloseConnection
 
-from .metrics import CONNECTIONS_REFUSED, OCPP_LIMITS
+from .metrics import CONNECTION_FAILURES, CONNECTIONS_REFUSED, OCPP_LIMITS
+from .ocppj.connection import QuietLog
 
 __all__ = ["GuardedWebSocketServer"]
 
@@ -44,6 +46,45 @@ class _Connection(WebSocketConnection):
         await super()._handle_close_connection_event(event)
 
 
+# What a peer that closes, half-closes or resets mid-way makes trio, trio-websocket and ssl raise.
+_PEER_GONE = (ConnectionClosed, trio.BrokenResourceError, trio.ClosedResourceError, ssl.SSLError, ConnectionError)
+
+
+class _Track:
+    """How far one connection got, for the failure's log line and metric label."""
+
+    __slots__ = ("connection",)
+
+    def __init__(self) -> None:
+        self.connection: WebSocketConnection | None = None
+
+    def stage(self) -> str:
+        if self.connection is None:
+            return "accept"
+        return "open" if self.connection._open_handshake.is_set() else "handshake"
+
+
+def _leaves(group: BaseExceptionGroup) -> list[BaseException]:
+    out: list[BaseException] = []
+    for exc in group.exceptions:
+        out.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
+    return out
+
+
+def _describe(group: BaseExceptionGroup) -> str:
+    first = _leaves(group)[0]
+    return f"{type(first).__name__}: {str(first)[:200]}" if str(first) else type(first).__name__
+
+
+def _stream_remote(stream: trio.abc.Stream) -> str:
+    try:
+        sock = stream.transport_stream.socket if isinstance(stream, trio.SSLStream) else stream.socket  # type: ignore[attr-defined]
+        host, port = sock.getpeername()[:2]
+        return f"{host}:{port}"
+    except Exception:
+        return "?"
+
+
 def _remote(ws: WebSocketConnection) -> str:
     try:
         r = ws.remote
@@ -60,8 +101,34 @@ class GuardedWebSocketServer(WebSocketServer):
         self.max_handshakes = max_handshakes
         self.open_connections = 0
         self.handshaking = 0
+        self._quiet_log = QuietLog(60.0)
 
     async def _handle_connection(self, stream: trio.abc.Stream) -> None:
+        """The task boundary of one connection: whatever it raises, at any step from its first byte,
+        is counted, logged (a bounded number of lines) and closes this socket only. trio's
+        `serve_listeners` would otherwise end the whole server with it."""
+        track = _Track()
+        remote = _stream_remote(stream)
+        try:
+            await self._serve_connection(stream, track)
+        except* _PEER_GONE as group:
+            stage = track.stage()
+            CONNECTION_FAILURES.labels(stage, "peer_gone").inc()
+            self._quiet_log(log, logging.INFO, f"peer_gone:{stage}", trio.current_time(),
+                            "ocpp.connection_dropped stage=%s remote=%s (%s: the peer closed or reset the socket)",
+                            stage, remote, _describe(group))
+        except* Exception as group:
+            stage = track.stage()
+            CONNECTION_FAILURES.labels(stage, "internal_error").inc()
+            first = _leaves(group)[0]
+            self._quiet_log(log, logging.ERROR, f"error:{stage}:{type(first).__name__}", trio.current_time(),
+                            "ocpp.connection_failed stage=%s remote=%s (closing this connection only)", stage,
+                            remote, exc_info=first)
+        finally:
+            with trio.CancelScope(shield=True):
+                await trio.aclose_forcefully(stream)
+
+    async def _serve_connection(self, stream: trio.abc.Stream, track: _Track) -> None:
         if self.open_connections >= self.max_connections or self.handshaking >= self.max_handshakes:
             reason = "max_connections" if self.open_connections >= self.max_connections else "max_handshakes"
             CONNECTIONS_REFUSED.labels(reason).inc()
@@ -74,6 +141,7 @@ class GuardedWebSocketServer(WebSocketServer):
                                          message_queue_size=self._message_queue_size,
                                          max_message_size=self._max_message_size,
                                          receive_buffer_size=self._receive_buffer_size)
+                track.connection = connection
                 peer_gone = trio.Event()
 
                 async def read() -> None:

@@ -36,7 +36,7 @@ from .errors import (
     OcppCallError,
 )
 
-__all__ = ["OcppConnection", "WebSocketLike", "Trace", "Limits"]
+__all__ = ["OcppConnection", "WebSocketLike", "Trace", "Limits", "QuietLog"]
 
 log = logging.getLogger("ocppj")
 
@@ -88,7 +88,7 @@ class _TokenBucket:
         return True
 
 
-class _QuietLog:
+class QuietLog:
     """One log line per kind per interval; the next one says how many were left out."""
 
     __slots__ = ("interval", "next_at", "skipped")
@@ -98,7 +98,8 @@ class _QuietLog:
         self.next_at: dict[str, float] = {}
         self.skipped: dict[str, int] = {}
 
-    def __call__(self, logger: logging.Logger, level: int, kind: str, now: float, msg: str, *args: Any) -> None:
+    def __call__(self, logger: logging.Logger, level: int, kind: str, now: float, msg: str, *args: Any,
+                 exc_info: BaseException | None = None) -> None:
         if now < self.next_at.get(kind, float("-inf")):
             self.skipped[kind] = self.skipped.get(kind, 0) + 1
             return
@@ -107,7 +108,7 @@ class _QuietLog:
         if skipped:
             msg += " (%d more like this in the last %gs not logged)"
             args = (*args, skipped, self.interval)
-        logger.log(level, msg, *args)
+        logger.log(level, msg, *args, exc_info=exc_info)
 
 
 class _Waiter:
@@ -181,7 +182,7 @@ class OcppConnection:
         self.limits = limits
         # Told "bad_frame", "binary_frame", "rate_limited", "too_many_calls" (the CSMS counts them).
         self.on_event = on_event or (lambda _kind: None)
-        self._quiet = _QuietLog(limits.log_interval if limits is not None else 0.0)
+        self._quiet = QuietLog(limits.log_interval if limits is not None else 0.0)
         self.close_code: int | None = None  # set when this side closed the connection for a violation
 
     # ------------------------------------------------------------------ sending
