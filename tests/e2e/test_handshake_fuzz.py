@@ -1,8 +1,8 @@
 """No failure of one connection, at any step of its handshake, may end the server.
 
-For every byte offset of a valid and of several refused WebSocket upgrade requests (and, over
-wss://, of the TLS ClientHello before them) a client sends that much and then closes, half-closes
-or resets. Meanwhile a real charger heartbeats on its own connection; it must be answered
+For every byte offset of a valid and of several refused WebSocket upgrade requests, of two REST
+requests (and, over TLS, of the ClientHello before them) a client sends that much and then
+closes, half-closes or resets. Meanwhile a real charger heartbeats on its own connection; it must be answered
 throughout, the process must still run, and every dropped connection must be counted as the
 peer's doing, not as a fault of the server's.
 """
@@ -59,6 +59,14 @@ REQUESTS = {
 }
 
 
+# The REST port's entry points: a read and a write with a body (hypercorn parses both).
+HTTP_REQUESTS = {
+    "health": b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+    "post": (b"POST /api/charge-points HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer " + ADMIN_TOKEN.encode()
+             + b"\r\nContent-Type: application/json\r\nContent-Length: 30\r\n\r\n{\"id\": \"HTTP1\", \"password\": null}"),
+}
+
+
 @dataclass(frozen=True)
 class Cut:
     """Send `data[:offset]` (after TLS, when `tls`), then end the connection the `mode` way; with `read_first`,
@@ -71,8 +79,8 @@ class Cut:
     read_first: bool = False
 
 
-def _cuts(tls: bool) -> Iterator[Cut]:
-    for data in REQUESTS.values():
+def _cuts(tls: bool, requests: dict[str, bytes]) -> Iterator[Cut]:
+    for data in requests.values():
         for offset in range(len(data) + 1):
             for mode in MODES:
                 yield Cut(data, offset, mode, tls)
@@ -204,13 +212,16 @@ def _failures(text: str, kind: str) -> float:
 
 def test_a_connection_cut_at_any_byte_of_its_handshake_never_ends_the_server(served):
     csms, client = served
-    host, port = csms.ocpp.split("://")[1].split("/")[0].rsplit(":", 1)
-    addr = (host, int(port))
     tls = client is not None
-    jobs: list[Callable[[], None]] = [lambda c=c: _run_cut(addr, client, c) for c in _cuts(tls)]
-    if tls:
-        hello = _client_hello(client)
-        jobs += [lambda o=o, m=m: _run_hello_cut(addr, hello, o, m) for o in range(len(hello) + 1) for m in MODES]
+    jobs: list[Callable[[], None]] = []
+    for url, requests in ((csms.ocpp, REQUESTS), (csms.http, HTTP_REQUESTS)):
+        host, port = url.split("://")[1].split("/")[0].rsplit(":", 1)
+        addr = (host, int(port))
+        jobs += [lambda a=addr, c=c: _run_cut(a, client, c) for c in _cuts(tls, requests)]
+        if tls:
+            hello = _client_hello(client)
+            jobs += [lambda a=addr, o=o, m=m: _run_hello_cut(a, hello, o, m)
+                     for o in range(len(hello) + 1) for m in MODES]
     started = time.monotonic()
     with Heartbeats(f"{csms.ocpp}/{REAL_ID}", client) as beats, ThreadPoolExecutor(PARALLEL) as pool:
         outcomes = list(pool.map(lambda job: _outcome(job), jobs))
