@@ -18,6 +18,8 @@ MAINTENANCE_ACTIONS = Counter("csms_maintenance_actions_total", "Maintenance act
 LATE_STOPS = Counter("csms_late_stop_transactions_total", "StopTransactions that reconciled a force-ended transaction")
 PAYMENT_CANCELS = Counter("csms_payment_cancels_total", "Provider cancels of reservations that ended before charging",
                           ["outcome"])
+PAYMENT_CAPTURES = Counter("csms_payment_captures_total", "Provider captures of the fees of paid sessions that ended",
+                           ["outcome"])
 CONNECTIONS_REPLACED = Counter("csms_connections_replaced_total",
                                "Charge point connections closed because the same id connected again")
 CALLS_NOT_ACCEPTED = Counter("csms_calls_refused_not_accepted_total",

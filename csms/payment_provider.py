@@ -3,9 +3,10 @@
 A real provider (Stripe, Adyen, ...) implements `PaymentProvider` and is
 passed to `serve(..., payment_provider=...)` or named on the command line as
 `--payment-provider package.module:ClassName` (constructed without arguments,
-configured from its own environment variables). The CSMS calls it at three
+configured from its own environment variables). The CSMS calls it at four
 points: create an intent when a reservation is made, confirm it when the user
-pays, cancel it when the reservation ends without charging.
+pays, cancel it when the reservation ends without charging (or with nothing to
+charge), capture the session's fee when a session that charged ends.
 """
 
 from __future__ import annotations
@@ -36,6 +37,13 @@ class PaymentProvider(Protocol):
 
     async def cancel(self, ref: str) -> None: ...
 
+    async def capture(self, ref: str, amount: Decimal) -> None:
+        """Take `amount` (the session's fee, at most what was held) of the confirmed payment."""
+        ...
+
+
+_METHODS = ("create_intent", "confirm", "cancel", "capture")
+
 
 class SimulatedPaymentProvider:
     """No network. Confirms every payment except payment method "declined" (as test cards do)."""
@@ -58,6 +66,9 @@ class SimulatedPaymentProvider:
     async def cancel(self, ref: str) -> None:
         self.intents[ref] = "cancelled"
 
+    async def capture(self, ref: str, amount: Decimal) -> None:
+        self.intents[ref] = f"captured {amount}"
+
 
 def load_provider(spec: str | None) -> PaymentProvider:
     """`None`/"simulated" -> the simulated provider; "pkg.module:Class" -> Class()."""
@@ -66,4 +77,8 @@ def load_provider(spec: str | None) -> PaymentProvider:
     module_name, _, attr = spec.partition(":")
     if not attr:
         raise ValueError(f"payment provider {spec!r} must look like package.module:ClassName")
-    return getattr(importlib.import_module(module_name), attr)()
+    provider = getattr(importlib.import_module(module_name), attr)()
+    missing = [m for m in _METHODS if not callable(getattr(provider, m, None))]
+    if missing:
+        raise ValueError(f"payment provider {spec!r} lacks {', '.join(missing)} (see csms.payment_provider)")
+    return provider

@@ -48,7 +48,10 @@ def reservation_view(r: PaymentReservation) -> dict[str, Any]:
             "providerRef": r.provider_ref, "sessionId": r.session_id, "createdAt": iso(r.created_at),
             "updatedAt": iso(r.updated_at), "paymentCancelledAt": iso(r.provider_cancelled_at),
             "paymentCancelDueAt": iso(r.provider_cancel_due_at),
-            "paymentCancelAttempts": r.provider_cancel_attempts or 0}
+            "paymentCancelAttempts": r.provider_cancel_attempts or 0,
+            "paymentCaptureAmount": None if r.provider_capture_amount is None else str(r.provider_capture_amount),
+            "paymentCapturedAt": iso(r.provider_captured_at), "paymentCaptureDueAt": iso(r.provider_capture_due_at),
+            "paymentCaptureAttempts": r.provider_capture_attempts or 0}
 
 
 def _move(reservation_id: str, dst: R, now: datetime, **values: Any):

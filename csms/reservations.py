@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import timedelta
+from decimal import Decimal
 from enum import StrEnum
 from types import MappingProxyType
 
@@ -21,6 +22,7 @@ __all__ = [
     "cancels_payment",
     "payment_cancel_sources",
     "cancel_retry_delay",
+    "provider_call_at_session_end",
 ]
 
 
@@ -101,6 +103,15 @@ def payment_cancel_sources(dst: ReservationStatus | str) -> frozenset[Reservatio
     """The statuses from which moving to dst cancels the payment (empty: dst never does)."""
     return frozenset(src for src, targets in TRANSITIONS.items()
                      if _status(dst) in targets and cancels_payment(src, dst))
+
+
+def provider_call_at_session_end(status: ReservationStatus | str, fee: Decimal) -> str | None:
+    """What the provider is told when the session of a reservation that charged ends, whatever ended
+    it: "capture" the fee, or "cancel" the hold when there is nothing to charge (a waived or zero fee);
+    None when the reservation is not charging (its end before charging cancels it through the move)."""
+    if _status(status) is not _S.CHARGING:
+        return None
+    return "capture" if fee > 0 else "cancel"
 
 
 def cancel_retry_delay(attempts: int, *, base: timedelta, cap: timedelta = timedelta(hours=1)) -> timedelta:

@@ -27,7 +27,13 @@ from .context import Context
 from .db.models import AuditEvent
 from .occupancy_service import evaluate_all
 from .webhook_dispatch import WebhookDispatcher
-from .webhooks import AuditRow, connector_changes, events_from_audit, presence_changes
+from .webhooks import (
+    AUDITED_EVENTS,
+    AuditRow,
+    connector_changes,
+    events_from_audit,
+    presence_changes,
+)
 
 __all__ = ["StatusChange", "Watcher"]
 
@@ -86,8 +92,7 @@ class Watcher:
 
     def _audit_rows(self, s: Session) -> list[AuditRow]:
         rows = s.scalars(select(AuditEvent).where(AuditEvent.id > self._audit_cursor - _LOOKBACK,
-                                                  AuditEvent.action.in_(("session.force_ended",
-                                                                         "maintenance.close_orphaned")))
+                                                  AuditEvent.action.in_(AUDITED_EVENTS))
                          .order_by(AuditEvent.id).limit(2000))
         return [AuditRow(r.id, as_utc(r.at), r.actor, r.action, r.charge_point_id, r.connector_id, r.subject,
                          r.details) for r in rows]

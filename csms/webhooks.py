@@ -4,6 +4,7 @@ Events (the seed's future enhancements 3 and 6):
 
 | type | fired when |
 |---|---|
+| `session.ended` | any charging session ended, whatever closed its transaction (audit `session.ended`): reason, energy, fee, the provider call made due |
 | `session.force_ended` | an admin's unlock or the idle rule ended a session (audit `session.force_ended`) |
 | `transaction.orphaned` | the orphan rule closed a transaction whose StopTransaction never came |
 | `connector.freed` | a connector the CSMS called busy is called free |
@@ -28,10 +29,12 @@ from urllib.parse import urlsplit
 
 __all__ = ["EVENT_TYPES", "WebhookTarget", "WebhookEvent", "parse_webhook", "sign", "verify", "backoff_seconds",
            "events_from_audit", "connector_changes", "presence_changes", "SIGNATURE_HEADER", "EVENT_HEADER",
-           "DELIVERY_HEADER", "AuditRow"]
+           "DELIVERY_HEADER", "AuditRow", "AUDITED_EVENTS"]
 
-EVENT_TYPES = ("session.force_ended", "transaction.orphaned", "connector.freed", "charge_point.offline",
+EVENT_TYPES = ("session.ended", "session.force_ended", "transaction.orphaned", "connector.freed", "charge_point.offline",
                "charge_point.online")
+# The audit actions that are webhook events (the outbox's filter).
+AUDITED_EVENTS = ("session.ended", "session.force_ended", "maintenance.close_orphaned")
 SIGNATURE_HEADER = "X-Unstuck-Signature"
 EVENT_HEADER = "X-Unstuck-Event"
 DELIVERY_HEADER = "X-Unstuck-Delivery"
@@ -115,7 +118,13 @@ def events_from_audit(rows: Iterable[AuditRow]) -> list[WebhookEvent]:
     for r in rows:
         d = dict(r.details or {})
         where = {"chargePointId": r.charge_point_id, "connectorId": r.connector_id}
-        if r.action == "session.force_ended":
+        if r.action == "session.ended":
+            events.append(WebhookEvent("session.ended", {
+                **where, "sessionId": r.subject, "reason": d.get("reason"), "transactionId": d.get("transaction_id"),
+                "energyWh": d.get("energy_wh"), "fee": d.get("fee"), "meterSource": d.get("meter_source"),
+                "feeWaived": d.get("fee_waived"), "reservationId": d.get("reservation_id"),
+                "providerCall": d.get("provider_call"), "actor": r.actor}, _iso(r.at)))
+        elif r.action == "session.force_ended":
             events.append(WebhookEvent("session.force_ended", {
                 **where, "sessionId": r.subject, "reason": d.get("reason"), "transactionId": d.get("transaction_id"),
                 "energyWh": d.get("energy_wh"), "fee": d.get("fee"), "meterSource": d.get("meter_source"),

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from .. import billing
@@ -18,8 +18,9 @@ from ..fee_policy import apply_waiver
 from ..reservations import TERMINAL, ReservationStatus
 from .audit import audit
 from .models import ChargingSession, ConnectorStatus, PaymentReservation, Transaction
-from .ocpp_store import billing_start, close_session_with_settlement, close_transaction_estimated
+from .ocpp_store import billing_start, close_transaction_estimated
 from .reservation_store import move_reservation
+from .session_end import end_session
 
 __all__ = ["ForcedEnd", "ConnectorRelease", "find_stuck_sessions", "force_end_session", "release_connector",
            "audit"]
@@ -58,29 +59,25 @@ def force_end_session(s: Session, session_id: str, *, now: datetime, reason: str
     `fee_policy` (csms.fee_policy) may waive its fee. close_transaction=False only for the test
     break `unlock_keeps_transaction` (the seed's bug).
     """
-    claimed = s.execute(update(ChargingSession)
-                        .where(ChargingSession.id == session_id, ChargingSession.end_time.is_(None))
-                        .values(end_time=now, updated_at=now))
-    if claimed.rowcount != 1:
-        return None  # someone else ended it first
     session = s.get(ChargingSession, session_id)
-    session.end_time = None  # let the settlement below set every end field consistently
+    if session is None or session.end_time is not None:
+        return None
     tx = None if session.transaction_id is None else s.get(Transaction, session.transaction_id)
-    if tx is not None and tx.stop_time is None and close_transaction:
-        settlement = close_transaction_estimated(s, tx, now=now, reason=reason, fee_policy=fee_policy)
-    else:
-        meter_start = billing_start(session, tx) if tx is not None else (session.meter_start or 0)
-        meter_stop = tx.meter_stop if tx is not None else None
-        latest = tx.latest_meter_wh if tx is not None and tx.stop_time is None else None
-        settlement = billing.settle(meter_start, session.tariff, latest_sample_wh=latest, meter_stop=meter_stop)
-        settlement, waived = apply_waiver(settlement, fee_policy, reason)
-        close_session_with_settlement(s, session, settlement, end_time=now, reason=reason, now=now,
-                                      fee_waived=waived)
-    assert settlement is not None
+    open_tx = tx is not None and tx.stop_time is None
+    meter_start = billing_start(session, tx) if tx is not None else (session.meter_start or 0)
+    settlement = billing.settle(meter_start, session.tariff, latest_sample_wh=tx.latest_meter_wh if open_tx else None,
+                                meter_stop=None if tx is None or open_tx else tx.meter_stop)
+    settlement, waived = apply_waiver(settlement, fee_policy, reason)
+    # The session first: its conditional end is what makes a racing cleanup back off.
+    if not end_session(s, session_id, settlement, end_time=now, reason=reason, now=now, actor=actor,
+                       fee_waived=waived):
+        return None  # someone else ended it first
+    if open_tx and close_transaction:
+        close_transaction_estimated(s, tx, now=now, reason=reason, with_session=False)
     audit(s, actor=actor, action="session.force_ended", at=now, charge_point_id=session.charge_point_id,
           connector_id=session.connector_id, subject=session_id, reason=reason,
           transaction_id=session.transaction_id, energy_wh=settlement.energy_wh, fee=str(settlement.fee),
-          meter_source=settlement.source.value, fee_waived=session.fee_waived_reason)
+          meter_source=settlement.source.value, fee_waived=waived)
     return ForcedEnd(session_id, session.transaction_id, settlement.end_meter_wh, settlement.energy_wh,
                      str(settlement.fee), settlement.source.value)
 

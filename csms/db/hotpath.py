@@ -59,9 +59,6 @@ _SQL = {
     "id_tag": f"SELECT status, expiry_date, parent_id_tag FROM {_TAGS} WHERE id_tag = :tag",
     "tag_open_elsewhere": f"SELECT id FROM {_TX} WHERE id_tag IN (:t1, :t2, :t3) AND stop_time IS NULL "
                           "AND id <> :tx LIMIT 1",
-    "end_session": f"UPDATE {_CS} SET end_time = :end, end_meter_wh = :meter, energy_wh = :energy, fee = :fee, "
-                   "meter_source = :source, end_reason = :reason, status = 'Ended', review_reason = :review, "
-                   "updated_at = :now WHERE id = :id",
 }
 _NAMED = re.compile(r"(?<![:\w]):(\w+)")
 

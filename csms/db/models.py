@@ -185,6 +185,12 @@ class PaymentReservation(_ConnectorClaim, Base):
     provider_cancel_due_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     provider_cancelled_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     provider_cancel_attempts: Mapped[int | None] = mapped_column(Integer)
+    # A reservation that charged: its session's fee captured with the provider when the session
+    # ends (a cancel instead when the fee is zero), due and retried the same way.
+    provider_capture_amount: Mapped[Decimal | None] = mapped_column(DecimalText)
+    provider_capture_due_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    provider_captured_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    provider_capture_attempts: Mapped[int | None] = mapped_column(Integer)
     __table_args__ = (
         Index(
             "ux_payment_reservations_active_connector",

@@ -30,7 +30,8 @@ from .models import (
     Transaction,
     UtcDateTime,
 )
-from .reservation_store import move_reservation
+from .reservation_store import move_reservation, reprice_capture
+from .session_end import ESTIMATED_REASONS, end_session
 
 __all__ = [
     "BULK_STATEMENTS",
@@ -42,7 +43,6 @@ __all__ = [
     "stop_transaction",
     "StartResult",
     "StopResult",
-    "close_session_with_settlement",
     "close_transaction_estimated",
     "close_transaction_invalid_stop",
     "billing_start",
@@ -171,10 +171,13 @@ def start_transaction(
     carried: ChargingSession | None = None
     for old_id in reversed(open_ids):  # newest first: it is the one a rebuilt start repeats
         old = s.get(Transaction, old_id)
-        session = _session_for(s, old_id) if carried is None and old.id_tag == id_tag else None
-        if session is not None and session.end_time is None:
-            carried = session
-        close_transaction_estimated(s, old, now=now, reason="Superseded", end_session=carried is not session)
+        carry = None
+        if carried is None and old.id_tag == id_tag:
+            session = _session_for(s, old_id)
+            if session is not None and session.end_time is None:
+                carried = carry = session
+        # Every other superseded transaction's session ends here, billed from its last sample.
+        close_transaction_estimated(s, old, now=now, reason="Superseded", with_session=carry is None)
     if open_ids:
         s.flush()
         cur = hot.cursor(s)
@@ -315,26 +318,20 @@ def stop_transaction(
         return _late_stop(s, tx_id, meter_stop=meter_stop, stop_time=stop_time, reason=reason, now=now)
     reason = reason or "Local"
     ended, skewed = trusted_stop_time(stop_time, started=hot.from_time(started), received=now)
-    t_stop, t_now = hot.time(ended), hot.time(now)
-    hot.run(cur, "close_tx", {"id": tx_id, "meter": meter_stop, "at": t_stop, "reason": reason})
+    hot.run(cur, "close_tx", {"id": tx_id, "meter": meter_stop, "at": hot.time(ended), "reason": reason})
     if skewed:
         _audit_skew(s, cp_id, connector_id, tx_id, stamped=stop_time, started=hot.from_time(started), stored=ended,
                     now=now)
     cs = hot.run(cur, "open_session_of_tx", {"tx": tx_id}).fetchone()
     if cs is None:
         return StopResult(known=True, reconciled=False, session_id=None, connector_id=connector_id, skewed=skewed)
-    session_id, tariff, reservation_id, session_start = cs
+    session_id, tariff, _reservation_id, session_start = cs
     start = meter_start if session_start is None else session_start
     st = billing.settle_stop(start, Decimal(tariff), meter_stop=meter_stop, latest_sample_wh=latest_wh)
-    hot.run(cur, "end_session", {"id": session_id, "end": t_stop, "meter": st.end_meter_wh, "energy": st.energy_wh,
-                                 "fee": str(st.fee), "source": st.source.value, "reason": reason, "now": t_now,
-                                 "review": st.review})
+    end_session(s, session_id, st, end_time=ended, reason=reason, now=now, actor=ACTOR)
     if st.review is not None:
         _audit_review(s, cp_id, connector_id, session_id, tx_id, st, meter_start=start, meter_stop=meter_stop,
                       sampled=latest_wh, now=now)
-    if reservation_id:
-        hot.run(cur, "set_reservation", {"id": reservation_id, "status": ReservationStatus.COMPLETED.value,
-                                         "now": t_now})
     return StopResult(True, False, session_id, st.energy_wh, str(st.fee), connector_id, st.review, skewed)
 
 
@@ -368,6 +365,10 @@ def _late_stop(s: Session, tx_id: int, *, meter_stop: int, stop_time: datetime |
     session.meter_source = st.source.value
     session.reconciled = True
     session.updated_at = now
+    if session.reservation_id:
+        late = reprice_capture(s, session.reservation_id, session.fee, now)
+        if late is not None:
+            session.review_reason = late
     if st.review is not None:
         session.review_reason = st.review
         _audit_review(s, tx.charge_point_id, tx.connector_id, session.id, tx.id, st, meter_start=start,
@@ -391,20 +392,17 @@ def _audit_skew(s: Session, cp_id: str, connector_id: int, tx_id: int, *, stampe
           reason="StopTransaction stamped before its transaction's start: stored with the time we received it")
 
 
-# Stop reasons we write ourselves when a StopTransaction never came (or came with a reading no meter shows).
-ESTIMATED_REASONS = frozenset({"ForceEnded", "Orphaned", "Superseded", "IdleTimeout", "InvalidMeterStop"})
-
-
 def billing_start(session: ChargingSession, tx: Transaction) -> int:
     """The reading a session bills from: its own start (kept when carried over), else its transaction's."""
     return tx.meter_start if session.meter_start is None else session.meter_start
 
 
 def close_transaction_estimated(s: Session, tx: Transaction, *, now: datetime, reason: str,
-                                end_session: bool = True, fee_policy: str = "charge") -> billing.Settlement | None:
+                                with_session: bool = True, fee_policy: str = "charge",
+                                actor: str = ACTOR) -> billing.Settlement | None:
     """Close an open transaction whose StopTransaction never came, with the best meter estimate.
 
-    Ends its charging session too (unless `end_session` is False: it is being carried over);
+    Ends its charging session too (unless `with_session` is False: it is being carried over);
     returns the session's settlement (its fee waived where `csms.fee_policy` says so), if any.
     """
     assert reason in ESTIMATED_REASONS, reason
@@ -412,12 +410,14 @@ def close_transaction_estimated(s: Session, tx: Transaction, *, now: datetime, r
     tx.meter_stop = end_wh
     tx.stop_time = now
     tx.stop_reason = reason
-    session = _session_for(s, tx.id) if end_session else None
+    session = _session_for(s, tx.id) if with_session else None
     if session is None or session.end_time is not None:
         return None
     settlement = billing.settle(billing_start(session, tx), session.tariff, latest_sample_wh=tx.latest_meter_wh)
     settlement, waived = apply_waiver(settlement, fee_policy, reason)
-    close_session_with_settlement(s, session, settlement, end_time=now, reason=reason, now=now, fee_waived=waived)
+    if not end_session(s, session.id, settlement, end_time=now, reason=reason, now=now, actor=actor,
+                        fee_waived=waived):
+        return None
     return settlement
 
 
@@ -432,30 +432,6 @@ def close_transaction_invalid_stop(s: Session, tx_id: int, *, cp_id: str, meter_
           connector_id=tx.connector_id, subject=str(tx_id), meter_stop=str(meter_stop), closed_with_wh=tx.meter_stop,
           billed_wh=None if settlement is None else settlement.energy_wh)
     return True
-
-
-def close_session_with_settlement(
-    s: Session,
-    session: ChargingSession,
-    settlement: billing.Settlement,
-    *,
-    end_time: datetime,
-    reason: str,
-    now: datetime,
-    fee_waived: str | None = None,
-) -> None:
-    session.end_time = end_time
-    session.fee_waived_reason = fee_waived
-    session.end_meter_wh = settlement.end_meter_wh
-    session.energy_wh = settlement.energy_wh
-    session.fee = settlement.fee
-    session.meter_source = settlement.source.value
-    session.end_reason = reason
-    session.status = "Ended"
-    session.updated_at = now
-    if session.reservation_id:
-        final = ReservationStatus.CANCELLED if reason in ESTIMATED_REASONS else ReservationStatus.COMPLETED
-        move_reservation(s, session.reservation_id, final, now)  # before charging: its payment cancel is due
 
 
 def _session_for(s: Session, tx_id: int) -> ChargingSession | None:

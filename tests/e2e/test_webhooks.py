@@ -121,7 +121,7 @@ async def test_events_are_signed_retried_and_logged(db_url, tmp_path):
                 res = await admin.post("/api/ChargingSession/unlock-connector",
                                        json={"chargingStationId": "WH1", "connectorId": 1})
                 assert res.status_code == 200, res.text
-                await _until(lambda: {"transaction.orphaned", "connector.freed", "session.force_ended"}
+                await _until(lambda: {"transaction.orphaned", "connector.freed", "session.force_ended", "session.ended"}
                              <= flaky.types(), 15, "orphan, freed, force-ended")
             await _until(lambda: "charge_point.offline" in flaky.types(), 10, "offline")
             log = (await admin.get("/api/webhooks")).json()["data"]
@@ -141,7 +141,7 @@ async def test_events_are_signed_retried_and_logged(db_url, tmp_path):
     assert first[1]["at"] - first[0]["at"] >= 0.25 and first[2]["at"] - first[1]["at"] >= 0.55  # 0.3 s, then 0.6 s
     bodies = {b["type"]: b for b in flaky.bodies()}
     assert set(bodies) == {"charge_point.online", "charge_point.offline", "transaction.orphaned", "connector.freed",
-                           "session.force_ended"}
+                           "session.force_ended", "session.ended"}
     assert bodies["charge_point.online"]["data"] == {"chargePointId": "WH1"}
     orphaned = bodies["transaction.orphaned"]["data"]
     assert (orphaned["chargePointId"], orphaned["connectorId"], orphaned["transactionId"]) == ("WH1", 2, tx2)
@@ -149,6 +149,9 @@ async def test_events_are_signed_retried_and_logged(db_url, tmp_path):
     assert (ended["sessionId"], ended["transactionId"], ended["reason"], ended["actor"]) == (
         session_id, tx1, "ForceEnded", "tests")
     assert ended["energyWh"] == 5000 and ended["fee"] == "0.00" and "waive" in ended["feeWaived"]
+    # Every session end is a session.ended, whatever ended it: here the unlock's, with the same figures.
+    assert {k: bodies["session.ended"]["data"][k] for k in ("sessionId", "reason", "energyWh", "fee")} == {
+        "sessionId": session_id, "reason": "ForceEnded", "energyWh": 5000, "fee": "0.00"}
     freed = {b["data"]["connectorId"]: b["data"] for b in flaky.bodies() if b["type"] == "connector.freed"}
     assert set(freed) == {1, 2}  # 1 by the unlock, 2 by the orphan rule
     assert f"open_transaction:{tx1}" in freed[1]["previousReasons"]

@@ -21,6 +21,9 @@ class Down:
     async def cancel(self, ref):
         raise ConnectionError("provider unreachable")
 
+    async def capture(self, ref, amount):
+        raise ConnectionError("provider unreachable")
+
 
 class Flaky:
     """Works, except that each reservation's first FLAKY_CANCEL_FAILURES cancels (env, default 2) fail as
@@ -52,3 +55,6 @@ class Flaky:
         self._record(op="cancel", ref=ref, ok=ok)
         if not ok:
             raise ConnectionError("provider unreachable")
+
+    async def capture(self, ref, amount):
+        self._record(op="capture", ref=ref, amount=str(amount), ok=True)
