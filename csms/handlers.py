@@ -146,6 +146,8 @@ class ChargePointHandlers:
         for old in result.superseded:
             log.warning("transaction.superseded charge_point=%s connector=%s transaction=%s by=%s",
                         self.cp_id, connector_id, old, result.transaction_id)
+        if result.superseded:
+            ctx.nudge_payment_cancels()  # a superseded paid session's capture is due
         self.ctx.transaction_owners[result.transaction_id] = self.cp_id
         if result.revived or result.carried:
             log.warning("session.%s charge_point=%s connector=%s transaction=%s session=%s review=%r",
@@ -182,6 +184,8 @@ class ChargePointHandlers:
             ctx.db.submit(work)
             return _ACCEPTED
         result, info = await self.ctx.db.write(work)
+        if result.session_id is not None:
+            ctx.nudge_payment_cancels()  # a paid session's capture is due
         if self.live is not None and result.connector_id is not None:
             self.live.stops_seen[result.connector_id] = now  # the contradicted-status rule waits a grace from here
         if result.review is not None:
