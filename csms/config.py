@@ -88,6 +88,8 @@ TEST_BREAKS = {
                             "still refuses a second one)",
     "pongs_not_liveness": "liveness counts OCPP messages only: a charger that keeps its WebSocket alive with "
                           "pings and pongs but sends no Heartbeat is marked offline",
+    "supersede_keeps_session": "a transaction superseded by the next car's StartTransaction is closed, but the "
+                               "app session billed to it stays open (Charging, unbilled)",
     "stop_acked_before_commit": "a StopTransaction is answered before its commit (queued, not awaited): a crash "
                                 "in between loses an acknowledged stop",
 }

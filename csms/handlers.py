@@ -119,6 +119,8 @@ class ChargePointHandlers:
         start_time = parse_iso(timestamp) or now
         _check_register(meter_start, "meterStart")  # nothing is stored for a reading no meter shows
         revive = self.ctx.settings.revive_within()
+        # TEST BREAK supersede_keeps_session (mutation testing only): a superseded transaction's session stays open.
+        end_superseded = "supersede_keeps_session" not in ctx.settings.test_breaks
 
         def work(s):
             # The transaction is stored whatever the tag's answer: an OCPP 1.6 charge point stops a
@@ -126,7 +128,7 @@ class ChargePointHandlers:
             # with a StopTransaction that names this transactionId. Judged in the same unit of work, so two
             # starts with one tag at once cannot both pass the ConcurrentTx check.
             started = ocpp_store.start_transaction(s, self.cp_id, connector_id, id_tag, meter_start, start_time, now,
-                                                   revive_within=revive)
+                                                   revive_within=revive, end_superseded_sessions=end_superseded)
             info = judge_id_tag(s, id_tag, now=now, accept_unknown=ctx.settings.accept_unknown_id_tags,
                                 starting=started.transaction_id, check_concurrent=True)
             return started, info

@@ -63,6 +63,7 @@ KINDS = {
     "wrong_fee": "the session's fee does not follow energy x tariff (half up to the cent)",
     "unbilled_transaction": "a transaction the app started (remote start) was stored with no session to bill",
     "stale_session": "an app session that never started still waits for its StartTransaction after recovery",
+    "open_session": "the transaction is closed, but the app session billed to it never ended (no end, no bill)",
 }
 
 # Faults after which the CSMS cannot know the truth without an admin: the charger lies or says nothing.
@@ -403,6 +404,11 @@ def _stored(stored: list[StoredTransaction], tl: Timeline, rules: Rules) -> list
             if due and not (rules.excuse_blinded and _blinded(tl, x.cp, x.connector, tl.end)):
                 out.append(v("unclosed_transaction", f"ended at t={x.ended_at:.1f}s ({x.end}, {x.reason}); "
                                                      f"transaction {row.transaction_id} still open"))
+            continue
+        if row.session is not None and row.session.ended is False:
+            s = row.session
+            out.append(v("open_session", f"transaction {row.transaction_id} was closed ({row.stop_reason}), but its "
+                                         f"session {s.session_id} is still {s.status}: never ended, never billed"))
             continue
         out.extend(_energy(x, row, v, rules))
     return out

@@ -85,7 +85,7 @@ class Fleet:
             plans: dict[int, Iterable[SessionPlan]] | None = None
             if replay is not None:
                 plans = dict(replay.plans_for(cp_id, connectors))
-            elif spec.driver is not None:
+            elif spec.driver is not None and group.driven:
                 driver_rng = rng.child("driver")
                 plans = {cid: session_plans(driver_rng, spec.driver, group, cid) for cid in connectors}
             self._cps[cp_id] = ChargePoint(
@@ -175,7 +175,7 @@ class Fleet:
                     cid: [session_plan(driver_rng, self.spec.driver, plan.group, cid, n).to_mapping()
                           for n in range(sessions)]
                     for cid in cp.connectors
-                } if self.spec.driver is not None else {},
+                } if self.spec.driver is not None and plan.group.driven else {},
             }
         return out
 

@@ -58,6 +58,7 @@ class GroupSpec:
     target_kwh: Range = (2.0, 40.0)
     faults: tuple[FaultSpec, ...] = ()
     config: Mapping[str, str] = field(default_factory=dict)
+    driven: bool = True  # False: the seeded driver sends no cars here; the scenario plays them itself
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ def transaction_view(t: TransactionRecord) -> dict[str, Any]:
             "sessionId": cs.session_id, "status": cs.status, "tariff": str(cs.tariff), "energyWh": cs.energy_wh,
             "fee": None if cs.fee is None else str(cs.fee), "meterSource": cs.meter_source,
             "reconciled": cs.reconciled, "endReason": cs.end_reason, "review": cs.review_reason is not None,
-            "reviewReason": cs.review_reason},
+            "reviewReason": cs.review_reason, "endTime": iso(cs.end_time)},
     }
 
 

@@ -151,13 +151,15 @@ def start_transaction(
     now: datetime,
     *,
     revive_within: timedelta | None = None,
+    end_superseded_sessions: bool = True,
 ) -> StartResult:
     """Open a transaction and link it to the charging session it bills to (see `csms.linking`).
 
     Older transactions still open on the same connector are closed as `Superseded`: a
     connector runs one transaction at a time, so their StopTransaction was lost. One of the
     same tag hands its session over instead (the charger rebuilt and resent its start).
-    Plain SQL on the hot path; the ORM only for the rare cases.
+    Plain SQL on the hot path; the ORM only for the rare cases. end_superseded_sessions=False only
+    for the test break `supersede_keeps_session`.
     """
     hot = hot_sql_for(s)
     cur = hot.cursor(s)
@@ -177,7 +179,8 @@ def start_transaction(
             if session is not None and session.end_time is None:
                 carried = carry = session
         # Every other superseded transaction's session ends here, billed from its last sample.
-        close_transaction_estimated(s, old, now=now, reason="Superseded", with_session=carry is None)
+        close_transaction_estimated(s, old, now=now, reason="Superseded",
+                                    with_session=carry is None and end_superseded_sessions)
     if open_ids:
         s.flush()
         cur = hot.cursor(s)

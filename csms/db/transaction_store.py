@@ -26,6 +26,7 @@ class LinkedSession:
     reconciled: bool
     end_reason: str | None
     review_reason: str | None = None
+    end_time: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -76,5 +77,5 @@ def _record(t: Transaction, cs: ChargingSession | None) -> TransactionRecord:
         session=None if cs is None else LinkedSession(
             session_id=cs.id, status=cs.status, tariff=cs.tariff, energy_wh=cs.energy_wh, fee=cs.fee,
             meter_source=cs.meter_source, reconciled=bool(cs.reconciled), end_reason=cs.end_reason,
-            review_reason=cs.review_reason),
+            review_reason=cs.review_reason, end_time=as_utc(cs.end_time)),
     )

@@ -137,7 +137,8 @@ def _transaction(row: dict[str, Any]) -> StoredTransaction:
     session = None if s is None else StoredSession(
         session_id=s["sessionId"], status=s.get("status"), tariff=_decimal(s.get("tariff")),
         energy_wh=s.get("energyWh"), fee=_decimal(s.get("fee")), meter_source=s.get("meterSource"),
-        reconciled=bool(s.get("reconciled")), end_reason=s.get("endReason"), review=bool(s.get("review")))
+        reconciled=bool(s.get("reconciled")), end_reason=s.get("endReason"), review=bool(s.get("review")),
+        ended=(s["endTime"] is not None) if "endTime" in s else None)
     return StoredTransaction(
         transaction_id=int(row["transactionId"]), cp=row["chargePointId"], connector=int(row["connectorId"]),
         id_tag=row["idTag"], meter_start=int(row["meterStart"]),

@@ -36,3 +36,17 @@ def test_chaos_catches_a_csms_that_does_not_heal(tmp_path):
     assert all(v["verdict"]["verdict"] == "busy" and any(r.startswith("open_transaction:") for r in
                                                          v["verdict"]["reasons"]) for v in busy), busy
     assert "falsely_busy" in proc.stdout and "drop_stop_transaction" in proc.stdout
+
+
+def test_chaos_catches_a_csms_that_forgets_the_session_of_a_superseded_transaction(tmp_path):
+    """The next car's StartTransaction supersedes a transaction whose stop was lost; a CSMS that closes it
+    but leaves the app's session open (Charging, unbilled for ever) fails with open_session."""
+    cmd = [sys.executable, "-m", "scenarios.cli", "run", "chaos_under_load", "--scale", "10", "--chaos-seconds", "30",
+           "--report", str(tmp_path), "--csms-arg=--test-break=supersede_keeps_session"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode == 1, (proc.stdout + proc.stderr)[-4000:]
+    (record,) = json.loads((tmp_path / "summary.json").read_text())["scenarios"]
+    open_sessions = [v for v in record["violations"] if v["kind"] == "open_session"]
+    assert open_sessions, {v["kind"] for v in record["violations"]}
+    assert all("(Superseded)" in v["message"] for v in open_sessions), open_sessions
+    assert "open_session" in proc.stdout

@@ -140,4 +140,23 @@ def test_a_session_billing_a_transaction_is_not_stale():
 
 
 def test_the_new_kinds_are_documented():
-    assert {"unbilled_transaction", "stale_session"} <= set(KINDS)
+    assert {"unbilled_transaction", "stale_session", "open_session"} <= set(KINDS)
+
+
+# ------------------------------------------------------------- sessions left open
+def test_a_closed_transaction_whose_session_never_ended_is_an_open_session():
+    """The supersede path once closed the transaction and forgot its session: `Charging` for ever."""
+    b = remote_visit()
+    (x,) = Timeline.from_records(b.records).transactions
+    forgotten = StoredSession("S1", "Charging", TARIFF, None, None, ended=False)
+    assert run(b, [], [row(x, stop_reason="Superseded", session=forgotten)], end=60.0,
+               app_starts=(_app("S1", 1.0),)) == [("open_session", "CP1", 1)]
+    (v,) = judged(b, [], [row(x, stop_reason="Superseded", session=forgotten)], end=60.0).violations
+    assert "session S1 is still Charging" in v.message and "(Superseded)" in v.message
+    assert run(b, [], [row(x, session=_session("S1", 3_000))], end=60.0, app_starts=(_app("S1", 1.0),)) == []
+    # A CSMS that does not say whether its sessions ended is not judged on it.
+    unknown = StoredSession("S1", "Charging", TARIFF, 3_000, expected_fee(3_000, TARIFF))
+    assert run(b, [], [row(x, session=unknown)], end=60.0, app_starts=(_app("S1", 1.0),)) == []
+    # A transaction still open may keep its session open.
+    assert run(b, [], [row(x, closed=False, meter_stop=None, session=forgotten)], end=60.0,
+               app_starts=(_app("S1", 1.0),)) == [("unclosed_transaction", "CP1", 1)]

@@ -125,3 +125,14 @@ def test_config_store():
     assert len(store.report(None)[0]) >= 15
     with pytest.raises(KeyError):
         ConfigStore({"Nope": "1"})
+
+
+def test_an_undriven_group_gets_no_cars_from_the_driver():
+    """A scenario that plays a group's cars itself (GroupSpec(driven=False)) gets no seeded visits there."""
+    from simulator import DriverSpec, Fleet, FleetSpec, GroupSpec
+
+    spec = FleetSpec(seed=3, groups=(GroupSpec(prefix="A", count=2), GroupSpec(prefix="B", count=2, driven=False)),
+                     driver=DriverSpec())
+    schedule = Fleet(spec, "ws://127.0.0.1:1/ocpp").schedule(sessions=2)
+    assert all(row["sessions"] for cp, row in schedule.items() if cp.startswith("A"))
+    assert [row["sessions"] for cp, row in schedule.items() if cp.startswith("B")] == [{}, {}]
