@@ -158,12 +158,16 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--payment-provider", default=_env("CSMS_PAYMENT_PROVIDER", "simulated"),
                        help="'simulated' (default) or package.module:ClassName of a PaymentProvider")
     serve.add_argument("--payment-retry-seconds", type=float, default=10.0,
-                       help="a provider cancel that failed is retried after this, doubling each time up to an hour "
+                       help="a provider cancel or capture that failed is retried after this, doubling each time up to an hour "
                             "(default 10)")
     serve.add_argument("--force-end-fee", choices=("charge", "waive"), default=_env("CSMS_FORCE_END_FEE", "charge"),
                        help="what a session an admin force-ends (unlock) is billed: 'charge' its metered energy "
                             "(default) or 'waive' the fee (0.00, the session records why); env CSMS_FORCE_END_FEE")
-    hooks = serve.add_argument_group("webhooks (session.force_ended, transaction.orphaned, connector.freed, "
+    serve.add_argument("--live-evidence-seconds", type=float, default=120.0,
+                       help="an unlock leaves open a transaction with a meter sample (or a Charging/SuspendedEV "
+                            "status) newer than this: a car is still charging; forceActive overrides (default 120, "
+                            "twice a common 60 s MeterValueSampleInterval; 0: every open session is stuck)")
+    hooks = serve.add_argument_group("webhooks (session.ended, session.force_ended, transaction.orphaned, connector.freed, "
                                      "charge_point.offline, charge_point.online)")
     hooks.add_argument("--webhook", action="append", default=[], metavar="URL[,SECRET]",
                        help="POST every event as JSON to URL, signed with HMAC-SHA256 of SECRET (header "
@@ -333,6 +337,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         payment_retry_seconds=args.payment_retry_seconds,
         test_breaks=parse_test_breaks(args.test_break),
         force_end_fee=args.force_end_fee,
+        live_evidence_seconds=args.live_evidence_seconds,
         webhooks=webhooks,
         webhook_retry_seconds=args.webhook_retry_seconds,
         webhook_max_attempts=args.webhook_max_attempts,

@@ -153,6 +153,8 @@ class Settings:
     test_breaks: frozenset[str] = frozenset()
     # What an admin's force-end (unlock) bills: "charge" or "waive" (see csms.fee_policy).
     force_end_fee: str = "charge"
+    # An unlock leaves open a transaction with live evidence this recent (csms.unlock_plan).
+    live_evidence_seconds: float = 120.0
     # Webhook receivers (csms.webhooks.WebhookTarget) and how deliveries are retried and queued.
     webhooks: tuple = ()
     webhook_retry_seconds: float = 1.0

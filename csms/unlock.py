@@ -1,9 +1,11 @@
 """Unlock a connector, force-ending the stuck sessions that keep it "in use".
 
-Order matters: first the database is made honest (sessions ended with a meter
-estimate, open transactions closed, reservations cancelled, a stale busy status
-reset), then OCPP UnlockConnector is sent. Cleaned sessions stay cleaned
-whatever the charge point answers. The answer has the seed's exact shapes.
+The plan comes from `csms.unlock_plan` (the same one the dry run shows). Order matters:
+with `forceActive` the charger is first asked to stop each live transaction; then the
+database is made honest (sessions ended with a meter estimate, open transactions closed,
+reservations cancelled, a stale busy status reset); then OCPP UnlockConnector is sent,
+unless a live transaction was left open. Cleaned sessions stay cleaned whatever the charge
+point answers. The answer keeps the seed's shapes.
 """
 
 from __future__ import annotations
@@ -11,28 +13,29 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
+import trio
 from sqlalchemy.orm import Session
 
 from . import metrics
 from .commands import ChargePointCommands
 from .context import Context
-from .db.cleanup_store import audit, find_stuck_sessions, force_end_session, release_connector
-from .db.models import ChargePoint
+from .db.cleanup_store import audit, force_end_session, read_connector_rows, release_connector
+from .db.models import ChargePoint, Transaction
 from .errors import NotFoundError
 from .ocppj import CallErrorReceived, CallTimeoutError, ConnectionClosedError, InvalidResponseError
 from .registry import LiveConnector
 from .sessions import active_station
+from .unlock_plan import LiveStatus, UnlockPlan, plan_unlock
 
-__all__ = ["UnlockResult", "unlock_connector", "ocpp_outcome", "success_message", "response_body",
-           "LIVE_OCCUPIED"]
+__all__ = ["UnlockResult", "unlock_connector", "plan_for", "ocpp_outcome", "success_message", "answer_body"]
 
 log = logging.getLogger("csms.unlock")
 
-# Live statuses in which a car is really there: the persisted status is then left alone.
-LIVE_OCCUPIED = frozenset({"Preparing", "Charging", "SuspendedEV", "SuspendedEVSE", "Finishing"})
 _OK_MESSAGE = "Connector unlocked successfully"
+_STOP_WAIT_S = 10.0  # after an accepted RemoteStopTransaction, how long its StopTransaction may take
 
 
 def ocpp_outcome(status: str | None, *, error: str | None = None) -> tuple[bool, str]:
@@ -61,58 +64,83 @@ class UnlockResult:
     message: str = ""
     cleaned: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    kept_live: bool = False  # not unlocked: a transaction was still delivering energy (no forceActive)
 
 
-def response_body(r: UnlockResult) -> tuple[int, dict[str, Any]]:
-    """(HTTP status, body) exactly as the seed answers."""
+def answer_body(r: UnlockResult) -> dict[str, Any]:
+    """The body exactly as the seed answers (the HTTP status is the API's to choose)."""
     if not r.success:
-        return 400, {"success": False, "message": r.message,
-                     "data": {"cleanedSessions": r.cleaned, "warnings": r.warnings}}
-    return 200, {"success": True, "message": success_message(r.message, len(r.cleaned)), "data": {
+        return {"success": False, "message": r.message, "data": {"cleanedSessions": r.cleaned, "warnings": r.warnings}}
+    return {"success": True, "message": success_message(r.message, len(r.cleaned)), "data": {
         "chargingStationId": r.station_id, "connectorId": r.connector_id, "chargePointId": r.charge_point_id,
         "status": "Unlocked", "cleanedSessions": r.cleaned, "sessionsCleared": len(r.cleaned),
         "warnings": r.warnings}}
 
 
-async def _clean(ctx: Context, r: UnlockResult, actor: str) -> None:
+async def plan_for(ctx: Context, cp_id: str, connector_id: int, *, force_active: bool) -> UnlockPlan:
+    """Read the connector's rows and its live status, and plan the unlock (the dry run stops here)."""
+    live = ctx.registry.live_status(cp_id, connector_id)
+    status = LiveStatus(None if live is None else live.status, None if live is None else live.updated_at,
+                        ctx.registry.is_connected(cp_id))
+    rows = await ctx.db.read(lambda s: read_connector_rows(s, cp_id, connector_id))
+    return plan_unlock(rows, status, connector_id=connector_id, now=ctx.clock.now(),
+                       evidence_window=timedelta(seconds=ctx.settings.live_evidence_seconds),
+                       fee_policy=ctx.settings.force_end_fee, force_active=force_active)
+
+
+async def _stop_live_first(ctx: Context, r: UnlockResult, plan: UnlockPlan) -> None:
+    """Ask the charger to stop each live transaction, and give its StopTransaction a moment to bring the real
+    reading; what it does not stop in time is force-ended with the others."""
+    live = await ctx.registry.find(r.charge_point_id)
+    for tx_id in plan.remote_stops:
+        try:
+            status = await ChargePointCommands(live.connection).remote_stop(tx_id) if live is not None else "Offline"
+        except (CallTimeoutError, CallErrorReceived, ConnectionClosedError, InvalidResponseError) as exc:
+            status = type(exc).__name__
+        log.warning("unlock.remote_stop charge_point=%s connector=%s transaction=%s answer=%s (forceActive)",
+                    r.charge_point_id, r.connector_id, tx_id, status)
+        if status != "Accepted":
+            r.warnings.append(f"Transaction {tx_id} was still delivering energy; RemoteStopTransaction: {status}")
+            continue
+        with trio.move_on_after(_STOP_WAIT_S):
+            while not await ctx.db.read(lambda s, t=tx_id: s.get(Transaction, t).stop_time is not None):
+                await trio.sleep(0.2)
+        r.warnings.append(f"Transaction {tx_id} was still delivering energy; the charger was asked to stop it first")
+
+
+async def _clean(ctx: Context, r: UnlockResult, plan: UnlockPlan, actor: str) -> None:
     cp_id, connector_id = r.charge_point_id, r.connector_id
     # TEST BREAK unlock_keeps_transaction (mutation testing only): the seed's bug, transactions stay open.
     close_tx = "unlock_keeps_transaction" not in ctx.settings.test_breaks
-    stuck = await ctx.db.read(lambda s: find_stuck_sessions(s, cp_id, connector_id))
-    if stuck:
-        metrics.STUCK_FOUND.inc(len(stuck))
+    for kept in plan.kept:
+        r.warnings.append(f"Session {kept.session_id} was left open: {kept.evidence}" if kept.session_id else
+                          f"Transaction {kept.transaction_id} was left open: {kept.evidence}")
+    if plan.sessions:
+        metrics.STUCK_FOUND.inc(len(plan.sessions))
         log.warning("unlock.found_stuck station=%s charge_point=%s connector=%s sessions=%d",
-                    r.station_id, cp_id, connector_id, len(stuck))
-    for session_id in stuck:
+                    r.station_id, cp_id, connector_id, len(plan.sessions))
+    for planned in plan.sessions:
         try:
             ended = await ctx.db.write(
-                lambda s, sid=session_id: force_end_session(s, sid, now=ctx.clock.now(), reason="ForceEnded", actor=actor,
-                                                            close_transaction=close_tx,
-                                                            fee_policy=ctx.settings.force_end_fee))
+                lambda s, sid=planned.session_id: force_end_session(
+                    s, sid, now=ctx.clock.now(), reason="ForceEnded", actor=actor, close_transaction=close_tx,
+                    fee_policy=ctx.settings.force_end_fee))
         except Exception as exc:  # a per-session failure must not stop the others
             metrics.CLEANUP_FAILURES.inc()
             log.error("unlock.cleanup_failed session=%s charge_point=%s connector=%s error=%r",
-                      session_id, cp_id, connector_id, exc)
-            r.warnings.append(f"Failed to clean session {session_id}: {exc}")
+                      planned.session_id, cp_id, connector_id, exc)
+            r.warnings.append(f"Failed to clean session {planned.session_id}: {exc}")
             continue
         if ended is None:
-            continue  # a concurrent unlock ended it: not ours to report
+            continue  # ended meanwhile (its StopTransaction, a concurrent unlock): not ours to report
         metrics.STUCK_CLEANED.inc()
         log.info("unlock.force_ended session=%s transaction=%s energy_wh=%s fee=%s meter_source=%s",
-                 session_id, ended.transaction_id, ended.energy_wh, ended.fee, ended.meter_source)
-        r.cleaned.append(session_id)
-        r.warnings.append(f"Session {session_id} was automatically ended")
-    live = ctx.registry.live_status(cp_id, connector_id)
-    occupied = live is not None and live.status in LIVE_OCCUPIED
-    if "unlock_resets_live_status" in ctx.settings.test_breaks:
-        # TEST BREAK unlock_resets_live_status (mutation testing only): unlock overrides what the charger reported.
-        occupied = False
-        live_cp = ctx.registry.get(cp_id)
-        if live_cp is not None:
-            live_cp.connectors[connector_id] = LiveConnector("Available", "NoError", ctx.clock.now())
+                 planned.session_id, ended.transaction_id, ended.energy_wh, ended.fee, ended.meter_source)
+        r.cleaned.append(planned.session_id)
+        r.warnings.append(f"Session {planned.session_id} was automatically ended")
     try:
         release = await ctx.db.write(lambda s: release_connector(
-            s, cp_id, connector_id, now=ctx.clock.now(), reason="ForceEnded", live_occupied=occupied, actor=actor,
+            s, cp_id, connector_id, plan, now=ctx.clock.now(), reason="ForceEnded", actor=actor,
             close_transactions=close_tx, fee_policy=ctx.settings.force_end_fee))
     except Exception as exc:
         metrics.CLEANUP_FAILURES.inc()
@@ -142,7 +170,15 @@ async def _send_unlock(ctx: Context, r: UnlockResult) -> None:
         r.success, r.message = ocpp_outcome(status)
 
 
-async def unlock_connector(ctx: Context, station_id: str, connector_id: int, *, actor: str) -> UnlockResult:
+def _kept_message(plan: UnlockPlan) -> str:
+    first = plan.kept[0]
+    what = f"transaction {first.transaction_id}" + ("" if len(plan.kept) == 1 else f" and {len(plan.kept) - 1} more")
+    return (f"Not unlocked: {what} is {first.evidence}; stop the session first (the charger then sends its own "
+            f"reading), or repeat with forceActive: true to end it anyway")
+
+
+async def unlock_connector(ctx: Context, station_id: str, connector_id: int, *, actor: str,
+                           force_active: bool = False) -> UnlockResult:
     station = await active_station(ctx, station_id)
     cp_id = station.charge_point_id
     if not await ctx.db.read(lambda s: s.get(ChargePoint, cp_id) is not None):
@@ -150,22 +186,35 @@ async def unlock_connector(ctx: Context, station_id: str, connector_id: int, *, 
     r = UnlockResult(station.id, connector_id, cp_id)
     started = time.perf_counter()
     async with ctx.connector_lock(cp_id, connector_id):
-        await _clean(ctx, r, actor)
+        if "unlock_resets_live_status" in ctx.settings.test_breaks:
+            # TEST BREAK unlock_resets_live_status (mutation testing only): unlock overrides what the charger reported.
+            live_cp = ctx.registry.get(cp_id)
+            if live_cp is not None:
+                live_cp.connectors[connector_id] = LiveConnector("Available", "NoError", ctx.clock.now())
+        plan = await plan_for(ctx, cp_id, connector_id, force_active=force_active)
+        if plan.remote_stops:
+            await _stop_live_first(ctx, r, plan)
+            plan = await plan_for(ctx, cp_id, connector_id, force_active=True)  # what the stops left
+        await _clean(ctx, r, plan, actor)
     ctx.nudge_payment_cancels()  # reservations it cancelled before they charged: their payments go back
     metrics.CLEANUP_SECONDS.observe(time.perf_counter() - started)
-    await _send_unlock(ctx, r)
-    metrics.UNLOCK_CALLS.labels("unlocked" if r.success else "failed").inc()
+    if plan.kept:
+        r.kept_live, r.success, r.message = True, False, _kept_message(plan)
+    else:
+        await _send_unlock(ctx, r)
+    metrics.UNLOCK_CALLS.labels("unlocked" if r.success else "kept_live" if r.kept_live else "failed").inc()
     if r.success:
         log.info("unlock.done station=%s charge_point=%s connector=%s cleaned=%d",
                  station.id, cp_id, connector_id, len(r.cleaned))
     else:
-        log.error("unlock.failed station=%s charge_point=%s connector=%s cleaned=%d reason=%r",
-                  station.id, cp_id, connector_id, len(r.cleaned), r.message)
+        log.log(logging.WARNING if r.kept_live else logging.ERROR,
+                "unlock.%s station=%s charge_point=%s connector=%s cleaned=%d reason=%r",
+                "kept_live" if r.kept_live else "failed", station.id, cp_id, connector_id, len(r.cleaned), r.message)
 
     def record(s: Session) -> None:
         audit(s, actor=actor, action="connector.unlock", at=ctx.clock.now(), charge_point_id=cp_id,
               connector_id=connector_id, subject=station.id, success=r.success, message=r.message,
-              cleaned_sessions=r.cleaned)
+              cleaned_sessions=r.cleaned, force_active=force_active, kept_live=[k.transaction_id for k in plan.kept])
 
     await ctx.db.write(record)  # the audit trail is on disk before the admin gets the answer
     return r

@@ -37,6 +37,7 @@ class Timings:
     start_timeout: float = 10.0  # an accepted remote start with no StartTransaction ends after this
     reservation_timeout_minutes: float = 0.25
     freshness_minutes: float = 0.2
+    live_evidence: float = 1.5  # an unlock leaves open a transaction sampled this recently (meter samples every 1 s)
 
     @property
     def offline_after(self) -> float:
@@ -59,6 +60,7 @@ class Timings:
             "--start-timeout-seconds", str(self.start_timeout),
             "--reservation-timeout-minutes", str(self.reservation_timeout_minutes),
             "--freshness-minutes", str(self.freshness_minutes),
+            "--live-evidence-seconds", str(self.live_evidence),
         ]
 
 

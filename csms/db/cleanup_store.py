@@ -1,5 +1,7 @@
 """Force-ending stuck sessions and releasing a connector: the units of work behind unlock and maintenance.
 
+What an unlock does is planned by `csms.unlock_plan` from `read_connector_rows`; these apply it.
+
 Each function is one atomic unit. Every update is conditional on the row
 still being open, so two cleanups racing on one connector cannot end a session
 twice or bill it twice.
@@ -9,20 +11,28 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal, InvalidOperation
 
-from sqlalchemy import select
+from sqlalchemy import String, select, type_coerce
 from sqlalchemy.orm import Session
 
-from .. import billing
-from ..fee_policy import apply_waiver
+from ..clock import as_utc
 from ..reservations import TERMINAL, ReservationStatus
+from ..unlock_plan import (
+    ConnectorRows,
+    ReservationRow,
+    SessionRow,
+    TransactionRow,
+    UnlockPlan,
+    session_end_settlement,
+)
 from .audit import audit
 from .models import ChargingSession, ConnectorStatus, PaymentReservation, Transaction
-from .ocpp_store import billing_start, close_transaction_estimated
+from .ocpp_store import close_transaction_estimated
 from .reservation_store import move_reservation
 from .session_end import end_session
 
-__all__ = ["ForcedEnd", "ConnectorRelease", "find_stuck_sessions", "force_end_session", "release_connector",
+__all__ = ["ForcedEnd", "ConnectorRelease", "read_connector_rows", "force_end_session", "release_connector",
            "audit"]
 
 _TERMINAL = tuple(s.value for s in TERMINAL)
@@ -45,34 +55,66 @@ class ConnectorRelease:
     status_reset_from: str | None
 
 
-def find_stuck_sessions(s: Session, cp_id: str, connector_id: int) -> list[str]:
-    """Sessions on the connector that have not ended (whatever state they claim)."""
-    return list(s.scalars(select(ChargingSession.id).where(
-        ChargingSession.charge_point_id == cp_id, ChargingSession.connector_id == connector_id,
-        ChargingSession.end_time.is_(None)).order_by(ChargingSession.created_at)))
+def read_connector_rows(s: Session, cp_id: str, connector_id: int) -> ConnectorRows:
+    """The rows an unlock of this connector plans from, as plain data (`csms.unlock_plan`)."""
+    open_txs = list(s.scalars(select(Transaction).where(
+        Transaction.charge_point_id == cp_id, Transaction.connector_id == connector_id,
+        Transaction.stop_time.is_(None))))
+    cs = ChargingSession
+    # Columns, not ORM rows: one session with a corrupt tariff must not stop the plan for the others.
+    sessions = [SessionRow(r.id, r.status, r.id_tag, r.transaction_id, r.created_at, _decimal(r.tariff), r.meter_start)
+                for r in s.execute(select(cs.id, cs.status, cs.id_tag, cs.transaction_id, cs.created_at,
+                                          type_coerce(cs.tariff, String).label("tariff"), cs.meter_start)
+                                   .where(cs.charge_point_id == cp_id, cs.connector_id == connector_id,
+                                          cs.end_time.is_(None)).order_by(cs.created_at, cs.id))]
+    txs = {t.id: _tx_row(t) for t in open_txs}
+    for row in sessions:
+        if row.transaction_id is not None and row.transaction_id not in txs:
+            tx = s.get(Transaction, row.transaction_id)
+            if tx is not None:
+                txs[tx.id] = _tx_row(tx)
+    reservations = tuple(ReservationRow(r.id, r.status, r.created_at, r.session_id) for r in s.scalars(
+        select(PaymentReservation).where(
+            PaymentReservation.charge_point_id == cp_id, PaymentReservation.connector_id == connector_id,
+            PaymentReservation.status.not_in(_TERMINAL)).order_by(PaymentReservation.created_at)))
+    status = s.get(ConnectorStatus, (cp_id, connector_id))
+    return ConnectorRows(tuple(sessions), txs, reservations, None if status is None else status.status)
+
+
+def _decimal(text: str | None) -> Decimal | None:
+    try:
+        return None if text is None else Decimal(text)
+    except InvalidOperation:
+        return None
+
+
+def _tx_row(t: Transaction) -> TransactionRow:
+    return TransactionRow(t.id, t.id_tag, t.start_time, t.meter_start, t.meter_stop, t.stop_time, t.latest_meter_wh,
+                          None if t.meter_seen_at is None else as_utc(t.meter_seen_at))
+
+
+def _session_row(cs: ChargingSession) -> SessionRow:
+    return SessionRow(cs.id, cs.status, cs.id_tag, cs.transaction_id, cs.created_at, cs.tariff, cs.meter_start)
 
 
 def force_end_session(s: Session, session_id: str, *, now: datetime, reason: str, actor: str,
                       close_transaction: bool = True, fee_policy: str = "charge") -> ForcedEnd | None:
     """End one session with the best meter estimate and close its transaction; None if already ended.
 
-    `fee_policy` (csms.fee_policy) may waive its fee. close_transaction=False only for the test
-    break `unlock_keeps_transaction` (the seed's bug).
+    The settlement is `unlock_plan.session_end_settlement`'s, the one the dry run showed.
+    close_transaction=False only for the test break `unlock_keeps_transaction` (the seed's bug).
     """
     session = s.get(ChargingSession, session_id)
     if session is None or session.end_time is not None:
         return None
     tx = None if session.transaction_id is None else s.get(Transaction, session.transaction_id)
-    open_tx = tx is not None and tx.stop_time is None
-    meter_start = billing_start(session, tx) if tx is not None else (session.meter_start or 0)
-    settlement = billing.settle(meter_start, session.tariff, latest_sample_wh=tx.latest_meter_wh if open_tx else None,
-                                meter_stop=None if tx is None or open_tx else tx.meter_stop)
-    settlement, waived = apply_waiver(settlement, fee_policy, reason)
+    settlement, waived = session_end_settlement(_session_row(session), None if tx is None else _tx_row(tx),
+                                                fee_policy=fee_policy, reason=reason)
     # The session first: its conditional end is what makes a racing cleanup back off.
     if not end_session(s, session_id, settlement, end_time=now, reason=reason, now=now, actor=actor,
                        fee_waived=waived):
         return None  # someone else ended it first
-    if open_tx and close_transaction:
+    if tx is not None and tx.stop_time is None and close_transaction:
         close_transaction_estimated(s, tx, now=now, reason=reason, with_session=False)
     audit(s, actor=actor, action="session.force_ended", at=now, charge_point_id=session.charge_point_id,
           connector_id=session.connector_id, subject=session_id, reason=reason,
@@ -82,31 +124,24 @@ def force_end_session(s: Session, session_id: str, *, now: datetime, reason: str
                      str(settlement.fee), settlement.source.value)
 
 
-def release_connector(s: Session, cp_id: str, connector_id: int, *, now: datetime, reason: str,
-                      live_occupied: bool, actor: str, close_transactions: bool = True,
-                      fee_policy: str = "charge") -> ConnectorRelease:
-    """Close what still holds the connector: open transactions, active reservations, a stale busy status.
+def release_connector(s: Session, cp_id: str, connector_id: int, plan: UnlockPlan, *, now: datetime, reason: str,
+                      actor: str, close_transactions: bool = True, fee_policy: str = "charge") -> ConnectorRelease:
+    """Do the rest of the plan: close its open transactions, cancel its reservations, reset the stale status.
 
-    The persisted status is left alone when the live status says the connector
-    is really in use (the charge point is the authority on that).
-    close_transactions=False only for the test break `unlock_keeps_transaction`.
+    Each step only where the row is still as planned (a StopTransaction, another cleanup or a
+    new status may have come meanwhile). close_transactions=False only for the test break
+    `unlock_keeps_transaction`.
     """
     closed = []
-    open_txs = s.scalars(select(Transaction).where(
-        Transaction.charge_point_id == cp_id, Transaction.connector_id == connector_id,
-        Transaction.stop_time.is_(None))) if close_transactions else ()
-    for tx in open_txs:
-        close_transaction_estimated(s, tx, now=now, reason=reason, fee_policy=fee_policy)
-        closed.append(tx.id)
-    cancelled = []
-    for res_id in list(s.scalars(select(PaymentReservation.id).where(
-            PaymentReservation.charge_point_id == cp_id, PaymentReservation.connector_id == connector_id,
-            PaymentReservation.status.not_in(_TERMINAL)))):
-        if move_reservation(s, res_id, ReservationStatus.CANCELLED, now):  # its payment cancel becomes due
-            cancelled.append(res_id)
+    for planned in plan.transactions if close_transactions else ():
+        tx = s.get(Transaction, planned.transaction_id)
+        if tx is not None and tx.stop_time is None:
+            close_transaction_estimated(s, tx, now=now, reason=reason, fee_policy=fee_policy, actor=actor)
+            closed.append(tx.id)
+    cancelled = [r.id for r in plan.reservations if move_reservation(s, r.id, ReservationStatus.CANCELLED, now)]
     reset_from = None
     row = s.get(ConnectorStatus, (cp_id, connector_id))
-    if row is not None and row.status != "Available" and not live_occupied:
+    if plan.status_reset_from is not None and row is not None and row.status == plan.status_reset_from:
         reset_from, row.status, row.error_code, row.updated_at = row.status, "Available", "NoError", now
     if closed or cancelled or reset_from:
         audit(s, actor=actor, action="connector.released", at=now, charge_point_id=cp_id,

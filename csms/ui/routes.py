@@ -323,10 +323,10 @@ async def connector_live(request: Request, station_id: str, connector_id: int, p
 @router.post("/connectors/{station_id}/{connector_id}/unlock/preview")
 async def unlock_preview_page(request: Request, station_id: str, connector_id: int):
     session = signed_in(request)
-    await checked_form(request, session)
+    form = await checked_form(request, session)
     ctx = _ctx(request)
     st_id, _cp = await _resolve(ctx, station_id)
-    preview = await unlock_preview.preview_unlock(ctx, st_id, connector_id)
+    preview = await unlock_preview.preview_unlock(ctx, st_id, connector_id, force_active=form.get("force") == "1")
     return _page(request, "unlock_preview.html", session, p=preview, fee_policy=ctx.settings.force_end_fee,
                  base=f"/ui/connectors/{quote(st_id, safe='')}/{connector_id}")
 
@@ -334,14 +334,17 @@ async def unlock_preview_page(request: Request, station_id: str, connector_id: i
 @router.post("/connectors/{station_id}/{connector_id}/unlock")
 async def unlock_connector(request: Request, station_id: str, connector_id: int):
     session = signed_in(request)
-    await checked_form(request, session)
+    form = await checked_form(request, session)
     ctx = _ctx(request)
     st_id, _cp = await _resolve(ctx, station_id)
-    result = await unlock.unlock_connector(ctx, st_id, connector_id, actor=session.name)
+    result = await unlock.unlock_connector(ctx, st_id, connector_id, actor=session.name,
+                                           force_active=form.get("force") == "1")
     cleaned = f" {len(result.cleaned)} stuck session(s) force-ended." if result.cleaned else ""
     notes = " ".join(w for w in result.warnings if not w.endswith("was automatically ended"))
     if result.success:
         _flash(request, session, "ok", f"Unlocked.{cleaned} {notes}".strip())
+    elif result.kept_live:
+        _flash(request, session, "warn", f"{result.message}.{cleaned} {notes}".strip())
     else:
         _flash(request, session, "warn", f"The database was cleaned, but the charger did not unlock: "
                                          f"{result.message}.{cleaned} {notes}".strip())

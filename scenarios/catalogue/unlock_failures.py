@@ -1,11 +1,12 @@
-"""Seed 000 "OCPP Unlock Failed (But Sessions Still Cleaned)", three ways, on three chargers at once.
+"""Seed 000 "OCPP Unlock Failed (But Sessions Still Cleaned)", three ways, and a car still charging.
 
-One charger answers UnlockFailed (the gun is stuck in a car that is still charging), one
-NotSupported, one never answers. Each unlock answers 400 with the seed's failure shape and
-message, and each stuck session is cleaned all the same. Where the car had really gone,
-the connector is free again; where it still charges, the CSMS must never call it free,
-whatever the cleanup did to its own records. That car leaves later; its StopTransaction
-then reconciles the force-ended session.
+Three chargers whose cars have gone but whose StopTransaction was lost: one answers
+UnlockFailed (the gun is stuck), one NotSupported, one never answers. Each unlock answers
+400 with the seed's failure shape and message, and each stuck session is cleaned all the
+same; the connectors are free again. On a fourth charger (one that also answers
+UnlockFailed) the car is still charging, its meter samples coming in: that session is not
+stuck, so the unlock must leave it open, and the CSMS must never call the connector free.
+The car leaves later; its own StopTransaction ends and bills the session.
 """
 
 from decimal import Decimal
@@ -19,7 +20,7 @@ TARIFF = Decimal("4.00")  # per kWh: a session of seconds delivers a few Wh, thi
 LOST_STOP = (parse_fault_option("drop_stop_transaction=1,available=false"),
              parse_fault_option("silent_connector=1,ignore_trigger=true"))
 CHARGERS = {  # group prefix -> (its faults, what unlock-connector must answer)
-    "FAILED": ((parse_fault_option("unlock_failed=1"),),
+    "FAILED": ((parse_fault_option("unlock_failed=1"), *LOST_STOP),
                "UnlockFailed: the charge point could not unlock the connector"),
     "NOTSUP": ((parse_fault_option("unlock_not_supported=1"), *LOST_STOP),
                "NotSupported: the charge point does not support remote unlock"),
@@ -27,13 +28,17 @@ CHARGERS = {  # group prefix -> (its faults, what unlock-connector must answer)
 }
 
 
-@scenario(code="UFX", purpose="unlock answered UnlockFailed / NotSupported / nothing: 400, sessions still cleaned, "
-                              "a still-charging car's connector never free",
-          seed="000 Response Examples: OCPP Unlock Failed (But Sessions Still Cleaned)", quick_s=12)
+LIVE = "LIVE"  # answers UnlockFailed too, but its car is still charging
+
+
+@scenario(code="UFX", purpose="unlock answered UnlockFailed / NotSupported / nothing: 400, sessions still cleaned; "
+                              "a session still charging is left open and its connector never free",
+          seed="000 Response Examples: OCPP Unlock Failed (But Sessions Still Cleaned)", quick_s=14)
 async def test_unlock_failures(fleet, oracle, csms):
-    f = await fleet(groups=[GroupSpec(prefix=p, count=1, connectors=1, faults=faults)
-                            for p, (faults, _) in CHARGERS.items()])
-    cp = {p: next(i for i in f.ids if i.endswith(f"-{p}0001")) for p in CHARGERS}
+    groups = [GroupSpec(prefix=p, count=1, connectors=1, faults=faults) for p, (faults, _) in CHARGERS.items()]
+    groups.append(GroupSpec(prefix=LIVE, count=1, connectors=1, faults=(parse_fault_option("unlock_failed=1"),)))
+    f = await fleet(groups=groups)
+    cp = {p: next(i for i in f.ids if i.endswith(f"-{p}0001")) for p in (*CHARGERS, LIVE)}
 
     sessions = {}
     for p, cp_id in cp.items():
@@ -42,29 +47,29 @@ async def test_unlock_failures(fleet, oracle, csms):
         oracle.session_tariff(started.session_id, TARIFF)
         sessions[p] = started.session_id
     await oracle.until(lambda: all(f[i].connector_truth(1).transaction_id is not None for i in cp.values()),
-                       10, "three cars charging")
+                       10, "four cars charging")
     await oracle.wait(2.0)
-    for p in ("NOTSUP", "NOANSWER"):  # these cars leave; their chargers drop StopTransaction and stay silent
+    for p in CHARGERS:  # these cars leave; their chargers drop StopTransaction and stay silent
         await f[cp[p]].unplug(1)
-    await oracle.wait(0.5)
+    await oracle.wait(oracle.timings.live_evidence + 1.0)  # their last meter samples are no longer live evidence
 
     unlocked = {}
 
     async def unlock(p: str) -> None:
         unlocked[p] = await csms.unlock(cp[p], 1)
 
-    async with trio.open_nursery() as n:  # the admin unlocks all three at once
-        for p in CHARGERS:
+    async with trio.open_nursery() as n:  # the admin unlocks all four at once
+        for p in cp:
             n.start_soon(unlock, p)
     oracle.recovery_starts()
     for p, r in unlocked.items():
         oracle.note(f"{p}: unlock {r.status} {r.message!r} cleaned={list(r.cleaned_sessions)}")
-    still = f[cp["FAILED"]].connector_truth(1)
-    assert still.transaction_running, f"UnlockFailed must leave the car charging: {still}"
+    still = f[cp[LIVE]].connector_truth(1)
+    assert still.transaction_running, f"the unlock must not stop a car that is still charging: {still}"
 
-    await oracle.wait(3.0)  # FAILED charges on (never free); NOTSUP and NOANSWER are idle (free)
-    await f[cp["FAILED"]].stop(1)  # now the driver gets the gun out
-    await f[cp["FAILED"]].unplug(1)
+    await oracle.wait(3.0)  # LIVE charges on (never free); the others are idle (free)
+    await f[cp[LIVE]].stop(1)  # now the driver stops and takes the gun out
+    await f[cp[LIVE]].unplug(1)
     await oracle.wait(2.5)
     # Never free while a car charges; free once idle, unlock failed or not; nothing lost.
     await oracle.judge(window=2.0, excuse_blinded=False)
@@ -74,5 +79,8 @@ async def test_unlock_failures(fleet, oracle, csms):
         assert (r.unlocked, r.status, r.message) == (False, 400, message), (p, r)
         assert r.cleaned_sessions == (sessions[p],) and r.sessions_cleared is None, (p, r)
         assert r.warnings == (f"Session {sessions[p]} was automatically ended",), (p, r)
-    late = await csms.session(sessions["FAILED"])
-    assert late.reconciled and late.meter_source == "meter_stop", late  # its StopTransaction came after all
+    live = unlocked[LIVE]
+    assert not live.unlocked and sessions[LIVE] not in live.cleaned_sessions, live
+    billed = await csms.session(sessions[LIVE])  # ended by its own StopTransaction, not by the unlock
+    oracle.note(f"{LIVE}: session ended {billed.end_reason} with {billed.energy_wh} Wh ({billed.meter_source})")
+    assert (billed.end_reason, billed.meter_source, billed.reconciled) == ("Local", "meter_stop", False), billed

@@ -37,7 +37,7 @@ async def test_unlock_multiple_stuck_sessions(fleet, oracle, csms):
     await oracle.wait(2.5)  # a few meter samples
     await f[cp].unplug(1)  # the car leaves; StopTransaction is never sent, status requests are ignored
 
-    await oracle.wait(1.0)
+    await oracle.wait(oracle.timings.live_evidence + 1.0)  # its last meter sample is no longer live evidence
     refused = await csms.start(cp, 1, "TAG0004", TARIFF)  # "Charging gun is already in use"
     assert not refused.accepted and refused.code == "ConnectorBusy", refused
     oracle.note(f"next start refused: {refused.status} {refused.code} {list(refused.reasons)}")

@@ -26,7 +26,7 @@ async def test_unlock_stuck_session(fleet, oracle, csms):
     await oracle.wait(3.5)  # a few meter samples
     await f[cp].unplug(1)  # 2. the car leaves; StopTransaction is never sent
 
-    await oracle.wait(1.0)
+    await oracle.wait(oracle.timings.live_evidence + 1.0)  # its last meter sample is no longer live evidence
     refused = await csms.start(cp, 1, "TAG0002", TARIFF)  # 3. "Charging gun is already in use"
     assert not refused.accepted and refused.code == "ConnectorBusy", refused
     oracle.note(f"second start refused: {refused.status} {refused.code} {list(refused.reasons)}")

@@ -18,7 +18,7 @@ SIGNAL_KEYS = {"websocketPresent", "liveStatus", "persistedStatus", "openTransac
 TX_KEYS = {"transactionId", "chargePointId", "connectorId", "idTag", "meterStart", "meterStop", "startTime",
            "stopTime", "stopReason", "latestMeterWh", "latestMeterAt", "session"}
 SESSION_KEYS = {"sessionId", "status", "tariff", "energyWh", "fee", "meterSource", "reconciled", "endReason",
-                "review", "reviewReason"}
+                "review", "reviewReason", "endTime"}
 
 
 async def test_connectors_detail_and_prefix(csms):
@@ -105,7 +105,9 @@ async def test_transactions_list_shapes_and_filters(csms):
         assert t["stopTime"] is not None and t["latestMeterAt"].endswith("Z")
         assert t["session"] == {"sessionId": session_id, "status": "Ended", "tariff": "0.333333", "energyWh": 1500,
                                 "fee": "0.50", "meterSource": "meter_stop", "reconciled": False,
-                                "endReason": "Local", "review": False, "reviewReason": None}
+                                "endReason": "Local", "review": False, "reviewReason": None,
+                                "endTime": t["session"]["endTime"]}
+        assert t["session"]["endTime"] is not None
         t = by_id[still_open]
         assert (t["meterStop"], t["stopTime"], t["stopReason"], t["session"]) == (None, None, None, None)
         assert t["latestMeterWh"] == 75

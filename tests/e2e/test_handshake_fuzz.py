@@ -220,7 +220,7 @@ def test_a_connection_cut_at_any_byte_of_its_handshake_never_ends_the_server(ser
         jobs += [lambda a=addr, c=c: _run_cut(a, client, c) for c in _cuts(tls, requests)]
         if tls:
             hello = _client_hello(client)
-            jobs += [lambda a=addr, o=o, m=m: _run_hello_cut(a, hello, o, m)
+            jobs += [lambda a=addr, h=hello, o=o, m=m: _run_hello_cut(a, h, o, m)
                      for o in range(len(hello) + 1) for m in MODES]
     started = time.monotonic()
     with Heartbeats(f"{csms.ocpp}/{REAL_ID}", client) as beats, ThreadPoolExecutor(PARALLEL) as pool:

@@ -11,7 +11,15 @@ import pytest
 import trio
 
 from csms.db.models import PaymentReservation
-from tests.e2e.test_money import FLAKY, _audits, _flaky_env, _provider_calls, _session, _start, _until
+from tests.e2e.test_money import (
+    FLAKY,
+    _audits,
+    _flaky_env,
+    _provider_calls,
+    _session,
+    _start,
+    _until,
+)
 from tests.support.chargepoint import connect
 from tests.support.db import with_db
 
