@@ -33,8 +33,9 @@ pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason=f"no {CHROMIUM}: a
 @pytest.fixture
 def csms_args() -> list[str]:
     # Maintenance runs every half second and probes quickly: the connector stays stuck anyway.
+    # A meter sample older than 2 s is no live evidence (samples come every second here).
     return ["--allow-unknown-chargers", "--maintenance-interval-seconds", "0.5", "--status-grace-seconds", "1",
-            "--quiet-transaction-seconds", "2", "--orphan-grace-seconds", "1"]
+            "--quiet-transaction-seconds", "2", "--orphan-grace-seconds", "1", "--live-evidence-seconds", "2"]
 
 
 async def _stuck_connector(nursery: trio.Nursery, csms: CsmsProcess) -> tuple[Fleet, int, str]:
@@ -204,3 +205,65 @@ async def test_operator_frees_a_stuck_connector_in_the_browser(csms, nursery):
     assert tx["stopReason"] == "ForceEnded" and tx["session"]["sessionId"] == session_id
     assert session["energyWh"] > 0 and session["meterSource"] == "meter_values", session  # the last sample
     assert session["feeWaived"] is None and audit["verdict"] == "free"
+
+
+def _browse_live(http: str, tx_id: int) -> None:
+    """The car on connector 1 is still charging: the preview says so, leaves it open, and only a second,
+    explicit confirmation stops it."""
+    from playwright.sync_api import expect, sync_playwright
+
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
+            page.goto(f"{http}/ui/login")
+            page.get_by_label("Admin token").fill(ADMIN_TOKEN)
+            page.get_by_role("button", name="Sign in").click()
+            page.goto(f"{http}/ui/connectors/LV0001/1")
+            page.get_by_role("button", name="Unlock").click()
+            callout = page.locator(".callout.warn")
+            expect(callout).to_contain_text("Still charging: left open")
+            expect(callout).to_contain_text(f"Transaction #{tx_id}")
+            expect(callout).to_contain_text("still delivering energy: last meter sample")
+            expect(page.locator(".steps")).to_contain_text("Not send UnlockConnector")
+            expect(page.locator(".steps")).not_to_contain_text("Force-end")
+            expect(page.get_by_role("button", name="Clean only what is stuck")).to_have_count(0)  # nothing is
+            page.screenshot(path=str(SCREENSHOTS / "dashboard-unlock-live.png"), full_page=True)
+
+            page.get_by_role("button", name="End the live session too…").click()  # the second, explicit step
+            expect(page.locator(".callout.danger")).to_contain_text("This ends a session that is still charging")
+            expect(page.locator(".steps")).to_contain_text(f"Ask the charger to stop transaction #{tx_id}")
+            expect(page.locator(".steps")).to_contain_text("Send UnlockConnector to LV0001")
+            page.screenshot(path=str(SCREENSHOTS / "dashboard-unlock-live-confirm.png"), full_page=True)
+            page.get_by_role("button", name="Stop the live session and unlock").click()
+            expect(page.locator(".flash.ok")).to_contain_text("Unlocked.")
+            expect(page.locator(".flash.ok")).to_contain_text("the charger was asked to stop it first")
+            page.screenshot(path=str(SCREENSHOTS / "dashboard-unlock-live-done.png"), full_page=True)
+        finally:
+            browser.close()
+
+
+async def test_operator_is_asked_twice_before_a_session_still_charging_is_ended(csms, nursery):
+    spec = FleetSpec(seed=5, groups=(GroupSpec(prefix="LV", count=1, connectors=1, power_kw=(22.0, 22.0),
+                                               target_kwh=(40.0, 40.0), config={"MeterValueSampleInterval": "1"}),),
+                     driver=None, ramp=1000.0, call_timeout=3.0)
+    fleet = Fleet(spec, csms.ocpp, trace=TraceWriter(keep=True))
+    await nursery.start(fleet.run)
+    cp = fleet["LV0001"]
+    with trio.fail_after(10):
+        await fleet.wait_online()
+    async with csms.client() as admin:
+        res = await admin.post("/api/ChargingSession/start-charging-session", json={
+            "chargingStationId": "LV0001", "connectorId": 1, "chargeTagId": "TAG0001", "chargingTariff": "0.25"})
+        session_id = res.json()["data"]["sessionId"]
+    with trio.fail_after(10):
+        while cp.connector_truth(1).transaction_id is None:
+            await trio.sleep(0.1)
+    tx_id = cp.connector_truth(1).transaction_id
+    await trio.sleep(1.5)  # a meter sample or two
+    await trio.to_thread.run_sync(partial(_browse_live, csms.http, tx_id))
+    assert not cp.connector_truth(1).transaction_running  # the charger stopped it when asked
+    async with csms.client() as admin:
+        session = (await admin.get(f"/api/ChargingSession/{session_id}")).json()["data"]
+    assert (session["endReason"], session["meterSource"]) == ("Remote", "meter_stop"), session
