@@ -1,6 +1,6 @@
 """`python -m benchmarks.micro_watch [--cps 20000]`: CPU per round of the dashboard watcher's look at the registry.
 
-The watcher (csms.watch) looks at every connected charge point once a second, in the event loop, so its
+The watcher (csms.services.watch) looks at every connected charge point once a second, in the event loop, so its
 round is a stall of the loop that grows with the fleet. This times `Watcher._look_at_registry` over N
 fake charge points with 2 unchanged connectors each (the common case) in process CPU time, so the figure
 does not depend on what else the machine runs. For a before/after, run it with PYTHONPATH set to each
@@ -22,8 +22,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--rounds", type=int, default=15)
     args = ap.parse_args(argv)
 
-    from csms.registry import LiveConnector
-    from csms.watch import Watcher
+    from csms.ocpp.registry import LiveConnector
+    from csms.services.watch import Watcher
 
     now = datetime.now(UTC)
 

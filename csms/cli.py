@@ -9,18 +9,16 @@ import secrets
 import sys
 from datetime import timedelta
 
-from .config import (
+from csms.config import (
     DEFAULT_DB_URL,
-    TEST_BREAKS,
     ApiToken,
     Settings,
     check_tokens,
     env_flag,
-    parse_test_breaks,
     parse_tokens,
     parse_tokens_file,
 )
-from .webhooks import parse_webhook
+from csms.core.webhooks import parse_webhook
 
 __all__ = ["main", "build_parser", "settings_from_args"]
 
@@ -163,6 +161,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--force-end-fee", choices=("charge", "waive"), default=_env("CSMS_FORCE_END_FEE", "charge"),
                        help="what a session an admin force-ends (unlock) is billed: 'charge' its metered energy "
                             "(default) or 'waive' the fee (0.00, the session records why); env CSMS_FORCE_END_FEE")
+    serve.add_argument("--estimate-settle-seconds", type=float, default=600.0,
+                       help="a paid session ended without its StopTransaction (orphan sweep, unlock, superseded by "
+                            "the next car) has its fee captured with the provider this much later, so a late "
+                            "StopTransaction can still correct it (default 600)")
     serve.add_argument("--live-evidence-seconds", type=float, default=120.0,
                        help="an unlock leaves open a transaction with a meter sample (or a Charging/SuspendedEV "
                             "status) newer than this: a car is still charging; forceActive overrides (default 120, "
@@ -188,8 +190,6 @@ def build_parser() -> argparse.ArgumentParser:
                             "commands and maintenance are shared with the other nodes on the same database; "
                             "1 to 40 of A-Z a-z 0-9 _ - (env CSMS_NODE_ID). Without it: a single node, as before")
     serve.add_argument("--ports-file", help="write the bound addresses as JSON here once listening")
-    # Mutation testing only: brings back a known bug (csms.config.TEST_BREAKS); not in --help.
-    serve.add_argument("--test-break", action="append", default=[], metavar="NAME", help=argparse.SUPPRESS)
     _add_logging(serve)
 
     maint = sub.add_parser(
@@ -291,7 +291,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         raise ValueError("--webhook-max-attempts and --webhook-queue-size must be 1 or more, "
                          "--webhook-retry-seconds 0 or more")
     if args.node_id is not None:
-        from .cluster import check_cluster_settings
+        from csms.cluster import check_cluster_settings
 
         check_cluster_settings(args.node_id, args.db)  # a ValueError: said, and exit 2
     return Settings(
@@ -335,9 +335,9 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         quiet_transaction_seconds=args.quiet_transaction_seconds,
         start_timeout_seconds=args.start_timeout_seconds,
         payment_retry_seconds=args.payment_retry_seconds,
-        test_breaks=parse_test_breaks(args.test_break),
         force_end_fee=args.force_end_fee,
         live_evidence_seconds=args.live_evidence_seconds,
+        estimate_settle_seconds=args.estimate_settle_seconds,
         webhooks=webhooks,
         webhook_retry_seconds=args.webhook_retry_seconds,
         webhook_max_attempts=args.webhook_max_attempts,
@@ -348,7 +348,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 def _cmd_serve(args: argparse.Namespace) -> int:
     import trio
 
-    from .server import run_until_signal
+    from csms.server import run_until_signal
 
     try:
         settings = settings_from_args(args)
@@ -364,9 +364,6 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         log.warning("api.no_tokens_configured generated an admin token for this run, named generated-admin; it is in "
                     "%s (readable by this user only; tokens are never logged). Choose your own with "
                     "--api-tokens-file FILE (ROLE:NAME:TOKEN lines)", path)
-    for name in sorted(settings.test_breaks):
-        log.warning("test_break.on name=%s: %s (a known bug switched back on for mutation testing; "
-                    "never run this in production)", name, TEST_BREAKS[name])
     try:
         trio.run(run_until_signal, settings)
     except OSError as exc:
@@ -383,7 +380,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 def _schema_refusal(exc: BaseException):
     """The SchemaError that stopped serve, inside the nurseries' exception groups (or None)."""
-    from .db.schema import SchemaError
+    from csms.db.schema import SchemaError
 
     if isinstance(exc, SchemaError):
         return exc
@@ -406,11 +403,12 @@ def _write_generated_token(token: str) -> str:
 
 
 def _open_db(url: str):
-    from .db.database import Database
-    from .db.engine import create_schema, make_engine
+    from csms.db.database import Database
+    from csms.db.engine import make_engine
+    from csms.db.schema import prepare
 
     engine = make_engine(url)
-    create_schema(engine)
+    prepare(engine)
     return engine, Database(engine)
 
 
@@ -430,10 +428,11 @@ def _print_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
 
 
 def _cmd_chargers(args: argparse.Namespace) -> int:
-    from .chargepoint_auth import charge_point_id_problem, hash_password, password_problem
-    from .clock import SystemClock, iso
-    from .db import credential_store
-    from .db.cleanup_store import audit
+    from csms.clock import SystemClock
+    from csms.core.chargepoint_auth import charge_point_id_problem, hash_password, password_problem
+    from csms.core.times import iso
+    from csms.db import credential_store
+    from csms.db.cleanup_store import audit
 
     engine, db = _open_db(args.db)
     try:
@@ -478,10 +477,11 @@ def _cmd_chargers(args: argparse.Namespace) -> int:
 
 
 def _cmd_id_tags(args: argparse.Namespace) -> int:
-    from .clock import SystemClock, iso
-    from .db import id_tag_store
-    from .db.cleanup_store import audit
-    from .id_tags import CsvError, parse_csv
+    from csms.clock import SystemClock
+    from csms.core.id_tags import CsvError, parse_csv
+    from csms.core.times import iso
+    from csms.db import id_tag_store
+    from csms.db.cleanup_store import audit
 
     if args.tags_command == "import":
         try:
@@ -518,11 +518,12 @@ def _cmd_id_tags(args: argparse.Namespace) -> int:
 
 
 def _cmd_maintenance(args: argparse.Namespace) -> int:
-    from .clock import SystemClock
-    from .db.database import Database
-    from .db.engine import create_schema, make_engine
-    from .maintenance import Thresholds
-    from .maintenance_runner import run_offline
+    from csms.clock import SystemClock
+    from csms.core.maintenance import Thresholds
+    from csms.db.database import Database
+    from csms.db.engine import make_engine
+    from csms.db.schema import prepare
+    from csms.services.maintenance import run_offline
 
     th = Thresholds.from_settings(Settings(
         db_url=args.db,
@@ -534,7 +535,7 @@ def _cmd_maintenance(args: argparse.Namespace) -> int:
     ))
     engine = make_engine(args.db)
     try:
-        create_schema(engine)
+        prepare(engine)
         actions = run_offline(Database(engine), th, SystemClock().now(), dry_run=args.dry_run)
     finally:
         engine.dispose()
@@ -549,8 +550,9 @@ def _cmd_maintenance(args: argparse.Namespace) -> int:
 
 
 def _cmd_db(args: argparse.Namespace) -> int:
-    from .db import schema
-    from .db.engine import make_engine, normalise_url, redact
+    from csms.db import schema
+    from csms.db.engine import make_engine, normalise_url, redact
+
 
     if args.db_command == "history":
         return _print_history(args.db)
@@ -581,7 +583,7 @@ def _cmd_db(args: argparse.Namespace) -> int:
 
 
 def _print_current(engine) -> int:
-    from .db import schema
+    from csms.db import schema
 
     head = schema.head_revision()
     with engine.connect() as conn:
@@ -606,8 +608,9 @@ def _print_current(engine) -> int:
 
 
 def _print_history(url: str) -> int:
-    from .db import schema
-    from .db.engine import make_engine
+    from csms.db import schema
+    from csms.db.engine import make_engine
+
 
     current = None
     try:
@@ -630,7 +633,7 @@ def _print_history(url: str) -> int:
 def _print_upgrade_sql(url: str, from_revision: str | None) -> int:
     from alembic import command
 
-    from .db import schema
+    from csms.db import schema
 
     start = from_revision or schema.history()[0].revision
     command.upgrade(schema.alembic_config(url=url), f"{start}:head", sql=True)
@@ -638,7 +641,7 @@ def _print_upgrade_sql(url: str, from_revision: str | None) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .logs import setup_logging
+    from csms.logs import setup_logging
 
     parser = build_parser()
     args = parser.parse_args(argv)

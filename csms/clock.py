@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
-__all__ = ["Clock", "SystemClock", "FakeClock", "as_utc", "iso", "parse_iso", "stop_time"]
+__all__ = ["Clock", "SystemClock", "FakeClock"]
 
 
 class Clock(Protocol):
@@ -29,41 +29,3 @@ class FakeClock:
 
     def advance(self, **kwargs: float) -> None:
         self.current += timedelta(**kwargs)
-
-
-def as_utc(value: datetime | None) -> datetime | None:
-    """Databases (SQLite) hand back naive datetimes: they are UTC here."""
-    if value is None:
-        return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def iso(value: datetime | None) -> str | None:
-    """UTC ISO 8601 with a Z, as OCPP and the REST API write timestamps."""
-    if value is None:
-        return None
-    return as_utc(value).isoformat().replace("+00:00", "Z")
-
-
-def parse_iso(text: str | None) -> datetime | None:
-    """Parse an OCPP timestamp; None when absent or unparseable."""
-    if not text:
-        return None
-    try:
-        return as_utc(datetime.fromisoformat(text.replace("Z", "+00:00")))
-    except (ValueError, OverflowError):
-        return None
-
-
-def stop_time(stamped: datetime | None, *, started: datetime, received: datetime) -> tuple[datetime, bool]:
-    """When a transaction ended, from its StopTransaction: (time, whether the charger's clock was overruled).
-
-    The charger's stamp is kept when it is not before the transaction's start (also from the
-    charger's clock, so the two agree with each other however far off that clock is). A stop
-    stamped before its start, or not at all, says the charger's clock jumped: we use when we
-    received it, never earlier than the start, so no transaction ends before it began.
-    """
-    started = as_utc(started)
-    if stamped is not None and as_utc(stamped) >= started:
-        return as_utc(stamped), False
-    return max(as_utc(received), started), stamped is not None

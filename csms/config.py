@@ -8,8 +8,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
-__all__ = ["Settings", "ApiToken", "parse_tokens", "parse_tokens_file", "check_tokens", "DEFAULT_DB_URL",
-           "TEST_BREAKS", "parse_test_breaks"]
+__all__ = ["Settings", "ApiToken", "parse_tokens", "parse_tokens_file", "check_tokens", "DEFAULT_DB_URL"]
 
 DEFAULT_DB_URL = "sqlite:///unstuck.db"
 
@@ -74,34 +73,6 @@ def check_tokens(tokens: list[ApiToken]) -> None:
         seen[t.token] = t.name
 
 
-# Hidden switches for mutation testing (`csms serve --test-break NAME`): each brings back one
-# known bug, so a scenario suite can show that it notices. Never for production.
-TEST_BREAKS = {
-    "unlock_keeps_transaction": "unlock-connector force-ends sessions but leaves their OCPP transaction open",
-    "registry_never_forgets": "a charge point whose WebSocket closed stays in the live registry (looks online)",
-    "remote_accept_marks_busy": "an Accepted RemoteStartTransaction persists the connector status Occupied",
-    "late_stop_ignored": "a StopTransaction for a transaction the CSMS already closed (force-ended, orphaned) is "
-                         "acknowledged and dropped: the estimate stays instead of the charger's meterStop",
-    "unlock_resets_live_status": "unlock-connector sets the connector's live status to Available (and resets the "
-                                 "stored one) whatever the charger last reported",
-    "reservation_not_busy": "an active payment reservation does not make its connector busy (the unique index "
-                            "still refuses a second one)",
-    "pongs_not_liveness": "liveness counts OCPP messages only: a charger that keeps its WebSocket alive with "
-                          "pings and pongs but sends no Heartbeat is marked offline",
-    "supersede_keeps_session": "a transaction superseded by the next car's StartTransaction is closed, but the "
-                               "app session billed to it stays open (Charging, unbilled)",
-    "stop_acked_before_commit": "a StopTransaction is answered before its commit (queued, not awaited): a crash "
-                                "in between loses an acknowledged stop",
-}
-
-
-def parse_test_breaks(names: list[str]) -> frozenset[str]:
-    unknown = sorted(set(names) - set(TEST_BREAKS))
-    if unknown:
-        raise ValueError(f"unknown --test-break {', '.join(unknown)}; known: {', '.join(sorted(TEST_BREAKS))}")
-    return frozenset(names)
-
-
 @dataclass(frozen=True)
 class Settings:
     db_url: str = DEFAULT_DB_URL
@@ -112,7 +83,7 @@ class Settings:
     ocpp_port: int = 9000
     http_host: str = "127.0.0.1"
     http_port: int = 8000
-    allow_unknown_chargers: bool = False  # lab mode: see csms.chargepoint_auth.decide_handshake
+    allow_unknown_chargers: bool = False  # lab mode: see csms.core.chargepoint_auth.decide_handshake
     max_auto_registered: int = 100  # lab mode registers at most this many charge points, ever
     accept_unknown_id_tags: bool = False  # test benches: tags not in the list are Accepted
     api_tokens: tuple[ApiToken, ...] = ()
@@ -133,11 +104,11 @@ class Settings:
     body_timeout_seconds: float = 15.0  # a REST body must arrive within this; else 408
     db_read_timeout_seconds: float = 35.0  # a read unanswered this long (a hung database) fails: REST 503
     freshness: timedelta = timedelta(minutes=30)
-    # After a charger reconnects, its connectors stay not-free this long until it reports them (csms.occupancy).
+    # After a charger reconnects, its connectors stay not-free this long until it reports them (csms.core.occupancy).
     reconnect_settle_seconds: float = 10.0
     ports_file: str | None = None
     payment_provider: str = "simulated"
-    # maintenance (see csms.maintenance)
+    # maintenance (see csms.core.maintenance)
     maintenance_interval_seconds: float = 60.0
     reservation_timeout_minutes: float = 60.0
     status_release_minutes: float = 240.0
@@ -149,13 +120,14 @@ class Settings:
     start_timeout_seconds: float = 180.0
     # Provider cancels that failed are retried after this, doubling each time (at most an hour).
     payment_retry_seconds: float = 10.0
-    # Known bugs switched back on, for mutation testing only (see TEST_BREAKS).
-    test_breaks: frozenset[str] = frozenset()
-    # What an admin's force-end (unlock) bills: "charge" or "waive" (see csms.fee_policy).
+    # What an admin's force-end (unlock) bills: "charge" or "waive" (see csms.core.fee_policy).
     force_end_fee: str = "charge"
-    # An unlock leaves open a transaction with live evidence this recent (csms.unlock_plan).
+    # An unlock leaves open a transaction with live evidence this recent (csms.core.unlock_plan).
     live_evidence_seconds: float = 120.0
-    # Webhook receivers (csms.webhooks.WebhookTarget) and how deliveries are retried and queued.
+    # A paid session ended by an estimate (no StopTransaction) is settled with the provider this much later,
+    # so a late StopTransaction can still set its fee.
+    estimate_settle_seconds: float = 600.0
+    # Webhook receivers (csms.core.webhooks.WebhookTarget) and how deliveries are retried and queued.
     webhooks: tuple = ()
     webhook_retry_seconds: float = 1.0
     webhook_max_attempts: int = 6
@@ -166,6 +138,9 @@ class Settings:
     node_id: str | None = None
     cluster_refresh_seconds: float = 0.5
     cluster_lease_seconds: float = 5.0
+
+    def estimate_settle(self) -> timedelta:
+        return timedelta(seconds=max(0.0, self.estimate_settle_seconds))
 
     def revive_within(self) -> timedelta | None:
         """How long after a remote start timed out or expired its StartTransaction still revives it

@@ -3,20 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import trio
 
-from .clock import Clock
-from .config import Settings
-from .db.database import Database
-from .payment_provider import PaymentProvider, SimulatedPaymentProvider
-from .registry import Registry
-
-if TYPE_CHECKING:
-    from .cluster import ClusterNode
-    from .watch import Watcher
-    from .webhook_dispatch import WebhookDispatcher
+from csms.clock import Clock
+from csms.config import Settings
+from csms.db.database import Database
+from csms.ocpp.registry import Registry
+from csms.services.payment_provider import PaymentProvider, SimulatedPaymentProvider
 
 __all__ = ["Context"]
 
@@ -53,15 +47,8 @@ class Context:
     # Which charge point owns each open transaction (filled at StartTransaction, refreshed from the
     # database by maintenance): MeterValues naming another one's transaction are dropped at once.
     transaction_owners: dict[int, str] = field(default_factory=dict)
-    # Set when a provider cancel became due (csms.payment_cancels wakes up).
+    # Set when a provider cancel became due (csms.services.payment_calls wakes up).
     payment_cancels_due: trio.Event = field(default_factory=trio.Event)
 
     def nudge_payment_cancels(self) -> None:
         self.payment_cancels_due.set()
-
-    # Webhook receivers (csms.webhook_dispatch) and the once-a-second look for the dashboard and
-    # the webhooks (csms.watch); set by `serve`, None in tests that build a Context by hand.
-    webhooks: WebhookDispatcher | None = None
-    watcher: Watcher | None = None
-    # This node of a cluster (csms.cluster, `--node-id`); None for a single node.
-    cluster: ClusterNode | None = None

@@ -64,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--csms-arg", action="append", default=[], metavar="ARG",
                      help="extra `csms serve` argument for the embedded CSMS (repeatable), e.g. "
                           "--csms-arg=--orphan-grace-seconds=0")
+    run.add_argument("--csms-command", default=None, metavar="CMD",
+                     help="the command that starts the embedded CSMS, given `serve ...` after it (default: "
+                          "'python -m csms'); mutation tests use 'python -m tests.support.mutants NAME --'")
     return p
 
 
@@ -93,7 +96,8 @@ def pytest_args(args: argparse.Namespace, rest: list[str]) -> list[str]:
         "--profile", args.profile, "--seed", str(args.seed), "--report-dir", str(report),
     ]
     for flag, value in (("--scale", args.scale), ("--chaos-seconds", args.chaos_seconds), ("--db", args.db), ("--csms-url", args.csms_url),
-                        ("--api-url", args.api_url), ("--api-token", args.api_token), ("--adapter", args.adapter)):
+                        ("--api-url", args.api_url), ("--api-token", args.api_token), ("--adapter", args.adapter),
+                        ("--csms-command", args.csms_command)):
         if value is not None:
             out += [flag, str(value)]
     jobs = min(args.jobs, len(paths) if args.names else args.jobs)

@@ -108,14 +108,17 @@ _SCHEMA_RACE = ("already exists", "UniqueViolation", "DuplicateTable")
 
 
 def start_embedded(db_url: str, workdir: Path, *, timings: Timings = Timings(), extra: Sequence[str] = (),
-                   timeout: float = 60.0, name: str = "csms", attempts: int = 3) -> EmbeddedCsms:
+                   timeout: float = 60.0, name: str = "csms", attempts: int = 3,
+                   command: Sequence[str] | None = None) -> EmbeddedCsms:
     """Start `csms serve` on free ports; returns once it listens (or raises RuntimeError with its log).
 
-    Its log goes to `workdir/{name}.log` (one per parallel worker).
+    Its log goes to `workdir/{name}.log` (one per parallel worker). `command` starts the CSMS
+    instead of `python -m csms` (given `serve ...` after it).
     """
     for attempt in range(1, attempts + 1):
         try:
-            return _start_once(db_url, workdir, timings=timings, extra=extra, timeout=timeout, name=name)
+            return _start_once(db_url, workdir, timings=timings, extra=extra, timeout=timeout, name=name,
+                               command=command)
         except RuntimeError as exc:
             if attempt == attempts or not any(mark in str(exc) for mark in _SCHEMA_RACE):
                 raise
@@ -124,7 +127,7 @@ def start_embedded(db_url: str, workdir: Path, *, timings: Timings = Timings(), 
 
 
 def _start_once(db_url: str, workdir: Path, *, timings: Timings, extra: Sequence[str], timeout: float,
-                name: str) -> EmbeddedCsms:
+                name: str, command: Sequence[str] | None) -> EmbeddedCsms:
     workdir.mkdir(parents=True, exist_ok=True)
     ports = workdir / f"csms-ports-{os.getpid()}-{time.monotonic_ns()}.json"
     log_path = workdir / f"{name}.log"
@@ -142,7 +145,7 @@ def _start_once(db_url: str, workdir: Path, *, timings: Timings, extra: Sequence
         "--api-tokens-file", str(tokens), *timings.serve_args(), *extra,
     ]
     log = open(log_path, "a", encoding="utf-8")  # noqa: SIM115 - handed to the process
-    proc = subprocess.Popen([sys.executable, "-m", "csms", *args], stdout=log, stderr=subprocess.STDOUT,
+    proc = subprocess.Popen([*(command or (sys.executable, "-m", "csms")), *args], stdout=log, stderr=subprocess.STDOUT,
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
     log.close()
     deadline = time.monotonic() + timeout

@@ -16,6 +16,7 @@ import importlib
 import json
 import os
 import secrets
+import shlex
 import shutil
 import sys
 import time
@@ -47,6 +48,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--api-url", default=None, help="REST URL of that CSMS")
     g.addoption("--api-token", default=os.environ.get("UNSTUCK_API_TOKEN"), help="admin token of that CSMS")
     g.addoption("--csms-arg", action="append", default=[], help="extra `csms serve` argument for the embedded CSMS")
+    g.addoption("--csms-command", default=None, help="command starting the embedded CSMS (default: python -m csms)")
     g.addoption("--adapter", default=None, help="package.module:Class of another CSMS's adapter")
 
 
@@ -88,7 +90,8 @@ def csms_endpoint(pytestconfig: pytest.Config, run_settings: RunSettings,
     workdir = tmp_path_factory.mktemp("csms")
     db = opt("db") or f"sqlite:///{workdir / 'csms.db'}"
     worker = getattr(pytestconfig, "workerinput", {}).get("workerid")
-    embedded = start_embedded(db, run_settings.report_dir, timings=Timings(), extra=opt("csms_arg"),
+    command = shlex.split(opt("csms_command")) if opt("csms_command") else None
+    embedded = start_embedded(db, run_settings.report_dir, timings=Timings(), extra=opt("csms_arg"), command=command,
                               name=f"csms-{worker}" if worker else "csms")
     _say(pytestconfig, f"embedded CSMS: {embedded.endpoint.ocpp_url} + {embedded.endpoint.api_url} on {db} "
                        f"(log {embedded.endpoint.log_path})")

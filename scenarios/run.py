@@ -24,6 +24,7 @@ from .embedded import Timings
 from .meta import ScenarioInfo
 from .observe import LiveCounts, Observer
 from .oracle import AppStart, Hold, Judgement, Rules, judge
+from .report.summary import RunOutcome, scenario_record
 from .timeline import Timeline
 
 __all__ = ["RunSettings", "ScenarioRun", "ViolationsFound"]
@@ -228,11 +229,24 @@ class ScenarioRun:
         head = f"{self.info.name}: {len(j.violations)} violation(s) ({_checked(j.checked)}); trace {self.trace_path}"
         return "\n".join([head, *(v.describe() for v in j.violations)])
 
-    def record(self) -> dict[str, Any]:
-        """What the reports need from this run (see scenarios/report/summary.py)."""
-        from .report.summary import scenario_record
+    def outcome(self) -> RunOutcome:
+        """What the reports need from this run, as plain data."""
+        info, settings, fleet = self.info, self.settings, self.fleet
+        base = RunOutcome(info.name, info.purpose, info.seed, settings.profile, settings.seed, tuple(self.notes),
+                          self.judgement)
+        if fleet is None:
+            return base
+        return replace(base, trace_path=self.trace_path, fleet={
+            "chargePoints": len(fleet), "connectors": sum(len(cp.connectors) for cp in fleet),
+            "sessions": fleet.stats.sessions, "faults": dict(fleet.stats.faults), "errors": dict(fleet.stats.errors),
+        }, timeline=self.timeline or self.truth(),
+            samples=tuple(self.observer.samples) if self.observer is not None else (),
+            recovery_from=self.recovery_from,
+            window=self.rules.recovery_window if self.rules else self.timings.recovery_window)
 
-        return scenario_record(self)
+    def record(self) -> dict[str, Any]:
+        """The run's summary.json record."""
+        return scenario_record(self.outcome())
 
 
 def _checked(checked: dict[str, int]) -> str:

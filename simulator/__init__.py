@@ -3,7 +3,7 @@
 Pure core: `model` (connector physics as a transition table), `faults` (fault
 modes and their decisions), `fleetspec` (fleets, TOML, session plans),
 `configstore`, `rng`. Shell: `chargepoint`, `fleet`, `driver`, `cli`, over the
-shared trio OCPP-J layer in `csms.ocppj`. See simulator/README.md.
+shared trio OCPP-J layer in `ocppj`. See simulator/README.md.
 """
 
 from .chargepoint import ChargePoint, Transaction

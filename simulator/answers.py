@@ -10,14 +10,13 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from ocpp.routing import on
 
-if TYPE_CHECKING:
-    from .chargepoint import ChargePoint
+from .configstore import ConfigStore
 
-__all__ = ["Answers"]
+__all__ = ["Answerer", "Answers"]
 
 
 def _answer(action: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -37,8 +36,21 @@ def _answer(action: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     return decorate
 
 
+class Answerer(Protocol):
+    """What a charge point offers the CSMS's calls (simulator.chargepoint.ChargePoint is one)."""
+
+    config: ConfigStore
+
+    def remote_start(self, id_tag: str, connector_id: int | None) -> str: ...
+    def remote_stop(self, transaction_id: int) -> str: ...
+    async def unlock(self, connector_id: int) -> str: ...
+    def trigger(self, message: str, connector_id: int | None) -> str: ...
+    def change_availability(self, connector_id: int, kind: str) -> str: ...
+    def reset(self, kind: str) -> str: ...
+
+
 class Answers:
-    def __init__(self, cp: ChargePoint) -> None:
+    def __init__(self, cp: Answerer) -> None:
         self.cp = cp
 
     @_answer("RemoteStartTransaction")

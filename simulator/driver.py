@@ -7,31 +7,43 @@ only the waiting for a free connector depends on the run.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from collections.abc import Iterable, Mapping
+from typing import Any, Protocol
 
 import trio
 
 from .errors import TransitionError
 from .fleetspec import SessionPlan
-from .model import Event, State
+from .model import Car, Event, State
+from .trace import TraceWriter
 
-if TYPE_CHECKING:
-    from .chargepoint import ChargePoint
+__all__ = ["Driven", "drive"]
 
-__all__ = ["drive"]
+
+class Driven(Protocol):
+    """The charge point a driver plays cars at (simulator.chargepoint.ChargePoint is one)."""
+
+    id: str
+    trace: TraceWriter
+    connectors: Mapping[int, Any]  # SimConnector: .model, .tx, .changed
+    operative: bool
+
+    async def plug_in(self, connector_id: int, car: Car | None = None) -> None: ...
+    async def start_by_tag(self, connector_id: int, tag: str, *, remote: bool = False, wait: bool = True) -> Any: ...
+    async def stop(self, connector_id: int, reason: str = "Local") -> None: ...
+    async def unplug(self, connector_id: int) -> None: ...
 
 IDLE_POLL = 5.0  # s; availability changes do not wake the driver, so look again now and then
 
 
-async def _wait_idle(cp: ChargePoint, connector_id: int) -> None:
+async def _wait_idle(cp: Driven, connector_id: int) -> None:
     plug = cp.connectors[connector_id]
     while not (plug.model.state is State.UNPLUGGED and plug.tx is None and plug.model.operative and cp.operative):
         with trio.move_on_after(IDLE_POLL):
             await plug.changed.wait()
 
 
-async def drive(cp: ChargePoint, connector_id: int, plans: Iterable[SessionPlan]) -> None:
+async def drive(cp: Driven, connector_id: int, plans: Iterable[SessionPlan]) -> None:
     plug = cp.connectors[connector_id]
     for plan in plans:
         cp.trace.write(cp.id, "session", **plan.to_mapping())

@@ -26,7 +26,7 @@ import trio_websocket
 from trio_websocket import open_websocket_url
 from wsproto.utilities import LocalProtocolError
 
-from csms.ocppj import (
+from ocppj import (
     SUBPROTOCOL,
     CallErrorReceived,
     CallTimeoutError,

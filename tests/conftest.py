@@ -60,9 +60,16 @@ def accept_unknown_id_tags() -> bool:
 
 
 @pytest.fixture
-def csms(db_url, tmp_path, csms_args, accept_unknown_id_tags) -> Iterator[CsmsProcess]:
+def csms_command() -> list[str] | None:
+    """What starts the CSMS instead of `python -m csms`: a mutant (tests.support.mutants.command) in mutant tests."""
+    return None
+
+
+@pytest.fixture
+def csms(db_url, tmp_path, csms_args, accept_unknown_id_tags, csms_command) -> Iterator[CsmsProcess]:
     """A real `csms serve` subprocess on free ports, stopped (SIGTERM) after the test."""
-    proc = start_csms(db_url, tmp_path, csms_args, accept_unknown_id_tags=accept_unknown_id_tags)
+    proc = start_csms(db_url, tmp_path, csms_args, accept_unknown_id_tags=accept_unknown_id_tags,
+                      command=csms_command)
     try:
         yield proc
     finally:
@@ -73,10 +80,11 @@ def csms(db_url, tmp_path, csms_args, accept_unknown_id_tags) -> Iterator[CsmsPr
 async def database(db_url, nursery):
     """A `csms.db.Database` on a fresh schema, its writer running in the test's nursery."""
     from csms.db.database import Database
-    from csms.db.engine import create_schema, make_engine
+    from csms.db.engine import make_engine
+    from csms.db.schema import prepare
 
     engine = make_engine(db_url)
-    create_schema(engine)
+    prepare(engine)
     db = Database(engine)
     await nursery.start(db.run_writer)
     yield db

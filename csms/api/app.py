@@ -11,11 +11,8 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from .. import ui
-from ..context import Context
-from ..db.database import is_outage
-from ..errors import CsmsError
-from . import (
+from csms import ui
+from csms.api import (
     chargepoints,
     connectors,
     id_tags,
@@ -26,7 +23,12 @@ from . import (
     transactions,
     webhooks,
 )
-from .envelope import ERROR_RESPONSES, ApiError, envelope, refuse_nul_in_url
+from csms.api.envelope import ERROR_RESPONSES, ApiError, envelope, refuse_nul_in_url
+from csms.context import Context
+from csms.db.database import is_outage
+from csms.errors import CsmsError
+from csms.services.watch import Watcher
+from csms.services.webhooks import WebhookDispatcher
 
 __all__ = ["create_app"]
 
@@ -38,7 +40,10 @@ def _field_name(loc: tuple) -> str:
     return ".".join(parts) or "body"
 
 
-def create_app(ctx: Context) -> FastAPI:
+def create_app(ctx: Context, *, dispatcher: WebhookDispatcher | None = None,
+               watcher: Watcher | None = None) -> FastAPI:
+    """The REST API and the dashboard; `dispatcher` and `watcher` are the running ones (None in tests that
+    build the app by hand: no receivers, no status history)."""
     app = FastAPI(
         title="unstuck CSMS",
         version="0.1.0",
@@ -47,6 +52,8 @@ def create_app(ctx: Context) -> FastAPI:
         dependencies=[Depends(refuse_nul_in_url)],
     )
     app.state.ctx = ctx
+    app.state.webhooks = dispatcher
+    app.state.watcher = watcher
     if ctx.settings.cors_origins:
         # Off unless --cors-origin names a web front end: without CORS headers a browser page from
         # another origin cannot call this API with a user's token. Bearer tokens, no cookies.

@@ -7,8 +7,8 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from ..config import ApiToken
-from .envelope import ApiError
+from csms.api.envelope import ApiError
+from csms.config import ApiToken
 
 __all__ = ["Principal", "Admin", "User", "authenticate", "require_admin", "require_user"]
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import anyio
 
-from ..metrics import HTTP_LIMITS
+from csms.metrics import HTTP_LIMITS
 
 __all__ = ["BodyLimit"]
 

@@ -11,20 +11,20 @@ from fastapi import APIRouter, Request
 from pydantic import Field, field_validator
 from sqlalchemy.orm import Session
 
-from ..chargepoint_auth import MAX_ID_LENGTH, hash_password
-from ..clock import iso
-from ..db import credential_store
-from ..db.cleanup_store import audit
-from ..ocppj import (
+from csms.api.auth import Admin
+from csms.api.envelope import ApiError, CamelModel, ok
+from csms.api.stations import check_charge_point_id, check_password
+from csms.core.chargepoint_auth import MAX_ID_LENGTH, hash_password
+from csms.core.times import iso
+from csms.db import credential_store
+from csms.db.cleanup_store import audit
+from ocppj import (
     CallErrorReceived,
     CallTimeoutError,
     ConnectionClosedError,
     InvalidResponseError,
     OcppCallError,
 )
-from .auth import Admin
-from .envelope import ApiError, CamelModel, ok
-from .stations import check_charge_point_id, check_password
 
 router = APIRouter(prefix="/api/charge-points", tags=["charge points"])
 log = logging.getLogger("csms.api")

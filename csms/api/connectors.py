@@ -6,11 +6,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request
 
-from ..occupancy import Verdict
-from ..occupancy_service import evaluate, evaluate_all, explain
-from ..sessions import active_station
-from .auth import Admin
-from .envelope import ApiError, ok
+from csms.api.auth import Admin
+from csms.api.envelope import ApiError, ok
+from csms.core.occupancy import Verdict
+from csms.services.occupancy import evaluate, evaluate_all, explain
+from csms.services.sessions import active_station
 
 router = APIRouter(prefix="/api/connectors", tags=["connectors"])
 

@@ -9,19 +9,19 @@ from fastapi import APIRouter, Request
 from pydantic import Field
 from sqlalchemy.orm import Session
 
-from ..clock import iso
-from ..db import id_tag_store
-from ..db.cleanup_store import audit
-from ..errors import IdTagNotAcceptedError
-from ..id_tags import IdTagRecord, IdTagStatus, decide, normalise, record_from
-from ..metrics import START_REFUSED
-from .auth import Admin
-from .envelope import ApiError, CamelModel, ok
+from csms.api.auth import Admin
+from csms.api.envelope import ApiError, CamelModel, ok
+from csms.core.id_tags import IdTagRecord, IdTagStatus, decide, normalise, record_from
+from csms.core.times import iso
+from csms.db import id_tag_store
+from csms.db.cleanup_store import audit
+from csms.errors import IdTagNotAcceptedError
+from csms.metrics import START_REFUSED
 
 __all__ = ["router", "tag_view", "check_tag_for_start"]
 
 router = APIRouter(prefix="/api/id-tags", tags=["id tags"])
-log = logging.getLogger("csms.id_tags")
+log = logging.getLogger("csms.core.id_tags")
 
 
 class IdTagFields(CamelModel):

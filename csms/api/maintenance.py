@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
-from ..db.cleanup_store import audit
-from ..maintenance_runner import run_once
-from .auth import Admin
-from .envelope import CamelModel, ok
+from csms.api.auth import Admin
+from csms.api.envelope import CamelModel, ok
+from csms.db.cleanup_store import audit
+from csms.services.maintenance import run_once
 
 router = APIRouter(prefix="/api/maintenance", tags=["maintenance"])
 

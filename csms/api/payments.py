@@ -7,11 +7,11 @@ from decimal import Decimal
 from fastapi import APIRouter, Request
 from pydantic import Field
 
-from .. import payments
-from .auth import User
-from .envelope import CamelModel, ok
-from .id_tags import check_tag_for_start
-from .sessions import TariffModel
+from csms.api.auth import User
+from csms.api.envelope import CamelModel, ok
+from csms.api.id_tags import check_tag_for_start
+from csms.api.sessions import TariffModel
+from csms.services import payments
 
 router = APIRouter(prefix="/api/Payments", tags=["payments"])
 

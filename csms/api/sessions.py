@@ -9,11 +9,11 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import Field, field_validator
 
-from .. import sessions, unlock, unlock_preview
-from ..billing import InvalidTariffError, parse_tariff
-from .auth import Admin, User
-from .envelope import CamelModel, ok
-from .id_tags import check_tag_for_start
+from csms.api.auth import Admin, User
+from csms.api.envelope import CamelModel, ok
+from csms.api.id_tags import check_tag_for_start
+from csms.core.billing import InvalidTariffError, parse_tariff
+from csms.services import sessions, unlock, unlock_preview
 
 router = APIRouter(prefix="/api/ChargingSession", tags=["charging sessions"])
 

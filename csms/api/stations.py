@@ -12,18 +12,18 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from ..chargepoint_auth import (
+from csms.api.auth import Admin
+from csms.api.envelope import ApiError, CamelModel, ok
+from csms.core.chargepoint_auth import (
     MAX_ID_LENGTH,
     charge_point_id_problem,
     hash_password,
     password_problem,
 )
-from ..clock import iso
-from ..db import credential_store
-from ..db.cleanup_store import audit
-from ..db.models import ChargePoint, Station, new_id
-from .auth import Admin
-from .envelope import ApiError, CamelModel, ok
+from csms.core.times import iso
+from csms.db import credential_store
+from csms.db.cleanup_store import audit
+from csms.db.models import ChargePoint, Station, new_id
 
 router = APIRouter(prefix="/api/stations", tags=["stations"])
 

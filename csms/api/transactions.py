@@ -6,10 +6,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 
-from ..clock import iso
-from ..db.transaction_store import TransactionRecord, list_transactions
-from .auth import Admin
-from .envelope import ok
+from csms.api.auth import Admin
+from csms.api.envelope import ok
+from csms.core.times import iso
+from csms.db.transaction_store import TransactionRecord, list_transactions
 
 router = APIRouter(prefix="/api/transactions", tags=["transactions"])
 

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
-from .auth import Admin
-from .envelope import ok
+from csms.api.auth import Admin
+from csms.api.envelope import ok
+from csms.services.webhooks import WebhookDispatcher
 
 router = APIRouter(prefix="/api/webhooks", tags=["webhooks"])
 
 
-def webhook_status(ctx) -> dict:
-    hooks = ctx.webhooks
+def webhook_status(hooks: WebhookDispatcher | None) -> dict:
     receivers = [] if hooks is None else [
         {"url": r.target.label, "signed": r.target.secret is not None, "queued": len(r.queue),
          "queueLimit": r.queue.maxlen, "inFlight": None if r.in_flight is None else r.in_flight.id,
@@ -26,7 +26,7 @@ def webhook_status(ctx) -> dict:
 @router.get("")
 async def list_webhooks(request: Request, who: Admin):
     """Receivers (URL without secrets), queue depth, counters, and the newest delivery attempts first."""
-    return ok(webhook_status(request.app.state.ctx))
+    return ok(webhook_status(request.app.state.webhooks))
 
 
 __all__ = ["router", "webhook_status"]

@@ -1,6 +1,6 @@
 """Several `csms serve --node-id` processes on one PostgreSQL: shared presence, forwarded commands,
 cluster duties held by one node at a time. See the README's "Running a cluster"."""
 
-from .node import ClusterConfigError, ClusterNode, check_cluster_settings, run_cluster
+from csms.cluster.node import ClusterConfigError, ClusterNode, check_cluster_settings, run_cluster
 
 __all__ = ["ClusterConfigError", "ClusterNode", "check_cluster_settings", "run_cluster"]

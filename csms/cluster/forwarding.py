@@ -9,11 +9,11 @@ unchanged across nodes. Pure except for `RemoteConnection`, which asks the Clust
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from ocpp.v16 import call_result as v16_call_result
 
-from ..ocppj import (
+from ocppj import (
     CallErrorReceived,
     CallTimeoutError,
     ConnectionClosedError,
@@ -23,10 +23,7 @@ from ..ocppj import (
     schemas,
     to_payload,
 )
-from ..ocppj.connection import to_snake
-
-if TYPE_CHECKING:
-    from .node import ClusterNode
+from ocppj.connection import to_snake
 
 __all__ = ["RemoteConnection", "answer_of", "raise_for", "result_of"]
 
@@ -66,10 +63,17 @@ def raise_for(answer: dict[str, Any], action: str, peer: str, timeout: float) ->
     raise ConnectionClosedError(answer.get("message", f"connection to {peer} is closed"))
 
 
+class Forwarder(Protocol):
+    """What a RemoteConnection needs of its node (csms.cluster.node.ClusterNode is one)."""
+
+    async def forward(self, node_id: str, charge_point_id: str, action: str, payload: dict[str, Any],
+                      timeout: float) -> dict[str, Any]: ...
+
+
 class RemoteConnection:
     """Calls to a charge point held by `node_id`, forwarded through the database (LISTEN/NOTIFY)."""
 
-    def __init__(self, cluster: ClusterNode, node_id: str, charge_point_id: str, call_timeout: float) -> None:
+    def __init__(self, cluster: Forwarder, node_id: str, charge_point_id: str, call_timeout: float) -> None:
         self.cluster = cluster
         self.node_id = node_id
         self.peer = charge_point_id

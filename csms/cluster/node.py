@@ -8,7 +8,7 @@ Three tasks, started with the server:
   answers to calls this node forwarded (the NOTIFY carries a row id; payloads live in rows, so
   NOTIFY's 8000-byte limit never bites);
 - duties: a session advisory lock on a dedicated connection: whoever holds it runs the
-  cluster-wide maintenance (csms.maintenance_runner); the lock goes with the holder's
+  cluster-wide maintenance (csms.services.maintenance); the lock goes with the holder's
   connection (a dead node's at once, a hung one's after idle_session_timeout).
 """
 
@@ -28,12 +28,9 @@ from psycopg import sql
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
-from ..db.engine import normalise_url
-from ..ocppj import OcppjError
-from ..registry import LiveConnector, RemoteChargePoint
-from . import store
-from .forwarding import RemoteConnection, answer_of, result_of
-from .presence import (
+from csms.cluster import store
+from csms.cluster.forwarding import RemoteConnection, answer_of, result_of
+from csms.cluster.presence import (
     ConnectorState,
     Presence,
     PresencePlan,
@@ -44,9 +41,12 @@ from .presence import (
     plan_presence,
     replaced_elsewhere,
 )
+from csms.db.engine import normalise_url
+from csms.ocpp.registry import LiveConnector, RemoteChargePoint
+from ocppj import OcppjError
 
 if TYPE_CHECKING:
-    from ..context import Context
+    from csms.context import Context
 
 __all__ = ["ClusterNode", "ClusterConfigError", "run_cluster", "check_cluster_settings"]
 
@@ -484,15 +484,9 @@ class ClusterNode:
             await trio.sleep(1.0)
 
 
-async def run_cluster(ctx: Context, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
-    """Start the cluster node when `--node-id` is set; outside a cluster, report ready and do nothing."""
-    node_id = ctx.settings.node_id
-    if node_id is None:
+async def run_cluster(node: ClusterNode | None, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+    """Run the cluster node when there is one (`--node-id`); outside a cluster, report ready and do nothing."""
+    if node is None:
         task_status.started(None)
         return
-    node = ClusterNode(ctx, node_id)
-    ctx.cluster = node
-    try:
-        await node.run(task_status=task_status)
-    finally:
-        ctx.cluster = None
+    await node.run(task_status=task_status)

@@ -15,14 +15,14 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from ..clock import as_utc
-from .presence import (
+from csms.cluster.presence import (
     Presence,
     PresenceChange,
     connectors_from_json,
     connectors_to_json,
     signals_from_json,
 )
+from csms.core.times import as_utc
 
 __all__ = ["load_presence", "booted_since", "Snapshot", "renew_lease", "release_node", "clear_own_presence", "write_presence", "load_snapshot",
            "sweep", "send_call", "claim_call", "answer_call", "load_answer", "unclaimed_calls"]

@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from .models import AuditEvent
+from csms.db.models import AuditEvent
 
 __all__ = ["audit"]
 

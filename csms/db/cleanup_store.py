@@ -1,6 +1,6 @@
 """Force-ending stuck sessions and releasing a connector: the units of work behind unlock and maintenance.
 
-What an unlock does is planned by `csms.unlock_plan` from `read_connector_rows`; these apply it.
+What an unlock does is planned by `csms.core.unlock_plan` from `read_connector_rows`; these apply it.
 
 Each function is one atomic unit. Every update is conditional on the row
 still being open, so two cleanups racing on one connector cannot end a session
@@ -10,15 +10,15 @@ twice or bill it twice.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 
 from sqlalchemy import String, select, type_coerce
 from sqlalchemy.orm import Session
 
-from ..clock import as_utc
-from ..reservations import TERMINAL, ReservationStatus
-from ..unlock_plan import (
+from csms.core.reservations import TERMINAL, ReservationStatus
+from csms.core.times import as_utc
+from csms.core.unlock_plan import (
     ConnectorRows,
     ReservationRow,
     SessionRow,
@@ -26,11 +26,11 @@ from ..unlock_plan import (
     UnlockPlan,
     session_end_settlement,
 )
-from .audit import audit
-from .models import ChargingSession, ConnectorStatus, PaymentReservation, Transaction
-from .ocpp_store import close_transaction_estimated
-from .reservation_store import move_reservation
-from .session_end import end_session
+from csms.db.audit import audit
+from csms.db.models import ChargingSession, ConnectorStatus, PaymentReservation, Transaction
+from csms.db.ocpp_store import close_transaction_estimated
+from csms.db.reservation_store import move_reservation
+from csms.db.session_end import end_session
 
 __all__ = ["ForcedEnd", "ConnectorRelease", "read_connector_rows", "force_end_session", "release_connector",
            "audit"]
@@ -56,7 +56,7 @@ class ConnectorRelease:
 
 
 def read_connector_rows(s: Session, cp_id: str, connector_id: int) -> ConnectorRows:
-    """The rows an unlock of this connector plans from, as plain data (`csms.unlock_plan`)."""
+    """The rows an unlock of this connector plans from, as plain data (`csms.core.unlock_plan`)."""
     open_txs = list(s.scalars(select(Transaction).where(
         Transaction.charge_point_id == cp_id, Transaction.connector_id == connector_id,
         Transaction.stop_time.is_(None))))
@@ -98,11 +98,10 @@ def _session_row(cs: ChargingSession) -> SessionRow:
 
 
 def force_end_session(s: Session, session_id: str, *, now: datetime, reason: str, actor: str,
-                      close_transaction: bool = True, fee_policy: str = "charge") -> ForcedEnd | None:
+                      fee_policy: str = "charge", settle_delay: timedelta = timedelta(0)) -> ForcedEnd | None:
     """End one session with the best meter estimate and close its transaction; None if already ended.
 
     The settlement is `unlock_plan.session_end_settlement`'s, the one the dry run showed.
-    close_transaction=False only for the test break `unlock_keeps_transaction` (the seed's bug).
     """
     session = s.get(ChargingSession, session_id)
     if session is None or session.end_time is not None:
@@ -112,9 +111,9 @@ def force_end_session(s: Session, session_id: str, *, now: datetime, reason: str
                                                 fee_policy=fee_policy, reason=reason)
     # The session first: its conditional end is what makes a racing cleanup back off.
     if not end_session(s, session_id, settlement, end_time=now, reason=reason, now=now, actor=actor,
-                       fee_waived=waived):
+                       fee_waived=waived, settle_delay=settle_delay):
         return None  # someone else ended it first
-    if tx is not None and tx.stop_time is None and close_transaction:
+    if tx is not None and tx.stop_time is None:
         close_transaction_estimated(s, tx, now=now, reason=reason, with_session=False)
     audit(s, actor=actor, action="session.force_ended", at=now, charge_point_id=session.charge_point_id,
           connector_id=session.connector_id, subject=session_id, reason=reason,
@@ -125,18 +124,19 @@ def force_end_session(s: Session, session_id: str, *, now: datetime, reason: str
 
 
 def release_connector(s: Session, cp_id: str, connector_id: int, plan: UnlockPlan, *, now: datetime, reason: str,
-                      actor: str, close_transactions: bool = True, fee_policy: str = "charge") -> ConnectorRelease:
+                      actor: str, fee_policy: str = "charge",
+                      settle_delay: timedelta = timedelta(0)) -> ConnectorRelease:
     """Do the rest of the plan: close its open transactions, cancel its reservations, reset the stale status.
 
     Each step only where the row is still as planned (a StopTransaction, another cleanup or a
-    new status may have come meanwhile). close_transactions=False only for the test break
-    `unlock_keeps_transaction`.
+    new status may have come meanwhile).
     """
     closed = []
-    for planned in plan.transactions if close_transactions else ():
+    for planned in plan.transactions:
         tx = s.get(Transaction, planned.transaction_id)
         if tx is not None and tx.stop_time is None:
-            close_transaction_estimated(s, tx, now=now, reason=reason, fee_policy=fee_policy, actor=actor)
+            close_transaction_estimated(s, tx, now=now, reason=reason, fee_policy=fee_policy, actor=actor,
+                                        settle_delay=settle_delay)
             closed.append(tx.id)
     cancelled = [r.id for r in plan.reservations if move_reservation(s, r.id, ReservationStatus.CANCELLED, now)]
     reset_from = None

@@ -11,8 +11,8 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from ..chargepoint_auth import Access
-from .models import AuditEvent, ChargePoint, ChargePointPassword, Station
+from csms.core.chargepoint_auth import Access
+from csms.db.models import AuditEvent, ChargePoint, ChargePointPassword, Station
 
 __all__ = ["load_access", "provision", "ProvisionResult", "ChargerRow", "list_chargers", "StartupState",
            "load_startup_state", "AUTO_REGISTERED", "passwords_set"]

@@ -8,7 +8,7 @@ from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
-__all__ = ["normalise_url", "make_engine", "make_migration_engine", "create_schema", "redact", "CONNECT_TIMEOUT", "STATEMENT_TIMEOUT_MS"]
+__all__ = ["normalise_url", "make_engine", "make_migration_engine", "redact", "CONNECT_TIMEOUT", "STATEMENT_TIMEOUT_MS"]
 
 CONNECT_TIMEOUT = 5  # seconds
 STATEMENT_TIMEOUT_MS = 30_000
@@ -104,11 +104,3 @@ def make_migration_engine(url: str) -> Engine | None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
-
-
-def create_schema(engine: Engine, *, upgrade_older: bool = True) -> None:
-    """Bring the database to this code's schema with its Alembic migrations (csms.db.schema.prepare):
-    create an empty one, upgrade an older one, refuse a newer one (SchemaError)."""
-    from .schema import prepare
-
-    prepare(engine, upgrade_older=upgrade_older)

@@ -20,10 +20,10 @@ from sqlalchemy import DateTime
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 
-from ..clock import as_utc
-from ..id_tags import IdTagInfo, IdTagRecord, IdTagStatus, decide, normalise
-from ..linking import REVIVABLE_END_REASONS
-from .models import ChargingSession, IdTag, PaymentReservation, Transaction
+from csms.core.id_tags import IdTagInfo, IdTagRecord, IdTagStatus, decide, normalise
+from csms.core.linking import REVIVABLE_END_REASONS
+from csms.core.times import as_utc
+from csms.db.models import ChargingSession, IdTag, PaymentReservation, Transaction
 
 __all__ = ["HotSql", "hot_sql_for", "judge_id_tag"]
 
@@ -36,7 +36,7 @@ _SQL = {
                          "AND stop_time IS NULL",
     "insert_tx": f"INSERT INTO {_TX} (charge_point_id, connector_id, id_tag, meter_start, start_time, opened_at) "
                  "VALUES (:cp, :conn, :tag, :meter, :start, :now)",
-    # Sessions a StartTransaction may link (csms.linking decides): pending ones, and ones that ended
+    # Sessions a StartTransaction may link (csms.core.linking decides): pending ones, and ones that ended
     # only because we stopped waiting for their start, recently enough to be revived.
     "link_candidates": f"SELECT id, status, created_at, end_time, end_reason, reservation_id FROM {_CS} "
                        "WHERE charge_point_id = :cp AND connector_id = :conn AND id_tag = :tag "
@@ -51,7 +51,8 @@ _SQL = {
                        "AND status NOT IN ('Completed', 'Cancelled', 'Failed')",
     "tx_for_stop": f"SELECT meter_start, stop_time, connector_id, latest_meter_wh, start_time FROM {_TX} "
                    "WHERE id = :id AND charge_point_id = :cp",
-    "close_tx": f"UPDATE {_TX} SET meter_stop = :meter, stop_time = :at, stop_reason = :reason WHERE id = :id",
+    "close_tx": f"UPDATE {_TX} SET meter_stop = :meter, stop_time = :at, stop_reason = :reason WHERE id = :id "
+                "AND stop_time IS NULL",
     "open_session_of_tx": f"SELECT id, tariff, reservation_id, meter_start FROM {_CS} WHERE transaction_id = :tx "
                           "AND end_time IS NULL LIMIT 1",
     # The id tag list (csms.db.id_tag_store.judge, on the DBAPI cursor): one row by its key, and whether the

@@ -7,8 +7,8 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ..id_tags import IdTagInfo, IdTagRecord, IdTagStatus, decide, normalise
-from .models import IdTag, Transaction
+from csms.core.id_tags import IdTagInfo, IdTagRecord, IdTagStatus, decide, normalise
+from csms.db.models import IdTag, Transaction
 
 __all__ = ["lookup", "judge", "open_transactions_of", "list_tags", "upsert", "delete"]
 

@@ -166,7 +166,7 @@ class ChargingSession(_ConnectorClaim, Base):
     )
 
 
-# Statuses of a reservation that no longer hold the connector (see csms.reservations).
+# Statuses of a reservation that no longer hold the connector (see csms.core.reservations).
 _INACTIVE_SQL = "status NOT IN ('Completed', 'Cancelled', 'Failed')"
 
 
@@ -181,7 +181,7 @@ class PaymentReservation(_ConnectorClaim, Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
     # The provider's cancel of a reservation that ended before charging: due (and retried) from
-    # provider_cancel_due_at until provider_cancelled_at is set (see csms.payment_cancels).
+    # provider_cancel_due_at until provider_cancelled_at is set (see csms.services.payment_calls).
     provider_cancel_due_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     provider_cancelled_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     provider_cancel_attempts: Mapped[int | None] = mapped_column(Integer)
@@ -191,6 +191,8 @@ class PaymentReservation(_ConnectorClaim, Base):
     provider_capture_due_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     provider_captured_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     provider_capture_attempts: Mapped[int | None] = mapped_column(Integer)
+    # The worker making a due provider call holds it until then (see csms.services.payment_calls).
+    provider_call_claimed_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
     __table_args__ = (
         Index(
             "ux_payment_reservations_active_connector",

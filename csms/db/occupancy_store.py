@@ -8,9 +8,9 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ..clock import as_utc
-from ..reservations import TERMINAL
-from .models import ConnectorStatus, PaymentReservation, Station, Transaction
+from csms.core.reservations import TERMINAL
+from csms.core.times import as_utc
+from csms.db.models import ConnectorStatus, PaymentReservation, Station, Transaction
 
 __all__ = ["StoredStatus", "StoredTransaction", "StoredReservation", "StoredSignals",
            "load_connector_signals", "load_all_signals", "StationRef", "find_station"]

@@ -13,15 +13,15 @@ from decimal import Decimal
 from sqlalchemy import BigInteger, bindparam, case, or_, select, update
 from sqlalchemy.orm import Session
 
-from .. import billing, linking
-from ..clock import as_utc
-from ..clock import stop_time as trusted_stop_time
-from ..fee_policy import apply_waiver
-from ..reservations import ACTIVE, ReservationStatus
-from .audit import audit
-from .database import BulkWrite
-from .hotpath import hot_sql_for
-from .models import (
+from csms.core import billing, linking
+from csms.core.fee_policy import apply_waiver
+from csms.core.reservations import ACTIVE, ReservationStatus
+from csms.core.times import as_utc
+from csms.core.times import stop_time as trusted_stop_time
+from csms.db.audit import audit
+from csms.db.database import BulkWrite
+from csms.db.hotpath import hot_sql_for
+from csms.db.models import (
     ChargePoint,
     ChargingSession,
     ConnectorStatus,
@@ -30,8 +30,8 @@ from .models import (
     Transaction,
     UtcDateTime,
 )
-from .reservation_store import move_reservation, reprice_capture
-from .session_end import ESTIMATED_REASONS, end_session
+from csms.db.reservation_store import move_reservation, reprice_capture
+from csms.db.session_end import ESTIMATED_REASONS, end_session
 
 __all__ = [
     "BULK_STATEMENTS",
@@ -151,15 +151,14 @@ def start_transaction(
     now: datetime,
     *,
     revive_within: timedelta | None = None,
-    end_superseded_sessions: bool = True,
+    settle_delay: timedelta = timedelta(0),
 ) -> StartResult:
-    """Open a transaction and link it to the charging session it bills to (see `csms.linking`).
+    """Open a transaction and link it to the charging session it bills to (see `csms.core.linking`).
 
     Older transactions still open on the same connector are closed as `Superseded`: a
     connector runs one transaction at a time, so their StopTransaction was lost. One of the
     same tag hands its session over instead (the charger rebuilt and resent its start).
-    Plain SQL on the hot path; the ORM only for the rare cases. end_superseded_sessions=False only
-    for the test break `supersede_keeps_session`.
+    Plain SQL on the hot path; the ORM only for the rare cases.
     """
     hot = hot_sql_for(s)
     cur = hot.cursor(s)
@@ -179,8 +178,8 @@ def start_transaction(
             if session is not None and session.end_time is None:
                 carried = carry = session
         # Every other superseded transaction's session ends here, billed from its last sample.
-        close_transaction_estimated(s, old, now=now, reason="Superseded",
-                                    with_session=carry is None and end_superseded_sessions)
+        close_transaction_estimated(s, old, now=now, reason="Superseded", with_session=carry is None,
+                                    settle_delay=settle_delay)
     if open_ids:
         s.flush()
         cur = hot.cursor(s)
@@ -301,13 +300,11 @@ def stop_transaction(
     stop_time: datetime | None,
     reason: str | None,
     now: datetime,
-    reconcile: bool = True,
 ) -> StopResult:
     """Close a transaction and settle its session; a late stop of a force-ended one reconciles it.
 
     `stop_time` is the charger's stamp (None if it sent none we could read); see
-    `csms.clock.stop_time` for when it is overruled. reconcile=False only for the test
-    break `late_stop_ignored`.
+    `csms.core.times.stop_time` for when it is overruled.
     """
     hot = hot_sql_for(s)
     cur = hot.cursor(s)
@@ -316,12 +313,12 @@ def stop_transaction(
         return StopResult(known=False, reconciled=False, session_id=None)
     meter_start, already_stopped, connector_id, latest_wh, started = row
     if already_stopped is not None:
-        if not reconcile:
-            return StopResult(known=True, reconciled=False, session_id=None, connector_id=connector_id)
         return _late_stop(s, tx_id, meter_stop=meter_stop, stop_time=stop_time, reason=reason, now=now)
     reason = reason or "Local"
     ended, skewed = trusted_stop_time(stop_time, started=hot.from_time(started), received=now)
-    hot.run(cur, "close_tx", {"id": tx_id, "meter": meter_stop, "at": hot.time(ended), "reason": reason})
+    closed = hot.run(cur, "close_tx", {"id": tx_id, "meter": meter_stop, "at": hot.time(ended), "reason": reason})
+    if closed.rowcount == 0:  # closed meanwhile by another process (`csms maintenance`): reconcile its estimate
+        return _late_stop(s, tx_id, meter_stop=meter_stop, stop_time=stop_time, reason=reason, now=now)
     if skewed:
         _audit_skew(s, cp_id, connector_id, tx_id, stamped=stop_time, started=hot.from_time(started), stored=ended,
                     now=now)
@@ -358,9 +355,12 @@ def _late_stop(s: Session, tx_id: int, *, meter_stop: int, stop_time: datetime |
     tx.meter_stop, tx.stop_time, tx.stop_reason = meter_stop, ended, reason or "Local"
     if session is None:
         return StopResult(known=True, reconciled=True, session_id=None, connector_id=tx.connector_id, skewed=skewed)
-    # The real figures replace our estimate; the session keeps why it was ended early.
     start = billing_start(session, tx)
     st = billing.settle_stop(start, session.tariff, meter_stop=meter_stop, latest_sample_wh=tx.latest_meter_wh)
+    if session.end_time is None:  # the transaction was closed without ending its session: end it now
+        end_session(s, session.id, st, end_time=ended, reason=tx.stop_reason, now=now, actor=ACTOR)
+        return StopResult(True, True, session.id, st.energy_wh, str(st.fee), tx.connector_id, st.review, skewed)
+    # The real figures replace our estimate; the session keeps why it was ended early.
     session.end_time = ended
     session.end_meter_wh, session.energy_wh, session.fee = st.end_meter_wh, st.energy_wh, st.fee
     if session.fee_waived_reason:
@@ -376,6 +376,9 @@ def _late_stop(s: Session, tx_id: int, *, meter_stop: int, stop_time: datetime |
         session.review_reason = st.review
         _audit_review(s, tx.charge_point_id, tx.connector_id, session.id, tx.id, st, meter_start=start,
                       meter_stop=meter_stop, sampled=tx.latest_meter_wh, now=now)
+    audit(s, actor=ACTOR, action="session.reconciled", at=now, charge_point_id=tx.charge_point_id,
+          connector_id=tx.connector_id, subject=session.id, transaction_id=tx.id, energy_wh=session.energy_wh,
+          fee=str(session.fee), meter_source=session.meter_source, review=session.review_reason)
     return StopResult(True, True, session.id, st.energy_wh, str(st.fee), tx.connector_id, st.review, skewed)
 
 
@@ -401,12 +404,12 @@ def billing_start(session: ChargingSession, tx: Transaction) -> int:
 
 
 def close_transaction_estimated(s: Session, tx: Transaction, *, now: datetime, reason: str,
-                                with_session: bool = True, fee_policy: str = "charge",
-                                actor: str = ACTOR) -> billing.Settlement | None:
+                                with_session: bool = True, fee_policy: str = "charge", actor: str = ACTOR,
+                                settle_delay: timedelta = timedelta(0)) -> billing.Settlement | None:
     """Close an open transaction whose StopTransaction never came, with the best meter estimate.
 
     Ends its charging session too (unless `with_session` is False: it is being carried over);
-    returns the session's settlement (its fee waived where `csms.fee_policy` says so), if any.
+    returns the session's settlement (its fee waived where `csms.core.fee_policy` says so), if any.
     """
     assert reason in ESTIMATED_REASONS, reason
     end_wh, _source = billing.choose_end_meter(tx.meter_start, latest_sample_wh=tx.latest_meter_wh, meter_stop=tx.meter_stop)
@@ -419,18 +422,19 @@ def close_transaction_estimated(s: Session, tx: Transaction, *, now: datetime, r
     settlement = billing.settle(billing_start(session, tx), session.tariff, latest_sample_wh=tx.latest_meter_wh)
     settlement, waived = apply_waiver(settlement, fee_policy, reason)
     if not end_session(s, session.id, settlement, end_time=now, reason=reason, now=now, actor=actor,
-                        fee_waived=waived):
+                       fee_waived=waived, settle_delay=settle_delay):
         return None
     return settlement
 
 
-def close_transaction_invalid_stop(s: Session, tx_id: int, *, cp_id: str, meter_stop: int, now: datetime) -> bool:
+def close_transaction_invalid_stop(s: Session, tx_id: int, *, cp_id: str, meter_stop: int, now: datetime,
+                                   settle_delay: timedelta = timedelta(0)) -> bool:
     """A StopTransaction whose meterStop no meter shows: close the transaction (and bill its session) with
     the last good reading instead, and audit the value. False if it is not this charge point's open one."""
     tx = s.get(Transaction, tx_id)
     if tx is None or tx.charge_point_id != cp_id or tx.stop_time is not None:
         return False
-    settlement = close_transaction_estimated(s, tx, now=now, reason="InvalidMeterStop")
+    settlement = close_transaction_estimated(s, tx, now=now, reason="InvalidMeterStop", settle_delay=settle_delay)
     audit(s, actor=ACTOR, action="transaction.invalid_meter_stop", at=now, charge_point_id=cp_id,
           connector_id=tx.connector_id, subject=str(tx_id), meter_stop=str(meter_stop), closed_with_wh=tx.meter_stop,
           billed_wh=None if settlement is None else settlement.energy_wh)

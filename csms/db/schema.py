@@ -32,9 +32,9 @@ from alembic.runtime.migration import MigrationContext  # noqa: E402
 from alembic.script import Script, ScriptDirectory  # noqa: E402
 from sqlalchemy import Connection, Engine, create_engine, inspect, text  # noqa: E402
 
-from ..errors import CsmsError  # noqa: E402
-from .engine import make_migration_engine  # noqa: E402
-from .models import Base  # noqa: E402
+from csms.db.engine import make_migration_engine  # noqa: E402
+from csms.db.models import Base  # noqa: E402
+from csms.errors import CsmsError  # noqa: E402
 
 __all__ = [
     "MIGRATIONS",

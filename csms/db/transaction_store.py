@@ -9,8 +9,8 @@ from decimal import Decimal
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ..clock import as_utc
-from .models import ChargingSession, Transaction
+from csms.core.times import as_utc
+from csms.db.models import ChargingSession, Transaction
 
 __all__ = ["LinkedSession", "TransactionRecord", "list_transactions"]
 

@@ -6,6 +6,6 @@ __all__ = ["mount"]
 
 
 def mount(app) -> None:
-    from .routes import mount as _mount
+    from csms.ui.routes import mount as _mount
 
     _mount(app)

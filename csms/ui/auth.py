@@ -17,7 +17,7 @@ import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from ..config import ApiToken
+from csms.config import ApiToken
 
 __all__ = ["COOKIE", "UiSession", "find_token", "issue", "read", "csrf_token", "csrf_ok", "LIFETIME_SECONDS"]
 

@@ -23,19 +23,19 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
-from .. import unlock, unlock_preview
-from ..commands import ChargePointCommands
-from ..context import Context
-from ..db.cleanup_store import audit
-from ..db.occupancy_store import StoredSignals
-from ..errors import CsmsError
-from ..maintenance_runner import run_once
-from ..occupancy import ConnectorSignals, decide
-from ..occupancy_service import Evaluation, evaluate, evaluate_all, explain
-from ..ocppj import OcppjError
-from . import auth, store
-from .timeline import build_timeline, details_text
-from .words import board_row, clock_time
+from csms.context import Context
+from csms.core.occupancy import ConnectorSignals, decide
+from csms.db.cleanup_store import audit
+from csms.db.occupancy_store import StoredSignals
+from csms.errors import CsmsError
+from csms.ocpp.commands import ChargePointCommands
+from csms.services import unlock, unlock_preview
+from csms.services.maintenance import run_once
+from csms.services.occupancy import Evaluation, evaluate, evaluate_all, explain
+from csms.ui import auth, store
+from csms.ui.timeline import build_timeline, details_text
+from csms.ui.words import board_row, clock_time
+from ocppj import OcppjError
 
 __all__ = ["mount", "router"]
 
@@ -288,7 +288,8 @@ async def _resolve(ctx: Context, station_id: str) -> tuple[str, str]:
     return found
 
 
-async def _connector(ctx: Context, station_id: str, connector_id: int) -> dict[str, Any]:
+async def _connector(request: Request, station_id: str, connector_id: int) -> dict[str, Any]:
+    ctx = _ctx(request)
     st_id, cp_id = await _resolve(ctx, station_id)
     ev = await evaluate(ctx, cp_id, connector_id)
     x = explain(ev, ctx.settings.freshness.total_seconds() / 60)
@@ -296,7 +297,8 @@ async def _connector(ctx: Context, station_id: str, connector_id: int) -> dict[s
     records = await ctx.db.read(lambda s: store.connector_records(s, cp_id, connector_id))
     now = ctx.clock.now()
     row = board_row(x, st_id, facts.activity, facts.last_seen.get(cp_id), now, quiet=_quiet(ctx))
-    statuses = [] if ctx.watcher is None else ctx.watcher.history(cp_id, connector_id)
+    watcher = request.app.state.watcher
+    statuses = [] if watcher is None else watcher.history(cp_id, connector_id)
     live_cp = ctx.registry.get(cp_id)
     return {"station_id": st_id, "cp_id": cp_id, "connector_id": connector_id, "x": x, "row": row,
             "timeline": build_timeline(statuses, records.transactions, records.sessions, records.audit),
@@ -309,14 +311,14 @@ async def _connector(ctx: Context, station_id: str, connector_id: int) -> dict[s
 @router.get("/connectors/{station_id}/{connector_id}")
 async def connector_page(request: Request, station_id: str, connector_id: int):
     session = signed_in(request)
-    data = await _connector(_ctx(request), station_id, connector_id)
+    data = await _connector(request, station_id, connector_id)
     return _page(request, "connector.html", session, **data)
 
 
 @router.get("/connectors/{station_id}/{connector_id}/live")
 async def connector_live(request: Request, station_id: str, connector_id: int, part: str = "head"):
     signed_in(request)
-    data = await _connector(_ctx(request), station_id, connector_id)
+    data = await _connector(request, station_id, connector_id)
     return _fragment(request, "_connector_body.html" if part == "body" else "_connector_head.html", **data)
 
 
@@ -490,10 +492,10 @@ async def audit_page(request: Request, actor: str = "", action: str = "", cp: st
 
 @router.get("/webhooks")
 async def webhooks_page(request: Request):
-    from ..api.webhooks import webhook_status
+    from csms.api.webhooks import webhook_status
 
     session = signed_in(request)
-    return _page(request, "webhooks.html", session, **webhook_status(_ctx(request)))
+    return _page(request, "webhooks.html", session, **webhook_status(request.app.state.webhooks))
 
 
 # ------------------------------------------------------------------ wiring

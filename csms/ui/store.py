@@ -9,9 +9,9 @@ from typing import Any
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from ..clock import as_utc
-from ..db.models import AuditEvent, ChargePoint, ChargingSession, Station, Transaction
-from .words import TxActivity
+from csms.core.times import as_utc
+from csms.db.models import AuditEvent, ChargePoint, ChargingSession, Station, Transaction
+from csms.ui.words import TxActivity
 
 __all__ = ["BoardFacts", "board_facts", "ConnectorRecords", "connector_records", "AuditLine", "audit_lines",
            "station_of", "MAINTENANCE_ACTIONS"]

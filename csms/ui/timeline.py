@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from ..clock import as_utc
+from csms.core.times import as_utc
 
 __all__ = ["Entry", "build_timeline", "details_text"]
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from ..clock import as_utc, parse_iso
+from csms.core.times import as_utc, parse_iso
 
 __all__ = ["TxActivity", "BoardRow", "age", "clock_time", "reason_words", "suspicions", "board_row",
            "TRANSACTION_STATUSES", "LINGERING_RESERVATION"]

@@ -44,7 +44,7 @@ async def test_disconnect_mid_session(fleet, oracle, csms):
     await oracle.wait(0.5)  # the car charges on, unseen
     await f[cp].unplug(1)  # it leaves: StopTransaction is queued in the charger
     queued = f[cp].truth().queued
-    unlocked = await csms.unlock(cp, 1)  # the admin, meanwhile
+    unlocked = await csms.services.unlock(cp, 1)  # the admin, meanwhile
     oracle.note(f"car left offline ({queued} message(s) queued); unlock: {unlocked.status} {unlocked.message!r} "
                 f"cleaned={list(unlocked.cleaned_sessions)}")
     assert (unlocked.unlocked, unlocked.status, unlocked.message) == (False, 400, "Charger is offline"), unlocked

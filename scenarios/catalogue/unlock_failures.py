@@ -56,7 +56,7 @@ async def test_unlock_failures(fleet, oracle, csms):
     unlocked = {}
 
     async def unlock(p: str) -> None:
-        unlocked[p] = await csms.unlock(cp[p], 1)
+        unlocked[p] = await csms.services.unlock(cp[p], 1)
 
     async with trio.open_nursery() as n:  # the admin unlocks all four at once
         for p in cp:

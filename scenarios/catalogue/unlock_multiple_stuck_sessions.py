@@ -43,7 +43,7 @@ async def test_unlock_multiple_stuck_sessions(fleet, oracle, csms):
     oracle.note(f"next start refused: {refused.status} {refused.code} {list(refused.reasons)}")
 
     stuck = (*ghosts, real.session_id)
-    unlocked = await csms.unlock(cp, 1)  # the admin action
+    unlocked = await csms.services.unlock(cp, 1)  # the admin action
     oracle.recovery_starts()
     oracle.note(f"unlock: {unlocked.status} {unlocked.message} cleaned={list(unlocked.cleaned_sessions)}")
     assert unlocked.unlocked, unlocked

@@ -31,13 +31,13 @@ async def test_unlock_normal(fleet, oracle, csms):
     oracle.session_tariff(started.session_id, TARIFF)
     await oracle.until(lambda: f[cp].connector_truth(2).transaction_id is not None, 10, "the car to charge")
 
-    free = await csms.unlock(cp, 1)  # 1. nothing is stuck on connector 1
+    free = await csms.services.unlock(cp, 1)  # 1. nothing is stuck on connector 1
     oracle.note(f"unlock of the free connector: {free.status} {free.message!r} cleared={free.sessions_cleared}")
     assert (free.unlocked, free.status, free.message) == (True, 200, "Connector unlocked successfully"), free
     assert (free.cleaned_sessions, free.sessions_cleared, free.warnings) == ((), 0, ()), free
 
     await oracle.wait(2.5)  # connector 1 keeps being sampled free; connector 2 charges on
-    charging = await csms.unlock(cp, 2)  # 2. the charger stops the transaction itself, then unlocks
+    charging = await csms.services.unlock(cp, 2)  # 2. the charger stops the transaction itself, then unlocks
     oracle.note(f"unlock of the charging connector: {charging.status} {charging.message!r} "
                 f"cleaned={list(charging.cleaned_sessions)}")
     assert charging.unlocked and charging.cleaned_sessions == (started.session_id,), charging

@@ -31,7 +31,7 @@ async def test_unlock_stuck_session(fleet, oracle, csms):
     assert not refused.accepted and refused.code == "ConnectorBusy", refused
     oracle.note(f"second start refused: {refused.status} {refused.code} {list(refused.reasons)}")
 
-    unlocked = await csms.unlock(cp, 1)  # 4. the admin action
+    unlocked = await csms.services.unlock(cp, 1)  # 4. the admin action
     assert unlocked.unlocked and unlocked.cleaned_sessions == (first.session_id,), unlocked
     oracle.recovery_starts()
     oracle.note(f"unlock: {unlocked.message}")

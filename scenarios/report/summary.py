@@ -10,16 +10,14 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ..oracle import Sample
+from ..oracle import Judgement, Sample
 from ..timeline import IDLE_STATE, Timeline
 
-if TYPE_CHECKING:
-    from ..run import ScenarioRun
-
-__all__ = ["scenario_record", "verdict_segments", "falsely_busy_series", "write_summary", "SUMMARY_VERSION"]
+__all__ = ["RunOutcome", "scenario_record", "verdict_segments", "falsely_busy_series", "write_summary", "SUMMARY_VERSION"]
 
 SUMMARY_VERSION = 1
 
@@ -53,30 +51,40 @@ def falsely_busy_series(samples: Sequence[Sample], timeline: Timeline) -> list[l
     return [[t, n] for t, n in sorted(counts.items())]
 
 
-def scenario_record(run: ScenarioRun) -> dict[str, Any]:
-    info, settings = run.info, run.settings
+@dataclass(frozen=True)
+class RunOutcome:
+    """What one scenario run left for the reports, as plain data (the run builds it; nothing here runs)."""
+
+    name: str
+    purpose: str
+    seed_passage: str
+    profile: str
+    seed: int
+    notes: tuple[str, ...]
+    judgement: Judgement | None
+    trace_path: Path | None = None  # None: the fleet never started
+    fleet: dict[str, Any] | None = None  # chargePoints, connectors, sessions, faults, errors
+    timeline: Timeline | None = None
+    samples: tuple[Sample, ...] = ()
+    recovery_from: float = 0.0
+    window: float = 0.0
+
+
+def scenario_record(run: RunOutcome) -> dict[str, Any]:
     record: dict[str, Any] = {
-        "name": info.name, "purpose": info.purpose, "seedPassage": info.seed, "profile": settings.profile,
-        "seed": settings.seed, "rerun": f"unstuck-scenarios run {info.name} --seed {settings.seed} "
-                                        f"--profile {settings.profile}",
+        "name": run.name, "purpose": run.purpose, "seedPassage": run.seed_passage, "profile": run.profile,
+        "seed": run.seed, "rerun": f"unstuck-scenarios run {run.name} --seed {run.seed} --profile {run.profile}",
         "notes": list(run.notes), "violations": [], "checked": {}, "fleet": None, "timeline": None,
         "trace": None,
     }
     if run.judgement is not None:
         record["violations"] = [v.to_json() for v in run.judgement.violations]
         record["checked"] = dict(run.judgement.checked)
-    fleet = run.fleet
-    if fleet is None:
+    if run.fleet is None or run.timeline is None:
         return record
     record["trace"] = str(run.trace_path)
-    record["fleet"] = {
-        "chargePoints": len(fleet), "connectors": sum(len(cp.connectors) for cp in fleet),
-        "sessions": fleet.stats.sessions, "faults": dict(fleet.stats.faults), "errors": dict(fleet.stats.errors),
-    }
-    timeline = run.timeline or run.truth()
-    samples = run.observer.samples if run.observer is not None else []
-    record["timeline"] = timeline_record(samples, timeline, run.recovery_from,
-                                         run.rules.recovery_window if run.rules else run.timings.recovery_window,
+    record["fleet"] = dict(run.fleet)
+    record["timeline"] = timeline_record(run.samples, run.timeline, run.recovery_from, run.window,
                                          record["violations"])
     return record
 

@@ -10,7 +10,7 @@ every acknowledged StartTransaction is stored, every acknowledged StopTransactio
 meterStop, no transaction twice, every transaction closed, and after start-up maintenance no
 connector is falsely busy.
 
-The mutation `--test-break stop_acked_before_commit` (StopTransaction answered before its commit)
+The mutant `stop_acked_before_commit` (tests.support.mutants: StopTransaction answered before its commit)
 must make it fail: `test_acknowledging_before_the_commit_is_caught`.
 
 The long variant (more charge points, more kills) is kept out of `make test`:
@@ -39,6 +39,7 @@ from scenarios.oracle import Judgement, Rules, Sample, judge
 from scenarios.timeline import Timeline
 from simulator import DriverSpec, Fleet, FleetSpec, GroupSpec, TraceWriter
 from tests.support.db import writes_held
+from tests.support.mutants import command
 from tests.support.server import ADMIN_TOKEN, CsmsProcess, start_csms
 
 PREFIX = "CRASH"
@@ -110,7 +111,7 @@ def kill_figures(records: list[dict[str, Any]], timeline: Timeline, kill_t: floa
 # transaction it never stored); superseded means it still held a transaction open when the connector
 # started the next one (a stop lost).
 LOG_EVENTS = ("transaction.start_repeated", "transaction.superseded", "transaction.reconciled",
-              "transaction.stop_unknown", "test_break.on")
+              "transaction.stop_unknown", "mutant.on")
 
 
 def log_counts(log: str) -> dict[str, int]:
@@ -131,6 +132,7 @@ class CrashRun:
     load_seconds: float = 6.0  # traffic before each kill, and after the last restart
     hold_seconds: float = 1.5  # commits held back just before every other kill
     extra: list[str] = field(default_factory=list)
+    command: list[str] | None = None  # a mutant instead of `python -m csms`
     seed: int = 11
     kill_times: list[float] = field(default_factory=list)
     restart_seconds: list[float] = field(default_factory=list)
@@ -146,7 +148,8 @@ class CrashRun:
     async def _start(self, ports: tuple[int, int] | None) -> CsmsProcess:
         pinned = [] if ports is None else ["--ocpp-port", str(ports[0]), "--http-port", str(ports[1])]
         return await trio.to_thread.run_sync(
-            lambda: start_csms(self.db_url, self.workdir, _serve_args([*self.extra, *pinned]), timeout=60))
+            lambda: start_csms(self.db_url, self.workdir, _serve_args([*self.extra, *pinned]), timeout=60,
+                               command=self.command))
 
     async def run(self) -> None:
         csms = await self._start(None)
@@ -262,7 +265,7 @@ async def test_sigkill_under_load_loses_no_acknowledged_transaction(db_url, tmp_
 async def test_acknowledging_before_the_commit_is_caught(sqlite_url, tmp_path):
     """The mutation: StopTransaction answered before its commit. Killed while commits wait, acknowledged
     stops are gone, and the same checks fail."""
-    run = CrashRun(sqlite_url, tmp_path, charge_points=30, kills=1, extra=["--test-break", "stop_acked_before_commit"])
+    run = CrashRun(sqlite_url, tmp_path, charge_points=30, kills=1, command=command("stop_acked_before_commit"))
     await run.run()
     print(run.report("SQLite, stop_acked_before_commit"))
     assert run.lost_stops > 0, run.report("SQLite, stop_acked_before_commit")

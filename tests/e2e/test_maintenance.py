@@ -11,8 +11,8 @@ import pytest
 import trio
 from sqlalchemy import create_engine, select
 
-from csms.db.engine import create_schema
 from csms.db.models import AuditEvent, ConnectorStatus, PaymentReservation, Transaction
+from csms.db.schema import prepare
 from tests.support.chargepoint import connect
 from tests.support.db import plant_stuck_session, with_db
 from tests.support.server import start_csms
@@ -20,7 +20,7 @@ from tests.support.server import start_csms
 
 def _prepare(url: str) -> None:
     engine = create_engine(url)
-    create_schema(engine)
+    prepare(engine)
     engine.dispose()
 
 

@@ -15,7 +15,7 @@ import trio
 from sqlalchemy import select
 
 from csms.db.models import AuditEvent, PaymentReservation, Transaction
-from csms.ocppj import CallErrorReceived
+from ocppj import CallErrorReceived
 from tests.support.chargepoint import connect
 from tests.support.db import with_db
 

@@ -60,7 +60,10 @@ def provider_log(monkeypatch, tmp_path):
     return _flaky_env(monkeypatch, tmp_path, failures=0)
 
 
-@pytest.mark.parametrize("csms_args", [FLAKY])
+SETTLE_NOW = [*FLAKY, "--estimate-settle-seconds", "0"]
+
+
+@pytest.mark.parametrize("csms_args", [SETTLE_NOW])
 async def test_a_superseded_paid_session_captures_its_fee_with_the_provider_once(provider_log, csms):
     async with connect(csms.ocpp, "SUP2") as cp, csms.client("user") as user, csms.client() as admin:
         await cp.status(1, "Available")
@@ -81,7 +84,7 @@ async def test_a_superseded_paid_session_captures_its_fee_with_the_provider_once
     assert [(c["op"], c["amount"]) for c in captures()] == [("capture", "1.00")]
     assert (session["endReason"], session["chargingTotalFee"]) == ("Superseded", "1.00")
     res = with_db(csms.db_url, lambda s: s.get(PaymentReservation, rid))
-    assert res.status == "Cancelled" and res.provider_captured_at is not None and res.provider_cancel_due_at is None
+    assert res.status == "Completed" and res.provider_captured_at is not None and res.provider_cancel_due_at is None
     assert res.provider_cancelled_at is None
     assert [a.details["amount"] for a in _audits(csms.db_url, "payment.captured") if a.subject == rid] == ["1.00"]
 
@@ -100,3 +103,64 @@ async def test_a_paid_session_stopped_normally_captures_its_fee(provider_log, cs
                      "the provider capture")
     assert [(c["op"], c["amount"]) for c in _provider_calls(provider_log)
             if c["ref"] == created["providerRef"]] == [("capture", "0.50")]
+
+
+@pytest.mark.parametrize("csms_args", [[*FLAKY, "--estimate-settle-seconds", "2"]])
+async def test_a_late_stop_within_the_settle_delay_sets_the_amount_captured(provider_log, csms):
+    """The supersede estimated 4,000 Wh (1.00); the charger's own StopTransaction comes a moment later with
+    6,000 Wh: the capture, not yet made, takes 1.50, once."""
+    async with connect(csms.ocpp, "SUP4") as cp, csms.client("user") as user, csms.client() as admin:
+        await cp.status(1, "Available")
+        created = (await user.post("/api/Payments/Create", json=_start("SUP4", tag="APP001"))).json()["data"]
+        r = await user.post("/api/Payments/Confirm", json={"reservationId": created["reservationId"],
+                                                          "paymentMethod": "card"})
+        session_id = r.json()["data"]["sessionId"]
+        tx_a, _tx_b = await _supersede(cp)
+        assert (await _session(admin, session_id))["chargingTotalFee"] == "1.00"
+        await cp.stop(tx_a, 6_000)  # late: the queue of a charger that was cut off
+        await _until(lambda: [c for c in _provider_calls(provider_log) if c["ref"] == created["providerRef"]],
+                     "the provider capture")
+        await trio.sleep(0.8)
+        session = await _session(admin, session_id)
+    assert [(c["op"], c["amount"]) for c in _provider_calls(provider_log)
+            if c["ref"] == created["providerRef"]] == [("capture", "1.50")]
+    assert (session["chargingTotalFee"], session["reconciled"], session["review"]) == ("1.50", True, False)
+
+
+@pytest.mark.parametrize("csms_args", [FLAKY])
+async def test_a_capture_never_takes_more_than_was_held(provider_log, csms):
+    async with connect(csms.ocpp, "SUP5") as cp, csms.client("user") as user, csms.client() as admin:
+        await cp.status(1, "Available")
+        created = (await user.post("/api/Payments/Create", json={**_start("SUP5", tag="APP001"),
+                                                                  "amount": "0.40"})).json()["data"]
+        r = await user.post("/api/Payments/Confirm",
+                            json={"reservationId": created["reservationId"], "paymentMethod": "card"})
+        session_id = r.json()["data"]["sessionId"]
+        tx = await cp.start(1, "APP001", meter_start=0)
+        await cp.stop(tx, 4_000)  # 1.00 at 0.25/kWh, 0.40 held
+        await _until(lambda: [c for c in _provider_calls(provider_log) if c["ref"] == created["providerRef"]],
+                     "the provider capture")
+        session = await _session(admin, session_id)
+    assert [(c["op"], c["amount"]) for c in _provider_calls(provider_log)
+            if c["ref"] == created["providerRef"]] == [("capture", "0.40")]
+    assert session["chargingTotalFee"] == "1.00" and "collect 0.60 by hand" in session["reviewReason"]
+
+
+async def test_a_late_stop_for_a_transaction_closed_without_its_session_ends_it(csms):
+    """Rows the old supersede path left behind (transaction closed, session still Charging): the charger's
+    late StopTransaction ends the session through the shared step."""
+    from sqlalchemy import text
+
+    async with connect(csms.ocpp, "SUP6") as cp, csms.client() as http:
+        await cp.status(1, "Available")
+        r = await http.post(START, json=_start("SUP6", tag="APP001", tariff="0.25"))
+        session_id = r.json()["data"]["sessionId"]
+        tx = await cp.start(1, "APP001", meter_start=0)
+        with_db(csms.db_url, lambda s: s.execute(text(
+            "UPDATE transactions SET stop_time = start_time, stop_reason = 'Superseded', meter_stop = 0 WHERE id = :id"),
+            {"id": tx}))
+        await cp.stop(tx, 2_000)
+        session = await _session(http, session_id)
+    assert (session["status"], session["endReason"], session["energyWh"], session["chargingTotalFee"]) == (
+        "Ended", "Local", 2_000, "0.50"), session
+    assert len([a for a in _audits(csms.db_url, "session.ended") if a.subject == session_id]) == 1

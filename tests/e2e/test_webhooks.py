@@ -19,7 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import trio
 
-from csms.webhooks import SIGNATURE_HEADER, verify
+from csms.core.webhooks import SIGNATURE_HEADER, verify
 from tests.support.chargepoint import connect
 from tests.support.server import start_csms
 

@@ -11,7 +11,8 @@ from sqlalchemy.orm import Session
 
 from csms.cluster import store
 from csms.cluster.presence import ConnectorState, Presence, apply_changes
-from csms.db.engine import create_schema, make_engine
+from csms.db.engine import make_engine
+from csms.db.schema import prepare
 
 pytestmark = [pytest.mark.postgres, pytest.mark.parametrize("db_url", ["postgres"], indirect=True)]
 
@@ -19,7 +20,7 @@ pytestmark = [pytest.mark.postgres, pytest.mark.parametrize("db_url", ["postgres
 @pytest.fixture
 def pg(db_url):  # a schema of its own (tests/conftest.py); cluster mode is PostgreSQL only
     engine = make_engine(db_url)
-    create_schema(engine)
+    prepare(engine)
     try:
         yield engine
     finally:
@@ -130,7 +131,7 @@ async def test_a_node_closes_its_half_open_socket_when_its_read_shows_a_newer_co
     import trio
 
     from csms.cluster.node import ClusterNode
-    from csms.registry import LiveChargePoint, Registry
+    from csms.ocpp.registry import LiveChargePoint, Registry
 
     closed = []
 
@@ -166,6 +167,7 @@ def test_the_clusters_own_connections_carry_tcp_keepalives(db_url):
 
     from csms.cluster.node import _KEEPALIVES
     from csms.db.engine import normalise_url
+
 
     url = make_url(normalise_url(db_url)).set(drivername="postgresql").render_as_string(hide_password=False)
     with psycopg.connect(url, **_KEEPALIVES) as conn:

@@ -12,8 +12,9 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from csms.db.database import Database, DatabaseClosedError, DatabaseHungError, is_outage
-from csms.db.engine import create_schema, make_engine
+from csms.db.engine import make_engine
 from csms.db.models import AuditEvent, PaymentReservation
+from csms.db.schema import prepare
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -73,7 +74,7 @@ async def test_submit_latest_keeps_only_the_newest_per_key(db):
 
 async def test_writer_flushes_queued_writes_when_cancelled(db_url):
     engine = make_engine(db_url)
-    create_schema(engine)
+    prepare(engine)
     database = Database(engine)
     async with trio.open_nursery() as n:
         await n.start(database.run_writer)

@@ -6,10 +6,11 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.orm import sessionmaker
 
+from csms.core.id_tags import IdTagRecord, IdTagStatus
 from csms.db import id_tag_store, ocpp_store
-from csms.db.engine import create_schema, make_engine
+from csms.db.engine import make_engine
 from csms.db.hotpath import judge_id_tag
-from csms.id_tags import IdTagRecord, IdTagStatus
+from csms.db.schema import prepare
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 TAGS = [
@@ -24,7 +25,7 @@ TAGS = [
 def test_hot_judge_agrees_with_the_orm_judge(db_url):
     engine = make_engine(db_url)
     try:
-        create_schema(engine)
+        prepare(engine)
         sessions = sessionmaker(engine, expire_on_commit=False)
         with sessions() as s, s.begin():
             for tag in TAGS:

@@ -11,8 +11,8 @@ from csms.clock import FakeClock
 from csms.config import Settings
 from csms.context import Context
 from csms.db.models import AuditEvent, ChargingSession, Transaction
-from csms.maintenance_runner import run_once
-from csms.registry import Registry
+from csms.ocpp.registry import Registry
+from csms.services.maintenance import run_once
 from tests.support.db import plant_stuck_session
 
 
@@ -28,7 +28,7 @@ async def test_idle_session_is_force_ended_after_the_limit_and_not_before(ctx):
     assert ended is None
     # plant_stuck_session stamps rows with the real time; move the fake clock relative to it.
     started = await ctx.db.read(lambda s: s.get(ChargingSession, sid).created_at)
-    from csms.clock import as_utc
+    from csms.core.times import as_utc
 
     ctx.clock.current = as_utc(started) + timedelta(hours=2)
     assert [a.subject for a in await run_once(ctx)] == []

@@ -15,8 +15,8 @@ from csms.config import Settings
 from csms.context import Context
 from csms.db import ocpp_store
 from csms.db.models import Transaction
-from csms.handlers import ChargePointHandlers
-from csms.registry import Registry
+from csms.ocpp.handlers import ChargePointHandlers
+from csms.ocpp.registry import Registry
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 
@@ -24,10 +24,11 @@ NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 @pytest.fixture
 async def ctx(db_url, nursery):
     from csms.db.database import Database
-    from csms.db.engine import create_schema, make_engine
+    from csms.db.engine import make_engine
+    from csms.db.schema import prepare
 
     engine = make_engine(db_url)
-    create_schema(engine)
+    prepare(engine)
     db = Database(engine, bulk_statements=ocpp_store.BULK_STATEMENTS)
     await nursery.start(db.run_writer)
     context = Context(settings=Settings(db_url=db_url), clock=FakeClock(NOW), db=db, registry=Registry())

@@ -11,7 +11,7 @@ from ocpp.v16 import call, call_result
 from ocpp.v16.enums import RegistrationStatus
 from trio_websocket import open_websocket_url, serve_websocket
 
-from csms.ocppj import CallErrorReceived, CallTimeoutError, OcppConnection
+from ocppj import CallErrorReceived, CallTimeoutError, OcppConnection
 
 
 class CentralHandlers:

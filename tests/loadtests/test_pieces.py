@@ -151,7 +151,7 @@ def test_loadtests_never_import_the_csms_themselves():
     """Through the front door only: OCPP and REST; `csms serve` is started as a subprocess.
 
     (The simulator's package, whose pure modules the charge points reuse, brings the shared
-    OCPP-J layer `csms.ocppj` along, as it does for the scenarios.)
+    OCPP-J layer `ocppj` along, as it does for the scenarios.)
     """
     import ast
     from pathlib import Path

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.mutants import scenario_flags
+
 pytestmark = pytest.mark.scenarios
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -42,7 +44,7 @@ def test_chaos_catches_a_csms_that_forgets_the_session_of_a_superseded_transacti
     """The next car's StartTransaction supersedes a transaction whose stop was lost; a CSMS that closes it
     but leaves the app's session open (Charging, unbilled for ever) fails with open_session."""
     cmd = [sys.executable, "-m", "scenarios.cli", "run", "chaos_under_load", "--scale", "10", "--chaos-seconds", "30",
-           "--report", str(tmp_path), "--csms-arg=--test-break=supersede_keeps_session"]
+           "--report", str(tmp_path), *scenario_flags(["mutant=supersede_keeps_session"])]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert proc.returncode == 1, (proc.stdout + proc.stderr)[-4000:]
     (record,) = json.loads((tmp_path / "summary.json").read_text())["scenarios"]

@@ -2,7 +2,7 @@
 
 Every test runs one catalogue scenario (`python -m scenarios.cli run NAME`) against an
 embedded `csms serve` with that behaviour switched off (a threshold of 0, a freshness
-window too long to expire, or a hidden `--test-break`) and checks that it fails for the
+window too long to expire, or a mutant of `tests.support.mutants`) and checks that it fails for the
 right reason: exit code 1, exactly the expected violation kinds on the expected
 connectors in summary.json, and a violation report that names the faults that set the
 scene (or, with no fault, the signal that kept the connector busy).
@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from tests.support.mutants import scenario_flags
 
 pytestmark = pytest.mark.scenarios
 
@@ -60,18 +62,18 @@ MUTATIONS = [
                                      "--status-release-minutes=0"),
              frozenset(_v("falsely_busy", 1)), frozenset({"silent_connector"}), ("persisted_status:Preparing",),
              why="no status trigger after boot (and the stored status never goes stale)"),
-    Mutation("race_after_remote_start", ("--test-break=remote_accept_marks_busy",),
+    Mutation("race_after_remote_start", ("mutant=remote_accept_marks_busy",),
              frozenset(_v("falsely_busy", 2)), frozenset({"accept_remote_start_never_start", "silent_connector"}),
              ("persisted_status:Occupied",), why="an accepted remote start is stored as Occupied"),
     # The ping and heartbeat-timeout backstops would notice the dead socket 2-3 s later; a long heartbeat
     # interval keeps them out of the run, so the whole absence shows what forgetting nothing means.
-    Mutation("charger_offline", ("--test-break=registry_never_forgets", "--heartbeat-interval=30"),
+    Mutation("charger_offline", ("mutant=registry_never_forgets", "--heartbeat-interval=30"),
              frozenset(_v("not_offline", *BOTH)), frozenset({"disconnect_mid_session"}),
              ("CSMS said: free",), why="a closed connection stays in the live registry"),
-    Mutation("charger_gone_for_good", ("--test-break=registry_never_forgets", "--heartbeat-interval=30"),
+    Mutation("charger_gone_for_good", ("mutant=registry_never_forgets", "--heartbeat-interval=30"),
              frozenset(_v("not_offline", *BOTH)), frozenset({"disconnect_mid_session"}),
              ("CSMS said: free",), why="a closed connection stays in the live registry"),
-    Mutation("pings_without_heartbeat", ("--test-break=pongs_not_liveness",),
+    Mutation("pings_without_heartbeat", ("mutant=pongs_not_liveness",),
              frozenset(_v("dropped_charger", *BOTH)), frozenset({"heartbeat_stop"}), ("close code 1001",),
              why="liveness from OCPP messages only: pongs do not count",
              # Dropped, it reconnects; a hung charger reports nothing, so its connectors stay not-free for the
@@ -84,7 +86,7 @@ MUTATIONS = [
 def test_scenario_fails_when_its_behaviour_is_switched_off(m: Mutation, tmp_path: Path):
     report = tmp_path / "report"
     cmd = [sys.executable, "-m", "scenarios.cli", "run", m.scenario, "--report", str(report),
-           *(f"--csms-arg={a}" for a in m.csms_args)]
+           *scenario_flags(m.csms_args)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT)
     output = (proc.stdout + proc.stderr)[-6000:]
     assert proc.returncode == 1, f"{m.scenario} should fail when {m.why} ({' '.join(m.csms_args)}):\n{output}"

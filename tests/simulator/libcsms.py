@@ -2,7 +2,7 @@
 
 Built only from the `ocpp` library's own asyncio `ChargePoint` + `@on` handlers
 over `websockets.serve` (as the library's README does), in a background thread
-with its own event loop, so nothing of ours (csms.ocppj, trio) is on its side of
+with its own event loop, so nothing of ours (ocppj, trio) is on its side of
 the wire. It records every Call it receives and can send Calls to a connected
 charge point from the test thread.
 

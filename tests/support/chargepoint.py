@@ -14,7 +14,7 @@ import trio
 from ocpp.routing import on
 from trio_websocket import open_websocket_url
 
-from csms.ocppj import SUBPROTOCOL, OcppConnection
+from ocppj import SUBPROTOCOL, OcppConnection
 
 NOW = "2026-01-01T00:00:00Z"
 

@@ -6,7 +6,7 @@ import json
 import os
 import secrets
 
-from csms.payment_provider import PaymentIntent
+from csms.services.payment_provider import PaymentIntent
 
 
 class Down:

@@ -48,12 +48,13 @@ class CsmsProcess:
 
 
 def start_csms(db_url: str, workdir: Path, extra: list[str], *, timeout: float = 30,
-               accept_unknown_id_tags: bool = True) -> CsmsProcess:
-    """Most tests assume every id tag is accepted (--accept-unknown-id-tags); id tag tests say False."""
+               accept_unknown_id_tags: bool = True, command: list[str] | None = None) -> CsmsProcess:
+    """Most tests assume every id tag is accepted (--accept-unknown-id-tags); id tag tests say False.
+    `command` starts something else than `python -m csms` (a mutant: tests.support.mutants.command)."""
     ports = workdir / f"ports-{time.monotonic_ns()}.json"
     log_path = workdir / "csms.log"
     cmd = [
-        sys.executable, "-m", "csms", "serve", "--db", db_url, "--ocpp-port", "0", "--http-port", "0",
+        *(command or [sys.executable, "-m", "csms"]), "serve", "--db", db_url, "--ocpp-port", "0", "--http-port", "0",
         "--ports-file", str(ports), "--api-token", f"admin:tests:{ADMIN_TOKEN}",
         "--api-token", f"user:{USER_TOKEN}", *(["--accept-unknown-id-tags"] if accept_unknown_id_tags else []),
         *extra,

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from csms.billing import (
+from csms.core.billing import (
     BillingError,
     InvalidTariffError,
     MeterSource,

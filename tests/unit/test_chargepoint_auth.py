@@ -1,4 +1,4 @@
-"""The handshake rules of csms.chargepoint_auth: ids, password hashes, Basic credentials, decisions."""
+"""The handshake rules of csms.core.chargepoint_auth: ids, password hashes, Basic credentials, decisions."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import base64
 
 import pytest
 
-from csms.chargepoint_auth import (
+from csms.core.chargepoint_auth import (
     Access,
     Admit,
     BadCredentialsError,

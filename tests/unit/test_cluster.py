@@ -18,7 +18,7 @@ from csms.cluster.presence import (
     live_presences,
     plan_presence,
 )
-from csms.ocppj import (
+from ocppj import (
     CallErrorReceived,
     CallTimeoutError,
     ConnectionClosedError,
@@ -142,7 +142,7 @@ def test_an_error_on_the_holding_node_is_raised_the_same_on_the_asking_node(exc)
 
 # ------------------------------------------------------------------ the registry in a cluster
 def test_the_registry_answers_for_other_nodes_charge_points_but_acts_on_its_own():
-    from csms.registry import Registry, RemoteChargePoint
+    from csms.ocpp.registry import Registry, RemoteChargePoint
 
     reg = Registry()
     remote = RemoteChargePoint("CP9", "b", connection=None, connected_at=T0, last_seen=T0)
@@ -172,7 +172,7 @@ def test_a_nodes_view_follows_the_changed_rows():
 
 
 async def test_find_asks_the_database_only_for_a_charge_point_in_no_view():
-    from csms.registry import Registry, RemoteChargePoint
+    from csms.ocpp.registry import Registry, RemoteChargePoint
 
     reg = Registry()
     assert await reg.find("CP9") is None  # a single node: as get
@@ -220,7 +220,7 @@ def test_start_in_flight_and_probe_answer_are_published_and_read_back_small():
 
 
 def test_a_remote_charge_point_gives_occupancy_the_same_signals_as_a_local_one():
-    from csms.registry import LiveChargePoint, RemoteChargePoint
+    from csms.ocpp.registry import LiveChargePoint, RemoteChargePoint
 
     probe = T0 + timedelta(seconds=1)
     remote = RemoteChargePoint("CP1", "b", None, T0, T0, starts_in_flight={1: 1}, reconnect_probe_answered=probe)
@@ -232,7 +232,7 @@ def test_a_remote_charge_point_gives_occupancy_the_same_signals_as_a_local_one()
 
 
 def test_a_start_in_flight_is_published_at_once():
-    from csms.registry import LiveChargePoint
+    from csms.ocpp.registry import LiveChargePoint
 
     told = []
     live = LiveChargePoint("CP1", None, T0, T0, 60, on_change=lambda: told.append(1))  # type: ignore[arg-type]

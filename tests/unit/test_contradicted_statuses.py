@@ -15,7 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from csms.config import Settings
-from csms.maintenance import (
+from csms.core.maintenance import (
     TRANSACTION_STATUSES,
     Action,
     ActionKind,

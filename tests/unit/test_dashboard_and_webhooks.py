@@ -7,12 +7,10 @@ from decimal import Decimal
 
 import pytest
 
-from csms.billing import settle
 from csms.config import ApiToken
-from csms.fee_policy import apply_waiver, waiver_reason
-from csms.ui import auth
-from csms.ui.words import TxActivity, age, board_row, reason_words, suspicions
-from csms.webhooks import (
+from csms.core.billing import settle
+from csms.core.fee_policy import apply_waiver, waiver_reason
+from csms.core.webhooks import (
     AuditRow,
     backoff_seconds,
     connector_changes,
@@ -22,6 +20,8 @@ from csms.webhooks import (
     sign,
     verify,
 )
+from csms.ui import auth
+from csms.ui.words import TxActivity, age, board_row, reason_words, suspicions
 
 KEY = b"k" * 32
 ALICE = ApiToken("admin", "alice-secret-token", "alice")

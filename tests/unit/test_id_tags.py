@@ -1,4 +1,4 @@
-"""The id tag rules of csms.id_tags: decide, and the CSV and REST field checks."""
+"""The id tag rules of csms.core.id_tags: decide, and the CSV and REST field checks."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from csms.id_tags import (
+from csms.core.id_tags import (
     CsvError,
     IdTagInfo,
     IdTagRecord,

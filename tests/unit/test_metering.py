@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from csms.metering import ENERGY_REGISTER, latest_energy_register_wh
+from csms.core.metering import ENERGY_REGISTER, latest_energy_register_wh
 
 T1 = "2024-05-01T12:00:00Z"
 T2 = "2024-05-01T12:01:00Z"

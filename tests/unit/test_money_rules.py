@@ -10,12 +10,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from csms import billing, linking, metering
-from csms.clock import stop_time
 from csms.config import Settings
-from csms.maintenance import ActionKind, PendingStartRow, Thresholds, select_expired_starts
-from csms.reservations import ReservationStatus as R
-from csms.reservations import cancel_retry_delay, cancels_payment, payment_cancel_sources
+from csms.core import billing, linking, metering
+from csms.core.maintenance import ActionKind, PendingStartRow, Thresholds, select_expired_starts
+from csms.core.reservations import ReservationStatus as R
+from csms.core.reservations import cancel_retry_delay, cancels_payment, payment_cancel_sources
+from csms.core.times import stop_time
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 S = timedelta(seconds=1)

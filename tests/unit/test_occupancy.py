@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from csms.occupancy import (
+from csms.core.occupancy import (
     AVAILABLE,
     BUSY_STATUSES,
     DEFAULT_FRESHNESS,
@@ -23,7 +23,7 @@ from csms.occupancy import (
     is_reservation_active,
     is_status_busy,
 )
-from csms.reservations import ACTIVE, TERMINAL, ReservationStatus
+from csms.core.reservations import ACTIVE, TERMINAL, ReservationStatus
 
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 ACTIVE_RESERVATION_STATUSES = (
@@ -608,7 +608,7 @@ def test_a_start_being_stored_is_busy():
 
 
 def test_live_charge_point_counts_starts_in_flight():
-    from csms.registry import LiveChargePoint
+    from csms.ocpp.registry import LiveChargePoint
 
     cp = LiveChargePoint("CP", connection=None, connected_at=NOW, last_seen=NOW, heartbeat_interval=60)  # type: ignore[arg-type]
     with cp.starting(1):
@@ -619,7 +619,7 @@ def test_live_charge_point_counts_starts_in_flight():
 
 
 def test_the_reconnect_probe_answer_cuts_the_settle_window_short():
-    from csms.registry import STATUS_ANSWER_WINDOW, LiveChargePoint
+    from csms.ocpp.registry import STATUS_ANSWER_WINDOW, LiveChargePoint
 
     cp = LiveChargePoint("CP", connection=None, connected_at=NOW, last_seen=NOW, heartbeat_interval=60)  # type: ignore[arg-type]
     assert cp.settle_window(SETTLE) == SETTLE  # no answer yet: the whole window

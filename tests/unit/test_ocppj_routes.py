@@ -6,8 +6,8 @@ import json
 
 from ocpp.routing import on
 
-from csms.ocppj import OcppConnection
-from csms.ocppj.frames import Call
+from ocppj import OcppConnection
+from ocppj.frames import Call
 
 
 class Handlers:

@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from csms.config import Settings
-from csms.maintenance import (
+from csms.core.maintenance import (
     Action,
     ActionKind,
     Thresholds,

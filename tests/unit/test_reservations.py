@@ -6,7 +6,7 @@ from itertools import product
 
 import pytest
 
-from csms.reservations import (
+from csms.core.reservations import (
     ACTIVE,
     TERMINAL,
     TRANSITIONS,

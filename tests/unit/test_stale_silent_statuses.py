@@ -17,7 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from csms.config import Settings
-from csms.maintenance import (
+from csms.core.maintenance import (
     SILENT_BACKOFF_CAP,
     TRANSACTION_STATUSES,
     Action,

@@ -10,8 +10,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from csms.clock import FakeClock
-from csms.maintenance import SilentAsk
-from csms.registry import STATUS_ANSWER_WINDOW, LiveChargePoint
+from csms.core.maintenance import SilentAsk
+from csms.ocpp.registry import STATUS_ANSWER_WINDOW, LiveChargePoint
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 US = timedelta(microseconds=1)

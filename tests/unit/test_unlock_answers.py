@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from csms.unlock import UnlockResult, answer_body, ocpp_outcome, success_message
+from csms.services.unlock import UnlockResult, answer_body, ocpp_outcome, success_message
 
 
 def test_no_stuck_sessions_shape():

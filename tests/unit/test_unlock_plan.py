@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from csms.unlock_plan import (
+from csms.core.unlock_plan import (
     ConnectorRows,
     LiveStatus,
     ReservationRow,
@@ -95,3 +95,15 @@ def test_a_status_after_the_last_sample_that_says_the_charging_stopped_outweighs
     assert live_evidence(tx(seen_ago=4), stopped, now=NOW, window=WINDOW) is None
     earlier = LiveStatus("Preparing", NOW - timedelta(seconds=9), True)  # before the sample: still charging
     assert live_evidence(tx(seen_ago=4), earlier, now=NOW, window=WINDOW) is not None
+
+
+def test_a_pause_by_the_charger_does_not_outweigh_a_recent_sample():
+    paused = LiveStatus("SuspendedEVSE", NOW - timedelta(seconds=2), True)  # load management: it resumes
+    assert live_evidence(tx(seen_ago=20), paused, now=NOW, window=WINDOW) is not None
+
+
+def test_reservations_not_charging_are_cancelled_and_a_charging_one_ends_with_its_session():
+    pending = ReservationRow("R0", "Authorized", NOW - timedelta(minutes=5))
+    charging = ReservationRow("R1", "Charging", NOW - timedelta(hours=1), session_id="S1")
+    p = plan(rows(tx(seen_ago=3600), sessions=(session(),), reservations=(pending, charging)))
+    assert [r.id for r in p.reservations] == ["R0"] and [s.session_id for s in p.sessions] == ["S1"]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from csms.registry import LiveConnector
-from csms.watch import Watcher
+from csms.ocpp.registry import LiveConnector
+from csms.services.watch import Watcher
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 

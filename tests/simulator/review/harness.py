@@ -9,7 +9,7 @@ import trio
 from ocpp.routing import on
 from trio_websocket import serve_websocket
 
-from csms.ocppj import OcppConnection
+from ocppj import OcppConnection
 
 NOW = "2026-01-01T00:00:00Z"
 

@@ -2,6 +2,7 @@
 
 A reservation that charged ends with a capture of the session's fee (a cancel when the fee is
 zero); due from provider_capture_due_at until provider_captured_at is set, retried like cancels.
+A worker making a call (cancel or capture) holds it in provider_call_claimed_until.
 Nullable: older reservations were never captured.
 
 Revision ID: 0006
@@ -28,10 +29,12 @@ def upgrade() -> None:
         t.add_column(sa.Column("provider_capture_due_at", _UTC))
         t.add_column(sa.Column("provider_captured_at", _UTC))
         t.add_column(sa.Column("provider_capture_attempts", sa.Integer()))
+        t.add_column(sa.Column("provider_call_claimed_until", _UTC))
 
 
 def downgrade() -> None:
     with op.batch_alter_table("payment_reservations") as t:
+        t.drop_column("provider_call_claimed_until")
         t.drop_column("provider_capture_attempts")
         t.drop_column("provider_captured_at")
         t.drop_column("provider_capture_due_at")

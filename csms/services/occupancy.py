@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from .clock import as_utc, iso
-from .context import Context
-from .db.occupancy_store import StoredSignals, load_all_signals, load_connector_signals
-from .occupancy import (
+from csms.context import Context
+from csms.core.occupancy import (
     ConnectorSignals,
     Decision,
     OpenTransaction,
@@ -18,11 +16,13 @@ from .occupancy import (
     ReservationRef,
     decide,
 )
-from .registry import LiveConnector
+from csms.core.times import as_utc, iso
+from csms.db.occupancy_store import StoredSignals, load_all_signals, load_connector_signals
+from csms.ocpp.registry import LiveConnector
 
 __all__ = ["Evaluation", "evaluate", "evaluate_all", "explain"]
 
-log = logging.getLogger("csms.occupancy")
+log = logging.getLogger("csms.core.occupancy")
 
 
 @dataclass(frozen=True)
@@ -71,9 +71,6 @@ def _decide(ctx: Context, cp_id: str, connector_id: int, stored: StoredSignals,
         connected_for=None if live_cp is None else now - live_cp.connected_at,
         start_in_flight=live_cp is not None and _start_in_flight(live_cp, connector_id, before),
     )
-    if "reservation_not_busy" in ctx.settings.test_breaks:
-        # TEST BREAK reservation_not_busy (mutation testing only): active reservations are not a busy signal.
-        signals = replace(signals, reservations=())
     decision = decide(signals, now=now, freshness=ctx.settings.freshness,
                       exclude_reservation_id=exclude_reservation_id,
                       settle=_settle(live_cp, timedelta(seconds=ctx.settings.reconnect_settle_seconds)))

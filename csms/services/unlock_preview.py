@@ -1,6 +1,6 @@
 """What an unlock would do, changing nothing (`"dryRun": true`, the dashboard's preview).
 
-The plan is `csms.unlock_plan`'s, read in one transaction by `csms.unlock.plan_for`: the very
+The plan is `csms.core.unlock_plan`'s, read in one transaction by `csms.services.unlock.plan_for`: the very
 plan the unlock then carries out if nothing changes meanwhile. This module only says it.
 """
 
@@ -11,13 +11,13 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from .clock import iso
-from .context import Context
-from .db.models import ChargePoint
-from .errors import NotFoundError
-from .sessions import active_station
-from .unlock import plan_for
-from .unlock_plan import UnlockPlan
+from csms.context import Context
+from csms.core.times import iso
+from csms.core.unlock_plan import UnlockPlan
+from csms.db.models import ChargePoint
+from csms.errors import NotFoundError
+from csms.services.sessions import active_station
+from csms.services.unlock import plan_for
 
 __all__ = ["UnlockPreview", "preview_unlock", "preview_body", "preview_message"]
 
@@ -53,7 +53,8 @@ def preview_body(p: UnlockPreview) -> dict[str, Any]:
         "chargerOnline": plan.charger_online, "forceActive": plan.force_active,
         "liveTransactions": [
             {"transactionId": x.transaction_id, "sessionId": x.session_id, "evidence": x.evidence,
-             "action": "RemoteStopTransaction, then force-end" if plan.force_active else "left open"}
+             "action": ("RemoteStopTransaction, then force-end" if x.transaction_id in plan.remote_stops else
+                        "force-end (the charger is offline)" if plan.force_active else "left open")}
             for x in plan.live],
         "sessionsToEnd": [
             {"sessionId": x.session_id, "status": x.status, "idTag": x.id_tag, "transactionId": x.transaction_id,
@@ -79,6 +80,7 @@ def preview_message(p: UnlockPreview) -> str:
     if plan.kept:
         kept = (f"; {len(plan.kept)} transaction(s) still delivering energy stay open and no UnlockConnector is sent "
                 f"(forceActive: true stops them first)")
-    elif plan.live:
-        kept = f"; {len(plan.live)} transaction(s) still delivering energy are stopped first (RemoteStopTransaction)"
+    elif plan.remote_stops:
+        kept = (f"; {len(plan.remote_stops)} transaction(s) still delivering energy are stopped first "
+                f"(RemoteStopTransaction)")
     return f"Dry run: unlock would {what}{kept}; nothing was changed"

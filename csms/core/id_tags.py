@@ -14,7 +14,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from .clock import as_utc, iso, parse_iso
+from csms.core.times import as_utc, iso, parse_iso
 
 __all__ = ["IdTagStatus", "IdTagRecord", "IdTagInfo", "decide", "normalise", "id_tag_problem",
            "parse_csv", "CsvError", "MAX_ID_TAG_LENGTH"]

@@ -27,8 +27,8 @@ from ocpp.charge_point import (
 from ocpp.routing import create_route_map
 from ocpp.v16 import call_result as v16_call_result
 
-from . import frames, schemas
-from .errors import (
+from ocppj import frames, schemas
+from ocppj.errors import (
     CallErrorReceived,
     CallTimeoutError,
     ConnectionClosedError,

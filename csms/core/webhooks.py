@@ -12,7 +12,7 @@ Events (the seed's future enhancements 3 and 6):
 
 A delivery is `POST URL` with a JSON body `{"id", "type", "createdAt", "data"}` and, when the
 receiver has a secret, `X-Unstuck-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>`
-(the timestamp lets a receiver refuse replays). The IO shell is `csms.webhook_dispatch`.
+(the timestamp lets a receiver refuse replays). The IO shell is `csms.services.webhooks`.
 """
 
 from __future__ import annotations

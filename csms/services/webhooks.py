@@ -23,7 +23,7 @@ import httpx
 import trio
 from prometheus_client import Counter, Gauge
 
-from .webhooks import (
+from csms.core.webhooks import (
     DELIVERY_HEADER,
     EVENT_HEADER,
     SIGNATURE_HEADER,
@@ -35,7 +35,7 @@ from .webhooks import (
 
 __all__ = ["Delivery", "Receiver", "WebhookDispatcher"]
 
-log = logging.getLogger("csms.webhooks")
+log = logging.getLogger("csms.core.webhooks")
 
 DELIVERIES = Counter("csms_webhook_deliveries", "Webhook delivery attempts by outcome", ["outcome"])
 QUEUED = Gauge("csms_webhook_queued", "Webhook events waiting, all receivers")

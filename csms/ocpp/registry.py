@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from .maintenance import SilentAsk
-from .ocppj import OcppConnection
+from csms.core.maintenance import SilentAsk
+from ocppj import OcppConnection
 
 __all__ = ["LiveConnector", "LiveChargePoint", "RemoteChargePoint", "Registry", "STATUS_ANSWER_WINDOW"]
 

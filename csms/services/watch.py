@@ -22,22 +22,22 @@ import trio
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from .clock import as_utc, iso
-from .context import Context
-from .db.models import AuditEvent
-from .occupancy_service import evaluate_all
-from .webhook_dispatch import WebhookDispatcher
-from .webhooks import (
+from csms.context import Context
+from csms.core.times import as_utc, iso
+from csms.core.webhooks import (
     AUDITED_EVENTS,
     AuditRow,
     connector_changes,
     events_from_audit,
     presence_changes,
 )
+from csms.db.models import AuditEvent
+from csms.services.occupancy import evaluate_all
+from csms.services.webhooks import WebhookDispatcher
 
 __all__ = ["StatusChange", "Watcher"]
 
-log = logging.getLogger("csms.watch")
+log = logging.getLogger("csms.services.watch")
 _HISTORY = 50
 _LOOKBACK = 200  # ids below the newest seen that are read again (PostgreSQL commits ids out of order)
 

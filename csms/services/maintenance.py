@@ -1,4 +1,4 @@
-"""The IO shell of maintenance: gather rows and live facts, ask `csms.maintenance`, apply, audit, count, log.
+"""The IO shell of maintenance: gather rows and live facts, ask `csms.core.maintenance`, apply, audit, count, log.
 
 Runs once at start-up (before the OCPP server accepts connections), then every
 `--maintenance-interval-seconds` in the server's nursery, on demand through
@@ -12,24 +12,17 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from functools import partial
 
 import trio
 from sqlalchemy import func, select, union, update
 from sqlalchemy.orm import Session
 
-from . import metrics
-from .clock import as_utc
-from .commands import ChargePointCommands
-from .context import Context
-from .db.cleanup_store import audit, force_end_session
-from .db.database import Database
-from .db.models import ChargingSession, ConnectorStatus, PaymentReservation, Transaction
-from .db.ocpp_store import ESTIMATED_REASONS, close_transaction_estimated, expire_start
-from .db.reservation_store import move_reservation
-from .linking import PENDING_STATUSES
-from .maintenance import (
+from csms import metrics
+from csms.context import Context
+from csms.core.linking import PENDING_STATUSES
+from csms.core.maintenance import (
     AROUND_TRANSACTION_STATUSES,
     STALE_RESERVATION_STATUSES,
     TRANSACTION_STATUSES,
@@ -56,14 +49,21 @@ from .maintenance import (
     select_stale_reservations,
     select_stale_silent_statuses,
 )
-from .ocppj import OcppjError
-from .registry import LiveChargePoint
-from .reservations import TERMINAL, ReservationStatus
+from csms.core.reservations import TERMINAL, ReservationStatus
+from csms.core.times import as_utc
+from csms.db.cleanup_store import audit, force_end_session
+from csms.db.database import Database
+from csms.db.models import ChargingSession, ConnectorStatus, PaymentReservation, Transaction
+from csms.db.ocpp_store import ESTIMATED_REASONS, close_transaction_estimated, expire_start
+from csms.db.reservation_store import move_reservation
+from csms.ocpp.commands import ChargePointCommands
+from csms.ocpp.registry import LiveChargePoint
+from ocppj import OcppjError
 
 __all__ = ["Snapshot", "load_snapshot", "plan_database_actions", "run_once", "run_offline",
            "maintenance_loop", "watch_silent_connectors"]
 
-log = logging.getLogger("csms.maintenance")
+log = logging.getLogger("csms.core.maintenance")
 # Rules whose action is a TriggerMessage StatusNotification for one connector (`_ask_status`).
 _PROBES = (ActionKind.PROBE_QUIET_TRANSACTION, ActionKind.PROBE_CONTRADICTED_STATUS,
            ActionKind.PROBE_STALE_SILENT_STATUS)
@@ -129,7 +129,7 @@ def plan_database_actions(snap: Snapshot, th: Thresholds, now: datetime,
 
 
 # ------------------------------------------------------------- applying
-def _apply_db_action(a: Action, now: datetime, th_start: timedelta | None = None) -> Callable[[Session], bool]:
+def _apply_db_action(a: Action, now: datetime, th: Thresholds) -> Callable[[Session], bool]:
     """The unit of work for one database action; returns False when the row no longer qualifies."""
 
     def cancel_reservation(s: Session) -> bool:
@@ -139,8 +139,8 @@ def _apply_db_action(a: Action, now: datetime, th_start: timedelta | None = None
         return _audited(s, done)
 
     def expire(s: Session) -> bool:
-        assert th_start is not None
-        return expire_start(s, a.subject, now=now, timeout=th_start, actor=ACTOR)
+        assert th.start_timeout is not None
+        return expire_start(s, a.subject, now=now, timeout=th.start_timeout, actor=ACTOR)
 
     def release_status(s: Session) -> bool:
         held = s.scalar(select(func.count()).select_from(Transaction).where(
@@ -159,11 +159,12 @@ def _apply_db_action(a: Action, now: datetime, th_start: timedelta | None = None
         tx = s.get(Transaction, int(a.subject))
         if tx is None or tx.stop_time is not None:
             return False
-        close_transaction_estimated(s, tx, now=now, reason="Orphaned")
+        close_transaction_estimated(s, tx, now=now, reason="Orphaned", settle_delay=th.settle_delay)
         return _audited(s, True)
 
     def end_idle(s: Session) -> bool:
-        return force_end_session(s, a.subject, now=now, reason="IdleTimeout", actor=ACTOR) is not None
+        return force_end_session(s, a.subject, now=now, reason="IdleTimeout", actor=ACTOR,
+                                 settle_delay=th.settle_delay) is not None
 
     def _audited(s: Session, done: bool) -> bool:
         if done:
@@ -193,7 +194,7 @@ def run_offline(db: Database, th: Thresholds, now: datetime, *, dry_run: bool) -
     """The database-only rules, synchronously (start-up and `csms maintenance`)."""
     actions = plan_database_actions(db.run_sync(load_snapshot), th, now)
     for a in actions:
-        applied = False if dry_run else db.run_sync(_apply_db_action(a, now, th.start_timeout))
+        applied = False if dry_run else db.run_sync(_apply_db_action(a, now, th))
         _log(a, applied=applied, dry_run=dry_run)
     return actions
 
@@ -271,7 +272,7 @@ async def run_once(ctx: Context, *, dry_run: bool = False, nursery: trio.Nursery
                             live.silent_asks.get(a.connector_id), a.subject, now)
                     probes.append((live, a))
             else:
-                applied = await ctx.db.write(_apply_db_action(a, now, th.start_timeout))
+                applied = await ctx.db.write(_apply_db_action(a, now, th))
         _log(a, applied=applied, dry_run=dry_run)
     if not dry_run and any(a.kind in (ActionKind.CANCEL_RESERVATION, ActionKind.EXPIRE_START) for a in actions):
         ctx.nudge_payment_cancels()  # reservations that ended before charging: their payments go back
@@ -399,6 +400,11 @@ async def _close_quietly(live: LiveChargePoint) -> None:
         await live.connection.ws.aclose(1001, "offline: no heartbeat or no pong")
 
 
+def _seen_by_pong(live: LiveChargePoint, now: datetime) -> None:
+    """A pong to our ping is a sign of life (OCPP-J lets a charger keep its connection with pings alone)."""
+    live.last_seen = now
+
+
 async def _ping_silent(ctx: Context, nursery: trio.Nursery) -> None:
     """Ping charge points silent for longer than their heartbeat interval; no pong marks them.
 
@@ -416,16 +422,18 @@ async def _ping_silent(ctx: Context, nursery: trio.Nursery) -> None:
                 return
         if scope.cancelled_caught:
             live.ping_failed = True
-        elif "pongs_not_liveness" not in ctx.settings.test_breaks:  # TEST BREAK pongs_not_liveness: a pong is no sign
-            live.last_seen = ctx.clock.now()
+        else:
+            _seen_by_pong(live, ctx.clock.now())
 
     for live in ctx.registry:
         if (now - live.last_seen).total_seconds() > live.heartbeat_interval:
             nursery.start_soon(probe, live)
 
 
-async def maintenance_loop(ctx: Context, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
-    """Run every rule every interval until cancelled; a failing round is logged and the next one runs."""
+async def maintenance_loop(ctx: Context, duties_held: Callable[[], bool] = lambda: True, *,
+                           task_status=trio.TASK_STATUS_IGNORED) -> None:
+    """Run every rule every interval until cancelled; a failing round is logged and the next one runs.
+    In a cluster the database-wide rules run only while `duties_held()` (the node holding the duties lock)."""
     interval = ctx.settings.maintenance_interval_seconds
     task_status.started()
     if interval <= 0:
@@ -434,8 +442,7 @@ async def maintenance_loop(ctx: Context, *, task_status=trio.TASK_STATUS_IGNORED
         while True:
             await trio.sleep(interval)
             try:
-                # In a cluster the database-wide rules run on the node holding the duties lock only.
-                await run_once(ctx, nursery=probes, cluster_duties=ctx.cluster is None or ctx.cluster.duties_held)
+                await run_once(ctx, nursery=probes, cluster_duties=duties_held())
             except Exception:
                 log.exception("maintenance.round_failed (will retry next interval)")
             await _ping_silent(ctx, probes)
@@ -460,7 +467,7 @@ def _expected_connectors(cp_id: str) -> Callable[[Session], set[int]]:
 
 async def probe_after_reconnect(ctx: Context, live: LiveChargePoint) -> None:
     """A known charger on a new connection: ask every connector's status at once, so the reconnect settle
-    window (csms.occupancy) ends as soon as it answers instead of after --reconnect-settle-seconds."""
+    window (csms.core.occupancy) ends as soon as it answers instead of after --reconnect-settle-seconds."""
     if ctx.settings.reconnect_settle_seconds <= 0 or ctx.settings.status_grace_seconds <= 0:
         return
     try:

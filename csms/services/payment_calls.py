@@ -22,10 +22,11 @@ from decimal import Decimal
 import trio
 from sqlalchemy.orm import Session
 
-from . import metrics
-from .context import Context
-from .db.cleanup_store import audit
-from .db.reservation_store import (
+from csms import metrics
+from csms.context import Context
+from csms.core.reservations import cancel_retry_delay
+from csms.db.cleanup_store import audit
+from csms.db.reservation_store import (
     CANCEL,
     PROVIDER_CALLS,
     ProviderCall,
@@ -35,11 +36,10 @@ from .db.reservation_store import (
     record_call_done,
     record_call_failed,
 )
-from .reservations import cancel_retry_delay
 
 __all__ = ["cancel_now", "cancel_due", "run_payment_cancels"]
 
-log = logging.getLogger("csms.payments")
+log = logging.getLogger("csms.services.payments")
 ACTOR = "system:payments"
 _COUNTERS = {"cancel": metrics.PAYMENT_CANCELS, "capture": metrics.PAYMENT_CAPTURES}
 _IDLE_POLL_S = 30.0  # a due cancel is found within this even without a nudge
@@ -122,7 +122,7 @@ async def run_payment_cancels(ctx: Context, *, task_status=trio.TASK_STATUS_IGNO
             upcoming = None
         wait = _IDLE_POLL_S
         if upcoming is not None:
-            from .clock import as_utc
+            from csms.core.times import as_utc
 
             wait = min(wait, max(0.05, (as_utc(upcoming) - ctx.clock.now()).total_seconds()))
         with trio.move_on_after(wait):

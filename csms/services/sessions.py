@@ -17,15 +17,17 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from . import linking, metrics
-from .clock import iso
-from .commands import ChargePointCommands
-from .context import Context
-from .db.audit import audit
-from .db.models import ChargingSession, ConnectorStatus, new_id
-from .db.occupancy_store import StationRef, find_station
-from .db.reservation_store import move_reservation
-from .errors import (
+from csms import metrics
+from csms.context import Context
+from csms.core import linking
+from csms.core.occupancy import Verdict
+from csms.core.reservations import ReservationStatus
+from csms.core.times import iso
+from csms.db.audit import audit
+from csms.db.models import ChargingSession, new_id
+from csms.db.occupancy_store import StationRef, find_station
+from csms.db.reservation_store import move_reservation
+from csms.errors import (
     ChargePointError,
     ChargePointTimeoutError,
     ChargerOfflineError,
@@ -33,16 +35,15 @@ from .errors import (
     ConnectorBusyError,
     NotFoundError,
 )
-from .occupancy import Verdict
-from .occupancy_service import evaluate
-from .ocppj import CallErrorReceived, CallTimeoutError, ConnectionClosedError, InvalidResponseError
-from .registry import LiveChargePoint
-from .reservations import ReservationStatus
+from csms.ocpp.commands import ChargePointCommands
+from csms.ocpp.registry import LiveChargePoint
+from csms.services.occupancy import evaluate
+from ocppj import CallErrorReceived, CallTimeoutError, ConnectionClosedError, InvalidResponseError
 
 __all__ = ["start_session", "stop_session", "get_session", "session_view", "active_station",
            "check_connector_free", "remote_start"]
 
-log = logging.getLogger("csms.sessions")
+log = logging.getLogger("csms.services.sessions")
 
 
 async def active_station(ctx: Context, station_id: str) -> StationRef:
@@ -81,7 +82,7 @@ def _create_session(station: StationRef, connector_id: int, id_tag: str, tariff:
 
     An accepted remote start does not make a connector busy (seed 001), so a second start may
     come while the first waits. With the same tag the newer one wins, explicitly, so the older
-    cannot wait on to capture that tag's next transaction at its tariff (csms.linking says when
+    cannot wait on to capture that tag's next transaction at its tariff (csms.core.linking says when
     it may still be revived). Sessions of other tags cannot capture each other's transactions
     (a StartTransaction links by tag); the start timeout ends whichever never starts.
     """
@@ -116,7 +117,7 @@ def _mark(session_id: str, status: str, now: datetime, reason: str | None = None
     """Move a still-`Requested` session on; a StartTransaction that came first wins.
 
     A start that failed only because the answer did not come in time ends `StartTimedOut`: the
-    charger may have started anyway, and its StartTransaction then revives it (csms.linking).
+    charger may have started anyway, and its StartTransaction then revives it (csms.core.linking).
     """
 
     def work(s: Session) -> bool:
@@ -157,23 +158,6 @@ async def remote_start(ctx: Context, live: LiveChargePoint, session_id: str, con
         raise ConflictError("Charge point rejected the remote start", code="RemoteStartRejected",
                             sessionId=session_id)
     await ctx.db.write(_mark(session_id, "Accepted", ctx.clock.now()))
-    if "remote_accept_marks_busy" in ctx.settings.test_breaks:
-        # TEST BREAK remote_accept_marks_busy (mutation testing only): the seed's "race after remote start".
-        await ctx.db.write(_persist_occupied(cp_id, connector_id, ctx.clock.now()))
-
-
-def _persist_occupied(cp_id: str, connector_id: int, now: datetime):
-    """The seed's bug, kept only behind a test break: a mere accept stored as the connector's status."""
-
-    def work(s: Session) -> None:
-        row = s.get(ConnectorStatus, (cp_id, connector_id))
-        if row is None:
-            s.add(ConnectorStatus(charge_point_id=cp_id, connector_id=connector_id, status="Occupied",
-                                  error_code="NoError", updated_at=now))
-        else:
-            row.status, row.error_code, row.updated_at = "Occupied", "NoError", now
-
-    return work
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """Paid starts: reserve a connector, take the payment, then start remotely.
 
-The reservation lifecycle is the table in `csms.reservations`; every move here
+The reservation lifecycle is the table in `csms.core.reservations`; every move here
 is a conditional update from an allowed source status, so two requests racing
 on one reservation cannot both move it. At most one active reservation per
 connector is enforced by a partial unique index; a conflict is ConnectorBusy.
@@ -17,18 +17,23 @@ from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from .clock import iso
-from .context import Context
-from .db.models import PaymentReservation
-from .db.reservation_store import move_reservation
-from .errors import ConflictError, ConnectorBusyError, CsmsError, NotFoundError
-from .payment_cancels import cancel_now
-from .reservations import ReservationStatus as R
-from .sessions import _create_session, active_station, check_connector_free, remote_start
+from csms.context import Context
+from csms.core.reservations import ReservationStatus as R
+from csms.core.times import iso
+from csms.db.models import PaymentReservation
+from csms.db.reservation_store import move_reservation
+from csms.errors import ConflictError, ConnectorBusyError, CsmsError, NotFoundError
+from csms.services.payment_calls import cancel_now
+from csms.services.sessions import (
+    _create_session,
+    active_station,
+    check_connector_free,
+    remote_start,
+)
 
 __all__ = ["create_reservation", "confirm_reservation", "cancel_reservation", "reservation_view"]
 
-log = logging.getLogger("csms.payments")
+log = logging.getLogger("csms.services.payments")
 
 
 class PaymentProviderError(CsmsError):
@@ -57,7 +62,7 @@ def reservation_view(r: PaymentReservation) -> dict[str, Any]:
 def _move(reservation_id: str, dst: R, now: datetime, **values: Any):
     """Move a reservation to dst from any status the lifecycle table allows; False if it was elsewhere.
 
-    Ending it before charging makes its provider cancel due (`csms.payment_cancels` makes it).
+    Ending it before charging makes its provider cancel due (`csms.services.payment_calls` makes it).
     """
 
     def work(s: Session) -> bool:

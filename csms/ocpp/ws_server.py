@@ -22,8 +22,8 @@ from wsproto import ConnectionType, WSConnection
 from wsproto.connection import ConnectionState
 from wsproto.events import CloseConnection
 
-from .metrics import CONNECTION_FAILURES, CONNECTIONS_REFUSED, OCPP_LIMITS
-from .ocppj.connection import QuietLog
+from csms.metrics import CONNECTION_FAILURES, CONNECTIONS_REFUSED, OCPP_LIMITS
+from ocppj.connection import QuietLog
 
 __all__ = ["GuardedWebSocketServer"]
 

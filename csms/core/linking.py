@@ -29,7 +29,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
+
+from csms.core.times import utc
 
 __all__ = [
     "PENDING_STATUSES",
@@ -50,8 +52,6 @@ START_SUPERSEDED = "StartSuperseded"  # a newer start on the connector took over
 REVIVABLE_END_REASONS = frozenset({START_TIMED_OUT, START_EXPIRED, START_SUPERSEDED})
 
 
-def _utc(t: datetime) -> datetime:
-    return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
 
 
 @dataclass(frozen=True)
@@ -86,14 +86,14 @@ def pick_session(candidates: Iterable[SessionCandidate], *, now: datetime, reviv
     transaction since it gave up waiting can be the one it asked for. A session the charger
     rejected, or that a person or the CSMS ended for any other reason, is never brought back.
     """
-    rows = sorted(candidates, key=lambda c: (_utc(c.created_at), c.session_id), reverse=True)
+    rows = sorted(candidates, key=lambda c: (utc(c.created_at), c.session_id), reverse=True)
     accepted = next((c for c in rows if c.pending and c.status == "Accepted"), None)
     if accepted is not None:
         return Link(accepted.session_id, revived=False)
     for c in rows if revive_within is not None else ():
         if (c.ended_at is not None and c.end_reason in REVIVABLE_END_REASONS
-                and _utc(now) - _utc(c.ended_at) <= revive_within
-                and (last_transaction_at is None or _utc(c.ended_at) >= _utc(last_transaction_at))):
+                and utc(now) - utc(c.ended_at) <= revive_within
+                and (last_transaction_at is None or utc(c.ended_at) >= utc(last_transaction_at))):
             return Link(c.session_id, revived=True)
     waiting = next((c for c in rows if c.pending), None)
     return None if waiting is None else Link(waiting.session_id, revived=False)

@@ -5,8 +5,8 @@ framework. `OcppConnection` is the only stateful piece; framing and schema
 validation are pure.
 """
 
-from .connection import Limits, OcppConnection, Trace, WebSocketLike, to_payload
-from .errors import (
+from ocppj.connection import Limits, OcppConnection, Trace, WebSocketLike, to_payload
+from ocppj.errors import (
     CallErrorReceived,
     CallTimeoutError,
     ConnectionClosedError,

@@ -1,6 +1,7 @@
-"""Hidden `csms serve --test-break NAME` switches for mutation testing: each brings back one known bug.
+"""The mutants of `tests.support.mutants`: each puts back one known bug, which mutation tests rely on.
 
-Every switch is shown twice: the bug happens with it, and does not without it.
+Every mutant is shown twice: the bug happens with it, and does not with the plain `csms`. The
+product itself has no switch for any of them.
 """
 
 from __future__ import annotations
@@ -11,25 +12,22 @@ import sys
 import pytest
 import trio
 
-from csms.config import TEST_BREAKS
 from csms.db.models import ChargingSession, Transaction
 from tests.support.chargepoint import connect
 from tests.support.db import with_db
+from tests.support.mutants import MUTANTS, command
 from tests.support.server import start_csms
 
 START = "/api/ChargingSession/start-charging-session"
 UNLOCK = "/api/ChargingSession/unlock-connector"
-BASE = ["--allow-unknown-chargers"]
-
-
-def _args(name: str | None, *extra: str) -> list[str]:
-    return [*BASE, *extra, *([] if name is None else ["--test-break", name])]
+# The unlocks here stand for force-ends of sessions whose car has gone (no live evidence check).
+BASE = ["--allow-unknown-chargers", "--live-evidence-seconds", "0"]
 
 
 def _broken_and_healthy(name: str, *extra: str):
-    return pytest.mark.parametrize(("csms_args", "broken"), [
-        pytest.param(_args(name, *extra), True, id="broken"),
-        pytest.param(_args(None, *extra), False, id="healthy"),
+    return pytest.mark.parametrize(("csms_args", "csms_command", "broken"), [
+        pytest.param([*BASE, *extra], command(name), True, id="broken"),
+        pytest.param([*BASE, *extra], None, False, id="healthy"),
     ])
 
 
@@ -37,36 +35,29 @@ def _start(cp_id: str, tag: str = "TAG1") -> dict:
     return {"chargingStationId": cp_id, "connectorId": 1, "chargeTagId": tag, "chargingTariff": "0.25"}
 
 
-def test_unknown_break_is_refused_naming_the_known_ones(sqlite_url):
-    out = subprocess.run([sys.executable, "-m", "csms", "serve", "--db", sqlite_url, "--ocpp-port", "0",
-                          "--http-port", "0", "--test-break", "unlock_keeps_transaction", "--test-break", "nope"],
+def test_an_unknown_mutant_is_refused_naming_the_known_ones(sqlite_url):
+    out = subprocess.run([*command("unlock_keeps_transaction,nope"), "serve", "--db", sqlite_url],
                          capture_output=True, text=True, timeout=60)
-    assert out.returncode == 2
-    assert ("unknown --test-break nope; known: late_stop_ignored, pongs_not_liveness, registry_never_forgets, "
-            "remote_accept_marks_busy, reservation_not_busy, stop_acked_before_commit, unlock_keeps_transaction, "
-            "unlock_resets_live_status"
-            ) in out.stderr
+    assert out.returncode == 1
+    assert f"unknown mutant nope; known: {', '.join(sorted(MUTANTS))}" in out.stderr
 
 
-def test_switches_are_hidden_from_help():
+def test_the_product_has_no_switch_for_any_of_them(sqlite_url):
     out = subprocess.run([sys.executable, "-m", "csms", "serve", "--help"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and "--quiet-transaction-seconds" in out.stdout
     assert "test-break" not in out.stdout and "test_break" not in out.stdout
+    refused = subprocess.run([sys.executable, "-m", "csms", "serve", "--db", sqlite_url, "--test-break",
+                              "unlock_keeps_transaction"], capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 2 and "unrecognized arguments: --test-break" in refused.stderr
 
 
-def test_start_up_warns_about_each_switch(sqlite_url, tmp_path):
-    proc = start_csms(sqlite_url, tmp_path, _args("registry_never_forgets") + ["--test-break", "remote_accept_marks_busy"])
+def test_start_up_says_which_mutants_run(sqlite_url, tmp_path):
+    proc = start_csms(sqlite_url, tmp_path, BASE, command=command("registry_never_forgets", "remote_accept_marks_busy"))
     try:
         log = proc.log()
     finally:
         proc.stop()
-    for name in ("registry_never_forgets", "remote_accept_marks_busy"):
-        assert f"WARNING csms test_break.on name={name}: {TEST_BREAKS[name]}" in log
-    assert "unlock_keeps_transaction" not in log
-
-
-async def test_no_switch_no_warning(csms):
-    assert "test_break" not in csms.log()
+    assert "mutant.on names=registry_never_forgets,remote_accept_marks_busy" in log
 
 
 @_broken_and_healthy("unlock_keeps_transaction")

@@ -13,7 +13,7 @@ from typing import Any
 
 from ocpp.messages import Call, CallError, CallResult
 
-from .errors import OcppCallError
+from ocppj.errors import OcppCallError
 
 __all__ = ["Call", "CallResult", "CallError", "decode", "encode_call", "encode_result", "encode_error"]
 

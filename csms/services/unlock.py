@@ -1,6 +1,6 @@
 """Unlock a connector, force-ending the stuck sessions that keep it "in use".
 
-The plan comes from `csms.unlock_plan` (the same one the dry run shows). Order matters:
+The plan comes from `csms.core.unlock_plan` (the same one the dry run shows). Order matters:
 with `forceActive` the charger is first asked to stop each live transaction; then the
 database is made honest (sessions ended with a meter estimate, open transactions closed,
 reservations cancelled, a stale busy status reset); then OCPP UnlockConnector is sent,
@@ -19,20 +19,19 @@ from typing import Any
 import trio
 from sqlalchemy.orm import Session
 
-from . import metrics
-from .commands import ChargePointCommands
-from .context import Context
-from .db.cleanup_store import audit, force_end_session, read_connector_rows, release_connector
-from .db.models import ChargePoint, Transaction
-from .errors import NotFoundError
-from .ocppj import CallErrorReceived, CallTimeoutError, ConnectionClosedError, InvalidResponseError
-from .registry import LiveConnector
-from .sessions import active_station
-from .unlock_plan import LiveStatus, UnlockPlan, plan_unlock
+from csms import metrics
+from csms.context import Context
+from csms.core.unlock_plan import LiveStatus, UnlockPlan, plan_unlock
+from csms.db.cleanup_store import audit, force_end_session, read_connector_rows, release_connector
+from csms.db.models import ChargePoint, Transaction
+from csms.errors import NotFoundError
+from csms.ocpp.commands import ChargePointCommands
+from csms.services.sessions import active_station
+from ocppj import CallErrorReceived, CallTimeoutError, ConnectionClosedError, InvalidResponseError
 
 __all__ = ["UnlockResult", "unlock_connector", "plan_for", "ocpp_outcome", "success_message", "answer_body"]
 
-log = logging.getLogger("csms.unlock")
+log = logging.getLogger("csms.services.unlock")
 
 _OK_MESSAGE = "Connector unlocked successfully"
 _STOP_WAIT_S = 10.0  # after an accepted RemoteStopTransaction, how long its StopTransaction may take
@@ -110,8 +109,6 @@ async def _stop_live_first(ctx: Context, r: UnlockResult, plan: UnlockPlan) -> N
 
 async def _clean(ctx: Context, r: UnlockResult, plan: UnlockPlan, actor: str) -> None:
     cp_id, connector_id = r.charge_point_id, r.connector_id
-    # TEST BREAK unlock_keeps_transaction (mutation testing only): the seed's bug, transactions stay open.
-    close_tx = "unlock_keeps_transaction" not in ctx.settings.test_breaks
     for kept in plan.kept:
         r.warnings.append(f"Session {kept.session_id} was left open: {kept.evidence}" if kept.session_id else
                           f"Transaction {kept.transaction_id} was left open: {kept.evidence}")
@@ -123,8 +120,8 @@ async def _clean(ctx: Context, r: UnlockResult, plan: UnlockPlan, actor: str) ->
         try:
             ended = await ctx.db.write(
                 lambda s, sid=planned.session_id: force_end_session(
-                    s, sid, now=ctx.clock.now(), reason="ForceEnded", actor=actor, close_transaction=close_tx,
-                    fee_policy=ctx.settings.force_end_fee))
+                    s, sid, now=ctx.clock.now(), reason="ForceEnded", actor=actor, fee_policy=ctx.settings.force_end_fee,
+                    settle_delay=ctx.settings.estimate_settle()))
         except Exception as exc:  # a per-session failure must not stop the others
             metrics.CLEANUP_FAILURES.inc()
             log.error("unlock.cleanup_failed session=%s charge_point=%s connector=%s error=%r",
@@ -141,7 +138,7 @@ async def _clean(ctx: Context, r: UnlockResult, plan: UnlockPlan, actor: str) ->
     try:
         release = await ctx.db.write(lambda s: release_connector(
             s, cp_id, connector_id, plan, now=ctx.clock.now(), reason="ForceEnded", actor=actor,
-            close_transactions=close_tx, fee_policy=ctx.settings.force_end_fee))
+            fee_policy=ctx.settings.force_end_fee, settle_delay=ctx.settings.estimate_settle()))
     except Exception as exc:
         metrics.CLEANUP_FAILURES.inc()
         log.error("unlock.release_failed charge_point=%s connector=%s error=%r", cp_id, connector_id, exc)
@@ -186,11 +183,6 @@ async def unlock_connector(ctx: Context, station_id: str, connector_id: int, *, 
     r = UnlockResult(station.id, connector_id, cp_id)
     started = time.perf_counter()
     async with ctx.connector_lock(cp_id, connector_id):
-        if "unlock_resets_live_status" in ctx.settings.test_breaks:
-            # TEST BREAK unlock_resets_live_status (mutation testing only): unlock overrides what the charger reported.
-            live_cp = ctx.registry.get(cp_id)
-            if live_cp is not None:
-                live_cp.connectors[connector_id] = LiveConnector("Available", "NoError", ctx.clock.now())
         plan = await plan_for(ctx, cp_id, connector_id, force_active=force_active)
         if plan.remote_stops:
             await _stop_live_first(ctx, r, plan)

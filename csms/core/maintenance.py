@@ -4,15 +4,17 @@ Each `select_*` function takes rows, live facts, a threshold and `now`, and
 returns the actions to apply, each with the reason a person reads in the log
 and the audit trail. A threshold of None (0 or below on the command line)
 disables that rule. The IO shell that gathers rows and applies actions is
-`csms.maintenance_runner`.
+`csms.services.maintenance`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
+
+from csms.core.times import utc
 
 __all__ = [
     "ActionKind", "Action", "Thresholds", "ReservationRow", "StatusRow", "OpenTransactionRow",
@@ -72,6 +74,7 @@ class Thresholds:
     session_idle: timedelta | None = None
     quiet_transaction: timedelta | None = timedelta(seconds=600)
     start_timeout: timedelta | None = timedelta(seconds=180)
+    settle_delay: timedelta = timedelta(seconds=600)  # before an estimated paid session is settled with the provider
 
     @classmethod
     def from_settings(cls, s) -> Thresholds:
@@ -86,15 +89,14 @@ class Thresholds:
             # Never shorter than the call timeout: a start still waiting for its answer is not stale.
             start_timeout=threshold(max(s.start_timeout_seconds, s.call_timeout_seconds)
                                     if s.start_timeout_seconds > 0 else 0, "seconds"),
+            settle_delay=timedelta(seconds=max(0.0, s.estimate_settle_seconds)),
         )
 
 
-def _utc(t: datetime) -> datetime:
-    return t.replace(tzinfo=UTC) if t.tzinfo is None else t
 
 
 def _age(now: datetime, then: datetime) -> timedelta:
-    return _utc(now) - _utc(then)
+    return utc(now) - utc(then)
 
 
 def _human(d: timedelta) -> str:
@@ -274,7 +276,7 @@ def select_orphaned_transactions(txs: Iterable[OpenTransactionRow], live: dict[t
         st = live.get((t.charge_point_id, t.connector_id))
         if st is None or st.status != "Available":
             continue
-        if _utc(st.updated_at) < _utc(t.opened_at) or _age(now, st.updated_at) <= grace:
+        if utc(st.updated_at) < utc(t.opened_at) or _age(now, st.updated_at) <= grace:
             continue
         out.append(Action(ActionKind.CLOSE_ORPHANED, t.charge_point_id, t.connector_id, str(t.transaction_id),
                           f"connector reports Available for {_human(_age(now, st.updated_at))} "
@@ -300,7 +302,7 @@ def select_expired_starts(rows: Iterable[PendingStartRow], *, now: datetime,
 
     An accepted remote start the charger never began would otherwise wait for ever, ready to
     capture a later, unrelated transaction of the same tag at its old tariff. A StartTransaction
-    that does come shortly after still revives it (see `csms.linking`).
+    that does come shortly after still revives it (see `csms.core.linking`).
     """
     if timeout is None:
         return []
@@ -329,7 +331,7 @@ def select_quiet_transactions(rows: Iterable[TransactionActivityRow], *, now: da
             continue
         heard = [("StartTransaction", r.opened_at), ("MeterValues", r.meter_at), ("StatusNotification", r.status_at),
                  ("our last TriggerMessage", probed.get(r.transaction_id))]
-        what, last = max(((w, _utc(t)) for w, t in heard if t is not None), key=lambda wt: wt[1])
+        what, last = max(((w, utc(t)) for w, t in heard if t is not None), key=lambda wt: wt[1])
         silent = _age(now, last)
         if silent <= quiet:
             continue
@@ -361,13 +363,13 @@ def select_contradicted_statuses(live: Iterable[LiveConnectorRow], *, now: datet
         key = (r.charge_point_id, r.connector_id)
         closed = closed_at.get(key)
         outlived = (r.status in AROUND_TRANSACTION_STATUSES and closed is not None
-                    and _utc(r.updated_at) < _utc(closed))
+                    and utc(r.updated_at) < utc(closed))
         if (r.connector_id <= 0 or not (r.status in TRANSACTION_STATUSES or outlived)
                 or r.charge_point_id not in online or key in open_tx_connectors):
             continue
         moments = [("StatusNotification", r.updated_at), ("transaction closed", closed_at.get(key)),
                    ("our last TriggerMessage", asked.get(key))]
-        since, at = max(((w, _utc(t)) for w, t in moments if t is not None), key=lambda wt: wt[1])
+        since, at = max(((w, utc(t)) for w, t in moments if t is not None), key=lambda wt: wt[1])
         age = _age(now, at)
         if age <= grace:
             continue
@@ -417,13 +419,13 @@ def select_stale_silent_statuses(live: Iterable[LiveConnectorRow], *, now: datet
             continue
         last, closed = asked.get(key), closed_at.get(key)
         unchanged = last.asks if last is not None and last.status == r.status else 0
-        if unchanged and closed is not None and _utc(closed) > _utc(last.at):
+        if unchanged and closed is not None and utc(closed) > utc(last.at):
             unchanged = 0  # a car came and went since we last asked
         factor = _backoff(unchanged)
         wait = grace * factor
         moments = [("StatusNotification", r.updated_at), ("StopTransaction", closed),
                    ("our last TriggerMessage", last.at if unchanged else None)]
-        since, at = max(((w, _utc(t)) for w, t in moments if t is not None), key=lambda wt: wt[1])
+        since, at = max(((w, utc(t)) for w, t in moments if t is not None), key=lambda wt: wt[1])
         age = _age(now, at)
         if age <= wait:
             continue

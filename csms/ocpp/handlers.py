@@ -12,17 +12,17 @@ from typing import Any
 
 from ocpp.routing import on
 
-from . import metering
-from .clock import iso, parse_iso
-from .context import Context
-from .db import ocpp_store
-from .db.cleanup_store import audit
-from .db.credential_store import AUTO_REGISTERED
-from .db.hotpath import judge_id_tag
-from .id_tags import IdTagInfo
-from .metrics import BOOTS_REJECTED, CALLS_NOT_ACCEPTED, ID_TAG_ANSWERS, LATE_STOPS
-from .ocppj import OcppCallError
-from .registry import LiveChargePoint
+from csms.context import Context
+from csms.core import metering
+from csms.core.id_tags import IdTagInfo
+from csms.core.times import iso, parse_iso
+from csms.db import ocpp_store
+from csms.db.cleanup_store import audit
+from csms.db.credential_store import AUTO_REGISTERED
+from csms.db.hotpath import judge_id_tag
+from csms.metrics import BOOTS_REJECTED, CALLS_NOT_ACCEPTED, ID_TAG_ANSWERS, LATE_STOPS
+from csms.ocpp.registry import LiveChargePoint
+from ocppj import OcppCallError
 
 __all__ = ["ChargePointHandlers"]
 
@@ -119,8 +119,6 @@ class ChargePointHandlers:
         start_time = parse_iso(timestamp) or now
         _check_register(meter_start, "meterStart")  # nothing is stored for a reading no meter shows
         revive = self.ctx.settings.revive_within()
-        # TEST BREAK supersede_keeps_session (mutation testing only): a superseded transaction's session stays open.
-        end_superseded = "supersede_keeps_session" not in ctx.settings.test_breaks
 
         def work(s):
             # The transaction is stored whatever the tag's answer: an OCPP 1.6 charge point stops a
@@ -128,7 +126,7 @@ class ChargePointHandlers:
             # with a StopTransaction that names this transactionId. Judged in the same unit of work, so two
             # starts with one tag at once cannot both pass the ConcurrentTx check.
             started = ocpp_store.start_transaction(s, self.cp_id, connector_id, id_tag, meter_start, start_time, now,
-                                                   revive_within=revive, end_superseded_sessions=end_superseded)
+                                                   revive_within=revive, settle_delay=ctx.settings.estimate_settle())
             info = judge_id_tag(s, id_tag, now=now, accept_unknown=ctx.settings.accept_unknown_id_tags,
                                 starting=started.transaction_id, check_concurrent=True)
             return started, info
@@ -170,21 +168,15 @@ class ChargePointHandlers:
             metering.check_register_wh(meter_stop, "meterStop")
         except metering.ImplausibleReadingError as exc:
             await _close_invalid_stop(self, transaction_id, meter_stop, exc)
-        # TEST BREAK late_stop_ignored (mutation testing only): a late StopTransaction does not replace the estimate.
-        reconcile = "late_stop_ignored" not in self.ctx.settings.test_breaks
-
         id_tag = kw.get("id_tag")
 
         def work(s):
             stopped = ocpp_store.stop_transaction(s, transaction_id, cp_id=self.cp_id, meter_stop=meter_stop,
-                                                  stop_time=stop_time, reason=reason, now=now, reconcile=reconcile)
+                                                  stop_time=stop_time, reason=reason, now=now)
             info = None if id_tag is None else judge_id_tag(
                 s, id_tag, now=now, accept_unknown=ctx.settings.accept_unknown_id_tags)
             return stopped, info
 
-        if "stop_acked_before_commit" in ctx.settings.test_breaks:  # TEST BREAK: answered, stored later
-            ctx.db.submit(work)
-            return _ACCEPTED
         result, info = await self.ctx.db.write(work)
         if result.session_id is not None:
             ctx.nudge_payment_cancels()  # a paid session's capture is due
@@ -263,7 +255,7 @@ async def _close_invalid_stop(h: ChargePointHandlers, transaction_id: int, meter
     and the charger is told why with a CallError, not an InternalError it would retry for ever."""
     now = h.ctx.clock.now()
     closed = await h.ctx.db.write(lambda s: ocpp_store.close_transaction_invalid_stop(
-        s, transaction_id, cp_id=h.cp_id, meter_stop=meter_stop, now=now))
+        s, transaction_id, cp_id=h.cp_id, meter_stop=meter_stop, now=now, settle_delay=h.ctx.settings.estimate_settle()))
     log.warning("transaction.invalid_meter_stop charge_point=%s transaction=%s meter_stop=%s closed=%s",
                 h.cp_id, transaction_id, meter_stop, closed)
     raise OcppCallError("PropertyConstraintViolation",

@@ -80,5 +80,5 @@ def load_provider(spec: str | None) -> PaymentProvider:
     provider = getattr(importlib.import_module(module_name), attr)()
     missing = [m for m in _METHODS if not callable(getattr(provider, m, None))]
     if missing:
-        raise ValueError(f"payment provider {spec!r} lacks {', '.join(missing)} (see csms.payment_provider)")
+        raise ValueError(f"payment provider {spec!r} lacks {', '.join(missing)} (see csms.services.payment_provider)")
     return provider

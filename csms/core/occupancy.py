@@ -8,8 +8,10 @@ so a "connector busy" answer can always be explained to an admin.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from enum import Enum, StrEnum
+
+from csms.core.times import utc
 
 __all__ = [
     "AVAILABLE",
@@ -114,11 +116,6 @@ def _text(value: str) -> str:
     return value.value if isinstance(value, Enum) else str(value)
 
 
-def _as_utc(moment: datetime) -> datetime:
-    """Aware UTC datetime; naive ones (SQLite hands those back) are taken to be UTC."""
-    if moment.tzinfo is None or moment.utcoffset() is None:
-        return moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
 
 
 def _whole_minutes(age: timedelta) -> int:
@@ -151,7 +148,7 @@ def _busy_reasons(
         if is_status_busy(signals.live_status):
             reasons.append(f"live_status:{_text(signals.live_status)}")
     elif signals.persisted is not None and is_status_busy(signals.persisted.status):
-        age = now - _as_utc(signals.persisted.updated_at)
+        age = now - utc(signals.persisted.updated_at)
         if age <= freshness:
             reasons.append(
                 f"persisted_status:{_text(signals.persisted.status)}:age={_whole_minutes(age)}m"
@@ -192,7 +189,7 @@ def decide(
         raise ValueError(f"freshness must not be negative, got {freshness}")
     reasons = _busy_reasons(
         signals,
-        now=_as_utc(now),
+        now=utc(now),
         freshness=freshness,
         exclude_reservation_id=exclude_reservation_id,
     )

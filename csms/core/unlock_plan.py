@@ -7,7 +7,7 @@ transaction with live evidence is not stuck. A meter sample received within the 
 window, or a Charging/SuspendedEV status reported within it by a charger that is online,
 means a car is still taking energy; ending it would stop the bill while the charger goes on
 charging, unless the charger has reported since that the charging stopped (Finishing,
-Available, ...). Such a transaction and its session are left open, and no UnlockConnector is sent
+Available, Faulted, Unavailable). Such a transaction and its session are left open, and no UnlockConnector is sent
 (OCPP 1.6 §5.18: a charger finishes a running transaction before it unlocks). With
 `force_active` the operator overrides that: the charger is first asked to stop each live
 transaction (RemoteStopTransaction, so its own StopTransaction brings the real reading),
@@ -20,17 +20,20 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from . import billing
-from .fee_policy import apply_waiver
+from csms.core import billing
+from csms.core.fee_policy import apply_waiver
 
 __all__ = ["SessionRow", "TransactionRow", "ReservationRow", "ConnectorRows", "LiveStatus", "SessionEnd",
            "TransactionClose", "LiveTransaction", "UnlockPlan", "plan_unlock", "session_end_settlement",
-           "live_evidence", "LIVE_CHARGING", "LIVE_OCCUPIED"]
+           "live_evidence", "LIVE_CHARGING", "LIVE_OCCUPIED", "CHARGING_STOPPED"]
 
 # Live statuses in which a car is really there: the persisted status is then left alone.
 LIVE_OCCUPIED = frozenset({"Preparing", "Charging", "SuspendedEV", "SuspendedEVSE", "Finishing"})
 # Live statuses in which energy flows (or the car is taking a pause of its own): live evidence.
 LIVE_CHARGING = frozenset({"Charging", "SuspendedEV"})
+# Statuses that say the charging has stopped; reported after the last sample, they outweigh it.
+# (SuspendedEVSE is not one: the charger paused it, as load management does, and resumes.)
+CHARGING_STOPPED = frozenset({"Available", "Finishing", "Faulted", "Unavailable"})
 _FORCE_REASON = "ForceEnded"
 
 
@@ -157,8 +160,7 @@ def live_evidence(tx: TransactionRow, live: LiveStatus, *, now: datetime, window
     """Why this open transaction is still delivering energy, in words; None when nothing says so."""
     if not tx.open or window <= timedelta(0):
         return None
-    ended = (live.charger_online and live.status is not None and live.status not in LIVE_CHARGING
-             and live.reported_at is not None)
+    ended = live.charger_online and live.status in CHARGING_STOPPED and live.reported_at is not None
     if ended and (tx.meter_seen_at is None or live.reported_at >= tx.meter_seen_at):
         return None  # the charger has since said the charging stopped (Finishing, Available, ...)
     if tx.meter_seen_at is not None and now - tx.meter_seen_at <= window:
@@ -173,7 +175,7 @@ def live_evidence(tx: TransactionRow, live: LiveStatus, *, now: datetime, window
 
 def session_end_settlement(session: SessionRow, tx: TransactionRow | None, *, fee_policy: str,
                            reason: str = _FORCE_REASON) -> tuple[billing.Settlement, str | None]:
-    """What force-ending this session bills (its fee waived where `csms.fee_policy` says so), and why waived."""
+    """What force-ending this session bills (its fee waived where `csms.core.fee_policy` says so), and why waived."""
     start = (session.meter_start if session.meter_start is not None else tx.meter_start) if tx is not None \
         else (session.meter_start or 0)
     tariff = session.tariff if session.tariff is not None else Decimal(0)
@@ -212,8 +214,9 @@ def plan_unlock(rows: ConnectorRows, live: LiveStatus, *, connector_id: int, now
         end, source = billing.choose_end_meter(tx.meter_start, latest_sample_wh=tx.latest_meter_wh,
                                                meter_stop=tx.meter_stop)
         transactions.append(TransactionClose(tx.id, tx.id_tag, tx.start_time, tx.meter_start, end, source.value))
-    kept_sessions = {by_tx[t] for t in kept if t in by_tx}
-    reservations = tuple(r for r in rows.reservations if r.session_id is None or r.session_id not in kept_sessions)
+    # A reservation that is charging ends with its session (captured, or kept open with it); the others are
+    # cancelled, and their payments released.
+    reservations = tuple(r for r in rows.reservations if r.status != "Charging")
     occupied = live.status in LIVE_OCCUPIED or bool(kept)
     reset_from = rows.stored_status if rows.stored_status not in (None, "Available") and not occupied else None
     return UnlockPlan(connector_id, live.charger_online, tuple(sessions), tuple(transactions), reservations,

@@ -10,7 +10,7 @@ the library uses). Two deliberate relaxations and two tightenings:
 - integers must fit 32 bits (OCPP 1.6's integers are): a 4,000-digit connectorId
   or 2^63 as a transactionId is a PropertyConstraintViolation, not a crash in
   storage. Energy registers (meterStart, meterStop) are exempt: the CSMS checks
-  them against a plausible meter's range itself (csms.metering), and a stop with
+  them against a plausible meter's range itself (csms.core.metering), and a stop with
   an impossible reading still ends its session.
 - ``multipleOf`` (charging-profile limits) is dropped: float arithmetic makes
   21.4 fail ``multipleOf 0.1``; the library works around it with Decimal.
@@ -27,7 +27,7 @@ from typing import Any
 
 import fastjsonschema
 
-from .errors import OcppCallError
+from ocppj.errors import OcppCallError
 
 __all__ = ["validator_for", "validate", "known_actions", "SchemaError"]
 

@@ -12,7 +12,7 @@ from dataclasses import replace
 from decimal import Decimal
 from enum import StrEnum
 
-from .billing import Settlement
+from csms.core.billing import Settlement
 
 __all__ = ["FeePolicy", "WAIVABLE_REASONS", "waiver_reason", "apply_waiver"]
 

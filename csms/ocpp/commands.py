@@ -6,7 +6,7 @@ from typing import Any
 
 from ocpp.v16 import call
 
-from .ocppj import OcppConnection
+from ocppj import OcppConnection
 
 __all__ = ["ChargePointCommands"]
 

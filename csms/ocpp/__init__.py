@@ -1,0 +1,1 @@
+"""The OCPP side: WebSocket server, per-charge-point handlers, commands, the live registry."""

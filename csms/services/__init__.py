@@ -1,0 +1,1 @@
+"""Orchestration: trio tasks and database units of work around the core's rules."""

@@ -1,0 +1,190 @@
+"""`csms` with a known bug put back, for mutation tests: `python -m tests.support.mutants NAME[,NAME] -- serve ...`.
+
+Each mutant patches one named seam of the product (a module attribute the product looks up at
+run time), then runs the ordinary `csms` command line. The product carries no switch for any of
+this: a suite proves it notices a bug by running one of these instead of `python -m csms`
+(`unstuck-scenarios run --csms-command "python -m tests.support.mutants NAME --"`).
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from collections.abc import Callable, Iterable
+from dataclasses import replace
+from datetime import datetime
+from typing import Any
+
+MUTANTS: dict[str, str] = {
+    "unlock_keeps_transaction": "unlock-connector force-ends sessions but leaves their OCPP transaction open",
+    "registry_never_forgets": "a charge point whose WebSocket closed stays in the live registry (looks online)",
+    "remote_accept_marks_busy": "an Accepted RemoteStartTransaction persists the connector status Occupied",
+    "late_stop_ignored": "a StopTransaction for a transaction the CSMS already closed (force-ended, orphaned) is "
+                         "acknowledged and dropped: the estimate stays instead of the charger's meterStop",
+    "unlock_resets_live_status": "unlock-connector sets the connector's live status to Available (and resets the "
+                                 "stored one) whatever the charger last reported",
+    "reservation_not_busy": "an active payment reservation does not make its connector busy (the unique index "
+                            "still refuses a second one)",
+    "pongs_not_liveness": "liveness counts OCPP messages only: a charger that keeps its WebSocket alive with "
+                          "pings and pongs but sends no Heartbeat is marked offline",
+    "supersede_keeps_session": "a transaction superseded by the next car's StartTransaction is closed, but the "
+                               "app session billed to it stays open (Charging, unbilled)",
+    "stop_acked_before_commit": "a StopTransaction is answered before its commit (queued, not awaited): a crash "
+                                "in between loses an acknowledged stop",
+}
+
+
+def _unlock_keeps_transaction() -> None:
+    from csms.db import cleanup_store
+
+    cleanup_store.close_transaction_estimated = lambda *a, **kw: None
+
+
+def _registry_never_forgets() -> None:
+    from csms.ocpp.registry import Registry
+
+    Registry.detach = lambda self, live: False
+
+
+def _remote_accept_marks_busy() -> None:
+    from csms.db.models import ConnectorStatus
+    from csms.services import sessions
+
+    original = sessions.remote_start
+
+    async def remote_start(ctx: Any, live: Any, session_id: str, connector_id: int, id_tag: str) -> None:
+        await original(ctx, live, session_id, connector_id, id_tag)
+        now: datetime = ctx.clock.now()
+
+        def occupied(s: Any) -> None:  # the seed's bug: a mere accept stored as the connector's status
+            row = s.get(ConnectorStatus, (live.id, connector_id))
+            if row is None:
+                s.add(ConnectorStatus(charge_point_id=live.id, connector_id=connector_id, status="Occupied",
+                                      error_code="NoError", updated_at=now))
+            else:
+                row.status, row.error_code, row.updated_at = "Occupied", "NoError", now
+
+        await ctx.db.write(occupied)
+
+    sessions.remote_start = remote_start
+
+
+def _late_stop_ignored() -> None:
+    from csms.db import ocpp_store
+    from csms.db.models import Transaction
+
+    def late_stop(s: Any, tx_id: int, **_kw: Any) -> ocpp_store.StopResult:
+        return ocpp_store.StopResult(known=True, reconciled=False, session_id=None,
+                                     connector_id=s.get(Transaction, tx_id).connector_id)
+
+    ocpp_store._late_stop = late_stop
+
+
+def _unlock_resets_live_status() -> None:
+    from csms.ocpp.registry import LiveConnector
+    from csms.services import unlock
+
+    original = unlock.plan_for
+
+    async def plan_for(ctx: Any, cp_id: str, connector_id: int, *, force_active: bool) -> Any:
+        live_cp = ctx.registry.get(cp_id)
+        if live_cp is not None:
+            live_cp.connectors[connector_id] = LiveConnector("Available", "NoError", ctx.clock.now())
+        return await original(ctx, cp_id, connector_id, force_active=force_active)
+
+    unlock.plan_for = plan_for
+
+
+def _reservation_not_busy() -> None:
+    from csms.services import occupancy
+
+    original = occupancy.decide
+    occupancy.decide = lambda signals, **kw: original(replace(signals, reservations=()), **kw)
+
+
+def _pongs_not_liveness() -> None:
+    from csms import server
+    from csms.services import maintenance
+
+    server._on_every_frame = lambda ws, seen: False
+    maintenance._seen_by_pong = lambda live, now: None
+
+
+def _supersede_keeps_session() -> None:
+    from csms.db import ocpp_store
+
+    original = ocpp_store.close_transaction_estimated
+
+    def close(s: Any, tx: Any, *, reason: str, **kw: Any) -> Any:
+        if reason == "Superseded":
+            kw["with_session"] = False
+        return original(s, tx, reason=reason, **kw)
+
+    ocpp_store.close_transaction_estimated = close
+
+
+def _stop_acked_before_commit() -> None:
+    from ocpp.routing import on
+
+    from csms.core.times import parse_iso
+    from csms.db import ocpp_store
+    from csms.ocpp.handlers import ChargePointHandlers
+
+    @on("StopTransaction")
+    async def on_stop_transaction(self: Any, meter_stop: int, timestamp: str, transaction_id: int,
+                                  **kw: Any) -> dict[str, Any]:
+        now = self.ctx.clock.now()
+        self.ctx.db.submit(lambda s: ocpp_store.stop_transaction(  # queued, not awaited: answered before stored
+            s, transaction_id, cp_id=self.cp_id, meter_stop=meter_stop, stop_time=parse_iso(timestamp) or now,
+            reason=kw.get("reason"), now=now))
+        return {"idTagInfo": {"status": "Accepted"}} if kw.get("id_tag") else {}
+
+    ChargePointHandlers.on_stop_transaction = on_stop_transaction
+
+
+PATCHES: dict[str, Callable[[], None]] = {
+    "unlock_keeps_transaction": _unlock_keeps_transaction,
+    "registry_never_forgets": _registry_never_forgets,
+    "remote_accept_marks_busy": _remote_accept_marks_busy,
+    "late_stop_ignored": _late_stop_ignored,
+    "unlock_resets_live_status": _unlock_resets_live_status,
+    "reservation_not_busy": _reservation_not_busy,
+    "pongs_not_liveness": _pongs_not_liveness,
+    "supersede_keeps_session": _supersede_keeps_session,
+    "stop_acked_before_commit": _stop_acked_before_commit,
+}
+assert PATCHES.keys() == MUTANTS.keys()
+
+
+def command(*names: str) -> list[str]:
+    """The command that starts `csms` with these mutants: give it the usual `csms` arguments after it."""
+    return [sys.executable, "-m", "tests.support.mutants", ",".join(names), "--"]
+
+
+def scenario_flags(csms_args: Iterable[str]) -> list[str]:
+    """`unstuck-scenarios run` flags for a CSMS started with these arguments, where an entry `mutant=NAME`
+    picks a mutant (`--csms-command`) and every other one is a `--csms-arg`."""
+    args = list(csms_args)
+    names = [a.partition("=")[2] for a in args if a.startswith("mutant=")]
+    flags = [f"--csms-arg={a}" for a in args if not a.startswith("mutant=")]
+    return flags + ([f"--csms-command={shlex.join(command(*names))}"] if names else [])
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) < 2 or argv[1] != "--":
+        sys.exit("usage: python -m tests.support.mutants NAME[,NAME] -- serve [csms serve arguments]\n"
+                 f"mutants: {', '.join(sorted(MUTANTS))}")
+    names = [n for n in argv[0].split(",") if n]
+    unknown = sorted(set(names) - MUTANTS.keys())
+    if unknown:
+        sys.exit(f"unknown mutant {', '.join(unknown)}; known: {', '.join(sorted(MUTANTS))}")
+    for name in names:
+        PATCHES[name]()
+    from csms.cli import main as csms_main
+
+    print(f"mutant.on names={','.join(names)} (known bugs put back for a mutation test)", file=sys.stderr, flush=True)
+    sys.exit(csms_main(argv[2:]))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
