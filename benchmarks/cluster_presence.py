@@ -65,8 +65,15 @@ def _measure(engine, n: int) -> None:
     rounds, rows = [], 0
     for k in range(7):
         with Session(engine) as s, s.begin():
-            store.write_presence(s, "x", [Presence(f"CP{i:05d}", "x", now, now, states("Finishing" if k % 2 else "Charging"))
-                                          for i in range(0, n, 100)], [])
+            store.write_presence(
+                s,
+                "x",
+                [
+                    Presence(f"CP{i:05d}", "x", now, now, states("Finishing" if k % 2 else "Charging"))
+                    for i in range(0, n, 100)
+                ],
+                [],
+            )
         started = time.perf_counter()
         with Session(engine) as s, s.begin():
             store.renew_lease(s, "me", 5)
@@ -76,8 +83,10 @@ def _measure(engine, n: int) -> None:
         rows = len(snap.changes)
         time.sleep(0.5)
     assert len(view) == n
-    print(f"{n:>6} charge points on another node: first write {first_write * 1000:.0f} ms, full read "
-          f"{full * 1000:.0f} ms, steady round median {sorted(rounds)[3] * 1000:.0f} ms ({rows} rows read)")
+    print(
+        f"{n:>6} charge points on another node: first write {first_write * 1000:.0f} ms, full read "
+        f"{full * 1000:.0f} ms, steady round median {sorted(rounds)[3] * 1000:.0f} ms ({rows} rows read)"
+    )
 
 
 if __name__ == "__main__":

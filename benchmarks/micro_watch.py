@@ -30,7 +30,10 @@ def main(argv: list[str] | None = None) -> None:
     class Live:
         def __init__(self, i: int) -> None:
             self.id = f"CP{i:05d}"
-            self.connectors = {1: LiveConnector("Available", "NoError", now), 2: LiveConnector("Available", "NoError", now)}
+            self.connectors = {
+                1: LiveConnector("Available", "NoError", now),
+                2: LiveConnector("Available", "NoError", now),
+            }
 
     class Ctx:
         registry = [Live(i) for i in range(args.cps)]
@@ -48,8 +51,10 @@ def main(argv: list[str] | None = None) -> None:
         w._look_at_registry()
         times.append(time.process_time() - t)
     times.sort()
-    print(f"{args.cps} charge points: CPU per round min {1000 * times[0]:.1f} ms, "
-          f"median {1000 * times[len(times) // 2]:.1f} ms")
+    print(
+        f"{args.cps} charge points: CPU per round min {1000 * times[0]:.1f} ms, "
+        f"median {1000 * times[len(times) // 2]:.1f} ms"
+    )
 
 
 if __name__ == "__main__":

@@ -44,9 +44,12 @@ def _env(name: str, default: str) -> str:
 
 
 def _add_db(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--db", default=_env("CSMS_DATABASE_URL", DEFAULT_DB_URL),
-                   help="database URL (env CSMS_DATABASE_URL; default %(default)s). "
-                        "PostgreSQL: postgresql+psycopg://user@host:5432/db")
+    p.add_argument(
+        "--db",
+        default=_env("CSMS_DATABASE_URL", DEFAULT_DB_URL),
+        help="database URL (env CSMS_DATABASE_URL; default %(default)s). "
+        "PostgreSQL: postgresql+psycopg://user@host:5432/db",
+    )
 
 
 def _add_logging(p: argparse.ArgumentParser) -> None:
@@ -56,146 +59,301 @@ def _add_logging(p: argparse.ArgumentParser) -> None:
 
 def _add_maintenance(p: argparse.ArgumentParser, *, live_rules: bool = False) -> None:
     g = p.add_argument_group("maintenance (a threshold of 0 or below disables that cleanup)")
-    g.add_argument("--reservation-timeout-minutes", type=float, default=60.0,
-                   help="cancel PendingPayment/Authorized/StartRequested reservations older than this (default 60)")
-    g.add_argument("--status-release-minutes", type=float, default=240.0,
-                   help="flip persisted non-Available statuses older than this to Available (default 240)")
-    g.add_argument("--session-idle-hours", type=float, default=0.0,
-                   help="force-end sessions silent for this long (default 0 = off)")
-    g.add_argument("--orphan-grace-seconds", type=float, default=120.0,
-                   help="close an open transaction whose connector reports Available this long (default 120)")
-    g.add_argument("--start-timeout-seconds", type=float, default=180.0,
-                   help="end a session whose remote start was accepted but whose StartTransaction has not come in "
-                        "this long (StartExpired; at least --call-timeout-seconds); a second start on its connector "
-                        "is refused meanwhile, and a StartTransaction up to this long after still revives it "
-                        "(default 180)")
+    g.add_argument(
+        "--reservation-timeout-minutes",
+        type=float,
+        default=60.0,
+        help="cancel PendingPayment/Authorized/StartRequested reservations older than this (default 60)",
+    )
+    g.add_argument(
+        "--status-release-minutes",
+        type=float,
+        default=240.0,
+        help="flip persisted non-Available statuses older than this to Available (default 240)",
+    )
+    g.add_argument(
+        "--session-idle-hours",
+        type=float,
+        default=0.0,
+        help="force-end sessions silent for this long (default 0 = off)",
+    )
+    g.add_argument(
+        "--orphan-grace-seconds",
+        type=float,
+        default=120.0,
+        help="close an open transaction whose connector reports Available this long (default 120)",
+    )
+    g.add_argument(
+        "--start-timeout-seconds",
+        type=float,
+        default=180.0,
+        help="end a session whose remote start was accepted but whose StartTransaction has not come in "
+        "this long (StartExpired; at least --call-timeout-seconds); a second start on its connector "
+        "is refused meanwhile, and a StartTransaction up to this long after still revives it "
+        "(default 180)",
+    )
     if live_rules:
-        g.add_argument("--quiet-transaction-seconds", type=float, default=600.0,
-                       help="TriggerMessage StatusNotification for the connector of an open transaction that sent "
-                            "no MeterValues, status or transaction message this long (default 600)")
+        g.add_argument(
+            "--quiet-transaction-seconds",
+            type=float,
+            default=600.0,
+            help="TriggerMessage StatusNotification for the connector of an open transaction that sent "
+            "no MeterValues, status or transaction message this long (default 600)",
+        )
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="csms", description="unstuck: an OCPP 1.6J central system that keeps connectors honest.",
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+        prog="csms",
+        description="unstuck: an OCPP 1.6J central system that keeps connectors honest.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    serve = sub.add_parser("serve", help="run the CSMS (OCPP WebSocket server + REST API)",
-                           epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    serve = sub.add_parser(
+        "serve",
+        help="run the CSMS (OCPP WebSocket server + REST API)",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     _add_db(serve)
     serve.add_argument("--ocpp-host", default=_env("CSMS_OCPP_HOST", "127.0.0.1"))
     serve.add_argument("--ocpp-port", type=int, default=int(_env("CSMS_OCPP_PORT", "9000")), help="0 picks a free port")
     serve.add_argument("--http-host", default=_env("CSMS_HTTP_HOST", "127.0.0.1"))
     serve.add_argument("--http-port", type=int, default=int(_env("CSMS_HTTP_PORT", "8000")), help="0 picks a free port")
-    serve.add_argument("--allow-unknown-chargers", action="store_true", default=env_flag("CSMS_ALLOW_UNKNOWN"),
-                       help="LAB MODE, test benches only: any charge point id connects without a password and its "
-                            "first boot registers it and a station (env CSMS_ALLOW_UNKNOWN=1). Charge points that "
-                            "have a password still need it")
-    serve.add_argument("--max-auto-registered", type=int, default=int(_env("CSMS_MAX_AUTO_REGISTERED", "100")),
-                       metavar="N", help="lab mode registers at most N charge points, ever; unknown ids beyond are "
-                                         "refused (default %(default)s)")
-    serve.add_argument("--accept-unknown-id-tags", action="store_true",
-                       default=env_flag("CSMS_ACCEPT_UNKNOWN_ID_TAGS"),
-                       help="test benches: id tags not in the list are Accepted instead of Invalid "
-                            "(env CSMS_ACCEPT_UNKNOWN_ID_TAGS=1)")
-    serve.add_argument("--api-token", action="append", default=[], metavar="ROLE[:NAME]:TOKEN",
-                       help="REST bearer token, role admin or user, NAME the actor in audit events (default: the "
-                            "role); repeatable (env CSMS_API_TOKENS='admin:alice:...,user:...'). Visible to local "
-                            "users in the process list: prefer --api-tokens-file")
-    serve.add_argument("--api-tokens-file", default=_env("CSMS_API_TOKENS_FILE", "") or None, metavar="FILE",
-                       help="one ROLE:NAME:TOKEN per line, '#' comments (env CSMS_API_TOKENS_FILE)")
-    serve.add_argument("--tls-cert", default=_env("CSMS_TLS_CERT", "") or None, metavar="PEM",
-                       help="certificate chain: OCPP on wss:// and REST on https:// (security profile 2)")
-    serve.add_argument("--tls-key", default=_env("CSMS_TLS_KEY", "") or None, metavar="PEM",
-                       help="the certificate's private key")
-    serve.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",
-                       help="allow browser pages from ORIGIN (e.g. https://app.example.com) to call the REST API; "
-                            "repeatable (env CSMS_CORS_ORIGINS, comma-separated). Default: CORS off")
-    serve.add_argument("--call-timeout-seconds", type=float, default=30.0,
-                       help="how long a CSMS -> charge point call waits for its answer (default 30)")
-    serve.add_argument("--heartbeat-interval", type=int, default=300, help="seconds, sent in BootNotification (default 300)")
-    serve.add_argument("--freshness-minutes", type=float, default=30.0,
-                       help="a persisted status counts for occupancy only this long without a live one (default 30)")
-    serve.add_argument("--reconnect-settle-seconds", type=float, default=10.0,
-                       help="after a charge point reconnects, a connector it reported before is not 'free' until it "
-                            "reports it again or this many seconds pass: it may be replaying a session started "
-                            "while it was offline (default 10; 0 turns this off)")
+    serve.add_argument(
+        "--allow-unknown-chargers",
+        action="store_true",
+        default=env_flag("CSMS_ALLOW_UNKNOWN"),
+        help="LAB MODE, test benches only: any charge point id connects without a password and its "
+        "first boot registers it and a station (env CSMS_ALLOW_UNKNOWN=1). Charge points that "
+        "have a password still need it",
+    )
+    serve.add_argument(
+        "--max-auto-registered",
+        type=int,
+        default=int(_env("CSMS_MAX_AUTO_REGISTERED", "100")),
+        metavar="N",
+        help="lab mode registers at most N charge points, ever; unknown ids beyond are refused (default %(default)s)",
+    )
+    serve.add_argument(
+        "--accept-unknown-id-tags",
+        action="store_true",
+        default=env_flag("CSMS_ACCEPT_UNKNOWN_ID_TAGS"),
+        help="test benches: id tags not in the list are Accepted instead of Invalid "
+        "(env CSMS_ACCEPT_UNKNOWN_ID_TAGS=1)",
+    )
+    serve.add_argument(
+        "--api-token",
+        action="append",
+        default=[],
+        metavar="ROLE[:NAME]:TOKEN",
+        help="REST bearer token, role admin or user, NAME the actor in audit events (default: the "
+        "role); repeatable (env CSMS_API_TOKENS='admin:alice:...,user:...'). Visible to local "
+        "users in the process list: prefer --api-tokens-file",
+    )
+    serve.add_argument(
+        "--api-tokens-file",
+        default=_env("CSMS_API_TOKENS_FILE", "") or None,
+        metavar="FILE",
+        help="one ROLE:NAME:TOKEN per line, '#' comments (env CSMS_API_TOKENS_FILE)",
+    )
+    serve.add_argument(
+        "--tls-cert",
+        default=_env("CSMS_TLS_CERT", "") or None,
+        metavar="PEM",
+        help="certificate chain: OCPP on wss:// and REST on https:// (security profile 2)",
+    )
+    serve.add_argument(
+        "--tls-key", default=_env("CSMS_TLS_KEY", "") or None, metavar="PEM", help="the certificate's private key"
+    )
+    serve.add_argument(
+        "--cors-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="allow browser pages from ORIGIN (e.g. https://app.example.com) to call the REST API; "
+        "repeatable (env CSMS_CORS_ORIGINS, comma-separated). Default: CORS off",
+    )
+    serve.add_argument(
+        "--call-timeout-seconds",
+        type=float,
+        default=30.0,
+        help="how long a CSMS -> charge point call waits for its answer (default 30)",
+    )
+    serve.add_argument(
+        "--heartbeat-interval", type=int, default=300, help="seconds, sent in BootNotification (default 300)"
+    )
+    serve.add_argument(
+        "--freshness-minutes",
+        type=float,
+        default=30.0,
+        help="a persisted status counts for occupancy only this long without a live one (default 30)",
+    )
+    serve.add_argument(
+        "--reconnect-settle-seconds",
+        type=float,
+        default=10.0,
+        help="after a charge point reconnects, a connector it reported before is not 'free' until it "
+        "reports it again or this many seconds pass: it may be replaying a session started "
+        "while it was offline (default 10; 0 turns this off)",
+    )
     serve.add_argument("--max-frame-bytes", type=int, default=65536, help="larger frames close the connection (1009)")
     lim = serve.add_argument_group("abuse limits (each counted in /metrics)")
-    lim.add_argument("--ocpp-max-queued-calls", type=int, default=16,
-                     help="a connection's Calls waiting to be answered (served in order); more close it with 1008 "
-                          "(default 16)")
-    lim.add_argument("--ocpp-messages-per-second", type=float, default=50.0,
-                     help="messages a connection may send per second, sustained; beyond the burst it is closed with "
-                          "1008; 0 turns it off, for benchmarks (default 50)")
+    lim.add_argument(
+        "--ocpp-max-queued-calls",
+        type=int,
+        default=16,
+        help="a connection's Calls waiting to be answered (served in order); more close it with 1008 (default 16)",
+    )
+    lim.add_argument(
+        "--ocpp-messages-per-second",
+        type=float,
+        default=50.0,
+        help="messages a connection may send per second, sustained; beyond the burst it is closed with "
+        "1008; 0 turns it off, for benchmarks (default 50)",
+    )
     lim.add_argument("--ocpp-message-burst", type=int, default=500, help="default 500")
-    lim.add_argument("--handshake-timeout-seconds", type=float, default=10.0,
-                     help="from TCP connect to the WebSocket request; then the socket is closed (default 10)")
-    lim.add_argument("--max-connections", type=int, default=5000,
-                     help="open OCPP TCP connections; more are closed at once (default 5000)")
-    lim.add_argument("--max-handshakes", type=int, default=200,
-                     help="OCPP connections in their handshake at once; more are closed at once (default 200)")
-    lim.add_argument("--max-body-bytes", type=int, default=1024 * 1024,
-                     help="largest REST request body; larger ones get 413 before they are read (default 1 MiB)")
-    lim.add_argument("--body-timeout-seconds", type=float, default=15.0,
-                     help="a REST request body must arrive within this; else 408 (default 15)")
-    lim.add_argument("--db-read-timeout-seconds", type=float, default=35.0,
-                     help="a database read unanswered this long (a hung server) fails; REST answers 503 "
-                          "(default 35: PostgreSQL's connect timeout 5 + statement timeout 30)")
+    lim.add_argument(
+        "--handshake-timeout-seconds",
+        type=float,
+        default=10.0,
+        help="from TCP connect to the WebSocket request; then the socket is closed (default 10)",
+    )
+    lim.add_argument(
+        "--max-connections",
+        type=int,
+        default=5000,
+        help="open OCPP TCP connections; more are closed at once (default 5000)",
+    )
+    lim.add_argument(
+        "--max-handshakes",
+        type=int,
+        default=200,
+        help="OCPP connections in their handshake at once; more are closed at once (default 200)",
+    )
+    lim.add_argument(
+        "--max-body-bytes",
+        type=int,
+        default=1024 * 1024,
+        help="largest REST request body; larger ones get 413 before they are read (default 1 MiB)",
+    )
+    lim.add_argument(
+        "--body-timeout-seconds",
+        type=float,
+        default=15.0,
+        help="a REST request body must arrive within this; else 408 (default 15)",
+    )
+    lim.add_argument(
+        "--db-read-timeout-seconds",
+        type=float,
+        default=35.0,
+        help="a database read unanswered this long (a hung server) fails; REST answers 503 "
+        "(default 35: PostgreSQL's connect timeout 5 + statement timeout 30)",
+    )
     serve.add_argument("--maintenance-interval-seconds", type=float, default=60.0, help="default 60")
-    serve.add_argument("--heartbeat-timeout-factor", type=float, default=2.5,
-                       help="offline after this many heartbeat intervals of silence (default 2.5)")
-    serve.add_argument("--status-grace-seconds", type=float, default=30.0,
-                       help="TriggerMessage StatusNotification for connectors silent this long after boot, for "
-                            "Charging/SuspendedEV/SuspendedEVSE this long with no open transaction, and for any other "
-                            "non-Available status with no open transaction of a connector that reports none of its "
-                            "own (the wait doubling after each answer that keeps it, up to 16 x) (default 30)")
+    serve.add_argument(
+        "--heartbeat-timeout-factor",
+        type=float,
+        default=2.5,
+        help="offline after this many heartbeat intervals of silence (default 2.5)",
+    )
+    serve.add_argument(
+        "--status-grace-seconds",
+        type=float,
+        default=30.0,
+        help="TriggerMessage StatusNotification for connectors silent this long after boot, for "
+        "Charging/SuspendedEV/SuspendedEVSE this long with no open transaction, and for any other "
+        "non-Available status with no open transaction of a connector that reports none of its "
+        "own (the wait doubling after each answer that keeps it, up to 16 x) (default 30)",
+    )
     _add_maintenance(serve, live_rules=True)
-    serve.add_argument("--payment-provider", default=_env("CSMS_PAYMENT_PROVIDER", "simulated"),
-                       help="'simulated' (default) or package.module:ClassName of a PaymentProvider")
-    serve.add_argument("--payment-retry-seconds", type=float, default=10.0,
-                       help="a provider cancel or capture that failed is retried after this, doubling each time up to an hour "
-                            "(default 10)")
-    serve.add_argument("--force-end-fee", choices=("charge", "waive"), default=_env("CSMS_FORCE_END_FEE", "charge"),
-                       help="what a session an admin force-ends (unlock) is billed: 'charge' its metered energy "
-                            "(default) or 'waive' the fee (0.00, the session records why); env CSMS_FORCE_END_FEE")
-    serve.add_argument("--estimate-settle-seconds", type=float, default=600.0,
-                       help="a paid session ended without its StopTransaction (orphan sweep, unlock, superseded by "
-                            "the next car) has its fee captured with the provider this much later, so a late "
-                            "StopTransaction can still correct it (default 600)")
-    serve.add_argument("--live-evidence-seconds", type=float, default=120.0,
-                       help="an unlock leaves open a transaction with a meter sample (or a Charging/SuspendedEV "
-                            "status) newer than this: a car is still charging; forceActive overrides (default 120, "
-                            "twice a common 60 s MeterValueSampleInterval; 0: every open session is stuck)")
-    hooks = serve.add_argument_group("webhooks (session.ended, session.force_ended, transaction.orphaned, connector.freed, "
-                                     "charge_point.offline, charge_point.online)")
-    hooks.add_argument("--webhook", action="append", default=[], metavar="URL[,SECRET]",
-                       help="POST every event as JSON to URL, signed with HMAC-SHA256 of SECRET (header "
-                            "X-Unstuck-Signature) when given; repeatable (env CSMS_WEBHOOKS, items separated by "
-                            "spaces: keeps secrets out of the process list)")
-    hooks.add_argument("--webhook-retry-seconds", type=float, default=1.0,
-                       help="first retry after a failed delivery, doubling each time up to 5 min (default 1)")
+    serve.add_argument(
+        "--payment-provider",
+        default=_env("CSMS_PAYMENT_PROVIDER", "simulated"),
+        help="'simulated' (default) or package.module:ClassName of a PaymentProvider",
+    )
+    serve.add_argument(
+        "--payment-retry-seconds",
+        type=float,
+        default=10.0,
+        help="a provider cancel or capture that failed is retried after this, doubling each time up to an hour "
+        "(default 10)",
+    )
+    serve.add_argument(
+        "--force-end-fee",
+        choices=("charge", "waive"),
+        default=_env("CSMS_FORCE_END_FEE", "charge"),
+        help="what a session an admin force-ends (unlock) is billed: 'charge' its metered energy "
+        "(default) or 'waive' the fee (0.00, the session records why); env CSMS_FORCE_END_FEE",
+    )
+    serve.add_argument(
+        "--estimate-settle-seconds",
+        type=float,
+        default=600.0,
+        help="a paid session ended without its StopTransaction (orphan sweep, unlock, superseded by "
+        "the next car) has its fee captured with the provider this much later, so a late "
+        "StopTransaction can still correct it (default 600)",
+    )
+    serve.add_argument(
+        "--live-evidence-seconds",
+        type=float,
+        default=120.0,
+        help="an unlock leaves open a transaction with a meter sample (or a Charging/SuspendedEV "
+        "status) newer than this: a car is still charging; forceActive overrides (default 120, "
+        "twice a common 60 s MeterValueSampleInterval; 0: every open session is stuck)",
+    )
+    hooks = serve.add_argument_group(
+        "webhooks (session.ended, session.force_ended, transaction.orphaned, connector.freed, "
+        "charge_point.offline, charge_point.online)"
+    )
+    hooks.add_argument(
+        "--webhook",
+        action="append",
+        default=[],
+        metavar="URL[,SECRET]",
+        help="POST every event as JSON to URL, signed with HMAC-SHA256 of SECRET (header "
+        "X-Unstuck-Signature) when given; repeatable (env CSMS_WEBHOOKS, items separated by "
+        "spaces: keeps secrets out of the process list)",
+    )
+    hooks.add_argument(
+        "--webhook-retry-seconds",
+        type=float,
+        default=1.0,
+        help="first retry after a failed delivery, doubling each time up to 5 min (default 1)",
+    )
     hooks.add_argument("--webhook-max-attempts", type=int, default=6, help="attempts per event (default 6)")
-    hooks.add_argument("--webhook-queue-size", type=int, default=1000,
-                       help="events waiting per receiver; a slow or dead receiver loses its oldest beyond this "
-                            "(default 1000)")
-    serve.add_argument("--schema-upgrade", choices=("auto", "refuse"), default=_env("CSMS_SCHEMA_UPGRADE", "auto"),
-                       help="a database older than this csms at start: 'auto' upgrades it and logs from/to "
-                            "(default), 'refuse' stops and says to run `csms db upgrade` (env CSMS_SCHEMA_UPGRADE). "
-                            "An empty database is always created, a newer one always refused")
-    serve.add_argument("--node-id", default=_env("CSMS_NODE_ID", "") or None,
-                       help="run as one node of a cluster behind a load balancer (PostgreSQL only): presence, "
-                            "commands and maintenance are shared with the other nodes on the same database; "
-                            "1 to 40 of A-Z a-z 0-9 _ - (env CSMS_NODE_ID). Without it: a single node, as before")
+    hooks.add_argument(
+        "--webhook-queue-size",
+        type=int,
+        default=1000,
+        help="events waiting per receiver; a slow or dead receiver loses its oldest beyond this (default 1000)",
+    )
+    serve.add_argument(
+        "--schema-upgrade",
+        choices=("auto", "refuse"),
+        default=_env("CSMS_SCHEMA_UPGRADE", "auto"),
+        help="a database older than this csms at start: 'auto' upgrades it and logs from/to "
+        "(default), 'refuse' stops and says to run `csms db upgrade` (env CSMS_SCHEMA_UPGRADE). "
+        "An empty database is always created, a newer one always refused",
+    )
+    serve.add_argument(
+        "--node-id",
+        default=_env("CSMS_NODE_ID", "") or None,
+        help="run as one node of a cluster behind a load balancer (PostgreSQL only): presence, "
+        "commands and maintenance are shared with the other nodes on the same database; "
+        "1 to 40 of A-Z a-z 0-9 _ - (env CSMS_NODE_ID). Without it: a single node, as before",
+    )
     serve.add_argument("--ports-file", help="write the bound addresses as JSON here once listening")
     _add_logging(serve)
 
     maint = sub.add_parser(
-        "maintenance", help="apply the database maintenance rules once (stale reservations, old statuses, idle sessions)",
+        "maintenance",
+        help="apply the database maintenance rules once (stale reservations, old statuses, idle sessions)",
         description="Runs the rules that need only the database against --db and prints a table of actions. "
-                    "Live rules (offline detection, silent connectors, orphaned transactions) run inside `csms serve`.")
+        "Live rules (offline detection, silent connectors, orphaned transactions) run inside `csms serve`.",
+    )
     _add_db(maint)
     maint.add_argument("--dry-run", action="store_true", help="print what would be done; change nothing")
     _add_maintenance(maint)
@@ -203,11 +361,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     chargers = sub.add_parser("chargers", help="provision charge points: ids and passwords")
     csub = chargers.add_subparsers(dest="chargers_command", required=True, metavar="ACTION")
-    add = csub.add_parser("add", help="register a charge point (and a station of the same id) and/or set its password",
-                          description="Registers ID if new, with a station of the same id, and with --password-stdin "
-                                      "sets or replaces its HTTP Basic password (the first line of standard input; "
-                                      "16 to 40 printable characters; stored as a salted scrypt hash only). Takes "
-                                      "effect at once, also for a running csms serve on the same database.")
+    add = csub.add_parser(
+        "add",
+        help="register a charge point (and a station of the same id) and/or set its password",
+        description="Registers ID if new, with a station of the same id, and with --password-stdin "
+        "sets or replaces its HTTP Basic password (the first line of standard input; "
+        "16 to 40 printable characters; stored as a salted scrypt hash only). Takes "
+        "effect at once, also for a running csms serve on the same database.",
+    )
     add.add_argument("id", help="the charge point id (printable ASCII, at most 48, no ':' or '/')")
     add.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
     _add_db(add)
@@ -218,11 +379,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     tags = sub.add_parser("id-tags", help="the id tag list: who may charge")
     tsub = tags.add_subparsers(dest="tags_command", required=True, metavar="ACTION")
-    imp = tsub.add_parser("import", help="add or replace tags from a CSV file",
-                          description="CSV with a header line: idTag,status,expiryDate,parentIdTag (status Accepted, "
-                                      "Blocked, Expired or Invalid, default Accepted; expiryDate ISO 8601, optional). "
-                                      "Tags in the file are added or replaced; tags not in it are left alone. "
-                                      "Nothing is imported if any line is wrong.")
+    imp = tsub.add_parser(
+        "import",
+        help="add or replace tags from a CSV file",
+        description="CSV with a header line: idTag,status,expiryDate,parentIdTag (status Accepted, "
+        "Blocked, Expired or Invalid, default Accepted; expiryDate ISO 8601, optional). "
+        "Tags in the file are added or replaced; tags not in it are left alone. "
+        "Nothing is imported if any line is wrong.",
+    )
     imp.add_argument("file", help="the CSV file ('-' reads standard input)")
     _add_db(imp)
     _add_logging(imp)
@@ -230,20 +394,34 @@ def build_parser() -> argparse.ArgumentParser:
     _add_db(tlist)
     _add_logging(tlist)
 
-    db = sub.add_parser("db", help="the database schema: upgrade after installing a new csms, see its revision",
-                        description=DB_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    db = sub.add_parser(
+        "db",
+        help="the database schema: upgrade after installing a new csms, see its revision",
+        description=DB_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     dsub = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
-    up = dsub.add_parser("upgrade", help="create or upgrade the schema to this csms's revision (keeps all rows)",
-                         description="Creates the tables of an empty database; upgrades an older one through each "
-                                     "migration in turn, keeping its rows; adopts a database made before schema "
-                                     "versions (stamps the revision its tables match, then upgrades). Refuses a "
-                                     "database newer than this csms. Safe to run twice, and while other csms "
-                                     "processes start on the same PostgreSQL database (they wait for it).")
+    up = dsub.add_parser(
+        "upgrade",
+        help="create or upgrade the schema to this csms's revision (keeps all rows)",
+        description="Creates the tables of an empty database; upgrades an older one through each "
+        "migration in turn, keeping its rows; adopts a database made before schema "
+        "versions (stamps the revision its tables match, then upgrades). Refuses a "
+        "database newer than this csms. Safe to run twice, and while other csms "
+        "processes start on the same PostgreSQL database (they wait for it).",
+    )
     _add_db(up)
-    up.add_argument("--sql", action="store_true",
-                    help="print the SQL that would upgrade a database at --from-revision instead of running it")
-    up.add_argument("--from-revision", default=None, metavar="REV",
-                    help="with --sql: the revision the database is at (default: the first, 0001)")
+    up.add_argument(
+        "--sql",
+        action="store_true",
+        help="print the SQL that would upgrade a database at --from-revision instead of running it",
+    )
+    up.add_argument(
+        "--from-revision",
+        default=None,
+        metavar="REV",
+        help="with --sql: the revision the database is at (default: the first, 0001)",
+    )
     _add_logging(up)
     cur = dsub.add_parser("current", help="the database's revision, this csms's, and what to do")
     _add_db(cur)
@@ -288,8 +466,9 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     cors = list(args.cors_origin) or [o.strip() for o in os.environ.get("CSMS_CORS_ORIGINS", "").split(",")]
     webhooks = tuple(parse_webhook(w) for w in (list(args.webhook) or os.environ.get("CSMS_WEBHOOKS", "").split()))
     if args.webhook_max_attempts < 1 or args.webhook_queue_size < 1 or args.webhook_retry_seconds < 0:
-        raise ValueError("--webhook-max-attempts and --webhook-queue-size must be 1 or more, "
-                         "--webhook-retry-seconds 0 or more")
+        raise ValueError(
+            "--webhook-max-attempts and --webhook-queue-size must be 1 or more, --webhook-retry-seconds 0 or more"
+        )
     if args.node_id is not None:
         from csms.cluster import check_cluster_settings
 
@@ -361,9 +540,12 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         token = secrets.token_urlsafe(18)
         settings = Settings(**{**settings.__dict__, "api_tokens": (ApiToken("admin", token, "generated-admin"),)})
         path = _write_generated_token(token)
-        log.warning("api.no_tokens_configured generated an admin token for this run, named generated-admin; it is in "
-                    "%s (readable by this user only; tokens are never logged). Choose your own with "
-                    "--api-tokens-file FILE (ROLE:NAME:TOKEN lines)", path)
+        log.warning(
+            "api.no_tokens_configured generated an admin token for this run, named generated-admin; it is in "
+            "%s (readable by this user only; tokens are never logged). Choose your own with "
+            "--api-tokens-file FILE (ROLE:NAME:TOKEN lines)",
+            path,
+        )
     try:
         trio.run(run_until_signal, settings)
     except OSError as exc:
@@ -438,9 +620,19 @@ def _cmd_chargers(args: argparse.Namespace) -> int:
     try:
         if args.chargers_command == "list":
             rows = db.run_sync(credential_store.list_chargers)
-            _print_table(("id", "password", "registered", "last boot", "last seen"),
-                         [(r.id, "set" if r.password_set else "-", iso(r.registered_at) or "-",
-                           iso(r.last_boot_at) or "-", iso(r.last_seen_at) or "-") for r in rows])
+            _print_table(
+                ("id", "password", "registered", "last boot", "last seen"),
+                [
+                    (
+                        r.id,
+                        "set" if r.password_set else "-",
+                        iso(r.registered_at) or "-",
+                        iso(r.last_boot_at) or "-",
+                        iso(r.last_seen_at) or "-",
+                    )
+                    for r in rows
+                ],
+            )
             print(f"\n{len(rows)} charge point(s), {sum(r.password_set for r in rows)} with a password.")
             return 0
         problem = charge_point_id_problem(args.id)
@@ -459,8 +651,15 @@ def _cmd_chargers(args: argparse.Namespace) -> int:
 
         def work(s):
             result = credential_store.provision(s, args.id, pw_hash, now)
-            audit(s, actor=actor, action="charge_point.provisioned", at=now, charge_point_id=args.id,
-                  created=result.created, passwordChanged=pw_hash is not None)
+            audit(
+                s,
+                actor=actor,
+                action="charge_point.provisioned",
+                at=now,
+                charge_point_id=args.id,
+                created=result.created,
+                passwordChanged=pw_hash is not None,
+            )
             return result
 
         result = db.run_sync(work)
@@ -471,8 +670,10 @@ def _cmd_chargers(args: argparse.Namespace) -> int:
     pw = "password set" if pw_hash else ("password unchanged" if result.password_set else "NO password")
     print(f"charge point {args.id} {what}{station}; {pw}")
     if not result.password_set:
-        print("  it cannot connect until it has one (outside lab mode): "
-              f"csms chargers add {args.id} --password-stdin", file=sys.stderr)
+        print(
+            f"  it cannot connect until it has one (outside lab mode): csms chargers add {args.id} --password-stdin",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -494,8 +695,10 @@ def _cmd_id_tags(args: argparse.Namespace) -> int:
     try:
         if args.tags_command == "list":
             rows = db.run_sync(id_tag_store.list_tags)
-            _print_table(("idTag", "status", "expiryDate", "parentIdTag"),
-                         [(r.id_tag, r.status.value, iso(r.expiry_date) or "-", r.parent_id_tag or "-") for r in rows])
+            _print_table(
+                ("idTag", "status", "expiryDate", "parentIdTag"),
+                [(r.id_tag, r.status.value, iso(r.expiry_date) or "-", r.parent_id_tag or "-") for r in rows],
+            )
             print(f"\n{len(rows)} tag(s).")
             return 0
         now, actor = SystemClock().now(), _actor()
@@ -506,8 +709,15 @@ def _cmd_id_tags(args: argparse.Namespace) -> int:
                 existed = id_tag_store.lookup(s, record.id_tag) is not None
                 id_tag_store.upsert(s, record, now)
                 created, updated = created + (not existed), updated + existed
-            audit(s, actor=actor, action="id_tag.imported", at=now, subject=os.path.basename(args.file),
-                  created=created, updated=updated)
+            audit(
+                s,
+                actor=actor,
+                action="id_tag.imported",
+                at=now,
+                subject=os.path.basename(args.file),
+                created=created,
+                updated=updated,
+            )
             return created, updated
 
         created, updated = db.run_sync(work)
@@ -525,14 +735,16 @@ def _cmd_maintenance(args: argparse.Namespace) -> int:
     from csms.db.schema import prepare
     from csms.services.maintenance import run_offline
 
-    th = Thresholds.from_settings(Settings(
-        db_url=args.db,
-        reservation_timeout_minutes=args.reservation_timeout_minutes,
-        status_release_minutes=args.status_release_minutes,
-        orphan_grace_seconds=args.orphan_grace_seconds,
-        session_idle_hours=args.session_idle_hours,
-        start_timeout_seconds=args.start_timeout_seconds,
-    ))
+    th = Thresholds.from_settings(
+        Settings(
+            db_url=args.db,
+            reservation_timeout_minutes=args.reservation_timeout_minutes,
+            status_release_minutes=args.status_release_minutes,
+            orphan_grace_seconds=args.orphan_grace_seconds,
+            session_idle_hours=args.session_idle_hours,
+            start_timeout_seconds=args.start_timeout_seconds,
+        )
+    )
     engine = make_engine(args.db)
     try:
         prepare(engine)
@@ -552,7 +764,6 @@ def _cmd_maintenance(args: argparse.Namespace) -> int:
 def _cmd_db(args: argparse.Namespace) -> int:
     from csms.db import schema
     from csms.db.engine import make_engine, normalise_url, redact
-
 
     if args.db_command == "history":
         return _print_history(args.db)
@@ -596,11 +807,16 @@ def _print_current(engine) -> int:
     if current == head:
         print("up to date.")
     elif current is None:
-        print("empty or made before schema versions: `csms db upgrade` creates or adopts it."
-              if has_tables else "empty: `csms db upgrade` (or csms serve) creates the tables.")
+        print(
+            "empty or made before schema versions: `csms db upgrade` creates or adopts it."
+            if has_tables
+            else "empty: `csms db upgrade` (or csms serve) creates the tables."
+        )
     elif current in known:
-        print("older than this csms: back it up, then run `csms db upgrade` (csms serve does it at start "
-              "unless --schema-upgrade refuse).")
+        print(
+            "older than this csms: back it up, then run `csms db upgrade` (csms serve does it at start "
+            "unless --schema-upgrade refuse)."
+        )
     else:
         print("NEWER than this csms (an unknown revision): run the newer csms; this one refuses to start on it.")
         return 1
@@ -610,7 +826,6 @@ def _print_current(engine) -> int:
 def _print_history(url: str) -> int:
     from csms.db import schema
     from csms.db.engine import make_engine
-
 
     current = None
     try:
@@ -646,8 +861,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     setup_logging(args.log_level, args.log_format)
-    handlers = {"serve": _cmd_serve, "maintenance": _cmd_maintenance, "chargers": _cmd_chargers,
-                "id-tags": _cmd_id_tags, "db": _cmd_db}
+    handlers = {
+        "serve": _cmd_serve,
+        "maintenance": _cmd_maintenance,
+        "chargers": _cmd_chargers,
+        "id-tags": _cmd_id_tags,
+        "db": _cmd_db,
+    }
     return handlers[args.command](args)
 
 

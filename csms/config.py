@@ -43,7 +43,7 @@ def _parse_token(item: str, where: str) -> ApiToken:
 
 def parse_tokens(items: list[str]) -> list[ApiToken]:
     """`ROLE:TOKEN` or `ROLE:NAME:TOKEN` items (also comma-separated) -> tokens (ROLE:TOKEN is named ROLE)."""
-    tokens = []
+    tokens: list[ApiToken] = []
     for raw in items:
         for item in filter(None, (p.strip() for p in raw.split(","))):
             tokens.append(_parse_token(item, f"number {len(tokens) + 1}"))

@@ -4,8 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["CsmsError", "NotFoundError", "BadRequestError", "ConflictError", "ChargerOfflineError",
-           "ConnectorBusyError", "ChargePointTimeoutError", "ChargePointError", "IdTagNotAcceptedError"]
+__all__ = [
+    "CsmsError",
+    "NotFoundError",
+    "BadRequestError",
+    "ConflictError",
+    "ChargerOfflineError",
+    "ConnectorBusyError",
+    "ChargePointTimeoutError",
+    "ChargePointError",
+    "IdTagNotAcceptedError",
+]
 
 
 class CsmsError(Exception):

@@ -16,27 +16,41 @@ CLEANUP_FAILURES = Counter("csms_stuck_session_cleanup_failures_total", "Stuck s
 CLEANUP_SECONDS = Histogram("csms_stuck_session_cleanup_seconds", "Time to clean a connector's stuck sessions")
 MAINTENANCE_ACTIONS = Counter("csms_maintenance_actions_total", "Maintenance actions applied", ["kind"])
 LATE_STOPS = Counter("csms_late_stop_transactions_total", "StopTransactions that reconciled a force-ended transaction")
-PAYMENT_CANCELS = Counter("csms_payment_cancels_total", "Provider cancels of reservations that ended before charging",
-                          ["outcome"])
-PAYMENT_CAPTURES = Counter("csms_payment_captures_total", "Provider captures of the fees of paid sessions that ended",
-                           ["outcome"])
-CONNECTIONS_REPLACED = Counter("csms_connections_replaced_total",
-                               "Charge point connections closed because the same id connected again")
-CALLS_NOT_ACCEPTED = Counter("csms_calls_refused_not_accepted_total",
-                             "Calls refused with SecurityError: the charge point has no accepted BootNotification",
-                             ["action"])
+PAYMENT_CANCELS = Counter(
+    "csms_payment_cancels_total", "Provider cancels of reservations that ended before charging", ["outcome"]
+)
+PAYMENT_CAPTURES = Counter(
+    "csms_payment_captures_total", "Provider captures of the fees of paid sessions that ended", ["outcome"]
+)
+CONNECTIONS_REPLACED = Counter(
+    "csms_connections_replaced_total", "Charge point connections closed because the same id connected again"
+)
+CALLS_NOT_ACCEPTED = Counter(
+    "csms_calls_refused_not_accepted_total",
+    "Calls refused with SecurityError: the charge point has no accepted BootNotification",
+    ["action"],
+)
 BOOTS_REJECTED = Counter("csms_boots_rejected_total", "BootNotifications answered Rejected", ["reason"])
-ID_TAG_ANSWERS = Counter("csms_id_tag_answers_total", "idTagInfo statuses answered to charge points",
-                         ["message", "status"])
-OCPP_LIMITS = Counter("csms_ocpp_limit_events_total",
-                      "OCPP frames and connections stopped by a limit: bad_frame, binary_frame, invalid_utf8, "
-                      "rate_limited, too_many_calls", ["kind"])
-CONNECTIONS_REFUSED = Counter("csms_ocpp_connections_refused_total",
-                              "TCP connections closed before the handshake: max_connections, max_handshakes, "
-                              "handshake_timeout, peer_closed", ["reason"])
-CONNECTION_FAILURES = Counter("csms_ocpp_connection_failures_total",
-                              "OCPP connections that ended by an exception, by stage (accept, handshake, open) and "
-                              "kind (peer_gone: closed or reset mid-way; internal_error: a fault of this server's)",
-                              ["stage", "kind"])
-HTTP_LIMITS = Counter("csms_http_limit_events_total", "REST requests stopped by a limit: body_too_large, body_timeout",
-                      ["kind"])
+ID_TAG_ANSWERS = Counter(
+    "csms_id_tag_answers_total", "idTagInfo statuses answered to charge points", ["message", "status"]
+)
+OCPP_LIMITS = Counter(
+    "csms_ocpp_limit_events_total",
+    "OCPP frames and connections stopped by a limit: bad_frame, binary_frame, invalid_utf8, "
+    "rate_limited, too_many_calls",
+    ["kind"],
+)
+CONNECTIONS_REFUSED = Counter(
+    "csms_ocpp_connections_refused_total",
+    "TCP connections closed before the handshake: max_connections, max_handshakes, handshake_timeout, peer_closed",
+    ["reason"],
+)
+CONNECTION_FAILURES = Counter(
+    "csms_ocpp_connection_failures_total",
+    "OCPP connections that ended by an exception, by stage (accept, handshake, open) and "
+    "kind (peer_gone: closed or reset mid-way; internal_error: a fault of this server's)",
+    ["stage", "kind"],
+)
+HTTP_LIMITS = Counter(
+    "csms_http_limit_events_total", "REST requests stopped by a limit: body_too_large, body_timeout", ["kind"]
+)

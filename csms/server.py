@@ -69,7 +69,7 @@ def _charge_point_id(path: str) -> tuple[str, str | None] | None:
     path = path.split("?", 1)[0]
     if not path.startswith(_PATH_PREFIX):
         return None
-    segment = path[len(_PATH_PREFIX):].rstrip("/")
+    segment = path[len(_PATH_PREFIX) :].rstrip("/")
     if not segment or "/" in segment:
         return None
     cp_id = unquote(segment)
@@ -105,7 +105,7 @@ def _on_every_frame(ws: WebSocketConnection, seen: Callable[[], None]) -> bool:
     """
     proto = getattr(ws, "_wsproto", None)
     receive = getattr(proto, "receive_data", None)
-    if receive is None:
+    if proto is None or receive is None:
         return False
 
     def receive_data(data: bytes | None) -> None:
@@ -126,12 +126,21 @@ class OcppEndpoint:
         # costs the CSMS at most this many cores.
         self._password_checks = trio.CapacityLimiter(2)
 
-    async def _refuse(self, request: WebSocketRequest, status: int, reason: str, why: str, *,
-                      headers: list[tuple[bytes, bytes]] | None = None, **kv: str) -> None:
+    async def _refuse(
+        self,
+        request: WebSocketRequest,
+        status: int,
+        reason: str,
+        why: str,
+        *,
+        headers: list[tuple[bytes, bytes]] | None = None,
+        **kv: str,
+    ) -> None:
         HANDSHAKES_REFUSED.labels(reason).inc()
         extra = " ".join(f"{k}={v}" for k, v in kv.items())
-        log.warning("handshake.refused reason=%s path=%s %s remote=%s (%s)", reason, request.path, extra,
-                    _remote(request), why)
+        log.warning(
+            "handshake.refused reason=%s path=%s %s remote=%s (%s)", reason, request.path, extra, _remote(request), why
+        )
         await request.reject(status, extra_headers=headers or None, body=why.encode())
 
     async def __call__(self, request: WebSocketRequest) -> None:
@@ -145,27 +154,39 @@ class OcppEndpoint:
         # Who may connect (csms.core.chargepoint_auth): read per handshake, so `csms chargers add` and the
         # REST API take effect at once, also while this process runs.
         access = await ctx.db.read_grouped(lambda s: credential_store.load_access(s, cp_id))
-        decide = partial(decide_handshake, cp_id, access, _header(request, b"authorization"),
-                         lab_mode=ctx.settings.allow_unknown_chargers,
-                         registration_slots_left=ctx.registration_slots_left(cp_id))
+        decide = partial(
+            decide_handshake,
+            cp_id,
+            access,
+            _header(request, b"authorization"),
+            lab_mode=ctx.settings.allow_unknown_chargers,
+            registration_slots_left=ctx.registration_slots_left(cp_id),
+        )
         if access.password_hash is not None:
             decision = await trio.to_thread.run_sync(decide, limiter=self._password_checks)
         else:
             decision = decide()
         if not isinstance(decision, Admit):
-            return await self._refuse(request, decision.status, decision.reason, decision.why,
-                                      headers=decision.headers, charge_point=cp_id)
+            return await self._refuse(
+                request, decision.status, decision.reason, decision.why, headers=decision.headers, charge_point=cp_id
+            )
         # Then the version, after who it is (SteVe's order). OCPP-J 1.6 §3.1.2: the charger MUST name
         # its version in Sec-WebSocket-Protocol. As SteVe does (HTTP 400, "No protocol (OCPP version)
         # is specified"), offering none or only others is refused, with a body and a log line saying why.
         offered = list(request.proposed_subprotocols)
         if SUBPROTOCOL not in offered:
-            why = (f"none of the offered subprotocols ({', '.join(offered)}) is spoken here" if offered else
-                   "no subprotocol offered (OCPP-J 1.6 §3.1.2: the charge point must offer its OCPP version)")
+            why = (
+                f"none of the offered subprotocols ({', '.join(offered)}) is spoken here"
+                if offered
+                else "no subprotocol offered (OCPP-J 1.6 §3.1.2: the charge point must offer its OCPP version)"
+            )
             return await self._refuse(
-                request, 400, "subprotocol",
+                request,
+                400,
+                "subprotocol",
                 f"{why}; this CSMS speaks {SUBPROTOCOL} only: offer Sec-WebSocket-Protocol: {SUBPROTOCOL}",
-                charge_point=cp_id, offered=",".join(offered) or "none",
+                charge_point=cp_id,
+                offered=",".join(offered) or "none",
             )
         if access.known:
             ctx.known_charge_points.add(cp_id)
@@ -183,12 +204,22 @@ class OcppEndpoint:
         now = ctx.clock.now()
         handlers = ChargePointHandlers(ctx, cp_id)
         s = ctx.settings
-        limits = Limits(max_queued_calls=s.ocpp_max_queued_calls, messages_per_second=s.ocpp_messages_per_second,
-                        burst=s.ocpp_message_burst)
-        conn = OcppConnection(ws, peer=cp_id, handlers=handlers, call_timeout=s.call_timeout_seconds, limits=limits,
-                              on_event=lambda kind: OCPP_LIMITS.labels(kind).inc())
-        live = LiveChargePoint(cp_id, conn, now, now, ctx.settings.heartbeat_interval, remote=remote,
-                               authenticated=admitted.authenticated)
+        limits = Limits(
+            max_queued_calls=s.ocpp_max_queued_calls,
+            messages_per_second=s.ocpp_messages_per_second,
+            burst=s.ocpp_message_burst,
+        )
+        conn = OcppConnection(
+            ws,
+            peer=cp_id,
+            handlers=handlers,
+            call_timeout=s.call_timeout_seconds,
+            limits=limits,
+            on_event=lambda kind: OCPP_LIMITS.labels(kind).inc(),
+        )
+        live = LiveChargePoint(
+            cp_id, conn, now, now, ctx.settings.heartbeat_interval, remote=remote, authenticated=admitted.authenticated
+        )
         handlers.live = live
 
         def seen() -> None:
@@ -202,12 +233,21 @@ class OcppEndpoint:
             # The newcomer passed the same handshake as the first (with the password, where one is
             # set), so it is the charger coming back (the old socket is often half-open). Last one wins.
             CONNECTIONS_REPLACED.inc()
-            log.warning("charge_point.replaced charge_point=%s remote=%s old_remote=%s authenticated=%s "
-                        "(the same id connected again; the old connection is closed)",
-                        cp_id, remote, old.remote, "yes" if admitted.authenticated else "no (lab mode)")
+            log.warning(
+                "charge_point.replaced charge_point=%s remote=%s old_remote=%s authenticated=%s "
+                "(the same id connected again; the old connection is closed)",
+                cp_id,
+                remote,
+                old.remote,
+                "yes" if admitted.authenticated else "no (lab mode)",
+            )
             self.nursery.start_soon(old.connection.ws.aclose, 1000, "replaced by a new connection")
-        log.info("charge_point.connected charge_point=%s remote=%s authenticated=%s", cp_id, remote,
-                 "yes" if admitted.authenticated else "no (lab mode)")
+        log.info(
+            "charge_point.connected charge_point=%s remote=%s authenticated=%s",
+            cp_id,
+            remote,
+            "yes" if admitted.authenticated else "no (lab mode)",
+        )
         try:
             async with trio.open_nursery() as watchers:
                 watchers.start_soon(watch_silent_connectors, ctx, live)
@@ -242,14 +282,21 @@ def _warn_about_exposure(settings: Settings, state: credential_store.StartupStat
             "csms.LAB_MODE --allow-unknown-chargers is on: ANY charge point id may connect WITHOUT a password, and "
             "its first BootNotification registers it and a station (at most --max-auto-registered=%d, %d used so "
             "far; then refused). Charge points that have a password still need it. For test benches only: never "
-            "on a network you do not control.", settings.max_auto_registered, state.auto_registered)
+            "on a network you do not control.",
+            settings.max_auto_registered,
+            state.auto_registered,
+        )
     if settings.accept_unknown_id_tags:
-        log.warning("csms.ACCEPT_UNKNOWN_ID_TAGS --accept-unknown-id-tags is on: every id tag that is not in the "
-                    "list may charge. For test benches only.")
+        log.warning(
+            "csms.ACCEPT_UNKNOWN_ID_TAGS --accept-unknown-id-tags is on: every id tag that is not in the "
+            "list may charge. For test benches only."
+        )
     if not settings.tls_cert:
-        log.warning("csms.no_tls OCPP (ws://) and REST (http://) are served without TLS: charge point passwords "
-                    "and API tokens cross the network readable; give --tls-cert/--tls-key, or terminate TLS in "
-                    "front of this process")
+        log.warning(
+            "csms.no_tls OCPP (ws://) and REST (http://) are served without TLS: charge point passwords "
+            "and API tokens cross the network readable; give --tls-cert/--tls-key, or terminate TLS in "
+            "front of this process"
+        )
 
 
 async def serve(
@@ -267,14 +314,22 @@ async def serve(
         await trio.to_thread.run_sync(partial(prepare, engine, upgrade_older=settings.schema_upgrade == "auto"))
         db = Database(engine, bulk_statements=BULK_STATEMENTS, read_timeout=settings.db_read_timeout_seconds)
         state = await trio.to_thread.run_sync(db.run_sync, credential_store.load_startup_state)
-        ctx = Context(settings=settings, clock=clock, db=db, registry=Registry(), known_charge_points=state.known,
-                      accepted_charge_points=state.accepted, auto_registered=state.auto_registered,
-                      payments=load_provider(settings.payment_provider))
+        ctx = Context(
+            settings=settings,
+            clock=clock,
+            db=db,
+            registry=Registry(),
+            known_charge_points=state.known,
+            accepted_charge_points=state.accepted,
+            auto_registered=state.auto_registered,
+            payments=load_provider(settings.payment_provider),
+        )
         log.info("csms.database url=%s charge_points=%d", redact(engine.url.render_as_string(False)), len(state.known))
         _warn_about_exposure(settings, state)
         # Start-up maintenance runs before any charge point can connect.
         actions = await trio.to_thread.run_sync(
-            partial(run_offline, db, Thresholds.from_settings(settings), clock.now(), dry_run=False))
+            partial(run_offline, db, Thresholds.from_settings(settings), clock.now(), dry_run=False)
+        )
         log.info("csms.startup_maintenance actions=%d", len(actions))
         async with trio.open_nursery() as nursery:
             await nursery.start(db.run_writer)
@@ -286,11 +341,14 @@ async def serve(
                 await front.start(run_payment_cancels, ctx)
                 webhooks, watcher = await _start_watch(ctx, front)
                 addresses = await _start_front(ctx, front, shutdown, webhooks, watcher)
-                log.info("csms.listening ocpp=%s/{chargePointId} http=%s docs=%s/docs",
-                         addresses.ocpp, addresses.http, addresses.http)
+                log.info(
+                    "csms.listening ocpp=%s/{chargePointId} http=%s docs=%s/docs",
+                    addresses.ocpp,
+                    addresses.http,
+                    addresses.http,
+                )
                 if settings.ports_file:
-                    with open(settings.ports_file, "w", encoding="utf-8") as fh:
-                        fh.write(addresses.as_json())
+                    await trio.Path(settings.ports_file).write_text(addresses.as_json(), encoding="utf-8")
                 task_status.started(addresses)
                 await shutdown.wait()
                 log.info("csms.stopping closing=%d connections", len(ctx.registry))
@@ -309,8 +367,12 @@ async def serve(
 async def _start_watch(ctx: Context, nursery: trio.Nursery) -> tuple[WebhookDispatcher, Watcher]:
     """Webhook receivers (each with its own queue and worker) and the watcher that feeds them and the dashboard."""
     s = ctx.settings
-    webhooks = WebhookDispatcher(s.webhooks, retry_seconds=s.webhook_retry_seconds,
-                                 max_attempts=s.webhook_max_attempts, queue_size=s.webhook_queue_size)
+    webhooks = WebhookDispatcher(
+        s.webhooks,
+        retry_seconds=s.webhook_retry_seconds,
+        max_attempts=s.webhook_max_attempts,
+        queue_size=s.webhook_queue_size,
+    )
     for target in s.webhooks:
         log.info("csms.webhook receiver=%s signed=%s", target.label, "yes" if target.secret else "no")
     await nursery.start(webhooks.run)
@@ -319,19 +381,25 @@ async def _start_watch(ctx: Context, nursery: trio.Nursery) -> tuple[WebhookDisp
     return webhooks, watcher
 
 
-async def _start_front(ctx: Context, nursery: trio.Nursery, shutdown: trio.Event, webhooks: WebhookDispatcher,
-                       watcher: Watcher) -> Addresses:
+async def _start_front(
+    ctx: Context, nursery: trio.Nursery, shutdown: trio.Event, webhooks: WebhookDispatcher, watcher: Watcher
+) -> Addresses:
     settings = ctx.settings
     endpoint = OcppEndpoint(ctx, nursery)
     tls = _tls_context(settings)
+    listeners: list[trio.SocketListener] | list[trio.SSLListener[trio.SocketStream]]
     if tls is None:
         listeners = await trio.open_tcp_listeners(settings.ocpp_port, host=settings.ocpp_host)
     else:
-        listeners = await trio.open_ssl_over_tcp_listeners(settings.ocpp_port, tls, host=settings.ocpp_host,
-                                                           https_compatible=True)
+        listeners = await trio.open_ssl_over_tcp_listeners(
+            settings.ocpp_port, tls, host=settings.ocpp_host, https_compatible=True
+        )
     server = GuardedWebSocketServer(
-        endpoint, listeners, max_message_size=settings.max_frame_bytes,
-        connect_timeout=settings.handshake_timeout_seconds, max_connections=settings.max_connections,
+        endpoint,
+        listeners,
+        max_message_size=settings.max_frame_bytes,
+        connect_timeout=settings.handshake_timeout_seconds,
+        max_connections=settings.max_connections,
         max_handshakes=settings.max_handshakes,
     )
     await nursery.start(server.run)
@@ -343,7 +411,11 @@ async def _start_front(ctx: Context, nursery: trio.Nursery, shutdown: trio.Event
     hc.graceful_timeout = 3
     if tls is not None:
         hc.certfile, hc.keyfile = settings.tls_cert, settings.tls_key
-    app = BodyLimit(create_app(ctx, dispatcher=webhooks, watcher=watcher), max_bytes=settings.max_body_bytes, timeout=settings.body_timeout_seconds)
+    app = BodyLimit(
+        create_app(ctx, dispatcher=webhooks, watcher=watcher),
+        max_bytes=settings.max_body_bytes,
+        timeout=settings.body_timeout_seconds,
+    )
     binds = await nursery.start(partial(hypercorn_serve, app, hc, shutdown_trigger=shutdown.wait))
     scheme = ("wss", "https") if tls is not None else ("ws", "http")
     http = binds[0] if binds else f"{scheme[1]}://{settings.http_host}:{settings.http_port}"

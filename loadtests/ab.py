@@ -25,8 +25,15 @@ __all__ = ["main"]
 def _run(tree: Path, bench_args: list[str], timeout: float) -> dict[str, Any]:
     env = {**os.environ, "PYTHONPATH": str(tree)}
     load = os.getloadavg()[0]
-    out = subprocess.run([sys.executable, "-m", "loadtests.bench", "--json", "--quiet", *bench_args], env=env,
-                         cwd=tree, capture_output=True, text=True, timeout=timeout, check=False)
+    out = subprocess.run(
+        [sys.executable, "-m", "loadtests.bench", "--json", "--quiet", *bench_args],
+        env=env,
+        cwd=tree,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
     lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
     if not lines:
         return {"fatal": (out.stderr or out.stdout)[-800:], "load": load}
@@ -44,15 +51,22 @@ def _row(rs: list[dict[str, Any]]) -> dict[str, Any]:
     ok = [r for r in rs if "fatal" not in r]
     srv = [r.get("server") or {} for r in ok]
     row: dict[str, Any] = {
-        "runs": len(ok), "failed": len(rs) - len(ok),
+        "runs": len(ok),
+        "failed": len(rs) - len(ok),
         "calls/s": _med([r["calls_per_s"] for r in ok]),
         "p50 ms": _med([r["lat_ms"]["p50"] for r in ok]),
         "p99 ms": _med([r["lat_ms"]["p99"] for r in ok]),
         "errors": sum(r["errors_total"] for r in ok),
         "srv ms/call": _med([s.get("ms_per_call") for s in srv]),
-        "main ms/call": _med([s["window_cpu_s"] and 1000 * s["window_cpu_s"] * s["main_thread_pct"] / s["cpu_pct"]
-                              / r["calls_ok_in_window"] if s.get("cpu_pct") and r["calls_ok_in_window"] else None
-                              for s, r in zip(srv, ok, strict=True)]),
+        "main ms/call": _med(
+            [
+                s["window_cpu_s"]
+                and 1000 * s["window_cpu_s"] * s["main_thread_pct"] / s["cpu_pct"] / r["calls_ok_in_window"]
+                if s.get("cpu_pct") and r["calls_ok_in_window"]
+                else None
+                for s, r in zip(srv, ok, strict=True)
+            ]
+        ),
         "srv CPU%": _med([s.get("cpu_pct") for s in srv]),
         "ramp ms/conn": _med([s.get("ramp_cpu_ms_per_connection") for s in srv]),
         "opened": _med([r["connections"]["opened"] for r in ok]),
@@ -70,8 +84,9 @@ def _row(rs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m loadtests.ab", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="python -m loadtests.ab", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("a", type=Path, help="source tree A (before)")
     ap.add_argument("b", type=Path, help="source tree B (after)")
     ap.add_argument("--rounds", type=int, default=2, help="runs of each, alternated A B B A ...; default 2")
@@ -79,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--jsonl", type=Path, help="append every run's result here")
     argv = list(sys.argv[1:] if argv is None else argv)
     cut = argv.index("--") if "--" in argv else len(argv)
-    args, bench_args = ap.parse_args(argv[:cut]), argv[cut + 1:]
+    args, bench_args = ap.parse_args(argv[:cut]), argv[cut + 1 :]
     results: dict[str, list[dict[str, Any]]] = {"A": [], "B": []}
     order = []
     for i in range(args.rounds):
@@ -92,8 +107,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.jsonl:
             with args.jsonl.open("a", encoding="utf-8") as fh:
                 fh.write(json.dumps(res) + "\n")
-        brief = "FAILED " + res["fatal"][-200:] if "fatal" in res else (
-            f"{res['calls_per_s']} calls/s p99={res['lat_ms']['p99']} ms/call={(res.get('server') or {}).get('ms_per_call')}")
+        brief = (
+            "FAILED " + res["fatal"][-200:]
+            if "fatal" in res
+            else (
+                f"{res['calls_per_s']} calls/s p99={res['lat_ms']['p99']} ms/call={(res.get('server') or {}).get('ms_per_call')}"  # noqa: E501
+            )
+        )
         print(f"[{n}/{len(order)}] {which} load={res['load']:.2f}: {brief}", file=sys.stderr, flush=True)
     rows = {k: _row(v) for k, v in results.items()}
     keys = list(dict.fromkeys([*rows["A"], *rows["B"]]))

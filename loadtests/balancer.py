@@ -44,8 +44,9 @@ def backend_of(name: str, ocpp_url: str, http_url: str) -> Backend:
     return Backend(name, o.hostname, o.port, h.port)
 
 
-def haproxy_config(port: int, stats_port: int, backends: list[Backend], *, balance: str = "roundrobin",
-                   maxconn: int = 4000) -> str:
+def haproxy_config(
+    port: int, stats_port: int, backends: list[Backend], *, balance: str = "roundrobin", maxconn: int = 4000
+) -> str:
     """HAProxy's config text. maxconn bounds the file descriptors it asks for (2 per connection)."""
     servers = "\n".join(f"    server {b.name} {b.host}:{b.ocpp_port} check port {b.http_port}" for b in backends)
     return f"""\
@@ -91,8 +92,11 @@ class Balancer:
         """The backend's servers from HAProxy's stats CSV (status, stot = connections sent, ...)."""
         with urllib.request.urlopen(f"{self.stats};csv", timeout=5) as res:
             text = res.read().decode().lstrip("# ")
-        return {row["svname"]: row for row in csv.DictReader(io.StringIO(text))
-                if row["pxname"] == "csms_nodes" and row["svname"] not in ("BACKEND", "FRONTEND")}
+        return {
+            row["svname"]: row
+            for row in csv.DictReader(io.StringIO(text))
+            if row["pxname"] == "csms_nodes" and row["svname"] not in ("BACKEND", "FRONTEND")
+        }
 
     def wait_up(self, timeout: float = 15) -> None:
         """Until every server passed its health checks, so no connection is refused at the start."""

@@ -60,6 +60,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from scenarios.embedded import launch_csms
+
 __all__ = ["main", "build_parser"]
 
 EXAMPLES = """examples:
@@ -147,9 +149,7 @@ def _is_loopback_host(host: str) -> bool:
         infos = socket.getaddrinfo(host, None)
     except socket.gaierror:
         return False
-    return bool(infos) and all(
-        ipaddress.ip_address(info[4][0].split("%")[0]).is_loopback for info in infos
-    )
+    return bool(infos) and all(ipaddress.ip_address(info[4][0].split("%")[0]).is_loopback for info in infos)
 
 
 def _check_loopback_url(url: str) -> None:
@@ -183,7 +183,7 @@ def proc_cpu_seconds(pid: int) -> float | None:
             raw = fh.read()
     except OSError:
         return None
-    fields = raw[raw.rindex(b")") + 2:].split()
+    fields = raw[raw.rindex(b")") + 2 :].split()
     return (int(fields[11]) + int(fields[12])) / _CLK_TCK
 
 
@@ -231,7 +231,7 @@ def _thread_cpu(pid: int, tid: int) -> float | None:
             raw = fh.read()
     except OSError:
         return None
-    fields = raw[raw.rindex(b")") + 2:].split()
+    fields = raw[raw.rindex(b")") + 2 :].split()
     return (int(fields[11]) + int(fields[12])) / _CLK_TCK
 
 
@@ -430,8 +430,10 @@ async def run_mixed(c: Conn, ncon: int, rnd: random.Random) -> None:
                 if over():
                     active = [a for a in active if a in tx]
                     break
-                res = await c.call("StartTransaction", {
-                    "connectorId": k, "idTag": tag[k], "meterStart": register[k], "timestamp": _now_iso()})
+                res = await c.call(
+                    "StartTransaction",
+                    {"connectorId": k, "idTag": tag[k], "meterStart": register[k], "timestamp": _now_iso()},
+                )
                 tid = res.get("transactionId") if res is not None else None
                 if res is None or not isinstance(tid, int) or not _accepted(res):
                     if res is not None:
@@ -448,25 +450,55 @@ async def run_mixed(c: Conn, ncon: int, rnd: random.Random) -> None:
                     if over():
                         break
                     register[k] += rnd.randint(50, 500)
-                    await c.call("MeterValues", {
-                        "connectorId": k, "transactionId": tx[k],
-                        "meterValue": [{"timestamp": _now_iso(), "sampledValue": [{
-                            "value": str(register[k]), "context": "Sample.Periodic",
-                            "measurand": "Energy.Active.Import.Register", "location": "Outlet", "unit": "Wh"}]}]})
+                    await c.call(
+                        "MeterValues",
+                        {
+                            "connectorId": k,
+                            "transactionId": tx[k],
+                            "meterValue": [
+                                {
+                                    "timestamp": _now_iso(),
+                                    "sampledValue": [
+                                        {
+                                            "value": str(register[k]),
+                                            "context": "Sample.Periodic",
+                                            "measurand": "Energy.Active.Import.Register",
+                                            "location": "Outlet",
+                                            "unit": "Wh",
+                                        }
+                                    ],
+                                }
+                            ],
+                        },
+                    )
             for k in active:
                 if over():
                     break
-                res = await c.call("StopTransaction", {
-                    "transactionId": tx[k], "idTag": tag[k], "meterStop": register[k],
-                    "timestamp": _now_iso(), "reason": "Local"})
+                res = await c.call(
+                    "StopTransaction",
+                    {
+                        "transactionId": tx[k],
+                        "idTag": tag[k],
+                        "meterStop": register[k],
+                        "timestamp": _now_iso(),
+                        "reason": "Local",
+                    },
+                )
                 if res is not None:
                     tx.pop(k)
                 await c.call("StatusNotification", _sn(k, "Available"))
         c.phase = "cleanup"  # not counted: stop what is still open
         for k, tid in list(tx.items()):
-            await c.call("StopTransaction", {
-                "transactionId": tid, "idTag": tag[k], "meterStop": register[k],
-                "timestamp": _now_iso(), "reason": "Local"})
+            await c.call(
+                "StopTransaction",
+                {
+                    "transactionId": tid,
+                    "idTag": tag[k],
+                    "meterStop": register[k],
+                    "timestamp": _now_iso(),
+                    "reason": "Local",
+                },
+            )
             await c.call("StatusNotification", _sn(k, "Available"))
     except Dropped:
         if c.phase == "window":
@@ -511,8 +543,16 @@ class _Go(asyncio.Event):
     deadline = 0.0
 
 
-async def _connection_main(idx: int, cp_id: str, args: argparse.Namespace, st: Stats,
-                           ready: list, go: _Go, t_open: float, connect_kw: dict[str, Any]) -> Any:
+async def _connection_main(
+    idx: int,
+    cp_id: str,
+    args: argparse.Namespace,
+    st: Stats,
+    ready: list,
+    go: _Go,
+    t_open: float,
+    connect_kw: dict[str, Any],
+) -> Any:
     from websockets.asyncio.client import connect
     from websockets.exceptions import ConnectionClosed
 
@@ -532,9 +572,15 @@ async def _connection_main(idx: int, cp_id: str, args: argparse.Namespace, st: S
     c = Conn(ws, cp_id, st, ConnectionClosed)
     ok = True
     try:
-        res = await c.call("BootNotification", {
-            "chargePointVendor": "BenchVendor", "chargePointModel": "BenchModel",
-            "chargePointSerialNumber": cp_id[-25:], "firmwareVersion": "bench-1.0"})
+        res = await c.call(
+            "BootNotification",
+            {
+                "chargePointVendor": "BenchVendor",
+                "chargePointModel": "BenchModel",
+                "chargePointSerialNumber": cp_id[-25:],
+                "firmwareVersion": "bench-1.0",
+            },
+        )
         if res is not None and res.get("status") != "Accepted":
             c.err(f"boot_not_accepted:{res.get('status')}")
         if args.mode != "hold" or args.hold_status:
@@ -573,16 +619,28 @@ def _connect_kwargs() -> dict[str, Any]:
     from websockets.asyncio.client import connect
 
     kw: dict[str, Any] = dict(
-        subprotocols=["ocpp1.6"], compression=None, open_timeout=CALL_TIMEOUT,
-        ping_interval=None, ping_timeout=None, close_timeout=2, max_queue=64,
+        subprotocols=["ocpp1.6"],
+        compression=None,
+        open_timeout=CALL_TIMEOUT,
+        ping_interval=None,
+        ping_timeout=None,
+        close_timeout=2,
+        max_queue=64,
     )
     if "proxy" in inspect.signature(connect).parameters:  # websockets >= 15 reads proxy env vars
         kw["proxy"] = None
     return kw
 
 
-async def _worker_async(args: argparse.Namespace, proc_idx: int, nprocs: int, ids: list[str],
-                        barrier: Any, progress: Any, server_pid: int | None) -> dict[str, Any]:
+async def _worker_async(
+    args: argparse.Namespace,
+    proc_idx: int,
+    nprocs: int,
+    ids: list[str],
+    barrier: Any,
+    progress: Any,
+    server_pid: int | None,
+) -> dict[str, Any]:
     st = Stats()
     n = len(ids)
     rate = max(1e-3, args.ramp_rate / nprocs)
@@ -635,6 +693,7 @@ async def _worker_async(args: argparse.Namespace, proc_idx: int, nprocs: int, id
     progress[row + _P_STAGE] = _STAGE_WINDOW
     go.set()
     if measure_server:
+
         def at_deadline() -> None:
             srv["deadline"] = sample_server(server_pid).__dict__
             srv["vmrss_kb"] = proc_status_kb(server_pid, "VmRSS")
@@ -662,13 +721,27 @@ async def _worker_async(args: argparse.Namespace, proc_idx: int, nprocs: int, id
     tick.cancel()
     progress[row + _P_STAGE] = _STAGE_DONE
     d = st.to_dict()
-    d.update(ramp_s=ramp_s, tail_s=t_end - go.deadline, measured_wall_s=t_end - go.t_start,
-             cpu_window_s=cpu1 - cpu0, n=n, server_window=srv)
+    d.update(
+        ramp_s=ramp_s,
+        tail_s=t_end - go.deadline,
+        measured_wall_s=t_end - go.t_start,
+        cpu_window_s=cpu1 - cpu0,
+        n=n,
+        server_window=srv,
+    )
     return d
 
 
-def _worker_entry(args: argparse.Namespace, proc_idx: int, nprocs: int, ids: list[str],
-                  barrier: Any, progress: Any, server_pid: int | None, q: Any) -> None:
+def _worker_entry(
+    args: argparse.Namespace,
+    proc_idx: int,
+    nprocs: int,
+    ids: list[str],
+    barrier: Any,
+    progress: Any,
+    server_pid: int | None,
+    q: Any,
+) -> None:
     raise_nofile()
     try:
         d = asyncio.run(_worker_async(args, proc_idx, nprocs, ids, barrier, progress, server_pid))
@@ -691,42 +764,36 @@ class ServerProcess:
         self.tokens_file.chmod(0o600)
         self.db_url = db_url
         self.workdir = workdir
-        self.ports_file = workdir / "ports.json"
         self.log_path = workdir / "server.log"
-        self.cmd = [
-            sys.executable, "-m", "csms", "serve", "--db", db_url, "--ocpp-port", "0", "--http-port", "0",
-            "--ports-file", str(self.ports_file), "--allow-unknown-chargers", "--max-auto-registered", "1000000",
-            "--accept-unknown-id-tags", "--log-level", log_level,
+        self.args = [
+            "--db",
+            db_url,
+            "--ocpp-port",
+            "0",
+            "--http-port",
+            "0",
+            "--allow-unknown-chargers",
+            "--max-auto-registered",
+            "1000000",
+            "--accept-unknown-id-tags",
+            "--log-level",
+            log_level,
             # A benchmark drives each charge point far faster than a charger would: no rate limit.
-            "--ocpp-messages-per-second", "0", "--api-tokens-file", str(self.tokens_file), *extra,
+            "--ocpp-messages-per-second",
+            "0",
+            "--api-tokens-file",
+            str(self.tokens_file),
+            *extra,
         ]
         self.proc: subprocess.Popen | None = None
         self.ocpp = ""
         self.returncode: int | None = None
 
     def start(self) -> None:
-        log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
-        try:
-            self.proc = subprocess.Popen(
-                self.cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"}, start_new_session=True,
-            )
-        finally:
-            log.close()
-        deadline = time.monotonic() + SERVER_START_TIMEOUT
-        for _ in range(int(SERVER_START_TIMEOUT / 0.05) + 1):
-            if self.ports_file.exists() and self.ports_file.read_text().strip():
-                try:
-                    ports = json.loads(self.ports_file.read_text())
-                    self.ocpp, self.http = ports["ocpp"], ports.get("http", "")
-                    return
-                except (ValueError, KeyError):
-                    pass
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                break
-            time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"csms serve did not start (rc={self.returncode}):\n{self.log_tail()}")
+        launched = launch_csms(
+            self.args, self.workdir, log_path=self.log_path, timeout=SERVER_START_TIMEOUT, new_session=True
+        )
+        self.proc, self.ocpp, self.http = launched.proc, launched.ocpp, launched.http
 
     @property
     def pid(self) -> int | None:
@@ -807,8 +874,18 @@ def merge(parts: list[dict[str, Any]], args: argparse.Namespace) -> dict[str, An
         setup_lat.extend(p["setup_lat"])
         sched_lat.extend(p["sched_lat"])
         send_lag.extend(p["send_lag"])
-        for k in ("opened", "setup_done", "dropped", "held", "ok_in_window", "server_calls", "unmatched",
-                  "cleanup_calls", "no_subprotocol", "n"):
+        for k in (
+            "opened",
+            "setup_done",
+            "dropped",
+            "held",
+            "ok_in_window",
+            "server_calls",
+            "unmatched",
+            "cleanup_calls",
+            "no_subprotocol",
+            "n",
+        ):
             tot[k] += p[k]
         cpu_window.append(p["cpu_window_s"])
         mwall.append(p["measured_wall_s"])
@@ -820,60 +897,92 @@ def merge(parts: list[dict[str, Any]], args: argparse.Namespace) -> dict[str, An
     window = args.duration
     long_enough = bool(mwall) and min(mwall) >= 1.0
     res: dict[str, Any] = {
-        "mode": args.mode, "cps": args.cps, "procs": args.procs, "connectors": args.connectors,
-        "duration_s": window, "url": args.url_template,
+        "mode": args.mode,
+        "cps": args.cps,
+        "procs": args.procs,
+        "connectors": args.connectors,
+        "duration_s": window,
+        "url": args.url_template,
         "calls_per_s": round(tot["ok_in_window"] / window, 1),
         "calls_ok_in_window": tot["ok_in_window"],
         "calls_completed": completed,
         "lat_ms": {
-            "p50": _pct(all_lat, 0.50), "p95": _pct(all_lat, 0.95), "p99": _pct(all_lat, 0.99),
+            "p50": _pct(all_lat, 0.50),
+            "p95": _pct(all_lat, 0.95),
+            "p99": _pct(all_lat, 0.99),
             "max": round(all_lat[-1], 3) if all_lat else None,
             "mean": round(sum(all_lat) / completed, 3) if completed else None,
         },
         "lat_by_action_ms": {
             a: {"n": len(s), "p50": _pct(s, 0.5), "p99": _pct(s, 0.99)}
-            for a, v in sorted(lat_by_action.items()) for s in [sorted(v)]
+            for a, v in sorted(lat_by_action.items())
+            for s in [sorted(v)]
         },
-        "errors": dict(errors), "errors_total": sum(errors.values()),
+        "errors": dict(errors),
+        "errors_total": sum(errors.values()),
         "connections": {
-            "requested": args.cps, "opened": tot["opened"], "failed": sum(open_failed.values()),
-            "failed_by_kind": dict(open_failed), "setup_done": tot["setup_done"], "dropped": tot["dropped"],
+            "requested": args.cps,
+            "opened": tot["opened"],
+            "failed": sum(open_failed.values()),
+            "failed_by_kind": dict(open_failed),
+            "setup_done": tot["setup_done"],
+            "dropped": tot["dropped"],
             "no_subprotocol": tot["no_subprotocol"],
         },
         "ramp": {
-            "ramp_s": round(max(ramp), 3) if ramp else None, "ramp_rate": args.ramp_rate,
-            "setup_calls": len(setup_lat), "setup_p50_ms": _pct(setup_lat, 0.5),
-            "setup_p99_ms": _pct(setup_lat, 0.99), "setup_errors": dict(setup_errors),
+            "ramp_s": round(max(ramp), 3) if ramp else None,
+            "ramp_rate": args.ramp_rate,
+            "setup_calls": len(setup_lat),
+            "setup_p50_ms": _pct(setup_lat, 0.5),
+            "setup_p99_ms": _pct(setup_lat, 0.99),
+            "setup_errors": dict(setup_errors),
         },
         "driver_cpu": {
             "window_cpu_s": round(sum(cpu_window), 3),
             "pct_of_one_core": _r(100 * sum(cpu_window) / max(mwall)) if long_enough else None,
             "max_proc_pct": _r(100 * max(c / w for c, w in zip(cpu_window, mwall, strict=True)))
-            if long_enough else None,
+            if long_enough
+            else None,
         },
-        "server_calls": tot["server_calls"], "unmatched": tot["unmatched"], "cleanup_calls": tot["cleanup_calls"],
+        "server_calls": tot["server_calls"],
+        "unmatched": tot["unmatched"],
+        "cleanup_calls": tot["cleanup_calls"],
         "_server_window": srv_window,
     }
     if args.rate and args.mode != "hold":
         sched_lat.sort()
         send_lag.sort()
         res["paced"] = {
-            "target_calls_per_s": args.rate, "per_connection_interval_ms": round(1000 * args.cps / args.rate, 3),
+            "target_calls_per_s": args.rate,
+            "per_connection_interval_ms": round(1000 * args.cps / args.rate, 3),
             "achieved_ratio": round(res["calls_per_s"] / args.rate, 3),
-            "sched_lat_ms": {"p50": _pct(sched_lat, 0.5), "p99": _pct(sched_lat, 0.99),
-                             "max": round(sched_lat[-1], 3) if sched_lat else None},
+            "sched_lat_ms": {
+                "p50": _pct(sched_lat, 0.5),
+                "p99": _pct(sched_lat, 0.99),
+                "max": round(sched_lat[-1], 3) if sched_lat else None,
+            },
             "send_lag_ms": {"p50": _pct(send_lag, 0.5), "p99": _pct(send_lag, 0.99)},
         }
     if args.mode == "hold":
-        res["hold"] = {"requested": args.cps, "held_to_end": tot["held"], "all_held": tot["held"] == args.cps,
-                       "interval_s": args.hold_interval}
+        res["hold"] = {
+            "requested": args.cps,
+            "held_to_end": tot["held"],
+            "all_held": tot["held"] == args.cps,
+            "interval_s": args.hold_interval,
+        }
     if fatal:
         res["fatal"] = fatal
     return res
 
 
-def add_server_figures(res: dict[str, Any], pid: int | None, s_start: CpuSample, s_end: CpuSample,
-                       hwm_kb: int | None, rss_start_kb: int | None) -> None:
+def add_server_figures(
+    res: dict[str, Any],
+    pid: int | None,
+    s_start: CpuSample,
+    s_end: CpuSample,
+    hwm_kb: int | None,
+    rss_start_kb: int | None,
+) -> None:
     """Server CPU and memory: window (sampled by driver 0 at go/deadline) and whole run."""
     sw = res.pop("_server_window", {}) or {}
     if pid is None:
@@ -903,7 +1012,9 @@ def add_server_figures(res: dict[str, Any], pid: int | None, s_start: CpuSample,
         wall = max(1e-9, s_end.t - s_start.t)
         calls = res["calls_completed"] + res["ramp"]["setup_calls"] + res["cleanup_calls"]
         out.update(
-            run_cpu_s=round(cpu, 3), run_wall_s=round(wall, 2), run_cpu_pct=_r(100 * cpu / wall),
+            run_cpu_s=round(cpu, 3),
+            run_wall_s=round(wall, 2),
+            run_cpu_pct=_r(100 * cpu / wall),
             run_ms_per_call=round(1000 * cpu / calls, 4) if calls else None,
         )
     out["vmhwm_mb"] = _r(hwm_kb / 1024) if hwm_kb is not None else None
@@ -937,30 +1048,39 @@ def human(r: dict[str, Any]) -> str:
     ]
     if "paced" in r:
         pc = r["paced"]
-        lines.append(f"paced      : target {pc['target_calls_per_s']} calls/s ({pc['per_connection_interval_ms']} ms "
-                     f"between a connection's calls), achieved x{pc['achieved_ratio']}; from the scheduled send: "
-                     f"p50={pc['sched_lat_ms']['p50']} p99={pc['sched_lat_ms']['p99']} ms; "
-                     f"send lag p99={pc['send_lag_ms']['p99']} ms")
+        lines.append(
+            f"paced      : target {pc['target_calls_per_s']} calls/s ({pc['per_connection_interval_ms']} ms "
+            f"between a connection's calls), achieved x{pc['achieved_ratio']}; from the scheduled send: "
+            f"p50={pc['sched_lat_ms']['p50']} p99={pc['sched_lat_ms']['p99']} ms; "
+            f"send lag p99={pc['send_lag_ms']['p99']} ms"
+        )
     if "hold" in r:
         h = r["hold"]
-        lines.append(f"hold       : {h['held_to_end']}/{h['requested']} held to the end "
-                     f"(heartbeat every {h['interval_s']} s)")
+        lines.append(
+            f"hold       : {h['held_to_end']}/{h['requested']} held to the end (heartbeat every {h['interval_s']} s)"
+        )
     if s:
         lines.append(
             f"server CPU : {s.get('cpu_pct')}% of one core in the window (main thread {s.get('main_thread_pct')}%, "
             f"other threads {s.get('other_threads_pct')}%), {s.get('ms_per_call')} ms/call; "
-            f"whole run {s.get('run_ms_per_call')} ms/call, ramp {s.get('ramp_cpu_ms_per_connection')} ms/connection")
+            f"whole run {s.get('run_ms_per_call')} ms/call, ramp {s.get('ramp_cpu_ms_per_connection')} ms/connection"
+        )
         lines.append(
             f"server mem : VmHWM {s.get('vmhwm_mb')} MB, VmRSS {s.get('vmrss_start_mb')} MB idle -> "
             f"{s.get('vmrss_window_end_mb')} MB at window end ({s.get('rss_kb_per_connection')} kB/connection), "
-            f"threads {s.get('threads_at_window_end')}")
+            f"threads {s.get('threads_at_window_end')}"
+        )
     if tgt.get("started"):
-        lines.append(f"server log : {tgt.get('log') or '(temp dir removed; --keep keeps it)'} "
-                     f"{tgt.get('log_problems') or ''} rc={tgt.get('returncode')}")
+        lines.append(
+            f"server log : {tgt.get('log') or '(temp dir removed; --keep keeps it)'} "
+            f"{tgt.get('log_problems') or ''} rc={tgt.get('returncode')}"
+        )
     if "occupancy_probe_ms" in r:
         o = r["occupancy_probe_ms"]
-        lines.append(f"occupancy  : {o['n']} GETs at {o['rate_per_s']:g}/s in the window, status {o['status']}; "
-                     f"p50={o['p50']} p95={o['p95']} p99={o['p99']} max={o['max']} ms")
+        lines.append(
+            f"occupancy  : {o['n']} GETs at {o['rate_per_s']:g}/s in the window, status {o['status']}; "
+            f"p50={o['p50']} p95={o['p95']} p99={o['p99']} max={o['max']} ms"
+        )
     for a, v in r["lat_by_action_ms"].items():
         lines.append(f"  {a:20s} n={v['n']:8d} p50={v['p50']} p99={v['p99']}")
     if "fatal" in r:
@@ -978,18 +1098,25 @@ def _progress_printer(progress: Any, procs: int, args: argparse.Namespace, stop:
     t_window = t0
     bound = args.cps / args.ramp_rate + args.duration + 600
     while not stop.wait(0.5) and time.monotonic() - t0 < bound:
-        rows = [progress[i * _P_WIDTH:(i + 1) * _P_WIDTH] for i in range(procs)]
+        rows = [progress[i * _P_WIDTH : (i + 1) * _P_WIDTH] for i in range(procs)]
         opened, failed, setup, calls = (sum(r[k] for r in rows) for k in (_P_OPENED, _P_FAILED, _P_SETUP, _P_CALLS))
         stage = min(r[_P_STAGE] for r in rows)
         now = time.monotonic()
         if stage == _STAGE_RAMP and now - last_print >= 1.0:
-            print(f"[bench] ramp {now - t0:5.1f}s: {opened}/{args.cps} connected, {failed} failed, "
-                  f"{setup} set up", file=sys.stderr, flush=True)
+            print(
+                f"[bench] ramp {now - t0:5.1f}s: {opened}/{args.cps} connected, {failed} failed, {setup} set up",
+                file=sys.stderr,
+                flush=True,
+            )
             last_print = now
         elif stage == _STAGE_WINDOW and last_stage == _STAGE_RAMP:
             t_window = now
-            print(f"[bench] ramp done: {opened}/{args.cps} connected, {failed} failed, {setup} set up; "
-                  f"measuring {args.duration:g} s ({args.mode})", file=sys.stderr, flush=True)
+            print(
+                f"[bench] ramp done: {opened}/{args.cps} connected, {failed} failed, {setup} set up; "
+                f"measuring {args.duration:g} s ({args.mode})",
+                file=sys.stderr,
+                flush=True,
+            )
             last_print = now
         elif stage == _STAGE_WINDOW and now - last_print >= 5.0:
             print(f"[bench] window {now - t_window:4.1f}s: {calls} calls answered so far", file=sys.stderr, flush=True)
@@ -1007,8 +1134,9 @@ class OccupancyProbe(threading.Thread):
     the charge point ids (lab mode registers a station per charge point).
     """
 
-    def __init__(self, http_url: str, token: str, ids: list[str], rate: float, progress: Any, procs: int,
-                 bound_s: float) -> None:
+    def __init__(
+        self, http_url: str, token: str, ids: list[str], rate: float, progress: Any, procs: int, bound_s: float
+    ) -> None:
         super().__init__(daemon=True)
         u = urlsplit(http_url)
         self.host, self.port = u.hostname or "127.0.0.1", u.port or 80
@@ -1050,12 +1178,20 @@ class OccupancyProbe(threading.Thread):
 
     def figures(self) -> dict[str, Any]:
         v = sorted(self.lat)
-        return {"rate_per_s": self.rate, "n": len(v), "status": dict(self.status),
-                "p50": _pct(v, 0.50), "p95": _pct(v, 0.95), "p99": _pct(v, 0.99), "max": _r(v[-1], 3) if v else None}
+        return {
+            "rate_per_s": self.rate,
+            "n": len(v),
+            "status": dict(self.status),
+            "p50": _pct(v, 0.50),
+            "p95": _pct(v, 0.95),
+            "p99": _pct(v, 0.99),
+            "max": _r(v[-1], 3) if v else None,
+        }
 
 
-def run_driver(args: argparse.Namespace, server_pid: int | None,
-               probe_to: tuple[str, str] | None = None) -> list[dict[str, Any]]:
+def run_driver(
+    args: argparse.Namespace, server_pid: int | None, probe_to: tuple[str, str] | None = None
+) -> list[dict[str, Any]]:
     width = max(4, len(str(args.cps)))
     ids = [f"{args.id_prefix}{i:0{width}d}" for i in range(1, args.cps + 1)]
     procs = min(args.procs, args.cps)
@@ -1064,8 +1200,15 @@ def run_driver(args: argparse.Namespace, server_pid: int | None,
     show = not args.quiet and (args.progress or args.cps >= 200 or args.cps / args.ramp_rate >= 2)
     args.probe = None
     if args.probe_occupancy and probe_to is not None:
-        args.probe = OccupancyProbe(probe_to[0], probe_to[1], ids, args.probe_occupancy, progress, procs,
-                                    args.cps / args.ramp_rate + args.duration + 600)
+        args.probe = OccupancyProbe(
+            probe_to[0],
+            probe_to[1],
+            ids,
+            args.probe_occupancy,
+            progress,
+            procs,
+            args.cps / args.ramp_rate + args.duration + 600,
+        )
         args.probe.start()
     if procs == 1:
         printer = threading.Thread(target=_progress_printer, args=(progress, 1, args, stop), daemon=True)
@@ -1078,17 +1221,26 @@ def run_driver(args: argparse.Namespace, server_pid: int | None,
     ctx = mp.get_context("fork")
     q = ctx.Queue()
     barrier = ctx.Barrier(procs)
-    ps = [ctx.Process(target=_worker_entry, daemon=True,
-                      args=(args, i, procs, ids[i::procs], barrier, progress, server_pid, q))
-          for i in range(procs)]
+    ps = [
+        ctx.Process(
+            target=_worker_entry, daemon=True, args=(args, i, procs, ids[i::procs], barrier, progress, server_pid, q)
+        )
+        for i in range(procs)
+    ]
     for p in ps:
         p.start()
     printer = threading.Thread(target=_progress_printer, args=(progress, procs, args, stop), daemon=True)
     if show:
         printer.start()
     per_proc = math.ceil(args.cps / procs)
-    bound = (per_proc / (args.ramp_rate / procs) + (args.connectors + 4) * CALL_TIMEOUT + 30
-             + args.duration + 4 * CALL_TIMEOUT + 60)
+    bound = (
+        per_proc / (args.ramp_rate / procs)
+        + (args.connectors + 4) * CALL_TIMEOUT
+        + 30
+        + args.duration
+        + 4 * CALL_TIMEOUT
+        + 60
+    )
     parts = []
     t_bound = time.monotonic() + bound
     try:
@@ -1109,44 +1261,90 @@ def run_driver(args: argparse.Namespace, server_pid: int | None,
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
-        prog="python -m loadtests.bench", description=__doc__, epilog=EXAMPLES,
+        prog="python -m loadtests.bench",
+        description=__doc__,
+        epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     ap.add_argument("--cps", type=int, default=100, metavar="N", help="connections (charge points), default 100")
     ap.add_argument("--duration", type=float, default=15.0, metavar="S", help="measured window in s, default 15")
     ap.add_argument("--mode", choices=("mixed", "heartbeat", "hold"), default="mixed", help="default mixed")
-    ap.add_argument("--rate", type=float, default=0.0, metavar="CALLS_PER_S",
-                    help="mixed/heartbeat: pace the window at this many calls/s in total (each connection sends "
-                         "one call every cps/rate s, random phase) instead of back to back, so latency is service "
-                         "time, not queueing. Default 0 = back to back (closed loop: latency ~ cps / calls/s)")
+    ap.add_argument(
+        "--rate",
+        type=float,
+        default=0.0,
+        metavar="CALLS_PER_S",
+        help="mixed/heartbeat: pace the window at this many calls/s in total (each connection sends "
+        "one call every cps/rate s, random phase) instead of back to back, so latency is service "
+        "time, not queueing. Default 0 = back to back (closed loop: latency ~ cps / calls/s)",
+    )
     ap.add_argument("--connectors", type=int, default=2, help="connectors per charge point (mixed), default 2")
-    ap.add_argument("--procs", type=int, default=1, metavar="K",
-                    help="driver processes, default 1 (more only helps with more than 2 cores)")
-    ap.add_argument("--ramp-rate", type=float, default=500.0, metavar="R",
-                    help="connections opened per second, all processes together, default 500")
-    ap.add_argument("--hold-interval", type=float, default=10.0, metavar="S",
-                    help="hold mode: heartbeat period per connection, default 10 s")
-    ap.add_argument("--hold-status", action="store_true",
-                    help="hold mode: also send StatusNotification per connector at setup")
-    ap.add_argument("--probe-occupancy", type=float, default=0.0, metavar="PER_S",
-                    help="also GET /api/connectors/{id}/1/occupancy this many times a second during the window "
-                         "(one keep-alive HTTP connection in a thread) and report its latency; default 0 = off")
+    ap.add_argument(
+        "--procs",
+        type=int,
+        default=1,
+        metavar="K",
+        help="driver processes, default 1 (more only helps with more than 2 cores)",
+    )
+    ap.add_argument(
+        "--ramp-rate",
+        type=float,
+        default=500.0,
+        metavar="R",
+        help="connections opened per second, all processes together, default 500",
+    )
+    ap.add_argument(
+        "--hold-interval",
+        type=float,
+        default=10.0,
+        metavar="S",
+        help="hold mode: heartbeat period per connection, default 10 s",
+    )
+    ap.add_argument(
+        "--hold-status", action="store_true", help="hold mode: also send StatusNotification per connector at setup"
+    )
+    ap.add_argument(
+        "--probe-occupancy",
+        type=float,
+        default=0.0,
+        metavar="PER_S",
+        help="also GET /api/connectors/{id}/1/occupancy this many times a second during the window "
+        "(one keep-alive HTTP connection in a thread) and report its latency; default 0 = off",
+    )
     ap.add_argument("--id-prefix", default="BENCH", help="charge point ids are PREFIX0001...; default BENCH")
     tg = ap.add_argument_group("target")
-    tg.add_argument("--url", metavar="WS_URL",
-                    help="an already running CSMS, e.g. ws://127.0.0.1:9000/ocpp (the id is appended; or put "
-                         "{id} in the URL). Loopback only. Default: start a fresh `csms serve`")
-    tg.add_argument("--http-url", metavar="URL", help="with --url and --probe-occupancy: the CSMS's REST base "
-                    "URL (loopback); the admin token comes from the environment variable CSMS_BENCH_API_TOKEN")
+    tg.add_argument(
+        "--url",
+        metavar="WS_URL",
+        help="an already running CSMS, e.g. ws://127.0.0.1:9000/ocpp (the id is appended; or put "
+        "{id} in the URL). Loopback only. Default: start a fresh `csms serve`",
+    )
+    tg.add_argument(
+        "--http-url",
+        metavar="URL",
+        help="with --url and --probe-occupancy: the CSMS's REST base "
+        "URL (loopback); the admin token comes from the environment variable CSMS_BENCH_API_TOKEN",
+    )
     tg.add_argument("--server-pid", type=int, metavar="PID", help="with --url: measure this process's CPU/RSS")
-    tg.add_argument("--db", metavar="URL",
-                    help="database of the server started here (default: sqlite in a temp dir), e.g. "
-                         "postgresql+psycopg://postgres@127.0.0.1:5432/bench (loopback only)")
-    tg.add_argument("--server-arg", action="append", default=[], metavar="ARG",
-                    help="extra `csms serve` argument, repeatable (e.g. --server-arg=--heartbeat-interval=60)")
+    tg.add_argument(
+        "--db",
+        metavar="URL",
+        help="database of the server started here (default: sqlite in a temp dir), e.g. "
+        "postgresql+psycopg://postgres@127.0.0.1:5432/bench (loopback only)",
+    )
+    tg.add_argument(
+        "--server-arg",
+        action="append",
+        default=[],
+        metavar="ARG",
+        help="extra `csms serve` argument, repeatable (e.g. --server-arg=--heartbeat-interval=60)",
+    )
     tg.add_argument("--server-log-level", default="WARNING", help="default WARNING")
-    tg.add_argument("--workdir", metavar="DIR", help="where the temp db, ports file and server.log go "
-                                                     "(default: a new temp dir, removed afterwards)")
+    tg.add_argument(
+        "--workdir",
+        metavar="DIR",
+        help="where the temp db, ports file and server.log go (default: a new temp dir, removed afterwards)",
+    )
     tg.add_argument("--keep", action="store_true", help="keep the temp dir (database, server.log)")
     og = ap.add_argument_group("output")
     og.add_argument("--json", action="store_true", help="also print the result as one JSON line (last line)")
@@ -1238,8 +1436,11 @@ def main(argv: list[str] | None = None) -> int:
             token = server.api_token if server is not None else os.environ.get("CSMS_BENCH_API_TOKEN", "")
             probe_to = (http, token) if http and token else None
             if probe_to is None:
-                print("warning: --probe-occupancy with --url needs --http-url and CSMS_BENCH_API_TOKEN (an admin "
-                      "token); not probing", file=sys.stderr)
+                print(
+                    "warning: --probe-occupancy with --url needs --http-url and CSMS_BENCH_API_TOKEN (an admin "
+                    "token); not probing",
+                    file=sys.stderr,
+                )
         parts = run_driver(args, server_pid, probe_to)
         s_end = sample_server(server_pid)
         hwm = proc_status_kb(server_pid, "VmHWM") if server_pid is not None else None
@@ -1254,8 +1455,13 @@ def main(argv: list[str] | None = None) -> int:
             args.probe.join(timeout=CALL_TIMEOUT + 5)
             res["occupancy_probe_ms"] = args.probe.figures()
         res["target"] = target
-        res["ok"] = (res["errors_total"] == 0 and res["connections"]["failed"] == 0
-                     and res["connections"]["dropped"] == 0 and not res["ramp"]["setup_errors"] and "fatal" not in res)
+        res["ok"] = (
+            res["errors_total"] == 0
+            and res["connections"]["failed"] == 0
+            and res["connections"]["dropped"] == 0
+            and not res["ramp"]["setup_errors"]
+            and "fatal" not in res
+        )
         print(human(res), flush=True)
         if args.json:
             print(json.dumps(res, separators=(",", ":")), flush=True)

@@ -59,8 +59,21 @@ class Tx:
 class Plug:
     """One connector as the shell sees it: the physical model plus what the CSMS was told."""
 
-    __slots__ = ("model", "tx", "last_tx", "last_reported", "last_sent", "last_real", "hidden", "stuck", "silent",
-                 "pending_operative", "visits", "remote_claim", "visit")
+    __slots__ = (
+        "model",
+        "tx",
+        "last_tx",
+        "last_reported",
+        "last_sent",
+        "last_real",
+        "hidden",
+        "stuck",
+        "silent",
+        "pending_operative",
+        "visits",
+        "remote_claim",
+        "visit",
+    )
 
     def __init__(self, model: Connector) -> None:
         self.model = model
@@ -89,17 +102,35 @@ class Plug:
 
     @property
     def idle(self) -> bool:
-        return (self.model.state is State.UNPLUGGED and self.tx is None and self.model.operative
-                and self.remote_claim is None and (self.visit is None or self.visit.dead))
+        return (
+            self.model.state is State.UNPLUGGED
+            and self.tx is None
+            and self.model.operative
+            and self.remote_claim is None
+            and (self.visit is None or self.visit.dead)
+        )
 
 
 class ChargePoint:
     """One charge point: `start()` connects it; `car_arrives()` plays a visit; `park()` ends the traffic."""
 
-    def __init__(self, cp_id: str, *, url: str, connectors: int, faults: tuple[FaultSpec, ...], rng: Rng,
-                 driver: DriverSpec, group: GroupSpec, trace: TraceWriter, now: Callable[[], float],
-                 epoch: float, call_timeout: float, meter_interval: int,
-                 on_request: Callable[[str, str, float, int, BaseException | None], None]) -> None:
+    def __init__(
+        self,
+        cp_id: str,
+        *,
+        url: str,
+        connectors: int,
+        faults: tuple[FaultSpec, ...],
+        rng: Rng,
+        driver: DriverSpec,
+        group: GroupSpec,
+        trace: TraceWriter,
+        now: Callable[[], float],
+        epoch: float,
+        call_timeout: float,
+        meter_interval: int,
+        on_request: Callable[[str, str, float, int, BaseException | None], None],
+    ) -> None:
         self.id = cp_id
         self.rng = rng
         self.driver = driver
@@ -109,10 +140,13 @@ class ChargePoint:
         self.epoch = epoch
         self.call_timeout = call_timeout
         self.book = FaultBook(cp_id, range(1, connectors + 1), faults, rng.child("faults"))
-        self.config = ConfigStore({"NumberOfConnectors": str(connectors),
-                                   "MeterValueSampleInterval": str(meter_interval)})
-        self.plugs = {c: Plug(Connector(c, register_wh=float(round(rng.uniform(0, 50_000, "register", c)))))
-                      for c in range(1, connectors + 1)}
+        self.config = ConfigStore(
+            {"NumberOfConnectors": str(connectors), "MeterValueSampleInterval": str(meter_interval)}
+        )
+        self.plugs = {
+            c: Plug(Connector(c, register_wh=float(round(rng.uniform(0, 50_000, "register", c)))))
+            for c in range(1, connectors + 1)
+        }
         self.operative = True
         self.driving = True  # cars still come; `park` ends it
         self.started_at = 0.0
@@ -122,10 +156,23 @@ class ChargePoint:
         self._tx_ids = 0
         self._remote_starts = 0
         serial = f"{cp_id[-20:]}"
-        self.link = Link(cp_id, url, boot_payload={"chargePointVendor": "unstuck", "chargePointModel": "locust",
-                                                   "chargePointSerialNumber": serial, "firmwareVersion": "load-1"},
-                         config=self.config, call_timeout=call_timeout, trace=trace, now=now,
-                         on_request=on_request, answer=self.answer, on_up=self._report_all)
+        self.link = Link(
+            cp_id,
+            url,
+            boot_payload={
+                "chargePointVendor": "unstuck",
+                "chargePointModel": "locust",
+                "chargePointSerialNumber": serial,
+                "firmwareVersion": "load-1",
+            },
+            config=self.config,
+            call_timeout=call_timeout,
+            trace=trace,
+            now=now,
+            on_request=on_request,
+            answer=self.answer,
+            on_up=self._report_all,
+        )
 
     # ------------------------------------------------------------------ lifecycle
     @property
@@ -133,13 +180,21 @@ class ChargePoint:
         return self.clock()
 
     def iso(self) -> str:
-        return datetime.fromtimestamp(self.epoch + self.now, UTC).isoformat(timespec="milliseconds").replace(
-            "+00:00", "Z")
+        return (
+            datetime.fromtimestamp(self.epoch + self.now, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        )
 
     def start(self) -> None:
         self.started_at = self.now
-        self.trace.write(self.id, "identity", vendor="unstuck", model="locust", serial=self.id[-20:],
-                         firmware="load-1", connectors=len(self.plugs))
+        self.trace.write(
+            self.id,
+            "identity",
+            vendor="unstuck",
+            model="locust",
+            serial=self.id[-20:],
+            firmware="load-1",
+            connectors=len(self.plugs),
+        )
         self.tasks.spawn(self.link.run)
         for firing in self.book.timed():
             self.tasks.spawn(self._fire_at, firing)
@@ -176,8 +231,7 @@ class ChargePoint:
         real = plug.stuck or plug.model.status
         if status is None:
             if plug.last_real != real or trigger:
-                self.trace.write(self.id, "status", connector=plug.model.connector_id, status=real, sent=False,
-                                 why=why)
+                self.trace.write(self.id, "status", connector=plug.model.connector_id, status=real, sent=False, why=why)
             plug.last_real = real
             return
         plug.last_real = real
@@ -219,9 +273,15 @@ class ChargePoint:
 
     def _apply(self, plug: Plug, event: Ev, car: Car | None = None) -> Transition:
         change = plug.model.apply(event, self.now, car=car)
-        self.trace.write(self.id, "state", connector=plug.model.connector_id, event=event.value,
-                         before=change.before.value, after=change.after.value,
-                         register_wh=round(plug.model.register_wh, 1))
+        self.trace.write(
+            self.id,
+            "state",
+            connector=plug.model.connector_id,
+            event=event.value,
+            before=change.before.value,
+            after=change.after.value,
+            register_wh=round(plug.model.register_wh, 1),
+        )
         return change
 
     def car_arrives(self) -> bool:
@@ -275,8 +335,14 @@ class ChargePoint:
             if answer is None and not (self.link.online.is_set() or self.config.bool("LocalAuthorizeOffline")):
                 return None
             if answer is not None and answer.get("idTagInfo", {}).get("status") != "Accepted":
-                self.trace.write(self.id, "tx", connector=connector_id, event="refused", tag=tag,
-                                 auth=answer.get("idTagInfo", {}).get("status"))
+                self.trace.write(
+                    self.id,
+                    "tx",
+                    connector=connector_id,
+                    event="refused",
+                    tag=tag,
+                    auth=answer.get("idTagInfo", {}).get("status"),
+                )
                 return None
             if not plug.model.can(Ev.START):
                 return None
@@ -288,11 +354,22 @@ class ChargePoint:
         cid = plug.model.connector_id
         tx = Tx(self._tx_ids, cid, tag, plug.model.meter_wh, self.now, remote)
         plug.tx = plug.last_tx = tx
-        self.trace.write(self.id, "tx", connector=cid, event="start", local_id=tx.local_id, tag=tag,
-                         remote=remote, meter=tx.meter_start)
-        self.link.send("StartTransaction",
-                       {"connectorId": cid, "idTag": tag, "meterStart": tx.meter_start, "timestamp": self.iso()},
-                       transactional=True, on_done=lambda res: self._started(plug, tx, res))
+        self.trace.write(
+            self.id,
+            "tx",
+            connector=cid,
+            event="start",
+            local_id=tx.local_id,
+            tag=tag,
+            remote=remote,
+            meter=tx.meter_start,
+        )
+        self.link.send(
+            "StartTransaction",
+            {"connectorId": cid, "idTag": tag, "meterStart": tx.meter_start, "timestamp": self.iso()},
+            transactional=True,
+            on_done=lambda res: self._started(plug, tx, res),
+        )
         self._report(plug)
         tx.tasks.spawn(self._meter, plug, tx)
         for name in ("reboot", "disconnect_mid_session"):
@@ -308,8 +385,15 @@ class ChargePoint:
         tx.transaction_id = res.get("transactionId")
         tx.auth_status = res.get("idTagInfo", {}).get("status")
         tx.answered.set()
-        self.trace.write(self.id, "tx", connector=tx.connector_id, event="answered", local_id=tx.local_id,
-                         transaction_id=tx.transaction_id, auth=tx.auth_status)
+        self.trace.write(
+            self.id,
+            "tx",
+            connector=tx.connector_id,
+            event="answered",
+            local_id=tx.local_id,
+            transaction_id=tx.transaction_id,
+            auth=tx.auth_status,
+        )
         if tx.auth_status != "Accepted" and plug.tx is tx and self.config.bool("StopTransactionOnInvalidId"):
             self.tasks.spawn(self._stop_if_running, tx.connector_id, tx, "DeAuthorized")
 
@@ -336,14 +420,20 @@ class ChargePoint:
         model.advance(self.now)
         timestamp = self.iso()
         sampled = [
-            {"value": str(model.meter_wh), "context": context, "measurand": "Energy.Active.Import.Register",
-             "unit": "Wh"},
+            {
+                "value": str(model.meter_wh),
+                "context": context,
+                "measurand": "Energy.Active.Import.Register",
+                "unit": "Wh",
+            },
             {"value": str(int(model.power_w)), "context": context, "measurand": "Power.Active.Import", "unit": "W"},
         ]
 
         def build() -> dict[str, Any]:
-            payload: dict[str, Any] = {"connectorId": model.connector_id,
-                                       "meterValue": [{"timestamp": timestamp, "sampledValue": sampled}]}
+            payload: dict[str, Any] = {
+                "connectorId": model.connector_id,
+                "meterValue": [{"timestamp": timestamp, "sampledValue": sampled}],
+            }
             if tx is not None and tx.transaction_id is not None:
                 payload["transactionId"] = tx.transaction_id
             return payload
@@ -359,8 +449,16 @@ class ChargePoint:
         plug.model.advance(self.now)
         meter_stop = plug.model.meter_wh
         cid = plug.model.connector_id
-        self.trace.write(self.id, "tx", connector=cid, event="stop", local_id=tx.local_id, reason=reason,
-                         meter=meter_stop, energy_wh=meter_stop - tx.meter_start)
+        self.trace.write(
+            self.id,
+            "tx",
+            connector=cid,
+            event="stop",
+            local_id=tx.local_id,
+            reason=reason,
+            meter=meter_stop,
+            energy_wh=meter_stop - tx.meter_start,
+        )
         dropped = self.book.decide("drop_stop_transaction", cid, self.now)
         stuck = self.book.decide("stuck_status", cid, self.now)
         item = None
@@ -373,8 +471,13 @@ class ChargePoint:
             def build() -> dict[str, Any] | None:
                 if tx.transaction_id is None:  # its StartTransaction was lost
                     return None
-                return {"transactionId": tx.transaction_id, "meterStop": meter_stop, "timestamp": timestamp,
-                        "reason": reason, "idTag": tx.id_tag}
+                return {
+                    "transactionId": tx.transaction_id,
+                    "meterStop": meter_stop,
+                    "timestamp": timestamp,
+                    "reason": reason,
+                    "idTag": tx.id_tag,
+                }
 
             item = self.link.send("StopTransaction", build, transactional=True)
         if stuck is not None:
@@ -412,8 +515,14 @@ class ChargePoint:
 
     # --------------------------------------------------------------- faults
     def _fired(self, firing: Firing, plug: Plug | None = None) -> None:
-        self.trace.write(self.id, "fault", fault=firing.name, connector=firing.connector, index=firing.index,
-                         params=dict(firing.spec.params))
+        self.trace.write(
+            self.id,
+            "fault",
+            fault=firing.name,
+            connector=firing.connector,
+            index=firing.index,
+            params=dict(firing.spec.params),
+        )
 
     def _fire_at(self, firing: Firing) -> None:
         """Timed faults count from this charge point's start (the simulator's from the fleet's)."""
@@ -448,8 +557,9 @@ class ChargePoint:
         for plug in self.plugs.values():
             if plug.tx is not None:
                 plug.tx.tasks.kill(block=False)
-                self.trace.write(self.id, "tx", connector=plug.model.connector_id, event="lost",
-                                 local_id=plug.tx.local_id)
+                self.trace.write(
+                    self.id, "tx", connector=plug.model.connector_id, event="lost", local_id=plug.tx.local_id
+                )
                 plug.tx = None
             if plug.model.can(Ev.POWER_LOSS):
                 self._apply(plug, Ev.POWER_LOSS)
@@ -583,8 +693,11 @@ class ChargePoint:
         plug = self.plugs.get(connector_id)
         if plug is None:
             return "UnlockFailed"
-        for name, answer in (("unlock_no_answer", None), ("unlock_not_supported", "NotSupported"),
-                             ("unlock_failed", "UnlockFailed")):
+        for name, answer in (
+            ("unlock_no_answer", None),
+            ("unlock_not_supported", "NotSupported"),
+            ("unlock_failed", "UnlockFailed"),
+        ):
             firing = self.book.decide(name, connector_id, self.now)
             if firing is not None:
                 self._fired(firing, plug)
@@ -628,8 +741,9 @@ class ChargePoint:
     def _triggered_meter(self, connector_id: int | None) -> None:
         for cid, plug in self.plugs.items():
             if connector_id in (None, 0, cid):
-                self.link.send("MeterValues", self._meter_values(plug, plug.tx, "Trigger"),
-                               transactional=plug.tx is not None)
+                self.link.send(
+                    "MeterValues", self._meter_values(plug, plug.tx, "Trigger"), transactional=plug.tx is not None
+                )
 
     def change_availability(self, connector_id: int, kind: str) -> str:
         operative = kind == "Operative"

@@ -35,14 +35,25 @@ from pathlib import Path
 import psycopg
 
 from loadtests.balancer import Balancer, backend_of, start_haproxy
-from tests.support.server import CsmsProcess, start_csms
+from scenarios.embedded import LaunchedCsms, launch_csms
 
 ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 DB_NAME = "bench_cluster"
 BENCH_DIR = Path(os.environ.get("BENCH_DIR", "/work/shared/bench"))
 # The same lab flags as loadtests/bench_target.sh: measure the call path, not the abuse limits.
-LAB_ARGS = ["--allow-unknown-chargers", "--max-auto-registered", "1000000", "--ocpp-messages-per-second", "0",
-            "--max-connections", "100000", "--max-handshakes", "1000", "--log-level", "WARNING"]
+LAB_ARGS = [
+    "--allow-unknown-chargers",
+    "--max-auto-registered",
+    "1000000",
+    "--ocpp-messages-per-second",
+    "0",
+    "--max-connections",
+    "100000",
+    "--max-handshakes",
+    "1000",
+    "--log-level",
+    "WARNING",
+]
 TICK = os.sysconf("SC_CLK_TCK")
 CLASSES = ("Authorize", "StartTransaction", "StopTransaction", "MeterValues", "StatusNotification", "Heartbeat")
 
@@ -68,11 +79,15 @@ class Layout:
     balanced: bool
 
 
-LAYOUTS = {"direct": Layout("1 node, direct", 1, False), "one": Layout("1 node, HAProxy", 1, True),
-           "two": Layout("2 nodes, HAProxy", 2, True)}
+LAYOUTS = {
+    "direct": Layout("1 node, direct", 1, False),
+    "one": Layout("1 node, HAProxy", 1, True),
+    "two": Layout("2 nodes, HAProxy", 2, True),
+}
 
 
 # ------------------------------------------------------------------------- pure core
+
 
 def run_order(layouts: list[str], rounds: int) -> list[str]:
     """A B C | C B A | A B C ...: every layout sees the early and the late part of the run alike."""
@@ -114,29 +129,38 @@ def summarise(rows: list[dict]) -> str:
         keys = list(dict.fromkeys(r["layout"] for r in here))
         classes = [c for c in CLASSES if any(c in r["p99_by_class"] for r in here)]
         out.append(f"\n{mode}, {cps} connections (medians of {len(here) // max(1, len(keys))} runs each)\n")
-        out.append("| layout | calls/s | p50 ms | p99 ms | " + " | ".join(f"{c} p99" for c in classes)
-                   + " | errors | load avg (start-end) |")
+        out.append(
+            "| layout | calls/s | p50 ms | p99 ms | "
+            + " | ".join(f"{c} p99" for c in classes)
+            + " | errors | load avg (start-end) |"
+        )
         out.append("|---" * (6 + len(classes)) + "|")
         for k in keys:
             rs = [r for r in here if r["layout"] == k]
             loads = ", ".join(f"{r['load'][0]:.1f}-{r['load'][1]:.1f}" for r in rs)
-            out.append(f"| {LAYOUTS[k].label} | {_fmt(_med([r['calls_per_s'] for r in rs]))} | "
-                       f"{_fmt(_med([r['p50'] for r in rs]))} | {_fmt(_med([r['p99'] for r in rs]))} | "
-                       + " | ".join(_fmt(_med([r["p99_by_class"].get(c) for r in rs])) for c in classes)
-                       + f" | {sum(r['errors'] for r in rs)} | {loads} |")
+            out.append(
+                f"| {LAYOUTS[k].label} | {_fmt(_med([r['calls_per_s'] for r in rs]))} | "
+                f"{_fmt(_med([r['p50'] for r in rs]))} | {_fmt(_med([r['p99'] for r in rs]))} | "
+                + " | ".join(_fmt(_med([r["p99_by_class"].get(c) for r in rs])) for c in classes)
+                + f" | {sum(r['errors'] for r in rs)} | {loads} |"
+            )
         groups = ["node n1", "node n2", "haproxy", "postgres", "driver", "others", "machine"]
         out.append("\nCPU over the driver's run, % of one core (200 = the whole machine; others = the neighbours)\n")
         out.append("| layout | " + " | ".join(groups) + " | connections n1/n2 |")
         out.append("|---" * (len(groups) + 2) + "|")
         for k in keys:
             rs = [r for r in here if r["layout"] == k]
-            split = " | ".join(_fmt(_med([r["cpu_pct"].get(g) for r in rs])) if any(g in r["cpu_pct"] for r in rs)
-                               else "-" for g in groups)
+            split = " | ".join(
+                _fmt(_med([r["cpu_pct"].get(g) for r in rs])) if any(g in r["cpu_pct"] for r in rs) else "-"
+                for g in groups
+            )
             conns = ", ".join("/".join(str(v) for v in r["connections_per_node"].values()) or "-" for r in rs)
             out.append(f"| {LAYOUTS[k].label} | {split} | {conns} |")
         out.append("\nRan and waited for a CPU (run queue, /proc/PID/schedstat), % of wall; CPU ms per call\n")
-        out.append("| layout | n1 trio thread ran / waited | n2 trio thread ran / waited | nodes waited (all threads)"
-                   " | HAProxy waited | PostgreSQL waited | nodes ms/call | all ours ms/call | DB commits/call |")
+        out.append(
+            "| layout | n1 trio thread ran / waited | n2 trio thread ran / waited | nodes waited (all threads)"
+            " | HAProxy waited | PostgreSQL waited | nodes ms/call | all ours ms/call | DB commits/call |"
+        )
         out.append("|---" * 9 + "|")
         for k in keys:
             rs = [r for r in here if r["layout"] == k]
@@ -147,16 +171,19 @@ def summarise(rows: list[dict]) -> str:
                 return "-" if ran is None else f"{_fmt(ran)} / {_fmt(waited)}"
 
             nodes_w = _med([sum(v for g, v in r["waited_pct"].items() if g in ("node n1", "node n2")) for r in rs])
-            out.append(f"| {LAYOUTS[k].label} | {rw('n1')} | {rw('n2')} | {_fmt(nodes_w)} | "
-                       f"{_fmt(_med([r['waited_pct'].get('haproxy') for r in rs]))} | "
-                       f"{_fmt(_med([r['waited_pct'].get('postgres') for r in rs]))} | "
-                       f"{_fmt(_med([r['node_ms_per_call'] for r in rs]))} | "
-                       f"{_fmt(_med([r['ours_ms_per_call'] for r in rs]))} | "
-                       f"{_fmt(_med([r.get('db_commits_per_call') for r in rs]))} |")
+            out.append(
+                f"| {LAYOUTS[k].label} | {rw('n1')} | {rw('n2')} | {_fmt(nodes_w)} | "
+                f"{_fmt(_med([r['waited_pct'].get('haproxy') for r in rs]))} | "
+                f"{_fmt(_med([r['waited_pct'].get('postgres') for r in rs]))} | "
+                f"{_fmt(_med([r['node_ms_per_call'] for r in rs]))} | "
+                f"{_fmt(_med([r['ours_ms_per_call'] for r in rs]))} | "
+                f"{_fmt(_med([r.get('db_commits_per_call') for r in rs]))} |"
+            )
     return "\n".join(out)
 
 
 # ------------------------------------------------------------------------- shell
+
 
 def _proc_cpu_s(pid: int) -> float | None:
     try:
@@ -256,8 +283,19 @@ def _transactions(db: BenchDatabase) -> int:
 
 
 def _driver_cmd(url: str, mode: str, cps: int, duration: float) -> list[str]:
-    return [sys.executable, str(BENCH_DIR / "driver.py"), "--url", url + "/{id}", "--cps", str(cps),
-            "--duration", str(duration), "--mode", mode, "--json"]
+    return [
+        sys.executable,
+        str(BENCH_DIR / "driver.py"),
+        "--url",
+        url + "/{id}",
+        "--cps",
+        str(cps),
+        "--duration",
+        str(duration),
+        "--mode",
+        mode,
+        "--json",
+    ]
 
 
 def run_once(key: str, mode: str, cps: int, duration: float, work: Path, db: BenchDatabase = BenchDatabase()) -> dict:
@@ -265,13 +303,25 @@ def run_once(key: str, mode: str, cps: int, duration: float, work: Path, db: Ben
     layout = LAYOUTS[key]
     load0 = os.getloadavg()[0]
     _fresh_database(db)
-    nodes: list[CsmsProcess] = []
+    nodes: list[LaunchedCsms] = []
     balancer: Balancer | None = None
     try:
         for i in range(layout.nodes):
             folder = work / f"{key}-{time.monotonic_ns()}-n{i + 1}"
             folder.mkdir()
-            nodes.append(start_csms(db.url, folder, [*LAB_ARGS, "--node-id", f"n{i + 1}"], timeout=120))
+            args = [
+                "--db",
+                db.url,
+                "--ocpp-port",
+                "0",
+                "--http-port",
+                "0",
+                "--accept-unknown-id-tags",
+                *LAB_ARGS,
+                "--node-id",
+                f"n{i + 1}",
+            ]
+            nodes.append(launch_csms(args, folder, log_path=folder / "csms.log", timeout=120))
         url = nodes[0].ocpp
         if layout.balanced:
             balancer = start_haproxy(work, [backend_of(f"n{i + 1}", n.ocpp, n.http) for i, n in enumerate(nodes)])
@@ -284,14 +334,18 @@ def run_once(key: str, mode: str, cps: int, duration: float, work: Path, db: Ben
         xacts0 = _transactions(db)
         with PostgresBackends(db) as pg:
             before = {k: _proc_cpu_s(p) or 0.0 for k, p in pids.items()}
-            sched0 = {**{k: _sched_s(p) for k, p in pids.items()},
-                      **{f"{k} trio": _sched_s(p, p) for k, p in pids.items() if k.startswith("node")}}
+            sched0 = {
+                **{k: _sched_s(p) for k, p in pids.items()},
+                **{f"{k} trio": _sched_s(p, p) for k, p in pids.items() if k.startswith("node")},
+            }
             ru0, m0, w0 = resource.getrusage(resource.RUSAGE_CHILDREN), _machine_busy_s(), time.monotonic()
             out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + cps / 50 + 240)
             ru1, m1, w1 = resource.getrusage(resource.RUSAGE_CHILDREN), _machine_busy_s(), time.monotonic()
             after = {k: _proc_cpu_s(p) or 0.0 for k, p in pids.items()}
-            sched1 = {**{k: _sched_s(p) for k, p in pids.items()},
-                      **{f"{k} trio": _sched_s(p, p) for k, p in pids.items() if k.startswith("node")}}
+            sched1 = {
+                **{k: _sched_s(p) for k, p in pids.items()},
+                **{f"{k} trio": _sched_s(p, p) for k, p in pids.items() if k.startswith("node")},
+            }
         # the driver (reaped by now) is measured by getrusage; its wait for a CPU is not recorded
         before["postgres"], after["postgres"] = 0.0, pg.cpu_s()
         before["driver"], after["driver"] = 0.0, (ru1.ru_utime + ru1.ru_stime) - (ru0.ru_utime + ru0.ru_stime)
@@ -307,16 +361,28 @@ def run_once(key: str, mode: str, cps: int, duration: float, work: Path, db: Ben
         calls = res.get("calls_completed", 0) + res.get("ramp", {}).get("setup_calls", 0) + res.get("cleanup_calls", 0)
         node_s = sum(after[k] - before[k] for k in pids if k.startswith("node"))
         row = {
-            "layout": key, "mode": mode, "cps": cps, "duration": duration, "driver_cmd": cmd,
-            "calls_per_s": res["calls_per_s"], "p50": res["lat_ms"]["p50"], "p99": res["lat_ms"]["p99"],
+            "layout": key,
+            "mode": mode,
+            "cps": cps,
+            "duration": duration,
+            "driver_cmd": cmd,
+            "calls_per_s": res["calls_per_s"],
+            "p50": res["lat_ms"]["p50"],
+            "p99": res["lat_ms"]["p99"],
             "p99_by_class": {a: v["p99"] for a, v in res.get("lat_by_action_ms", {}).items()},
-            "errors": res.get("errors_total", 0), "errors_by_kind": res.get("errors", {}),
-            "connections": res.get("connections"), "connections_per_node": per_node,
-            "cpu_pct": cpu_split(before, after, m1 - m0, wall), "run_wall_s": round(wall, 1),
-            "waited_pct": waited, "trio_ran_pct": ran_trio, "calls_total": calls,
+            "errors": res.get("errors_total", 0),
+            "errors_by_kind": res.get("errors", {}),
+            "connections": res.get("connections"),
+            "connections_per_node": per_node,
+            "cpu_pct": cpu_split(before, after, m1 - m0, wall),
+            "run_wall_s": round(wall, 1),
+            "waited_pct": waited,
+            "trio_ran_pct": ran_trio,
+            "calls_total": calls,
             "node_ms_per_call": round(1000 * node_s / calls, 3) if calls else None,
             "ours_ms_per_call": round(1000 * sum(after[k] - before[k] for k in after) / calls, 3) if calls else None,
-            "load": [load0, os.getloadavg()[0]], "utc": time.strftime("%H:%M:%S", time.gmtime()),
+            "load": [load0, os.getloadavg()[0]],
+            "utc": time.strftime("%H:%M:%S", time.gmtime()),
         }
     finally:
         if balancer:
@@ -330,8 +396,9 @@ def run_once(key: str, mode: str, cps: int, duration: float, work: Path, db: Ben
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--point", type=parse_point, action="append",
-                    help="MODE:CONNECTIONS, repeatable (default mixed:500)")
+    ap.add_argument(
+        "--point", type=parse_point, action="append", help="MODE:CONNECTIONS, repeatable (default mixed:500)"
+    )
     ap.add_argument("--duration", type=float, default=15.0, help="measured window per run, s")
     ap.add_argument("--rounds", type=int, default=2, help="alternations (2 = direct one two two one direct)")
     ap.add_argument("--layouts", default="direct,one,two", help="comma-separated subset of direct,one,two")
@@ -358,10 +425,14 @@ def main() -> None:
             with open(out / "results.jsonl", "a", encoding="utf-8") as f:
                 f.write(json.dumps(row) + "\n")
             c = row["cpu_pct"]
-            print(f"{row['utc']} {mode}:{cps} {LAYOUTS[key].label:17s} {row['calls_per_s']:>8.1f} calls/s "
-                  f"p50 {row['p50']} p99 {row['p99']} ms errors {row['errors']} load {row['load'][0]:.1f}-"
-                  f"{row['load'][1]:.1f} cpu% " + " ".join(f"{k}={v}" for k, v in c.items())
-                  + f" conns {row['connections_per_node']}", flush=True)
+            print(
+                f"{row['utc']} {mode}:{cps} {LAYOUTS[key].label:17s} {row['calls_per_s']:>8.1f} calls/s "
+                f"p50 {row['p50']} p99 {row['p99']} ms errors {row['errors']} load {row['load'][0]:.1f}-"
+                f"{row['load'][1]:.1f} cpu% "
+                + " ".join(f"{k}={v}" for k, v in c.items())
+                + f" conns {row['connections_per_node']}",
+                flush=True,
+            )
     drop_database(BenchDatabase())  # recreated by the next run anyway
     print(summarise(rows))
 

@@ -46,8 +46,16 @@ class Fleet:
         self.trace = TraceWriter(self.path)
         mono0, offset = time.monotonic(), time.time() - opts.epoch
         self.trace.now = lambda: time.monotonic() - mono0 + offset
-        self.trace.write(None, "header", version=TRACE_VERSION, epoch=opts.epoch, run=opts.run, process=proc,
-                         pid=os.getpid(), load=opts.to_mapping())
+        self.trace.write(
+            None,
+            "header",
+            version=TRACE_VERSION,
+            epoch=opts.epoch,
+            run=opts.run,
+            process=proc,
+            pid=os.getpid(),
+            load=opts.to_mapping(),
+        )
         self.rng = Rng(opts.seed)
         self.driver = opts.driver()
         self.group = opts.group()
@@ -69,10 +77,21 @@ class Fleet:
     def add(self) -> ChargePoint:
         """A new charge point of this run (not started yet)."""
         cp_id = f"{self.opts.run_prefix}{self.proc}{len(self.charge_points) + 1:04d}"
-        cp = ChargePoint(cp_id, url=self.opts.ocpp_url, connectors=self.opts.connectors, faults=self.opts.faults,
-                         rng=self.rng.child("cp", cp_id), driver=self.driver, group=self.group, trace=self.trace,
-                         now=self.now, epoch=self.opts.epoch, call_timeout=self.opts.call_timeout,
-                         meter_interval=self.opts.meter_interval, on_request=self.on_request)
+        cp = ChargePoint(
+            cp_id,
+            url=self.opts.ocpp_url,
+            connectors=self.opts.connectors,
+            faults=self.opts.faults,
+            rng=self.rng.child("cp", cp_id),
+            driver=self.driver,
+            group=self.group,
+            trace=self.trace,
+            now=self.now,
+            epoch=self.opts.epoch,
+            call_timeout=self.opts.call_timeout,
+            meter_interval=self.opts.meter_interval,
+            on_request=self.on_request,
+        )
         self.charge_points[cp_id] = cp
         if self._parking:
             cp.driving = False
@@ -102,8 +121,12 @@ class Fleet:
         return self.describe()
 
     def describe(self) -> dict[str, Any]:
-        return {"trace": str(self.path.resolve()), "parkedAt": self.parked_at, "process": self.proc,
-                "chargePoints": {cp_id: len(cp.plugs) for cp_id, cp in self.charge_points.items()}}
+        return {
+            "trace": str(self.path.resolve()),
+            "parkedAt": self.parked_at,
+            "process": self.proc,
+            "chargePoints": {cp_id: len(cp.plugs) for cp_id, cp in self.charge_points.items()},
+        }
 
     def close(self) -> None:
         if self.closed:

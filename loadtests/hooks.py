@@ -92,16 +92,19 @@ def _on_test_start(environment: Environment, **_kw: Any) -> None:
     proc = f"w{runner.worker_index}" if isinstance(runner, WorkerRunner) else "L"
     opts = _options(environment)
     fleet_mod.start(opts, proc, _request_hook(environment))
-    log.info("unstuck run %s: charge points %s*, trace %s", opts.run, opts.run_prefix + proc,
-             fleet_mod.trace_path(opts, proc))
+    log.info(
+        "unstuck run %s: charge points %s*, trace %s",
+        opts.run,
+        opts.run_prefix + proc,
+        fleet_mod.trace_path(opts, proc),
+    )
 
 
 def _request_hook(environment: Environment) -> Callable[[str, str, float, int, BaseException | None], None]:
     fire = environment.events.request.fire
 
     def hook(request_type: str, name: str, ms: float, length: int, exc: BaseException | None) -> None:
-        fire(request_type=request_type, name=name, response_time=ms, response_length=length, exception=exc,
-             context={})
+        fire(request_type=request_type, name=name, response_time=ms, response_length=length, exception=exc, context={})
 
     return hook
 
@@ -205,8 +208,9 @@ def _flush_everywhere(environment: Environment, expected: int) -> None:
     replies.flushed.clear()
     runner.send_message("unstuck_flush")
     if not replies.wait(lambda: len(replies.flushed) >= expected, WORKER_WAIT):
-        log.warning("only %d of %d workers flushed their traces; judging what is on disk", len(replies.flushed),
-                    expected)
+        log.warning(
+            "only %d of %d workers flushed their traces; judging what is on disk", len(replies.flushed), expected
+        )
 
 
 # ------------------------------------------------------------------------------ the judgement
@@ -224,8 +228,12 @@ def _conclude(environment: Environment) -> None:
     recovery_from = max(float(p["parkedAt"]) for p in parked)
     keys = sorted((cp, c) for p in parked for cp, n in p["chargePoints"].items() for c in range(1, int(n) + 1))
     wait = recovery_from + opts.recovery_window - clock()
-    log.info("oracle: %d charge points parked; recovery window %.0f s (waiting %.0f s)", sum(
-        len(p["chargePoints"]) for p in parked), opts.recovery_window, max(0.0, wait))
+    log.info(
+        "oracle: %d charge points parked; recovery window %.0f s (waiting %.0f s)",
+        sum(len(p["chargePoints"]) for p in parked),
+        opts.recovery_window,
+        max(0.0, wait),
+    )
     gevent.sleep(max(0.0, wait) + 0.2)
     adapter = SyncRestAdapter(opts.ocpp_url, opts.api_url, opts.api_token, cp_prefix=opts.run_prefix)
     final = []
@@ -244,15 +252,29 @@ def _conclude(environment: Environment) -> None:
     _flush_everywhere(environment, len(parked))
     traces = [p["trace"] for p in parked]
     records = read_records(traces)
-    judgement = judge_load(records, final, stored, recovery_window=opts.recovery_window, grace=opts.grace,
-                           recovery_from=recovery_from, end=end)
-    run = {**opts.to_mapping(), "recoveryFrom": round(recovery_from, 3), "sampledUntil": round(end, 3),
-           "chargePoints": sum(len(p["chargePoints"]) for p in parked), "connectorsJudged": len(keys),
-           "traces": traces, "storedTransactions": len(stored)}
+    judgement = judge_load(
+        records,
+        final,
+        stored,
+        recovery_window=opts.recovery_window,
+        grace=opts.grace,
+        recovery_from=recovery_from,
+        end=end,
+    )
+    run = {
+        **opts.to_mapping(),
+        "recoveryFrom": round(recovery_from, 3),
+        "sampledUntil": round(end, 3),
+        "chargePoints": sum(len(p["chargePoints"]) for p in parked),
+        "connectorsJudged": len(keys),
+        "traces": traces,
+        "storedTransactions": len(stored),
+    }
     json_path, text_path = write_summary(opts.report_dir, judgement, run=run)
     if judgement.passed:
-        log.info("oracle: PASSED (%s); summary %s", ", ".join(f"{k}={v}" for k, v in judgement.checked.items()),
-                 json_path)
+        log.info(
+            "oracle: PASSED (%s); summary %s", ", ".join(f"{k}={v}" for k, v in judgement.checked.items()), json_path
+        )
         return
     environment.process_exit_code = 1
     lines = [f"oracle: FAILED with {len(judgement.violations)} violations (summary {text_path}):"]

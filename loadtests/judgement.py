@@ -34,8 +34,16 @@ from scenarios.oracle import KINDS, Judgement, Rules, Sample, judge
 from scenarios.timeline import Timeline
 
 __all__ = [
-    "SyncRestAdapter", "run_sync", "read_records", "samples_from_records", "tariffs_from_records",
-    "connectors_from_records", "judge_load", "summary", "summary_text", "write_summary",
+    "SyncRestAdapter",
+    "run_sync",
+    "read_records",
+    "samples_from_records",
+    "tariffs_from_records",
+    "connectors_from_records",
+    "judge_load",
+    "summary",
+    "summary_text",
+    "write_summary",
 ]
 
 log = logging.getLogger("loadtests.judgement")
@@ -88,8 +96,11 @@ class SyncRestAdapter:
     def __init__(self, ocpp_url: str, api_url: str, token: str, *, cp_prefix: str = "", timeout: float = 60.0) -> None:
         self.adapter = UnstuckRestAdapter(ocpp_url, api_url, token, timeout=timeout, cp_prefix=cp_prefix)
         # Its own async client never opens a connection: the sync one below takes its place.
-        self.adapter._http = _SyncHttp(httpx.Client(  # noqa: SLF001 - the adapter's one seam for its transport
-            base_url=self.adapter.api_url, timeout=timeout, headers={"Authorization": f"Bearer {token}"}))
+        self.adapter._http = _SyncHttp(
+            httpx.Client(  # noqa: SLF001 - the adapter's one seam for its transport
+                base_url=self.adapter.api_url, timeout=timeout, headers={"Authorization": f"Bearer {token}"}
+            )
+        )
 
     def verdicts(self, connectors: Iterable[tuple[str, int]]) -> dict[tuple[str, int], Verdict]:
         return run_sync(self.adapter.verdicts(connectors))
@@ -148,12 +159,21 @@ def connectors_from_records(records: Iterable[Mapping[str, Any]]) -> dict[str, i
     return {r["cp"]: int(r.get("connectors", 1)) for r in records if r.get("kind") == "identity" and r.get("cp")}
 
 
-def judge_load(records: Sequence[Mapping[str, Any]], final: Sequence[Sample], stored: Sequence[StoredTransaction],
-               *, recovery_window: float, grace: float, recovery_from: float, end: float) -> Judgement:
+def judge_load(
+    records: Sequence[Mapping[str, Any]],
+    final: Sequence[Sample],
+    stored: Sequence[StoredTransaction],
+    *,
+    recovery_window: float,
+    grace: float,
+    recovery_from: float,
+    end: float,
+) -> Judgement:
     """The oracle over one load run: samples from the load and after recovery, truth from the traces."""
     timeline = Timeline.from_records(records, connectors=connectors_from_records(records), end=end)
-    rules = Rules(recovery_window=recovery_window, grace=grace, recovery_from=recovery_from,
-                  tariffs=tariffs_from_records(records))
+    rules = Rules(
+        recovery_window=recovery_window, grace=grace, recovery_from=recovery_from, tariffs=tariffs_from_records(records)
+    )
     return judge([*samples_from_records(records), *final], timeline, stored, rules)
 
 
@@ -162,15 +182,23 @@ def summary(j: Judgement, *, run: Mapping[str, Any]) -> dict[str, Any]:
     counts: dict[str, int] = {}
     for v in j.violations:
         counts[v.kind] = counts.get(v.kind, 0) + 1
-    return {"passed": j.passed, "checked": j.checked, "violationCounts": counts,
-            "violations": [v.to_json() for v in j.violations], "run": dict(run), "kinds": KINDS}
+    return {
+        "passed": j.passed,
+        "checked": j.checked,
+        "violationCounts": counts,
+        "violations": [v.to_json() for v in j.violations],
+        "run": dict(run),
+        "kinds": KINDS,
+    }
 
 
 def summary_text(j: Judgement, *, run: Mapping[str, Any], limit: int = 200) -> str:
-    head = [f"oracle: {'PASSED' if j.passed else 'FAILED'}  run {run.get('run')}  "
-            f"checked {', '.join(f'{k}={v}' for k, v in j.checked.items())}",
-            f"recovery window {run.get('recoveryWindow')} s from t={run.get('recoveryFrom')}, "
-            f"{run.get('chargePoints')} charge points, traces: {', '.join(run.get('traces', []))}"]
+    head = [
+        f"oracle: {'PASSED' if j.passed else 'FAILED'}  run {run.get('run')}  "
+        f"checked {', '.join(f'{k}={v}' for k, v in j.checked.items())}",
+        f"recovery window {run.get('recoveryWindow')} s from t={run.get('recoveryFrom')}, "
+        f"{run.get('chargePoints')} charge points, traces: {', '.join(run.get('traces', []))}",
+    ]
     if j.passed:
         return "\n".join(head) + "\n"
     lines = [*head, "", "violations (kind, connector):"]

@@ -2,7 +2,8 @@
 
 Locust parses them (each but `--fault` has an `UNSTUCK_*` environment fallback; the
 web UI shows them, `--help` does not, since locust prints it before loading a
-locustfile) and, in a distributed run, sends the master's values to every worker. `LoadOptions.from_parsed` turns them into frozen data the
+locustfile) and, in a distributed run, sends the master's values to every worker.
+`LoadOptions.from_parsed` turns them into frozen data the
 rest of the package reads; fault options use the simulator's own syntax and parser
 (`unstuck-sim --fault NAME=RATE[,key=value]`), so the two never drift apart.
 """
@@ -38,40 +39,102 @@ def parse_range(text: str, what: str) -> Range:
 def add_arguments(parser: Any) -> None:
     """Register the options on locust's parser (`@events.init_command_line_parser`)."""
     group = parser  # locust's own add_argument (web UI flags) is on the parser, not on argument groups
-    group.add_argument("--ocpp-url", default="ws://127.0.0.1:9000/ocpp", env_var="UNSTUCK_OCPP_URL",
-                       help="where charge points connect: {url}/{chargePointId} (default %(default)s)")
-    group.add_argument("--api-url", default="http://127.0.0.1:8000", env_var="UNSTUCK_API_URL",
-                       help="the CSMS's REST API; ApiUser's host unless --host is given (default %(default)s)")
-    group.add_argument("--api-token", default="", env_var="UNSTUCK_API_TOKEN", is_secret=True,
-                       help="admin bearer token (sessions, occupancy, unlock, and the oracle's questions)")
-    group.add_argument("--fault", action="append", default=[], metavar="NAME=RATE[,key=value]",
-                       include_in_web_ui=False,
-                       help="a simulator fault mode, as for unstuck-sim (repeatable), e.g. "
-                            "drop_stop_transaction=0.05,available=false; `unstuck-sim faults` lists them")
-    group.add_argument("--connectors", type=int, default=2, env_var="UNSTUCK_CONNECTORS",
-                       help="connectors per charge point (default %(default)s)")
-    group.add_argument("--recovery-window", type=float, default=20.0, env_var="UNSTUCK_RECOVERY_WINDOW",
-                       help="s the CSMS gets to heal after the traffic stops, before the oracle asks it "
-                            "(default %(default)s: enough for `make loadtest`'s short maintenance timings; against "
-                            "production timings use quiet-transaction + orphan grace + 3 maintenance intervals)")
-    group.add_argument("--oracle-grace", type=float, default=1.5, env_var="UNSTUCK_ORACLE_GRACE",
-                       help="s a truth must hold before a verdict is judged against it (default %(default)s, "
-                            "as in the scenarios)")
-    group.add_argument("--report-dir", default="reports", env_var="UNSTUCK_REPORT_DIR",
-                       help="traces (load_traces/) and oracle_summary.json/.txt go here (default %(default)s)")
-    group.add_argument("--cp-prefix", default="LT", env_var="UNSTUCK_CP_PREFIX",
-                       help="charge point ids are PREFIX<run>-<process><n> (default %(default)s)")
-    group.add_argument("--seed", type=int, default=0, env_var="UNSTUCK_SEED",
-                       help="seed of the cars, tags and fault draws (default %(default)s)")
-    group.add_argument("--session-seconds", default="10:60", env_var="UNSTUCK_SESSION_SECONDS",
-                       help="a car's stay, plug-in to leaving, LO:HI s (default %(default)s)")
-    group.add_argument("--arrival-seconds", default="5:30", env_var="UNSTUCK_ARRIVAL_SECONDS",
-                       help="ChargePointUser wait between car arrivals, LO:HI s (default %(default)s)")
-    group.add_argument("--meter-interval", type=int, default=5, env_var="UNSTUCK_METER_INTERVAL",
-                       help="MeterValueSampleInterval s the charge points start with (default %(default)s)")
-    group.add_argument("--call-timeout", type=float, default=30.0, env_var="UNSTUCK_CALL_TIMEOUT",
-                       help="s a charge point waits for a CallResult before the call counts as failed "
-                            "(default %(default)s)")
+    group.add_argument(
+        "--ocpp-url",
+        default="ws://127.0.0.1:9000/ocpp",
+        env_var="UNSTUCK_OCPP_URL",
+        help="where charge points connect: {url}/{chargePointId} (default %(default)s)",
+    )
+    group.add_argument(
+        "--api-url",
+        default="http://127.0.0.1:8000",
+        env_var="UNSTUCK_API_URL",
+        help="the CSMS's REST API; ApiUser's host unless --host is given (default %(default)s)",
+    )
+    group.add_argument(
+        "--api-token",
+        default="",
+        env_var="UNSTUCK_API_TOKEN",
+        is_secret=True,
+        help="admin bearer token (sessions, occupancy, unlock, and the oracle's questions)",
+    )
+    group.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        metavar="NAME=RATE[,key=value]",
+        include_in_web_ui=False,
+        help="a simulator fault mode, as for unstuck-sim (repeatable), e.g. "
+        "drop_stop_transaction=0.05,available=false; `unstuck-sim faults` lists them",
+    )
+    group.add_argument(
+        "--connectors",
+        type=int,
+        default=2,
+        env_var="UNSTUCK_CONNECTORS",
+        help="connectors per charge point (default %(default)s)",
+    )
+    group.add_argument(
+        "--recovery-window",
+        type=float,
+        default=20.0,
+        env_var="UNSTUCK_RECOVERY_WINDOW",
+        help="s the CSMS gets to heal after the traffic stops, before the oracle asks it "
+        "(default %(default)s: enough for `make loadtest`'s short maintenance timings; against "
+        "production timings use quiet-transaction + orphan grace + 3 maintenance intervals)",
+    )
+    group.add_argument(
+        "--oracle-grace",
+        type=float,
+        default=1.5,
+        env_var="UNSTUCK_ORACLE_GRACE",
+        help="s a truth must hold before a verdict is judged against it (default %(default)s, as in the scenarios)",
+    )
+    group.add_argument(
+        "--report-dir",
+        default="reports",
+        env_var="UNSTUCK_REPORT_DIR",
+        help="traces (load_traces/) and oracle_summary.json/.txt go here (default %(default)s)",
+    )
+    group.add_argument(
+        "--cp-prefix",
+        default="LT",
+        env_var="UNSTUCK_CP_PREFIX",
+        help="charge point ids are PREFIX<run>-<process><n> (default %(default)s)",
+    )
+    group.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        env_var="UNSTUCK_SEED",
+        help="seed of the cars, tags and fault draws (default %(default)s)",
+    )
+    group.add_argument(
+        "--session-seconds",
+        default="10:60",
+        env_var="UNSTUCK_SESSION_SECONDS",
+        help="a car's stay, plug-in to leaving, LO:HI s (default %(default)s)",
+    )
+    group.add_argument(
+        "--arrival-seconds",
+        default="5:30",
+        env_var="UNSTUCK_ARRIVAL_SECONDS",
+        help="ChargePointUser wait between car arrivals, LO:HI s (default %(default)s)",
+    )
+    group.add_argument(
+        "--meter-interval",
+        type=int,
+        default=5,
+        env_var="UNSTUCK_METER_INTERVAL",
+        help="MeterValueSampleInterval s the charge points start with (default %(default)s)",
+    )
+    group.add_argument(
+        "--call-timeout",
+        type=float,
+        default=30.0,
+        env_var="UNSTUCK_CALL_TIMEOUT",
+        help="s a charge point waits for a CallResult before the call counts as failed (default %(default)s)",
+    )
 
 
 @dataclass(frozen=True)
@@ -107,7 +170,9 @@ class LoadOptions:
             api_token=str(get("api_token") or ""),
             faults=tuple(parse_fault_option(f) for f in faults if f),
             connectors=int(get("connectors") or cls.connectors),
-            recovery_window=float(get("recovery_window") if get("recovery_window") is not None else cls.recovery_window),
+            recovery_window=float(
+                get("recovery_window") if get("recovery_window") is not None else cls.recovery_window
+            ),
             grace=float(get("oracle_grace") if get("oracle_grace") is not None else cls.grace),
             report_dir=Path(get("report_dir") or cls.report_dir),
             cp_prefix=str(get("cp_prefix") or cls.cp_prefix),
@@ -138,9 +203,17 @@ class LoadOptions:
     def to_mapping(self) -> dict[str, Any]:
         """For the trace header and the summary: what this run was."""
         return {
-            "ocppUrl": self.ocpp_url, "apiUrl": self.api_url, "connectors": self.connectors,
-            "faults": [f.to_mapping() for f in self.faults], "recoveryWindow": self.recovery_window,
-            "grace": self.grace, "seed": self.seed, "session": list(self.session), "arrival": list(self.arrival),
-            "meterInterval": self.meter_interval, "callTimeout": self.call_timeout, "run": self.run,
+            "ocppUrl": self.ocpp_url,
+            "apiUrl": self.api_url,
+            "connectors": self.connectors,
+            "faults": [f.to_mapping() for f in self.faults],
+            "recoveryWindow": self.recovery_window,
+            "grace": self.grace,
+            "seed": self.seed,
+            "session": list(self.session),
+            "arrival": list(self.arrival),
+            "meterInterval": self.meter_interval,
+            "callTimeout": self.call_timeout,
+            "run": self.run,
             "epoch": self.epoch,
         }

@@ -59,8 +59,10 @@ def main(argv: list[str] | None = None) -> None:
         for name in set(names):
             incl_t[group][name] += n
     total = sum(by_thread.values())
-    print(f"samples {total}: main thread {totals['main']} ({100 * totals['main'] / max(total, 1):.1f} %), "
-          f"other threads {totals['other']} ({100 * totals['other'] / max(total, 1):.1f} %)")
+    print(
+        f"samples {total}: main thread {totals['main']} ({100 * totals['main'] / max(total, 1):.1f} %), "
+        f"other threads {totals['other']} ({100 * totals['other'] / max(total, 1):.1f} %)"
+    )
     for group in ("main", "other"):
         t = max(totals[group], 1)
         print(f"\n== {group} thread(s): top {args.top} by self time (% of this group's samples)")

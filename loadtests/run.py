@@ -37,8 +37,14 @@ LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 # The CSMS's thresholds for a load run: short enough that every self-healing path runs
 # within the recovery window, long enough not to fire on a busy but healthy charger
 # (quiet transactions: twice the meter interval of 5 s; offline after 2.5 heartbeats of 10 s).
-LOAD_TIMINGS = Timings(heartbeat_interval=10, maintenance_interval=2.0, status_grace=2.0, orphan_grace=2.0,
-                       quiet_transaction=10.0, call_timeout=10.0)
+LOAD_TIMINGS = Timings(
+    heartbeat_interval=10,
+    maintenance_interval=2.0,
+    status_grace=2.0,
+    orphan_grace=2.0,
+    quiet_transaction=10.0,
+    call_timeout=10.0,
+)
 RECOVERY_MARGIN = 8.0  # s on top of the slowest healing path: the CSMS is busy, its sweeps run late
 
 # Faults a CSMS must heal by itself (or that change nothing it may report): the default mix.
@@ -64,8 +70,9 @@ LAB_FLAGS = (("--accept-unknown-id-tags",), ("--max-auto-registered", "1000000")
 
 def lab_mode_flags() -> list[str]:
     """The LAB_FLAGS that `csms serve --help` lists (a build without them still runs)."""
-    done = subprocess.run([sys.executable, "-m", "csms", "serve", "--help"], capture_output=True, text=True,
-                          timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "csms", "serve", "--help"], capture_output=True, text=True, timeout=120
+    )
     return [part for flag, *value in LAB_FLAGS if flag in done.stdout for part in (flag, *value)]
 
 
@@ -88,22 +95,35 @@ def _free_port() -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m loadtests.run", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m loadtests.run", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--users", "-u", type=int, default=int(os.environ.get("USERS", 500)))
     p.add_argument("--rate", "-r", type=float, default=float(os.environ.get("RATE", 50)))
     p.add_argument("--time", "-t", default=os.environ.get("TIME", "60s"), help="locust --run-time (default 60s)")
-    p.add_argument("--workers", type=int, default=int(os.environ.get("WORKERS", 0)),
-                   help="0: one locust process; N: one --master and N --worker processes")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=int(os.environ.get("WORKERS", 0)),
+        help="0: one locust process; N: one --master and N --worker processes",
+    )
     p.add_argument("--report", default=os.environ.get("REPORT", "reports"), help="report folder (default reports)")
     p.add_argument("--db", default=None, help="database URL (default: a fresh SQLite file in a temporary folder)")
-    p.add_argument("--fault", action="append", default=None,
-                   help="fault mode for the charge points (repeatable; default: a mix the CSMS must heal)")
+    p.add_argument(
+        "--fault",
+        action="append",
+        default=None,
+        help="fault mode for the charge points (repeatable; default: a mix the CSMS must heal)",
+    )
     p.add_argument("--no-faults", action="store_true", help="no fault modes at all")
     p.add_argument("--csms-arg", action="append", default=[], help="extra `csms serve` argument (repeatable)")
     p.add_argument("--connectors", type=int, default=2)
-    p.add_argument("--recovery-window", type=float, default=None,
-                   help=f"s (default: the CSMS's slowest healing path + {RECOVERY_MARGIN:g})")
+    p.add_argument(
+        "--recovery-window",
+        type=float,
+        default=None,
+        help=f"s (default: the CSMS's slowest healing path + {RECOVERY_MARGIN:g})",
+    )
     p.add_argument("locust_args", nargs="*", help="after --: more locust arguments")
     return p
 
@@ -112,43 +132,107 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     report = Path(args.report).resolve()
     report.mkdir(parents=True, exist_ok=True)
-    for stale in [*report.glob("load_*.csv"), report / "load.html", report / "oracle_summary.json",
-                  report / "oracle_summary.txt"]:
+    for stale in [
+        *report.glob("load_*.csv"),
+        report / "load.html",
+        report / "oracle_summary.json",
+        report / "oracle_summary.txt",
+    ]:
         stale.unlink(missing_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix="unstuck-load-"))
     db_url = args.db or f"sqlite:///{tmp / 'csms.db'}"
     faults = [] if args.no_faults else (args.fault if args.fault is not None else list(DEFAULT_FAULTS))
     window = args.recovery_window or LOAD_TIMINGS.recovery_window + RECOVERY_MARGIN
-    print(f"[loadtest] starting csms serve ({'fresh SQLite in ' + str(tmp) if not args.db else args.db}); "
-          f"its log will be {report / 'csms.log'}", flush=True)
+    print(
+        f"[loadtest] starting csms serve ({'fresh SQLite in ' + str(tmp) if not args.db else args.db}); "
+        f"its log will be {report / 'csms.log'}",
+        flush=True,
+    )
     csms = start_embedded(db_url, tmp, timings=LOAD_TIMINGS, extra=[*lab_mode_flags(), *args.csms_arg])
     started = time.monotonic()
     ep = csms.endpoint
     common = [
-        "-f", str(LOCUSTFILE), "--ocpp-url", ep.ocpp_url, "--api-url", ep.api_url, "--api-token", ep.token,
-        "--connectors", str(args.connectors), "--recovery-window", f"{window:g}", "--report-dir", str(report),
+        "-f",
+        str(LOCUSTFILE),
+        "--ocpp-url",
+        ep.ocpp_url,
+        "--api-url",
+        ep.api_url,
+        "--api-token",
+        ep.token,
+        "--connectors",
+        str(args.connectors),
+        "--recovery-window",
+        f"{window:g}",
+        "--report-dir",
+        str(report),
         *[f"--fault={f}" for f in faults],
     ]
-    head = [sys.executable, "-m", "locust", *common, "--headless", "-u", str(args.users), "-r", f"{args.rate:g}",
-            "-t", args.time, "--csv", str(report / "load"), "--html", str(report / "load.html"),
-            "--stop-timeout", "0", *args.locust_args]
+    head = [
+        sys.executable,
+        "-m",
+        "locust",
+        *common,
+        "--headless",
+        "-u",
+        str(args.users),
+        "-r",
+        f"{args.rate:g}",
+        "-t",
+        args.time,
+        "--csv",
+        str(report / "load"),
+        "--html",
+        str(report / "load.html"),
+        "--stop-timeout",
+        "0",
+        *args.locust_args,
+    ]
     workers: list[subprocess.Popen] = []
     try:
         if args.workers > 0:
             port = _free_port()
-            head += ["--master", "--master-bind-host", "127.0.0.1", "--master-bind-port", str(port),
-                     "--expect-workers", str(args.workers), "--expect-workers-max-wait", "60"]
+            head += [
+                "--master",
+                "--master-bind-host",
+                "127.0.0.1",
+                "--master-bind-port",
+                str(port),
+                "--expect-workers",
+                str(args.workers),
+                "--expect-workers-max-wait",
+                "60",
+            ]
             master = subprocess.Popen(head)
             time.sleep(1.0)
             for _ in range(args.workers):
-                workers.append(subprocess.Popen([sys.executable, "-m", "locust", *common, "--worker",
-                                                 "--master-host", "127.0.0.1", "--master-port", str(port)]))
-            print(f"[loadtest] locust: 1 master + {args.workers} workers, {args.users} users, {args.time}; "
-                  f"recovery window {window:g} s", flush=True)
+                workers.append(
+                    subprocess.Popen(
+                        [
+                            sys.executable,
+                            "-m",
+                            "locust",
+                            *common,
+                            "--worker",
+                            "--master-host",
+                            "127.0.0.1",
+                            "--master-port",
+                            str(port),
+                        ]
+                    )
+                )
+            print(
+                f"[loadtest] locust: 1 master + {args.workers} workers, {args.users} users, {args.time}; "
+                f"recovery window {window:g} s",
+                flush=True,
+            )
             rc = master.wait()
         else:
-            print(f"[loadtest] locust: {args.users} users at {args.rate:g}/s for {args.time}; "
-                  f"recovery window {window:g} s", flush=True)
+            print(
+                f"[loadtest] locust: {args.users} users at {args.rate:g}/s for {args.time}; "
+                f"recovery window {window:g} s",
+                flush=True,
+            )
             rc = subprocess.call(head)
     except KeyboardInterrupt:
         rc = 130
@@ -169,8 +253,11 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(tmp, ignore_errors=True)
     print(f"[loadtest] csms serve stopped (exit {csms_rc}); locust exit {rc}", flush=True)
     if usage is not None:
-        print(f"[loadtest] csms serve used {usage[0]:.1f} s of CPU in {wall:.0f} s ({100 * usage[0] / wall:.0f}% of "
-              f"one core, recovery window included), peak RSS {usage[1]:.0f} MB", flush=True)
+        print(
+            f"[loadtest] csms serve used {usage[0]:.1f} s of CPU in {wall:.0f} s ({100 * usage[0] / wall:.0f}% of "
+            f"one core, recovery window included), peak RSS {usage[1]:.0f} MB",
+            flush=True,
+        )
     for name in ("load_stats.csv", "load.html", "oracle_summary.json", "oracle_summary.txt"):
         path = report / name
         print(f"[loadtest]   {path}{'' if path.exists() else '  (missing)'}", flush=True)

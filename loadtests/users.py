@@ -97,8 +97,12 @@ class ApiUser(FastHttpUser):
     def _occupancy(self, cp_id: str, connector: int) -> str | None:
         """GET occupancy, recorded as a sample for the oracle; the verdict, or None if no answer."""
         asked = self.fleet.now()
-        with self.client.get(f"/api/connectors/{cp_id}/{connector}/occupancy", headers=self.headers,
-                             name="/api/connectors/[cp]/[connector]/occupancy", catch_response=True) as res:
+        with self.client.get(
+            f"/api/connectors/{cp_id}/{connector}/occupancy",
+            headers=self.headers,
+            name="/api/connectors/[cp]/[connector]/occupancy",
+            catch_response=True,
+        ) as res:
             if res.status_code != 200:
                 res.failure(f"occupancy answered {res.status_code}: {(res.text or '')[:200]}")
                 return None
@@ -107,8 +111,15 @@ class ApiUser(FastHttpUser):
             if verdict is None:
                 res.failure("occupancy answer has no verdict")
                 return None
-        self.fleet.record("verdict", cp_id, connector=connector, asked=round(asked, 4), verdict=verdict,
-                          reasons=list(data.get("reasons") or ()), signals=data.get("signals"))
+        self.fleet.record(
+            "verdict",
+            cp_id,
+            connector=connector,
+            asked=round(asked, 4),
+            verdict=verdict,
+            reasons=list(data.get("reasons") or ()),
+            signals=data.get("signals"),
+        )
         return verdict
 
     # -------------------------------------------------------------- tasks
@@ -133,15 +144,25 @@ class ApiUser(FastHttpUser):
         if self._occupancy(cp.id, cid) != "free":
             return
         tariff = self.rng.choice(TARIFFS)
-        body = {"chargingStationId": cp.id, "connectorId": cid, "chargeTagId": f"APP{self.rng.randint(1, 999):04d}",
-                "chargingTariff": tariff}
-        with self.client.post("/api/ChargingSession/start-charging-session", json=body, headers=self.headers,
-                              name="start-charging-session", catch_response=True) as res:
+        body = {
+            "chargingStationId": cp.id,
+            "connectorId": cid,
+            "chargeTagId": f"APP{self.rng.randint(1, 999):04d}",
+            "chargingTariff": tariff,
+        }
+        with self.client.post(
+            "/api/ChargingSession/start-charging-session",
+            json=body,
+            headers=self.headers,
+            name="start-charging-session",
+            catch_response=True,
+        ) as res:
             data = _data(res)
             if res.status_code == 200 and data.get("sessionId"):
                 self.sessions.append((time.monotonic(), str(data["sessionId"])))
-                self.fleet.record("app", cp.id, event="started", connector=cid, session_id=str(data["sessionId"]),
-                                  tariff=tariff)
+                self.fleet.record(
+                    "app", cp.id, event="started", connector=cid, session_id=str(data["sessionId"]), tariff=tariff
+                )
             elif res.status_code in (409, 504):
                 res.success()  # busy / rejected / charger too slow: the CSMS's honest answers to a faulty fleet
             else:
@@ -152,8 +173,13 @@ class ApiUser(FastHttpUser):
         if self.traffic_over or not self.sessions or time.monotonic() - self.sessions[0][0] < 5.0:
             return
         _, session_id = self.sessions.pop(0)
-        with self.client.post("/api/ChargingSession/stop-charging-session", json={"sessionId": session_id},
-                              headers=self.headers, name="stop-charging-session", catch_response=True) as res:
+        with self.client.post(
+            "/api/ChargingSession/stop-charging-session",
+            json={"sessionId": session_id},
+            headers=self.headers,
+            name="stop-charging-session",
+            catch_response=True,
+        ) as res:
             if res.status_code in (200, 404, 409, 504):
                 res.success()  # 409: it already ended (the car left) or never started (a faulty charger)
             else:
@@ -170,9 +196,13 @@ class ApiUser(FastHttpUser):
         cp, cid = self.rng.choice(known)
         if self._occupancy(cp.id, cid) != "busy":
             return
-        with self.client.post("/api/ChargingSession/unlock-connector", json={"chargingStationId": cp.id,
-                              "connectorId": cid}, headers=self.headers, name="unlock-connector",
-                              catch_response=True) as res:
+        with self.client.post(
+            "/api/ChargingSession/unlock-connector",
+            json={"chargingStationId": cp.id, "connectorId": cid},
+            headers=self.headers,
+            name="unlock-connector",
+            catch_response=True,
+        ) as res:
             if res.status_code in (200, 400, 409, 504):
                 res.success()  # 400: UnlockFailed / NotSupported from the charger, reported as the seed does
             else:

@@ -39,8 +39,15 @@ from simulator.configstore import ConfigStore
 from simulator.trace import TraceWriter
 
 __all__ = [
-    "SUBPROTOCOL", "Link", "Outgoing", "WireError", "CallErrorReceived", "CallTimeoutError", "LinkDownError",
-    "NoAnswer", "NotImplementedCall",
+    "SUBPROTOCOL",
+    "Link",
+    "Outgoing",
+    "WireError",
+    "CallErrorReceived",
+    "CallTimeoutError",
+    "LinkDownError",
+    "NoAnswer",
+    "NotImplementedCall",
 ]
 
 SUBPROTOCOL = "ocpp1.6"
@@ -159,8 +166,14 @@ class Link:
         return True
 
     # ----------------------------------------------------------- sending
-    def send(self, action: str, payload: Payload | Callable[[], Payload | None], *, transactional: bool = False,
-             on_done: Callable[[Payload | None], None] | None = None) -> Outgoing:
+    def send(
+        self,
+        action: str,
+        payload: Payload | Callable[[], Payload | None],
+        *,
+        transactional: bool = False,
+        on_done: Callable[[Payload | None], None] | None = None,
+    ) -> Outgoing:
         """Queue a Call. Offline or muted, a non-transaction Call is dropped at once."""
         build = payload if callable(payload) else (lambda: payload)
         item = Outgoing(action, build, transactional, on_done)
@@ -178,8 +191,9 @@ class Link:
         return item.result
 
     # ------------------------------------------------------------ faults
-    def cut(self, *, offline_for: float, reboot: bool = False, lose_queue: bool = False,
-            discard_on_reconnect: bool = False) -> None:
+    def cut(
+        self, *, offline_for: float, reboot: bool = False, lose_queue: bool = False, discard_on_reconnect: bool = False
+    ) -> None:
         """Drop the TCP connection now (no WebSocket close) and stay away `offline_for` s."""
         self._offline_until = self.now() + offline_for
         self._discard_on_reconnect = self._discard_on_reconnect or discard_on_reconnect
@@ -243,8 +257,14 @@ class Link:
             up_for = None
             t0 = time.perf_counter()
             try:
-                ws = connect(self.url, subprotocols=[SUBPROTOCOL], open_timeout=15, close_timeout=CLOSE_TIMEOUT,
-                             ping_interval=None, max_size=2**20)
+                ws = connect(
+                    self.url,
+                    subprotocols=[SUBPROTOCOL],
+                    open_timeout=15,
+                    close_timeout=CLOSE_TIMEOUT,
+                    ping_interval=None,
+                    max_size=2**20,
+                )
             except (OSError, InvalidHandshake, InvalidURI, TimeoutError) as exc:
                 self.on_request_ws(t0, exc)
                 self.trace.write(self.cp_id, "link", event="connect_failed", why=_why(exc))

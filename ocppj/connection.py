@@ -15,7 +15,7 @@ import itertools
 import logging
 import secrets
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar, overload
 
 import trio
 from ocpp.charge_point import (
@@ -47,6 +47,9 @@ Trace = Callable[[str, str], None]
 class WebSocketLike(Protocol):
     async def get_message(self) -> str | bytes: ...
     async def send_message(self, message: str | bytes) -> None: ...
+
+
+_WS = TypeVar("_WS", bound=WebSocketLike)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,8 +101,16 @@ class QuietLog:
         self.next_at: dict[str, float] = {}
         self.skipped: dict[str, int] = {}
 
-    def __call__(self, logger: logging.Logger, level: int, kind: str, now: float, msg: str, *args: Any,
-                 exc_info: BaseException | None = None) -> None:
+    def __call__(
+        self,
+        logger: logging.Logger,
+        level: int,
+        kind: str,
+        now: float,
+        msg: str,
+        *args: Any,
+        exc_info: BaseException | None = None,
+    ) -> None:
         if now < self.next_at.get(kind, float("-inf")):
             self.skipped[kind] = self.skipped.get(kind, 0) + 1
             return
@@ -121,7 +132,8 @@ class _Waiter:
 
 @functools.lru_cache(maxsize=4096)
 def _snake_key(key: str) -> str:
-    return next(iter(camel_to_snake_case({key: None})))
+    snake: str = next(iter(camel_to_snake_case({key: None})))
+    return snake
 
 
 @functools.cache
@@ -129,7 +141,8 @@ def _class_routes(cls: type) -> dict[str, dict[str, Any]]:
     """The `ocpp` route map of a handler class, built once per class with the plain functions (called with the
     instance): per connection it cost ~2.8 kB and a getattr with an AttributeError for every `@on` name in
     the process."""
-    return create_route_map(cls)
+    routes: dict[str, dict[str, Any]] = create_route_map(cls)
+    return routes
 
 
 def to_snake(data: Any) -> Any:
@@ -146,16 +159,20 @@ def to_payload(obj: Any) -> dict[str, Any]:
     if isinstance(obj, dict):
         return obj
     if dataclasses.is_dataclass(obj):
-        return snake_to_camel_case(remove_nones(serialize_as_dict(obj)))
+        payload: dict[str, Any] = snake_to_camel_case(remove_nones(serialize_as_dict(obj)))
+        return payload
     raise TypeError(f"handler returned {type(obj).__name__}, expected a v16 call_result or dict")
 
 
-class OcppConnection:
-    """An OCPP-J 1.6 endpoint on an open WebSocket; `run()` serves until it closes."""
+class OcppConnection(Generic[_WS]):
+    """An OCPP-J 1.6 endpoint on an open WebSocket; `run()` serves until it closes.
+
+    Generic in the WebSocket's type, so `ws` keeps it (the CSMS's trio-websocket connection can also ping and close).
+    """
 
     def __init__(
         self,
-        ws: WebSocketLike,
+        ws: _WS,
         *,
         peer: str,
         handlers: object | None = None,
@@ -173,7 +190,8 @@ class OcppConnection:
         self.trace = trace
         self.log = logger or log
         self._handlers = handlers
-        self._routes = _class_routes(type(handlers)) if handlers is not None else {}
+        handlers_cls: type = type(handlers)  # `type`, not `type[object]`: mypy sees no Hashable in a class object
+        self._routes = _class_routes(handlers_cls) if handlers is not None else {}
         self._call_lock = trio.Lock()
         self._pending: dict[str, _Waiter] = {}
         self._ids = itertools.count(1)
@@ -203,9 +221,7 @@ class OcppConnection:
         cls = getattr(v16_call_result, action)
         return cls(**to_snake(payload))
 
-    async def call_raw(
-        self, action: str, payload: dict[str, Any], *, timeout: float | None = None
-    ) -> dict[str, Any]:
+    async def call_raw(self, action: str, payload: dict[str, Any], *, timeout: float | None = None) -> dict[str, Any]:
         """Send a Call; return the CallResult payload (camelCase dict).
 
         Raises CallTimeoutError, CallErrorReceived, InvalidResponseError or
@@ -240,7 +256,8 @@ class OcppConnection:
                 schemas.validate(action, frame.payload, response=True)
             except OcppCallError as exc:
                 raise InvalidResponseError(f"{self.peer} answered {action} with an invalid payload: {exc}") from None
-        return frame.payload
+        answer: dict[str, Any] = frame.payload
+        return answer
 
     async def send_raw(self, text: str) -> None:
         """Send any text as-is (tests of a peer's error handling)."""
@@ -275,8 +292,10 @@ class OcppConnection:
             for waiter in self._pending.values():
                 waiter.event.set()
 
-    async def _read(self, nursery: trio.Nursery, calls: trio.MemorySendChannel | None,
-                    bucket: _TokenBucket | None) -> None:
+    async def _read(
+        self, nursery: trio.Nursery, calls: trio.MemorySendChannel[frames.Call] | None, bucket: _TokenBucket | None
+    ) -> None:
+        limits = self.limits
         while True:
             try:
                 text = await self.ws.get_message()
@@ -289,13 +308,16 @@ class OcppConnection:
                 if answer is not None:
                     await self._send_answer(answer)
                 continue
-            if self.limits.messages_per_second > 0 and not bucket.take(trio.current_time()):
-                raise FloodError(1008, f"more than {self.limits.messages_per_second:g} messages a second "
-                                       f"(burst {self.limits.burst})", "rate_limited")
+            assert limits is not None and calls is not None  # `run` passes a bucket only with limits and a queue
+            if limits.messages_per_second > 0 and not bucket.take(trio.current_time()):
+                raise FloodError(
+                    1008,
+                    f"more than {limits.messages_per_second:g} messages a second (burst {limits.burst})",
+                    "rate_limited",
+                )
             if isinstance(text, bytes):
                 # OCPP-J 1.6 §3: messages are JSON in text frames; 1003 is "unsupported data".
-                raise FloodError(1003, "binary frames are not supported: OCPP-J sends JSON text frames",
-                                 "binary_frame")
+                raise FloodError(1003, "binary frames are not supported: OCPP-J sends JSON text frames", "binary_frame")
             msg = self._decode(text)
             if isinstance(msg, str):
                 await self._send_answer(msg)
@@ -303,12 +325,16 @@ class OcppConnection:
                 try:
                     calls.send_nowait(msg)
                 except trio.WouldBlock:
-                    raise FloodError(1008, f"more than {self.limits.max_queued_calls} calls waiting for "
-                                           "answers (OCPP-J allows one outstanding call)", "too_many_calls") from None
+                    raise FloodError(
+                        1008,
+                        f"more than {limits.max_queued_calls} calls waiting for "
+                        "answers (OCPP-J allows one outstanding call)",
+                        "too_many_calls",
+                    ) from None
             elif msg is not None:
                 self._on_answer(msg)
 
-    async def _serve_calls(self, calls: trio.MemoryReceiveChannel) -> None:
+    async def _serve_calls(self, calls: trio.MemoryReceiveChannel[frames.Call]) -> None:
         """Answer the peer's Calls one at a time, in the order they came."""
         async for msg in calls:
             route = self._routes.get(msg.action)
@@ -322,8 +348,9 @@ class OcppConnection:
     async def _close_for(self, exc: FloodError) -> None:
         self.on_event(exc.kind)
         self.close_code = exc.code
-        self.log.warning("ocpp.connection_closed peer=%s code=%d reason=%s (%s)", self.peer, exc.code, exc.kind,
-                         exc.reason)
+        self.log.warning(
+            "ocpp.connection_closed peer=%s code=%d reason=%s (%s)", self.peer, exc.code, exc.kind, exc.reason
+        )
         aclose = getattr(self.ws, "aclose", None)
         if aclose is not None:
             with trio.move_on_after(2):
@@ -347,19 +374,39 @@ class OcppConnection:
             return frames.decode(text)
         except OcppCallError as exc:
             self.on_event("bad_frame")
-            self._quiet(self.log, logging.WARNING, "bad_frame", trio.current_time(),
-                        "ocpp.bad_frame peer=%s code=%s reason=%r", self.peer, exc.code, exc.description)
+            self._quiet(
+                self.log,
+                logging.WARNING,
+                "bad_frame",
+                trio.current_time(),
+                "ocpp.bad_frame peer=%s code=%s reason=%r",
+                self.peer,
+                exc.code,
+                exc.description,
+            )
             return _error_frame(exc.unique_id or "-1", exc)
 
     def _on_answer(self, msg: frames.CallResult | frames.CallError) -> None:
         waiter = self._pending.get(msg.unique_id)
         if waiter is None or waiter.frame is not None:
-            self._quiet(self.log, logging.WARNING, "unexpected_answer", trio.current_time(),
-                        "ocpp.unexpected_answer peer=%s id=%s (late after a timeout, or never asked)",
-                        self.peer, msg.unique_id)
+            self._quiet(
+                self.log,
+                logging.WARNING,
+                "unexpected_answer",
+                trio.current_time(),
+                "ocpp.unexpected_answer peer=%s id=%s (late after a timeout, or never asked)",
+                self.peer,
+                msg.unique_id,
+            )
             return
         waiter.frame = msg
         waiter.event.set()
+
+    @overload
+    def _on_call(self, msg: frames.Call, nursery: trio.Nursery) -> str | None: ...
+
+    @overload
+    def _on_call(self, msg: frames.Call, nursery: None) -> str | _Awaiting | None: ...
 
     def _on_call(self, msg: frames.Call, nursery: trio.Nursery | None) -> str | _Awaiting | None:
         """Call the handler; a sync result is answered now, a coroutine finishes in a task
@@ -409,12 +456,22 @@ class OcppConnection:
     def _failure(self, msg: frames.Call, exc: Exception) -> str:
         """The CallError frame for a Call that failed: its own code, or InternalError for a crash."""
         if isinstance(exc, OcppCallError):
-            self._quiet(self.log, logging.WARNING, "call_error", trio.current_time(),
-                        "ocpp.call_error peer=%s action=%s id=%s code=%s reason=%r",
-                        self.peer, msg.action, msg.unique_id, exc.code, exc.description)
+            self._quiet(
+                self.log,
+                logging.WARNING,
+                "call_error",
+                trio.current_time(),
+                "ocpp.call_error peer=%s action=%s id=%s code=%s reason=%r",
+                self.peer,
+                msg.action,
+                msg.unique_id,
+                exc.code,
+                exc.description,
+            )
             return _error_frame(msg.unique_id, exc)
-        self.log.error("ocpp.handler_crashed peer=%s action=%s id=%s", self.peer, msg.action, msg.unique_id,
-                       exc_info=exc)
+        self.log.error(
+            "ocpp.handler_crashed peer=%s action=%s id=%s", self.peer, msg.action, msg.unique_id, exc_info=exc
+        )
         return _error_frame(msg.unique_id, OcppCallError("InternalError", f"{msg.action} failed inside the receiver"))
 
     async def _send_answer(self, frame: str) -> None:

@@ -61,9 +61,7 @@ class CallTimeoutError(OcppjError, TimeoutError):
     """The peer did not answer our Call within the configured time."""
 
     def __init__(self, action: str, unique_id: str, timeout: float, peer: str) -> None:
-        super().__init__(
-            f"{peer} did not answer {action} (id {unique_id}) within {timeout:g}s"
-        )
+        super().__init__(f"{peer} did not answer {action} (id {unique_id}) within {timeout:g}s")
         self.action = action
         self.unique_id = unique_id
         self.timeout = timeout

@@ -42,9 +42,7 @@ def decode(text: str | bytes) -> Call | CallResult | CallError:
             "FormationViolation", "frame is not valid JSON (or nested too deeply)", unique_id=_guess_id(text)
         ) from None
     if not isinstance(msg, list) or not msg:
-        raise OcppCallError(
-            "FormationViolation", "frame must be a JSON array [type, id, ...]", unique_id="-1"
-        )
+        raise OcppCallError("FormationViolation", "frame must be a JSON array [type, id, ...]", unique_id="-1")
     kind = msg[0]
     uid = msg[1] if len(msg) > 1 and isinstance(msg[1], str) else None
     if kind == CALL:
@@ -71,9 +69,7 @@ def decode(text: str | bytes) -> Call | CallResult | CallError:
                 unique_id=uid or "-1",
             )
         return CallError(uid, msg[2], msg[3], msg[4])
-    raise OcppCallError(
-        "ProtocolError", f"unknown MessageTypeId {kind!r} (expected 2, 3 or 4)", unique_id=uid or "-1"
-    )
+    raise OcppCallError("ProtocolError", f"unknown MessageTypeId {kind!r} (expected 2, 3 or 4)", unique_id=uid or "-1")
 
 
 def encode_call(unique_id: str, action: str, payload: dict[str, Any]) -> str:

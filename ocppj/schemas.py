@@ -47,8 +47,10 @@ def _is_date_time(value: str) -> bool:
     return True
 
 
-_FORMATS = {False: {"date-time": _is_date_time, "uri": lambda _v: True},
-            True: {"date-time": lambda _v: True, "uri": lambda _v: True}}
+_FORMATS = {
+    False: {"date-time": _is_date_time, "uri": lambda _v: True},
+    True: {"date-time": lambda _v: True, "uri": lambda _v: True},
+}
 
 
 class SchemaError(OcppCallError):
@@ -126,10 +128,12 @@ def validate(action: str, payload: Any, *, response: bool, unique_id: str | None
         check(payload)
     except fastjsonschema.JsonSchemaValueException as exc:
         code = _RULE_TO_CODE.get(exc.rule or "", "PropertyConstraintViolation")
-        raise SchemaError(
-            code, f"{action}: {exc.message}", unique_id=unique_id, details={"path": exc.name}
-        ) from None
+        raise SchemaError(code, f"{action}: {exc.message}", unique_id=unique_id, details={"path": exc.name}) from None
     where = _out_of_range(payload, "data")
     if where is not None:
-        raise SchemaError("PropertyConstraintViolation", f"{action}: {where} is out of range (OCPP 1.6 integers "
-                          f"are 32-bit: {INT_MIN} to {INT_MAX})", unique_id=unique_id, details={"path": where})
+        raise SchemaError(
+            "PropertyConstraintViolation",
+            f"{action}: {where} is out of range (OCPP 1.6 integers are 32-bit: {INT_MIN} to {INT_MAX})",
+            unique_id=unique_id,
+            details={"path": where},
+        )

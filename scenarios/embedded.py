@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["Timings", "EmbeddedCsms", "start_embedded", "CsmsEndpoint"]
+__all__ = ["Timings", "EmbeddedCsms", "start_embedded", "CsmsEndpoint", "LaunchedCsms", "launch_csms"]
 
 
 @dataclass(frozen=True)
@@ -50,17 +50,28 @@ class Timings:
 
     def serve_args(self) -> list[str]:
         return [
-            "--heartbeat-interval", str(self.heartbeat_interval),
-            "--heartbeat-timeout-factor", str(self.heartbeat_timeout_factor),
-            "--maintenance-interval-seconds", str(self.maintenance_interval),
-            "--status-grace-seconds", str(self.status_grace),
-            "--orphan-grace-seconds", str(self.orphan_grace),
-            "--quiet-transaction-seconds", str(self.quiet_transaction),
-            "--call-timeout-seconds", str(self.call_timeout),
-            "--start-timeout-seconds", str(self.start_timeout),
-            "--reservation-timeout-minutes", str(self.reservation_timeout_minutes),
-            "--freshness-minutes", str(self.freshness_minutes),
-            "--live-evidence-seconds", str(self.live_evidence),
+            "--heartbeat-interval",
+            str(self.heartbeat_interval),
+            "--heartbeat-timeout-factor",
+            str(self.heartbeat_timeout_factor),
+            "--maintenance-interval-seconds",
+            str(self.maintenance_interval),
+            "--status-grace-seconds",
+            str(self.status_grace),
+            "--orphan-grace-seconds",
+            str(self.orphan_grace),
+            "--quiet-transaction-seconds",
+            str(self.quiet_transaction),
+            "--call-timeout-seconds",
+            str(self.call_timeout),
+            "--start-timeout-seconds",
+            str(self.start_timeout),
+            "--reservation-timeout-minutes",
+            str(self.reservation_timeout_minutes),
+            "--freshness-minutes",
+            str(self.freshness_minutes),
+            "--live-evidence-seconds",
+            str(self.live_evidence),
         ]
 
 
@@ -107,9 +118,17 @@ class EmbeddedCsms:
 _SCHEMA_RACE = ("already exists", "UniqueViolation", "DuplicateTable")
 
 
-def start_embedded(db_url: str, workdir: Path, *, timings: Timings = Timings(), extra: Sequence[str] = (),
-                   timeout: float = 60.0, name: str = "csms", attempts: int = 3,
-                   command: Sequence[str] | None = None) -> EmbeddedCsms:
+def start_embedded(
+    db_url: str,
+    workdir: Path,
+    *,
+    timings: Timings = Timings(),
+    extra: Sequence[str] = (),
+    timeout: float = 60.0,
+    name: str = "csms",
+    attempts: int = 3,
+    command: Sequence[str] | None = None,
+) -> EmbeddedCsms:
     """Start `csms serve` on free ports; returns once it listens (or raises RuntimeError with its log).
 
     Its log goes to `workdir/{name}.log` (one per parallel worker). `command` starts the CSMS
@@ -117,8 +136,9 @@ def start_embedded(db_url: str, workdir: Path, *, timings: Timings = Timings(), 
     """
     for attempt in range(1, attempts + 1):
         try:
-            return _start_once(db_url, workdir, timings=timings, extra=extra, timeout=timeout, name=name,
-                               command=command)
+            return _start_once(
+                db_url, workdir, timings=timings, extra=extra, timeout=timeout, name=name, command=command
+            )
         except RuntimeError as exc:
             if attempt == attempts or not any(mark in str(exc) for mark in _SCHEMA_RACE):
                 raise
@@ -126,10 +146,17 @@ def start_embedded(db_url: str, workdir: Path, *, timings: Timings = Timings(), 
     raise AssertionError("unreachable")
 
 
-def _start_once(db_url: str, workdir: Path, *, timings: Timings, extra: Sequence[str], timeout: float,
-                name: str, command: Sequence[str] | None) -> EmbeddedCsms:
+def _start_once(
+    db_url: str,
+    workdir: Path,
+    *,
+    timings: Timings,
+    extra: Sequence[str],
+    timeout: float,
+    name: str,
+    command: Sequence[str] | None,
+) -> EmbeddedCsms:
     workdir.mkdir(parents=True, exist_ok=True)
-    ports = workdir / f"csms-ports-{os.getpid()}-{time.monotonic_ns()}.json"
     log_path = workdir / f"{name}.log"
     log_path.unlink(missing_ok=True)
     token = "scenarios-" + secrets.token_hex(12)
@@ -140,25 +167,82 @@ def _start_once(db_url: str, workdir: Path, *, timings: Timings, extra: Sequence
     # A test bench: lab mode (any charge point id, no passwords) and every id tag accepted, since
     # fleets make up their ids and tags; the bound on lab registrations is lifted for big fleets.
     args = [
-        "serve", "--db", db_url, "--ocpp-port", "0", "--http-port", "0", "--ports-file", str(ports),
-        "--allow-unknown-chargers", "--max-auto-registered", "1000000", "--accept-unknown-id-tags",
-        "--api-tokens-file", str(tokens), *timings.serve_args(), *extra,
+        "--db",
+        db_url,
+        "--ocpp-port",
+        "0",
+        "--http-port",
+        "0",
+        "--allow-unknown-chargers",
+        "--max-auto-registered",
+        "1000000",
+        "--accept-unknown-id-tags",
+        "--api-tokens-file",
+        str(tokens),
+        *timings.serve_args(),
+        *extra,
     ]
-    log = open(log_path, "a", encoding="utf-8")  # noqa: SIM115 - handed to the process
-    proc = subprocess.Popen([*(command or (sys.executable, "-m", "csms")), *args], stdout=log, stderr=subprocess.STDOUT,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    log.close()
+    try:
+        launched = launch_csms(args, workdir, log_path=log_path, command=command, timeout=timeout)
+    finally:
+        tokens.unlink(missing_ok=True)  # read at start-up; no secret left in the report folder
+    endpoint = CsmsEndpoint(launched.ocpp, launched.http, token, timings, log_path, embedded=True)
+    return EmbeddedCsms(endpoint, launched.proc, ["serve", *args])
+
+
+@dataclass
+class LaunchedCsms:
+    """A `csms serve` process that is listening, and where."""
+
+    proc: subprocess.Popen
+    ocpp: str
+    http: str
+    log_path: Path
+
+    def stop(self, timeout: float = 15) -> int:
+        """SIGTERM (the CSMS flushes and closes), SIGKILL after `timeout`; the exit code."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+
+def launch_csms(
+    serve_args: Sequence[str],
+    workdir: Path,
+    *,
+    log_path: Path,
+    command: Sequence[str] | None = None,
+    timeout: float = 60.0,
+    new_session: bool = False,
+) -> LaunchedCsms:
+    """The one way tests, scenarios and load tests start `csms serve`: `command` (default `python -m csms`)
+    with `serve`, `serve_args` and a ports file; returns once it listens, else RuntimeError with its log."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    ports = workdir / f"csms-ports-{os.getpid()}-{time.monotonic_ns()}.json"
+    argv = [*(command or (sys.executable, "-m", "csms")), "serve", *serve_args, "--ports-file", str(ports)]
+    with open(log_path, "a", encoding="utf-8") as log:
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            start_new_session=new_session,
+        )
     deadline = time.monotonic() + timeout
     while not ports.exists() or not ports.read_text():
         if proc.poll() is not None or time.monotonic() > deadline:
             if proc.poll() is None:
                 proc.kill()
-            tokens.unlink(missing_ok=True)
+                proc.wait()
             tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-30:])
-            raise RuntimeError(f"the embedded CSMS did not start (csms {' '.join(args)}):\n{tail}")
+            raise RuntimeError(f"csms serve did not start ({' '.join(argv)}):\n{tail}")
         time.sleep(0.05)
     addr = json.loads(ports.read_text())
     ports.unlink(missing_ok=True)
-    tokens.unlink(missing_ok=True)  # read at start-up; no secret left in the report folder
-    endpoint = CsmsEndpoint(addr["ocpp"], addr["http"], token, timings, log_path, embedded=True)
-    return EmbeddedCsms(endpoint, proc, args)
+    return LaunchedCsms(proc, addr["ocpp"], addr["http"], log_path)

@@ -38,8 +38,14 @@ def scenario(*, code: str, purpose: str, seed: str, quick_s: float, full_s: floa
 
     def mark(fn: F) -> F:
         name = fn.__module__.rsplit(".", 1)[-1]
-        fn.scenario_info = ScenarioInfo(name, code, purpose, seed, quick_s,  # type: ignore[attr-defined]
-                                        full_s if full_s is not None else quick_s)
+        fn.scenario_info = ScenarioInfo(
+            name,
+            code,
+            purpose,
+            seed,
+            quick_s,  # type: ignore[attr-defined]
+            full_s if full_s is not None else quick_s,
+        )
         return fn
 
     return mark
@@ -59,6 +65,15 @@ def catalogue() -> list[ScenarioInfo]:
         for value in vars(module).values():
             info = info_of(value)
             if info is not None and info.name == mod.name:
-                out.append(ScenarioInfo(info.name, info.code, info.purpose, info.seed, info.quick_s, info.full_s,
-                                        CATALOGUE_DIR / f"{mod.name}.py"))
+                out.append(
+                    ScenarioInfo(
+                        info.name,
+                        info.code,
+                        info.purpose,
+                        info.seed,
+                        info.quick_s,
+                        info.full_s,
+                        CATALOGUE_DIR / f"{mod.name}.py",
+                    )
+                )
     return out

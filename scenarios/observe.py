@@ -34,15 +34,24 @@ class LiveCounts:
     errors: int = 0
 
     def line(self) -> str:
-        return (f"t={self.t:6.1f}s  verdicts: free {self.free}  busy {self.busy}  offline {self.offline}"
-                + (f"  other {self.other}" if self.other else "") + (f"  ask-errors {self.errors}" if self.errors else ""))
+        return (
+            f"t={self.t:6.1f}s  verdicts: free {self.free}  busy {self.busy}  offline {self.offline}"
+            + (f"  other {self.other}" if self.other else "")
+            + (f"  ask-errors {self.errors}" if self.errors else "")
+        )
 
 
 class Observer:
     """Asks `adapter.verdicts` for every connector of `fleet` every `interval` s while running."""
 
-    def __init__(self, adapter: CsmsAdapter, fleet: Fleet, *, interval: float = 0.5,
-                 on_sample: Callable[[LiveCounts], None] | None = None) -> None:
+    def __init__(
+        self,
+        adapter: CsmsAdapter,
+        fleet: Fleet,
+        *,
+        interval: float = 0.5,
+        on_sample: Callable[[LiveCounts], None] | None = None,
+    ) -> None:
         self.adapter = adapter
         self.fleet = fleet
         self.interval = interval

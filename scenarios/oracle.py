@@ -155,8 +155,12 @@ class Violation:
 
     def describe(self) -> str:
         """A few lines a person can act on: what, where, what the CSMS said, what was true, which faults."""
-        when = "" if self.t is None else f" at t={self.t:.1f}s" + (
-            f"..{self.last_t:.1f}s ({self.count} samples)" if self.count > 1 and self.last_t is not None else "")
+        when = (
+            ""
+            if self.t is None
+            else f" at t={self.t:.1f}s"
+            + (f"..{self.last_t:.1f}s ({self.count} samples)" if self.count > 1 and self.last_t is not None else "")
+        )
         lines = [f"{self.kind}: {self.cp}/{self.connector}{when}: {self.message}"]
         if self.verdict is not None:
             lines.append(f"  CSMS said: {self.verdict.verdict} reasons={list(self.verdict.reasons)}")
@@ -165,19 +169,33 @@ class Violation:
         if self.truth:
             lines.append(f"  ground truth: {_compact(self.truth)}")
         if self.faults:
-            lines.append("  faults: " + ", ".join(f"{f.name}@{f.t:.1f}s" + (
-                "" if f.connector is None else f"(connector {f.connector})") for f in self.faults))
+            lines.append(
+                "  faults: "
+                + ", ".join(
+                    f"{f.name}@{f.t:.1f}s" + ("" if f.connector is None else f"(connector {f.connector})")
+                    for f in self.faults
+                )
+            )
         else:
             lines.append("  faults: none fired on this connector")
         return "\n".join(lines)
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "kind": self.kind, "cp": self.cp, "connector": self.connector, "message": self.message,
-            "t": self.t, "lastT": self.last_t, "count": self.count,
-            "verdict": None if self.verdict is None else {
-                "verdict": self.verdict.verdict, "reasons": list(self.verdict.reasons),
-                "signals": self.verdict.signals},
+            "kind": self.kind,
+            "cp": self.cp,
+            "connector": self.connector,
+            "message": self.message,
+            "t": self.t,
+            "lastT": self.last_t,
+            "count": self.count,
+            "verdict": None
+            if self.verdict is None
+            else {
+                "verdict": self.verdict.verdict,
+                "reasons": list(self.verdict.reasons),
+                "signals": self.verdict.signals,
+            },
             "truth": self.truth,
             "faults": [{"t": f.t, "name": f.name, "connector": f.connector, "params": f.params} for f in self.faults],
         }
@@ -203,8 +221,9 @@ def _compact(value: Any, limit: int = 600) -> str:
     return text if len(text) <= limit else text[:limit] + "..."
 
 
-def judge(samples: Sequence[Sample], timeline: Timeline, stored: Iterable[StoredTransaction] | None,
-          rules: Rules) -> Judgement:
+def judge(
+    samples: Sequence[Sample], timeline: Timeline, stored: Iterable[StoredTransaction] | None, rules: Rules
+) -> Judgement:
     """All three invariants; violations are grouped per (kind, connector), first occurrence kept."""
     found: dict[tuple[str, str, int], Violation] = {}
     excused: set[tuple[str, int]] = set()
@@ -216,8 +235,18 @@ def judge(samples: Sequence[Sample], timeline: Timeline, stored: Iterable[Stored
             found[key] = v
         else:
             last = max((x for x in (prev.last_t, v.t, v.last_t) if x is not None), default=None)
-            found[key] = Violation(prev.kind, prev.cp, prev.connector, prev.message, prev.t, last,
-                                   prev.count + v.count, prev.verdict, prev.truth, prev.faults)
+            found[key] = Violation(
+                prev.kind,
+                prev.cp,
+                prev.connector,
+                prev.message,
+                prev.t,
+                last,
+                prev.count + v.count,
+                prev.verdict,
+                prev.truth,
+                prev.faults,
+            )
 
     for s in samples:
         if rules.check_free:
@@ -237,8 +266,12 @@ def judge(samples: Sequence[Sample], timeline: Timeline, stored: Iterable[Stored
             add(v)
         for v in _stale_sessions(stored_list, timeline, rules):
             add(v)
-    checked = {"samples": len(samples), "transactions": len(timeline.transactions),
-               "stored": len(stored_list or ()), "excused_connectors": len(excused)}
+    checked = {
+        "samples": len(samples),
+        "transactions": len(timeline.transactions),
+        "stored": len(stored_list or ()),
+        "excused_connectors": len(excused),
+    }
     order = list(KINDS)
     return Judgement(tuple(sorted(found.values(), key=lambda v: (order.index(v.kind), v.cp, v.connector))), checked)
 
@@ -247,13 +280,21 @@ def _truth(timeline: Timeline, cp: str, connector: int, t: float) -> dict[str, A
     state, since = timeline.connector(cp, connector).state_at(t)
     connected, link_since = timeline.charge_point(cp).connected_at(t)
     running = timeline.running_at(cp, connector, t)
-    out: dict[str, Any] = {"state": state, "since": round(since, 2), "chargerConnected": connected,
-                           "connectedSince": round(link_since, 2)}
+    out: dict[str, Any] = {
+        "state": state,
+        "since": round(since, 2),
+        "chargerConnected": connected,
+        "connectedSince": round(link_since, 2),
+    }
     if timeline.charge_point(cp).muted_at(t):
         out["chargerMuted"] = True
     if running is not None:
-        out["transaction"] = {"localId": running.local_id, "transactionId": running.transaction_id,
-                              "idTag": running.id_tag, "startedAt": round(running.started_at, 2)}
+        out["transaction"] = {
+            "localId": running.local_id,
+            "transactionId": running.transaction_id,
+            "idTag": running.id_tag,
+            "startedAt": round(running.started_at, 2),
+        }
     return out
 
 
@@ -269,16 +310,35 @@ def _falsely_free(s: Sample, tl: Timeline, rules: Rules) -> Violation | None:
         # StartTransaction may queue behind its other calls); offline, it must not say free at all.
         known_from = connector.first_told_busy(since, s.end)
     if known_from is not None and s.t - known_from >= rules.grace and not _unheard(tl, s.cp, s.connector, s.t):
-        why = (f"a car has been {state} since t={since:.1f}s" if since == state_since
-               else f"a car has been in its transaction since t={since:.1f}s ({state} since t={state_since:.1f}s)")
+        why = (
+            f"a car has been {state} since t={since:.1f}s"
+            if since == state_since
+            else f"a car has been in its transaction since t={since:.1f}s ({state} since t={state_since:.1f}s)"
+        )
     else:
-        hold = next((h for h in rules.holds if (h.cp, h.connector) == (s.cp, s.connector)
-                     and h.start + rules.grace <= s.t and s.end <= h.end), None)
+        hold = next(
+            (
+                h
+                for h in rules.holds
+                if (h.cp, h.connector) == (s.cp, s.connector) and h.start + rules.grace <= s.t and s.end <= h.end
+            ),
+            None,
+        )
         if hold is None:
             return None
         why = f"a reservation granted at t={hold.start:.1f}s holds it"
-    return Violation("falsely_free", s.cp, s.connector, f"reported free, but {why}", s.t, s.t, 1, s.verdict,
-                     _truth(tl, s.cp, s.connector, s.t), tuple(tl.faults_of(s.cp, s.connector, s.t)))
+    return Violation(
+        "falsely_free",
+        s.cp,
+        s.connector,
+        f"reported free, but {why}",
+        s.t,
+        s.t,
+        1,
+        s.verdict,
+        _truth(tl, s.cp, s.connector, s.t),
+        tuple(tl.faults_of(s.cp, s.connector, s.t)),
+    )
 
 
 def _unheard(tl: Timeline, cp: str, connector: int, t: float) -> bool:
@@ -299,9 +359,10 @@ def _blinded(tl: Timeline, cp: str, connector: int, t: float) -> bool:
         return True
     ignores_triggers = any(f.name == "silent_connector" and f.params.get("ignore_trigger", True) for f in faults)
     # ... and a transaction's end never reached the CSMS: only a status could tell, and none comes.
-    return ignores_triggers and any(f.name in _STOP_LOSING or (f.name == "disconnect_mid_session"
-                                                              and not f.params.get("replay", True))
-                                    for f in faults)
+    return ignores_triggers and any(
+        f.name in _STOP_LOSING or (f.name == "disconnect_mid_session" and not f.params.get("replay", True))
+        for f in faults
+    )
 
 
 def _falsely_busy(s: Sample, tl: Timeline, rules: Rules, excused: set[tuple[str, int]]) -> Violation | None:
@@ -312,28 +373,48 @@ def _falsely_busy(s: Sample, tl: Timeline, rules: Rules, excused: set[tuple[str,
     if not connected:
         if link_since > window_start or s.verdict.verdict == OFFLINE:
             return None
-        return Violation("not_offline", s.cp, s.connector,
-                         f"its charger has been gone since t={link_since:.1f}s, but the CSMS says "
-                         f"{s.verdict.verdict}", s.t, s.t, 1, s.verdict, _truth(tl, s.cp, s.connector, s.t),
-                         tuple(tl.faults_of(s.cp, s.connector, s.end)))
+        return Violation(
+            "not_offline",
+            s.cp,
+            s.connector,
+            f"its charger has been gone since t={link_since:.1f}s, but the CSMS says {s.verdict.verdict}",
+            s.t,
+            s.t,
+            1,
+            s.verdict,
+            _truth(tl, s.cp, s.connector, s.t),
+            tuple(tl.faults_of(s.cp, s.connector, s.end)),
+        )
     if s.verdict.verdict == FREE:
         return None
     state, since = tl.connector(s.cp, s.connector).state_at(s.end)
     if state != IDLE_STATE or since > window_start or link_since > window_start:
         return None
-    if any(h.cp == s.cp and h.connector == s.connector
-           and (h.start if h.asked is None else min(h.asked, h.start)) <= s.end and s.t <= h.end + rules.recovery_window
-           for h in rules.holds):
+    if any(
+        h.cp == s.cp
+        and h.connector == s.connector
+        and (h.start if h.asked is None else min(h.asked, h.start)) <= s.end
+        and s.t <= h.end + rules.recovery_window
+        for h in rules.holds
+    ):
         return None
     if rules.excuse_blinded and _blinded(tl, s.cp, s.connector, s.t):
         excused.add((s.cp, s.connector))
         return None
     what = "busy" if s.verdict.verdict == BUSY else s.verdict.verdict
-    return Violation("falsely_busy", s.cp, s.connector,
-                     f"reported {what}, but the connector has been idle since t={since:.1f}s and its charger "
-                     f"online since t={link_since:.1f}s (recovery window {rules.recovery_window:g}s)",
-                     s.t, s.t, 1, s.verdict, _truth(tl, s.cp, s.connector, s.t),
-                     tuple(tl.faults_of(s.cp, s.connector, s.end)))
+    return Violation(
+        "falsely_busy",
+        s.cp,
+        s.connector,
+        f"reported {what}, but the connector has been idle since t={since:.1f}s and its charger "
+        f"online since t={link_since:.1f}s (recovery window {rules.recovery_window:g}s)",
+        s.t,
+        s.t,
+        1,
+        s.verdict,
+        _truth(tl, s.cp, s.connector, s.t),
+        tuple(tl.faults_of(s.cp, s.connector, s.end)),
+    )
 
 
 def _dropped(tl: Timeline) -> list[Violation]:
@@ -350,9 +431,21 @@ def _dropped(tl: Timeline) -> list[Violation]:
             if cpt.muted_at(t) and (stop is None or not stop.params.get("answer_calls", False)):
                 continue
             for c in sorted(c for (p, c) in tl.connectors if p == cp) or [0]:
-                out.append(Violation("dropped_charger", cp, c, f"the CSMS closed the charge point's connection at "
-                                     f"t={t:.1f}s (close code {code}) while it was still answering", t, t, 1, None,
-                                     _truth(tl, cp, c, t), tuple(tl.faults_of(cp, c, t))))
+                out.append(
+                    Violation(
+                        "dropped_charger",
+                        cp,
+                        c,
+                        f"the CSMS closed the charge point's connection at "
+                        f"t={t:.1f}s (close code {code}) while it was still answering",
+                        t,
+                        t,
+                        1,
+                        None,
+                        _truth(tl, cp, c, t),
+                        tuple(tl.faults_of(cp, c, t)),
+                    )
+                )
     return out
 
 
@@ -374,22 +467,30 @@ def _stored(stored: list[StoredTransaction], tl: Timeline, rules: Rules) -> list
         faults = tuple(tl.faults_of(x.cp, x.connector))
 
         def v(kind: str, message: str, x: SimTransaction = x, faults: tuple = faults) -> Violation:
-            return Violation(kind, x.cp, x.connector, message, x.started_at, x.ended_at, 1, None,
-                             _tx_truth(x), faults)
+            return Violation(kind, x.cp, x.connector, message, x.started_at, x.ended_at, 1, None, _tx_truth(x), faults)
 
         # Rows of this shape, less those that are another real transaction's (same tag, same meterStart).
-        same = [t for t in by_shape.get((x.cp, x.connector, x.meter_start, x.id_tag), [])
-                if claimed.get((t.cp, t.transaction_id), x) is x]
+        same = [
+            t
+            for t in by_shape.get((x.cp, x.connector, x.meter_start, x.id_tag), [])
+            if claimed.get((t.cp, t.transaction_id), x) is x
+        ]
         row = by_id.get((x.cp, x.transaction_id)) if x.transaction_id is not None else None
         if x.transaction_id is not None and row is None:
-            out.append(v("lost_transaction", f"StartTransaction was answered with transactionId "
-                                             f"{x.transaction_id}, but the CSMS has no such transaction"))
+            out.append(
+                v(
+                    "lost_transaction",
+                    f"StartTransaction was answered with transactionId "
+                    f"{x.transaction_id}, but the CSMS has no such transaction",
+                )
+            )
             continue
         # Others of the same shape whose start was sent but never answered (a reboot lost it) own a row each.
         others = unanswered.get((x.cp, x.connector, x.meter_start, x.id_tag), 0) - (x.transaction_id is None)
         if len(same) > 1 + others:
-            out.append(v("duplicate_transaction", "stored as transactions "
-                         + ", ".join(str(t.transaction_id) for t in same)))
+            out.append(
+                v("duplicate_transaction", "stored as transactions " + ", ".join(str(t.transaction_id) for t in same))
+            )
         if row is None:
             row = same[0] if len(same) == 1 else None
         if row is None:
@@ -402,13 +503,23 @@ def _stored(stored: list[StoredTransaction], tl: Timeline, rules: Rules) -> list
         if not row.closed:
             due = max(x.ended_at, rules.recovery_from) <= deadline  # a full window after it ended and recovery began
             if due and not (rules.excuse_blinded and _blinded(tl, x.cp, x.connector, tl.end)):
-                out.append(v("unclosed_transaction", f"ended at t={x.ended_at:.1f}s ({x.end}, {x.reason}); "
-                                                     f"transaction {row.transaction_id} still open"))
+                out.append(
+                    v(
+                        "unclosed_transaction",
+                        f"ended at t={x.ended_at:.1f}s ({x.end}, {x.reason}); "
+                        f"transaction {row.transaction_id} still open",
+                    )
+                )
             continue
         if row.session is not None and row.session.ended is False:
             s = row.session
-            out.append(v("open_session", f"transaction {row.transaction_id} was closed ({row.stop_reason}), but its "
-                                         f"session {s.session_id} is still {s.status}: never ended, never billed"))
+            out.append(
+                v(
+                    "open_session",
+                    f"transaction {row.transaction_id} was closed ({row.stop_reason}), but its "
+                    f"session {s.session_id} is still {s.status}: never ended, never billed",
+                )
+            )
             continue
         out.extend(_energy(x, row, v, rules))
     return out
@@ -420,8 +531,13 @@ def _energy(x: SimTransaction, row: StoredTransaction, v, rules: Rules) -> list[
     stored_e = None if row.meter_stop is None else max(0, row.meter_stop - row.meter_start)
     if x.stop_acked:
         if row.meter_stop != x.stop_meter_sent:
-            out.append(v("lost_stop", f"StopTransaction meterStop={x.stop_meter_sent} was acknowledged, the CSMS "
-                                      f"stored meterStop={row.meter_stop} ({row.stop_reason})"))
+            out.append(
+                v(
+                    "lost_stop",
+                    f"StopTransaction meterStop={x.stop_meter_sent} was acknowledged, the CSMS "
+                    f"stored meterStop={row.meter_stop} ({row.stop_reason})",
+                )
+            )
     elif real is not None and stored_e is not None:
         # The CSMS must bill at least the energy it had acknowledged evidence of, and never more than was
         # delivered. With every message through, that is "within one meter sample"; what a fault lost on the
@@ -429,41 +545,70 @@ def _energy(x: SimTransaction, row: StoredTransaction, v, rules: Rules) -> list[
         step = x.sample_step_wh()
         floor = min(x.evidenced_wh(), real)
         if not floor - 1 <= stored_e <= real + 1:
-            out.append(v("wrong_energy", f"force-ended with {stored_e} Wh; the charge point delivered {real} Wh, "
-                                         f"its acknowledged meter samples showed {x.evidenced_wh()} Wh "
-                                         f"(one meter sample is up to {step} Wh)"))
+            out.append(
+                v(
+                    "wrong_energy",
+                    f"force-ended with {stored_e} Wh; the charge point delivered {real} Wh, "
+                    f"its acknowledged meter samples showed {x.evidenced_wh()} Wh "
+                    f"(one meter sample is up to {step} Wh)",
+                )
+            )
     s = row.session
     if s is None or s.energy_wh is None:
         return out
     evidence = x.meter_start + x.evidenced_wh()  # the highest register the CSMS acknowledged
-    contradicted = (x.stop_acked and x.stop_meter_sent is not None and x.evidenced_wh() > 0
-                    and x.stop_meter_sent < evidence)
+    contradicted = (
+        x.stop_acked and x.stop_meter_sent is not None and x.evidenced_wh() > 0 and x.stop_meter_sent < evidence
+    )
     if s.review:
         # Flagged: the CSMS kept the energy it had evidence of; that must lie between it and the truth.
         if real is not None and not min(x.evidenced_wh(), real) - 1 <= s.energy_wh <= real + 1:
-            out.append(v("wrong_energy", f"session {s.session_id} (flagged for review) billed {s.energy_wh} Wh; "
-                                         f"its acknowledged meter samples showed {x.evidenced_wh()} Wh and the "
-                                         f"charge point delivered {real} Wh"))
+            out.append(
+                v(
+                    "wrong_energy",
+                    f"session {s.session_id} (flagged for review) billed {s.energy_wh} Wh; "
+                    f"its acknowledged meter samples showed {x.evidenced_wh()} Wh and the "
+                    f"charge point delivered {real} Wh",
+                )
+            )
     elif contradicted:
-        out.append(v("wrong_energy", f"StopTransaction meterStop={x.stop_meter_sent} is below the register "
-                                     f"{evidence} Wh of an acknowledged meter sample (meter replaced?); session "
-                                     f"{s.session_id} billed {s.energy_wh} Wh and is not flagged for review"))
+        out.append(
+            v(
+                "wrong_energy",
+                f"StopTransaction meterStop={x.stop_meter_sent} is below the register "
+                f"{evidence} Wh of an acknowledged meter sample (meter replaced?); session "
+                f"{s.session_id} billed {s.energy_wh} Wh and is not flagged for review",
+            )
+        )
     elif stored_e is not None and s.energy_wh != stored_e and not s.reconciled:
-        out.append(v("wrong_energy", f"session {s.session_id} billed {s.energy_wh} Wh, its transaction "
-                                     f"{row.transaction_id} holds {stored_e} Wh"))
+        out.append(
+            v(
+                "wrong_energy",
+                f"session {s.session_id} billed {s.energy_wh} Wh, its transaction "
+                f"{row.transaction_id} holds {stored_e} Wh",
+            )
+        )
     asked = rules.tariffs.get(s.session_id)
     if asked is not None and s.tariff is not None and s.tariff != asked:
         out.append(v("wrong_fee", f"session {s.session_id} was started at {asked}/kWh, the CSMS bills {s.tariff}"))
     if s.fee is not None and s.tariff is not None and s.fee != expected_fee(s.energy_wh, s.tariff):
-        out.append(v("wrong_fee", f"session {s.session_id}: fee {s.fee} for {s.energy_wh} Wh at {s.tariff}/kWh, "
-                                  f"expected {expected_fee(s.energy_wh, s.tariff)}"))
+        out.append(
+            v(
+                "wrong_fee",
+                f"session {s.session_id}: fee {s.fee} for {s.energy_wh} Wh at {s.tariff}/kWh, "
+                f"expected {expected_fee(s.energy_wh, s.tariff)}",
+            )
+        )
     return out
 
 
 def _app_starts_for(x: SimTransaction, rules: Rules) -> list[AppStart]:
     """The app's starts this remote-started transaction answers: same connector and tag, asked before it."""
-    return [a for a in rules.app_starts
-            if (a.cp, a.connector, a.id_tag) == (x.cp, x.connector, x.id_tag) and a.t <= x.started_at]
+    return [
+        a
+        for a in rules.app_starts
+        if (a.cp, a.connector, a.id_tag) == (x.cp, x.connector, x.id_tag) and a.t <= x.started_at
+    ]
 
 
 def _unbilled(x: SimTransaction, row: StoredTransaction, rules: Rules) -> str | None:
@@ -474,8 +619,10 @@ def _unbilled(x: SimTransaction, row: StoredTransaction, rules: Rules) -> str | 
     if not starts:
         return None
     asked = ", ".join(f"{a.session_id} ({a.outcome} at t={a.t:.1f}s)" for a in starts)
-    return (f"started by a remote start of the app (session {asked}); the CSMS stored it as transaction "
-            f"{row.transaction_id} with no session: nobody is billed")
+    return (
+        f"started by a remote start of the app (session {asked}); the CSMS stored it as transaction "
+        f"{row.transaction_id} with no session: nobody is billed"
+    )
 
 
 def _stale_sessions(stored: list[StoredTransaction], tl: Timeline, rules: Rules) -> list[Violation]:
@@ -489,17 +636,37 @@ def _stale_sessions(stored: list[StoredTransaction], tl: Timeline, rules: Rules)
         s = rules.sessions.get(a.session_id)
         if s is None or s.ended is not False or a.session_id in linked or max(a.t, rules.recovery_from) > deadline:
             continue
-        out.append(Violation("stale_session", a.cp, a.connector,
-                             f"session {a.session_id} ({a.id_tag}, asked at t={a.t:.1f}s, {a.outcome}) has no "
-                             f"transaction and is still {s.status} a recovery window later: it would capture a "
-                             f"later transaction of the same tag", a.t, a.t, 1, None,
-                             {"sessionId": a.session_id, "status": s.status, "idTag": a.id_tag},
-                             tuple(tl.faults_of(a.cp, a.connector))))
+        out.append(
+            Violation(
+                "stale_session",
+                a.cp,
+                a.connector,
+                f"session {a.session_id} ({a.id_tag}, asked at t={a.t:.1f}s, {a.outcome}) has no "
+                f"transaction and is still {s.status} a recovery window later: it would capture a "
+                f"later transaction of the same tag",
+                a.t,
+                a.t,
+                1,
+                None,
+                {"sessionId": a.session_id, "status": s.status, "idTag": a.id_tag},
+                tuple(tl.faults_of(a.cp, a.connector)),
+            )
+        )
     return out
 
 
 def _tx_truth(x: SimTransaction) -> dict[str, Any]:
-    return {"localId": x.local_id, "transactionId": x.transaction_id, "idTag": x.id_tag, "remote": x.remote,
-            "startedAt": round(x.started_at, 2), "endedAt": None if x.ended_at is None else round(x.ended_at, 2),
-            "end": x.end, "reason": x.reason, "meterStart": x.meter_start, "meterEnd": x.meter_end,
-            "energyWh": x.energy_wh, "stopAcknowledged": x.stop_acked}
+    return {
+        "localId": x.local_id,
+        "transactionId": x.transaction_id,
+        "idTag": x.id_tag,
+        "remote": x.remote,
+        "startedAt": round(x.started_at, 2),
+        "endedAt": None if x.ended_at is None else round(x.ended_at, 2),
+        "end": x.end,
+        "reason": x.reason,
+        "meterStart": x.meter_start,
+        "meterEnd": x.meter_end,
+        "energyWh": x.energy_wh,
+        "stopAcknowledged": x.stop_acked,
+    }

@@ -38,10 +38,17 @@ RUN = pytest.StashKey[ScenarioRun]()
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     g = parser.getgroup("unstuck scenarios")
-    g.addoption("--profile", choices=("quick", "full"), default="quick", help="quick (chaos with 50 charge points) or full (200)")
+    g.addoption(
+        "--profile",
+        choices=("quick", "full"),
+        default="quick",
+        help="quick (chaos with 50 charge points) or full (200)",
+    )
     g.addoption("--seed", type=int, default=7, help="one seed decides every fleet and fault (default 7)")
     g.addoption("--scale", type=int, default=None, help="charge points in the chaos scenario (default: the profile's)")
-    g.addoption("--chaos-seconds", type=float, default=None, help="length of the chaos load phase (default 30 quick, 60 full)")
+    g.addoption(
+        "--chaos-seconds", type=float, default=None, help="length of the chaos load phase (default 30 quick, 60 full)"
+    )
     g.addoption("--report-dir", default="reports", help="where JUnit, JSON, HTML and traces go (default reports/)")
     g.addoption("--db", default=None, help="database of the embedded CSMS (default: a fresh temporary SQLite file)")
     g.addoption("--csms-url", default=None, help="OCPP URL of a running CSMS (ws://host:port/ocpp): no embedded one")
@@ -73,13 +80,20 @@ def _records_dir(config: pytest.Config) -> Path:
 @pytest.fixture(scope="session")
 def run_settings(pytestconfig: pytest.Config) -> RunSettings:
     opt = pytestconfig.getoption
-    return RunSettings(profile=opt("profile"), seed=opt("seed"), scale=opt("scale"), chaos_seconds=opt("chaos_seconds"),
-                       report_dir=Path(opt("report_dir")), tag=secrets.token_hex(2))
+    return RunSettings(
+        profile=opt("profile"),
+        seed=opt("seed"),
+        scale=opt("scale"),
+        chaos_seconds=opt("chaos_seconds"),
+        report_dir=Path(opt("report_dir")),
+        tag=secrets.token_hex(2),
+    )
 
 
 @pytest.fixture(scope="session")
-def csms_endpoint(pytestconfig: pytest.Config, run_settings: RunSettings,
-                  tmp_path_factory: pytest.TempPathFactory) -> Iterator[CsmsEndpoint]:
+def csms_endpoint(
+    pytestconfig: pytest.Config, run_settings: RunSettings, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[CsmsEndpoint]:
     """The CSMS under test: the one given by --csms-url, else an embedded `csms serve`."""
     opt = pytestconfig.getoption
     if opt("csms_url"):
@@ -91,10 +105,19 @@ def csms_endpoint(pytestconfig: pytest.Config, run_settings: RunSettings,
     db = opt("db") or f"sqlite:///{workdir / 'csms.db'}"
     worker = getattr(pytestconfig, "workerinput", {}).get("workerid")
     command = shlex.split(opt("csms_command")) if opt("csms_command") else None
-    embedded = start_embedded(db, run_settings.report_dir, timings=Timings(), extra=opt("csms_arg"), command=command,
-                              name=f"csms-{worker}" if worker else "csms")
-    _say(pytestconfig, f"embedded CSMS: {embedded.endpoint.ocpp_url} + {embedded.endpoint.api_url} on {db} "
-                       f"(log {embedded.endpoint.log_path})")
+    embedded = start_embedded(
+        db,
+        run_settings.report_dir,
+        timings=Timings(),
+        extra=opt("csms_arg"),
+        command=command,
+        name=f"csms-{worker}" if worker else "csms",
+    )
+    _say(
+        pytestconfig,
+        f"embedded CSMS: {embedded.endpoint.ocpp_url} + {embedded.endpoint.api_url} on {db} "
+        f"(log {embedded.endpoint.log_path})",
+    )
     try:
         yield embedded.endpoint
     finally:
@@ -102,8 +125,9 @@ def csms_endpoint(pytestconfig: pytest.Config, run_settings: RunSettings,
 
 
 @pytest.fixture
-async def csms(pytestconfig: pytest.Config, csms_endpoint: CsmsEndpoint,
-               run_settings: RunSettings) -> AsyncIterator[CsmsAdapter]:
+async def csms(
+    pytestconfig: pytest.Config, csms_endpoint: CsmsEndpoint, run_settings: RunSettings
+) -> AsyncIterator[CsmsAdapter]:
     spec = pytestconfig.getoption("adapter")
     if spec:
         module, _, name = spec.partition(":")
@@ -118,13 +142,15 @@ async def csms(pytestconfig: pytest.Config, csms_endpoint: CsmsEndpoint,
 
 
 @pytest.fixture
-async def oracle(request: pytest.FixtureRequest, csms: CsmsAdapter, csms_endpoint: CsmsEndpoint,
-                 run_settings: RunSettings, nursery) -> AsyncIterator[ScenarioRun]:
+async def oracle(
+    request: pytest.FixtureRequest, csms: CsmsAdapter, csms_endpoint: CsmsEndpoint, run_settings: RunSettings, nursery
+) -> AsyncIterator[ScenarioRun]:
     info = _info(request.node)
     if info is None:
         raise pytest.UsageError(f"{request.node.nodeid} is not decorated with @scenario(...)")
-    run = ScenarioRun(info, run_settings, csms_endpoint.timings, csms, nursery,
-                      progress=lambda line: _say(request.config, line))
+    run = ScenarioRun(
+        info, run_settings, csms_endpoint.timings, csms, nursery, progress=lambda line: _say(request.config, line)
+    )
     request.node.stash[RUN] = run
     yield run
     nursery.cancel_scope.cancel()  # the fleet and the observer end with the scenario
@@ -154,8 +180,13 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]):
     record = item.stash.get(RECORD, None)
     if record is None:
         info = _info(item)
-        record = {"name": info.name if info else item.name, "nodeid": item.nodeid, "outcome": "passed",
-                  "duration": 0.0, "error": None}
+        record = {
+            "name": info.name if info else item.name,
+            "nodeid": item.nodeid,
+            "outcome": "passed",
+            "duration": 0.0,
+            "error": None,
+        }
         item.stash[RECORD] = record
     record["duration"] = round(record["duration"] + rep.duration, 2)
     if rep.failed:
@@ -188,10 +219,15 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
     opt = session.config.getoption
     report_dir = Path(opt("report_dir"))
-    info = {"profile": opt("profile"), "seed": opt("seed"), "scale": opt("scale"),
-            "startedAt": session.config._scenario_started,  # type: ignore[attr-defined]
-            "duration": round(time.time() - session.config._scenario_started, 1),  # type: ignore[attr-defined]
-            "csms": opt("csms_url") or "embedded", "db": opt("db") or "sqlite (temporary)"}
+    info = {
+        "profile": opt("profile"),
+        "seed": opt("seed"),
+        "scale": opt("scale"),
+        "startedAt": session.config._scenario_started,  # type: ignore[attr-defined]
+        "duration": round(time.time() - session.config._scenario_started, 1),  # type: ignore[attr-defined]
+        "csms": opt("csms_url") or "embedded",
+        "db": opt("db") or "sqlite (temporary)",
+    }
     write_summary(report_dir / "summary.json", info, records)
     write_html(report_dir / "report.html", report_dir / "summary.json")
 
@@ -206,12 +242,16 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     tr.write_line(f"{'scenario'.ljust(width)}  {'result':7}  {'time':>6}  violations  sessions  faults")
     for r in records:
         fleet = r.get("fleet") or {}
-        tr.write_line(f"{r['name'].ljust(width)}  {r['outcome'].upper():7}  {r['duration']:5.1f}s  "
-                      f"{len(r.get('violations') or ()):>10}  {fleet.get('sessions', 0):>8}  "
-                      f"{sum((fleet.get('faults') or {}).values()):>6}")
+        tr.write_line(
+            f"{r['name'].ljust(width)}  {r['outcome'].upper():7}  {r['duration']:5.1f}s  "
+            f"{len(r.get('violations') or ()):>10}  {fleet.get('sessions', 0):>8}  "
+            f"{sum((fleet.get('faults') or {}).values()):>6}"
+        )
     report_dir = Path(config.getoption("report_dir"))
-    tr.write_line(f"reports: {report_dir / 'report.html'}  {report_dir / 'summary.json'}  "
-                  f"{report_dir / 'junit.xml'}  traces in {report_dir / 'traces'}")
+    tr.write_line(
+        f"reports: {report_dir / 'report.html'}  {report_dir / 'summary.json'}  "
+        f"{report_dir / 'junit.xml'}  traces in {report_dir / 'traces'}"
+    )
 
 
 def _not_supported(exc: BaseException) -> NotSupportedError | None:

@@ -103,12 +103,21 @@ class ScenarioRun:
             groups = (GroupSpec(prefix=self.prefix, count=count, connectors=connectors, config=cfg),)
         else:
             groups = tuple(replace(g, prefix=self.prefix + g.prefix, config={**cfg, **g.config}) for g in groups)
-        spec = FleetSpec(seed=self.settings.seed, groups=tuple(groups),
-                         faults=tuple(parse_fault_option(f) for f in faults), driver=driver, ramp=ramp,
-                         call_timeout=self.timings.call_timeout + 2)
+        spec = FleetSpec(
+            seed=self.settings.seed,
+            groups=tuple(groups),
+            faults=tuple(parse_fault_option(f) for f in faults),
+            driver=driver,
+            ramp=ramp,
+            call_timeout=self.timings.call_timeout + 2,
+        )
         trace = TraceWriter(self.trace_path, keep=True)
-        fleet = self.fleet = Fleet(spec, self.csms.ocpp_url, trace=trace,
-                                   run_info={"scenario": self.info.name, "profile": self.settings.profile})
+        fleet = self.fleet = Fleet(
+            spec,
+            self.csms.ocpp_url,
+            trace=trace,
+            run_info={"scenario": self.info.name, "profile": self.settings.profile},
+        )
         await self.nursery.start(fleet.run)
         if online:
             with trio.fail_after(30 + len(fleet) / 20):
@@ -130,8 +139,9 @@ class ScenarioRun:
         """From now on connectors must heal within the recovery window (faults have done their work)."""
         self.recovery_from = self.now()
 
-    def hold(self, cp: str, connector: int, start: float, end: float | None = None, *,
-             asked: float | None = None) -> None:
+    def hold(
+        self, cp: str, connector: int, start: float, end: float | None = None, *, asked: float | None = None
+    ) -> None:
         """A reservation the CSMS granted at `start` (asked for at `asked`): the connector must not be reported
         free meanwhile, and busy from `asked` on is no fault."""
         self.holds.append(Hold(cp, connector, start, end if end is not None else float("inf"), asked))
@@ -140,15 +150,19 @@ class ScenarioRun:
         if session_id is not None:
             self.tariffs[session_id] = tariff
 
-    def app_start(self, result: StartResult, cp: str, connector: int, id_tag: str, tariff: Decimal,
-                  asked_at: float) -> None:
+    def app_start(
+        self, result: StartResult, cp: str, connector: int, id_tag: str, tariff: Decimal, asked_at: float
+    ) -> None:
         """Record an app start that got a session (accepted, or timed out: the charger may start anyway),
         so the oracle can hold the CSMS to billing it."""
         if result.session_id is None or not (result.accepted or result.status == 504):
             return
         self.session_tariff(result.session_id, tariff)
-        self.app_starts.append(AppStart(result.session_id, cp, connector, id_tag, tariff, asked_at,
-                                        "accepted" if result.accepted else "timeout"))
+        self.app_starts.append(
+            AppStart(
+                result.session_id, cp, connector, id_tag, tariff, asked_at, "accepted" if result.accepted else "timeout"
+            )
+        )
 
     def note(self, text: str) -> None:
         """A line for the report (what the scenario did, what it measured)."""
@@ -159,8 +173,11 @@ class ScenarioRun:
         if counts.t - self._last_progress >= 5.0:
             self._last_progress = counts.t
             fleet = self.fleet
-            extra = "" if fleet is None else (f"  sessions {fleet.stats.sessions}  faults "
-                                              f"{sum(fleet.stats.faults.values())}")
+            extra = (
+                ""
+                if fleet is None
+                else (f"  sessions {fleet.stats.sessions}  faults {sum(fleet.stats.faults.values())}")
+            )
             self.progress(f"  {self.info.name}: {counts.line()}{extra}")
 
     # ------------------------------------------------------------ waiting
@@ -185,22 +202,39 @@ class ScenarioRun:
     def truth(self) -> Timeline:
         """Ground truth so far, rebuilt from the trace."""
         assert self.fleet is not None, "start the fleet first"
-        return Timeline.from_records(self.fleet.trace.records or (), end=self.now(),
-                                     connectors={cp.id: len(cp.connectors) for cp in self.fleet})
+        return Timeline.from_records(
+            self.fleet.trace.records or (), end=self.now(), connectors={cp.id: len(cp.connectors) for cp in self.fleet}
+        )
 
-    async def judge(self, *, window: float | None = None, check_stored: bool = True, check_busy: bool = True,
-                    check_free: bool = True, grace: float = 1.5, excuse_blinded: bool = True,
-                    raise_on_violation: bool = True) -> Judgement:
+    async def judge(
+        self,
+        *,
+        window: float | None = None,
+        check_stored: bool = True,
+        check_busy: bool = True,
+        check_free: bool = True,
+        grace: float = 1.5,
+        excuse_blinded: bool = True,
+        raise_on_violation: bool = True,
+    ) -> Judgement:
         """One more sample, what the CSMS stored, then the oracle. Raises ViolationsFound on a violation."""
         assert self.fleet is not None and self.observer is not None, "start the fleet first"
         await self.observer.sample_once()
         stored = await self.csms.transactions(self.prefix) if check_stored else None
         sessions = await self._app_sessions(stored) if check_stored else None
-        self.rules = Rules(recovery_window=self.timings.recovery_window if window is None else window,
-                           grace=grace, recovery_from=self.recovery_from, holds=tuple(self.holds),
-                           check_busy=check_busy, check_free=check_free, check_stored=check_stored,
-                           excuse_blinded=excuse_blinded, tariffs=dict(self.tariffs),
-                           app_starts=tuple(self.app_starts), sessions=sessions)
+        self.rules = Rules(
+            recovery_window=self.timings.recovery_window if window is None else window,
+            grace=grace,
+            recovery_from=self.recovery_from,
+            holds=tuple(self.holds),
+            check_busy=check_busy,
+            check_free=check_free,
+            check_stored=check_stored,
+            excuse_blinded=excuse_blinded,
+            tariffs=dict(self.tariffs),
+            app_starts=tuple(self.app_starts),
+            sessions=sessions,
+        )
         self.timeline = self.truth()
         self.fleet.trace.flush()
         self.judgement = judge(self.observer.samples, self.timeline, stored, self.rules)
@@ -232,17 +266,26 @@ class ScenarioRun:
     def outcome(self) -> RunOutcome:
         """What the reports need from this run, as plain data."""
         info, settings, fleet = self.info, self.settings, self.fleet
-        base = RunOutcome(info.name, info.purpose, info.seed, settings.profile, settings.seed, tuple(self.notes),
-                          self.judgement)
+        base = RunOutcome(
+            info.name, info.purpose, info.seed, settings.profile, settings.seed, tuple(self.notes), self.judgement
+        )
         if fleet is None:
             return base
-        return replace(base, trace_path=self.trace_path, fleet={
-            "chargePoints": len(fleet), "connectors": sum(len(cp.connectors) for cp in fleet),
-            "sessions": fleet.stats.sessions, "faults": dict(fleet.stats.faults), "errors": dict(fleet.stats.errors),
-        }, timeline=self.timeline or self.truth(),
+        return replace(
+            base,
+            trace_path=self.trace_path,
+            fleet={
+                "chargePoints": len(fleet),
+                "connectors": sum(len(cp.connectors) for cp in fleet),
+                "sessions": fleet.stats.sessions,
+                "faults": dict(fleet.stats.faults),
+                "errors": dict(fleet.stats.errors),
+            },
+            timeline=self.timeline or self.truth(),
             samples=tuple(self.observer.samples) if self.observer is not None else (),
             recovery_from=self.recovery_from,
-            window=self.rules.recovery_window if self.rules else self.timings.recovery_window)
+            window=self.rules.recovery_window if self.rules else self.timings.recovery_window,
+        )
 
     def record(self) -> dict[str, Any]:
         """The run's summary.json record."""

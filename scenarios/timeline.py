@@ -16,8 +16,15 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-__all__ = ["ConnectorTimeline", "ChargePointTimeline", "SimTransaction", "Timeline", "FaultMark",
-           "RUNNING_STATES", "IDLE_STATE"]
+__all__ = [
+    "ConnectorTimeline",
+    "ChargePointTimeline",
+    "SimTransaction",
+    "Timeline",
+    "FaultMark",
+    "RUNNING_STATES",
+    "IDLE_STATE",
+]
 
 RUNNING_STATES = frozenset({"charging", "suspended"})  # a transaction runs, energy may flow
 IDLE_STATE = "unplugged"
@@ -170,17 +177,26 @@ class Timeline:
 
     def running_at(self, cp: str, connector: int, t: float) -> SimTransaction | None:
         """The transaction really running at the connector at time t, if any."""
-        return next((x for x in reversed(self.transactions)
-                     if x.cp == cp and x.connector == connector and x.started_at <= t
-                     and (x.ended_at is None or x.ended_at > t)), None)
+        return next(
+            (
+                x
+                for x in reversed(self.transactions)
+                if x.cp == cp
+                and x.connector == connector
+                and x.started_at <= t
+                and (x.ended_at is None or x.ended_at > t)
+            ),
+            None,
+        )
 
     def faults_of(self, cp: str, connector: int, until: float | None = None) -> list[FaultMark]:
         marks = [*self.charge_point(cp).faults, *self.connector(cp, connector).faults]
         return sorted((m for m in marks if until is None or m.t <= until), key=lambda m: m.t)
 
     @classmethod
-    def from_records(cls, records: Iterable[dict[str, Any]], *, connectors: dict[str, int] | None = None,
-                     end: float | None = None) -> Timeline:
+    def from_records(
+        cls, records: Iterable[dict[str, Any]], *, connectors: dict[str, int] | None = None, end: float | None = None
+    ) -> Timeline:
         """Build from trace records; `connectors` (cp -> count) adds connectors that never changed."""
         tl = cls()
         for cp, count in (connectors or {}).items():
@@ -236,8 +252,7 @@ def _unmute(cpt: ChargePointTimeline, t: float) -> None:
         cpt.muted.append((t, False))
 
 
-def _tx_record(r: dict[str, Any], cp: str, t: float, live: dict, by_local: dict, by_tx_id: dict,
-               tl: Timeline) -> None:
+def _tx_record(r: dict[str, Any], cp: str, t: float, live: dict, by_local: dict, by_tx_id: dict, tl: Timeline) -> None:
     event, connector, local = r.get("event"), r.get("connector"), r.get("local_id")
     if event == "start":
         tx = SimTransaction(cp, connector, local, r.get("tag", ""), bool(r.get("remote")), int(r.get("meter", 0)), t)
@@ -264,8 +279,7 @@ def _tx_record(r: dict[str, Any], cp: str, t: float, live: dict, by_local: dict,
         # "lost": the power_loss state record that follows carries the register
 
 
-def _frame(r: dict[str, Any], cp: str, kind: str, calls: dict, by_tx_id: dict, tl: Timeline,
-           t: float) -> str | None:
+def _frame(r: dict[str, Any], cp: str, kind: str, calls: dict, by_tx_id: dict, tl: Timeline, t: float) -> str | None:
     """Reads transaction messages and what the CSMS was told about each connector from one frame;
     returns the action of a Call the charge point sent."""
     try:

@@ -58,8 +58,21 @@ class SimConnector:
     """One connector as the shell sees it: the physical model plus what the CSMS was told."""
 
     __slots__ = (
-        "model", "tx", "last_reported", "last_sent", "last_real", "hidden", "stuck", "silent",
-        "pending_operative", "faults", "visits", "changed", "last_tx", "remote_claim", "meter_offset",
+        "model",
+        "tx",
+        "last_reported",
+        "last_sent",
+        "last_real",
+        "hidden",
+        "stuck",
+        "silent",
+        "pending_operative",
+        "faults",
+        "visits",
+        "changed",
+        "last_tx",
+        "remote_claim",
+        "meter_offset",
     )
 
     def __init__(self, model: Connector) -> None:
@@ -137,10 +150,20 @@ class ChargePoint:
         self.faults: list[FiredFault] = []
         self.clock: SimClock | None = None
         self.link = Link(
-            cp_id, url, identity=identity, config=self.config, call_timeout=spec.call_timeout,
-            boot_on_reconnect=spec.boot_on_reconnect, rng=rng, trace=trace, stats=stats,
-            now=lambda: self.now, handlers=lambda: Answers(self), on_up=self._report_all,
-            password=password, ssl_context=ssl_context,
+            cp_id,
+            url,
+            identity=identity,
+            config=self.config,
+            call_timeout=spec.call_timeout,
+            boot_on_reconnect=spec.boot_on_reconnect,
+            rng=rng,
+            trace=trace,
+            stats=stats,
+            now=lambda: self.now,
+            handlers=lambda: Answers(self),
+            on_up=self._report_all,
+            password=password,
+            ssl_context=ssl_context,
         )
         self._nursery: trio.Nursery | None = None
         self._mute_answers = False
@@ -260,13 +283,19 @@ class ChargePoint:
         try:
             return self.connectors[connector_id]
         except KeyError:
-            raise TransitionError(f"{self.id} has no connector {connector_id} (it has 1..{len(self.connectors)})") from None
+            raise TransitionError(
+                f"{self.id} has no connector {connector_id} (it has 1..{len(self.connectors)})"
+            ) from None
 
     def _apply(self, plug: SimConnector, event: Event, car: Car | None = None) -> Transition:
         change = plug.model.apply(event, self.now, car=car)
         self.trace.write(
-            self.id, "state", connector=plug.model.connector_id, event=event.value,
-            before=change.before.value, after=change.after.value,
+            self.id,
+            "state",
+            connector=plug.model.connector_id,
+            event=event.value,
+            before=change.before.value,
+            after=change.after.value,
             register_wh=round(plug.model.register_wh, 1),
         )
         plug.changed.set()
@@ -301,8 +330,14 @@ class ChargePoint:
             if answer is None and not (self.online or self.config.bool("LocalAuthorizeOffline")):
                 return None
             if answer is not None and answer.get("idTagInfo", {}).get("status") != "Accepted":
-                self.trace.write(self.id, "tx", connector=connector_id, event="refused", tag=tag,
-                                 auth=answer.get("idTagInfo", {}).get("status"))
+                self.trace.write(
+                    self.id,
+                    "tx",
+                    connector=connector_id,
+                    event="refused",
+                    tag=tag,
+                    auth=answer.get("idTagInfo", {}).get("status"),
+                )
                 return None
             if not plug.model.can(Event.START):  # the car left while we asked
                 return None
@@ -320,8 +355,16 @@ class ChargePoint:
         tx.register_start = tx.meter_start + plug.meter_offset
         plug.tx = plug.last_tx = tx
         self.stats.sessions += 1
-        self.trace.write(self.id, "tx", connector=cid, event="start", local_id=tx.local_id, tag=tag,
-                         remote=remote, meter=tx.meter_start)
+        self.trace.write(
+            self.id,
+            "tx",
+            connector=cid,
+            event="start",
+            local_id=tx.local_id,
+            tag=tag,
+            remote=remote,
+            meter=tx.meter_start,
+        )
         self.link.send(
             "StartTransaction",
             {"connectorId": cid, "idTag": tag, "meterStart": tx.meter_start, "timestamp": self.iso()},
@@ -329,8 +372,14 @@ class ChargePoint:
             on_done=lambda res: self._started(plug, tx, res),
         )
         self._report(plug)
-        firings = [f for f in (self.book.decide(n, cid, self.now)
-                               for n in ("reboot", "disconnect_mid_session", "buffered_meter_values")) if f]
+        firings = [
+            f
+            for f in (
+                self.book.decide(n, cid, self.now)
+                for n in ("reboot", "disconnect_mid_session", "buffered_meter_values")
+            )
+            if f
+        ]
         assert self._nursery is not None
         self._nursery.start_soon(self._transaction_tasks, plug, tx, firings)
         return tx
@@ -342,8 +391,15 @@ class ChargePoint:
         tx.transaction_id = res.get("transactionId")
         tx.auth_status = res.get("idTagInfo", {}).get("status")
         tx.answered.set()
-        self.trace.write(self.id, "tx", connector=tx.connector_id, event="answered", local_id=tx.local_id,
-                         transaction_id=tx.transaction_id, auth=tx.auth_status)
+        self.trace.write(
+            self.id,
+            "tx",
+            connector=tx.connector_id,
+            event="answered",
+            local_id=tx.local_id,
+            transaction_id=tx.transaction_id,
+            auth=tx.auth_status,
+        )
         if tx.auth_status != "Accepted" and plug.tx is tx and self.config.bool("StopTransactionOnInvalidId"):
             assert self._nursery is not None
             self._nursery.start_soon(self._stop_if_running, tx.connector_id, tx, "DeAuthorized")
@@ -409,8 +465,12 @@ class ChargePoint:
         model.advance(self.now)
         timestamp = self.iso()
         sampled = [
-            {"value": str(plug.meter_wh), "context": context, "measurand": "Energy.Active.Import.Register",
-             "unit": "Wh"},
+            {
+                "value": str(plug.meter_wh),
+                "context": context,
+                "measurand": "Energy.Active.Import.Register",
+                "unit": "Wh",
+            },
             {"value": str(int(model.power_w)), "context": context, "measurand": "Power.Active.Import", "unit": "W"},
         ]
 
@@ -446,8 +506,16 @@ class ChargePoint:
             self._fired(replaced, plug)
             plug.meter_offset = plug.model.register_wh - replaced.param("register")
             meter_stop = plug.meter_wh
-        self.trace.write(self.id, "tx", connector=cid, event="stop", local_id=tx.local_id, reason=reason,
-                         meter=meter_stop, energy_wh=energy)
+        self.trace.write(
+            self.id,
+            "tx",
+            connector=cid,
+            event="stop",
+            local_id=tx.local_id,
+            reason=reason,
+            meter=meter_stop,
+            energy_wh=energy,
+        )
         item = None
         if dropped is not None:
             self._fired(dropped, plug)
@@ -458,8 +526,13 @@ class ChargePoint:
             def build() -> dict[str, Any] | None:
                 if tx.transaction_id is None:  # its StartTransaction was lost
                     return None
-                return {"transactionId": tx.transaction_id, "meterStop": meter_stop, "timestamp": timestamp,
-                        "reason": reason, "idTag": tx.id_tag}
+                return {
+                    "transactionId": tx.transaction_id,
+                    "meterStop": meter_stop,
+                    "timestamp": timestamp,
+                    "reason": reason,
+                    "idTag": tx.id_tag,
+                }
 
             item = self.link.send("StopTransaction", build, transactional=True)
         if stuck is not None:
@@ -499,8 +572,14 @@ class ChargePoint:
         record = FiredFault(self.now, firing.name, firing.connector, firing.index, dict(firing.spec.params))
         (plug.faults if plug is not None else self.faults).append(record)
         self.stats.faults[firing.name] += 1
-        self.trace.write(self.id, "fault", fault=firing.name, connector=firing.connector, index=firing.index,
-                         params=dict(firing.spec.params))
+        self.trace.write(
+            self.id,
+            "fault",
+            fault=firing.name,
+            connector=firing.connector,
+            index=firing.index,
+            params=dict(firing.spec.params),
+        )
 
     async def _fire_at(self, firing: Firing) -> None:
         assert self.clock is not None
@@ -542,9 +621,14 @@ class ChargePoint:
             if plug.tx is not None:
                 plug.tx.scope.cancel()
                 plug.model.advance(self.now)
-                self.trace.write(self.id, "tx", connector=plug.model.connector_id, event="lost",
-                                 local_id=plug.tx.local_id,
-                                 energy_wh=int(plug.model.register_wh - plug.tx.register_start))
+                self.trace.write(
+                    self.id,
+                    "tx",
+                    connector=plug.model.connector_id,
+                    event="lost",
+                    local_id=plug.tx.local_id,
+                    energy_wh=int(plug.model.register_wh - plug.tx.register_start),
+                )
                 self.stats.sessions_done += 1
                 plug.tx = None
             if plug.model.can(Event.POWER_LOSS):
@@ -660,8 +744,11 @@ class ChargePoint:
         plug = self.connectors.get(connector_id)
         if plug is None:
             return "UnlockFailed"
-        for name, answer in (("unlock_no_answer", None), ("unlock_not_supported", "NotSupported"),
-                             ("unlock_failed", "UnlockFailed")):
+        for name, answer in (
+            ("unlock_no_answer", None),
+            ("unlock_not_supported", "NotSupported"),
+            ("unlock_failed", "UnlockFailed"),
+        ):
             firing = self.book.decide(name, connector_id, self.now)
             if firing is not None:
                 self._fired(firing, plug)
@@ -716,8 +803,9 @@ class ChargePoint:
     async def _triggered_meter(self, connector_id: int | None) -> None:
         for cid, plug in self.connectors.items():
             if connector_id in (None, 0, cid):
-                self.link.send("MeterValues", self._meter_values(plug, plug.tx, "Trigger"),
-                               transactional=plug.tx is not None)
+                self.link.send(
+                    "MeterValues", self._meter_values(plug, plug.tx, "Trigger"), transactional=plug.tx is not None
+                )
         await trio.lowlevel.checkpoint()
 
     def change_availability(self, connector_id: int, kind: str) -> str:

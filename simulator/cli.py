@@ -62,24 +62,35 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub = ap.add_subparsers(dest="command", required=True)
 
-    run = sub.add_parser("run", help="run a fleet against a CSMS", epilog=EXAMPLES,
-                         formatter_class=argparse.RawDescriptionHelpFormatter)
+    run = sub.add_parser(
+        "run", help="run a fleet against a CSMS", epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     run.add_argument("--csms", help="CSMS base URL, e.g. ws://127.0.0.1:9000/ocpp (or `csms` in the fleet file)")
     run.add_argument("--count", type=int, help="charge points (default 10; not with --fleet)")
     run.add_argument("--connectors", type=int, help="connectors per charge point (default 2; not with --fleet)")
     run.add_argument("--prefix", default=None, help="charge point id prefix (default CP: CP0001...)")
     run.add_argument("--seed", type=int, help="one seed for everything random (default 0)")
-    run.add_argument("--fault", action="append", default=[], metavar="NAME=PROB|@T[,key=value]",
-                     help="add a fault mode (repeatable); see `unstuck-sim faults`")
+    run.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        metavar="NAME=PROB|@T[,key=value]",
+        help="add a fault mode (repeatable); see `unstuck-sim faults`",
+    )
     run.add_argument("--fleet", help="TOML fleet file (groups, faults, driver)")
     run.add_argument("--duration", type=float, help="seconds to run (default: until Ctrl-C)")
     run.add_argument("--ramp", type=float, help="charge points started per second (default 100)")
     run.add_argument("--no-driver", action="store_true", help="no random sessions: boot, heartbeat, answer")
-    run.add_argument("--procs", type=int, default=1, metavar="N",
-                     help="split the fleet over N processes (default 1): charge point k runs in process k mod N, "
-                          "with the schedule one process would give it; one merged trace, summed stats. For a "
-                          "fleet larger than one core drives: a ramp above ~300 boots/s, more than ~5,000 "
-                          "charge points with sessions, or tens of thousands heartbeating")
+    run.add_argument(
+        "--procs",
+        type=int,
+        default=1,
+        metavar="N",
+        help="split the fleet over N processes (default 1): charge point k runs in process k mod N, "
+        "with the schedule one process would give it; one merged trace, summed stats. For a "
+        "fleet larger than one core drives: a ramp above ~300 boots/s, more than ~5,000 "
+        "charge points with sessions, or tens of thousands heartbeating",
+    )
     _common(run)
 
     replay = sub.add_parser("replay", help="re-run the charge-point behaviour recorded in a trace")
@@ -97,11 +108,18 @@ def _parser() -> argparse.ArgumentParser:
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--trace", help="write a JSONL trace here")
     p.add_argument("--no-frames", action="store_true", help="leave OCPP frames out of the trace")
-    p.add_argument("--progress", type=float, default=None,
-                   help="seconds between progress lines on stderr (default 1 on a terminal, else 10; 0: none)")
-    p.add_argument("--password-file", metavar="FILE",
-                   help="HTTP Basic password of every charge point (the file's first line), for a CSMS that "
-                        "authenticates charge points (OCPP security profiles 1 and 2); never written to the trace")
+    p.add_argument(
+        "--progress",
+        type=float,
+        default=None,
+        help="seconds between progress lines on stderr (default 1 on a terminal, else 10; 0: none)",
+    )
+    p.add_argument(
+        "--password-file",
+        metavar="FILE",
+        help="HTTP Basic password of every charge point (the file's first line), for a CSMS that "
+        "authenticates charge points (OCPP security profiles 1 and 2); never written to the trace",
+    )
     p.add_argument("--ca-file", metavar="PEM", help="trust this CA for a wss:// CSMS (default: the system's CAs)")
 
 
@@ -109,11 +127,20 @@ def _spec_from_args(args: argparse.Namespace) -> tuple[FleetSpec, dict[str, obje
     run_opts: dict[str, object] = {}
     if args.fleet:
         if args.count is not None or args.connectors is not None or args.prefix is not None:
-            raise SimulatorError("--count/--connectors/--prefix describe a one-group fleet; with --fleet, set them in the file")
+            raise SimulatorError(
+                "--count/--connectors/--prefix describe a one-group fleet; with --fleet, set them in the file"
+            )
         spec, run_opts = load_fleet_file(args.fleet)
     else:
-        spec = FleetSpec(groups=(GroupSpec(prefix=args.prefix or "CP", count=10 if args.count is None else args.count,
-                                           connectors=2 if args.connectors is None else args.connectors),))
+        spec = FleetSpec(
+            groups=(
+                GroupSpec(
+                    prefix=args.prefix or "CP",
+                    count=10 if args.count is None else args.count,
+                    connectors=2 if args.connectors is None else args.connectors,
+                ),
+            )
+        )
     changes: dict[str, object] = {}
     if args.seed is not None:
         changes["seed"] = args.seed
@@ -193,11 +220,14 @@ def _fault_table() -> str:
     lines = []
     for kind in FAULTS.values():
         opts = ", ".join(f"{k}={v!r}" for k, v in kind.params.items()) or "-"
-        lines.append(f"{kind.name}  [{'per connector' if kind.per_connector else 'per charge point'}; "
-                     f"decided at: {kind.trigger.value}; options: {opts}]")
+        lines.append(
+            f"{kind.name}  [{'per connector' if kind.per_connector else 'per charge point'}; "
+            f"decided at: {kind.trigger.value}; options: {opts}]"
+        )
         lines.extend(textwrap.wrap(kind.wire, 96, initial_indent="    wire: ", subsequent_indent="          "))
-        lines.extend(textwrap.wrap(kind.reproduces, 96, initial_indent="    reproduces: ",
-                                   subsequent_indent="                "))
+        lines.extend(
+            textwrap.wrap(kind.reproduces, 96, initial_indent="    reproduces: ", subsequent_indent="                ")
+        )
     return "\n".join(lines)
 
 
@@ -208,20 +238,41 @@ def _sharded_usage(run: ShardedRun) -> list[tuple[str, str]]:
         name = f"process {u['shard']} (pid {u['pid']})"
         if "cpu" in u:
             share = f", {100 * u['cpu'] / run.elapsed:.0f}% of one core" if run.elapsed > 0 else ""
-            rows.append((name, f"{u['charge_points']} charge points, peak RSS {u['rss_mb']:.0f} MB, "
-                               f"CPU {u['cpu']:.1f} s{share}"))
+            rows.append(
+                (
+                    name,
+                    f"{u['charge_points']} charge points, peak RSS {u['rss_mb']:.0f} MB, CPU {u['cpu']:.1f} s{share}",
+                )
+            )
         else:
             rows.append((name, f"{u['charge_points']} charge points, no final report"))
     rows.append(("parent process", _usage(run.elapsed)))
     return rows
 
 
-def _main_sharded(args: argparse.Namespace, spec: FleetSpec, csms: str, duration: float | None,
-                  password: str | None, run_info: dict[str, object], progress: float) -> int:
+def _main_sharded(
+    args: argparse.Namespace,
+    spec: FleetSpec,
+    csms: str,
+    duration: float | None,
+    password: str | None,
+    run_info: dict[str, object],
+    progress: float,
+) -> int:
     try:
-        run = run_sharded(spec, csms, procs=args.procs, duration=duration, trace=args.trace,
-                          frames=not args.no_frames, password=password, ca_file=args.ca_file, progress=progress,
-                          run_info=run_info, err=sys.stderr)
+        run = run_sharded(
+            spec,
+            csms,
+            procs=args.procs,
+            duration=duration,
+            trace=args.trace,
+            frames=not args.no_frames,
+            password=password,
+            ca_file=args.ca_file,
+            progress=progress,
+            run_info=run_info,
+            err=sys.stderr,
+        )
     except KeyboardInterrupt:  # before the signal handler was in place; the children were killed
         return 130
     print(summary_table(run.stats, run.elapsed, _sharded_usage(run)))
@@ -261,16 +312,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                 password = fh.readline().rstrip("\r\n")
         context = ssl.create_default_context(cafile=args.ca_file) if args.ca_file else None
         if procs == 1:
-            fleet = Fleet(spec, str(csms), trace=trace, replay=replay, run_info=run_info, password=password,
-                          ssl_context=context)
+            fleet = Fleet(
+                spec, str(csms), trace=trace, replay=replay, run_info=run_info, password=password, ssl_context=context
+            )
     except (SimulatorError, OSError) as exc:
         print(f"unstuck-sim: {exc}", file=sys.stderr)
         return 1
     if procs > 1:
         progress = args.progress if args.progress is not None else (1.0 if sys.stderr.isatty() else 10.0)
         raise_fd_limit()
-        return _main_sharded(args, spec, str(csms), float(duration) if duration else None, password,
-                             run_info, progress)
+        return _main_sharded(args, spec, str(csms), float(duration) if duration else None, password, run_info, progress)
     raise_fd_limit()
     progress = args.progress if args.progress is not None else (1.0 if sys.stderr.isatty() else 10.0)
     interrupted = False

@@ -91,7 +91,5 @@ class ConfigStore:
     def report(self, keys: Iterable[str] | None) -> tuple[list[dict[str, object]], list[str]]:
         """GetConfiguration: (configurationKey entries, unknownKey names)."""
         wanted = list(KEYS) if not keys else list(keys)
-        known = [
-            {"key": k, "readonly": KEYS[k].readonly, "value": self.get(k)} for k in wanted if k in KEYS
-        ]
+        known = [{"key": k, "readonly": KEYS[k].readonly, "value": self.get(k)} for k in wanted if k in KEYS]
         return known, [k for k in wanted if k not in KEYS]

@@ -33,6 +33,7 @@ class Driven(Protocol):
     async def stop(self, connector_id: int, reason: str = "Local") -> None: ...
     async def unplug(self, connector_id: int) -> None: ...
 
+
 IDLE_POLL = 5.0  # s; availability changes do not wake the driver, so look again now and then
 
 

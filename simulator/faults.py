@@ -65,7 +65,10 @@ FAULTS: Mapping[str, FaultKind] = {
     k.name: k
     for k in [
         FaultKind(
-            "drop_stop_transaction", Trigger.TX_STOP, True, {"available": True},
+            "drop_stop_transaction",
+            Trigger.TX_STOP,
+            True,
+            {"available": True},
             "The transaction ends physically (car leaves) but StopTransaction is never sent, "
             "nor queued; Finishing is not reported. available=true: StatusNotification "
             "Available follows when the cable is out; available=false: no status at all, "
@@ -74,42 +77,51 @@ FAULTS: Mapping[str, FaultKind] = {
             f"{_SEED_STUCK} improper session termination",
         ),
         FaultKind(
-            "reject_remote_start", Trigger.REMOTE_START, True, {},
-            "RemoteStartTransaction is answered Rejected; no StatusNotification, no "
-            "StartTransaction follow.",
-            f"{_SEED_BUSY} 'Race after remote start: the charger rejects and does not "
-            "push Available'",
+            "reject_remote_start",
+            Trigger.REMOTE_START,
+            True,
+            {},
+            "RemoteStartTransaction is answered Rejected; no StatusNotification, no StartTransaction follow.",
+            f"{_SEED_BUSY} 'Race after remote start: the charger rejects and does not push Available'",
         ),
         FaultKind(
-            "accept_remote_start_never_start", Trigger.REMOTE_START, True, {},
+            "accept_remote_start_never_start",
+            Trigger.REMOTE_START,
+            True,
+            {},
             "RemoteStartTransaction is answered Accepted, then nothing: no Preparing, no "
             "StartTransaction; the connector stays Available.",
-            f"{_SEED_BUSY} 'LastStatus=Occupied persisted on accept', lingering "
-            "StartRequested reservation",
+            f"{_SEED_BUSY} 'LastStatus=Occupied persisted on accept', lingering StartRequested reservation",
         ),
         FaultKind(
-            "silent_connector", Trigger.LIFETIME, True, {"ignore_trigger": True},
+            "silent_connector",
+            Trigger.LIFETIME,
+            True,
+            {"ignore_trigger": True},
             "No StatusNotification is ever sent for the connector (transactions still are). "
             "ignore_trigger=true: TriggerMessage(StatusNotification) is answered Accepted "
             "and nothing is sent; false: the trigger gets the real status.",
-            f"{_SEED_BUSY} 'Missing live status: online but never sent status for that "
-            "connector after boot'",
+            f"{_SEED_BUSY} 'Missing live status: online but never sent status for that connector after boot'",
             timed_schedule=True,
         ),
         FaultKind(
-            "disconnect_mid_session", Trigger.TX_START, True,
+            "disconnect_mid_session",
+            Trigger.TX_START,
+            True,
             {"after": (5.0, 30.0), "back_after": 30.0, "replay": True},
             "During a transaction (after a drawn 'after' seconds) the TCP connection is cut "
             "without a WebSocket close; reconnects after back_after s. Messages of the "
             "offline period are queued; replay=true sends them in order on reconnect, "
             "replay=false loses them (StopTransaction included).",
-            f"{_SEED_STUCK} network failures during charging; {_SEED_BUSY} offline "
-            "charger, StopTime IS NULL",
+            f"{_SEED_STUCK} network failures during charging; {_SEED_BUSY} offline charger, StopTime IS NULL",
             timed_schedule=True,
             whole_cp=True,
         ),
         FaultKind(
-            "reboot", Trigger.TX_START, True, {"after": (5.0, 30.0), "boot_delay": 5.0},
+            "reboot",
+            Trigger.TX_START,
+            True,
+            {"after": (5.0, 30.0), "boot_delay": 5.0},
             "During a transaction the charge point reboots: connection cut, transactions and "
             "the offline queue forgotten (no StopTransaction ever), new BootNotification "
             "after boot_delay s, then StatusNotification for every connector (Preparing "
@@ -119,39 +131,54 @@ FAULTS: Mapping[str, FaultKind] = {
             whole_cp=True,
         ),
         FaultKind(
-            "unlock_failed", Trigger.UNLOCK, True, {},
-            "UnlockConnector is answered UnlockFailed; the transaction (if any) keeps "
-            "running and no status changes.",
+            "unlock_failed",
+            Trigger.UNLOCK,
+            True,
+            {},
+            "UnlockConnector is answered UnlockFailed; the transaction (if any) keeps running and no status changes.",
             f"{_SEED_STUCK} 'OCPP unlock failed but sessions still cleaned'",
         ),
         FaultKind(
-            "unlock_not_supported", Trigger.UNLOCK, True, {},
+            "unlock_not_supported",
+            Trigger.UNLOCK,
+            True,
+            {},
             "UnlockConnector is answered NotSupported; nothing else happens.",
             f"{_SEED_STUCK} unlock result is not Unlocked",
         ),
         FaultKind(
-            "unlock_no_answer", Trigger.UNLOCK, True, {},
-            "UnlockConnector is never answered (the CSMS's call times out); nothing else "
-            "happens.",
+            "unlock_no_answer",
+            Trigger.UNLOCK,
+            True,
+            {},
+            "UnlockConnector is never answered (the CSMS's call times out); nothing else happens.",
             f"{_SEED_STUCK} 'Charge point did not respond in time'",
         ),
         FaultKind(
-            "slow_responses", Trigger.ANSWER, False, {"min": 1.0, "max": 10.0},
+            "slow_responses",
+            Trigger.ANSWER,
+            False,
+            {"min": 1.0, "max": 10.0},
             "Each answer to a CSMS request is delayed by a uniform draw in [min, max] s "
             "(set max above the CSMS's call timeout to make it time out).",
             f"{_SEED_STUCK} 'Charge point did not respond in time'",
         ),
         FaultKind(
-            "stuck_status", Trigger.TX_STOP, True, {"status": "Finishing"},
+            "stuck_status",
+            Trigger.TX_STOP,
+            True,
+            {"status": "Finishing"},
             "At a transaction's end StopTransaction is sent, but from then on every "
             "StatusNotification for the connector says `status` (Finishing or Charging), "
             "never Available again, whatever the cable does.",
-            f"{_SEED_BUSY} 'Live status Occupied', 'never sends a later StatusNotification "
-            "with Available'",
+            f"{_SEED_BUSY} 'Live status Occupied', 'never sends a later StatusNotification with Available'",
             choices={"status": ("Finishing", "Charging")},
         ),
         FaultKind(
-            "buffered_meter_values", Trigger.TX_START, True, {"after": (2.0, 10.0), "hold": 3.0},
+            "buffered_meter_values",
+            Trigger.TX_START,
+            True,
+            {"after": (2.0, 10.0), "hold": 3.0},
             "During a transaction (after a drawn 'after' seconds) the charge point holds its periodic "
             "MeterValues back for `hold` s, then sends the next sample first and the held, older-stamped "
             "ones after it: the CSMS receives them out of order. If the transaction ends first, the held "
@@ -160,7 +187,10 @@ FAULTS: Mapping[str, FaultKind] = {
             "buffered, older sample must not become its last reading",
         ),
         FaultKind(
-            "meter_replaced", Trigger.TX_STOP, True, {"register": 500.0},
+            "meter_replaced",
+            Trigger.TX_STOP,
+            True,
+            {"register": 500.0},
             "At a transaction's end its meter has been replaced: StopTransaction's meterStop is the new "
             "meter's reading (`register` Wh, below meterStart and every sample of the transaction), and "
             "later transactions count on from it. The energy the car got is what it was (ground truth).",
@@ -168,7 +198,10 @@ FAULTS: Mapping[str, FaultKind] = {
             "register sampled during the transaction",
         ),
         FaultKind(
-            "heartbeat_stop", Trigger.LIFETIME, False, {"within": 60.0, "answer_calls": False},
+            "heartbeat_stop",
+            Trigger.LIFETIME,
+            False,
+            {"within": 60.0, "answer_calls": False},
             "At a drawn moment within `within` s of the start the charge point goes silent: the "
             "WebSocket stays open, but no Heartbeat or any other Call is sent again; "
             "answer_calls=false: CSMS requests are not answered either.",
@@ -198,10 +231,13 @@ def markdown_table() -> str:
             when = "once, from the start"
         if kind.timed_schedule:
             when += "; `@T` = at T s"
-        options = ", ".join(
-            f"`{k}={':'.join(f'{x:g}' for x in v) if isinstance(v, tuple) else str(v).lower() if isinstance(v, bool) else v}`"
-            for k, v in kind.params.items()
-        ) or "-"
+        options = (
+            ", ".join(
+                f"`{k}={':'.join(f'{x:g}' for x in v) if isinstance(v, tuple) else str(v).lower() if isinstance(v, bool) else v}`"  # noqa: E501
+                for k, v in kind.params.items()
+            )
+            or "-"
+        )
         rows.append(f"| `{kind.name}` | {scope}, {when} | {options} | {kind.wire} | {kind.reproduces} |")
     return "\n".join(rows)
 

@@ -79,7 +79,10 @@ class Fleet:
             self._places[cp_id] = plan
             connectors = range(1, group.connectors + 1)
             book = FaultBook(
-                cp_id, connectors, group.faults + spec.faults, rng.child("faults"),
+                cp_id,
+                connectors,
+                group.faults + spec.faults,
+                rng.child("faults"),
                 forced=replay.forced.get(cp_id, frozenset()) if replay is not None else None,
             )
             plans: dict[int, Iterable[SessionPlan]] | None = None
@@ -89,9 +92,18 @@ class Fleet:
                 driver_rng = rng.child("driver")
                 plans = {cid: session_plans(driver_rng, spec.driver, group, cid) for cid in connectors}
             self._cps[cp_id] = ChargePoint(
-                cp_id, url=self.csms, group=group, spec=spec, rng=rng, book=book,
-                identity=make_identity(rng.bits64("identity")), trace=self.trace, stats=self.stats,
-                plans=plans, password=password(cp_id) if callable(password) else password, ssl_context=ssl_context,
+                cp_id,
+                url=self.csms,
+                group=group,
+                spec=spec,
+                rng=rng,
+                book=book,
+                identity=make_identity(rng.bits64("identity")),
+                trace=self.trace,
+                stats=self.stats,
+                plans=plans,
+                password=password(cp_id) if callable(password) else password,
+                ssl_context=ssl_context,
             )
         self.stats.charge_points = len(self._cps)
 
@@ -121,8 +133,13 @@ class Fleet:
         clock = self.clock = SimClock(self.epoch)
         self.trace.now = clock.now
         self.trace.write(
-            None, "header", version=TRACE_VERSION, epoch=clock.iso(0.0), csms=self.csms,
-            spec=self.spec.to_mapping(), run=self.run_info,
+            None,
+            "header",
+            version=TRACE_VERSION,
+            epoch=clock.iso(0.0),
+            csms=self.csms,
+            spec=self.spec.to_mapping(),
+            run=self.run_info,
         )
         try:
             async with trio.open_nursery() as nursery:
@@ -172,10 +189,14 @@ class Fleet:
                 "faults": [f.to_mapping() for f in cp.book.specs],
                 "timed_faults": [(f.name, f.connector, f.index, f.at) for f in cp.book.timed()],
                 "sessions": {
-                    cid: [session_plan(driver_rng, self.spec.driver, plan.group, cid, n).to_mapping()
-                          for n in range(sessions)]
+                    cid: [
+                        session_plan(driver_rng, self.spec.driver, plan.group, cid, n).to_mapping()
+                        for n in range(sessions)
+                    ]
                     for cid in cp.connectors
-                } if self.spec.driver is not None and plan.group.driven else {},
+                }
+                if self.spec.driver is not None and plan.group.driven
+                else {},
             }
         return out
 

@@ -98,8 +98,7 @@ class FleetSpec:
     @classmethod
     def from_mapping(cls, raw: Mapping[str, Any]) -> FleetSpec:
         data = dict(raw)
-        allowed = {"seed", "ramp", "call_timeout", "boot_on_reconnect", "driver", "fault", "group",
-                   "csms", "duration"}
+        allowed = {"seed", "ramp", "call_timeout", "boot_on_reconnect", "driver", "fault", "group", "csms", "duration"}
         unknown = set(data) - allowed
         if unknown:
             raise ConfigError(f"fleet file: unknown top-level keys {sorted(unknown)}; known: {sorted(allowed)}")

@@ -138,8 +138,11 @@ class Link:
         self.url = f"{url}/{cp_id}"
         # OCPP 1.6 security profiles 1 and 2: HTTP Basic with the id as user (wss:// adds TLS; a
         # wss URL without a context trusts the system's CAs).
-        self._headers = None if password is None else [
-            (b"Authorization", b"Basic " + base64.b64encode(f"{cp_id}:{password}".encode()))]
+        self._headers = (
+            None
+            if password is None
+            else [(b"Authorization", b"Basic " + base64.b64encode(f"{cp_id}:{password}".encode()))]
+        )
         self.ssl_context = ssl_context
         self.identity = identity
         self.config = config
@@ -232,8 +235,9 @@ class Link:
         return item.result
 
     # ------------------------------------------------------------ faults
-    def cut(self, *, offline_for: float, reboot: bool = False, lose_queue: bool = False,
-            discard_on_reconnect: bool = False) -> None:
+    def cut(
+        self, *, offline_for: float, reboot: bool = False, lose_queue: bool = False, discard_on_reconnect: bool = False
+    ) -> None:
         """Drop the TCP connection now (no WebSocket close) and stay away `offline_for` s.
 
         reboot: BootNotification on the way back, and a hung charger is alive again;
@@ -311,8 +315,12 @@ class Link:
                 try:
                     self._attempts += 1
                     async with open_websocket_url(
-                        self.url, self.ssl_context, subprotocols=[SUBPROTOCOL], extra_headers=self._headers,
-                        connect_timeout=10, disconnect_timeout=2,
+                        self.url,
+                        self.ssl_context,
+                        subprotocols=[SUBPROTOCOL],
+                        extra_headers=self._headers,
+                        connect_timeout=10,
+                        disconnect_timeout=2,
                     ) as ws:
                         self._ws = ws
                         try:
@@ -344,8 +352,9 @@ class Link:
     async def _serve(self, ws: trio_websocket.WebSocketConnection) -> float | None:
         """Serve one connection; how long it was online (None: never), so a CSMS that
         accepts and closes at once gets back-off rather than a reconnect a second."""
-        conn = OcppConnection(ws, peer="csms", handlers=self.handlers(), call_timeout=self.call_timeout,
-                              trace=self._frame_hook())
+        conn = OcppConnection(
+            ws, peer="csms", handlers=self.handlers(), call_timeout=self.call_timeout, trace=self._frame_hook()
+        )
         self.stats.connected += 1
         self.stats.connects += 1
         self.stats.peak_connected = max(self.stats.peak_connected, self.stats.connected)

@@ -32,6 +32,7 @@ __all__ = [
 # Energy short of the target by less than this counts as full (float rounding).
 FULL_EPSILON_WH = 1e-6
 
+
 class State(StrEnum):
     """What a person standing at the connector would see."""
 

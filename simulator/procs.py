@@ -159,8 +159,10 @@ class _Parent:
                     for k in range(self.procs):
                         shard = Shard(k, self.procs)
                         proc = await trio.lowlevel.open_process(
-                            [sys.executable, "-m", "simulator.procs"], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, start_new_session=True,
+                            [sys.executable, "-m", "simulator.procs"],
+                            stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE,
+                            start_new_session=True,
                         )
                         child = _Child(shard, proc, planned=plan_digest(plan_fleet(self.spec, shard)))
                         self.children.append(child)
@@ -317,31 +319,52 @@ def run_sharded(
 ) -> ShardedRun:
     """Run `spec` over `procs` child processes (blocking); merge the trace; sum the stats."""
     job = {
-        "spec": spec.to_mapping(), "csms": csms, "duration": duration, "trace": trace, "frames": frames,
+        "spec": spec.to_mapping(),
+        "csms": csms,
+        "duration": duration,
+        "trace": trace,
+        "frames": frames,
         # The children report more often than the parent prints, so a progress line is at most ~1 s old.
-        "password": password, "ca_file": ca_file, "report_every": min(progress, 1.0) if progress > 0 else 0.0,
+        "password": password,
+        "ca_file": ca_file,
+        "report_every": min(progress, 1.0) if progress > 0 else 0.0,
     }
     parent = _Parent(spec, procs, job, progress, err)
     started = time.time()
     trio.run(parent.run)
     if progress > 0 and err.isatty():
         err.write("\n")
-    failures = [f"process {c.shard} (pid {c.proc.pid}) {why}" for c in parent.children
-                if (why := c.death()) is not None]
+    failures = [
+        f"process {c.shard} (pid {c.proc.pid}) {why}" for c in parent.children if (why := c.death()) is not None
+    ]
     if trace:
         epoch = parent.epoch or started
-        _merge_traces(trace, procs, {
-            "version": TRACE_VERSION, "epoch": SimClock(datetime.fromtimestamp(epoch, UTC), start=0.0).iso(0.0),
-            "csms": csms.rstrip("/"), "spec": spec.to_mapping(), "run": {**run_info, "procs": procs},
-        })
+        _merge_traces(
+            trace,
+            procs,
+            {
+                "version": TRACE_VERSION,
+                "epoch": SimClock(datetime.fromtimestamp(epoch, UTC), start=0.0).iso(0.0),
+                "csms": csms.rstrip("/"),
+                "spec": spec.to_mapping(),
+                "run": {**run_info, "procs": procs},
+            },
+        )
     finals = [c.final for c in parent.children if c.final is not None]
     return ShardedRun(
         stats=parent.stats(),
         elapsed=max((f["elapsed"] for f in finals), default=0.0),
         exit_code=1 if failures else (130 if parent.interrupted else 0),
         failures=failures,
-        usage=[{"pid": c.proc.pid, "shard": str(c.shard), "charge_points": c.charge_points, **({k: c.final[k] for k in ("cpu", "rss_mb")}
-                                                             if c.final else {})} for c in parent.children],
+        usage=[
+            {
+                "pid": c.proc.pid,
+                "shard": str(c.shard),
+                "charge_points": c.charge_points,
+                **({k: c.final[k] for k in ("cpu", "rss_mb")} if c.final else {}),
+            }
+            for c in parent.children
+        ],
     )
 
 
@@ -368,8 +391,14 @@ async def _child(proto: TextIO) -> int:
 
     trace = TraceWriter(_shard_trace(job["trace"], shard), frames=job["frames"]) if job["trace"] else TraceWriter()
     context = ssl.create_default_context(cafile=job["ca_file"]) if job["ca_file"] else None
-    fleet = Fleet(FleetSpec.from_mapping(job["spec"]), job["csms"], trace=trace, password=job["password"],
-                  ssl_context=context, shard=shard)
+    fleet = Fleet(
+        FleetSpec.from_mapping(job["spec"]),
+        job["csms"],
+        trace=trace,
+        password=job["password"],
+        ssl_context=context,
+        shard=shard,
+    )
     send({"ready": len(fleet), "digest": plan_digest(fleet.plans), "stats": stats_to_mapping(fleet.stats)})
     try:
         go = await messages.__anext__()
@@ -378,8 +407,14 @@ async def _child(proto: TextIO) -> int:
         return 1
     if "go" not in go:  # stopped before the start
         trace.close()
-        send({"final": stats_to_mapping(fleet.stats), "elapsed": 0.0, "cpu": process_usage()[0],
-              "rss_mb": process_usage()[1]})
+        send(
+            {
+                "final": stats_to_mapping(fleet.stats),
+                "elapsed": 0.0,
+                "cpu": process_usage()[0],
+                "rss_mb": process_usage()[1],
+            }
+        )
         return 0
     fleet.epoch = datetime.fromtimestamp(go["go"], UTC)
     try:
@@ -411,8 +446,7 @@ async def _until_signalled(scope: trio.CancelScope) -> None:
             scope.cancel()
 
 
-async def _report(fleet: Fleet, every: float, send: Callable[[dict[str, Any]], bool],
-                  scope: trio.CancelScope) -> None:
+async def _report(fleet: Fleet, every: float, send: Callable[[dict[str, Any]], bool], scope: trio.CancelScope) -> None:
     while True:
         await trio.sleep(every)
         if not send({"stats": stats_to_mapping(fleet.stats)}):

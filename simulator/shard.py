@@ -21,8 +21,16 @@ from .fleetspec import FleetSpec, GroupSpec
 from .rng import Rng
 from .stats import Stats
 
-__all__ = ["Shard", "ChargePointPlan", "plan_fleet", "plan_digest", "stats_to_mapping", "sum_stats",
-           "merge_trace_lines", "trace_time"]
+__all__ = [
+    "Shard",
+    "ChargePointPlan",
+    "plan_fleet",
+    "plan_digest",
+    "stats_to_mapping",
+    "sum_stats",
+    "merge_trace_lines",
+    "trace_time",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +107,7 @@ def trace_time(line: str) -> float:
     so this reads the prefix instead of parsing a line that may hold a long frame."""
     if not line.startswith('{"t":'):
         raise ValueError("not a trace line")
-    return float(line[5:line.index(",", 5)])
+    return float(line[5 : line.index(",", 5)])
 
 
 def merge_trace_lines(shards: Iterable[Iterable[str]]) -> Iterator[str]:
@@ -124,4 +132,3 @@ def merge_trace_lines(shards: Iterable[Iterable[str]]) -> Iterator[str]:
 
     for _t, _k, line in heapq.merge(*(keyed(k, lines) for k, lines in enumerate(shards))):
         yield line
-

@@ -5,12 +5,39 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from tests.support.server import CsmsProcess, start_csms
 
 PG_ENV = "CSMS_TEST_POSTGRES_URL"
+
+# The slow tier (`make test-slow`): whole scenario runs, SIGKILLs, two nodes behind HAProxy, locust,
+# schemathesis, and every test's PostgreSQL variant (the fast tier runs it on SQLite). Everything else is
+# the fast tier (`make test`). One place says which is which.
+SLOW_TIER = frozenset(
+    {
+        "tests/scenarios/test_mutations_seed000.py",
+        "tests/scenarios/test_mutations_seed001.py",
+        "tests/scenarios/test_mutations_chaos.py",
+        "tests/scenarios/test_quick_profile.py",
+        "tests/e2e/test_crash_safety.py",
+        "tests/e2e/test_cluster.py",
+        "tests/e2e/test_cluster_bench.py",
+        "tests/e2e/test_schemathesis.py",
+        "tests/loadtests/test_locust_run.py",
+    }
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    root = Path(str(config.rootpath))
+    for item in items:
+        params = getattr(item, "callspec", None)
+        on_postgres = params is not None and params.params.get("db_url") == "postgres"
+        if on_postgres or Path(str(item.path)).relative_to(root).as_posix() in SLOW_TIER:
+            item.add_marker(pytest.mark.slow_tier)
 
 
 def _pg_schema_url(base: str) -> tuple[str, str]:
@@ -68,8 +95,7 @@ def csms_command() -> list[str] | None:
 @pytest.fixture
 def csms(db_url, tmp_path, csms_args, accept_unknown_id_tags, csms_command) -> Iterator[CsmsProcess]:
     """A real `csms serve` subprocess on free ports, stopped (SIGTERM) after the test."""
-    proc = start_csms(db_url, tmp_path, csms_args, accept_unknown_id_tags=accept_unknown_id_tags,
-                      command=csms_command)
+    proc = start_csms(db_url, tmp_path, csms_args, accept_unknown_id_tags=accept_unknown_id_tags, command=csms_command)
     try:
         yield proc
     finally:

@@ -40,8 +40,7 @@ def _field_name(loc: tuple) -> str:
     return ".".join(parts) or "body"
 
 
-def create_app(ctx: Context, *, dispatcher: WebhookDispatcher | None = None,
-               watcher: Watcher | None = None) -> FastAPI:
+def create_app(ctx: Context, *, dispatcher: WebhookDispatcher | None = None, watcher: Watcher | None = None) -> FastAPI:
     """The REST API and the dashboard; `dispatcher` and `watcher` are the running ones (None in tests that
     build the app by hand: no receivers, no status history)."""
     app = FastAPI(
@@ -57,9 +56,13 @@ def create_app(ctx: Context, *, dispatcher: WebhookDispatcher | None = None,
     if ctx.settings.cors_origins:
         # Off unless --cors-origin names a web front end: without CORS headers a browser page from
         # another origin cannot call this API with a user's token. Bearer tokens, no cookies.
-        app.add_middleware(CORSMiddleware, allow_origins=list(ctx.settings.cors_origins),
-                           allow_methods=["GET", "POST", "PUT", "DELETE"],
-                           allow_headers=["Authorization", "Content-Type"], allow_credentials=False)
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(ctx.settings.cors_origins),
+            allow_methods=["GET", "POST", "PUT", "DELETE"],
+            allow_headers=["Authorization", "Content-Type"],
+            allow_credentials=False,
+        )
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError):
@@ -88,8 +91,13 @@ def create_app(ctx: Context, *, dispatcher: WebhookDispatcher | None = None,
     async def _crash(request: Request, exc: Exception):
         if is_outage(exc):
             log.warning("api.database_unavailable path=%s error=%s", request.url.path, str(exc).splitlines()[0])
-            return envelope(False, "The database is unavailable; try again shortly (queued charger updates are "
-                                   "kept and stored when it is back)", None, 503)
+            return envelope(
+                False,
+                "The database is unavailable; try again shortly (queued charger updates are "
+                "kept and stored when it is back)",
+                None,
+                503,
+            )
         log.exception("api.crashed path=%s", request.url.path)
         return envelope(False, "Internal error; see the server log", None, 500)
 
@@ -97,8 +105,12 @@ def create_app(ctx: Context, *, dispatcher: WebhookDispatcher | None = None,
     async def health():
         """`ok` only when the database answers `SELECT 1` within 2 s; else 503 and `database: down`."""
         problem = await ctx.db.ping(timeout=2.0)
-        body = {"status": "ok" if problem is None else "degraded", "database": "up" if problem is None else "down",
-                "connectedChargePoints": len(ctx.registry), "dbQueue": ctx.db.queued}
+        body = {
+            "status": "ok" if problem is None else "degraded",
+            "database": "up" if problem is None else "down",
+            "connectedChargePoints": len(ctx.registry),
+            "dbQueue": ctx.db.queued,
+        }
         if problem is not None:
             body["message"] = f"database unavailable: {problem}"
             return JSONResponse(body, status_code=503)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 import anyio
@@ -33,7 +34,7 @@ class BodyLimit:
         self.max_bytes = max_bytes
         self.timeout = timeout
 
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Mapping[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         try:
@@ -48,7 +49,7 @@ class BodyLimit:
 
         await self.app(scope, replay, send)
 
-    async def _read_body(self, scope: dict, receive: Any) -> list[dict]:
+    async def _read_body(self, scope: Mapping[str, Any], receive: Any) -> list[dict]:
         length = None
         for key, value in scope.get("headers", ()):
             if key.lower() == b"content-length":
@@ -57,8 +58,11 @@ class BodyLimit:
             if not length.strip().isdigit():
                 raise _Refused(400, "bad_content_length", "Content-Length must be a number of bytes")
             if int(length) > self.max_bytes:
-                raise _Refused(413, "body_too_large",
-                               f"request body of {int(length)} bytes is over the limit of {self.max_bytes} bytes")
+                raise _Refused(
+                    413,
+                    "body_too_large",
+                    f"request body of {int(length)} bytes is over the limit of {self.max_bytes} bytes",
+                )
         messages: list[dict] = []
         size = 0
         with anyio.move_on_after(self.timeout) as scope_:
@@ -78,7 +82,15 @@ class BodyLimit:
 
 async def _answer(send: Any, status: int, message: str) -> None:
     body = json.dumps({"success": False, "message": message}).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                            (b"connection", b"close")]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})

@@ -32,8 +32,11 @@ log = logging.getLogger("csms.api")
 
 class ChargePointIn(CamelModel):
     id: str = Field(min_length=1, max_length=MAX_ID_LENGTH)
-    password: str | None = Field(default=None, description="HTTP Basic password, 16 to 40 printable characters; "
-                                 "given for a charge point that exists, it replaces the old one")
+    password: str | None = Field(
+        default=None,
+        description="HTTP Basic password, 16 to 40 printable characters; "
+        "given for a charge point that exists, it replaces the old one",
+    )
 
     @field_validator("id")
     @classmethod
@@ -62,8 +65,15 @@ class RawCallIn(CamelModel):
 
 def _rows(s: Session) -> list[dict[str, Any]]:
     return [
-        {"id": cp.id, "vendor": cp.vendor, "model": cp.model, "registeredAt": iso(cp.registered_at),
-         "lastBootAt": iso(cp.last_boot_at), "lastSeenAt": iso(cp.last_seen_at), "passwordSet": cp.password_set}
+        {
+            "id": cp.id,
+            "vendor": cp.vendor,
+            "model": cp.model,
+            "registeredAt": iso(cp.registered_at),
+            "lastBootAt": iso(cp.last_boot_at),
+            "lastSeenAt": iso(cp.last_seen_at),
+            "passwordSet": cp.password_set,
+        }
         for cp in credential_store.list_chargers(s)
     ]
 
@@ -75,33 +85,52 @@ async def list_charge_points(request: Request, who: Admin):
     for row in rows:
         live = ctx.registry.get(row["id"])
         row["online"] = live is not None
-        row["connectors"] = {} if live is None else {
-            str(k): {"status": c.status, "errorCode": c.error_code, "at": iso(c.updated_at)}
-            for k, c in sorted(live.connectors.items())
-        }
+        row["connectors"] = (
+            {}
+            if live is None
+            else {
+                str(k): {"status": c.status, "errorCode": c.error_code, "at": iso(c.updated_at)}
+                for k, c in sorted(live.connectors.items())
+            }
+        )
     return ok(rows)
 
 
-async def _provision(request: Request, cp_id: str, password: str | None, actor: str,
-                     create_station: bool) -> credential_store.ProvisionResult:
+async def _provision(
+    request: Request, cp_id: str, password: str | None, actor: str, create_station: bool
+) -> credential_store.ProvisionResult:
     ctx = request.app.state.ctx
     pw_hash = None if password is None else await trio.to_thread.run_sync(hash_password, password)
     now = ctx.clock.now()
 
     def work(s: Session) -> credential_store.ProvisionResult:
         result = credential_store.provision(s, cp_id, pw_hash, now, create_station=create_station)
-        audit(s, actor=actor, action="charge_point.provisioned", at=now, charge_point_id=cp_id,
-              created=result.created, passwordChanged=pw_hash is not None)
+        audit(
+            s,
+            actor=actor,
+            action="charge_point.provisioned",
+            at=now,
+            charge_point_id=cp_id,
+            created=result.created,
+            passwordChanged=pw_hash is not None,
+        )
         return result
 
     result = await ctx.db.write(work)
     ctx.known_charge_points.add(cp_id)
-    log.info("charge_point.provisioned charge_point=%s created=%s password_changed=%s by=%s",
-             cp_id, result.created, pw_hash is not None, actor)
+    log.info(
+        "charge_point.provisioned charge_point=%s created=%s password_changed=%s by=%s",
+        cp_id,
+        result.created,
+        pw_hash is not None,
+        actor,
+    )
     return result
 
 
-@router.post("", status_code=201, responses={200: {"description": "Already registered (its password replaced if one was given)"}})
+@router.post(
+    "", status_code=201, responses={200: {"description": "Already registered (its password replaced if one was given)"}}
+)
 async def register_charge_point(body: ChargePointIn, request: Request, who: Admin):
     """Register a charge point (with a station of the same id, like lab mode) and/or set its password."""
     result = await _provision(request, body.id, body.password, who.name, create_station=True)
@@ -131,8 +160,11 @@ async def raw_call(cp_id: str, body: RawCallIn, request: Request, who: Admin):
     if live is None:
         raise ApiError(409, "Charger is offline", {"code": "ChargerOffline"})
     now = ctx.clock.now()
-    ctx.db.submit(lambda s: audit(s, actor=who.name, action="charge_point.raw_call", at=now, charge_point_id=cp_id,
-                                  subject=body.action))
+    ctx.db.submit(
+        lambda s: audit(
+            s, actor=who.name, action="charge_point.raw_call", at=now, charge_point_id=cp_id, subject=body.action
+        )
+    )
     # The StatusNotification a status trigger brings is its answer, not the connector's own report.
     status_ask = body.action == "TriggerMessage" and body.payload.get("requestedMessage") == "StatusNotification"
     try:

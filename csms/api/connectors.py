@@ -20,8 +20,9 @@ def _minutes(ctx) -> float:
 
 
 @router.get("/{station_id}/{connector_id}/occupancy")
-async def connector_occupancy(station_id: str, connector_id: Annotated[int, Path(ge=0, le=100)], request: Request,
-                              who: Admin):
+async def connector_occupancy(
+    station_id: str, connector_id: Annotated[int, Path(ge=0, le=100)], request: Request, who: Admin
+):
     ctx = request.app.state.ctx
     station = await active_station(ctx, station_id)
     ev = await evaluate(ctx, station.charge_point_id, connector_id)
@@ -33,11 +34,14 @@ _SHORT = ("chargePointId", "connectorId", "verdict", "reasons")
 
 @router.get("")
 async def list_connectors(
-    request: Request, who: Admin, verdict: str | None = None,
+    request: Request,
+    who: Admin,
+    verdict: str | None = None,
     detail: Annotated[bool, Query(description="each row is the full occupancy answer, with every raw signal")] = False,
-    charge_point_id_prefix: Annotated[str | None, Query(
-        alias="chargePointIdPrefix", max_length=64,
-        description="only charge points whose id starts with this")] = None,
+    charge_point_id_prefix: Annotated[
+        str | None,
+        Query(alias="chargePointIdPrefix", max_length=64, description="only charge points whose id starts with this"),
+    ] = None,
 ):
     ctx = request.app.state.ctx
     if verdict is not None and verdict not in {v.value for v in Verdict}:

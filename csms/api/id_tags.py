@@ -37,8 +37,11 @@ class IdTagIn(IdTagFields):
 async def check_tag_for_start(ctx, id_tag: str) -> None:
     """The REST start (and a paid reservation) asks the list before anything reaches the charge point."""
     now = ctx.clock.now()
-    info = await ctx.db.read(lambda s: id_tag_store.judge(
-        s, id_tag, now=now, accept_unknown=ctx.settings.accept_unknown_id_tags, check_concurrent=True))
+    info = await ctx.db.read(
+        lambda s: id_tag_store.judge(
+            s, id_tag, now=now, accept_unknown=ctx.settings.accept_unknown_id_tags, check_concurrent=True
+        )
+    )
     if not info.accepted:
         START_REFUSED.labels("IdTagNotAccepted").inc()
         log.warning("start.refused code=IdTagNotAccepted id_tag=%s status=%s", id_tag, info.status.value)
@@ -46,8 +49,12 @@ async def check_tag_for_start(ctx, id_tag: str) -> None:
 
 
 def tag_view(r: IdTagRecord) -> dict[str, Any]:
-    return {"idTag": r.id_tag, "status": r.status.value, "expiryDate": iso(r.expiry_date),
-            "parentIdTag": r.parent_id_tag}
+    return {
+        "idTag": r.id_tag,
+        "status": r.status.value,
+        "expiryDate": iso(r.expiry_date),
+        "parentIdTag": r.parent_id_tag,
+    }
 
 
 def _record(id_tag: str, body: IdTagFields) -> IdTagRecord:
@@ -62,9 +69,16 @@ def _save(record: IdTagRecord, actor: str, now, *, create_only: bool):
         existed = id_tag_store.lookup(s, record.id_tag) is not None
         saved = id_tag_store.upsert(s, record, now, create_only=create_only)
         if saved is not None:
-            audit(s, actor=actor, action="id_tag.updated" if existed else "id_tag.created", at=now,
-                  subject=record.id_tag, status=record.status.value, expiryDate=iso(record.expiry_date),
-                  parentIdTag=record.parent_id_tag)
+            audit(
+                s,
+                actor=actor,
+                action="id_tag.updated" if existed else "id_tag.created",
+                at=now,
+                subject=record.id_tag,
+                status=record.status.value,
+                expiryDate=iso(record.expiry_date),
+                parentIdTag=record.parent_id_tag,
+            )
         return existed, saved, id_tag_store.open_transactions_of(s, record.id_tag)
 
     return work
@@ -75,8 +89,14 @@ def _log_if_charging(ctx, record: IdTagRecord | None, id_tag: str, open_tx: list
     its energy; the charge point learns at the next Authorize or StopTransaction)."""
     info = decide(record, now=ctx.clock.now(), accept_unknown=ctx.settings.accept_unknown_id_tags)
     if open_tx and info.status is not IdTagStatus.ACCEPTED:
-        log.warning("id_tag.not_accepted_mid_session id_tag=%s status=%s transactions=%s (%s; the transactions "
-                    "go on, nothing is force-ended)", id_tag, info.status.value, ",".join(map(str, open_tx)), why)
+        log.warning(
+            "id_tag.not_accepted_mid_session id_tag=%s status=%s transactions=%s (%s; the transactions "
+            "go on, nothing is force-ended)",
+            id_tag,
+            info.status.value,
+            ",".join(map(str, open_tx)),
+            why,
+        )
 
 
 @router.post("", status_code=201)
@@ -100,11 +120,17 @@ async def list_id_tags(request: Request, who: Admin):
 async def get_id_tag(id_tag: str, request: Request, who: Admin):
     ctx = request.app.state.ctx
     tag = normalise(id_tag)
-    record, open_tx = await ctx.db.read(lambda s: (id_tag_store.lookup(s, tag), id_tag_store.open_transactions_of(s, tag)))
+    record, open_tx = await ctx.db.read(
+        lambda s: (id_tag_store.lookup(s, tag), id_tag_store.open_transactions_of(s, tag))
+    )
     if record is None:
         raise ApiError(404, f"Id tag {tag} is not in the list")
-    answer = decide(record, now=ctx.clock.now(), accept_unknown=ctx.settings.accept_unknown_id_tags,
-                    in_another_transaction=bool(open_tx))
+    answer = decide(
+        record,
+        now=ctx.clock.now(),
+        accept_unknown=ctx.settings.accept_unknown_id_tags,
+        in_another_transaction=bool(open_tx),
+    )
     return ok(tag_view(record) | {"openTransactions": open_tx, "answerNow": answer.status.value})
 
 
@@ -113,8 +139,13 @@ async def put_id_tag(id_tag: str, body: IdTagFields, request: Request, who: Admi
     ctx = request.app.state.ctx
     record = _record(id_tag, body)
     existed, _, open_tx = await ctx.db.write(_save(record, who.name, ctx.clock.now(), create_only=False))
-    log.info("id_tag.%s id_tag=%s status=%s by=%s", "updated" if existed else "created", record.id_tag,
-             record.status.value, who.name)
+    log.info(
+        "id_tag.%s id_tag=%s status=%s by=%s",
+        "updated" if existed else "created",
+        record.id_tag,
+        record.status.value,
+        who.name,
+    )
     _log_if_charging(ctx, record, record.id_tag, open_tx, f"changed by {who.name}")
     return ok(tag_view(record), "Id tag updated" if existed else "Id tag created", status=200 if existed else 201)
 

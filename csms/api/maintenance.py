@@ -23,8 +23,15 @@ async def run_maintenance(request: Request, who: Admin, body: RunIn | None = Non
     now = ctx.clock.now()
     ctx.db.submit(lambda s: audit(s, actor=who.name, action="maintenance.run_requested", at=now, dryRun=dry_run))
     actions = await run_once(request.app.state.ctx, dry_run=dry_run)
-    rows = [{"kind": a.kind.value, "chargePointId": a.charge_point_id, "connectorId": a.connector_id,
-             "subject": a.subject, "reason": a.reason} for a in actions]
+    rows = [
+        {
+            "kind": a.kind.value,
+            "chargePointId": a.charge_point_id,
+            "connectorId": a.connector_id,
+            "subject": a.subject,
+            "reason": a.reason,
+        }
+        for a in actions
+    ]
     verb = "would apply" if dry_run else "applied"
     return ok({"dryRun": dry_run, "actions": rows}, f"Maintenance {verb} {len(rows)} action(s)")
-

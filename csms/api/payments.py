@@ -28,9 +28,15 @@ class ReservationIn(CamelModel):
 @router.post("/Create")
 async def create(body: CreateIn, request: Request, who: User):
     await check_tag_for_start(request.app.state.ctx, body.charge_tag_id)
+    assert isinstance(body.charging_tariff, Decimal)  # parsed by TariffModel._tariff (`| str` is for the schema)
     data = await payments.create_reservation(
-        request.app.state.ctx, station_id=body.charging_station_id, connector_id=body.connector_id,
-        id_tag=body.charge_tag_id, tariff=body.charging_tariff, amount=body.amount)
+        request.app.state.ctx,
+        station_id=body.charging_station_id,
+        connector_id=body.connector_id,
+        id_tag=body.charge_tag_id,
+        tariff=body.charging_tariff,
+        amount=body.amount,
+    )
     return ok(data, "Reservation created; confirm the payment to start")
 
 

@@ -44,11 +44,23 @@ class StopIn(CamelModel):
 @router.post("/start-charging-session")
 async def start_charging_session(body: StartIn, request: Request, who: User):
     await check_tag_for_start(request.app.state.ctx, body.charge_tag_id)
+    assert isinstance(body.charging_tariff, Decimal)  # parsed by TariffModel._tariff (`| str` is for the schema)
     started = await sessions.start_session(
-        request.app.state.ctx, station_id=body.charging_station_id, connector_id=body.connector_id,
-        id_tag=body.charge_tag_id, tariff=body.charging_tariff)
-    return ok({"sessionId": started.session_id, "chargePointId": started.charge_point_id,
-               "connectorId": body.connector_id, "status": "Accepted"}, "Charging session started")
+        request.app.state.ctx,
+        station_id=body.charging_station_id,
+        connector_id=body.connector_id,
+        id_tag=body.charge_tag_id,
+        tariff=body.charging_tariff,
+    )
+    return ok(
+        {
+            "sessionId": started.session_id,
+            "chargePointId": started.charge_point_id,
+            "connectorId": body.connector_id,
+            "status": "Accepted",
+        },
+        "Charging session started",
+    )
 
 
 @router.post("/stop-charging-session")
@@ -66,19 +78,28 @@ class UnlockIn(CamelModel):
     charging_station_id: str = Field(min_length=1, max_length=64)
     connector_id: int = Field(ge=0, le=100)
     dry_run: bool = Field(default=False, description="answer what the unlock would clean; change nothing")
-    force_active: bool = Field(default=False, description="also end transactions still delivering energy (a meter "
-                               "sample or Charging status within --live-evidence-seconds): the charger is asked to "
-                               "stop them first (RemoteStopTransaction); without it they are left open, 409")
+    force_active: bool = Field(
+        default=False,
+        description="also end transactions still delivering energy (a meter "
+        "sample or Charging status within --live-evidence-seconds): the charger is asked to "
+        "stop them first (RemoteStopTransaction); without it they are left open, 409",
+    )
 
 
 @router.post("/unlock-connector")
 async def unlock_connector(body: UnlockIn, request: Request, who: Admin):
     if body.dry_run:
-        preview = await unlock_preview.preview_unlock(request.app.state.ctx, body.charging_station_id,
-                                                      body.connector_id, force_active=body.force_active)
+        preview = await unlock_preview.preview_unlock(
+            request.app.state.ctx, body.charging_station_id, body.connector_id, force_active=body.force_active
+        )
         return ok(unlock_preview.preview_body(preview), unlock_preview.preview_message(preview))
-    result = await unlock.unlock_connector(request.app.state.ctx, body.charging_station_id, body.connector_id,
-                                           actor=who.name, force_active=body.force_active)
+    result = await unlock.unlock_connector(
+        request.app.state.ctx,
+        body.charging_station_id,
+        body.connector_id,
+        actor=who.name,
+        force_active=body.force_active,
+    )
     # The seed's codes: 200 unlocked, 400 when the charger did not unlock; 409 when a transaction was
     # still delivering energy and was left open (stop it, or repeat with forceActive).
     status = 200 if result.success else 409 if result.kept_live else 400

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from datetime import datetime
+from typing import overload
 
 import trio
 from fastapi import APIRouter, Request
@@ -35,6 +36,18 @@ def check_charge_point_id(value: str) -> str:
     return value
 
 
+@overload
+def check_password(value: str) -> str: ...
+
+
+@overload
+def check_password(value: None) -> None: ...
+
+
+@overload
+def check_password(value: str | None) -> str | None: ...
+
+
 def check_password(value: str | None) -> str | None:
     problem = None if value is None else password_problem(value)
     if problem:
@@ -46,8 +59,11 @@ class StationIn(CamelModel):
     id: str | None = Field(default=None, min_length=1, max_length=64)
     charge_point_id: str = Field(min_length=1, max_length=MAX_ID_LENGTH)
     active: bool = True
-    password: str | None = Field(default=None, description="the charge point's HTTP Basic password (16 to 40 "
-                                 "printable characters); stored as a salted hash only")
+    password: str | None = Field(
+        default=None,
+        description="the charge point's HTTP Basic password (16 to 40 "
+        "printable characters); stored as a salted hash only",
+    )
 
     @field_validator("charge_point_id")
     @classmethod
@@ -72,8 +88,9 @@ def _out(st: Station) -> StationOut:
     return StationOut(st.id, st.charge_point_id, bool(st.active), iso(st.created_at))
 
 
-def create_station(s: Session, body: StationIn, now: datetime, *, password_hash: str | None = None,
-                   actor: str = "system") -> tuple[StationOut, bool, bool]:
+def create_station(
+    s: Session, body: StationIn, now: datetime, *, password_hash: str | None = None, actor: str = "system"
+) -> tuple[StationOut, bool, bool]:
     """Insert a station; its charge point becomes known (it may connect with its password).
 
     Returns (station, cp_was_new, cp_has_password).
@@ -83,8 +100,15 @@ def create_station(s: Session, body: StationIn, now: datetime, *, password_hash:
     st = Station(id=body.id or new_id(), charge_point_id=body.charge_point_id, active=body.active, created_at=now)
     s.add(st)
     s.flush()
-    audit(s, actor=actor, action="station.created", at=now, charge_point_id=body.charge_point_id, subject=st.id,
-          passwordSet=password_hash is not None)
+    audit(
+        s,
+        actor=actor,
+        action="station.created",
+        at=now,
+        charge_point_id=body.charge_point_id,
+        subject=st.id,
+        passwordSet=password_hash is not None,
+    )
     return _out(st), cp_new, provisioned.password_set
 
 
@@ -98,14 +122,17 @@ async def post_station(body: StationIn, request: Request, who: Admin):
     pw_hash = None if body.password is None else await trio.to_thread.run_sync(hash_password, body.password)
     try:
         station, _, has_password = await ctx.db.write(
-            lambda s: create_station(s, body, ctx.clock.now(), password_hash=pw_hash, actor=who.name))
+            lambda s: create_station(s, body, ctx.clock.now(), password_hash=pw_hash, actor=who.name)
+        )
     except IntegrityError:
         raise ApiError(409, f"Station {body.id} already exists") from None
     ctx.known_charge_points.add(body.charge_point_id)
     message = "Station created"
     if not has_password and not ctx.settings.allow_unknown_chargers:
-        message += (f"; charge point {body.charge_point_id} has no password yet and cannot connect until it has one "
-                    f"(PUT /api/charge-points/{body.charge_point_id}/password)")
+        message += (
+            f"; charge point {body.charge_point_id} has no password yet and cannot connect until it has one "
+            f"(PUT /api/charge-points/{body.charge_point_id}/password)"
+        )
     return ok(asdict(station), message, status=201)
 
 

@@ -12,14 +12,41 @@ router = APIRouter(prefix="/api/webhooks", tags=["webhooks"])
 
 
 def webhook_status(hooks: WebhookDispatcher | None) -> dict:
-    receivers = [] if hooks is None else [
-        {"url": r.target.label, "signed": r.target.secret is not None, "queued": len(r.queue),
-         "queueLimit": r.queue.maxlen, "inFlight": None if r.in_flight is None else r.in_flight.id,
-         "delivered": r.delivered, "failed": r.failed, "dropped": r.dropped} for r in hooks.receivers]
-    log = [] if hooks is None else [
-        {"at": d.at, "receiver": d.receiver, "eventId": d.event_id, "eventType": d.event_type, "attempt": d.attempt,
-         "outcome": d.outcome, "status": d.status, "error": d.error, "durationMs": d.duration_ms}
-        for d in reversed(hooks.log)]
+    receivers = (
+        []
+        if hooks is None
+        else [
+            {
+                "url": r.target.label,
+                "signed": r.target.secret is not None,
+                "queued": len(r.queue),
+                "queueLimit": r.queue.maxlen,
+                "inFlight": None if r.in_flight is None else r.in_flight.id,
+                "delivered": r.delivered,
+                "failed": r.failed,
+                "dropped": r.dropped,
+            }
+            for r in hooks.receivers
+        ]
+    )
+    log = (
+        []
+        if hooks is None
+        else [
+            {
+                "at": d.at,
+                "receiver": d.receiver,
+                "eventId": d.event_id,
+                "eventType": d.event_type,
+                "attempt": d.attempt,
+                "outcome": d.outcome,
+                "status": d.status,
+                "error": d.error,
+                "durationMs": d.duration_ms,
+            }
+            for d in reversed(hooks.log)
+        ]
+    )
     return {"receivers": receivers, "deliveries": log}
 
 

@@ -51,11 +51,13 @@ def raise_for(answer: dict[str, Any], action: str, peer: str, timeout: float) ->
     if kind is None:
         return answer.get("result") or {}
     if kind == "timeout":
-        raise CallTimeoutError(action, str(answer.get("uniqueId", "forwarded")), float(answer.get("timeout", timeout)),
-                               peer)
+        raise CallTimeoutError(
+            action, str(answer.get("uniqueId", "forwarded")), float(answer.get("timeout", timeout)), peer
+        )
     if kind == "call_error":
-        raise CallErrorReceived(action, answer.get("code", "GenericError"), answer.get("description", ""),
-                                answer.get("details"))
+        raise CallErrorReceived(
+            action, answer.get("code", "GenericError"), answer.get("description", ""), answer.get("details")
+        )
     if kind == "invalid_request":
         raise OcppCallError(answer.get("code", "FormationViolation"), answer.get("description", ""))
     if kind == "invalid_response":
@@ -66,8 +68,9 @@ def raise_for(answer: dict[str, Any], action: str, peer: str, timeout: float) ->
 class Forwarder(Protocol):
     """What a RemoteConnection needs of its node (csms.cluster.node.ClusterNode is one)."""
 
-    async def forward(self, node_id: str, charge_point_id: str, action: str, payload: dict[str, Any],
-                      timeout: float) -> dict[str, Any]: ...
+    async def forward(
+        self, node_id: str, charge_point_id: str, action: str, payload: dict[str, Any], timeout: float
+    ) -> dict[str, Any]: ...
 
 
 class RemoteConnection:

@@ -69,8 +69,13 @@ _MIN_ROUND_GAP = 0.05
 _BOOT_CLOCK_MARGIN = timedelta(seconds=60)
 # The dedicated LISTEN and duty connections: libpq TCP keepalives, so a silently dead peer (a failover,
 # a cut cable) errors within about half a minute instead of a wait that times out forever.
-_KEEPALIVES: dict[str, Any] = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5,
-                               "keepalives_count": 3, "tcp_user_timeout": 15000}
+_KEEPALIVES: dict[str, Any] = {
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 5,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 15000,
+}
 # Every this often the listener checks its connection (SELECT 1 within as long) and rescans for calls
 # whose NOTIFY it missed; the duty holder pings its connection within as long too.
 _LIVENESS_SECONDS = 5.0
@@ -87,8 +92,10 @@ def check_cluster_settings(node_id: str, db_url: str) -> None:
     if problem is not None:
         raise ClusterConfigError(problem)
     if make_url(normalise_url(db_url)).get_backend_name() != "postgresql":
-        raise ClusterConfigError("--node-id (cluster mode) needs PostgreSQL: every node reads the others' presence "
-                                 "and forwards commands through it; SQLite serves one node only")
+        raise ClusterConfigError(
+            "--node-id (cluster mode) needs PostgreSQL: every node reads the others' presence "
+            "and forwards commands through it; SQLite serves one node only"
+        )
 
 
 @dataclass(frozen=True)
@@ -156,22 +163,28 @@ class ClusterNode:
         return self._remote(p)
 
     def everyone_else(self) -> list[RemoteChargePoint]:
-        live = live_presences(self._view.presences.values(), self._view.leases, self._estimated_db_now(),
-                              own_node=self.node_id)
+        live = live_presences(
+            self._view.presences.values(), self._view.leases, self._estimated_db_now(), own_node=self.node_id
+        )
         return [self._remote(p) for cp_id, p in live.items() if self.ctx.registry.local(cp_id) is None]
 
     def _remote(self, p: Presence) -> RemoteChargePoint:
         return RemoteChargePoint(
-            p.charge_point_id, p.node_id,
+            p.charge_point_id,
+            p.node_id,
             RemoteConnection(self, p.node_id, p.charge_point_id, self.ctx.settings.call_timeout_seconds),
-            p.connected_at, p.last_seen,
+            p.connected_at,
+            p.last_seen,
             {c: LiveConnector(st.status, st.error_code, st.updated_at) for c, st in p.connectors.items()},
-            starts_in_flight=dict.fromkeys(p.starting, 1), reconnect_probe_answered=p.probe_answered)
+            starts_in_flight=dict.fromkeys(p.starting, 1),
+            reconnect_probe_answered=p.probe_answered,
+        )
 
     # ------------------------------------------------------------------ tasks
     async def _db(self, fn: Any, *args: Any, timeout: float | None = None) -> Any:
         """fn in a transaction in a worker thread; with `timeout`, trio.TooSlowError after that long (the
         thread is abandoned: its transaction ends on its own)."""
+
         def work() -> Any:
             with self.ctx.db.sessions() as session, session.begin():
                 return fn(session, *args)
@@ -186,8 +199,14 @@ class ClusterNode:
         cleared = await self._db(store.clear_own_presence, self.node_id)
         await self._db(store.renew_lease, self.node_id, self.lease)
         await self._round()
-        log.info("cluster.joined node=%s refresh=%.2fs lease=%.1fs stale_rows_cleared=%d other_charge_points=%d",
-                 self.node_id, self.refresh, self.lease, cleared, len(self._view.presences))
+        log.info(
+            "cluster.joined node=%s refresh=%.2fs lease=%.1fs stale_rows_cleared=%d other_charge_points=%d",
+            self.node_id,
+            self.refresh,
+            self.lease,
+            cleared,
+            len(self._view.presences),
+        )
         self.ctx.registry.elsewhere = self.elsewhere
         self.ctx.registry.everyone_else = self.everyone_else
         self.ctx.registry.look_up = self.look_up
@@ -208,8 +227,7 @@ class ClusterNode:
                     await self._db(store.release_node, self.node_id)
                     log.info("cluster.left node=%s (lease ended, presence rows removed)", self.node_id)
                 except Exception as exc:
-                    log.warning("cluster.leave_failed node=%s error=%r (its lease runs out instead)",
-                                self.node_id, exc)
+                    log.warning("cluster.leave_failed node=%s error=%r (its lease runs out instead)", self.node_id, exc)
 
     def _mark_changed(self) -> None:
         self._changed.set()
@@ -233,12 +251,18 @@ class ClusterNode:
 
     async def _round(self) -> None:
         self._changed = trio.Event()
-        current = {live.id: Presence(live.id, self.node_id, live.connected_at, live.last_seen,
-                                     {c: ConnectorState(st.status, st.error_code, st.updated_at)
-                                      for c, st in live.connectors.items()},
-                                     frozenset(c for c, n in live.starts_in_flight.items() if n),
-                                     live.reconnect_probe_answered)
-                   for live in self.ctx.registry}
+        current = {
+            live.id: Presence(
+                live.id,
+                self.node_id,
+                live.connected_at,
+                live.last_seen,
+                {c: ConnectorState(st.status, st.error_code, st.updated_at) for c, st in live.connectors.items()},
+                frozenset(c for c, n in live.starts_in_flight.items() if n),
+                live.reconnect_probe_answered,
+            )
+            for live in self.ctx.registry
+        }
         plan = plan_presence(self._published, current, last_seen_step=_LAST_SEEN_STEP)
 
         since = None if self._booted_at is None else self._booted_at - _BOOT_CLOCK_MARGIN
@@ -250,8 +274,7 @@ class ClusterNode:
             if store.renew_lease(s, self.node_id, self.lease) and self.rounds:
                 # Our lease lapsed (a stall, a database outage): rows may have been buried meanwhile, so
                 # every connection is written again, not only the changed ones.
-                log.warning("cluster.lease_lapsed node=%s (republishing %d charge points)", self.node_id,
-                            len(current))
+                log.warning("cluster.lease_lapsed node=%s (republishing %d charge points)", self.node_id, len(current))
                 p = PresencePlan(tuple(current.values()), plan.deletes)
             else:
                 p = plan
@@ -272,8 +295,12 @@ class ClusterNode:
         read_at = trio.current_time()
         if full:
             self._full_read_at = read_at
-        self._view = _View(apply_changes(self._view.presences, snap.changes, own_node=self.node_id, full=snap.full),
-                           snap.leases, snap.now, read_at)
+        self._view = _View(
+            apply_changes(self._view.presences, snap.changes, own_node=self.node_id, full=snap.full),
+            snap.leases,
+            snap.now,
+            read_at,
+        )
         self.rounds += 1
         for cp_id in lost:
             await self._replaced_elsewhere(cp_id, current[cp_id].connected_at)
@@ -293,25 +320,46 @@ class ClusterNode:
         if live is None or live.connected_at != connected_at or not self.ctx.registry.detach(live):
             return
         holder = self._view.presences.get(cp_id)
-        log.warning("charge_point.replaced charge_point=%s node=%s by_node=%s (it connected again through another "
-                    "node; this connection is closed)", cp_id, self.node_id, holder.node_id if holder else "?")
+        log.warning(
+            "charge_point.replaced charge_point=%s node=%s by_node=%s (it connected again through another "
+            "node; this connection is closed)",
+            cp_id,
+            self.node_id,
+            holder.node_id if holder else "?",
+        )
         assert self._nursery is not None
         self._nursery.start_soon(live.connection.ws.aclose, 1000, "replaced by a connection on another node")
 
     # ------------------------------------------------------------------ forwarding
-    async def forward(self, target: str, cp_id: str, action: str, payload: dict[str, Any],
-                      timeout: float) -> dict[str, Any]:
+    async def forward(
+        self, target: str, cp_id: str, action: str, payload: dict[str, Any], timeout: float
+    ) -> dict[str, Any]:
         """Send a call to the node holding cp_id; its answer (or error) within `timeout` (plus a second for
         the trip), else a timeout answer. A missed NOTIFY costs at most a poll of the row each second."""
         call_id = secrets.token_hex(12)
         done = self._waiters[call_id] = trio.Event()
         try:
             try:
-                await self._db(store.send_call, call_id, self.node_id, target, cp_id, action, payload, timeout,
-                               timeout=min(timeout, _REQUEST_DB_TIMEOUT))
+                await self._db(
+                    store.send_call,
+                    call_id,
+                    self.node_id,
+                    target,
+                    cp_id,
+                    action,
+                    payload,
+                    timeout,
+                    timeout=min(timeout, _REQUEST_DB_TIMEOUT),
+                )
             except trio.TooSlowError:
-                log.warning("cluster.forward_slow call=%s action=%s charge_point=%s to_node=%s (the database did not "
-                            "take the call in time)", call_id, action, cp_id, target)
+                log.warning(
+                    "cluster.forward_slow call=%s action=%s charge_point=%s to_node=%s (the database did not "
+                    "take the call in time)",
+                    call_id,
+                    action,
+                    cp_id,
+                    target,
+                )
                 return {"error": "timeout", "uniqueId": f"forwarded-{call_id}", "timeout": timeout}
             log.info("cluster.forwarded call=%s action=%s charge_point=%s to_node=%s", call_id, action, cp_id, target)
             with trio.move_on_after(timeout + 1.0):
@@ -324,8 +372,14 @@ class ClusterNode:
                         continue
                     if answer is not None:
                         return answer
-            log.warning("cluster.forward_timeout call=%s action=%s charge_point=%s to_node=%s timeout=%.1fs",
-                        call_id, action, cp_id, target, timeout)
+            log.warning(
+                "cluster.forward_timeout call=%s action=%s charge_point=%s to_node=%s timeout=%.1fs",
+                call_id,
+                action,
+                cp_id,
+                target,
+                timeout,
+            )
             return {"error": "timeout", "uniqueId": f"forwarded-{call_id}", "timeout": timeout}
         finally:
             self._waiters.pop(call_id, None)
@@ -350,20 +404,33 @@ class ClusterNode:
         if claimed.seconds_left <= 0:
             answer: dict[str, Any] = {"error": "timeout", "uniqueId": f"forwarded-{call_id}", "timeout": 0}
         elif live is None:
-            answer = {"error": "closed",
-                      "message": f"{claimed.charge_point_id} is not connected to node {self.node_id} any more"}
+            answer = {
+                "error": "closed",
+                "message": f"{claimed.charge_point_id} is not connected to node {self.node_id} any more",
+            }
         else:
-            status_ask = (claimed.action == "TriggerMessage"
-                          and claimed.payload.get("requestedMessage") == "StatusNotification")
+            status_ask = (
+                claimed.action == "TriggerMessage" and claimed.payload.get("requestedMessage") == "StatusNotification"
+            )
             try:
-                with (live.asking_status(claimed.payload.get("connectorId"), self.ctx.clock.now) if status_ask
-                      else nullcontext()):
-                    answer = result_of(await live.connection.call_raw(claimed.action, claimed.payload,
-                                                                      timeout=claimed.seconds_left))
+                with (
+                    live.asking_status(claimed.payload.get("connectorId"), self.ctx.clock.now)
+                    if status_ask
+                    else nullcontext()
+                ):
+                    answer = result_of(
+                        await live.connection.call_raw(claimed.action, claimed.payload, timeout=claimed.seconds_left)
+                    )
             except OcppjError as exc:
                 answer = answer_of(exc)
-        log.info("cluster.served call=%s action=%s charge_point=%s from_node=%s answer=%s", call_id, claimed.action,
-                 claimed.charge_point_id, claimed.origin, answer.get("error", "result"))
+        log.info(
+            "cluster.served call=%s action=%s charge_point=%s from_node=%s answer=%s",
+            call_id,
+            claimed.action,
+            claimed.charge_point_id,
+            claimed.origin,
+            answer.get("error", "result"),
+        )
         try:
             await self._db(store.answer_call, call_id, claimed.origin, answer)
         except Exception:
@@ -385,8 +452,8 @@ class ClusterNode:
     async def _connect(self, limiter: trio.CapacityLimiter) -> psycopg.Connection:
         """A dedicated autocommit connection with TCP keepalives."""
         return await trio.to_thread.run_sync(
-            partial(psycopg.connect, self._conninfo, autocommit=True, connect_timeout=5, **_KEEPALIVES),
-            limiter=limiter)
+            partial(psycopg.connect, self._conninfo, autocommit=True, connect_timeout=5, **_KEEPALIVES), limiter=limiter
+        )
 
     async def _ping(self, conn: psycopg.Connection, limiter: trio.CapacityLimiter, what: str) -> None:
         """SELECT 1 within _LIVENESS_SECONDS, else OSError: a connection that stopped answering is lost."""
@@ -405,8 +472,9 @@ class ClusterNode:
             try:
                 conn = await self._connect(limiter)
                 for name in (channel, store.PRESENCE_CHANNEL):
-                    await trio.to_thread.run_sync(conn.execute, sql.SQL("LISTEN {}").format(sql.Identifier(name)),
-                                                  limiter=limiter)
+                    await trio.to_thread.run_sync(
+                        conn.execute, sql.SQL("LISTEN {}").format(sql.Identifier(name)), limiter=limiter
+                    )
                 if not started:
                     task_status.started()
                     started = True
@@ -442,12 +510,17 @@ class ClusterNode:
         if self._idle_timeout_unsupported:
             return
         try:
-            await trio.to_thread.run_sync(conn.execute, f"SET idle_session_timeout = '{_DUTY_IDLE_TIMEOUT}'",
-                                          limiter=limiter)
+            await trio.to_thread.run_sync(
+                conn.execute, f"SET idle_session_timeout = '{_DUTY_IDLE_TIMEOUT}'", limiter=limiter
+            )
         except psycopg.errors.UndefinedObject as exc:
             self._idle_timeout_unsupported = True
-            log.warning("cluster.idle_session_timeout_unsupported node=%s error=%r (PostgreSQL < 14: a hung duty "
-                        "holder keeps the duties until its connection dies)", self.node_id, exc)
+            log.warning(
+                "cluster.idle_session_timeout_unsupported node=%s error=%r (PostgreSQL < 14: a hung duty "
+                "holder keeps the duties until its connection dies)",
+                self.node_id,
+                exc,
+            )
 
     async def _hold_duties(self) -> None:
         """Try for the duties lock every refresh; while held, check the connection is still ours."""
@@ -468,10 +541,15 @@ class ClusterNode:
                                 log.info("cluster.swept presence_rows=%d calls=%d", presences, calls)
                     else:
                         cur = await trio.to_thread.run_sync(conn.execute, _DUTIES_LOCK, limiter=limiter)
-                        if cur.fetchone()[0]:
+                        row = cur.fetchone()
+                        assert row is not None  # SELECT pg_try_advisory_lock(...) is one row
+                        if row[0]:
                             self.duties_held = True
-                            log.warning("cluster.duties_acquired node=%s (maintenance, orphan sweep and the "
-                                        "cluster's housekeeping run here)", self.node_id)
+                            log.warning(
+                                "cluster.duties_acquired node=%s (maintenance, orphan sweep and the "
+                                "cluster's housekeeping run here)",
+                                self.node_id,
+                            )
                     await trio.sleep(self.refresh)
             except Exception as exc:  # a lost connection, a failed sweep: let go of the duties, try again
                 log.warning("cluster.duties_connection_failed node=%s error=%r", self.node_id, exc)

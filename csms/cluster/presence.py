@@ -73,8 +73,9 @@ def lease_valid(lease_until: datetime | None, now: datetime) -> bool:
     return lease_until is not None and now < lease_until
 
 
-def live_presences(rows: Iterable[Presence], leases: Mapping[str, datetime], now: datetime, *,
-                   own_node: str | None = None) -> dict[str, Presence]:
+def live_presences(
+    rows: Iterable[Presence], leases: Mapping[str, datetime], now: datetime, *, own_node: str | None = None
+) -> dict[str, Presence]:
     """The presence rows that count at `now`: those of nodes whose lease is valid.
 
     A node's own rows are left out when `own_node` is given: its own registry is the truth for them
@@ -100,8 +101,9 @@ class PresenceChange:
     gone: bool = False
 
 
-def apply_changes(view: Mapping[str, Presence], changes: Iterable[PresenceChange], *, own_node: str,
-                  full: bool = False) -> dict[str, Presence]:
+def apply_changes(
+    view: Mapping[str, Presence], changes: Iterable[PresenceChange], *, own_node: str, full: bool = False
+) -> dict[str, Presence]:
     """Another node's view of who holds what, after the rows changed since its last read (or, `full`,
     after reading every row). One row per charge point: the row is the truth, whichever node it names;
     tombstones and rows naming this node leave the view (its own registry answers for those)."""
@@ -115,8 +117,7 @@ def apply_changes(view: Mapping[str, Presence], changes: Iterable[PresenceChange
     return out
 
 
-def replaced_elsewhere(changes: Iterable[PresenceChange], local: Mapping[str, datetime], *,
-                       own_node: str) -> list[str]:
+def replaced_elsewhere(changes: Iterable[PresenceChange], local: Mapping[str, datetime], *, own_node: str) -> list[str]:
     """Charge points held here (`local`: id -> connected_at) whose row, just read, is another node's newer
     connection: the charger reconnected there, so ours is a leftover (half-open) socket. Without this, a
     node whose socket never changes would only learn it when it next wrote that row (the 60 s last_seen
@@ -142,8 +143,9 @@ class PresencePlan:
         return bool(self.upserts or self.deletes)
 
 
-def plan_presence(published: Mapping[str, Presence], current: Mapping[str, Presence], *,
-                  last_seen_step: timedelta) -> PresencePlan:
+def plan_presence(
+    published: Mapping[str, Presence], current: Mapping[str, Presence], *, last_seen_step: timedelta
+) -> PresencePlan:
     """Batch the presence writes of one refresh round, not one per frame.
 
     A row is written when its charge point connected (or reconnected: a new connected_at), when a
@@ -153,20 +155,28 @@ def plan_presence(published: Mapping[str, Presence], current: Mapping[str, Prese
     upserts = []
     for cp_id, now_p in current.items():
         before = published.get(cp_id)
-        if (before is None or before.connected_at != now_p.connected_at or before.connectors != now_p.connectors
-                or before.starting != now_p.starting or before.probe_answered != now_p.probe_answered
-                or now_p.last_seen - before.last_seen >= last_seen_step):
+        if (
+            before is None
+            or before.connected_at != now_p.connected_at
+            or before.connectors != now_p.connectors
+            or before.starting != now_p.starting
+            or before.probe_answered != now_p.probe_answered
+            or now_p.last_seen - before.last_seen >= last_seen_step
+        ):
             upserts.append(now_p)
     deletes = tuple(sorted(cp_id for cp_id in published if cp_id not in current))
     return PresencePlan(tuple(upserts), deletes)
 
 
-def connectors_to_json(connectors: Mapping[int, ConnectorState], starting: Iterable[int] = (),
-                       probe_answered: datetime | None = None) -> dict[str, Any]:
+def connectors_to_json(
+    connectors: Mapping[int, ConnectorState], starting: Iterable[int] = (), probe_answered: datetime | None = None
+) -> dict[str, Any]:
     """Connector states as a JSON object (connector ids become string keys), with `starting` (connector ids)
     and `probe` (an ISO time) only when set, so the usual row stays as small as before."""
-    out: dict[str, Any] = {str(c): {"status": s.status, "errorCode": s.error_code, "at": s.updated_at.isoformat()}
-                           for c, s in sorted(connectors.items())}
+    out: dict[str, Any] = {
+        str(c): {"status": s.status, "errorCode": s.error_code, "at": s.updated_at.isoformat()}
+        for c, s in sorted(connectors.items())
+    }
     if starting:
         out["starting"] = sorted(starting)
     if probe_answered is not None:
@@ -193,8 +203,9 @@ def connectors_from_json(data: Mapping[str, Any] | None) -> dict[int, ConnectorS
     out: dict[int, ConnectorState] = {}
     for key, value in (data or {}).items():
         try:
-            out[int(key)] = ConnectorState(str(value["status"]), value.get("errorCode"),
-                                           datetime.fromisoformat(value["at"]))
+            out[int(key)] = ConnectorState(
+                str(value["status"]), value.get("errorCode"), datetime.fromisoformat(value["at"])
+            )
         except (KeyError, TypeError, ValueError):
             continue
     return out

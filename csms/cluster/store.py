@@ -23,9 +23,24 @@ from csms.cluster.presence import (
     signals_from_json,
 )
 from csms.core.times import as_utc
+from csms.db.database import rowcount
 
-__all__ = ["load_presence", "booted_since", "Snapshot", "renew_lease", "release_node", "clear_own_presence", "write_presence", "load_snapshot",
-           "sweep", "send_call", "claim_call", "answer_call", "load_answer", "unclaimed_calls"]
+__all__ = [
+    "load_presence",
+    "booted_since",
+    "Snapshot",
+    "renew_lease",
+    "release_node",
+    "clear_own_presence",
+    "write_presence",
+    "load_snapshot",
+    "sweep",
+    "send_call",
+    "claim_call",
+    "answer_call",
+    "load_answer",
+    "unclaimed_calls",
+]
 
 
 @dataclass(frozen=True)
@@ -42,21 +57,25 @@ class Snapshot:
 def renew_lease(s: Session, node_id: str, lease_seconds: float) -> bool:
     """Insert or extend this node's lease; True when it had lapsed (or never existed): then the others
     stopped counting this node's presence rows, and the duty holder may have buried them."""
-    held = s.execute(text("SELECT lease_until > now() FROM cluster_nodes WHERE node_id = :node FOR UPDATE"),
-                     {"node": node_id}).scalar()
-    s.execute(text(
-        "INSERT INTO cluster_nodes (node_id, started_at, heartbeat_at, lease_until) "
-        "VALUES (:node, now(), now(), now() + make_interval(secs => :lease)) "
-        "ON CONFLICT (node_id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at, "
-        "lease_until = excluded.lease_until"), {"node": node_id, "lease": lease_seconds})
+    held = s.execute(
+        text("SELECT lease_until > now() FROM cluster_nodes WHERE node_id = :node FOR UPDATE"), {"node": node_id}
+    ).scalar()
+    s.execute(
+        text(
+            "INSERT INTO cluster_nodes (node_id, started_at, heartbeat_at, lease_until) "
+            "VALUES (:node, now(), now(), now() + make_interval(secs => :lease)) "
+            "ON CONFLICT (node_id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at, "
+            "lease_until = excluded.lease_until"
+        ),
+        {"node": node_id, "lease": lease_seconds},
+    )
     return not held
 
 
 # Every node listens here too: a node that wrote presence rows says so (payload `presence:<node>`).
 PRESENCE_CHANNEL = "csms_presence"
 
-_BURY = ("UPDATE cluster_presence SET gone = true, updated_at = clock_timestamp() "
-         "WHERE node_id = :node AND NOT gone")
+_BURY = "UPDATE cluster_presence SET gone = true, updated_at = clock_timestamp() WHERE node_id = :node AND NOT gone"
 
 
 def release_node(s: Session, node_id: str) -> None:
@@ -67,7 +86,7 @@ def release_node(s: Session, node_id: str) -> None:
 
 def clear_own_presence(s: Session, node_id: str) -> int:
     """At start: rows under this node id are a previous process's (its sockets died with it)."""
-    return s.execute(text(_BURY), {"node": node_id}).rowcount
+    return rowcount(s.execute(text(_BURY), {"node": node_id}))
 
 
 _UPSERT = text("""
@@ -89,8 +108,15 @@ RETURNING charge_point_id
 def write_presence(s: Session, node_id: str, upserts: Iterable[Presence], deletes: Iterable[str]) -> set[str]:
     """Apply a PresencePlan in one round trip each way; returns the ids whose row is now another
     node's newer connection (this node's connection for them is stale: it was replaced)."""
-    rows = [{"charge_point_id": p.charge_point_id, "connected_at": p.connected_at.isoformat(),
-             "last_seen": p.last_seen.isoformat(), "connectors": connectors_to_json(p.connectors, p.starting, p.probe_answered)} for p in upserts]
+    rows: list[dict[str, Any]] = [
+        {
+            "charge_point_id": p.charge_point_id,
+            "connected_at": p.connected_at.isoformat(),
+            "last_seen": p.last_seen.isoformat(),
+            "connectors": connectors_to_json(p.connectors, p.starting, p.probe_answered),
+        }
+        for p in upserts
+    ]
     lost: set[str] = set()
     if rows:
         taken = set(s.execute(_UPSERT, {"node": node_id, "rows": json.dumps(rows)}).scalars())
@@ -107,8 +133,10 @@ def booted_since(s: Session, since: datetime | None) -> tuple[set[str], datetime
     """Charge points whose BootNotification was accepted (by any node) at or after `since` (all when None),
     and the newest such time: a node learns that a charge point another node booted may send to it."""
     query = "SELECT id, last_boot_at FROM charge_points WHERE last_boot_at IS NOT NULL"
-    rows = s.execute(text(query + ("" if since is None else " AND last_boot_at >= :since")),
-                     {} if since is None else {"since": since}).all()
+    rows = s.execute(
+        text(query + ("" if since is None else " AND last_boot_at >= :since")),
+        {} if since is None else {"since": since},
+    ).all()
     newest = max((as_utc(at) for _, at in rows), default=since)
     return {cp_id for cp_id, _ in rows}, newest
 
@@ -118,22 +146,29 @@ def load_snapshot(s: Session, node_id: str, since: datetime | None = None) -> Sn
     row that is not a tombstone: a round reads what changed, not the whole fleet."""
     now = as_utc(s.execute(text("SELECT now()")).scalar_one())
     leases = {n: as_utc(t) for n, t in s.execute(text("SELECT node_id, lease_until FROM cluster_nodes"))}
-    cols = ("SELECT charge_point_id, node_id, connected_at, last_seen, connectors, gone FROM cluster_presence "
-            "WHERE node_id <> :node")
+    cols = (
+        "SELECT charge_point_id, node_id, connected_at, last_seen, connectors, gone FROM cluster_presence "
+        "WHERE node_id <> :node"
+    )
     if since is None:
         rows = s.execute(text(cols + " AND NOT gone"), {"node": node_id})
     else:
         rows = s.execute(text(cols + " AND updated_at >= :since"), {"node": node_id, "since": since})
-    changes = [PresenceChange(_presence(cp, node, at, seen, conns), bool(gone)) for cp, node, at, seen, conns, gone in rows]
+    changes = [
+        PresenceChange(_presence(cp, node, at, seen, conns), bool(gone)) for cp, node, at, seen, conns, gone in rows
+    ]
     return Snapshot(now, leases, changes, since is None)
 
 
 def load_presence(s: Session, cp_id: str) -> tuple[PresenceChange, datetime, datetime] | None:
     """One charge point's presence row with its node's lease and the database's now (None: no row)."""
-    row = s.execute(text(
-        "SELECT p.charge_point_id, p.node_id, p.connected_at, p.last_seen, p.connectors, p.gone, n.lease_until, now() "
-        "FROM cluster_presence p JOIN cluster_nodes n ON n.node_id = p.node_id WHERE p.charge_point_id = :cp"),
-        {"cp": cp_id}).first()
+    row = s.execute(
+        text(
+            "SELECT p.charge_point_id, p.node_id, p.connected_at, p.last_seen, p.connectors, p.gone, n.lease_until, now() "  # noqa: E501
+            "FROM cluster_presence p JOIN cluster_nodes n ON n.node_id = p.node_id WHERE p.charge_point_id = :cp"
+        ),
+        {"cp": cp_id},
+    ).first()
     if row is None:
         return None
     cp, node, at, seen, conns, gone, lease_until, now = row
@@ -145,19 +180,37 @@ def _presence(cp: str, node: str, at: datetime, seen: datetime, conns: Any) -> P
     return Presence(cp, node, as_utc(at), as_utc(seen), connectors_from_json(conns), starting, probe)
 
 
-def sweep(s: Session, *, tombstones_seconds: float = 600, keep_calls_seconds: float = 3600,
-          forget_nodes_seconds: float = 86400) -> tuple[int, int]:
+def sweep(
+    s: Session,
+    *,
+    tombstones_seconds: float = 600,
+    keep_calls_seconds: float = 3600,
+    forget_nodes_seconds: float = 86400,
+) -> tuple[int, int]:
     """The duty holder's housekeeping: presence rows of expired leases become tombstones (readers
     learn of them), old tombstones and forwarded calls go, and nodes gone for a day."""
-    buried = s.execute(text(
-        "UPDATE cluster_presence p SET gone = true, updated_at = clock_timestamp() FROM cluster_nodes n "
-        "WHERE n.node_id = p.node_id AND NOT p.gone AND n.lease_until <= now()")).rowcount
-    s.execute(text("DELETE FROM cluster_presence WHERE gone AND updated_at < now() - make_interval(secs => :keep)"),
-              {"keep": tombstones_seconds})
-    calls = s.execute(text("DELETE FROM cluster_calls WHERE created_at < now() - make_interval(secs => :keep)"),
-                      {"keep": keep_calls_seconds}).rowcount
-    s.execute(text("DELETE FROM cluster_nodes WHERE lease_until < now() - make_interval(secs => :forget)"),
-              {"forget": forget_nodes_seconds})
+    buried = rowcount(
+        s.execute(
+            text(
+                "UPDATE cluster_presence p SET gone = true, updated_at = clock_timestamp() FROM cluster_nodes n "
+                "WHERE n.node_id = p.node_id AND NOT p.gone AND n.lease_until <= now()"
+            )
+        )
+    )
+    s.execute(
+        text("DELETE FROM cluster_presence WHERE gone AND updated_at < now() - make_interval(secs => :keep)"),
+        {"keep": tombstones_seconds},
+    )
+    calls = rowcount(
+        s.execute(
+            text("DELETE FROM cluster_calls WHERE created_at < now() - make_interval(secs => :keep)"),
+            {"keep": keep_calls_seconds},
+        )
+    )
+    s.execute(
+        text("DELETE FROM cluster_nodes WHERE lease_until < now() - make_interval(secs => :forget)"),
+        {"forget": forget_nodes_seconds},
+    )
     return buried, calls
 
 
@@ -166,14 +219,26 @@ def channel(node_id: str) -> str:
     return f"csms_node_{node_id}"
 
 
-def send_call(s: Session, call_id: str, origin: str, target: str, cp_id: str, action: str,
-              payload: dict[str, Any], timeout: float) -> None:
+def send_call(
+    s: Session, call_id: str, origin: str, target: str, cp_id: str, action: str, payload: dict[str, Any], timeout: float
+) -> None:
     """The call row and its NOTIFY in one transaction: the target hears of it only once it is readable."""
-    s.execute(text(
-        "INSERT INTO cluster_calls (id, origin_node, target_node, charge_point_id, action, payload, timeout_seconds, "
-        "state, created_at) VALUES (:id, :origin, :target, :cp, :action, CAST(:payload AS json), :timeout, 'sent', "
-        "now())"), {"id": call_id, "origin": origin, "target": target, "cp": cp_id, "action": action,
-                    "payload": json.dumps(payload), "timeout": timeout})
+    s.execute(
+        text(
+            "INSERT INTO cluster_calls (id, origin_node, target_node, charge_point_id, action, payload, timeout_seconds, "  # noqa: E501
+            "state, created_at) VALUES (:id, :origin, :target, :cp, :action, CAST(:payload AS json), :timeout, 'sent', "
+            "now())"
+        ),
+        {
+            "id": call_id,
+            "origin": origin,
+            "target": target,
+            "cp": cp_id,
+            "action": action,
+            "payload": json.dumps(payload),
+            "timeout": timeout,
+        },
+    )
     s.execute(text("SELECT pg_notify(:channel, :msg)"), {"channel": channel(target), "msg": f"call:{call_id}"})
 
 
@@ -189,10 +254,14 @@ class ClaimedCall:
 
 def claim_call(s: Session, call_id: str, node_id: str) -> ClaimedCall | None:
     """Take a call for this node exactly once (a repeated NOTIFY or a rescan finds it taken)."""
-    row = s.execute(text(
-        "UPDATE cluster_calls SET state = 'running' WHERE id = :id AND target_node = :node AND state = 'sent' "
-        "RETURNING origin_node, charge_point_id, action, payload, "
-        "timeout_seconds - EXTRACT(EPOCH FROM (now() - created_at))"), {"id": call_id, "node": node_id}).first()
+    row = s.execute(
+        text(
+            "UPDATE cluster_calls SET state = 'running' WHERE id = :id AND target_node = :node AND state = 'sent' "
+            "RETURNING origin_node, charge_point_id, action, payload, "
+            "timeout_seconds - EXTRACT(EPOCH FROM (now() - created_at))"
+        ),
+        {"id": call_id, "node": node_id},
+    ).first()
     if row is None:
         return None
     origin, cp_id, action, payload, left = row
@@ -201,17 +270,27 @@ def claim_call(s: Session, call_id: str, node_id: str) -> ClaimedCall | None:
 
 def unclaimed_calls(s: Session, node_id: str) -> list[str]:
     """Calls sent to this node while it was not listening (its LISTEN connection was being re-made)."""
-    return list(s.execute(text("SELECT id FROM cluster_calls WHERE target_node = :node AND state = 'sent' "
-                               "ORDER BY created_at"), {"node": node_id}).scalars())
+    return list(
+        s.execute(
+            text("SELECT id FROM cluster_calls WHERE target_node = :node AND state = 'sent' ORDER BY created_at"),
+            {"node": node_id},
+        ).scalars()
+    )
 
 
 def answer_call(s: Session, call_id: str, origin: str, answer: dict[str, Any]) -> None:
-    s.execute(text("UPDATE cluster_calls SET state = 'answered', answer = CAST(:answer AS json), answered_at = now() "
-                   "WHERE id = :id"), {"id": call_id, "answer": json.dumps(answer)})
+    s.execute(
+        text(
+            "UPDATE cluster_calls SET state = 'answered', answer = CAST(:answer AS json), answered_at = now() "
+            "WHERE id = :id"
+        ),
+        {"id": call_id, "answer": json.dumps(answer)},
+    )
     s.execute(text("SELECT pg_notify(:channel, :msg)"), {"channel": channel(origin), "msg": f"answer:{call_id}"})
 
 
 def load_answer(s: Session, call_id: str) -> dict[str, Any] | None:
-    row = s.execute(text("SELECT answer FROM cluster_calls WHERE id = :id AND state = 'answered'"),
-                    {"id": call_id}).first()
+    row = s.execute(
+        text("SELECT answer FROM cluster_calls WHERE id = :id AND state = 'answered'"), {"id": call_id}
+    ).first()
     return None if row is None else row[0]

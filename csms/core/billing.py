@@ -94,7 +94,9 @@ def parse_tariff(value: object) -> Decimal:
         raise _bad_tariff(value, f"more than {MAX_TARIFF} per kWh")
     exact = Context(prec=len(tariff.as_tuple().digits) + 1)  # normalise without rounding
     plain = Decimal(format(tariff.normalize(exact), "f"))  # "0.2500" -> 0.25, "1E+2" -> 100
-    if plain.as_tuple().exponent < -MAX_TARIFF_DECIMALS:
+    exponent = plain.as_tuple().exponent
+    assert isinstance(exponent, int), exponent  # finite: not 'n', 'N' or 'F'
+    if exponent < -MAX_TARIFF_DECIMALS:
         raise _bad_tariff(value, f"more than {MAX_TARIFF_DECIMALS} decimal places")
     return plain
 
@@ -148,9 +150,7 @@ def settle(
     meter_stop: int | None = None,
 ) -> Settlement:
     """Close a session's money in one step, including force-ending a stuck one."""
-    end, source = choose_end_meter(
-        meter_start, latest_sample_wh=latest_sample_wh, meter_stop=meter_stop
-    )
+    end, source = choose_end_meter(meter_start, latest_sample_wh=latest_sample_wh, meter_stop=meter_stop)
     energy = energy_wh(meter_start, end)
     return Settlement(
         end_meter_wh=end,
@@ -178,12 +178,20 @@ def settle_stop(
     """
     if latest_sample_wh is not None and meter_stop < latest_sample_wh:
         st = settle(meter_start, tariff_per_kwh, latest_sample_wh=latest_sample_wh)
-        return replace(st, review=(
-            f"meterStop {meter_stop} Wh is below the register {latest_sample_wh} Wh sampled during the "
-            f"transaction (meter replaced or reset?): billed the sampled {st.energy_wh} Wh"))
+        return replace(
+            st,
+            review=(
+                f"meterStop {meter_stop} Wh is below the register {latest_sample_wh} Wh sampled during the "
+                f"transaction (meter replaced or reset?): billed the sampled {st.energy_wh} Wh"
+            ),
+        )
     st = settle(meter_start, tariff_per_kwh, meter_stop=meter_stop)
     if meter_stop < meter_start:
-        return replace(st, review=(
-            f"meterStop {meter_stop} Wh is below meterStart {meter_start} Wh and no sample shows the "
-            "energy delivered (meter replaced or reset?): billed nothing"))
+        return replace(
+            st,
+            review=(
+                f"meterStop {meter_stop} Wh is below meterStart {meter_start} Wh and no sample shows the "
+                "energy delivered (meter replaced or reset?): billed nothing"
+            ),
+        )
     return st

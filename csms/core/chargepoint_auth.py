@@ -13,6 +13,7 @@ import binascii
 import hashlib
 import hmac
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 
 __all__ = [
@@ -83,8 +84,14 @@ def verify_password(encoded: str, password: str) -> bool:
         if scheme != _SCHEME:
             return False
         expected = base64.b64decode(digest, validate=True)
-        got = hashlib.scrypt(password.encode("utf-8"), salt=base64.b64decode(salt, validate=True),
-                             n=int(n), r=int(r), p=int(p), dklen=len(expected))
+        got = hashlib.scrypt(
+            password.encode("utf-8"),
+            salt=base64.b64decode(salt, validate=True),
+            n=int(n),
+            r=int(r),
+            p=int(p),
+            dklen=len(expected),
+        )
     except (ValueError, binascii.Error):
         return False
     return hmac.compare_digest(expected, got)
@@ -142,7 +149,7 @@ def decide_handshake(
     *,
     lab_mode: bool,
     registration_slots_left: int,
-    check_password=verify_password,
+    check_password: Callable[[str, str], bool] = verify_password,
 ) -> Admit | Refuse:
     """The handshake rules (README, "Who may connect"), in order.
 
@@ -152,8 +159,13 @@ def decide_handshake(
     """
     if access.password_hash is not None:
         if authorization is None:
-            return Refuse(401, "missing_credentials", "this charge point needs HTTP Basic credentials "
-                          "(user: the charge point id, password: its AuthorizationKey)", challenge=True)
+            return Refuse(
+                401,
+                "missing_credentials",
+                "this charge point needs HTTP Basic credentials "
+                "(user: the charge point id, password: its AuthorizationKey)",
+                challenge=True,
+            )
         try:
             user, password = parse_basic_auth(authorization)
         except BadCredentialsError as exc:
@@ -164,13 +176,24 @@ def decide_handshake(
     if access.known:
         if lab_mode:
             return Admit(authenticated=False)
-        return Refuse(401, "no_password_set", "this charge point has no password yet; provision one "
-                      "(csms chargers add ID --password-stdin, or the REST API)", challenge=True)
+        return Refuse(
+            401,
+            "no_password_set",
+            "this charge point has no password yet; provision one "
+            "(csms chargers add ID --password-stdin, or the REST API)",
+            challenge=True,
+        )
     if not lab_mode:
-        return Refuse(404, "unknown_charge_point",
-                      "unknown charge point; provision it (csms chargers add, POST /api/stations) "
-                      "or run a test bench with --allow-unknown-chargers")
+        return Refuse(
+            404,
+            "unknown_charge_point",
+            "unknown charge point; provision it (csms chargers add, POST /api/stations) "
+            "or run a test bench with --allow-unknown-chargers",
+        )
     if registration_slots_left <= 0:
-        return Refuse(404, "auto_register_limit", "unknown charge point, and lab mode registered as many "
-                      "charge points as --max-auto-registered allows")
+        return Refuse(
+            404,
+            "auto_register_limit",
+            "unknown charge point, and lab mode registered as many charge points as --max-auto-registered allows",
+        )
     return Admit(authenticated=False, registers=True)

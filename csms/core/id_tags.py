@@ -16,8 +16,17 @@ from typing import Any
 
 from csms.core.times import as_utc, iso, parse_iso
 
-__all__ = ["IdTagStatus", "IdTagRecord", "IdTagInfo", "decide", "normalise", "id_tag_problem",
-           "parse_csv", "CsvError", "MAX_ID_TAG_LENGTH"]
+__all__ = [
+    "IdTagStatus",
+    "IdTagRecord",
+    "IdTagInfo",
+    "decide",
+    "normalise",
+    "id_tag_problem",
+    "parse_csv",
+    "CsvError",
+    "MAX_ID_TAG_LENGTH",
+]
 
 MAX_ID_TAG_LENGTH = 20  # OCPP 1.6 IdToken: CiString20Type
 
@@ -77,8 +86,9 @@ def id_tag_problem(id_tag: str) -> str | None:
     return None
 
 
-def decide(tag: IdTagRecord | None, *, now: datetime, accept_unknown: bool,
-           in_another_transaction: bool = False) -> IdTagInfo:
+def decide(
+    tag: IdTagRecord | None, *, now: datetime, accept_unknown: bool, in_another_transaction: bool = False
+) -> IdTagInfo:
     """The idTagInfo for an Authorize, a StartTransaction or a StopTransaction.
 
     Unknown tags are Invalid unless `accept_unknown` (a test bench): then Accepted, with no
@@ -123,8 +133,12 @@ def parse_csv(text: str) -> list[IdTagRecord]:
         if not any(cells.values()):
             continue
         try:
-            record = record_from(cells.get("idTag", ""), cells.get("status") or "Accepted",
-                                 cells.get("expiryDate") or None, cells.get("parentIdTag") or None)
+            record = record_from(
+                cells.get("idTag", ""),
+                cells.get("status") or "Accepted",
+                cells.get("expiryDate") or None,
+                cells.get("parentIdTag") or None,
+            )
         except ValueError as exc:
             raise CsvError(f"line {line}: {exc}") from None
         if record.id_tag in seen:
@@ -134,8 +148,7 @@ def parse_csv(text: str) -> list[IdTagRecord]:
     return out
 
 
-def record_from(id_tag: str, status: str, expiry_date: str | datetime | None,
-                parent_id_tag: str | None) -> IdTagRecord:
+def record_from(id_tag: str, status: str, expiry_date: str | datetime | None, parent_id_tag: str | None) -> IdTagRecord:
     """Validate one tag's fields (REST body or CSV row); ValueError says what is wrong."""
     problem = id_tag_problem(id_tag)
     if problem:

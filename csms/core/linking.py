@@ -52,8 +52,6 @@ START_SUPERSEDED = "StartSuperseded"  # a newer start on the connector took over
 REVIVABLE_END_REASONS = frozenset({START_TIMED_OUT, START_EXPIRED, START_SUPERSEDED})
 
 
-
-
 @dataclass(frozen=True)
 class SessionCandidate:
     """A session of the StartTransaction's connector and tag that has no transaction yet."""
@@ -75,8 +73,13 @@ class Link:
     revived: bool  # it had ended (timed out, expired) and is brought back to bill this transaction
 
 
-def pick_session(candidates: Iterable[SessionCandidate], *, now: datetime, revive_within: timedelta | None,
-                 last_transaction_at: datetime | None = None) -> Link | None:
+def pick_session(
+    candidates: Iterable[SessionCandidate],
+    *,
+    now: datetime,
+    revive_within: timedelta | None,
+    last_transaction_at: datetime | None = None,
+) -> Link | None:
     """The session a StartTransaction links: the newest accepted pending one, else the newest revivable
     one, else the newest one still waiting for its RemoteStartTransaction's answer.
 
@@ -90,11 +93,15 @@ def pick_session(candidates: Iterable[SessionCandidate], *, now: datetime, reviv
     accepted = next((c for c in rows if c.pending and c.status == "Accepted"), None)
     if accepted is not None:
         return Link(accepted.session_id, revived=False)
-    for c in rows if revive_within is not None else ():
-        if (c.ended_at is not None and c.end_reason in REVIVABLE_END_REASONS
+    if revive_within is not None:
+        for c in rows:
+            if (
+                c.ended_at is not None
+                and c.end_reason in REVIVABLE_END_REASONS
                 and utc(now) - utc(c.ended_at) <= revive_within
-                and (last_transaction_at is None or utc(c.ended_at) >= utc(last_transaction_at))):
-            return Link(c.session_id, revived=True)
+                and (last_transaction_at is None or utc(c.ended_at) >= utc(last_transaction_at))
+            ):
+                return Link(c.session_id, revived=True)
     waiting = next((c for c in rows if c.pending), None)
     return None if waiting is None else Link(waiting.session_id, revived=False)
 
@@ -113,4 +120,5 @@ def carried_meter_start(session_meter_start: int | None, new_meter_start: int) -
         return session_meter_start, None
     return new_meter_start, (
         f"carried over to a transaction whose meterStart {new_meter_start} Wh is below the session's "
-        f"start {session_meter_start} Wh (meter replaced or reset?): billed from {new_meter_start} Wh")
+        f"start {session_meter_start} Wh (meter replaced or reset?): billed from {new_meter_start} Wh"
+    )

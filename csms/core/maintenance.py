@@ -13,16 +13,36 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Protocol
 
 from csms.core.times import utc
 
 __all__ = [
-    "ActionKind", "Action", "Thresholds", "ReservationRow", "StatusRow", "OpenTransactionRow",
-    "LiveConnectorRow", "LiveChargePointRow", "SessionActivityRow", "TransactionActivityRow", "PendingStartRow",
-    "select_stale_reservations", "select_releasable_statuses", "select_offline_charge_points",
-    "select_silent_connectors", "select_orphaned_transactions", "select_idle_sessions",
-    "SilentAsk", "next_silent_ask", "select_stale_silent_statuses", "SILENT_BACKOFF_CAP",
-    "select_quiet_transactions", "select_contradicted_statuses", "select_expired_starts", "TRANSACTION_STATUSES",
+    "ActionKind",
+    "Action",
+    "Thresholds",
+    "ReservationRow",
+    "StatusRow",
+    "OpenTransactionRow",
+    "LiveConnectorRow",
+    "LiveChargePointRow",
+    "SessionActivityRow",
+    "TransactionActivityRow",
+    "PendingStartRow",
+    "select_stale_reservations",
+    "select_releasable_statuses",
+    "select_offline_charge_points",
+    "select_silent_connectors",
+    "select_orphaned_transactions",
+    "select_idle_sessions",
+    "SilentAsk",
+    "next_silent_ask",
+    "select_stale_silent_statuses",
+    "SILENT_BACKOFF_CAP",
+    "select_quiet_transactions",
+    "select_contradicted_statuses",
+    "select_expired_starts",
+    "TRANSACTION_STATUSES",
     "threshold",
 ]
 
@@ -64,6 +84,31 @@ def threshold(value: float, unit: str) -> timedelta | None:
     return None if value <= 0 else timedelta(**{unit: value})
 
 
+class ThresholdSettings(Protocol):
+    """What `Thresholds.from_settings` reads: `csms.config.Settings` has it (the core imports nothing outside it)."""
+
+    @property
+    def reservation_timeout_minutes(self) -> float: ...
+    @property
+    def status_release_minutes(self) -> float: ...
+    @property
+    def heartbeat_timeout_factor(self) -> float: ...
+    @property
+    def status_grace_seconds(self) -> float: ...
+    @property
+    def orphan_grace_seconds(self) -> float: ...
+    @property
+    def session_idle_hours(self) -> float: ...
+    @property
+    def quiet_transaction_seconds(self) -> float: ...
+    @property
+    def start_timeout_seconds(self) -> float: ...
+    @property
+    def call_timeout_seconds(self) -> float: ...
+    @property
+    def estimate_settle_seconds(self) -> float: ...
+
+
 @dataclass(frozen=True)
 class Thresholds:
     reservation_timeout: timedelta | None = timedelta(minutes=60)
@@ -77,7 +122,7 @@ class Thresholds:
     settle_delay: timedelta = timedelta(seconds=600)  # before an estimated paid session is settled with the provider
 
     @classmethod
-    def from_settings(cls, s) -> Thresholds:
+    def from_settings(cls, s: ThresholdSettings) -> Thresholds:
         return cls(
             reservation_timeout=threshold(s.reservation_timeout_minutes, "minutes"),
             status_release=threshold(s.status_release_minutes, "minutes"),
@@ -87,12 +132,11 @@ class Thresholds:
             session_idle=threshold(s.session_idle_hours, "hours"),
             quiet_transaction=threshold(s.quiet_transaction_seconds, "seconds"),
             # Never shorter than the call timeout: a start still waiting for its answer is not stale.
-            start_timeout=threshold(max(s.start_timeout_seconds, s.call_timeout_seconds)
-                                    if s.start_timeout_seconds > 0 else 0, "seconds"),
+            start_timeout=threshold(
+                max(s.start_timeout_seconds, s.call_timeout_seconds) if s.start_timeout_seconds > 0 else 0, "seconds"
+            ),
             settle_delay=timedelta(seconds=max(0.0, s.estimate_settle_seconds)),
         )
-
-
 
 
 def _age(now: datetime, then: datetime) -> timedelta:
@@ -199,22 +243,33 @@ class PendingStartRow:
 
 
 # ------------------------------------------------------------- selectors
-def select_stale_reservations(rows: Iterable[ReservationRow], *, now: datetime,
-                              timeout: timedelta | None) -> list[Action]:
+def select_stale_reservations(
+    rows: Iterable[ReservationRow], *, now: datetime, timeout: timedelta | None
+) -> list[Action]:
     """PendingPayment/Authorized/StartRequested reservations stuck longer than the timeout -> Cancelled."""
     if timeout is None:
         return []
     return [
-        Action(ActionKind.CANCEL_RESERVATION, r.charge_point_id, r.connector_id, r.reservation_id,
-               f"{r.status} for {_human(_age(now, r.updated_at))} (timeout {_human(timeout)})")
+        Action(
+            ActionKind.CANCEL_RESERVATION,
+            r.charge_point_id,
+            r.connector_id,
+            r.reservation_id,
+            f"{r.status} for {_human(_age(now, r.updated_at))} (timeout {_human(timeout)})",
+        )
         for r in rows
         if r.status in STALE_RESERVATION_STATUSES and _age(now, r.updated_at) > timeout
     ]
 
 
-def select_releasable_statuses(rows: Iterable[StatusRow], *, now: datetime, release_after: timedelta | None,
-                               open_tx_connectors: set[tuple[str, int]],
-                               reserved_connectors: set[tuple[str, int]]) -> list[Action]:
+def select_releasable_statuses(
+    rows: Iterable[StatusRow],
+    *,
+    now: datetime,
+    release_after: timedelta | None,
+    open_tx_connectors: set[tuple[str, int]],
+    reserved_connectors: set[tuple[str, int]],
+) -> list[Action]:
     """Old non-Available persisted statuses -> Available, only where nothing else holds the connector."""
     if release_after is None:
         return []
@@ -225,14 +280,20 @@ def select_releasable_statuses(rows: Iterable[StatusRow], *, now: datetime, rele
             continue
         if key in open_tx_connectors or key in reserved_connectors:
             continue
-        out.append(Action(ActionKind.RELEASE_STATUS, r.charge_point_id, r.connector_id, r.status,
-                          f"stored {r.status} is {_human(_age(now, r.updated_at))} old, "
-                          f"no open transaction, no active reservation"))
+        out.append(
+            Action(
+                ActionKind.RELEASE_STATUS,
+                r.charge_point_id,
+                r.connector_id,
+                r.status,
+                f"stored {r.status} is {_human(_age(now, r.updated_at))} old, "
+                f"no open transaction, no active reservation",
+            )
+        )
     return out
 
 
-def select_offline_charge_points(rows: Iterable[LiveChargePointRow], *, now: datetime,
-                                 factor: float) -> list[Action]:
+def select_offline_charge_points(rows: Iterable[LiveChargePointRow], *, now: datetime, factor: float) -> list[Action]:
     """Connected but silent for factor x heartbeat interval, or failing ping/pong -> offline."""
     out = []
     for r in rows:
@@ -241,13 +302,21 @@ def select_offline_charge_points(rows: Iterable[LiveChargePointRow], *, now: dat
         if r.ping_failed:
             out.append(Action(ActionKind.MARK_OFFLINE, r.charge_point_id, None, "ping", "WebSocket ping got no pong"))
         elif factor > 0 and silent > limit:
-            out.append(Action(ActionKind.MARK_OFFLINE, r.charge_point_id, None, "silence",
-                              f"nothing received for {_human(silent)} (limit {factor:g} x {r.heartbeat_interval:g}s)"))
+            out.append(
+                Action(
+                    ActionKind.MARK_OFFLINE,
+                    r.charge_point_id,
+                    None,
+                    "silence",
+                    f"nothing received for {_human(silent)} (limit {factor:g} x {r.heartbeat_interval:g}s)",
+                )
+            )
     return out
 
 
-def select_silent_connectors(charge_point_id: str, *, expected: set[int], reported: set[int],
-                             already_triggered: set[int]) -> list[Action]:
+def select_silent_connectors(
+    charge_point_id: str, *, expected: set[int], reported: set[int], already_triggered: set[int]
+) -> list[Action]:
     """After the grace period: TriggerMessage StatusNotification for connectors that said nothing.
 
     `expected` are the connectors the CSMS knows of (stored statuses, open
@@ -257,17 +326,35 @@ def select_silent_connectors(charge_point_id: str, *, expected: set[int], report
     if not expected and not reported:
         if 0 in already_triggered:
             return []
-        return [Action(ActionKind.TRIGGER_STATUS, charge_point_id, None, "StatusNotification",
-                       "no StatusNotification at all since connect")]
+        return [
+            Action(
+                ActionKind.TRIGGER_STATUS,
+                charge_point_id,
+                None,
+                "StatusNotification",
+                "no StatusNotification at all since connect",
+            )
+        ]
     return [
-        Action(ActionKind.TRIGGER_STATUS, charge_point_id, c, "StatusNotification",
-               "no StatusNotification for this connector since connect")
-        for c in sorted(expected - reported - already_triggered) if c > 0
+        Action(
+            ActionKind.TRIGGER_STATUS,
+            charge_point_id,
+            c,
+            "StatusNotification",
+            "no StatusNotification for this connector since connect",
+        )
+        for c in sorted(expected - reported - already_triggered)
+        if c > 0
     ]
 
 
-def select_orphaned_transactions(txs: Iterable[OpenTransactionRow], live: dict[tuple[str, int], LiveConnectorRow], *,
-                                 now: datetime, grace: timedelta | None) -> list[Action]:
+def select_orphaned_transactions(
+    txs: Iterable[OpenTransactionRow],
+    live: dict[tuple[str, int], LiveConnectorRow],
+    *,
+    now: datetime,
+    grace: timedelta | None,
+) -> list[Action]:
     """Open transactions whose connector the charge point itself reports Available (since after it opened)."""
     if grace is None:
         return []
@@ -278,26 +365,37 @@ def select_orphaned_transactions(txs: Iterable[OpenTransactionRow], live: dict[t
             continue
         if utc(st.updated_at) < utc(t.opened_at) or _age(now, st.updated_at) <= grace:
             continue
-        out.append(Action(ActionKind.CLOSE_ORPHANED, t.charge_point_id, t.connector_id, str(t.transaction_id),
-                          f"connector reports Available for {_human(_age(now, st.updated_at))} "
-                          f"(grace {_human(grace)}) but StopTransaction never came"))
+        out.append(
+            Action(
+                ActionKind.CLOSE_ORPHANED,
+                t.charge_point_id,
+                t.connector_id,
+                str(t.transaction_id),
+                f"connector reports Available for {_human(_age(now, st.updated_at))} "
+                f"(grace {_human(grace)}) but StopTransaction never came",
+            )
+        )
     return out
 
 
-def select_idle_sessions(rows: Iterable[SessionActivityRow], *, now: datetime,
-                         idle: timedelta | None) -> list[Action]:
+def select_idle_sessions(rows: Iterable[SessionActivityRow], *, now: datetime, idle: timedelta | None) -> list[Action]:
     """Sessions with no meter value, status change or message for `idle` -> force-ended."""
     if idle is None:
         return []
     return [
-        Action(ActionKind.END_IDLE_SESSION, r.charge_point_id, r.connector_id, r.session_id,
-               f"no activity for {_human(_age(now, r.last_activity))} (limit {_human(idle)})")
-        for r in rows if _age(now, r.last_activity) > idle
+        Action(
+            ActionKind.END_IDLE_SESSION,
+            r.charge_point_id,
+            r.connector_id,
+            r.session_id,
+            f"no activity for {_human(_age(now, r.last_activity))} (limit {_human(idle)})",
+        )
+        for r in rows
+        if _age(now, r.last_activity) > idle
     ]
 
 
-def select_expired_starts(rows: Iterable[PendingStartRow], *, now: datetime,
-                          timeout: timedelta | None) -> list[Action]:
+def select_expired_starts(rows: Iterable[PendingStartRow], *, now: datetime, timeout: timedelta | None) -> list[Action]:
     """Sessions still waiting for their StartTransaction longer than the start timeout -> ended `StartExpired`.
 
     An accepted remote start the charger never began would otherwise wait for ever, ready to
@@ -307,14 +405,26 @@ def select_expired_starts(rows: Iterable[PendingStartRow], *, now: datetime,
     if timeout is None:
         return []
     return [
-        Action(ActionKind.EXPIRE_START, r.charge_point_id, r.connector_id, r.session_id,
-               f"{r.status} for {_human(_age(now, r.created_at))} with no StartTransaction (timeout {_human(timeout)})")
-        for r in rows if _age(now, r.created_at) > timeout
+        Action(
+            ActionKind.EXPIRE_START,
+            r.charge_point_id,
+            r.connector_id,
+            r.session_id,
+            f"{r.status} for {_human(_age(now, r.created_at))} with no StartTransaction (timeout {_human(timeout)})",
+        )
+        for r in rows
+        if _age(now, r.created_at) > timeout
     ]
 
 
-def select_quiet_transactions(rows: Iterable[TransactionActivityRow], *, now: datetime, quiet: timedelta | None,
-                              online: set[str], probed: Mapping[int, datetime]) -> list[Action]:
+def select_quiet_transactions(
+    rows: Iterable[TransactionActivityRow],
+    *,
+    now: datetime,
+    quiet: timedelta | None,
+    online: set[str],
+    probed: Mapping[int, datetime],
+) -> list[Action]:
     """Open transactions whose connector said nothing for `quiet`, on a charge point that is online:
     TriggerMessage StatusNotification for that connector.
 
@@ -329,22 +439,39 @@ def select_quiet_transactions(rows: Iterable[TransactionActivityRow], *, now: da
     for r in rows:
         if r.charge_point_id not in online:
             continue
-        heard = [("StartTransaction", r.opened_at), ("MeterValues", r.meter_at), ("StatusNotification", r.status_at),
-                 ("our last TriggerMessage", probed.get(r.transaction_id))]
+        heard = [
+            ("StartTransaction", r.opened_at),
+            ("MeterValues", r.meter_at),
+            ("StatusNotification", r.status_at),
+            ("our last TriggerMessage", probed.get(r.transaction_id)),
+        ]
         what, last = max(((w, utc(t)) for w, t in heard if t is not None), key=lambda wt: wt[1])
         silent = _age(now, last)
         if silent <= quiet:
             continue
-        out.append(Action(ActionKind.PROBE_QUIET_TRANSACTION, r.charge_point_id, r.connector_id, str(r.transaction_id),
-                          f"open transaction but no MeterValues, StatusNotification or transaction message for "
-                          f"{_human(silent)} (limit {_human(quiet)}; last: {what}): asking for the connector's status"))
+        out.append(
+            Action(
+                ActionKind.PROBE_QUIET_TRANSACTION,
+                r.charge_point_id,
+                r.connector_id,
+                str(r.transaction_id),
+                f"open transaction but no MeterValues, StatusNotification or transaction message for "
+                f"{_human(silent)} (limit {_human(quiet)}; last: {what}): asking for the connector's status",
+            )
+        )
     return out
 
 
-def select_contradicted_statuses(live: Iterable[LiveConnectorRow], *, now: datetime, grace: timedelta | None,
-                                 online: set[str], open_tx_connectors: set[tuple[str, int]],
-                                 closed_at: Mapping[tuple[str, int], datetime],
-                                 asked: Mapping[tuple[str, int], datetime]) -> list[Action]:
+def select_contradicted_statuses(
+    live: Iterable[LiveConnectorRow],
+    *,
+    now: datetime,
+    grace: timedelta | None,
+    online: set[str],
+    open_tx_connectors: set[tuple[str, int]],
+    closed_at: Mapping[tuple[str, int], datetime],
+    asked: Mapping[tuple[str, int], datetime],
+) -> list[Action]:
     """Live Charging/SuspendedEV/SuspendedEVSE with no open transaction for longer than `grace`, on a charge
     point that is online: TriggerMessage StatusNotification for that connector. Likewise a live Preparing or
     Finishing older than the connector's last transaction close: it was said before that transaction, so it
@@ -362,41 +489,65 @@ def select_contradicted_statuses(live: Iterable[LiveConnectorRow], *, now: datet
     for r in live:
         key = (r.charge_point_id, r.connector_id)
         closed = closed_at.get(key)
-        outlived = (r.status in AROUND_TRANSACTION_STATUSES and closed is not None
-                    and utc(r.updated_at) < utc(closed))
-        if (r.connector_id <= 0 or not (r.status in TRANSACTION_STATUSES or outlived)
-                or r.charge_point_id not in online or key in open_tx_connectors):
+        outlived = r.status in AROUND_TRANSACTION_STATUSES and closed is not None and utc(r.updated_at) < utc(closed)
+        if (
+            r.connector_id <= 0
+            or not (r.status in TRANSACTION_STATUSES or outlived)
+            or r.charge_point_id not in online
+            or key in open_tx_connectors
+        ):
             continue
-        moments = [("StatusNotification", r.updated_at), ("transaction closed", closed_at.get(key)),
-                   ("our last TriggerMessage", asked.get(key))]
+        moments = [
+            ("StatusNotification", r.updated_at),
+            ("transaction closed", closed_at.get(key)),
+            ("our last TriggerMessage", asked.get(key)),
+        ]
         since, at = max(((w, utc(t)) for w, t in moments if t is not None), key=lambda wt: wt[1])
         age = _age(now, at)
         if age <= grace:
             continue
-        says = ("says a transaction is ongoing but none is open" if r.status in TRANSACTION_STATUSES
-                else "was said before the connector's last transaction closed")
-        out.append(Action(ActionKind.PROBE_CONTRADICTED_STATUS, r.charge_point_id, r.connector_id, r.status,
-                          f"live status {r.status} {says}, for {_human(age)} "
-                          f"(grace {_human(grace)}; since: {since}): asking for the connector's status"))
+        says = (
+            "says a transaction is ongoing but none is open"
+            if r.status in TRANSACTION_STATUSES
+            else "was said before the connector's last transaction closed"
+        )
+        out.append(
+            Action(
+                ActionKind.PROBE_CONTRADICTED_STATUS,
+                r.charge_point_id,
+                r.connector_id,
+                r.status,
+                f"live status {r.status} {says}, for {_human(age)} "
+                f"(grace {_human(grace)}; since: {since}): asking for the connector's status",
+            )
+        )
     return out
 
 
 def next_silent_ask(previous: SilentAsk | None, status: str, now: datetime) -> SilentAsk:
     """The record of an ask made `now` about `status`: one more in a row while the status stays, else the first."""
-    same = previous is not None and previous.status == status
-    return SilentAsk(now, status, previous.asks + 1 if same else 1)
+    if previous is not None and previous.status == status:
+        return SilentAsk(now, status, previous.asks + 1)
+    return SilentAsk(now, status, 1)
 
 
 def _backoff(unchanged: int) -> int:
     """Graces to wait: doubled after each ask that left the status as it was, at most SILENT_BACKOFF_CAP."""
-    return min(2 ** min(unchanged, SILENT_BACKOFF_CAP.bit_length()), SILENT_BACKOFF_CAP)
+    graces: int = 2 ** min(unchanged, SILENT_BACKOFF_CAP.bit_length())
+    return min(graces, SILENT_BACKOFF_CAP)
 
 
-def select_stale_silent_statuses(live: Iterable[LiveConnectorRow], *, now: datetime, grace: timedelta | None,
-                                 online: set[str], silent: set[tuple[str, int]],
-                                 open_tx_connectors: set[tuple[str, int]],
-                                 closed_at: Mapping[tuple[str, int], datetime],
-                                 asked: Mapping[tuple[str, int], SilentAsk]) -> list[Action]:
+def select_stale_silent_statuses(
+    live: Iterable[LiveConnectorRow],
+    *,
+    now: datetime,
+    grace: timedelta | None,
+    online: set[str],
+    silent: set[tuple[str, int]],
+    open_tx_connectors: set[tuple[str, int]],
+    closed_at: Mapping[tuple[str, int], datetime],
+    asked: Mapping[tuple[str, int], SilentAsk],
+) -> list[Action]:
     """On a connector that sends no StatusNotification of its own (`silent`: every live status it has
     answered one of our triggers), a live status other than Available with no open transaction, on a
     charge point that is online: TriggerMessage StatusNotification for that connector.
@@ -414,24 +565,40 @@ def select_stale_silent_statuses(live: Iterable[LiveConnectorRow], *, now: datet
     out = []
     for r in live:
         key = (r.charge_point_id, r.connector_id)
-        if (r.connector_id <= 0 or r.status == "Available" or r.status in TRANSACTION_STATUSES
-                or r.charge_point_id not in online or key not in silent or key in open_tx_connectors):
+        if (
+            r.connector_id <= 0
+            or r.status == "Available"
+            or r.status in TRANSACTION_STATUSES
+            or r.charge_point_id not in online
+            or key not in silent
+            or key in open_tx_connectors
+        ):
             continue
         last, closed = asked.get(key), closed_at.get(key)
         unchanged = last.asks if last is not None and last.status == r.status else 0
-        if unchanged and closed is not None and utc(closed) > utc(last.at):
+        if unchanged and last is not None and closed is not None and utc(closed) > utc(last.at):
             unchanged = 0  # a car came and went since we last asked
         factor = _backoff(unchanged)
         wait = grace * factor
-        moments = [("StatusNotification", r.updated_at), ("StopTransaction", closed),
-                   ("our last TriggerMessage", last.at if unchanged else None)]
+        moments = [
+            ("StatusNotification", r.updated_at),
+            ("StopTransaction", closed),
+            ("our last TriggerMessage", last.at if unchanged and last is not None else None),
+        ]
         since, at = max(((w, utc(t)) for w, t in moments if t is not None), key=lambda wt: wt[1])
         age = _age(now, at)
         if age <= wait:
             continue
-        out.append(Action(ActionKind.PROBE_STALE_SILENT_STATUS, r.charge_point_id, r.connector_id, r.status,
-                          f"connector sends no status of its own (each one answered our TriggerMessage); live "
-                          f"{r.status} with no open transaction for {_human(age)} (wait {_human(wait)} = grace "
-                          f"{_human(grace)} x {factor} after {unchanged} unchanged answer(s); since: {since}): "
-                          f"asking for the connector's status"))
+        out.append(
+            Action(
+                ActionKind.PROBE_STALE_SILENT_STATUS,
+                r.charge_point_id,
+                r.connector_id,
+                r.status,
+                f"connector sends no status of its own (each one answered our TriggerMessage); live "
+                f"{r.status} with no open transaction for {_human(age)} (wait {_human(wait)} = grace "
+                f"{_human(grace)} x {factor} after {unchanged} unchanged answer(s); since: {since}): "
+                f"asking for the connector's status",
+            )
+        )
     return out

@@ -12,8 +12,15 @@ from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
-__all__ = ["ENERGY_REGISTER", "MAX_REGISTER_WH", "Reading", "ImplausibleReadingError", "check_register_wh",
-           "latest_energy_register", "latest_energy_register_wh"]
+__all__ = [
+    "ENERGY_REGISTER",
+    "MAX_REGISTER_WH",
+    "Reading",
+    "ImplausibleReadingError",
+    "check_register_wh",
+    "latest_energy_register",
+    "latest_energy_register_wh",
+]
 
 ENERGY_REGISTER = "Energy.Active.Import.Register"
 # OCPP 1.6 UnitOfMeasure values for energy; matched case-insensitively because chargers vary.
@@ -38,7 +45,8 @@ def check_register_wh(value: int, name: str) -> int:
         raise ImplausibleReadingError(f"{name} must be an integer number of Wh, got {value!r}")
     if not 0 <= value <= MAX_REGISTER_WH:
         raise ImplausibleReadingError(
-            f"{name} {value} is outside 0..{MAX_REGISTER_WH} Wh: no energy register shows that")
+            f"{name} {value} is outside 0..{MAX_REGISTER_WH} Wh: no energy register shows that"
+        )
     return value
 
 

@@ -116,8 +116,6 @@ def _text(value: str) -> str:
     return value.value if isinstance(value, Enum) else str(value)
 
 
-
-
 def _whole_minutes(age: timedelta) -> int:
     """Minutes in an age, floored; a negative (clock-skewed) age truncates towards zero."""
     if age >= timedelta(0):
@@ -150,9 +148,7 @@ def _busy_reasons(
     elif signals.persisted is not None and is_status_busy(signals.persisted.status):
         age = now - utc(signals.persisted.updated_at)
         if age <= freshness:
-            reasons.append(
-                f"persisted_status:{_text(signals.persisted.status)}:age={_whole_minutes(age)}m"
-            )
+            reasons.append(f"persisted_status:{_text(signals.persisted.status)}:age={_whole_minutes(age)}m")
     reasons.extend(f"open_transaction:{tx.transaction_id}" for tx in signals.open_transactions)
     if signals.start_in_flight:
         reasons.append("start_transaction:being_stored")
@@ -168,8 +164,12 @@ def _busy_reasons(
 def _settling(signals: ConnectorSignals, settle: timedelta) -> bool:
     """A charger back on a new connection that has not yet said anything about a connector it reported
     before: while it replays what it queued offline (a car may have started meanwhile), "free" is a guess."""
-    return (signals.live_status is None and signals.persisted is not None
-            and signals.connected_for is not None and signals.connected_for < settle)
+    return (
+        signals.live_status is None
+        and signals.persisted is not None
+        and signals.connected_for is not None
+        and signals.connected_for < settle
+    )
 
 
 def decide(
@@ -198,6 +198,7 @@ def decide(
     if reasons:
         return Decision(Verdict.BUSY, tuple(reasons))
     if _settling(signals, settle):
-        seconds = signals.connected_for.total_seconds()  # type: ignore[union-attr]  # _settling checked it
+        assert signals.connected_for is not None  # _settling checked it
+        seconds = signals.connected_for.total_seconds()
         return Decision(Verdict.OFFLINE, (f"websocket:reconnected:{seconds:.1f}s_ago:no_status_yet",))
     return Decision(Verdict.FREE, ())

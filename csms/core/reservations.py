@@ -66,9 +66,7 @@ def _status(value: ReservationStatus | str) -> ReservationStatus:
         return ReservationStatus(value)
     except ValueError:
         known = ", ".join(s.value for s in ReservationStatus)
-        raise ReservationTransitionError(
-            f"unknown reservation status {value!r} (known: {known})"
-        ) from None
+        raise ReservationTransitionError(f"unknown reservation status {value!r} (known: {known})") from None
 
 
 def can_transition(src: ReservationStatus | str, dst: ReservationStatus | str) -> bool:
@@ -101,8 +99,9 @@ def cancels_payment(src: ReservationStatus | str, dst: ReservationStatus | str) 
 
 def payment_cancel_sources(dst: ReservationStatus | str) -> frozenset[ReservationStatus]:
     """The statuses from which moving to dst cancels the payment (empty: dst never does)."""
-    return frozenset(src for src, targets in TRANSITIONS.items()
-                     if _status(dst) in targets and cancels_payment(src, dst))
+    return frozenset(
+        src for src, targets in TRANSITIONS.items() if _status(dst) in targets and cancels_payment(src, dst)
+    )
 
 
 def provider_call_at_session_end(status: ReservationStatus | str, fee: Decimal) -> str | None:
@@ -118,4 +117,5 @@ def cancel_retry_delay(attempts: int, *, base: timedelta, cap: timedelta = timed
     """How long to wait after the `attempts`-th failed provider cancel: base, 2 x base, 4 x base ... at most cap."""
     if attempts < 1:
         return timedelta(0)
-    return min(cap, base * (2 ** min(attempts - 1, 30)))
+    factor: int = 2 ** min(attempts - 1, 30)
+    return min(cap, base * factor)

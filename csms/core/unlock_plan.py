@@ -23,9 +23,23 @@ from decimal import Decimal
 from csms.core import billing
 from csms.core.fee_policy import apply_waiver
 
-__all__ = ["SessionRow", "TransactionRow", "ReservationRow", "ConnectorRows", "LiveStatus", "SessionEnd",
-           "TransactionClose", "LiveTransaction", "UnlockPlan", "plan_unlock", "session_end_settlement",
-           "live_evidence", "LIVE_CHARGING", "LIVE_OCCUPIED", "CHARGING_STOPPED"]
+__all__ = [
+    "SessionRow",
+    "TransactionRow",
+    "ReservationRow",
+    "ConnectorRows",
+    "LiveStatus",
+    "SessionEnd",
+    "TransactionClose",
+    "LiveTransaction",
+    "UnlockPlan",
+    "plan_unlock",
+    "session_end_settlement",
+    "live_evidence",
+    "LIVE_CHARGING",
+    "LIVE_OCCUPIED",
+    "CHARGING_STOPPED",
+]
 
 # Live statuses in which a car is really there: the persisted status is then left alone.
 LIVE_OCCUPIED = frozenset({"Preparing", "Charging", "SuspendedEV", "SuspendedEVSE", "Finishing"})
@@ -160,24 +174,38 @@ def live_evidence(tx: TransactionRow, live: LiveStatus, *, now: datetime, window
     """Why this open transaction is still delivering energy, in words; None when nothing says so."""
     if not tx.open or window <= timedelta(0):
         return None
-    ended = live.charger_online and live.status in CHARGING_STOPPED and live.reported_at is not None
-    if ended and (tx.meter_seen_at is None or live.reported_at >= tx.meter_seen_at):
+    if (
+        live.charger_online
+        and live.status in CHARGING_STOPPED
+        and live.reported_at is not None
+        and (tx.meter_seen_at is None or live.reported_at >= tx.meter_seen_at)
+    ):
         return None  # the charger has since said the charging stopped (Finishing, Available, ...)
     if tx.meter_seen_at is not None and now - tx.meter_seen_at <= window:
         delivered = max(0, (tx.latest_meter_wh or tx.meter_start) - tx.meter_start)
-        return (f"still delivering energy: last meter sample {_ago(now, tx.meter_seen_at)}, "
-                f"+{Decimal(delivered) / 1000:.2f} kWh since its start")
-    if (live.charger_online and live.status in LIVE_CHARGING and live.reported_at is not None
-            and now - live.reported_at <= window):
+        return (
+            f"still delivering energy: last meter sample {_ago(now, tx.meter_seen_at)}, "
+            f"+{Decimal(delivered) / 1000:.2f} kWh since its start"
+        )
+    if (
+        live.charger_online
+        and live.status in LIVE_CHARGING
+        and live.reported_at is not None
+        and now - live.reported_at <= window
+    ):
         return f"still delivering energy: the charger reported {live.status} {_ago(now, live.reported_at)}"
     return None
 
 
-def session_end_settlement(session: SessionRow, tx: TransactionRow | None, *, fee_policy: str,
-                           reason: str = _FORCE_REASON) -> tuple[billing.Settlement, str | None]:
+def session_end_settlement(
+    session: SessionRow, tx: TransactionRow | None, *, fee_policy: str, reason: str = _FORCE_REASON
+) -> tuple[billing.Settlement, str | None]:
     """What force-ending this session bills (its fee waived where `csms.core.fee_policy` says so), and why waived."""
-    start = (session.meter_start if session.meter_start is not None else tx.meter_start) if tx is not None \
+    start = (
+        (session.meter_start if session.meter_start is not None else tx.meter_start)
+        if tx is not None
         else (session.meter_start or 0)
+    )
     tariff = session.tariff if session.tariff is not None else Decimal(0)
     if tx is None:
         settlement = billing.settle(start, tariff)
@@ -188,8 +216,16 @@ def session_end_settlement(session: SessionRow, tx: TransactionRow | None, *, fe
     return apply_waiver(settlement, fee_policy, reason)
 
 
-def plan_unlock(rows: ConnectorRows, live: LiveStatus, *, connector_id: int, now: datetime, evidence_window: timedelta,
-                fee_policy: str, force_active: bool = False) -> UnlockPlan:
+def plan_unlock(
+    rows: ConnectorRows,
+    live: LiveStatus,
+    *,
+    connector_id: int,
+    now: datetime,
+    evidence_window: timedelta,
+    fee_policy: str,
+    force_active: bool = False,
+) -> UnlockPlan:
     """The unlock of one connector, step by step (see the module's docstring)."""
     by_tx = {s.transaction_id: s.id for s in rows.sessions if s.transaction_id is not None}
     live_txs = []
@@ -202,22 +238,41 @@ def plan_unlock(rows: ConnectorRows, live: LiveStatus, *, connector_id: int, now
     for s in rows.sessions:
         if s.transaction_id in kept:
             continue
-        tx = rows.transactions.get(s.transaction_id) if s.transaction_id is not None else None
-        st, waived = session_end_settlement(s, tx, fee_policy=fee_policy)
-        sessions.append(SessionEnd(s.id, s.status, s.id_tag, s.transaction_id, s.created_at, st.energy_wh,
-                                   str(st.fee) if s.tariff is not None else "unreadable tariff", st.source.value,
-                                   waived))
+        its_tx = rows.transactions.get(s.transaction_id) if s.transaction_id is not None else None
+        st, waived = session_end_settlement(s, its_tx, fee_policy=fee_policy)
+        sessions.append(
+            SessionEnd(
+                s.id,
+                s.status,
+                s.id_tag,
+                s.transaction_id,
+                s.created_at,
+                st.energy_wh,
+                str(st.fee) if s.tariff is not None else "unreadable tariff",
+                st.source.value,
+                waived,
+            )
+        )
     transactions = []
     for tx in sorted(rows.transactions.values(), key=lambda t: t.id):
         if not tx.open or tx.id in kept:
             continue
-        end, source = billing.choose_end_meter(tx.meter_start, latest_sample_wh=tx.latest_meter_wh,
-                                               meter_stop=tx.meter_stop)
+        end, source = billing.choose_end_meter(
+            tx.meter_start, latest_sample_wh=tx.latest_meter_wh, meter_stop=tx.meter_stop
+        )
         transactions.append(TransactionClose(tx.id, tx.id_tag, tx.start_time, tx.meter_start, end, source.value))
     # A reservation that is charging ends with its session (captured, or kept open with it); the others are
     # cancelled, and their payments released.
     reservations = tuple(r for r in rows.reservations if r.status != "Charging")
     occupied = live.status in LIVE_OCCUPIED or bool(kept)
     reset_from = rows.stored_status if rows.stored_status not in (None, "Available") and not occupied else None
-    return UnlockPlan(connector_id, live.charger_online, tuple(sessions), tuple(transactions), reservations,
-                      reset_from, tuple(live_txs), force_active)
+    return UnlockPlan(
+        connector_id,
+        live.charger_online,
+        tuple(sessions),
+        tuple(transactions),
+        reservations,
+        reset_from,
+        tuple(live_txs),
+        force_active,
+    )

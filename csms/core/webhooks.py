@@ -4,7 +4,7 @@ Events (the seed's future enhancements 3 and 6):
 
 | type | fired when |
 |---|---|
-| `session.ended` | any charging session ended, whatever closed its transaction (audit `session.ended`): reason, energy, fee, the provider call made due |
+| `session.ended` | any charging session ended, whatever closed its transaction (audit `session.ended`) |
 | `session.force_ended` | an admin's unlock or the idle rule ended a session (audit `session.force_ended`) |
 | `transaction.orphaned` | the orphan rule closed a transaction whose StopTransaction never came |
 | `connector.freed` | a connector the CSMS called busy is called free |
@@ -27,12 +27,32 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-__all__ = ["EVENT_TYPES", "WebhookTarget", "WebhookEvent", "parse_webhook", "sign", "verify", "backoff_seconds",
-           "events_from_audit", "connector_changes", "presence_changes", "SIGNATURE_HEADER", "EVENT_HEADER",
-           "DELIVERY_HEADER", "AuditRow", "AUDITED_EVENTS"]
+__all__ = [
+    "EVENT_TYPES",
+    "WebhookTarget",
+    "WebhookEvent",
+    "parse_webhook",
+    "sign",
+    "verify",
+    "backoff_seconds",
+    "events_from_audit",
+    "connector_changes",
+    "presence_changes",
+    "SIGNATURE_HEADER",
+    "EVENT_HEADER",
+    "DELIVERY_HEADER",
+    "AuditRow",
+    "AUDITED_EVENTS",
+]
 
-EVENT_TYPES = ("session.ended", "session.force_ended", "transaction.orphaned", "connector.freed", "charge_point.offline",
-               "charge_point.online")
+EVENT_TYPES = (
+    "session.ended",
+    "session.force_ended",
+    "transaction.orphaned",
+    "connector.freed",
+    "charge_point.offline",
+    "charge_point.online",
+)
 # The audit actions that are webhook events (the outbox's filter).
 AUDITED_EVENTS = ("session.ended", "session.force_ended", "maintenance.close_orphaned")
 SIGNATURE_HEADER = "X-Unstuck-Signature"
@@ -72,8 +92,11 @@ class WebhookEvent:
     id: str = field(default_factory=lambda: str(uuid.uuid4()))
 
     def body(self) -> bytes:
-        return json.dumps({"id": self.id, "type": self.type, "createdAt": self.created_at, "data": dict(self.data)},
-                          separators=(",", ":"), sort_keys=True).encode()
+        return json.dumps(
+            {"id": self.id, "type": self.type, "createdAt": self.created_at, "data": dict(self.data)},
+            separators=(",", ":"),
+            sort_keys=True,
+        ).encode()
 
 
 def sign(secret: str, body: bytes, timestamp: int) -> str:
@@ -93,7 +116,8 @@ def verify(secret: str, body: bytes, header: str, *, now: int, tolerance: int = 
 
 def backoff_seconds(attempt: int, base: float, cap: float = 300.0) -> float:
     """Wait before retry number `attempt` (1 = the first retry): base, 2 base, 4 base, ... at most cap."""
-    return min(cap, base * 2 ** (attempt - 1))
+    factor: float = 2 ** (attempt - 1)
+    return min(cap, base * factor)
 
 
 @dataclass(frozen=True)
@@ -119,36 +143,80 @@ def events_from_audit(rows: Iterable[AuditRow]) -> list[WebhookEvent]:
         d = dict(r.details or {})
         where = {"chargePointId": r.charge_point_id, "connectorId": r.connector_id}
         if r.action == "session.ended":
-            events.append(WebhookEvent("session.ended", {
-                **where, "sessionId": r.subject, "reason": d.get("reason"), "transactionId": d.get("transaction_id"),
-                "energyWh": d.get("energy_wh"), "fee": d.get("fee"), "meterSource": d.get("meter_source"),
-                "feeWaived": d.get("fee_waived"), "reservationId": d.get("reservation_id"),
-                "providerCall": d.get("provider_call"), "actor": r.actor}, _iso(r.at)))
+            events.append(
+                WebhookEvent(
+                    "session.ended",
+                    {
+                        **where,
+                        "sessionId": r.subject,
+                        "reason": d.get("reason"),
+                        "transactionId": d.get("transaction_id"),
+                        "energyWh": d.get("energy_wh"),
+                        "fee": d.get("fee"),
+                        "meterSource": d.get("meter_source"),
+                        "feeWaived": d.get("fee_waived"),
+                        "reservationId": d.get("reservation_id"),
+                        "providerCall": d.get("provider_call"),
+                        "actor": r.actor,
+                    },
+                    _iso(r.at),
+                )
+            )
         elif r.action == "session.force_ended":
-            events.append(WebhookEvent("session.force_ended", {
-                **where, "sessionId": r.subject, "reason": d.get("reason"), "transactionId": d.get("transaction_id"),
-                "energyWh": d.get("energy_wh"), "fee": d.get("fee"), "meterSource": d.get("meter_source"),
-                "feeWaived": d.get("fee_waived"), "actor": r.actor}, _iso(r.at)))
+            events.append(
+                WebhookEvent(
+                    "session.force_ended",
+                    {
+                        **where,
+                        "sessionId": r.subject,
+                        "reason": d.get("reason"),
+                        "transactionId": d.get("transaction_id"),
+                        "energyWh": d.get("energy_wh"),
+                        "fee": d.get("fee"),
+                        "meterSource": d.get("meter_source"),
+                        "feeWaived": d.get("fee_waived"),
+                        "actor": r.actor,
+                    },
+                    _iso(r.at),
+                )
+            )
         elif r.action == "maintenance.close_orphaned":
-            events.append(WebhookEvent("transaction.orphaned", {
-                **where, "transactionId": int(r.subject) if (r.subject or "").isdigit() else r.subject,
-                "reason": d.get("reason")}, _iso(r.at)))
+            events.append(
+                WebhookEvent(
+                    "transaction.orphaned",
+                    {
+                        **where,
+                        "transactionId": int(r.subject) if r.subject and r.subject.isdigit() else r.subject,
+                        "reason": d.get("reason"),
+                    },
+                    _iso(r.at),
+                )
+            )
     return events
 
 
 def presence_changes(before: set[str], after: set[str], at: str) -> list[WebhookEvent]:
     """Charge points that came and went between two looks at the live registry."""
-    return ([WebhookEvent("charge_point.online", {"chargePointId": cp}, at) for cp in sorted(after - before)]
-            + [WebhookEvent("charge_point.offline", {"chargePointId": cp}, at) for cp in sorted(before - after)])
+    return [WebhookEvent("charge_point.online", {"chargePointId": cp}, at) for cp in sorted(after - before)] + [
+        WebhookEvent("charge_point.offline", {"chargePointId": cp}, at) for cp in sorted(before - after)
+    ]
 
 
-def connector_changes(before: Mapping[tuple[str, int], tuple[str, tuple[str, ...]]],
-                      after: Mapping[tuple[str, int], tuple[str, tuple[str, ...]]], at: str) -> list[WebhookEvent]:
+def connector_changes(
+    before: Mapping[tuple[str, int], tuple[str, tuple[str, ...]]],
+    after: Mapping[tuple[str, int], tuple[str, tuple[str, ...]]],
+    at: str,
+) -> list[WebhookEvent]:
     """`connector.freed` for each connector whose verdict went from busy to free (verdict, reasons per key)."""
     out = []
     for key in sorted(after):
         was, now = before.get(key), after[key]
         if was is not None and was[0] == "busy" and now[0] == "free":
-            out.append(WebhookEvent("connector.freed", {"chargePointId": key[0], "connectorId": key[1],
-                                                        "previousReasons": list(was[1])}, at))
+            out.append(
+                WebhookEvent(
+                    "connector.freed",
+                    {"chargePointId": key[0], "connectorId": key[1], "previousReasons": list(was[1])},
+                    at,
+                )
+            )
     return out

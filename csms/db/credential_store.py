@@ -14,8 +14,17 @@ from sqlalchemy.orm import Session
 from csms.core.chargepoint_auth import Access
 from csms.db.models import AuditEvent, ChargePoint, ChargePointPassword, Station
 
-__all__ = ["load_access", "provision", "ProvisionResult", "ChargerRow", "list_chargers", "StartupState",
-           "load_startup_state", "AUTO_REGISTERED", "passwords_set"]
+__all__ = [
+    "load_access",
+    "provision",
+    "ProvisionResult",
+    "ChargerRow",
+    "list_chargers",
+    "StartupState",
+    "load_startup_state",
+    "AUTO_REGISTERED",
+    "passwords_set",
+]
 
 # The audit action of a charge point that lab mode registered (counted against --max-auto-registered).
 AUTO_REGISTERED = "charge_point.auto_registered"
@@ -35,8 +44,9 @@ class ProvisionResult:
     password_set: bool  # it has a password now
 
 
-def provision(s: Session, cp_id: str, password_hash: str | None, now: datetime, *,
-              create_station: bool = True) -> ProvisionResult:
+def provision(
+    s: Session, cp_id: str, password_hash: str | None, now: datetime, *, create_station: bool = True
+) -> ProvisionResult:
     """Register `cp_id` if new (with a station of the same id), and set or replace its password."""
     created = s.get(ChargePoint, cp_id) is None
     if created:
@@ -73,8 +83,10 @@ class ChargerRow:
 
 def list_chargers(s: Session) -> list[ChargerRow]:
     with_pw = passwords_set(s)
-    return [ChargerRow(cp.id, cp.id in with_pw, cp.registered_at, cp.last_boot_at, cp.last_seen_at, cp.vendor, cp.model)
-            for cp in s.scalars(select(ChargePoint).order_by(ChargePoint.id))]
+    return [
+        ChargerRow(cp.id, cp.id in with_pw, cp.registered_at, cp.last_boot_at, cp.last_seen_at, cp.vendor, cp.model)
+        for cp in s.scalars(select(ChargePoint).order_by(ChargePoint.id))
+    ]
 
 
 @dataclass(frozen=True)

@@ -16,14 +16,22 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import trio
-from sqlalchemy import Engine, Executable
+from sqlalchemy import CursorResult, Engine, Executable, Result
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-__all__ = ["Database", "DatabaseClosedError", "DatabaseHungError", "BulkWrite", "BulkStatements", "is_outage"]
+__all__ = [
+    "Database",
+    "DatabaseClosedError",
+    "DatabaseHungError",
+    "BulkWrite",
+    "BulkStatements",
+    "is_outage",
+    "rowcount",
+]
 
 log = logging.getLogger("csms.db")
 T = TypeVar("T")
@@ -50,10 +58,17 @@ class BulkWrite:
 BulkStatements = Mapping[str, Callable[[str], Executable]]
 
 
+def rowcount(result: Result[Any]) -> int:
+    """The rows an UPDATE or DELETE matched: `Session.execute` is typed as returning a plain Result, but
+    for those statements it is a CursorResult."""
+    return cast("CursorResult[Any]", result).rowcount
+
+
 def is_outage(exc: BaseException) -> bool:
     """The database is unreachable or hung (connection refused or lost, a timeout), not a bad write."""
     return isinstance(exc, OperationalError | InterfaceError | DatabaseHungError) or (
-        isinstance(exc, DBAPIError) and exc.connection_invalidated)
+        isinstance(exc, DBAPIError) and exc.connection_invalidated
+    )
 
 
 class _Op:
@@ -80,8 +95,15 @@ class _Read:
 
 
 class Database:
-    def __init__(self, engine: Engine, *, read_threads: int = 8, max_batch: int = 2000,
-                 bulk_statements: BulkStatements | None = None, read_timeout: float = 35.0) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        read_threads: int = 8,
+        max_batch: int = 2000,
+        bulk_statements: BulkStatements | None = None,
+        read_timeout: float = 35.0,
+    ) -> None:
         self.engine = engine
         self.read_timeout = read_timeout
         self._bulk_factories = dict(bulk_statements or {})
@@ -115,8 +137,7 @@ class Database:
         DatabaseHungError says so, instead of the caller waiting as long as the database does.
         """
         with trio.move_on_after(self.read_timeout):
-            return await trio.to_thread.run_sync(self._read_sync, fn, limiter=self.read_limiter,
-                                                 abandon_on_cancel=True)
+            return await trio.to_thread.run_sync(self._read_sync, fn, limiter=self.read_limiter, abandon_on_cancel=True)
         raise DatabaseHungError(f"no answer from the database within {self.read_timeout:g} s")
 
     def _read_sync(self, fn: Callable[[Session], T]) -> T:
@@ -155,8 +176,7 @@ class Database:
                 ops = [op for op in ops if not op.abandoned]
                 if not ops:
                     continue
-                await trio.to_thread.run_sync(self._read_group, ops, limiter=self.read_limiter,
-                                              abandon_on_cancel=True)
+                await trio.to_thread.run_sync(self._read_group, ops, limiter=self.read_limiter, abandon_on_cancel=True)
                 self.read_groups += 1
                 for op in ops:
                     op.done.set()
@@ -183,8 +203,9 @@ class Database:
 
         with trio.move_on_after(timeout):
             try:
-                await trio.to_thread.run_sync(self._read_sync, lambda s: s.execute(text("SELECT 1")),
-                                              abandon_on_cancel=True)
+                await trio.to_thread.run_sync(
+                    self._read_sync, lambda s: s.execute(text("SELECT 1")), abandon_on_cancel=True
+                )
                 return None
             except Exception as exc:
                 return str(exc).splitlines()[0][:200]
@@ -303,8 +324,9 @@ class Database:
                 kept += 1
         self.retried += kept
         self._backoff = min(self.max_retry_seconds, self._backoff * 2 or self.retry_seconds)
-        log.warning("db.unavailable requeued=%d latest writes waiting=%d retry_in=%.1fs", kept, len(self._latest),
-                    self._backoff)
+        log.warning(
+            "db.unavailable requeued=%d latest writes waiting=%d retry_in=%.1fs", kept, len(self._latest), self._backoff
+        )
         self._wake.set()
         await trio.sleep(self._backoff)
 
@@ -340,4 +362,3 @@ class Database:
         if stmt is None:
             stmt = self._bulk_compiled[kind] = self._bulk_factories[kind](self.engine.dialect.name)
         return stmt
-

@@ -18,7 +18,7 @@ def normalise_url(url: str) -> str:
     """Accept the short spellings people type: postgres://, postgresql://."""
     for prefix in ("postgres://", "postgresql://"):
         if url.startswith(prefix):
-            return "postgresql+psycopg://" + url[len(prefix):]
+            return "postgresql+psycopg://" + url[len(prefix) :]
     return url
 
 
@@ -60,8 +60,14 @@ def make_engine(url: str, *, pool_size: int = 8) -> Engine:
     # A hung or unreachable server turns into errors after a bounded wait (issue 11): connect within
     # CONNECT_TIMEOUT, each statement within STATEMENT_TIMEOUT_MS (a URL's own connect_timeout wins).
     connect_args = {} if "connect_timeout" in parsed.query else {"connect_timeout": CONNECT_TIMEOUT}
-    engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True,
-                           pool_timeout=CONNECT_TIMEOUT * 2, connect_args=connect_args)
+    engine = create_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+        pool_timeout=CONNECT_TIMEOUT * 2,
+        connect_args=connect_args,
+    )
 
     @event.listens_for(engine, "connect")
     def _pg_timeouts(dbapi_conn: Any, _record: Any) -> None:

@@ -32,34 +32,34 @@ _TAGS = IdTag.__tablename__
 
 _SQL = {
     "open_on_connector": f"SELECT id, id_tag, meter_start, start_time FROM {_TX} "
-                         "WHERE charge_point_id = :cp AND connector_id = :conn "
-                         "AND stop_time IS NULL",
+    "WHERE charge_point_id = :cp AND connector_id = :conn "
+    "AND stop_time IS NULL",
     "insert_tx": f"INSERT INTO {_TX} (charge_point_id, connector_id, id_tag, meter_start, start_time, opened_at) "
-                 "VALUES (:cp, :conn, :tag, :meter, :start, :now)",
+    "VALUES (:cp, :conn, :tag, :meter, :start, :now)",
     # Sessions a StartTransaction may link (csms.core.linking decides): pending ones, and ones that ended
     # only because we stopped waiting for their start, recently enough to be revived.
     "link_candidates": f"SELECT id, status, created_at, end_time, end_reason, reservation_id FROM {_CS} "
-                       "WHERE charge_point_id = :cp AND connector_id = :conn AND id_tag = :tag "
-                       "AND transaction_id IS NULL AND (end_time IS NULL OR (end_reason IN "
-                       f"({', '.join(repr(r) for r in sorted(REVIVABLE_END_REASONS))}) AND end_time >= :since)) "
-                       "ORDER BY created_at DESC LIMIT 20",
+    "WHERE charge_point_id = :cp AND connector_id = :conn AND id_tag = :tag "
+    "AND transaction_id IS NULL AND (end_time IS NULL OR (end_reason IN "
+    f"({', '.join(repr(r) for r in sorted(REVIVABLE_END_REASONS))}) AND end_time >= :since)) "
+    "ORDER BY created_at DESC LIMIT 20",
     "last_opened": f"SELECT MAX(opened_at) FROM {_TX} WHERE charge_point_id = :cp AND connector_id = :conn "
-                   "AND id_tag = :tag AND id <> :tx",
+    "AND id_tag = :tag AND id <> :tx",
     "link_session": f"UPDATE {_CS} SET transaction_id = :tx, status = 'Charging', start_time = :start, "
-                    "meter_start = :meter, updated_at = :now WHERE id = :id",
+    "meter_start = :meter, updated_at = :now WHERE id = :id",
     "set_reservation": f"UPDATE {_RES} SET status = :status, updated_at = :now WHERE id = :id "
-                       "AND status NOT IN ('Completed', 'Cancelled', 'Failed')",
+    "AND status NOT IN ('Completed', 'Cancelled', 'Failed')",
     "tx_for_stop": f"SELECT meter_start, stop_time, connector_id, latest_meter_wh, start_time FROM {_TX} "
-                   "WHERE id = :id AND charge_point_id = :cp",
+    "WHERE id = :id AND charge_point_id = :cp",
     "close_tx": f"UPDATE {_TX} SET meter_stop = :meter, stop_time = :at, stop_reason = :reason WHERE id = :id "
-                "AND stop_time IS NULL",
+    "AND stop_time IS NULL",
     "open_session_of_tx": f"SELECT id, tariff, reservation_id, meter_start FROM {_CS} WHERE transaction_id = :tx "
-                          "AND end_time IS NULL LIMIT 1",
+    "AND end_time IS NULL LIMIT 1",
     # The id tag list (csms.db.id_tag_store.judge, on the DBAPI cursor): one row by its key, and whether the
     # tag (as spelled, upper- or lower-case: ix_transactions_tag_open stays usable) is in another open transaction.
     "id_tag": f"SELECT status, expiry_date, parent_id_tag FROM {_TAGS} WHERE id_tag = :tag",
     "tag_open_elsewhere": f"SELECT id FROM {_TX} WHERE id_tag IN (:t1, :t2, :t3) AND stop_time IS NULL "
-                          "AND id <> :tx LIMIT 1",
+    "AND id <> :tx LIMIT 1",
 }
 _NAMED = re.compile(r"(?<![:\w]):(\w+)")
 
@@ -73,8 +73,9 @@ class HotSql:
         self.returning = dialect.name == "postgresql"
         if self.returning:
             self.sql["insert_tx"] += " RETURNING id"
-        self.time: Callable[[datetime], Any] = (
-            DateTime(timezone=True).dialect_impl(dialect).bind_processor(dialect) or (lambda v: v))
+        self.time: Callable[[datetime], Any] = DateTime(timezone=True).dialect_impl(dialect).bind_processor(
+            dialect
+        ) or (lambda v: v)
         self._result_time = DateTime(timezone=True).dialect_impl(dialect).result_processor(dialect, None)
 
     def from_time(self, value: Any) -> datetime | None:
@@ -111,8 +112,15 @@ def hot_sql_for(s: Session) -> HotSql:
     return hot
 
 
-def judge_id_tag(s: Session, id_tag: str, *, now: datetime, accept_unknown: bool, starting: int | None = None,
-                 check_concurrent: bool = False) -> IdTagInfo:
+def judge_id_tag(
+    s: Session,
+    id_tag: str,
+    *,
+    now: datetime,
+    accept_unknown: bool,
+    starting: int | None = None,
+    check_concurrent: bool = False,
+) -> IdTagInfo:
     """`id_tag_store.judge` on the DBAPI cursor: the same answer for ~1/10 of the writer's (and a reader's)
     Python per call; Authorize, StartTransaction and StopTransaction all judge a tag (tests/unit/test_hotpath_judge.py
     checks both agree)."""
@@ -126,6 +134,12 @@ def judge_id_tag(s: Session, id_tag: str, *, now: datetime, accept_unknown: bool
     tag = IdTagRecord(key, IdTagStatus(status), hot.from_time(expiry), parent)
     busy = False
     if check_concurrent:
-        busy = hot.run(cur, "tag_open_elsewhere", {"t1": id_tag, "t2": id_tag.upper(), "t3": id_tag.lower(),
-                                                    "tx": -1 if starting is None else starting}).fetchone() is not None
+        busy = (
+            hot.run(
+                cur,
+                "tag_open_elsewhere",
+                {"t1": id_tag, "t2": id_tag.upper(), "t3": id_tag.lower(), "tx": -1 if starting is None else starting},
+            ).fetchone()
+            is not None
+        )
     return decide(tag, now=now, accept_unknown=accept_unknown, in_another_transaction=busy)

@@ -32,8 +32,15 @@ def open_transactions_of(s: Session, id_tag: str, *, excluding: int | None = Non
     return list(s.scalars(q.order_by(Transaction.id)))
 
 
-def judge(s: Session, id_tag: str, *, now: datetime, accept_unknown: bool, starting: int | None = None,
-          check_concurrent: bool = False) -> IdTagInfo:
+def judge(
+    s: Session,
+    id_tag: str,
+    *,
+    now: datetime,
+    accept_unknown: bool,
+    starting: int | None = None,
+    check_concurrent: bool = False,
+) -> IdTagInfo:
     """decide() with what the database knows; `starting` is the transaction being opened (not concurrent)."""
     tag = lookup(s, id_tag)
     busy = False
@@ -46,8 +53,9 @@ def list_tags(s: Session) -> list[IdTagRecord]:
     return [_record(r) for r in s.scalars(select(IdTag).order_by(IdTag.id_tag))]
 
 
-def upsert(s: Session, record: IdTagRecord, now: datetime, *, create_only: bool = False,
-           update_only: bool = False) -> IdTagRecord | None:
+def upsert(
+    s: Session, record: IdTagRecord, now: datetime, *, create_only: bool = False, update_only: bool = False
+) -> IdTagRecord | None:
     """Insert or replace one tag; None when create_only and it exists, or update_only and it does not."""
     row = s.get(IdTag, record.id_tag)
     if row is None:

@@ -161,9 +161,7 @@ class ChargingSession(_ConnectorClaim, Base):
     # Why its fee is 0.00 although energy was delivered (--force-end-fee waive), or None.
     fee_waived_reason: Mapped[str | None] = mapped_column(Text)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
-    __table_args__ = (
-        Index("ix_sessions_connector_open", "charge_point_id", "connector_id", "end_time"),
-    )
+    __table_args__ = (Index("ix_sessions_connector_open", "charge_point_id", "connector_id", "end_time"),)
 
 
 # Statuses of a reservation that no longer hold the connector (see csms.core.reservations).

@@ -12,8 +12,16 @@ from csms.core.reservations import TERMINAL
 from csms.core.times import as_utc
 from csms.db.models import ConnectorStatus, PaymentReservation, Station, Transaction
 
-__all__ = ["StoredStatus", "StoredTransaction", "StoredReservation", "StoredSignals",
-           "load_connector_signals", "load_all_signals", "StationRef", "find_station"]
+__all__ = [
+    "StoredStatus",
+    "StoredTransaction",
+    "StoredReservation",
+    "StoredSignals",
+    "load_connector_signals",
+    "load_all_signals",
+    "StationRef",
+    "find_station",
+]
 
 _TERMINAL = tuple(s.value for s in TERMINAL)
 
@@ -74,12 +82,24 @@ def _res(row: PaymentReservation) -> StoredReservation:
 
 def load_connector_signals(s: Session, cp_id: str, connector_id: int) -> StoredSignals:
     row = s.get(ConnectorStatus, (cp_id, connector_id))
-    txs = s.scalars(select(Transaction).where(
-        Transaction.charge_point_id == cp_id, Transaction.connector_id == connector_id,
-        Transaction.stop_time.is_(None)).order_by(Transaction.id))
-    res = s.scalars(select(PaymentReservation).where(
-        PaymentReservation.charge_point_id == cp_id, PaymentReservation.connector_id == connector_id,
-        PaymentReservation.status.not_in(_TERMINAL)).order_by(PaymentReservation.created_at))
+    txs = s.scalars(
+        select(Transaction)
+        .where(
+            Transaction.charge_point_id == cp_id,
+            Transaction.connector_id == connector_id,
+            Transaction.stop_time.is_(None),
+        )
+        .order_by(Transaction.id)
+    )
+    res = s.scalars(
+        select(PaymentReservation)
+        .where(
+            PaymentReservation.charge_point_id == cp_id,
+            PaymentReservation.connector_id == connector_id,
+            PaymentReservation.status.not_in(_TERMINAL),
+        )
+        .order_by(PaymentReservation.created_at)
+    )
     return StoredSignals(
         status=None if row is None else _status(row),
         open_transactions=[_tx(t) for t in txs],
@@ -100,13 +120,20 @@ def load_all_signals(s: Session, charge_point_id_prefix: str | None = None) -> d
     def of_prefix(column):
         return [] if not charge_point_id_prefix else [column.startswith(charge_point_id_prefix, autoescape=True)]
 
-    for row in s.scalars(select(ConnectorStatus).where(
-            ConnectorStatus.connector_id > 0, *of_prefix(ConnectorStatus.charge_point_id))):
+    for row in s.scalars(
+        select(ConnectorStatus).where(ConnectorStatus.connector_id > 0, *of_prefix(ConnectorStatus.charge_point_id))
+    ):
         slot(row.charge_point_id, row.connector_id).status = _status(row)
-    for t in s.scalars(select(Transaction).where(
-            Transaction.stop_time.is_(None), *of_prefix(Transaction.charge_point_id)).order_by(Transaction.id)):
+    for t in s.scalars(
+        select(Transaction)
+        .where(Transaction.stop_time.is_(None), *of_prefix(Transaction.charge_point_id))
+        .order_by(Transaction.id)
+    ):
         slot(t.charge_point_id, t.connector_id).open_transactions.append(_tx(t))
-    for r in s.scalars(select(PaymentReservation).where(
-            PaymentReservation.status.not_in(_TERMINAL), *of_prefix(PaymentReservation.charge_point_id))):
+    for r in s.scalars(
+        select(PaymentReservation).where(
+            PaymentReservation.status.not_in(_TERMINAL), *of_prefix(PaymentReservation.charge_point_id)
+        )
+    ):
         slot(r.charge_point_id, r.connector_id).reservations.append(_res(r))
     return out

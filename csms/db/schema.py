@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from enum import Enum
 from functools import lru_cache
@@ -100,8 +101,15 @@ class Outcome:
         return f"action={p.action.value} from={p.current or 'empty'} to={p.head}{adopted} seconds={self.seconds:.3f}"
 
 
-def decide(*, current: str | None, has_tables: bool, legacy_match: str | None, known: Sequence[str],
-           head: str, upgrade_older: bool) -> Plan:
+def decide(
+    *,
+    current: str | None,
+    has_tables: bool,
+    legacy_match: str | None,
+    known: Sequence[str],
+    head: str,
+    upgrade_older: bool,
+) -> Plan:
     """What to do with a database: `current` is its alembic_version (None: none), `has_tables`
     whether any of our tables exist, `legacy_match` the newest revision its tables hold (only
     looked at without a version), `known` every revision of this code."""
@@ -119,8 +127,9 @@ def decide(*, current: str | None, has_tables: bool, legacy_match: str | None, k
     return Plan(Action.UPGRADE if upgrade_older else Action.REFUSE_OLDER, current, head, adopt=adopt)
 
 
-def match_legacy(present: Mapping[str, set[str]],
-                 revisions: Sequence[tuple[str, Mapping[str, frozenset[str]]]]) -> str | None:
+def match_legacy(
+    present: Mapping[str, AbstractSet[str]], revisions: Sequence[tuple[str, Mapping[str, frozenset[str]]]]
+) -> str | None:
     """The newest revision whose every table and column the database has (`revisions` oldest first,
     each with its {table: columns}); None when it lacks even the first one's."""
     found = None
@@ -144,16 +153,22 @@ def missing_columns(present: Mapping[str, set[str]], expected: Mapping[str, set[
 def refusal_message(plan: Plan, url: str) -> str:
     """What a person reads when `csms serve` will not start on this database."""
     if plan.action is Action.REFUSE_NEWER:
-        return (f"the database is at schema revision {plan.current}, which this csms does not know (its newest is "
-                f"{plan.head}): it was upgraded by a newer csms. Run that newer version, or restore a backup "
-                f"taken before the upgrade; this csms will not start on it.")
+        return (
+            f"the database is at schema revision {plan.current}, which this csms does not know (its newest is "
+            f"{plan.head}): it was upgraded by a newer csms. Run that newer version, or restore a backup "
+            f"taken before the upgrade; this csms will not start on it."
+        )
     if plan.action is Action.REFUSE_OLDER:
         adopted = " (a database from before schema versions, matched to that revision)" if plan.adopt else ""
-        return (f"the database is at schema revision {plan.current}{adopted}, older than this csms ({plan.head}), "
-                f"and --schema-upgrade is refuse. Back it up, then run: csms db upgrade --db '{url}'")
-    return ("the database has csms tables but no schema version, and they do not match even the first revision "
-            "(see csms db history). Upgrade it with the csms version that made it first, or start on an empty "
-            "database.")
+        return (
+            f"the database is at schema revision {plan.current}{adopted}, older than this csms ({plan.head}), "
+            f"and --schema-upgrade is refuse. Back it up, then run: csms db upgrade --db '{url}'"
+        )
+    return (
+        "the database has csms tables but no schema version, and they do not match even the first revision "
+        "(see csms db history). Upgrade it with the csms version that made it first, or start on an empty "
+        "database."
+    )
 
 
 # --- the shell: Alembic and the database -------------------------------------------------------
@@ -179,8 +194,10 @@ def head_revision() -> str:
     """This code's newest revision (a single head: migrations form one line)."""
     heads = _scripts().get_heads()
     if len(heads) != 1:
-        raise SchemaError(f"the migrations have {len(heads)} heads ({', '.join(heads)}): give the newer ones one "
-                          f"line (down_revision of each the revision before it)")
+        raise SchemaError(
+            f"the migrations have {len(heads)} heads ({', '.join(heads)}): give the newer ones one "
+            f"line (down_revision of each the revision before it)"
+        )
     return heads[0]
 
 
@@ -225,8 +242,14 @@ def _plan(conn: Connection, *, upgrade_older: bool) -> Plan:
     legacy = None
     if current is None and has_tables:
         legacy = match_legacy(_tables(conn), revision_tables())
-    return decide(current=current, has_tables=has_tables, legacy_match=legacy,
-                  known=[s.revision for s in history()], head=head_revision(), upgrade_older=upgrade_older)
+    return decide(
+        current=current,
+        has_tables=has_tables,
+        legacy_match=legacy,
+        known=[s.revision for s in history()],
+        head=head_revision(),
+        upgrade_older=upgrade_older,
+    )
 
 
 def _warn_about_drift(conn: Connection) -> None:
@@ -237,10 +260,13 @@ def _warn_about_drift(conn: Connection) -> None:
     expected = {name: {c.name for c in table.columns} for name, table in Base.metadata.tables.items()}
     lacking = missing_columns(present, expected)
     if lacking:
-        log.warning("csms.schema_drift the database says revision %s but lacks %s (a migration changed after this "
-                    "database was upgraded, or tables altered by hand): queries on them will fail. Restore the "
-                    "missing columns or recreate a development database", head_revision(),
-                    "; ".join(f"{t}: {', '.join(cols)}" for t, cols in lacking.items()))
+        log.warning(
+            "csms.schema_drift the database says revision %s but lacks %s (a migration changed after this "
+            "database was upgraded, or tables altered by hand): queries on them will fail. Restore the "
+            "missing columns or recreate a development database",
+            head_revision(),
+            "; ".join(f"{t}: {', '.join(cols)}" for t, cols in lacking.items()),
+        )
 
 
 def _apply(conn: Connection, plan: Plan) -> None:
@@ -252,6 +278,7 @@ def _apply(conn: Connection, plan: Plan) -> None:
         command.stamp(cfg, plan.head)
         return
     if plan.adopt:
+        assert plan.current is not None  # not refused: the revision its tables matched
         command.stamp(cfg, plan.current)
     if plan.action is Action.UPGRADE:
         command.upgrade(cfg, plan.head)
@@ -275,8 +302,11 @@ def prepare(engine: Engine, *, upgrade_older: bool = True) -> Outcome:
                 conn.execute(text(_SCHEMA_LOCK))
             plan = _plan(conn, upgrade_older=upgrade_older)
             if plan.refused:
-                raise SchemaError(refusal_message(plan, engine.url.render_as_string(hide_password=True)),
-                                  current=plan.current, head=plan.head)
+                raise SchemaError(
+                    refusal_message(plan, engine.url.render_as_string(hide_password=True)),
+                    current=plan.current,
+                    head=plan.head,
+                )
             _apply(conn, plan)
             if plan.action is Action.NOTHING:
                 _warn_about_drift(conn)
@@ -285,8 +315,11 @@ def prepare(engine: Engine, *, upgrade_older: bool = True) -> Outcome:
             migrations.dispose()
     outcome = Outcome(plan, time.perf_counter() - started)
     if plan.action is Action.UPGRADE or plan.adopt:
-        log.warning("csms.schema_upgraded %s (back up before upgrading; --schema-upgrade refuse makes "
-                    "csms serve stop instead and leaves it to csms db upgrade)", outcome.summary)
+        log.warning(
+            "csms.schema_upgraded %s (back up before upgrading; --schema-upgrade refuse makes "
+            "csms serve stop instead and leaves it to csms db upgrade)",
+            outcome.summary,
+        )
     else:
         log.info("csms.schema %s", outcome.summary)
     return outcome

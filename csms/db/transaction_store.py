@@ -45,8 +45,9 @@ class TransactionRecord:
     session: LinkedSession | None
 
 
-def list_transactions(s: Session, *, charge_point_id_prefix: str | None = None, open: bool | None = None,
-                      limit: int = 10_000) -> list[TransactionRecord]:
+def list_transactions(
+    s: Session, *, charge_point_id_prefix: str | None = None, open: bool | None = None, limit: int = 10_000
+) -> list[TransactionRecord]:
     """Transactions ordered by id (at most `limit`), filtered by charge point id prefix and open/closed.
 
     A transaction's session is the ChargingSession linked by transaction_id; the newest if several.
@@ -62,20 +63,41 @@ def list_transactions(s: Session, *, charge_point_id_prefix: str | None = None, 
         return []
     ids = query.with_only_columns(Transaction.id).subquery()
     sessions: dict[int, ChargingSession] = {}
-    for cs in s.scalars(select(ChargingSession).where(ChargingSession.transaction_id.in_(select(ids.c.id)))
-                        .order_by(ChargingSession.created_at, ChargingSession.id)):
+    for cs in s.scalars(
+        select(ChargingSession)
+        .where(ChargingSession.transaction_id.in_(select(ids.c.id)))
+        .order_by(ChargingSession.created_at, ChargingSession.id)
+    ):
+        assert cs.transaction_id is not None  # selected by it
         sessions[cs.transaction_id] = cs  # ascending: the newest one is kept
     return [_record(t, sessions.get(t.id)) for t in txs]
 
 
 def _record(t: Transaction, cs: ChargingSession | None) -> TransactionRecord:
     return TransactionRecord(
-        transaction_id=t.id, charge_point_id=t.charge_point_id, connector_id=t.connector_id, id_tag=t.id_tag,
-        meter_start=t.meter_start, meter_stop=t.meter_stop, start_time=as_utc(t.start_time),
-        stop_time=as_utc(t.stop_time), stop_reason=t.stop_reason, latest_meter_wh=t.latest_meter_wh,
+        transaction_id=t.id,
+        charge_point_id=t.charge_point_id,
+        connector_id=t.connector_id,
+        id_tag=t.id_tag,
+        meter_start=t.meter_start,
+        meter_stop=t.meter_stop,
+        start_time=as_utc(t.start_time),
+        stop_time=as_utc(t.stop_time),
+        stop_reason=t.stop_reason,
+        latest_meter_wh=t.latest_meter_wh,
         latest_meter_at=as_utc(t.latest_meter_at),
-        session=None if cs is None else LinkedSession(
-            session_id=cs.id, status=cs.status, tariff=cs.tariff, energy_wh=cs.energy_wh, fee=cs.fee,
-            meter_source=cs.meter_source, reconciled=bool(cs.reconciled), end_reason=cs.end_reason,
-            review_reason=cs.review_reason, end_time=as_utc(cs.end_time)),
+        session=None
+        if cs is None
+        else LinkedSession(
+            session_id=cs.id,
+            status=cs.status,
+            tariff=cs.tariff,
+            energy_wh=cs.energy_wh,
+            fee=cs.fee,
+            meter_source=cs.meter_source,
+            reconciled=bool(cs.reconciled),
+            end_reason=cs.end_reason,
+            review_reason=cs.review_reason,
+            end_time=as_utc(cs.end_time),
+        ),
     )

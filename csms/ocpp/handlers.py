@@ -45,28 +45,41 @@ class ChargePointHandlers:
         that is not Accepted; Heartbeat alone is let through, it changes nothing."""
         if self.cp_id not in self.ctx.accepted_charge_points:
             CALLS_NOT_ACCEPTED.labels(action).inc()
-            raise OcppCallError("SecurityError", f"{action} refused: this charge point has no accepted "
-                                "BootNotification; send BootNotification first")
+            raise OcppCallError(
+                "SecurityError",
+                f"{action} refused: this charge point has no accepted BootNotification; send BootNotification first",
+            )
 
     def _id_tag_answer(self, message: str, id_tag: str, info: IdTagInfo, **where: Any) -> dict[str, Any]:
         ID_TAG_ANSWERS.labels(message, info.status.value).inc()
         if not info.accepted:
             extra = "".join(f" {k}={v}" for k, v in where.items())
-            log.warning("id_tag.not_accepted message=%s charge_point=%s id_tag=%s status=%s%s",
-                        message, self.cp_id, id_tag, info.status.value, extra)
+            log.warning(
+                "id_tag.not_accepted message=%s charge_point=%s id_tag=%s status=%s%s",
+                message,
+                self.cp_id,
+                id_tag,
+                info.status.value,
+                extra,
+            )
         return info.payload()
 
     @on("BootNotification")
     async def on_boot_notification(self, charge_point_vendor: str, charge_point_model: str, **kw: Any):
         ctx, now = self.ctx, self.ctx.clock.now()
         known = self.cp_id in ctx.known_charge_points
-        if not known and (not ctx.settings.allow_unknown_chargers
-                          or ctx.auto_registered >= ctx.settings.max_auto_registered):
+        if not known and (
+            not ctx.settings.allow_unknown_chargers or ctx.auto_registered >= ctx.settings.max_auto_registered
+        ):
             # Lab mode's bound (the handshake holds a slot for each unknown id it admits, so this
             # is only a race's last line): not registered, and Rejected, so it cannot charge.
             BOOTS_REJECTED.labels("auto_register_limit").inc()
-            log.warning("charge_point.boot_rejected charge_point=%s (lab mode registered --max-auto-registered=%d "
-                        "charge points already)", self.cp_id, ctx.settings.max_auto_registered)
+            log.warning(
+                "charge_point.boot_rejected charge_point=%s (lab mode registered --max-auto-registered=%d "
+                "charge points already)",
+                self.cp_id,
+                ctx.settings.max_auto_registered,
+            )
             return {"status": "Rejected", "currentTime": iso(now), "interval": ctx.settings.heartbeat_interval}
         work = _boot_work(self.cp_id, charge_point_vendor, charge_point_model, kw, now, register=not known)
         if known:
@@ -74,9 +87,14 @@ class ChargePointHandlers:
         else:
             if await ctx.db.write(work):
                 ctx.auto_registered += 1
-                log.info("charge_point.registered charge_point=%s vendor=%s model=%s (lab mode, %d of at most %d)",
-                         self.cp_id, charge_point_vendor, charge_point_model, ctx.auto_registered,
-                         ctx.settings.max_auto_registered)
+                log.info(
+                    "charge_point.registered charge_point=%s vendor=%s model=%s (lab mode, %d of at most %d)",
+                    self.cp_id,
+                    charge_point_vendor,
+                    charge_point_model,
+                    ctx.auto_registered,
+                    ctx.settings.max_auto_registered,
+                )
             ctx.known_charge_points.add(self.cp_id)
             ctx.pending_registrations.discard(self.cp_id)
         ctx.accepted_charge_points.add(self.cp_id)
@@ -108,8 +126,9 @@ class ChargePointHandlers:
     async def on_authorize(self, id_tag: str):
         self._require_accepted("Authorize")
         ctx, now = self.ctx, self.ctx.clock.now()
-        info = await ctx.db.read_grouped(lambda s: judge_id_tag(
-            s, id_tag, now=now, accept_unknown=ctx.settings.accept_unknown_id_tags))
+        info = await ctx.db.read_grouped(
+            lambda s: judge_id_tag(s, id_tag, now=now, accept_unknown=ctx.settings.accept_unknown_id_tags)
+        )
         return {"idTagInfo": self._id_tag_answer("Authorize", id_tag, info)}
 
     @on("StartTransaction")
@@ -125,10 +144,25 @@ class ChargePointHandlers:
             # transaction whose idTagInfo is not Accepted (configuration key StopTransactionOnInvalidId)
             # with a StopTransaction that names this transactionId. Judged in the same unit of work, so two
             # starts with one tag at once cannot both pass the ConcurrentTx check.
-            started = ocpp_store.start_transaction(s, self.cp_id, connector_id, id_tag, meter_start, start_time, now,
-                                                   revive_within=revive, settle_delay=ctx.settings.estimate_settle())
-            info = judge_id_tag(s, id_tag, now=now, accept_unknown=ctx.settings.accept_unknown_id_tags,
-                                starting=started.transaction_id, check_concurrent=True)
+            started = ocpp_store.start_transaction(
+                s,
+                self.cp_id,
+                connector_id,
+                id_tag,
+                meter_start,
+                start_time,
+                now,
+                revive_within=revive,
+                settle_delay=ctx.settings.estimate_settle(),
+            )
+            info = judge_id_tag(
+                s,
+                id_tag,
+                now=now,
+                accept_unknown=ctx.settings.accept_unknown_id_tags,
+                starting=started.transaction_id,
+                check_concurrent=True,
+            )
             return started, info
 
         if self.live is None:
@@ -136,25 +170,47 @@ class ChargePointHandlers:
         else:
             with self.live.starting(connector_id):
                 result, info = await ctx.db.write(work)
-        id_tag_info = self._id_tag_answer("StartTransaction", id_tag, info, connector=connector_id,
-                                          transaction=result.transaction_id)
+        id_tag_info = self._id_tag_answer(
+            "StartTransaction", id_tag, info, connector=connector_id, transaction=result.transaction_id
+        )
         if result.repeated:
-            log.warning("transaction.start_repeated charge_point=%s connector=%s transaction=%s "
-                        "(same StartTransaction again; answered with the same id)",
-                        self.cp_id, connector_id, result.transaction_id)
+            log.warning(
+                "transaction.start_repeated charge_point=%s connector=%s transaction=%s "
+                "(same StartTransaction again; answered with the same id)",
+                self.cp_id,
+                connector_id,
+                result.transaction_id,
+            )
             return {"transactionId": result.transaction_id, "idTagInfo": id_tag_info}
         for old in result.superseded:
-            log.warning("transaction.superseded charge_point=%s connector=%s transaction=%s by=%s",
-                        self.cp_id, connector_id, old, result.transaction_id)
+            log.warning(
+                "transaction.superseded charge_point=%s connector=%s transaction=%s by=%s",
+                self.cp_id,
+                connector_id,
+                old,
+                result.transaction_id,
+            )
         if result.superseded:
             ctx.nudge_payment_cancels()  # a superseded paid session's capture is due
         self.ctx.transaction_owners[result.transaction_id] = self.cp_id
         if result.revived or result.carried:
-            log.warning("session.%s charge_point=%s connector=%s transaction=%s session=%s review=%r",
-                        "revived" if result.revived else "carried_over", self.cp_id, connector_id,
-                        result.transaction_id, result.session_id, result.review)
-        log.info("transaction.started charge_point=%s connector=%s transaction=%s id_tag=%s session=%s",
-                 self.cp_id, connector_id, result.transaction_id, id_tag, result.session_id)
+            log.warning(
+                "session.%s charge_point=%s connector=%s transaction=%s session=%s review=%r",
+                "revived" if result.revived else "carried_over",
+                self.cp_id,
+                connector_id,
+                result.transaction_id,
+                result.session_id,
+                result.review,
+            )
+        log.info(
+            "transaction.started charge_point=%s connector=%s transaction=%s id_tag=%s session=%s",
+            self.cp_id,
+            connector_id,
+            result.transaction_id,
+            id_tag,
+            result.session_id,
+        )
         return {"transactionId": result.transaction_id, "idTagInfo": id_tag_info}
 
     @on("StopTransaction")
@@ -171,10 +227,14 @@ class ChargePointHandlers:
         id_tag = kw.get("id_tag")
 
         def work(s):
-            stopped = ocpp_store.stop_transaction(s, transaction_id, cp_id=self.cp_id, meter_stop=meter_stop,
-                                                  stop_time=stop_time, reason=reason, now=now)
-            info = None if id_tag is None else judge_id_tag(
-                s, id_tag, now=now, accept_unknown=ctx.settings.accept_unknown_id_tags)
+            stopped = ocpp_store.stop_transaction(
+                s, transaction_id, cp_id=self.cp_id, meter_stop=meter_stop, stop_time=stop_time, reason=reason, now=now
+            )
+            info = (
+                None
+                if id_tag is None
+                else judge_id_tag(s, id_tag, now=now, accept_unknown=ctx.settings.accept_unknown_id_tags)
+            )
             return stopped, info
 
         result, info = await self.ctx.db.write(work)
@@ -183,23 +243,51 @@ class ChargePointHandlers:
         if self.live is not None and result.connector_id is not None:
             self.live.stops_seen[result.connector_id] = now  # the contradicted-status rule waits a grace from here
         if result.review is not None:
-            log.warning("session.review charge_point=%s transaction=%s session=%s energy_wh=%s why=%r",
-                        self.cp_id, transaction_id, result.session_id, result.energy_wh, result.review)
+            log.warning(
+                "session.review charge_point=%s transaction=%s session=%s energy_wh=%s why=%r",
+                self.cp_id,
+                transaction_id,
+                result.session_id,
+                result.energy_wh,
+                result.review,
+            )
         if result.skewed:
-            log.warning("transaction.clock_skew charge_point=%s transaction=%s stamped=%s (before its start: "
-                        "stored with the time it arrived)", self.cp_id, transaction_id, timestamp)
+            log.warning(
+                "transaction.clock_skew charge_point=%s transaction=%s stamped=%s (before its start: "
+                "stored with the time it arrived)",
+                self.cp_id,
+                transaction_id,
+                timestamp,
+            )
         if not result.known:
-            log.warning("transaction.stop_unknown charge_point=%s transaction=%s (accepted, nothing to close)",
-                        self.cp_id, transaction_id)
+            log.warning(
+                "transaction.stop_unknown charge_point=%s transaction=%s (accepted, nothing to close)",
+                self.cp_id,
+                transaction_id,
+            )
         elif result.reconciled:
             LATE_STOPS.inc()
-            log.info("transaction.reconciled charge_point=%s transaction=%s session=%s energy_wh=%s fee=%s",
-                     self.cp_id, transaction_id, result.session_id, result.energy_wh, result.fee)
+            log.info(
+                "transaction.reconciled charge_point=%s transaction=%s session=%s energy_wh=%s fee=%s",
+                self.cp_id,
+                transaction_id,
+                result.session_id,
+                result.energy_wh,
+                result.fee,
+            )
         else:
-            log.info("transaction.stopped charge_point=%s transaction=%s reason=%s session=%s energy_wh=%s fee=%s",
-                     self.cp_id, transaction_id, reason, result.session_id, result.energy_wh, result.fee)
+            log.info(
+                "transaction.stopped charge_point=%s transaction=%s reason=%s session=%s energy_wh=%s fee=%s",
+                self.cp_id,
+                transaction_id,
+                reason,
+                result.session_id,
+                result.energy_wh,
+                result.fee,
+            )
         if info is None:
             return _ACCEPTED  # stopped without a tag (EV unplugged, remote stop): nothing to judge
+        assert id_tag is not None  # info was judged from it
         # The transaction is closed either way (the energy was delivered); the answer tells the
         # charge point what the tag that stopped it is worth now.
         return {"idTagInfo": self._id_tag_answer("StopTransaction", id_tag, info, transaction=transaction_id)}
@@ -219,8 +307,9 @@ class ChargePointHandlers:
         if owner is not None and owner != self.cp_id:
             # Another charge point's transaction: dropped here, so it can never displace the owner's
             # own queued sample (nor reach the database, which would refuse it anyway).
-            log.warning("meter.foreign charge_point=%s transaction=%s owner=%s (ignored)",
-                        self.cp_id, transaction_id, owner)
+            log.warning(
+                "meter.foreign charge_point=%s transaction=%s owner=%s (ignored)", self.cp_id, transaction_id, owner
+            )
             return {}
         at = reading.at or now  # the sample's own time orders samples; a buffered older one never wins
         self.ctx.db.submit_latest(
@@ -249,18 +338,34 @@ class ChargePointHandlers:
         return {}
 
 
-async def _close_invalid_stop(h: ChargePointHandlers, transaction_id: int, meter_stop: int,
-                              exc: metering.ImplausibleReadingError) -> None:
+async def _close_invalid_stop(
+    h: ChargePointHandlers, transaction_id: int, meter_stop: int, exc: metering.ImplausibleReadingError
+) -> None:
     """A meterStop no meter shows: the transaction is closed with its last good reading (billed, audited),
     and the charger is told why with a CallError, not an InternalError it would retry for ever."""
     now = h.ctx.clock.now()
-    closed = await h.ctx.db.write(lambda s: ocpp_store.close_transaction_invalid_stop(
-        s, transaction_id, cp_id=h.cp_id, meter_stop=meter_stop, now=now, settle_delay=h.ctx.settings.estimate_settle()))
-    log.warning("transaction.invalid_meter_stop charge_point=%s transaction=%s meter_stop=%s closed=%s",
-                h.cp_id, transaction_id, meter_stop, closed)
-    raise OcppCallError("PropertyConstraintViolation",
-                        f"{exc}; transaction {transaction_id} "
-                        + ("was closed with its last good reading" if closed else "is not open here"))
+    closed = await h.ctx.db.write(
+        lambda s: ocpp_store.close_transaction_invalid_stop(
+            s,
+            transaction_id,
+            cp_id=h.cp_id,
+            meter_stop=meter_stop,
+            now=now,
+            settle_delay=h.ctx.settings.estimate_settle(),
+        )
+    )
+    log.warning(
+        "transaction.invalid_meter_stop charge_point=%s transaction=%s meter_stop=%s closed=%s",
+        h.cp_id,
+        transaction_id,
+        meter_stop,
+        closed,
+    )
+    raise OcppCallError(
+        "PropertyConstraintViolation",
+        f"{exc}; transaction {transaction_id} "
+        + ("was closed with its last good reading" if closed else "is not open here"),
+    )
 
 
 def _check_register(value: int, name: str) -> None:
@@ -273,13 +378,25 @@ def _check_register(value: int, name: str) -> None:
 def _boot_work(cp_id: str, vendor: str, model: str, kw: dict[str, Any], now, *, register: bool):
     def work(s):
         created = ocpp_store.record_boot(
-            s, cp_id, vendor=vendor, model=model,
+            s,
+            cp_id,
+            vendor=vendor,
+            model=model,
             serial=kw.get("charge_point_serial_number") or kw.get("charge_box_serial_number"),
-            firmware=kw.get("firmware_version"), now=now, register=register,
+            firmware=kw.get("firmware_version"),
+            now=now,
+            register=register,
         )
         if created:  # counted against --max-auto-registered, across restarts
-            audit(s, actor="system:lab-mode", action=AUTO_REGISTERED, at=now, charge_point_id=cp_id,
-                  vendor=vendor, model=model)
+            audit(
+                s,
+                actor="system:lab-mode",
+                action=AUTO_REGISTERED,
+                at=now,
+                charge_point_id=cp_id,
+                vendor=vendor,
+                model=model,
+            )
         return created
 
     return work

@@ -13,10 +13,13 @@ from collections.abc import Awaitable, Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from csms.core.maintenance import SilentAsk
 from ocppj import OcppConnection
+
+if TYPE_CHECKING:
+    from trio_websocket import WebSocketConnection
 
 __all__ = ["LiveConnector", "LiveChargePoint", "RemoteChargePoint", "Registry", "STATUS_ANSWER_WINDOW"]
 
@@ -41,7 +44,7 @@ class LiveConnector:
 @dataclass(eq=False)
 class LiveChargePoint:
     id: str
-    connection: OcppConnection
+    connection: OcppConnection[WebSocketConnection]
     connected_at: datetime
     last_seen: datetime
     heartbeat_interval: int
@@ -120,9 +123,11 @@ class LiveChargePoint:
     def status_received(self, connector_id: int, status: str, error_code: str | None, now: datetime) -> bool:
         """A StatusNotification becomes the connector's live status; returns whether the charger sent it of
         its own accord. A new status ends the back-off of the stale-silent-status asks."""
-        asked = any(self._status_asks.get(k) or (k in self._status_answered
-                                                  and now - self._status_answered[k] <= STATUS_ANSWER_WINDOW)
-                    for k in (connector_id, None))
+        asked = any(
+            self._status_asks.get(k)
+            or (k in self._status_answered and now - self._status_answered[k] <= STATUS_ANSWER_WINDOW)
+            for k in (connector_id, None)
+        )
         if not asked:
             self.self_reported.add(connector_id)
         before = self.connectors.get(connector_id)
@@ -204,8 +209,8 @@ class Registry:
         cp = self._by_id.get(cp_id)
         if cp is not None or self.look_up is None:
             return cp
-        cp = None if fresh or self.elsewhere is None else self.elsewhere(cp_id)
-        return cp if cp is not None else await self.look_up(cp_id)
+        remote = None if fresh or self.elsewhere is None else self.elsewhere(cp_id)
+        return remote if remote is not None else await self.look_up(cp_id)
 
     def local(self, cp_id: str) -> LiveChargePoint | None:
         """This process's own connection only (maintenance acts on sockets it holds)."""

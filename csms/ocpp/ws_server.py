@@ -16,7 +16,13 @@ import ssl
 from collections.abc import Awaitable, Callable
 
 import trio
-from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketRequest, WebSocketServer
+from trio_websocket import (
+    ConnectionClosed,
+    Endpoint,
+    WebSocketConnection,
+    WebSocketRequest,
+    WebSocketServer,
+)
 from trio_websocket._impl import CloseReason
 from wsproto import ConnectionType, WSConnection
 from wsproto.connection import ConnectionState
@@ -36,8 +42,9 @@ class _Connection(WebSocketConnection):
             # Not the peer's close: wsproto could not parse a frame (1007 invalid UTF-8, 1002 bad framing).
             kind = "invalid_utf8" if event.code == 1007 else "bad_websocket_frame"
             OCPP_LIMITS.labels(kind).inc()
-            log.warning("ocpp.connection_closed remote=%s code=%d reason=%s (%s)", _remote(self), event.code, kind,
-                        event.reason)
+            log.warning(
+                "ocpp.connection_closed remote=%s code=%d reason=%s (%s)", _remote(self), event.code, kind, event.reason
+            )
             self._close_reason = CloseReason(event.code, event.reason or None)
             try:
                 await self._send(CloseConnection(code=event.code, reason=(event.reason or "")[:120]))
@@ -88,14 +95,23 @@ def _stream_remote(stream: trio.abc.Stream) -> str:
 def _remote(ws: WebSocketConnection) -> str:
     try:
         r = ws.remote
+        if not isinstance(r, Endpoint):  # the repr of a stream that is not a socket
+            return "?"
         return f"{r.address}:{r.port}"
     except Exception:
         return "?"
 
 
 class GuardedWebSocketServer(WebSocketServer):
-    def __init__(self, handler: Callable[[WebSocketRequest], Awaitable[None]], listeners: list, *,
-                 max_connections: int, max_handshakes: int, **kwargs) -> None:
+    def __init__(
+        self,
+        handler: Callable[[WebSocketRequest], Awaitable[None]],
+        listeners: list,
+        *,
+        max_connections: int,
+        max_handshakes: int,
+        **kwargs,
+    ) -> None:
         super().__init__(handler, listeners, **kwargs)
         self.max_connections = max_connections
         self.max_handshakes = max_handshakes
@@ -114,16 +130,30 @@ class GuardedWebSocketServer(WebSocketServer):
         except* _PEER_GONE as group:
             stage = track.stage()
             CONNECTION_FAILURES.labels(stage, "peer_gone").inc()
-            self._quiet_log(log, logging.INFO, f"peer_gone:{stage}", trio.current_time(),
-                            "ocpp.connection_dropped stage=%s remote=%s (%s: the peer closed or reset the socket)",
-                            stage, remote, _describe(group))
+            self._quiet_log(
+                log,
+                logging.INFO,
+                f"peer_gone:{stage}",
+                trio.current_time(),
+                "ocpp.connection_dropped stage=%s remote=%s (%s: the peer closed or reset the socket)",
+                stage,
+                remote,
+                _describe(group),
+            )
         except* Exception as group:
             stage = track.stage()
             CONNECTION_FAILURES.labels(stage, "internal_error").inc()
             first = _leaves(group)[0]
-            self._quiet_log(log, logging.ERROR, f"error:{stage}:{type(first).__name__}", trio.current_time(),
-                            "ocpp.connection_failed stage=%s remote=%s (closing this connection only)", stage,
-                            remote, exc_info=first)
+            self._quiet_log(
+                log,
+                logging.ERROR,
+                f"error:{stage}:{type(first).__name__}",
+                trio.current_time(),
+                "ocpp.connection_failed stage=%s remote=%s (closing this connection only)",
+                stage,
+                remote,
+                exc_info=first,
+            )
         finally:
             with trio.CancelScope(shield=True):
                 await trio.aclose_forcefully(stream)
@@ -137,10 +167,13 @@ class GuardedWebSocketServer(WebSocketServer):
         self.open_connections += 1
         try:
             async with trio.open_nursery() as nursery:
-                connection = _Connection(stream, WSConnection(ConnectionType.SERVER),
-                                         message_queue_size=self._message_queue_size,
-                                         max_message_size=self._max_message_size,
-                                         receive_buffer_size=self._receive_buffer_size)
+                connection = _Connection(
+                    stream,
+                    WSConnection(ConnectionType.SERVER),
+                    message_queue_size=self._message_queue_size,
+                    max_message_size=self._max_message_size,
+                    receive_buffer_size=self._receive_buffer_size,
+                )
                 track.connection = connection
                 peer_gone = trio.Event()
 
@@ -165,8 +198,9 @@ class GuardedWebSocketServer(WebSocketServer):
         finally:
             self.open_connections -= 1
 
-    async def _handshake(self, connection: WebSocketConnection,
-                         peer_gone: trio.Event) -> tuple[WebSocketRequest | None, str]:
+    async def _handshake(
+        self, connection: WebSocketConnection, peer_gone: trio.Event
+    ) -> tuple[WebSocketRequest | None, str]:
         """The WebSocket request, or None and why: the timeout, or the peer closed first."""
         self.handshaking += 1
         request: WebSocketRequest | None = None

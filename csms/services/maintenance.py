@@ -52,7 +52,7 @@ from csms.core.maintenance import (
 from csms.core.reservations import TERMINAL, ReservationStatus
 from csms.core.times import as_utc
 from csms.db.cleanup_store import audit, force_end_session
-from csms.db.database import Database
+from csms.db.database import Database, rowcount
 from csms.db.models import ChargingSession, ConnectorStatus, PaymentReservation, Transaction
 from csms.db.ocpp_store import ESTIMATED_REASONS, close_transaction_estimated, expire_start
 from csms.db.reservation_store import move_reservation
@@ -60,13 +60,23 @@ from csms.ocpp.commands import ChargePointCommands
 from csms.ocpp.registry import LiveChargePoint
 from ocppj import OcppjError
 
-__all__ = ["Snapshot", "load_snapshot", "plan_database_actions", "run_once", "run_offline",
-           "maintenance_loop", "watch_silent_connectors"]
+__all__ = [
+    "Snapshot",
+    "load_snapshot",
+    "plan_database_actions",
+    "run_once",
+    "run_offline",
+    "maintenance_loop",
+    "watch_silent_connectors",
+]
 
 log = logging.getLogger("csms.core.maintenance")
 # Rules whose action is a TriggerMessage StatusNotification for one connector (`_ask_status`).
-_PROBES = (ActionKind.PROBE_QUIET_TRANSACTION, ActionKind.PROBE_CONTRADICTED_STATUS,
-           ActionKind.PROBE_STALE_SILENT_STATUS)
+_PROBES = (
+    ActionKind.PROBE_QUIET_TRANSACTION,
+    ActionKind.PROBE_CONTRADICTED_STATUS,
+    ActionKind.PROBE_STALE_SILENT_STATUS,
+)
 ACTOR = "system:maintenance"
 _TERMINAL = tuple(s.value for s in TERMINAL)
 
@@ -84,7 +94,9 @@ def load_snapshot(s: Session) -> Snapshot:
     """Everything the database-side rules look at, in one read transaction."""
     snap = Snapshot()
     for r in s.scalars(select(PaymentReservation).where(PaymentReservation.status.not_in(_TERMINAL))):
-        snap.reservations.append(ReservationRow(r.id, r.charge_point_id, r.connector_id, r.status, as_utc(r.updated_at)))
+        snap.reservations.append(
+            ReservationRow(r.id, r.charge_point_id, r.connector_id, r.status, as_utc(r.updated_at))
+        )
     status_at = {}
     for st in s.scalars(select(ConnectorStatus).where(ConnectorStatus.connector_id > 0)):
         snap.statuses.append(StatusRow(st.charge_point_id, st.connector_id, st.status, as_utc(st.updated_at)))
@@ -94,31 +106,46 @@ def load_snapshot(s: Session) -> Snapshot:
         # Our clock only: when we stored it (opened_at; start_time is the charger's) and when we last
         # received a meter sample for it (meter_seen_at; latest_meter_at is the sample's own stamp).
         opened = as_utc(t.opened_at) or as_utc(t.start_time)
-        snap.open_transactions.append(OpenTransactionRow(t.id, t.charge_point_id, t.connector_id, opened,
-                                                         as_utc(t.meter_seen_at)))
+        snap.open_transactions.append(
+            OpenTransactionRow(t.id, t.charge_point_id, t.connector_id, opened, as_utc(t.meter_seen_at))
+        )
         tx_activity[t.id] = max(x for x in (opened, as_utc(t.meter_seen_at)) if x is not None)
     for cs in s.scalars(select(ChargingSession).where(ChargingSession.end_time.is_(None))):
         # Never the session's start_time: that is the charger's clock (a charger a day ahead would
         # look active until tomorrow).
-        moments = [as_utc(cs.created_at), tx_activity.get(cs.transaction_id),
-                   status_at.get((cs.charge_point_id, cs.connector_id))]
-        snap.sessions.append(SessionActivityRow(cs.id, cs.charge_point_id, cs.connector_id,
-                                                max(m for m in moments if m is not None)))
+        moments = [
+            as_utc(cs.created_at),
+            tx_activity.get(cs.transaction_id) if cs.transaction_id is not None else None,
+            status_at.get((cs.charge_point_id, cs.connector_id)),
+        ]
+        snap.sessions.append(
+            SessionActivityRow(cs.id, cs.charge_point_id, cs.connector_id, max(m for m in moments if m is not None))
+        )
         if cs.transaction_id is None and cs.status in PENDING_STATUSES:
-            snap.pending_starts.append(PendingStartRow(cs.id, cs.charge_point_id, cs.connector_id, cs.status,
-                                                       as_utc(cs.created_at)))
+            snap.pending_starts.append(
+                PendingStartRow(cs.id, cs.charge_point_id, cs.connector_id, cs.status, as_utc(cs.created_at))
+            )
     return snap
 
 
-def plan_database_actions(snap: Snapshot, th: Thresholds, now: datetime,
-                          live_connectors: dict[tuple[str, int], LiveConnectorRow] | None = None) -> list[Action]:
+def plan_database_actions(
+    snap: Snapshot,
+    th: Thresholds,
+    now: datetime,
+    live_connectors: dict[tuple[str, int], LiveConnectorRow] | None = None,
+) -> list[Action]:
     """The rules that need only stored rows (plus live statuses for orphans, when running in the server)."""
     open_keys = {(t.charge_point_id, t.connector_id) for t in snap.open_transactions}
     reserved = {(r.charge_point_id, r.connector_id) for r in snap.reservations}
     actions = select_stale_reservations(snap.reservations, now=now, timeout=th.reservation_timeout)
     cancelled = {(a.charge_point_id, a.connector_id) for a in actions}
-    actions += select_releasable_statuses(snap.statuses, now=now, release_after=th.status_release,
-                                          open_tx_connectors=open_keys, reserved_connectors=reserved - cancelled)
+    actions += select_releasable_statuses(
+        snap.statuses,
+        now=now,
+        release_after=th.status_release,
+        open_tx_connectors=open_keys,
+        reserved_connectors=reserved - cancelled,
+    )
     if live_connectors is not None:
         actions += select_orphaned_transactions(snap.open_transactions, live_connectors, now=now, grace=th.orphan_grace)
     orphaned_tx = {a.subject for a in actions if a.kind is ActionKind.CLOSE_ORPHANED}
@@ -135,7 +162,8 @@ def _apply_db_action(a: Action, now: datetime, th: Thresholds) -> Callable[[Sess
     def cancel_reservation(s: Session) -> bool:
         status = s.scalar(select(PaymentReservation.status).where(PaymentReservation.id == a.subject))
         done = status in STALE_RESERVATION_STATUSES and move_reservation(
-            s, a.subject, ReservationStatus.CANCELLED, now)  # its payment cancel becomes due
+            s, a.subject, ReservationStatus.CANCELLED, now
+        )  # its payment cancel becomes due
         return _audited(s, done)
 
     def expire(s: Session) -> bool:
@@ -143,16 +171,39 @@ def _apply_db_action(a: Action, now: datetime, th: Thresholds) -> Callable[[Sess
         return expire_start(s, a.subject, now=now, timeout=th.start_timeout, actor=ACTOR)
 
     def release_status(s: Session) -> bool:
-        held = s.scalar(select(func.count()).select_from(Transaction).where(
-            Transaction.charge_point_id == a.charge_point_id, Transaction.connector_id == a.connector_id,
-            Transaction.stop_time.is_(None))) or s.scalar(select(func.count()).select_from(PaymentReservation).where(
-            PaymentReservation.charge_point_id == a.charge_point_id, PaymentReservation.connector_id == a.connector_id,
-            PaymentReservation.status.not_in(_TERMINAL)))
+        held = s.scalar(
+            select(func.count())
+            .select_from(Transaction)
+            .where(
+                Transaction.charge_point_id == a.charge_point_id,
+                Transaction.connector_id == a.connector_id,
+                Transaction.stop_time.is_(None),
+            )
+        ) or s.scalar(
+            select(func.count())
+            .select_from(PaymentReservation)
+            .where(
+                PaymentReservation.charge_point_id == a.charge_point_id,
+                PaymentReservation.connector_id == a.connector_id,
+                PaymentReservation.status.not_in(_TERMINAL),
+            )
+        )
         if held:
             return False
-        done = s.execute(update(ConnectorStatus).where(
-            ConnectorStatus.charge_point_id == a.charge_point_id, ConnectorStatus.connector_id == a.connector_id,
-            ConnectorStatus.status == a.subject).values(status="Available", updated_at=now)).rowcount == 1
+        done = (
+            rowcount(
+                s.execute(
+                    update(ConnectorStatus)
+                    .where(
+                        ConnectorStatus.charge_point_id == a.charge_point_id,
+                        ConnectorStatus.connector_id == a.connector_id,
+                        ConnectorStatus.status == a.subject,
+                    )
+                    .values(status="Available", updated_at=now)
+                )
+            )
+            == 1
+        )
         return _audited(s, done)
 
     def close_orphaned(s: Session) -> bool:
@@ -163,13 +214,23 @@ def _apply_db_action(a: Action, now: datetime, th: Thresholds) -> Callable[[Sess
         return _audited(s, True)
 
     def end_idle(s: Session) -> bool:
-        return force_end_session(s, a.subject, now=now, reason="IdleTimeout", actor=ACTOR,
-                                 settle_delay=th.settle_delay) is not None
+        return (
+            force_end_session(s, a.subject, now=now, reason="IdleTimeout", actor=ACTOR, settle_delay=th.settle_delay)
+            is not None
+        )
 
     def _audited(s: Session, done: bool) -> bool:
         if done:
-            audit(s, actor=ACTOR, action=f"maintenance.{a.kind.value}", at=now, charge_point_id=a.charge_point_id,
-                  connector_id=a.connector_id, subject=a.subject, reason=a.reason)
+            audit(
+                s,
+                actor=ACTOR,
+                action=f"maintenance.{a.kind.value}",
+                at=now,
+                charge_point_id=a.charge_point_id,
+                connector_id=a.connector_id,
+                subject=a.subject,
+                reason=a.reason,
+            )
         return done
 
     return {
@@ -183,9 +244,16 @@ def _apply_db_action(a: Action, now: datetime, th: Thresholds) -> Callable[[Sess
 
 def _log(a: Action, *, applied: bool, dry_run: bool) -> None:
     what = "would" if dry_run else ("applied" if applied else "skipped")
-    log.log(logging.INFO if applied or dry_run else logging.DEBUG,
-            "maintenance.%s %s charge_point=%s connector=%s subject=%s reason=%r",
-            a.kind.value, what, a.charge_point_id, a.connector_id, a.subject, a.reason)
+    log.log(
+        logging.INFO if applied or dry_run else logging.DEBUG,
+        "maintenance.%s %s charge_point=%s connector=%s subject=%s reason=%r",
+        a.kind.value,
+        what,
+        a.charge_point_id,
+        a.connector_id,
+        a.subject,
+        a.reason,
+    )
     if applied and not dry_run:
         metrics.MAINTENANCE_ACTIONS.labels(a.kind.value).inc()
 
@@ -210,13 +278,17 @@ def _live_rows(ctx: Context) -> tuple[list[LiveChargePointRow], dict[tuple[str, 
 
 def _elsewhere_connectors(ctx: Context) -> dict[tuple[str, int], LiveConnectorRow]:
     """Live statuses of the charge points other live nodes hold (empty outside a cluster)."""
-    return {(cp.id, c): LiveConnectorRow(cp.id, c, st.status, st.updated_at)
-            for cp in ctx.registry.all_live() if ctx.registry.local(cp.id) is None
-            for c, st in cp.connectors.items()}
+    return {
+        (cp.id, c): LiveConnectorRow(cp.id, c, st.status, st.updated_at)
+        for cp in ctx.registry.all_live()
+        if ctx.registry.local(cp.id) is None
+        for c, st in cp.connectors.items()
+    }
 
 
-async def run_once(ctx: Context, *, dry_run: bool = False, nursery: trio.Nursery | None = None,
-                   cluster_duties: bool = True) -> list[Action]:
+async def run_once(
+    ctx: Context, *, dry_run: bool = False, nursery: trio.Nursery | None = None, cluster_duties: bool = True
+) -> list[Action]:
     """Every rule against the database and the live registry; returns what was (or would be) done.
 
     Sockets of charge points found offline are closed in `nursery` when given
@@ -247,12 +319,20 @@ async def run_once(ctx: Context, *, dry_run: bool = False, nursery: trio.Nursery
     probed = {tx: at for live in seen_live.values() for tx, at in live.quiet_probes.items()}
     actions += select_quiet_transactions(
         (r for r in _activity_rows(snap, seen_live) if str(r.transaction_id) not in closing),
-        now=now, quiet=th.quiet_transaction, online=online, probed=probed)
+        now=now,
+        quiet=th.quiet_transaction,
+        online=online,
+        probed=probed,
+    )
     actions += await _contradicted_statuses(ctx, snap, th, now, live_connectors, online, seen_live)
-    contradicted = {(a.charge_point_id, a.connector_id) for a in actions
-                     if a.kind is ActionKind.PROBE_CONTRADICTED_STATUS}
-    actions += [a for a in _stale_silent_statuses(snap, th, now, live_connectors, online, seen_live)
-                if (a.charge_point_id, a.connector_id) not in contradicted]  # one ask per connector and round
+    contradicted = {
+        (a.charge_point_id, a.connector_id) for a in actions if a.kind is ActionKind.PROBE_CONTRADICTED_STATUS
+    }
+    actions += [
+        a
+        for a in _stale_silent_statuses(snap, th, now, live_connectors, online, seen_live)
+        if (a.charge_point_id, a.connector_id) not in contradicted
+    ]  # one ask per connector and round
     probes: list[tuple[LiveChargePoint, Action]] = []
     for a in actions:
         applied = False
@@ -266,10 +346,13 @@ async def run_once(ctx: Context, *, dry_run: bool = False, nursery: trio.Nursery
                     if a.kind is ActionKind.PROBE_QUIET_TRANSACTION:
                         live.quiet_probes[int(a.subject)] = now
                     elif a.kind is ActionKind.PROBE_CONTRADICTED_STATUS:
+                        assert a.connector_id is not None  # a status probe names its connector
                         live.status_probes[a.connector_id] = now
                     else:
+                        assert a.connector_id is not None  # a status probe names its connector
                         live.silent_asks[a.connector_id] = next_silent_ask(
-                            live.silent_asks.get(a.connector_id), a.subject, now)
+                            live.silent_asks.get(a.connector_id), a.subject, now
+                        )
                     probes.append((live, a))
             else:
                 applied = await ctx.db.write(_apply_db_action(a, now, th))
@@ -297,17 +380,31 @@ def _activity_rows(snap: Snapshot, live_by_id: dict[str, LiveChargePoint]) -> li
     for t in snap.open_transactions:
         live = live_by_id.get(t.charge_point_id)
         live_status = None if live is None else live.connectors.get(t.connector_id)
-        rows.append(TransactionActivityRow(
-            t.transaction_id, t.charge_point_id, t.connector_id, t.opened_at,
-            meter_at=_newest(t.latest_meter_at, None if live is None else live.meter_seen.get(t.connector_id)),
-            status_at=_newest(stored_status.get((t.charge_point_id, t.connector_id)),
-                              None if live_status is None else live_status.updated_at)))
+        rows.append(
+            TransactionActivityRow(
+                t.transaction_id,
+                t.charge_point_id,
+                t.connector_id,
+                t.opened_at,
+                meter_at=_newest(t.latest_meter_at, None if live is None else live.meter_seen.get(t.connector_id)),
+                status_at=_newest(
+                    stored_status.get((t.charge_point_id, t.connector_id)),
+                    None if live_status is None else live_status.updated_at,
+                ),
+            )
+        )
     return rows
 
 
-async def _contradicted_statuses(ctx: Context, snap: Snapshot, th: Thresholds, now: datetime,
-                                 live_connectors: dict[tuple[str, int], LiveConnectorRow], online: set[str],
-                                 live_by_id: dict[str, LiveChargePoint]) -> list[Action]:
+async def _contradicted_statuses(
+    ctx: Context,
+    snap: Snapshot,
+    th: Thresholds,
+    now: datetime,
+    live_connectors: dict[tuple[str, int], LiveConnectorRow],
+    online: set[str],
+    live_by_id: dict[str, LiveChargePoint],
+) -> list[Action]:
     """Live transaction statuses on connectors with no open transaction, due for a TriggerMessage.
 
     A transaction's close counts from when we learned of it: a StopTransaction's arrival (the
@@ -315,9 +412,13 @@ async def _contradicted_statuses(ctx: Context, snap: Snapshot, th: Thresholds, n
     stop time of a transaction we closed ourselves (unlock, idle timeout), which is our clock.
     """
     open_keys = {(t.charge_point_id, t.connector_id) for t in snap.open_transactions}
-    suspects = {r.charge_point_id for k, r in live_connectors.items()
-                if r.status in TRANSACTION_STATUSES | AROUND_TRANSACTION_STATUSES and k not in open_keys
-                and r.charge_point_id in online}
+    suspects = {
+        r.charge_point_id
+        for k, r in live_connectors.items()
+        if r.status in TRANSACTION_STATUSES | AROUND_TRANSACTION_STATUSES
+        and k not in open_keys
+        and r.charge_point_id in online
+    }
     if th.status_grace is None or not suspects:
         return []
     forced = await ctx.db.read(partial(_newest_forced_closes, suspects))
@@ -329,32 +430,55 @@ async def _contradicted_statuses(ctx: Context, snap: Snapshot, th: Thresholds, n
         for c, at in live.status_probes.items():
             asked[(cp_id, c)] = at
     for key, at in forced.items():
-        closed_at[key] = _newest(closed_at.get(key), at)
-    return select_contradicted_statuses(live_connectors.values(), now=now, grace=th.status_grace, online=online,
-                                        open_tx_connectors=open_keys, closed_at=closed_at, asked=asked)
+        closed_at[key] = max(closed_at.get(key, at), at)
+    return select_contradicted_statuses(
+        live_connectors.values(),
+        now=now,
+        grace=th.status_grace,
+        online=online,
+        open_tx_connectors=open_keys,
+        closed_at=closed_at,
+        asked=asked,
+    )
 
 
-def _stale_silent_statuses(snap: Snapshot, th: Thresholds, now: datetime,
-                           live_connectors: dict[tuple[str, int], LiveConnectorRow], online: set[str],
-                           live_by_id: dict[str, LiveChargePoint]) -> list[Action]:
+def _stale_silent_statuses(
+    snap: Snapshot,
+    th: Thresholds,
+    now: datetime,
+    live_connectors: dict[tuple[str, int], LiveConnectorRow],
+    online: set[str],
+    live_by_id: dict[str, LiveChargePoint],
+) -> list[Action]:
     """Non-Available live statuses of connectors that only ever answered our triggers, due for another ask."""
     silent = {(cp_id, c) for cp_id, live in live_by_id.items() for c in live.connectors if c not in live.self_reported}
     asked = {(cp_id, c): ask for cp_id, live in live_by_id.items() for c, ask in live.silent_asks.items()}
     stops = {(cp_id, c): at for cp_id, live in live_by_id.items() for c, at in live.stops_seen.items()}
     return select_stale_silent_statuses(
-        live_connectors.values(), now=now, grace=th.status_grace, online=online, silent=silent,
-        open_tx_connectors={(t.charge_point_id, t.connector_id) for t in snap.open_transactions}, closed_at=stops,
-        asked=asked)
+        live_connectors.values(),
+        now=now,
+        grace=th.status_grace,
+        online=online,
+        silent=silent,
+        open_tx_connectors={(t.charge_point_id, t.connector_id) for t in snap.open_transactions},
+        closed_at=stops,
+        asked=asked,
+    )
 
 
 def _newest_forced_closes(cp_ids: set[str], s: Session) -> dict[tuple[str, int], datetime]:
     """Per connector of these charge points: when we last closed a transaction ourselves (no StopTransaction)."""
-    rows = s.execute(select(Transaction.charge_point_id, Transaction.connector_id, func.max(Transaction.stop_time))
-                     .where(Transaction.charge_point_id.in_(sorted(cp_ids)),
-                            Transaction.stop_reason.in_(sorted(ESTIMATED_REASONS)),
-                            Transaction.stop_time.is_not(None))
-                     .group_by(Transaction.charge_point_id, Transaction.connector_id))
-    return {(cp_id, c): as_utc(at) for cp_id, c, at in rows}
+    rows = s.execute(
+        select(Transaction.charge_point_id, Transaction.connector_id, func.max(Transaction.stop_time))
+        .where(
+            Transaction.charge_point_id.in_(sorted(cp_ids)),
+            Transaction.stop_reason.in_(sorted(ESTIMATED_REASONS)),
+            Transaction.stop_time.is_not(None),
+        )
+        .group_by(Transaction.charge_point_id, Transaction.connector_id)
+    )
+    # `at is not None` always holds (the MAX of non-NULL stop times); it tells the type checker so.
+    return {(cp_id, c): as_utc(at) for cp_id, c, at in rows if at is not None}
 
 
 async def _trigger_status(ctx: Context, live: LiveChargePoint, connector_id: int | None) -> str:
@@ -372,26 +496,53 @@ async def _trigger_status(ctx: Context, live: LiveChargePoint, connector_id: int
 async def _ask_status(ctx: Context, live: LiveChargePoint, a: Action) -> None:
     """TriggerMessage StatusNotification for a probed connector; the answer is logged and audited."""
     answer = await _trigger_status(ctx, live, a.connector_id)
-    log.info("maintenance.%s answer=%s charge_point=%s connector=%s subject=%s",
-             a.kind.value, answer, a.charge_point_id, a.connector_id, a.subject)
-    ctx.db.submit(lambda s: audit(
-        s, actor=ACTOR, action=f"maintenance.{a.kind.value}", at=ctx.clock.now(), charge_point_id=a.charge_point_id,
-        connector_id=a.connector_id, subject=a.subject, reason=a.reason, answer=answer))
+    log.info(
+        "maintenance.%s answer=%s charge_point=%s connector=%s subject=%s",
+        a.kind.value,
+        answer,
+        a.charge_point_id,
+        a.connector_id,
+        a.subject,
+    )
+    ctx.db.submit(
+        lambda s: audit(
+            s,
+            actor=ACTOR,
+            action=f"maintenance.{a.kind.value}",
+            at=ctx.clock.now(),
+            charge_point_id=a.charge_point_id,
+            connector_id=a.connector_id,
+            subject=a.subject,
+            reason=a.reason,
+            answer=answer,
+        )
+    )
 
 
 async def _mark_offline(ctx: Context, a: Action, live: LiveChargePoint, nursery: trio.Nursery | None) -> bool:
     """Drop exactly the connection that was judged (a reconnect since then is left alone)."""
     if not ctx.registry.detach(live):
         return False
-    log.warning("charge_point.offline charge_point=%s reason=%r (live statuses dropped; occupancy falls back "
-                "to stored status)", a.charge_point_id, a.reason)
+    log.warning(
+        "charge_point.offline charge_point=%s reason=%r (live statuses dropped; occupancy falls back to stored status)",
+        a.charge_point_id,
+        a.reason,
+    )
     metrics.CONNECTED.set(len(ctx.registry))
     if nursery is not None:
         nursery.start_soon(_close_quietly, live)
     else:
         await _close_quietly(live)
-    ctx.db.submit(lambda s: audit(s, actor=ACTOR, action="maintenance.mark_offline", at=ctx.clock.now(),
-                                  charge_point_id=a.charge_point_id, reason=a.reason))
+    ctx.db.submit(
+        lambda s: audit(
+            s,
+            actor=ACTOR,
+            action="maintenance.mark_offline",
+            at=ctx.clock.now(),
+            charge_point_id=a.charge_point_id,
+            reason=a.reason,
+        )
+    )
     return True
 
 
@@ -430,8 +581,9 @@ async def _ping_silent(ctx: Context, nursery: trio.Nursery) -> None:
             nursery.start_soon(probe, live)
 
 
-async def maintenance_loop(ctx: Context, duties_held: Callable[[], bool] = lambda: True, *,
-                           task_status=trio.TASK_STATUS_IGNORED) -> None:
+async def maintenance_loop(
+    ctx: Context, duties_held: Callable[[], bool] = lambda: True, *, task_status=trio.TASK_STATUS_IGNORED
+) -> None:
     """Run every rule every interval until cancelled; a failing round is logged and the next one runs.
     In a cluster the database-wide rules run only while `duties_held()` (the node holding the duties lock)."""
     interval = ctx.settings.maintenance_interval_seconds
@@ -454,11 +606,14 @@ def _expected_connectors(cp_id: str) -> Callable[[Session], set[int]]:
     def expected(s: Session) -> set[int]:
         query = union(
             select(ConnectorStatus.connector_id).where(
-                ConnectorStatus.charge_point_id == cp_id, ConnectorStatus.connector_id > 0),
+                ConnectorStatus.charge_point_id == cp_id, ConnectorStatus.connector_id > 0
+            ),
             select(Transaction.connector_id).where(
-                Transaction.charge_point_id == cp_id, Transaction.stop_time.is_(None)),
+                Transaction.charge_point_id == cp_id, Transaction.stop_time.is_(None)
+            ),
             select(PaymentReservation.connector_id).where(
-                PaymentReservation.charge_point_id == cp_id, PaymentReservation.status.not_in(_TERMINAL)),
+                PaymentReservation.charge_point_id == cp_id, PaymentReservation.status.not_in(_TERMINAL)
+            ),
         )
         return set(s.execute(query).scalars())
 
@@ -485,8 +640,13 @@ async def probe_after_reconnect(ctx: Context, live: LiveChargePoint) -> None:
     async def probe(connector_id: int) -> None:
         answer = await _trigger_status(ctx, live, connector_id)
         answers.append(answer)
-        log.info("maintenance.trigger_status charge_point=%s connector=%s answer=%s reason=%r", live.id, connector_id,
-                 answer, "reconnected: what is this connector doing now?")
+        log.info(
+            "maintenance.trigger_status charge_point=%s connector=%s answer=%s reason=%r",
+            live.id,
+            connector_id,
+            answer,
+            "reconnected: what is this connector doing now?",
+        )
 
     async with trio.open_nursery() as nursery:
         for connector_id in ask:
@@ -508,14 +668,31 @@ async def watch_silent_connectors(ctx: Context, live: LiveChargePoint) -> None:
     except Exception:
         log.exception("maintenance.silent_check_failed charge_point=%s (no trigger this time)", live.id)
         return
-    actions = select_silent_connectors(live.id, expected=known, reported=set(live.connectors),
-                                       already_triggered=live.triggered)
+    actions = select_silent_connectors(
+        live.id, expected=known, reported=set(live.connectors), already_triggered=live.triggered
+    )
     for a in actions:
         live.triggered.add(a.connector_id or 0)
         answer = await _trigger_status(ctx, live, a.connector_id)
-        log.info("maintenance.trigger_status charge_point=%s connector=%s answer=%s reason=%r",
-                 live.id, a.connector_id, answer, a.reason)
+        log.info(
+            "maintenance.trigger_status charge_point=%s connector=%s answer=%s reason=%r",
+            live.id,
+            a.connector_id,
+            answer,
+            a.reason,
+        )
         metrics.MAINTENANCE_ACTIONS.labels(a.kind.value).inc()
-        ctx.db.submit(lambda s, a=a, answer=answer: audit(
-            s, actor=ACTOR, action="maintenance.trigger_status", at=ctx.clock.now(), charge_point_id=live.id,
-            connector_id=a.connector_id, reason=a.reason, answer=answer))
+
+        def record(s: Session, a: Action = a, answer: str = answer) -> None:
+            audit(
+                s,
+                actor=ACTOR,
+                action="maintenance.trigger_status",
+                at=ctx.clock.now(),
+                charge_point_id=live.id,
+                connector_id=a.connector_id,
+                reason=a.reason,
+                answer=answer,
+            )
+
+        ctx.db.submit(record)

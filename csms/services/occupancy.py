@@ -45,8 +45,9 @@ def _start_marks(ctx: Context, keys: list[tuple[str, int]] | None = None) -> Sta
     database read: a start stored after the read's snapshot and finished before the verdict shows in neither."""
     if keys is not None:
         return {(cp, c): live.start_mark(c) for cp, c in keys if (live := ctx.registry.local(cp)) is not None}
-    return {(live.id, c): live.start_mark(c) for live in ctx.registry
-            for c in {*live.starts_in_flight, *live.starts_done}}
+    return {
+        (live.id, c): live.start_mark(c) for live in ctx.registry for c in {*live.starts_in_flight, *live.starts_done}
+    }
 
 
 def _start_in_flight(live_cp: object, connector_id: int, before: tuple[int, int] | None) -> bool:
@@ -57,8 +58,14 @@ def _start_in_flight(live_cp: object, connector_id: int, before: tuple[int, int]
     return in_flight > 0 or (before is not None and (before[0] > 0 or before[1] != done))
 
 
-def _decide(ctx: Context, cp_id: str, connector_id: int, stored: StoredSignals,
-            exclude_reservation_id: str | None, before: tuple[int, int] | None = None) -> Evaluation:
+def _decide(
+    ctx: Context,
+    cp_id: str,
+    connector_id: int,
+    stored: StoredSignals,
+    exclude_reservation_id: str | None,
+    before: tuple[int, int] | None = None,
+) -> Evaluation:
     now = ctx.clock.now()
     live_cp = ctx.registry.get(cp_id)
     live = None if live_cp is None else live_cp.connectors.get(connector_id)
@@ -71,9 +78,13 @@ def _decide(ctx: Context, cp_id: str, connector_id: int, stored: StoredSignals,
         connected_for=None if live_cp is None else now - live_cp.connected_at,
         start_in_flight=live_cp is not None and _start_in_flight(live_cp, connector_id, before),
     )
-    decision = decide(signals, now=now, freshness=ctx.settings.freshness,
-                      exclude_reservation_id=exclude_reservation_id,
-                      settle=_settle(live_cp, timedelta(seconds=ctx.settings.reconnect_settle_seconds)))
+    decision = decide(
+        signals,
+        now=now,
+        freshness=ctx.settings.freshness,
+        exclude_reservation_id=exclude_reservation_id,
+        settle=_settle(live_cp, timedelta(seconds=ctx.settings.reconnect_settle_seconds)),
+    )
     node = None if live_cp is None else getattr(live_cp, "node_id", ctx.settings.node_id)
     return Evaluation(cp_id, connector_id, decision, live_cp is not None, live, stored, now, node)
 
@@ -83,8 +94,9 @@ def _settle(live_cp: object, settle: timedelta) -> timedelta:
     return settle if window is None else window(settle)
 
 
-async def evaluate(ctx: Context, cp_id: str, connector_id: int, *,
-                   exclude_reservation_id: str | None = None) -> Evaluation:
+async def evaluate(
+    ctx: Context, cp_id: str, connector_id: int, *, exclude_reservation_id: str | None = None
+) -> Evaluation:
     """Live registry + one database round trip -> a Decision with its reasons.
 
     In a cluster the registry answers for charge points other live nodes hold with what those
@@ -115,9 +127,14 @@ def explain(ev: Evaluation, freshness_minutes: float) -> dict[str, Any]:
     persisted = None
     if st is not None:
         age = (ev.now - as_utc(st.updated_at)).total_seconds()
-        persisted = {"status": st.status, "errorCode": st.error_code, "updatedAt": iso(st.updated_at),
-                     "ageSeconds": round(age, 1), "fresh": age <= freshness_minutes * 60,
-                     "usedForDecision": ev.live is None and age <= freshness_minutes * 60}
+        persisted = {
+            "status": st.status,
+            "errorCode": st.error_code,
+            "updatedAt": iso(st.updated_at),
+            "ageSeconds": round(age, 1),
+            "fresh": age <= freshness_minutes * 60,
+            "usedForDecision": ev.live is None and age <= freshness_minutes * 60,
+        }
     return {
         "chargePointId": ev.charge_point_id,
         "connectorId": ev.connector_id,
@@ -126,16 +143,24 @@ def explain(ev: Evaluation, freshness_minutes: float) -> dict[str, Any]:
         "signals": {
             "websocketPresent": ev.websocket_present,
             **({} if ev.node is None else {"node": ev.node}),  # cluster mode: who holds the WebSocket
-            "liveStatus": None if ev.live is None else {
-                "status": ev.live.status, "errorCode": ev.live.error_code, "at": iso(ev.live.updated_at)},
+            "liveStatus": None
+            if ev.live is None
+            else {"status": ev.live.status, "errorCode": ev.live.error_code, "at": iso(ev.live.updated_at)},
             "persistedStatus": persisted,
             "openTransactions": [
-                {"transactionId": t.transaction_id, "idTag": t.id_tag, "startTime": iso(t.start_time),
-                 "meterStart": t.meter_start, "latestMeterWh": t.latest_meter_wh}
-                for t in ev.stored.open_transactions],
+                {
+                    "transactionId": t.transaction_id,
+                    "idTag": t.id_tag,
+                    "startTime": iso(t.start_time),
+                    "meterStart": t.meter_start,
+                    "latestMeterWh": t.latest_meter_wh,
+                }
+                for t in ev.stored.open_transactions
+            ],
             "activeReservations": [
                 {"reservationId": r.reservation_id, "status": r.status, "createdAt": iso(r.created_at)}
-                for r in ev.stored.reservations],
+                for r in ev.stored.reservations
+            ],
             "freshnessMinutes": freshness_minutes,
         },
     }

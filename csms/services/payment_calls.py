@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 from decimal import Decimal
+from functools import partial
 
 import trio
 from sqlalchemy.orm import Session
@@ -69,33 +70,68 @@ async def cancel_now(ctx: Context, reservation_id: str, call: ProviderCall = CAN
         attempts = due.attempts + 1
         failed_at = ctx.clock.now()
         retry_at = failed_at + cancel_retry_delay(
-            attempts, base=timedelta(seconds=max(0.01, ctx.settings.payment_retry_seconds)))
+            attempts, base=timedelta(seconds=max(0.01, ctx.settings.payment_retry_seconds))
+        )
         error = repr(exc) if str(exc) else type(exc).__name__
 
         def failed(s: Session) -> None:
             record_call_failed(s, reservation_id, call, attempts=attempts, retry_at=retry_at)
-            audit(s, actor=ACTOR, action=f"payment.{call.kind}_failed", at=failed_at,
-                  charge_point_id=due.charge_point_id, connector_id=due.connector_id, subject=reservation_id,
-                  provider=ctx.payments.name, provider_ref=due.provider_ref, attempt=attempts, error=error,
-                  retry_at=retry_at.isoformat(), **amount)
+            audit(
+                s,
+                actor=ACTOR,
+                action=f"payment.{call.kind}_failed",
+                at=failed_at,
+                charge_point_id=due.charge_point_id,
+                connector_id=due.connector_id,
+                subject=reservation_id,
+                provider=ctx.payments.name,
+                provider_ref=due.provider_ref,
+                attempt=attempts,
+                error=error,
+                retry_at=retry_at.isoformat(),
+                **amount,
+            )
 
         await ctx.db.write(failed)
         _COUNTERS[call.kind].labels("failed").inc()
-        log.warning("payment.%s_failed reservation=%s provider=%s attempt=%d error=%s retry_in=%.1fs", call.kind,
-                    reservation_id, ctx.payments.name, attempts, error, (retry_at - failed_at).total_seconds())
+        log.warning(
+            "payment.%s_failed reservation=%s provider=%s attempt=%d error=%s retry_in=%.1fs",
+            call.kind,
+            reservation_id,
+            ctx.payments.name,
+            attempts,
+            error,
+            (retry_at - failed_at).total_seconds(),
+        )
         return False
     done_at = ctx.clock.now()
 
     def done(s: Session) -> None:
         record_call_done(s, reservation_id, call, now=done_at)
-        audit(s, actor=ACTOR, action=f"payment.{past}", at=done_at, charge_point_id=due.charge_point_id,
-              connector_id=due.connector_id, subject=reservation_id, provider=ctx.payments.name,
-              provider_ref=due.provider_ref, attempt=due.attempts + 1, **amount)
+        audit(
+            s,
+            actor=ACTOR,
+            action=f"payment.{past}",
+            at=done_at,
+            charge_point_id=due.charge_point_id,
+            connector_id=due.connector_id,
+            subject=reservation_id,
+            provider=ctx.payments.name,
+            provider_ref=due.provider_ref,
+            attempt=due.attempts + 1,
+            **amount,
+        )
 
     await ctx.db.write(done)
     _COUNTERS[call.kind].labels(past).inc()
-    log.info("payment.%s reservation=%s provider=%s attempt=%d%s", past, reservation_id, ctx.payments.name,
-             due.attempts + 1, f" amount={due.amount}" if due.amount is not None else "")
+    log.info(
+        "payment.%s reservation=%s provider=%s attempt=%d%s",
+        past,
+        reservation_id,
+        ctx.payments.name,
+        due.attempts + 1,
+        f" amount={due.amount}" if due.amount is not None else "",
+    )
     return True
 
 
@@ -104,7 +140,7 @@ async def cancel_due(ctx: Context) -> int:
     now = ctx.clock.now()
     done = 0
     for call in PROVIDER_CALLS:
-        ids = await ctx.db.read(lambda s, c=call: due_calls(s, now, c))
+        ids = await ctx.db.read(partial(due_calls, now=now, call=call))
         for reservation_id in ids:
             done += bool(await cancel_now(ctx, reservation_id, call))
     return done

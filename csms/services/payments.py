@@ -47,16 +47,27 @@ class PaymentDeclinedError(CsmsError):
 
 
 def reservation_view(r: PaymentReservation) -> dict[str, Any]:
-    return {"reservationId": r.id, "chargingStationId": r.station_id, "chargePointId": r.charge_point_id,
-            "connectorId": r.connector_id, "chargeTagId": r.id_tag, "chargingTariff": str(r.tariff),
-            "amount": None if r.amount is None else str(r.amount), "status": r.status,
-            "providerRef": r.provider_ref, "sessionId": r.session_id, "createdAt": iso(r.created_at),
-            "updatedAt": iso(r.updated_at), "paymentCancelledAt": iso(r.provider_cancelled_at),
-            "paymentCancelDueAt": iso(r.provider_cancel_due_at),
-            "paymentCancelAttempts": r.provider_cancel_attempts or 0,
-            "paymentCaptureAmount": None if r.provider_capture_amount is None else str(r.provider_capture_amount),
-            "paymentCapturedAt": iso(r.provider_captured_at), "paymentCaptureDueAt": iso(r.provider_capture_due_at),
-            "paymentCaptureAttempts": r.provider_capture_attempts or 0}
+    return {
+        "reservationId": r.id,
+        "chargingStationId": r.station_id,
+        "chargePointId": r.charge_point_id,
+        "connectorId": r.connector_id,
+        "chargeTagId": r.id_tag,
+        "chargingTariff": str(r.tariff),
+        "amount": None if r.amount is None else str(r.amount),
+        "status": r.status,
+        "providerRef": r.provider_ref,
+        "sessionId": r.session_id,
+        "createdAt": iso(r.created_at),
+        "updatedAt": iso(r.updated_at),
+        "paymentCancelledAt": iso(r.provider_cancelled_at),
+        "paymentCancelDueAt": iso(r.provider_cancel_due_at),
+        "paymentCancelAttempts": r.provider_cancel_attempts or 0,
+        "paymentCaptureAmount": None if r.provider_capture_amount is None else str(r.provider_capture_amount),
+        "paymentCapturedAt": iso(r.provider_captured_at),
+        "paymentCaptureDueAt": iso(r.provider_capture_due_at),
+        "paymentCaptureAttempts": r.provider_capture_attempts or 0,
+    }
 
 
 def _move(reservation_id: str, dst: R, now: datetime, **values: Any):
@@ -78,15 +89,17 @@ async def _cancel_payment(ctx: Context, reservation_id: str) -> None:
 
 
 async def _load(ctx: Context, reservation_id: str) -> dict[str, Any]:
-    view = await ctx.db.read(lambda s: (lambda r: None if r is None else reservation_view(r))(
-        s.get(PaymentReservation, reservation_id)))
+    view = await ctx.db.read(
+        lambda s: (lambda r: None if r is None else reservation_view(r))(s.get(PaymentReservation, reservation_id))
+    )
     if view is None:
         raise NotFoundError("Payment reservation not found")
     return view
 
 
-async def create_reservation(ctx: Context, *, station_id: str, connector_id: int, id_tag: str,
-                             tariff: Decimal, amount: Decimal | None) -> dict[str, Any]:
+async def create_reservation(
+    ctx: Context, *, station_id: str, connector_id: int, id_tag: str, tariff: Decimal, amount: Decimal | None
+) -> dict[str, Any]:
     station = await active_station(ctx, station_id)
     cp_id = station.charge_point_id
     async with ctx.connector_lock(cp_id, connector_id):
@@ -94,9 +107,17 @@ async def create_reservation(ctx: Context, *, station_id: str, connector_id: int
         now = ctx.clock.now()
 
         def insert(s: Session) -> dict[str, Any]:
-            row = PaymentReservation(station_id=station.id, charge_point_id=cp_id, connector_id=connector_id,
-                                     id_tag=id_tag, tariff=tariff, amount=amount, status=R.PENDING_PAYMENT.value,
-                                     created_at=now, updated_at=now)
+            row = PaymentReservation(
+                station_id=station.id,
+                charge_point_id=cp_id,
+                connector_id=connector_id,
+                id_tag=id_tag,
+                tariff=tariff,
+                amount=amount,
+                status=R.PENDING_PAYMENT.value,
+                created_at=now,
+                updated_at=now,
+            )
             s.add(row)
             s.flush()
             return reservation_view(row)
@@ -104,37 +125,60 @@ async def create_reservation(ctx: Context, *, station_id: str, connector_id: int
         try:
             view = await ctx.db.write(insert)
         except IntegrityError:
-            log.warning("payment_create.refused code=ConnectorBusy charge_point=%s connector=%s "
-                        "reasons=active_reservation_unique_index", cp_id, connector_id)
+            log.warning(
+                "payment_create.refused code=ConnectorBusy charge_point=%s connector=%s "
+                "reasons=active_reservation_unique_index",
+                cp_id,
+                connector_id,
+            )
             raise ConnectorBusyError(["active_reservation:unique_index_conflict"]) from None
     try:
         intent = await ctx.payments.create_intent(view["reservationId"], amount)
     except Exception as exc:
         # Release the connector at once: the client never learned this reservation's id.
         await ctx.db.write(_move(view["reservationId"], R.FAILED, ctx.clock.now()))
-        log.error("reservation.provider_failed reservation=%s provider=%s error=%r",
-                  view["reservationId"], ctx.payments.name, exc)
+        log.error(
+            "reservation.provider_failed reservation=%s provider=%s error=%r",
+            view["reservationId"],
+            ctx.payments.name,
+            exc,
+        )
         raise PaymentProviderError(f"Payment provider {ctx.payments.name} failed: {exc}") from None
 
     def store_ref(s: Session) -> None:
-        s.execute(update(PaymentReservation).where(PaymentReservation.id == view["reservationId"])
-                  .values(provider_ref=intent.ref))
+        s.execute(
+            update(PaymentReservation)
+            .where(PaymentReservation.id == view["reservationId"])
+            .values(provider_ref=intent.ref)
+        )
         row = s.get(PaymentReservation, view["reservationId"])
+        assert row is not None  # created above; reservations are never deleted
         s.refresh(row)
         if row.status in (R.CANCELLED.value, R.FAILED.value) and row.provider_cancelled_at is None:
             row.provider_cancel_due_at = ctx.clock.now()  # ended while the intent was being created
 
     await ctx.db.write(store_ref)
-    log.info("reservation.created reservation=%s charge_point=%s connector=%s provider=%s",
-             view["reservationId"], cp_id, connector_id, ctx.payments.name)
+    log.info(
+        "reservation.created reservation=%s charge_point=%s connector=%s provider=%s",
+        view["reservationId"],
+        cp_id,
+        connector_id,
+        ctx.payments.name,
+    )
     return view | {"providerRef": intent.ref, "clientSecret": intent.client_secret}
 
 
 async def _abandon(ctx: Context, view: dict[str, Any], dst: R, why: str) -> None:
     await ctx.db.write(_move(view["reservationId"], dst, ctx.clock.now()))
     await _cancel_payment(ctx, view["reservationId"])
-    log.warning("reservation.%s reservation=%s charge_point=%s connector=%s why=%s", dst.value.lower(),
-                view["reservationId"], view["chargePointId"], view["connectorId"], why)
+    log.warning(
+        "reservation.%s reservation=%s charge_point=%s connector=%s why=%s",
+        dst.value.lower(),
+        view["reservationId"],
+        view["chargePointId"],
+        view["connectorId"],
+        why,
+    )
 
 
 async def confirm_reservation(ctx: Context, reservation_id: str, payment_method: str | None) -> dict[str, Any]:
@@ -164,22 +208,25 @@ async def confirm_reservation(ctx: Context, reservation_id: str, payment_method:
         station = await active_station(ctx, view["chargingStationId"])
         connector_id = view["connectorId"]
         try:
-            live = await check_connector_free(ctx, station, connector_id, action="payment_confirm",
-                                              exclude_reservation_id=reservation_id)
+            live = await check_connector_free(
+                ctx, station, connector_id, action="payment_confirm", exclude_reservation_id=reservation_id
+            )
         except CsmsError as exc:
             await _abandon(ctx, view, R.CANCELLED, exc.code or exc.message)
             raise
         now = ctx.clock.now()
-        create = _create_session(station, connector_id, view["chargeTagId"], Decimal(view["chargingTariff"]), now,
-                                 reservation_id)
+        create = _create_session(
+            station, connector_id, view["chargeTagId"], Decimal(view["chargingTariff"]), now, reservation_id
+        )
 
         def claim(s: Session) -> str | None:
             """StartRequested and the session row in one unit of work: both or neither."""
             if not _move(reservation_id, R.START_REQUESTED, now)(s):
                 return None  # cancelled or expired meanwhile: no session is created
             session_id = create(s)
-            s.execute(update(PaymentReservation).where(PaymentReservation.id == reservation_id)
-                      .values(session_id=session_id))
+            s.execute(
+                update(PaymentReservation).where(PaymentReservation.id == reservation_id).values(session_id=session_id)
+            )
             return session_id
 
         session_id = await ctx.db.write(claim)

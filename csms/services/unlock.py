@@ -22,7 +22,13 @@ from sqlalchemy.orm import Session
 from csms import metrics
 from csms.context import Context
 from csms.core.unlock_plan import LiveStatus, UnlockPlan, plan_unlock
-from csms.db.cleanup_store import audit, force_end_session, read_connector_rows, release_connector
+from csms.db.cleanup_store import (
+    ForcedEnd,
+    audit,
+    force_end_session,
+    read_connector_rows,
+    release_connector,
+)
 from csms.db.models import ChargePoint, Transaction
 from csms.errors import NotFoundError
 from csms.ocpp.commands import ChargePointCommands
@@ -70,21 +76,39 @@ def answer_body(r: UnlockResult) -> dict[str, Any]:
     """The body exactly as the seed answers (the HTTP status is the API's to choose)."""
     if not r.success:
         return {"success": False, "message": r.message, "data": {"cleanedSessions": r.cleaned, "warnings": r.warnings}}
-    return {"success": True, "message": success_message(r.message, len(r.cleaned)), "data": {
-        "chargingStationId": r.station_id, "connectorId": r.connector_id, "chargePointId": r.charge_point_id,
-        "status": "Unlocked", "cleanedSessions": r.cleaned, "sessionsCleared": len(r.cleaned),
-        "warnings": r.warnings}}
+    return {
+        "success": True,
+        "message": success_message(r.message, len(r.cleaned)),
+        "data": {
+            "chargingStationId": r.station_id,
+            "connectorId": r.connector_id,
+            "chargePointId": r.charge_point_id,
+            "status": "Unlocked",
+            "cleanedSessions": r.cleaned,
+            "sessionsCleared": len(r.cleaned),
+            "warnings": r.warnings,
+        },
+    }
 
 
 async def plan_for(ctx: Context, cp_id: str, connector_id: int, *, force_active: bool) -> UnlockPlan:
     """Read the connector's rows and its live status, and plan the unlock (the dry run stops here)."""
     live = ctx.registry.live_status(cp_id, connector_id)
-    status = LiveStatus(None if live is None else live.status, None if live is None else live.updated_at,
-                        ctx.registry.is_connected(cp_id))
+    status = LiveStatus(
+        None if live is None else live.status,
+        None if live is None else live.updated_at,
+        ctx.registry.is_connected(cp_id),
+    )
     rows = await ctx.db.read(lambda s: read_connector_rows(s, cp_id, connector_id))
-    return plan_unlock(rows, status, connector_id=connector_id, now=ctx.clock.now(),
-                       evidence_window=timedelta(seconds=ctx.settings.live_evidence_seconds),
-                       fee_policy=ctx.settings.force_end_fee, force_active=force_active)
+    return plan_unlock(
+        rows,
+        status,
+        connector_id=connector_id,
+        now=ctx.clock.now(),
+        evidence_window=timedelta(seconds=ctx.settings.live_evidence_seconds),
+        fee_policy=ctx.settings.force_end_fee,
+        force_active=force_active,
+    )
 
 
 async def _stop_live_first(ctx: Context, r: UnlockResult, plan: UnlockPlan) -> None:
@@ -96,13 +120,24 @@ async def _stop_live_first(ctx: Context, r: UnlockResult, plan: UnlockPlan) -> N
             status = await ChargePointCommands(live.connection).remote_stop(tx_id) if live is not None else "Offline"
         except (CallTimeoutError, CallErrorReceived, ConnectionClosedError, InvalidResponseError) as exc:
             status = type(exc).__name__
-        log.warning("unlock.remote_stop charge_point=%s connector=%s transaction=%s answer=%s (forceActive)",
-                    r.charge_point_id, r.connector_id, tx_id, status)
+        log.warning(
+            "unlock.remote_stop charge_point=%s connector=%s transaction=%s answer=%s (forceActive)",
+            r.charge_point_id,
+            r.connector_id,
+            tx_id,
+            status,
+        )
         if status != "Accepted":
             r.warnings.append(f"Transaction {tx_id} was still delivering energy; RemoteStopTransaction: {status}")
             continue
+
+        def stopped(s: Session, t: int = tx_id) -> bool:
+            tx = s.get(Transaction, t)
+            assert tx is not None, t  # transactions are never deleted
+            return tx.stop_time is not None
+
         with trio.move_on_after(_STOP_WAIT_S):
-            while not await ctx.db.read(lambda s, t=tx_id: s.get(Transaction, t).stop_time is not None):
+            while not await ctx.db.read(stopped):
                 await trio.sleep(0.2)
         r.warnings.append(f"Transaction {tx_id} was still delivering energy; the charger was asked to stop it first")
 
@@ -110,35 +145,73 @@ async def _stop_live_first(ctx: Context, r: UnlockResult, plan: UnlockPlan) -> N
 async def _clean(ctx: Context, r: UnlockResult, plan: UnlockPlan, actor: str) -> None:
     cp_id, connector_id = r.charge_point_id, r.connector_id
     for kept in plan.kept:
-        r.warnings.append(f"Session {kept.session_id} was left open: {kept.evidence}" if kept.session_id else
-                          f"Transaction {kept.transaction_id} was left open: {kept.evidence}")
+        r.warnings.append(
+            f"Session {kept.session_id} was left open: {kept.evidence}"
+            if kept.session_id
+            else f"Transaction {kept.transaction_id} was left open: {kept.evidence}"
+        )
     if plan.sessions:
         metrics.STUCK_FOUND.inc(len(plan.sessions))
-        log.warning("unlock.found_stuck station=%s charge_point=%s connector=%s sessions=%d",
-                    r.station_id, cp_id, connector_id, len(plan.sessions))
+        log.warning(
+            "unlock.found_stuck station=%s charge_point=%s connector=%s sessions=%d",
+            r.station_id,
+            cp_id,
+            connector_id,
+            len(plan.sessions),
+        )
     for planned in plan.sessions:
+
+        def end(s: Session, sid: str = planned.session_id) -> ForcedEnd | None:
+            return force_end_session(
+                s,
+                sid,
+                now=ctx.clock.now(),
+                reason="ForceEnded",
+                actor=actor,
+                fee_policy=ctx.settings.force_end_fee,
+                settle_delay=ctx.settings.estimate_settle(),
+            )
+
         try:
-            ended = await ctx.db.write(
-                lambda s, sid=planned.session_id: force_end_session(
-                    s, sid, now=ctx.clock.now(), reason="ForceEnded", actor=actor, fee_policy=ctx.settings.force_end_fee,
-                    settle_delay=ctx.settings.estimate_settle()))
+            ended = await ctx.db.write(end)
         except Exception as exc:  # a per-session failure must not stop the others
             metrics.CLEANUP_FAILURES.inc()
-            log.error("unlock.cleanup_failed session=%s charge_point=%s connector=%s error=%r",
-                      planned.session_id, cp_id, connector_id, exc)
+            log.error(
+                "unlock.cleanup_failed session=%s charge_point=%s connector=%s error=%r",
+                planned.session_id,
+                cp_id,
+                connector_id,
+                exc,
+            )
             r.warnings.append(f"Failed to clean session {planned.session_id}: {exc}")
             continue
         if ended is None:
             continue  # ended meanwhile (its StopTransaction, a concurrent unlock): not ours to report
         metrics.STUCK_CLEANED.inc()
-        log.info("unlock.force_ended session=%s transaction=%s energy_wh=%s fee=%s meter_source=%s",
-                 planned.session_id, ended.transaction_id, ended.energy_wh, ended.fee, ended.meter_source)
+        log.info(
+            "unlock.force_ended session=%s transaction=%s energy_wh=%s fee=%s meter_source=%s",
+            planned.session_id,
+            ended.transaction_id,
+            ended.energy_wh,
+            ended.fee,
+            ended.meter_source,
+        )
         r.cleaned.append(planned.session_id)
         r.warnings.append(f"Session {planned.session_id} was automatically ended")
     try:
-        release = await ctx.db.write(lambda s: release_connector(
-            s, cp_id, connector_id, plan, now=ctx.clock.now(), reason="ForceEnded", actor=actor,
-            fee_policy=ctx.settings.force_end_fee, settle_delay=ctx.settings.estimate_settle()))
+        release = await ctx.db.write(
+            lambda s: release_connector(
+                s,
+                cp_id,
+                connector_id,
+                plan,
+                now=ctx.clock.now(),
+                reason="ForceEnded",
+                actor=actor,
+                fee_policy=ctx.settings.force_end_fee,
+                settle_delay=ctx.settings.estimate_settle(),
+            )
+        )
     except Exception as exc:
         metrics.CLEANUP_FAILURES.inc()
         log.error("unlock.release_failed charge_point=%s connector=%s error=%r", cp_id, connector_id, exc)
@@ -170,12 +243,15 @@ async def _send_unlock(ctx: Context, r: UnlockResult) -> None:
 def _kept_message(plan: UnlockPlan) -> str:
     first = plan.kept[0]
     what = f"transaction {first.transaction_id}" + ("" if len(plan.kept) == 1 else f" and {len(plan.kept) - 1} more")
-    return (f"Not unlocked: {what} is {first.evidence}; stop the session first (the charger then sends its own "
-            f"reading), or repeat with forceActive: true to end it anyway")
+    return (
+        f"Not unlocked: {what} is {first.evidence}; stop the session first (the charger then sends its own "
+        f"reading), or repeat with forceActive: true to end it anyway"
+    )
 
 
-async def unlock_connector(ctx: Context, station_id: str, connector_id: int, *, actor: str,
-                           force_active: bool = False) -> UnlockResult:
+async def unlock_connector(
+    ctx: Context, station_id: str, connector_id: int, *, actor: str, force_active: bool = False
+) -> UnlockResult:
     station = await active_station(ctx, station_id)
     cp_id = station.charge_point_id
     if not await ctx.db.read(lambda s: s.get(ChargePoint, cp_id) is not None):
@@ -196,17 +272,40 @@ async def unlock_connector(ctx: Context, station_id: str, connector_id: int, *, 
         await _send_unlock(ctx, r)
     metrics.UNLOCK_CALLS.labels("unlocked" if r.success else "kept_live" if r.kept_live else "failed").inc()
     if r.success:
-        log.info("unlock.done station=%s charge_point=%s connector=%s cleaned=%d",
-                 station.id, cp_id, connector_id, len(r.cleaned))
+        log.info(
+            "unlock.done station=%s charge_point=%s connector=%s cleaned=%d",
+            station.id,
+            cp_id,
+            connector_id,
+            len(r.cleaned),
+        )
     else:
-        log.log(logging.WARNING if r.kept_live else logging.ERROR,
-                "unlock.%s station=%s charge_point=%s connector=%s cleaned=%d reason=%r",
-                "kept_live" if r.kept_live else "failed", station.id, cp_id, connector_id, len(r.cleaned), r.message)
+        log.log(
+            logging.WARNING if r.kept_live else logging.ERROR,
+            "unlock.%s station=%s charge_point=%s connector=%s cleaned=%d reason=%r",
+            "kept_live" if r.kept_live else "failed",
+            station.id,
+            cp_id,
+            connector_id,
+            len(r.cleaned),
+            r.message,
+        )
 
     def record(s: Session) -> None:
-        audit(s, actor=actor, action="connector.unlock", at=ctx.clock.now(), charge_point_id=cp_id,
-              connector_id=connector_id, subject=station.id, success=r.success, message=r.message,
-              cleaned_sessions=r.cleaned, force_active=force_active, kept_live=[k.transaction_id for k in plan.kept])
+        audit(
+            s,
+            actor=actor,
+            action="connector.unlock",
+            at=ctx.clock.now(),
+            charge_point_id=cp_id,
+            connector_id=connector_id,
+            subject=station.id,
+            success=r.success,
+            message=r.message,
+            cleaned_sessions=r.cleaned,
+            force_active=force_active,
+            kept_live=[k.transaction_id for k in plan.kept],
+        )
 
     await ctx.db.write(record)  # the audit trail is on disk before the admin gets the answer
     return r

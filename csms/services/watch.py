@@ -50,8 +50,9 @@ class StatusChange:
 
 
 class Watcher:
-    def __init__(self, ctx: Context, webhooks: WebhookDispatcher, *, interval: float = 1.0,
-                 verdict_interval: float = 2.0) -> None:
+    def __init__(
+        self, ctx: Context, webhooks: WebhookDispatcher, *, interval: float = 1.0, verdict_interval: float = 2.0
+    ) -> None:
         self.ctx = ctx
         self.webhooks = webhooks
         self.interval = interval
@@ -91,11 +92,16 @@ class Watcher:
         self._present = present
 
     def _audit_rows(self, s: Session) -> list[AuditRow]:
-        rows = s.scalars(select(AuditEvent).where(AuditEvent.id > self._audit_cursor - _LOOKBACK,
-                                                  AuditEvent.action.in_(AUDITED_EVENTS))
-                         .order_by(AuditEvent.id).limit(2000))
-        return [AuditRow(r.id, as_utc(r.at), r.actor, r.action, r.charge_point_id, r.connector_id, r.subject,
-                         r.details) for r in rows]
+        rows = s.scalars(
+            select(AuditEvent)
+            .where(AuditEvent.id > self._audit_cursor - _LOOKBACK, AuditEvent.action.in_(AUDITED_EVENTS))
+            .order_by(AuditEvent.id)
+            .limit(2000)
+        )
+        return [
+            AuditRow(r.id, as_utc(r.at), r.actor, r.action, r.charge_point_id, r.connector_id, r.subject, r.details)
+            for r in rows
+        ]
 
     async def _tail_audit(self) -> None:
         rows = [r for r in await self.ctx.db.read(self._audit_rows) if r.id not in self._audit_seen]
@@ -108,8 +114,7 @@ class Watcher:
 
     async def _compare_verdicts(self) -> None:
         evaluations = await evaluate_all(self.ctx)
-        now = {(e.charge_point_id, e.connector_id): (e.decision.verdict.value, e.decision.reasons)
-               for e in evaluations}
+        now = {(e.charge_point_id, e.connector_id): (e.decision.verdict.value, e.decision.reasons) for e in evaluations}
         if self._verdicts is not None:
             self.webhooks.publish(connector_changes(self._verdicts, now, iso(self.ctx.clock.now())))
         self._verdicts = now

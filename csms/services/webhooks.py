@@ -68,8 +68,16 @@ class Receiver:
 
 
 class WebhookDispatcher:
-    def __init__(self, targets: Iterable[WebhookTarget], *, retry_seconds: float = 1.0, max_attempts: int = 6,
-                 queue_size: int = 1000, timeout: float = 10.0, log_size: int = 500) -> None:
+    def __init__(
+        self,
+        targets: Iterable[WebhookTarget],
+        *,
+        retry_seconds: float = 1.0,
+        max_attempts: int = 6,
+        queue_size: int = 1000,
+        timeout: float = 10.0,
+        log_size: int = 500,
+    ) -> None:
         self.receivers = [Receiver(t, deque(maxlen=max(1, queue_size))) for t in targets]
         self.retry_seconds = retry_seconds
         self.max_attempts = max(1, max_attempts)
@@ -92,8 +100,13 @@ class WebhookDispatcher:
                     lost = r.queue[0]
                     r.dropped += 1
                     self._record(r, lost, 0, "dropped", error="queue full: the receiver is too slow or down")
-                    log.warning("webhook.dropped receiver=%s event=%s type=%s (queue of %d full)",
-                                r.target.label, lost.id, lost.type, r.queue.maxlen)
+                    log.warning(
+                        "webhook.dropped receiver=%s event=%s type=%s (queue of %d full)",
+                        r.target.label,
+                        lost.id,
+                        lost.type,
+                        r.queue.maxlen,
+                    )
                 r.queue.append(event)
                 r.wake.set()
         QUEUED.set(self.queued())
@@ -104,11 +117,31 @@ class WebhookDispatcher:
                 nursery.start_soon(self._worker, r)
             task_status.started()
 
-    def _record(self, r: Receiver, event: WebhookEvent, attempt: int, outcome: str, *, status: int | None = None,
-                error: str | None = None, duration_ms: int | None = None) -> None:
+    def _record(
+        self,
+        r: Receiver,
+        event: WebhookEvent,
+        attempt: int,
+        outcome: str,
+        *,
+        status: int | None = None,
+        error: str | None = None,
+        duration_ms: int | None = None,
+    ) -> None:
         DELIVERIES.labels(outcome).inc()
-        self.log.append(Delivery(datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
-                                 r.target.label, event.id, event.type, attempt, outcome, status, error, duration_ms))
+        self.log.append(
+            Delivery(
+                datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+                r.target.label,
+                event.id,
+                event.type,
+                attempt,
+                outcome,
+                status,
+                error,
+                duration_ms,
+            )
+        )
 
     async def _worker(self, r: Receiver) -> None:
         async with httpx.AsyncClient(timeout=self.timeout, follow_redirects=False) as client:
@@ -126,8 +159,12 @@ class WebhookDispatcher:
     async def _deliver(self, client: httpx.AsyncClient, r: Receiver, event: WebhookEvent) -> None:
         body = event.body()
         for attempt in range(1, self.max_attempts + 1):
-            headers = {"Content-Type": "application/json", "User-Agent": "unstuck-csms-webhooks",
-                       EVENT_HEADER: event.type, DELIVERY_HEADER: event.id}
+            headers = {
+                "Content-Type": "application/json",
+                "User-Agent": "unstuck-csms-webhooks",
+                EVENT_HEADER: event.type,
+                DELIVERY_HEADER: event.id,
+            }
             if r.target.secret:
                 headers[SIGNATURE_HEADER] = sign(r.target.secret, body, int(time.time()))
             started = time.perf_counter()
@@ -144,20 +181,41 @@ class WebhookDispatcher:
             if status is not None and 200 <= status < 300:
                 r.delivered += 1
                 self._record(r, event, attempt, "delivered", status=status, duration_ms=ms)
-                log.info("webhook.delivered receiver=%s event=%s type=%s attempt=%d status=%d ms=%d",
-                         r.target.label, event.id, event.type, attempt, status, ms)
+                log.info(
+                    "webhook.delivered receiver=%s event=%s type=%s attempt=%d status=%d ms=%d",
+                    r.target.label,
+                    event.id,
+                    event.type,
+                    attempt,
+                    status,
+                    ms,
+                )
                 return
             if status is not None:
                 error = f"HTTP {status}"
             last = attempt == self.max_attempts
-            self._record(r, event, attempt, "failed" if last else "retrying", status=status, error=error,
-                         duration_ms=ms)
+            self._record(
+                r, event, attempt, "failed" if last else "retrying", status=status, error=error, duration_ms=ms
+            )
             if last:
                 r.failed += 1
-                log.error("webhook.gave_up receiver=%s event=%s type=%s attempts=%d error=%s",
-                          r.target.label, event.id, event.type, attempt, error)
+                log.error(
+                    "webhook.gave_up receiver=%s event=%s type=%s attempts=%d error=%s",
+                    r.target.label,
+                    event.id,
+                    event.type,
+                    attempt,
+                    error,
+                )
                 return
             wait = backoff_seconds(attempt, self.retry_seconds)
-            log.warning("webhook.retry receiver=%s event=%s type=%s attempt=%d error=%s next_in=%.1fs",
-                        r.target.label, event.id, event.type, attempt, error, wait)
+            log.warning(
+                "webhook.retry receiver=%s event=%s type=%s attempt=%d error=%s next_in=%.1fs",
+                r.target.label,
+                event.id,
+                event.type,
+                attempt,
+                error,
+                wait,
+            )
             await trio.sleep(wait)

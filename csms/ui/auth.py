@@ -61,8 +61,11 @@ def find_token(tokens: Iterable[ApiToken], given: str) -> ApiToken | None:
 
 def issue(key: bytes, token: ApiToken, now: float, lifetime: int = LIFETIME_SECONDS) -> tuple[str, UiSession]:
     session = UiSession(token.name, token.role, secrets.token_urlsafe(12), int(now) + lifetime)
-    payload = _b64(json.dumps([session.name, session.role, session.sid, session.expires,
-                               _fingerprint(key, token)], separators=(",", ":")).encode())
+    payload = _b64(
+        json.dumps(
+            [session.name, session.role, session.sid, session.expires, _fingerprint(key, token)], separators=(",", ":")
+        ).encode()
+    )
     return f"{payload}.{_b64(_mac(key, b'cookie', payload.encode()))}", session
 
 
@@ -90,4 +93,6 @@ def csrf_token(key: bytes, session: UiSession) -> str:
 
 
 def csrf_ok(key: bytes, session: UiSession, given: str | None) -> bool:
-    return bool(given) and hmac.compare_digest(csrf_token(key, session).encode(), given.encode())
+    if not given:
+        return False
+    return hmac.compare_digest(csrf_token(key, session).encode(), given.encode())

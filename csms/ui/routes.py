@@ -8,6 +8,7 @@ every two seconds.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import secrets
 import time
@@ -49,7 +50,7 @@ router = APIRouter(prefix="/ui", include_in_schema=False)
 _LOGIN_COOKIE = "unstuck_ui_login"
 _HEADERS = {
     "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-                               "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
     "Referrer-Policy": "same-origin",  # no-referrer would make a form POST's Origin "null"
@@ -118,10 +119,15 @@ async def checked_form(request: Request, session: auth.UiSession) -> dict[str, s
     """The POSTed form, refused without this session's CSRF token or from another origin."""
     form = await _form(request)
     if not _same_origin(request) or not auth.csrf_ok(_ui(request).key, session, form.get("csrf")):
-        log.warning("ui.csrf_refused path=%s actor=%s origin=%s", request.url.path, session.name,
-                    request.headers.get("origin"))
-        raise Refused(403, "Refused", "This form is out of date or did not come from this dashboard (no valid CSRF "
-                                      "token). Go back, reload the page and try again.")
+        log.warning(
+            "ui.csrf_refused path=%s actor=%s origin=%s", request.url.path, session.name, request.headers.get("origin")
+        )
+        raise Refused(
+            403,
+            "Refused",
+            "This form is out of date or did not come from this dashboard (no valid CSRF "
+            "token). Go back, reload the page and try again.",
+        )
     return form
 
 
@@ -129,9 +135,19 @@ def _page(request: Request, name: str, session: auth.UiSession | None, status: i
     ui = _ui(request)
     flash = None if session is None else ui.flash.pop(session.sid, None)
     ctx = _ctx(request)
-    response = templates.TemplateResponse(request, name, {
-        "who": session, "csrf": "" if session is None else auth.csrf_token(ui.key, session), "flash": flash,
-        "now": ctx.clock.now(), "path": request.url.path, **context}, status_code=status)
+    response = templates.TemplateResponse(
+        request,
+        name,
+        {
+            "who": session,
+            "csrf": "" if session is None else auth.csrf_token(ui.key, session),
+            "flash": flash,
+            "now": ctx.clock.now(),
+            "path": request.url.path,
+            **context,
+        },
+        status_code=status,
+    )
     response.headers.update(_HEADERS)
     return response
 
@@ -163,10 +179,12 @@ async def login_page(request: Request, next: str = "/ui/", error: str | None = N
     if _session(request) is not None:
         return _redirect(_safe_next(next))
     nonce = secrets.token_urlsafe(16)
-    response = _page(request, "login.html", None, next=_safe_next(next), login_csrf=_login_csrf(request, nonce),
-                     error=error)
-    response.set_cookie(_LOGIN_COOKIE, nonce, max_age=1800, path="/ui", httponly=True, samesite="strict",
-                        secure=_secure(request))
+    response = _page(
+        request, "login.html", None, next=_safe_next(next), login_csrf=_login_csrf(request, nonce), error=error
+    )
+    response.set_cookie(
+        _LOGIN_COOKIE, nonce, max_age=1800, path="/ui", httponly=True, samesite="strict", secure=_secure(request)
+    )
     return response
 
 
@@ -183,27 +201,47 @@ async def login(request: Request):
     form = await _form(request)
     nonce = request.cookies.get(_LOGIN_COOKIE, "")
     ctx = _ctx(request)
-    if not nonce or not _same_origin(request) or not secrets.compare_digest(
-            _login_csrf(request, nonce), form.get("csrf", "")):
-        raise Refused(403, "Refused", "The sign-in form is out of date (no valid CSRF token). Reload the sign-in "
-                                      "page and try again.")
+    if (
+        not nonce
+        or not _same_origin(request)
+        or not secrets.compare_digest(_login_csrf(request, nonce), form.get("csrf", ""))
+    ):
+        raise Refused(
+            403,
+            "Refused",
+            "The sign-in form is out of date (no valid CSRF token). Reload the sign-in page and try again.",
+        )
     token = auth.find_token(ctx.settings.api_tokens, form.get("token", ""))
     if token is None or token.role != "admin":
         await trio.sleep(0.5)  # guessing tokens costs time
         log.warning("ui.sign_in_refused remote=%s", request.client.host if request.client else "?")
         nonce = secrets.token_urlsafe(16)
-        response = _page(request, "login.html", None, status=401, next=_safe_next(form.get("next", "/ui/")),
-                         login_csrf=_login_csrf(request, nonce),
-                         error="Sign-in failed: that admin token is not valid. Check it and try again.")
-        response.set_cookie(_LOGIN_COOKIE, nonce, max_age=1800, path="/ui", httponly=True, samesite="strict",
-                            secure=_secure(request))
+        response = _page(
+            request,
+            "login.html",
+            None,
+            status=401,
+            next=_safe_next(form.get("next", "/ui/")),
+            login_csrf=_login_csrf(request, nonce),
+            error="Sign-in failed: that admin token is not valid. Check it and try again.",
+        )
+        response.set_cookie(
+            _LOGIN_COOKIE, nonce, max_age=1800, path="/ui", httponly=True, samesite="strict", secure=_secure(request)
+        )
         return response
     value, session = auth.issue(_ui(request).key, token, time.time())
     log.info("ui.signed_in actor=%s", session.name)
     _audit(ctx, session, "ui.signed_in")
     response = _redirect(_safe_next(form.get("next", "/ui/")))
-    response.set_cookie(auth.COOKIE, value, max_age=auth.LIFETIME_SECONDS, path="/ui", httponly=True,
-                        samesite="strict", secure=_secure(request))
+    response.set_cookie(
+        auth.COOKIE,
+        value,
+        max_age=auth.LIFETIME_SECONDS,
+        path="/ui",
+        httponly=True,
+        samesite="strict",
+        secure=_secure(request),
+    )
     response.delete_cookie(_LOGIN_COOKIE, path="/ui")
     return response
 
@@ -231,15 +269,25 @@ def _quiet(ctx: Context) -> timedelta:
 _BOARD_LIMIT = 300  # cards per page: busy and suspected first; a prefix or a filter narrows a big site
 
 
-def _idle_evaluations(ctx: Context, facts: store.BoardFacts, evaluated: set[tuple[str, int]], prefix: str,
-                      now) -> list[Evaluation]:
+def _idle_evaluations(
+    ctx: Context, facts: store.BoardFacts, evaluated: set[tuple[str, int]], prefix: str, now
+) -> list[Evaluation]:
     """Connectors that had transactions but hold nothing now (evaluate_all lists only those with a signal)."""
     out = []
     for cp_id, connector_id in sorted(facts.used_connectors - evaluated):
         if cp_id.startswith(prefix):
             online = ctx.registry.is_connected(cp_id)
-            out.append(Evaluation(cp_id, connector_id, decide(ConnectorSignals(websocket_present=online), now=now),
-                                  online, None, StoredSignals(), now))
+            out.append(
+                Evaluation(
+                    cp_id,
+                    connector_id,
+                    decide(ConnectorSignals(websocket_present=online), now=now),
+                    online,
+                    None,
+                    StoredSignals(),
+                    now,
+                )
+            )
     return out
 
 
@@ -249,17 +297,31 @@ async def _board(ctx: Context, busy: bool, stuck: bool, q: str) -> tuple[list, d
     minutes = ctx.settings.freshness.total_seconds() / 60
     now = ctx.clock.now()
     evaluations += _idle_evaluations(ctx, facts, {(e.charge_point_id, e.connector_id) for e in evaluations}, q, now)
-    rows = [board_row(explain(ev, minutes), facts.stations.get(ev.charge_point_id, ev.charge_point_id),
-                      facts.activity, facts.last_seen.get(ev.charge_point_id), now, quiet=_quiet(ctx))
-            for ev in evaluations]
+    rows = [
+        board_row(
+            explain(ev, minutes),
+            facts.stations.get(ev.charge_point_id, ev.charge_point_id),
+            facts.activity,
+            facts.last_seen.get(ev.charge_point_id),
+            now,
+            quiet=_quiet(ctx),
+        )
+        for ev in evaluations
+    ]
     counts = {v: sum(1 for r in rows if r.verdict == v) for v in ("free", "busy", "offline")}
     counts["stuck"] = sum(1 for r in rows if r.suspicions)
     if busy:
         rows = [r for r in rows if r.verdict == "busy"]
     if stuck:
         rows = [r for r in rows if r.suspicions]
-    rows.sort(key=lambda r: ({"busy": 0, "offline": 1, "free": 2}[r.verdict], not r.suspicions,
-                             r.charge_point_id, r.connector_id))
+    rows.sort(
+        key=lambda r: (
+            {"busy": 0, "offline": 1, "free": 2}[r.verdict],
+            not r.suspicions,
+            r.charge_point_id,
+            r.connector_id,
+        )
+    )
     counts["shown"], counts["matching"] = min(len(rows), _BOARD_LIMIT), len(rows)
     return rows[:_BOARD_LIMIT], counts
 
@@ -269,8 +331,17 @@ async def board_page(request: Request, busy: bool = False, stuck: bool = False, 
     session = signed_in(request)
     rows, counts = await _board(_ctx(request), busy, stuck, q[:64])
     query = "&".join(p for p in (busy and "busy=1", stuck and "stuck=1", q and f"q={quote(q[:64])}") if p)
-    return _page(request, "board.html", session, rows=rows, counts=counts, busy=busy, stuck=stuck, q=q[:64],
-                 poll_url="/ui/board/rows" + (f"?{query}" if query else ""))
+    return _page(
+        request,
+        "board.html",
+        session,
+        rows=rows,
+        counts=counts,
+        busy=busy,
+        stuck=stuck,
+        q=q[:64],
+        poll_url="/ui/board/rows" + (f"?{query}" if query else ""),
+    )
 
 
 @router.get("/board/rows")
@@ -300,12 +371,18 @@ async def _connector(request: Request, station_id: str, connector_id: int) -> di
     watcher = request.app.state.watcher
     statuses = [] if watcher is None else watcher.history(cp_id, connector_id)
     live_cp = ctx.registry.get(cp_id)
-    return {"station_id": st_id, "cp_id": cp_id, "connector_id": connector_id, "x": x, "row": row,
-            "timeline": build_timeline(statuses, records.transactions, records.sessions, records.audit),
-            "online": live_cp is not None,
-            "connected_at": None if live_cp is None else live_cp.connected_at,
-            "last_seen_live": None if live_cp is None else live_cp.last_seen,
-            "base": f"/ui/connectors/{quote(st_id, safe='')}/{connector_id}"}
+    return {
+        "station_id": st_id,
+        "cp_id": cp_id,
+        "connector_id": connector_id,
+        "x": x,
+        "row": row,
+        "timeline": build_timeline(statuses, records.transactions, records.sessions, records.audit),
+        "online": live_cp is not None,
+        "connected_at": None if live_cp is None else live_cp.connected_at,
+        "last_seen_live": None if live_cp is None else live_cp.last_seen,
+        "base": f"/ui/connectors/{quote(st_id, safe='')}/{connector_id}",
+    }
 
 
 @router.get("/connectors/{station_id}/{connector_id}")
@@ -329,8 +406,14 @@ async def unlock_preview_page(request: Request, station_id: str, connector_id: i
     ctx = _ctx(request)
     st_id, _cp = await _resolve(ctx, station_id)
     preview = await unlock_preview.preview_unlock(ctx, st_id, connector_id, force_active=form.get("force") == "1")
-    return _page(request, "unlock_preview.html", session, p=preview, fee_policy=ctx.settings.force_end_fee,
-                 base=f"/ui/connectors/{quote(st_id, safe='')}/{connector_id}")
+    return _page(
+        request,
+        "unlock_preview.html",
+        session,
+        p=preview,
+        fee_policy=ctx.settings.force_end_fee,
+        base=f"/ui/connectors/{quote(st_id, safe='')}/{connector_id}",
+    )
 
 
 @router.post("/connectors/{station_id}/{connector_id}/unlock")
@@ -339,8 +422,9 @@ async def unlock_connector(request: Request, station_id: str, connector_id: int)
     form = await checked_form(request, session)
     ctx = _ctx(request)
     st_id, _cp = await _resolve(ctx, station_id)
-    result = await unlock.unlock_connector(ctx, st_id, connector_id, actor=session.name,
-                                           force_active=form.get("force") == "1")
+    result = await unlock.unlock_connector(
+        ctx, st_id, connector_id, actor=session.name, force_active=form.get("force") == "1"
+    )
     cleaned = f" {len(result.cleaned)} stuck session(s) force-ended." if result.cleaned else ""
     notes = " ".join(w for w in result.warnings if not w.endswith("was automatically ended"))
     if result.success:
@@ -348,8 +432,12 @@ async def unlock_connector(request: Request, station_id: str, connector_id: int)
     elif result.kept_live:
         _flash(request, session, "warn", f"{result.message}.{cleaned} {notes}".strip())
     else:
-        _flash(request, session, "warn", f"The database was cleaned, but the charger did not unlock: "
-                                         f"{result.message}.{cleaned} {notes}".strip())
+        _flash(
+            request,
+            session,
+            "warn",
+            f"The database was cleaned, but the charger did not unlock: {result.message}.{cleaned} {notes}".strip(),
+        )
     return _redirect(f"/ui/connectors/{quote(st_id, safe='')}/{connector_id}")
 
 
@@ -369,14 +457,20 @@ async def ask_for_status(request: Request, station_id: str, connector_id: int):
     live = await _live_or_refuse(ctx, cp_id)
     try:
         with live.asking_status(connector_id, ctx.clock.now):  # its answer is not the connector's own report
-            answer = await ChargePointCommands(live.connection, timeout=min(10.0, ctx.settings.call_timeout_seconds)) \
-                .trigger("StatusNotification", connector_id)
+            answer = await ChargePointCommands(
+                live.connection, timeout=min(10.0, ctx.settings.call_timeout_seconds)
+            ).trigger("StatusNotification", connector_id)
     except OcppjError as exc:
         answer = f"error: {exc}"
     _audit(ctx, session, "ui.trigger_status", charge_point_id=cp_id, connector_id=connector_id, answer=answer)
     kind = "ok" if answer == "Accepted" else "warn"
-    _flash(request, session, kind, f"Asked {cp_id} for connector {connector_id}'s status: {answer}."
-           + (" Its StatusNotification shows on this page when it comes." if answer == "Accepted" else ""))
+    _flash(
+        request,
+        session,
+        kind,
+        f"Asked {cp_id} for connector {connector_id}'s status: {answer}."
+        + (" Its StatusNotification shows on this page when it comes." if answer == "Accepted" else ""),
+    )
     return _redirect(f"/ui/connectors/{quote(st_id, safe='')}/{connector_id}")
 
 
@@ -387,9 +481,15 @@ async def reset_confirm_page(request: Request, station_id: str, connector_id: in
     ctx = _ctx(request)
     st_id, cp_id = await _resolve(ctx, station_id)
     live = ctx.registry.get(cp_id)
-    return _page(request, "reset_confirm.html", session, cp_id=cp_id, online=live is not None,
-                 connectors=sorted(live.connectors) if live else [],
-                 base=f"/ui/connectors/{quote(st_id, safe='')}/{connector_id}")
+    return _page(
+        request,
+        "reset_confirm.html",
+        session,
+        cp_id=cp_id,
+        online=live is not None,
+        connectors=sorted(live.connectors) if live else [],
+        base=f"/ui/connectors/{quote(st_id, safe='')}/{connector_id}",
+    )
 
 
 @router.post("/connectors/{station_id}/{connector_id}/reset")
@@ -418,16 +518,18 @@ def _rules(ctx: Context) -> list[tuple[str, str]]:
     def off(v: float, unit: str) -> str:
         return f"{v:g} {unit}" if v > 0 else "off"
 
-    return [("Reservation timeout", off(s.reservation_timeout_minutes, "min")),
-            ("Status release", off(s.status_release_minutes, "min")),
-            ("Offline after", f"{s.heartbeat_timeout_factor:g} x heartbeat interval ({s.heartbeat_interval} s)"),
-            ("Silent connectors / contradicted statuses", off(s.status_grace_seconds, "s")),
-            ("Orphaned transactions", off(s.orphan_grace_seconds, "s")),
-            ("Idle sessions", off(s.session_idle_hours, "h")),
-            ("Quiet transactions", off(s.quiet_transaction_seconds, "s")),
-            ("Start timeout", off(s.start_timeout_seconds, "s")),
-            ("Runs every", off(s.maintenance_interval_seconds, "s")),
-            ("Force-end fee", s.force_end_fee)]
+    return [
+        ("Reservation timeout", off(s.reservation_timeout_minutes, "min")),
+        ("Status release", off(s.status_release_minutes, "min")),
+        ("Offline after", f"{s.heartbeat_timeout_factor:g} x heartbeat interval ({s.heartbeat_interval} s)"),
+        ("Silent connectors / contradicted statuses", off(s.status_grace_seconds, "s")),
+        ("Orphaned transactions", off(s.orphan_grace_seconds, "s")),
+        ("Idle sessions", off(s.session_idle_hours, "h")),
+        ("Quiet transactions", off(s.quiet_transaction_seconds, "s")),
+        ("Start timeout", off(s.start_timeout_seconds, "s")),
+        ("Runs every", off(s.maintenance_interval_seconds, "s")),
+        ("Force-end fee", s.force_end_fee),
+    ]
 
 
 async def _maintenance_page(request: Request, session: auth.UiSession, preview: list | None = None) -> Response:
@@ -435,8 +537,9 @@ async def _maintenance_page(request: Request, session: auth.UiSession, preview: 
     lines = await ctx.db.read(lambda s: store.audit_lines(s, action_like=store.MAINTENANCE_ACTIONS, limit=60))
     runs = [e for e in lines if e.action in ("ui.maintenance_run", "maintenance.run_requested")][:10]
     changes = [e for e in lines if e.action.startswith("maintenance.") and e.action != "maintenance.run_requested"]
-    return _page(request, "maintenance.html", session, rules=_rules(ctx), runs=runs, changes=changes[:40],
-                 preview=preview)
+    return _page(
+        request, "maintenance.html", session, rules=_rules(ctx), runs=runs, changes=changes[:40], preview=preview
+    )
 
 
 @router.get("/maintenance")
@@ -445,8 +548,16 @@ async def maintenance_page(request: Request):
 
 
 def _action_rows(actions) -> list[dict[str, Any]]:
-    return [{"kind": a.kind.value, "cp": a.charge_point_id, "connector": a.connector_id, "subject": a.subject,
-             "reason": a.reason} for a in actions]
+    return [
+        {
+            "kind": a.kind.value,
+            "cp": a.charge_point_id,
+            "connector": a.connector_id,
+            "subject": a.subject,
+            "reason": a.reason,
+        }
+        for a in actions
+    ]
 
 
 @router.post("/maintenance/preview")
@@ -465,29 +576,54 @@ async def maintenance_run(request: Request):
     actions = await run_once(ctx, dry_run=False)
     rows = _action_rows(actions)
     now = ctx.clock.now()
-    await ctx.db.write(lambda s: audit(s, actor=session.name, action="ui.maintenance_run", at=now,
-                                       actions=len(rows), kinds=sorted({r["kind"] for r in rows})))
-    _flash(request, session, "ok", f"Maintenance ran: {len(rows)} action(s) applied."
-           + ("" if rows else " Nothing was stale."))
+    await ctx.db.write(
+        lambda s: audit(
+            s,
+            actor=session.name,
+            action="ui.maintenance_run",
+            at=now,
+            actions=len(rows),
+            kinds=sorted({r["kind"] for r in rows}),
+        )
+    )
+    _flash(
+        request,
+        session,
+        "ok",
+        f"Maintenance ran: {len(rows)} action(s) applied." + ("" if rows else " Nothing was stale."),
+    )
     return _redirect("/ui/maintenance")
 
 
 # ------------------------------------------------------------------ audit log, webhooks
 @router.get("/audit")
-async def audit_page(request: Request, actor: str = "", action: str = "", cp: str = "", connector: str = "",
-                     before: int | None = None):
+async def audit_page(
+    request: Request, actor: str = "", action: str = "", cp: str = "", connector: str = "", before: int | None = None
+):
     session = signed_in(request)
     conn = int(connector) if connector.strip().isdigit() else None
-    lines = await _ctx(request).db.read(lambda s: store.audit_lines(
-        s, actor=actor[:64], action=action[:64], charge_point_id=cp[:64], connector_id=conn, before_id=before,
-        limit=100))
+    lines = await _ctx(request).db.read(
+        lambda s: store.audit_lines(
+            s,
+            actor=actor[:64],
+            action=action[:64],
+            charge_point_id=cp[:64],
+            connector_id=conn,
+            before_id=before,
+            limit=100,
+        )
+    )
     older = None
     if len(lines) == 100:
-        older = "/ui/audit?" + "&".join(f"{k}={quote(v)}" for k, v in (("actor", actor), ("action", action),
-                                                                       ("cp", cp), ("connector", connector)) if v)
+        older = "/ui/audit?" + "&".join(
+            f"{k}={quote(v)}"
+            for k, v in (("actor", actor), ("action", action), ("cp", cp), ("connector", connector))
+            if v
+        )
         older += f"&before={lines[-1].id}"
-    return _page(request, "audit.html", session, lines=lines, actor=actor, action=action, cp=cp,
-                 connector=connector, older=older)
+    return _page(
+        request, "audit.html", session, lines=lines, actor=actor, action=action, cp=cp, connector=connector, older=older
+    )
 
 
 @router.get("/webhooks")
@@ -518,8 +654,9 @@ def mount(app: FastAPI) -> None:
 
     @app.exception_handler(Refused)
     async def _refused(request: Request, exc: Refused):
-        return _page(request, "message.html", _session(request), status=exc.status, title=exc.title,
-                     message=exc.message)
+        return _page(
+            request, "message.html", _session(request), status=exc.status, title=exc.title, message=exc.message
+        )
 
     rest_handler = app.exception_handlers[CsmsError]
 
@@ -527,6 +664,13 @@ def mount(app: FastAPI) -> None:
     async def _domain(request: Request, exc: CsmsError):
         """Domain errors from the services: a page under /ui/, the REST API's own answer elsewhere."""
         if not request.url.path.startswith("/ui/"):
-            return await rest_handler(request, exc)
-        return _page(request, "message.html", _session(request), status=exc.status, title="Could not do that",
-                     message=exc.message)
+            answer = rest_handler(request, exc)  # async (csms.api.app); Starlette allows sync handlers too
+            return await answer if inspect.isawaitable(answer) else answer
+        return _page(
+            request,
+            "message.html",
+            _session(request),
+            status=exc.status,
+            title="Could not do that",
+            message=exc.message,
+        )

@@ -15,8 +15,17 @@ from typing import Any
 
 from csms.core.times import as_utc, parse_iso
 
-__all__ = ["TxActivity", "BoardRow", "age", "clock_time", "reason_words", "suspicions", "board_row",
-           "TRANSACTION_STATUSES", "LINGERING_RESERVATION"]
+__all__ = [
+    "TxActivity",
+    "BoardRow",
+    "age",
+    "clock_time",
+    "reason_words",
+    "suspicions",
+    "board_row",
+    "TRANSACTION_STATUSES",
+    "LINGERING_RESERVATION",
+]
 
 TRANSACTION_STATUSES = frozenset({"Charging", "SuspendedEV", "SuspendedEVSE"})
 LINGERING_RESERVATION = timedelta(minutes=15)
@@ -69,15 +78,18 @@ def _meter(act: TxActivity | None, now: datetime, quiet: timedelta) -> str:
     return f", last meter value {age(quiet_for)} ago{kwh}"
 
 
-def reason_words(reason: str, x: Mapping[str, Any], activity: Mapping[int, TxActivity], now: datetime,
-                 quiet: timedelta) -> str:
+def reason_words(
+    reason: str, x: Mapping[str, Any], activity: Mapping[int, TxActivity], now: datetime, quiet: timedelta
+) -> str:
     """One `occupancy.decide` reason in plain words."""
     kind, _, rest = reason.partition(":")
     sig = x.get("signals", {})
     if kind == "websocket":
         if rest.startswith("reconnected:"):
-            return (f"charger reconnected {rest.split(':')[1].removesuffix('s_ago')} s ago and has not reported this "
-                    "connector yet (it may be replaying a session started while it was away)")
+            return (
+                f"charger reconnected {rest.split(':')[1].removesuffix('s_ago')} s ago and has not reported this "
+                "connector yet (it may be replaying a session started while it was away)"
+            )
         return "charger offline: it is not connected"
     if kind == "start_transaction":
         return "a StartTransaction from the charger is being stored right now"
@@ -89,19 +101,24 @@ def reason_words(reason: str, x: Mapping[str, Any], activity: Mapping[int, TxAct
         return f"stored status {status} from {minutes.rstrip('m')} min ago (no live status from the charger)"
     if kind == "open_transaction":
         tx_id = int(rest) if rest.isdigit() else rest
-        tx = next((t for t in sig.get("openTransactions", []) if t["transactionId"] == tx_id), {})
+        tx: Mapping[str, Any] = next((t for t in sig.get("openTransactions", []) if t["transactionId"] == tx_id), {})
         tag = f" ({tx['idTag']})" if tx.get("idTag") else ""
-        return (f"open transaction {tx_id}{tag}{_since(parse_iso(tx.get('startTime')), now)}"
-                f"{_meter(activity.get(tx_id), now, quiet)}")
+        return (
+            f"open transaction {tx_id}{tag}{_since(parse_iso(tx.get('startTime')), now)}"
+            f"{_meter(activity.get(tx_id) if isinstance(tx_id, int) else None, now, quiet)}"
+        )
     if kind == "active_reservation":
         res_id, _, status = rest.rpartition(":")
-        res = next((r for r in sig.get("activeReservations", []) if r["reservationId"] == res_id), {})
+        res: Mapping[str, Any] = next(
+            (r for r in sig.get("activeReservations", []) if r["reservationId"] == res_id), {}
+        )
         return f"payment reservation {res_id[:8]} is {status}{_since(parse_iso(res.get('createdAt')), now)}"
     return reason
 
 
-def suspicions(x: Mapping[str, Any], activity: Mapping[int, TxActivity], now: datetime, *,
-               quiet: timedelta) -> list[str]:
+def suspicions(
+    x: Mapping[str, Any], activity: Mapping[int, TxActivity], now: datetime, *, quiet: timedelta
+) -> list[str]:
     """Why this connector may be stuck (the seed's false positives), in plain words; [] when nothing is odd."""
     sig = x.get("signals", {})
     online = sig.get("websocketPresent", False)
@@ -119,13 +136,16 @@ def suspicions(x: Mapping[str, Any], activity: Mapping[int, TxActivity], now: da
             what = "no meter value" if heard is not None else "no meter value at all"
             out.append(f"transaction {t['transactionId']}: {what} for {age((now - as_utc(since)).total_seconds())}")
     if live is None and stored and stored.get("status") != "Available":
-        out.append(f"stale stored status {stored['status']} ({age(stored.get('ageSeconds', 0))} old), "
-                   "nothing live confirms it")
+        out.append(
+            f"stale stored status {stored['status']} ({age(stored.get('ageSeconds', 0))} old), nothing live confirms it"
+        )
     for r in sig.get("activeReservations", []):
         created = parse_iso(r.get("createdAt"))
         if r.get("status") != "Charging" and created is not None and now - created >= LINGERING_RESERVATION:
-            out.append(f"lingering reservation {r['reservationId'][:8]}: {r['status']} for "
-                       f"{age((now - created).total_seconds())}")
+            out.append(
+                f"lingering reservation {r['reservationId'][:8]}: {r['status']} for "
+                f"{age((now - created).total_seconds())}"
+            )
     if online and live is None:
         out.append("silent connector: the charger is online but has not reported this connector's status")
     if live in TRANSACTION_STATUSES and not txs:
@@ -154,23 +174,33 @@ class BoardRow:
         return f"/ui/connectors/{quote(self.station_id, safe='')}/{self.connector_id}"
 
 
-def board_row(x: Mapping[str, Any], station_id: str, activity: Mapping[int, TxActivity], last_seen: datetime | None,
-              now: datetime, *, quiet: timedelta) -> BoardRow:
+def board_row(
+    x: Mapping[str, Any],
+    station_id: str,
+    activity: Mapping[int, TxActivity],
+    last_seen: datetime | None,
+    now: datetime,
+    *,
+    quiet: timedelta,
+) -> BoardRow:
     sig = x["signals"]
     live = sig.get("liveStatus")
     stored = sig.get("persistedStatus")
     txs = sig.get("openTransactions", [])
     res = sig.get("activeReservations", [])
     return BoardRow(
-        station_id=station_id, charge_point_id=x["chargePointId"], connector_id=x["connectorId"],
+        station_id=station_id,
+        charge_point_id=x["chargePointId"],
+        connector_id=x["connectorId"],
         verdict=x["verdict"],
         reasons=[reason_words(r, x, activity, now, quiet) for r in x["reasons"]],
         live="-" if not live else f"{live['status']}{_since(parse_iso(live.get('at')), now)}",
         stored="-" if not stored else f"{stored['status']}, {age(stored.get('ageSeconds', 0))} old",
         transaction=", ".join(f"{t['transactionId']}{_since(parse_iso(t.get('startTime')), now)}" for t in txs) or "-",
         reservation=", ".join(f"{r['reservationId'][:8]} {r['status']}" for r in res) or "-",
-        last_seen="now (connected)" if sig.get("websocketPresent") else (
-            "never" if last_seen is None else f"{age((now - as_utc(last_seen)).total_seconds())} ago"),
+        last_seen="now (connected)"
+        if sig.get("websocketPresent")
+        else ("never" if last_seen is None else f"{age((now - as_utc(last_seen)).total_seconds())} ago"),
         # Only a busy connector can be stuck (a free one is not held, an offline one is simply gone).
         suspicions=suspicions(x, activity, now, quiet=quiet) if x["verdict"] == "busy" else [],
     )

@@ -14,5 +14,16 @@ from .base import (
     Verdict,
 )
 
-__all__ = ["BUSY", "FREE", "OFFLINE", "UNKNOWN", "CsmsAdapter", "NotSupportedError", "StartResult",
-           "StoredSession", "StoredTransaction", "UnlockResult", "Verdict"]
+__all__ = [
+    "BUSY",
+    "FREE",
+    "OFFLINE",
+    "UNKNOWN",
+    "CsmsAdapter",
+    "NotSupportedError",
+    "StartResult",
+    "StoredSession",
+    "StoredTransaction",
+    "UnlockResult",
+    "Verdict",
+]

@@ -32,13 +32,13 @@ def _decimal(value: Any) -> Decimal | None:
 class UnstuckRestAdapter:
     """Asks `csms serve` through `GET /api/connectors`, `/api/transactions`, `/api/ChargingSession/...`."""
 
-    def __init__(self, ocpp_url: str, api_url: str, token: str, *, timeout: float = 30.0,
-                 cp_prefix: str = "") -> None:
+    def __init__(self, ocpp_url: str, api_url: str, token: str, *, timeout: float = 30.0, cp_prefix: str = "") -> None:
         self.ocpp_url = ocpp_url.rstrip("/")
         self.api_url = api_url.rstrip("/")
         self.cp_prefix = cp_prefix  # narrows the all-connectors question to this run's charge points
-        self._http = httpx.AsyncClient(base_url=self.api_url, timeout=timeout,
-                                       headers={"Authorization": f"Bearer {token}"})
+        self._http = httpx.AsyncClient(
+            base_url=self.api_url, timeout=timeout, headers={"Authorization": f"Bearer {token}"}
+        )
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -73,9 +73,15 @@ class UnstuckRestAdapter:
 
     # ------------------------------------------------------------ actions
     async def start(self, cp: str, connector: int, id_tag: str, tariff: Decimal) -> StartResult:
-        res = await self._http.post("/api/ChargingSession/start-charging-session", json={
-            "chargingStationId": cp, "connectorId": connector, "chargeTagId": id_tag,
-            "chargingTariff": str(tariff)})
+        res = await self._http.post(
+            "/api/ChargingSession/start-charging-session",
+            json={
+                "chargingStationId": cp,
+                "connectorId": connector,
+                "chargeTagId": id_tag,
+                "chargingTariff": str(tariff),
+            },
+        )
         return _start_result(res, "sessionId")
 
     async def stop(self, session_id: str) -> bool:
@@ -83,28 +89,39 @@ class UnstuckRestAdapter:
         return res.status_code == 200
 
     async def unlock(self, cp: str, connector: int) -> UnlockResult:
-        res = await self._http.post("/api/ChargingSession/unlock-connector",
-                                    json={"chargingStationId": cp, "connectorId": connector})
+        res = await self._http.post(
+            "/api/ChargingSession/unlock-connector", json={"chargingStationId": cp, "connectorId": connector}
+        )
         body = res.json()
         data = body.get("data") or {}
         return UnlockResult(
             unlocked=res.status_code == 200 and data.get("status") == "Unlocked",
             cleaned_sessions=tuple(data.get("cleanedSessions", ())),
-            status=res.status_code, message=body.get("message", ""), warnings=tuple(data.get("warnings", ())),
-            sessions_cleared=data.get("sessionsCleared"))
+            status=res.status_code,
+            message=body.get("message", ""),
+            warnings=tuple(data.get("warnings", ())),
+            sessions_cleared=data.get("sessionsCleared"),
+        )
 
     async def create_reservation(self, cp: str, connector: int, id_tag: str, tariff: Decimal) -> StartResult:
-        res = await self._http.post("/api/Payments/Create", json={
-            "chargingStationId": cp, "connectorId": connector, "chargeTagId": id_tag,
-            "chargingTariff": str(tariff)})
+        res = await self._http.post(
+            "/api/Payments/Create",
+            json={
+                "chargingStationId": cp,
+                "connectorId": connector,
+                "chargeTagId": id_tag,
+                "chargingTariff": str(tariff),
+            },
+        )
         return _start_result(res, "reservationId")
 
     async def reserve(self, cp: str, connector: int, id_tag: str, tariff: Decimal) -> StartResult:
         created = await self.create_reservation(cp, connector, id_tag, tariff)
         if not created.accepted:
             return created
-        res = await self._http.post("/api/Payments/Confirm", json={"reservationId": created.session_id,
-                                                                    "paymentMethod": "card"})
+        res = await self._http.post(
+            "/api/Payments/Confirm", json={"reservationId": created.session_id, "paymentMethod": "card"}
+        )
         return _start_result(res, "sessionId")
 
     # -------------------------------------------------------------- stored
@@ -115,10 +132,17 @@ class UnstuckRestAdapter:
     async def session(self, session_id: str) -> StoredSession:
         s = await self._get(f"/api/ChargingSession/{session_id}")
         return StoredSession(
-            session_id=s["sessionId"], status=s.get("status"), tariff=_decimal(s.get("chargingTariff")),
-            energy_wh=s.get("energyWh"), fee=_decimal(s.get("chargingTotalFee")), meter_source=s.get("meterSource"),
-            reconciled=bool(s.get("reconciled")), end_reason=s.get("endReason"), review=bool(s.get("review")),
-            ended=s.get("endTime") is not None)
+            session_id=s["sessionId"],
+            status=s.get("status"),
+            tariff=_decimal(s.get("chargingTariff")),
+            energy_wh=s.get("energyWh"),
+            fee=_decimal(s.get("chargingTotalFee")),
+            meter_source=s.get("meterSource"),
+            reconciled=bool(s.get("reconciled")),
+            end_reason=s.get("endReason"),
+            review=bool(s.get("review")),
+            ended=s.get("endTime") is not None,
+        )
 
 
 def _start_result(res: httpx.Response, id_field: str) -> StartResult:
@@ -128,19 +152,41 @@ def _start_result(res: httpx.Response, id_field: str) -> StartResult:
         body = {"message": res.text[:300]}
     data = body.get("data") or {}
     return StartResult(
-        accepted=res.status_code == 200, session_id=data.get(id_field), status=res.status_code,
-        code=data.get("code"), message=body.get("message", ""), reasons=tuple(data.get("reasons", ())))
+        accepted=res.status_code == 200,
+        session_id=data.get(id_field),
+        status=res.status_code,
+        code=data.get("code"),
+        message=body.get("message", ""),
+        reasons=tuple(data.get("reasons", ())),
+    )
 
 
 def _transaction(row: dict[str, Any]) -> StoredTransaction:
     s = row.get("session")
-    session = None if s is None else StoredSession(
-        session_id=s["sessionId"], status=s.get("status"), tariff=_decimal(s.get("tariff")),
-        energy_wh=s.get("energyWh"), fee=_decimal(s.get("fee")), meter_source=s.get("meterSource"),
-        reconciled=bool(s.get("reconciled")), end_reason=s.get("endReason"), review=bool(s.get("review")),
-        ended=(s["endTime"] is not None) if "endTime" in s else None)
+    session = (
+        None
+        if s is None
+        else StoredSession(
+            session_id=s["sessionId"],
+            status=s.get("status"),
+            tariff=_decimal(s.get("tariff")),
+            energy_wh=s.get("energyWh"),
+            fee=_decimal(s.get("fee")),
+            meter_source=s.get("meterSource"),
+            reconciled=bool(s.get("reconciled")),
+            end_reason=s.get("endReason"),
+            review=bool(s.get("review")),
+            ended=(s["endTime"] is not None) if "endTime" in s else None,
+        )
+    )
     return StoredTransaction(
-        transaction_id=int(row["transactionId"]), cp=row["chargePointId"], connector=int(row["connectorId"]),
-        id_tag=row["idTag"], meter_start=int(row["meterStart"]),
+        transaction_id=int(row["transactionId"]),
+        cp=row["chargePointId"],
+        connector=int(row["connectorId"]),
+        id_tag=row["idTag"],
+        meter_start=int(row["meterStart"]),
         meter_stop=None if row.get("meterStop") is None else int(row["meterStop"]),
-        stop_reason=row.get("stopReason"), closed=row.get("stopTime") is not None, session=session)
+        stop_reason=row.get("stopReason"),
+        closed=row.get("stopTime") is not None,
+        session=session,
+    )

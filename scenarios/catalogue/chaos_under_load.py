@@ -49,8 +49,15 @@ FAULTS = (
     "meter_replaced=0.05",  # a StopTransaction's meterStop below the samples
 )
 DUPLICATE_SHARE = 0.25  # app starts that come in pairs: two at once on one connector
-DRIVER = DriverSpec(first_within=5.0, session=(6.0, 16.0), idle=(2.0, 8.0), leave_share=0.3, linger=(0.5, 2.0),
-                    remote_session=(5.0, 12.0), tags=200)
+DRIVER = DriverSpec(
+    first_within=5.0,
+    session=(6.0, 16.0),
+    idle=(2.0, 8.0),
+    leave_share=0.3,
+    linger=(0.5, 2.0),
+    remote_session=(5.0, 12.0),
+    tags=200,
+)
 TARIFFS = tuple(Decimal(t) for t in ("0.19", "0.25", "0.3333", "0.49", "0.7"))
 NEXT_CAR_GROUP = "NX"  # chargers that lose most StopTransactions, where the next car comes within the grace
 SETTLE_S = 6.0  # beyond the CSMS's window: reconnect back-offs, reboots and slow answers finish
@@ -59,8 +66,12 @@ SETTLE_S = 6.0  # beyond the CSMS's window: reconnect back-offs, reboots and slo
 def _free(fleet, oracle, key: tuple[str, int]) -> bool:
     """Really free (charger online, no car) and called free by the CSMS."""
     cp, verdict = fleet[key[0]], oracle.observer.latest(*key)
-    return (cp.online and cp.connector_truth(key[1]).state == "unplugged"
-            and verdict is not None and verdict.verdict == "free")
+    return (
+        cp.online
+        and cp.connector_truth(key[1]).state == "unplugged"
+        and verdict is not None
+        and verdict.verdict == "free"
+    )
 
 
 async def _app_start(oracle, csms, stats: dict[str, int], cp_id: str, connector: int, tag: str, tariff: Decimal):
@@ -118,10 +129,14 @@ async def next_car_user(fleet, oracle, csms, rng: random.Random, stats: dict[str
             await trio.sleep(rng.uniform(0.5, 2.0))
             if not _free(fleet, oracle, (cp.id, 1)):
                 continue
-            result = await _app_start(oracle, csms, stats, cp.id, 1, f"APN{rng.randrange(1, 99):04d}",
-                                      rng.choice(TARIFFS))
-            if not (result.accepted and await _until(lambda: plug.tx is not None, 10.0)
-                    and await _until(lambda: plug.tx is None and cp.connector_truth(1).state == "unplugged", 30.0)):
+            result = await _app_start(
+                oracle, csms, stats, cp.id, 1, f"APN{rng.randrange(1, 99):04d}", rng.choice(TARIFFS)
+            )
+            if not (
+                result.accepted
+                and await _until(lambda: plug.tx is not None, 10.0)
+                and await _until(lambda: plug.tx is None and cp.connector_truth(1).state == "unplugged", 30.0)
+            ):
                 continue
             n += 1
             try:  # the next driver, half a second after the car left (no checkpoint between look and plug)
@@ -143,15 +158,26 @@ async def next_car_user(fleet, oracle, csms, rng: random.Random, stats: dict[str
                 each.start_soon(one, cp)
 
 
-@scenario(code="CHA", purpose="every fault mode at once under load, app and local sessions, then self-healing",
-          seed="000 Problem Statement (all causes) + 001 Common false positives and negatives (all)",
-          quick_s=55, full_s=90)
+@scenario(
+    code="CHA",
+    purpose="every fault mode at once under load, app and local sessions, then self-healing",
+    seed="000 Problem Statement (all causes) + 001 Common false positives and negatives (all)",
+    quick_s=55,
+    full_s=90,
+)
 async def test_chaos_under_load(fleet, oracle, csms):
     settings = oracle.settings
     count = settings.chaos_charge_points
-    groups = [GroupSpec(prefix="CP", count=count, connectors=2),
-              GroupSpec(prefix=NEXT_CAR_GROUP, count=max(2, count // 10), connectors=1, driven=False,
-                        faults=(parse_fault_option("drop_stop_transaction=0.6,available=true"),))]
+    groups = [
+        GroupSpec(prefix="CP", count=count, connectors=2),
+        GroupSpec(
+            prefix=NEXT_CAR_GROUP,
+            count=max(2, count // 10),
+            connectors=1,
+            driven=False,
+            faults=(parse_fault_option("drop_stop_transaction=0.6,available=true"),),
+        ),
+    ]
     f = await fleet(*FAULTS, groups=groups, driver=DRIVER, ramp=100.0)
     oracle.note(f"{count} charge points x 2 connectors online; load for {settings.chaos_load_seconds:.0f} s")
     stats: dict[str, int] = {"app_starts": 0, "app_accepted": 0}
@@ -164,9 +190,11 @@ async def test_chaos_under_load(fleet, oracle, csms):
 
     await f.stop_driving()  # traffic ends: every car finishes and leaves
     oracle.recovery_starts()
-    oracle.note(f"traffic ended at t={oracle.now():.1f}s: {f.stats.sessions} sessions "
-                f"({stats['app_accepted']} of {stats['app_starts']} app starts accepted), "
-                f"{sum(f.stats.faults.values())} faults fired {dict(sorted(f.stats.faults.items()))}")
+    oracle.note(
+        f"traffic ended at t={oracle.now():.1f}s: {f.stats.sessions} sessions "
+        f"({stats['app_accepted']} of {stats['app_starts']} app starts accepted), "
+        f"{sum(f.stats.faults.values())} faults fired {dict(sorted(f.stats.faults.items()))}"
+    )
     await oracle.recover(oracle.timings.recovery_window + SETTLE_S)
     judgement = await oracle.judge(window=oracle.timings.recovery_window + SETTLE_S, raise_on_violation=False)
     oracle.note(f"judged: {judgement.checked}; app: {stats}")

@@ -11,9 +11,12 @@ from scenarios.meta import scenario
 CUT_AT = 3.0  # s after the fleet started
 
 
-@scenario(code="GON", purpose="link cut for good with one connector idle and one charging -> both offline, "
-                              "never free, to the end",
-          seed="001 Signals: WebSocket presence (offline charger, ChargerOffline)", quick_s=10)
+@scenario(
+    code="GON",
+    purpose="link cut for good with one connector idle and one charging -> both offline, never free, to the end",
+    seed="001 Signals: WebSocket presence (offline charger, ChargerOffline)",
+    quick_s=10,
+)
 async def test_charger_gone_for_good(fleet, oracle, csms):
     f = await fleet(f"disconnect_mid_session=@{CUT_AT},back_after=1e9", connectors=2)
     cp = f.ids[0]

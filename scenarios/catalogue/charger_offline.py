@@ -12,9 +12,13 @@ CUT_AT = 3.0  # s after the fleet started
 AWAY = 8.0  # s without a connection
 
 
-@scenario(code="OFL", purpose="link cut with one connector idle and one charging -> both offline (never free) while "
-                              "away, correct again right after the charger is back",
-          seed="001 Signals: WebSocket presence (offline charger, ChargerOffline)", quick_s=14)
+@scenario(
+    code="OFL",
+    purpose="link cut with one connector idle and one charging -> both offline (never free) while "
+    "away, correct again right after the charger is back",
+    seed="001 Signals: WebSocket presence (offline charger, ChargerOffline)",
+    quick_s=14,
+)
 async def test_charger_offline(fleet, oracle, csms):
     f = await fleet(f"disconnect_mid_session=@{CUT_AT},back_after={AWAY}", connectors=2)
     cp = f.ids[0]

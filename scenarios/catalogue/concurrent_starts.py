@@ -18,10 +18,14 @@ TARIFF = Decimal("0.35")
 N = 5
 
 
-@scenario(code="RACE", purpose="5 simultaneous app starts and 5 simultaneous paid reservations on one connector: "
-                               "exactly one wins each, a held connector is never free",
-          seed="000 Problem Statement: 'Charging gun is already in use'; 001 Payments/Create unique index, "
-               "lingering reservation", quick_s=4)
+@scenario(
+    code="RACE",
+    purpose="5 simultaneous app starts and 5 simultaneous paid reservations on one connector: "
+    "exactly one wins each, a held connector is never free",
+    seed="000 Problem Statement: 'Charging gun is already in use'; 001 Payments/Create unique index, "
+    "lingering reservation",
+    quick_s=4,
+)
 async def test_concurrent_starts(fleet, oracle, csms):
     f = await fleet("accept_remote_start_never_start=1,connectors=2", connectors=2)
     cp = f.ids[0]
@@ -54,8 +58,10 @@ async def test_concurrent_starts(fleet, oracle, csms):
             n.start_soon(reserve, k)
     paid = [r for r in reservations.values() if r.accepted]
     turned_away = [r for r in reservations.values() if not r.accepted]
-    oracle.note(f"{N} simultaneous paid reservations on connector 2: {len(paid)} granted, refused: "
-                f"{sorted({f'{r.status} {r.code} {list(r.reasons)}' for r in turned_away})}")
+    oracle.note(
+        f"{N} simultaneous paid reservations on connector 2: {len(paid)} granted, refused: "
+        f"{sorted({f'{r.status} {r.code} {list(r.reasons)}' for r in turned_away})}"
+    )
 
     await oracle.wait(3.0)  # the payer's car never comes: only the reservation holds connector 2
     # Never free while a car charges (connector 1) or a granted reservation holds it (connector 2).

@@ -25,9 +25,13 @@ async def _until_verdict(csms, key: tuple[str, int], want: str, timeout: float) 
             await trio.sleep(0.2)
 
 
-@scenario(code="DMS", purpose="connection lost mid-session, car leaves offline, admin unlocks meanwhile -> queued "
-                              "StopTransaction reconciles the force-ended session",
-          seed="000 Problem Statement: network failures during charging; FAQ: billing accuracy", quick_s=14)
+@scenario(
+    code="DMS",
+    purpose="connection lost mid-session, car leaves offline, admin unlocks meanwhile -> queued "
+    "StopTransaction reconciles the force-ended session",
+    seed="000 Problem Statement: network failures during charging; FAQ: billing accuracy",
+    quick_s=14,
+)
 async def test_disconnect_mid_session(fleet, oracle, csms):
     cars = GroupSpec(prefix="", count=1, connectors=1, power_kw=(22.0, 22.0), target_kwh=(40.0, 40.0))
     f = await fleet(f"disconnect_mid_session=1,after=2:2,back_after={BACK_AFTER},replay=true", groups=[cars])
@@ -44,9 +48,11 @@ async def test_disconnect_mid_session(fleet, oracle, csms):
     await oracle.wait(0.5)  # the car charges on, unseen
     await f[cp].unplug(1)  # it leaves: StopTransaction is queued in the charger
     queued = f[cp].truth().queued
-    unlocked = await csms.services.unlock(cp, 1)  # the admin, meanwhile
-    oracle.note(f"car left offline ({queued} message(s) queued); unlock: {unlocked.status} {unlocked.message!r} "
-                f"cleaned={list(unlocked.cleaned_sessions)}")
+    unlocked = await csms.unlock(cp, 1)  # the admin, meanwhile
+    oracle.note(
+        f"car left offline ({queued} message(s) queued); unlock: {unlocked.status} {unlocked.message!r} "
+        f"cleaned={list(unlocked.cleaned_sessions)}"
+    )
     assert (unlocked.unlocked, unlocked.status, unlocked.message) == (False, 400, "Charger is offline"), unlocked
     assert unlocked.cleaned_sessions == (started.session_id,), unlocked
     estimate = await csms.session(started.session_id)
@@ -58,8 +64,10 @@ async def test_disconnect_mid_session(fleet, oracle, csms):
         await f[cp].flush()  # the queue is replayed: MeterValues, StopTransaction
     late = await csms.session(started.session_id)
     real = f[cp].connector_truth(1).session_energy_wh
-    oracle.note(f"after the replay: {late.energy_wh} Wh (charger measured {real:.1f}), fee {late.fee} "
-                f"({late.meter_source}, reconciled={late.reconciled})")
+    oracle.note(
+        f"after the replay: {late.energy_wh} Wh (charger measured {real:.1f}), fee {late.fee} "
+        f"({late.meter_source}, reconciled={late.reconciled})"
+    )
     await oracle.wait(2.5)
     # Nothing lost: the stored meterStop is the acknowledged one, session energy = transaction energy, fee follows.
     await oracle.judge(window=2.0)

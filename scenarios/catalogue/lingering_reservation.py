@@ -13,9 +13,13 @@ from scenarios.meta import scenario
 TARIFF = Decimal("0.29")
 
 
-@scenario(code="LRS", purpose="reservation created, payment abandoned -> connector held until the reservation "
-                              "timeout, then free and startable",
-          seed="001 Common false positives: Lingering reservation", quick_s=20)
+@scenario(
+    code="LRS",
+    purpose="reservation created, payment abandoned -> connector held until the reservation "
+    "timeout, then free and startable",
+    seed="001 Common false positives: Lingering reservation",
+    quick_s=20,
+)
 async def test_lingering_reservation(fleet, oracle, csms):
     f = await fleet()
     cp = f.ids[0]
@@ -35,8 +39,9 @@ async def test_lingering_reservation(fleet, oracle, csms):
     assert not other.accepted and other.code == "ConnectorBusy", other
     start = await csms.start(cp, 1, "TAG0003", TARIFF)
     assert not start.accepted and start.code == "ConnectorBusy", start
-    oracle.note(f"while held: reservation {other.status} {other.code}, start {start.status} {start.code} "
-                f"{list(start.reasons)}")
+    oracle.note(
+        f"while held: reservation {other.status} {other.code}, start {start.status} {start.code} {list(start.reasons)}"
+    )
 
     # After the timeout: one maintenance round to cancel it, plus slack.
     window = 2 * t.maintenance_interval + 2.0

@@ -12,9 +12,13 @@ from scenarios.meta import scenario
 SILENT_AT = 2.0  # s after the fleet started: while the charger is rebooting
 
 
-@scenario(code="MLS", purpose="stored Preparing, reboot, car gone, connector never reported after boot -> CSMS asks "
-                              "for its status and reports it free within the status grace",
-          seed="001 Common false positives: Missing live status", quick_s=9)
+@scenario(
+    code="MLS",
+    purpose="stored Preparing, reboot, car gone, connector never reported after boot -> CSMS asks "
+    "for its status and reports it free within the status grace",
+    seed="001 Common false positives: Missing live status",
+    quick_s=9,
+)
 async def test_missing_live_status(fleet, oracle, csms):
     f = await fleet(f"silent_connector=@{SILENT_AT},ignore_trigger=false,connectors=1", connectors=2)
     cp = f.ids[0]
@@ -31,8 +35,10 @@ async def test_missing_live_status(fleet, oracle, csms):
     back_at = oracle.now()
     oracle.recovery_starts()
     verdict = (await csms.verdicts([(cp, 1)]))[(cp, 1)]
-    oracle.note(f"booted at t={back_at:.1f}s, Preparing stored at t={stored_at:.1f}s: CSMS says {verdict.verdict} "
-                f"{list(verdict.reasons)}")
+    oracle.note(
+        f"booted at t={back_at:.1f}s, Preparing stored at t={stored_at:.1f}s: CSMS says {verdict.verdict} "
+        f"{list(verdict.reasons)}"
+    )
 
     # Well before the stored status goes stale: the status grace, the trigger's answer, slack.
     window = t.status_grace + 3.0

@@ -11,9 +11,13 @@ from scenarios.meta import scenario
 QUIET_AT = 1.0  # s after the fleet started: no OCPP message from here on
 
 
-@scenario(code="PNG", purpose="no Heartbeat, only WebSocket pings/pongs -> stays online, idle connectors free "
-                              "for several heartbeat timeouts",
-          seed="001 Signals: WebSocket presence (open WebSocket, no Heartbeat)", quick_s=14)
+@scenario(
+    code="PNG",
+    purpose="no Heartbeat, only WebSocket pings/pongs -> stays online, idle connectors free "
+    "for several heartbeat timeouts",
+    seed="001 Signals: WebSocket presence (open WebSocket, no Heartbeat)",
+    quick_s=14,
+)
 async def test_pings_without_heartbeat(fleet, oracle, csms):
     f = await fleet(f"heartbeat_stop=@{QUIET_AT},answer_calls=true", connectors=2)
     cp = f.ids[0]
@@ -22,8 +26,10 @@ async def test_pings_without_heartbeat(fleet, oracle, csms):
     await oracle.until(lambda: f[cp].truth().muted, QUIET_AT + 5, "the charger to fall quiet")
     oracle.recovery_starts()
     timeouts = 2.5
-    oracle.note(f"no OCPP message from t={oracle.now():.1f}s; watching for {timeouts:g} heartbeat timeouts "
-                f"({timeouts * t.offline_after:g}s)")
+    oracle.note(
+        f"no OCPP message from t={oracle.now():.1f}s; watching for {timeouts:g} heartbeat timeouts "
+        f"({timeouts * t.offline_after:g}s)"
+    )
     await oracle.wait(timeouts * t.offline_after)
     # The charger answers pings: it was there all the time, so nothing excuses an offline verdict.
     await oracle.judge(window=1.0, excuse_blinded=False)

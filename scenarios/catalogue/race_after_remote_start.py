@@ -14,12 +14,20 @@ from scenarios.meta import scenario
 TARIFF = Decimal("0.35")
 
 
-@scenario(code="RRS", purpose="remote start Rejected / Accepted-but-never-started on a charger that reports no "
-                              "status -> both connectors stay free",
-          seed="001 Common false positives: Race after remote start", quick_s=5)
+@scenario(
+    code="RRS",
+    purpose="remote start Rejected / Accepted-but-never-started on a charger that reports no "
+    "status -> both connectors stay free",
+    seed="001 Common false positives: Race after remote start",
+    quick_s=5,
+)
 async def test_race_after_remote_start(fleet, oracle, csms):
-    f = await fleet("reject_remote_start=1,connectors=1", "accept_remote_start_never_start=1,connectors=2",
-                    "silent_connector=1,ignore_trigger=true", connectors=2)
+    f = await fleet(
+        "reject_remote_start=1,connectors=1",
+        "accept_remote_start_never_start=1,connectors=2",
+        "silent_connector=1,ignore_trigger=true",
+        connectors=2,
+    )
     cp = f.ids[0]
 
     rejected = await csms.start(cp, 1, "TAG0001", TARIFF)
@@ -32,8 +40,10 @@ async def test_race_after_remote_start(fleet, oracle, csms):
     window = 2.0  # nothing to heal: a correct CSMS never says busy here
     await oracle.wait(window + 1.0)
     again = {c: await csms.start(cp, c, f"TAG000{2 + c}", TARIFF) for c in (1, 2)}
-    oracle.note("starts again: " + ", ".join(f"connector {c}: {r.status} {r.code or ''} {list(r.reasons)}"
-                                             for c, r in again.items()))
+    oracle.note(
+        "starts again: "
+        + ", ".join(f"connector {c}: {r.status} {r.code or ''} {list(r.reasons)}" for c, r in again.items())
+    )
     await oracle.wait(2.0)
     await oracle.judge(window=window)
     assert all(r.code != "ConnectorBusy" for r in again.values()), again

@@ -15,9 +15,13 @@ from simulator import GroupSpec
 TARIFF = Decimal("4.00")  # per kWh: a session of seconds delivers a few Wh, this makes its fee a few cents
 
 
-@scenario(code="RBT", purpose="charger reboots mid-session (transaction forgotten) -> car leaves -> orphan sweep "
-                              "closes it from the last sample, connector free",
-          seed="000 Problem Statement: system crashes", quick_s=11)
+@scenario(
+    code="RBT",
+    purpose="charger reboots mid-session (transaction forgotten) -> car leaves -> orphan sweep "
+    "closes it from the last sample, connector free",
+    seed="000 Problem Statement: system crashes",
+    quick_s=11,
+)
 async def test_reboot_mid_session(fleet, oracle, csms):
     cars = GroupSpec(prefix="", count=1, connectors=1, power_kw=(11.0, 11.0), target_kwh=(40.0, 40.0))
     f = await fleet("reboot=1,after=2:2,boot_delay=1.5", groups=[cars])
@@ -32,16 +36,20 @@ async def test_reboot_mid_session(fleet, oracle, csms):
     await oracle.until(lambda: not f[cp].truth().connected, 10, "the reboot")
     await oracle.until(lambda: f[cp].online, 10, "the charger to boot again")
     truth = f[cp].connector_truth(1)
-    oracle.note(f"rebooted at t≈{oracle.now():.1f}s: connector {truth.state}, transaction running: "
-                f"{truth.transaction_running}, reported {truth.reported_status}")
+    oracle.note(
+        f"rebooted at t≈{oracle.now():.1f}s: connector {truth.state}, transaction running: "
+        f"{truth.transaction_running}, reported {truth.reported_status}"
+    )
 
     await oracle.wait(1.0)  # the car is still plugged in (Preparing): busy, rightly
     await f[cp].unplug(1)  # the car leaves; the charger says Available
     oracle.recovery_starts()
     await oracle.recover(window)
     (tx,) = await csms.transactions(oracle.prefix)
-    oracle.note(f"transaction {tx.transaction_id}: closed={tx.closed} {tx.stop_reason} "
-                f"{None if tx.meter_stop is None else tx.meter_stop - tx.meter_start} Wh")
+    oracle.note(
+        f"transaction {tx.transaction_id}: closed={tx.closed} {tx.stop_reason} "
+        f"{None if tx.meter_stop is None else tx.meter_stop - tx.meter_start} Wh"
+    )
     # Free within the window, the transaction closed with the energy of its last sample, the fee from it.
     await oracle.judge(window=window)
     s = await csms.session(started.session_id)

@@ -11,9 +11,13 @@ from scenarios.meta import scenario
 SILENT_AT = 2.5  # s after the fleet started: while the charger is away
 
 
-@scenario(code="SPS", purpose="stored Preparing, car gone while the charger was away, no live status -> busy "
-                              "only while the stored status is fresh, then free",
-          seed="001 Common false positives: Stale persisted status", quick_s=16)
+@scenario(
+    code="SPS",
+    purpose="stored Preparing, car gone while the charger was away, no live status -> busy "
+    "only while the stored status is fresh, then free",
+    seed="001 Common false positives: Stale persisted status",
+    quick_s=16,
+)
 async def test_stale_persisted_status(fleet, oracle, csms):
     f = await fleet(f"silent_connector=@{SILENT_AT},ignore_trigger=true,connectors=1")
     cp = f.ids[0]
@@ -26,14 +30,19 @@ async def test_stale_persisted_status(fleet, oracle, csms):
     f[cp].disconnect(back_after=SILENT_AT + 1.5 - oracle.now())  # the link drops ...
     await oracle.wait(0.5)
     await f[cp].unplug(1)  # ... the car leaves meanwhile (nobody hears of it) ...
-    await oracle.until(lambda: any(x.name == "silent_connector" for x in f[cp].connector_truth(1).faults), 5,
-                       "the connector to fall silent")
+    await oracle.until(
+        lambda: any(x.name == "silent_connector" for x in f[cp].connector_truth(1).faults),
+        5,
+        "the connector to fall silent",
+    )
     await oracle.until(lambda: f[cp].online, 10, "the charger to come back")  # ... and it returns, silent
     back_at = oracle.now()
     oracle.recovery_starts()
     verdict = (await csms.verdicts([(cp, 1)]))[(cp, 1)]
-    oracle.note(f"back at t={back_at:.1f}s, Preparing stored at t={stored_at:.1f}s: CSMS says {verdict.verdict} "
-                f"{list(verdict.reasons)}")
+    oracle.note(
+        f"back at t={back_at:.1f}s, Preparing stored at t={stored_at:.1f}s: CSMS says {verdict.verdict} "
+        f"{list(verdict.reasons)}"
+    )
 
     # Busy is allowed while the stored Preparing is fresh (plus a little slack), never later.
     window = max(stored_at + freshness + 2.0 - back_at, 2.0)

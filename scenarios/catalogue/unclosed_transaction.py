@@ -13,9 +13,13 @@ from scenarios.meta import scenario
 TARIFF = Decimal("0.31")
 
 
-@scenario(code="UTX", purpose="StopTransaction lost, connector reported Available -> orphaned transaction closed "
-                              "with the last meter sample, connector free",
-          seed="001 Common false positives: Unclosed transaction (StopTransaction never received)", quick_s=10)
+@scenario(
+    code="UTX",
+    purpose="StopTransaction lost, connector reported Available -> orphaned transaction closed "
+    "with the last meter sample, connector free",
+    seed="001 Common false positives: Unclosed transaction (StopTransaction never received)",
+    quick_s=10,
+)
 async def test_unclosed_transaction(fleet, oracle, csms):
     f = await fleet("drop_stop_transaction=1,available=true", connectors=2)
     cp = f.ids[0]
@@ -26,8 +30,9 @@ async def test_unclosed_transaction(fleet, oracle, csms):
     oracle.session_tariff(app.session_id, TARIFF)
     await f[cp].plug_in(2)  # connector 2: a card at the charger
     await f[cp].start_by_tag(2, "TAG0002")
-    await oracle.until(lambda: all(f[cp].connector_truth(c).transaction_id is not None for c in (1, 2)), 10,
-                       "both cars to charge")
+    await oracle.until(
+        lambda: all(f[cp].connector_truth(c).transaction_id is not None for c in (1, 2)), 10, "both cars to charge"
+    )
     await oracle.wait(3.0)  # a few meter samples (one a second)
 
     for c in (1, 2):

@@ -14,9 +14,13 @@ from scenarios.meta import scenario
 TARIFF = Decimal("0.42")
 
 
-@scenario(code="UTQ", purpose="StopTransaction lost and no status after the car left -> quiet transaction "
-                              "probed, closed with the last meter sample, connector free",
-          seed="001 Common false positives: Unclosed transaction (offline charger, watchdog missing)", quick_s=15)
+@scenario(
+    code="UTQ",
+    purpose="StopTransaction lost and no status after the car left -> quiet transaction "
+    "probed, closed with the last meter sample, connector free",
+    seed="001 Common false positives: Unclosed transaction (offline charger, watchdog missing)",
+    quick_s=15,
+)
 async def test_unclosed_transaction_silent(fleet, oracle, csms):
     f = await fleet("drop_stop_transaction=1,available=false", connectors=2)
     cp = f.ids[0]
@@ -26,8 +30,9 @@ async def test_unclosed_transaction_silent(fleet, oracle, csms):
     oracle.session_tariff(app.session_id, TARIFF)
     await f[cp].plug_in(2)  # connector 2: a card at the charger
     await f[cp].start_by_tag(2, "TAG0002")
-    await oracle.until(lambda: all(f[cp].connector_truth(c).transaction_id is not None for c in (1, 2)), 10,
-                       "both cars to charge")
+    await oracle.until(
+        lambda: all(f[cp].connector_truth(c).transaction_id is not None for c in (1, 2)), 10, "both cars to charge"
+    )
     await oracle.wait(3.0)  # a few meter samples (one a second)
 
     for c in (1, 2):

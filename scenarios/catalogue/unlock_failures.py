@@ -17,13 +17,19 @@ from scenarios.meta import scenario
 from simulator import GroupSpec, parse_fault_option
 
 TARIFF = Decimal("4.00")  # per kWh: a session of seconds delivers a few Wh, this makes its fee a few cents
-LOST_STOP = (parse_fault_option("drop_stop_transaction=1,available=false"),
-             parse_fault_option("silent_connector=1,ignore_trigger=true"))
+LOST_STOP = (
+    parse_fault_option("drop_stop_transaction=1,available=false"),
+    parse_fault_option("silent_connector=1,ignore_trigger=true"),
+)
 CHARGERS = {  # group prefix -> (its faults, what unlock-connector must answer)
-    "FAILED": ((parse_fault_option("unlock_failed=1"), *LOST_STOP),
-               "UnlockFailed: the charge point could not unlock the connector"),
-    "NOTSUP": ((parse_fault_option("unlock_not_supported=1"), *LOST_STOP),
-               "NotSupported: the charge point does not support remote unlock"),
+    "FAILED": (
+        (parse_fault_option("unlock_failed=1"), *LOST_STOP),
+        "UnlockFailed: the charge point could not unlock the connector",
+    ),
+    "NOTSUP": (
+        (parse_fault_option("unlock_not_supported=1"), *LOST_STOP),
+        "NotSupported: the charge point does not support remote unlock",
+    ),
     "NOANSWER": ((parse_fault_option("unlock_no_answer=1"), *LOST_STOP), "Charge point did not respond in time"),
 }
 
@@ -31,9 +37,13 @@ CHARGERS = {  # group prefix -> (its faults, what unlock-connector must answer)
 LIVE = "LIVE"  # answers UnlockFailed too, but its car is still charging
 
 
-@scenario(code="UFX", purpose="unlock answered UnlockFailed / NotSupported / nothing: 400, sessions still cleaned; "
-                              "a session still charging is left open and its connector never free",
-          seed="000 Response Examples: OCPP Unlock Failed (But Sessions Still Cleaned)", quick_s=14)
+@scenario(
+    code="UFX",
+    purpose="unlock answered UnlockFailed / NotSupported / nothing: 400, sessions still cleaned; "
+    "a session still charging is left open and its connector never free",
+    seed="000 Response Examples: OCPP Unlock Failed (But Sessions Still Cleaned)",
+    quick_s=14,
+)
 async def test_unlock_failures(fleet, oracle, csms):
     groups = [GroupSpec(prefix=p, count=1, connectors=1, faults=faults) for p, (faults, _) in CHARGERS.items()]
     groups.append(GroupSpec(prefix=LIVE, count=1, connectors=1, faults=(parse_fault_option("unlock_failed=1"),)))
@@ -46,8 +56,9 @@ async def test_unlock_failures(fleet, oracle, csms):
         assert started.accepted, (p, started)
         oracle.session_tariff(started.session_id, TARIFF)
         sessions[p] = started.session_id
-    await oracle.until(lambda: all(f[i].connector_truth(1).transaction_id is not None for i in cp.values()),
-                       10, "four cars charging")
+    await oracle.until(
+        lambda: all(f[i].connector_truth(1).transaction_id is not None for i in cp.values()), 10, "four cars charging"
+    )
     await oracle.wait(2.0)
     for p in CHARGERS:  # these cars leave; their chargers drop StopTransaction and stay silent
         await f[cp[p]].unplug(1)
@@ -56,7 +67,7 @@ async def test_unlock_failures(fleet, oracle, csms):
     unlocked = {}
 
     async def unlock(p: str) -> None:
-        unlocked[p] = await csms.services.unlock(cp[p], 1)
+        unlocked[p] = await csms.unlock(cp[p], 1)
 
     async with trio.open_nursery() as n:  # the admin unlocks all four at once
         for p in cp:

@@ -14,13 +14,20 @@ from scenarios.meta import scenario
 TARIFF = Decimal("0.30")
 
 
-@scenario(code="UMS", purpose="two never-started app sessions + one with a lost stop -> one unlock cleans all three",
-          seed="000 Testing Scenarios, Test 2: Multiple Stuck Sessions", quick_s=9)
+@scenario(
+    code="UMS",
+    purpose="two never-started app sessions + one with a lost stop -> one unlock cleans all three",
+    seed="000 Testing Scenarios, Test 2: Multiple Stuck Sessions",
+    quick_s=9,
+)
 async def test_unlock_multiple_stuck_sessions(fleet, oracle, csms):
     f = await fleet(
         # The first two RemoteStartTransactions are accepted and never started (two schedules: one firing each).
-        "accept_remote_start_never_start=@0", "accept_remote_start_never_start=@0",
-        "drop_stop_transaction=1,available=false", "silent_connector=1,ignore_trigger=true")
+        "accept_remote_start_never_start=@0",
+        "accept_remote_start_never_start=@0",
+        "drop_stop_transaction=1,available=false",
+        "silent_connector=1,ignore_trigger=true",
+    )
     cp = f.ids[0]
 
     ghosts = []
@@ -43,7 +50,7 @@ async def test_unlock_multiple_stuck_sessions(fleet, oracle, csms):
     oracle.note(f"next start refused: {refused.status} {refused.code} {list(refused.reasons)}")
 
     stuck = (*ghosts, real.session_id)
-    unlocked = await csms.services.unlock(cp, 1)  # the admin action
+    unlocked = await csms.unlock(cp, 1)  # the admin action
     oracle.recovery_starts()
     oracle.note(f"unlock: {unlocked.status} {unlocked.message} cleaned={list(unlocked.cleaned_sessions)}")
     assert unlocked.unlocked, unlocked

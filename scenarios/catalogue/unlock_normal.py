@@ -16,12 +16,22 @@ from simulator import GroupSpec
 TARIFF = Decimal("4.00")  # per kWh: a session of seconds delivers a few Wh, this makes its fee a few cents
 
 
-@scenario(code="UNO", purpose="unlock a free connector (0 cleared, stays free); unlock a charging one whose charger "
-                              "stops with UnlockCommand (exact meterStop)",
-          seed="000 Testing Scenarios, Test 3: Normal Unlock (No Stuck Sessions)", quick_s=6)
+@scenario(
+    code="UNO",
+    purpose="unlock a free connector (0 cleared, stays free); unlock a charging one whose charger "
+    "stops with UnlockCommand (exact meterStop)",
+    seed="000 Testing Scenarios, Test 3: Normal Unlock (No Stuck Sessions)",
+    quick_s=6,
+)
 async def test_unlock_normal(fleet, oracle, csms):
-    fast_cars = GroupSpec(prefix="", count=1, connectors=2, power_kw=(22.0, 22.0), target_kwh=(40.0, 40.0),
-                          config={"MeterValueSampleInterval": "60"})
+    fast_cars = GroupSpec(
+        prefix="",
+        count=1,
+        connectors=2,
+        power_kw=(22.0, 22.0),
+        target_kwh=(40.0, 40.0),
+        config={"MeterValueSampleInterval": "60"},
+    )
     f = await fleet(groups=[fast_cars])
     cp = f.ids[0]
     oracle.recovery_starts()  # no fault anywhere: every idle connector must be free throughout
@@ -31,23 +41,27 @@ async def test_unlock_normal(fleet, oracle, csms):
     oracle.session_tariff(started.session_id, TARIFF)
     await oracle.until(lambda: f[cp].connector_truth(2).transaction_id is not None, 10, "the car to charge")
 
-    free = await csms.services.unlock(cp, 1)  # 1. nothing is stuck on connector 1
+    free = await csms.unlock(cp, 1)  # 1. nothing is stuck on connector 1
     oracle.note(f"unlock of the free connector: {free.status} {free.message!r} cleared={free.sessions_cleared}")
     assert (free.unlocked, free.status, free.message) == (True, 200, "Connector unlocked successfully"), free
     assert (free.cleaned_sessions, free.sessions_cleared, free.warnings) == ((), 0, ()), free
 
     await oracle.wait(2.5)  # connector 1 keeps being sampled free; connector 2 charges on
-    charging = await csms.services.unlock(cp, 2)  # 2. the charger stops the transaction itself, then unlocks
-    oracle.note(f"unlock of the charging connector: {charging.status} {charging.message!r} "
-                f"cleaned={list(charging.cleaned_sessions)}")
+    charging = await csms.unlock(cp, 2)  # 2. the charger stops the transaction itself, then unlocks
+    oracle.note(
+        f"unlock of the charging connector: {charging.status} {charging.message!r} "
+        f"cleaned={list(charging.cleaned_sessions)}"
+    )
     assert charging.unlocked and charging.cleaned_sessions == (started.session_id,), charging
     truth = f[cp].connector_truth(2)
     assert not truth.transaction_running and truth.state == "unplugged", truth
 
     (tx,) = [t for t in await csms.transactions(oracle.prefix) if t.connector == 2]
     s = await csms.session(started.session_id)
-    oracle.note(f"transaction {tx.transaction_id}: stop {tx.stop_reason} meterStop={tx.meter_stop}; session "
-                f"{s.energy_wh} Wh, fee {s.fee} ({s.meter_source}, reconciled={s.reconciled})")
+    oracle.note(
+        f"transaction {tx.transaction_id}: stop {tx.stop_reason} meterStop={tx.meter_stop}; session "
+        f"{s.energy_wh} Wh, fee {s.fee} ({s.meter_source}, reconciled={s.reconciled})"
+    )
     await oracle.wait(2.5)  # connector 2 is idle now: it must be reported free
     # lost_stop if the stored meterStop is not the one the charger sent with UnlockCommand; fee = energy x tariff.
     await oracle.judge(window=2.0)

@@ -13,8 +13,12 @@ from scenarios.meta import scenario
 TARIFF = Decimal("0.25")
 
 
-@scenario(code="UNL", purpose="stuck session -> start refused -> admin unlock force-ends it -> start works",
-          seed="000 Testing Scenarios, Test 1: Unlock with Stuck Session", quick_s=12)
+@scenario(
+    code="UNL",
+    purpose="stuck session -> start refused -> admin unlock force-ends it -> start works",
+    seed="000 Testing Scenarios, Test 1: Unlock with Stuck Session",
+    quick_s=12,
+)
 async def test_unlock_stuck_session(fleet, oracle, csms):
     f = await fleet("drop_stop_transaction=1,available=false", "silent_connector=1,ignore_trigger=true")
     cp = f.ids[0]
@@ -31,7 +35,7 @@ async def test_unlock_stuck_session(fleet, oracle, csms):
     assert not refused.accepted and refused.code == "ConnectorBusy", refused
     oracle.note(f"second start refused: {refused.status} {refused.code} {list(refused.reasons)}")
 
-    unlocked = await csms.services.unlock(cp, 1)  # 4. the admin action
+    unlocked = await csms.unlock(cp, 1)  # 4. the admin action
     assert unlocked.unlocked and unlocked.cleaned_sessions == (first.session_id,), unlocked
     oracle.recovery_starts()
     oracle.note(f"unlock: {unlocked.message}")

@@ -58,10 +58,13 @@ def render_html(data: dict[str, Any]) -> str:
     body = [_header(data), _table(scenarios)]
     body += [_section(i, s) for i, s in enumerate(scenarios)]
     title = f"{_overall(data)} · unstuck scenarios"
-    return (f"<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
-            f"<title>{_e(title)}</title><style>{_CSS}</style></head>\n<body>{_DEFS}<main>"
-            + "\n".join(body) + "</main></body></html>\n")
+    return (
+        f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
+        f'<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{_e(title)}</title><style>{_CSS}</style></head>\n<body>{_DEFS}<main>"
+        + "\n".join(body)
+        + "</main></body></html>\n"
+    )
 
 
 # ------------------------------------------------------------------ the run
@@ -75,17 +78,30 @@ def _header(data: dict[str, Any]) -> str:
     overall = _overall(data)
     cls = {"PASS": "pass", "FAIL": "fail"}.get(overall, "skip")
     started = data.get("startedAt")
-    when = (datetime.fromtimestamp(started, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-            if isinstance(started, int | float) else None)
-    facts = [("profile", data.get("profile")), ("seed", data.get("seed")), ("scale", data.get("scale")),
-             ("CSMS", data.get("csms")), ("database", data.get("db")), ("started", when),
-             ("duration", _secs(data.get("duration")))]
-    counts = (f"<span class=\"n pass\">{int(data.get('passed') or 0)} passed</span>"
-              f"<span class=\"n fail\">{int(data.get('failed') or 0)} failed</span>")
+    when = (
+        datetime.fromtimestamp(started, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        if isinstance(started, int | float)
+        else None
+    )
+    facts = [
+        ("profile", data.get("profile")),
+        ("seed", data.get("seed")),
+        ("scale", data.get("scale")),
+        ("CSMS", data.get("csms")),
+        ("database", data.get("db")),
+        ("started", when),
+        ("duration", _secs(data.get("duration"))),
+    ]
+    counts = (
+        f'<span class="n pass">{int(data.get("passed") or 0)} passed</span>'
+        f'<span class="n fail">{int(data.get("failed") or 0)} failed</span>'
+    )
     if data.get("skipped"):
-        counts += f"<span class=\"n skip\">{int(data['skipped'])} skipped</span>"
-    return (f"<header class=\"run {cls}\"><div class=\"big\">{overall}</div><div class=\"what\">"
-            f"<h1>unstuck scenarios</h1><p class=\"counts\">{counts}</p>{_facts(facts)}</div></header>")
+        counts += f'<span class="n skip">{int(data["skipped"])} skipped</span>'
+    return (
+        f'<header class="run {cls}"><div class="big">{overall}</div><div class="what">'
+        f'<h1>unstuck scenarios</h1><p class="counts">{counts}</p>{_facts(facts)}</div></header>'
+    )
 
 
 def _table(scenarios: list[dict[str, Any]]) -> str:
@@ -94,20 +110,25 @@ def _table(scenarios: list[dict[str, Any]]) -> str:
         fleet = s.get("fleet") or {}
         faults = fleet.get("faults") or {}
         nviol = len(s.get("violations") or ())
-        seed = f"<div class=\"muted small\">{_e(s['seedPassage'])}</div>" if s.get("seedPassage") else ""
+        seed = f'<div class="muted small">{_e(s["seedPassage"])}</div>' if s.get("seedPassage") else ""
         rows.append(
-            f"<tr class=\"{_outcome_class(s)}\"><td>{_badge(s)}</td>"
-            f"<td class=\"what\"><a href=\"#s{i}\"><b>{_e(s.get('name'))}</b></a>"
+            f'<tr class="{_outcome_class(s)}"><td>{_badge(s)}</td>'
+            f'<td class="what"><a href="#s{i}"><b>{_e(s.get("name"))}</b></a>'
             f"<div>{_e(s.get('purpose') or '')}</div>{seed}</td>"
-            f"<td class=\"num\" data-label=\"time\">{_secs(s.get('duration'))}</td>"
-            f"<td class=\"num\" data-label=\"sessions\">{_e(fleet.get('sessions', '–'))}</td>"
-            f"<td class=\"num\" data-label=\"faults\" title=\"{_e(_counts_text(faults))}\">{sum(faults.values()) if fleet else '–'}</td>"
-            f"<td class=\"num{' bad' if nviol else ''}\" data-label=\"violations\">{nviol}</td>"
-            f"<td class=\"rr\"><code class=\"cmd\">{_e(s.get('rerun') or '')}</code></td></tr>")
-    head = ("<tr><th>result</th><th>scenario · purpose · seed passage</th><th>time</th><th>sessions</th>"
-            "<th>faults</th><th>violations</th><th>rerun</th></tr>")
-    return (f"<section class=\"card\"><h2>Scenarios</h2><div class=\"scroll\"><table class=\"scenarios\">"
-            f"<thead>{head}</thead><tbody>{''.join(rows)}</tbody></table></div></section>")
+            f'<td class="num" data-label="time">{_secs(s.get("duration"))}</td>'
+            f'<td class="num" data-label="sessions">{_e(fleet.get("sessions", "–"))}</td>'
+            f'<td class="num" data-label="faults" title="{_e(_counts_text(faults))}">{sum(faults.values()) if fleet else "–"}</td>'  # noqa: E501
+            f'<td class="num{" bad" if nviol else ""}" data-label="violations">{nviol}</td>'
+            f'<td class="rr"><code class="cmd">{_e(s.get("rerun") or "")}</code></td></tr>'
+        )
+    head = (
+        "<tr><th>result</th><th>scenario · purpose · seed passage</th><th>time</th><th>sessions</th>"
+        "<th>faults</th><th>violations</th><th>rerun</th></tr>"
+    )
+    return (
+        f'<section class="card"><h2>Scenarios</h2><div class="scroll"><table class="scenarios">'
+        f"<thead>{head}</thead><tbody>{''.join(rows)}</tbody></table></div></section>"
+    )
 
 
 # ------------------------------------------------------------------ one scenario
@@ -117,32 +138,42 @@ def _section(i: int, s: dict[str, Any]) -> str:
     anchors = {}
     if tl:
         anchors = {(c["cp"], c["connector"]): f"s{i}c{k}" for k, c in enumerate(tl.get("connectors") or ())}
-    facts = [("duration", _secs(s.get("duration"))), ("seed", s.get("seed")), ("profile", s.get("profile")),
-             ("charge points", fleet.get("chargePoints")), ("connectors", fleet.get("connectors")),
-             ("sessions", fleet.get("sessions")), ("faults", _counts_text(fleet.get("faults") or {}) or None),
-             ("fleet errors", _counts_text(fleet.get("errors") or {}) or None),
-             ("checked", _counts_text(s.get("checked") or {}) or None), ("trace", s.get("trace"))]
-    parts = [f"<section class=\"card scenario {_outcome_class(s)}\" id=\"s{i}\">"
-             f"<h2>{_badge(s)} {_e(s.get('name'))}</h2>"
-             f"<p class=\"purpose\">{_e(s.get('purpose') or '')}</p>"
-             + (f"<p class=\"muted\">seed passage: {_e(s['seedPassage'])}</p>" if s.get("seedPassage") else "")
-             + _facts(facts)
-             + f"<p class=\"rerun\">rerun: <code class=\"cmd\">{_e(s.get('rerun') or '')}</code></p>"]
+    facts = [
+        ("duration", _secs(s.get("duration"))),
+        ("seed", s.get("seed")),
+        ("profile", s.get("profile")),
+        ("charge points", fleet.get("chargePoints")),
+        ("connectors", fleet.get("connectors")),
+        ("sessions", fleet.get("sessions")),
+        ("faults", _counts_text(fleet.get("faults") or {}) or None),
+        ("fleet errors", _counts_text(fleet.get("errors") or {}) or None),
+        ("checked", _counts_text(s.get("checked") or {}) or None),
+        ("trace", s.get("trace")),
+    ]
+    parts = [
+        f'<section class="card scenario {_outcome_class(s)}" id="s{i}">'
+        f"<h2>{_badge(s)} {_e(s.get('name'))}</h2>"
+        f'<p class="purpose">{_e(s.get("purpose") or "")}</p>'
+        + (f'<p class="muted">seed passage: {_e(s["seedPassage"])}</p>' if s.get("seedPassage") else "")
+        + _facts(facts)
+        + f'<p class="rerun">rerun: <code class="cmd">{_e(s.get("rerun") or "")}</code></p>'
+    ]
     if s.get("reportError"):
-        parts.append(f"<p class=\"warn\">this scenario's report could not be built: {_e(s['reportError'])}</p>")
+        parts.append(f'<p class="warn">this scenario\'s report could not be built: {_e(s["reportError"])}</p>')
     if s.get("notes"):
-        parts.append("<h3>Notes</h3><ul class=\"notes\">"
-                     + "".join(f"<li>{_e(n)}</li>" for n in s["notes"]) + "</ul>")
+        parts.append('<h3>Notes</h3><ul class="notes">' + "".join(f"<li>{_e(n)}</li>" for n in s["notes"]) + "</ul>")
     if s.get("error"):
         label = "why it was skipped" if s.get("outcome") == "skipped" else "error"
         first = _headline(str(s["error"]))
-        parts.append(f"<details class=\"error\"><summary><b>{label}</b> <span class=\"muted\">"
-                     f"{_e(first[:160])}</span></summary><pre>{_e(s['error'])}</pre></details>")
+        parts.append(
+            f'<details class="error"><summary><b>{label}</b> <span class="muted">'
+            f"{_e(first[:160])}</span></summary><pre>{_e(s['error'])}</pre></details>"
+        )
     parts.append(_violations(s.get("violations") or [], anchors))
     if tl:
         parts.append(_timelines(i, s, tl, anchors))
     elif s.get("outcome") != "skipped":
-        parts.append("<p class=\"muted\">no timeline: the fleet never started.</p>")
+        parts.append('<p class="muted">no timeline: the fleet never started.</p>')
     parts.append("</section>")
     return "".join(parts)
 
@@ -154,12 +185,17 @@ def _violations(violations: list[dict[str, Any]], anchors: dict[tuple[str, int],
     for v in violations:
         by_kind[v.get("kind", "?")] = by_kind.get(v.get("kind", "?"), 0) + 1
     cards = [_violation(v, anchors) for v in violations]
-    out = [f"<h3>Violations ({len(violations)})</h3><p class=\"kinds\">"
-           + " ".join(f"<span class=\"kind\">{_e(k)} × {n}</span>" for k, n in by_kind.items()) + "</p>"]
+    out = [
+        f'<h3>Violations ({len(violations)})</h3><p class="kinds">'
+        + " ".join(f'<span class="kind">{_e(k)} × {n}</span>' for k, n in by_kind.items())
+        + "</p>"
+    ]
     out += cards[:VIOLATIONS_SHOWN]
     if len(cards) > VIOLATIONS_SHOWN:
-        out.append(f"<details class=\"group\"><summary>{len(cards) - VIOLATIONS_SHOWN} more violations"
-                   f"</summary>{''.join(cards[VIOLATIONS_SHOWN:])}</details>")
+        out.append(
+            f'<details class="group"><summary>{len(cards) - VIOLATIONS_SHOWN} more violations'
+            f"</summary>{''.join(cards[VIOLATIONS_SHOWN:])}</details>"
+        )
     return "".join(out)
 
 
@@ -167,7 +203,7 @@ def _violation(v: dict[str, Any], anchors: dict[tuple[str, int], str]) -> str:
     kind = str(v.get("kind", "?"))
     where = f"{v.get('cp')} / connector {v.get('connector')}"
     anchor = anchors.get((v.get("cp"), v.get("connector")))
-    where_html = f"<a href=\"#{anchor}\">{_e(where)}</a>" if anchor else _e(where)
+    where_html = f'<a href="#{anchor}">{_e(where)}</a>' if anchor else _e(where)
     when = ""
     if v.get("t") is not None:
         when = f"t = {v['t']:.1f} s"
@@ -179,31 +215,43 @@ def _violation(v: dict[str, Any], anchors: dict[tuple[str, int], str]) -> str:
         reasons = verdict.get("reasons") or []
         signals = verdict.get("signals")
         evidence.append(
-            f"<div><h4>What the CSMS said</h4><p><span class=\"chip v-{_cls(verdict.get('verdict'))}\">"
+            f'<div><h4>What the CSMS said</h4><p><span class="chip v-{_cls(verdict.get("verdict"))}">'
             f"{_e(verdict.get('verdict'))}</span></p>"
-            + ("<ul class=\"reasons\">" + "".join(f"<li><code>{_e(r)}</code></li>" for r in reasons) + "</ul>"
-               if reasons else "<p class=\"muted\">no reasons given</p>")
-            + (f"<details open><summary>raw signals</summary><pre>{_e(_pretty(signals))}</pre></details>"
-               if signals else "")
-            + "</div>")
+            + (
+                '<ul class="reasons">' + "".join(f"<li><code>{_e(r)}</code></li>" for r in reasons) + "</ul>"
+                if reasons
+                else '<p class="muted">no reasons given</p>'
+            )
+            + (
+                f"<details open><summary>raw signals</summary><pre>{_e(_pretty(signals))}</pre></details>"
+                if signals
+                else ""
+            )
+            + "</div>"
+        )
     truth = v.get("truth") or {}
     if truth:
         evidence.append(f"<div><h4>Ground truth</h4>{_kv(truth)}</div>")
     faults = v.get("faults") or []
     if faults:
         rows = "".join(
-            f"<tr><td class=\"num\">{_num(f.get('t'), 2)} s</td><td><b>{_e(f.get('name'))}</b></td>"
+            f'<tr><td class="num">{_num(f.get("t"), 2)} s</td><td><b>{_e(f.get("name"))}</b></td>'
             f"<td>{'' if f.get('connector') is None else _e(f.get('connector'))}</td>"
             f"<td><code>{_e(_compact(f.get('params')) if f.get('params') else '')}</code></td></tr>"
-            for f in faults)
-        evidence.append("<div><h4>Fault history</h4><table class=\"faults\"><tr><th>t</th><th>fault</th>"
-                        f"<th>connector</th><th>params</th></tr>{rows}</table></div>")
+            for f in faults
+        )
+        evidence.append(
+            '<div><h4>Fault history</h4><table class="faults"><tr><th>t</th><th>fault</th>'
+            f"<th>connector</th><th>params</th></tr>{rows}</table></div>"
+        )
     else:
-        evidence.append("<div><h4>Fault history</h4><p class=\"muted\">no fault fired on this connector</p></div>")
-    return (f"<article class=\"violation\"><header><span class=\"kind\">{_e(kind)}</span> {where_html} "
-            f"<span class=\"muted\">{_e(when)}</span></header><p class=\"msg\">{_e(v.get('message') or '')}</p>"
-            + (f"<p class=\"muted small\">{_e(KINDS[kind])}</p>" if kind in KINDS else "")
-            + f"<div class=\"evidence\">{''.join(evidence)}</div></article>")
+        evidence.append('<div><h4>Fault history</h4><p class="muted">no fault fired on this connector</p></div>')
+    return (
+        f'<article class="violation"><header><span class="kind">{_e(kind)}</span> {where_html} '
+        f'<span class="muted">{_e(when)}</span></header><p class="msg">{_e(v.get("message") or "")}</p>'
+        + (f'<p class="muted small">{_e(KINDS[kind])}</p>' if kind in KINDS else "")
+        + f'<div class="evidence">{"".join(evidence)}</div></article>'
+    )
 
 
 # ------------------------------------------------------------------ timelines
@@ -228,32 +276,47 @@ def _timelines(i: int, s: dict[str, Any], tl: dict[str, Any], anchors: dict[tupl
 
     def block(group: list[dict[str, Any]]) -> str:
         axis = _axis(end, ticks, lines)
-        rows = "".join(_connector(c, end, ticks, lines, spans.get((c["cp"], c["connector"]), []),
-                                  anchors[(c["cp"], c["connector"])]) for c in group)
-        return f"<div class=\"lanes\">{axis}{rows}</div>"
+        rows = "".join(
+            _connector(
+                c, end, ticks, lines, spans.get((c["cp"], c["connector"]), []), anchors[(c["cp"], c["connector"])]
+            )
+            for c in group
+        )
+        return f'<div class="lanes">{axis}{rows}</div>'
 
-    out = [f"<h3>Timelines <span class=\"muted small\">{len(conns)} connectors · {end:.1f} s · "
-           f"recovery from {_num(rec)} s, window {_num(window)} s</span></h3>", _legend(),
-           _falsely_busy_chart(tl.get("falselyBusy") or [], end, ticks, lines)]
+    out = [
+        f'<h3>Timelines <span class="muted small">{len(conns)} connectors · {end:.1f} s · '
+        f"recovery from {_num(rec)} s, window {_num(window)} s</span></h3>",
+        _legend(),
+        _falsely_busy_chart(tl.get("falselyBusy") or [], end, ticks, lines),
+    ]
     if len(conns) <= OPEN_ALL_UP_TO:
         out.append(block(bad + faulted + quiet))
     else:
         if bad:
-            out.append(f"<h4 class=\"bad\">{len(bad)} connectors with violations</h4>{block(bad)}")
+            out.append(f'<h4 class="bad">{len(bad)} connectors with violations</h4>{block(bad)}')
         if faulted:
             title = f"{len(faulted)} connectors with faults, no violation"
             if len(faulted) <= OPEN_FAULTED_UP_TO:
                 out.append(f"<h4>{title}</h4>{block(faulted)}")
             else:
-                out.append(f"<details class=\"group\"><summary>{title}</summary>{block(faulted)}</details>")
+                out.append(f'<details class="group"><summary>{title}</summary>{block(faulted)}</details>')
         if quiet:
-            out.append(f"<details class=\"group\"><summary>{len(quiet)} connectors without faults or "
-                       f"violations</summary>{block(quiet)}</details>")
+            out.append(
+                f'<details class="group"><summary>{len(quiet)} connectors without faults or '
+                f"violations</summary>{block(quiet)}</details>"
+            )
     return "".join(out)
 
 
-def _connector(c: dict[str, Any], end: float, ticks: list[float], lines: list[tuple[float, str]],
-               spans: list[tuple[float, float, str]], anchor: str) -> str:
+def _connector(
+    c: dict[str, Any],
+    end: float,
+    ticks: list[float],
+    lines: list[tuple[float, str]],
+    spans: list[tuple[float, float, str]],
+    anchor: str,
+) -> str:
     truth = [(a, b, st) for a, b, st in c.get("truth") or () if b > a]
     verdict = [(a, b, vd) for a, b, vd in c.get("verdict") or () if b > a]
     offline = [(a, b) for a, b in c.get("offline") or () if b > a]
@@ -261,47 +324,58 @@ def _connector(c: dict[str, Any], end: float, ticks: list[float], lines: list[tu
     kinds = c.get("violations") or []
     label_lanes = _label_lanes(faults, end)
     height = _LABEL_Y[max(label_lanes.values(), default=-1)] + 4 if label_lanes else _MARK_Y + 8
-    g = [f"<rect class=\"bg\" x=\"0\" y=\"{_TRUTH_Y}\" width=\"100%\" height=\"{_BAND_H}\"/>",
-         f"<rect class=\"bg\" x=\"0\" y=\"{_VERDICT_Y}\" width=\"100%\" height=\"{_BAND_H}\"/>"]
-    g += [f"<line class=\"grid\" x1=\"{_x(t, end)}\" x2=\"{_x(t, end)}\" y1=\"0\" y2=\"{_BANDS_END + 2}\"/>"
-          for t in ticks[1:]]
+    g = [
+        f'<rect class="bg" x="0" y="{_TRUTH_Y}" width="100%" height="{_BAND_H}"/>',
+        f'<rect class="bg" x="0" y="{_VERDICT_Y}" width="100%" height="{_BAND_H}"/>',
+    ]
+    g += [f'<line class="grid" x1="{_x(t, end)}" x2="{_x(t, end)}" y1="0" y2="{_BANDS_END + 2}"/>' for t in ticks[1:]]
     for a, b, st in truth:
         g.append(_seg(a, b, end, _TRUTH_Y, _cls(st), f"{st} {a:g}–{b:g} s"))
     for a, b, vd in verdict:
         g.append(_seg(a, b, end, _VERDICT_Y, "v-" + _cls(vd), f"CSMS: {vd} {a:g}–{b:g} s"))
     for a, b in _falsely_busy_stretches(truth, verdict, offline):
-        g.append(f"<rect class=\"fb\" x=\"{_x(a, end)}\" y=\"{_VERDICT_Y}\" width=\"{_w(a, b, end)}\" "
-                 f"height=\"{_BAND_H}\"><title>idle but not reported free {a:g}–{b:g} s</title></rect>")
+        g.append(
+            f'<rect class="fb" x="{_x(a, end)}" y="{_VERDICT_Y}" width="{_w(a, b, end)}" '
+            f'height="{_BAND_H}"><title>idle but not reported free {a:g}–{b:g} s</title></rect>'
+        )
     for a, b in offline:
-        g.append(f"<rect class=\"off\" x=\"{_x(a, end)}\" y=\"{_TRUTH_Y - 2}\" width=\"{_w(a, b, end)}\" "
-                 f"height=\"{_BANDS_END - _TRUTH_Y + 4}\"><title>charger offline {a:g}–{b:g} s</title></rect>")
+        g.append(
+            f'<rect class="off" x="{_x(a, end)}" y="{_TRUTH_Y - 2}" width="{_w(a, b, end)}" '
+            f'height="{_BANDS_END - _TRUTH_Y + 4}"><title>charger offline {a:g}–{b:g} s</title></rect>'
+        )
     for t, cls in lines:
-        g.append(f"<line class=\"{cls}\" x1=\"{_x(t, end)}\" x2=\"{_x(t, end)}\" y1=\"0\" y2=\"{_BANDS_END + 2}\"/>")
+        g.append(f'<line class="{cls}" x1="{_x(t, end)}" x2="{_x(t, end)}" y1="0" y2="{_BANDS_END + 2}"/>')
     for a, b, msg in spans:
-        g.append(f"<rect class=\"vspan\" x=\"{_x(a, end)}\" y=\"{_MARK_Y}\" width=\"{_w(a, b, end, 0.4)}\" "
-                 f"height=\"3\"><title>{_e(msg)}</title></rect>")
+        g.append(
+            f'<rect class="vspan" x="{_x(a, end)}" y="{_MARK_Y}" width="{_w(a, b, end, 0.4)}" '
+            f'height="3"><title>{_e(msg)}</title></rect>'
+        )
     for k, (t, name) in enumerate(faults):
         x = _x(t, end)
         tip = f"<title>{_e(name)} at t={t:g} s</title>"
         lane = label_lanes.get(k)
         label = ""
         if lane is not None:
-            anchor_attr = " text-anchor=\"end\"" if t > 0.75 * end else ""
-            label = f"<text x=\"{x}\" y=\"{_LABEL_Y[lane]}\"{anchor_attr}>{_e(name)}</text>"
-            label += (f"<line x1=\"{x}\" x2=\"{x}\" y1=\"{_MARK_Y + 7}\" y2=\"{_LABEL_Y[lane] - 9}\"/>"
-                      if lane else "")
-        g.append(f"<g class=\"ft\">{tip}<line x1=\"{x}\" x2=\"{x}\" y1=\"{_TRUTH_Y - 2}\" y2=\"{_MARK_Y + 7}\"/>"
-                 f"<circle cx=\"{x}\" cy=\"{_MARK_Y + 5}\" r=\"2.5\"/>{label}</g>")
+            anchor_attr = ' text-anchor="end"' if t > 0.75 * end else ""
+            label = f'<text x="{x}" y="{_LABEL_Y[lane]}"{anchor_attr}>{_e(name)}</text>'
+            label += f'<line x1="{x}" x2="{x}" y1="{_MARK_Y + 7}" y2="{_LABEL_Y[lane] - 9}"/>' if lane else ""
+        g.append(
+            f'<g class="ft">{tip}<line x1="{x}" x2="{x}" y1="{_TRUTH_Y - 2}" y2="{_MARK_Y + 7}"/>'
+            f'<circle cx="{x}" cy="{_MARK_Y + 5}" r="2.5"/>{label}</g>'
+        )
     cp, n = c.get("cp"), c.get("connector")
-    head = (f"<b>{_e(cp)}</b> <span class=\"muted\">connector</span> <b>{_e(n)}</b>"
-            + "".join(f" <span class=\"kind\">{_e(k)}</span>" for k in kinds)
-            + (f" <span class=\"muted small\">{len(faults)} fault{'s' if len(faults) != 1 else ''}</span>"
-               if faults else ""))
+    head = (
+        f'<b>{_e(cp)}</b> <span class="muted">connector</span> <b>{_e(n)}</b>'
+        + "".join(f' <span class="kind">{_e(k)}</span>' for k in kinds)
+        + (f' <span class="muted small">{len(faults)} fault{"s" if len(faults) != 1 else ""}</span>' if faults else "")
+    )
     cls = "conn bad" if kinds or spans else "conn"
-    return (f"<div class=\"{cls}\" id=\"{anchor}\"><div class=\"head\">{head}</div>"
-            f"<div class=\"row\"><div class=\"ylab\"><span>truth</span><span>CSMS</span></div>"
-            f"<svg class=\"tl\" width=\"100%\" height=\"{height}\" role=\"img\" "
-            f"aria-label=\"{_e(f'{cp} connector {n}')}\">{''.join(g)}</svg></div></div>")
+    return (
+        f'<div class="{cls}" id="{anchor}"><div class="head">{head}</div>'
+        f'<div class="row"><div class="ylab"><span>truth</span><span>CSMS</span></div>'
+        f'<svg class="tl" width="100%" height="{height}" role="img" '
+        f'aria-label="{_e(f"{cp} connector {n}")}">{"".join(g)}</svg></div></div>'
+    )
 
 
 def _axis(end: float, ticks: list[float], lines: list[tuple[float, str]]) -> str:
@@ -314,25 +388,32 @@ def _axis(end: float, ticks: list[float], lines: list[tuple[float, str]]) -> str
     for t in ticks:
         x = _x(t, end)
         anchor = "start" if t == 0 else "middle"
-        g.append(f"<line class=\"tick\" x1=\"{x}\" x2=\"{x}\" y1=\"{base - 6}\" y2=\"{base}\"/>"
-                 f"<text x=\"{x}\" y=\"{base - 9}\" text-anchor=\"{anchor}\">{_tick_label(t, step)}"
-                 f"{' s' if t == 0 else ''}</text>")
+        g.append(
+            f'<line class="tick" x1="{x}" x2="{x}" y1="{base - 6}" y2="{base}"/>'
+            f'<text x="{x}" y="{base - 9}" text-anchor="{anchor}">{_tick_label(t, step)}'
+            f"{' s' if t == 0 else ''}</text>"
+        )
     names = {"rec": "recovery", "win": "window end"}
     for t, cls in lines:
         x = _x(t, end)
         right = t > 0.5 * end
         anchor, dx = ("end", "-3") if right else ("start", "3")
-        g.append(f"<line class=\"{cls}\" x1=\"{x}\" x2=\"{x}\" y1=\"0\" y2=\"{label_y[cls] + 2}\"/>"
-                 f"<line class=\"{cls}\" x1=\"{x}\" x2=\"{x}\" y1=\"{base - 6}\" y2=\"{base + 2}\"/>"
-                 f"<text class=\"{cls}\" x=\"{x}\" dx=\"{dx}\" y=\"{label_y[cls]}\" text-anchor=\"{anchor}\">"
-                 f"{names[cls]} {t:g} s</text>")
-    return (f"<div class=\"row axisrow\"><div class=\"ylab\"></div>"
-            f"<svg class=\"axis\" width=\"100%\" height=\"{base + 2}\">{''.join(g)}"
-            f"<line class=\"base\" x1=\"0\" x2=\"100%\" y1=\"{base}\" y2=\"{base}\"/></svg></div>")
+        g.append(
+            f'<line class="{cls}" x1="{x}" x2="{x}" y1="0" y2="{label_y[cls] + 2}"/>'
+            f'<line class="{cls}" x1="{x}" x2="{x}" y1="{base - 6}" y2="{base + 2}"/>'
+            f'<text class="{cls}" x="{x}" dx="{dx}" y="{label_y[cls]}" text-anchor="{anchor}">'
+            f"{names[cls]} {t:g} s</text>"
+        )
+    return (
+        f'<div class="row axisrow"><div class="ylab"></div>'
+        f'<svg class="axis" width="100%" height="{base + 2}">{"".join(g)}'
+        f'<line class="base" x1="0" x2="100%" y1="{base}" y2="{base}"/></svg></div>'
+    )
 
 
-def _falsely_busy_chart(series: list[list[float]], end: float, ticks: list[float],
-                        lines: list[tuple[float, str]]) -> str:
+def _falsely_busy_chart(
+    series: list[list[float]], end: float, ticks: list[float], lines: list[tuple[float, str]]
+) -> str:
     if not series:
         return ""
     top = max(max(n for _, n in series), 1)
@@ -351,40 +432,53 @@ def _falsely_busy_chart(series: list[list[float]], end: float, ticks: list[float
     d.append(f"H{x(end)}")
     line = "".join(d)
     area = f"{line}V{y(0)}H{x(series[0][0])}Z"
-    g = [f"<line class=\"grid\" x1=\"0\" x2=\"100%\" y1=\"{y(v)}\" y2=\"{y(v)}\"/>" for v in _y_ticks(top)]
-    g += [f"<line class=\"grid\" x1=\"{_x(t, end)}\" x2=\"{_x(t, end)}\" y1=\"0\" y2=\"{h}\"/>" for t in ticks[1:]]
-    g += [f"<line class=\"{cls}\" x1=\"{_x(t, end)}\" x2=\"{_x(t, end)}\" y1=\"0\" y2=\"{h}\"/>" for t, cls in lines]
+    g = [f'<line class="grid" x1="0" x2="100%" y1="{y(v)}" y2="{y(v)}"/>' for v in _y_ticks(top)]
+    g += [f'<line class="grid" x1="{_x(t, end)}" x2="{_x(t, end)}" y1="0" y2="{h}"/>' for t in ticks[1:]]
+    g += [f'<line class="{cls}" x1="{_x(t, end)}" x2="{_x(t, end)}" y1="0" y2="{h}"/>' for t, cls in lines]
     worst = max(series, key=lambda p: p[1])
     tip = f"most at once: {worst[1]:g} at t={worst[0]:g} s" if worst[1] else "none at any time"
-    g.append(f"<svg x=\"0\" y=\"0\" width=\"100%\" height=\"{h}\" viewBox=\"0 0 1000 {h}\" "
-             f"preserveAspectRatio=\"none\"><title>{tip}</title><path class=\"fbarea\" d=\"{area}\"/>"
-             f"<path class=\"fbline\" d=\"{line}\"/></svg>")
-    labels = "".join(f"<span style=\"top:{y(v) - 7}px\">{v:g}</span>" for v in _y_ticks(top))
-    return (f"<div class=\"chart\"><h4>Falsely busy connectors over time <span class=\"muted small\">"
-            f"idle, charger online, not reported free · {_e(tip)}</span></h4><div class=\"lanes\">"
-            f"{_axis(end, ticks, lines)}<div class=\"row\"><div class=\"ylab nums\" style=\"height:{h}px\">"
-            f"{labels}</div><svg class=\"fbchart\" width=\"100%\" height=\"{h}\" role=\"img\" "
-            f"aria-label=\"falsely busy connectors over time\">{''.join(g)}</svg></div></div></div>")
+    g.append(
+        f'<svg x="0" y="0" width="100%" height="{h}" viewBox="0 0 1000 {h}" '
+        f'preserveAspectRatio="none"><title>{tip}</title><path class="fbarea" d="{area}"/>'
+        f'<path class="fbline" d="{line}"/></svg>'
+    )
+    labels = "".join(f'<span style="top:{y(v) - 7}px">{v:g}</span>' for v in _y_ticks(top))
+    return (
+        f'<div class="chart"><h4>Falsely busy connectors over time <span class="muted small">'
+        f'idle, charger online, not reported free · {_e(tip)}</span></h4><div class="lanes">'
+        f'{_axis(end, ticks, lines)}<div class="row"><div class="ylab nums" style="height:{h}px">'
+        f'{labels}</div><svg class="fbchart" width="100%" height="{h}" role="img" '
+        f'aria-label="falsely busy connectors over time">{"".join(g)}</svg></div></div></div>'
+    )
 
 
 def _legend() -> str:
     def item(cls: str, label: str, title: str = "") -> str:
-        t = f" title=\"{_e(title)}\"" if title else ""
-        return f"<span class=\"li\"{t}><i class=\"sw {cls}\"></i>{_e(label)}</span>"
+        t = f' title="{_e(title)}"' if title else ""
+        return f'<span class="li"{t}><i class="sw {cls}"></i>{_e(label)}</span>'
 
     truth = "".join(item(st, st, meaning) for st, meaning in TRUTH_STATES.items())
     verdict = "".join(item("v-" + v, label) for v, label in VERDICTS.items())
-    marks = (item("fb", "idle but not reported free") + item("off", "charger offline")
-             + item("vspan", "violation seen") + "<span class=\"li\"><i class=\"sw ftick\"></i>fault</span>"
-             + "<span class=\"li\"><i class=\"sw lrec\"></i>recovery starts</span>"
-             + "<span class=\"li\"><i class=\"sw lwin\"></i>recovery window ends</span>")
-    return (f"<div class=\"legend\"><div><b>truth</b> (upper band) {truth}</div>"
-            f"<div><b>CSMS verdict</b> (lower band) {verdict}</div><div><b>marks</b> {marks}</div></div>")
+    marks = (
+        item("fb", "idle but not reported free")
+        + item("off", "charger offline")
+        + item("vspan", "violation seen")
+        + '<span class="li"><i class="sw ftick"></i>fault</span>'
+        + '<span class="li"><i class="sw lrec"></i>recovery starts</span>'
+        + '<span class="li"><i class="sw lwin"></i>recovery window ends</span>'
+    )
+    return (
+        f'<div class="legend"><div><b>truth</b> (upper band) {truth}</div>'
+        f"<div><b>CSMS verdict</b> (lower band) {verdict}</div><div><b>marks</b> {marks}</div></div>"
+    )
 
 
 # ------------------------------------------------------------------ geometry
-def _falsely_busy_stretches(truth: Sequence[tuple[float, float, str]], verdict: Sequence[tuple[float, float, str]],
-                            offline: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
+def _falsely_busy_stretches(
+    truth: Sequence[tuple[float, float, str]],
+    verdict: Sequence[tuple[float, float, str]],
+    offline: Sequence[tuple[float, float]],
+) -> list[tuple[float, float]]:
     """Where the connector was idle, its charger online, and the CSMS did not say free (as summary.py counts)."""
     idle = [(a, b) for a, b, st in truth if st == IDLE]
     not_free = [(a, b) for a, b, vd in verdict if vd != "free"]
@@ -466,8 +560,10 @@ def _w(a: float, b: float, end: float, minimum: float = 0.0) -> str:
 
 
 def _seg(a: float, b: float, end: float, y: int, cls: str, title: str) -> str:
-    return (f"<rect class=\"{cls}\" x=\"{_x(a, end)}\" y=\"{y}\" width=\"{_w(a, b, end)}\" height=\"{_BAND_H}\">"
-            f"<title>{_e(title)}</title></rect>")
+    return (
+        f'<rect class="{cls}" x="{_x(a, end)}" y="{y}" width="{_w(a, b, end)}" height="{_BAND_H}">'
+        f"<title>{_e(title)}</title></rect>"
+    )
 
 
 # ------------------------------------------------------------------ small things
@@ -486,18 +582,19 @@ def _outcome_class(s: dict[str, Any]) -> str:
 
 def _badge(s: dict[str, Any]) -> str:
     outcome = str(s.get("outcome") or "?")
-    return f"<span class=\"badge {_outcome_class(s)}\">{_e(outcome.upper())}</span>"
+    return f'<span class="badge {_outcome_class(s)}">{_e(outcome.upper())}</span>'
 
 
 def _facts(pairs: list[tuple[str, Any]]) -> str:
     items = "".join(f"<div><dt>{_e(k)}</dt><dd>{_e(v)}</dd></div>" for k, v in pairs if v not in (None, ""))
-    return f"<dl class=\"facts\">{items}</dl>"
+    return f'<dl class="facts">{items}</dl>'
 
 
 def _kv(d: dict[str, Any]) -> str:
-    rows = "".join(f"<tr><th>{_e(k)}</th><td>{_e(v if isinstance(v, str) else _compact(v))}</td></tr>"
-                   for k, v in d.items())
-    return f"<table class=\"kv\">{rows}</table>"
+    rows = "".join(
+        f"<tr><th>{_e(k)}</th><td>{_e(v if isinstance(v, str) else _compact(v))}</td></tr>" for k, v in d.items()
+    )
+    return f'<table class="kv">{rows}</table>'
 
 
 def _counts_text(counts: dict[str, Any]) -> str:
@@ -527,8 +624,9 @@ def _headline(error: str) -> str:
     return (useful or pytest_e or found or first)[0].strip()
 
 
-_EXCEPTION_LINE = re.compile(r"^[\s|+E>-]*((?:[A-Za-z_][\w.]*)?(?:Error|Exception|ExceptionGroup|Failed|Timeout)\w*: .*)$",
-                             re.MULTILINE)
+_EXCEPTION_LINE = re.compile(
+    r"^[\s|+E>-]*((?:[A-Za-z_][\w.]*)?(?:Error|Exception|ExceptionGroup|Failed|Timeout)\w*: .*)$", re.MULTILINE
+)
 
 
 def _pretty(value: Any) -> str:
@@ -646,14 +744,17 @@ h4.bad{color:var(--fail)}
 .scenarios td,.scenarios tr.fail td{display:inline-block;border:0;padding:2px 6px;background:none}
 .scenarios tr.fail{background:#fff5f5}.scenarios td.what{display:block;min-width:0}
 .scenarios td.num::before{content:attr(data-label) " ";color:var(--muted);font-weight:normal}
-.scenarios td.rr{display:block}code.cmd{white-space:normal;word-break:break-all}.conn .head{padding-left:34px}.ft text{display:none}}
+.scenarios td.rr{display:block}code.cmd{white-space:normal;word-break:break-all}.conn .head{padding-left:34px}
+.ft text{display:none}}
 """
 
 # Patterns shared by every timeline (one hidden SVG; display:none would stop them painting in some browsers).
-_DEFS = ("<svg width=\"0\" height=\"0\" style=\"position:absolute\" aria-hidden=\"true\"><defs>"
-         "<pattern id=\"fbhatch\" width=\"6\" height=\"6\" patternUnits=\"userSpaceOnUse\" "
-         "patternTransform=\"rotate(45)\"><rect width=\"6\" height=\"6\" fill=\"#f0642a\"/>"
-         "<rect width=\"2.5\" height=\"6\" fill=\"#8f0d0d\"/></pattern>"
-         "<pattern id=\"offhatch\" width=\"6\" height=\"6\" patternUnits=\"userSpaceOnUse\" "
-         "patternTransform=\"rotate(-45)\"><rect width=\"1.5\" height=\"6\" fill=\"#3d434a\" fill-opacity=\".75\"/></pattern>"
-         "</defs></svg>")
+_DEFS = (
+    '<svg width="0" height="0" style="position:absolute" aria-hidden="true"><defs>'
+    '<pattern id="fbhatch" width="6" height="6" patternUnits="userSpaceOnUse" '
+    'patternTransform="rotate(45)"><rect width="6" height="6" fill="#f0642a"/>'
+    '<rect width="2.5" height="6" fill="#8f0d0d"/></pattern>'
+    '<pattern id="offhatch" width="6" height="6" patternUnits="userSpaceOnUse" '
+    'patternTransform="rotate(-45)"><rect width="1.5" height="6" fill="#3d434a" fill-opacity=".75"/></pattern>'
+    "</defs></svg>"
+)

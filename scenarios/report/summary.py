@@ -17,7 +17,14 @@ from typing import Any
 from ..oracle import Judgement, Sample
 from ..timeline import IDLE_STATE, Timeline
 
-__all__ = ["RunOutcome", "scenario_record", "verdict_segments", "falsely_busy_series", "write_summary", "SUMMARY_VERSION"]
+__all__ = [
+    "RunOutcome",
+    "scenario_record",
+    "verdict_segments",
+    "falsely_busy_series",
+    "write_summary",
+    "SUMMARY_VERSION",
+]
 
 SUMMARY_VERSION = 1
 
@@ -72,9 +79,17 @@ class RunOutcome:
 
 def scenario_record(run: RunOutcome) -> dict[str, Any]:
     record: dict[str, Any] = {
-        "name": run.name, "purpose": run.purpose, "seedPassage": run.seed_passage, "profile": run.profile,
-        "seed": run.seed, "rerun": f"unstuck-scenarios run {run.name} --seed {run.seed} --profile {run.profile}",
-        "notes": list(run.notes), "violations": [], "checked": {}, "fleet": None, "timeline": None,
+        "name": run.name,
+        "purpose": run.purpose,
+        "seedPassage": run.seed_passage,
+        "profile": run.profile,
+        "seed": run.seed,
+        "rerun": f"unstuck-scenarios run {run.name} --seed {run.seed} --profile {run.profile}",
+        "notes": list(run.notes),
+        "violations": [],
+        "checked": {},
+        "fleet": None,
+        "timeline": None,
         "trace": None,
     }
     if run.judgement is not None:
@@ -84,13 +99,17 @@ def scenario_record(run: RunOutcome) -> dict[str, Any]:
         return record
     record["trace"] = str(run.trace_path)
     record["fleet"] = dict(run.fleet)
-    record["timeline"] = timeline_record(run.samples, run.timeline, run.recovery_from, run.window,
-                                         record["violations"])
+    record["timeline"] = timeline_record(run.samples, run.timeline, run.recovery_from, run.window, record["violations"])
     return record
 
 
-def timeline_record(samples: Sequence[Sample], timeline: Timeline, recovery_from: float, window: float,
-                    violations: Iterable[dict[str, Any]]) -> dict[str, Any]:
+def timeline_record(
+    samples: Sequence[Sample],
+    timeline: Timeline,
+    recovery_from: float,
+    window: float,
+    violations: Iterable[dict[str, Any]],
+) -> dict[str, Any]:
     end = timeline.end
     verdicts = verdict_segments(samples, end)
     flagged: dict[tuple[str, int], list[str]] = {}
@@ -101,17 +120,25 @@ def timeline_record(samples: Sequence[Sample], timeline: Timeline, recovery_from
         ct = timeline.connectors[key]
         cpt = timeline.charge_point(key[0])
         faults = timeline.faults_of(*key)
-        rows.append({
-            "cp": key[0], "connector": key[1],
-            "truth": [[round(a, 2), round(b, 2), s] for a, b, s in ct.segments(end)],
-            "verdict": verdicts.get(key, []),
-            "offline": _offline_segments(cpt.links, end),
-            "faults": [[round(f.t, 2), f.name] for f in faults],
-            "violations": sorted(set(flagged.get(key, []))),
-        })
-    return {"end": round(end, 2), "recoveryFrom": round(recovery_from, 2), "window": window,
-            "connectors": rows, "falselyBusy": falsely_busy_series(samples, timeline),
-            "faultCounts": dict(Counter(f[1] for r in rows for f in r["faults"]))}
+        rows.append(
+            {
+                "cp": key[0],
+                "connector": key[1],
+                "truth": [[round(a, 2), round(b, 2), s] for a, b, s in ct.segments(end)],
+                "verdict": verdicts.get(key, []),
+                "offline": _offline_segments(cpt.links, end),
+                "faults": [[round(f.t, 2), f.name] for f in faults],
+                "violations": sorted(set(flagged.get(key, []))),
+            }
+        )
+    return {
+        "end": round(end, 2),
+        "recoveryFrom": round(recovery_from, 2),
+        "window": window,
+        "connectors": rows,
+        "falselyBusy": falsely_busy_series(samples, timeline),
+        "faultCounts": dict(Counter(f[1] for r in rows for f in r["faults"])),
+    }
 
 
 def _offline_segments(links: list[tuple[float, bool]], end: float) -> list[list[float]]:
@@ -130,8 +157,12 @@ def _offline_segments(links: list[tuple[float, bool]], end: float) -> list[list[
 
 def write_summary(path: Path, run_info: dict[str, Any], records: list[dict[str, Any]]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    data = {"version": SUMMARY_VERSION, **run_info, "scenarios": records,
-            "passed": sum(r["outcome"] == "passed" for r in records),
-            "failed": sum(r["outcome"] in ("failed", "error") for r in records),
-            "skipped": sum(r["outcome"] == "skipped" for r in records)}
+    data = {
+        "version": SUMMARY_VERSION,
+        **run_info,
+        "scenarios": records,
+        "passed": sum(r["outcome"] == "passed" for r in records),
+        "failed": sum(r["outcome"] in ("failed", "error") for r in records),
+        "skipped": sum(r["outcome"] == "skipped" for r in records),
+    }
     path.write_text(json.dumps(data, indent=1, default=str), encoding="utf-8")

@@ -13,17 +13,50 @@ from tests.support.db import with_db
 
 START = "/api/ChargingSession/start-charging-session"
 SHORT_KEYS = {"chargePointId", "connectorId", "verdict", "reasons"}
-SIGNAL_KEYS = {"websocketPresent", "liveStatus", "persistedStatus", "openTransactions", "activeReservations",
-               "freshnessMinutes"}
-TX_KEYS = {"transactionId", "chargePointId", "connectorId", "idTag", "meterStart", "meterStop", "startTime",
-           "stopTime", "stopReason", "latestMeterWh", "latestMeterAt", "session"}
-SESSION_KEYS = {"sessionId", "status", "tariff", "energyWh", "fee", "meterSource", "reconciled", "endReason",
-                "review", "reviewReason", "endTime"}
+SIGNAL_KEYS = {
+    "websocketPresent",
+    "liveStatus",
+    "persistedStatus",
+    "openTransactions",
+    "activeReservations",
+    "freshnessMinutes",
+}
+TX_KEYS = {
+    "transactionId",
+    "chargePointId",
+    "connectorId",
+    "idTag",
+    "meterStart",
+    "meterStop",
+    "startTime",
+    "stopTime",
+    "stopReason",
+    "latestMeterWh",
+    "latestMeterAt",
+    "session",
+}
+SESSION_KEYS = {
+    "sessionId",
+    "status",
+    "tariff",
+    "energyWh",
+    "fee",
+    "meterSource",
+    "reconciled",
+    "endReason",
+    "review",
+    "reviewReason",
+    "endTime",
+}
 
 
 async def test_connectors_detail_and_prefix(csms):
-    with_db(csms.db_url, lambda s: s.add(ConnectorStatus(
-        charge_point_id="CN_9", connector_id=2, status="Faulted", updated_at=datetime.now(UTC))))
+    with_db(
+        csms.db_url,
+        lambda s: s.add(
+            ConnectorStatus(charge_point_id="CN_9", connector_id=2, status="Faulted", updated_at=datetime.now(UTC))
+        ),
+    )
     async with connect(csms.ocpp, "CN_1") as a, connect(csms.ocpp, "CNA1") as b, csms.client() as admin:
         await a.status(1, "Available")
         await b.status(1, "Charging")
@@ -34,11 +67,16 @@ async def test_connectors_detail_and_prefix(csms):
         # '_' is a LIKE wildcard: it must match only itself, in SQL and in the live registry.
         rows = (await admin.get("/api/connectors", params={"chargePointIdPrefix": "CN_"})).json()["data"]
         assert [(r["chargePointId"], r["connectorId"], r["verdict"]) for r in rows] == [
-            ("CN_1", 1, "free"), ("CN_9", 2, "offline")]
+            ("CN_1", 1, "free"),
+            ("CN_9", 2, "offline"),
+        ]
         assert all(set(r) == SHORT_KEYS for r in rows)
 
-        rows = (await admin.get("/api/connectors", params={"chargePointIdPrefix": "CN", "detail": "true",
-                                                           "verdict": "busy"})).json()["data"]
+        rows = (
+            await admin.get(
+                "/api/connectors", params={"chargePointIdPrefix": "CN", "detail": "true", "verdict": "busy"}
+            )
+        ).json()["data"]
         assert [(r["chargePointId"], r["connectorId"]) for r in rows] == [("CNA1", 1)]
         row = rows[0]
         assert set(row) == SHORT_KEYS | {"signals"} and set(row["signals"]) == SIGNAL_KEYS
@@ -58,14 +96,26 @@ def _plant_two_sessions_on_one_transaction(url: str) -> tuple[int, str]:
     now = datetime.now(UTC)
 
     def work(s):
-        tx = Transaction(charge_point_id="TXC1", connector_id=1, id_tag="T", meter_start=0, start_time=now,
-                         opened_at=now)
+        tx = Transaction(
+            charge_point_id="TXC1", connector_id=1, id_tag="T", meter_start=0, start_time=now, opened_at=now
+        )
         s.add(tx)
         s.flush()
         for i, (sid, status) in enumerate([("old-session", "Failed"), ("new-session", "Charging")]):
-            s.add(ChargingSession(id=sid, station_id="TXC1", charge_point_id="TXC1", connector_id=1, id_tag="T",
-                                  tariff=Decimal("1.5"), status=status, transaction_id=tx.id,
-                                  created_at=now + timedelta(seconds=i), updated_at=now))
+            s.add(
+                ChargingSession(
+                    id=sid,
+                    station_id="TXC1",
+                    charge_point_id="TXC1",
+                    connector_id=1,
+                    id_tag="T",
+                    tariff=Decimal("1.5"),
+                    status=status,
+                    transaction_id=tx.id,
+                    created_at=now + timedelta(seconds=i),
+                    updated_at=now,
+                )
+            )
         return tx.id
 
     return with_db(url, work), "new-session"
@@ -74,8 +124,10 @@ def _plant_two_sessions_on_one_transaction(url: str) -> tuple[int, str]:
 async def test_transactions_list_shapes_and_filters(csms):
     async with connect(csms.ocpp, "TX_1") as cp, connect(csms.ocpp, "TXA1") as other, csms.client() as admin:
         await cp.status(1, "Available")
-        r = await admin.post(START, json={"chargingStationId": "TX_1", "connectorId": 1, "chargeTagId": "TAG1",
-                                          "chargingTariff": "0.333333"})
+        r = await admin.post(
+            START,
+            json={"chargingStationId": "TX_1", "connectorId": 1, "chargeTagId": "TAG1", "chargingTariff": "0.333333"},
+        )
         session_id = r.json()["data"]["sessionId"]
         closed = await cp.start(1, "TAG1", meter_start=1000)
         await cp.meter(1, closed, 2200)
@@ -98,15 +150,42 @@ async def test_transactions_list_shapes_and_filters(csms):
         assert all(set(t) == TX_KEYS for t in rows)
         by_id = {t["transactionId"]: t for t in rows}
         t = by_id[closed]
-        assert {k: t[k] for k in ("chargePointId", "connectorId", "idTag", "meterStart", "meterStop", "stopReason",
-                                  "latestMeterWh", "startTime")} == {
-            "chargePointId": "TX_1", "connectorId": 1, "idTag": "TAG1", "meterStart": 1000, "meterStop": 2500,
-            "stopReason": "Local", "latestMeterWh": 2200, "startTime": "2026-01-01T00:00:00Z"}
+        assert {
+            k: t[k]
+            for k in (
+                "chargePointId",
+                "connectorId",
+                "idTag",
+                "meterStart",
+                "meterStop",
+                "stopReason",
+                "latestMeterWh",
+                "startTime",
+            )
+        } == {
+            "chargePointId": "TX_1",
+            "connectorId": 1,
+            "idTag": "TAG1",
+            "meterStart": 1000,
+            "meterStop": 2500,
+            "stopReason": "Local",
+            "latestMeterWh": 2200,
+            "startTime": "2026-01-01T00:00:00Z",
+        }
         assert t["stopTime"] is not None and t["latestMeterAt"].endswith("Z")
-        assert t["session"] == {"sessionId": session_id, "status": "Ended", "tariff": "0.333333", "energyWh": 1500,
-                                "fee": "0.50", "meterSource": "meter_stop", "reconciled": False,
-                                "endReason": "Local", "review": False, "reviewReason": None,
-                                "endTime": t["session"]["endTime"]}
+        assert t["session"] == {
+            "sessionId": session_id,
+            "status": "Ended",
+            "tariff": "0.333333",
+            "energyWh": 1500,
+            "fee": "0.50",
+            "meterSource": "meter_stop",
+            "reconciled": False,
+            "endReason": "Local",
+            "review": False,
+            "reviewReason": None,
+            "endTime": t["session"]["endTime"],
+        }
         assert t["session"]["endTime"] is not None
         t = by_id[still_open]
         assert (t["meterStop"], t["stopTime"], t["stopReason"], t["session"]) == (None, None, None, None)

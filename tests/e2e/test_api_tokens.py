@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import trio
 from sqlalchemy import select
 
 from csms.db.models import AuditEvent
@@ -37,8 +38,9 @@ async def test_the_token_name_is_the_actor_and_no_token_is_logged_or_on_the_comm
         await cp.status(1, "Available")
         plant_stuck_session(csms.db_url, "ACT1", 1)
         alice = {"Authorization": f"Bearer {ALICE}"}
-        r = await http.post("/api/ChargingSession/unlock-connector", headers=alice,
-                            json={"chargingStationId": "ACT1", "connectorId": 1})
+        r = await http.post(
+            "/api/ChargingSession/unlock-connector", headers=alice, json={"chargingStationId": "ACT1", "connectorId": 1}
+        )
         assert r.status_code == 200, r.text
         r = await http.post("/api/id-tags", headers=csms.admin, json={"idTag": "T1"})  # the token named "tests"
         assert r.status_code == 201
@@ -48,11 +50,15 @@ async def test_the_token_name_is_the_actor_and_no_token_is_logged_or_on_the_comm
         assert (await http.get("/api/ChargingSession/nope", headers=bob)).status_code == 404  # a user token works
         assert (await http.get("/api/stations", headers=bob)).status_code == 403
     actors = with_db(csms.db_url, lambda s: {(a.action, a.actor) for a in s.scalars(select(AuditEvent))})
-    assert {("session.force_ended", "alice"), ("id_tag.created", "tests"), ("maintenance.run_requested", "alice")} <= actors
+    assert {
+        ("session.force_ended", "alice"),
+        ("id_tag.created", "tests"),
+        ("maintenance.run_requested", "alice"),
+    } <= actors
     log = csms.log()
     for secret in (ALICE, BOB, ADMIN_TOKEN, USER_TOKEN):
         assert secret not in log
-    cmdline = Path(f"/proc/{csms.proc.pid}/cmdline").read_bytes().decode()
+    cmdline = (await trio.Path(f"/proc/{csms.proc.pid}/cmdline").read_bytes()).decode()
     assert ALICE not in cmdline and BOB not in cmdline
 
 
@@ -60,8 +66,9 @@ async def test_cors_is_off_by_default(csms):
     async with httpx.AsyncClient(base_url=csms.http) as http:
         r = await http.get("/health", headers={"Origin": "https://evil.example"})
         assert r.status_code == 200 and "access-control-allow-origin" not in r.headers
-        r = await http.options("/api/stations", headers={"Origin": "https://evil.example",
-                                                          "Access-Control-Request-Method": "GET"})
+        r = await http.options(
+            "/api/stations", headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "GET"}
+        )
         assert "access-control-allow-origin" not in r.headers
 
 
@@ -80,9 +87,25 @@ def test_a_generated_token_goes_to_a_private_file_not_the_log(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("CSMS_API_TOKENS")}
     path = None
     with open(log_path, "w") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "csms", "serve", "--db", f"sqlite:///{tmp_path / 'db'}",
-                                 "--ocpp-port", "0", "--http-port", "0", "--ports-file", str(ports)],
-                                stdout=log, stderr=subprocess.STDOUT, env=env)
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "csms",
+                "serve",
+                "--db",
+                f"sqlite:///{tmp_path / 'db'}",
+                "--ocpp-port",
+                "0",
+                "--http-port",
+                "0",
+                "--ports-file",
+                str(ports),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
     try:
         deadline = time.monotonic() + 30
         while not ports.exists() or not ports.read_text():

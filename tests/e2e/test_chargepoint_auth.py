@@ -62,7 +62,9 @@ async def test_wrong_password_missing_credentials_and_unknown_ids_are_refused_lo
     log = csms.log()
     assert "handshake.refused reason=missing_credentials path=/ocpp/AUTH1 charge_point=AUTH1 remote=127.0.0.1:" in log
     assert log.count("handshake.refused reason=bad_credentials path=/ocpp/AUTH1") == 2
-    assert "handshake.refused reason=unknown_charge_point path=/ocpp/NOBODY charge_point=NOBODY remote=127.0.0.1:" in log
+    assert (
+        "handshake.refused reason=unknown_charge_point path=/ocpp/NOBODY charge_point=NOBODY remote=127.0.0.1:" in log
+    )
     assert PASSWORD not in log and "wrong-password-0001" not in log
     assert await _metric(csms, "csms_handshakes_refused_total", reason="bad_credentials") == 2
     assert await _metric(csms, "csms_handshakes_refused_total", reason="missing_credentials") == 1
@@ -83,8 +85,9 @@ async def test_takeover_attempt_without_the_password_changes_nothing(csms):
         assert (await _refused(csms.url("REAL1"))).status_code == 401
         assert (await _refused(csms.url("REAL1"), basic_auth("REAL1", "guessed-password-01"))).status_code == 401
         # The real charger is still the one the CSMS talks to.
-        r = await admin.post("/api/charge-points/REAL1/call",
-                             json={"action": "UnlockConnector", "payload": {"connectorId": 1}})
+        r = await admin.post(
+            "/api/charge-points/REAL1/call", json={"action": "UnlockConnector", "payload": {"connectorId": 1}}
+        )
         assert r.status_code == 200 and r.json()["data"] == {"status": "Unlocked"}
         assert ("UnlockConnector", {"connector_id": 1}) in real.answers.received
         assert "currentTime" in await real.heartbeat()
@@ -113,7 +116,10 @@ async def test_a_charge_point_without_an_accepted_boot_cannot_open_transactions(
     async with connect(csms.ocpp, "NOBOOT1", password=PASSWORD, boot=False) as cp:
         assert "currentTime" in await cp.heartbeat()  # harmless, let through
         for action, payload in [
-            ("StartTransaction", {"connectorId": 1, "idTag": "T1", "meterStart": 0, "timestamp": "2026-01-01T00:00:00Z"}),
+            (
+                "StartTransaction",
+                {"connectorId": 1, "idTag": "T1", "meterStart": 0, "timestamp": "2026-01-01T00:00:00Z"},
+            ),
             ("Authorize", {"idTag": "T1"}),
             ("StatusNotification", {"connectorId": 1, "errorCode": "NoError", "status": "Charging"}),
         ]:
@@ -124,7 +130,9 @@ async def test_a_charge_point_without_an_accepted_boot_cannot_open_transactions(
         await cp.boot()
         tx = await cp.start(1, "T1", meter_start=0)
     assert with_db(csms.db_url, lambda s: s.get(Transaction, tx)) is not None
-    assert "ocpp.call_error peer=NOBOOT1 action=StartTransaction id=nb-StartTransaction code=SecurityError" in csms.log()
+    assert (
+        "ocpp.call_error peer=NOBOOT1 action=StartTransaction id=nb-StartTransaction code=SecurityError" in csms.log()
+    )
     assert await _metric(csms, "csms_calls_refused_not_accepted_total", action="StartTransaction") == 1
     # Accepted once is accepted on a reconnect too: OCPP 1.6 chargers boot after a restart only.
     async with connect(csms.ocpp, "NOBOOT1", password=PASSWORD, boot=False) as cp:
@@ -140,8 +148,9 @@ async def test_ids_that_would_forge_log_lines_are_refused_and_client_text_is_esc
     async with connect(csms.ocpp, "L" * 48) as cp:  # the longest id allowed
         assert "currentTime" in await cp.heartbeat()
     async with connect(csms.ocpp, "VEND1", boot=False) as cp:
-        await cp.conn.call_raw("BootNotification", {"chargePointVendor": "V\nFAKE 2026 ERROR",
-                                                    "chargePointModel": "M\r\n"})
+        await cp.conn.call_raw(
+            "BootNotification", {"chargePointVendor": "V\nFAKE 2026 ERROR", "chargePointModel": "M\r\n"}
+        )
     log = csms.log()
     assert not any(line.startswith(("FORGED", "FAKE")) for line in log.splitlines())
     assert "path=/ocpp/CP%0AFORGED%20LINE" in log
@@ -175,17 +184,20 @@ async def test_the_lab_mode_bound_counts_connections_that_have_not_booted_yet(cs
 
 
 def _cli(*args: str, stdin: str = "") -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "csms", *args], input=stdin, capture_output=True, text=True,
-                          timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "csms", *args], input=stdin, capture_output=True, text=True, timeout=60
+    )
 
 
 async def test_cli_provisioning_takes_effect_on_a_running_csms(csms):
-    done = await trio.to_thread.run_sync(lambda: _cli("chargers", "add", "CLI1", "--password-stdin", "--db",
-                                                      csms.db_url, stdin=PASSWORD + "\n"))
+    done = await trio.to_thread.run_sync(
+        lambda: _cli("chargers", "add", "CLI1", "--password-stdin", "--db", csms.db_url, stdin=PASSWORD + "\n")
+    )
     assert done.returncode == 0, done.stderr
     assert "charge point CLI1 added, station CLI1 created; password set" in done.stdout
-    short = await trio.to_thread.run_sync(lambda: _cli("chargers", "add", "CLI2", "--password-stdin", "--db",
-                                                       csms.db_url, stdin="short\n"))
+    short = await trio.to_thread.run_sync(
+        lambda: _cli("chargers", "add", "CLI2", "--password-stdin", "--db", csms.db_url, stdin="short\n")
+    )
     assert short.returncode == 2 and "16 to 40" in short.stderr
     async with connect(csms.ocpp, "CLI1", password=PASSWORD) as cp:
         assert (await cp.boot())["status"] == "Accepted"

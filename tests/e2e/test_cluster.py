@@ -86,26 +86,33 @@ async def test_two_nodes_behind_haproxy_survive_a_killed_node(cluster_db, tmp_pa
     try:
         for name in ("a", "b"):
             (tmp_path / name).mkdir()
-            nodes[name] = start_csms(cluster_db, tmp_path / name,
-                                     ["--allow-unknown-chargers", "--node-id", name, *timings.serve_args()])
+            nodes[name] = start_csms(
+                cluster_db, tmp_path / name, ["--allow-unknown-chargers", "--node-id", name, *timings.serve_args()]
+            )
         balancer = await trio.to_thread.run_sync(start_balancer, tmp_path, nodes)
 
         tag = uuid.uuid4().hex[:4]
-        info = ScenarioInfo(name="cluster_failover", code="CLU", purpose="two nodes, one killed", seed="issue 13",
-                            quick_s=40, full_s=40)
+        info = ScenarioInfo(
+            name="cluster_failover", code="CLU", purpose="two nodes, one killed", seed="issue 13", quick_s=40, full_s=40
+        )
         prefix = f"CLU{tag}-"
         via = {n: UnstuckRestAdapter(balancer.ocpp, nodes[n].http, ADMIN_TOKEN, cp_prefix=prefix) for n in nodes}
         # The oracle judges through node B, the one that survives.
-        run = ScenarioRun(info, RunSettings(report_dir=tmp_path / "report", tag=tag), timings, via["b"], nursery,
-                          progress=lambda line: None)
+        run = ScenarioRun(
+            info,
+            RunSettings(report_dir=tmp_path / "report", tag=tag),
+            timings,
+            via["b"],
+            nursery,
+            progress=lambda line: None,
+        )
         fleet = await run.start_fleet(count=6, connectors=2)
 
         # Spread over both nodes, and each node knows every charge point's holder.
         with trio.fail_after(10):
             while True:
                 held = [await _holders(via[n]) for n in nodes]
-                if (held[0] == held[1] and set(held[0]) == set(fleet.ids)
-                        and set(held[0].values()) == {"a", "b"}):
+                if held[0] == held[1] and set(held[0]) == set(fleet.ids) and set(held[0].values()) == {"a", "b"}:
                     break
                 await trio.sleep(0.2)
         on_a = sorted(cp for cp, node in held[0].items() if node == "a")
@@ -123,8 +130,11 @@ async def test_two_nodes_behind_haproxy_survive_a_killed_node(cluster_db, tmp_pa
         started = await via["b"].start(target, 1, "TAG0001", TARIFF)
         assert started.accepted, started
         run.app_start(started, target, 1, "TAG0001", TARIFF, asked_at)
-        await run.until(lambda: fleet[target].connector_truth(1).transaction_id is not None, 10,
-                        "the forwarded remote start to begin a transaction")
+        await run.until(
+            lambda: fleet[target].connector_truth(1).transaction_id is not None,
+            10,
+            "the forwarded remote start to begin a transaction",
+        )
         assert "cluster.forwarded" in nodes["b"].log() and "cluster.served" in nodes["a"].log()
 
         # Both nodes give every connector the same verdict (within the presence refresh).
@@ -132,8 +142,13 @@ async def test_two_nodes_behind_haproxy_survive_a_killed_node(cluster_db, tmp_pa
         assert len(verdicts) == 2 * len(fleet) and list(verdicts.values()).count("busy") == 3, verdicts
         # The admin's raw call through node B reaches the charger on node A, and its answer comes back.
         async with httpx.AsyncClient(base_url=nodes["b"].http, headers=nodes["b"].admin, timeout=30) as http:
-            res = await http.post(f"/api/charge-points/{target}/call", json={
-                "action": "TriggerMessage", "payload": {"requestedMessage": "StatusNotification", "connectorId": 1}})
+            res = await http.post(
+                f"/api/charge-points/{target}/call",
+                json={
+                    "action": "TriggerMessage",
+                    "payload": {"requestedMessage": "StatusNotification", "connectorId": 1},
+                },
+            )
         assert res.status_code == 200 and res.json()["data"] == {"status": "Accepted"}, res.text
 
         # Node A hangs (SIGSTOP): its lease runs out, so node B stops taking its word for A's charge
@@ -147,8 +162,7 @@ async def test_two_nodes_behind_haproxy_survive_a_killed_node(cluster_db, tmp_pa
                 await trio.sleep(0.2)
         delay = run.now() - stopped_at
         print(f"node b stopped counting frozen node a's charge points after {delay:.1f}s (lease 5.0s)")
-        run.note(f"node a frozen at t={stopped_at:.1f}s; node b stopped counting its charge points after "
-                 f"{delay:.1f}s")
+        run.note(f"node a frozen at t={stopped_at:.1f}s; node b stopped counting its charge points after {delay:.1f}s")
         # Then it dies (SIGKILL). Its charge points reconnect through HAProxy to node B.
         nodes["a"].proc.kill()
         nodes["a"].proc.wait()
@@ -173,8 +187,11 @@ async def test_two_nodes_behind_haproxy_survive_a_killed_node(cluster_db, tmp_pa
         await run.recover()
         judgement = await run.judge(raise_on_violation=False)
         # The connections node A's death cut are the test's doing, not the CSMS's: excused, and only those.
-        left = [v for v in judgement.violations
-                if not (v.kind == "dropped_charger" and v.cp in on_a and (v.t or 0) >= stopped_at)]
+        left = [
+            v
+            for v in judgement.violations
+            if not (v.kind == "dropped_charger" and v.cp in on_a and (v.t or 0) >= stopped_at)
+        ]
         assert not left, run.report_text()
         assert judgement.checked, judgement
     finally:
@@ -218,12 +235,31 @@ def test_the_scenario_catalogue_through_two_nodes(cluster_db, tmp_path):
     try:
         for name in ("a", "b"):
             (tmp_path / name).mkdir()
-            nodes[name] = start_csms(cluster_db, tmp_path / name,
-                                     ["--allow-unknown-chargers", "--node-id", name, *timings.serve_args()])
+            nodes[name] = start_csms(
+                cluster_db, tmp_path / name, ["--allow-unknown-chargers", "--node-id", name, *timings.serve_args()]
+            )
         balancer = start_balancer(tmp_path, nodes)
-        done = subprocess.run([sys.executable, "-m", "scenarios.cli", "run", "--jobs", "1", "--csms-url", balancer.ocpp,
-                               "--api-url", nodes["b"].http, "--api-token", ADMIN_TOKEN,
-                               "--report", str(tmp_path / "report")], capture_output=True, text=True, timeout=900)
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "scenarios.cli",
+                "run",
+                "--jobs",
+                "1",
+                "--csms-url",
+                balancer.ocpp,
+                "--api-url",
+                nodes["b"].http,
+                "--api-token",
+                ADMIN_TOKEN,
+                "--report",
+                str(tmp_path / "report"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
         print(done.stdout[-4000:])
         summary = json.loads((tmp_path / "report" / "summary.json").read_text())
         violations = sum(len(s.get("violations") or []) for s in summary["scenarios"])

@@ -27,10 +27,14 @@ CP = "CT0001"
 
 
 async def _fleet(nursery, csms) -> Fleet:
-    spec = FleetSpec(seed=1, groups=(GroupSpec(prefix="CT", count=1, connectors=1,
-                                               config={"MeterValueSampleInterval": "1"}),),
-                     faults=(parse_fault_option("silent_connector=1,ignore_trigger=false"),),
-                     driver=None, ramp=1000.0, call_timeout=3.0)
+    spec = FleetSpec(
+        seed=1,
+        groups=(GroupSpec(prefix="CT", count=1, connectors=1, config={"MeterValueSampleInterval": "1"}),),
+        faults=(parse_fault_option("silent_connector=1,ignore_trigger=false"),),
+        driver=None,
+        ramp=1000.0,
+        call_timeout=3.0,
+    )
     fleet = Fleet(spec, csms.ocpp, trace=TraceWriter(keep=True))
     await nursery.start(fleet.run)
     with trio.fail_after(10):
@@ -117,9 +121,13 @@ async def test_charging_without_a_transaction_is_asked_again_and_becomes_free(cs
     assert f"maintenance.probe_contradicted_status applied charge_point={CP} connector=1 subject=Charging" in log
     assert "live status Charging says a transaction is ongoing but none is open" in log
     assert "since: transaction closed" in log
-    audits = with_db(csms.db_url, lambda s: [
-        (e.charge_point_id, e.connector_id, e.subject, (e.details or {}).get("answer"))
-        for e in s.scalars(select(AuditEvent).where(AuditEvent.action == "maintenance.probe_contradicted_status"))])
+    audits = with_db(
+        csms.db_url,
+        lambda s: [
+            (e.charge_point_id, e.connector_id, e.subject, (e.details or {}).get("answer"))
+            for e in s.scalars(select(AuditEvent).where(AuditEvent.action == "maintenance.probe_contradicted_status"))
+        ],
+    )
     assert audits == [(CP, 1, "Charging", "Accepted")]
 
 
@@ -130,8 +138,13 @@ async def test_rule_off_leaves_the_connector_busy(csms, nursery):
     async with csms.client() as admin:
 
         async def ask() -> None:
-            r = await admin.post(f"/api/charge-points/{CP}/call", json={
-                "action": "TriggerMessage", "payload": {"requestedMessage": "StatusNotification", "connectorId": 1}})
+            r = await admin.post(
+                f"/api/charge-points/{CP}/call",
+                json={
+                    "action": "TriggerMessage",
+                    "payload": {"requestedMessage": "StatusNotification", "connectorId": 1},
+                },
+            )
             assert r.json()["data"] == {"status": "Accepted"}
 
         tx_id = await _start_charging(fleet, admin, ask)
@@ -143,7 +156,8 @@ async def test_rule_off_leaves_the_connector_busy(csms, nursery):
     assert "probe_contradicted_status" not in csms.log()
 
 
-@pytest.mark.parametrize("csms_args", [[*FAST, "--status-grace-seconds", str(GRACE)]])
+# The operator force-ends here: the Charging of a moment ago is no live evidence in this story.
+@pytest.mark.parametrize("csms_args", [[*FAST, "--status-grace-seconds", str(GRACE), "--live-evidence-seconds", "0"]])
 async def test_force_ended_transaction_and_a_charger_that_ignores_the_trigger(csms):
     """Unlock force-ends the transaction while the charger says Charging: asked a grace after that close.
     The trigger is Accepted and nothing follows: asked again only a grace later, never in a loop."""
@@ -158,8 +172,9 @@ async def test_force_ended_transaction_and_a_charger_that_ignores_the_trigger(cs
         await cp.start(2, "TAG1")
         await trio.sleep(GRACE + 0.5)  # the Charging is older than the grace, but the transaction is open
         assert asked == []
-        r = await admin.post("/api/ChargingSession/unlock-connector",
-                             json={"chargingStationId": "CT_IGNORE", "connectorId": 2})
+        r = await admin.post(
+            "/api/ChargingSession/unlock-connector", json={"chargingStationId": "CT_IGNORE", "connectorId": 2}
+        )
         assert r.status_code == 200, r.text
         closed_at = trio.current_time()
         assert (await _occupancy(admin, "CT_IGNORE", 2))["reasons"] == ["live_status:Charging"]  # the charger says so
@@ -178,7 +193,8 @@ async def test_force_ended_transaction_and_a_charger_that_ignores_the_trigger(cs
         assert len(asked) == 2
         assert (await _occupancy(admin, "CT_IGNORE", 2))["verdict"] == "free"
     assert [kw for action, kw in cp.answers.received if action == "TriggerMessage"] == [
-        {"requested_message": "StatusNotification", "connector_id": 2}] * 2
+        {"requested_message": "StatusNotification", "connector_id": 2}
+    ] * 2
     log = csms.log()
     assert "maintenance.probe_contradicted_status applied charge_point=CT_IGNORE connector=2 subject=Charging" in log
     assert "since: our last TriggerMessage" in log

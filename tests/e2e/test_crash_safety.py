@@ -3,7 +3,8 @@
 A simulated fleet (simulator.Fleet, in-process under trio) runs many short sessions against a real
 `csms serve`. Before every other SIGKILL the test holds the database's write lock for a moment, so the
 server is killed with StartTransactions and StopTransactions received but not yet committed: those
-must not have been acknowledged; the other kills land wherever the load is. The server is restarted on the same database and ports, the
+must not have been acknowledged; the other kills land wherever the load is. The server is restarted on
+the same database and ports, the
 charge points reconnect and replay their queued transaction messages, traffic ends, and the
 scenario oracle (scenarios/oracle.py over the simulator's trace) checks what the CSMS stored:
 every acknowledged StartTransaction is stored, every acknowledged StopTransaction too with its
@@ -49,6 +50,7 @@ TIMINGS = Timings()  # the scenario harness's quick thresholds: maintenance heal
 DRIVER = DriverSpec(first_within=2.0, session=(2.0, 5.0), idle=(0.5, 2.0), linger=(0.2, 0.6), leave_share=0.3)
 CONFIG = {"MeterValueSampleInterval": "1", "TransactionMessageAttempts": "20", "TransactionMessageRetryInterval": "1"}
 
+
 # ---------------------------------------------------------------- pure: figures from the trace
 @dataclass(frozen=True)
 class KillFigures:
@@ -63,9 +65,11 @@ class KillFigures:
     held: bool = False  # commits were held back before this kill
 
     def line(self) -> str:
-        return (f"kill at t={self.t:.1f}s{' (commits held)' if self.held else ''}: {self.running} sessions in flight, {self.starts_pending} starts and "
-                f"{self.stops_pending} stops unanswered; recovered {self.starts_recovered}/{self.starts_pending} "
-                f"starts, {self.stops_recovered}/{self.stops_pending} stops")
+        return (
+            f"kill at t={self.t:.1f}s{' (commits held)' if self.held else ''}: {self.running} sessions in flight, {self.starts_pending} starts and "  # noqa: E501
+            f"{self.stops_pending} stops unanswered; recovered {self.starts_recovered}/{self.starts_pending} "
+            f"starts, {self.stops_recovered}/{self.stops_pending} stops"
+        )
 
 
 def stop_acks(records: Iterable[dict[str, Any]]) -> dict[tuple[str, int], tuple[float, float | None]]:
@@ -91,17 +95,26 @@ def stop_acks(records: Iterable[dict[str, Any]]) -> dict[tuple[str, int], tuple[
     return out
 
 
-def kill_figures(records: list[dict[str, Any]], timeline: Timeline, kill_t: float,
-                 stored: dict[tuple[str, int], StoredTransaction]) -> KillFigures:
-    answered = {(r["cp"], r["local_id"]): r["t"] for r in records
-                if r.get("kind") == "tx" and r.get("event") == "answered"}
-    running = sum(1 for x in timeline.transactions
-                  if x.started_at <= kill_t and (x.ended_at is None or x.ended_at > kill_t))
-    starts = [x for x in timeline.transactions
-              if x.started_at <= kill_t and answered.get((x.cp, x.local_id), float("inf")) > kill_t]
+def kill_figures(
+    records: list[dict[str, Any]], timeline: Timeline, kill_t: float, stored: dict[tuple[str, int], StoredTransaction]
+) -> KillFigures:
+    answered = {
+        (r["cp"], r["local_id"]): r["t"] for r in records if r.get("kind") == "tx" and r.get("event") == "answered"
+    }
+    running = sum(
+        1 for x in timeline.transactions if x.started_at <= kill_t and (x.ended_at is None or x.ended_at > kill_t)
+    )
+    starts = [
+        x
+        for x in timeline.transactions
+        if x.started_at <= kill_t and answered.get((x.cp, x.local_id), float("inf")) > kill_t
+    ]
     starts_ok = sum(1 for x in starts if x.transaction_id is not None and (x.cp, x.transaction_id) in stored)
-    stops = [(key, acked) for key, (sent, acked) in stop_acks(records).items()
-             if sent <= kill_t and (acked is None or acked > kill_t)]
+    stops = [
+        (key, acked)
+        for key, (sent, acked) in stop_acks(records).items()
+        if sent <= kill_t and (acked is None or acked > kill_t)
+    ]
     stops_ok = sum(1 for key, acked in stops if acked is not None and key in stored and stored[key].closed)
     return KillFigures(kill_t, running, len(starts), len(stops), starts_ok, stops_ok)
 
@@ -110,8 +123,13 @@ def kill_figures(records: list[dict[str, Any]], timeline: Timeline, kill_t: floa
 # (start_repeated, answered with the same id); a stop likewise (stop_unknown would be a stop for a
 # transaction it never stored); superseded means it still held a transaction open when the connector
 # started the next one (a stop lost).
-LOG_EVENTS = ("transaction.start_repeated", "transaction.superseded", "transaction.reconciled",
-              "transaction.stop_unknown", "mutant.on")
+LOG_EVENTS = (
+    "transaction.start_repeated",
+    "transaction.superseded",
+    "transaction.reconciled",
+    "transaction.stop_unknown",
+    "mutant.on",
+)
 
 
 def log_counts(log: str) -> dict[str, int]:
@@ -148,15 +166,21 @@ class CrashRun:
     async def _start(self, ports: tuple[int, int] | None) -> CsmsProcess:
         pinned = [] if ports is None else ["--ocpp-port", str(ports[0]), "--http-port", str(ports[1])]
         return await trio.to_thread.run_sync(
-            lambda: start_csms(self.db_url, self.workdir, _serve_args([*self.extra, *pinned]), timeout=60,
-                               command=self.command))
+            lambda: start_csms(
+                self.db_url, self.workdir, _serve_args([*self.extra, *pinned]), timeout=60, command=self.command
+            )
+        )
 
     async def run(self) -> None:
         csms = await self._start(None)
         ports = (urlsplit(csms.ocpp).port, urlsplit(csms.http).port)
-        spec = FleetSpec(seed=self.seed, groups=(GroupSpec(prefix=f"{PREFIX}-", count=self.charge_points,
-                                                           connectors=1, config=CONFIG),),
-                         driver=DRIVER, ramp=200.0, call_timeout=TIMINGS.call_timeout + 2)
+        spec = FleetSpec(
+            seed=self.seed,
+            groups=(GroupSpec(prefix=f"{PREFIX}-", count=self.charge_points, connectors=1, config=CONFIG),),
+            driver=DRIVER,
+            ramp=200.0,
+            call_timeout=TIMINGS.call_timeout + 2,
+        )
         trace = TraceWriter(self.workdir / "trace.jsonl", keep=True)
         fleet = Fleet(spec, csms.ocpp, trace=trace)
         try:
@@ -205,14 +229,17 @@ class CrashRun:
             await adapter.aclose()
         samples = [Sample(asked, cp, c, verdicts[(cp, c)], answered) for cp, c in keys]
         records = list(trace.records or ())
-        timeline = Timeline.from_records(records, end=fleet.clock.now(),
-                                         connectors={cp.id: len(cp.connectors) for cp in fleet})
-        rules = Rules(recovery_window=fleet.clock.now() - idle_from - 0.5, recovery_from=self.kill_times[-1],
-                      check_free=False)
+        timeline = Timeline.from_records(
+            records, end=fleet.clock.now(), connectors={cp.id: len(cp.connectors) for cp in fleet}
+        )
+        rules = Rules(
+            recovery_window=fleet.clock.now() - idle_from - 0.5, recovery_from=self.kill_times[-1], check_free=False
+        )
         judgement = judge(samples, timeline, stored, rules)
         # The kills themselves close every connection (1006): that is the test, not a finding.
-        self.judgement = replace(judgement, violations=tuple(v for v in judgement.violations
-                                                             if v.kind != "dropped_charger"))
+        self.judgement = replace(
+            judgement, violations=tuple(v for v in judgement.violations if v.kind != "dropped_charger")
+        )
         by_id = {(t.cp, t.transaction_id): t for t in stored}
         acked = [x for x in timeline.transactions if x.transaction_id is not None]
         self.stored = len(stored)
@@ -220,19 +247,30 @@ class CrashRun:
         self.lost_starts = sum(1 for x in acked if (x.cp, x.transaction_id) not in by_id)
         stops = [x for x in acked if x.stop_acked]
         self.acked_stops = len(stops)
-        self.lost_stops = sum(1 for x in stops if not (by_id.get((x.cp, x.transaction_id)) and
-                                                       by_id[(x.cp, x.transaction_id)].closed and
-                                                       by_id[(x.cp, x.transaction_id)].meter_stop == x.stop_meter_sent))
-        self.figures = [replace(kill_figures(records, timeline, t, by_id), held=k % 2 == 0)
-                        for k, t in enumerate(self.kill_times)]
+        self.lost_stops = sum(
+            1
+            for x in stops
+            if not (
+                by_id.get((x.cp, x.transaction_id))
+                and by_id[(x.cp, x.transaction_id)].closed
+                and by_id[(x.cp, x.transaction_id)].meter_stop == x.stop_meter_sent
+            )
+        )
+        self.figures = [
+            replace(kill_figures(records, timeline, t, by_id), held=k % 2 == 0) for k, t in enumerate(self.kill_times)
+        ]
 
     def report(self, name: str) -> str:
         j = self.judgement
-        lines = [f"crash safety on {name}: {self.charge_points} charge points, {len(self.kill_times)} SIGKILLs "
-                 f"(restarts took {', '.join(f'{s:.1f}' for s in self.restart_seconds)} s)"]
+        lines = [
+            f"crash safety on {name}: {self.charge_points} charge points, {len(self.kill_times)} SIGKILLs "
+            f"(restarts took {', '.join(f'{s:.1f}' for s in self.restart_seconds)} s)"
+        ]
         lines += [f"  {f.line()}" for f in self.figures]
-        lines.append(f"  acknowledged starts {self.acked_starts}, stops {self.acked_stops}; stored transactions "
-                     f"{self.stored}; lost starts {self.lost_starts}, lost stops {self.lost_stops}")
+        lines.append(
+            f"  acknowledged starts {self.acked_starts}, stops {self.acked_stops}; stored transactions "
+            f"{self.stored}; lost starts {self.lost_starts}, lost stops {self.lost_stops}"
+        )
         lines.append("  server log: " + ", ".join(f"{k} {v}" for k, v in self.log_counts.items()))
         if j is not None:
             lines.append(f"  oracle: {len(j.violations)} violation(s) ({j.checked})")
@@ -252,8 +290,9 @@ def _assert_durable(run: CrashRun) -> None:
     assert run.log_counts["superseded"] == 0 and run.log_counts["stop_unknown"] == 0, text
     # The test proves something only if kills really caught messages in the air.
     assert sum(f.starts_pending + f.stops_pending for f in run.figures) > 0, text
-    assert all(f.starts_recovered == f.starts_pending and f.stops_recovered == f.stops_pending
-               for f in run.figures), text
+    assert all(f.starts_recovered == f.starts_pending and f.stops_recovered == f.stops_pending for f in run.figures), (
+        text
+    )
 
 
 async def test_sigkill_under_load_loses_no_acknowledged_transaction(db_url, tmp_path):
@@ -277,7 +316,13 @@ async def test_acknowledging_before_the_commit_is_caught(sqlite_url, tmp_path):
 @pytest.mark.skipif(not os.environ.get("CSMS_LONG_RUNS"), reason="long run: CSMS_LONG_RUNS=1 to run it")
 async def test_long_crash_run(db_url, tmp_path):
     """The outside run's shape: hundreds of charge points, four kills (a few minutes per database)."""
-    run = CrashRun(db_url, tmp_path, charge_points=int(os.environ.get("CSMS_CRASH_CPS", "300")),
-                   kills=int(os.environ.get("CSMS_CRASH_KILLS", "4")), load_seconds=20.0, hold_seconds=2.0)
+    run = CrashRun(
+        db_url,
+        tmp_path,
+        charge_points=int(os.environ.get("CSMS_CRASH_CPS", "300")),
+        kills=int(os.environ.get("CSMS_CRASH_KILLS", "4")),
+        load_seconds=20.0,
+        hold_seconds=2.0,
+    )
     await run.run()
     _assert_durable(run)

@@ -23,8 +23,14 @@ from tests.support.server import ADMIN_TOKEN, CsmsProcess
 
 CHROMIUM = Path("/usr/bin/chromium")
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "reports" / "screenshots"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 STUCK = ("drop_stop_transaction=1,available=false", "silent_connector=1,ignore_trigger=true")
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason=f"no {CHROMIUM}: apt-get install -y chromium")
@@ -34,15 +40,31 @@ pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason=f"no {CHROMIUM}: a
 def csms_args() -> list[str]:
     # Maintenance runs every half second and probes quickly: the connector stays stuck anyway.
     # A meter sample older than 2 s is no live evidence (samples come every second here).
-    return ["--allow-unknown-chargers", "--maintenance-interval-seconds", "0.5", "--status-grace-seconds", "1",
-            "--quiet-transaction-seconds", "2", "--orphan-grace-seconds", "1", "--live-evidence-seconds", "2"]
+    return [
+        "--allow-unknown-chargers",
+        "--maintenance-interval-seconds",
+        "0.5",
+        "--status-grace-seconds",
+        "1",
+        "--quiet-transaction-seconds",
+        "2",
+        "--orphan-grace-seconds",
+        "1",
+        "--live-evidence-seconds",
+        "2",
+    ]
 
 
 async def _stuck_connector(nursery: trio.Nursery, csms: CsmsProcess) -> tuple[Fleet, int, str]:
     """UI0001 connector 1: a session started from the app, charged, then the car left and no stop came."""
-    spec = FleetSpec(seed=3, groups=(GroupSpec(prefix="UI", count=1, connectors=2,
-                                               config={"MeterValueSampleInterval": "1"}),),
-                     faults=tuple(parse_fault_option(f) for f in STUCK), driver=None, ramp=1000.0, call_timeout=3.0)
+    spec = FleetSpec(
+        seed=3,
+        groups=(GroupSpec(prefix="UI", count=1, connectors=2, config={"MeterValueSampleInterval": "1"}),),
+        faults=tuple(parse_fault_option(f) for f in STUCK),
+        driver=None,
+        ramp=1000.0,
+        call_timeout=3.0,
+    )
     fleet = Fleet(spec, csms.ocpp, trace=TraceWriter(keep=True))
     await nursery.start(fleet.run)
     cp = fleet["UI0001"]
@@ -50,8 +72,10 @@ async def _stuck_connector(nursery: trio.Nursery, csms: CsmsProcess) -> tuple[Fl
         await fleet.wait_online()
         await cp.flush()
     async with csms.client() as admin:
-        res = await admin.post("/api/ChargingSession/start-charging-session", json={
-            "chargingStationId": "UI0001", "connectorId": 1, "chargeTagId": "TAG0001", "chargingTariff": "0.25"})
+        res = await admin.post(
+            "/api/ChargingSession/start-charging-session",
+            json={"chargingStationId": "UI0001", "connectorId": 1, "chargeTagId": "TAG0001", "chargingTariff": "0.25"},
+        )
         assert res.status_code == 200, res.text
         session_id = res.json()["data"]["sessionId"]
     with trio.fail_after(10):
@@ -101,8 +125,9 @@ def _browse(http: str, tx_id: int) -> None:
             expect(card.locator(".reasons")).to_contain_text(f"open transaction {tx_id} (TAG0001) since")
             expect(card.locator(".suspect")).to_contain_text("silent connector")
             shot(board, "board-busy", full_page=True)
-            phone = browser.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=2,
-                                        is_mobile=True, has_touch=True)
+            phone = browser.new_context(
+                viewport={"width": 390, "height": 844}, device_scale_factor=2, is_mobile=True, has_touch=True
+            )
             mobile = phone.new_page()
             mobile.goto(f"{http}/ui/login")
             mobile.get_by_label("Admin token").fill(ADMIN_TOKEN)
@@ -198,8 +223,10 @@ async def test_operator_frees_a_stuck_connector_in_the_browser(csms, nursery):
     _fleet, tx_id, session_id = await _stuck_connector(nursery, csms)
     await trio.to_thread.run_sync(partial(_browse, csms.http, tx_id))
     async with csms.client() as admin:
-        tx = {t["transactionId"]: t for t in (await admin.get(
-            "/api/transactions", params={"chargePointIdPrefix": "UI"})).json()["data"]}[tx_id]
+        tx = {
+            t["transactionId"]: t
+            for t in (await admin.get("/api/transactions", params={"chargePointIdPrefix": "UI"})).json()["data"]
+        }[tx_id]
         session = (await admin.get(f"/api/ChargingSession/{session_id}")).json()["data"]
         audit = (await admin.get("/api/connectors/UI0001/1/occupancy")).json()["data"]
     assert tx["stopReason"] == "ForceEnded" and tx["session"]["sessionId"] == session_id
@@ -245,17 +272,32 @@ def _browse_live(http: str, tx_id: int) -> None:
 
 
 async def test_operator_is_asked_twice_before_a_session_still_charging_is_ended(csms, nursery):
-    spec = FleetSpec(seed=5, groups=(GroupSpec(prefix="LV", count=1, connectors=1, power_kw=(22.0, 22.0),
-                                               target_kwh=(40.0, 40.0), config={"MeterValueSampleInterval": "1"}),),
-                     driver=None, ramp=1000.0, call_timeout=3.0)
+    spec = FleetSpec(
+        seed=5,
+        groups=(
+            GroupSpec(
+                prefix="LV",
+                count=1,
+                connectors=1,
+                power_kw=(22.0, 22.0),
+                target_kwh=(40.0, 40.0),
+                config={"MeterValueSampleInterval": "1"},
+            ),
+        ),
+        driver=None,
+        ramp=1000.0,
+        call_timeout=3.0,
+    )
     fleet = Fleet(spec, csms.ocpp, trace=TraceWriter(keep=True))
     await nursery.start(fleet.run)
     cp = fleet["LV0001"]
     with trio.fail_after(10):
         await fleet.wait_online()
     async with csms.client() as admin:
-        res = await admin.post("/api/ChargingSession/start-charging-session", json={
-            "chargingStationId": "LV0001", "connectorId": 1, "chargeTagId": "TAG0001", "chargingTariff": "0.25"})
+        res = await admin.post(
+            "/api/ChargingSession/start-charging-session",
+            json={"chargingStationId": "LV0001", "connectorId": 1, "chargeTagId": "TAG0001", "chargingTariff": "0.25"},
+        )
         session_id = res.json()["data"]["sessionId"]
     with trio.fail_after(10):
         while cp.connector_truth(1).transaction_id is None:

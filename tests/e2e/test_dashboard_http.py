@@ -53,8 +53,7 @@ async def test_session_cookie_csrf_and_sign_out(csms):
         csrf = _csrf(board.text)
 
         # Every POST needs this session's CSRF token, from this origin.
-        for data, headers in (({}, {}), ({"csrf": "forged"}, {}),
-                              ({"csrf": csrf}, {"Origin": "https://evil.example"})):
+        for data, headers in (({}, {}), ({"csrf": "forged"}, {}), ({"csrf": csrf}, {"Origin": "https://evil.example"})):
             res = await client.post("/ui/maintenance/run", data=data, headers=headers)
             assert res.status_code == 403 and "CSRF" in res.text, (data, headers)
         res = await client.post("/ui/maintenance/preview", data={"csrf": csrf})
@@ -105,13 +104,16 @@ async def _audit(csms: CsmsProcess) -> list[tuple[str, str]]:
 
 
 # The car has gone in this story; its sample of a moment ago is not live evidence here (time is compressed).
-@pytest.mark.parametrize("csms_args", [["--allow-unknown-chargers", "--force-end-fee", "waive",
-                                        "--live-evidence-seconds", "0"]])
+@pytest.mark.parametrize(
+    "csms_args", [["--allow-unknown-chargers", "--force-end-fee", "waive", "--live-evidence-seconds", "0"]]
+)
 async def test_unlock_dry_run_answers_what_it_would_clean_and_changes_nothing(csms):
     async with csms.client() as admin, connect(csms.ocpp, "DRY1") as cp:
         await cp.status(1, "Available")
-        start = await admin.post("/api/ChargingSession/start-charging-session", json={
-            "chargingStationId": "DRY1", "connectorId": 1, "chargeTagId": "TAG1", "chargingTariff": "0.40"})
+        start = await admin.post(
+            "/api/ChargingSession/start-charging-session",
+            json={"chargingStationId": "DRY1", "connectorId": 1, "chargeTagId": "TAG1", "chargingTariff": "0.40"},
+        )
         session_id = start.json()["data"]["sessionId"]
         tx = await cp.start(1, "TAG1", meter_start=2000)
         await cp.meter(1, tx, 9500)
@@ -121,11 +123,17 @@ async def test_unlock_dry_run_answers_what_it_would_clean_and_changes_nothing(cs
         assert res.status_code == 200, res.text
         answer = res.json()
         data = answer["data"]
-        assert answer["message"] == ("Dry run: unlock would force-end 1 session(s), close 1 transaction(s), cancel 0 "
-                                     "reservation(s); nothing was changed")
+        assert answer["message"] == (
+            "Dry run: unlock would force-end 1 session(s), close 1 transaction(s), cancel 0 "
+            "reservation(s); nothing was changed"
+        )
         [ses] = data["sessionsToEnd"]
         assert (ses["sessionId"], ses["transactionId"], ses["energyWh"], ses["meterSource"]) == (
-            session_id, tx, 7500, "meter_values")
+            session_id,
+            tx,
+            7500,
+            "meter_values",
+        )
         assert ses["fee"] == "0.00" and "waive" in ses["feeWaived"]  # 7.5 kWh x 0.40 = 3.00, waived
         [closing] = data["transactionsToClose"]
         assert (closing["transactionId"], closing["closingMeterWh"]) == (tx, 9500)
@@ -165,8 +173,13 @@ async def test_ask_for_status_and_a_confirmed_soft_reset(csms):
             csrf = _csrf(page.text)
             res = await client.post("/ui/connectors/ACT1/1/trigger", data={"csrf": csrf})
             assert res.status_code == 303 and res.headers["location"] == "/ui/connectors/ACT1/1"
-            assert "Asked ACT1 for connector 1&#39;s status: Accepted." in (await client.get("/ui/connectors/ACT1/1")).text
-            assert ("TriggerMessage", {"requested_message": "StatusNotification", "connector_id": 1}) in cp.answers.received
+            assert (
+                "Asked ACT1 for connector 1&#39;s status: Accepted." in (await client.get("/ui/connectors/ACT1/1")).text
+            )
+            assert (
+                "TriggerMessage",
+                {"requested_message": "StatusNotification", "connector_id": 1},
+            ) in cp.answers.received
 
             confirm = await client.post("/ui/connectors/ACT1/1/reset/confirm", data={"csrf": csrf})
             assert "Confirm soft reset" in confirm.text and [a for a, _ in cp.answers.received if a == "Reset"] == []

@@ -70,11 +70,16 @@ async def test_a_hung_database_turns_into_errors_within_a_bounded_wait(private_p
     """SIGSTOP of the whole PostgreSQL instance: TCP still accepts, nothing answers. The server must not hang."""
     # Short bounds for a quick test: connect within 2 s (libpq connect_timeout in the URL), a read given up
     # after 3 s (the defaults are 5 and 35).
-    csms = start_csms(f"{private_pg.url}?connect_timeout=2", tmp_path,
-                      ["--allow-unknown-chargers", "--db-read-timeout-seconds", "3"])
+    csms = start_csms(
+        f"{private_pg.url}?connect_timeout=2", tmp_path, ["--allow-unknown-chargers", "--db-read-timeout-seconds", "3"]
+    )
     try:
-        async with (connect(csms.ocpp, "HUNG1") as cp, connect(csms.ocpp, "HUNG2") as starter,
-                    csms.client() as http, trio.open_nursery() as nursery):
+        async with (
+            connect(csms.ocpp, "HUNG1") as cp,
+            connect(csms.ocpp, "HUNG2") as starter,
+            csms.client() as http,
+            trio.open_nursery() as nursery,
+        ):
             await cp.status(1, "Available")
             async with trio.open_nursery() as warm:  # a busy server: its pool holds open connections
                 for _ in range(8):
@@ -106,9 +111,11 @@ async def test_a_hung_database_turns_into_errors_within_a_bounded_wait(private_p
                 async with trio.open_nursery() as requests:
                     for _ in range(12):
                         requests.start_soon(one)
-                print(f"hung database ({stopped} processes stopped): REST {r.status_code} after {rest_s:.1f} s, "
-                      f"/health {health.status_code} after {health_s:.1f} s, 12 requests at once answered "
-                      f"{sorted({c for c, _ in answers})} within {max(t for _, t in answers):.1f} s")
+                print(
+                    f"hung database ({stopped} processes stopped): REST {r.status_code} after {rest_s:.1f} s, "
+                    f"/health {health.status_code} after {health_s:.1f} s, 12 requests at once answered "
+                    f"{sorted({c for c, _ in answers})} within {max(t for _, t in answers):.1f} s"
+                )
                 assert all(code == 503 for code, _ in answers), answers
                 began = trio.current_time()
                 with trio.fail_after(5):

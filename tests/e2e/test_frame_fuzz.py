@@ -28,8 +28,10 @@ _BASE = {
     "StatusNotification": {"connectorId": 1, "errorCode": "NoError", "status": "Available"},
     "StartTransaction": {"connectorId": 1, "idTag": "FUZZ", "meterStart": 0, "timestamp": "2026-01-01T00:00:00Z"},
     "StopTransaction": {"transactionId": 1, "meterStop": 10, "timestamp": "2026-01-01T01:00:00Z"},
-    "MeterValues": {"connectorId": 1, "meterValue": [{"timestamp": "2026-01-01T00:30:00Z",
-                                                      "sampledValue": [{"value": "5"}]}]},
+    "MeterValues": {
+        "connectorId": 1,
+        "meterValue": [{"timestamp": "2026-01-01T00:30:00Z", "sampledValue": [{"value": "5"}]}],
+    },
     "DataTransfer": {"vendorId": "V"},
     "DiagnosticsStatusNotification": {"status": "Idle"},
     "FirmwareStatusNotification": {"status": "Idle"},
@@ -43,8 +45,11 @@ _odd = st.one_of(
     st.sampled_from(["not-a-date", "2026-13-45T99:99:99Z", "", "\u202e\U0001f600\x00", "1" * 300]),
     st.none(),
     st.booleans(),
-    st.recursive(st.integers() | st.text(max_size=5), lambda c: st.lists(c, max_size=3) |
-                 st.dictionaries(st.text(max_size=5), c, max_size=3), max_leaves=20),
+    st.recursive(
+        st.integers() | st.text(max_size=5),
+        lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=5), c, max_size=3),
+        max_leaves=20,
+    ),
 )
 
 
@@ -64,17 +69,23 @@ def _payloads(draw) -> tuple[str, dict]:
 
 _frames = st.one_of(
     _payloads().map(lambda ap: ("call", ap)),
-    st.sampled_from([
-        ("raw", "[" * 5000 + "]" * 5000),  # deep nesting
-        ("raw", '[2,"x","Heartbeat",' + "[" * 3000 + "]" * 3000 + "]"),
-        ("raw", '[2,"big","StatusNotification",{"connectorId":' + "9" * 4000
-         + ',"errorCode":"NoError","status":"Available"}]'),
-        ("raw", '[3,"never-asked",{}]'),  # answers to calls never made
-        ("raw", '[4,"never-asked","GenericError","x",{}]'),
-        ("raw", "\u00e9\U0001f600"),
-        ("raw", "[]"),
-        ("raw", '[5,"x"]'),
-    ]),
+    st.sampled_from(
+        [
+            ("raw", "[" * 5000 + "]" * 5000),  # deep nesting
+            ("raw", '[2,"x","Heartbeat",' + "[" * 3000 + "]" * 3000 + "]"),
+            (
+                "raw",
+                '[2,"big","StatusNotification",{"connectorId":'
+                + "9" * 4000
+                + ',"errorCode":"NoError","status":"Available"}]',
+            ),
+            ("raw", '[3,"never-asked",{}]'),  # answers to calls never made
+            ("raw", '[4,"never-asked","GenericError","x",{}]'),
+            ("raw", "\u00e9\U0001f600"),
+            ("raw", "[]"),
+            ("raw", '[5,"x"]'),
+        ]
+    ),
     st.text(max_size=60).map(lambda t: ("raw", t)),
 )
 
@@ -82,8 +93,9 @@ _frames = st.one_of(
 @pytest.fixture(scope="module")
 def fuzz_csms(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("fuzz")
-    proc = start_csms(f"sqlite:///{workdir / 'csms.db'}", workdir,
-                      ["--allow-unknown-chargers", "--ocpp-messages-per-second", "0"])
+    proc = start_csms(
+        f"sqlite:///{workdir / 'csms.db'}", workdir, ["--allow-unknown-chargers", "--ocpp-messages-per-second", "0"]
+    )
     try:
         yield proc
     finally:
@@ -126,9 +138,13 @@ def test_every_frame_gets_a_clear_answer_and_the_connection_keeps_serving(ws, fr
         ws.send(value)
         if not value.startswith(("[3,", "[4,")):
             answer = json.loads(ws.recv(timeout=5))
-            assert answer[0] == 4 and answer[2] in ("FormationViolation", "ProtocolError",
-                                                    "TypeConstraintViolation", "PropertyConstraintViolation",
-                                                    "OccurenceConstraintViolation"), answer
+            assert answer[0] == 4 and answer[2] in (
+                "FormationViolation",
+                "ProtocolError",
+                "TypeConstraintViolation",
+                "PropertyConstraintViolation",
+                "OccurenceConstraintViolation",
+            ), answer
     _heartbeat(ws)
 
 

@@ -39,8 +39,14 @@ def _basic(user: str, password: str) -> str:
 
 
 def _upgrade(path: str, *, authorization: str | None = None, subprotocol: str | None = "ocpp1.6") -> bytes:
-    lines = [f"GET {path} HTTP/1.1", "Host: 127.0.0.1", "Upgrade: websocket", "Connection: Upgrade",
-             "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==", "Sec-WebSocket-Version: 13"]
+    lines = [
+        f"GET {path} HTTP/1.1",
+        "Host: 127.0.0.1",
+        "Upgrade: websocket",
+        "Connection: Upgrade",
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+        "Sec-WebSocket-Version: 13",
+    ]
     if subprotocol:
         lines.append(f"Sec-WebSocket-Protocol: {subprotocol}")
     if authorization:
@@ -62,8 +68,11 @@ REQUESTS = {
 # The REST port's entry points: a read and a write with a body (hypercorn parses both).
 HTTP_REQUESTS = {
     "health": b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
-    "post": (b"POST /api/charge-points HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer " + ADMIN_TOKEN.encode()
-             + b"\r\nContent-Type: application/json\r\nContent-Length: 30\r\n\r\n{\"id\": \"HTTP1\", \"password\": null}"),
+    "post": (
+        b"POST /api/charge-points HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer "
+        + ADMIN_TOKEN.encode()
+        + b'\r\nContent-Type: application/json\r\nContent-Length: 30\r\n\r\n{"id": "HTTP1", "password": null}'
+    ),
 }
 
 
@@ -119,7 +128,7 @@ def _run_cut(addr: tuple[str, int], context: ssl.SSLContext | None, cut: Cut) ->
         raw.close()
         raise
     try:
-        sock.sendall(cut.data[:cut.offset])
+        sock.sendall(cut.data[: cut.offset])
         if cut.read_first:
             sock.recv(1)
     except OSError:
@@ -159,8 +168,14 @@ class Heartbeats:
         from websockets.sync.client import connect as ws_connect
 
         try:
-            with ws_connect(self.url, ssl=self.context, subprotocols=["ocpp1.6"], proxy=None, open_timeout=10,
-                            additional_headers={"Authorization": _basic(REAL_ID, REAL_PASSWORD)}) as ws:
+            with ws_connect(
+                self.url,
+                ssl=self.context,
+                subprotocols=["ocpp1.6"],
+                proxy=None,
+                open_timeout=10,
+                additional_headers={"Authorization": _basic(REAL_ID, REAL_PASSWORD)},
+            ) as ws:
                 n = 0
                 while not self._stop.wait(0.05):
                     n += 1
@@ -201,13 +216,18 @@ def served(request, tmp_path, ca) -> Iterator[tuple[CsmsProcess, ssl.SSLContext 
 
 
 def _metrics(csms: CsmsProcess, client: ssl.SSLContext | None) -> str:
-    return httpx.get(f"{csms.http}/metrics", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
-                     verify=client or True).text
+    return httpx.get(
+        f"{csms.http}/metrics", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, verify=client or True
+    ).text
 
 
 def _failures(text: str, kind: str) -> float:
-    return sum(float(v) for v in re.findall(
-        rf'^csms_ocpp_connection_failures_total\{{kind="{kind}",stage="[a-z]+"\}} ([0-9.e+]+)$', text, re.M))
+    return sum(
+        float(v)
+        for v in re.findall(
+            rf'^csms_ocpp_connection_failures_total\{{kind="{kind}",stage="[a-z]+"\}} ([0-9.e+]+)$', text, re.M
+        )
+    )
 
 
 def test_a_connection_cut_at_any_byte_of_its_handshake_never_ends_the_server(served):
@@ -220,8 +240,11 @@ def test_a_connection_cut_at_any_byte_of_its_handshake_never_ends_the_server(ser
         jobs += [lambda a=addr, c=c: _run_cut(a, client, c) for c in _cuts(tls, requests)]
         if tls:
             hello = _client_hello(client)
-            jobs += [lambda a=addr, h=hello, o=o, m=m: _run_hello_cut(a, h, o, m)
-                     for o in range(len(hello) + 1) for m in MODES]
+            jobs += [
+                lambda a=addr, h=hello, o=o, m=m: _run_hello_cut(a, h, o, m)
+                for o in range(len(hello) + 1)
+                for m in MODES
+            ]
     started = time.monotonic()
     with Heartbeats(f"{csms.ocpp}/{REAL_ID}", client) as beats, ThreadPoolExecutor(PARALLEL) as pool:
         outcomes = list(pool.map(lambda job: _outcome(job), jobs))
@@ -240,12 +263,20 @@ def test_a_connection_cut_at_any_byte_of_its_handshake_never_ends_the_server(ser
     # And a charger still connects and boots afterwards.
     from websockets.sync.client import connect as ws_connect
 
-    with ws_connect(f"{csms.ocpp}/{REAL_ID}", ssl=client, subprotocols=["ocpp1.6"], proxy=None, open_timeout=10,
-                    additional_headers={"Authorization": _basic(REAL_ID, REAL_PASSWORD)}) as ws:
+    with ws_connect(
+        f"{csms.ocpp}/{REAL_ID}",
+        ssl=client,
+        subprotocols=["ocpp1.6"],
+        proxy=None,
+        open_timeout=10,
+        additional_headers={"Authorization": _basic(REAL_ID, REAL_PASSWORD)},
+    ) as ws:
         ws.send('[2,"b1","BootNotification",{"chargePointVendor":"V","chargePointModel":"M"}]')
         assert json.loads(ws.recv(10))[2]["status"] == "Accepted"
-    print(f"{len(jobs)} cut connections in {elapsed:.1f} s; heartbeat p50/max "
-          f"{sorted(beats.latencies)[len(beats.latencies) // 2] * 1000:.1f}/{max(beats.latencies) * 1000:.0f} ms")
+    print(
+        f"{len(jobs)} cut connections in {elapsed:.1f} s; heartbeat p50/max "
+        f"{sorted(beats.latencies)[len(beats.latencies) // 2] * 1000:.1f}/{max(beats.latencies) * 1000:.0f} ms"
+    )
 
 
 def _outcome(job: Callable[[], None]) -> str:
@@ -254,4 +285,3 @@ def _outcome(job: Callable[[], None]) -> str:
     except (OSError, ssl.SSLError) as exc:
         return repr(exc)
     return ""
-

@@ -36,8 +36,9 @@ async def _authorize(cp, tag: str) -> dict:
 
 
 async def _start(cp, connector: int, tag: str, meter: int = 0) -> dict:
-    return await cp.conn.call_raw("StartTransaction", {"connectorId": connector, "idTag": tag, "meterStart": meter,
-                                                       "timestamp": NOW})
+    return await cp.conn.call_raw(
+        "StartTransaction", {"connectorId": connector, "idTag": tag, "meterStart": meter, "timestamp": NOW}
+    )
 
 
 def _start_body(cp_id: str, tag: str) -> dict:
@@ -45,25 +46,42 @@ def _start_body(cp_id: str, tag: str) -> dict:
 
 
 async def test_authorize_and_start_answer_from_the_list(csms):
-    await _tags(csms, {"idTag": "GOOD1"}, {"idTag": "BLOCKED1", "status": "Blocked"},
-                {"idTag": "OLD1", "status": "Accepted", "expiryDate": PAST},
-                {"idTag": "KID1", "status": "Accepted", "expiryDate": FUTURE, "parentIdTag": "FAMILY"})
+    await _tags(
+        csms,
+        {"idTag": "GOOD1"},
+        {"idTag": "BLOCKED1", "status": "Blocked"},
+        {"idTag": "OLD1", "status": "Accepted", "expiryDate": PAST},
+        {"idTag": "KID1", "status": "Accepted", "expiryDate": FUTURE, "parentIdTag": "FAMILY"},
+    )
     async with connect(csms.ocpp, "TAGS1") as cp:
         assert await _authorize(cp, "GOOD1") == {"status": "Accepted"}
         assert await _authorize(cp, "good1") == {"status": "Accepted"}  # idTokens are case-insensitive
         assert await _authorize(cp, "BLOCKED1") == {"status": "Blocked"}
         assert (await _authorize(cp, "OLD1"))["status"] == "Expired"
         assert await _authorize(cp, "STRANGER") == {"status": "Invalid"}
-        assert await _authorize(cp, "KID1") == {"status": "Accepted", "expiryDate": "2099-01-01T00:00:00Z",
-                                                "parentIdTag": "FAMILY"}
+        assert await _authorize(cp, "KID1") == {
+            "status": "Accepted",
+            "expiryDate": "2099-01-01T00:00:00Z",
+            "parentIdTag": "FAMILY",
+        }
         blocked = await _start(cp, 1, "BLOCKED1")
         expired = await _start(cp, 2, "OLD1")
         assert blocked["idTagInfo"]["status"] == "Blocked" and expired["idTagInfo"]["status"] == "Expired"
         # Stored all the same: the charge point stops it (StopTransactionOnInvalidId) with this id.
-        stop = await cp.conn.call_raw("StopTransaction", {"transactionId": blocked["transactionId"], "meterStop": 10,
-                                                          "timestamp": NOW, "idTag": "BLOCKED1", "reason": "DeAuthorized"})
+        stop = await cp.conn.call_raw(
+            "StopTransaction",
+            {
+                "transactionId": blocked["transactionId"],
+                "meterStop": 10,
+                "timestamp": NOW,
+                "idTag": "BLOCKED1",
+                "reason": "DeAuthorized",
+            },
+        )
         assert stop == {"idTagInfo": {"status": "Blocked"}}
-        assert await cp.stop(expired["transactionId"], 10) == {"idTagInfo": {"status": "Accepted"}}  # no idTag: as before
+        assert await cp.stop(expired["transactionId"], 10) == {
+            "idTagInfo": {"status": "Accepted"}
+        }  # no idTag: as before
     closed = with_db(csms.db_url, lambda s: [t.stop_time is not None for t in s.scalars(select(Transaction))])
     assert closed == [True, True]
     log = csms.log()
@@ -123,11 +141,16 @@ async def test_a_tag_blocked_mid_session_is_logged_not_force_ended(csms):
 
 async def test_id_tag_crud_for_admins_with_the_token_name_as_actor(csms):
     async with csms.client() as admin, csms.client("user") as user:
-        r = await admin.post("/api/id-tags", json={"idTag": "crud1", "status": "Accepted", "expiryDate": FUTURE,
-                                                   "parentIdTag": "grp"})
+        r = await admin.post(
+            "/api/id-tags", json={"idTag": "crud1", "status": "Accepted", "expiryDate": FUTURE, "parentIdTag": "grp"}
+        )
         assert r.status_code == 201
-        assert r.json()["data"] == {"idTag": "CRUD1", "status": "Accepted", "expiryDate": "2099-01-01T00:00:00Z",
-                                    "parentIdTag": "GRP"}
+        assert r.json()["data"] == {
+            "idTag": "CRUD1",
+            "status": "Accepted",
+            "expiryDate": "2099-01-01T00:00:00Z",
+            "parentIdTag": "GRP",
+        }
         assert (await admin.post("/api/id-tags", json={"idTag": "CRUD1"})).status_code == 409
         r = await admin.post("/api/id-tags", json={"idTag": "X", "status": "Maybe"})
         assert r.status_code == 400 and "status" in r.json()["message"]
@@ -145,11 +168,19 @@ async def test_id_tag_crud_for_admins_with_the_token_name_as_actor(csms):
         assert (await admin.delete("/api/id-tags/CRUD2")).status_code == 200
         assert (await admin.delete("/api/id-tags/CRUD2")).status_code == 404
         assert (await admin.get("/api/id-tags/CRUD2")).status_code == 404
-    audits = with_db(csms.db_url, lambda s: [(a.actor, a.action, a.subject) for a in
-                                             s.scalars(select(AuditEvent).where(AuditEvent.action.like("id_tag.%"))
-                                                       .order_by(AuditEvent.id))])
-    assert audits == [("tests", "id_tag.created", "CRUD1"), ("tests", "id_tag.created", "CRUD2"),
-                      ("tests", "id_tag.updated", "CRUD1"), ("tests", "id_tag.deleted", "CRUD2")]
+    audits = with_db(
+        csms.db_url,
+        lambda s: [
+            (a.actor, a.action, a.subject)
+            for a in s.scalars(select(AuditEvent).where(AuditEvent.action.like("id_tag.%")).order_by(AuditEvent.id))
+        ],
+    )
+    assert audits == [
+        ("tests", "id_tag.created", "CRUD1"),
+        ("tests", "id_tag.created", "CRUD2"),
+        ("tests", "id_tag.updated", "CRUD1"),
+        ("tests", "id_tag.deleted", "CRUD2"),
+    ]
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:

@@ -26,9 +26,21 @@ def db_url(tmp_path):
 
 @pytest.fixture
 def csms_args():
-    return ["--allow-unknown-chargers", "--max-body-bytes", "1000", "--body-timeout-seconds", "1",
-            "--handshake-timeout-seconds", "1", "--max-handshakes", "3",
-            "--ocpp-messages-per-second", "5", "--ocpp-message-burst", "30"]
+    return [
+        "--allow-unknown-chargers",
+        "--max-body-bytes",
+        "1000",
+        "--body-timeout-seconds",
+        "1",
+        "--handshake-timeout-seconds",
+        "1",
+        "--max-handshakes",
+        "3",
+        "--ocpp-messages-per-second",
+        "5",
+        "--ocpp-message-burst",
+        "30",
+    ]
 
 
 async def _metric(csms, name: str, label: str) -> float:
@@ -63,8 +75,9 @@ async def _raw_http(csms, head: bytes, body: bytes = b"", *, wait: float = 5) ->
 
 async def test_oversized_body_is_refused_413_before_it_is_read(csms):
     before = await _metric(csms, "csms_http_limit_events_total", "body_too_large")
-    head = (b"POST /api/id-tags HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-            b"Content-Length: 50000000\r\n\r\n")
+    head = (
+        b"POST /api/id-tags HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 50000000\r\n\r\n"
+    )
     with trio.fail_after(5):
         answer = await _raw_http(csms, head)  # not one byte of the 50 MB body is sent
     assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
@@ -73,7 +86,9 @@ async def test_oversized_body_is_refused_413_before_it_is_read(csms):
 
 
 async def test_chunked_body_is_cut_off_at_the_limit(csms):
-    head = b"POST /api/id-tags HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+    head = (
+        b"POST /api/id-tags HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
     chunk = b"x" * 600
     body = b"%x\r\n%s\r\n" % (len(chunk), chunk) * 2  # 1,200 bytes and no end: the server must not wait for more
     with trio.fail_after(5):
@@ -114,8 +129,7 @@ async def _ws_open(csms, cp_id: str) -> tuple[trio.SocketStream, wsproto.WSConne
     host, port = _ocpp_addr(csms)
     stream = await trio.open_tcp_stream(host, port)
     conn = wsproto.WSConnection(wsproto.ConnectionType.CLIENT)
-    await stream.send_all(conn.send(Request(host=f"{host}:{port}", target=f"/ocpp/{cp_id}",
-                                            subprotocols=["ocpp1.6"])))
+    await stream.send_all(conn.send(Request(host=f"{host}:{port}", target=f"/ocpp/{cp_id}", subprotocols=["ocpp1.6"])))
     with trio.fail_after(5):
         while True:
             conn.receive_data(await stream.receive_some(65536))
@@ -139,10 +153,13 @@ async def _close_code(stream, conn) -> int | None:
     return None
 
 
-@pytest.mark.parametrize("opcode, payload, code", [
-    (0x1, b'[2,"u1","Heartbeat",{"x":"\xff\xfe"}]', 1007),  # a text frame that is not UTF-8
-    (0x2, b'[2,"b1","Heartbeat",{}]', 1003),  # a binary frame: OCPP-J is text
-])
+@pytest.mark.parametrize(
+    "opcode, payload, code",
+    [
+        (0x1, b'[2,"u1","Heartbeat",{"x":"\xff\xfe"}]', 1007),  # a text frame that is not UTF-8
+        (0x2, b'[2,"b1","Heartbeat",{}]', 1003),  # a binary frame: OCPP-J is text
+    ],
+)
 async def test_bad_websocket_frames_get_the_close_code_ocpp_j_names(csms, opcode, payload, code):
     stream, conn = await _ws_open(csms, f"FRAME{code}")
     async with stream:
@@ -164,8 +181,9 @@ async def test_repeated_garbage_is_logged_once_per_interval_and_answered_every_t
 
 async def test_a_socket_closed_before_its_handshake_is_released_at_once(csms):
     async def released() -> float:  # more than 3 at once are closed by the handshake cap instead
-        return sum([await _metric(csms, "csms_ocpp_connections_refused_total", r)
-                    for r in ("peer_closed", "max_handshakes")])
+        return sum(
+            [await _metric(csms, "csms_ocpp_connections_refused_total", r) for r in ("peer_closed", "max_handshakes")]
+        )
 
     before = await released()
     timed_out = await _metric(csms, "csms_ocpp_connections_refused_total", "handshake_timeout")
@@ -197,8 +215,19 @@ async def test_silent_handshakes_time_out_and_are_capped(csms):
 
 async def test_calls_sent_without_reading_answers_are_bounded_and_the_flooder_closed(db_url, tmp_path):
     # No rate limit here: only the bound on queued calls stops a client that never reads its answers.
-    csms = start_csms(db_url, tmp_path, ["--allow-unknown-chargers", "--ocpp-messages-per-second", "1000000",
-                                         "--ocpp-message-burst", "1000000", "--ocpp-max-queued-calls", "4"])
+    csms = start_csms(
+        db_url,
+        tmp_path,
+        [
+            "--allow-unknown-chargers",
+            "--ocpp-messages-per-second",
+            "1000000",
+            "--ocpp-message-burst",
+            "1000000",
+            "--ocpp-max-queued-calls",
+            "4",
+        ],
+    )
     try:
         stream, conn = await _ws_open(csms, "FLOOD1")
         boot = b'[2,"b%d","BootNotification",{"chargePointVendor":"V","chargePointModel":"M"}]'

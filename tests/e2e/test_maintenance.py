@@ -30,8 +30,19 @@ def _plant_stale_rows(url: str) -> tuple[str, int]:
     old = datetime.now(UTC) - timedelta(hours=5)
 
     def work(s):
-        s.add(PaymentReservation(id="stale-res", station_id="M1", charge_point_id="M1", connector_id=1, id_tag="T",
-                                 tariff=Decimal("0.2"), status="Authorized", created_at=old, updated_at=old))
+        s.add(
+            PaymentReservation(
+                id="stale-res",
+                station_id="M1",
+                charge_point_id="M1",
+                connector_id=1,
+                id_tag="T",
+                tariff=Decimal("0.2"),
+                status="Authorized",
+                created_at=old,
+                updated_at=old,
+            )
+        )
         s.add(ConnectorStatus(charge_point_id="M1", connector_id=2, status="Faulted", updated_at=old))
         s.add(ConnectorStatus(charge_point_id="M1", connector_id=3, status="Faulted", updated_at=old))
 
@@ -41,11 +52,14 @@ def _plant_stale_rows(url: str) -> tuple[str, int]:
 
 
 def _statuses(url):
-    return with_db(url, lambda s: {
-        "res": s.get(PaymentReservation, "stale-res").status,
-        "c2": s.get(ConnectorStatus, ("M1", 2)).status,
-        "c3": s.get(ConnectorStatus, ("M1", 3)).status,
-    })
+    return with_db(
+        url,
+        lambda s: {
+            "res": s.get(PaymentReservation, "stale-res").status,
+            "c2": s.get(ConnectorStatus, ("M1", 2)).status,
+            "c3": s.get(ConnectorStatus, ("M1", 3)).status,
+        },
+    )
 
 
 async def test_startup_cancels_stale_reservation_and_releases_only_unheld_status(db_url, tmp_path):
@@ -71,24 +85,42 @@ async def test_disabled_thresholds_do_nothing(db_url, tmp_path):
 
 def test_cli_dry_run_prints_actions_and_changes_nothing(db_url):
     _plant_stale_rows(db_url)
-    out = subprocess.run([sys.executable, "-m", "csms", "maintenance", "--db", db_url, "--dry-run"],
-                         capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-m", "csms", "maintenance", "--db", db_url, "--dry-run"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 0, out.stderr
     assert "cancel_reservation" in out.stdout and "stale-res" in out.stdout
     assert "release_status" in out.stdout and "M1" in out.stdout
     assert "2 action(s) would apply (dry run: nothing changed)." in out.stdout
     assert _statuses(db_url) == {"res": "Authorized", "c2": "Faulted", "c3": "Faulted"}
-    out = subprocess.run([sys.executable, "-m", "csms", "maintenance", "--db", db_url],
-                         capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-m", "csms", "maintenance", "--db", db_url], capture_output=True, text=True, timeout=60
+    )
     assert "2 action(s) applied." in out.stdout
     assert _statuses(db_url) == {"res": "Cancelled", "c2": "Available", "c3": "Faulted"}
 
 
 async def test_admin_endpoint_dry_run(csms):
     old = datetime.now(UTC) - timedelta(hours=3)
-    with_db(csms.db_url, lambda s: s.add(PaymentReservation(
-        id="r-api", station_id="X", charge_point_id="X", connector_id=1, id_tag="T", tariff=Decimal("1"),
-        status="PendingPayment", created_at=old, updated_at=old)))
+    with_db(
+        csms.db_url,
+        lambda s: s.add(
+            PaymentReservation(
+                id="r-api",
+                station_id="X",
+                charge_point_id="X",
+                connector_id=1,
+                id_tag="T",
+                tariff=Decimal("1"),
+                status="PendingPayment",
+                created_at=old,
+                updated_at=old,
+            )
+        ),
+    )
     async with csms.client() as admin:
         r = await admin.post("/api/maintenance/run", json={"dryRun": True})
         assert r.status_code == 200
@@ -101,8 +133,15 @@ async def test_admin_endpoint_dry_run(csms):
         assert (await user.post("/api/maintenance/run", json={})).status_code == 403
 
 
-LIVENESS_ARGS = ["--allow-unknown-chargers", "--heartbeat-interval", "1", "--heartbeat-timeout-factor", "2",
-                 "--maintenance-interval-seconds", "0.3"]
+LIVENESS_ARGS = [
+    "--allow-unknown-chargers",
+    "--heartbeat-interval",
+    "1",
+    "--heartbeat-timeout-factor",
+    "2",
+    "--maintenance-interval-seconds",
+    "0.3",
+]
 
 
 async def _online(admin, cp_id: str) -> bool | None:
@@ -125,7 +164,8 @@ async def _stays_online(admin, cp_id: str, seconds: float) -> None:
 async def test_charge_point_that_falls_silent_goes_offline(csms):
     """No OCPP message, no ping, no pong (it reads nothing): offline after 2 x the heartbeat interval."""
     stream, _ = await _raw_ocpp_client(
-        csms.url("HB1"), '[2,"s1","StatusNotification",{"connectorId":1,"errorCode":"NoError","status":"Available"}]')
+        csms.url("HB1"), '[2,"s1","StatusNotification",{"connectorId":1,"errorCode":"NoError","status":"Available"}]'
+    )
     try:
         async with csms.client() as admin:
             with trio.fail_after(5):
@@ -191,13 +231,18 @@ async def test_charge_point_that_only_sends_pings_stays_online(csms):
         await stream.aclose()
 
 
-@pytest.mark.parametrize("csms_args", [["--allow-unknown-chargers", "--status-grace-seconds", "0.5",
-                                        "--reconnect-settle-seconds", "0"]])
+@pytest.mark.parametrize(
+    "csms_args", [["--allow-unknown-chargers", "--status-grace-seconds", "0.5", "--reconnect-settle-seconds", "0"]]
+)
 async def test_silent_connector_gets_trigger_and_becomes_free(csms):
     """The silent-connector watch alone (the reconnect probe, which would ask at once, is off)."""
     _ = csms
-    with_db(csms.db_url, lambda s: s.add(ConnectorStatus(
-        charge_point_id="SIL1", connector_id=1, status="Faulted", updated_at=datetime.now(UTC))))
+    with_db(
+        csms.db_url,
+        lambda s: s.add(
+            ConnectorStatus(charge_point_id="SIL1", connector_id=1, status="Faulted", updated_at=datetime.now(UTC))
+        ),
+    )
     async with connect(csms.ocpp, "SIL1", boot=False) as cp, csms.client() as admin:
 
         async def answer(requested, connector_id):
@@ -209,20 +254,26 @@ async def test_silent_connector_gets_trigger_and_becomes_free(csms):
         occ = (await admin.get("/api/connectors/SIL1/1/occupancy")).json()["data"]
         assert occ["verdict"] == "busy" and occ["reasons"][0].startswith("persisted_status:Faulted")
         with trio.fail_after(10):
-            while ("TriggerMessage", {"requested_message": "StatusNotification", "connector_id": 1}) not in cp.answers.received:
+            while (
+                "TriggerMessage",
+                {"requested_message": "StatusNotification", "connector_id": 1},
+            ) not in cp.answers.received:
                 await trio.sleep(0.1)
             while (await admin.get("/api/connectors/SIL1/1/occupancy")).json()["data"]["verdict"] != "free":
                 await trio.sleep(0.1)
     assert "maintenance.trigger_status charge_point=SIL1 connector=1" in csms.log()
 
 
-@pytest.mark.parametrize("csms_args", [["--allow-unknown-chargers", "--orphan-grace-seconds", "1",
-                                        "--maintenance-interval-seconds", "0.3"]])
+@pytest.mark.parametrize(
+    "csms_args", [["--allow-unknown-chargers", "--orphan-grace-seconds", "1", "--maintenance-interval-seconds", "0.3"]]
+)
 async def test_dropped_stop_with_available_is_closed_as_orphaned(csms):
     async with connect(csms.ocpp, "ORP1") as cp, csms.client() as admin:
         await cp.status(1, "Available")
-        r = await admin.post("/api/ChargingSession/start-charging-session", json={
-            "chargingStationId": "ORP1", "connectorId": 1, "chargeTagId": "T", "chargingTariff": "0.5"})
+        r = await admin.post(
+            "/api/ChargingSession/start-charging-session",
+            json={"chargingStationId": "ORP1", "connectorId": 1, "chargeTagId": "T", "chargingTariff": "0.5"},
+        )
         sid = r.json()["data"]["sessionId"]
         await cp.status(1, "Charging")
         tx = await cp.start(1, "T", meter_start=0)
@@ -234,7 +285,12 @@ async def test_dropped_stop_with_available_is_closed_as_orphaned(csms):
         t = with_db(csms.db_url, lambda s: s.get(Transaction, tx))
         assert (t.stop_reason, t.meter_stop) == ("Orphaned", 3000)
         s = (await admin.get(f"/api/ChargingSession/{sid}")).json()["data"]
-        assert (s["endReason"], s["energyWh"], s["chargingTotalFee"], s["meterSource"]) == ("Orphaned", 3000, "1.50", "meter_values")
+        assert (s["endReason"], s["energyWh"], s["chargingTotalFee"], s["meterSource"]) == (
+            "Orphaned",
+            3000,
+            "1.50",
+            "meter_values",
+        )
         assert (await admin.get("/api/connectors/ORP1/1/occupancy")).json()["data"]["verdict"] == "free"
         await cp.stop(tx, 3500)  # the late StopTransaction reconciles
         s = (await admin.get(f"/api/ChargingSession/{sid}")).json()["data"]
@@ -262,9 +318,22 @@ async def _raw_ocpp_client(url: str, *frames: str):
     return stream, ws
 
 
-@pytest.mark.parametrize("csms_args", [["--allow-unknown-chargers", "--heartbeat-interval", "1",
-                                        "--heartbeat-timeout-factor", "1000", "--call-timeout-seconds", "1",
-                                        "--maintenance-interval-seconds", "0.5"]])
+@pytest.mark.parametrize(
+    "csms_args",
+    [
+        [
+            "--allow-unknown-chargers",
+            "--heartbeat-interval",
+            "1",
+            "--heartbeat-timeout-factor",
+            "1000",
+            "--call-timeout-seconds",
+            "1",
+            "--maintenance-interval-seconds",
+            "0.5",
+        ]
+    ],
+)
 async def test_charge_point_that_fails_ping_pong_goes_offline(csms):
     stream, _ = await _raw_ocpp_client(csms.url("PONG1"))
     try:

@@ -33,20 +33,32 @@ def _stamp(t: datetime) -> str:
 
 
 async def _start_tx(cp, connector: int, tag: str, meter: int, timestamp: str) -> int:
-    res = await cp.conn.call_raw("StartTransaction", {"connectorId": connector, "idTag": tag, "meterStart": meter,
-                                                      "timestamp": timestamp})
+    res = await cp.conn.call_raw(
+        "StartTransaction", {"connectorId": connector, "idTag": tag, "meterStart": meter, "timestamp": timestamp}
+    )
     return res["transactionId"]
 
 
 async def _meter(cp, connector: int, tx: int, wh: int, timestamp: str) -> dict:
-    return await cp.conn.call_raw("MeterValues", {"connectorId": connector, "transactionId": tx, "meterValue": [
-        {"timestamp": timestamp, "sampledValue": [{"value": str(wh), "measurand": "Energy.Active.Import.Register",
-                                                   "unit": "Wh"}]}]})
+    return await cp.conn.call_raw(
+        "MeterValues",
+        {
+            "connectorId": connector,
+            "transactionId": tx,
+            "meterValue": [
+                {
+                    "timestamp": timestamp,
+                    "sampledValue": [{"value": str(wh), "measurand": "Energy.Active.Import.Register", "unit": "Wh"}],
+                }
+            ],
+        },
+    )
 
 
 async def _stop(cp, tx: int, meter: int, timestamp: str, reason: str = "Local") -> dict:
-    return await cp.conn.call_raw("StopTransaction", {"transactionId": tx, "meterStop": meter,
-                                                      "timestamp": timestamp, "reason": reason})
+    return await cp.conn.call_raw(
+        "StopTransaction", {"transactionId": tx, "meterStop": meter, "timestamp": timestamp, "reason": reason}
+    )
 
 
 async def _session(http, session_id: str) -> dict:
@@ -56,8 +68,9 @@ async def _session(http, session_id: str) -> dict:
 
 
 def _audits(url: str, action: str) -> list[AuditEvent]:
-    return with_db(url, lambda s: list(s.scalars(select(AuditEvent).where(AuditEvent.action == action)
-                                                 .order_by(AuditEvent.id))))
+    return with_db(
+        url, lambda s: list(s.scalars(select(AuditEvent).where(AuditEvent.action == action).order_by(AuditEvent.id)))
+    )
 
 
 async def _until(predicate, what: str, timeout: float = 15.0) -> None:
@@ -118,8 +131,13 @@ def _cancels(path: str, ref: str) -> list[bool]:
 # The admin's unlock here stands for a force-end of a session whose car has gone: the samples sent a moment
 # before are not live evidence (the test compresses minutes into milliseconds), so the check is off.
 FORCE_ENDS = ["--allow-unknown-chargers", "--live-evidence-seconds", "0"]
-FLAKY = ["--allow-unknown-chargers", "--payment-provider", "tests.support.failing_provider:Flaky",
-         "--payment-retry-seconds", "0.2"]
+FLAKY = [
+    "--allow-unknown-chargers",
+    "--payment-provider",
+    "tests.support.failing_provider:Flaky",
+    "--payment-retry-seconds",
+    "0.2",
+]
 
 
 @pytest.fixture
@@ -158,8 +176,9 @@ async def test_unlock_cancels_a_paid_reservation_with_the_provider_once_through_
     assert [a.details["attempt"] for a in done] == [3] and done[0].details["provider_ref"] == ref
 
 
-@pytest.mark.parametrize("csms_args", [[*FLAKY, "--reservation-timeout-minutes", "0.01",
-                                        "--maintenance-interval-seconds", "0.2"]])
+@pytest.mark.parametrize(
+    "csms_args", [[*FLAKY, "--reservation-timeout-minutes", "0.01", "--maintenance-interval-seconds", "0.2"]]
+)
 async def test_a_pending_payment_cancelled_by_the_timeout_is_cancelled_with_the_provider(provider_log, csms):
     async with connect(csms.ocpp, "PAY2") as cp, csms.client("user") as user:
         await cp.status(1, "Available")
@@ -223,8 +242,20 @@ async def test_pending_starts_of_other_tags_each_bill_their_own_transaction(csms
     assert (b["status"], b["transactionId"]) == ("Accepted", None)  # waits for its own tag, until the timeout
 
 
-@pytest.mark.parametrize("csms_args", [["--allow-unknown-chargers", "--start-timeout-seconds", "1",
-                                        "--call-timeout-seconds", "1", "--maintenance-interval-seconds", "0.2"]])
+@pytest.mark.parametrize(
+    "csms_args",
+    [
+        [
+            "--allow-unknown-chargers",
+            "--start-timeout-seconds",
+            "1",
+            "--call-timeout-seconds",
+            "1",
+            "--maintenance-interval-seconds",
+            "0.2",
+        ]
+    ],
+)
 async def test_an_accepted_start_that_never_began_expires_and_captures_nothing_later(csms):
     async with connect(csms.ocpp, "EXP1") as cp, csms.client() as http:
         await cp.status(1, "Available")
@@ -246,7 +277,7 @@ async def test_an_accepted_start_that_never_began_expires_and_captures_nothing_l
         await cp.stop(tx, 5_000)
         s = await _session(http, sid)
         assert (s["status"], s["transactionId"], s["energyWh"]) == ("Failed", None, None)
-    rows = (await _transactions(csms))
+    rows = await _transactions(csms)
     assert [(t["transactionId"], t["session"]) for t in rows] == [(tx, None)]
     assert [a.subject for a in _audits(csms.db_url, "session.start_expired")] == [sid]
 
@@ -277,7 +308,10 @@ async def test_another_chargers_meter_values_cannot_erase_a_sample(csms):
         await owner.heartbeat()
         await trio.sleep(0.3)
         for c in range(1, rounds + 1):
-            assert (await http.post(UNLOCK, json={"chargingStationId": "OWN1", "connectorId": c})).status_code in (200, 400)
+            assert (await http.post(UNLOCK, json={"chargingStationId": "OWN1", "connectorId": c})).status_code in (
+                200,
+                400,
+            )
         energies = [(await _session(http, sid))["energyWh"] for sid in sids]
     assert energies == [9_000] * rounds
     assert "meter.foreign charge_point=FOE1" in csms.log()
@@ -366,8 +400,12 @@ async def test_an_out_of_range_meter_stop_is_a_call_error_and_the_session_still_
             assert ei.value.code == "PropertyConstraintViolation"
             assert "meterStop 9223372036854775808 is outside" in ei.value.description
         s = await _session(http, sid)
-        assert (s["status"], s["endReason"], s["energyWh"], s["meterSource"]) == \
-            ("Ended", "InvalidMeterStop", 4_000, "meter_values")
+        assert (s["status"], s["endReason"], s["energyWh"], s["meterSource"]) == (
+            "Ended",
+            "InvalidMeterStop",
+            4_000,
+            "meter_values",
+        )
         t = with_db(csms.db_url, lambda db: db.get(Transaction, tx))
         assert (t.stop_reason, t.meter_stop) == ("InvalidMeterStop", 5_000) and t.stop_time is not None
         await cp.stop(tx, 6_000)  # a corrected StopTransaction still reconciles
@@ -397,11 +435,14 @@ async def test_a_stop_stamped_before_its_start_ends_when_it_arrived(csms):
     assert s["endTime"] >= s["startTime"] and (s["energyWh"], s["chargingTotalFee"]) == (3_000, "0.75")
     (skew,) = _audits(csms.db_url, "transaction.clock_skew")
     assert skew.subject == str(tx) and skew.details["stop_stamped"].startswith(
-        (start - timedelta(hours=3)).strftime("%Y-%m-%dT%H"))
+        (start - timedelta(hours=3)).strftime("%Y-%m-%dT%H")
+    )
 
 
-@pytest.mark.parametrize("csms_args", [["--allow-unknown-chargers", "--session-idle-hours", "0.0005",
-                                        "--maintenance-interval-seconds", "0.3"]])
+@pytest.mark.parametrize(
+    "csms_args",
+    [["--allow-unknown-chargers", "--session-idle-hours", "0.0005", "--maintenance-interval-seconds", "0.3"]],
+)
 async def test_the_idle_rule_runs_on_our_clock_not_the_chargers(csms):
     """A charger a day ahead stamps its transaction tomorrow; idle is still idle (1.8 s here)."""
     async with connect(csms.ocpp, "SKW2") as cp, csms.client() as http:

@@ -25,10 +25,13 @@ BASE = ["--allow-unknown-chargers", "--live-evidence-seconds", "0"]
 
 
 def _broken_and_healthy(name: str, *extra: str):
-    return pytest.mark.parametrize(("csms_args", "csms_command", "broken"), [
-        pytest.param([*BASE, *extra], command(name), True, id="broken"),
-        pytest.param([*BASE, *extra], None, False, id="healthy"),
-    ])
+    return pytest.mark.parametrize(
+        ("csms_args", "csms_command", "broken"),
+        [
+            pytest.param([*BASE, *extra], command(name), True, id="broken"),
+            pytest.param([*BASE, *extra], None, False, id="healthy"),
+        ],
+    )
 
 
 def _start(cp_id: str, tag: str = "TAG1") -> dict:
@@ -36,8 +39,12 @@ def _start(cp_id: str, tag: str = "TAG1") -> dict:
 
 
 def test_an_unknown_mutant_is_refused_naming_the_known_ones(sqlite_url):
-    out = subprocess.run([*command("unlock_keeps_transaction,nope"), "serve", "--db", sqlite_url],
-                         capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [*command("unlock_keeps_transaction,nope"), "serve", "--db", sqlite_url],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 1
     assert f"unknown mutant nope; known: {', '.join(sorted(MUTANTS))}" in out.stderr
 
@@ -46,8 +53,12 @@ def test_the_product_has_no_switch_for_any_of_them(sqlite_url):
     out = subprocess.run([sys.executable, "-m", "csms", "serve", "--help"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and "--quiet-transaction-seconds" in out.stdout
     assert "test-break" not in out.stdout and "test_break" not in out.stdout
-    refused = subprocess.run([sys.executable, "-m", "csms", "serve", "--db", sqlite_url, "--test-break",
-                              "unlock_keeps_transaction"], capture_output=True, text=True, timeout=60)
+    refused = subprocess.run(
+        [sys.executable, "-m", "csms", "serve", "--db", sqlite_url, "--test-break", "unlock_keeps_transaction"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert refused.returncode == 2 and "unrecognized arguments: --test-break" in refused.stderr
 
 
@@ -98,8 +109,9 @@ async def test_registry_never_forgets(csms, broken):
 
         # The CSMS has seen the close when a call to the charge point fails.
         with trio.fail_after(10):
-            while (await admin.post("/api/charge-points/TB2/call", json={
-                    "action": "GetConfiguration", "payload": {}})).status_code == 200:
+            while (
+                await admin.post("/api/charge-points/TB2/call", json={"action": "GetConfiguration", "payload": {}})
+            ).status_code == 200:
                 await trio.sleep(0.1)
             while not broken and await online():
                 await trio.sleep(0.1)

@@ -76,8 +76,14 @@ async def test_persisted_status_counts_only_while_fresh(csms, age_minutes, verdi
     at = datetime.now(UTC) - timedelta(minutes=age_minutes)
     async with connect(csms.ocpp, "OC3") as cp, csms.client() as admin:
         await cp.heartbeat()  # online, but never sent a status for connector 1
-        with_db(csms.db_url, lambda s: s.add(ConnectorStatus(
-            charge_point_id="OC3", connector_id=1, status="Faulted", error_code="GroundFailure", updated_at=at)))
+        with_db(
+            csms.db_url,
+            lambda s: s.add(
+                ConnectorStatus(
+                    charge_point_id="OC3", connector_id=1, status="Faulted", error_code="GroundFailure", updated_at=at
+                )
+            ),
+        )
         occ = await _occupancy(admin, "OC3")
         assert occ["verdict"] == verdict
         assert occ["signals"]["liveStatus"] is None
@@ -106,8 +112,12 @@ async def test_reconnected_charger_is_not_free_until_it_reports(csms):
 
 async def test_live_available_overrides_fresh_persisted_fault(csms):
     async with connect(csms.ocpp, "OC4") as cp, csms.client() as admin:
-        with_db(csms.db_url, lambda s: s.add(ConnectorStatus(
-            charge_point_id="OC4", connector_id=1, status="Faulted", updated_at=datetime.now(UTC))))
+        with_db(
+            csms.db_url,
+            lambda s: s.add(
+                ConnectorStatus(charge_point_id="OC4", connector_id=1, status="Faulted", updated_at=datetime.now(UTC))
+            ),
+        )
         await cp.status(1, "Available")
         assert (await _occupancy(admin, "OC4"))["verdict"] == "free"
 
@@ -116,9 +126,22 @@ async def test_lingering_authorized_reservation_makes_busy(csms):
     now = datetime.now(UTC)
     async with connect(csms.ocpp, "OC5") as cp, csms.client() as admin:
         await cp.status(1, "Available")
-        with_db(csms.db_url, lambda s: s.add(PaymentReservation(
-            id="res-linger", station_id="OC5", charge_point_id="OC5", connector_id=1, id_tag="T",
-            tariff=Decimal("0.3"), status="Authorized", created_at=now, updated_at=now)))
+        with_db(
+            csms.db_url,
+            lambda s: s.add(
+                PaymentReservation(
+                    id="res-linger",
+                    station_id="OC5",
+                    charge_point_id="OC5",
+                    connector_id=1,
+                    id_tag="T",
+                    tariff=Decimal("0.3"),
+                    status="Authorized",
+                    created_at=now,
+                    updated_at=now,
+                )
+            ),
+        )
         occ = await _occupancy(admin, "OC5")
         assert occ["verdict"] == "busy" and occ["reasons"] == ["active_reservation:res-linger:Authorized"]
         assert occ["signals"]["activeReservations"][0]["reservationId"] == "res-linger"
@@ -179,7 +202,9 @@ async def test_connector_list_filters_by_verdict(csms):
         await cp.status(2, "Faulted")
         r = await admin.get("/api/connectors", params={"verdict": "busy"})
         rows = [row for row in r.json()["data"] if row["chargePointId"] == "OCL"]
-        assert rows == [{"chargePointId": "OCL", "connectorId": 2, "verdict": "busy", "reasons": ["live_status:Faulted"]}]
+        assert rows == [
+            {"chargePointId": "OCL", "connectorId": 2, "verdict": "busy", "reasons": ["live_status:Faulted"]}
+        ]
         r = await admin.get("/api/connectors", params={"verdict": "nonsense"})
         assert r.status_code == 400
 
@@ -275,8 +300,10 @@ async def test_a_charger_that_refuses_the_reconnect_probe_gets_the_whole_settle_
     refusing.trigger = "Rejected"
     async with connect(csms.ocpp, "OC12", boot=False, answers=refusing), csms.client() as admin:
         with trio.fail_after(10):
-            while ("TriggerMessage", {"requested_message": "StatusNotification", "connector_id": 1}) \
-                    not in refusing.received:
+            while (
+                "TriggerMessage",
+                {"requested_message": "StatusNotification", "connector_id": 1},
+            ) not in refusing.received:
                 await trio.sleep(0.05)
         await trio.sleep(3.0)  # past the answer + 2 s an Accepted probe would have allowed
         occ = await _occupancy(admin, "OC12")

@@ -31,7 +31,10 @@ async def _ask(ws, frame: str) -> list:
         ('[2,"m2","BootNotification",{"chargePointVendor":1,"chargePointModel":"M"}]', "TypeConstraintViolation"),
         ('[2,"m3","StartTransaction",{"connectorId":1,"idTag":"T"}]', "OccurenceConstraintViolation"),
         ('[2,"m4","FlyToTheMoon",{}]', "NotImplemented"),
-        ('[2,"m5","ReserveNow",{"connectorId":1,"expiryDate":"2026-01-01T00:00:00Z","idTag":"T","reservationId":1}]', "NotSupported"),
+        (
+            '[2,"m5","ReserveNow",{"connectorId":1,"expiryDate":"2026-01-01T00:00:00Z","idTag":"T","reservationId":1}]',
+            "NotSupported",
+        ),
     ],
 )
 async def test_bad_frame_gets_call_error_and_connection_keeps_serving(csms, frame, code):
@@ -68,10 +71,14 @@ async def test_handshake_offering_only_other_subprotocols_is_refused_and_logged(
         async with open_websocket_url(csms.url("OTHERPROTO"), subprotocols=["ocpp2.0.1", "ocpp2.1"]):
             pass
     assert ei.value.status_code == 400
-    assert ei.value.body.decode() == ("none of the offered subprotocols (ocpp2.0.1, ocpp2.1) is spoken here; "
-                                      "this CSMS speaks ocpp1.6 only: offer Sec-WebSocket-Protocol: ocpp1.6")
-    assert "handshake.refused reason=subprotocol path=/ocpp/OTHERPROTO charge_point=OTHERPROTO " \
-           "offered=ocpp2.0.1,ocpp2.1 remote=127.0.0.1:" in csms.log()
+    assert ei.value.body.decode() == (
+        "none of the offered subprotocols (ocpp2.0.1, ocpp2.1) is spoken here; "
+        "this CSMS speaks ocpp1.6 only: offer Sec-WebSocket-Protocol: ocpp1.6"
+    )
+    assert (
+        "handshake.refused reason=subprotocol path=/ocpp/OTHERPROTO charge_point=OTHERPROTO "
+        "offered=ocpp2.0.1,ocpp2.1 remote=127.0.0.1:" in csms.log()
+    )
 
 
 @asynccontextmanager
@@ -79,8 +86,9 @@ async def _third_party_client(url: str, subprotocols: list[str] | None):
     """The `websockets` library's client (not ours), driven from worker threads."""
     from websockets.sync.client import connect as ws_connect
 
-    ws = await trio.to_thread.run_sync(lambda: ws_connect(
-        url, subprotocols=subprotocols, proxy=None, compression=None, open_timeout=5))
+    ws = await trio.to_thread.run_sync(
+        lambda: ws_connect(url, subprotocols=subprotocols, proxy=None, compression=None, open_timeout=5)
+    )
     with ws:
         try:
             yield ws
@@ -89,7 +97,9 @@ async def _third_party_client(url: str, subprotocols: list[str] | None):
 
 
 async def _boot_over(ws) -> list:
-    await trio.to_thread.run_sync(ws.send, '[2,"b1","BootNotification",{"chargePointVendor":"V","chargePointModel":"M"}]')
+    await trio.to_thread.run_sync(
+        ws.send, '[2,"b1","BootNotification",{"chargePointVendor":"V","chargePointModel":"M"}]'
+    )
     return json.loads(await trio.to_thread.run_sync(ws.recv, 5))
 
 
@@ -136,13 +146,15 @@ async def test_unanswered_csms_call_times_out_and_connection_stays_usable(csms):
         cp.answers.unlock = None  # never answer UnlockConnector
         async with csms.client() as http:
             with trio.fail_after(10):
-                r = await http.post("/api/charge-points/SLOW1/call",
-                                    json={"action": "UnlockConnector", "payload": {"connectorId": 1}})
+                r = await http.post(
+                    "/api/charge-points/SLOW1/call", json={"action": "UnlockConnector", "payload": {"connectorId": 1}}
+                )
             assert r.status_code == 504
             assert r.json() == {"success": False, "message": "Charge point did not respond in time"}
             cp.answers.unlock = "Unlocked"
-            r = await http.post("/api/charge-points/SLOW1/call",
-                                json={"action": "UnlockConnector", "payload": {"connectorId": 1}})
+            r = await http.post(
+                "/api/charge-points/SLOW1/call", json={"action": "UnlockConnector", "payload": {"connectorId": 1}}
+            )
             assert r.status_code == 200 and r.json()["data"] == {"status": "Unlocked"}
         assert "currentTime" in await cp.heartbeat()
 

@@ -23,10 +23,14 @@ FAST = ["--allow-unknown-chargers", "--orphan-grace-seconds", "1", "--maintenanc
 
 
 async def _fleet(nursery, csms) -> Fleet:
-    spec = FleetSpec(seed=1, groups=(GroupSpec(prefix="QT", count=1, connectors=1,
-                                               config={"MeterValueSampleInterval": "1"}),),
-                     faults=(parse_fault_option("drop_stop_transaction=1,available=false"),),
-                     driver=None, ramp=1000.0, call_timeout=3.0)
+    spec = FleetSpec(
+        seed=1,
+        groups=(GroupSpec(prefix="QT", count=1, connectors=1, config={"MeterValueSampleInterval": "1"}),),
+        faults=(parse_fault_option("drop_stop_transaction=1,available=false"),),
+        driver=None,
+        ramp=1000.0,
+        call_timeout=3.0,
+    )
     fleet = Fleet(spec, csms.ocpp, trace=TraceWriter(keep=True))
     await nursery.start(fleet.run)
     with trio.fail_after(10):
@@ -75,14 +79,20 @@ async def test_quiet_transaction_is_probed_then_closed_as_orphaned(csms, nursery
         metrics = (await admin.get("/metrics")).text
     # Asked once: its answer (Available) is fresh activity, and the transaction closes within the grace.
     assert [json.loads(r["frame"])[2:] for r in _triggers(fleet)] == [
-        ["TriggerMessage", {"requestedMessage": "StatusNotification", "connectorId": 1}]]
+        ["TriggerMessage", {"requestedMessage": "StatusNotification", "connectorId": 1}]
+    ]
     assert not [r for r in fleet.trace.records if r["kind"] == "out" and '"StopTransaction"' in r["frame"]]
     assert 'csms_maintenance_actions_total{kind="probe_quiet_transaction"}' in metrics
     log = csms.log()
     assert f"maintenance.probe_quiet_transaction applied charge_point=QT0001 connector=1 subject={tx_id}" in log
     assert "asking for the connector's status" in log and "maintenance.close_orphaned applied" in log
-    audits = with_db(csms.db_url, lambda s: [(e.action, e.connector_id, e.subject, (e.details or {}).get("answer"))
-                                             for e in s.scalars(select(AuditEvent).order_by(AuditEvent.id))])
+    audits = with_db(
+        csms.db_url,
+        lambda s: [
+            (e.action, e.connector_id, e.subject, (e.details or {}).get("answer"))
+            for e in s.scalars(select(AuditEvent).order_by(AuditEvent.id))
+        ],
+    )
     assert ("maintenance.probe_quiet_transaction", 1, str(tx_id), "Accepted") in audits
     assert ("maintenance.close_orphaned", 1, str(tx_id), None) in audits
 

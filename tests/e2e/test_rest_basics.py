@@ -31,7 +31,11 @@ async def test_station_management(csms):
         r = await http.post("/api/stations", json={"id": "st-1", "chargePointId": "CP001"})
         assert r.status_code == 201
         assert r.json()["data"] | {"createdAt": None} == {
-            "id": "st-1", "chargePointId": "CP001", "active": True, "createdAt": None}
+            "id": "st-1",
+            "chargePointId": "CP001",
+            "active": True,
+            "createdAt": None,
+        }
         r = await http.post("/api/stations", json={"id": "st-1", "chargePointId": "CP001"})
         assert r.status_code == 409
         r = await http.post("/api/stations", json={"chargePointId": "CP002", "active": False})

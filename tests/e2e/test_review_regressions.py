@@ -58,8 +58,9 @@ async def test_concurrent_confirms_start_once_and_the_winner_gets_the_transactio
         assert sessions == [(winner, "Ended")]
 
 
-@pytest.mark.parametrize("csms_args", [["--allow-unknown-chargers", "--payment-provider",
-                                        "tests.support.failing_provider:Down"]])
+@pytest.mark.parametrize(
+    "csms_args", [["--allow-unknown-chargers", "--payment-provider", "tests.support.failing_provider:Down"]]
+)
 async def test_payment_provider_failure_releases_the_connector(csms):
     async with connect(csms.ocpp, "PROV1") as cp, csms.client() as admin:
         await cp.status(1, "Available")
@@ -97,7 +98,9 @@ async def test_a_charge_point_cannot_stop_or_meter_another_ones_transaction(csms
 async def test_repeated_start_transaction_gets_the_same_id_and_keeps_the_session(csms):
     async with connect(csms.ocpp, "REP1") as cp, csms.client() as admin:
         await cp.status(1, "Available")
-        sid = (await admin.post("/api/ChargingSession/start-charging-session", json=_body("REP1"))).json()["data"]["sessionId"]
+        sid = (await admin.post("/api/ChargingSession/start-charging-session", json=_body("REP1"))).json()["data"][
+            "sessionId"
+        ]
         first = await cp.start(1, "TAG1", 500)
         again = await cp.start(1, "TAG1", 500)  # its answer was lost: the charge point sends it again
         assert again == first
@@ -108,8 +111,12 @@ async def test_repeated_start_transaction_gets_the_same_id_and_keeps_the_session
 
 async def test_out_of_range_values_are_4xx_or_tolerated(csms):
     async with connect(csms.ocpp, "ODD1") as cp, csms.client() as admin:
-        tx = (await cp.conn.call_raw("StartTransaction", {
-            "connectorId": 1, "idTag": "T", "meterStart": 0, "timestamp": "0001-01-01T00:00:00+01:00"}))["transactionId"]
+        tx = (
+            await cp.conn.call_raw(
+                "StartTransaction",
+                {"connectorId": 1, "idTag": "T", "meterStart": 0, "timestamp": "0001-01-01T00:00:00+01:00"},
+            )
+        )["transactionId"]
         assert isinstance(tx, int)
         r = await admin.get("/api/connectors/ODD1/99999999999999999999/occupancy")
         assert r.status_code == 400

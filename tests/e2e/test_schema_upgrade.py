@@ -35,7 +35,10 @@ async def test_serve_upgrades_an_older_database_and_serves_its_rows(db_url, tmp_
             by_id = {t["transactionId"]: t for t in r.json()["data"]}
             assert set(by_id) == {1, 2}
             assert (by_id[1]["meterStop"], by_id[1]["session"]["fee"], by_id[1]["session"]["review"]) == (
-                5000, "1.20", False)
+                5000,
+                "1.20",
+                False,
+            )
             assert by_id[2]["stopTime"] is None and by_id[2]["latestMeterWh"] == 7_000_002_500
             r = await http.get("/api/stations")
             assert [s["id"] for s in r.json()["data"]] == ["CP1"]

@@ -66,8 +66,13 @@ def _document_says_what_the_api_answers(doc: dict) -> None:
 def test_schemathesis_finds_no_5xx_and_every_answer_is_documented(csms):
     _document_says_what_the_api_answers(httpx.get(f"{csms.http}/openapi.json", timeout=30).json())
     token = csms.admin["Authorization"].removeprefix("Bearer ")
-    run = subprocess.run([sys.executable, "-m", "tests.e2e.test_schemathesis", csms.http, token],
-                         cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True, timeout=300)
+    run = subprocess.run(
+        [sys.executable, "-m", "tests.e2e.test_schemathesis", csms.http, token],
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert run.returncode == 0, run.stdout[-20000:] + run.stderr[-5000:]
     assert "operations=" in run.stdout, run.stdout
     assert not _CRASHED.search(csms.log())  # the message, not generated data that echoes "api.crashed"
@@ -75,13 +80,19 @@ def test_schemathesis_finds_no_5xx_and_every_answer_is_documented(csms):
 
 def test_a_nul_character_is_refused_with_the_envelope_not_a_500(csms):
     """schemathesis' find (at 100 examples): PostgreSQL text cannot hold U+0000, and psycopg's DataError was a 500."""
-    requests = [("GET", "/api/stations/a%00b", None), ("DELETE", "/api/id-tags/a%00", None),
-                ("GET", "/api/connectors?chargePointIdPrefix=a%00", None),
-                ("GET", "/api/transactions?chargePointIdPrefix=%00", None),
-                ("POST", "/api/ChargingSession/stop-charging-session", {"sessionId": "a\x00"}),
-                ("POST", "/api/Payments/Cancel", {"reservationId": "\x00"}),
-                ("POST", "/api/ChargingSession/start-charging-session",
-                 {"chargingStationId": "S", "connectorId": 1, "chargeTagId": "T\x00", "chargingTariff": 0.3})]
+    requests = [
+        ("GET", "/api/stations/a%00b", None),
+        ("DELETE", "/api/id-tags/a%00", None),
+        ("GET", "/api/connectors?chargePointIdPrefix=a%00", None),
+        ("GET", "/api/transactions?chargePointIdPrefix=%00", None),
+        ("POST", "/api/ChargingSession/stop-charging-session", {"sessionId": "a\x00"}),
+        ("POST", "/api/Payments/Cancel", {"reservationId": "\x00"}),
+        (
+            "POST",
+            "/api/ChargingSession/start-charging-session",
+            {"chargingStationId": "S", "connectorId": 1, "chargeTagId": "T\x00", "chargingTariff": 0.3},
+        ),
+    ]
     with httpx.Client(base_url=csms.http, headers=csms.admin, timeout=30) as client:
         for method, url, body in requests:
             r = client.request(method, url, json=body)
@@ -93,8 +104,9 @@ def _envelope(ctx, response, case) -> None:
     """Every 4xx carries the API's envelope with a message (csms/api/envelope.py)."""
     if 400 <= response.status_code < 500:
         body = response.json()
-        assert isinstance(body, dict) and body.get("success") is False and body.get("message"), \
+        assert isinstance(body, dict) and body.get("success") is False and body.get("message"), (
             f"{response.status_code} without the envelope: {response.text[:300]}"
+        )
 
 
 def _fuzz(operation, mode, headers: dict[str, str]) -> int:
@@ -104,8 +116,9 @@ def _fuzz(operation, mode, headers: dict[str, str]) -> int:
 
     sent = 0
 
-    @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck),
-              derandomize=True, database=None)
+    @settings(
+        max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True, database=None
+    )
     @given(case=operation.as_strategy(generation_mode=mode))
     def run(case):
         nonlocal sent
@@ -135,8 +148,10 @@ def main(base_url: str, token: str) -> int:
                 sent += _fuzz(operation, mode, headers)
             except (Exception, BaseExceptionGroup) as exc:  # noqa: BLE001 - gathered, reported below
                 failures.append(f"{operation.label} ({mode.value}): {exc}")
-    print(f"schemathesis {schemathesis.__version__} operations={len(operations)} requests={sent} "
-          f"examples_per_operation_and_mode={EXAMPLES} failing={len(failures)}")
+    print(
+        f"schemathesis {schemathesis.__version__} operations={len(operations)} requests={sent} "
+        f"examples_per_operation_and_mode={EXAMPLES} failing={len(failures)}"
+    )
     print("\n\n".join(failures))
     ok = not failures and len(operations) >= 25 and sent >= 2 * len(operations)
     return 0 if ok else 1

@@ -48,8 +48,13 @@ async def test_a_superseded_app_session_ends_with_energy_fee_and_reason(csms):
         tx_a, tx_b = await _supersede(cp)
         session = await _session(http, session_id)
     assert session["transactionId"] == tx_a
-    assert (session["status"], session["endReason"], session["energyWh"], session["chargingTotalFee"],
-            session["meterSource"]) == ("Ended", "Superseded", 4000, "1.00", "meter_values"), session
+    assert (
+        session["status"],
+        session["endReason"],
+        session["energyWh"],
+        session["chargingTotalFee"],
+        session["meterSource"],
+    ) == ("Ended", "Superseded", 4000, "1.00", "meter_values"), session
     assert session["endTime"] is not None
     ended = [a for a in _audits(csms.db_url, "session.ended") if a.subject == session_id]
     assert len(ended) == 1 and ended[0].details["reason"] == "Superseded" and ended[0].details["fee"] == "1.00"
@@ -94,15 +99,19 @@ async def test_a_paid_session_stopped_normally_captures_its_fee(provider_log, cs
     async with connect(csms.ocpp, "SUP3") as cp, csms.client("user") as user:
         await cp.status(1, "Available")
         created = (await user.post("/api/Payments/Create", json=_start("SUP3", tag="APP001"))).json()["data"]
-        r = await user.post("/api/Payments/Confirm",
-                            json={"reservationId": created["reservationId"], "paymentMethod": "card"})
+        r = await user.post(
+            "/api/Payments/Confirm", json={"reservationId": created["reservationId"], "paymentMethod": "card"}
+        )
         assert r.status_code == 200, r.text
         tx = await cp.start(1, "APP001", meter_start=1000)
         await cp.stop(tx, 3000)
-        await _until(lambda: any(c["ref"] == created["providerRef"] for c in _provider_calls(provider_log)),
-                     "the provider capture")
-    assert [(c["op"], c["amount"]) for c in _provider_calls(provider_log)
-            if c["ref"] == created["providerRef"]] == [("capture", "0.50")]
+        await _until(
+            lambda: any(c["ref"] == created["providerRef"] for c in _provider_calls(provider_log)),
+            "the provider capture",
+        )
+    assert [(c["op"], c["amount"]) for c in _provider_calls(provider_log) if c["ref"] == created["providerRef"]] == [
+        ("capture", "0.50")
+    ]
 
 
 @pytest.mark.parametrize("csms_args", [[*FLAKY, "--estimate-settle-seconds", "2"]])
@@ -112,18 +121,22 @@ async def test_a_late_stop_within_the_settle_delay_sets_the_amount_captured(prov
     async with connect(csms.ocpp, "SUP4") as cp, csms.client("user") as user, csms.client() as admin:
         await cp.status(1, "Available")
         created = (await user.post("/api/Payments/Create", json=_start("SUP4", tag="APP001"))).json()["data"]
-        r = await user.post("/api/Payments/Confirm", json={"reservationId": created["reservationId"],
-                                                          "paymentMethod": "card"})
+        r = await user.post(
+            "/api/Payments/Confirm", json={"reservationId": created["reservationId"], "paymentMethod": "card"}
+        )
         session_id = r.json()["data"]["sessionId"]
         tx_a, _tx_b = await _supersede(cp)
         assert (await _session(admin, session_id))["chargingTotalFee"] == "1.00"
         await cp.stop(tx_a, 6_000)  # late: the queue of a charger that was cut off
-        await _until(lambda: [c for c in _provider_calls(provider_log) if c["ref"] == created["providerRef"]],
-                     "the provider capture")
+        await _until(
+            lambda: [c for c in _provider_calls(provider_log) if c["ref"] == created["providerRef"]],
+            "the provider capture",
+        )
         await trio.sleep(0.8)
         session = await _session(admin, session_id)
-    assert [(c["op"], c["amount"]) for c in _provider_calls(provider_log)
-            if c["ref"] == created["providerRef"]] == [("capture", "1.50")]
+    assert [(c["op"], c["amount"]) for c in _provider_calls(provider_log) if c["ref"] == created["providerRef"]] == [
+        ("capture", "1.50")
+    ]
     assert (session["chargingTotalFee"], session["reconciled"], session["review"]) == ("1.50", True, False)
 
 
@@ -131,18 +144,23 @@ async def test_a_late_stop_within_the_settle_delay_sets_the_amount_captured(prov
 async def test_a_capture_never_takes_more_than_was_held(provider_log, csms):
     async with connect(csms.ocpp, "SUP5") as cp, csms.client("user") as user, csms.client() as admin:
         await cp.status(1, "Available")
-        created = (await user.post("/api/Payments/Create", json={**_start("SUP5", tag="APP001"),
-                                                                  "amount": "0.40"})).json()["data"]
-        r = await user.post("/api/Payments/Confirm",
-                            json={"reservationId": created["reservationId"], "paymentMethod": "card"})
+        created = (
+            await user.post("/api/Payments/Create", json={**_start("SUP5", tag="APP001"), "amount": "0.40"})
+        ).json()["data"]
+        r = await user.post(
+            "/api/Payments/Confirm", json={"reservationId": created["reservationId"], "paymentMethod": "card"}
+        )
         session_id = r.json()["data"]["sessionId"]
         tx = await cp.start(1, "APP001", meter_start=0)
         await cp.stop(tx, 4_000)  # 1.00 at 0.25/kWh, 0.40 held
-        await _until(lambda: [c for c in _provider_calls(provider_log) if c["ref"] == created["providerRef"]],
-                     "the provider capture")
+        await _until(
+            lambda: [c for c in _provider_calls(provider_log) if c["ref"] == created["providerRef"]],
+            "the provider capture",
+        )
         session = await _session(admin, session_id)
-    assert [(c["op"], c["amount"]) for c in _provider_calls(provider_log)
-            if c["ref"] == created["providerRef"]] == [("capture", "0.40")]
+    assert [(c["op"], c["amount"]) for c in _provider_calls(provider_log) if c["ref"] == created["providerRef"]] == [
+        ("capture", "0.40")
+    ]
     assert session["chargingTotalFee"] == "1.00" and "collect 0.60 by hand" in session["reviewReason"]
 
 
@@ -156,11 +174,21 @@ async def test_a_late_stop_for_a_transaction_closed_without_its_session_ends_it(
         r = await http.post(START, json=_start("SUP6", tag="APP001", tariff="0.25"))
         session_id = r.json()["data"]["sessionId"]
         tx = await cp.start(1, "APP001", meter_start=0)
-        with_db(csms.db_url, lambda s: s.execute(text(
-            "UPDATE transactions SET stop_time = start_time, stop_reason = 'Superseded', meter_stop = 0 WHERE id = :id"),
-            {"id": tx}))
+        with_db(
+            csms.db_url,
+            lambda s: s.execute(
+                text(
+                    "UPDATE transactions SET stop_time = start_time, stop_reason = 'Superseded', meter_stop = 0 WHERE id = :id"  # noqa: E501
+                ),
+                {"id": tx},
+            ),
+        )
         await cp.stop(tx, 2_000)
         session = await _session(http, session_id)
     assert (session["status"], session["endReason"], session["energyWh"], session["chargingTotalFee"]) == (
-        "Ended", "Local", 2_000, "0.50"), session
+        "Ended",
+        "Local",
+        2_000,
+        "0.50",
+    ), session
     assert len([a for a in _audits(csms.db_url, "session.ended") if a.subject == session_id]) == 1

@@ -30,10 +30,14 @@ ASK = {"requestedMessage": "StatusNotification", "connectorId": 1}
 
 
 async def _fleet(nursery, csms) -> Fleet:
-    spec = FleetSpec(seed=1, groups=(GroupSpec(prefix="SS", count=1, connectors=1,
-                                               config={"MeterValueSampleInterval": "1"}),),
-                     faults=(parse_fault_option("silent_connector=1,ignore_trigger=false"),),
-                     driver=None, ramp=1000.0, call_timeout=3.0)
+    spec = FleetSpec(
+        seed=1,
+        groups=(GroupSpec(prefix="SS", count=1, connectors=1, config={"MeterValueSampleInterval": "1"}),),
+        faults=(parse_fault_option("silent_connector=1,ignore_trigger=false"),),
+        driver=None,
+        ramp=1000.0,
+        call_timeout=3.0,
+    )
     fleet = Fleet(spec, csms.ocpp, trace=TraceWriter(keep=True))
     await nursery.start(fleet.run)
     with trio.fail_after(10):
@@ -88,10 +92,17 @@ async def _wait_live(admin, status: str, n_statuses: int, fleet: Fleet, *, withi
 
 
 def _audits(csms) -> list[tuple]:
-    return with_db(csms.db_url, lambda s: [
-        (e.charge_point_id, e.connector_id, e.subject, (e.details or {}).get("answer"))
-        for e in s.scalars(select(AuditEvent).where(AuditEvent.action == "maintenance.probe_stale_silent_status")
-                           .order_by(AuditEvent.id))])
+    return with_db(
+        csms.db_url,
+        lambda s: [
+            (e.charge_point_id, e.connector_id, e.subject, (e.details or {}).get("answer"))
+            for e in s.scalars(
+                select(AuditEvent)
+                .where(AuditEvent.action == "maintenance.probe_stale_silent_status")
+                .order_by(AuditEvent.id)
+            )
+        ],
+    )
 
 
 @pytest.mark.parametrize("csms_args", [[*FAST, "--status-grace-seconds", str(GRACE)]])
@@ -123,8 +134,10 @@ async def test_a_car_that_left_unseen_is_asked_about_and_the_connector_becomes_f
     assert 'csms_maintenance_actions_total{kind="probe_stale_silent_status"} 1.0' in metrics
     log = csms.log()
     assert f"maintenance.probe_stale_silent_status applied charge_point={CP} connector=1 subject=Preparing" in log
-    assert "connector sends no status of its own (each one answered our TriggerMessage); live Preparing " \
-           "with no open transaction" in log
+    assert (
+        "connector sends no status of its own (each one answered our TriggerMessage); live Preparing "
+        "with no open transaction" in log
+    )
     assert f"maintenance.probe_stale_silent_status answer=Accepted charge_point={CP} connector=1" in log
     assert _audits(csms) == [(CP, 1, "Preparing", "Accepted")]
 
@@ -167,7 +180,9 @@ async def test_finishing_while_the_car_stays_is_asked_with_back_off(csms, nurser
 
 
 # Without the reconnect probe (which asks every known connector once at connect): this is about the stale rule.
-@pytest.mark.parametrize("csms_args", [[*FAST, "--status-grace-seconds", str(GRACE), "--reconnect-settle-seconds", "0"]])
+@pytest.mark.parametrize(
+    "csms_args", [[*FAST, "--status-grace-seconds", str(GRACE), "--reconnect-settle-seconds", "0"]]
+)
 async def test_a_connector_that_reports_by_itself_is_not_asked(csms):
     """Connector 2 sends its own Preparing; connector 1's only status answered our trigger after
     connect. Both have a car and no transaction: only connector 1 is asked, again and again."""

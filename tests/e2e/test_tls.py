@@ -47,8 +47,14 @@ def _websockets_boot(url: str, context: ssl.SSLContext, authorization: str) -> l
     """The `websockets` library's client (not ours): wss://, Basic auth, one BootNotification."""
     from websockets.sync.client import connect as ws_connect
 
-    with ws_connect(url, ssl=context, subprotocols=["ocpp1.6"], additional_headers={"Authorization": authorization},
-                    proxy=None, open_timeout=10) as ws:
+    with ws_connect(
+        url,
+        ssl=context,
+        subprotocols=["ocpp1.6"],
+        additional_headers={"Authorization": authorization},
+        proxy=None,
+        open_timeout=10,
+    ) as ws:
         ws.send('[2,"b1","BootNotification",{"chargePointVendor":"V","chargePointModel":"M"}]')
         return json.loads(ws.recv(10))
 
@@ -64,7 +70,9 @@ async def test_ocpp_over_wss_with_basic_auth_and_rest_over_https(csms, client_ss
         from websockets.exceptions import InvalidStatus
 
         with pytest.raises(InvalidStatus) as ei:
-            await trio.to_thread.run_sync(_websockets_boot, csms.url("TLS1"), client_ssl, _basic("TLS1", "wrong-password-0001"))
+            await trio.to_thread.run_sync(
+                _websockets_boot, csms.url("TLS1"), client_ssl, _basic("TLS1", "wrong-password-0001")
+            )
         assert ei.value.response.status_code == 401
         async with connect(csms.ocpp, "TLS1", password=PASSWORD, ssl_context=client_ssl) as cp:
             assert "currentTime" in await cp.heartbeat()

@@ -49,7 +49,12 @@ async def test_seed_scenario_1_dropped_stop_then_unlock_then_start_again(csms):
         await _assert_free(admin, "UL1")
 
         s = (await admin.get(f"/api/ChargingSession/{session_id}")).json()["data"]
-        assert (s["energyWh"], s["energyKwh"], s["chargingTotalFee"], s["meterSource"]) == (6400, "6.400", "1.60", "meter_values")
+        assert (s["energyWh"], s["energyKwh"], s["chargingTotalFee"], s["meterSource"]) == (
+            6400,
+            "6.400",
+            "1.60",
+            "meter_values",
+        )
         assert s["endReason"] == "ForceEnded"
         t = with_db(csms.db_url, lambda db: db.get(Transaction, tx))
         assert (t.stop_reason, t.meter_stop) == ("ForceEnded", 7400) and t.stop_time is not None
@@ -78,9 +83,19 @@ async def test_seed_scenario_3_nothing_stuck(csms):
         await cp.status(1, "Available")
         r = await admin.post(UNLOCK, json={"chargingStationId": "UL3", "connectorId": 1})
         assert r.status_code == 200
-        assert r.json() == {"success": True, "message": "Connector unlocked successfully", "data": {
-            "chargingStationId": "UL3", "connectorId": 1, "chargePointId": "UL3", "status": "Unlocked",
-            "cleanedSessions": [], "sessionsCleared": 0, "warnings": []}}
+        assert r.json() == {
+            "success": True,
+            "message": "Connector unlocked successfully",
+            "data": {
+                "chargingStationId": "UL3",
+                "connectorId": 1,
+                "chargePointId": "UL3",
+                "status": "Unlocked",
+                "cleanedSessions": [],
+                "sessionsCleared": 0,
+                "warnings": [],
+            },
+        }
         await _assert_free(admin, "UL3")
 
 
@@ -104,11 +119,14 @@ async def test_unlock_also_cancels_reservations_and_resets_stale_status(csms):
         await _assert_free(admin, "UL5")
 
 
-@pytest.mark.parametrize("answer, message", [
-    ("UnlockFailed", "UnlockFailed: the charge point could not unlock the connector"),
-    ("NotSupported", "NotSupported: the charge point does not support remote unlock"),
-    (None, "Charge point did not respond in time"),
-])
+@pytest.mark.parametrize(
+    "answer, message",
+    [
+        ("UnlockFailed", "UnlockFailed: the charge point could not unlock the connector"),
+        ("NotSupported", "NotSupported: the charge point does not support remote unlock"),
+        (None, "Charge point did not respond in time"),
+    ],
+)
 @pytest.mark.parametrize("csms_args", [["--allow-unknown-chargers", "--call-timeout-seconds", "1"]])
 async def test_failed_unlock_still_cleans(csms, answer, message):
     async with connect(csms.ocpp, "UL6") as cp, csms.client() as admin:
@@ -117,8 +135,11 @@ async def test_failed_unlock_still_cleans(csms, answer, message):
         cp.answers.unlock = answer
         r = await admin.post(UNLOCK, json={"chargingStationId": "UL6", "connectorId": 1})
         assert r.status_code == 400
-        assert r.json() == {"success": False, "message": message, "data": {
-            "cleanedSessions": [sid], "warnings": [f"Session {sid} was automatically ended"]}}
+        assert r.json() == {
+            "success": False,
+            "message": message,
+            "data": {"cleanedSessions": [sid], "warnings": [f"Session {sid} was automatically ended"]},
+        }
         await _assert_free(admin, "UL6")
     assert "unlock.failed" in csms.log()
 
@@ -165,13 +186,19 @@ async def test_twenty_concurrent_unlocks_clear_three_sessions_once(csms):
         cleared = [sid for b in bodies for sid in b["data"]["cleanedSessions"]]
         assert sorted(cleared) == sorted(planted)
         assert sum(b["data"]["sessionsCleared"] for b in bodies) == 3
-        events = with_db(csms.db_url, lambda s: [e.subject for e in s.scalars(
-            select(AuditEvent).where(AuditEvent.action == "session.force_ended"))])
+        events = with_db(
+            csms.db_url,
+            lambda s: [
+                e.subject for e in s.scalars(select(AuditEvent).where(AuditEvent.action == "session.force_ended"))
+            ],
+        )
         assert sorted(events) == sorted(planted)
         fees = with_db(csms.db_url, lambda s: sorted(str(s.get(ChargingSession, sid).fee) for sid in planted))
         assert fees == ["1.00", "1.00", "1.00"]  # 4.000-4.002 kWh x 0.25
-        unlock_audits = with_db(csms.db_url, lambda s: len(list(s.scalars(
-            select(AuditEvent).where(AuditEvent.action == "connector.unlock")))))
+        unlock_audits = with_db(
+            csms.db_url,
+            lambda s: len(list(s.scalars(select(AuditEvent).where(AuditEvent.action == "connector.unlock")))),
+        )
         assert unlock_audits == 20
 
 
@@ -191,7 +218,12 @@ async def test_late_stop_transaction_reconciles_force_ended_session(csms):
         answer = await cp.stop(tx, meter_stop=9000, reason="EVDisconnected")
         assert answer == {"idTagInfo": {"status": "Accepted"}}
         s = (await admin.get(f"/api/ChargingSession/{sid}")).json()["data"]
-        assert (s["energyWh"], s["chargingTotalFee"], s["meterSource"], s["reconciled"]) == (8000, "2.00", "meter_stop", True)
+        assert (s["energyWh"], s["chargingTotalFee"], s["meterSource"], s["reconciled"]) == (
+            8000,
+            "2.00",
+            "meter_stop",
+            True,
+        )
         assert s["endReason"] == "ForceEnded"
         n_tx = with_db(csms.db_url, lambda db: len(list(db.scalars(select(Transaction)))))
         assert n_tx == 1
@@ -210,8 +242,10 @@ async def test_a_session_that_fails_to_clean_is_a_warning_and_the_others_proceed
         good, _ = plant_stuck_session(csms.db_url, "ULX", 1)
         bad, _ = plant_stuck_session(csms.db_url, "ULX", 1)
         # Corrupt one row the way a bad migration or manual edit would: its tariff is not a number.
-        with_db(csms.db_url, lambda s: s.execute(
-            text("UPDATE charging_sessions SET tariff = 'n/a' WHERE id = :id"), {"id": bad}))
+        with_db(
+            csms.db_url,
+            lambda s: s.execute(text("UPDATE charging_sessions SET tariff = 'n/a' WHERE id = :id"), {"id": bad}),
+        )
         r = await admin.post(UNLOCK, json={"chargingStationId": "ULX", "connectorId": 1})
         body = r.json()
         assert body["success"] is True and body["data"]["cleanedSessions"] == [good]

@@ -59,8 +59,9 @@ async def test_a_session_still_charging_is_left_open_unless_forced(csms):
         preview = (await admin.post(UNLOCK, json=_body("LIVE1", dryRun=True))).json()
         [live] = preview["data"]["liveTransactions"]
         assert (live["transactionId"], live["sessionId"], live["action"]) == (tx, session_id, "left open")
-        assert live["evidence"].startswith("still delivering energy: last meter sample ") \
-            and live["evidence"].endswith("s ago, +1.20 kWh since its start"), live
+        assert live["evidence"].startswith("still delivering energy: last meter sample ") and live["evidence"].endswith(
+            "s ago, +1.20 kWh since its start"
+        ), live
         assert preview["data"]["sessionsToEnd"] == [] and preview["data"]["transactionsToClose"] == []
         assert preview["data"]["thenSends"] is None and "stay open" in preview["message"]
 
@@ -86,7 +87,9 @@ async def test_a_session_still_charging_is_left_open_unless_forced(csms):
         assert body["data"]["cleanedSessions"] == [], body
         assert any("asked to stop it first" in w for w in body["data"]["warnings"]), body
         assert [a for a, _ in cp.answers.received if a in ("UnlockConnector", "RemoteStopTransaction")] == [
-            "RemoteStopTransaction", "UnlockConnector"]
+            "RemoteStopTransaction",
+            "UnlockConnector",
+        ]
         s = (await admin.get(f"/api/ChargingSession/{session_id}")).json()["data"]
     assert (s["status"], s["endReason"], s["energyWh"], s["meterSource"]) == ("Ended", "Remote", 5_500, "meter_stop")
 
@@ -104,7 +107,9 @@ async def test_a_forced_unlock_force_ends_what_the_charger_does_not_stop(csms):
         r = await admin.post(UNLOCK, json=_body("LIVE2", forceActive=True))
         body = r.json()
         assert r.status_code == 200 and body["data"]["cleanedSessions"] == [session_id], body
-        assert f"Transaction {tx} was still delivering energy; RemoteStopTransaction: Rejected" in body["data"]["warnings"]
+        assert (
+            f"Transaction {tx} was still delivering energy; RemoteStopTransaction: Rejected" in body["data"]["warnings"]
+        )
         s = (await admin.get(f"/api/ChargingSession/{session_id}")).json()["data"]
     assert (s["endReason"], s["energyWh"], s["chargingTotalFee"]) == ("ForceEnded", 4_000, "1.00")
 
@@ -116,10 +121,14 @@ def _done(url: str, cp_id: str, body: dict) -> tuple[list, list, list]:
     from csms.db.models import PaymentReservation, Transaction
 
     def read(s):
-        closed = s.scalars(select(Transaction.id).where(Transaction.charge_point_id == cp_id,
-                                                        Transaction.stop_reason == "ForceEnded"))
-        cancelled = s.scalars(select(PaymentReservation.id).where(PaymentReservation.charge_point_id == cp_id,
-                                                                  PaymentReservation.status == "Cancelled"))
+        closed = s.scalars(
+            select(Transaction.id).where(Transaction.charge_point_id == cp_id, Transaction.stop_reason == "ForceEnded")
+        )
+        cancelled = s.scalars(
+            select(PaymentReservation.id).where(
+                PaymentReservation.charge_point_id == cp_id, PaymentReservation.status == "Cancelled"
+            )
+        )
         return sorted(closed), sorted(cancelled)
 
     closed, cancelled = with_db(url, read)
@@ -127,9 +136,11 @@ def _done(url: str, cp_id: str, body: dict) -> tuple[list, list, list]:
 
 
 def _planned(data: dict) -> tuple[list, list, list]:
-    return (sorted(x["sessionId"] for x in data["sessionsToEnd"]),
-            sorted(x["transactionId"] for x in data["transactionsToClose"]),
-            sorted(x["reservationId"] for x in data["reservationsToCancel"]))
+    return (
+        sorted(x["sessionId"] for x in data["sessionsToEnd"]),
+        sorted(x["transactionId"] for x in data["transactionsToClose"]),
+        sorted(x["reservationId"] for x in data["reservationsToCancel"]),
+    )
 
 
 @pytest.mark.parametrize("stuck", [1, 2, 0], ids=["seed-test-1", "seed-test-2", "seed-test-3"])

@@ -53,8 +53,9 @@ def receiver(**kw) -> Iterator[Receiver]:
                 rec.hang.wait(60)
             with rec.lock:
                 status = 500 if len(rec.requests) < rec.fail_first else 200
-                rec.requests.append({"headers": dict(self.headers), "body": body, "status": status,
-                                     "at": time.monotonic()})
+                rec.requests.append(
+                    {"headers": dict(self.headers), "body": body, "status": status, "at": time.monotonic()}
+                )
             self.send_response(status)
             self.send_header("Content-Length", "0")
             self.end_headers()
@@ -93,10 +94,26 @@ async def _until(predicate, timeout: float, what: str) -> None:
 
 
 async def test_events_are_signed_retried_and_logged(db_url, tmp_path):
-    with receiver(fail_first=2) as flaky, serving(
-            db_url, tmp_path, (flaky, SECRET),
-            extra=("--webhook-retry-seconds", "0.3", "--maintenance-interval-seconds", "0.5",
-                   "--orphan-grace-seconds", "1", "--status-grace-seconds", "0", "--force-end-fee", "waive")) as csms:
+    with (
+        receiver(fail_first=2) as flaky,
+        serving(
+            db_url,
+            tmp_path,
+            (flaky, SECRET),
+            extra=(
+                "--webhook-retry-seconds",
+                "0.3",
+                "--maintenance-interval-seconds",
+                "0.5",
+                "--orphan-grace-seconds",
+                "1",
+                "--status-grace-seconds",
+                "0",
+                "--force-end-fee",
+                "waive",
+            ),
+        ) as csms,
+    ):
         async with csms.client() as admin:
             async with connect(csms.ocpp, "WH1") as cp:
                 await cp.status(1, "Available")
@@ -104,8 +121,15 @@ async def test_events_are_signed_retried_and_logged(db_url, tmp_path):
                 await _until(lambda: "charge_point.online" in flaky.types(), 10, "online")
                 # Connector 1: a session from the app; the car leaves without a stop; an admin unlocks:
                 # session.force_ended (fee waived) and connector.freed.
-                start = await admin.post("/api/ChargingSession/start-charging-session", json={
-                    "chargingStationId": "WH1", "connectorId": 1, "chargeTagId": "TAG1", "chargingTariff": "0.30"})
+                start = await admin.post(
+                    "/api/ChargingSession/start-charging-session",
+                    json={
+                        "chargingStationId": "WH1",
+                        "connectorId": 1,
+                        "chargeTagId": "TAG1",
+                        "chargingTariff": "0.30",
+                    },
+                )
                 assert start.status_code == 200, start.text
                 session_id = start.json()["data"]["sessionId"]
                 tx1 = await cp.start(1, "TAG1", meter_start=1000)
@@ -118,11 +142,18 @@ async def test_events_are_signed_retried_and_logged(db_url, tmp_path):
                 await cp.status(2, "Available")
                 await trio.sleep(2.5)  # the verdict watcher has seen connector 1 busy
                 await cp.status(1, "Available")
-                res = await admin.post("/api/ChargingSession/unlock-connector",
-                                       json={"chargingStationId": "WH1", "connectorId": 1})
+                res = await admin.post(
+                    "/api/ChargingSession/unlock-connector", json={"chargingStationId": "WH1", "connectorId": 1}
+                )
                 assert res.status_code == 200, res.text
-                await _until(lambda: {"transaction.orphaned", "connector.freed", "session.force_ended", "session.ended"}
-                             <= flaky.types(), 15, "orphan, freed, force-ended")
+                await _until(
+                    lambda: (
+                        {"transaction.orphaned", "connector.freed", "session.force_ended", "session.ended"}
+                        <= flaky.types()
+                    ),
+                    15,
+                    "orphan, freed, force-ended",
+                )
             await _until(lambda: "charge_point.offline" in flaky.types(), 10, "offline")
             log = (await admin.get("/api/webhooks")).json()["data"]
             session = (await admin.get(f"/api/ChargingSession/{session_id}")).json()["data"]
@@ -140,18 +171,32 @@ async def test_events_are_signed_retried_and_logged(db_url, tmp_path):
     assert [r["status"] for r in first] == [500, 500, 200]
     assert first[1]["at"] - first[0]["at"] >= 0.25 and first[2]["at"] - first[1]["at"] >= 0.55  # 0.3 s, then 0.6 s
     bodies = {b["type"]: b for b in flaky.bodies()}
-    assert set(bodies) == {"charge_point.online", "charge_point.offline", "transaction.orphaned", "connector.freed",
-                           "session.force_ended", "session.ended"}
+    assert set(bodies) == {
+        "charge_point.online",
+        "charge_point.offline",
+        "transaction.orphaned",
+        "connector.freed",
+        "session.force_ended",
+        "session.ended",
+    }
     assert bodies["charge_point.online"]["data"] == {"chargePointId": "WH1"}
     orphaned = bodies["transaction.orphaned"]["data"]
     assert (orphaned["chargePointId"], orphaned["connectorId"], orphaned["transactionId"]) == ("WH1", 2, tx2)
     ended = bodies["session.force_ended"]["data"]
     assert (ended["sessionId"], ended["transactionId"], ended["reason"], ended["actor"]) == (
-        session_id, tx1, "ForceEnded", "tests")
+        session_id,
+        tx1,
+        "ForceEnded",
+        "tests",
+    )
     assert ended["energyWh"] == 5000 and ended["fee"] == "0.00" and "waive" in ended["feeWaived"]
     # Every session end is a session.ended, whatever ended it: here the unlock's, with the same figures.
     assert {k: bodies["session.ended"]["data"][k] for k in ("sessionId", "reason", "energyWh", "fee")} == {
-        "sessionId": session_id, "reason": "ForceEnded", "energyWh": 5000, "fee": "0.00"}
+        "sessionId": session_id,
+        "reason": "ForceEnded",
+        "energyWh": 5000,
+        "fee": "0.00",
+    }
     freed = {b["data"]["connectorId"]: b["data"] for b in flaky.bodies() if b["type"] == "connector.freed"}
     assert set(freed) == {1, 2}  # 1 by the unlock, 2 by the orphan rule
     assert f"open_transaction:{tx1}" in freed[1]["previousReasons"]
@@ -167,8 +212,11 @@ async def test_events_are_signed_retried_and_logged(db_url, tmp_path):
 
 async def test_a_hanging_receiver_costs_only_its_own_queue(db_url, tmp_path):
     """It never answers: its queue fills to its bound and drops its oldest; OCPP and the other receiver go on."""
-    with receiver(hang=threading.Event()) as dead, receiver() as alive, serving(
-            db_url, tmp_path, (dead, None), (alive, SECRET), extra=("--webhook-queue-size", "3")) as csms:
+    with (
+        receiver(hang=threading.Event()) as dead,
+        receiver() as alive,
+        serving(db_url, tmp_path, (dead, None), (alive, SECRET), extra=("--webhook-queue-size", "3")) as csms,
+    ):
         latencies = []
         for n in range(8):  # 16 presence events
             async with connect(csms.ocpp, f"HANG{n}") as cp:
@@ -189,6 +237,7 @@ async def test_a_hanging_receiver_costs_only_its_own_queue(db_url, tmp_path):
     stuck = state[dead.url]
     assert answered_by_dead == 0 and stuck["inFlight"] is not None  # still trying its first event
     assert ("charge_point.online", "retrying", "no answer within 10 s") in [
-        (d["eventType"], d["outcome"], d["error"]) for d in hooks["deliveries"] if d["receiver"] == dead.url]
+        (d["eventType"], d["outcome"], d["error"]) for d in hooks["deliveries"] if d["receiver"] == dead.url
+    ]
     assert stuck["queued"] == 3 and stuck["dropped"] == 16 - 1 - 3 and stuck["delivered"] == 0
     assert state[alive.url]["delivered"] == 16

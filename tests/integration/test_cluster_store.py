@@ -139,10 +139,16 @@ async def test_a_node_closes_its_half_open_socket_when_its_read_shows_a_newer_co
         async def aclose(self, code, reason):
             closed.append((code, reason))
 
-    settings = types.SimpleNamespace(cluster_refresh_seconds=0.5, cluster_lease_seconds=5.0, db_url=db_url,
-                                     call_timeout_seconds=5)
-    ctx = types.SimpleNamespace(settings=settings, registry=Registry(), accepted_charge_points=set(),
-                                known_charge_points=set(), db=types.SimpleNamespace(sessions=lambda: Session(pg)))
+    settings = types.SimpleNamespace(
+        cluster_refresh_seconds=0.5, cluster_lease_seconds=5.0, db_url=db_url, call_timeout_seconds=5
+    )
+    ctx = types.SimpleNamespace(
+        settings=settings,
+        registry=Registry(),
+        accepted_charge_points=set(),
+        known_charge_points=set(),
+        db=types.SimpleNamespace(sessions=lambda: Session(pg)),
+    )
     node = ClusterNode(ctx, "a")
     ctx.registry.on_change = node._mark_changed
     connected = datetime.now(UTC)
@@ -167,7 +173,6 @@ def test_the_clusters_own_connections_carry_tcp_keepalives(db_url):
 
     from csms.cluster.node import _KEEPALIVES
     from csms.db.engine import normalise_url
-
 
     url = make_url(normalise_url(db_url)).set(drivername="postgresql").render_as_string(hide_password=False)
     with psycopg.connect(url, **_KEEPALIVES) as conn:

@@ -12,8 +12,10 @@ from trio_websocket import WebSocketRequest, open_websocket
 from csms.metrics import CONNECTION_FAILURES
 from csms.ocpp.ws_server import GuardedWebSocketServer
 
-UPGRADE = (b"GET /boom HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-           b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+UPGRADE = (
+    b"GET /boom HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+)
 
 
 def _count(stage: str, kind: str) -> float:

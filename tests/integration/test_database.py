@@ -20,8 +20,17 @@ NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def _reservation(rid: str, status: str = "PendingPayment", connector: int = 1) -> PaymentReservation:
-    return PaymentReservation(id=rid, station_id="S", charge_point_id="CP", connector_id=connector, id_tag="T",
-                              tariff=Decimal("0.25"), status=status, created_at=NOW, updated_at=NOW)
+    return PaymentReservation(
+        id=rid,
+        station_id="S",
+        charge_point_id="CP",
+        connector_id=connector,
+        id_tag="T",
+        tariff=Decimal("0.25"),
+        status=status,
+        created_at=NOW,
+        updated_at=NOW,
+    )
 
 
 @pytest.fixture
@@ -100,6 +109,7 @@ async def test_latest_writes_that_meet_an_outage_are_retried_until_stored(db):
                 down["left"] -= 1
                 raise OperationalError("INSERT ...", {}, Exception("connection refused"))
             s.add(AuditEvent(at=NOW, actor="t", action=value))
+
         return fn
 
     db.submit_latest(("CP", 1), status("Faulted"))

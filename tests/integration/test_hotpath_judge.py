@@ -37,14 +37,20 @@ def test_hot_judge_agrees_with_the_orm_judge(db_url):
             for id_tag in asked:
                 for accept_unknown in (False, True):
                     for starting, concurrent in ((None, False), (None, True), (busy_tx, True), (busy_tx + 1, True)):
-                        kw = dict(now=NOW, accept_unknown=accept_unknown, starting=starting,
-                                  check_concurrent=concurrent)
+                        kw = dict(
+                            now=NOW, accept_unknown=accept_unknown, starting=starting, check_concurrent=concurrent
+                        )
                         orm = id_tag_store.judge(s, id_tag, **kw)
                         hot = judge_id_tag(s, id_tag, **kw)
                         assert hot == orm, (id_tag, kw)
                         seen.add(orm.status)
         # the matrix reaches every answer, so agreement means something
-        assert seen == {IdTagStatus.ACCEPTED, IdTagStatus.CONCURRENT_TX, IdTagStatus.EXPIRED, IdTagStatus.BLOCKED,
-                        IdTagStatus.INVALID}
+        assert seen == {
+            IdTagStatus.ACCEPTED,
+            IdTagStatus.CONCURRENT_TX,
+            IdTagStatus.EXPIRED,
+            IdTagStatus.BLOCKED,
+            IdTagStatus.INVALID,
+        }
     finally:
         engine.dispose()

@@ -18,8 +18,9 @@ from tests.support.db import plant_stuck_session
 
 @pytest.fixture
 def ctx(db_url, database):
-    return Context(settings=Settings(db_url=db_url, session_idle_hours=2), clock=FakeClock(), db=database,
-                   registry=Registry())
+    return Context(
+        settings=Settings(db_url=db_url, session_idle_hours=2), clock=FakeClock(), db=database, registry=Registry()
+    )
 
 
 async def test_idle_session_is_force_ended_after_the_limit_and_not_before(ctx):

@@ -39,8 +39,12 @@ async def ctx(db_url, nursery):
 
 
 def _sample(wh: int, stamp: str) -> list[dict]:
-    return [{"timestamp": stamp, "sampled_value": [{"value": str(wh), "measurand": "Energy.Active.Import.Register",
-                                                    "unit": "Wh"}]}]
+    return [
+        {
+            "timestamp": stamp,
+            "sampled_value": [{"value": str(wh), "measurand": "Energy.Active.Import.Register", "unit": "Wh"}],
+        }
+    ]
 
 
 async def _open_tx(ctx: Context, cp_id: str) -> int:
@@ -66,8 +70,9 @@ async def test_a_foreign_sample_of_a_known_transaction_never_enters_the_queue(ct
     tx = await _open_tx(ctx, "A")
     ctx.transaction_owners[tx] = "A"
     queued = ctx.db.queued
-    ChargePointHandlers(ctx, "B").on_meter_values(connector_id=1, meter_value=_sample(5_000, "2026-01-01T12:00:01Z"),
-                                                  transaction_id=tx)
+    ChargePointHandlers(ctx, "B").on_meter_values(
+        connector_id=1, meter_value=_sample(5_000, "2026-01-01T12:00:01Z"), transaction_id=tx
+    )
     assert ctx.db.queued == queued
 
 

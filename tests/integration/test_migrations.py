@@ -97,9 +97,19 @@ def test_csms_db_upgrade_keeps_the_rows_of_the_first_revision(db_url):
         # The partial unique index of the reservations (a table altered since) still holds.
         with pytest.raises(IntegrityError), Session(engine) as s, s.begin():
             for rid in ("r-a", "r-b"):
-                s.add(PaymentReservation(id=rid, station_id="CP1", charge_point_id="CP1", connector_id=1,
-                                         id_tag="T", tariff=Decimal("0.3"), status="PendingPayment",
-                                         created_at=NOW, updated_at=NOW))
+                s.add(
+                    PaymentReservation(
+                        id=rid,
+                        station_id="CP1",
+                        charge_point_id="CP1",
+                        connector_id=1,
+                        id_tag="T",
+                        tariff=Decimal("0.3"),
+                        status="PendingPayment",
+                        created_at=NOW,
+                        updated_at=NOW,
+                    )
+                )
     finally:
         engine.dispose()
 
@@ -179,8 +189,9 @@ def test_an_upgrade_that_fails_halfway_leaves_the_database_as_it_was(db_url, mon
     assert before[0] == "0002" and "meter_seen_at" not in before[1]["transactions"]
 
     if how == "crash":
-        died = subprocess.run([sys.executable, "-c", _CRASH_AFTER_ONE_COLUMN, db_url], capture_output=True,
-                              text=True, timeout=60)
+        died = subprocess.run(
+            [sys.executable, "-c", _CRASH_AFTER_ONE_COLUMN, db_url], capture_output=True, text=True, timeout=60
+        )
         assert died.returncode == 3, died.stderr
     else:
         real_add_column = DefaultImpl.add_column
@@ -294,7 +305,8 @@ def test_concurrent_starts_on_one_database_take_turns(db_url):
     for t in threads:
         t.join(60)
     assert sorted(str(r) for r in results) == sorted(
-        [str(schema.Action.CREATE)] + [str(schema.Action.NOTHING)] * (n - 1)), results
+        [str(schema.Action.CREATE)] + [str(schema.Action.NOTHING)] * (n - 1)
+    ), results
     engine = make_engine(db_url)
     with engine.connect() as conn:
         assert conn.execute(select(text("count(*)")).select_from(text(schema.VERSION_TABLE))).scalar() == 1

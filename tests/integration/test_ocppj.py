@@ -6,6 +6,7 @@ import json
 
 import pytest
 import trio
+import trio.lowlevel
 from ocpp.routing import on
 from ocpp.v16 import call, call_result
 from ocpp.v16.enums import RegistrationStatus
@@ -23,7 +24,7 @@ class CentralHandlers:
 
     @on("Heartbeat")
     async def on_heartbeat(self):
-        await trio.sleep(0)
+        await trio.lowlevel.checkpoint()
         return {"currentTime": "2026-01-01T00:00:00Z"}
 
     @on("Authorize")
@@ -61,8 +62,9 @@ async def pair(nursery):
     ws_cm = open_websocket_url(f"ws://127.0.0.1:{port}/ocpp/CP1", subprotocols=["ocpp1.6"])
     ws = await ws_cm.__aenter__()
     raw = []
-    point = OcppConnection(ws, peer="csms", handlers=point_handlers, call_timeout=2,
-                           trace=lambda d, t: raw.append((d, t)))
+    point = OcppConnection(
+        ws, peer="csms", handlers=point_handlers, call_timeout=2, trace=lambda d, t: raw.append((d, t))
+    )
     nursery.start_soon(point.run)
     central = await recv.receive()
     yield central, point, ws, point_handlers, raw
@@ -110,7 +112,11 @@ async def test_unanswered_call_times_out_and_connection_stays_usable(pair):
         ('[2,"u4","Reset",{"type":"Hard"}]', "NotSupported", "u4"),
         ('[2,"u5","BootNotification",{"chargePointVendor":5,"chargePointModel":"M"}]', "TypeConstraintViolation", "u5"),
         ('[2,"u6","BootNotification",{"chargePointModel":"M"}]', "OccurenceConstraintViolation", "u6"),
-        ('[2,"u7","BootNotification",{"chargePointVendor":"V","chargePointModel":"M","x":1}]', "FormationViolation", "u7"),
+        (
+            '[2,"u7","BootNotification",{"chargePointVendor":"V","chargePointModel":"M","x":1}]',
+            "FormationViolation",
+            "u7",
+        ),
     ],
 )
 async def test_bad_frames_get_the_right_call_error(pair, frame, code, uid):

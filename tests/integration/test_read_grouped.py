@@ -41,4 +41,3 @@ async def test_without_the_writer_it_is_a_plain_read(db_url):
         assert db.read_groups == 0
     finally:
         engine.dispose()
-

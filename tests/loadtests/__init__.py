@@ -9,5 +9,6 @@ import importlib.util
 
 import pytest
 
-needs_locust = pytest.mark.skipif(importlib.util.find_spec("locust") is None,
-                                  reason="the load tests need locust (the dev/load extras)")
+needs_locust = pytest.mark.skipif(
+    importlib.util.find_spec("locust") is None, reason="the load tests need locust (the dev/load extras)"
+)

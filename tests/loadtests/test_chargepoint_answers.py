@@ -84,8 +84,12 @@ PROBE = textwrap.dedent("""
 def test_the_charge_point_answers_the_csms_and_its_trace_rebuilds_the_truth(tmp_path):
     csms = start_csms(f"sqlite:///{tmp_path / 'csms.db'}", tmp_path, ["--allow-unknown-chargers"])
     try:
-        done = subprocess.run([sys.executable, "-c", PROBE, csms.ocpp, csms.http, ADMIN_TOKEN, str(tmp_path)],
-                              capture_output=True, text=True, timeout=90)
+        done = subprocess.run(
+            [sys.executable, "-c", PROBE, csms.ocpp, csms.http, ADMIN_TOKEN, str(tmp_path)],
+            capture_output=True,
+            text=True,
+            timeout=90,
+        )
     finally:
         csms.stop()
     assert done.returncode == 0, done.stderr[-4000:]
@@ -109,5 +113,12 @@ def test_the_charge_point_answers_the_csms_and_its_trace_rebuilds_the_truth(tmp_
     assert tl["states"] == ["plugged", "charging", "finishing", "unplugged"]
     assert tl["end"] == "stop" and tl["reason"] == "Remote" and tl["stopAcked"] and tl["samples"] >= 1
     assert tl["links"] == [True, False]
-    assert {"BootNotification", "Authorize", "StartTransaction", "MeterValues", "StopTransaction",
-            "StatusNotification", "connect"} <= set(out["calls"])
+    assert {
+        "BootNotification",
+        "Authorize",
+        "StartTransaction",
+        "MeterValues",
+        "StopTransaction",
+        "StatusNotification",
+        "connect",
+    } <= set(out["calls"])

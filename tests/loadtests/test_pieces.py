@@ -34,8 +34,14 @@ def _ns(**kw):
 
 
 def test_options_use_the_simulators_fault_syntax_and_say_what_is_wrong():
-    opts = LoadOptions.from_parsed(_ns(fault=["drop_stop_transaction=0.1,available=false", "reboot=@30"],
-                                       session_seconds="3:9", unstuck_run="ab12", cp_prefix="LT"))
+    opts = LoadOptions.from_parsed(
+        _ns(
+            fault=["drop_stop_transaction=0.1,available=false", "reboot=@30"],
+            session_seconds="3:9",
+            unstuck_run="ab12",
+            cp_prefix="LT",
+        )
+    )
     assert [f.name for f in opts.faults] == ["drop_stop_transaction", "reboot"]
     assert opts.faults[0].probability == 0.1 and opts.faults[0].param("available") is False
     assert opts.session == (3.0, 9.0) and opts.run_prefix == "LTab12-"
@@ -46,8 +52,16 @@ def test_options_use_the_simulators_fault_syntax_and_say_what_is_wrong():
 
 
 def _verdict_record(t, asked, cp, connector, verdict):
-    return {"t": t, "cp": cp, "kind": "verdict", "connector": connector, "asked": asked, "verdict": verdict,
-            "reasons": [], "signals": None}
+    return {
+        "t": t,
+        "cp": cp,
+        "kind": "verdict",
+        "connector": connector,
+        "asked": asked,
+        "verdict": verdict,
+        "reasons": [],
+        "signals": None,
+    }
 
 
 def test_occupancy_answers_during_the_load_are_judged_for_falsely_free():
@@ -57,15 +71,42 @@ def test_occupancy_answers_during_the_load_are_judged_for_falsely_free():
         {"t": 0.0, "cp": "CP1", "kind": "identity", "connectors": 1},
         {"t": 0.1, "cp": "CP1", "kind": "link", "event": "connected"},
         _verdict_record(0.9, 0.8, "CP1", 1, FREE),
-        {"t": 1.0, "cp": "CP1", "kind": "state", "connector": 1, "event": "plug", "before": "unplugged",
-         "after": "plugged"},
-        {"t": 1.1, "cp": "CP1", "kind": "state", "connector": 1, "event": "start", "before": "plugged",
-         "after": "charging"},
-        {"t": 1.1, "cp": "CP1", "kind": "tx", "connector": 1, "event": "start", "local_id": 1, "tag": "T",
-         "meter": 100},
+        {
+            "t": 1.0,
+            "cp": "CP1",
+            "kind": "state",
+            "connector": 1,
+            "event": "plug",
+            "before": "unplugged",
+            "after": "plugged",
+        },
+        {
+            "t": 1.1,
+            "cp": "CP1",
+            "kind": "state",
+            "connector": 1,
+            "event": "start",
+            "before": "plugged",
+            "after": "charging",
+        },
+        {
+            "t": 1.1,
+            "cp": "CP1",
+            "kind": "tx",
+            "connector": 1,
+            "event": "start",
+            "local_id": 1,
+            "tag": "T",
+            "meter": 100,
+        },
         # What tells the CSMS (the oracle's grace runs from the telling on a charge point online all along).
-        {"t": 1.1, "cp": "CP1", "kind": "out", "frame": '[2,"u1","StartTransaction",{"connectorId":1,"idTag":"T",'
-                                                        '"meterStart":100,"timestamp":"2026-01-01T00:00:00Z"}]'},
+        {
+            "t": 1.1,
+            "cp": "CP1",
+            "kind": "out",
+            "frame": '[2,"u1","StartTransaction",{"connectorId":1,"idTag":"T",'
+            '"meterStart":100,"timestamp":"2026-01-01T00:00:00Z"}]',
+        },
         _verdict_record(5.1, 5.0, "CP1", 1, FREE),
         _verdict_record(6.1, 6.0, "CP1", 1, BUSY),
         {"t": 7.0, "cp": "CP1", "kind": "app", "event": "started", "session_id": "s-1", "tariff": "0.4999"},
@@ -82,18 +123,41 @@ def test_the_sync_adapter_asks_exactly_what_the_scenarios_adapter_asks():
     def handler(request: httpx.Request) -> httpx.Response:
         seen.append((request.method, request.url.path, dict(request.url.params), request.headers["authorization"]))
         if request.url.path == "/api/connectors":
-            rows = [{"chargePointId": "LTx-L0001", "connectorId": 1, "verdict": "busy", "reasons": ["live_status:Charging"],
-                     "signals": {}}]
+            rows = [
+                {
+                    "chargePointId": "LTx-L0001",
+                    "connectorId": 1,
+                    "verdict": "busy",
+                    "reasons": ["live_status:Charging"],
+                    "signals": {},
+                }
+            ]
             return httpx.Response(200, json={"success": True, "data": rows})
         if request.url.path == "/api/connectors/LTx-L0001/2/occupancy":
             return httpx.Response(200, json={"success": True, "data": {"verdict": "free", "reasons": []}})
-        return httpx.Response(200, json={"success": True, "data": [{
-            "transactionId": 7, "chargePointId": "LTx-L0001", "connectorId": 1, "idTag": "T", "meterStart": 5,
-            "meterStop": None, "stopTime": None, "session": None}]})
+        return httpx.Response(
+            200,
+            json={
+                "success": True,
+                "data": [
+                    {
+                        "transactionId": 7,
+                        "chargePointId": "LTx-L0001",
+                        "connectorId": 1,
+                        "idTag": "T",
+                        "meterStart": 5,
+                        "meterStop": None,
+                        "stopTime": None,
+                        "session": None,
+                    }
+                ],
+            },
+        )
 
     adapter = SyncRestAdapter("ws://x/ocpp", "http://csms", "tok", cp_prefix="LTx-")
-    adapter.adapter._http.client = httpx.Client(base_url="http://csms", transport=httpx.MockTransport(handler),
-                                                headers={"Authorization": "Bearer tok"})
+    adapter.adapter._http.client = httpx.Client(
+        base_url="http://csms", transport=httpx.MockTransport(handler), headers={"Authorization": "Bearer tok"}
+    )
     verdicts = adapter.verdicts([("LTx-L0001", 1), ("LTx-L0001", 2)])
     assert {k: v.verdict for k, v in verdicts.items()} == {("LTx-L0001", 1): BUSY, ("LTx-L0001", 2): FREE}
     [tx] = adapter.transactions("LTx-")
@@ -137,8 +201,9 @@ def test_websockets_sync_client_cooperates_with_gevent_monkey_patching(tmp_path)
 
     csms = start_csms(f"sqlite:///{tmp_path / 'csms.db'}", tmp_path, ["--allow-unknown-chargers"])
     try:
-        done = subprocess.run([sys.executable, "-c", GEVENT_PROBE, csms.ocpp, "100"], capture_output=True,
-                              text=True, timeout=90)
+        done = subprocess.run(
+            [sys.executable, "-c", GEVENT_PROBE, csms.ocpp, "100"], capture_output=True, text=True, timeout=90
+        )
     finally:
         csms.stop()
     assert done.returncode == 0, done.stderr[-3000:]
@@ -160,7 +225,12 @@ def test_loadtests_never_import_the_csms_themselves():
     offenders = []
     for path in sorted(root.glob("*.py")):
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
-            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
-                     else [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom) and not node.level
+                else []
+            )
             offenders += [f"{path.name}: {n}" for n in names if n == "csms" or n.startswith("csms.")]
     assert offenders == []

@@ -81,8 +81,7 @@ class LibCsmsAdapter:
         out = {}
         for key in connectors:
             last, txs = status.get(key), open_tx.get(key, [])
-            signals: dict[str, Any] = {"connected": key[0] in connected, "lastStatus": last,
-                                       "openTransactions": txs}
+            signals: dict[str, Any] = {"connected": key[0] in connected, "lastStatus": last, "openTransactions": txs}
             if key[0] not in connected:
                 out[key] = Verdict(OFFLINE, ("charger:disconnected",), signals)
             elif txs:
@@ -121,8 +120,14 @@ class LibCsmsAdapter:
         if session_id not in self._sessions:
             return None
         cp, connector, tag, before = self._sessions[session_id]
-        return next((s.transaction_id for s in self.central.started(cp)[before:]
-                     if s.connector_id == connector and s.id_tag == tag), None)
+        return next(
+            (
+                s.transaction_id
+                for s in self.central.started(cp)[before:]
+                if s.connector_id == connector and s.id_tag == tag
+            ),
+            None,
+        )
 
     async def stop(self, session_id: str) -> bool:
         transaction_id = self.transaction_of(session_id)
@@ -153,8 +158,16 @@ class LibCsmsAdapter:
             if not s.cp.startswith(cp_prefix):
                 continue
             stop = stops.get((s.cp, s.transaction_id))
-            out.append(StoredTransaction(
-                transaction_id=s.transaction_id, cp=s.cp, connector=s.connector_id, id_tag=s.id_tag,
-                meter_start=s.meter_start, meter_stop=None if stop is None else int(stop["meterStop"]),
-                stop_reason=None if stop is None else stop.get("reason", "Local"), closed=stop is not None))
+            out.append(
+                StoredTransaction(
+                    transaction_id=s.transaction_id,
+                    cp=s.cp,
+                    connector=s.connector_id,
+                    id_tag=s.id_tag,
+                    meter_start=s.meter_start,
+                    meter_stop=None if stop is None else int(stop["meterStop"]),
+                    stop_reason=None if stop is None else stop.get("reason", "Local"),
+                    closed=stop is not None,
+                )
+            )
         return out

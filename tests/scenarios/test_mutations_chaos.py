@@ -23,8 +23,21 @@ STOP_LOSING = {"drop_stop_transaction", "reboot", "disconnect_mid_session"}
 
 
 def test_chaos_catches_a_csms_that_does_not_heal(tmp_path):
-    cmd = [sys.executable, "-m", "scenarios.cli", "run", "chaos_under_load", "--scale", "10", "--chaos-seconds", "12",
-           "--report", str(tmp_path), "--csms-arg=--orphan-grace-seconds=0", "--csms-arg=--quiet-transaction-seconds=0"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "scenarios.cli",
+        "run",
+        "chaos_under_load",
+        "--scale",
+        "10",
+        "--chaos-seconds",
+        "12",
+        "--report",
+        str(tmp_path),
+        "--csms-arg=--orphan-grace-seconds=0",
+        "--csms-arg=--quiet-transaction-seconds=0",
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert proc.returncode == 1, (proc.stdout + proc.stderr)[-4000:]
     (record,) = json.loads((tmp_path / "summary.json").read_text())["scenarios"]
@@ -35,16 +48,30 @@ def test_chaos_catches_a_csms_that_does_not_heal(tmp_path):
     for v in stuck:  # each stuck connector's history shows how its StopTransaction was lost
         assert STOP_LOSING & {f["name"] for f in v["faults"]}, v
     busy = [v for v in record["violations"] if v["kind"] == "falsely_busy"]
-    assert all(v["verdict"]["verdict"] == "busy" and any(r.startswith("open_transaction:") for r in
-                                                         v["verdict"]["reasons"]) for v in busy), busy
+    assert all(
+        v["verdict"]["verdict"] == "busy" and any(r.startswith("open_transaction:") for r in v["verdict"]["reasons"])
+        for v in busy
+    ), busy
     assert "falsely_busy" in proc.stdout and "drop_stop_transaction" in proc.stdout
 
 
 def test_chaos_catches_a_csms_that_forgets_the_session_of_a_superseded_transaction(tmp_path):
     """The next car's StartTransaction supersedes a transaction whose stop was lost; a CSMS that closes it
     but leaves the app's session open (Charging, unbilled for ever) fails with open_session."""
-    cmd = [sys.executable, "-m", "scenarios.cli", "run", "chaos_under_load", "--scale", "10", "--chaos-seconds", "30",
-           "--report", str(tmp_path), *scenario_flags(["mutant=supersede_keeps_session"])]
+    cmd = [
+        sys.executable,
+        "-m",
+        "scenarios.cli",
+        "run",
+        "chaos_under_load",
+        "--scale",
+        "10",
+        "--chaos-seconds",
+        "30",
+        "--report",
+        str(tmp_path),
+        *scenario_flags(["mutant=supersede_keeps_session"]),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert proc.returncode == 1, (proc.stdout + proc.stderr)[-4000:]
     (record,) = json.loads((tmp_path / "summary.json").read_text())["scenarios"]

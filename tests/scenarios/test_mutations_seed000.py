@@ -51,8 +51,7 @@ def _suffix(cp: str) -> str:
 def run_broken(name: str, tmp_path: Path, *csms_args: str) -> Failed:
     """Run scenario `name` against a CSMS started with `csms_args`; it must fail (exit 1)."""
     report = tmp_path / "report"
-    cmd = [sys.executable, "-m", "scenarios.cli", "run", name, "--report", str(report),
-           *scenario_flags(csms_args)]
+    cmd = [sys.executable, "-m", "scenarios.cli", "run", name, "--report", str(report), *scenario_flags(csms_args)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT)
     output = proc.stdout + proc.stderr
     assert proc.returncode == 1, f"{name} should fail against `csms serve {' '.join(csms_args)}`:\n{output[-6000:]}"
@@ -75,8 +74,13 @@ def assert_violations(failed: Failed, where: tuple[str, int], *kinds: str, fault
 
 def test_unlock_multiple_stuck_sessions_catches_an_unlock_that_keeps_the_transaction(tmp_path):
     failed = run_broken("unlock_multiple_stuck_sessions", tmp_path, "mutant=unlock_keeps_transaction")
-    assert_violations(failed, ("0001", 1), "falsely_busy", "unclosed_transaction",
-                      faults={"drop_stop_transaction", "accept_remote_start_never_start"})
+    assert_violations(
+        failed,
+        ("0001", 1),
+        "falsely_busy",
+        "unclosed_transaction",
+        faults={"drop_stop_transaction", "accept_remote_start_never_start"},
+    )
     assert "open_transaction:" in json.dumps(failed.record["violations"])  # the CSMS said why it was busy
 
 
@@ -119,10 +123,14 @@ def test_unlock_failures_catches_an_unlock_that_calls_a_charging_connector_free(
 
 def test_unlock_failures_catches_a_failed_unlock_that_leaves_the_connector_blocked(tmp_path):
     failed = run_broken("unlock_failures", tmp_path, "mutant=unlock_keeps_transaction")
-    for suffix, fault in (("FAILED0001", "unlock_failed"), ("NOTSUP0001", "unlock_not_supported"),
-                          ("NOANSWER0001", "unlock_no_answer")):
-        assert_violations(failed, (suffix, 1), "falsely_busy", "unclosed_transaction",
-                          faults={fault, "drop_stop_transaction"})
+    for suffix, fault in (
+        ("FAILED0001", "unlock_failed"),
+        ("NOTSUP0001", "unlock_not_supported"),
+        ("NOANSWER0001", "unlock_no_answer"),
+    ):
+        assert_violations(
+            failed, (suffix, 1), "falsely_busy", "unclosed_transaction", faults={fault, "drop_stop_transaction"}
+        )
 
 
 def test_concurrent_starts_catches_a_reservation_that_does_not_hold_its_connector(tmp_path):

@@ -28,13 +28,22 @@ from simulator.truth import truth_at
 from .tracebuild import STEPS, TraceBuilder, random_story
 
 
-def sample(t: float, verdict: str, *, c: int = 1, cp: str = "CP1", until: float = -1.0,
-           reasons: tuple[str, ...] = (), signals: dict | None = None) -> Sample:
+def sample(
+    t: float,
+    verdict: str,
+    *,
+    c: int = 1,
+    cp: str = "CP1",
+    until: float = -1.0,
+    reasons: tuple[str, ...] = (),
+    signals: dict | None = None,
+) -> Sample:
     return Sample(t, cp, c, Verdict(verdict, reasons, signals), until)
 
 
-def run(b: TraceBuilder | list, samples=(), stored=None, *, window: float = 5.0, end: float | None = None,
-        **rules) -> list[tuple[str, str, int]]:
+def run(
+    b: TraceBuilder | list, samples=(), stored=None, *, window: float = 5.0, end: float | None = None, **rules
+) -> list[tuple[str, str, int]]:
     records = b.records if isinstance(b, TraceBuilder) else b
     tl = Timeline.from_records(records, connectors={"CP1": 2}, end=end)
     j = judge(list(samples), tl, stored, Rules(recovery_window=window, **rules))
@@ -48,9 +57,17 @@ def judged(b: TraceBuilder, samples=(), stored=None, *, window: float = 5.0, end
 
 def row(x: SimTransaction, **kw) -> StoredTransaction:
     """What an honest CSMS stores for a real transaction (override fields with `kw`)."""
-    fields = dict(transaction_id=x.transaction_id, cp=x.cp, connector=x.connector, id_tag=x.id_tag,
-                  meter_start=x.meter_start, meter_stop=x.meter_end, stop_reason=x.reason,
-                  closed=x.ended_at is not None, session=None)
+    fields = dict(
+        transaction_id=x.transaction_id,
+        cp=x.cp,
+        connector=x.connector,
+        id_tag=x.id_tag,
+        meter_start=x.meter_start,
+        meter_stop=x.meter_end,
+        stop_reason=x.reason,
+        closed=x.ended_at is not None,
+        session=None,
+    )
     fields.update(kw)
     return StoredTransaction(**fields)
 
@@ -102,8 +119,11 @@ def _silent_start(t0: float, told_at: float, *, online: bool = True) -> TraceBui
     b.apply(t0, 1, Event.PLUG, 0)
     b.apply(t0, 1, Event.START, 0)
     b.write(t0, "tx", connector=1, event="start", local_id=1, tag="TAG1", remote=False, meter=0)
-    b.call(told_at, "StartTransaction", {"connectorId": 1, "idTag": "TAG1", "meterStart": 0,
-                                         "timestamp": "2024-01-01T00:00:00Z"})
+    b.call(
+        told_at,
+        "StartTransaction",
+        {"connectorId": 1, "idTag": "TAG1", "meterStart": 0, "timestamp": "2024-01-01T00:00:00Z"},
+    )
     return b
 
 
@@ -133,8 +153,11 @@ def test_a_silent_connectors_earlier_transaction_does_not_count_as_telling():
     b.apply(30.0, 1, Event.PLUG, 100)
     b.apply(30.0, 1, Event.START, 100)
     b.write(30.0, "tx", connector=1, event="start", local_id=9, tag="TAG1", remote=False, meter=100)
-    b.call(32.0, "StartTransaction", {"connectorId": 1, "idTag": "TAG1", "meterStart": 100,
-                                       "timestamp": "2024-01-01T00:00:00Z"})
+    b.call(
+        32.0,
+        "StartTransaction",
+        {"connectorId": 1, "idTag": "TAG1", "meterStart": 100, "timestamp": "2024-01-01T00:00:00Z"},
+    )
     assert run(b, [sample(31.6, FREE)], **FREE_ONLY) == []
     assert run(b, [sample(33.6, FREE)], **FREE_ONLY) == [("falsely_free", "CP1", 1)]
 
@@ -276,8 +299,9 @@ def test_a_gone_charger_must_be_reported_offline():
     assert run(b, [sample(24.9, BUSY), sample(24.9, FREE)], **BUSY_ONLY) == []  # within the window
     assert run(b, [sample(25.0, OFFLINE)], **BUSY_ONLY) == []
     assert run(b, [sample(25.0, BUSY)], **BUSY_ONLY) == [("not_offline", "CP1", 1)]
-    assert run(b, [sample(25.0, FREE)], **BUSY_ONLY) == [("not_offline", "CP1", 1)], \
+    assert run(b, [sample(25.0, FREE)], **BUSY_ONLY) == [("not_offline", "CP1", 1)], (
         "a charger gone for the whole window is never free"
+    )
     (v,) = judged(b, [sample(25.0, FREE)], **BUSY_ONLY).violations
     assert "gone since t=20.0s" in v.message and "says free" in v.message
 
@@ -288,16 +312,19 @@ def test_a_charger_that_never_connected_is_gone_from_the_start():
     assert run(b, [sample(5.0, OFFLINE)], **BUSY_ONLY) == []
 
 
-@pytest.mark.parametrize(("faults", "blind"), [
-    ([("stuck_status", 1, {"status": "Finishing"})], True),
-    ([("stuck_status", 1, {"status": "Charging"})], True),
-    ([("silent_connector", 1, {}), ("drop_stop_transaction", 1, {"available": False})], True),
-    ([("silent_connector", 1, {"ignore_trigger": True}), ("drop_stop_transaction", 1, {})], True),
-    ([("silent_connector", 1, {"ignore_trigger": False}), ("drop_stop_transaction", 1, {})], False),
-    ([("drop_stop_transaction", 1, {"available": False})], False),  # a TriggerMessage gets the truth
-    ([("silent_connector", 1, {})], False),  # transactions still tell it
-    ([("stuck_status", 2, {})], False),  # another connector's
-])
+@pytest.mark.parametrize(
+    ("faults", "blind"),
+    [
+        ([("stuck_status", 1, {"status": "Finishing"})], True),
+        ([("stuck_status", 1, {"status": "Charging"})], True),
+        ([("silent_connector", 1, {}), ("drop_stop_transaction", 1, {"available": False})], True),
+        ([("silent_connector", 1, {"ignore_trigger": True}), ("drop_stop_transaction", 1, {})], True),
+        ([("silent_connector", 1, {"ignore_trigger": False}), ("drop_stop_transaction", 1, {})], False),
+        ([("drop_stop_transaction", 1, {"available": False})], False),  # a TriggerMessage gets the truth
+        ([("silent_connector", 1, {})], False),  # transactions still tell it
+        ([("stuck_status", 2, {})], False),  # another connector's
+    ],
+)
 def test_blinding_faults_excuse_a_busy_connector_unless_an_admin_told_the_csms(faults, blind):
     b = idle_from(2.0)
     for name, connector, params in faults:
@@ -474,10 +501,21 @@ def test_a_stop_that_was_sent_but_not_acknowledged_is_judged_like_a_force_end():
     assert run(b, [], honest_rows(b, meter_stop=398), end=100.0) == [("wrong_energy", "CP1", 1)]
 
 
-@pytest.mark.parametrize(("meter_stop", "ok"), [
-    # real 700 Wh; the CSMS acknowledged samples up to 600 Wh (one sample is up to 300 Wh)
-    (700, True), (600, True), (599, True), (701, True),
-    (598, False), (399, False), (702, False), (0, False), (2000, False)])
+@pytest.mark.parametrize(
+    ("meter_stop", "ok"),
+    [
+        # real 700 Wh; the CSMS acknowledged samples up to 600 Wh (one sample is up to 300 Wh)
+        (700, True),
+        (600, True),
+        (599, True),
+        (701, True),
+        (598, False),
+        (399, False),
+        (702, False),
+        (0, False),
+        (2000, False),
+    ],
+)
 def test_a_force_ended_transaction_is_stored_between_its_evidence_and_the_truth(meter_stop, ok):
     b = dropped_stop()
     x = Timeline.from_records(b.records).transactions[0]
@@ -486,13 +524,25 @@ def test_a_force_ended_transaction_is_stored_between_its_evidence_and_the_truth(
     assert run(b, [], honest_rows(b, meter_stop=meter_stop), end=100.0) == expected
 
 
-def session_rows(b: TraceBuilder, *, energy: int | None = None, tariff: str = "0.30", fee: str | None = None,
-                 reconciled: bool = False) -> list[StoredTransaction]:
+def session_rows(
+    b: TraceBuilder,
+    *,
+    energy: int | None = None,
+    tariff: str = "0.30",
+    fee: str | None = None,
+    reconciled: bool = False,
+) -> list[StoredTransaction]:
     out = []
     for x in Timeline.from_records(b.records).transactions:
         e = x.energy_wh if energy is None else energy
-        s = StoredSession(f"S{x.transaction_id}", "Completed", Decimal(tariff), e,
-                          expected_fee(e, Decimal(tariff)) if fee is None else Decimal(fee), reconciled=reconciled)
+        s = StoredSession(
+            f"S{x.transaction_id}",
+            "Completed",
+            Decimal(tariff),
+            e,
+            expected_fee(e, Decimal(tariff)) if fee is None else Decimal(fee),
+            reconciled=reconciled,
+        )
         out.append(row(x, session=s))
     return out
 
@@ -550,7 +600,10 @@ def test_violations_come_in_the_order_of_kinds():
     rows = honest_rows(b, closed=False, meter_stop=None)  # unclosed
     j = judged(b, [sample(30.0, BUSY), sample(30.0, BUSY, c=2)], rows, end=100.0)
     assert [(v.kind, v.connector) for v in j.violations] == [
-        ("falsely_busy", 1), ("falsely_busy", 2), ("unclosed_transaction", 1)]
+        ("falsely_busy", 1),
+        ("falsely_busy", 2),
+        ("unclosed_transaction", 1),
+    ]
     assert list(KINDS).index("falsely_busy") < list(KINDS).index("unclosed_transaction")
     assert not j.passed
 
@@ -560,13 +613,16 @@ def test_describe_names_the_connector_the_verdict_the_truth_and_the_faults():
     b.fault(3.0, "silent_connector", 1)
     b.fault(4.0, "slow_responses", None, min=1.0)
     b.fault(99.0, "stuck_status", 1)  # after the samples: not part of this story
-    samples = [sample(t, FREE, reasons=("status:Available", "tx:none"), signals={"lastStatus": "Available"})
-               for t in (12.0, 13.0, 14.0)]
+    samples = [
+        sample(t, FREE, reasons=("status:Available", "tx:none"), signals={"lastStatus": "Available"})
+        for t in (12.0, 13.0, 14.0)
+    ]
     (v,) = judged(b, samples, **FREE_ONLY).violations
     text = v.describe()
     first, *rest = text.splitlines()
-    assert first.startswith("falsely_free: CP1/1 at t=12.0s..14.0s (3 samples): reported free, but a car has been "
-                            "charging since t=10.0s")
+    assert first.startswith(
+        "falsely_free: CP1/1 at t=12.0s..14.0s (3 samples): reported free, but a car has been charging since t=10.0s"
+    )
     assert "  CSMS said: free reasons=['status:Available', 'tx:none']" in rest
     assert "  raw signals: {'lastStatus': 'Available'}" in rest
     truth = next(line for line in rest if line.startswith("  ground truth: "))
@@ -582,7 +638,10 @@ def test_describe_says_when_no_fault_fired_and_one_sample_has_no_range():
     assert lines[0].startswith("falsely_busy: CP1/1 at t=20.0s: reported busy")
     assert "raw signals" not in v.describe()
     assert lines[-1] == "  faults: none fired on this connector"
-    assert Violation("lost_stop", "CP9", 2, "m").describe() == "lost_stop: CP9/2: m\n  faults: none fired on this connector"
+    assert (
+        Violation("lost_stop", "CP9", 2, "m").describe()
+        == "lost_stop: CP9/2: m\n  faults: none fired on this connector"
+    )
 
 
 def test_stored_violations_of_one_connector_keep_the_first_and_count_all():
@@ -612,14 +671,24 @@ def honest_store(b: TraceBuilder) -> list[StoredTransaction]:
         if x.ended_at is None:
             out.append(row(x, closed=False, meter_stop=None))
         else:
-            out.append(row(x, meter_stop=x.stop_meter_sent if x.stop_meter_sent is not None
-                           else ([x.meter_start, *x.samples][-1])))
+            out.append(
+                row(
+                    x,
+                    meter_stop=x.stop_meter_sent
+                    if x.stop_meter_sent is not None
+                    else ([x.meter_start, *x.samples][-1]),
+                )
+            )
     return out
 
 
 @settings(max_examples=200, deadline=None)
-@given(STEPS, st.lists(st.tuples(st.floats(0.0, 80.0), st.floats(0.0, 0.5)), max_size=30),
-       st.floats(0.5, 10.0), st.floats(0.0, 20.0))
+@given(
+    STEPS,
+    st.lists(st.tuples(st.floats(0.0, 80.0), st.floats(0.0, 0.5)), max_size=30),
+    st.floats(0.5, 10.0),
+    st.floats(0.0, 20.0),
+)
 def test_a_csms_whose_verdicts_are_the_truth_is_never_in_violation(steps, asks, window, recovery_from):
     b = random_story(steps)
     samples = [Sample(t, "CP1", 1, honest_verdict(b.records, t), t + delay) for t, delay in sorted(asks)]
@@ -633,8 +702,12 @@ def test_a_csms_whose_verdicts_are_the_truth_is_never_in_violation(steps, asks, 
 def test_a_csms_that_always_says_free_is_caught_exactly_when_a_car_charged_for_the_grace(steps, moments, grace):
     b = random_story(steps)
     samples = [sample(t, FREE) for t in sorted(moments)]
-    j = judge(samples, Timeline.from_records(b.records), None,
-              Rules(recovery_window=5.0, grace=grace, check_busy=False, check_stored=False))
+    j = judge(
+        samples,
+        Timeline.from_records(b.records),
+        None,
+        Rules(recovery_window=5.0, grace=grace, check_busy=False, check_stored=False),
+    )
     caught = [t for t in sorted(moments) if any(s <= t - grace and t < e for s, e in b.intervals)]
     if not caught:
         assert j.passed
@@ -667,8 +740,11 @@ def test_a_trigger_ignoring_connector_that_lost_its_stop_is_excused(loss):
 
     tl = Timeline()
     tl.connector("CP1", 1).faults.append(FaultMark(0.1, "silent_connector", 1, {"ignore_trigger": True}))
-    mark = (FaultMark(2.0, "reboot", None, {}) if loss == "reboot"
-            else FaultMark(2.0, "disconnect_mid_session", None, {"replay": False}))
+    mark = (
+        FaultMark(2.0, "reboot", None, {})
+        if loss == "reboot"
+        else FaultMark(2.0, "disconnect_mid_session", None, {"replay": False})
+    )
     tl.charge_point("CP1").faults.append(mark)
     assert _blinded(tl, "CP1", 1, 5.0)
     assert not _blinded(tl, "CP1", 1, 1.0)  # before the loss: the CSMS could still have known

@@ -50,8 +50,9 @@ async def judgement(adapter: LibCsmsAdapter, observer: Observer, fleet: Fleet, *
     await observer.sample_once()
     stored = await adapter.transactions("CP")
     assert fleet.trace.records is not None and fleet.clock is not None
-    tl = Timeline.from_records(fleet.trace.records, end=fleet.clock.now(),
-                               connectors={cp.id: len(cp.connectors) for cp in fleet})
+    tl = Timeline.from_records(
+        fleet.trace.records, end=fleet.clock.now(), connectors={cp.id: len(cp.connectors) for cp in fleet}
+    )
     return judge(observer.samples, tl, stored, Rules(recovery_window=WINDOW, **rules))
 
 
@@ -90,8 +91,9 @@ async def test_a_clean_run_against_the_library_csms_passes(nursery, central):
 
 
 async def test_a_dropped_stop_transaction_leaves_the_library_csms_falsely_busy(nursery, central):
-    fleet = await start_fleet(nursery, central.url,
-                              make_spec(faults=["drop_stop_transaction=1,available=false"], seed=5))
+    fleet = await start_fleet(
+        nursery, central.url, make_spec(faults=["drop_stop_transaction=1,available=false"], seed=5)
+    )
     adapter, observer = await watch(nursery, central, fleet)
     cp = fleet["CP0001"]
     tx = await cp.start_by_tag(1, "TAG0001")
@@ -102,7 +104,9 @@ async def test_a_dropped_stop_transaction_leaves_the_library_csms_falsely_busy(n
 
     j = await judgement(adapter, observer, fleet)
     assert [(v.kind, v.cp, v.connector) for v in j.violations] == [
-        ("falsely_busy", "CP0001", 1), ("unclosed_transaction", "CP0001", 1)]
+        ("falsely_busy", "CP0001", 1),
+        ("unclosed_transaction", "CP0001", 1),
+    ]
     busy, unclosed = j.violations
     assert busy.verdict is not None and busy.verdict.verdict == BUSY
     assert f"transaction:{tx.transaction_id}:open" in busy.verdict.reasons and "status:Charging" in busy.verdict.reasons

@@ -20,10 +20,12 @@ from .tracebuild import TraceBuilder
 TARIFF = Decimal("0.30")
 
 
-def _session(sid: str, energy: int, *, review: bool = False, reconciled: bool = False,
-             ended: bool | None = True) -> StoredSession:
-    return StoredSession(sid, "Ended", TARIFF, energy, expected_fee(energy, TARIFF), reconciled=reconciled,
-                         review=review, ended=ended)
+def _session(
+    sid: str, energy: int, *, review: bool = False, reconciled: bool = False, ended: bool | None = True
+) -> StoredSession:
+    return StoredSession(
+        sid, "Ended", TARIFF, energy, expected_fee(energy, TARIFF), reconciled=reconciled, review=review, ended=ended
+    )
 
 
 def _app(sid: str, t: float, *, tag: str = "APP1", outcome: str = "accepted", connector: int = 1) -> AppStart:
@@ -122,8 +124,7 @@ def test_an_app_session_that_never_started_must_end_within_the_window():
     starts = (_app("S1", 10.0),)
     pending = {"S1": StoredSession("S1", "Accepted", TARIFF, None, None, ended=False)}
     ended = {"S1": StoredSession("S1", "Failed", TARIFF, None, None, end_reason="StartExpired", ended=True)}
-    assert run(b, [], [], end=15.1, window=5.0, app_starts=starts, sessions=pending) == \
-        [("stale_session", "CP1", 1)]
+    assert run(b, [], [], end=15.1, window=5.0, app_starts=starts, sessions=pending) == [("stale_session", "CP1", 1)]
     assert run(b, [], [], end=14.9, window=5.0, app_starts=starts, sessions=pending) == []  # not a window yet
     assert run(b, [], [], end=15.1, window=5.0, app_starts=starts, sessions=ended) == []
     assert run(b, [], [], end=15.1, window=5.0, app_starts=starts, sessions=None) == []  # the CSMS cannot say
@@ -149,8 +150,9 @@ def test_a_closed_transaction_whose_session_never_ended_is_an_open_session():
     b = remote_visit()
     (x,) = Timeline.from_records(b.records).transactions
     forgotten = StoredSession("S1", "Charging", TARIFF, None, None, ended=False)
-    assert run(b, [], [row(x, stop_reason="Superseded", session=forgotten)], end=60.0,
-               app_starts=(_app("S1", 1.0),)) == [("open_session", "CP1", 1)]
+    assert run(
+        b, [], [row(x, stop_reason="Superseded", session=forgotten)], end=60.0, app_starts=(_app("S1", 1.0),)
+    ) == [("open_session", "CP1", 1)]
     (v,) = judged(b, [], [row(x, stop_reason="Superseded", session=forgotten)], end=60.0).violations
     assert "session S1 is still Charging" in v.message and "(Superseded)" in v.message
     assert run(b, [], [row(x, session=_session("S1", 3_000))], end=60.0, app_starts=(_app("S1", 1.0),)) == []
@@ -158,5 +160,6 @@ def test_a_closed_transaction_whose_session_never_ended_is_an_open_session():
     unknown = StoredSession("S1", "Charging", TARIFF, 3_000, expected_fee(3_000, TARIFF))
     assert run(b, [], [row(x, session=unknown)], end=60.0, app_starts=(_app("S1", 1.0),)) == []
     # A transaction still open may keep its session open.
-    assert run(b, [], [row(x, closed=False, meter_stop=None, session=forgotten)], end=60.0,
-               app_starts=(_app("S1", 1.0),)) == [("unclosed_transaction", "CP1", 1)]
+    assert run(
+        b, [], [row(x, closed=False, meter_stop=None, session=forgotten)], end=60.0, app_starts=(_app("S1", 1.0),)
+    ) == [("unclosed_transaction", "CP1", 1)]

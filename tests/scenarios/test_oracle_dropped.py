@@ -22,8 +22,16 @@ def _kinds(tl: Timeline, **rules) -> list[tuple[str, str, int]]:
 
 
 def test_a_charger_the_csms_closed_while_it_answered_is_a_violation_on_each_connector():
-    tl = _story({"t": 1.0, "cp": "CP1", "kind": "fault", "fault": "heartbeat_stop", "connector": None,
-                 "params": {"answer_calls": True}})
+    tl = _story(
+        {
+            "t": 1.0,
+            "cp": "CP1",
+            "kind": "fault",
+            "fault": "heartbeat_stop",
+            "connector": None,
+            "params": {"answer_calls": True},
+        }
+    )
     assert _kinds(tl) == [("dropped_charger", "CP1", 1), ("dropped_charger", "CP1", 2)]
     v = judge([], tl, None, Rules(recovery_window=2.0)).violations[0]
     assert v.t == 6.0 and "close code 1001" in v.message and [f.name for f in v.faults] == ["heartbeat_stop"]

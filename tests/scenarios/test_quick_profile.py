@@ -20,8 +20,12 @@ pytestmark = pytest.mark.scenarios
 
 def test_quick_profile_passes_and_writes_reports(tmp_path):
     report = tmp_path / "report"
-    proc = subprocess.run([sys.executable, "-m", "scenarios.cli", "run", "--profile", "quick", "--report", str(report)],
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-m", "scenarios.cli", "run", "--profile", "quick", "--report", str(report)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     tail = (proc.stdout + proc.stderr)[-8000:]
     assert proc.returncode == 0, tail
     names = {i.name for i in catalogue()}

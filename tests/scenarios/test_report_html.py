@@ -20,8 +20,14 @@ from .synthetic import HOSTILE_CP, summary
 
 CHROMIUM = Path("/usr/bin/chromium")
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "reports" / "screenshots"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 class Elements(HTMLParser):
@@ -79,8 +85,12 @@ def test_one_timeline_per_connector_with_both_bands_and_the_legend(tmp_path):
     _, el = render(tmp_path, data)
 
     timelines = el.having("svg", "tl")
-    expected = [f"{c['cp']} connector {c['connector']}" for s in data["scenarios"] if s["timeline"]
-                for c in s["timeline"]["connectors"]]
+    expected = [
+        f"{c['cp']} connector {c['connector']}"
+        for s in data["scenarios"]
+        if s["timeline"]
+        for c in s["timeline"]["connectors"]
+    ]
     assert sorted(a["aria-label"] for a in timelines) == sorted(expected)
     states = {c for t, a in el.tags if t == "rect" for c in a.get("class", "").split()}
     assert {"charging", "unplugged", "v-free", "v-busy", "v-offline", "off"} <= states
@@ -94,10 +104,10 @@ def test_a_connector_idle_but_reported_busy_is_marked_and_listed_first(tmp_path)
     data = summary()
     page, el = render(tmp_path, data)
 
-    failed = page[page.index('id="s1"'):page.index('id="s2"')]
+    failed = page[page.index('id="s1"') : page.index('id="s2"')]
     first = failed.index('class="conn')
     assert failed[first:].startswith('class="conn bad"')  # the connector with the violation leads
-    stuck = failed[first:failed.index("</svg>", first)]
+    stuck = failed[first : failed.index("</svg>", first)]
     # idle from 18 s of 60 s on, busy all along: one falsely busy stretch from 30% to the end
     assert re.search(r'<rect class="fb" x="30\.00%" y="\d+" width="70\.00%"', stuck), stuck[:2000]
     # the violation itself, 40.2 s .. 59.8 s, under the bands
@@ -120,10 +130,10 @@ def test_a_big_run_stays_small_and_puts_quiet_connectors_away(tmp_path):
     page, el = render(tmp_path, data)
 
     assert len(page.encode()) < 4_000_000
-    chaos = page[page.index('id="s3"'):]
+    chaos = page[page.index('id="s3"') :]
     bad = sum(1 for s in data["scenarios"][3]["timeline"]["connectors"] if s["violations"])
     assert bad and chaos.count('class="conn bad"') == bad
-    head = chaos[:chaos.index('<details class="group"')]
+    head = chaos[: chaos.index('<details class="group"')]
     assert head.count('class="conn') == bad  # only the connectors with violations are open
     assert re.search(r"<summary>\d+ connectors without faults or violations</summary>", chaos)
     assert len([a for a in el.having("svg", "tl")]) == 400 + 4 + 3

@@ -56,7 +56,11 @@ def test_segments_cover_the_whole_run():
     b.start(2.0, transaction_id=1)
     b.end(4.0, 1, 50, unplug=True)
     assert timeline(b).connector("CP1", 1).segments(10.0) == [
-        (0.0, 1.0, IDLE_STATE), (1.0, 2.0, "plugged"), (2.0, 4.0, "charging"), (4.0, 10.0, IDLE_STATE)]
+        (0.0, 1.0, IDLE_STATE),
+        (1.0, 2.0, "plugged"),
+        (2.0, 4.0, "charging"),
+        (4.0, 10.0, IDLE_STATE),
+    ]
 
 
 def test_connectors_that_never_changed_are_there_and_idle():
@@ -183,12 +187,24 @@ def test_meter_values_other_measurands_and_bad_values_are_ignored():
     b = TraceBuilder()
     b.online(0.0)
     b.start(1.0, meter=0, transaction_id=1)
-    b.call(2.0, "MeterValues", {"connectorId": 1, "transactionId": 1, "meterValue": [{"sampledValue": [
-        {"value": "250"},  # no measurand: the default is the energy register
-        {"value": "7400", "measurand": "Power.Active.Import", "unit": "W"},
-        {"value": "n/a", "measurand": "Energy.Active.Import.Register"},
-        {"measurand": "Energy.Active.Import.Register"},
-    ]}]})
+    b.call(
+        2.0,
+        "MeterValues",
+        {
+            "connectorId": 1,
+            "transactionId": 1,
+            "meterValue": [
+                {
+                    "sampledValue": [
+                        {"value": "250"},  # no measurand: the default is the energy register
+                        {"value": "7400", "measurand": "Power.Active.Import", "unit": "W"},
+                        {"value": "n/a", "measurand": "Energy.Active.Import.Register"},
+                        {"measurand": "Energy.Active.Import.Register"},
+                    ]
+                }
+            ],
+        },
+    )
     assert timeline(b).transactions[0].samples == [250]
 
 

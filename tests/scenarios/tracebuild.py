@@ -65,8 +65,15 @@ class TraceBuilder:
         before = self.states.get(connector, State.UNPLUGGED)
         after = TRANSITIONS[(before, event)]  # KeyError: the test wrote an impossible story
         self.states[connector] = after
-        self.write(t, "state", connector=connector, event=event.value, before=before.value, after=after.value,
-                   register_wh=round(register_wh, 1))
+        self.write(
+            t,
+            "state",
+            connector=connector,
+            event=event.value,
+            before=before.value,
+            after=after.value,
+            register_wh=round(register_wh, 1),
+        )
 
     # ------------------------------------------------------------------- link
     def connected(self, t: float) -> None:
@@ -91,18 +98,31 @@ class TraceBuilder:
     def plug(self, t: float, connector: int = 1, register_wh: float = 0.0) -> None:
         self.apply(t, connector, Event.PLUG, register_wh)
 
-    def start(self, t: float, connector: int = 1, *, tag: str = "TAG1", meter: int = 0, remote: bool = False,
-              transaction_id: int | None = None, answered_at: float | None = None) -> OpenTx:
+    def start(
+        self,
+        t: float,
+        connector: int = 1,
+        *,
+        tag: str = "TAG1",
+        meter: int = 0,
+        remote: bool = False,
+        transaction_id: int | None = None,
+        answered_at: float | None = None,
+    ) -> OpenTx:
         """`_begin_tx`: START, the tx start record, StartTransaction out; answered if `transaction_id`."""
         if self.states.get(connector, State.UNPLUGGED) is State.UNPLUGGED:
             self.plug(t, connector, meter)
         self.apply(t, connector, Event.START, meter)
         tx = OpenTx(next(self._local), connector, tag, meter)
         self.running[connector] = tx
-        self.write(t, "tx", connector=connector, event="start", local_id=tx.local_id, tag=tag, remote=remote,
-                   meter=meter)
-        uid = self.call(t, "StartTransaction", {"connectorId": connector, "idTag": tag, "meterStart": meter,
-                                                "timestamp": "2024-01-01T00:00:00Z"})
+        self.write(
+            t, "tx", connector=connector, event="start", local_id=tx.local_id, tag=tag, remote=remote, meter=meter
+        )
+        uid = self.call(
+            t,
+            "StartTransaction",
+            {"connectorId": connector, "idTag": tag, "meterStart": meter, "timestamp": "2024-01-01T00:00:00Z"},
+        )
         if transaction_id is not None:
             self.answer(t if answered_at is None else answered_at, tx, transaction_id, uid)
         else:
@@ -114,8 +134,15 @@ class TraceBuilder:
         uid = uid if uid is not None else tx.uid  # type: ignore[attr-defined]
         self.result(t, uid, {"transactionId": transaction_id, "idTagInfo": {"status": "Accepted"}})
         tx.transaction_id = transaction_id
-        self.write(t, "tx", connector=tx.connector, event="answered", local_id=tx.local_id,
-                   transaction_id=transaction_id, auth="Accepted")
+        self.write(
+            t,
+            "tx",
+            connector=tx.connector,
+            event="answered",
+            local_id=tx.local_id,
+            transaction_id=transaction_id,
+            auth="Accepted",
+        )
 
     def sample(self, t: float, connector: int, register_wh: int, *, unit: str = "Wh", ack: bool = True) -> None:
         """A periodic MeterValues of the running transaction (with its transactionId once known).
@@ -124,12 +151,28 @@ class TraceBuilder:
         """
         tx = self.running[connector]
         value = str(register_wh) if unit == "Wh" else str(register_wh / 1000)
-        payload: dict[str, Any] = {"connectorId": connector, "meterValue": [{
-            "timestamp": "2024-01-01T00:00:00Z", "sampledValue": [
-                {"value": value, "context": "Sample.Periodic", "measurand": "Energy.Active.Import.Register",
-                 "unit": unit},
-                {"value": "11000", "context": "Sample.Periodic", "measurand": "Power.Active.Import", "unit": "W"},
-            ]}]}
+        payload: dict[str, Any] = {
+            "connectorId": connector,
+            "meterValue": [
+                {
+                    "timestamp": "2024-01-01T00:00:00Z",
+                    "sampledValue": [
+                        {
+                            "value": value,
+                            "context": "Sample.Periodic",
+                            "measurand": "Energy.Active.Import.Register",
+                            "unit": unit,
+                        },
+                        {
+                            "value": "11000",
+                            "context": "Sample.Periodic",
+                            "measurand": "Power.Active.Import",
+                            "unit": "W",
+                        },
+                    ],
+                }
+            ],
+        }
         if tx.transaction_id is not None:
             payload["transactionId"] = tx.transaction_id
         uid = self.call(t, "MeterValues", payload)
@@ -139,9 +182,21 @@ class TraceBuilder:
     def car_full(self, t: float, connector: int, register_wh: float) -> None:
         self.apply(t, connector, Event.CAR_FULL, register_wh)
 
-    def end(self, t: float, connector: int, meter: int, *, reason: str = "Local", unplug: bool = False,
-            drop: bool = False, available: bool = True, ack: bool | None = True, acked_at: float | None = None,
-            stuck: str | None = None, meter_stop: int | None = None) -> OpenTx:
+    def end(
+        self,
+        t: float,
+        connector: int,
+        meter: int,
+        *,
+        reason: str = "Local",
+        unplug: bool = False,
+        drop: bool = False,
+        available: bool = True,
+        ack: bool | None = True,
+        acked_at: float | None = None,
+        stuck: str | None = None,
+        meter_stop: int | None = None,
+    ) -> OpenTx:
         """`_end_tx` then STOP (cable stays) or UNPLUG: tx stop, the fault or StopTransaction, the state.
 
         drop: drop_stop_transaction fires (no StopTransaction); ack: True a CallResult, False a
@@ -152,15 +207,30 @@ class TraceBuilder:
         sent = meter if meter_stop is None else meter_stop
         if meter_stop is not None:
             self.fault(t, "meter_replaced", connector, register=float(meter_stop))
-        self.write(t, "tx", connector=connector, event="stop", local_id=tx.local_id,
-                   reason="EVDisconnected" if unplug and reason == "Local" else reason,
-                   meter=sent, energy_wh=meter - tx.meter_start)
+        self.write(
+            t,
+            "tx",
+            connector=connector,
+            event="stop",
+            local_id=tx.local_id,
+            reason="EVDisconnected" if unplug and reason == "Local" else reason,
+            meter=sent,
+            energy_wh=meter - tx.meter_start,
+        )
         if drop:
             self.fault(t, "drop_stop_transaction", connector, **({} if available else {"available": False}))
         elif tx.transaction_id is not None:
-            uid = self.call(t, "StopTransaction", {"transactionId": tx.transaction_id, "meterStop": sent,
-                                                   "timestamp": "2024-01-01T00:00:00Z", "reason": reason,
-                                                   "idTag": tx.tag})
+            uid = self.call(
+                t,
+                "StopTransaction",
+                {
+                    "transactionId": tx.transaction_id,
+                    "meterStop": sent,
+                    "timestamp": "2024-01-01T00:00:00Z",
+                    "reason": reason,
+                    "idTag": tx.tag,
+                },
+            )
             at = t if acked_at is None else acked_at
             if ack:
                 self.result(at, uid, {"idTagInfo": {"status": "Accepted"}})
@@ -176,8 +246,19 @@ class TraceBuilder:
         assert connector not in self.running, "a transaction runs: end(..., unplug=True)"
         self.apply(t, connector, Event.UNPLUG, register_wh)
 
-    def session(self, t: float, connector: int, *, transaction_id: int, meter_start: int, energy: int,
-                samples: int = 3, duration: float = 8.0, tag: str = "TAG1", unplug_after: float = 1.0) -> OpenTx:
+    def session(
+        self,
+        t: float,
+        connector: int,
+        *,
+        transaction_id: int,
+        meter_start: int,
+        energy: int,
+        samples: int = 3,
+        duration: float = 8.0,
+        tag: str = "TAG1",
+        unplug_after: float = 1.0,
+    ) -> OpenTx:
         """A whole clean visit: plug, start (answered), samples, stop (acked), unplug."""
         tx = self.start(t, connector, tag=tag, meter=meter_start, transaction_id=transaction_id)
         for i in range(1, samples + 1):
@@ -186,8 +267,15 @@ class TraceBuilder:
         self.unplug(t + duration + unplug_after, connector, meter_start + energy)
         return tx
 
-    def reboot(self, t: float, registers: dict[int, float] | None = None, *, fault: bool = True,
-               connector: int | None = 1, back_at: float | None = None) -> None:
+    def reboot(
+        self,
+        t: float,
+        registers: dict[int, float] | None = None,
+        *,
+        fault: bool = True,
+        connector: int | None = 1,
+        back_at: float | None = None,
+    ) -> None:
         """`reboot()`: transactions lost, POWER_LOSS where possible, the queue lost, the link closed;
         with `back_at`, connected and booted again then."""
         registers = registers or {}
@@ -206,9 +294,13 @@ class TraceBuilder:
 
 
 # ------------------------------------------------------------- random stories
-STEPS = st.lists(st.tuples(st.sampled_from(["plug", "start", "full", "stop", "unplug", "reboot", "drop",
-                                            "link_down", "link_up"]),
-                           st.floats(0.05, 3.0)), max_size=25)
+STEPS = st.lists(
+    st.tuples(
+        st.sampled_from(["plug", "start", "full", "stop", "unplug", "reboot", "drop", "link_down", "link_up"]),
+        st.floats(0.05, 3.0),
+    ),
+    max_size=25,
+)
 """A hypothesis strategy for `random_story`: (what happens, seconds after the previous step)."""
 
 

@@ -23,8 +23,9 @@ def central() -> Iterator[LibCentral]:
         lib.stop()
 
 
-FAST_DRIVER = DriverSpec(first_within=0.3, session=(1.2, 1.8), idle=(0.2, 0.4), linger=(0.1, 0.2),
-                         remote_session=(0.8, 1.0), tags=20)
+FAST_DRIVER = DriverSpec(
+    first_within=0.3, session=(1.2, 1.8), idle=(0.2, 0.4), linger=(0.1, 0.2), remote_session=(0.8, 1.0), tags=20
+)
 
 
 def make_spec(

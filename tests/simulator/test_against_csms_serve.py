@@ -18,8 +18,9 @@ except ImportError as exc:  # pragma: no cover - the CSMS is built by another te
 @pytest.fixture
 def serve(tmp_path):
     try:
-        proc = start_csms(f"sqlite:///{tmp_path / 'csms.db'}", tmp_path, ["--allow-unknown-chargers",
-                                                                       "--heartbeat-interval", "1"])
+        proc = start_csms(
+            f"sqlite:///{tmp_path / 'csms.db'}", tmp_path, ["--allow-unknown-chargers", "--heartbeat-interval", "1"]
+        )
     except (RuntimeError, OSError) as exc:
         pytest.skip(f"`csms serve` does not start here: {exc}")
     try:
@@ -70,8 +71,9 @@ async def test_fleet_and_faults_against_csms_serve(nursery, serve):
 
     # A CSMS->CP fault through the CSMS's own API: UnlockConnector answered UnlockFailed.
     async with serve.client() as client:
-        res = await client.post("/api/charge-points/FAULTY0001/call",
-                                json={"action": "UnlockConnector", "payload": {"connectorId": 1}})
+        res = await client.post(
+            "/api/charge-points/FAULTY0001/call", json={"action": "UnlockConnector", "payload": {"connectorId": 1}}
+        )
     assert res.status_code == 200, res.text
     assert res.json()["data"] == {"status": "UnlockFailed"}
     await eventually(lambda: any(r["kind"] == "fault" and r["fault"] == "unlock_failed" for r in faulty.trace.records))
@@ -95,8 +97,9 @@ FAULTY = {
 @pytest.fixture
 def serve_fast_timeout(tmp_path):
     try:
-        proc = start_csms(f"sqlite:///{tmp_path / 'csms.db'}", tmp_path,
-                          ["--allow-unknown-chargers", "--call-timeout-seconds", "2"])
+        proc = start_csms(
+            f"sqlite:///{tmp_path / 'csms.db'}", tmp_path, ["--allow-unknown-chargers", "--call-timeout-seconds", "2"]
+        )
     except (RuntimeError, OSError) as exc:
         pytest.skip(f"`csms serve` does not start here: {exc}")
     try:
@@ -109,7 +112,8 @@ async def test_each_fault_against_csms_serve(nursery, serve_fast_timeout):
     """One charge point per fault, all at once; the CSMS's own API says what it believes."""
     serve = serve_fast_timeout
     spec = make_spec(faults=[f"{f},cp={cp}" for cp, f in FAULTY.items()]).with_overrides(
-        groups=(GroupSpec(prefix="F", count=len(FAULTY), connectors=1),))
+        groups=(GroupSpec(prefix="F", count=len(FAULTY), connectors=1),)
+    )
     fleet = Fleet(spec, serve.ocpp, trace=TraceWriter(keep=True))
     await nursery.start(fleet.run)
     with trio.fail_after(10):
@@ -118,7 +122,9 @@ async def test_each_fault_against_csms_serve(nursery, serve_fast_timeout):
             await cp.flush()
 
     def sent(cp_id, action):
-        return [r for r in fleet.trace.records if r["cp"] == cp_id and r["kind"] == "out" and f'"{action}"' in r["frame"]]
+        return [
+            r for r in fleet.trace.records if r["cp"] == cp_id and r["kind"] == "out" and f'"{action}"' in r["frame"]
+        ]
 
     async def call(cp_id, action, payload):
         async with serve.client() as client:
@@ -151,7 +157,9 @@ async def test_each_fault_against_csms_serve(nursery, serve_fast_timeout):
     status = {cp: rows[cp]["connectors"].get("1", {}).get("status") for cp in FAULTY}
     truth = {cp: fleet[cp].connector_truth(1) for cp in FAULTY}
     # drop_stop_transaction: the car left, the CSMS still sees Charging and never got a StopTransaction.
-    assert status["F0001"] == "Charging" and truth["F0001"].state == "unplugged" and not sent("F0001", "StopTransaction")
+    assert (
+        status["F0001"] == "Charging" and truth["F0001"].state == "unplugged" and not sent("F0001", "StopTransaction")
+    )
     # reject / accept-never-start: nothing follows the answer.
     assert not sent("F0002", "StartTransaction") and not sent("F0003", "StartTransaction")
     assert status["F0003"] == "Available" and truth["F0003"].state == "unplugged"
@@ -169,7 +177,8 @@ async def test_each_fault_against_csms_serve(nursery, serve_fast_timeout):
     assert links.count("connected") == 2 and len(sent("F0011", "BootNotification")) == 1
     assert rows["F0011"]["online"] and truth["F0011"].transaction_running
     assert {r["fault"] for r in fleet.trace.records if r["kind"] == "fault"} == {
-        f.split("=")[0] for f in FAULTY.values()} - {"unlock_failed"}
+        f.split("=")[0] for f in FAULTY.values()
+    } - {"unlock_failed"}
 
 
 async def test_a_fleet_with_passwords_over_tls_against_a_csms_that_authenticates(nursery, tmp_path):
@@ -191,7 +200,9 @@ async def test_a_fleet_with_passwords_over_tls_against_a_csms_that_authenticates
 
         async with httpx.AsyncClient(base_url=proc.http, headers=proc.admin, verify=context) as admin:
             for cp_id, password in passwords.items():
-                assert (await admin.post("/api/charge-points", json={"id": cp_id, "password": password})).status_code == 201
+                assert (
+                    await admin.post("/api/charge-points", json={"id": cp_id, "password": password})
+                ).status_code == 201
             spec = make_spec(count=2, connectors=1, driver=FAST_DRIVER)
             spec = spec.with_overrides(groups=(GroupSpec(prefix="SEC", count=2, connectors=1),))
             fleet = Fleet(spec, proc.ocpp, trace=TraceWriter(keep=True), password=passwords.get, ssl_context=context)

@@ -74,8 +74,13 @@ class Central:
 async def test_ten_minutes_of_default_sessions_under_autojump(autojump_clock, nursery):
     central = Central()
     server = await nursery.start(serve_websocket, central.serve, "127.0.0.1", 0, None)
-    spec = FleetSpec(seed=2, groups=(GroupSpec(count=5, connectors=2),), driver=DriverSpec(), ramp=10,
-                     faults=(parse_fault_option("drop_stop_transaction=0.2"),))
+    spec = FleetSpec(
+        seed=2,
+        groups=(GroupSpec(count=5, connectors=2),),
+        driver=DriverSpec(),
+        ramp=10,
+        faults=(parse_fault_option("drop_stop_transaction=0.2"),),
+    )
     fleet = Fleet(spec, f"ws://127.0.0.1:{server.port}/ocpp", trace=TraceWriter(keep=True))
     start = trio.current_time()
     async with trio.open_nursery() as run:
@@ -100,5 +105,6 @@ async def test_ten_minutes_of_default_sessions_under_autojump(autojump_clock, nu
     dropped = fleet.stats.faults["drop_stop_transaction"]
     stops = sum(n for (_cp, action), n in central.calls.items() if action == "StopTransaction")
     assert dropped and stops + dropped == fleet.stats.sessions_done
-    assert all(c.state in ("unplugged", "plugged", "charging", "suspended", "finishing")
-               for t in truth for c in t.connectors)
+    assert all(
+        c.state in ("unplugged", "plugged", "charging", "suspended", "finishing") for t in truth for c in t.connectors
+    )

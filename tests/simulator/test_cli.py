@@ -42,8 +42,23 @@ def test_run_then_replay_one_charge_point(tmp_path, lib, capsys):
     fleet = tmp_path / "fleet.toml"
     fleet.write_text(FLEET)
     trace = tmp_path / "reports" / "trace.jsonl"
-    code = main(["run", "--csms", lib.url, "--fleet", str(fleet), "--duration", "1.6", "--trace", str(trace),
-                 "--progress", "0.5", "--fault", "drop_stop_transaction=1,available=false"])
+    code = main(
+        [
+            "run",
+            "--csms",
+            lib.url,
+            "--fleet",
+            str(fleet),
+            "--duration",
+            "1.6",
+            "--trace",
+            str(trace),
+            "--progress",
+            "0.5",
+            "--fault",
+            "drop_stop_transaction=1,available=false",
+        ]
+    )
     out, err = capsys.readouterr()
     assert code == 0
     assert "connected 3/3" in err  # the progress line
@@ -87,6 +102,7 @@ def test_bad_input_says_what_is_wrong(argv, message, capsys):
 
 
 def test_console_script_help():
-    out = subprocess.run([sys.executable, "-m", "simulator.cli", "run", "--help"], capture_output=True, text=True,
-                         check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "simulator.cli", "run", "--help"], capture_output=True, text=True, check=True
+    ).stdout
     assert "examples:" in out and "--fault" in out and "unstuck-sim replay" in out

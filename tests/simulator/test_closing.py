@@ -44,14 +44,18 @@ async def test_reset_is_answered_then_closed_in_order(nursery, central):
     sent = {f[1]: (f[2], f[3]) for i, kind, f in frames if kind == "out" and f[0] == 2 and i < closed}
     answered = {f[1] for i, kind, f in frames if kind == "in" and f[0] == 3 and i < closed}
     stop = [uid for uid, (action, p) in sent.items() if action == "StopTransaction"]
-    finishing = [uid for uid, (action, p) in sent.items()
-                 if action == "StatusNotification" and p["connectorId"] == 1 and p["status"] == "Finishing"]
+    finishing = [
+        uid
+        for uid, (action, p) in sent.items()
+        if action == "StatusNotification" and p["connectorId"] == 1 and p["status"] == "Finishing"
+    ]
     assert sent[stop[0]][1]["reason"] == "HardReset" and len(finishing) == 1
     assert {stop[0], finishing[0]} <= answered  # both answered before the WebSocket closed
 
 
-@pytest.mark.parametrize("fault", ["disconnect_mid_session=1,after=0.2:0.2,back_after=0.5",
-                                   "reboot=1,after=0.2:0.2,boot_delay=0.5"])
+@pytest.mark.parametrize(
+    "fault", ["disconnect_mid_session=1,after=0.2:0.2,back_after=0.5", "reboot=1,after=0.2:0.2,boot_delay=0.5"]
+)
 async def test_fault_cuts_drop_the_connection_without_a_close_frame(nursery, central, fault):
     fleet = await start_fleet(nursery, central.url, make_spec(faults=[fault]))
     await fleet["CP0001"].start_by_tag(1, "TAG0001")

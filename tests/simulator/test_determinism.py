@@ -37,8 +37,12 @@ def _fault_schedule(records):
 
 
 async def test_same_seed_same_decisions_and_fault_schedule():
-    spec = make_spec(count=4, driver=DRIVER, seed=11,
-                     faults=["drop_stop_transaction=0.4", "stuck_status=0.2", "silent_connector=0.3"])
+    spec = make_spec(
+        count=4,
+        driver=DRIVER,
+        seed=11,
+        faults=["drop_stop_transaction=0.4", "stuck_status=0.2", "silent_connector=0.3"],
+    )
     runs = {}
 
     async def one(name, spec):

@@ -17,8 +17,9 @@ from .conftest import ask, eventually, make_spec, start_fleet
 
 
 def _statuses(central, cp="CP0001", connector=1):
-    return [r.payload["status"] for r in central.received(cp, "StatusNotification")
-            if r.payload["connectorId"] == connector]
+    return [
+        r.payload["status"] for r in central.received(cp, "StatusNotification") if r.payload["connectorId"] == connector
+    ]
 
 
 def _actions(central, cp="CP0001"):
@@ -129,8 +130,9 @@ async def test_disconnect_mid_session(nursery, central, replay):
         assert actions.index("StartTransaction") < actions.index("StopTransaction")
     else:
         assert "StopTransaction" not in _actions(central)
-        assert any(r["kind"] == "link" and r["event"] == "queue_lost" and r["messages"] >= 1
-                   for r in fleet.trace.records)
+        assert any(
+            r["kind"] == "link" and r["event"] == "queue_lost" and r["messages"] >= 1 for r in fleet.trace.records
+        )
     assert _statuses(central)[-1] == "Available"  # the current status is sent on reconnect
 
 
@@ -170,7 +172,9 @@ async def test_unlock_no_answer(nursery, central):
     assert not any(f.startswith("[3,") for f in frames[-3:])
     assert fleet["CP0001"].connector_truth(1).transaction_running
     # The connection is still usable afterwards.
-    assert (await ask(central, "CP0001", call.ChangeConfiguration(key="HeartbeatInterval", value="5"))).status == "Accepted"
+    assert (
+        await ask(central, "CP0001", call.ChangeConfiguration(key="HeartbeatInterval", value="5"))
+    ).status == "Accepted"
 
 
 async def test_slow_responses(nursery, central):

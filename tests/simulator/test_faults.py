@@ -16,10 +16,20 @@ from simulator.faults import (
 from simulator.rng import Rng
 
 ALL_FAULTS = {
-    "drop_stop_transaction", "reject_remote_start", "accept_remote_start_never_start", "silent_connector",
-    "disconnect_mid_session", "reboot", "unlock_failed", "unlock_not_supported", "unlock_no_answer",
-    "slow_responses", "stuck_status", "heartbeat_stop",
-    "buffered_meter_values", "meter_replaced",  # issue 15
+    "drop_stop_transaction",
+    "reject_remote_start",
+    "accept_remote_start_never_start",
+    "silent_connector",
+    "disconnect_mid_session",
+    "reboot",
+    "unlock_failed",
+    "unlock_not_supported",
+    "unlock_no_answer",
+    "slow_responses",
+    "stuck_status",
+    "heartbeat_stop",
+    "buffered_meter_values",
+    "meter_replaced",  # issue 15
 }
 
 
@@ -31,8 +41,9 @@ def test_the_table_has_every_fault_the_issue_names_with_wire_and_seed_text():
 
 def test_parse_probability_options_and_scope():
     spec = parse_fault_option("drop_stop_transaction=0.1,available=false,cp=CP0001+CP0002,connectors=2")
-    assert spec == FaultSpec("drop_stop_transaction", 0.1, (), frozenset({"CP0001", "CP0002"}),
-                             frozenset({2}), {"available": False})
+    assert spec == FaultSpec(
+        "drop_stop_transaction", 0.1, (), frozenset({"CP0001", "CP0002"}), frozenset({2}), {"available": False}
+    )
     assert spec.param("available") is False
     assert parse_fault_option("silent_connector=0.05").param("ignore_trigger") is True  # the default
     assert parse_fault_option("slow_responses=1,max=40").param("max") == 40.0
@@ -122,8 +133,9 @@ def test_timed_faults_lifetime_and_schedules():
     ]
     timed = FaultBook("CP0001", [1, 2], specs, Rng(1)).timed()
     names = [(f.name, f.connector) for f in timed]
-    assert sorted(names) == sorted([("silent_connector", 2), ("heartbeat_stop", None), ("reboot", None),
-                                    ("reboot", None)])
+    assert sorted(names) == sorted(
+        [("silent_connector", 2), ("heartbeat_stop", None), ("reboot", None), ("reboot", None)]
+    )
     assert [f.at for f in timed if f.name == "reboot"] == [5.0, 50.0]
     hb = next(f for f in timed if f.name == "heartbeat_stop")
     assert 0.0 <= hb.at <= 10.0

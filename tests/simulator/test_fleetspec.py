@@ -63,8 +63,10 @@ def test_fleet_file(tmp_path):
     assert spec.seed == 11 and spec.ramp == 50
     assert [cp for cp, _ in spec.charge_points()] == ["AC0001", "AC0002", "AC0003", "DC0001", "DC0002"]
     ac, dc = spec.groups
-    assert ac.power_kw == (3.7, 11.0) and ac.config == {"MeterValueSampleInterval": "5",
-                                                         "StopTransactionOnInvalidId": "true"}
+    assert ac.power_kw == (3.7, 11.0) and ac.config == {
+        "MeterValueSampleInterval": "5",
+        "StopTransactionOnInvalidId": "true",
+    }
     assert ac.faults[0].param("available") is False and dc.faults[0].at == (30.0, 90.0)
     assert spec.driver == DriverSpec(first_within=10.0, session=(5.0, 20.0), tags=5)
     assert FleetSpec.from_mapping(spec.to_mapping()) == spec
@@ -131,8 +133,11 @@ def test_an_undriven_group_gets_no_cars_from_the_driver():
     """A scenario that plays a group's cars itself (GroupSpec(driven=False)) gets no seeded visits there."""
     from simulator import DriverSpec, Fleet, FleetSpec, GroupSpec
 
-    spec = FleetSpec(seed=3, groups=(GroupSpec(prefix="A", count=2), GroupSpec(prefix="B", count=2, driven=False)),
-                     driver=DriverSpec())
+    spec = FleetSpec(
+        seed=3,
+        groups=(GroupSpec(prefix="A", count=2), GroupSpec(prefix="B", count=2, driven=False)),
+        driver=DriverSpec(),
+    )
     schedule = Fleet(spec, "ws://127.0.0.1:1/ocpp").schedule(sessions=2)
     assert all(row["sessions"] for cp, row in schedule.items() if cp.startswith("A"))
     assert [row["sessions"] for cp, row in schedule.items() if cp.startswith("B")] == [{}, {}]

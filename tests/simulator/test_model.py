@@ -38,8 +38,13 @@ def test_every_state_is_reachable_and_can_get_back_to_unplugged():
 
 def test_a_session_walks_the_table():
     c = Connector(1, register_wh=100.0)
-    steps = [(Event.PLUG, State.PLUGGED), (Event.START, State.CHARGING), (Event.CAR_FULL, State.SUSPENDED),
-             (Event.STOP, State.FINISHING), (Event.UNPLUG, State.UNPLUGGED)]
+    steps = [
+        (Event.PLUG, State.PLUGGED),
+        (Event.START, State.CHARGING),
+        (Event.CAR_FULL, State.SUSPENDED),
+        (Event.STOP, State.FINISHING),
+        (Event.UNPLUG, State.UNPLUGGED),
+    ]
     for t, (event, expected) in enumerate(steps):
         change = c.apply(event, float(t), car=CAR if event is Event.PLUG else None)
         assert change.after is expected and c.state is expected
@@ -57,8 +62,11 @@ def test_anything_not_in_the_table_is_refused(state, event):
 
 def test_statuses():
     assert {s: STATUS[s] for s in State} == {
-        State.UNPLUGGED: "Available", State.PLUGGED: "Preparing", State.CHARGING: "Charging",
-        State.SUSPENDED: "SuspendedEV", State.FINISHING: "Finishing",
+        State.UNPLUGGED: "Available",
+        State.PLUGGED: "Preparing",
+        State.CHARGING: "Charging",
+        State.SUSPENDED: "SuspendedEV",
+        State.FINISHING: "Finishing",
     }
     assert status_of(State.PLUGGED, operative=False) == "Unavailable"
     assert status_of(State.CHARGING, operative=False) == "Charging"  # inoperative waits for the transaction

@@ -110,8 +110,11 @@ def test_stats_are_summed_and_traces_merged_in_time_order():
 
     header = '{"t":0.0,"cp":null,"kind":"header","version":1}\n'
     first = [header, '{"t":0.1,"cp":"CP0001","kind":"identity"}\n', '{"t":2.5,"cp":"CP0001","kind":"out"}\n']
-    second = ['{"t":0.2,"cp":"CP0002","kind":"identity"}\n', '{"t":2.5,"cp":"CP0002","kind":"in"}\n',
-              '{"t":3.0,"cp":"CP0002","kind":"o']  # cut short by a kill
+    second = [
+        '{"t":0.2,"cp":"CP0002","kind":"identity"}\n',
+        '{"t":2.5,"cp":"CP0002","kind":"in"}\n',
+        '{"t":3.0,"cp":"CP0002","kind":"o',
+    ]  # cut short by a kill
     lines = list(merge_trace_lines([first, second]))
     assert [trace_time(x) for x in lines] == [0.1, 0.2, 2.5, 2.5]  # no header, no cut line
     assert [json.loads(x)["cp"] for x in lines] == ["CP0001", "CP0002", "CP0001", "CP0002"]
@@ -141,7 +144,10 @@ def _sim(args: list[str], tmp_path: Path, name: str) -> tuple[subprocess.Popen[b
     out, err = tmp_path / f"{name}.out", tmp_path / f"{name}.err"
     proc = subprocess.Popen(
         [sys.executable, "-m", "simulator.cli", "run", *args],
-        stdout=out.open("wb"), stderr=err.open("wb"), cwd=REPO, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        stdout=out.open("wb"),
+        stderr=err.open("wb"),
+        cwd=REPO,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     return proc, out, err
 
@@ -189,8 +195,9 @@ def serve(tmp_path):
     try:
         from tests.support.server import start_csms
 
-        proc = start_csms(f"sqlite:///{tmp_path / 'csms.db'}", tmp_path,
-                          ["--allow-unknown-chargers", "--heartbeat-interval", "1"])
+        proc = start_csms(
+            f"sqlite:///{tmp_path / 'csms.db'}", tmp_path, ["--allow-unknown-chargers", "--heartbeat-interval", "1"]
+        )
     except (ImportError, RuntimeError, OSError) as exc:
         pytest.skip(f"`csms serve` does not start here: {exc}")
     try:
@@ -202,8 +209,24 @@ def serve(tmp_path):
 async def test_two_processes_against_csms_serve(serve, tmp_path):
     fleet, trace = tmp_path / "fleet.toml", tmp_path / "trace.jsonl"
     fleet.write_text(FLEET)
-    proc, out, err = _sim(["--csms", serve.ocpp, "--fleet", str(fleet), "--procs", "2", "--duration", "8",
-                           "--trace", str(trace), "--progress", "1"], tmp_path, "sim")
+    proc, out, err = _sim(
+        [
+            "--csms",
+            serve.ocpp,
+            "--fleet",
+            str(fleet),
+            "--procs",
+            "2",
+            "--duration",
+            "8",
+            "--trace",
+            str(trace),
+            "--progress",
+            "1",
+        ],
+        tmp_path,
+        "sim",
+    )
     try:
         with trio.fail_after(30):  # every charge point online at the CSMS while the run lasts
             while True:
@@ -249,8 +272,24 @@ def lib():
 
 
 def _start_until_connected(lib: LibCentral, tmp_path: Path, name: str, extra: list[str]):
-    proc, out, err = _sim(["--csms", lib.url, "--count", "4", "--no-driver", "--procs", "2", "--ramp", "100",
-                           "--progress", "0.3", *extra], tmp_path, name)
+    proc, out, err = _sim(
+        [
+            "--csms",
+            lib.url,
+            "--count",
+            "4",
+            "--no-driver",
+            "--procs",
+            "2",
+            "--ramp",
+            "100",
+            "--progress",
+            "0.3",
+            *extra,
+        ],
+        tmp_path,
+        name,
+    )
     try:
         _wait_for(lambda: "connected 4/4" in err.read_text() or proc.poll() is not None, 30, "4 connected")
         assert proc.poll() is None, err.read_text()

@@ -37,9 +37,14 @@ async def test_ten_charge_points_run_sessions(nursery, central):
     assert len(tx_by_id) >= 10
     # Ground truth agrees with the wire: every StopTransaction carries the register the connector really had.
     records = fleet.trace.records
-    ids = {(r["cp"], r["local_id"]): r["transaction_id"] for r in records if r["kind"] == "tx" and r["event"] == "answered"}
-    meters = {ids[(r["cp"], r["local_id"])]: r["meter"] for r in records
-              if r["kind"] == "tx" and r["event"] == "stop" and (r["cp"], r["local_id"]) in ids}
+    ids = {
+        (r["cp"], r["local_id"]): r["transaction_id"] for r in records if r["kind"] == "tx" and r["event"] == "answered"
+    }
+    meters = {
+        ids[(r["cp"], r["local_id"])]: r["meter"]
+        for r in records
+        if r["kind"] == "tx" and r["event"] == "stop" and (r["cp"], r["local_id"]) in ids
+    }
     assert {tx_id: stop["meterStop"] for tx_id, stop in tx_by_id.items()} == {t: meters[t] for t in tx_by_id}
     for truth in fleet.truth():
         assert truth.connected and truth.booted and not truth.muted
@@ -126,9 +131,12 @@ async def test_change_availability_now_and_scheduled(nursery, central):
     await cp.start_by_tag(2, "TAG0001")
     res = await ask(central, "CP0001", call.ChangeAvailability(connector_id=1, type="Inoperative"))
     assert res.status == "Accepted"
-    await eventually(lambda: _payloads(central, "CP0001", "StatusNotification")[-1] ==
-                     {**_payloads(central, "CP0001", "StatusNotification")[-1], "connectorId": 1,
-                      "status": "Unavailable"})
+    await eventually(
+        lambda: (
+            _payloads(central, "CP0001", "StatusNotification")[-1]
+            == {**_payloads(central, "CP0001", "StatusNotification")[-1], "connectorId": 1, "status": "Unavailable"}
+        )
+    )
     res = await ask(central, "CP0001", call.RemoteStartTransaction(id_tag="APP", connector_id=1))
     assert res.status == "Rejected"
     res = await ask(central, "CP0001", call.ChangeAvailability(connector_id=2, type="Inoperative"))
@@ -156,8 +164,12 @@ async def test_get_and_change_configuration(nursery, central):
     assert res.configuration_key == [{"key": "HeartbeatInterval", "readonly": False, "value": "1"}]
     assert res.unknown_key == ["Nope"]
     assert len((await ask(central, "CP0001", call.GetConfiguration())).configuration_key) >= 15
-    for key, value, expected in [("MeterValueSampleInterval", "7", "Accepted"), ("NumberOfConnectors", "4", "Rejected"),
-                                 ("HeartbeatInterval", "x", "Rejected"), ("Nope", "1", "NotSupported")]:
+    for key, value, expected in [
+        ("MeterValueSampleInterval", "7", "Accepted"),
+        ("NumberOfConnectors", "4", "Rejected"),
+        ("HeartbeatInterval", "x", "Rejected"),
+        ("Nope", "1", "NotSupported"),
+    ]:
         res = await ask(central, "CP0001", call.ChangeConfiguration(key=key, value=value))
         assert res.status == expected, key
     assert fleet["CP0001"].config.int("MeterValueSampleInterval") == 7
@@ -197,7 +209,8 @@ async def test_second_remote_start_while_the_first_is_pending_is_rejected(nurser
     assert [s["idTag"] for s in _payloads(central, "CP0001", "StartTransaction")] == ["APP01"]
     assert [a["idTag"] for a in _payloads(central, "CP0001", "Authorize")] == ["APP01"]
     assert [(r["connector"], r["tag"], r["why"]) for r in _remote_rejections(fleet)] == [
-        (1, "APP02", "connector already claimed by a remote start")]
+        (1, "APP02", "connector already claimed by a remote start")
+    ]
 
 
 async def test_remote_start_that_gives_up_releases_its_claim(nursery, central):
@@ -205,8 +218,9 @@ async def test_remote_start_that_gives_up_releases_its_claim(nursery, central):
     fleet = await start_fleet(nursery, central.url, make_spec(config=AUTHORIZE_REMOTE))
     refused = await ask(central, "CP0001", call.RemoteStartTransaction(id_tag="BAD01", connector_id=1))
     assert refused.status == "Accepted"  # accepted, then the tag is refused by Authorize: the session gives up
-    await eventually(lambda: any(r["kind"] == "tx" and r["event"] == "refused" for r in fleet.trace.records),
-                     what="the tag refused")
+    await eventually(
+        lambda: any(r["kind"] == "tx" and r["event"] == "refused" for r in fleet.trace.records), what="the tag refused"
+    )
     again = await ask(central, "CP0001", call.RemoteStartTransaction(id_tag="APP02", connector_id=1))
     assert again.status == "Accepted"
     await eventually(lambda: _payloads(central, "CP0001", "StartTransaction"), what="StartTransaction")

@@ -83,16 +83,32 @@ class TestChargePoint:
         return res["transactionId"]
 
     async def meter(self, connector_id: int, transaction_id: int, wh: int) -> dict:
-        return await self.conn.call_raw("MeterValues", {
-            "connectorId": connector_id, "transactionId": transaction_id,
-            "meterValue": [{"timestamp": NOW, "sampledValue": [
-                {"value": str(wh), "measurand": "Energy.Active.Import.Register", "unit": "Wh"}]}],
-        })
+        return await self.conn.call_raw(
+            "MeterValues",
+            {
+                "connectorId": connector_id,
+                "transactionId": transaction_id,
+                "meterValue": [
+                    {
+                        "timestamp": NOW,
+                        "sampledValue": [
+                            {"value": str(wh), "measurand": "Energy.Active.Import.Register", "unit": "Wh"}
+                        ],
+                    }
+                ],
+            },
+        )
 
     async def stop(self, transaction_id: int, meter_stop: int, reason: str = "Local") -> dict:
-        return await self.conn.call_raw("StopTransaction", {
-            "transactionId": transaction_id, "meterStop": meter_stop, "timestamp": NOW, "reason": reason,
-        })
+        return await self.conn.call_raw(
+            "StopTransaction",
+            {
+                "transactionId": transaction_id,
+                "meterStop": meter_stop,
+                "timestamp": NOW,
+                "reason": reason,
+            },
+        )
 
 
 def basic_auth(user: str, password: str) -> list[tuple[bytes, bytes]]:
@@ -102,16 +118,24 @@ def basic_auth(user: str, password: str) -> list[tuple[bytes, bytes]]:
 
 
 @asynccontextmanager
-async def connect(url: str, cp_id: str, *, boot: bool = True, answers: Answers | None = None,
-                  password: str | None = None, ssl_context=None):
+async def connect(
+    url: str,
+    cp_id: str,
+    *,
+    boot: bool = True,
+    answers: Answers | None = None,
+    password: str | None = None,
+    ssl_context=None,
+):
     """Open a test charge point at `url/cp_id`, optionally booted, with HTTP Basic when a
     password is given; closes on exit."""
     answers = answers or Answers()
     headers = basic_auth(cp_id, password) if password is not None else None
     async with trio.open_nursery() as nursery:
         answers._nursery = nursery
-        async with open_websocket_url(f"{url}/{cp_id}", ssl_context, subprotocols=[SUBPROTOCOL],
-                                      extra_headers=headers) as ws:
+        async with open_websocket_url(
+            f"{url}/{cp_id}", ssl_context, subprotocols=[SUBPROTOCOL], extra_headers=headers
+        ) as ws:
             conn = OcppConnection(ws, peer="csms", handlers=answers, call_timeout=15)
             nursery.start_soon(conn.run)
             cp = TestChargePoint(conn, answers)

@@ -23,8 +23,16 @@ def with_db(url: str, fn: Callable[[Session], T]) -> T:
         engine.dispose()
 
 
-def plant_stuck_session(url: str, cp_id: str, connector_id: int, *, meter_start: int = 1000,
-                        latest_wh: int | None = None, tariff: str = "0.25", id_tag: str = "STUCK") -> tuple[str, int]:
+def plant_stuck_session(
+    url: str,
+    cp_id: str,
+    connector_id: int,
+    *,
+    meter_start: int = 1000,
+    latest_wh: int | None = None,
+    tariff: str = "0.25",
+    id_tag: str = "STUCK",
+) -> tuple[str, int]:
     """A session whose StopTransaction never came: an open transaction linked to an unended session."""
     from datetime import UTC, datetime
     from decimal import Decimal
@@ -34,13 +42,29 @@ def plant_stuck_session(url: str, cp_id: str, connector_id: int, *, meter_start:
     now = datetime.now(UTC)
 
     def work(s: Session) -> tuple[str, int]:
-        tx = Transaction(charge_point_id=cp_id, connector_id=connector_id, id_tag=id_tag, meter_start=meter_start,
-                         start_time=now, latest_meter_wh=latest_wh)
+        tx = Transaction(
+            charge_point_id=cp_id,
+            connector_id=connector_id,
+            id_tag=id_tag,
+            meter_start=meter_start,
+            start_time=now,
+            latest_meter_wh=latest_wh,
+        )
         s.add(tx)
         s.flush()
-        cs = ChargingSession(station_id=cp_id, charge_point_id=cp_id, connector_id=connector_id, id_tag=id_tag,
-                             tariff=Decimal(tariff), status="Charging", transaction_id=tx.id, created_at=now,
-                             start_time=now, meter_start=meter_start, updated_at=now)
+        cs = ChargingSession(
+            station_id=cp_id,
+            charge_point_id=cp_id,
+            connector_id=connector_id,
+            id_tag=id_tag,
+            tariff=Decimal(tariff),
+            status="Charging",
+            transaction_id=tx.id,
+            created_at=now,
+            start_time=now,
+            meter_start=meter_start,
+            updated_at=now,
+        )
         s.add(cs)
         s.flush()
         return cs.id, tx.id

@@ -20,17 +20,17 @@ MUTANTS: dict[str, str] = {
     "registry_never_forgets": "a charge point whose WebSocket closed stays in the live registry (looks online)",
     "remote_accept_marks_busy": "an Accepted RemoteStartTransaction persists the connector status Occupied",
     "late_stop_ignored": "a StopTransaction for a transaction the CSMS already closed (force-ended, orphaned) is "
-                         "acknowledged and dropped: the estimate stays instead of the charger's meterStop",
+    "acknowledged and dropped: the estimate stays instead of the charger's meterStop",
     "unlock_resets_live_status": "unlock-connector sets the connector's live status to Available (and resets the "
-                                 "stored one) whatever the charger last reported",
+    "stored one) whatever the charger last reported",
     "reservation_not_busy": "an active payment reservation does not make its connector busy (the unique index "
-                            "still refuses a second one)",
+    "still refuses a second one)",
     "pongs_not_liveness": "liveness counts OCPP messages only: a charger that keeps its WebSocket alive with "
-                          "pings and pongs but sends no Heartbeat is marked offline",
+    "pings and pongs but sends no Heartbeat is marked offline",
     "supersede_keeps_session": "a transaction superseded by the next car's StartTransaction is closed, but the "
-                               "app session billed to it stays open (Charging, unbilled)",
+    "app session billed to it stays open (Charging, unbilled)",
     "stop_acked_before_commit": "a StopTransaction is answered before its commit (queued, not awaited): a crash "
-                                "in between loses an acknowledged stop",
+    "in between loses an acknowledged stop",
 }
 
 
@@ -59,8 +59,15 @@ def _remote_accept_marks_busy() -> None:
         def occupied(s: Any) -> None:  # the seed's bug: a mere accept stored as the connector's status
             row = s.get(ConnectorStatus, (live.id, connector_id))
             if row is None:
-                s.add(ConnectorStatus(charge_point_id=live.id, connector_id=connector_id, status="Occupied",
-                                      error_code="NoError", updated_at=now))
+                s.add(
+                    ConnectorStatus(
+                        charge_point_id=live.id,
+                        connector_id=connector_id,
+                        status="Occupied",
+                        error_code="NoError",
+                        updated_at=now,
+                    )
+                )
             else:
                 row.status, row.error_code, row.updated_at = "Occupied", "NoError", now
 
@@ -74,8 +81,9 @@ def _late_stop_ignored() -> None:
     from csms.db.models import Transaction
 
     def late_stop(s: Any, tx_id: int, **_kw: Any) -> ocpp_store.StopResult:
-        return ocpp_store.StopResult(known=True, reconciled=False, session_id=None,
-                                     connector_id=s.get(Transaction, tx_id).connector_id)
+        return ocpp_store.StopResult(
+            known=True, reconciled=False, session_id=None, connector_id=s.get(Transaction, tx_id).connector_id
+        )
 
     ocpp_store._late_stop = late_stop
 
@@ -131,12 +139,21 @@ def _stop_acked_before_commit() -> None:
     from csms.ocpp.handlers import ChargePointHandlers
 
     @on("StopTransaction")
-    async def on_stop_transaction(self: Any, meter_stop: int, timestamp: str, transaction_id: int,
-                                  **kw: Any) -> dict[str, Any]:
+    async def on_stop_transaction(
+        self: Any, meter_stop: int, timestamp: str, transaction_id: int, **kw: Any
+    ) -> dict[str, Any]:
         now = self.ctx.clock.now()
-        self.ctx.db.submit(lambda s: ocpp_store.stop_transaction(  # queued, not awaited: answered before stored
-            s, transaction_id, cp_id=self.cp_id, meter_stop=meter_stop, stop_time=parse_iso(timestamp) or now,
-            reason=kw.get("reason"), now=now))
+        self.ctx.db.submit(
+            lambda s: ocpp_store.stop_transaction(  # queued, not awaited: answered before stored
+                s,
+                transaction_id,
+                cp_id=self.cp_id,
+                meter_stop=meter_stop,
+                stop_time=parse_iso(timestamp) or now,
+                reason=kw.get("reason"),
+                now=now,
+            )
+        )
         return {"idTagInfo": {"status": "Accepted"}} if kw.get("id_tag") else {}
 
     ChargePointHandlers.on_stop_transaction = on_stop_transaction
@@ -172,8 +189,10 @@ def scenario_flags(csms_args: Iterable[str]) -> list[str]:
 
 def main(argv: list[str]) -> None:
     if len(argv) < 2 or argv[1] != "--":
-        sys.exit("usage: python -m tests.support.mutants NAME[,NAME] -- serve [csms serve arguments]\n"
-                 f"mutants: {', '.join(sorted(MUTANTS))}")
+        sys.exit(
+            "usage: python -m tests.support.mutants NAME[,NAME] -- serve [csms serve arguments]\n"
+            f"mutants: {', '.join(sorted(MUTANTS))}"
+        )
     names = [n for n in argv[0].split(",") if n]
     unknown = sorted(set(names) - MUTANTS.keys())
     if unknown:

@@ -56,30 +56,124 @@ def store_first_revision_rows(url: str) -> None:
     claim = dict(station_id="CP1", charge_point_id="CP1", id_tag="TAG1", tariff="0.30")
     try:
         with engine.begin() as conn:
-            _insert(conn, "charge_points", id="CP1", vendor="Acme", model="X1", serial_number="S-1",
-                    firmware_version="1.2", registered_at=T0, last_boot_at=T0, last_seen_at=T1)
+            _insert(
+                conn,
+                "charge_points",
+                id="CP1",
+                vendor="Acme",
+                model="X1",
+                serial_number="S-1",
+                firmware_version="1.2",
+                registered_at=T0,
+                last_boot_at=T0,
+                last_seen_at=T1,
+            )
             _insert(conn, "stations", id="CP1", charge_point_id="CP1", active=True, created_at=T0)
-            _insert(conn, "connector_statuses", charge_point_id="CP1", connector_id=1, status="Charging",
-                    error_code="NoError", updated_at=T1)
-            _insert(conn, "connector_statuses", charge_point_id="CP1", connector_id=2, status="Available",
-                    error_code="NoError", updated_at=T1)
-            _insert(conn, "transactions", id=1, charge_point_id="CP1", connector_id=2, id_tag="TAG1",
-                    meter_start=1000, meter_stop=5000, start_time=T0, opened_at=T0, stop_time=T1,
-                    stop_reason="Local", latest_meter_wh=5000, latest_meter_at=T1)
-            _insert(conn, "transactions", id=2, charge_point_id="CP1", connector_id=1, id_tag="TAG1",
-                    meter_start=7_000_000_000, start_time=T1, opened_at=T1, latest_meter_wh=7_000_002_500,
-                    latest_meter_at=T1)
-            _insert(conn, "charging_sessions", id="sess-1", connector_id=2, **claim, status="Completed",
-                    transaction_id=1, created_at=T0, start_time=T0, end_time=T1, meter_start=1000,
-                    end_meter_wh=5000, energy_wh=4000, fee="1.20", meter_source="StopTransaction",
-                    end_reason="Local", reconciled=True, updated_at=T1)
-            _insert(conn, "charging_sessions", id="sess-2", connector_id=1, **claim, status="Charging",
-                    transaction_id=2, created_at=T1, start_time=T1, meter_start=7_000_000_000,
-                    reconciled=False, updated_at=T1)
-            _insert(conn, "payment_reservations", id="res-1", connector_id=2, **claim, amount="10.00",
-                    status="Completed", provider_ref="sim-1", session_id="sess-1", created_at=T0, updated_at=T1)
-            _insert(conn, "audit_events", at=T1, actor="cli:ops", action="connector.unlocked",
-                    charge_point_id="CP1", connector_id=1, subject="sess-0", details=DETAILS)
+            _insert(
+                conn,
+                "connector_statuses",
+                charge_point_id="CP1",
+                connector_id=1,
+                status="Charging",
+                error_code="NoError",
+                updated_at=T1,
+            )
+            _insert(
+                conn,
+                "connector_statuses",
+                charge_point_id="CP1",
+                connector_id=2,
+                status="Available",
+                error_code="NoError",
+                updated_at=T1,
+            )
+            _insert(
+                conn,
+                "transactions",
+                id=1,
+                charge_point_id="CP1",
+                connector_id=2,
+                id_tag="TAG1",
+                meter_start=1000,
+                meter_stop=5000,
+                start_time=T0,
+                opened_at=T0,
+                stop_time=T1,
+                stop_reason="Local",
+                latest_meter_wh=5000,
+                latest_meter_at=T1,
+            )
+            _insert(
+                conn,
+                "transactions",
+                id=2,
+                charge_point_id="CP1",
+                connector_id=1,
+                id_tag="TAG1",
+                meter_start=7_000_000_000,
+                start_time=T1,
+                opened_at=T1,
+                latest_meter_wh=7_000_002_500,
+                latest_meter_at=T1,
+            )
+            _insert(
+                conn,
+                "charging_sessions",
+                id="sess-1",
+                connector_id=2,
+                **claim,
+                status="Completed",
+                transaction_id=1,
+                created_at=T0,
+                start_time=T0,
+                end_time=T1,
+                meter_start=1000,
+                end_meter_wh=5000,
+                energy_wh=4000,
+                fee="1.20",
+                meter_source="StopTransaction",
+                end_reason="Local",
+                reconciled=True,
+                updated_at=T1,
+            )
+            _insert(
+                conn,
+                "charging_sessions",
+                id="sess-2",
+                connector_id=1,
+                **claim,
+                status="Charging",
+                transaction_id=2,
+                created_at=T1,
+                start_time=T1,
+                meter_start=7_000_000_000,
+                reconciled=False,
+                updated_at=T1,
+            )
+            _insert(
+                conn,
+                "payment_reservations",
+                id="res-1",
+                connector_id=2,
+                **claim,
+                amount="10.00",
+                status="Completed",
+                provider_ref="sim-1",
+                session_id="sess-1",
+                created_at=T0,
+                updated_at=T1,
+            )
+            _insert(
+                conn,
+                "audit_events",
+                at=T1,
+                actor="cli:ops",
+                action="connector.unlocked",
+                charge_point_id="CP1",
+                connector_id=1,
+                subject="sess-0",
+                details=DETAILS,
+            )
     finally:
         engine.dispose()
 
@@ -98,7 +192,12 @@ def check_first_revision_rows(session: Any) -> None:
     statuses = {s.connector_id: s.status for s in session.scalars(select(ConnectorStatus))}
     assert statuses == {1: "Charging", 2: "Available"}
     closed, open_ = session.get(Transaction, 1), session.get(Transaction, 2)
-    assert (closed.meter_start, closed.meter_stop, closed.stop_reason, _utc(closed.stop_time)) == (1000, 5000, "Local", T1)
+    assert (closed.meter_start, closed.meter_stop, closed.stop_reason, _utc(closed.stop_time)) == (
+        1000,
+        5000,
+        "Local",
+        T1,
+    )
     assert (open_.stop_time, open_.latest_meter_wh) == (None, 7_000_002_500)
     assert closed.meter_seen_at is None and open_.meter_seen_at is None  # added by 0003
     done = session.get(ChargingSession, "sess-1")

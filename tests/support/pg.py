@@ -65,12 +65,24 @@ class PrivatePostgres:
             for parent in self.folder.parents:  # postgres must reach its folder
                 if str(parent).startswith("/tmp/") and parent.stat().st_mode & 0o001 == 0:
                     os.chmod(parent, parent.stat().st_mode | 0o011)
-        subprocess.run(_as_postgres([pg_bin("initdb"), "-D", str(self.data), "-U", "postgres", "--auth=trust",
-                                     "--no-sync"]), check=True, capture_output=True, timeout=120)
+        subprocess.run(
+            _as_postgres([pg_bin("initdb"), "-D", str(self.data), "-U", "postgres", "--auth=trust", "--no-sync"]),
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
 
     def start(self) -> None:
-        self._run("start", "-D", str(self.data), "-w", "-l", str(self.folder / "pg.log"),
-                  "-o", f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=off")
+        self._run(
+            "start",
+            "-D",
+            str(self.data),
+            "-w",
+            "-l",
+            str(self.folder / "pg.log"),
+            "-o",
+            f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=off",
+        )
 
     def stop(self) -> None:
         self._run("stop", "-D", str(self.data), "-m", "fast", "-w")

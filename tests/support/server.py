@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import json
-import os
 import signal
 import subprocess
-import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+
+from scenarios.embedded import launch_csms
 
 ADMIN_TOKEN = "admin-token-for-tests"
 USER_TOKEN = "user-token-for-tests"
@@ -47,25 +45,30 @@ class CsmsProcess:
         return self.proc.returncode
 
 
-def start_csms(db_url: str, workdir: Path, extra: list[str], *, timeout: float = 30,
-               accept_unknown_id_tags: bool = True, command: list[str] | None = None) -> CsmsProcess:
+def start_csms(
+    db_url: str,
+    workdir: Path,
+    extra: list[str],
+    *,
+    timeout: float = 30,
+    accept_unknown_id_tags: bool = True,
+    command: list[str] | None = None,
+) -> CsmsProcess:
     """Most tests assume every id tag is accepted (--accept-unknown-id-tags); id tag tests say False.
     `command` starts something else than `python -m csms` (a mutant: tests.support.mutants.command)."""
-    ports = workdir / f"ports-{time.monotonic_ns()}.json"
-    log_path = workdir / "csms.log"
-    cmd = [
-        *(command or [sys.executable, "-m", "csms"]), "serve", "--db", db_url, "--ocpp-port", "0", "--http-port", "0",
-        "--ports-file", str(ports), "--api-token", f"admin:tests:{ADMIN_TOKEN}",
-        "--api-token", f"user:{USER_TOKEN}", *(["--accept-unknown-id-tags"] if accept_unknown_id_tags else []),
+    args = [
+        "--db",
+        db_url,
+        "--ocpp-port",
+        "0",
+        "--http-port",
+        "0",
+        "--api-token",
+        f"admin:tests:{ADMIN_TOKEN}",
+        "--api-token",
+        f"user:{USER_TOKEN}",
+        *(["--accept-unknown-id-tags"] if accept_unknown_id_tags else []),
         *extra,
     ]
-    log = open(log_path, "a", encoding="utf-8")  # noqa: SIM115 - owned by the process
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    deadline = time.monotonic() + timeout
-    while not ports.exists() or not ports.read_text():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise RuntimeError(f"csms serve did not start:\n{log_path.read_text()}")
-        time.sleep(0.05)
-    addr = json.loads(ports.read_text())
-    return CsmsProcess(addr["ocpp"], addr["http"], db_url, log_path, proc)
+    launched = launch_csms(args, workdir, log_path=workdir / "csms.log", command=command, timeout=timeout)
+    return CsmsProcess(launched.ocpp, launched.http, db_url, launched.log_path, launched.proc)

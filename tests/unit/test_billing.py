@@ -289,9 +289,7 @@ def test_settlement_is_frozen():
 )
 def test_settle_is_consistent(start, tariff, sample, stop):
     s = settle(start, tariff, latest_sample_wh=sample, meter_stop=stop)
-    assert (s.end_meter_wh, s.source) == choose_end_meter(
-        start, latest_sample_wh=sample, meter_stop=stop
-    )
+    assert (s.end_meter_wh, s.source) == choose_end_meter(start, latest_sample_wh=sample, meter_stop=stop)
     assert s.energy_wh == max(0, s.end_meter_wh - start)
     assert s.energy_kwh == Decimal(s.energy_wh) / 1000
     assert s.fee == fee(s.energy_wh, tariff)

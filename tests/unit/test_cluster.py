@@ -31,8 +31,13 @@ STEP = timedelta(seconds=5)
 
 
 def _p(cp: str, node: str, at: float = 0.0, seen: float = 0.0, **connectors: str) -> Presence:
-    return Presence(cp, node, T0 + timedelta(seconds=at), T0 + timedelta(seconds=seen),
-                    {int(c[1:]): ConnectorState(s, "NoError", T0) for c, s in connectors.items()})
+    return Presence(
+        cp,
+        node,
+        T0 + timedelta(seconds=at),
+        T0 + timedelta(seconds=seen),
+        {int(c[1:]): ConnectorState(s, "NoError", T0) for c, s in connectors.items()},
+    )
 
 
 # ------------------------------------------------------------------ leases
@@ -127,13 +132,16 @@ def test_a_result_comes_back_as_it_was():
     assert raise_for(result_of({"status": "Accepted"}), "UnlockConnector", "CP1", 5) == {"status": "Accepted"}
 
 
-@pytest.mark.parametrize("exc", [
-    CallTimeoutError("Reset", "u1", 3.0, "CP1"),
-    CallErrorReceived("Reset", "NotSupported", "no", {"k": 1}),
-    OcppCallError("FormationViolation", "bad payload"),
-    InvalidResponseError("CP1 answered Reset with an invalid payload"),
-    ConnectionClosedError("connection to CP1 is closed"),
-])
+@pytest.mark.parametrize(
+    "exc",
+    [
+        CallTimeoutError("Reset", "u1", 3.0, "CP1"),
+        CallErrorReceived("Reset", "NotSupported", "no", {"k": 1}),
+        OcppCallError("FormationViolation", "bad payload"),
+        InvalidResponseError("CP1 answered Reset with an invalid payload"),
+        ConnectionClosedError("connection to CP1 is closed"),
+    ],
+)
 def test_an_error_on_the_holding_node_is_raised_the_same_on_the_asking_node(exc):
     with pytest.raises(type(exc)) as raised:
         raise_for(answer_of(exc), "Reset", "CP1", 3.0)
@@ -195,11 +203,13 @@ def test_a_newer_connection_read_from_another_node_closes_the_leftover_here():
     from csms.cluster.presence import PresenceChange, replaced_elsewhere
 
     local = {"CP1": T0, "CP2": T0 + timedelta(seconds=10), "CP3": T0, "CP4": T0}
-    changes = [PresenceChange(_p("CP1", "b", at=5)),  # reconnected on b after ours: ours is half-open
-               PresenceChange(_p("CP2", "b", at=5)),  # b's row is older than ours: ours wins (we write it)
-               PresenceChange(_p("CP3", "b", at=5), gone=True),  # it left b: nothing to say about ours
-               PresenceChange(_p("CP4", "a", at=5)),  # our own row
-               PresenceChange(_p("CP5", "b", at=5))]  # not held here
+    changes = [
+        PresenceChange(_p("CP1", "b", at=5)),  # reconnected on b after ours: ours is half-open
+        PresenceChange(_p("CP2", "b", at=5)),  # b's row is older than ours: ours wins (we write it)
+        PresenceChange(_p("CP3", "b", at=5), gone=True),  # it left b: nothing to say about ours
+        PresenceChange(_p("CP4", "a", at=5)),  # our own row
+        PresenceChange(_p("CP5", "b", at=5)),
+    ]  # not held here
     assert replaced_elsewhere(changes, local, own_node="a") == ["CP1"]
 
 

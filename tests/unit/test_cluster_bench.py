@@ -28,7 +28,9 @@ def test_cpu_split_others_is_machine_minus_ours():
 
 
 def test_backend_of_reads_the_ports_file_addresses():
-    assert backend_of("n1", "ws://127.0.0.1:4001/ocpp", "http://127.0.0.1:4002") == Backend("n1", "127.0.0.1", 4001, 4002)
+    assert backend_of("n1", "ws://127.0.0.1:4001/ocpp", "http://127.0.0.1:4002") == Backend(
+        "n1", "127.0.0.1", 4001, 4002
+    )
 
 
 def test_config_balances_round_robin_without_stickiness_and_keeps_tunnels():
@@ -47,10 +49,19 @@ def test_haproxy_accepts_the_config(tmp_path):
 
 
 def test_summary_has_medians_per_layout():
-    row = {"mode": "mixed", "cps": 10, "p99_by_class": {"Authorize": 3.0}, "errors": 0, "load": [1.0, 2.0],
-           "cpu_pct": {"node n1": 50.0, "machine": 100.0, "others": 50.0}, "connections_per_node": {"n1": 10},
-           "node_ms_per_call": 0.5, "ours_ms_per_call": 0.9, "waited_pct": {"node n1 trio": 5.0},
-           "trio_ran_pct": {"node n1 trio": 40.0}}
+    row = {
+        "mode": "mixed",
+        "cps": 10,
+        "p99_by_class": {"Authorize": 3.0},
+        "errors": 0,
+        "load": [1.0, 2.0],
+        "cpu_pct": {"node n1": 50.0, "machine": 100.0, "others": 50.0},
+        "connections_per_node": {"n1": 10},
+        "node_ms_per_call": 0.5,
+        "ours_ms_per_call": 0.9,
+        "waited_pct": {"node n1 trio": 5.0},
+        "trio_ran_pct": {"node n1 trio": 40.0},
+    }
     rows = [{**row, "layout": "one", "calls_per_s": v, "p50": 1.0, "p99": v / 100} for v in (100.0, 300.0, 200.0)]
     text = summarise(rows)
     assert "| 1 node, HAProxy | 200 | 1 | 2 | 3 | 0 |" in text

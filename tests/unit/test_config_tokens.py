@@ -31,8 +31,10 @@ def test_tokens_file(tmp_path):
     path = tmp_path / "tokens"
     path.write_text("# site tokens\n\nadmin:alice:alice-token-123\nuser:bob-token-4567\n")
     tokens = parse_tokens_file(path)
-    assert [(t.role, t.name, t.token) for t in tokens] == [("admin", "alice", "alice-token-123"),
-                                                           ("user", "user", "bob-token-4567")]
+    assert [(t.role, t.name, t.token) for t in tokens] == [
+        ("admin", "alice", "alice-token-123"),
+        ("user", "user", "bob-token-4567"),
+    ]
     path.write_text("admin:alice:alice-token-123\nadmin:alice\n")
     with pytest.raises(ValueError, match="line 2"):
         parse_tokens_file(path)

@@ -39,9 +39,14 @@ def live(*, status="Charging", age=LONG_AGO, cp=CP, connector=2) -> LiveConnecto
 def select(rows, *, grace=GRACE, online=frozenset({CP}), open_tx=frozenset(), closed=None, asked=None):
     """`closed` and `asked`: ages (how long ago) for connector KEY; None: never."""
     return select_contradicted_statuses(
-        rows, now=NOW, grace=grace, online=set(online), open_tx_connectors=set(open_tx),
+        rows,
+        now=NOW,
+        grace=grace,
+        online=set(online),
+        open_tx_connectors=set(open_tx),
         closed_at={} if closed is None else {KEY: NOW - closed},
-        asked={} if asked is None else {KEY: NOW - asked})
+        asked={} if asked is None else {KEY: NOW - asked},
+    )
 
 
 def test_shares_the_status_grace_and_zero_or_below_disables():
@@ -55,11 +60,13 @@ def test_shares_the_status_grace_and_zero_or_below_disables():
 @pytest.mark.parametrize("status", sorted(TRANSACTION_STATUSES))
 def test_each_transaction_status_without_a_transaction_is_asked(status):
     assert select([live(status=status)]) == [
-        Action(ActionKind.PROBE_CONTRADICTED_STATUS, CP, 2, status, select([live(status=status)])[0].reason)]
+        Action(ActionKind.PROBE_CONTRADICTED_STATUS, CP, 2, status, select([live(status=status)])[0].reason)
+    ]
 
 
-@pytest.mark.parametrize("status", ["Available", "Preparing", "Finishing", "Reserved", "Unavailable", "Faulted",
-                                    "Occupied", "charging"])
+@pytest.mark.parametrize(
+    "status", ["Available", "Preparing", "Finishing", "Reserved", "Unavailable", "Faulted", "Occupied", "charging"]
+)
 def test_statuses_that_need_no_transaction_are_left_alone(status):
     assert select([live(status=status)]) == []
 
@@ -90,12 +97,15 @@ def test_offline_charge_point_and_connector_zero_are_not_asked():
 
 
 @pytest.mark.parametrize("field", ["status", "closed", "asked"])
-@pytest.mark.parametrize(("age", "asked"), [
-    (GRACE - US, False),
-    (GRACE, False),  # exactly the grace: not yet
-    (GRACE + US, True),
-    (GRACE * 3, True),
-])
+@pytest.mark.parametrize(
+    ("age", "asked"),
+    [
+        (GRACE - US, False),
+        (GRACE, False),  # exactly the grace: not yet
+        (GRACE + US, True),
+        (GRACE * 3, True),
+    ],
+)
 def test_boundary_on_each_moment(field, age, asked):
     """The newest of status, close and last ask decides; the others are far older."""
     ages = {"status": LONG_AGO, "closed": LONG_AGO, "asked": LONG_AGO, field: age}
@@ -117,15 +127,24 @@ def test_asked_once_per_status_then_at_most_once_per_grace():
     assert len(select(rows, asked=GRACE + US)) == 1  # a grace later: asked again
     # The answer is a new status (here Charging again): its own grace first.
     assert select([live(age=timedelta(seconds=2))], asked=timedelta(seconds=3)) == []
-    other = select_contradicted_statuses(rows, now=NOW, grace=GRACE, online={CP}, open_tx_connectors=set(),
-                                         closed_at={}, asked={(CP, 1): NOW, ("CP-2", 2): NOW})
+    other = select_contradicted_statuses(
+        rows,
+        now=NOW,
+        grace=GRACE,
+        online={CP},
+        open_tx_connectors=set(),
+        closed_at={},
+        asked={(CP, 1): NOW, ("CP-2", 2): NOW},
+    )
     assert len(other) == 1  # another connector's ask does not count
 
 
 def test_reason_says_what_contradicts_what_for_how_long_and_since_when():
     [a] = select([live(status="SuspendedEV", age=timedelta(minutes=3, seconds=4))])
-    assert a.reason == ("live status SuspendedEV says a transaction is ongoing but none is open, for 3m04s "
-                        "(grace 30s; since: StatusNotification): asking for the connector's status")
+    assert a.reason == (
+        "live status SuspendedEV says a transaction is ongoing but none is open, for 3m04s "
+        "(grace 30s; since: StatusNotification): asking for the connector's status"
+    )
     [a] = select([live()], closed=timedelta(seconds=45))
     assert "for 45s (grace 30s; since: transaction closed)" in a.reason
     [a] = select([live()], closed=timedelta(hours=1), asked=timedelta(minutes=2))
@@ -133,32 +152,60 @@ def test_reason_says_what_contradicts_what_for_how_long_and_since_when():
 
 
 def test_several_connectors_each_judged_on_its_own():
-    rows = [live(connector=1), live(connector=2, status="Available"), live(connector=3, age=timedelta(seconds=1)),
-            live(cp="CP-2", connector=1, status="SuspendedEVSE"), live(cp="CP-2", connector=2)]
-    actions = select_contradicted_statuses(rows, now=NOW, grace=GRACE, online={CP, "CP-2"},
-                                           open_tx_connectors={("CP-2", 2)}, closed_at={}, asked={})
+    rows = [
+        live(connector=1),
+        live(connector=2, status="Available"),
+        live(connector=3, age=timedelta(seconds=1)),
+        live(cp="CP-2", connector=1, status="SuspendedEVSE"),
+        live(cp="CP-2", connector=2),
+    ]
+    actions = select_contradicted_statuses(
+        rows, now=NOW, grace=GRACE, online={CP, "CP-2"}, open_tx_connectors={("CP-2", 2)}, closed_at={}, asked={}
+    )
     assert [(a.charge_point_id, a.connector_id, a.subject) for a in actions] == [
-        (CP, 1, "Charging"), ("CP-2", 1, "SuspendedEVSE")]
+        (CP, 1, "Charging"),
+        ("CP-2", 1, "SuspendedEVSE"),
+    ]
 
 
 def test_naive_times_are_utc():
     naive = LiveConnectorRow(CP, 2, "Charging", (NOW - GRACE - US).replace(tzinfo=None))
     assert len(select([naive])) == 1
-    naive_close = select_contradicted_statuses([live()], now=NOW, grace=GRACE, online={CP}, open_tx_connectors=set(),
-                                               closed_at={KEY: (NOW - GRACE).replace(tzinfo=None)}, asked={})
+    naive_close = select_contradicted_statuses(
+        [live()],
+        now=NOW,
+        grace=GRACE,
+        online={CP},
+        open_tx_connectors=set(),
+        closed_at={KEY: (NOW - GRACE).replace(tzinfo=None)},
+        asked={},
+    )
     assert naive_close == []
 
 
 ages = st.integers(min_value=0, max_value=10**11).map(lambda n: timedelta(microseconds=n))
 
 
-@given(status_age=ages, closed=st.none() | ages, asked=st.none() | ages, open_tx=st.booleans(), online=st.booleans(),
-       status=st.sampled_from(["Charging", "SuspendedEV", "SuspendedEVSE", "Available", "Finishing", "Faulted"]),
-       grace=st.integers(min_value=1, max_value=10**10).map(lambda n: timedelta(microseconds=n)))
+@given(
+    status_age=ages,
+    closed=st.none() | ages,
+    asked=st.none() | ages,
+    open_tx=st.booleans(),
+    online=st.booleans(),
+    status=st.sampled_from(["Charging", "SuspendedEV", "SuspendedEVSE", "Available", "Finishing", "Faulted"]),
+    grace=st.integers(min_value=1, max_value=10**10).map(lambda n: timedelta(microseconds=n)),
+)
 def test_property_asked_exactly_when_contradicted_and_everything_is_older_than_the_grace(
-        status_age, closed, asked, open_tx, online, status, grace):
-    actions = select([live(status=status, age=status_age)], grace=grace, closed=closed, asked=asked,
-                     open_tx={KEY} if open_tx else set(), online={CP} if online else set())
+    status_age, closed, asked, open_tx, online, status, grace
+):
+    actions = select(
+        [live(status=status, age=status_age)],
+        grace=grace,
+        closed=closed,
+        asked=asked,
+        open_tx={KEY} if open_tx else set(),
+        online={CP} if online else set(),
+    )
     youngest = min(a for a in (status_age, closed, asked) if a is not None)
     outlived = status == "Finishing" and closed is not None and closed < status_age
     contradicted = (status in TRANSACTION_STATUSES or outlived) and not open_tx and online

@@ -58,13 +58,23 @@ def test_find_token_matches_the_secret_only():
 
 # ---------------------------------------------------------------- the board's words
 def _explain(verdict="busy", reasons=(), *, live=None, stored=None, txs=(), res=(), online=True):
-    return {"chargePointId": "CP1", "connectorId": 1, "verdict": verdict, "reasons": list(reasons),
-            "signals": {"websocketPresent": online, "liveStatus": live, "persistedStatus": stored,
-                        "openTransactions": list(txs), "activeReservations": list(res), "freshnessMinutes": 30}}
+    return {
+        "chargePointId": "CP1",
+        "connectorId": 1,
+        "verdict": verdict,
+        "reasons": list(reasons),
+        "signals": {
+            "websocketPresent": online,
+            "liveStatus": live,
+            "persistedStatus": stored,
+            "openTransactions": list(txs),
+            "activeReservations": list(res),
+            "freshnessMinutes": 30,
+        },
+    }
 
 
-TX = {"transactionId": 42, "idTag": "TAG1", "startTime": "2026-03-01T12:00:00Z", "meterStart": 0,
-      "latestMeterWh": 5000}
+TX = {"transactionId": 42, "idTag": "TAG1", "startTime": "2026-03-01T12:00:00Z", "meterStart": 0, "latestMeterWh": 5000}
 
 
 def test_reasons_in_plain_words():
@@ -72,21 +82,28 @@ def test_reasons_in_plain_words():
     quiet = timedelta(minutes=10)
     act = {42: TxActivity(5000, NOW - timedelta(hours=3), NOW - timedelta(hours=3))}
     assert reason_words("open_transaction:42", x, act, NOW, quiet) == (
-        "open transaction 42 (TAG1) since 12:00 UTC (3 h), no meter value for 3 h (register 5.000 kWh)")
+        "open transaction 42 (TAG1) since 12:00 UTC (3 h), no meter value for 3 h (register 5.000 kWh)"
+    )
     assert reason_words("open_transaction:42", x, {}, NOW, quiet).endswith(", no meter value yet")
     live = _explain(live={"status": "Charging", "errorCode": "NoError", "at": "2026-03-01T14:58:00Z"})
-    assert reason_words("live_status:Charging", live, {}, NOW, quiet) == "charger reports Charging since 14:58 UTC (2 min)"
+    assert (
+        reason_words("live_status:Charging", live, {}, NOW, quiet) == "charger reports Charging since 14:58 UTC (2 min)"
+    )
     assert reason_words("persisted_status:Occupied:age=12m", x, {}, NOW, quiet) == (
-        "stored status Occupied from 12 min ago (no live status from the charger)")
+        "stored status Occupied from 12 min ago (no live status from the charger)"
+    )
     assert reason_words("websocket:absent", x, {}, NOW, quiet) == "charger offline: it is not connected"
     assert reason_words("websocket:reconnected:1.5s_ago:no_status_yet", x, {}, NOW, quiet) == (
         "charger reconnected 1.5 s ago and has not reported this connector yet (it may be replaying a session "
-        "started while it was away)")
+        "started while it was away)"
+    )
     assert reason_words("start_transaction:being_stored", x, {}, NOW, quiet) == (
-        "a StartTransaction from the charger is being stored right now")
+        "a StartTransaction from the charger is being stored right now"
+    )
     res = _explain(res=[{"reservationId": "abcdef123456", "status": "Authorized", "createdAt": "2026-03-01T14:00:00Z"}])
     assert reason_words("active_reservation:abcdef123456:Authorized", res, {}, NOW, quiet) == (
-        "payment reservation abcdef12 is Authorized since 14:00 UTC (1 h)")
+        "payment reservation abcdef12 is Authorized since 14:00 UTC (1 h)"
+    )
     assert [age(s) for s in (5, 300, 3900, 7200, 200000)] == ["5 s", "5 min", "1 h 5 min", "2 h", "2 d 7 h"]
 
 
@@ -94,11 +111,19 @@ def test_suspected_stuck_names_the_seeds_false_positives():
     quiet = timedelta(minutes=10)
     available = {"status": "Available", "errorCode": "NoError", "at": "2026-03-01T14:59:00Z"}
     assert suspicions(_explain(live=available, txs=[TX]), {}, NOW, quiet=quiet)[0] == (
-        "open transaction 42 on a connector that reports Available")
+        "open transaction 42 on a connector that reports Available"
+    )
     stale = suspicions(_explain(stored={"status": "Occupied", "ageSeconds": 7200}), {}, NOW, quiet=quiet)
     assert "stale stored status Occupied (2 h old), nothing live confirms it" in stale
-    lingering = suspicions(_explain(live=available, res=[{"reservationId": "r" * 12, "status": "Authorized",
-                                                          "createdAt": "2026-03-01T14:00:00Z"}]), {}, NOW, quiet=quiet)
+    lingering = suspicions(
+        _explain(
+            live=available,
+            res=[{"reservationId": "r" * 12, "status": "Authorized", "createdAt": "2026-03-01T14:00:00Z"}],
+        ),
+        {},
+        NOW,
+        quiet=quiet,
+    )
     assert lingering == ["lingering reservation rrrrrrrr: Authorized for 1 h"]
     assert "silent connector" in suspicions(_explain(), {}, NOW, quiet=quiet)[0]
     charging = {"status": "Charging", "errorCode": "NoError", "at": "2026-03-01T14:59:00Z"}
@@ -137,17 +162,35 @@ def test_webhook_option():
 
 
 def test_events_from_the_audit_trail_and_from_looking():
-    rows = [AuditRow(1, NOW, "alice", "session.force_ended", "CP1", 1, "S1",
-                     {"reason": "ForceEnded", "transaction_id": 42, "energy_wh": 5000, "fee": "1.25",
-                      "meter_source": "meter_values", "fee_waived": None}),
-            AuditRow(2, NOW, "system:maintenance", "maintenance.close_orphaned", "CP1", 2, "43", {"reason": "r"}),
-            AuditRow(3, NOW, "alice", "connector.unlock", "CP1", 1, "ST1", {})]
+    rows = [
+        AuditRow(
+            1,
+            NOW,
+            "alice",
+            "session.force_ended",
+            "CP1",
+            1,
+            "S1",
+            {
+                "reason": "ForceEnded",
+                "transaction_id": 42,
+                "energy_wh": 5000,
+                "fee": "1.25",
+                "meter_source": "meter_values",
+                "fee_waived": None,
+            },
+        ),
+        AuditRow(2, NOW, "system:maintenance", "maintenance.close_orphaned", "CP1", 2, "43", {"reason": "r"}),
+        AuditRow(3, NOW, "alice", "connector.unlock", "CP1", 1, "ST1", {}),
+    ]
     ended, orphaned = events_from_audit(rows)
     assert ended.type == "session.force_ended" and ended.data["sessionId"] == "S1" and ended.data["fee"] == "1.25"
     assert ended.data["actor"] == "alice" and ended.created_at == "2026-03-01T15:00:00Z"
     assert orphaned.type == "transaction.orphaned" and orphaned.data["transactionId"] == 43
     assert [(e.type, e.data) for e in presence_changes({"A", "B"}, {"B", "C"}, "t")] == [
-        ("charge_point.online", {"chargePointId": "C"}), ("charge_point.offline", {"chargePointId": "A"})]
+        ("charge_point.online", {"chargePointId": "C"}),
+        ("charge_point.offline", {"chargePointId": "A"}),
+    ]
     before = {("CP1", 1): ("busy", ("open_transaction:42",)), ("CP1", 2): ("offline", ("websocket:absent",))}
     after = {("CP1", 1): ("free", ()), ("CP1", 2): ("free", ()), ("CP1", 3): ("free", ())}
     [freed] = connector_changes(before, after, "t")  # offline -> free is a reconnect, not a freeing

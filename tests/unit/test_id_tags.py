@@ -53,9 +53,20 @@ def test_concurrent_transaction():
 
 def test_record_from_normalises_and_refuses():
     r = record_from(" abc1 ", "Blocked", "2027-01-01T00:00:00Z", "grp")
-    assert (r.id_tag, r.status, r.expiry_date, r.parent_id_tag) == ("ABC1", S.BLOCKED, datetime(2027, 1, 1, tzinfo=UTC), "GRP")
-    for args in [("", "Accepted", None, None), ("X" * 21, "Accepted", None, None), ("T", "ConcurrentTx", None, None),
-                 ("T", "Maybe", None, None), ("T", "Accepted", "tomorrow", None), ("T\n", "Accepted", None, None)]:
+    assert (r.id_tag, r.status, r.expiry_date, r.parent_id_tag) == (
+        "ABC1",
+        S.BLOCKED,
+        datetime(2027, 1, 1, tzinfo=UTC),
+        "GRP",
+    )
+    for args in [
+        ("", "Accepted", None, None),
+        ("X" * 21, "Accepted", None, None),
+        ("T", "ConcurrentTx", None, None),
+        ("T", "Maybe", None, None),
+        ("T", "Accepted", "tomorrow", None),
+        ("T\n", "Accepted", None, None),
+    ]:
         with pytest.raises(ValueError):
             record_from(*args)
 
@@ -67,12 +78,15 @@ def test_parse_csv():
     assert rows[1].parent_id_tag == "GROUP"
 
 
-@pytest.mark.parametrize("text, line", [
-    ("tag,status\nA,Accepted\n", "line 1"),
-    ("idTag,colour\nA,red\n", "line 1"),
-    ("idTag,status\nA,Accepted\nB,Lost\n", "line 3"),
-    ("idTag,status\nA,Accepted\na,Blocked\n", "line 3"),
-])
+@pytest.mark.parametrize(
+    "text, line",
+    [
+        ("tag,status\nA,Accepted\n", "line 1"),
+        ("idTag,colour\nA,red\n", "line 1"),
+        ("idTag,status\nA,Accepted\nB,Lost\n", "line 3"),
+        ("idTag,status\nA,Accepted\na,Blocked\n", "line 3"),
+    ],
+)
 def test_parse_csv_names_the_bad_line(text, line):
     with pytest.raises(CsvError, match=line):
         parse_csv(text)

@@ -15,8 +15,26 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("csms", "ocppj", "simulator", "scenarios", "loadtests", "benchmarks")
 # What a pure module may not touch: IO libraries, the event loop, the database, the web, the clock.
-IMPURE = {"trio", "trio_websocket", "wsproto", "sqlalchemy", "alembic", "psycopg", "fastapi", "starlette", "hypercorn",
-          "httpx", "jinja2", "prometheus_client", "asyncio", "socket", "time", "threading", "subprocess", "os"}
+IMPURE = {
+    "trio",
+    "trio_websocket",
+    "wsproto",
+    "sqlalchemy",
+    "alembic",
+    "psycopg",
+    "fastapi",
+    "starlette",
+    "hypercorn",
+    "httpx",
+    "jinja2",
+    "prometheus_client",
+    "asyncio",
+    "socket",
+    "time",
+    "threading",
+    "subprocess",
+    "os",
+}
 CLOCK_READS = {("datetime", "now"), ("datetime", "utcnow"), ("datetime", "today"), ("date", "today")}
 
 
@@ -70,13 +88,18 @@ def test_the_core_is_pure(module):
         assert top not in IMPURE, f"{path.relative_to(ROOT)}:{line} imports {target}: the core does no IO"
         internal = _internal(target)
         if module.startswith("csms.core.") and internal is not None:
-            assert internal.startswith("csms.core"), \
+            assert internal.startswith("csms.core"), (
                 f"{path.relative_to(ROOT)}:{line} imports {internal}: the core depends on nothing outside it"
+            )
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and \
-                isinstance(node.func.value, ast.Name):
-            assert (node.func.value.id, node.func.attr) not in CLOCK_READS, \
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and isinstance(node.func.value, ast.Name)
+        ):
+            assert (node.func.value.id, node.func.attr) not in CLOCK_READS, (
                 f"{path.relative_to(ROOT)}:{node.lineno} reads the clock: take `now` as a parameter"
+            )
 
 
 def test_the_purity_check_catches_a_core_module_that_imports_trio(tmp_path, monkeypatch):
@@ -96,8 +119,9 @@ def test_the_ocppj_layer_stands_alone():
         if module.split(".")[0] != "ocppj":
             continue
         for target, line in _imports(module, path):
-            assert target.split(".")[0] not in ("csms", "simulator", "scenarios"), \
+            assert target.split(".")[0] not in ("csms", "simulator", "scenarios"), (
                 f"{path.relative_to(ROOT)}:{line} imports {target}"
+            )
 
 
 def _graph() -> dict[str, set[str]]:

@@ -38,11 +38,20 @@ CP = "CP-1"
 
 STALE_STATUSES = ("PendingPayment", "Authorized", "StartRequested")
 NEVER_STALE_STATUSES = ("Charging", "Pending", "Cancelled", "Completed", "Expired", "Failed")
-NON_AVAILABLE = ("Faulted", "Unavailable", "Occupied", "Charging", "Preparing", "Finishing",
-                 "SuspendedEV", "SuspendedEVSE", "Reserved")
+NON_AVAILABLE = (
+    "Faulted",
+    "Unavailable",
+    "Occupied",
+    "Charging",
+    "Preparing",
+    "Finishing",
+    "SuspendedEV",
+    "SuspendedEVSE",
+    "Reserved",
+)
 
 # ages around a threshold, in microseconds relative to it (hypothesis strategies)
-offsets = st.integers(min_value=-10**10, max_value=10**10).map(lambda n: timedelta(microseconds=n))
+offsets = st.integers(min_value=-(10**10), max_value=10**10).map(lambda n: timedelta(microseconds=n))
 positive_thresholds = st.integers(min_value=1, max_value=10**11).map(lambda n: timedelta(microseconds=n))
 
 
@@ -51,24 +60,26 @@ def ago(delta: timedelta) -> datetime:
 
 
 # ------------------------------------------------------------------ threshold / Thresholds
-@pytest.mark.parametrize(("value", "unit", "expected"), [
-    (60, "minutes", timedelta(minutes=60)),
-    (240, "minutes", timedelta(hours=4)),
-    (1.5, "minutes", timedelta(seconds=90)),
-    (30, "seconds", timedelta(seconds=30)),
-    (0.5, "hours", timedelta(minutes=30)),
-    (0.001, "seconds", timedelta(milliseconds=1)),
-    (0, "minutes", None),
-    (0.0, "hours", None),
-    (-5, "minutes", None),
-    (-0.1, "seconds", None),
-])
+@pytest.mark.parametrize(
+    ("value", "unit", "expected"),
+    [
+        (60, "minutes", timedelta(minutes=60)),
+        (240, "minutes", timedelta(hours=4)),
+        (1.5, "minutes", timedelta(seconds=90)),
+        (30, "seconds", timedelta(seconds=30)),
+        (0.5, "hours", timedelta(minutes=30)),
+        (0.001, "seconds", timedelta(milliseconds=1)),
+        (0, "minutes", None),
+        (0.0, "hours", None),
+        (-5, "minutes", None),
+        (-0.1, "seconds", None),
+    ],
+)
 def test_threshold_zero_or_below_disables(value, unit, expected):
     assert threshold(value, unit) == expected
 
 
-@given(st.floats(max_value=0, allow_nan=False, allow_infinity=False),
-       st.sampled_from(["seconds", "minutes", "hours"]))
+@given(st.floats(max_value=0, allow_nan=False, allow_infinity=False), st.sampled_from(["seconds", "minutes", "hours"]))
 def test_threshold_never_enables_a_non_positive_value(value, unit):
     assert threshold(value, unit) is None
 
@@ -85,9 +96,14 @@ def test_thresholds_from_default_settings_match_the_issue_defaults():
 
 
 def test_thresholds_from_settings_uses_each_unit():
-    s = Settings(reservation_timeout_minutes=15, status_release_minutes=90.5,
-                 heartbeat_timeout_factor=3.0, status_grace_seconds=10,
-                 orphan_grace_seconds=45, session_idle_hours=2)
+    s = Settings(
+        reservation_timeout_minutes=15,
+        status_release_minutes=90.5,
+        heartbeat_timeout_factor=3.0,
+        status_grace_seconds=10,
+        orphan_grace_seconds=45,
+        session_idle_hours=2,
+    )
     assert Thresholds.from_settings(s) == Thresholds(
         reservation_timeout=timedelta(minutes=15),
         status_release=timedelta(minutes=90, seconds=30),
@@ -100,9 +116,14 @@ def test_thresholds_from_settings_uses_each_unit():
 
 @pytest.mark.parametrize("off", [0, 0.0, -5, -0.5])
 def test_thresholds_from_settings_disables_zero_or_negative(off):
-    s = Settings(reservation_timeout_minutes=off, status_release_minutes=off,
-                 status_grace_seconds=off, orphan_grace_seconds=off, session_idle_hours=off,
-                 heartbeat_timeout_factor=off)
+    s = Settings(
+        reservation_timeout_minutes=off,
+        status_release_minutes=off,
+        status_grace_seconds=off,
+        orphan_grace_seconds=off,
+        session_idle_hours=off,
+        heartbeat_timeout_factor=off,
+    )
     t = Thresholds.from_settings(s)
     assert t.reservation_timeout is None
     assert t.status_release is None
@@ -114,17 +135,21 @@ def test_thresholds_from_settings_disables_zero_or_negative(off):
 
 # ------------------------------------------------------------------ stale reservations
 def reservation(status="Authorized", age=timedelta(hours=2), rid="R1", connector=1) -> ReservationRow:
-    return ReservationRow(reservation_id=rid, charge_point_id=CP, connector_id=connector,
-                          status=status, updated_at=ago(age))
+    return ReservationRow(
+        reservation_id=rid, charge_point_id=CP, connector_id=connector, status=status, updated_at=ago(age)
+    )
 
 
 @pytest.mark.parametrize("status", STALE_STATUSES)
-@pytest.mark.parametrize(("age", "cancelled"), [
-    (timedelta(minutes=60) - US, False),
-    (timedelta(minutes=60), False),  # exactly the timeout: not stale yet
-    (timedelta(minutes=60) + US, True),
-    (timedelta(minutes=61), True),
-])
+@pytest.mark.parametrize(
+    ("age", "cancelled"),
+    [
+        (timedelta(minutes=60) - US, False),
+        (timedelta(minutes=60), False),  # exactly the timeout: not stale yet
+        (timedelta(minutes=60) + US, True),
+        (timedelta(minutes=61), True),
+    ],
+)
 def test_stale_reservation_boundary(status, age, cancelled):
     r = reservation(status=status, age=age)
     actions = select_stale_reservations([r], now=NOW, timeout=timedelta(minutes=60))
@@ -183,8 +208,7 @@ def test_stale_reservation_aware_timestamps_in_other_zones():
     assert len(select_stale_reservations([r], now=NOW, timeout=timedelta(minutes=60) - US)) == 1
 
 
-@given(status=st.sampled_from(STALE_STATUSES + NEVER_STALE_STATUSES), timeout=positive_thresholds,
-       offset=offsets)
+@given(status=st.sampled_from(STALE_STATUSES + NEVER_STALE_STATUSES), timeout=positive_thresholds, offset=offsets)
 def test_stale_reservation_property(status, timeout, offset):
     """Never cancels one younger than (or exactly) the timeout; always cancels an older stale one."""
     age = timeout + offset
@@ -202,17 +226,21 @@ def status_row(status="Faulted", age=timedelta(hours=5), connector=1) -> StatusR
 
 
 def release(rows, *, release_after=RELEASE, open_tx=frozenset(), reserved=frozenset()):
-    return select_releasable_statuses(rows, now=NOW, release_after=release_after,
-                                      open_tx_connectors=set(open_tx), reserved_connectors=set(reserved))
+    return select_releasable_statuses(
+        rows, now=NOW, release_after=release_after, open_tx_connectors=set(open_tx), reserved_connectors=set(reserved)
+    )
 
 
 @pytest.mark.parametrize("status", NON_AVAILABLE)
-@pytest.mark.parametrize(("age", "released"), [
-    (RELEASE - US, False),
-    (RELEASE, False),  # exactly 240 minutes: not old yet
-    (RELEASE + US, True),
-    (timedelta(days=3), True),
-])
+@pytest.mark.parametrize(
+    ("age", "released"),
+    [
+        (RELEASE - US, False),
+        (RELEASE, False),  # exactly 240 minutes: not old yet
+        (RELEASE + US, True),
+        (timedelta(days=3), True),
+    ],
+)
 def test_status_release_boundary(status, age, released):
     actions = release([status_row(status=status, age=age)])
     if released:
@@ -221,14 +249,17 @@ def test_status_release_boundary(status, age, released):
         assert actions == []
 
 
-@pytest.mark.parametrize(("open_tx", "reserved", "released"), [
-    (set(), set(), True),
-    ({KEY}, set(), False),
-    (set(), {KEY}, False),
-    ({KEY}, {KEY}, False),
-    ({(CP, 2)}, {(CP, 2)}, True),  # something else holds another connector
-    ({("CP-2", 1)}, {("CP-2", 1)}, True),  # same connector number, other charge point
-])
+@pytest.mark.parametrize(
+    ("open_tx", "reserved", "released"),
+    [
+        (set(), set(), True),
+        ({KEY}, set(), False),
+        (set(), {KEY}, False),
+        ({KEY}, {KEY}, False),
+        ({(CP, 2)}, {(CP, 2)}, True),  # something else holds another connector
+        ({("CP-2", 1)}, {("CP-2", 1)}, True),  # same connector number, other charge point
+    ],
+)
 def test_status_release_only_without_open_tx_and_active_reservation(open_tx, reserved, released):
     actions = release([status_row(age=timedelta(days=1))], open_tx=open_tx, reserved=reserved)
     assert bool(actions) == released
@@ -263,32 +294,44 @@ def test_status_release_mixed_rows():
     assert [(a.connector_id, a.subject) for a in actions] == [(1, "Faulted"), (6, "Occupied")]
 
 
-@given(status=st.sampled_from(("Available",) + NON_AVAILABLE), release_after=positive_thresholds,
-       offset=offsets, has_tx=st.booleans(), has_reservation=st.booleans())
+@given(
+    status=st.sampled_from(("Available",) + NON_AVAILABLE),
+    release_after=positive_thresholds,
+    offset=offsets,
+    has_tx=st.booleans(),
+    has_reservation=st.booleans(),
+)
 def test_status_release_property(status, release_after, offset, has_tx, has_reservation):
     age = release_after + offset
-    actions = release([status_row(status=status, age=age)], release_after=release_after,
-                      open_tx={KEY} if has_tx else set(), reserved={KEY} if has_reservation else set())
+    actions = release(
+        [status_row(status=status, age=age)],
+        release_after=release_after,
+        open_tx={KEY} if has_tx else set(),
+        reserved={KEY} if has_reservation else set(),
+    )
     expected = status != "Available" and age > release_after and not has_tx and not has_reservation
     assert bool(actions) == expected
 
 
 # ------------------------------------------------------------------ offline charge points
 def live_cp(silent=timedelta(0), interval=300.0, ping_failed=False, cp=CP) -> LiveChargePointRow:
-    return LiveChargePointRow(charge_point_id=cp, last_seen=ago(silent), heartbeat_interval=interval,
-                              ping_failed=ping_failed)
+    return LiveChargePointRow(
+        charge_point_id=cp, last_seen=ago(silent), heartbeat_interval=interval, ping_failed=ping_failed
+    )
 
 
-@pytest.mark.parametrize(("interval", "factor", "limit"), [
-    (300.0, 2.5, timedelta(seconds=750)),
-    (60.0, 2.0, timedelta(seconds=120)),
-    (10.0, 1.5, timedelta(seconds=15)),
-    (3600.0, 3.0, timedelta(hours=3)),
-])
+@pytest.mark.parametrize(
+    ("interval", "factor", "limit"),
+    [
+        (300.0, 2.5, timedelta(seconds=750)),
+        (60.0, 2.0, timedelta(seconds=120)),
+        (10.0, 1.5, timedelta(seconds=15)),
+        (3600.0, 3.0, timedelta(hours=3)),
+    ],
+)
 @pytest.mark.parametrize(("delta", "offline"), [(-US, False), (timedelta(0), False), (US, True)])
 def test_offline_by_silence_boundary(interval, factor, limit, delta, offline):
-    actions = select_offline_charge_points([live_cp(silent=limit + delta, interval=interval)],
-                                           now=NOW, factor=factor)
+    actions = select_offline_charge_points([live_cp(silent=limit + delta, interval=interval)], now=NOW, factor=factor)
     if offline:
         assert actions == [Action(ActionKind.MARK_OFFLINE, CP, None, "silence", actions[0].reason)]
     else:
@@ -314,21 +357,28 @@ def test_offline_silence_detection_disabled_by_non_positive_factor(factor):
 
 
 def test_offline_one_action_per_charge_point_ping_wins():
-    rows = [live_cp(silent=timedelta(days=1), ping_failed=True, cp="both"),
-            live_cp(silent=timedelta(seconds=10), cp="fine"),
-            live_cp(silent=timedelta(seconds=800), cp="quiet")]
+    rows = [
+        live_cp(silent=timedelta(days=1), ping_failed=True, cp="both"),
+        live_cp(silent=timedelta(seconds=10), cp="fine"),
+        live_cp(silent=timedelta(seconds=800), cp="quiet"),
+    ]
     actions = select_offline_charge_points(rows, now=NOW, factor=2.5)
     assert [(a.charge_point_id, a.subject) for a in actions] == [("both", "ping"), ("quiet", "silence")]
 
 
-@given(interval=st.integers(min_value=1, max_value=86_400), factor=st.sampled_from([1.0, 1.5, 2.0, 2.5, 3.0]),
-       offset=offsets, ping_failed=st.booleans())
+@given(
+    interval=st.integers(min_value=1, max_value=86_400),
+    factor=st.sampled_from([1.0, 1.5, 2.0, 2.5, 3.0]),
+    offset=offsets,
+    ping_failed=st.booleans(),
+)
 def test_offline_property(interval, factor, offset, ping_failed):
     """Never marks offline a charge point heard from within factor x interval unless ping failed."""
     limit = timedelta(seconds=interval * factor)
     silent = limit + offset
-    actions = select_offline_charge_points([live_cp(silent=silent, interval=float(interval),
-                                                    ping_failed=ping_failed)], now=NOW, factor=factor)
+    actions = select_offline_charge_points(
+        [live_cp(silent=silent, interval=float(interval), ping_failed=ping_failed)], now=NOW, factor=factor
+    )
     assert len(actions) == (1 if ping_failed or silent > limit else 0)
     if actions:
         assert actions[0].subject == ("ping" if ping_failed else "silence")
@@ -336,8 +386,9 @@ def test_offline_property(interval, factor, offset, ping_failed):
 
 # ------------------------------------------------------------------ silent connectors
 def triggered(expected=(), reported=(), already=()) -> list[int | None]:
-    actions = select_silent_connectors(CP, expected=set(expected), reported=set(reported),
-                                       already_triggered=set(already))
+    actions = select_silent_connectors(
+        CP, expected=set(expected), reported=set(reported), already_triggered=set(already)
+    )
     for a in actions:
         assert a.kind is ActionKind.TRIGGER_STATUS
         assert a.charge_point_id == CP
@@ -346,21 +397,24 @@ def triggered(expected=(), reported=(), already=()) -> list[int | None]:
     return [a.connector_id for a in actions]
 
 
-@pytest.mark.parametrize(("expected", "reported", "already", "result"), [
-    ({1, 2, 3}, set(), set(), [1, 2, 3]),
-    ({1, 2, 3}, {2}, set(), [1, 3]),
-    ({1, 2, 3}, {2}, {3}, [1]),
-    ({1, 2, 3}, {1, 2, 3}, set(), []),
-    ({1, 2}, set(), {1, 2}, []),
-    ({3, 1, 2}, {9}, set(), [1, 2, 3]),  # reported but unknown: nothing to trigger for it
-    ({0, 1, 2}, set(), set(), [1, 2]),  # connector 0 is never triggered individually
-    ({0}, {1}, set(), []),
-    (set(), {1}, set(), []),  # something reported, nothing known: nothing missing
-    (set(), {0}, set(), []),
-    (set(), set(), set(), [None]),  # nothing at all: one trigger for all connectors
-    (set(), set(), {1}, [None]),
-    (set(), set(), {0}, []),  # ... unless that whole-charge-point trigger was already sent
-])
+@pytest.mark.parametrize(
+    ("expected", "reported", "already", "result"),
+    [
+        ({1, 2, 3}, set(), set(), [1, 2, 3]),
+        ({1, 2, 3}, {2}, set(), [1, 3]),
+        ({1, 2, 3}, {2}, {3}, [1]),
+        ({1, 2, 3}, {1, 2, 3}, set(), []),
+        ({1, 2}, set(), {1, 2}, []),
+        ({3, 1, 2}, {9}, set(), [1, 2, 3]),  # reported but unknown: nothing to trigger for it
+        ({0, 1, 2}, set(), set(), [1, 2]),  # connector 0 is never triggered individually
+        ({0}, {1}, set(), []),
+        (set(), {1}, set(), []),  # something reported, nothing known: nothing missing
+        (set(), {0}, set(), []),
+        (set(), set(), set(), [None]),  # nothing at all: one trigger for all connectors
+        (set(), set(), {1}, [None]),
+        (set(), set(), {0}, []),  # ... unless that whole-charge-point trigger was already sent
+    ],
+)
 def test_silent_connectors_table(expected, reported, already, result):
     assert triggered(expected, reported, already) == result
 
@@ -394,8 +448,9 @@ def tx(tid=7, connector=1, opened_at=TX_OPENED, cp=CP) -> OpenTransactionRow:
     return OpenTransactionRow(transaction_id=tid, charge_point_id=cp, connector_id=connector, opened_at=opened_at)
 
 
-def live_status(status="Available", age=timedelta(minutes=5), connector=1, cp=CP,
-                updated_at=None) -> dict[tuple[str, int], LiveConnectorRow]:
+def live_status(
+    status="Available", age=timedelta(minutes=5), connector=1, cp=CP, updated_at=None
+) -> dict[tuple[str, int], LiveConnectorRow]:
     at = ago(age) if updated_at is None else updated_at
     return {(cp, connector): LiveConnectorRow(cp, connector, status, at)}
 
@@ -404,12 +459,15 @@ def orphans(txs, live, grace=GRACE):
     return select_orphaned_transactions(txs, live, now=NOW, grace=grace)
 
 
-@pytest.mark.parametrize(("age", "closed"), [
-    (GRACE - US, False),
-    (GRACE, False),  # exactly the grace: not yet
-    (GRACE + US, True),
-    (timedelta(minutes=30), True),
-])
+@pytest.mark.parametrize(
+    ("age", "closed"),
+    [
+        (GRACE - US, False),
+        (GRACE, False),  # exactly the grace: not yet
+        (GRACE + US, True),
+        (timedelta(minutes=30), True),
+    ],
+)
 def test_orphaned_grace_boundary(age, closed):
     actions = orphans([tx()], live_status(age=age))
     if closed:
@@ -463,9 +521,12 @@ def test_orphaned_several_transactions():
     assert [(a.subject, a.connector_id) for a in orphans(txs, live)] == [("1", 1)]
 
 
-@given(grace=positive_thresholds, offset=offsets,
-       status=st.sampled_from(("Available",) + NON_AVAILABLE),
-       reported_vs_opened=st.integers(min_value=-10**10, max_value=10**10))
+@given(
+    grace=positive_thresholds,
+    offset=offsets,
+    status=st.sampled_from(("Available",) + NON_AVAILABLE),
+    reported_vs_opened=st.integers(min_value=-(10**10), max_value=10**10),
+)
 def test_orphaned_property(grace, offset, status, reported_vs_opened):
     """Closes only on a live Available, reported after the tx opened, older than the grace."""
     age = grace + offset
@@ -481,16 +542,18 @@ IDLE = timedelta(hours=2)
 
 
 def session(age=timedelta(hours=3), sid="S1", connector=1) -> SessionActivityRow:
-    return SessionActivityRow(session_id=sid, charge_point_id=CP, connector_id=connector,
-                              last_activity=ago(age))
+    return SessionActivityRow(session_id=sid, charge_point_id=CP, connector_id=connector, last_activity=ago(age))
 
 
-@pytest.mark.parametrize(("age", "ended"), [
-    (IDLE - US, False),
-    (IDLE, False),  # exactly the limit: not idle yet
-    (IDLE + US, True),
-    (timedelta(days=1), True),
-])
+@pytest.mark.parametrize(
+    ("age", "ended"),
+    [
+        (IDLE - US, False),
+        (IDLE, False),  # exactly the limit: not idle yet
+        (IDLE + US, True),
+        (timedelta(days=1), True),
+    ],
+)
 def test_idle_session_boundary(age, ended):
     actions = select_idle_sessions([session(age=age)], now=NOW, idle=IDLE)
     if ended:

@@ -115,9 +115,7 @@ def test_total_wins_over_phases():
 
 
 def test_only_phased_samples_give_nothing():
-    meter_value = [
-        entry(T1, sv("2000", phase="L1"), sv("2100", phase="L2"), sv("1900", phase="L3-N"))
-    ]
+    meter_value = [entry(T1, sv("2000", phase="L1"), sv("2100", phase="L2"), sv("1900", phase="L3-N"))]
     assert latest_energy_register_wh(meter_value) is None
 
 

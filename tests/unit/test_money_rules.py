@@ -21,24 +21,27 @@ NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 S = timedelta(seconds=1)
 
 
-def cand(sid: str, age_s: float, status: str = "Accepted", *, ended_s: float | None = None,
-         reason: str | None = None) -> linking.SessionCandidate:
-    return linking.SessionCandidate(sid, status, NOW - age_s * S,
-                                    None if ended_s is None else NOW - ended_s * S, reason)
+def cand(
+    sid: str, age_s: float, status: str = "Accepted", *, ended_s: float | None = None, reason: str | None = None
+) -> linking.SessionCandidate:
+    return linking.SessionCandidate(
+        sid, status, NOW - age_s * S, None if ended_s is None else NOW - ended_s * S, reason
+    )
 
 
 # ------------------------------------------------------------------ linking
 def test_the_newest_accepted_pending_session_is_linked_before_any_revivable_one():
-    rows = [cand("old", 50), cand("new", 10),
-            cand("timed-out", 5, "Failed", ended_s=1, reason=linking.START_TIMED_OUT)]
+    rows = [cand("old", 50), cand("new", 10), cand("timed-out", 5, "Failed", ended_s=1, reason=linking.START_TIMED_OUT)]
     assert linking.pick_session(rows, now=NOW, revive_within=60 * S) == linking.Link("new", revived=False)
 
 
 def test_a_start_still_waiting_for_its_answer_comes_after_a_revivable_one():
     """A double tap: the charger accepted the first request (superseded since by the second, whose
     RemoteStartTransaction is still on its way) and starts for it: that transaction is the first's."""
-    rows = [cand("first", 1.0, "Failed", ended_s=0.99, reason=linking.START_SUPERSEDED),
-            cand("second", 0.99, "Requested")]
+    rows = [
+        cand("first", 1.0, "Failed", ended_s=0.99, reason=linking.START_SUPERSEDED),
+        cand("second", 0.99, "Requested"),
+    ]
     assert linking.pick_session(rows, now=NOW, revive_within=60 * S) == linking.Link("first", revived=True)
     assert linking.pick_session(rows[1:], now=NOW, revive_within=60 * S) == linking.Link("second", revived=False)
     assert linking.pick_session(rows, now=NOW, revive_within=None) == linking.Link("second", revived=False)
@@ -59,8 +62,10 @@ def test_a_rejected_or_ended_session_is_never_revived(reason):
 
 
 def test_the_newest_revivable_session_wins():
-    rows = [cand("a", 30, "Failed", ended_s=20, reason=linking.START_EXPIRED),
-            cand("b", 20, "Failed", ended_s=10, reason=linking.START_TIMED_OUT)]
+    rows = [
+        cand("a", 30, "Failed", ended_s=20, reason=linking.START_EXPIRED),
+        cand("b", 20, "Failed", ended_s=10, reason=linking.START_TIMED_OUT),
+    ]
     assert linking.pick_session(rows, now=NOW, revive_within=60 * S).session_id == "b"
 
 
@@ -72,12 +77,15 @@ def test_only_the_first_transaction_since_a_session_gave_up_can_revive_it():
     assert linking.pick_session(rows, now=NOW, revive_within=60 * S, last_transaction_at=NOW - 9 * S) is None
 
 
-@pytest.mark.parametrize(("session_start", "new_start", "expected"), [
-    (1000, 1000, (1000, False)),  # the rebuilt start: same reading
-    (1000, 1300, (1000, False)),  # the register moved under this tag meanwhile: billed from the first
-    (1000, 400, (400, True)),  # went backwards: cannot be bridged, flagged
-    (None, 700, (700, False)),
-])
+@pytest.mark.parametrize(
+    ("session_start", "new_start", "expected"),
+    [
+        (1000, 1000, (1000, False)),  # the rebuilt start: same reading
+        (1000, 1300, (1000, False)),  # the register moved under this tag meanwhile: billed from the first
+        (1000, 400, (400, True)),  # went backwards: cannot be bridged, flagged
+        (None, 700, (700, False)),
+    ],
+)
 def test_a_carried_session_bills_from_where_it_started(session_start, new_start, expected):
     start, review = linking.carried_meter_start(session_start, new_start)
     assert (start, review is not None) == expected
@@ -86,8 +94,12 @@ def test_a_carried_session_bills_from_where_it_started(session_start, new_start,
 # ------------------------------------------------------------------ billing
 def test_a_stop_below_the_sampled_register_keeps_the_evidenced_energy_and_asks_for_review():
     st = billing.settle_stop(100_000, Decimal("0.20"), meter_stop=500, latest_sample_wh=130_000)
-    assert (st.energy_wh, st.fee, st.source, st.end_meter_wh) == (30_000, Decimal("6.00"),
-                                                                  billing.MeterSource.METER_VALUES, 130_000)
+    assert (st.energy_wh, st.fee, st.source, st.end_meter_wh) == (
+        30_000,
+        Decimal("6.00"),
+        billing.MeterSource.METER_VALUES,
+        130_000,
+    )
     assert "meterStop 500 Wh is below the register 130000 Wh" in st.review
 
 
@@ -124,11 +136,14 @@ def test_implausible_registers_name_the_field_and_the_range(value):
 
 
 def test_the_latest_reading_carries_its_own_timestamp():
-    mv = [{"timestamp": "2026-01-01T00:10:00+01:00", "sampledValue": [{"value": "9000"}]},
-          {"timestamp": "2026-01-01T00:00:00Z", "sampledValue": [{"value": "3000"}]}]
+    mv = [
+        {"timestamp": "2026-01-01T00:10:00+01:00", "sampledValue": [{"value": "9000"}]},
+        {"timestamp": "2026-01-01T00:00:00Z", "sampledValue": [{"value": "3000"}]},
+    ]
     assert metering.latest_energy_register(mv) == metering.Reading(3000, datetime(2026, 1, 1, tzinfo=UTC))
-    assert metering.latest_energy_register([{"timestamp": "0001-01-01T00:00:00+01:00",
-                                             "sampledValue": [{"value": "5"}]}]) == metering.Reading(5, None)
+    assert metering.latest_energy_register(
+        [{"timestamp": "0001-01-01T00:00:00+01:00", "sampledValue": [{"value": "5"}]}]
+    ) == metering.Reading(5, None)
 
 
 # ------------------------------------------------------------------ clocks
@@ -167,8 +182,10 @@ def test_provider_cancels_back_off_doubling_up_to_the_cap():
 
 # ------------------------------------------------------------------ start timeout
 def test_pending_starts_expire_after_the_timeout_and_not_before():
-    rows = [PendingStartRow("s1", "CP", 1, "Accepted", NOW - 180 * S),
-            PendingStartRow("s2", "CP", 2, "Requested", NOW - 180 * S - timedelta(microseconds=1))]
+    rows = [
+        PendingStartRow("s1", "CP", 1, "Accepted", NOW - 180 * S),
+        PendingStartRow("s2", "CP", 2, "Requested", NOW - 180 * S - timedelta(microseconds=1)),
+    ]
     actions = select_expired_starts(rows, now=NOW, timeout=180 * S)
     assert [(a.kind, a.subject) for a in actions] == [(ActionKind.EXPIRE_START, "s2")]
     assert select_expired_starts(rows, now=NOW, timeout=None) == []

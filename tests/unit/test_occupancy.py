@@ -212,9 +212,7 @@ MATRIX = [
     ),
     (
         "open-transaction",
-        ConnectorSignals(
-            True, live_status="Available", open_transactions=(OpenTransaction(42, ago(hours=3)),)
-        ),
+        ConnectorSignals(True, live_status="Available", open_transactions=(OpenTransaction(42, ago(hours=3)),)),
         {},
         Verdict.BUSY,
         ("open_transaction:42",),
@@ -229,9 +227,7 @@ MATRIX = [
     *[
         (
             f"active-reservation-{s}",
-            ConnectorSignals(
-                True, live_status="Available", reservations=(ReservationRef("r1", s),)
-            ),
+            ConnectorSignals(True, live_status="Available", reservations=(ReservationRef("r1", s),)),
             {},
             Verdict.BUSY,
             (f"active_reservation:r1:{s}",),
@@ -241,9 +237,7 @@ MATRIX = [
     *[
         (
             f"inactive-reservation-{s}",
-            ConnectorSignals(
-                True, live_status="Available", reservations=(ReservationRef("r1", s),)
-            ),
+            ConnectorSignals(True, live_status="Available", reservations=(ReservationRef("r1", s),)),
             {},
             Verdict.FREE,
             (),
@@ -252,9 +246,7 @@ MATRIX = [
     ],
     (
         "own-reservation-excluded",
-        ConnectorSignals(
-            True, live_status="Available", reservations=(ReservationRef("mine", "Authorized"),)
-        ),
+        ConnectorSignals(True, live_status="Available", reservations=(ReservationRef("mine", "Authorized"),)),
         {"exclude_reservation_id": "mine"},
         Verdict.FREE,
         (),
@@ -412,9 +404,7 @@ def test_naive_and_offset_datetimes_are_normalised_to_utc(now, updated_at):
 
 def test_naive_datetime_is_not_read_as_local_time_beyond_the_window():
     # 11:00 naive is UTC, i.e. 60 minutes old: stale, whatever the host's time zone.
-    signals = ConnectorSignals(
-        True, persisted=PersistedStatus("Faulted", datetime(2024, 5, 1, 11, 0))
-    )
+    signals = ConnectorSignals(True, persisted=PersistedStatus("Faulted", datetime(2024, 5, 1, 11, 0)))
     assert decide(signals, now=NOW).verdict is Verdict.FREE
 
 
@@ -478,9 +468,7 @@ def test_verdict_values_are_stable_strings():
 # --- properties -----------------------------------------------------------------------
 
 statuses = st.sampled_from([AVAILABLE, *sorted(BUSY_STATUSES)]) | st.text(max_size=12)
-reservation_statuses = st.sampled_from(
-    [*ACTIVE_RESERVATION_STATUSES, *sorted(INACTIVE_RESERVATION_STATUSES)]
-)
+reservation_statuses = st.sampled_from([*ACTIVE_RESERVATION_STATUSES, *sorted(INACTIVE_RESERVATION_STATUSES)])
 ages = st.timedeltas(min_value=timedelta(hours=-2), max_value=timedelta(hours=3)) | st.sampled_from(
     [DEFAULT_FRESHNESS, DEFAULT_FRESHNESS + timedelta(microseconds=1), timedelta(0)]
 )
@@ -488,11 +476,8 @@ signals_strategy = st.builds(
     ConnectorSignals,
     websocket_present=st.booleans(),
     live_status=st.none() | statuses,
-    persisted=st.none()
-    | st.builds(PersistedStatus, status=statuses, updated_at=ages.map(lambda age: NOW - age)),
-    open_transactions=st.lists(st.builds(OpenTransaction, st.integers(0, 10**9)), max_size=3).map(
-        tuple
-    ),
+    persisted=st.none() | st.builds(PersistedStatus, status=statuses, updated_at=ages.map(lambda age: NOW - age)),
+    open_transactions=st.lists(st.builds(OpenTransaction, st.integers(0, 10**9)), max_size=3).map(tuple),
     reservations=st.lists(
         st.builds(ReservationRef, st.text("abc", min_size=1, max_size=3), reservation_statuses),
         max_size=4,
@@ -573,8 +558,11 @@ SETTLE = timedelta(seconds=10)
 
 
 def _reconnected(**kw) -> ConnectorSignals:
-    base = dict(websocket_present=True, persisted=PersistedStatus("Available", NOW - timedelta(hours=2)),
-                connected_for=timedelta(seconds=1))
+    base = dict(
+        websocket_present=True,
+        persisted=PersistedStatus("Available", NOW - timedelta(hours=2)),
+        connected_for=timedelta(seconds=1),
+    )
     return ConnectorSignals(**{**base, **kw})
 
 

@@ -30,9 +30,14 @@ CP = "CP-1"
 
 def row(*, opened=timedelta(hours=1), meter=None, status=None, tx=7, cp=CP, connector=2) -> TransactionActivityRow:
     """Ages (how long ago) of each kind of message; None: never heard."""
-    return TransactionActivityRow(tx, cp, connector, NOW - opened,
-                                  meter_at=None if meter is None else NOW - meter,
-                                  status_at=None if status is None else NOW - status)
+    return TransactionActivityRow(
+        tx,
+        cp,
+        connector,
+        NOW - opened,
+        meter_at=None if meter is None else NOW - meter,
+        status_at=None if status is None else NOW - status,
+    )
 
 
 def select(rows, *, quiet=QUIET, online=frozenset({CP}), probed=None):
@@ -47,12 +52,15 @@ def test_default_settings_probe_after_ten_minutes_and_zero_or_below_disables():
 
 
 @pytest.mark.parametrize("field", ["opened", "meter", "status"])
-@pytest.mark.parametrize(("age", "probed"), [
-    (QUIET - US, False),
-    (QUIET, False),  # exactly the quiet period: not yet
-    (QUIET + US, True),
-    (QUIET * 3, True),
-])
+@pytest.mark.parametrize(
+    ("age", "probed"),
+    [
+        (QUIET - US, False),
+        (QUIET, False),  # exactly the quiet period: not yet
+        (QUIET + US, True),
+        (QUIET * 3, True),
+    ],
+)
 def test_boundary_on_each_kind_of_activity(field, age, probed):
     """The newest message decides, whichever kind it is; the others are far older."""
     ages = {"opened": timedelta(days=1), "meter": timedelta(days=1), "status": timedelta(days=1), field: age}
@@ -79,11 +87,14 @@ def test_disabled_rule_does_nothing():
     assert select([row(opened=timedelta(days=30))], quiet=None) == []
 
 
-@pytest.mark.parametrize(("probe_age", "again"), [
-    (QUIET - US, False),
-    (QUIET, False),
-    (QUIET + US, True),
-])
+@pytest.mark.parametrize(
+    ("probe_age", "again"),
+    [
+        (QUIET - US, False),
+        (QUIET, False),
+        (QUIET + US, True),
+    ],
+)
 def test_at_most_once_per_quiet_period(probe_age, again):
     """Our own unanswered trigger counts as activity: the next one only a quiet period later."""
     rows = [row(opened=timedelta(hours=3), meter=timedelta(hours=2))]
@@ -94,8 +105,10 @@ def test_at_most_once_per_quiet_period(probe_age, again):
 
 def test_reason_says_how_long_what_was_heard_last_and_why():
     [a] = select([row(opened=timedelta(hours=2), meter=timedelta(minutes=12, seconds=5), status=timedelta(hours=1))])
-    assert a.reason == ("open transaction but no MeterValues, StatusNotification or transaction message for 12m05s "
-                        "(limit 10m00s; last: MeterValues): asking for the connector's status")
+    assert a.reason == (
+        "open transaction but no MeterValues, StatusNotification or transaction message for 12m05s "
+        "(limit 10m00s; last: MeterValues): asking for the connector's status"
+    )
     [a] = select([row(opened=timedelta(hours=2))], probed={7: NOW - timedelta(minutes=11)})
     assert "last: our last TriggerMessage" in a.reason
     [a] = select([row(opened=timedelta(seconds=3))], quiet=timedelta(seconds=2))
@@ -103,8 +116,11 @@ def test_reason_says_how_long_what_was_heard_last_and_why():
 
 
 def test_several_transactions_each_judged_on_its_own_connector():
-    rows = [row(tx=1, connector=1, meter=timedelta(minutes=1)), row(tx=2, connector=2, status=timedelta(hours=1)),
-            row(tx=3, cp="CP-2", connector=1)]
+    rows = [
+        row(tx=1, connector=1, meter=timedelta(minutes=1)),
+        row(tx=2, connector=2, status=timedelta(hours=1)),
+        row(tx=3, cp="CP-2", connector=1),
+    ]
     actions = select(rows, online={CP, "CP-2"})
     assert [(a.charge_point_id, a.connector_id, a.subject) for a in actions] == [(CP, 2, "2"), ("CP-2", 1, "3")]
 
@@ -117,8 +133,13 @@ def test_naive_database_times_are_utc():
 ages = st.integers(min_value=0, max_value=10**11).map(lambda n: timedelta(microseconds=n))
 
 
-@given(opened=ages, meter=st.none() | ages, status=st.none() | ages, probe=st.none() | ages,
-       quiet=st.integers(min_value=1, max_value=10**10).map(lambda n: timedelta(microseconds=n)))
+@given(
+    opened=ages,
+    meter=st.none() | ages,
+    status=st.none() | ages,
+    probe=st.none() | ages,
+    quiet=st.integers(min_value=1, max_value=10**10).map(lambda n: timedelta(microseconds=n)),
+)
 def test_property_probed_exactly_when_every_signal_is_older_than_the_quiet_period(opened, meter, status, probe, quiet):
     probed = {} if probe is None else {7: NOW - probe}
     actions = select([row(opened=opened, meter=meter, status=status)], quiet=quiet, probed=probed)

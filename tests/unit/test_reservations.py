@@ -90,9 +90,7 @@ def test_lifecycle_has_no_cycles():
             assert dst in TERMINAL or order.index(dst) > order.index(src)
 
 
-@pytest.mark.parametrize(
-    ("src", "dst"), ALL_PAIRS, ids=[f"{a.value}->{b.value}" for a, b in ALL_PAIRS]
-)
+@pytest.mark.parametrize(("src", "dst"), ALL_PAIRS, ids=[f"{a.value}->{b.value}" for a, b in ALL_PAIRS])
 def test_walk_every_pair(src, dst):
     allowed = (src.value, dst.value) in EXPECTED
     assert can_transition(src, dst) is allowed

@@ -41,14 +41,21 @@ def live(*, status="Preparing", age=LONG_AGO, cp=CP, connector=2) -> LiveConnect
     return LiveConnectorRow(cp, connector, status, NOW - age)
 
 
-def select(rows, *, grace=GRACE, online=frozenset({CP}), silent=frozenset({KEY}), open_tx=frozenset(), closed=None,
-           asked=None):
+def select(
+    rows, *, grace=GRACE, online=frozenset({CP}), silent=frozenset({KEY}), open_tx=frozenset(), closed=None, asked=None
+):
     """`closed`: age of connector KEY's last StopTransaction; `asked`: (age, status, asks) of our last ask of
     it; None: never."""
     return select_stale_silent_statuses(
-        rows, now=NOW, grace=grace, online=set(online), silent=set(silent), open_tx_connectors=set(open_tx),
+        rows,
+        now=NOW,
+        grace=grace,
+        online=set(online),
+        silent=set(silent),
+        open_tx_connectors=set(open_tx),
         closed_at={} if closed is None else {KEY: NOW - closed},
-        asked={} if asked is None else {KEY: SilentAsk(NOW - asked[0], asked[1], asked[2])})
+        asked={} if asked is None else {KEY: SilentAsk(NOW - asked[0], asked[1], asked[2])},
+    )
 
 
 def test_shares_the_status_grace_and_zero_or_below_disables():
@@ -120,8 +127,7 @@ def test_a_transaction_closed_since_our_last_ask_resets_the_back_off():
     # A close before our last ask does not: the wait is still 16 graces from the ask.
     asked_after_close = (GRACE * 15, "Preparing", 4)
     assert select([live(age=timedelta(hours=1))], closed=GRACE * 20, asked=asked_after_close) == []
-    assert len(select([live(age=timedelta(hours=1))], closed=GRACE * 20,
-                      asked=(GRACE * 16 + US, "Preparing", 4))) == 1
+    assert len(select([live(age=timedelta(hours=1))], closed=GRACE * 20, asked=(GRACE * 16 + US, "Preparing", 4))) == 1
 
 
 def test_a_new_status_starts_again_from_one_grace():
@@ -149,8 +155,16 @@ def test_rounds_against_a_car_that_stays_ask_at_1_2_4_8_16_16_graces():
     while len(asks) < 7:
         t += tick
         row = LiveConnectorRow(CP, 2, "Preparing", status_at)
-        if select_stale_silent_statuses([row], now=t, grace=grace, online={CP}, silent={KEY}, open_tx_connectors=set(),
-                                        closed_at={}, asked={} if record is None else {KEY: record}):
+        if select_stale_silent_statuses(
+            [row],
+            now=t,
+            grace=grace,
+            online={CP},
+            silent={KEY},
+            open_tx_connectors=set(),
+            closed_at={},
+            asked={} if record is None else {KEY: record},
+        ):
             record = next_silent_ask(record, "Preparing", t)
             status_at = t  # the answer: Preparing again
             asks.append(t)
@@ -161,22 +175,36 @@ def test_rounds_against_a_car_that_stays_ask_at_1_2_4_8_16_16_graces():
 
 def test_reason_names_the_status_the_wait_and_why():
     [a] = select([live(status="Finishing", age=timedelta(minutes=3, seconds=4))])
-    assert a.reason == ("connector sends no status of its own (each one answered our TriggerMessage); live Finishing "
-                        "with no open transaction for 3m04s (wait 30s = grace 30s x 1 after 0 unchanged answer(s); "
-                        "since: StatusNotification): asking for the connector's status")
+    assert a.reason == (
+        "connector sends no status of its own (each one answered our TriggerMessage); live Finishing "
+        "with no open transaction for 3m04s (wait 30s = grace 30s x 1 after 0 unchanged answer(s); "
+        "since: StatusNotification): asking for the connector's status"
+    )
     [a] = select([live(age=LONG_AGO)], asked=(timedelta(minutes=5), "Preparing", 3))
-    assert "for 5m00s (wait 4m00s = grace 30s x 8 after 3 unchanged answer(s); since: our last TriggerMessage)" \
-        in a.reason
+    assert (
+        "for 5m00s (wait 4m00s = grace 30s x 8 after 3 unchanged answer(s); since: our last TriggerMessage)" in a.reason
+    )
 
 
 def test_several_connectors_each_judged_on_its_own():
-    rows = [live(connector=1), live(connector=2, status="Available"), live(connector=3, age=timedelta(seconds=1)),
-            live(connector=4, status="Finishing"), live(cp="CP-2", connector=1, status="Faulted"),
-            live(cp="CP-2", connector=2)]
+    rows = [
+        live(connector=1),
+        live(connector=2, status="Available"),
+        live(connector=3, age=timedelta(seconds=1)),
+        live(connector=4, status="Finishing"),
+        live(cp="CP-2", connector=1, status="Faulted"),
+        live(cp="CP-2", connector=2),
+    ]
     actions = select_stale_silent_statuses(
-        rows, now=NOW, grace=GRACE, online={CP, "CP-2"},
-        silent={(CP, 1), (CP, 2), (CP, 3), ("CP-2", 1), ("CP-2", 2)}, open_tx_connectors={("CP-2", 2)},
-        closed_at={(CP, 2): NOW - GRACE}, asked={(CP, 1): SilentAsk(NOW - GRACE, "Preparing", 1)})
+        rows,
+        now=NOW,
+        grace=GRACE,
+        online={CP, "CP-2"},
+        silent={(CP, 1), (CP, 2), (CP, 3), ("CP-2", 1), ("CP-2", 2)},
+        open_tx_connectors={("CP-2", 2)},
+        closed_at={(CP, 2): NOW - GRACE},
+        asked={(CP, 1): SilentAsk(NOW - GRACE, "Preparing", 1)},
+    )
     # CP-1/1 was asked a grace ago (wait now 2 graces); CP-1/2 is Available (its close a grace ago would have
     # held it anyway); CP-1/4 reports by itself; CP-2/2 has a transaction.
     assert [(a.charge_point_id, a.connector_id, a.subject) for a in actions] == [("CP-2", 1, "Faulted")]
@@ -186,27 +214,62 @@ def test_naive_times_are_utc():
     naive = LiveConnectorRow(CP, 2, "Preparing", (NOW - GRACE - US).replace(tzinfo=None))
     assert len(select([naive])) == 1
     asked = {KEY: SilentAsk((NOW - GRACE).replace(tzinfo=None), "Preparing", 1)}
-    assert select_stale_silent_statuses([live()], now=NOW, grace=GRACE, online={CP}, silent={KEY},
-                                        open_tx_connectors=set(), closed_at={}, asked=asked) == []
+    assert (
+        select_stale_silent_statuses(
+            [live()],
+            now=NOW,
+            grace=GRACE,
+            online={CP},
+            silent={KEY},
+            open_tx_connectors=set(),
+            closed_at={},
+            asked=asked,
+        )
+        == []
+    )
     closed = {KEY: (NOW - GRACE).replace(tzinfo=None)}
-    assert select_stale_silent_statuses([live()], now=NOW, grace=GRACE, online={CP}, silent={KEY},
-                                        open_tx_connectors=set(), closed_at=closed, asked={}) == []
+    assert (
+        select_stale_silent_statuses(
+            [live()],
+            now=NOW,
+            grace=GRACE,
+            online={CP},
+            silent={KEY},
+            open_tx_connectors=set(),
+            closed_at=closed,
+            asked={},
+        )
+        == []
+    )
 
 
 ages = st.integers(min_value=0, max_value=10**11).map(lambda n: timedelta(microseconds=n))
 
 
-@given(status_age=ages, closed=st.none() | ages,
-       ask=st.none() | st.tuples(ages, st.sampled_from(["Preparing", "Finishing"]), st.integers(min_value=1, max_value=50)),
-       silent=st.booleans(), open_tx=st.booleans(), online=st.booleans(),
-       status=st.sampled_from(["Preparing", "Finishing", "Faulted", "Available", "Charging"]),
-       grace=st.integers(min_value=1, max_value=10**10).map(lambda n: timedelta(microseconds=n)))
+@given(
+    status_age=ages,
+    closed=st.none() | ages,
+    ask=st.none()
+    | st.tuples(ages, st.sampled_from(["Preparing", "Finishing"]), st.integers(min_value=1, max_value=50)),
+    silent=st.booleans(),
+    open_tx=st.booleans(),
+    online=st.booleans(),
+    status=st.sampled_from(["Preparing", "Finishing", "Faulted", "Available", "Charging"]),
+    grace=st.integers(min_value=1, max_value=10**10).map(lambda n: timedelta(microseconds=n)),
+)
 def test_property_asked_exactly_when_stale_and_older_than_the_backed_off_wait(
-        status_age, closed, ask, silent, open_tx, online, status, grace):
-    actions = select([live(status=status, age=status_age)], grace=grace, closed=closed, asked=ask,
-                     silent={KEY} if silent else set(), open_tx={KEY} if open_tx else set(),
-                     online={CP} if online else set())
+    status_age, closed, ask, silent, open_tx, online, status, grace
+):
+    actions = select(
+        [live(status=status, age=status_age)],
+        grace=grace,
+        closed=closed,
+        asked=ask,
+        silent={KEY} if silent else set(),
+        open_tx={KEY} if open_tx else set(),
+        online={CP} if online else set(),
+    )
     unchanged = ask[2] if ask is not None and ask[1] == status and (closed is None or closed >= ask[0]) else 0
     youngest = min(a for a in (status_age, closed, ask[0] if unchanged else None) if a is not None)
     eligible = status not in {"Available", "Charging"} and silent and not open_tx and online
-    assert (len(actions) == 1) == (eligible and youngest > grace * min(2 ** unchanged, 16))
+    assert (len(actions) == 1) == (eligible and youngest > grace * min(2**unchanged, 16))

@@ -39,8 +39,11 @@ def test_a_status_while_our_trigger_is_on_its_way_answers_it():
 
 def test_the_answer_window_after_the_trigger_was_answered():
     assert timedelta(seconds=1) <= STATUS_ANSWER_WINDOW <= timedelta(seconds=5)
-    for after, own in ((STATUS_ANSWER_WINDOW - US, False), (STATUS_ANSWER_WINDOW, False),
-                       (STATUS_ANSWER_WINDOW + US, True)):
+    for after, own in (
+        (STATUS_ANSWER_WINDOW - US, False),
+        (STATUS_ANSWER_WINDOW, False),
+        (STATUS_ANSWER_WINDOW + US, True),
+    ):
         cp, clock = charge_point()
         with cp.asking_status(1, clock.now):
             clock.advance(seconds=1)

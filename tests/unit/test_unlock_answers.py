@@ -7,16 +7,33 @@ from csms.services.unlock import UnlockResult, answer_body, ocpp_outcome, succes
 
 def test_no_stuck_sessions_shape():
     r = UnlockResult("station-guid", 1, "CP001", True, "Connector unlocked successfully")
-    assert answer_body(r) == ({
-        "success": True, "message": "Connector unlocked successfully",
-        "data": {"chargingStationId": "station-guid", "connectorId": 1, "chargePointId": "CP001",
-                 "status": "Unlocked", "cleanedSessions": [], "sessionsCleared": 0, "warnings": []}})
+    assert answer_body(r) == (
+        {
+            "success": True,
+            "message": "Connector unlocked successfully",
+            "data": {
+                "chargingStationId": "station-guid",
+                "connectorId": 1,
+                "chargePointId": "CP001",
+                "status": "Unlocked",
+                "cleanedSessions": [],
+                "sessionsCleared": 0,
+                "warnings": [],
+            },
+        }
+    )
 
 
 def test_with_stuck_sessions_shape():
-    r = UnlockResult("station-guid", 1, "CP001", True, "Connector unlocked successfully",
-                     ["session-guid-1", "session-guid-2"],
-                     ["Session session-guid-1 was automatically ended", "Session session-guid-2 was automatically ended"])
+    r = UnlockResult(
+        "station-guid",
+        1,
+        "CP001",
+        True,
+        "Connector unlocked successfully",
+        ["session-guid-1", "session-guid-2"],
+        ["Session session-guid-1 was automatically ended", "Session session-guid-2 was automatically ended"],
+    )
     body = answer_body(r)
     assert body["message"] == "Connector unlocked successfully. 2 stuck session(s) automatically cleared."
     assert body["data"]["sessionsCleared"] == 2
@@ -24,11 +41,20 @@ def test_with_stuck_sessions_shape():
 
 
 def test_failed_unlock_shape_keeps_cleaned_sessions():
-    r = UnlockResult("s", 1, "CP", False, "Charge point did not respond in time", ["session-guid-1"],
-                     ["Session session-guid-1 was automatically ended"])
+    r = UnlockResult(
+        "s",
+        1,
+        "CP",
+        False,
+        "Charge point did not respond in time",
+        ["session-guid-1"],
+        ["Session session-guid-1 was automatically ended"],
+    )
     assert answer_body(r) == {
-        "success": False, "message": "Charge point did not respond in time",
-        "data": {"cleanedSessions": ["session-guid-1"], "warnings": ["Session session-guid-1 was automatically ended"]}}
+        "success": False,
+        "message": "Charge point did not respond in time",
+        "data": {"cleanedSessions": ["session-guid-1"], "warnings": ["Session session-guid-1 was automatically ended"]},
+    }
 
 
 def test_ocpp_outcomes():

@@ -20,10 +20,19 @@ WINDOW = timedelta(minutes=2)
 ONLINE = LiveStatus(None, None, True)
 
 
-def tx(id: int = 7, *, seen_ago: float | None = None, latest: int | None = 5_200, stopped: bool = False) -> TransactionRow:
-    return TransactionRow(id, "TAG", NOW - timedelta(hours=1), 4_000, 5_000 if stopped else None,
-                          NOW - timedelta(minutes=1) if stopped else None, latest,
-                          None if seen_ago is None else NOW - timedelta(seconds=seen_ago))
+def tx(
+    id: int = 7, *, seen_ago: float | None = None, latest: int | None = 5_200, stopped: bool = False
+) -> TransactionRow:
+    return TransactionRow(
+        id,
+        "TAG",
+        NOW - timedelta(hours=1),
+        4_000,
+        5_000 if stopped else None,
+        NOW - timedelta(minutes=1) if stopped else None,
+        latest,
+        None if seen_ago is None else NOW - timedelta(seconds=seen_ago),
+    )
 
 
 def session(id: str = "S1", transaction_id: int | None = 7) -> SessionRow:
@@ -39,8 +48,10 @@ def plan(r: ConnectorRows, live: LiveStatus = ONLINE, **kw):
 
 
 def test_a_recent_meter_sample_is_live_evidence_in_words():
-    assert live_evidence(tx(seen_ago=4), ONLINE, now=NOW, window=WINDOW) == \
-        "still delivering energy: last meter sample 4 s ago, +1.20 kWh since its start"
+    assert (
+        live_evidence(tx(seen_ago=4), ONLINE, now=NOW, window=WINDOW)
+        == "still delivering energy: last meter sample 4 s ago, +1.20 kWh since its start"
+    )
     assert live_evidence(tx(seen_ago=121), ONLINE, now=NOW, window=WINDOW) is None
     assert live_evidence(tx(seen_ago=4, stopped=True), ONLINE, now=NOW, window=WINDOW) is None
     assert live_evidence(tx(seen_ago=4), ONLINE, now=NOW, window=timedelta(0)) is None  # 0: the check is off
@@ -49,20 +60,25 @@ def test_a_recent_meter_sample_is_live_evidence_in_words():
 def test_a_recent_charging_status_of_an_online_charger_is_live_evidence():
     charging = LiveStatus("Charging", NOW - timedelta(seconds=30), True)
     assert "reported Charging 30 s ago" in live_evidence(tx(), charging, now=NOW, window=WINDOW)
-    assert live_evidence(tx(), LiveStatus("SuspendedEV", NOW - timedelta(seconds=30), True), now=NOW,
-                         window=WINDOW) is not None
+    assert (
+        live_evidence(tx(), LiveStatus("SuspendedEV", NOW - timedelta(seconds=30), True), now=NOW, window=WINDOW)
+        is not None
+    )
     # Hours-old Charging (the StopTransaction and the Available after it were lost): the seed's stuck session.
     assert live_evidence(tx(), LiveStatus("Charging", NOW - timedelta(hours=2), True), now=NOW, window=WINDOW) is None
-    assert live_evidence(tx(), LiveStatus("Charging", NOW - timedelta(seconds=30), False), now=NOW,
-                         window=WINDOW) is None
-    assert live_evidence(tx(), LiveStatus("Finishing", NOW - timedelta(seconds=30), True), now=NOW,
-                         window=WINDOW) is None
+    assert (
+        live_evidence(tx(), LiveStatus("Charging", NOW - timedelta(seconds=30), False), now=NOW, window=WINDOW) is None
+    )
+    assert (
+        live_evidence(tx(), LiveStatus("Finishing", NOW - timedelta(seconds=30), True), now=NOW, window=WINDOW) is None
+    )
 
 
 def test_a_stuck_session_is_ended_billed_and_its_connector_released():
     p = plan(rows(tx(seen_ago=3600), sessions=(session(),)))
     assert [(s.session_id, s.energy_wh, s.fee, s.meter_source) for s in p.sessions] == [
-        ("S1", 1_200, "0.30", "meter_values")]
+        ("S1", 1_200, "0.30", "meter_values")
+    ]
     assert [(t.transaction_id, t.closing_meter_wh) for t in p.transactions] == [(7, 5_200)]
     assert p.status_reset_from == "Charging" and p.live == () and p.sends_unlock
 

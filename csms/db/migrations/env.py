@@ -51,6 +51,11 @@ def run_migrations() -> None:
     from csms.db.engine import make_engine, make_migration_engine
 
     url = config.get_main_option("sqlalchemy.url")
+    if url is None:
+        raise RuntimeError(
+            "no connection in config.attributes and no sqlalchemy.url: make the Config with "
+            "csms.db.schema.alembic_config(connection or url=...)"
+        )
     engine = make_migration_engine(url) or make_engine(url)
     try:
         with engine.begin() as conn:

@@ -1,4 +1,5 @@
 """Scriptable in-process trio CSMS for the review (based on tests/simulator/test_autojump.py)."""
+
 from __future__ import annotations
 
 import itertools
@@ -13,32 +14,44 @@ from ocppj import OcppConnection
 
 NOW = "2026-01-01T00:00:00Z"
 
+
 class Central:
     def __init__(self, interval=60):
         self.interval = interval
         self.tx_ids = itertools.count(1)
-        self.log = []          # (cp, action, payload)
-        self.conns = {}        # cp -> OcppConnection
+        self.log = []  # (cp, action, payload)
+        self.conns = {}  # cp -> OcppConnection
         self.accepts = defaultdict(int)
-        self.override = {}     # action -> fn(payload) -> result dict or raise
+        self.override = {}  # action -> fn(payload) -> result dict or raise
         self.close_after_accept = False
 
     def handlers(self, cp):
         central = self
+
         def mk(name, action, default):
             def h(self, **kw):
                 central.log.append((cp, action, kw))
                 if action in central.override:
                     return central.override[action](kw)
                 return default(kw)
+
             h.__name__ = name
             return on(action)(h)
+
         attrs = {
-            "boot": mk("boot", "BootNotification", lambda kw: {"currentTime": NOW, "interval": central.interval, "status": "Accepted"}),
+            "boot": mk(
+                "boot",
+                "BootNotification",
+                lambda kw: {"currentTime": NOW, "interval": central.interval, "status": "Accepted"},
+            ),
             "hb": mk("hb", "Heartbeat", lambda kw: {"currentTime": NOW}),
             "st": mk("st", "StatusNotification", lambda kw: {}),
             "au": mk("au", "Authorize", lambda kw: {"idTagInfo": {"status": "Accepted"}}),
-            "start": mk("start", "StartTransaction", lambda kw: {"transactionId": next(central.tx_ids), "idTagInfo": {"status": "Accepted"}}),
+            "start": mk(
+                "start",
+                "StartTransaction",
+                lambda kw: {"transactionId": next(central.tx_ids), "idTagInfo": {"status": "Accepted"}},
+            ),
             "stop": mk("stop", "StopTransaction", lambda kw: {}),
             "mv": mk("mv", "MeterValues", lambda kw: {}),
         }
@@ -57,6 +70,7 @@ class Central:
 
     def actions(self, cp=None):
         return [(a, p) for c, a, p in self.log if cp is None or c == cp]
+
 
 async def start_central(nursery, **kw):
     c = Central(**kw)

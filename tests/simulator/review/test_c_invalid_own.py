@@ -7,8 +7,9 @@ from tests.simulator.review.harness import start_central
 async def test_long_tag_prefix_wedges_the_charge_point(autojump_clock, nursery):
     c = await start_central(nursery)
     # a fleet file's [driver] tag_prefix = "CUSTOMER-RFID-CARD-" is accepted by load_fleet_file
-    spec = FleetSpec(seed=1, groups=(GroupSpec(count=1, connectors=1),),
-                     driver=DriverSpec(tag_prefix="CUSTOMER-RFID-CARD-"))
+    spec = FleetSpec(
+        seed=1, groups=(GroupSpec(count=1, connectors=1),), driver=DriverSpec(tag_prefix="CUSTOMER-RFID-CARD-")
+    )
     fleet = Fleet(spec, c.url, trace=TraceWriter(keep=True))
     async with trio.open_nursery() as run:
         await run.start(fleet.run)

@@ -32,7 +32,8 @@ async def test_trigger_status_for_connector_0_reports_only_connector_0(autojump_
         await trio.sleep(2)
         before = len(c.log)
         answer = await c.conns["CP0001"].call_raw(
-            "TriggerMessage", {"requestedMessage": "StatusNotification", "connectorId": 0})
+            "TriggerMessage", {"requestedMessage": "StatusNotification", "connectorId": 0}
+        )
         assert answer == {"status": "Accepted"}
         await trio.sleep(2)
         sent = [p["connector_id"] for _cp, action, p in c.log[before:] if action == "StatusNotification"]

@@ -78,8 +78,7 @@ def upgrade() -> None:
         sa.Column("latest_meter_wh", sa.BigInteger()),
         sa.Column("latest_meter_at", _UTC),
     )
-    op.create_index("ix_transactions_connector_open", "transactions",
-                    ["charge_point_id", "connector_id", "stop_time"])
+    op.create_index("ix_transactions_connector_open", "transactions", ["charge_point_id", "connector_id", "stop_time"])
     op.create_table(
         "charging_sessions",
         *_claim_columns(),
@@ -100,8 +99,7 @@ def upgrade() -> None:
         sa.Column("updated_at", _UTC, nullable=False),
     )
     op.create_index("ix_charging_sessions_transaction_id", "charging_sessions", ["transaction_id"])
-    op.create_index("ix_sessions_connector_open", "charging_sessions",
-                    ["charge_point_id", "connector_id", "end_time"])
+    op.create_index("ix_sessions_connector_open", "charging_sessions", ["charge_point_id", "connector_id", "end_time"])
     op.create_table(
         "payment_reservations",
         *_claim_columns(),
@@ -112,9 +110,14 @@ def upgrade() -> None:
         sa.Column("created_at", _UTC, nullable=False),
         sa.Column("updated_at", _UTC, nullable=False),
     )
-    op.create_index("ux_payment_reservations_active_connector", "payment_reservations",
-                    ["charge_point_id", "connector_id"], unique=True,
-                    sqlite_where=sa.text(_INACTIVE_SQL), postgresql_where=sa.text(_INACTIVE_SQL))
+    op.create_index(
+        "ux_payment_reservations_active_connector",
+        "payment_reservations",
+        ["charge_point_id", "connector_id"],
+        unique=True,
+        sqlite_where=sa.text(_INACTIVE_SQL),
+        postgresql_where=sa.text(_INACTIVE_SQL),
+    )
     op.create_table(
         "audit_events",
         sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
@@ -130,6 +133,13 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for table in ("audit_events", "payment_reservations", "charging_sessions", "transactions",
-                  "connector_statuses", "stations", "charge_points"):
+    for table in (
+        "audit_events",
+        "payment_reservations",
+        "charging_sessions",
+        "transactions",
+        "connector_statuses",
+        "stations",
+        "charge_points",
+    ):
         op.drop_table(table)
