@@ -1,4 +1,4 @@
-"""Domain errors of the CSMS services; the REST boundary maps each to a status and code."""
+"""Domain errors of the CSMS services; the REST boundary (csms/api/envelope.py) picks each one's HTTP status."""
 
 from __future__ import annotations
 
@@ -18,7 +18,6 @@ __all__ = [
 
 
 class CsmsError(Exception):
-    status = 500
     code: str | None = None
 
     def __init__(self, message: str, **data: Any) -> None:
@@ -34,15 +33,15 @@ class CsmsError(Exception):
 
 
 class NotFoundError(CsmsError):
-    status = 404
+    """Nothing by that id."""
 
 
 class BadRequestError(CsmsError):
-    status = 400
+    """The request cannot be carried out as asked."""
 
 
 class ConflictError(CsmsError):
-    status = 409
+    """The state of a connector, session or reservation does not allow it now."""
 
 
 class ChargerOfflineError(ConflictError):
@@ -60,7 +59,8 @@ class ConnectorBusyError(ConflictError):
 
 
 class ChargePointTimeoutError(CsmsError):
-    status = 504
+    """The charge point did not answer in time."""
+
     code = "ChargePointTimeout"
 
     def __init__(self, **data: Any) -> None:
@@ -70,14 +70,12 @@ class ChargePointTimeoutError(CsmsError):
 class ChargePointError(CsmsError):
     """The charge point refused or failed a call (CallError, closed socket, bad answer)."""
 
-    status = 502
     code = "ChargePointError"
 
 
 class IdTagNotAcceptedError(CsmsError):
     """The id tag list says no (Blocked, Expired, Invalid, ConcurrentTx): nothing is sent to the charge point."""
 
-    status = 403
     code = "IdTagNotAccepted"
 
     def __init__(self, id_tag: str, status: str) -> None:

@@ -23,7 +23,7 @@ from csms.api import (
     transactions,
     webhooks,
 )
-from csms.api.envelope import ERROR_RESPONSES, ApiError, envelope, refuse_nul_in_url
+from csms.api.envelope import ERROR_RESPONSES, ApiError, envelope, http_status, refuse_nul_in_url
 from csms.context import Context
 from csms.db.database import is_outage
 from csms.errors import CsmsError
@@ -72,9 +72,10 @@ def create_app(ctx: Context, *, dispatcher: WebhookDispatcher | None = None, wat
 
     @app.exception_handler(CsmsError)
     async def _domain_error(request: Request, exc: CsmsError):
-        if exc.status >= 500:
-            log.warning("api.upstream_error path=%s status=%s message=%r", request.url.path, exc.status, exc.message)
-        return envelope(False, exc.message, exc.payload(), exc.status)
+        status = http_status(exc)
+        if status >= 500:
+            log.warning("api.upstream_error path=%s status=%s message=%r", request.url.path, status, exc.message)
+        return envelope(False, exc.message, exc.payload(), status)
 
     @app.exception_handler(RequestValidationError)
     async def _bad_body(request: Request, exc: RequestValidationError):

@@ -9,7 +9,18 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 
-__all__ = ["ApiError", "ok", "CamelModel", "ErrorEnvelope", "ERROR_RESPONSES", "refuse_nul_in_url"]
+from csms.errors import (
+    BadRequestError,
+    ChargePointError,
+    ChargePointTimeoutError,
+    ConflictError,
+    CsmsError,
+    IdTagNotAcceptedError,
+    NotFoundError,
+)
+from csms.services.payments import PaymentDeclinedError, PaymentProviderError
+
+__all__ = ["ApiError", "http_status", "ok", "CamelModel", "ErrorEnvelope", "ERROR_RESPONSES", "refuse_nul_in_url"]
 
 
 class CamelModel(BaseModel):
@@ -59,6 +70,27 @@ class ErrorEnvelope(BaseModel):
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     "4XX": {"model": ErrorEnvelope, "description": "Refused: the envelope with success false and a message"},
     "5XX": {"model": ErrorEnvelope, "description": "Database or charge point unavailable: the envelope"},
+}
+
+
+def http_status(exc: CsmsError) -> int:
+    """The HTTP status a domain error is answered with: chosen here, at the boundary, by its class."""
+    for cls in type(exc).__mro__:
+        if cls in _STATUS_OF:
+            return _STATUS_OF[cls]
+    return 500
+
+
+_STATUS_OF: dict[type, int] = {
+    NotFoundError: 404,
+    BadRequestError: 400,
+    ConflictError: 409,
+    IdTagNotAcceptedError: 403,
+    PaymentDeclinedError: 402,
+    ChargePointTimeoutError: 504,
+    ChargePointError: 502,
+    PaymentProviderError: 502,
+    CsmsError: 500,
 }
 
 

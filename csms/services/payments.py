@@ -31,18 +31,27 @@ from csms.services.sessions import (
     remote_start,
 )
 
-__all__ = ["create_reservation", "confirm_reservation", "cancel_reservation", "reservation_view"]
+__all__ = [
+    "PaymentProviderError",
+    "PaymentDeclinedError",
+    "create_reservation",
+    "confirm_reservation",
+    "cancel_reservation",
+    "reservation_view",
+]
 
 log = logging.getLogger("csms.services.payments")
 
 
 class PaymentProviderError(CsmsError):
-    status = 502
+    """The payment provider failed (unreachable, an error of its own)."""
+
     code = "PaymentProviderError"
 
 
 class PaymentDeclinedError(CsmsError):
-    status = 402
+    """The payment provider declined the payment."""
+
     code = "PaymentDeclined"
 
 

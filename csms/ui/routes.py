@@ -24,6 +24,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
+from csms.api.envelope import http_status
 from csms.context import Context
 from csms.core.occupancy import ConnectorSignals, decide
 from csms.db.cleanup_store import audit
@@ -670,7 +671,7 @@ def mount(app: FastAPI) -> None:
             request,
             "message.html",
             _session(request),
-            status=exc.status,
+            status=http_status(exc),
             title="Could not do that",
             message=exc.message,
         )
