@@ -70,4 +70,4 @@ loadtest: $(STAMP)
 	$(BIN)/python -m loadtests.run --users $(USERS) --rate $(RATE) --time $(TIME) --workers $(WORKERS) --report '$(REPORT)'
 
 clean:
-	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache .mypy_cache

@@ -93,7 +93,7 @@ class Settings:
     call_timeout_seconds: float = 30.0
     heartbeat_interval: int = 300
     max_frame_bytes: int = 64 * 1024
-    # Abuse limits (issue 11): what one client may cost the server.
+    # Abuse limits: what one client may cost the server.
     ocpp_max_queued_calls: int = 16  # a connection's Calls waiting for their answer; more closes it (1008)
     ocpp_messages_per_second: float = 50.0  # sustained, per connection (0: off); beyond the burst it is closed
     ocpp_message_burst: int = 500

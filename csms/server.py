@@ -93,6 +93,11 @@ def _remote(request: WebSocketRequest) -> str:
     return f"{r.address}:{r.port}" if isinstance(r, Endpoint) else str(r)
 
 
+def _forget(ctx: Context, live: LiveChargePoint) -> bool:
+    """A connection has closed: its charge point leaves the live registry (unless a newer one replaced it)."""
+    return ctx.registry.detach(live)
+
+
 def _on_every_frame(ws: WebSocketConnection, seen: Callable[[], None]) -> bool:
     """Call `seen()` whenever bytes arrive from the peer: OCPP messages, pings, pongs, close frames.
 
@@ -260,7 +265,7 @@ class OcppEndpoint:
             with trio.move_on_after(2):
                 await ws.aclose(1011, "internal error")
         finally:
-            if ctx.registry.detach(live):
+            if _forget(ctx, live):
                 log.info("charge_point.disconnected charge_point=%s", cp_id)
             CONNECTED.set(len(ctx.registry))
 

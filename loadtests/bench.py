@@ -791,7 +791,12 @@ class ServerProcess:
 
     def start(self) -> None:
         launched = launch_csms(
-            self.args, self.workdir, log_path=self.log_path, timeout=SERVER_START_TIMEOUT, new_session=True
+            self.args,
+            self.workdir,
+            log_path=self.log_path,
+            timeout=SERVER_START_TIMEOUT,
+            new_session=True,
+            cwd=self.workdir,
         )
         self.proc, self.ocpp, self.http = launched.proc, launched.ocpp, launched.http
 

@@ -1,4 +1,4 @@
-"""One csms node against two behind HAProxy, measured with the shared driver (issue 13).
+"""One csms node against two behind HAProxy, measured with the shared driver.
 
     .venv/bin/python -m loadtests.cluster_bench [--point mixed:500 ...] [--duration 15] [--rounds 2]
 

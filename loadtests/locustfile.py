@@ -7,7 +7,7 @@
 
 `make loadtest` starts a CSMS and runs this (loadtests/run.py); `--help` lists the
 options under "unstuck". The users are in loadtests/users.py, the end-of-test
-oracle in loadtests/hooks.py; README "Load tests" has the distributed variant.
+oracle in loadtests/hooks.py; docs/loadtests.md has the distributed variant.
 """
 
 from locust import events

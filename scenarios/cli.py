@@ -93,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--adapter",
         default=None,
         metavar="MODULE:CLASS",
-        help="how to ask another CSMS (see README, 'Judging another CSMS')",
+        help="how to ask another CSMS (see docs/harness.md, 'Judging another CSMS')",
     )
     run.add_argument(
         "--csms-arg",

@@ -219,6 +219,7 @@ def launch_csms(
     command: Sequence[str] | None = None,
     timeout: float = 60.0,
     new_session: bool = False,
+    cwd: Path | None = None,
 ) -> LaunchedCsms:
     """The one way tests, scenarios and load tests start `csms serve`: `command` (default `python -m csms`)
     with `serve`, `serve_args` and a ports file; returns once it listens, else RuntimeError with its log."""
@@ -233,9 +234,10 @@ def launch_csms(
             stderr=subprocess.STDOUT,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
             start_new_session=new_session,
+            cwd=cwd,
         )
     deadline = time.monotonic() + timeout
-    while not ports.exists() or not ports.read_text():
+    while (addr := _addresses(ports)) is None:
         if proc.poll() is not None or time.monotonic() > deadline:
             if proc.poll() is None:
                 proc.kill()
@@ -243,6 +245,13 @@ def launch_csms(
             tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-30:])
             raise RuntimeError(f"csms serve did not start ({' '.join(argv)}):\n{tail}")
         time.sleep(0.05)
-    addr = json.loads(ports.read_text())
     ports.unlink(missing_ok=True)
     return LaunchedCsms(proc, addr["ocpp"], addr["http"], log_path)
+
+
+def _addresses(ports: Path) -> dict[str, str] | None:
+    """The bound addresses once the ports file is written whole."""
+    try:
+        return json.loads(ports.read_text())  # type: ignore[no-any-return]
+    except (OSError, ValueError):
+        return None

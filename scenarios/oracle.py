@@ -212,7 +212,7 @@ class Judgement:
 
 
 def expected_fee(energy_wh: int, tariff: Decimal) -> Decimal:
-    """Wh / 1000 x tariff per kWh, half up to the cent: the rule of csms/billing.py, restated."""
+    """Wh / 1000 x tariff per kWh, half up to the cent: the rule of csms/core/billing.py, restated."""
     return (Decimal(energy_wh) * tariff / Decimal(1000)).quantize(_CENT, rounding=ROUND_HALF_UP)
 
 

@@ -21,7 +21,7 @@ from csms.metrics import START_REFUSED
 __all__ = ["router", "tag_view", "check_tag_for_start"]
 
 router = APIRouter(prefix="/api/id-tags", tags=["id tags"])
-log = logging.getLogger("csms.core.id_tags")
+log = logging.getLogger("csms.id_tags")
 
 
 class IdTagFields(CamelModel):

@@ -1,5 +1,5 @@
 """Several `csms serve --node-id` processes on one PostgreSQL: shared presence, forwarded commands,
-cluster duties held by one node at a time. See the README's "Running a cluster"."""
+cluster duties held by one node at a time. See docs/cluster.md."""
 
 from csms.cluster.node import ClusterConfigError, ClusterNode, check_cluster_settings, run_cluster
 

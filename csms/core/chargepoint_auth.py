@@ -151,7 +151,7 @@ def decide_handshake(
     registration_slots_left: int,
     check_password: Callable[[str, str], bool] = verify_password,
 ) -> Admit | Refuse:
-    """The handshake rules (README, "Who may connect"), in order.
+    """The handshake rules (docs/security.md), in order.
 
     A charge point with a password must present it, lab mode or not: a password set is
     never bypassed. Lab mode admits ids without a password (known or, while slots are

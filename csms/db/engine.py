@@ -57,7 +57,7 @@ def make_engine(url: str, *, pool_size: int = 8) -> Engine:
         )
         event.listen(engine, "connect", _sqlite_pragmas(url))
         return engine
-    # A hung or unreachable server turns into errors after a bounded wait (issue 11): connect within
+    # A hung or unreachable server turns into errors after a bounded wait: connect within
     # CONNECT_TIMEOUT, each statement within STATEMENT_TIMEOUT_MS (a URL's own connect_timeout wins).
     connect_args = {} if "connect_timeout" in parsed.query else {"connect_timeout": CONNECT_TIMEOUT}
     engine = create_engine(

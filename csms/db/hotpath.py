@@ -122,8 +122,8 @@ def judge_id_tag(
     check_concurrent: bool = False,
 ) -> IdTagInfo:
     """`id_tag_store.judge` on the DBAPI cursor: the same answer for ~1/10 of the writer's (and a reader's)
-    Python per call; Authorize, StartTransaction and StopTransaction all judge a tag (tests/unit/test_hotpath_judge.py
-    checks both agree)."""
+    Python per call; Authorize, StartTransaction and StopTransaction all judge a tag
+    (tests/integration/test_hotpath_judge.py checks both agree)."""
     hot = hot_sql_for(s)
     cur = hot.cursor(s)
     key = normalise(id_tag)

@@ -67,7 +67,7 @@ class LiveChargePoint:
     self_reported: set[int] = field(default_factory=set)
     # Our stale-silent-status TriggerMessages, per connector (maintenance.select_stale_silent_statuses).
     silent_asks: dict[int, SilentAsk] = field(default_factory=dict)
-    # When our TriggerMessage(StatusNotification) after a reconnect got its answer (maintenance_runner).
+    # When our TriggerMessage(StatusNotification) after a reconnect got its answer (csms.services.maintenance).
     reconnect_probe_answered: datetime | None = None
     # StartTransactions received and not yet stored, per connector: a car is starting there now.
     starts_in_flight: dict[int, int] = field(default_factory=dict)

@@ -1,4 +1,4 @@
-"""trio-websocket's server with the limits a public OCPP endpoint needs (issue 11).
+"""trio-websocket's server with the limits a public OCPP endpoint needs.
 
 trio-websocket holds a socket whose peer closed before its handshake until the connect timeout
 (60 s by default), accepts any number of connections and handshakes, and drops TCP without a

@@ -70,7 +70,7 @@ __all__ = [
     "watch_silent_connectors",
 ]
 
-log = logging.getLogger("csms.core.maintenance")
+log = logging.getLogger("csms.maintenance")
 # Rules whose action is a TriggerMessage StatusNotification for one connector (`_ask_status`).
 _PROBES = (
     ActionKind.PROBE_QUIET_TRANSACTION,

@@ -22,7 +22,7 @@ from csms.ocpp.registry import LiveConnector
 
 __all__ = ["Evaluation", "evaluate", "evaluate_all", "explain"]
 
-log = logging.getLogger("csms.core.occupancy")
+log = logging.getLogger("csms.occupancy")
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,7 @@ from csms.db.reservation_store import (
 
 __all__ = ["cancel_now", "cancel_due", "run_payment_cancels"]
 
-log = logging.getLogger("csms.services.payments")
+log = logging.getLogger("csms.payments")
 ACTOR = "system:payments"
 _COUNTERS = {"cancel": metrics.PAYMENT_CANCELS, "capture": metrics.PAYMENT_CAPTURES}
 _IDLE_POLL_S = 30.0  # a due cancel is found within this even without a nudge

@@ -40,7 +40,7 @@ __all__ = [
     "reservation_view",
 ]
 
-log = logging.getLogger("csms.services.payments")
+log = logging.getLogger("csms.payments")
 
 
 class PaymentProviderError(CsmsError):

@@ -51,7 +51,7 @@ __all__ = [
     "remote_start",
 ]
 
-log = logging.getLogger("csms.services.sessions")
+log = logging.getLogger("csms.sessions")
 
 
 async def active_station(ctx: Context, station_id: str) -> StationRef:

@@ -37,7 +37,7 @@ from ocppj import CallErrorReceived, CallTimeoutError, ConnectionClosedError, In
 
 __all__ = ["UnlockResult", "unlock_connector", "plan_for", "ocpp_outcome", "success_message", "answer_body"]
 
-log = logging.getLogger("csms.services.unlock")
+log = logging.getLogger("csms.unlock")
 
 _OK_MESSAGE = "Connector unlocked successfully"
 _STOP_WAIT_S = 10.0  # after an accepted RemoteStopTransaction, how long its StopTransaction may take

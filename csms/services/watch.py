@@ -37,7 +37,7 @@ from csms.services.webhooks import WebhookDispatcher
 
 __all__ = ["StatusChange", "Watcher"]
 
-log = logging.getLogger("csms.services.watch")
+log = logging.getLogger("csms.watch")
 _HISTORY = 50
 _LOOKBACK = 200  # ids below the newest seen that are read again (PostgreSQL commits ids out of order)
 

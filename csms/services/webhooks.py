@@ -35,7 +35,7 @@ from csms.core.webhooks import (
 
 __all__ = ["Delivery", "Receiver", "WebhookDispatcher"]
 
-log = logging.getLogger("csms.core.webhooks")
+log = logging.getLogger("csms.webhooks")
 
 DELIVERIES = Counter("csms_webhook_deliveries", "Webhook delivery attempts by outcome", ["outcome"])
 QUEUED = Gauge("csms_webhook_queued", "Webhook events waiting, all receivers")

@@ -1,6 +1,6 @@
 """The dashboard's words: verdict reasons and suspicions in plain language. Pure (no IO).
 
-Input is the occupancy explanation (`occupancy_service.explain`) plus a few facts the
+Input is the occupancy explanation (`csms.services.occupancy.explain`) plus a few facts the
 board gathers (meter activity of open transactions, when a charge point was last
 heard from); output is what an operator reads: "open transaction 42 since 14:02 UTC,
 no meter value for 3 h".

@@ -4,7 +4,7 @@ The scenarios and the oracle never import a CSMS. They speak OCPP to it through
 the simulator, and ask it what it believes through a `CsmsAdapter`: the verdict
 of a connector, start, stop, unlock, and what it stored. `unstuck_rest.py` is
 the adapter for our CSMS's public REST API; a team with another CSMS writes one
-class with the same methods (see README, "Judging another CSMS").
+class with the same methods (see docs/harness.md, "Judging another CSMS").
 """
 
 from __future__ import annotations

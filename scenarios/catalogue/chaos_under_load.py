@@ -42,7 +42,7 @@ FAULTS = (
     "slow_responses=0.05,min=0.2,max=1.5",
     "stuck_status=0.02,status=Finishing",
     "heartbeat_stop=0.02,within=20",
-    # Issue 15 (appended: a fault's draws are keyed by its place here, so the ones above keep their schedule).
+    # Billing faults (appended: a fault's draws are keyed by its place here, so the ones above keep their schedule).
     # Late remote-start answers: beyond the embedded CSMS's 3 s call timeout (504), and the charger starts anyway.
     "slow_responses=0.08,min=2.5,max=5.0",
     "buffered_meter_values=0.2,after=1:5,hold=3",  # out-of-order MeterValues

@@ -1,7 +1,8 @@
 """`csms` with a known bug put back, for mutation tests: `python -m tests.support.mutants NAME[,NAME] -- serve ...`.
 
-Each mutant patches one named seam of the product (a module attribute the product looks up at
-run time), then runs the ordinary `csms` command line. The product carries no switch for any of
+Each mutant replaces one named seam of the product wherever the product holds it (its module and
+every `from x import y` binding, or only the modules of the path the bug lives on), then runs the
+ordinary `csms` command line. The product carries no switch for any of
 this: a suite proves it notices a bug by running one of these instead of `python -m csms`
 (`unstuck-scenarios run --csms-command "python -m tests.support.mutants NAME --"`).
 """
@@ -35,15 +36,36 @@ MUTANTS: dict[str, str] = {
 
 
 def _unlock_keeps_transaction() -> None:
-    from csms.db import cleanup_store
+    from sqlalchemy import select
 
-    cleanup_store.close_transaction_estimated = lambda *a, **kw: None
+    from csms.db.models import ChargingSession, Transaction
+    from csms.services import unlock
+
+    force_end, release = unlock.force_end_session, unlock.release_connector
+
+    def force_end_session(s: Any, session_id: str, **kw: Any) -> Any:
+        tx_id = s.scalar(select(ChargingSession.transaction_id).where(ChargingSession.id == session_id))
+        was_open = tx_id is not None and s.get(Transaction, tx_id).stop_time is None
+        ended = force_end(s, session_id, **kw)
+        if ended is not None and was_open:  # the seed's bug: the session ends, its transaction stays open
+            tx = s.get(Transaction, tx_id)
+            tx.stop_time = tx.stop_reason = tx.meter_stop = None
+        return ended
+
+    _rebind(force_end, force_end_session, unlock)
+    _rebind(
+        release,
+        lambda s, cp_id, connector_id, plan, **kw: release(
+            s, cp_id, connector_id, replace(plan, transactions=()), **kw
+        ),
+        unlock,
+    )
 
 
 def _registry_never_forgets() -> None:
-    from csms.ocpp.registry import Registry
+    from csms import server
 
-    Registry.detach = lambda self, live: False
+    server._forget = lambda ctx, live: False
 
 
 def _remote_accept_marks_busy() -> None:
@@ -73,7 +95,7 @@ def _remote_accept_marks_busy() -> None:
 
         await ctx.db.write(occupied)
 
-    sessions.remote_start = remote_start
+    _rebind(original, remote_start)
 
 
 def _late_stop_ignored() -> None:
@@ -92,22 +114,23 @@ def _unlock_resets_live_status() -> None:
     from csms.ocpp.registry import LiveConnector
     from csms.services import unlock
 
-    original = unlock.plan_for
+    original = unlock.unlock_connector
 
-    async def plan_for(ctx: Any, cp_id: str, connector_id: int, *, force_active: bool) -> Any:
-        live_cp = ctx.registry.get(cp_id)
-        if live_cp is not None:
+    async def unlock_connector(ctx: Any, station_id: str, connector_id: int, **kw: Any) -> Any:
+        station = await unlock.active_station(ctx, station_id)
+        live_cp = ctx.registry.get(station.charge_point_id)
+        if live_cp is not None:  # the bug: the unlock overrides what the charger reported
             live_cp.connectors[connector_id] = LiveConnector("Available", "NoError", ctx.clock.now())
-        return await original(ctx, cp_id, connector_id, force_active=force_active)
+        return await original(ctx, station_id, connector_id, **kw)
 
-    unlock.plan_for = plan_for
+    _rebind(original, unlock_connector)
 
 
 def _reservation_not_busy() -> None:
     from csms.services import occupancy
 
     original = occupancy.decide
-    occupancy.decide = lambda signals, **kw: original(replace(signals, reservations=()), **kw)
+    _rebind(original, lambda signals, **kw: original(replace(signals, reservations=()), **kw), occupancy)
 
 
 def _pongs_not_liveness() -> None:
@@ -128,7 +151,7 @@ def _supersede_keeps_session() -> None:
             kw["with_session"] = False
         return original(s, tx, reason=reason, **kw)
 
-    ocpp_store.close_transaction_estimated = close
+    ocpp_store.close_transaction_estimated = close  # read by start_transaction, in its own module
 
 
 def _stop_acked_before_commit() -> None:
@@ -157,6 +180,18 @@ def _stop_acked_before_commit() -> None:
         return {"idTagInfo": {"status": "Accepted"}} if kw.get("id_tag") else {}
 
     ChargePointHandlers.on_stop_transaction = on_stop_transaction
+
+
+def _rebind(original: Any, replacement: Any, *only: Any) -> None:
+    """Put `replacement` wherever the product holds `original` (its own module and every `from x import y`
+    binding), or only in the modules given: a mutant must not depend on which module was imported first."""
+    import csms.server  # noqa: F401 - every product module, imported before its bindings are looked at
+
+    modules = only or [m for name, m in list(sys.modules.items()) if name.split(".")[0] == "csms" and m is not None]
+    for module in modules:
+        for attr, value in list(vars(module).items()):
+            if value is original:
+                setattr(module, attr, replacement)
 
 
 PATCHES: dict[str, Callable[[], None]] = {

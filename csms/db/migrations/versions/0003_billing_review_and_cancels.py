@@ -1,4 +1,4 @@
-"""Issue 15 (every kWh billed once): when a sample was received, bills to review, provider cancels.
+"""Every kWh billed once: when a sample was received, bills to review, provider cancels.
 
 Commit bf79d84. All columns nullable: existing rows read as "never" / "nothing to review" /
 "no cancel due", which is what they were.

@@ -1,4 +1,4 @@
-"""Issue 12: why a force-ended session's fee was waived (--force-end-fee waive).
+"""Why a force-ended session's fee was waived (--force-end-fee waive).
 
 Commit b256f4c. Nullable: older sessions were never waived.
 

@@ -1,4 +1,4 @@
-"""Issue 13: cluster mode (`csms serve --node-id`): node leases, presence, forwarded calls.
+"""Cluster mode (`csms serve --node-id`): node leases, presence, forwarded calls.
 
 Used only by nodes of a cluster (PostgreSQL); a single node leaves them empty.
 
