@@ -50,5 +50,26 @@ def setup_logging(level: str = "INFO", fmt: str = "text") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for noisy in ("hypercorn.access", "trio-websocket", "trio_websocket"):
+    # Third-party loggers stay at WARNING whatever --log-level says: at DEBUG, hpack and h2 print request
+    # headers (Authorization: Bearer ...), and tokens are never logged.
+    for noisy in _THIRD_PARTY:
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+_THIRD_PARTY = (
+    "hypercorn.access",
+    "hypercorn.error",
+    "trio-websocket",
+    "trio_websocket",
+    "hpack",
+    "h2",
+    "h11",
+    "wsproto",
+    "httpx",
+    "httpcore",
+    "sqlalchemy",
+    "alembic",
+    "psycopg",
+    "asyncio",
+    "multipart",
+)

@@ -139,6 +139,7 @@ class OcppEndpoint:
         why: str,
         *,
         headers: list[tuple[bytes, bytes]] | None = None,
+        body: str | None = None,
         **kv: str,
     ) -> None:
         HANDSHAKES_REFUSED.labels(reason).inc()
@@ -146,7 +147,7 @@ class OcppEndpoint:
         log.warning(
             "handshake.refused reason=%s path=%s %s remote=%s (%s)", reason, request.path, extra, _remote(request), why
         )
-        await request.reject(status, extra_headers=headers or None, body=why.encode())
+        await request.reject(status, extra_headers=headers or None, body=(why if body is None else body).encode())
 
     async def __call__(self, request: WebSocketRequest) -> None:
         ctx = self.ctx
@@ -173,7 +174,13 @@ class OcppEndpoint:
             decision = decide()
         if not isinstance(decision, Admit):
             return await self._refuse(
-                request, decision.status, decision.reason, decision.why, headers=decision.headers, charge_point=cp_id
+                request,
+                decision.status,
+                decision.reason,
+                decision.why,
+                headers=decision.headers,
+                body=decision.body,
+                charge_point=cp_id,
             )
         # Then the version, after who it is (SteVe's order). OCPP-J 1.6 §3.1.2: the charger MUST name
         # its version in Sec-WebSocket-Protocol. As SteVe does (HTTP 400, "No protocol (OCPP version)

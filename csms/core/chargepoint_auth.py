@@ -30,6 +30,7 @@ __all__ = [
     "Refuse",
     "Access",
     "decide_handshake",
+    "UNIFORM_REFUSAL",
 ]
 
 # Security whitepaper: the identity is at most 48 characters. Printable ASCII without ':'
@@ -134,12 +135,22 @@ class Admit:
 class Refuse:
     status: int  # HTTP status of the refused handshake
     reason: str  # metric label and log key
-    why: str  # the response body: what the charger's owner can do about it
+    why: str  # for the log: what the charger's owner can do about it
     challenge: bool = False  # send WWW-Authenticate: Basic
+    answer: str | None = None  # the response body, when it must say less than `why`; else `why`
+
+    @property
+    def body(self) -> str:
+        return self.why if self.answer is None else self.answer
 
     @property
     def headers(self) -> list[tuple[bytes, bytes]]:
         return [(b"WWW-Authenticate", b'Basic realm="OCPP", charset="UTF-8"')] if self.challenge else []
+
+
+# Outside lab mode every refusal of who a charger is reads the same (401, this body): a stranger cannot
+# tell an unknown id from a known one with no password or a wrong one. The log says which it was.
+UNIFORM_REFUSAL = "unknown charge point or wrong credentials (HTTP Basic: user the charge point id, password its key)"
 
 
 def decide_handshake(
@@ -157,6 +168,7 @@ def decide_handshake(
     never bypassed. Lab mode admits ids without a password (known or, while slots are
     left, unknown). Outside lab mode a charge point without a password is refused.
     """
+    uniform = None if lab_mode else UNIFORM_REFUSAL
     if access.password_hash is not None:
         if authorization is None:
             return Refuse(
@@ -165,13 +177,14 @@ def decide_handshake(
                 "this charge point needs HTTP Basic credentials "
                 "(user: the charge point id, password: its AuthorizationKey)",
                 challenge=True,
+                answer=uniform,
             )
         try:
             user, password = parse_basic_auth(authorization)
         except BadCredentialsError as exc:
-            return Refuse(401, "bad_credentials", str(exc), challenge=True)
+            return Refuse(401, "bad_credentials", str(exc), challenge=True, answer=uniform)
         if user != cp_id or not check_password(access.password_hash, password):
-            return Refuse(401, "bad_credentials", "wrong charge point id or password", challenge=True)
+            return Refuse(401, "bad_credentials", "wrong charge point id or password", challenge=True, answer=uniform)
         return Admit(authenticated=True)
     if access.known:
         if lab_mode:
@@ -182,13 +195,16 @@ def decide_handshake(
             "this charge point has no password yet; provision one "
             "(csms chargers add ID --password-stdin, or the REST API)",
             challenge=True,
+            answer=uniform,
         )
     if not lab_mode:
         return Refuse(
-            404,
+            401,
             "unknown_charge_point",
             "unknown charge point; provision it (csms chargers add, POST /api/stations) "
             "or run a test bench with --allow-unknown-chargers",
+            challenge=True,
+            answer=uniform,
         )
     if registration_slots_left <= 0:
         return Refuse(

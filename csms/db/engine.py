@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
@@ -44,11 +45,19 @@ def _sqlite_pragmas(url: str) -> Any:
     return set_pragmas
 
 
+def _private_file(path: str | None) -> None:
+    """A new SQLite file is readable by its owner only (0600): it holds password hashes and tokens' names."""
+    if not path or path == ":memory:" or path.startswith("file:") or os.path.exists(path):
+        return
+    os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+
+
 def make_engine(url: str, *, pool_size: int = 8) -> Engine:
     """An engine tuned for many small writes: SQLite in WAL mode with a busy timeout."""
     url = normalise_url(url)
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
+        _private_file(parsed.database)
         engine = create_engine(
             url,
             pool_size=pool_size,
@@ -98,6 +107,7 @@ def make_migration_engine(url: str) -> Engine | None:
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
         return None
+    _private_file(parsed.database)
     engine = create_engine(url, poolclass=NullPool, connect_args={"timeout": 30, "check_same_thread": False})
     event.listen(engine, "connect", _sqlite_pragmas(url))
 

@@ -15,6 +15,7 @@ import trio
 from sqlalchemy import select
 from trio_websocket import ConnectionRejected, open_websocket_url
 
+from csms.core.chargepoint_auth import UNIFORM_REFUSAL
 from csms.db.models import ChargePoint, ChargePointPassword, Transaction
 from tests.support.chargepoint import basic_auth, connect
 from tests.support.db import with_db
@@ -58,15 +59,20 @@ async def test_wrong_password_missing_credentials_and_unknown_ids_are_refused_lo
     assert (b"www-authenticate", b'Basic realm="OCPP", charset="UTF-8"') in missing.headers
     assert (await _refused(url, basic_auth("AUTH1", "wrong-password-0001"))).status_code == 401
     assert (await _refused(url, basic_auth("OTHER", PASSWORD))).status_code == 401  # user must be the id
-    assert (await _refused(csms.url("NOBODY"), basic_auth("NOBODY", PASSWORD))).status_code == 404
+    stranger = await _refused(csms.url("NOBODY"), basic_auth("NOBODY", PASSWORD))
+    wrong = await _refused(url, basic_auth("AUTH1", "wrong-password-0001"))
+    # An unknown id reads exactly as a known one with wrong credentials: nothing to enumerate.
+    same = [(k, v) for k, v in wrong.headers if k.lower() != b"date"]
+    assert (stranger.status_code, stranger.body) == (401, wrong.body)
+    assert [(k, v) for k, v in stranger.headers if k.lower() != b"date"] == same
     log = csms.log()
     assert "handshake.refused reason=missing_credentials path=/ocpp/AUTH1 charge_point=AUTH1 remote=127.0.0.1:" in log
-    assert log.count("handshake.refused reason=bad_credentials path=/ocpp/AUTH1") == 2
+    assert log.count("handshake.refused reason=bad_credentials path=/ocpp/AUTH1") == 3
     assert (
         "handshake.refused reason=unknown_charge_point path=/ocpp/NOBODY charge_point=NOBODY remote=127.0.0.1:" in log
     )
     assert PASSWORD not in log and "wrong-password-0001" not in log
-    assert await _metric(csms, "csms_handshakes_refused_total", reason="bad_credentials") == 2
+    assert await _metric(csms, "csms_handshakes_refused_total", reason="bad_credentials") == 3
     assert await _metric(csms, "csms_handshakes_refused_total", reason="missing_credentials") == 1
     async with connect(csms.ocpp, "AUTH1", password=PASSWORD) as cp:
         assert "currentTime" in await cp.heartbeat()
@@ -224,4 +230,5 @@ async def test_a_station_without_a_password_cannot_connect_outside_lab_mode(csms
         r = await admin.post("/api/stations", json={"id": "ST9", "chargePointId": "NOPW1"})
         assert r.status_code == 201 and "no password yet" in r.json()["message"]
     refused = await _refused(csms.url("NOPW1"))
-    assert refused.status_code == 401 and b"no password yet" in refused.body
+    assert refused.status_code == 401 and refused.body == UNIFORM_REFUSAL.encode()  # as for any stranger
+    assert "handshake.refused reason=no_password_set path=/ocpp/NOPW1" in csms.log()  # the operator is told why

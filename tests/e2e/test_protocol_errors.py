@@ -137,7 +137,7 @@ async def test_handshake_without_subprotocol_from_an_unknown_charge_point_is_sti
     with pytest.raises(ConnectionRejected) as ei:
         async with open_websocket_url(csms.url("STRANGER2")):
             pass
-    assert ei.value.status_code == 404  # who it is comes first: an unknown id learns nothing more
+    assert ei.value.status_code == 401  # who it is comes first: an unknown id learns nothing more
     assert "reason=unknown_charge_point" in csms.log() and "reason=subprotocol" not in csms.log()
 
 
@@ -164,7 +164,7 @@ async def test_unknown_charge_point_is_refused_without_allow_unknown(csms):
     with pytest.raises(ConnectionRejected) as ei:
         async with open_websocket_url(csms.url("STRANGER"), subprotocols=["ocpp1.6"]):
             pass
-    assert ei.value.status_code == 404
+    assert ei.value.status_code == 401
     async with csms.client() as http:
         r = await http.post("/api/stations", json={"chargePointId": "STRANGER", "password": "stranger-password-16"})
         assert r.status_code == 201

@@ -7,6 +7,7 @@ import base64
 import pytest
 
 from csms.core.chargepoint_auth import (
+    UNIFORM_REFUSAL,
     Access,
     Admit,
     BadCredentialsError,
@@ -94,7 +95,23 @@ def test_known_without_password_only_in_lab_mode():
 
 def test_unknown_ids_and_the_lab_mode_bound():
     refused = decide(Access(known=False), basic("CP1", PASSWORD))
-    assert isinstance(refused, Refuse) and (refused.status, refused.reason) == (404, "unknown_charge_point")
+    assert isinstance(refused, Refuse) and (refused.status, refused.reason) == (401, "unknown_charge_point")
     assert decide(Access(known=False), None, lab=True, slots=1) == Admit(authenticated=False, registers=True)
     full = decide(Access(known=False), None, lab=True, slots=0)
     assert isinstance(full, Refuse) and (full.status, full.reason) == (404, "auto_register_limit")
+
+
+def test_outside_lab_mode_a_stranger_cannot_tell_unknown_from_known():
+    """Unknown id, known without a password, missing or wrong credentials: the same status, body and challenge."""
+    hashed = Access(known=True, password_hash=hash_password(PASSWORD))
+    answers = [
+        decide(Access(known=False), basic("CP1", PASSWORD)),
+        decide(Access(known=True), None),
+        decide(hashed, None),
+        decide(hashed, basic("CP1", "wrong-password-0001")),
+    ]
+    assert all(isinstance(a, Refuse) for a in answers)
+    assert {(a.status, a.body, tuple(a.headers)) for a in answers if isinstance(a, Refuse)} == {
+        (401, UNIFORM_REFUSAL, ((b"WWW-Authenticate", b'Basic realm="OCPP", charset="UTF-8"'),))
+    }
+    assert len({a.reason for a in answers if isinstance(a, Refuse)}) == 4  # the log still says which
