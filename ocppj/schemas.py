@@ -2,7 +2,7 @@
 
 The schemas are the ones the `ocpp` package bundles; they are compiled once per
 action with fastjsonschema (~20x cheaper per message than the jsonschema path
-the library uses). Two deliberate relaxations and two tightenings:
+the library uses). Two deliberate relaxations and three tightenings:
 - ``format: uri`` is not enforced, and ``date-time`` only in requests (a Call's
   payload): an answer's odd timestamp is parsed where it is used, as the `ocpp`
   library (jsonschema's Draft4Validator) lets it through, but a StartTransaction
@@ -12,6 +12,8 @@ the library uses). Two deliberate relaxations and two tightenings:
   storage. Energy registers (meterStart, meterStop) are exempt: the CSMS checks
   them against a plausible meter's range itself (csms.core.metering), and a stop with
   an impossible reading still ends its session.
+- strings may not hold the NUL character (U+0000): JSON allows it, no OCPP string needs it, and
+  PostgreSQL refuses it in text (an idTag "A\\u0000B" was an InternalError per message).
 - ``multipleOf`` (charging-profile limits) is dropped: float arithmetic makes
   21.4 fail ``multipleOf 0.1``; the library works around it with Decimal.
 """
@@ -98,19 +100,23 @@ _RULE_TO_CODE = {
 }
 
 
-def _out_of_range(node: Any, path: str) -> str | None:
-    """The path of the first integer that does not fit 32 bits, or None."""
+def _problem(node: Any, path: str) -> tuple[str, str] | None:
+    """(path, "range" or "nul") of the first integer that does not fit 32 bits or string holding U+0000."""
+    if isinstance(node, str):
+        return (path, "nul") if "\x00" in node else None
     if isinstance(node, int) and not isinstance(node, bool):
-        return path if not INT_MIN <= node <= INT_MAX else None
+        return (path, "range") if not INT_MIN <= node <= INT_MAX else None
     if isinstance(node, dict):
         for k, v in node.items():
-            if k in _WIDER:
+            if "\x00" in k:
+                return f"{path}.{k!r}", "nul"
+            if k in _WIDER and not isinstance(v, str):
                 continue
-            if (found := _out_of_range(v, f"{path}.{k}")) is not None:
+            if (found := _problem(v, f"{path}.{k}")) is not None:
                 return found
     elif isinstance(node, list):
         for i, v in enumerate(node):
-            if (found := _out_of_range(v, f"{path}[{i}]")) is not None:
+            if (found := _problem(v, f"{path}[{i}]")) is not None:
                 return found
     return None
 
@@ -129,11 +135,15 @@ def validate(action: str, payload: Any, *, response: bool, unique_id: str | None
     except fastjsonschema.JsonSchemaValueException as exc:
         code = _RULE_TO_CODE.get(exc.rule or "", "PropertyConstraintViolation")
         raise SchemaError(code, f"{action}: {exc.message}", unique_id=unique_id, details={"path": exc.name}) from None
-    where = _out_of_range(payload, "data")
-    if where is not None:
-        raise SchemaError(
-            "PropertyConstraintViolation",
-            f"{action}: {where} is out of range (OCPP 1.6 integers are 32-bit: {INT_MIN} to {INT_MAX})",
-            unique_id=unique_id,
-            details={"path": where},
-        )
+    found = _problem(payload, "data")
+    if found is None:
+        return
+    where, kind = found
+    why = (
+        "holds the NUL character (U+0000), which no OCPP string may"
+        if kind == "nul"
+        else f"is out of range (OCPP 1.6 integers are 32-bit: {INT_MIN} to {INT_MAX})"
+    )
+    raise SchemaError(
+        "PropertyConstraintViolation", f"{action}: {where} {why}", unique_id=unique_id, details={"path": where}
+    )

@@ -35,6 +35,13 @@ async def _ask(ws, frame: str) -> list:
             '[2,"m5","ReserveNow",{"connectorId":1,"expiryDate":"2026-01-01T00:00:00Z","idTag":"T","reservationId":1}]',
             "NotSupported",
         ),
+        # PostgreSQL refuses NUL in text: it was an InternalError and a traceback per message.
+        ('[2,"m6","Authorize",{"idTag":"A\\u0000B"}]', "PropertyConstraintViolation"),
+        (
+            '[2,"m7","StartTransaction",{"connectorId":1,"idTag":"A\\u0000B","meterStart":0,'
+            '"timestamp":"2026-01-01T00:00:00Z"}]',
+            "PropertyConstraintViolation",
+        ),
     ],
 )
 async def test_bad_frame_gets_call_error_and_connection_keeps_serving(csms, frame, code):
@@ -43,6 +50,7 @@ async def test_bad_frame_gets_call_error_and_connection_keeps_serving(csms, fram
         assert answer[0] == 4 and answer[2] == code, answer
         ok = await _ask(ws, '[2,"next","Heartbeat",{}]')
         assert ok[0] == 3 and ok[1] == "next" and "currentTime" in ok[2]
+    assert "Traceback" not in csms.log()
 
 
 async def test_oversized_frame_closes_with_1009_and_server_keeps_serving(csms):
