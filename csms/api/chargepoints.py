@@ -125,6 +125,12 @@ async def _provision(
         pw_hash is not None,
         actor,
     )
+    live = ctx.registry.get(cp_id) if pw_hash is not None else None
+    if live is not None:
+        # A new password is an end to trust in the old one: whoever holds this connection proved only that.
+        log.warning("charge_point.password_rotated charge_point=%s (its open connection is closed)", cp_id)
+        with trio.move_on_after(2):
+            await live.connection.ws.aclose(1008, "password changed: reconnect with the new one")
     return result
 
 
@@ -142,7 +148,7 @@ async def register_charge_point(body: ChargePointIn, request: Request, who: Admi
 
 @router.put("/{cp_id}/password")
 async def set_password(cp_id: str, body: PasswordIn, request: Request, who: Admin):
-    """Set or replace the HTTP Basic password; connections already open stay (they authenticated)."""
+    """Set or replace the HTTP Basic password; an open connection of this charge point is closed (1008)."""
     ctx = request.app.state.ctx
     if cp_id not in ctx.known_charge_points:
         exists = await ctx.db.read(lambda s: credential_store.load_access(s, cp_id).known)

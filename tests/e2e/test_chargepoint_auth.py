@@ -13,7 +13,7 @@ import sys
 import pytest
 import trio
 from sqlalchemy import select
-from trio_websocket import ConnectionRejected, open_websocket_url
+from trio_websocket import ConnectionClosed, ConnectionRejected, open_websocket_url
 
 from csms.core.chargepoint_auth import UNIFORM_REFUSAL
 from csms.db.models import ChargePoint, ChargePointPassword, Transaction
@@ -232,3 +232,24 @@ async def test_a_station_without_a_password_cannot_connect_outside_lab_mode(csms
     refused = await _refused(csms.url("NOPW1"))
     assert refused.status_code == 401 and refused.body == UNIFORM_REFUSAL.encode()  # as for any stranger
     assert "handshake.refused reason=no_password_set path=/ocpp/NOPW1" in csms.log()  # the operator is told why
+
+
+async def test_rotating_a_password_closes_the_connection_it_let_in(csms):
+    """Whoever holds the open connection proved only the old password: it is closed (1008) and must come back
+    with the new one."""
+    async with csms.client() as admin:
+        assert (await admin.post("/api/charge-points", json={"id": "ROT1", "password": PASSWORD})).status_code == 201
+        async with open_websocket_url(
+            f"{csms.url('ROT1')}", subprotocols=["ocpp1.6"], extra_headers=basic_auth("ROT1", PASSWORD)
+        ) as ws:
+            await ws.send_message('[2,"b1","BootNotification",{"chargePointVendor":"V","chargePointModel":"M"}]')
+            await ws.get_message()
+            r = await admin.put("/api/charge-points/ROT1/password", json={"password": "rotated-password-003"})
+            assert r.status_code == 200
+            with trio.fail_after(5), pytest.raises(ConnectionClosed) as ei:
+                await ws.get_message()
+            assert ei.value.reason.code == 1008
+    assert (await _refused(csms.url("ROT1"), basic_auth("ROT1", PASSWORD))).status_code == 401
+    async with connect(csms.ocpp, "ROT1", password="rotated-password-003") as cp:
+        assert "currentTime" in await cp.heartbeat()
+    assert "charge_point.password_rotated charge_point=ROT1" in csms.log()
