@@ -22,6 +22,7 @@ __all__ = [
     "IdTagInfo",
     "decide",
     "normalise",
+    "match_key",
     "id_tag_problem",
     "parse_csv",
     "CsvError",
@@ -73,7 +74,16 @@ class IdTagInfo:
 
 
 def normalise(id_tag: str) -> str:
+    """An id tag an admin typed (REST, CSV, CLI): surrounding spaces dropped, upper case."""
     return id_tag.strip().upper()
+
+
+def match_key(id_tag: str) -> str:
+    """How an idTag a charger sends is matched, against the list and against open transactions alike: case
+    does not count (CiString), every other character does. A padded " GOODTAG" (or one with a no-break
+    space) is another tag, not the listed one: it must not pass as GOODTAG while the ConcurrentTx check,
+    which compares spellings, misses it."""
+    return id_tag.upper()
 
 
 def id_tag_problem(id_tag: str) -> str | None:

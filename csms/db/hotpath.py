@@ -20,7 +20,7 @@ from sqlalchemy import DateTime
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 
-from csms.core.id_tags import IdTagInfo, IdTagRecord, IdTagStatus, decide, normalise
+from csms.core.id_tags import IdTagInfo, IdTagRecord, IdTagStatus, decide, match_key
 from csms.core.linking import REVIVABLE_END_REASONS
 from csms.core.times import as_utc
 from csms.db.models import ChargingSession, IdTag, PaymentReservation, Transaction
@@ -126,7 +126,7 @@ def judge_id_tag(
     (tests/integration/test_hotpath_judge.py checks both agree)."""
     hot = hot_sql_for(s)
     cur = hot.cursor(s)
-    key = normalise(id_tag)
+    key = match_key(id_tag)
     row = hot.run(cur, "id_tag", {"tag": key}).fetchone()
     if row is None:
         return decide(None, now=now, accept_unknown=accept_unknown)

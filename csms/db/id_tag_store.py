@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from csms.core.id_tags import IdTagInfo, IdTagRecord, IdTagStatus, decide, normalise
+from csms.core.id_tags import IdTagInfo, IdTagRecord, IdTagStatus, decide, match_key, normalise
 from csms.db.models import IdTag, Transaction
 
 __all__ = ["lookup", "judge", "open_transactions_of", "list_tags", "upsert", "delete"]
@@ -18,7 +18,8 @@ def _record(row: IdTag) -> IdTagRecord:
 
 
 def lookup(s: Session, id_tag: str) -> IdTagRecord | None:
-    row = s.get(IdTag, normalise(id_tag))
+    """The listed tag a charger's idTag names (`match_key`: case-insensitive, spaces count)."""
+    row = s.get(IdTag, match_key(id_tag))
     return None if row is None else _record(row)
 
 

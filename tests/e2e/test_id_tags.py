@@ -202,3 +202,16 @@ async def test_csv_import(csms, tmp_path):
     async with connect(csms.ocpp, "IMPCP") as cp:  # a running CSMS answers from the imported list at once
         assert await _authorize(cp, "IMP1") == {"status": "Accepted"}
         assert (await _authorize(cp, "IMP2"))["status"] == "Blocked"
+
+
+async def test_a_padded_tag_is_not_the_listed_one_and_cannot_bypass_concurrent_tx(csms):
+    """ " GOODTAG", "GOODTAG " or "GOODTAG\u00a0" once passed as GOODTAG (the look-up stripped) while the
+    ConcurrentTx check (which compares spellings) missed it: a second car charged on one tag."""
+    await _tags(csms, {"idTag": "GOODTAG"})
+    async with connect(csms.ocpp, "PAD1") as cp, connect(csms.ocpp, "PAD2") as other:
+        assert (await _start(cp, 1, "GOODTAG"))["idTagInfo"] == {"status": "Accepted"}
+        for padded in (" GOODTAG", "GOODTAG ", "GOODTAG\u00a0"):
+            answer = await _start(other, 1, padded)
+            assert answer["idTagInfo"]["status"] == "Invalid", (padded, answer)
+            assert (await _authorize(other, padded))["status"] == "Invalid", padded
+        assert (await _start(other, 2, "goodtag"))["idTagInfo"] == {"status": "ConcurrentTx"}  # case does not count
