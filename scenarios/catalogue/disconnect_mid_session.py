@@ -45,7 +45,9 @@ async def test_disconnect_mid_session(fleet, oracle, csms):
     await _until_verdict(csms, (cp, 1), OFFLINE, 8)  # the CSMS noticed
     oracle.note(f"connection lost at t={oracle.now():.1f}s with the car charging; the CSMS says offline")
 
-    await oracle.wait(0.5)  # the car charges on, unseen
+    # The car charges on, unseen, past the CSMS's live-evidence window: its last sample, received before the
+    # connection dropped, no longer says it is charging, so the admin's unlock cleans the session.
+    await oracle.wait(oracle.timings.live_evidence + 0.5)
     await f[cp].unplug(1)  # it leaves: StopTransaction is queued in the charger
     queued = f[cp].truth().queued
     unlocked = await csms.unlock(cp, 1)  # the admin, meanwhile
