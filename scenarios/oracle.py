@@ -47,6 +47,7 @@ __all__ = [
     "judge",
     "expected_fee",
     "KINDS",
+    "KIND_CLAIMS",
     "BLINDING_FAULTS",
 ]
 
@@ -64,6 +65,26 @@ KINDS = {
     "unbilled_transaction": "a transaction the app started (remote start) was stored with no session to bill",
     "stale_session": "an app session that never started still waits for its StartTransaction after recovery",
     "open_session": "the transaction is closed, but the app session billed to it never ended (no end, no bill)",
+    "wrong_answer": "an action through the CSMS (start, unlock, reservation) was answered against the situation",
+}
+
+# Which claim of a CSMS profile (scenarios/profile.py) each kind holds the CSMS to; None: every CSMS.
+# A wrong_answer names its own claim (the action it is about).
+KIND_CLAIMS: dict[str, str | None] = {
+    "falsely_free": "occupancy",
+    "falsely_busy": "occupancy",
+    "not_offline": "occupancy",
+    "dropped_charger": None,
+    "lost_transaction": "transactions",
+    "unclosed_transaction": "transactions",
+    "duplicate_transaction": "transactions",
+    "lost_stop": "transactions",
+    "wrong_energy": "transactions",
+    "wrong_fee": "sessions",
+    "unbilled_transaction": "sessions",
+    "stale_session": "sessions",
+    "open_session": "sessions",
+    "wrong_answer": None,
 }
 
 # Faults after which the CSMS cannot know the truth without an admin: the charger lies or says nothing.
@@ -138,6 +159,8 @@ class Rules:
     tariffs: dict[str, Decimal] = field(default_factory=dict)  # session id -> the tariff the app asked for
     app_starts: tuple[AppStart, ...] = ()
     sessions: dict[str, StoredSession] | None = None  # the app starts' sessions as stored (None: not asked)
+    claims: frozenset[str] | None = None  # what the CSMS's profile claims (None: everything)
+    answers: tuple[Violation, ...] = ()  # wrong answers the scenario saw while it acted (kind wrong_answer)
 
 
 @dataclass(frozen=True)
@@ -152,6 +175,11 @@ class Violation:
     verdict: Verdict | None = None
     truth: dict[str, Any] = field(default_factory=dict)
     faults: tuple[FaultMark, ...] = ()
+    claim: str | None = None  # the profile claim it holds the CSMS to; None: its kind's (KIND_CLAIMS)
+
+    @property
+    def claimed_by(self) -> str | None:
+        return self.claim if self.claim is not None else KIND_CLAIMS.get(self.kind)
 
     def describe(self) -> str:
         """A few lines a person can act on: what, where, what the CSMS said, what was true, which faults."""
@@ -198,6 +226,7 @@ class Violation:
             },
             "truth": self.truth,
             "faults": [{"t": f.t, "name": f.name, "connector": f.connector, "params": f.params} for f in self.faults],
+            "claim": self.claimed_by,
         }
 
 
@@ -205,6 +234,7 @@ class Violation:
 class Judgement:
     violations: tuple[Violation, ...]
     checked: dict[str, int]  # what was looked at: samples, transactions, sessions, excused connectors
+    unclaimed: dict[str, int] = field(default_factory=dict)  # kind -> findings the profile does not claim
 
     @property
     def passed(self) -> bool:
@@ -246,6 +276,7 @@ def judge(
                 prev.verdict,
                 prev.truth,
                 prev.faults,
+                prev.claim,
             )
 
     for s in samples:
@@ -266,6 +297,13 @@ def judge(
             add(v)
         for v in _stale_sessions(stored_list, timeline, rules):
             add(v)
+    unclaimed: dict[str, int] = {}
+    kept: list[Violation] = []
+    for v in [*found.values(), *rules.answers]:  # each wrong answer stands alone (its message is the finding)
+        if rules.claims is not None and v.claimed_by is not None and v.claimed_by not in rules.claims:
+            unclaimed[v.kind] = unclaimed.get(v.kind, 0) + 1
+        else:
+            kept.append(v)
     checked = {
         "samples": len(samples),
         "transactions": len(timeline.transactions),
@@ -273,7 +311,9 @@ def judge(
         "excused_connectors": len(excused),
     }
     order = list(KINDS)
-    return Judgement(tuple(sorted(found.values(), key=lambda v: (order.index(v.kind), v.cp, v.connector))), checked)
+    return Judgement(
+        tuple(sorted(kept, key=lambda v: (order.index(v.kind), v.cp, v.connector))), checked, unclaimed
+    )
 
 
 def _truth(timeline: Timeline, cp: str, connector: int, t: float) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
+from enum import StrEnum
 from typing import Any, Protocol, runtime_checkable
 
 __all__ = [
@@ -19,6 +20,7 @@ __all__ = [
     "BUSY",
     "OFFLINE",
     "UNKNOWN",
+    "Outcome",
     "Verdict",
     "StartResult",
     "UnlockResult",
@@ -29,6 +31,22 @@ __all__ = [
 ]
 
 FREE, BUSY, OFFLINE, UNKNOWN = "free", "busy", "offline", "unknown"
+
+
+class Outcome(StrEnum):
+    """Why a start, stop or reservation was not accepted: the `code` an adapter puts in a StartResult.
+
+    The catalogue judges these, never a CSMS's own texts; an adapter maps its CSMS's answers onto them
+    (docs/harness.md has the table). A refusal that fits none is OTHER, with the CSMS's words in `message`.
+    """
+
+    CONNECTOR_BUSY = "ConnectorBusy"  # refused: the CSMS holds the connector in use or reserved
+    CHARGER_OFFLINE = "ChargerOffline"  # refused: the charge point is not connected
+    REMOTE_START_REJECTED = "RemoteStartRejected"  # the charge point answered RemoteStart... Rejected
+    TIMEOUT = "Timeout"  # the charge point did not answer in time (it may still start: the CSMS should bill it)
+    UNKNOWN_CHARGER = "UnknownCharger"  # the CSMS does not know the charge point
+    ID_TAG_REJECTED = "IdTagRejected"  # the CSMS refused the id tag
+    OTHER = "Other"  # anything else
 
 
 class NotSupportedError(Exception):
@@ -49,7 +67,7 @@ class StartResult:
     accepted: bool
     session_id: str | None = None
     status: int | None = None  # HTTP status (or None for a non-HTTP CSMS)
-    code: str | None = None  # e.g. ConnectorBusy, ChargerOffline, RemoteStartRejected
+    code: str | None = None  # an Outcome when refused (compares equal to its string)
     message: str = ""
     reasons: tuple[str, ...] = ()
 
