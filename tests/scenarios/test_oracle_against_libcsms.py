@@ -39,7 +39,7 @@ def central() -> Iterator[LibCentral]:
 
 
 async def watch(nursery: trio.Nursery, central: LibCentral, fleet: Fleet) -> tuple[LibCsmsAdapter, Observer]:
-    adapter = LibCsmsAdapter(central)
+    adapter = LibCsmsAdapter.in_process(central)
     observer = Observer(adapter, fleet, interval=0.25)
     await nursery.start(observer.run)
     return adapter, observer
@@ -124,7 +124,7 @@ async def test_a_dropped_stop_transaction_leaves_the_library_csms_falsely_busy(n
 
 async def test_what_the_library_csms_cannot_do(nursery, central):
     fleet = await start_fleet(nursery, central.url, make_spec(count=1))
-    adapter = LibCsmsAdapter(central)
+    adapter = LibCsmsAdapter.in_process(central)
     with pytest.raises(NotSupportedError):
         await adapter.reserve("CP0001", 1, "TAG0001", Decimal("0.30"))
     gone = await adapter.start("CP9999", 1, "APP01", Decimal("0.30"))

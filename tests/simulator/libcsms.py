@@ -202,6 +202,14 @@ class LibCentral:
     def connected(self) -> list[str]:
         return list(self._points)
 
+    def records_since(self, received: int, started: int) -> tuple[list[Received], list[Started]]:
+        """What it received and the transactions it started from those positions on (the lists only grow).
+
+        For a reader that folds them as they come (its JSON API, an adapter) instead of copying all each time.
+        """
+        with self._lock:
+            return self._received[received:], self._started[started:]
+
     def send(self, cp_id: str, request: Any, suppress: bool = False) -> Any:
         """Send a Call (a v16 `call.X`) to a connected charge point; blocks for the result.
 
