@@ -8,10 +8,14 @@ anything after `--` goes to pytest unchanged.
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
+from importlib.metadata import entry_points
 from pathlib import Path
 
+from .adapters.load import AdapterError, load_adapter_class
 from .meta import CATALOGUE_DIR, catalogue
+from .profile import ProfileError, load_profile
 
 __all__ = ["main", "build_parser"]
 
@@ -21,12 +25,15 @@ examples:
   unstuck-scenarios run                                # quick profile, embedded CSMS on temporary SQLite
   unstuck-scenarios run unlock_stuck_session --seed 3  # one scenario, another seed
   unstuck-scenarios run chaos_under_load --profile full --db postgresql+psycopg://postgres@127.0.0.1:5432/test
-  unstuck-scenarios run --csms-url ws://127.0.0.1:9000/ocpp --api-url http://127.0.0.1:8000 --api-token TOKEN
-  unstuck-scenarios run orphaned_transaction --csms-arg=--orphan-grace-seconds=0   # watch it fail
+  unstuck-scenarios run unclosed_transaction --csms-arg=--orphan-grace-seconds=0   # watch it fail
   unstuck-scenarios run -- -x -k "unlock"              # pytest options after --
+  # judge a CSMS that is already running (yours: an adapter and a profile of what it promises)
+  unstuck-scenarios run --csms-url ws://127.0.0.1:9000/ocpp --api-url http://127.0.0.1:8000 --api-token TOKEN \\
+      --adapter path/to/their_adapter.py:TheirAdapter --csms-profile their.toml
+  unstuck-scenarios run --scenarios path/to/our_scenarios      # a team's own scenario folder
 
 Reports go to --report DIR (default reports/): report.html, summary.json, junit.xml, traces/*.jsonl.
-Exit status 0 only when every scenario passed.
+Exit status 0 when no scenario failed ("not claimed" ones do not fail a run).
 """
 
 
@@ -42,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     ls = sub.add_parser("list", help="every scenario: name, purpose, seed passage, duration")
     ls.add_argument("--profile", choices=("quick", "full"), default="quick", help="durations of this profile")
+    ls.add_argument("--scenarios", default=None, metavar="DIR", help="a folder of scenarios instead of ours")
     run = sub.add_parser(
         "run",
         help="run scenarios (all by default) and write the reports",
@@ -49,6 +57,13 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
     )
     run.add_argument("names", nargs="*", metavar="NAME", help="scenarios to run (see `list`); default all")
+    run.add_argument(
+        "--scenarios",
+        default=None,
+        metavar="DIR",
+        help="run the scenarios in this folder (a team's own: @scenario-decorated pytest-trio tests) "
+        "instead of our catalogue",
+    )
     run.add_argument(
         "--profile",
         choices=("quick", "full"),
@@ -92,8 +107,17 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--adapter",
         default=None,
-        metavar="MODULE:CLASS",
-        help="how to ask another CSMS (see docs/harness.md, 'Judging another CSMS')",
+        metavar="FILE.py:CLASS",
+        help="how to ask another CSMS: path/to/file.py:Class or package.module:Class "
+        "(see docs/harness.md, 'Judging another CSMS')",
+    )
+    run.add_argument(
+        "--csms-profile",
+        default=None,
+        metavar="TOML",
+        help="what the CSMS under test promises: its timings and claims (default: ours, "
+        "scenarios/profiles/unstuck.toml; see scenarios/profiles/example.toml). What it does not claim "
+        "is reported 'not claimed', neither passed nor failed",
     )
     run.add_argument(
         "--csms-arg",
@@ -112,35 +136,98 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _list(profile: str) -> int:
-    items = catalogue()
+def _folder(given: str | None) -> Path | None:
+    if given is None:
+        return None
+    folder = Path(given)
+    if not folder.is_dir():
+        raise SystemExit(f"unstuck-scenarios: --scenarios {given}: no such folder")
+    return folder
+
+
+def _list(profile: str, folder: Path | None) -> int:
+    items = catalogue(folder)
+    if not items:
+        print(f"no @scenario-decorated tests in {folder or CATALOGUE_DIR}")
+        return 1
     width = max(len(i.name) for i in items)
-    print(f"{'scenario'.ljust(width)}  {'~time':>6}  purpose  [seed passage]")
+    print(f"{'scenario'.ljust(width)}  {'~time':>6}  purpose  [seed passage] (needs)")
     for i in items:
-        print(f"{i.name.ljust(width)}  {i.duration(profile):5.0f}s  {i.purpose}  [{i.seed}]")
+        needs = f" (needs {', '.join(i.needs)})" if i.needs else ""
+        print(f"{i.name.ljust(width)}  {i.duration(profile):5.0f}s  {i.purpose}  [{i.seed}]{needs}")
     total = sum(i.duration(profile) for i in items)
     print(f"\n{len(items)} scenarios, about {total:.0f} s in the {profile} profile (plus start-up).")
     return 0
 
 
+def check(args: argparse.Namespace) -> None:
+    """The profile, the adapter and the folder, checked once before pytest starts: one clear error each."""
+    try:
+        load_profile(args.csms_profile)
+        if args.adapter:
+            load_adapter_class(args.adapter)
+    except (ProfileError, AdapterError) as exc:
+        raise SystemExit(f"unstuck-scenarios: {exc}") from None
+    if args.csms_url and not (args.api_url and (args.api_token or _env_token())):
+        raise SystemExit("unstuck-scenarios: --csms-url needs --api-url and --api-token (or UNSTUCK_API_TOKEN)")
+
+
+def _env_token() -> str | None:
+    import os
+
+    return os.environ.get("UNSTUCK_API_TOKEN")
+
+
+def _plugin_installed() -> bool:
+    """Installed, pytest loads the plugin through its entry point; `-p` would load it twice."""
+    return any(ep.value == "scenarios.plugin" for ep in entry_points(group="pytest11"))
+
+
+def rerun_command(args: argparse.Namespace) -> str:
+    """This run's command line without the scenario names: add one to rerun it exactly (the token stays out)."""
+    parts = ["unstuck-scenarios", "run", "--profile", args.profile, "--seed", str(args.seed)]
+    for flag, value in (
+        ("--scenarios", args.scenarios),
+        ("--scale", args.scale),
+        ("--chaos-seconds", args.chaos_seconds),
+        ("--db", args.db),
+        ("--csms-url", args.csms_url),
+        ("--api-url", args.api_url),
+        ("--adapter", args.adapter),
+        ("--csms-profile", args.csms_profile),
+        ("--csms-command", args.csms_command),
+    ):
+        if value is not None:
+            parts += [flag, str(value)]
+    parts += [f"--csms-arg={a}" for a in args.csms_arg]
+    line = shlex.join(parts)
+    if args.csms_url:  # the token is a secret: the line names where it comes from
+        line += ' --api-token "$UNSTUCK_API_TOKEN"'
+    return line
+
+
 def pytest_args(args: argparse.Namespace, rest: list[str]) -> list[str]:
-    known = {i.name: i for i in catalogue()}
+    folder = _folder(args.scenarios)
+    known = {i.name: i for i in catalogue(folder)}
     unknown = [n for n in args.names if n not in known]
     if unknown:
+        where = f" in {folder}" if folder else ""
         raise SystemExit(
-            f"unstuck-scenarios: unknown scenario(s) {', '.join(unknown)}; "
-            f"`unstuck-scenarios list` shows the {len(known)} there are"
+            f"unstuck-scenarios: unknown scenario(s) {', '.join(unknown)}{where}; "
+            f"`unstuck-scenarios list{' --scenarios ' + str(folder) if folder else ''}` shows the "
+            f"{len(known)} there are"
         )
-    paths = [str(known[n].path) for n in args.names] or [str(CATALOGUE_DIR)]
+    root = folder.resolve() if folder else CATALOGUE_DIR
+    paths = [str(known[n].path) for n in args.names] or [str(root)]
     report = Path(args.report)
+    plugin = [] if _plugin_installed() else ["-p", "scenarios.plugin"]
     out = [
         *paths,
-        "-p",
-        "scenarios.plugin",
+        *plugin,
         "-c",
         str(CATALOGUE_DIR.parent / "pytest.ini"),
         "--rootdir",
-        str(CATALOGUE_DIR.parent),
+        str(root if folder else CATALOGUE_DIR.parent),
         "-p",
         "no:cacheprovider",
         "-v",
@@ -162,10 +249,12 @@ def pytest_args(args: argparse.Namespace, rest: list[str]) -> list[str]:
         ("--api-url", args.api_url),
         ("--api-token", args.api_token),
         ("--adapter", args.adapter),
+        ("--csms-profile", args.csms_profile),
         ("--csms-command", args.csms_command),
     ):
         if value is not None:
             out += [flag, str(value)]
+    out += ["--rerun-command", rerun_command(args)]
     jobs = min(args.jobs, len(paths) if args.names else args.jobs)
     if jobs > 1:
         out += ["-n", str(jobs), "--dist", "load"]
@@ -179,7 +268,8 @@ def main(argv: list[str] | None = None) -> int:
     rest = argv[argv.index("--") + 1 :] if "--" in argv else []
     args = build_parser().parse_args(argv[: argv.index("--")] if "--" in argv else argv)
     if args.command == "list":
-        return _list(args.profile)
+        return _list(args.profile, _folder(args.scenarios))
+    check(args)
     import pytest
 
     code = int(pytest.main(pytest_args(args, rest)))

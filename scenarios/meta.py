@@ -7,9 +7,9 @@ them next to each result.
 from __future__ import annotations
 
 import importlib
-import pkgutil
-from collections.abc import Callable
-from dataclasses import dataclass
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -28,23 +28,36 @@ class ScenarioInfo:
     quick_s: float  # expected duration, quick profile
     full_s: float  # ... full profile
     path: Path | None = None
+    needs: tuple[str, ...] = ()  # claims of the CSMS profile it cannot do without (scenarios/profile.py)
 
     def duration(self, profile: str) -> float:
         return self.full_s if profile == "full" else self.quick_s
 
 
-def scenario(*, code: str, purpose: str, seed: str, quick_s: float, full_s: float | None = None) -> Callable[[F], F]:
-    """Mark a test function as a catalogue scenario (its module name is its name)."""
+def scenario(
+    *,
+    code: str,
+    purpose: str,
+    seed: str,
+    quick_s: float,
+    full_s: float | None = None,
+    needs: Sequence[str] = (),
+) -> Callable[[F], F]:
+    """Mark a test function as a scenario (its module name is its name).
+
+    `needs`: the profile claims it cannot run without; against a CSMS whose profile lacks one,
+    the scenario is reported "not claimed" instead of run.
+    """
+    from .profile import CLAIMS
+
+    unknown = [n for n in needs if n not in CLAIMS]
+    if unknown:
+        raise ValueError(f"@scenario(needs=...): unknown claim(s) {unknown}; known: {list(CLAIMS)}")
 
     def mark(fn: F) -> F:
         name = fn.__module__.rsplit(".", 1)[-1]
-        fn.scenario_info = ScenarioInfo(
-            name,
-            code,
-            purpose,
-            seed,
-            quick_s,  # type: ignore[attr-defined]
-            full_s if full_s is not None else quick_s,
+        fn.scenario_info = ScenarioInfo(  # type: ignore[attr-defined]
+            name, code, purpose, seed, quick_s, full_s if full_s is not None else quick_s, needs=tuple(needs)
         )
         return fn
 
@@ -55,25 +68,27 @@ def info_of(fn: Any) -> ScenarioInfo | None:
     return getattr(fn, "scenario_info", None)
 
 
-def catalogue() -> list[ScenarioInfo]:
-    """Every scenario in scenarios/catalogue, in file order (imports the modules, runs nothing)."""
+def catalogue(folder: Path | None = None) -> list[ScenarioInfo]:
+    """Every scenario in `folder` (default: ours, scenarios/catalogue), by file name; imports, runs nothing.
+
+    A team's own folder is imported as pytest would (its folder on sys.path, each file by its name).
+    """
+    root = (folder or CATALOGUE_DIR).resolve()
     out = []
-    for mod in sorted(pkgutil.iter_modules([str(CATALOGUE_DIR)]), key=lambda m: m.name):
-        if mod.name.startswith("_"):
+    for path in sorted(root.glob("*.py")):
+        if path.name.startswith("_") or path.name == "conftest.py":
             continue
-        module = importlib.import_module(f"scenarios.catalogue.{mod.name}")
+        module = _import(root, path)
         for value in vars(module).values():
             info = info_of(value)
-            if info is not None and info.name == mod.name:
-                out.append(
-                    ScenarioInfo(
-                        info.name,
-                        info.code,
-                        info.purpose,
-                        info.seed,
-                        info.quick_s,
-                        info.full_s,
-                        CATALOGUE_DIR / f"{mod.name}.py",
-                    )
-                )
+            if info is not None and info.name == path.stem:
+                out.append(replace(info, path=path))
     return out
+
+
+def _import(root: Path, path: Path) -> Any:
+    if root == CATALOGUE_DIR.resolve():
+        return importlib.import_module(f"scenarios.catalogue.{path.stem}")
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    return importlib.import_module(path.stem)

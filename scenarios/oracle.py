@@ -311,9 +311,7 @@ def judge(
         "excused_connectors": len(excused),
     }
     order = list(KINDS)
-    return Judgement(
-        tuple(sorted(kept, key=lambda v: (order.index(v.kind), v.cp, v.connector))), checked, unclaimed
-    )
+    return Judgement(tuple(sorted(kept, key=lambda v: (order.index(v.kind), v.cp, v.connector))), checked, unclaimed)
 
 
 def _truth(timeline: Timeline, cp: str, connector: int, t: float) -> dict[str, Any]:

@@ -7,12 +7,14 @@ A scenario is an ordinary pytest-trio test with four fixtures:
 - `oracle`: the `ScenarioRun` (`recovery_starts()`, `recover()`, `hold()`, `await judge()`);
 - `truth`: a function returning the ground-truth `Timeline` so far.
 
-Load it with `-p scenarios.plugin`; `unstuck-scenarios run` does.
+Installed with the package, pytest loads it by itself (the `pytest11` entry point `unstuck`), so
+`pytest --csms-url ... their_scenarios/` works with these fixtures; it marks scenarios as trio tests.
 """
 
 from __future__ import annotations
 
-import importlib
+import argparse
+import inspect
 import json
 import os
 import secrets
@@ -22,18 +24,23 @@ import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from .adapters.base import CsmsAdapter, NotSupportedError
+from .adapters.load import AdapterError, load_adapter_class
 from .adapters.unstuck_rest import UnstuckRestAdapter
 from .embedded import CsmsEndpoint, Timings, start_embedded
 from .meta import info_of
-from .run import RunSettings, ScenarioRun
+from .profile import CsmsProfile, NotClaimed, ProfileError, load_profile
+
+if TYPE_CHECKING:  # the run (and the simulator, faker) load when a scenario runs, not in every pytest start
+    from .run import RunSettings, ScenarioRun
 
 RECORD = pytest.StashKey[dict]()
-RUN = pytest.StashKey[ScenarioRun]()
+BUILT = pytest.StashKey[dict]()  # the run's part of the record, built in the oracle fixture's teardown (in trio)
+NOT_CLAIMED = "not claimed"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -56,15 +63,48 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--api-token", default=os.environ.get("UNSTUCK_API_TOKEN"), help="admin token of that CSMS")
     g.addoption("--csms-arg", action="append", default=[], help="extra `csms serve` argument for the embedded CSMS")
     g.addoption("--csms-command", default=None, help="command starting the embedded CSMS (default: python -m csms)")
-    g.addoption("--adapter", default=None, help="package.module:Class of another CSMS's adapter")
+    g.addoption(
+        "--adapter", default=None, help="path/to/file.py:Class or package.module:Class of another CSMS's adapter"
+    )
+    g.addoption(
+        "--csms-profile",
+        default=None,
+        help="TOML file of what the CSMS under test promises: timings and claims "
+        "(default: scenarios/profiles/unstuck.toml, our embedded CSMS's)",
+    )
+    # Set by `unstuck-scenarios run`: its own command line, which reruns a scenario given its name.
+    g.addoption("--rerun-command", default=None, help=argparse.SUPPRESS)
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    """Check the profile and the adapter once, before anything runs: one clear error, not one per scenario."""
     config.addinivalue_line("markers", "scenario: a catalogue scenario")
     config._scenario_records = []  # type: ignore[attr-defined]
     config._scenario_started = time.time()  # type: ignore[attr-defined]
-    if not _is_worker(config):  # the records of an earlier run in the same folder are not this run's
-        shutil.rmtree(_records_dir(config), ignore_errors=True)
+    try:
+        config._scenario_profile = load_profile(config.getoption("csms_profile"))  # type: ignore[attr-defined]
+        spec = config.getoption("adapter")
+        config._scenario_adapter = load_adapter_class(spec) if spec else None  # type: ignore[attr-defined]
+    except (ProfileError, AdapterError) as exc:
+        raise pytest.UsageError(str(exc)) from None
+    # This run's records go in a folder of their own (the controller names it; xdist workers are told).
+    config._scenario_run_id = (  # type: ignore[attr-defined]
+        config.workerinput["unstuck_run_id"] if _is_worker(config) else secrets.token_hex(4)  # type: ignore[attr-defined]
+    )
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """pytest-xdist: every worker writes its records where the controller will read them."""
+    node.workerinput["unstuck_run_id"] = node.config._scenario_run_id
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Scenarios are trio tests whatever the team's pytest configuration says (no trio_mode needed)."""
+    for item in items:
+        fn = getattr(item, "obj", None)
+        if _info(item) is not None and inspect.iscoroutinefunction(fn) and item.get_closest_marker("trio") is None:
+            item.add_marker(pytest.mark.trio)
 
 
 def _is_worker(config: pytest.Config) -> bool:
@@ -73,12 +113,18 @@ def _is_worker(config: pytest.Config) -> bool:
 
 
 def _records_dir(config: pytest.Config) -> Path:
-    return Path(config.getoption("report_dir")) / "records"
+    return Path(config.getoption("report_dir")) / f".records-{config._scenario_run_id}"  # type: ignore[attr-defined]
+
+
+def _profile(config: pytest.Config) -> CsmsProfile:
+    return config._scenario_profile  # type: ignore[attr-defined,no-any-return]
 
 
 # ------------------------------------------------------------------ fixtures
 @pytest.fixture(scope="session")
 def run_settings(pytestconfig: pytest.Config) -> RunSettings:
+    from .run import RunSettings
+
     opt = pytestconfig.getoption
     return RunSettings(
         profile=opt("profile"),
@@ -128,13 +174,8 @@ def csms_endpoint(
 async def csms(
     pytestconfig: pytest.Config, csms_endpoint: CsmsEndpoint, run_settings: RunSettings
 ) -> AsyncIterator[CsmsAdapter]:
-    spec = pytestconfig.getoption("adapter")
-    if spec:
-        module, _, name = spec.partition(":")
-        cls = getattr(importlib.import_module(module), name)
-        adapter = cls(csms_endpoint.ocpp_url, csms_endpoint.api_url, csms_endpoint.token)
-    else:
-        adapter = UnstuckRestAdapter(csms_endpoint.ocpp_url, csms_endpoint.api_url, csms_endpoint.token)
+    cls = pytestconfig._scenario_adapter or UnstuckRestAdapter  # type: ignore[attr-defined]
+    adapter = cls(csms_endpoint.ocpp_url, csms_endpoint.api_url, csms_endpoint.token)
     try:
         yield adapter
     finally:
@@ -148,12 +189,35 @@ async def oracle(
     info = _info(request.node)
     if info is None:
         raise pytest.UsageError(f"{request.node.nodeid} is not decorated with @scenario(...)")
-    run = ScenarioRun(
-        info, run_settings, csms_endpoint.timings, csms, nursery, progress=lambda line: _say(request.config, line)
-    )
-    request.node.stash[RUN] = run
-    yield run
-    nursery.cancel_scope.cancel()  # the fleet and the observer end with the scenario
+    profile = _profile(request.config)
+    missing = profile.unclaimed(*info.needs)
+    if missing:
+        raise NotClaimed(f"needs {', '.join(missing)}, which the CSMS profile ({profile.name}) does not claim")
+    from .run import ScenarioRun
+
+    run = ScenarioRun(info, run_settings, profile, csms, nursery, progress=lambda line: _say(request.config, line))
+    try:
+        yield run
+    finally:
+        # Built here, in trio and before the fleet stops, so a scenario that failed before its
+        # judgement still reports the truth and the verdicts it has.
+        try:
+            request.node.stash[BUILT] = {**run.record(), "csmsUnderTest": await _describe(csms, csms_endpoint)}
+        except Exception as exc:  # a broken report must not hide the verdict
+            request.node.stash[BUILT] = {"reportError": repr(exc)}
+        nursery.cancel_scope.cancel()  # the fleet and the observer end with the scenario
+
+
+async def _describe(csms: CsmsAdapter, endpoint: CsmsEndpoint) -> dict[str, Any]:
+    """Who was judged: where, and what the adapter can say of it (name, version), if it can."""
+    out: dict[str, Any] = {"ocppUrl": endpoint.ocpp_url, "apiUrl": endpoint.api_url, "embedded": endpoint.embedded}
+    describe = getattr(csms, "describe", None)
+    if describe is not None:
+        try:
+            out.update(await describe())
+        except Exception as exc:
+            out["describeError"] = repr(exc)
+    return out
 
 
 @pytest.fixture
@@ -171,12 +235,13 @@ def truth(oracle: ScenarioRun):
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]):
     outcome = yield
     rep = outcome.get_result()
-    if rep.when == "call" and call.excinfo is not None:
-        missing = _not_supported(call.excinfo.value)
-        if missing is not None:  # the CSMS behind the adapter cannot answer this scenario's question
+    if _info(item) is None:  # not a scenario: none of this plugin's business
+        return
+    if rep.when in ("setup", "call") and call.excinfo is not None:
+        missing = _not_claimed(call.excinfo.value)
+        if missing is not None:  # the CSMS does not claim (or its adapter cannot answer) what this scenario asks
             rep.outcome = "skipped"
-            rep.longrepr = (str(item.path), 0, f"Skipped: the CSMS cannot answer: {missing}")
-    run = item.stash.get(RUN, None)
+            rep.longrepr = (str(item.path), 0, f"{NOT_CLAIMED}: {missing}")
     record = item.stash.get(RECORD, None)
     if record is None:
         info = _info(item)
@@ -191,16 +256,14 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]):
     record["duration"] = round(record["duration"] + rep.duration, 2)
     if rep.failed:
         record["outcome"] = "failed" if rep.when == "call" else "error"
-        record["error"] = str(rep.longrepr)[-6000:] if record["error"] is None else record["error"]
+        record["error"] = _error_text(rep) if record["error"] is None else record["error"]
     elif rep.skipped and record["outcome"] == "passed":
-        record["outcome"] = "skipped"
-        record["error"] = str(rep.longrepr)[-1000:]
+        text = _error_text(rep)
+        record["outcome"] = "not_claimed" if NOT_CLAIMED in text else "skipped"
+        record["error"] = text
     if rep.when == "teardown":
-        if run is not None:
-            try:
-                record.update(run.record())
-            except Exception as exc:  # a broken report must not hide the verdict
-                record["reportError"] = repr(exc)
+        record.update(item.stash.get(BUILT, {}))
+        record["rerun"] = _rerun(item.config, record["name"])
         # One file per scenario: workers of a parallel run share nothing else with the controller.
         out = _records_dir(item.config)
         out.mkdir(parents=True, exist_ok=True)
@@ -210,7 +273,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]):
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if _is_worker(session.config):
         return
-    records = [json.loads(p.read_text(encoding="utf-8")) for p in sorted(_records_dir(session.config).glob("*.json"))]
+    folder = _records_dir(session.config)
+    records = [json.loads(p.read_text(encoding="utf-8")) for p in sorted(folder.glob("*.json"))]
+    shutil.rmtree(folder, ignore_errors=True)
     session.config._scenario_records = records  # type: ignore[attr-defined]
     if not records:
         return
@@ -225,8 +290,13 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         "scale": opt("scale"),
         "startedAt": session.config._scenario_started,  # type: ignore[attr-defined]
         "duration": round(time.time() - session.config._scenario_started, 1),  # type: ignore[attr-defined]
-        "csms": opt("csms_url") or "embedded",
-        "db": opt("db") or "sqlite (temporary)",
+        "csms": _csms_line(session.config, records),
+        "db": None if opt("csms_url") else (opt("db") or "sqlite (temporary)"),
+        "csmsProfile": _profile(session.config).to_json(),
+        "adapter": opt("adapter") or "unstuck REST (ours)",
+        "csmsArgs": list(opt("csms_arg")),
+        "csmsCommand": opt("csms_command"),
+        "rerun": _rerun(session.config, None),
     }
     write_summary(report_dir / "summary.json", info, records)
     write_html(report_dir / "report.html", report_dir / "summary.json")
@@ -239,13 +309,21 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     tr = terminalreporter
     tr.section("unstuck scenarios")
     width = max(len(r["name"]) for r in records)
-    tr.write_line(f"{'scenario'.ljust(width)}  {'result':7}  {'time':>6}  violations  sessions  faults")
+    tr.write_line(f"{'scenario'.ljust(width)}  {'result':11}  {'time':>6}  violations  sessions  faults")
     for r in records:
         fleet = r.get("fleet") or {}
+        outcome = r["outcome"].replace("_", " ").upper()
         tr.write_line(
-            f"{r['name'].ljust(width)}  {r['outcome'].upper():7}  {r['duration']:5.1f}s  "
+            f"{r['name'].ljust(width)}  {outcome:11}  {r['duration']:5.1f}s  "
             f"{len(r.get('violations') or ()):>10}  {fleet.get('sessions', 0):>8}  "
             f"{sum((fleet.get('faults') or {}).values()):>6}"
+        )
+    unclaimed = sum(sum((r.get("unclaimed") or {}).values()) for r in records)
+    not_claimed = sum(r["outcome"] == "not_claimed" for r in records)
+    if unclaimed or not_claimed:
+        tr.write_line(
+            f"not claimed by the CSMS profile: {not_claimed} scenario(s), {unclaimed} finding(s) in others "
+            f"({_profile(config).name}: {_profile(config).source})"
         )
     report_dir = Path(config.getoption("report_dir"))
     tr.write_line(
@@ -254,16 +332,44 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     )
 
 
-def _not_supported(exc: BaseException) -> NotSupportedError | None:
-    """The NotSupportedError inside `exc` (trio wraps task errors in exception groups), if any."""
+def _not_claimed(exc: BaseException) -> str | None:
+    """Why `exc` means "not claimed" (trio wraps task errors in exception groups), if it does."""
+    if isinstance(exc, NotClaimed):
+        return str(exc)
     if isinstance(exc, NotSupportedError):
-        return exc
+        return f"the adapter cannot answer: {exc}"
     if isinstance(exc, BaseExceptionGroup):
         for inner in exc.exceptions:
-            found = _not_supported(inner)
+            found = _not_claimed(inner)
             if found is not None:
                 return found
     return None
+
+
+def _error_text(rep: pytest.TestReport) -> str:
+    """The whole text (a skip's reason alone): a report cut mid-word helps nobody."""
+    if rep.skipped and isinstance(rep.longrepr, tuple):
+        return str(rep.longrepr[2]).removeprefix("Skipped: ")
+    return str(rep.longrepr)
+
+
+def _rerun(config: pytest.Config, name: str | None) -> str:
+    """The command that reruns this scenario (or the whole run) exactly: every flag, seed and profile."""
+    given = config.getoption("rerun_command")
+    if given:
+        return given if name is None else f"{given} {shlex.quote(name)}"
+    args = [a for a in config.invocation_params.args]
+    cmd = shlex.join(["python", "-m", "pytest", *args])
+    return cmd if name is None else f"{cmd} -k {shlex.quote(name)}"
+
+
+def _csms_line(config: pytest.Config, records: list[dict[str, Any]]) -> str:
+    """The CSMS under test in a few words: where it ran and what it says it is."""
+    opt = config.getoption
+    described = next((r["csmsUnderTest"] for r in records if r.get("csmsUnderTest")), {})
+    where = opt("csms_url") or "embedded csms serve"
+    said = " ".join(str(described[k]) for k in ("name", "version") if described.get(k))
+    return f"{where} ({said})" if said else where
 
 
 def _info(item: pytest.Item):

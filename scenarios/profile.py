@@ -20,6 +20,7 @@ from typing import Any
 __all__ = [
     "CLAIMS",
     "CsmsProfile",
+    "NotClaimed",
     "ProfileError",
     "PROFILES_DIR",
     "DEFAULT_PROFILE",
@@ -37,6 +38,10 @@ CLAIMS: dict[str, str] = {
     "sessions": "app sessions with a tariff, billed energy x tariff, ended with their transaction",
     "reservations": "a paid reservation holds a connector, and is released by itself when abandoned",
 }
+
+
+class NotClaimed(Exception):
+    """A scenario cannot go on: it needs what the CSMS's profile does not claim (reported, not failed)."""
 
 
 class ProfileError(ValueError):

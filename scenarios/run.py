@@ -19,15 +19,15 @@ import trio
 
 from simulator import DriverSpec, Fleet, FleetSpec, GroupSpec, TraceWriter, parse_fault_option
 
-from .adapters.base import CsmsAdapter, NotSupportedError, StartResult, StoredSession
-from .embedded import Timings
+from .adapters.base import CsmsAdapter, NotSupportedError, Outcome, StartResult, StoredSession
 from .meta import ScenarioInfo
 from .observe import LiveCounts, Observer
-from .oracle import AppStart, Hold, Judgement, Rules, judge
+from .oracle import AppStart, Hold, Judgement, Rules, Violation, judge
+from .profile import CsmsProfile, NotClaimed
 from .report.summary import RunOutcome, scenario_record
 from .timeline import Timeline
 
-__all__ = ["RunSettings", "ScenarioRun", "ViolationsFound"]
+__all__ = ["RunSettings", "ScenarioRun", "ViolationsFound", "NotClaimed"]
 
 log = logging.getLogger("scenarios.run")
 
@@ -59,7 +59,7 @@ class RunSettings:
 class ScenarioRun:
     info: ScenarioInfo
     settings: RunSettings
-    timings: Timings
+    profile: CsmsProfile
     csms: CsmsAdapter
     nursery: trio.Nursery
     progress: Callable[[str], None] = print
@@ -73,7 +73,14 @@ class ScenarioRun:
     rules: Rules | None = None
     timeline: Timeline | None = None
     notes: list[str] = field(default_factory=list)
+    answers: list[Violation] = field(default_factory=list)
+    ended_at: float | None = None
     _last_progress: float = -1e9
+
+    @property
+    def seed_api(self) -> bool:
+        """The adapter speaks the seed's REST API (ours does): its exact texts and codes may be checked."""
+        return bool(getattr(self.csms, "speaks_seed_api", False))
 
     # ------------------------------------------------------------ fleet
     @property
@@ -109,7 +116,7 @@ class ScenarioRun:
             faults=tuple(parse_fault_option(f) for f in faults),
             driver=driver,
             ramp=ramp,
-            call_timeout=self.timings.call_timeout + 2,
+            call_timeout=self.profile.call_timeout + 2,
         )
         trace = TraceWriter(self.trace_path, keep=True)
         fleet = self.fleet = Fleet(
@@ -131,7 +138,9 @@ class ScenarioRun:
         return fleet
 
     def now(self) -> float:
-        """Seconds since the fleet started: the clock of the trace and of every sample."""
+        """Seconds since the fleet started: the clock of the trace and of every sample (frozen once ended)."""
+        if self.ended_at is not None:
+            return self.ended_at
         return 0.0 if self.fleet is None or self.fleet.clock is None else self.fleet.clock.now()
 
     # --------------------------------------------------------- recording
@@ -155,7 +164,8 @@ class ScenarioRun:
     ) -> None:
         """Record an app start that got a session (accepted, or timed out: the charger may start anyway),
         so the oracle can hold the CSMS to billing it."""
-        if result.session_id is None or not (result.accepted or result.status == 504):
+        timed_out = result.code == Outcome.TIMEOUT or result.status == 504
+        if result.session_id is None or not (result.accepted or timed_out):
             return
         self.session_tariff(result.session_id, tariff)
         self.app_starts.append(
@@ -163,6 +173,25 @@ class ScenarioRun:
                 result.session_id, cp, connector, id_tag, tariff, asked_at, "accepted" if result.accepted else "timeout"
             )
         )
+
+    def expect(self, ok: bool, what: str, *, claim: str | None = None, cp: str = "", connector: int = 0) -> bool:
+        """Check an answer the CSMS gave while the scenario acted; a miss is judged as a `wrong_answer`.
+
+        `claim` is what the check holds the CSMS to (scenarios/profile.py:CLAIMS): a CSMS whose profile
+        does not claim it is not failed for it. Returns `ok`, so a scenario can take another path.
+        """
+        if not ok:
+            self.answers.append(Violation("wrong_answer", cp, connector, what, t=self.now(), claim=claim))
+        return ok
+
+    async def require(self, ok: bool, what: str, *, claim: str | None = None, cp: str = "", connector: int = 0) -> None:
+        """`expect`, for an answer the scenario cannot go on without: a miss ends it with the judgement so far."""
+        if self.expect(ok, what, claim=claim, cp=cp, connector=connector):
+            return
+        if claim is not None and claim not in self.profile.claims:
+            raise NotClaimed(f"{what} (needs {claim}, which the CSMS profile does not claim)")
+        await self.judge()  # raises ViolationsFound: the wrong answer and whatever else is wrong by now
+        raise ViolationsFound(f"{self.info.name}: {what}")  # unreachable unless judge() found nothing to raise
 
     def note(self, text: str) -> None:
         """A line for the report (what the scenario did, what it measured)."""
@@ -186,7 +215,7 @@ class ScenarioRun:
 
     async def recover(self, window: float | None = None) -> None:
         """Wait out the recovery window (from `recovery_starts`, or now), plus two samples."""
-        window = self.timings.recovery_window if window is None else window
+        window = self.profile.recovery_window if window is None else window
         end = max(self.recovery_from, 0.0) + window + 2 * self.settings.sample_interval
         await trio.sleep(max(0.0, end - self.now()))
 
@@ -223,7 +252,7 @@ class ScenarioRun:
         stored = await self.csms.transactions(self.prefix) if check_stored else None
         sessions = await self._app_sessions(stored) if check_stored else None
         self.rules = Rules(
-            recovery_window=self.timings.recovery_window if window is None else window,
+            recovery_window=self.profile.recovery_window if window is None else window,
             grace=grace,
             recovery_from=self.recovery_from,
             holds=tuple(self.holds),
@@ -234,6 +263,8 @@ class ScenarioRun:
             tariffs=dict(self.tariffs),
             app_starts=tuple(self.app_starts),
             sessions=sessions,
+            claims=self.profile.claims,
+            answers=tuple(self.answers),
         )
         self.timeline = self.truth()
         self.fleet.trace.flush()
@@ -284,12 +315,21 @@ class ScenarioRun:
             timeline=self.timeline or self.truth(),
             samples=tuple(self.observer.samples) if self.observer is not None else (),
             recovery_from=self.recovery_from,
-            window=self.rules.recovery_window if self.rules else self.timings.recovery_window,
+            window=self.rules.recovery_window if self.rules else self.profile.recovery_window,
         )
 
     def record(self) -> dict[str, Any]:
-        """The run's summary.json record."""
-        return scenario_record(self.outcome())
+        """The run's summary.json record; call it from trio (it reads the fleet's clock), then the run is over."""
+        if self.ended_at is None:
+            self.ended_at = self.now()
+        if self.fleet is not None:
+            self.fleet.trace.flush()
+        out = scenario_record(self.outcome())
+        if self.judgement is None and self.answers:  # it ended before judging: its wrong answers still count
+            out["violations"] = [v.to_json() for v in self.answers]
+        if self.judgement is not None and self.judgement.unclaimed:
+            out["unclaimed"] = dict(self.judgement.unclaimed)
+        return out
 
 
 def _checked(checked: dict[str, int]) -> str:

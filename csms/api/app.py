@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import logging
 
 from fastapi import Depends, FastAPI, Request
@@ -34,6 +35,11 @@ __all__ = ["create_app"]
 
 log = logging.getLogger("csms.api")
 
+try:  # what /health and the OpenAPI page say; a checkout that was never installed says so
+    VERSION = importlib.metadata.version("unstuck")
+except importlib.metadata.PackageNotFoundError:
+    VERSION = "0+unknown"
+
 
 def _field_name(loc: tuple) -> str:
     parts = [str(p) for p in loc if p not in ("body", "query", "path")]
@@ -45,7 +51,7 @@ def create_app(ctx: Context, *, dispatcher: WebhookDispatcher | None = None, wat
     build the app by hand: no receivers, no status history)."""
     app = FastAPI(
         title="unstuck CSMS",
-        version="0.1.0",
+        version=VERSION,
         description="OCPP 1.6J central system: stations, sessions, occupancy, unlock, maintenance.",
         responses=ERROR_RESPONSES,
         dependencies=[Depends(refuse_nul_in_url)],
@@ -107,6 +113,8 @@ def create_app(ctx: Context, *, dispatcher: WebhookDispatcher | None = None, wat
         """`ok` only when the database answers `SELECT 1` within 2 s; else 503 and `database: down`."""
         problem = await ctx.db.ping(timeout=2.0)
         body = {
+            "name": "unstuck csms",
+            "version": VERSION,
             "status": "ok" if problem is None else "degraded",
             "database": "up" if problem is None else "down",
             "connectedChargePoints": len(ctx.registry),

@@ -15,6 +15,7 @@ import httpx
 
 from .base import (
     OFFLINE,
+    Outcome,
     StartResult,
     StoredSession,
     StoredTransaction,
@@ -32,6 +33,8 @@ def _decimal(value: Any) -> Decimal | None:
 class UnstuckRestAdapter:
     """Asks `csms serve` through `GET /api/connectors`, `/api/transactions`, `/api/ChargingSession/...`."""
 
+    speaks_seed_api = True  # the seed's REST texts and codes: scenarios may check them exactly
+
     def __init__(self, ocpp_url: str, api_url: str, token: str, *, timeout: float = 30.0, cp_prefix: str = "") -> None:
         self.ocpp_url = ocpp_url.rstrip("/")
         self.api_url = api_url.rstrip("/")
@@ -42,6 +45,12 @@ class UnstuckRestAdapter:
 
     async def aclose(self) -> None:
         await self._http.aclose()
+
+    async def describe(self) -> dict[str, Any]:
+        """What the CSMS says of itself on /health: the report's header names it."""
+        res = await self._http.get("/health")
+        body = res.json() if res.headers.get("content-type", "").startswith("application/json") else {}
+        return {k: body[k] for k in ("name", "version") if k in body}
 
     async def _get(self, path: str, **params: Any) -> Any:
         res = await self._http.get(path, params=params)
@@ -151,11 +160,12 @@ def _start_result(res: httpx.Response, id_field: str) -> StartResult:
     except ValueError:
         body = {"message": res.text[:300]}
     data = body.get("data") or {}
+    code = data.get("code") or (Outcome.TIMEOUT if res.status_code == 504 else None)
     return StartResult(
         accepted=res.status_code == 200,
         session_id=data.get(id_field),
         status=res.status_code,
-        code=data.get("code"),
+        code=code,
         message=body.get("message", ""),
         reasons=tuple(data.get("reasons", ())),
     )

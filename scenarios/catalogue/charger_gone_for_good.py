@@ -16,11 +16,12 @@ CUT_AT = 3.0  # s after the fleet started
     purpose="link cut for good with one connector idle and one charging -> both offline, never free, to the end",
     seed="001 Signals: WebSocket presence (offline charger, ChargerOffline)",
     quick_s=10,
+    needs=("occupancy",),
 )
 async def test_charger_gone_for_good(fleet, oracle, csms):
     f = await fleet(f"disconnect_mid_session=@{CUT_AT},back_after=1e9", connectors=2)
     cp = f.ids[0]
-    t = oracle.timings
+    t = oracle.profile
 
     await f[cp].plug_in(2)  # connector 2 charges, connector 1 stays idle
     await f[cp].start_by_tag(2, "TAG0001")
@@ -30,5 +31,5 @@ async def test_charger_gone_for_good(fleet, oracle, csms):
 
     # A closed connection is seen at once; stay past the heartbeat timeout to see it stays offline.
     window = 1.0
-    await oracle.wait(t.offline_after + 2 * t.maintenance_interval)
+    await oracle.wait(t.offline_after + 2 * t.sweep_interval)
     await oracle.judge(window=window)

@@ -18,6 +18,7 @@ AWAY = 8.0  # s without a connection
     "away, correct again right after the charger is back",
     seed="001 Signals: WebSocket presence (offline charger, ChargerOffline)",
     quick_s=14,
+    needs=("occupancy",),
 )
 async def test_charger_offline(fleet, oracle, csms):
     f = await fleet(f"disconnect_mid_session=@{CUT_AT},back_after={AWAY}", connectors=2)

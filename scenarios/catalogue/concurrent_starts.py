@@ -12,6 +12,7 @@ from decimal import Decimal
 
 import trio
 
+from scenarios.adapters.base import Outcome
 from scenarios.meta import scenario
 
 TARIFF = Decimal("0.35")
@@ -25,6 +26,7 @@ N = 5
     seed="000 Problem Statement: 'Charging gun is already in use'; 001 Payments/Create unique index, "
     "lingering reservation",
     quick_s=4,
+    needs=("remote_start", "reservations"),
 )
 async def test_concurrent_starts(fleet, oracle, csms):
     f = await fleet("accept_remote_start_never_start=1,connectors=2", connectors=2)
@@ -63,10 +65,29 @@ async def test_concurrent_starts(fleet, oracle, csms):
         f"{sorted({f'{r.status} {r.code} {list(r.reasons)}' for r in turned_away})}"
     )
 
+    oracle.expect(len(won) == 1, f"{len(won)} of {N} simultaneous starts accepted, one must be: {starts}", cp=cp)
+    oracle.expect(
+        all(
+            r.code in (Outcome.CONNECTOR_BUSY, Outcome.REMOTE_START_REJECTED) for r in starts.values() if not r.accepted
+        ),
+        f"a simultaneous start was refused for another reason than busy: {starts}",
+        cp=cp,
+        connector=1,
+    )
+    oracle.expect(
+        len(paid) == 1,
+        f"{len(paid)} of {N} simultaneous paid reservations granted, one must be: {reservations}",
+        claim="reservations",
+        cp=cp,
+        connector=2,
+    )
+    oracle.expect(
+        all(r.code == Outcome.CONNECTOR_BUSY for r in turned_away),
+        f"a simultaneous reservation was refused for another reason than busy: {reservations}",
+        claim="reservations",
+        cp=cp,
+        connector=2,
+    )
     await oracle.wait(3.0)  # the payer's car never comes: only the reservation holds connector 2
     # Never free while a car charges (connector 1) or a granted reservation holds it (connector 2).
     await oracle.judge(window=2.0)
-    assert len(won) == 1, f"exactly one of {N} simultaneous starts must be accepted: {starts}"
-    assert all(r.code in ("ConnectorBusy", "RemoteStartRejected") for r in starts.values() if not r.accepted), starts
-    assert len(paid) == 1, f"exactly one of {N} simultaneous paid reservations must win: {reservations}"
-    assert all(r.code == "ConnectorBusy" for r in turned_away), reservations

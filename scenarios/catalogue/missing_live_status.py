@@ -18,11 +18,12 @@ SILENT_AT = 2.0  # s after the fleet started: while the charger is rebooting
     "for its status and reports it free within the status grace",
     seed="001 Common false positives: Missing live status",
     quick_s=9,
+    needs=("occupancy",),
 )
 async def test_missing_live_status(fleet, oracle, csms):
     f = await fleet(f"silent_connector=@{SILENT_AT},ignore_trigger=false,connectors=1", connectors=2)
     cp = f.ids[0]
-    t = oracle.timings
+    t = oracle.profile
 
     await f[cp].plug_in(1)  # Preparing: the CSMS stores it
     await f[cp].flush()

@@ -17,11 +17,12 @@ QUIET_AT = 1.0  # s after the fleet started: no OCPP message from here on
     "for several heartbeat timeouts",
     seed="001 Signals: WebSocket presence (open WebSocket, no Heartbeat)",
     quick_s=14,
+    needs=("occupancy",),
 )
 async def test_pings_without_heartbeat(fleet, oracle, csms):
     f = await fleet(f"heartbeat_stop=@{QUIET_AT},answer_calls=true", connectors=2)
     cp = f.ids[0]
-    t = oracle.timings
+    t = oracle.profile
 
     await oracle.until(lambda: f[cp].truth().muted, QUIET_AT + 5, "the charger to fall quiet")
     oracle.recovery_starts()

@@ -9,6 +9,7 @@ stored as Occupied.
 
 from decimal import Decimal
 
+from scenarios.adapters.base import Outcome
 from scenarios.meta import scenario
 
 TARIFF = Decimal("0.35")
@@ -20,6 +21,7 @@ TARIFF = Decimal("0.35")
     "status -> both connectors stay free",
     seed="001 Common false positives: Race after remote start",
     quick_s=5,
+    needs=("occupancy", "remote_start"),
 )
 async def test_race_after_remote_start(fleet, oracle, csms):
     f = await fleet(
@@ -31,9 +33,15 @@ async def test_race_after_remote_start(fleet, oracle, csms):
     cp = f.ids[0]
 
     rejected = await csms.start(cp, 1, "TAG0001", TARIFF)
-    assert not rejected.accepted and rejected.code == "RemoteStartRejected", rejected
+    oracle.expect(
+        not rejected.accepted and rejected.code == Outcome.REMOTE_START_REJECTED,
+        f"the charger rejected the remote start, the CSMS answered {rejected}",
+        cp=cp,
+        connector=1,
+    )
     ghost = await csms.start(cp, 2, "TAG0002", TARIFF)
-    assert ghost.accepted, ghost  # ... and then nothing happens on connector 2
+    await oracle.require(ghost.accepted, f"the charger accepted the remote start: {ghost}", cp=cp, connector=2)
+    # ... and then nothing happens on connector 2
     oracle.recovery_starts()
     oracle.note(f"connector 1: {rejected.status} {rejected.code}; connector 2: {ghost.status} (never started)")
 
@@ -44,6 +52,12 @@ async def test_race_after_remote_start(fleet, oracle, csms):
         "starts again: "
         + ", ".join(f"connector {c}: {r.status} {r.code or ''} {list(r.reasons)}" for c, r in again.items())
     )
+    for c, r in again.items():
+        oracle.expect(
+            r.code != Outcome.CONNECTOR_BUSY,
+            f"a start on connector {c}, free all along, was refused as busy: {r}",
+            cp=cp,
+            connector=c,
+        )
     await oracle.wait(2.0)
     await oracle.judge(window=window)
-    assert all(r.code != "ConnectorBusy" for r in again.values()), again

@@ -17,11 +17,12 @@ SILENT_AT = 2.5  # s after the fleet started: while the charger is away
     "only while the stored status is fresh, then free",
     seed="001 Common false positives: Stale persisted status",
     quick_s=16,
+    needs=("occupancy",),
 )
 async def test_stale_persisted_status(fleet, oracle, csms):
     f = await fleet(f"silent_connector=@{SILENT_AT},ignore_trigger=true,connectors=1")
     cp = f.ids[0]
-    freshness = oracle.timings.freshness_minutes * 60
+    freshness = oracle.profile.status_freshness
 
     await f[cp].plug_in(1)  # Preparing: the CSMS stores it
     await f[cp].flush()

@@ -19,14 +19,15 @@ TARIFF = Decimal("0.31")
     "with the last meter sample, connector free",
     seed="001 Common false positives: Unclosed transaction (StopTransaction never received)",
     quick_s=10,
+    needs=("remote_start",),
 )
 async def test_unclosed_transaction(fleet, oracle, csms):
     f = await fleet("drop_stop_transaction=1,available=true", connectors=2)
     cp = f.ids[0]
-    t = oracle.timings
+    t = oracle.profile
 
     app = await csms.start(cp, 1, "TAG0001", TARIFF)  # connector 1: started from the app
-    assert app.accepted, app
+    await oracle.require(app.accepted, f"app start on a free connector refused: {app}", cp=cp, connector=1)
     oracle.session_tariff(app.session_id, TARIFF)
     await f[cp].plug_in(2)  # connector 2: a card at the charger
     await f[cp].start_by_tag(2, "TAG0002")
@@ -41,6 +42,6 @@ async def test_unclosed_transaction(fleet, oracle, csms):
     oracle.recovery_starts()
 
     # The orphan rule: Available for the grace period, then closed at the next maintenance round.
-    window = t.orphan_grace + 2 * t.maintenance_interval + 2.0
+    window = t.orphan_grace + 2 * t.sweep_interval + 2.0
     await oracle.recover(window)
     await oracle.judge(window=window)

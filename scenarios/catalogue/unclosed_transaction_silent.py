@@ -20,13 +20,14 @@ TARIFF = Decimal("0.42")
     "probed, closed with the last meter sample, connector free",
     seed="001 Common false positives: Unclosed transaction (offline charger, watchdog missing)",
     quick_s=15,
+    needs=("remote_start",),
 )
 async def test_unclosed_transaction_silent(fleet, oracle, csms):
     f = await fleet("drop_stop_transaction=1,available=false", connectors=2)
     cp = f.ids[0]
 
     app = await csms.start(cp, 1, "TAG0001", TARIFF)  # connector 1: started from the app
-    assert app.accepted, app
+    await oracle.require(app.accepted, f"app start on a free connector refused: {app}", cp=cp, connector=1)
     oracle.session_tariff(app.session_id, TARIFF)
     await f[cp].plug_in(2)  # connector 2: a card at the charger
     await f[cp].start_by_tag(2, "TAG0002")

@@ -43,6 +43,7 @@ LIVE = "LIVE"  # answers UnlockFailed too, but its car is still charging
     "a session still charging is left open and its connector never free",
     seed="000 Response Examples: OCPP Unlock Failed (But Sessions Still Cleaned)",
     quick_s=14,
+    needs=("remote_start", "unlock_cleanup"),
 )
 async def test_unlock_failures(fleet, oracle, csms):
     groups = [GroupSpec(prefix=p, count=1, connectors=1, faults=faults) for p, (faults, _) in CHARGERS.items()]
@@ -53,7 +54,9 @@ async def test_unlock_failures(fleet, oracle, csms):
     sessions = {}
     for p, cp_id in cp.items():
         started = await csms.start(cp_id, 1, f"TAG{len(sessions) + 1:04d}", TARIFF)
-        assert started.accepted, (p, started)
+        await oracle.require(
+            started.accepted, f"app start on a free connector refused: {started}", cp=cp_id, connector=1
+        )
         oracle.session_tariff(started.session_id, TARIFF)
         sessions[p] = started.session_id
     await oracle.until(
@@ -62,7 +65,7 @@ async def test_unlock_failures(fleet, oracle, csms):
     await oracle.wait(2.0)
     for p in CHARGERS:  # these cars leave; their chargers drop StopTransaction and stay silent
         await f[cp[p]].unplug(1)
-    await oracle.wait(oracle.timings.live_evidence + 1.0)  # their last meter samples are no longer live evidence
+    await oracle.wait(oracle.profile.live_evidence + 1.0)  # their last meter samples are no longer live evidence
 
     unlocked = {}
 
@@ -76,22 +79,48 @@ async def test_unlock_failures(fleet, oracle, csms):
     for p, r in unlocked.items():
         oracle.note(f"{p}: unlock {r.status} {r.message!r} cleaned={list(r.cleaned_sessions)}")
     still = f[cp[LIVE]].connector_truth(1)
-    assert still.transaction_running, f"the unlock must not stop a car that is still charging: {still}"
+    oracle.expect(
+        still.transaction_running,
+        f"the unlock stopped a car that was still charging: {still}",
+        cp=cp[LIVE],
+        connector=1,
+    )
+    for p, (_, message) in CHARGERS.items():
+        r = unlocked[p]
+        oracle.expect(not r.unlocked, f"the charger could not unlock, the CSMS said unlocked: {r}", cp=cp[p])
+        oracle.expect(
+            r.cleaned_sessions == (sessions[p],),
+            f"a failed unlock did not end the stuck session {sessions[p]}: {r}",
+            claim="unlock_cleanup",
+            cp=cp[p],
+            connector=1,
+        )
+        if oracle.seed_api:  # the seed's failure shape: only cleanedSessions and warnings
+            oracle.expect(
+                (r.status, r.message, r.sessions_cleared, r.warnings)
+                == (400, message, None, (f"Session {sessions[p]} was automatically ended",)),
+                f"not the seed's answer to a failed unlock: {r}",
+            )
+    live = unlocked[LIVE]
+    oracle.expect(
+        not live.unlocked and sessions[LIVE] not in live.cleaned_sessions,
+        f"the unlock ended the session of a car still charging: {live}",
+        claim="unlock_cleanup",
+        cp=cp[LIVE],
+        connector=1,
+    )
 
     await oracle.wait(3.0)  # LIVE charges on (never free); the others are idle (free)
     await f[cp[LIVE]].stop(1)  # now the driver stops and takes the gun out
     await f[cp[LIVE]].unplug(1)
     await oracle.wait(2.5)
+    if oracle.profile.claims_all("sessions"):
+        billed = await csms.session(sessions[LIVE])  # ended by its own StopTransaction, not by the unlock
+        oracle.note(f"{LIVE}: session ended {billed.end_reason} with {billed.energy_wh} Wh ({billed.meter_source})")
+        if oracle.seed_api:
+            oracle.expect(
+                (billed.end_reason, billed.meter_source, billed.reconciled) == ("Local", "meter_stop", False),
+                f"the charging car's session was not ended by its own StopTransaction: {billed}",
+            )
     # Never free while a car charges; free once idle, unlock failed or not; nothing lost.
     await oracle.judge(window=2.0, excuse_blinded=False)
-
-    for p, (_, message) in CHARGERS.items():  # the seed's failure shape: only cleanedSessions and warnings
-        r = unlocked[p]
-        assert (r.unlocked, r.status, r.message) == (False, 400, message), (p, r)
-        assert r.cleaned_sessions == (sessions[p],) and r.sessions_cleared is None, (p, r)
-        assert r.warnings == (f"Session {sessions[p]} was automatically ended",), (p, r)
-    live = unlocked[LIVE]
-    assert not live.unlocked and sessions[LIVE] not in live.cleaned_sessions, live
-    billed = await csms.session(sessions[LIVE])  # ended by its own StopTransaction, not by the unlock
-    oracle.note(f"{LIVE}: session ended {billed.end_reason} with {billed.energy_wh} Wh ({billed.meter_source})")
-    assert (billed.end_reason, billed.meter_source, billed.reconciled) == ("Local", "meter_stop", False), billed

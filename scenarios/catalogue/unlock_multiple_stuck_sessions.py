@@ -9,6 +9,7 @@ transaction from its last meter sample, and the connector takes the next car.
 
 from decimal import Decimal
 
+from scenarios.adapters.base import Outcome
 from scenarios.meta import scenario
 
 TARIFF = Decimal("0.30")
@@ -19,6 +20,7 @@ TARIFF = Decimal("0.30")
     purpose="two never-started app sessions + one with a lost stop -> one unlock cleans all three",
     seed="000 Testing Scenarios, Test 2: Multiple Stuck Sessions",
     quick_s=9,
+    needs=("remote_start", "unlock_cleanup"),
 )
 async def test_unlock_multiple_stuck_sessions(fleet, oracle, csms):
     f = await fleet(
@@ -33,36 +35,63 @@ async def test_unlock_multiple_stuck_sessions(fleet, oracle, csms):
     ghosts = []
     for tag in ("TAG0001", "TAG0002"):  # accepted, then nothing: no Preparing, no StartTransaction
         started = await csms.start(cp, 1, tag, TARIFF)
-        assert started.accepted, f"an app start on a free connector was refused: {started}"
+        await oracle.require(started.accepted, f"app start on a free connector refused: {started}", cp=cp, connector=1)
         ghosts.append(started.session_id)
     oracle.note(f"two app starts accepted by the charger and never started: {ghosts}")
 
     real = await csms.start(cp, 1, "TAG0003", TARIFF)  # the third one charges
-    assert real.accepted, real
+    await oracle.require(real.accepted, f"app start on a free connector refused: {real}", cp=cp, connector=1)
     oracle.session_tariff(real.session_id, TARIFF)
     await oracle.until(lambda: f[cp].connector_truth(1).transaction_id is not None, 10, "the car to charge")
     await oracle.wait(2.5)  # a few meter samples
     await f[cp].unplug(1)  # the car leaves; StopTransaction is never sent, status requests are ignored
 
-    await oracle.wait(oracle.timings.live_evidence + 1.0)  # its last meter sample is no longer live evidence
+    await oracle.wait(oracle.profile.live_evidence + 1.0)  # its last meter sample is no longer live evidence
     refused = await csms.start(cp, 1, "TAG0004", TARIFF)  # "Charging gun is already in use"
-    assert not refused.accepted and refused.code == "ConnectorBusy", refused
+    oracle.expect(
+        not refused.accepted and refused.code == Outcome.CONNECTOR_BUSY,
+        f"a start on the connector holding stuck sessions was not refused as busy: {refused}",
+        cp=cp,
+        connector=1,
+    )
     oracle.note(f"next start refused: {refused.status} {refused.code} {list(refused.reasons)}")
 
     stuck = (*ghosts, real.session_id)
     unlocked = await csms.unlock(cp, 1)  # the admin action
     oracle.recovery_starts()
     oracle.note(f"unlock: {unlocked.status} {unlocked.message} cleaned={list(unlocked.cleaned_sessions)}")
-    assert unlocked.unlocked, unlocked
-    assert sorted(unlocked.cleaned_sessions) == sorted(stuck), f"cleaned {unlocked.cleaned_sessions}, stuck {stuck}"
-    assert unlocked.sessions_cleared == len(stuck), unlocked
-    assert unlocked.message.endswith(f". {len(stuck)} stuck session(s) automatically cleared."), unlocked.message
-    assert all(f"Session {sid} was automatically ended" in unlocked.warnings for sid in stuck), unlocked.warnings
-    for sid in ghosts:  # no transaction, no energy: ended at no cost
-        s = await csms.session(sid)
-        assert (s.status, s.energy_wh, s.fee, s.end_reason) == ("Ended", 0, Decimal("0.00"), "ForceEnded"), s
-    s = await csms.session(real.session_id)
-    oracle.note(f"charged session force-ended: {s.energy_wh} Wh, fee {s.fee} ({s.meter_source})")
+    oracle.expect(unlocked.unlocked, f"the charger unlocks, the CSMS answered {unlocked}", cp=cp, connector=1)
+    oracle.expect(
+        sorted(unlocked.cleaned_sessions) == sorted(stuck),
+        f"unlock ended {list(unlocked.cleaned_sessions)}, the stuck sessions are {list(stuck)}",
+        claim="unlock_cleanup",
+        cp=cp,
+        connector=1,
+    )
+    if oracle.seed_api:  # the seed's answer: the count, the sentence, one warning per session
+        oracle.expect(
+            unlocked.sessions_cleared == len(stuck)
+            and unlocked.message.endswith(f". {len(stuck)} stuck session(s) automatically cleared.")
+            and all(f"Session {sid} was automatically ended" in unlocked.warnings for sid in stuck),
+            f"not the seed's answer to an unlock that cleared {len(stuck)} sessions: {unlocked}",
+        )
+    if oracle.profile.claims_all("sessions"):
+        for sid in ghosts:  # no transaction, no energy: ended at no cost
+            s = await csms.session(sid)
+            oracle.expect(
+                s.ended is not False and s.energy_wh in (0, None) and s.fee in (Decimal("0.00"), None),
+                f"a session that never started was not ended at no cost by the unlock: {s}",
+                claim="sessions",
+                cp=cp,
+                connector=1,
+            )
+            if oracle.seed_api:
+                oracle.expect(
+                    (s.status, s.energy_wh, s.fee, s.end_reason) == ("Ended", 0, Decimal("0.00"), "ForceEnded"),
+                    f"not the seed's force-ended session: {s}",
+                )
+        s = await csms.session(real.session_id)
+        oracle.note(f"charged session force-ended: {s.energy_wh} Wh, fee {s.fee} ({s.meter_source})")
 
     await oracle.wait(1.0)
     again = await csms.start(cp, 1, "TAG0005", TARIFF)  # the connector takes the next car
@@ -70,7 +99,7 @@ async def test_unlock_multiple_stuck_sessions(fleet, oracle, csms):
     if again.accepted:
         oracle.session_tariff(again.session_id, TARIFF)
         await oracle.until(lambda: f[cp].connector_truth(1).transaction_id is not None, 10, "the new car to charge")
+    oracle.expect(again.accepted, f"the start after unlock was refused: {again}", cp=cp, connector=1)
     await oracle.wait(2.0)
     # The admin told the CSMS the truth: from here on nothing excuses a busy connector or an open transaction.
     await oracle.judge(window=2.0, excuse_blinded=False)
-    assert again.accepted, f"the start after unlock was refused: {again}"

@@ -14,6 +14,7 @@ import html
 import json
 import math
 import re
+import textwrap
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -89,6 +90,10 @@ def _header(data: dict[str, Any]) -> str:
         ("scale", data.get("scale")),
         ("CSMS", data.get("csms")),
         ("database", data.get("db")),
+        ("CSMS profile", _profile_line(data.get("csmsProfile"))),
+        ("adapter", data.get("adapter")),
+        ("CSMS arguments", " ".join(data.get("csmsArgs") or ()) or None),
+        ("CSMS command", data.get("csmsCommand")),
         ("started", when),
         ("duration", _secs(data.get("duration"))),
     ]
@@ -96,12 +101,30 @@ def _header(data: dict[str, Any]) -> str:
         f'<span class="n pass">{int(data.get("passed") or 0)} passed</span>'
         f'<span class="n fail">{int(data.get("failed") or 0)} failed</span>'
     )
+    if data.get("notClaimed"):
+        counts += f'<span class="n skip">{int(data["notClaimed"])} not claimed</span>'
     if data.get("skipped"):
         counts += f'<span class="n skip">{int(data["skipped"])} skipped</span>'
+    unclaimed = data.get("unclaimedFindings") or {}
+    note = (
+        f'<p class="muted">findings the CSMS profile does not claim (not judged): {_e(_counts_text(unclaimed))}</p>'
+        if unclaimed
+        else ""
+    )
+    rerun = f'<p class="rerun">rerun: <code class="cmd">{_e(data["rerun"])}</code></p>' if data.get("rerun") else ""
     return (
         f'<header class="run {cls}"><div class="big">{overall}</div><div class="what">'
-        f'<h1>unstuck scenarios</h1><p class="counts">{counts}</p>{_facts(facts)}</div></header>'
+        f'<h1>unstuck scenarios</h1><p class="counts">{counts}</p>{_facts(facts)}{note}{rerun}</div></header>'
     )
+
+
+def _profile_line(profile: Any) -> str | None:
+    """The profile's name, where it came from, and what it claims."""
+    if not isinstance(profile, dict):
+        return None
+    claims = ", ".join(profile.get("claims") or ()) or "nothing"
+    window = (profile.get("timings") or {}).get("recovery_window")
+    return f"{profile.get('name')} ({profile.get('source')}): recovery window {window} s; claims {claims}"
 
 
 def _table(scenarios: list[dict[str, Any]]) -> str:
@@ -148,6 +171,7 @@ def _section(i: int, s: dict[str, Any]) -> str:
         ("faults", _counts_text(fleet.get("faults") or {}) or None),
         ("fleet errors", _counts_text(fleet.get("errors") or {}) or None),
         ("checked", _counts_text(s.get("checked") or {}) or None),
+        ("not claimed", _counts_text(s.get("unclaimed") or {}) or None),
         ("trace", s.get("trace")),
     ]
     parts = [
@@ -163,16 +187,18 @@ def _section(i: int, s: dict[str, Any]) -> str:
     if s.get("notes"):
         parts.append('<h3>Notes</h3><ul class="notes">' + "".join(f"<li>{_e(n)}</li>" for n in s["notes"]) + "</ul>")
     if s.get("error"):
-        label = "why it was skipped" if s.get("outcome") == "skipped" else "error"
-        first = _headline(str(s["error"]))
+        label = {"skipped": "why it was skipped", "not_claimed": "why it is not claimed"}.get(
+            str(s.get("outcome")), "error"
+        )
+        first = textwrap.shorten(_headline(str(s["error"])), 160, placeholder=" …")  # whole words only
         parts.append(
             f'<details class="error"><summary><b>{label}</b> <span class="muted">'
-            f"{_e(first[:160])}</span></summary><pre>{_e(s['error'])}</pre></details>"
+            f"{_e(first)}</span></summary><pre>{_e(s['error'])}</pre></details>"
         )
     parts.append(_violations(s.get("violations") or [], anchors))
     if tl:
         parts.append(_timelines(i, s, tl, anchors))
-    elif s.get("outcome") != "skipped":
+    elif s.get("outcome") not in ("skipped", "not_claimed"):
         parts.append('<p class="muted">no timeline: the fleet never started.</p>')
     parts.append("</section>")
     return "".join(parts)
@@ -581,7 +607,7 @@ def _outcome_class(s: dict[str, Any]) -> str:
 
 
 def _badge(s: dict[str, Any]) -> str:
-    outcome = str(s.get("outcome") or "?")
+    outcome = str(s.get("outcome") or "?").replace("_", " ")
     return f'<span class="badge {_outcome_class(s)}">{_e(outcome.upper())}</span>'
 
 

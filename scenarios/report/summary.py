@@ -84,7 +84,7 @@ def scenario_record(run: RunOutcome) -> dict[str, Any]:
         "seedPassage": run.seed_passage,
         "profile": run.profile,
         "seed": run.seed,
-        "rerun": f"unstuck-scenarios run {run.name} --seed {run.seed} --profile {run.profile}",
+        "rerun": f"unstuck-scenarios run {run.name} --seed {run.seed} --profile {run.profile}",  # the plugin's is exact
         "notes": list(run.notes),
         "violations": [],
         "checked": {},
@@ -164,5 +164,9 @@ def write_summary(path: Path, run_info: dict[str, Any], records: list[dict[str, 
         "passed": sum(r["outcome"] == "passed" for r in records),
         "failed": sum(r["outcome"] in ("failed", "error") for r in records),
         "skipped": sum(r["outcome"] == "skipped" for r in records),
+        "notClaimed": sum(r["outcome"] == "not_claimed" for r in records),
+        "unclaimedFindings": dict(
+            sum((Counter(r.get("unclaimed") or {}) for r in records), Counter())  # kind -> count, all scenarios
+        ),
     }
     path.write_text(json.dumps(data, indent=1, default=str), encoding="utf-8")

@@ -1,0 +1,82 @@
+"""Find the adapter a team names (`path/to/file.py:Class` or `package.module:Class`), checked once up front.
+
+A typo, a module not on the path or a method missing should be one clear error
+before anything runs, not the same ImportError in every scenario.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import inspect
+import sys
+from pathlib import Path
+from typing import Any
+
+__all__ = ["AdapterError", "load_adapter_class", "REQUIRED_METHODS"]
+
+REQUIRED_METHODS = (
+    "verdicts",
+    "start",
+    "stop",
+    "unlock",
+    "transactions",
+    "session",
+    "reserve",
+    "create_reservation",
+    "aclose",
+)
+
+
+class AdapterError(ValueError):
+    """The adapter named on the command line cannot be used; the message says why and what to do."""
+
+
+def load_adapter_class(spec: str) -> type[Any]:
+    """The class `spec` names, after checking it has every coroutine of `CsmsAdapter`."""
+    where, sep, name = spec.rpartition(":")
+    if not sep or not where or not name:
+        raise AdapterError(f"--adapter {spec!r}: expected path/to/file.py:Class or package.module:Class")
+    module = _import(spec, where)
+    cls = getattr(module, name, None)
+    if cls is None:
+        found = sorted(k for k, v in vars(module).items() if inspect.isclass(v) and hasattr(v, "verdicts"))
+        hint = f"; classes there with verdicts(): {', '.join(found)}" if found else ""
+        raise AdapterError(f"--adapter {spec!r}: {where} has no {name}{hint}")
+    if not inspect.isclass(cls):
+        raise AdapterError(f"--adapter {spec!r}: {name} is not a class")
+    missing = [m for m in REQUIRED_METHODS if not inspect.iscoroutinefunction(getattr(cls, m, None))]
+    if missing:
+        raise AdapterError(
+            f"--adapter {spec!r}: {name} lacks the coroutine(s) {', '.join(missing)} "
+            "(async def; raise scenarios.adapters.base.NotSupportedError in those your CSMS cannot answer)"
+        )
+    return cls  # type: ignore[no-any-return]
+
+
+def _import(spec: str, where: str) -> Any:
+    if where.endswith(".py") or "/" in where or "\\" in where:
+        path = Path(where).expanduser().resolve()
+        if not path.is_file():
+            raise AdapterError(f"--adapter {spec!r}: no file {path}")
+        if str(path.parent) not in sys.path:  # its own siblings import as they would beside it
+            sys.path.insert(0, str(path.parent))
+        module_spec = importlib.util.spec_from_file_location(path.stem, path)
+        if module_spec is None or module_spec.loader is None:
+            raise AdapterError(f"--adapter {spec!r}: {path} is not a Python module")
+        module = importlib.util.module_from_spec(module_spec)
+        sys.modules.setdefault(path.stem, module)
+        try:
+            module_spec.loader.exec_module(module)
+        except Exception as exc:
+            raise AdapterError(f"--adapter {spec!r}: importing {path} failed: {exc!r}") from exc
+        return module
+    try:
+        return importlib.import_module(where)
+    except ModuleNotFoundError as exc:
+        raise AdapterError(
+            f"--adapter {spec!r}: cannot import {where} ({exc}); give the file instead "
+            f"(path/to/{where.rsplit('.', 1)[-1]}.py:Class) or put its folder on PYTHONPATH"
+        ) from exc
+    except Exception as exc:
+        raise AdapterError(f"--adapter {spec!r}: importing {where} failed: {exc!r}") from exc
