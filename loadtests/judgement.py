@@ -36,12 +36,15 @@ from scenarios.timeline import Timeline
 __all__ = [
     "SyncRestAdapter",
     "run_sync",
-    "read_records",
     "samples_from_records",
     "tariffs_from_records",
     "connectors_from_records",
+    "TraceTail",
     "judge_load",
+    "failure_rows",
+    "violation_counts",
     "summary",
+    "verdict_line",
     "summary_text",
     "write_summary",
 ]
@@ -113,22 +116,34 @@ class SyncRestAdapter:
 
 
 # ------------------------------------------------------------------------------ pure: the inputs
-def read_records(paths: Iterable[str | Path]) -> list[dict[str, Any]]:
-    """Every record of the given traces, file after file (a charge point's records are all in one file).
+class TraceTail:
+    """The records of some growing trace files, read on from where the last call stopped.
 
-    A line cut short (a process killed while writing) is skipped, not fatal: the rest still judges.
+    The oracle looks at the traces every few seconds while it waits out the recovery window;
+    only what was written since is parsed. A line not yet ended (a write caught half done)
+    waits for the next call.
     """
-    out: list[dict[str, Any]] = []
-    for path in paths:
-        with open(path, encoding="utf-8") as f:
-            for line in f:
+
+    def __init__(self, paths: Iterable[str | Path]) -> None:
+        self.offsets: dict[Path, int] = {Path(p): 0 for p in paths}
+        self.records: list[dict[str, Any]] = []
+
+    def read(self) -> list[dict[str, Any]]:
+        """Every record so far (the same list, grown)."""
+        for path, offset in self.offsets.items():
+            with open(path, "rb") as f:
+                f.seek(offset)
+                chunk = f.read()
+            whole = chunk.rfind(b"\n") + 1
+            for line in chunk[:whole].splitlines():
                 if not line.strip():
                     continue
                 try:
-                    out.append(json.loads(line))
+                    self.records.append(json.loads(line))
                 except ValueError:
                     log.warning("%s: skipped a line that is not JSON (cut short?)", path)
-    return out
+            self.offsets[path] = offset + whole
+        return self.records
 
 
 def samples_from_records(records: Iterable[Mapping[str, Any]]) -> list[Sample]:
@@ -168,35 +183,77 @@ def judge_load(
     grace: float,
     recovery_from: float,
     end: float,
+    claims: frozenset[str] | None = None,
 ) -> Judgement:
-    """The oracle over one load run: samples from the load and after recovery, truth from the traces."""
+    """The oracle over one load run: samples from the load and after recovery, truth from the traces.
+
+    `claims` are the CSMS profile's: a finding of a kind it does not claim goes to `unclaimed`.
+    """
     timeline = Timeline.from_records(records, connectors=connectors_from_records(records), end=end)
     rules = Rules(
-        recovery_window=recovery_window, grace=grace, recovery_from=recovery_from, tariffs=tariffs_from_records(records)
+        recovery_window=recovery_window,
+        grace=grace,
+        recovery_from=recovery_from,
+        tariffs=tariffs_from_records(records),
+        claims=claims,
     )
     return judge([*samples_from_records(records), *final], timeline, stored, rules)
 
 
 # ------------------------------------------------------------------------------ pure: the summary
-def summary(j: Judgement, *, run: Mapping[str, Any]) -> dict[str, Any]:
+def violation_counts(j: Judgement) -> dict[str, int]:
     counts: dict[str, int] = {}
     for v in j.violations:
         counts[v.kind] = counts.get(v.kind, 0) + 1
+    return counts
+
+
+def failure_rows(j: Judgement, *, where: str = "oracle_summary.txt") -> list[tuple[str, int, str]]:
+    """(kind, count, message) per violation kind: one locust failure row each, `count` occurrences.
+
+    One message per kind (not per connector), so locust's failures table keeps one row per kind.
+    """
+    return [
+        (kind, n, f"{KINDS.get(kind, kind)} ({n} {'finding' if n == 1 else 'findings'}; see {where})")
+        for kind, n in violation_counts(j).items()
+    ]
+
+
+def summary(j: Judgement, *, run: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "passed": j.passed,
         "checked": j.checked,
-        "violationCounts": counts,
+        "violationCounts": violation_counts(j),
+        "notClaimed": dict(j.unclaimed),
         "violations": [v.to_json() for v in j.violations],
         "run": dict(run),
         "kinds": KINDS,
     }
 
 
+def verdict_line(j: Judgement, *, run: Mapping[str, Any]) -> str:
+    """One line: passed or failed, how the wait ended, and what the profile does not claim."""
+    window = run.get("recoveryWindow")
+    if run.get("healedAfter") is not None:
+        wait = f"healed after {run['healedAfter']:.0f} s of the profile's {window:g} s window"
+    else:
+        wait = f"judged after the whole {window:g} s recovery window"
+    line = f"oracle: {'PASSED' if j.passed else 'FAILED'} ({wait})"
+    if not j.passed:
+        line += f"; {len(j.violations)} violations: " + ", ".join(f"{k}={n}" for k, n in violation_counts(j).items())
+    if j.unclaimed:
+        line += "; not claimed by the CSMS profile (not judged): " + ", ".join(
+            f"{k}={n}" for k, n in sorted(j.unclaimed.items())
+        )
+    return line
+
+
 def summary_text(j: Judgement, *, run: Mapping[str, Any], limit: int = 200) -> str:
     head = [
-        f"oracle: {'PASSED' if j.passed else 'FAILED'}  run {run.get('run')}  "
-        f"checked {', '.join(f'{k}={v}' for k, v in j.checked.items())}",
-        f"recovery window {run.get('recoveryWindow')} s from t={run.get('recoveryFrom')}, "
+        verdict_line(j, run=run),
+        f"run {run.get('run')}, checked {', '.join(f'{k}={v}' for k, v in j.checked.items())}",
+        f"CSMS profile {run.get('profileName')!r} ({run.get('csmsProfile')}); recovery window "
+        f"{run.get('recoveryWindow')} s from t={run.get('recoveryFrom')}, judged with {run.get('judgedWindow')} s",
         f"{run.get('chargePoints')} charge points, traces: {', '.join(run.get('traces', []))}",
     ]
     if j.passed:

@@ -18,6 +18,7 @@ code: non-zero when a request failed or the oracle found a violation
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import signal
@@ -29,8 +30,9 @@ import time
 from pathlib import Path
 
 from scenarios.embedded import Timings, start_embedded
+from scenarios.profile import CLAIMS, CsmsProfile
 
-__all__ = ["main", "LOAD_TIMINGS", "DEFAULT_FAULTS"]
+__all__ = ["main", "LOAD_TIMINGS", "DEFAULT_FAULTS", "profile_for", "profile_toml"]
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 
@@ -46,6 +48,34 @@ LOAD_TIMINGS = Timings(
     call_timeout=10.0,
 )
 RECOVERY_MARGIN = 8.0  # s on top of the slowest healing path: the CSMS is busy, its sweeps run late
+
+
+def profile_for(timings: Timings, *, margin: float = RECOVERY_MARGIN) -> CsmsProfile:
+    """What `csms serve` started with these timings promises: the profile the oracle judges it by."""
+    return CsmsProfile(
+        name="unstuck (loadtests.run, load timings)",
+        offline_after=timings.offline_after,
+        orphan_grace=timings.orphan_grace,
+        status_grace=timings.status_grace,
+        sweep_interval=timings.maintenance_interval,
+        recovery_window=timings.recovery_window + margin,
+        call_timeout=timings.call_timeout,
+        live_evidence=timings.live_evidence,
+        reservation_timeout=timings.reservation_timeout_minutes * 60,
+        status_freshness=timings.freshness_minutes * 60,
+        claims=frozenset(CLAIMS),
+    )
+
+
+def profile_toml(profile: CsmsProfile) -> str:
+    """The profile as a file `--csms-profile` reads (scenarios/profile.py's format)."""
+    shown = profile.to_json()
+    lines = [f"name = {json.dumps(profile.name)}", "", "[timings]  # seconds"]
+    lines += [f"{key} = {float(value)!r}" for key, value in shown["timings"].items()]
+    lines += ["", "[claims]"]
+    lines += [f"{claim} = {'true' if claim in profile.claims else 'false'}" for claim in CLAIMS]
+    return "\n".join(lines) + "\n"
+
 
 # Faults a CSMS must heal by itself (or that change nothing it may report): the default mix.
 # silent_connector is left out: with ignore_trigger=true it makes a reboot's lost transaction
@@ -119,10 +149,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--csms-arg", action="append", default=[], help="extra `csms serve` argument (repeatable)")
     p.add_argument("--connectors", type=int, default=2)
     p.add_argument(
+        "--csms-profile",
+        default=None,
+        metavar="FILE",
+        help="the CSMS profile the oracle judges by (default: REPORT/csms_profile.toml, written from the timings "
+        f"this CSMS is started with; its recovery window is their slowest healing path + {RECOVERY_MARGIN:g} s)",
+    )
+    p.add_argument(
         "--recovery-window",
         type=float,
         default=None,
-        help=f"s (default: the CSMS's slowest healing path + {RECOVERY_MARGIN:g})",
+        help="s the CSMS gets to heal, instead of the profile's recovery window",
     )
     p.add_argument("locust_args", nargs="*", help="after --: more locust arguments")
     return p
@@ -137,12 +174,17 @@ def main(argv: list[str] | None = None) -> int:
         report / "load.html",
         report / "oracle_summary.json",
         report / "oracle_summary.txt",
+        report / "csms_profile.toml",
     ]:
         stale.unlink(missing_ok=True)
+    if args.csms_profile:
+        profile_path = Path(args.csms_profile).resolve()
+    else:
+        profile_path = report / "csms_profile.toml"
+        profile_path.write_text(profile_toml(profile_for(LOAD_TIMINGS)), encoding="utf-8")
     tmp = Path(tempfile.mkdtemp(prefix="unstuck-load-"))
     db_url = args.db or f"sqlite:///{tmp / 'csms.db'}"
     faults = [] if args.no_faults else (args.fault if args.fault is not None else list(DEFAULT_FAULTS))
-    window = args.recovery_window or LOAD_TIMINGS.recovery_window + RECOVERY_MARGIN
     print(
         f"[loadtest] starting csms serve ({'fresh SQLite in ' + str(tmp) if not args.db else args.db}); "
         f"its log will be {report / 'csms.log'}",
@@ -162,8 +204,9 @@ def main(argv: list[str] | None = None) -> int:
         ep.token,
         "--connectors",
         str(args.connectors),
-        "--recovery-window",
-        f"{window:g}",
+        "--csms-profile",
+        str(profile_path),
+        *(["--recovery-window", f"{args.recovery_window:g}"] if args.recovery_window is not None else []),
         "--report-dir",
         str(report),
         *[f"--fault={f}" for f in faults],
@@ -223,14 +266,14 @@ def main(argv: list[str] | None = None) -> int:
                 )
             print(
                 f"[loadtest] locust: 1 master + {args.workers} workers, {args.users} users, {args.time}; "
-                f"recovery window {window:g} s",
+                f"CSMS profile {profile_path}",
                 flush=True,
             )
             rc = master.wait()
         else:
             print(
                 f"[loadtest] locust: {args.users} users at {args.rate:g}/s for {args.time}; "
-                f"recovery window {window:g} s",
+                f"CSMS profile {profile_path}",
                 flush=True,
             )
             rc = subprocess.call(head)
@@ -258,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
             f"one core, recovery window included), peak RSS {usage[1]:.0f} MB",
             flush=True,
         )
-    for name in ("load_stats.csv", "load.html", "oracle_summary.json", "oracle_summary.txt"):
+    for name in ("load_stats.csv", "load_failures.csv", "load.html", "oracle_summary.json", "oracle_summary.txt"):
         path = report / name
         print(f"[loadtest]   {path}{'' if path.exists() else '  (missing)'}", flush=True)
     return rc
