@@ -27,10 +27,14 @@ examples:
   unstuck-scenarios run chaos_under_load --profile full --db postgresql+psycopg://postgres@127.0.0.1:5432/test
   unstuck-scenarios run unclosed_transaction --csms-arg=--orphan-grace-seconds=0   # watch it fail
   unstuck-scenarios run -- -x -k "unlock"              # pytest options after --
-  # judge a CSMS that is already running (yours: an adapter and a profile of what it promises)
+  # a CSMS that is already running: ours (`make serve`: its default timings take minutes to heal) ...
   unstuck-scenarios run --csms-url ws://127.0.0.1:9000/ocpp --api-url http://127.0.0.1:8000 --api-token TOKEN \\
-      --adapter path/to/their_adapter.py:TheirAdapter --csms-profile their.toml
-  unstuck-scenarios run --scenarios path/to/our_scenarios      # a team's own scenario folder
+      --csms-profile scenarios/profiles/unstuck-serve.toml
+  # ... or yours: an adapter (a file or a module) and a profile of what it promises (as tests/foreign/ does)
+  unstuck-scenarios run --csms-url ws://127.0.0.1:9100/ocpp --api-url http://127.0.0.1:9101 --api-token TOKEN \\
+      --adapter tests/foreign/plaincsms_adapter.py:PlainCsmsAdapter --csms-profile tests/foreign/plaincsms.toml
+  unstuck-scenarios list --scenarios docs/examples/scenarios   # a team's own scenario folder
+  unstuck-scenarios run --scenarios docs/examples/scenarios
 
 Reports go to --report DIR (default reports/): report.html, summary.json, junit.xml, traces/*.jsonl.
 Exit status 0 when no scenario failed ("not claimed" ones do not fail a run).

@@ -43,7 +43,7 @@ def scenario(
     full_s: float | None = None,
     needs: Sequence[str] = (),
 ) -> Callable[[F], F]:
-    """Mark a test function as a scenario (its module name is its name).
+    """Mark a test function as a scenario (its module name is its name, without a `test_` in front).
 
     `needs`: the profile claims it cannot run without; against a CSMS whose profile lacks one,
     the scenario is reported "not claimed" instead of run.
@@ -55,7 +55,7 @@ def scenario(
         raise ValueError(f"@scenario(needs=...): unknown claim(s) {unknown}; known: {list(CLAIMS)}")
 
     def mark(fn: F) -> F:
-        name = fn.__module__.rsplit(".", 1)[-1]
+        name = fn.__module__.rsplit(".", 1)[-1].removeprefix("test_")  # test_x.py, as pytest collects it, is x
         fn.scenario_info = ScenarioInfo(  # type: ignore[attr-defined]
             name, code, purpose, seed, quick_s, full_s if full_s is not None else quick_s, needs=tuple(needs)
         )
@@ -81,7 +81,7 @@ def catalogue(folder: Path | None = None) -> list[ScenarioInfo]:
         module = _import(root, path)
         for value in vars(module).values():
             info = info_of(value)
-            if info is not None and info.name == path.stem:
+            if info is not None and info.name == path.stem.removeprefix("test_"):
                 out.append(replace(info, path=path))
     return out
 

@@ -750,3 +750,43 @@ def test_a_trigger_ignoring_connector_that_lost_its_stop_is_excused(loss):
     assert not _blinded(tl, "CP1", 1, 1.0)  # before the loss: the CSMS could still have known
     tl.connector("CP1", 1).faults[0] = FaultMark(0.1, "silent_connector", 1, {"ignore_trigger": False})
     assert not _blinded(tl, "CP1", 1, 5.0)  # a connector that answers triggers can be asked
+
+
+# ------------------------------------------------------------------ claims
+def test_what_the_profile_does_not_claim_is_counted_not_failed():
+    b = idle_from(10.0)
+    busy = [sample(t, BUSY) for t in (15.0, 16.0)]
+    claimed = judged(b, busy, claims=frozenset({"occupancy"}), **BUSY_ONLY)
+    assert [v.kind for v in claimed.violations] == ["falsely_busy"] and claimed.unclaimed == {}
+    unclaimed = judged(b, busy, claims=frozenset({"transactions"}), **BUSY_ONLY)
+    assert unclaimed.passed and unclaimed.unclaimed == {"falsely_busy": 1}
+    assert judged(b, busy, **BUSY_ONLY).violations == claimed.violations  # no profile: everything is claimed
+
+
+def test_a_dropped_charger_is_judged_whatever_the_profile_claims():
+    v = Violation("dropped_charger", "CP1", 0, "closed")
+    assert v.claimed_by is None
+    j = judged(idle_from(10.0), answers=(v,), claims=frozenset(), **BUSY_ONLY)
+    assert [x.kind for x in j.violations] == ["dropped_charger"]
+
+
+def test_wrong_answers_are_judged_by_their_own_claim_and_each_stands_alone():
+    answers = (
+        Violation("wrong_answer", "CP1", 1, "start refused on a free connector"),
+        Violation("wrong_answer", "CP1", 1, "unlock ended nothing", claim="unlock_cleanup"),
+        Violation("wrong_answer", "CP1", 1, "a second wrong answer on the same connector"),
+    )
+    everything = judged(idle_from(10.0), answers=answers, **BUSY_ONLY)
+    assert [v.message for v in everything.violations] == [a.message for a in answers]  # not merged
+    j = judged(idle_from(10.0), answers=answers, claims=frozenset({"occupancy"}), **BUSY_ONLY)
+    assert [v.message for v in j.violations] == [answers[0].message, answers[2].message]
+    assert j.unclaimed == {"wrong_answer": 1}
+    assert j.violations[0].to_json()["claim"] is None and answers[1].to_json()["claim"] == "unlock_cleanup"
+
+
+def test_every_kind_names_its_claim():
+    from scenarios.oracle import KIND_CLAIMS
+    from scenarios.profile import CLAIMS
+
+    assert set(KIND_CLAIMS) == set(KINDS)
+    assert {c for c in KIND_CLAIMS.values() if c is not None} <= set(CLAIMS)

@@ -15,7 +15,8 @@ def test_the_default_profile_is_the_embedded_csms_timings():
     p, t = load_profile(), Timings()
     assert p.source.endswith("unstuck.toml") and p.claims == frozenset(CLAIMS)
     assert p.offline_after == t.offline_after
-    assert (p.orphan_grace, p.status_grace, p.sweep_interval) == (t.orphan_grace, t.status_grace, t.maintenance_interval)
+    assert (p.orphan_grace, p.status_grace) == (t.orphan_grace, t.status_grace)
+    assert p.sweep_interval == t.maintenance_interval
     assert p.recovery_window == t.recovery_window
     assert (p.call_timeout, p.live_evidence) == (t.call_timeout, t.live_evidence)
     assert p.reservation_timeout == t.reservation_timeout_minutes * 60
@@ -35,7 +36,8 @@ def test_the_serve_profile_is_csms_serve_with_its_defaults():
         call_timeout=d.call_timeout_seconds,
     )
     assert p.offline_after == t.offline_after and p.recovery_window == t.recovery_window
-    assert (p.orphan_grace, p.status_grace, p.sweep_interval) == (t.orphan_grace, t.status_grace, t.maintenance_interval)
+    assert (p.orphan_grace, p.status_grace) == (t.orphan_grace, t.status_grace)
+    assert p.sweep_interval == t.maintenance_interval
     assert (p.call_timeout, p.live_evidence) == (d.call_timeout_seconds, d.live_evidence_seconds)
     assert p.reservation_timeout == d.reservation_timeout_minutes * 60
     assert p.status_freshness == d.freshness_minutes * 60
