@@ -41,7 +41,7 @@ from ocpp.v16 import call
 
 from tests.simulator.libcsms import LibCentral
 
-__all__ = ["serve_api", "call_payload", "result_json", "main"]
+__all__ = ["VERSION", "serve_api", "call_payload", "result_json", "main"]
 
 VERSION = f"ocpp {version('ocpp')}"  # the library is the whole central system
 
@@ -72,7 +72,10 @@ class _Api(BaseHTTPRequestHandler):
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
-        self.wfile.write(data)
+        try:
+            self.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):  # the client gave up (a cancelled scenario): its loss
+            self.close_connection = True
 
     def _authorized(self) -> bool:
         given = self.headers.get("Authorization", "")

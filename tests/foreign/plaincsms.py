@@ -27,7 +27,8 @@ Its rules are its own, and not unstuck's:
   An accepted start is a "request"; the next StartTransaction on that connector
   with that idTag (within 2 minutes) is linked to it, and remote stop names it.
 - Unlock sends UnlockConnector; answered Unlocked, it closes the transaction
-  still open on that connector (reason "Unlocked", meterStop as for an orphan).
+  still open on that connector (reason "Unlocked", meterStop as for an orphan),
+  and reports the transaction that was open before it and is closed now.
 - No charging sessions, tariffs, fees or reservations.
 
     python -m tests.foreign.plaincsms --ocpp-port 0 --api-port 0 --token T
@@ -41,7 +42,8 @@ REST (Bearer token; JSON; errors are {"error": <its code>, "message": ...}):
     POST /api/start {"chargePoint", "connector", "idTag"}  200 {"requestId"} | 409 connector_in_use
          | 503 charger_not_connected | 422 charger_rejected | 504 charger_timeout {"requestId"} | 502 charger_error
     POST /api/stop {"requestId"} or {"transactionId"}      200 | 404 not_found | 409 not_started | 422 | 503 | 504
-    POST /api/unlock {"chargePoint", "connector"}    200 {"status", "closedTransactions", "closedRequests"} | 503 | 504
+    POST /api/unlock {"chargePoint", "connector"}    200 {"status", "closedTransactions": [{"transactionId",
+         "stopReason"}], "closedRequests": [start request ids]} | 503 | 504 | 502
     GET  /api/transactions?prefix=P                  every transaction, open or closed
 """
 
@@ -401,15 +403,16 @@ class PlainCsms:
             raise ApiError(422, "charger_rejected", f"{tx.cp} answered {res.status}")
 
     async def unlock(self, cp: str, connector: int) -> dict[str, Any]:
+        """UnlockConnector; the transaction open before it is reported closed if it ended meanwhile (a 1.6
+        charger sends StopTransaction UnlockCommand first) or is closed here on an Unlocked answer."""
+        before = self.open_on(cp, connector)
         res = await self._ask(cp, call.UnlockConnector(connector_id=connector))
-        closed: list[Transaction] = []
-        tx = self.open_on(cp, connector)
-        if res.status == "Unlocked" and tx is not None:
-            self._close(tx, tx.estimate(), "Unlocked")
-            closed.append(tx)
+        if res.status == "Unlocked" and before is not None and before.open:
+            self._close(before, before.estimate(), "Unlocked")
+        closed = [before] if before is not None and not before.open else []
         return {
             "status": res.status,
-            "closedTransactions": [t.id for t in closed],
+            "closedTransactions": [{"transactionId": t.id, "stopReason": t.stop_reason} for t in closed],
             "closedRequests": [t.request_id for t in closed if t.request_id is not None],
         }
 

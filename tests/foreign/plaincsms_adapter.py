@@ -12,8 +12,8 @@ The translation:
   StartTransaction that follows to it), refusals mapped onto `Outcome` (table below).
 - stop: `POST /api/stop {"requestId"}`.
 - unlock: `POST /api/unlock`; `cleaned_sessions` are the start requests whose
-  transactions the unlock closed (it closes one only when the charger answered
-  Unlocked), `warnings` name the transactions. Its profile claims no
+  transactions the unlock ended (the charger's own StopTransaction UnlockCommand,
+  or its close on an Unlocked answer), `warnings` name the transactions. Its profile claims no
   unlock_cleanup: it keeps no sessions and ends no start that never began.
 - transactions: `GET /api/transactions?prefix=`; no sessions (`session` is None).
 - session, reserve, create_reservation: NotSupportedError (it has neither).
@@ -65,6 +65,11 @@ class PlainCsmsAdapter:
 
     async def aclose(self) -> None:
         await self._http.aclose()
+
+    async def describe(self) -> dict[str, Any]:
+        """Its /health (name, version): the report's header names the CSMS judged."""
+        body = (await self._http.get("/health")).json()
+        return {k: body[k] for k in ("name", "version") if k in body}
 
     async def _get(self, path: str, **params: Any) -> Any:
         res = await self._http.get(path, params=params)
@@ -133,7 +138,7 @@ class PlainCsmsAdapter:
             cleaned_sessions=tuple(str(r) for r in body.get("closedRequests", [])),
             status=status,
             message=f"the charger answered {body.get('status')}",
-            warnings=tuple(f"transaction {t} closed" for t in closed),
+            warnings=tuple(f"transaction {t['transactionId']} closed ({t['stopReason']})" for t in closed),
         )
 
     async def reserve(self, cp: str, connector: int, id_tag: str, tariff: Decimal) -> StartResult:

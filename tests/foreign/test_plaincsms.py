@@ -153,6 +153,15 @@ async def test_the_adapter_end_to_end(nursery, plaincsms):
     await _until(lambda: fleet["CP0001"].connector_truth(1).transaction_id is None, "the remote stop")
     await fleet["CP0001"].unplug(1)
 
+    await fleet["CP0001"].flush()  # its Available has been answered
+    # An unlock while a car charges: the charger stops it itself (UnlockCommand), and the unlock reports it.
+    second = await adapter.start("CP0001", 1, "APP5", Decimal("0.30"))
+    assert second.accepted, second
+    await _until(lambda: fleet["CP0001"].connector_truth(1).transaction_id is not None, "the third car")
+    charging = await adapter.unlock("CP0001", 1)
+    assert charging.unlocked and charging.cleaned_sessions == (second.session_id,), charging
+    assert charging.warnings[0].endswith("closed (UnlockCommand)"), charging
+
     # LOST0001: the car leaves without a StopTransaction and the charger says nothing; the admin unlocks.
     lost = await adapter.start("LOST0001", 1, "APP7", Decimal("0.30"))
     assert lost.accepted, lost
@@ -163,8 +172,9 @@ async def test_the_adapter_end_to_end(nursery, plaincsms):
     unlocked = await adapter.unlock("LOST0001", 1)
     assert unlocked.unlocked and unlocked.cleaned_sessions == (lost.session_id,), unlocked
 
-    stored = {t.cp: t for t in await adapter.transactions("")}
-    remote, forced = stored["CP0001"], stored["LOST0001"]
+    stored = {(t.cp, t.id_tag): t for t in await adapter.transactions("")}
+    remote, forced = stored[("CP0001", app_tag)], stored[("LOST0001", "APP7")]
+    assert stored[("CP0001", "APP5")].stop_reason == "UnlockCommand"
     assert (remote.connector, remote.id_tag, remote.closed, remote.stop_reason) == (1, app_tag, True, "Remote")
     assert remote.meter_stop is not None and remote.meter_stop > remote.meter_start and remote.session is None
     assert (forced.closed, forced.stop_reason) == (True, "Unlocked")

@@ -64,7 +64,7 @@ from scenarios.adapters.base import (
     UnlockResult,
     Verdict,
 )
-from tests.foreign.libcentral_serve import call_payload, result_json
+from tests.foreign.libcentral_serve import VERSION, call_payload, result_json
 from tests.simulator.libcsms import LibCentral, Started
 
 __all__ = ["LibCsmsAdapter"]
@@ -92,6 +92,7 @@ class _Answer:
 
 
 class _Source(Protocol):
+    async def describe(self) -> dict[str, Any]: ...
     async def pull(self) -> _Batch: ...
     async def call(self, cp: str, action: str, payload: dict[str, Any]) -> _Answer: ...
     async def aclose(self) -> None: ...
@@ -116,6 +117,9 @@ class _InProcess:
 
     async def pull(self) -> _Batch:
         return self.pull_now()
+
+    async def describe(self) -> dict[str, Any]:
+        return {"name": "libcentral (in process)", "version": VERSION}
 
     async def call(self, cp: str, action: str, payload: dict[str, Any]) -> _Answer:
         try:
@@ -144,6 +148,10 @@ class _OverHttp:
             base_url=api_url.rstrip("/"), timeout=timeout, headers={"Authorization": f"Bearer {token}"}
         )
         self._received = self._started = 0
+
+    async def describe(self) -> dict[str, Any]:
+        body = (await self._http.get("/health")).json()
+        return {k: body[k] for k in ("name", "version") if k in body}
 
     async def pull(self) -> _Batch:
         res = await self._http.get(
@@ -221,6 +229,10 @@ class LibCsmsAdapter:
 
     async def aclose(self) -> None:
         await self._source.aclose()
+
+    async def describe(self) -> dict[str, Any]:
+        """The report's header names the CSMS judged (its /health over the network)."""
+        return await self._source.describe()
 
     async def _refresh(self) -> _Book:
         async with self._pulling:
