@@ -251,6 +251,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]):
             "outcome": "passed",
             "duration": 0.0,
             "error": None,
+            "violations": [],
         }
         item.stash[RECORD] = record
     record["duration"] = round(record["duration"] + rep.duration, 2)

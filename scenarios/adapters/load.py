@@ -7,7 +7,6 @@ before anything runs, not the same ImportError in every scenario.
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import inspect
 import sys
 from pathlib import Path
@@ -59,18 +58,18 @@ def _import(spec: str, where: str) -> Any:
         path = Path(where).expanduser().resolve()
         if not path.is_file():
             raise AdapterError(f"--adapter {spec!r}: no file {path}")
-        if str(path.parent) not in sys.path:  # its own siblings import as they would beside it
-            sys.path.insert(0, str(path.parent))
-        module_spec = importlib.util.spec_from_file_location(path.stem, path)
-        if module_spec is None or module_spec.loader is None:
-            raise AdapterError(f"--adapter {spec!r}: {path} is not a Python module")
-        module = importlib.util.module_from_spec(module_spec)
-        sys.modules.setdefault(path.stem, module)
+        # As pytest imports a test file: the folder above its package (or its own folder) goes on the
+        # path and it is imported by its dotted name, so its own imports work as they do beside it.
+        root, dotted = path.parent, [path.stem]
+        while (root / "__init__.py").is_file():
+            dotted.insert(0, root.name)
+            root = root.parent
+        if str(root) not in sys.path:
+            sys.path.insert(0, str(root))
         try:
-            module_spec.loader.exec_module(module)
+            return importlib.import_module(".".join(dotted))
         except Exception as exc:
             raise AdapterError(f"--adapter {spec!r}: importing {path} failed: {exc!r}") from exc
-        return module
     try:
         return importlib.import_module(where)
     except ModuleNotFoundError as exc:

@@ -154,13 +154,17 @@ class UnstuckRestAdapter:
         )
 
 
+# What a refusal without its own code means (docs/harness.md, "Outcome codes").
+_CODE_OF_STATUS = {404: Outcome.UNKNOWN_CHARGER, 403: Outcome.ID_TAG_REJECTED, 504: Outcome.TIMEOUT}
+
+
 def _start_result(res: httpx.Response, id_field: str) -> StartResult:
     try:
         body = res.json()
     except ValueError:
         body = {"message": res.text[:300]}
     data = body.get("data") or {}
-    code = data.get("code") or (Outcome.TIMEOUT if res.status_code == 504 else None)
+    code = data.get("code") or _CODE_OF_STATUS.get(res.status_code)
     return StartResult(
         accepted=res.status_code == 200,
         session_id=data.get(id_field),
