@@ -30,7 +30,6 @@ import logging
 import secrets
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import gevent
@@ -142,14 +141,7 @@ def _on_test_stop(environment: Environment, **_kw: Any) -> None:
         environment.process_exit_code = 2
         shown = webui.status(environment)
         shown.phase, shown.line = webui.ERROR, f"the oracle could not judge this run: {exc!r} (see the log)"
-        environment.events.request.fire(
-            request_type="oracle",
-            name="error",
-            response_time=0,
-            response_length=0,
-            exception=OracleViolationError(f"the oracle could not judge this run: {exc!r}"),
-            context={},
-        )
+        _report_to_locust(environment, [("error", 1, f"the oracle could not judge this run: {exc!r}")])
     finally:
         if isinstance(runner, MasterRunner):
             runner.send_message("unstuck_release")
@@ -340,7 +332,7 @@ def _conclude(environment: Environment) -> None:
         )
         return
     environment.process_exit_code = 1
-    _report_to_locust(environment, judgement, text_path)
+    _report_to_locust(environment, failure_rows(judgement, where=str(text_path)))
     lines = [f"{line} (summary {text_path}):"]
     lines += [f"  {v.kind:<22} {v.cp}/{v.connector}" for v in judgement.violations[:PRINT_LIMIT]]
     if len(judgement.violations) > PRINT_LIMIT:
@@ -370,11 +362,11 @@ class _Progress:
             self.last = (p.elapsed, found)
 
 
-def _report_to_locust(environment: Environment, judgement: Judgement, where: Path) -> None:
-    """Each violation as a failed request of type "oracle", named by its kind: locust's failures table,
-    `--csv`'s `*_failures.csv`, the HTML report and the failure ratio all count them."""
+def _report_to_locust(environment: Environment, rows: list[tuple[str, int, str]]) -> None:
+    """Each (kind, count, message) as `count` failed requests of type "oracle" named by the kind: locust's
+    failures table, `--csv`'s `*_failures.csv`, the HTML report and the failure ratio all count them."""
     fire = environment.events.request.fire
-    for kind, count, message in failure_rows(judgement, where=str(where)):
+    for kind, count, message in rows:
         failure = OracleViolationError(message)
         for _ in range(count):
             fire(

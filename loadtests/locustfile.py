@@ -5,9 +5,11 @@
         --fault drop_stop_transaction=0.05 --fault silent_connector=0.05,ignore_trigger=false \\
         --csv reports/load --html reports/load.html
 
-`make loadtest` starts a CSMS and runs this (loadtests/run.py); `--help` lists the
-options under "unstuck". The users are in loadtests/users.py, the end-of-test
-oracle in loadtests/hooks.py; docs/loadtests.md has the distributed variant.
+`make loadtest` starts a CSMS and runs this (loadtests/run.py). The oracle judges by
+`--csms-profile` (default: `csms serve` with its default timings, as `make serve`
+starts it) and ends its wait early once the CSMS has healed. The users are in
+loadtests/users.py, the end-of-test oracle in loadtests/hooks.py; docs/loadtests.md
+has the options and the distributed variant.
 """
 
 from locust import events

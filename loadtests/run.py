@@ -9,10 +9,12 @@ It starts `csms serve` the way the scenarios do (scenarios/embedded.py: a
 subprocess on free ports, a fresh SQLite file in a temporary folder unless --db,
 `--allow-unknown-chargers`, an admin token, maintenance timings shortened to
 seconds; plus lab mode where the CSMS has it: any id tag, no cap on charge points
-registered at boot), runs `locust -f loadtests/locustfile.py --headless` with `--csv
-REPORT/load --html REPORT/load.html`, stops the CSMS and exits with locust's exit
-code: non-zero when a request failed or the oracle found a violation
-(REPORT/oracle_summary.txt says which).
+registered at boot), writes what those timings promise as REPORT/csms_profile.toml
+(the oracle's recovery window and claims; `--csms-profile` to judge by another), runs
+`locust -f loadtests/locustfile.py --headless` with `--csv REPORT/load --html
+REPORT/load.html`, stops the CSMS and exits with locust's exit code: non-zero when a
+request failed or the oracle found a violation (each is an "oracle" failure in
+locust's reports; REPORT/oracle_summary.txt has the details).
 """
 
 from __future__ import annotations
