@@ -29,7 +29,8 @@ SLOW_TIER = frozenset(
         "tests/e2e/test_database_outage.py",  # a private PostgreSQL stopped and continued
         "tests/loadtests/test_locust_run.py",
         "tests/scenarios/test_team_scenarios.py",  # three runs of a team folder, each with its own CSMS
-        "tests/scenarios/test_foreign_catalogue.py",  # the whole catalogue against two foreign CSMSs
+        "tests/scenarios/test_foreign_libcentral.py",  # the whole catalogue against a foreign CSMS
+        "tests/scenarios/test_foreign_plaincsms.py",  # ... and another
     }
 )
 
