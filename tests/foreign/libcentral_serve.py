@@ -49,7 +49,7 @@ VERSION = f"ocpp {version('ocpp')}"  # the library is the whole central system
 def call_payload(action: str, payload: dict[str, Any]) -> Any:
     """The library's `call.<action>` dataclass for a camelCase payload (KeyError for an unknown action)."""
     cls = getattr(call, action, None)
-    if cls is None or not dataclasses.is_dataclass(cls):
+    if not isinstance(cls, type) or not dataclasses.is_dataclass(cls):
         raise KeyError(action)
     return cls(**camel_to_snake_case(payload))
 

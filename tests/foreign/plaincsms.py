@@ -78,6 +78,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
+from websockets.typing import Subprotocol
 
 __all__ = ["PlainCsms", "occupancy", "is_orphan", "main"]
 
@@ -555,11 +556,12 @@ async def run(ocpp_port: int, api_port: int, token: str) -> None:
     config.accesslog = None
     config.errorlog = logging.getLogger("plaincsms.http")
     async with websockets.serve(
-        csms.on_connect, "127.0.0.1", ocpp_port, subprotocols=["ocpp1.6"], ping_interval=None
+        csms.on_connect, "127.0.0.1", ocpp_port, subprotocols=[Subprotocol("ocpp1.6")], ping_interval=None
     ) as server:
         ports = server.sockets[0].getsockname()[1], api_sock.getsockname()[1]
         sweeper = asyncio.create_task(csms.sweeper())
-        api = asyncio.create_task(hypercorn_serve(build_app(csms, token), config, shutdown_trigger=stop.wait))
+        app: Any = build_app(csms, token)  # an ASGI app; hypercorn's type names its own protocol types
+        api = asyncio.create_task(hypercorn_serve(app, config, shutdown_trigger=stop.wait))
         print(json.dumps({"ocpp_url": f"ws://127.0.0.1:{ports[0]}/ocpp", "api_url": f"http://127.0.0.1:{ports[1]}"}))
         sys.stdout.flush()
         await stop.wait()

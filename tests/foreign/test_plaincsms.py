@@ -86,7 +86,8 @@ def plaincsms() -> Iterator[ForeignCsms]:
 
 
 async def _fleet(nursery: trio.Nursery, url: str) -> Fleet:
-    """CP0001 rejects remote starts on connector 2; LOST0001 drops every StopTransaction and then says nothing."""
+    """CP0001 answers after 0.4 s and rejects remote starts on connector 2; LOST0001 drops every
+    StopTransaction and then says nothing."""
     lost = tuple(parse_fault_option(f) for f in ("drop_stop_transaction=1,available=false",))
     spec = FleetSpec(
         seed=2,
@@ -95,7 +96,10 @@ async def _fleet(nursery: trio.Nursery, url: str) -> Fleet:
                 prefix="CP",
                 connectors=2,
                 config={"MeterValueSampleInterval": "1"},
-                faults=(parse_fault_option("reject_remote_start=1,connectors=2"),),
+                faults=(
+                    parse_fault_option("reject_remote_start=1,connectors=2"),
+                    parse_fault_option("slow_responses=1,min=0.4,max=0.4"),  # starts at once overlap for sure
+                ),
             ),
             GroupSpec(prefix="LOST", connectors=1, config={"MeterValueSampleInterval": "1"}, faults=lost),
         ),
