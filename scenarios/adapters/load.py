@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -70,6 +71,8 @@ def _import(spec: str, where: str) -> Any:
             return importlib.import_module(".".join(dotted))
         except Exception as exc:
             raise AdapterError(f"--adapter {spec!r}: importing {path} failed: {exc!r}") from exc
+    if os.getcwd() not in sys.path:  # as `python -m` would: a module in the folder you run from imports
+        sys.path.insert(0, os.getcwd())
     try:
         return importlib.import_module(where)
     except ModuleNotFoundError as exc:

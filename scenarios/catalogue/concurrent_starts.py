@@ -26,7 +26,7 @@ N = 5
     seed="000 Problem Statement: 'Charging gun is already in use'; 001 Payments/Create unique index, "
     "lingering reservation",
     quick_s=4,
-    needs=("remote_start", "reservations"),
+    needs=("remote_start",),
 )
 async def test_concurrent_starts(fleet, oracle, csms):
     f = await fleet("accept_remote_start_never_start=1,connectors=2", connectors=2)
@@ -55,12 +55,13 @@ async def test_concurrent_starts(fleet, oracle, csms):
         if r.accepted:  # granted: from now on the connector is the payer's (busy since the ask is no fault)
             oracle.hold(cp, 2, oracle.now(), asked=asked)
 
-    async with trio.open_nursery() as n:  # five payers, the same second
-        for k in range(1, N + 1):
-            n.start_soon(reserve, k)
+    if oracle.profile.claims_all("reservations"):  # a CSMS without them is judged on the starts alone
+        async with trio.open_nursery() as n:  # five payers, the same second
+            for k in range(1, N + 1):
+                n.start_soon(reserve, k)
     paid = [r for r in reservations.values() if r.accepted]
     turned_away = [r for r in reservations.values() if not r.accepted]
-    oracle.note(
+    oracle.note(  # (none asked of a CSMS whose profile claims no reservations)
         f"{N} simultaneous paid reservations on connector 2: {len(paid)} granted, refused: "
         f"{sorted({f'{r.status} {r.code} {list(r.reasons)}' for r in turned_away})}"
     )
@@ -74,20 +75,21 @@ async def test_concurrent_starts(fleet, oracle, csms):
         cp=cp,
         connector=1,
     )
-    oracle.expect(
-        len(paid) == 1,
-        f"{len(paid)} of {N} simultaneous paid reservations granted, one must be: {reservations}",
-        claim="reservations",
-        cp=cp,
-        connector=2,
-    )
-    oracle.expect(
-        all(r.code == Outcome.CONNECTOR_BUSY for r in turned_away),
-        f"a simultaneous reservation was refused for another reason than busy: {reservations}",
-        claim="reservations",
-        cp=cp,
-        connector=2,
-    )
+    if oracle.profile.claims_all("reservations"):
+        oracle.expect(
+            len(paid) == 1,
+            f"{len(paid)} of {N} simultaneous paid reservations granted, one must be: {reservations}",
+            claim="reservations",
+            cp=cp,
+            connector=2,
+        )
+        oracle.expect(
+            all(r.code == Outcome.CONNECTOR_BUSY for r in turned_away),
+            f"a simultaneous reservation was refused for another reason than busy: {reservations}",
+            claim="reservations",
+            cp=cp,
+            connector=2,
+        )
     await oracle.wait(3.0)  # the payer's car never comes: only the reservation holds connector 2
     # Never free while a car charges (connector 1) or a granted reservation holds it (connector 2).
     await oracle.judge(window=2.0)
