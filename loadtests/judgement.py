@@ -42,7 +42,6 @@ __all__ = [
     "TraceTail",
     "judge_load",
     "failure_rows",
-    "violation_counts",
     "summary",
     "verdict_line",
     "summary_text",
@@ -201,13 +200,6 @@ def judge_load(
 
 
 # ------------------------------------------------------------------------------ pure: the summary
-def violation_counts(j: Judgement) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for v in j.violations:
-        counts[v.kind] = counts.get(v.kind, 0) + 1
-    return counts
-
-
 def failure_rows(j: Judgement, *, where: str = "oracle_summary.txt") -> list[tuple[str, int, str]]:
     """(kind, count, message) per violation kind: one locust failure row each, `count` occurrences.
 
@@ -215,7 +207,7 @@ def failure_rows(j: Judgement, *, where: str = "oracle_summary.txt") -> list[tup
     """
     return [
         (kind, n, f"{KINDS.get(kind, kind)} ({n} {'finding' if n == 1 else 'findings'}; see {where})")
-        for kind, n in violation_counts(j).items()
+        for kind, n in j.counts().items()
     ]
 
 
@@ -223,7 +215,7 @@ def summary(j: Judgement, *, run: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "passed": j.passed,
         "checked": j.checked,
-        "violationCounts": violation_counts(j),
+        "violationCounts": j.counts(),
         "notClaimed": dict(j.unclaimed),
         "violations": [v.to_json() for v in j.violations],
         "run": dict(run),
@@ -240,7 +232,7 @@ def verdict_line(j: Judgement, *, run: Mapping[str, Any]) -> str:
         wait = f"judged after the whole {window:g} s recovery window"
     line = f"oracle: {'PASSED' if j.passed else 'FAILED'} ({wait})"
     if not j.passed:
-        line += f"; {len(j.violations)} violations: " + ", ".join(f"{k}={n}" for k, n in violation_counts(j).items())
+        line += f"; {len(j.violations)} violations: " + ", ".join(f"{k}={n}" for k, n in j.counts().items())
     if j.unclaimed:
         line += "; not claimed by the CSMS profile (not judged): " + ", ".join(
             f"{k}={n}" for k, n in sorted(j.unclaimed.items())

@@ -88,13 +88,6 @@ def elapsed_window(samples: Sequence[Sample], recovery_from: float) -> float:
     return max(0.0, min(s.t for s in samples) - recovery_from)
 
 
-def counts(j: Judgement) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for v in j.violations:
-        out[v.kind] = out.get(v.kind, 0) + 1
-    return out
-
-
 def wait_and_judge(
     *,
     look: Callable[[], Look],
@@ -123,4 +116,4 @@ def wait_and_judge(
         j = judge(seen, elapsed)
         if j.passed:
             return Recovery(j, window, elapsed, True, looks, seen)
-        progress(Progress(elapsed, window, counts(j), next_step(clock(), recovery_from, window, poll).at))
+        progress(Progress(elapsed, window, j.counts(), next_step(clock(), recovery_from, window, poll).at))

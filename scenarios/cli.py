@@ -8,6 +8,7 @@ anything after `--` goes to pytest unchanged.
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 from importlib.metadata import entry_points
@@ -150,7 +151,7 @@ def _folder(given: str | None) -> Path | None:
 
 
 def _list(profile: str, folder: Path | None) -> int:
-    items = catalogue(folder)
+    items = _catalogue(folder)
     if not items:
         print(f"no @scenario-decorated tests in {folder or CATALOGUE_DIR}")
         return 1
@@ -172,23 +173,17 @@ def check(args: argparse.Namespace) -> None:
             load_adapter_class(args.adapter)
     except (ProfileError, AdapterError) as exc:
         raise SystemExit(f"unstuck-scenarios: {exc}") from None
-    if args.csms_url and not (args.api_url and (args.api_token or _env_token())):
-        raise SystemExit("unstuck-scenarios: --csms-url needs --api-url and --api-token (or UNSTUCK_API_TOKEN)")
-
-
-def _env_token() -> str | None:
-    import os
-
-    return os.environ.get("UNSTUCK_API_TOKEN")
 
 
 def _plugin_installed() -> bool:
     """Installed, pytest loads the plugin through its entry point; `-p` would load it twice."""
+    if os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD"):
+        return False
     return any(ep.value == "scenarios.plugin" for ep in entry_points(group="pytest11"))
 
 
-def rerun_command(args: argparse.Namespace) -> str:
-    """This run's command line without the scenario names: add one to rerun it exactly (the token stays out)."""
+def rerun_command(args: argparse.Namespace, rest: list[str], names: list[str]) -> str:
+    """This run's command line with `names` in place of the run's own (the token stays out of it)."""
     parts = ["unstuck-scenarios", "run", "--profile", args.profile, "--seed", str(args.seed)]
     for flag, value in (
         ("--scenarios", args.scenarios),
@@ -207,12 +202,20 @@ def rerun_command(args: argparse.Namespace) -> str:
     line = shlex.join(parts)
     if args.csms_url:  # the token is a secret: the line names where it comes from
         line += ' --api-token "$UNSTUCK_API_TOKEN"'
-    return line
+    line += "".join(f" {n}" if n == "{name}" else f" {shlex.quote(n)}" for n in names)
+    return line + (" -- " + shlex.join(rest) if rest else "")
+
+
+def _catalogue(folder: Path | None) -> list:
+    try:
+        return catalogue(folder)
+    except ValueError as exc:
+        raise SystemExit(f"unstuck-scenarios: {exc}") from None
 
 
 def pytest_args(args: argparse.Namespace, rest: list[str]) -> list[str]:
     folder = _folder(args.scenarios)
-    known = {i.name: i for i in catalogue(folder)}
+    known = {i.name: i for i in _catalogue(folder)}
     unknown = [n for n in args.names if n not in known]
     if unknown:
         where = f" in {folder}" if folder else ""
@@ -262,7 +265,8 @@ def pytest_args(args: argparse.Namespace, rest: list[str]) -> list[str]:
     ):
         if value is not None:
             out += [flag, str(value)]
-    out += ["--rerun-command", rerun_command(args)]
+    out += ["--rerun-command", rerun_command(args, rest, ["{name}"])]
+    out += ["--rerun-run", rerun_command(args, rest, args.names)]
     jobs = min(args.jobs, len(paths) if args.names else args.jobs)
     if jobs > 1:
         out += ["-n", str(jobs), "--dist", "load"]

@@ -6,12 +6,12 @@ them next to each result.
 
 from __future__ import annotations
 
-import importlib
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
+
+from .importing import import_file
 
 __all__ = ["ScenarioInfo", "scenario", "catalogue", "CATALOGUE_DIR", "info_of"]
 
@@ -71,24 +71,23 @@ def info_of(fn: Any) -> ScenarioInfo | None:
 def catalogue(folder: Path | None = None) -> list[ScenarioInfo]:
     """Every scenario in `folder` (default: ours, scenarios/catalogue), by file name; imports, runs nothing.
 
-    A team's own folder is imported as pytest would (its folder on sys.path, each file by its name).
+    A team's own folder (and its subfolders) is imported as pytest imports it (scenarios/importing.py).
     """
     root = (folder or CATALOGUE_DIR).resolve()
     out = []
-    for path in sorted(root.glob("*.py")):
+    for path in sorted(root.rglob("*.py")):
         if path.name.startswith("_") or path.name == "conftest.py":
             continue
-        module = _import(root, path)
-        for value in vars(module).values():
-            info = info_of(value)
-            if info is not None and info.name == path.stem.removeprefix("test_"):
-                out.append(replace(info, path=path))
+        module = import_file(path)
+        found = [
+            (key, info)
+            for key, value in vars(module).items()
+            if (info := info_of(value)) is not None and info.name == path.stem.removeprefix("test_")
+        ]
+        if len(found) > 1:
+            raise ValueError(
+                f"{path}: one @scenario test per module ({', '.join(key for key, _ in found)}); put each in a "
+                "file of its own (parametrize one for cases)"
+            )
+        out += [replace(info, path=path) for _, info in found]
     return out
-
-
-def _import(root: Path, path: Path) -> Any:
-    if root == CATALOGUE_DIR.resolve():
-        return importlib.import_module(f"scenarios.catalogue.{path.stem}")
-    if str(root) not in sys.path:
-        sys.path.insert(0, str(root))
-    return importlib.import_module(path.stem)

@@ -240,6 +240,13 @@ class Judgement:
     def passed(self) -> bool:
         return not self.violations
 
+    def counts(self) -> dict[str, int]:
+        """Violations per kind, in the order found."""
+        out: dict[str, int] = {}
+        for v in self.violations:
+            out[v.kind] = out.get(v.kind, 0) + 1
+        return out
+
 
 def expected_fee(energy_wh: int, tariff: Decimal) -> Decimal:
     """Wh / 1000 x tariff per kWh, half up to the cent: the rule of csms/core/billing.py, restated."""

@@ -30,7 +30,6 @@ import pytest
 
 from .adapters.base import CsmsAdapter, NotSupportedError
 from .adapters.load import AdapterError, load_adapter_class
-from .adapters.unstuck_rest import UnstuckRestAdapter
 from .embedded import CsmsEndpoint, Timings, start_embedded
 from .meta import info_of
 from .profile import CsmsProfile, NotClaimed, ProfileError, load_profile
@@ -72,8 +71,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="TOML file of what the CSMS under test promises: timings and claims "
         "(default: scenarios/profiles/unstuck.toml, our embedded CSMS's)",
     )
-    # Set by `unstuck-scenarios run`: its own command line, which reruns a scenario given its name.
+    # Set by `unstuck-scenarios run`: its command line with `{name}` where a scenario's name goes (reruns one
+    # scenario), and the whole run's own line.
     g.addoption("--rerun-command", default=None, help=argparse.SUPPRESS)
+    g.addoption("--rerun-run", default=None, help=argparse.SUPPRESS)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -87,6 +88,9 @@ def pytest_configure(config: pytest.Config) -> None:
         config._scenario_adapter = load_adapter_class(spec) if spec else None  # type: ignore[attr-defined]
     except (ProfileError, AdapterError) as exc:
         raise pytest.UsageError(str(exc)) from None
+    opt = config.getoption
+    if opt("csms_url") and not (opt("api_url") and opt("api_token")):
+        raise pytest.UsageError("--csms-url needs --api-url and --api-token (or UNSTUCK_API_TOKEN)")
     # This run's records go in a folder of their own (the controller names it; xdist workers are told).
     config._scenario_run_id = (  # type: ignore[attr-defined]
         config.workerinput["unstuck_run_id"] if _is_worker(config) else secrets.token_hex(4)  # type: ignore[attr-defined]
@@ -100,7 +104,21 @@ def pytest_configure_node(node: Any) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Scenarios are trio tests whatever the team's pytest configuration says (no trio_mode needed)."""
+    """Scenarios are trio tests whatever the team's pytest configuration says (no trio_mode needed).
+
+    A module holds one scenario (its name is the module's): a second would overwrite its records.
+    """
+    functions: dict[str, set[str]] = {}
+    for item in items:
+        if _info(item) is not None:
+            functions.setdefault(str(item.path), set()).add(getattr(item, "originalname", item.name))
+    crowded = {path: names for path, names in functions.items() if len(names) > 1}
+    if crowded:
+        path, names = next(iter(crowded.items()))
+        raise pytest.UsageError(
+            f"{path}: one @scenario test per module ({', '.join(sorted(names))}); put each in a file of its own "
+            "(parametrize one for cases)"
+        )
     for item in items:
         fn = getattr(item, "obj", None)
         if _info(item) is not None and inspect.iscoroutinefunction(fn) and item.get_closest_marker("trio") is None:
@@ -142,9 +160,7 @@ def csms_endpoint(
 ) -> Iterator[CsmsEndpoint]:
     """The CSMS under test: the one given by --csms-url, else an embedded `csms serve`."""
     opt = pytestconfig.getoption
-    if opt("csms_url"):
-        if not opt("api_url") or not opt("api_token"):
-            raise pytest.UsageError("--csms-url needs --api-url and --api-token (or UNSTUCK_API_TOKEN)")
+    if opt("csms_url"):  # with --api-url and --api-token (pytest_configure checked)
         yield CsmsEndpoint(opt("csms_url"), opt("api_url"), opt("api_token"))
         return
     workdir = tmp_path_factory.mktemp("csms")
@@ -174,6 +190,8 @@ def csms_endpoint(
 async def csms(
     pytestconfig: pytest.Config, csms_endpoint: CsmsEndpoint, run_settings: RunSettings
 ) -> AsyncIterator[CsmsAdapter]:
+    from .adapters.unstuck_rest import UnstuckRestAdapter  # httpx: loaded when a scenario runs
+
     cls = pytestconfig._scenario_adapter or UnstuckRestAdapter  # type: ignore[attr-defined]
     adapter = cls(csms_endpoint.ocpp_url, csms_endpoint.api_url, csms_endpoint.token)
     try:
@@ -195,7 +213,15 @@ async def oracle(
         raise NotClaimed(f"needs {', '.join(missing)}, which the CSMS profile ({profile.name}) does not claim")
     from .run import ScenarioRun
 
-    run = ScenarioRun(info, run_settings, profile, csms, nursery, progress=lambda line: _say(request.config, line))
+    run = ScenarioRun(
+        info,
+        run_settings,
+        profile,
+        csms,
+        nursery,
+        progress=lambda line: _say(request.config, line),
+        variant=_variant(request.node),
+    )
     try:
         yield run
     finally:
@@ -246,7 +272,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]):
     if record is None:
         info = _info(item)
         record = {
-            "name": info.name if info else item.name,
+            "name": (info.name if info else item.name) + _variant(item),
             "nodeid": item.nodeid,
             "outcome": "passed",
             "duration": 0.0,
@@ -264,7 +290,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]):
         record["error"] = text
     if rep.when == "teardown":
         record.update(item.stash.get(BUILT, {}))
-        record["rerun"] = _rerun(item.config, record["name"])
+        record["rerun"] = _rerun(item.config, item)
         # One file per scenario: workers of a parallel run share nothing else with the controller.
         out = _records_dir(item.config)
         out.mkdir(parents=True, exist_ok=True)
@@ -327,10 +353,9 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
             f"({_profile(config).name}: {_profile(config).source})"
         )
     report_dir = Path(config.getoption("report_dir"))
-    tr.write_line(
-        f"reports: {report_dir / 'report.html'}  {report_dir / 'summary.json'}  "
-        f"{report_dir / 'junit.xml'}  traces in {report_dir / 'traces'}"
-    )
+    written = [report_dir / f for f in ("report.html", "summary.json", "junit.xml") if (report_dir / f).exists()]
+    traces = f"  traces in {report_dir / 'traces'}" if (report_dir / "traces").is_dir() else ""
+    tr.write_line(f"reports: {'  '.join(map(str, written))}{traces}")
 
 
 def _not_claimed(exc: BaseException) -> str | None:
@@ -354,14 +379,40 @@ def _error_text(rep: pytest.TestReport) -> str:
     return str(rep.longrepr)
 
 
-def _rerun(config: pytest.Config, name: str | None) -> str:
-    """The command that reruns this scenario (or the whole run) exactly: every flag, seed and profile."""
-    given = config.getoption("rerun_command")
-    if given:
-        return given if name is None else f"{given} {shlex.quote(name)}"
-    args = [a for a in config.invocation_params.args]
-    cmd = shlex.join(["python", "-m", "pytest", *args])
-    return cmd if name is None else f"{cmd} -k {shlex.quote(name)}"
+def _variant(item: Any) -> str:
+    """A parametrized scenario's case, as pytest names it ("" for a plain one)."""
+    spec = getattr(item, "callspec", None)
+    return f"[{spec.id}]" if spec is not None else ""
+
+
+def _rerun(config: pytest.Config, item: pytest.Item | None) -> str:
+    """The command that reruns this scenario (None: the whole run) exactly: every flag, seed and profile;
+    the API token as an environment variable (a report is no place for it)."""
+    opt = config.getoption
+    if opt("rerun_command"):  # from unstuck-scenarios run
+        if item is None:
+            return str(opt("rerun_run") or opt("rerun_command").replace(" {name}", ""))
+        return str(opt("rerun_command")).replace("{name}", shlex.quote(_info(item).name))  # type: ignore[union-attr]
+    raw = list(config.invocation_params.args)
+    positional = set(config.args)
+    args, hide = [], False
+    for a in raw:
+        if hide:
+            args.append("$UNSTUCK_API_TOKEN")
+            hide = False
+        elif a == "--api-token":
+            args.append(a)
+            hide = True
+        elif a.startswith("--api-token="):
+            args.append("--api-token=$UNSTUCK_API_TOKEN")
+        elif item is None or a not in positional:
+            args.append(a)
+    if item is not None:
+        args.append(f"{item.path}::{item.name}")
+    line = shlex.join([sys.executable, "-m", "pytest", *args])
+    return line.replace("'$UNSTUCK_API_TOKEN'", '"$UNSTUCK_API_TOKEN"').replace(
+        "'--api-token=$UNSTUCK_API_TOKEN'", '--api-token="$UNSTUCK_API_TOKEN"'
+    )
 
 
 def _csms_line(config: pytest.Config, records: list[dict[str, Any]]) -> str:

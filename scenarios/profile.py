@@ -98,6 +98,8 @@ def profile_from_mapping(data: Mapping[str, Any], *, source: str = "built in") -
     unknown = set(data) - {"name", "timings", "claims"}
     if unknown:
         raise bad(f"unknown key(s) {', '.join(sorted(unknown))}; a profile has name, [timings] and [claims]")
+    if not isinstance(data.get("timings", {}), Mapping):
+        raise bad("[timings] must be a table of name = seconds")
     timings = dict(data.get("timings") or {})
     extra = set(timings) - set(_TIMINGS)
     if extra:
@@ -111,6 +113,12 @@ def profile_from_mapping(data: Mapping[str, Any], *, source: str = "built in") -
         base = CsmsProfile(**values)
         values["recovery_window"] = (
             max(base.offline_after, base.orphan_grace + base.status_grace) + 2 * base.sweep_interval + 2.0
+        )
+    if values["recovery_window"] < values.get("offline_after", CsmsProfile.offline_after):
+        raise bad(
+            f"timings.recovery_window ({values['recovery_window']:g} s) is shorter than offline_after "
+            f"({values.get('offline_after', CsmsProfile.offline_after):g} s): no charger could be reported offline "
+            "within it; the window is the time the CSMS needs for its slowest promise"
         )
     claims = data.get("claims")
     if claims is None:

@@ -8,6 +8,7 @@ everything observed is kept for the reports.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -27,7 +28,10 @@ from .profile import CsmsProfile, NotClaimed
 from .report.summary import RunOutcome, scenario_record
 from .timeline import Timeline
 
-__all__ = ["RunSettings", "ScenarioRun", "ViolationsFound", "NotClaimed"]
+__all__ = ["RunSettings", "ScenarioRun", "ViolationsFound", "NotClaimed", "NEVER_STARTED"]
+
+# What a CSMS did wrong when the start it accepted never became a transaction on the charger.
+NEVER_STARTED = "the CSMS accepted the start, but no transaction began on the charger"
 
 log = logging.getLogger("scenarios.run")
 
@@ -73,6 +77,7 @@ class ScenarioRun:
     rules: Rules | None = None
     timeline: Timeline | None = None
     notes: list[str] = field(default_factory=list)
+    variant: str = ""  # a parametrized scenario's case, e.g. "[k2]": its own record, trace and ids
     answers: list[Violation] = field(default_factory=list)
     ended_at: float | None = None
     _last_progress: float = -1e9
@@ -84,12 +89,18 @@ class ScenarioRun:
 
     # ------------------------------------------------------------ fleet
     @property
+    def name(self) -> str:
+        return self.info.name + self.variant
+
+    @property
     def prefix(self) -> str:
-        return f"{self.info.code}{self.settings.tag}-"
+        """This run's charge point ids start so: unique per run, and per case of a parametrized scenario."""
+        case = hashlib.sha1(self.variant.encode()).hexdigest()[:3] if self.variant else ""
+        return f"{self.info.code}{self.settings.tag}{case}-"
 
     @property
     def trace_path(self) -> Path:
-        return self.settings.report_dir / "traces" / f"{self.info.name}.jsonl"
+        return self.settings.report_dir / "traces" / f"{self.name}.jsonl"
 
     async def start_fleet(
         self,
@@ -123,12 +134,21 @@ class ScenarioRun:
             spec,
             self.csms.ocpp_url,
             trace=trace,
-            run_info={"scenario": self.info.name, "profile": self.settings.profile},
+            run_info={"scenario": self.name, "profile": self.settings.profile},
         )
         await self.nursery.start(fleet.run)
         if online:
-            with trio.fail_after(30 + len(fleet) / 20):
+            limit = 30 + len(fleet) / 20
+            with trio.move_on_after(limit):
                 await fleet.wait_online()
+            if not all(cp.online for cp in fleet):
+                down = [cp for cp in fleet if not cp.online]
+                errors = dict(fleet.stats.errors) or "none counted"
+                raise RuntimeError(
+                    f"{len(down)} of {len(fleet)} charge points were not online at {self.csms.ocpp_url} after "
+                    f"{limit:g} s (e.g. {down[0].id}); fleet errors: {errors}; see {self.trace_path} "
+                    "(connect_failed records say why: refused, handshake, wrong URL)"
+                )
             for cp in fleet:  # the statuses after boot answered, so the first samples judge settled state
                 if not cp.link.muted:  # a hung charger (heartbeat_stop) never empties its queue
                     with trio.move_on_after(5):
@@ -191,12 +211,12 @@ class ScenarioRun:
         if claim is not None and claim not in self.profile.claims:
             raise NotClaimed(f"{what} (needs {claim}, which the CSMS profile does not claim)")
         await self.judge()  # raises ViolationsFound: the wrong answer and whatever else is wrong by now
-        raise ViolationsFound(f"{self.info.name}: {what}")  # unreachable unless judge() found nothing to raise
+        raise ViolationsFound(f"{self.name}: {what}")  # unreachable unless judge() found nothing to raise
 
     def note(self, text: str) -> None:
         """A line for the report (what the scenario did, what it measured)."""
         self.notes.append(text)
-        self.progress(f"  {self.info.name}: {text}")
+        self.progress(f"  {self.name}: {text}")
 
     def _progress(self, counts: LiveCounts) -> None:
         if counts.t - self._last_progress >= 5.0:
@@ -207,7 +227,7 @@ class ScenarioRun:
                 if fleet is None
                 else (f"  sessions {fleet.stats.sessions}  faults {sum(fleet.stats.faults.values())}")
             )
-            self.progress(f"  {self.info.name}: {counts.line()}{extra}")
+            self.progress(f"  {self.name}: {counts.line()}{extra}")
 
     # ------------------------------------------------------------ waiting
     async def wait(self, seconds: float) -> None:
@@ -219,13 +239,31 @@ class ScenarioRun:
         end = max(self.recovery_from, 0.0) + window + 2 * self.settings.sample_interval
         await trio.sleep(max(0.0, end - self.now()))
 
-    async def until(self, predicate: Callable[[], bool], timeout: float, what: str) -> None:
-        """Poll a condition on the fleet (its truth, its trace) until it holds."""
+    async def until(
+        self,
+        predicate: Callable[[], bool],
+        timeout: float,
+        what: str,
+        *,
+        blame: str | None = None,
+        claim: str | None = None,
+        cp: str = "",
+        connector: int = 0,
+    ) -> None:
+        """Poll a condition on the fleet (its truth, its trace) until it holds.
+
+        `blame`: what the CSMS did wrong if it never holds (e.g. it accepted a start and never told the
+        charger): the timeout is then judged as that wrong answer, not raised as the harness's error.
+        """
         with trio.move_on_after(timeout):
             while not predicate():
                 await trio.sleep(0.05)
             return
-        raise AssertionError(f"{self.info.name}: timed out after {timeout}s waiting for {what}")
+        if blame is not None:
+            await self.require(
+                False, f"{blame} (waited {timeout:g} s for {what})", claim=claim, cp=cp, connector=connector
+            )
+        raise AssertionError(f"{self.name}: timed out after {timeout}s waiting for {what}")
 
     # ----------------------------------------------------------- judging
     def truth(self) -> Timeline:
@@ -290,15 +328,15 @@ class ScenarioRun:
         if j is None:
             return "not judged"
         if j.passed:
-            return f"{self.info.name}: no violation ({_checked(j.checked)})"
-        head = f"{self.info.name}: {len(j.violations)} violation(s) ({_checked(j.checked)}); trace {self.trace_path}"
+            return f"{self.name}: no violation ({_checked(j.checked)})"
+        head = f"{self.name}: {len(j.violations)} violation(s) ({_checked(j.checked)}); trace {self.trace_path}"
         return "\n".join([head, *(v.describe() for v in j.violations)])
 
     def outcome(self) -> RunOutcome:
         """What the reports need from this run, as plain data."""
         info, settings, fleet = self.info, self.settings, self.fleet
         base = RunOutcome(
-            info.name, info.purpose, info.seed, settings.profile, settings.seed, tuple(self.notes), self.judgement
+            self.name, info.purpose, info.seed, settings.profile, settings.seed, tuple(self.notes), self.judgement
         )
         if fleet is None:
             return base
@@ -326,7 +364,10 @@ class ScenarioRun:
             self.fleet.trace.flush()
         out = scenario_record(self.outcome())
         if self.judgement is None and self.answers:  # it ended before judging: its wrong answers still count
-            out["violations"] = [v.to_json() for v in self.answers]
+            claimed = [v for v in self.answers if v.claimed_by is None or v.claimed_by in self.profile.claims]
+            out["violations"] = [v.to_json() for v in claimed]
+            if len(claimed) < len(self.answers):
+                out["unclaimed"] = {"wrong_answer": len(self.answers) - len(claimed)}
         if self.judgement is not None and self.judgement.unclaimed:
             out["unclaimed"] = dict(self.judgement.unclaimed)
         return out

@@ -13,6 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ..importing import import_file
+
 __all__ = ["AdapterError", "load_adapter_class", "REQUIRED_METHODS"]
 
 REQUIRED_METHODS = (
@@ -45,6 +47,14 @@ def load_adapter_class(spec: str) -> type[Any]:
         raise AdapterError(f"--adapter {spec!r}: {where} has no {name}{hint}")
     if not inspect.isclass(cls):
         raise AdapterError(f"--adapter {spec!r}: {name} is not a class")
+    try:
+        inspect.signature(cls).bind("ws://csms/ocpp", "http://csms", "token")
+    except TypeError as exc:
+        raise AdapterError(
+            f"--adapter {spec!r}: {name}(ocpp_url, api_url, token) is how the harness builds it, but {exc}"
+        ) from None
+    except ValueError:
+        pass  # no signature to read (a builtin): the first scenario will say
     missing = [m for m in REQUIRED_METHODS if not inspect.iscoroutinefunction(getattr(cls, m, None))]
     if missing:
         raise AdapterError(
@@ -59,16 +69,8 @@ def _import(spec: str, where: str) -> Any:
         path = Path(where).expanduser().resolve()
         if not path.is_file():
             raise AdapterError(f"--adapter {spec!r}: no file {path}")
-        # As pytest imports a test file: the folder above its package (or its own folder) goes on the
-        # path and it is imported by its dotted name, so its own imports work as they do beside it.
-        root, dotted = path.parent, [path.stem]
-        while (root / "__init__.py").is_file():
-            dotted.insert(0, root.name)
-            root = root.parent
-        if str(root) not in sys.path:
-            sys.path.insert(0, str(root))
         try:
-            return importlib.import_module(".".join(dotted))
+            return import_file(path)  # as pytest imports a test file: its own imports work as beside it
         except Exception as exc:
             raise AdapterError(f"--adapter {spec!r}: importing {path} failed: {exc!r}") from exc
     if os.getcwd() not in sys.path:  # as `python -m` would: a module in the folder you run from imports

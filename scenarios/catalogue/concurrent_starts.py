@@ -14,6 +14,7 @@ import trio
 
 from scenarios.adapters.base import Outcome
 from scenarios.meta import scenario
+from scenarios.run import NEVER_STARTED
 
 TARIFF = Decimal("0.35")
 N = 5
@@ -45,7 +46,15 @@ async def test_concurrent_starts(fleet, oracle, csms):
     oracle.note(f"{N} simultaneous app starts on connector 1: {len(won)} accepted, refused: {refused}")
     for r in won:
         oracle.session_tariff(r.session_id, TARIFF)
-    await oracle.until(lambda: f[cp].connector_truth(1).transaction_id is not None, 10, "the winner's car to charge")
+    await oracle.require(bool(won), f"all {N} simultaneous starts on a free connector were refused: {starts}", cp=cp)
+    await oracle.until(
+        lambda: f[cp].connector_truth(1).transaction_id is not None,
+        10,
+        "the winner's car to charge",
+        blame=NEVER_STARTED,
+        cp=cp,
+        connector=1,
+    )
 
     reservations = {}
 

@@ -13,6 +13,7 @@ import trio
 
 from scenarios.adapters.base import OFFLINE
 from scenarios.meta import scenario
+from scenarios.run import NEVER_STARTED
 from simulator import GroupSpec
 
 TARIFF = Decimal("4.00")  # per kWh: a session of seconds delivers a few Wh, this makes its fee a few cents
@@ -44,7 +45,14 @@ async def test_disconnect_mid_session(fleet, oracle, csms):
     started = await csms.start(cp, 1, "TAG0001", TARIFF)
     await oracle.require(started.accepted, f"app start on a free connector refused: {started}", cp=cp, connector=1)
     oracle.session_tariff(started.session_id, TARIFF)
-    await oracle.until(lambda: f[cp].connector_truth(1).transaction_id is not None, 10, "the car to charge")
+    await oracle.until(
+        lambda: f[cp].connector_truth(1).transaction_id is not None,
+        10,
+        "the car to charge",
+        blame=NEVER_STARTED,
+        cp=cp,
+        connector=1,
+    )
     await oracle.until(lambda: not f[cp].truth().connected, 10, "the connection to drop")
     noticed = await _until_verdict(csms, (cp, 1), OFFLINE, oracle.profile.offline_after + 3.0)
     oracle.expect(noticed, "the charger's connection closed, but the CSMS never said offline", cp=cp, connector=1)

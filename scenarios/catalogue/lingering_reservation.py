@@ -10,6 +10,7 @@ from decimal import Decimal
 
 from scenarios.adapters.base import Outcome
 from scenarios.meta import scenario
+from scenarios.run import NEVER_STARTED
 
 TARIFF = Decimal("0.29")
 
@@ -62,7 +63,14 @@ async def test_lingering_reservation(fleet, oracle, csms):
     oracle.note(f"start after the timeout: {again.status} {again.code or ''} {list(again.reasons)}")
     if again.accepted:
         oracle.session_tariff(again.session_id, TARIFF)
-        await oracle.until(lambda: f[cp].connector_truth(1).transaction_id is not None, 10, "the car to charge")
+        await oracle.until(
+            lambda: f[cp].connector_truth(1).transaction_id is not None,
+            10,
+            "the car to charge",
+            blame=NEVER_STARTED,
+            cp=cp,
+            connector=1,
+        )
     oracle.expect(again.accepted, f"the start after the reservation timed out was refused: {again}", cp=cp)
     await oracle.wait(1.0)
     await oracle.judge(window=window)

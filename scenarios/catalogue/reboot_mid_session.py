@@ -10,6 +10,7 @@ meter sample) and report the connector free within the orphan grace; no admin ne
 from decimal import Decimal
 
 from scenarios.meta import scenario
+from scenarios.run import NEVER_STARTED
 from simulator import GroupSpec
 
 TARIFF = Decimal("4.00")  # per kWh: a session of seconds delivers a few Wh, this makes its fee a few cents
@@ -33,7 +34,14 @@ async def test_reboot_mid_session(fleet, oracle, csms):
     started = await csms.start(cp, 1, "TAG0001", TARIFF)
     await oracle.require(started.accepted, f"app start on a free connector refused: {started}", cp=cp, connector=1)
     oracle.session_tariff(started.session_id, TARIFF)
-    await oracle.until(lambda: f[cp].connector_truth(1).transaction_id is not None, 10, "the car to charge")
+    await oracle.until(
+        lambda: f[cp].connector_truth(1).transaction_id is not None,
+        10,
+        "the car to charge",
+        blame=NEVER_STARTED,
+        cp=cp,
+        connector=1,
+    )
     await oracle.until(lambda: not f[cp].truth().connected, 10, "the reboot")
     await oracle.until(lambda: f[cp].online, 10, "the charger to boot again")
     truth = f[cp].connector_truth(1)

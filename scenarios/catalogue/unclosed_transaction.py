@@ -9,6 +9,7 @@ billed at its tariff) and report both connectors free within the window.
 from decimal import Decimal
 
 from scenarios.meta import scenario
+from scenarios.run import NEVER_STARTED
 
 TARIFF = Decimal("0.31")
 
@@ -32,7 +33,11 @@ async def test_unclosed_transaction(fleet, oracle, csms):
     await f[cp].plug_in(2)  # connector 2: a card at the charger
     await f[cp].start_by_tag(2, "TAG0002")
     await oracle.until(
-        lambda: all(f[cp].connector_truth(c).transaction_id is not None for c in (1, 2)), 10, "both cars to charge"
+        lambda: all(f[cp].connector_truth(c).transaction_id is not None for c in (1, 2)),
+        10,
+        "both cars to charge",
+        blame=NEVER_STARTED,
+        cp=cp,
     )
     await oracle.wait(3.0)  # a few meter samples (one a second)
 

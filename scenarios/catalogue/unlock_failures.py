@@ -14,6 +14,7 @@ from decimal import Decimal
 import trio
 
 from scenarios.meta import scenario
+from scenarios.run import NEVER_STARTED
 from simulator import GroupSpec, parse_fault_option
 
 TARIFF = Decimal("4.00")  # per kWh: a session of seconds delivers a few Wh, this makes its fee a few cents
@@ -60,7 +61,10 @@ async def test_unlock_failures(fleet, oracle, csms):
         oracle.session_tariff(started.session_id, TARIFF)
         sessions[p] = started.session_id
     await oracle.until(
-        lambda: all(f[i].connector_truth(1).transaction_id is not None for i in cp.values()), 10, "four cars charging"
+        lambda: all(f[i].connector_truth(1).transaction_id is not None for i in cp.values()),
+        10,
+        "four cars charging",
+        blame=NEVER_STARTED,
     )
     await oracle.wait(2.0)
     for p in CHARGERS:  # these cars leave; their chargers drop StopTransaction and stay silent

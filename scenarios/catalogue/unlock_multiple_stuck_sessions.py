@@ -11,6 +11,7 @@ from decimal import Decimal
 
 from scenarios.adapters.base import Outcome
 from scenarios.meta import scenario
+from scenarios.run import NEVER_STARTED
 
 TARIFF = Decimal("0.30")
 
@@ -42,7 +43,14 @@ async def test_unlock_multiple_stuck_sessions(fleet, oracle, csms):
     real = await csms.start(cp, 1, "TAG0003", TARIFF)  # the third one charges
     await oracle.require(real.accepted, f"app start on a free connector refused: {real}", cp=cp, connector=1)
     oracle.session_tariff(real.session_id, TARIFF)
-    await oracle.until(lambda: f[cp].connector_truth(1).transaction_id is not None, 10, "the car to charge")
+    await oracle.until(
+        lambda: f[cp].connector_truth(1).transaction_id is not None,
+        10,
+        "the car to charge",
+        blame=NEVER_STARTED,
+        cp=cp,
+        connector=1,
+    )
     await oracle.wait(2.5)  # a few meter samples
     await f[cp].unplug(1)  # the car leaves; StopTransaction is never sent, status requests are ignored
 
@@ -98,7 +106,14 @@ async def test_unlock_multiple_stuck_sessions(fleet, oracle, csms):
     oracle.note(f"start after unlock: {again.status} {again.code or ''} {list(again.reasons)}")
     if again.accepted:
         oracle.session_tariff(again.session_id, TARIFF)
-        await oracle.until(lambda: f[cp].connector_truth(1).transaction_id is not None, 10, "the new car to charge")
+        await oracle.until(
+            lambda: f[cp].connector_truth(1).transaction_id is not None,
+            10,
+            "the new car to charge",
+            blame=NEVER_STARTED,
+            cp=cp,
+            connector=1,
+        )
     oracle.expect(again.accepted, f"the start after unlock was refused: {again}", cp=cp, connector=1)
     await oracle.wait(2.0)
     # The admin told the CSMS the truth: from here on nothing excuses a busy connector or an open transaction.

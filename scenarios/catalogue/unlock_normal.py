@@ -11,6 +11,7 @@ samples every 60 s, as many do, so the CSMS has no sample yet and would bill 0 W
 from decimal import Decimal
 
 from scenarios.meta import scenario
+from scenarios.run import NEVER_STARTED
 from simulator import GroupSpec
 
 TARIFF = Decimal("4.00")  # per kWh: a session of seconds delivers a few Wh, this makes its fee a few cents
@@ -40,7 +41,14 @@ async def test_unlock_normal(fleet, oracle, csms):
     started = await csms.start(cp, 2, "TAG0001", TARIFF)  # a car charges on connector 2, started from the app
     await oracle.require(started.accepted, f"app start on a free connector refused: {started}", cp=cp, connector=2)
     oracle.session_tariff(started.session_id, TARIFF)
-    await oracle.until(lambda: f[cp].connector_truth(2).transaction_id is not None, 10, "the car to charge")
+    await oracle.until(
+        lambda: f[cp].connector_truth(2).transaction_id is not None,
+        10,
+        "the car to charge",
+        blame=NEVER_STARTED,
+        cp=cp,
+        connector=2,
+    )
 
     free = await csms.unlock(cp, 1)  # 1. nothing is stuck on connector 1
     oracle.note(f"unlock of the free connector: {free.status} {free.message!r} cleared={free.sessions_cleared}")

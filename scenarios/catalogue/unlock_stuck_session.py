@@ -10,6 +10,7 @@ from decimal import Decimal
 
 from scenarios.adapters.base import Outcome
 from scenarios.meta import scenario
+from scenarios.run import NEVER_STARTED
 
 TARIFF = Decimal("0.25")
 
@@ -28,7 +29,14 @@ async def test_unlock_stuck_session(fleet, oracle, csms):
     first = await csms.start(cp, 1, "TAG0001", TARIFF)  # 1. start a session from the app
     await oracle.require(first.accepted, f"app start on a free connector refused: {first}", cp=cp, connector=1)
     oracle.session_tariff(first.session_id, TARIFF)
-    await oracle.until(lambda: f[cp].connector_truth(1).transaction_id is not None, 10, "the car to charge")
+    await oracle.until(
+        lambda: f[cp].connector_truth(1).transaction_id is not None,
+        10,
+        "the car to charge",
+        blame=NEVER_STARTED,
+        cp=cp,
+        connector=1,
+    )
     await oracle.wait(3.5)  # a few meter samples
     await f[cp].unplug(1)  # 2. the car leaves; StopTransaction is never sent
 
@@ -59,7 +67,14 @@ async def test_unlock_stuck_session(fleet, oracle, csms):
     oracle.note(f"start after unlock: {again.status} {again.code or ''} {list(again.reasons)}")
     if again.accepted:
         oracle.session_tariff(again.session_id, TARIFF)
-        await oracle.until(lambda: f[cp].connector_truth(1).transaction_id is not None, 10, "the new car to charge")
+        await oracle.until(
+            lambda: f[cp].connector_truth(1).transaction_id is not None,
+            10,
+            "the new car to charge",
+            blame=NEVER_STARTED,
+            cp=cp,
+            connector=1,
+        )
     oracle.expect(again.accepted, f"the start after unlock was refused: {again}", cp=cp, connector=1)
     await oracle.wait(1.5)
     # The admin told the CSMS the truth: from here on nothing excuses a busy connector.

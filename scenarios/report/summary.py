@@ -84,7 +84,6 @@ def scenario_record(run: RunOutcome) -> dict[str, Any]:
         "seedPassage": run.seed_passage,
         "profile": run.profile,
         "seed": run.seed,
-        "rerun": f"unstuck-scenarios run {run.name} --seed {run.seed} --profile {run.profile}",  # the plugin's is exact
         "notes": list(run.notes),
         "violations": [],
         "checked": {},

@@ -9,7 +9,7 @@ import pytest
 from scenarios.adapters.load import REQUIRED_METHODS, AdapterError, load_adapter_class
 from scenarios.adapters.unstuck_rest import UnstuckRestAdapter
 
-GOOD = "class Theirs:\n" + "".join(
+GOOD = "class Theirs:\n    def __init__(self, ocpp_url, api_url, token):\n        pass\n" + "".join(
     f"    async def {m}(self, *args, **kwargs):\n        return None\n" for m in REQUIRED_METHODS
 )
 
@@ -53,3 +53,10 @@ def test_an_adapter_that_fails_to_import_says_so(tmp_path: Path):
     (tmp_path / "broken.py").write_text("import no_such_dependency_xyz\n", encoding="utf-8")
     with pytest.raises(AdapterError, match="importing .*broken.py failed: ModuleNotFoundError"):
         load_adapter_class(f"{tmp_path / 'broken.py'}:Theirs")
+
+
+def test_a_constructor_the_harness_cannot_call_is_named(tmp_path: Path):
+    src = GOOD.replace("def __init__(self, ocpp_url, api_url, token):", "def __init__(self, base_url):")
+    (tmp_path / "ctor.py").write_text(src, encoding="utf-8")
+    with pytest.raises(AdapterError, match=r"Theirs\(ocpp_url, api_url, token\) is how the harness builds it"):
+        load_adapter_class(f"{tmp_path / 'ctor.py'}:Theirs")

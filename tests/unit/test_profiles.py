@@ -60,6 +60,8 @@ def test_the_example_claims_less_and_derives_its_window():
         ({"claims": {"billing": True}}, "unknown claim(s) billing"),
         ({"claims": {"sessions": "yes"}}, "claims.sessions must be true or false"),
         ({"claim": {}}, "unknown key(s) claim"),
+        ({"timings": 5}, "[timings] must be a table"),
+        ({"timings": {"offline_after": 40, "recovery_window": 2}}, "recovery_window (2 s) is shorter than offline"),
     ],
 )
 def test_a_bad_profile_says_what_is_wrong(data, says):
