@@ -194,10 +194,13 @@ class LibCentral201:
     def connected(self) -> list[str]:
         return list(self._stations)
 
-    def send(self, station_id: str, request: Any) -> Any:
-        """Send an `ocpp.v201.call.X` to a connected station; blocks for its `call_result` (None: CallError)."""
+    def send(self, station_id: str, request: Any, *, validate: bool = True) -> Any:
+        """Send an `ocpp.v201.call.X` to a connected station; blocks for its `call_result` (None: CallError).
+
+        `validate=False` sends it unchecked and takes any answer: to see what a station does with a bad Call.
+        """
         assert self._loop is not None
-        coro = self._stations[station_id].call(request)
+        coro = self._stations[station_id].call(request, skip_schema_validation=not validate)
         fut: Future[Any] = asyncio.run_coroutine_threadsafe(coro, self._loop)
         return fut.result(self.response_timeout + 5)
 
