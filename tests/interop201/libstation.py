@@ -106,7 +106,9 @@ class Behaviour:
     reset: str = "Accepted"
     change_availability: str = "Accepted"  # Accepted is followed by StatusNotification(s)
     set_variables: str = "Accepted"
-    answer_delay: float = 0.0  # seconds before answering any Call (a slow station; past the CSMS's timeout: none)
+    # Seconds before answering any Call (a slow station; past the CSMS's timeout: no answer). The library
+    # handles a Call inline in its reader, so the station reads nothing else meanwhile, as a busy one would not.
+    answer_delay: float = 0.0
     fail: dict[str, str] = field(default_factory=dict)  # action -> OCPP error code to answer with a CallError
 
 

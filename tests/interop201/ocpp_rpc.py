@@ -139,6 +139,9 @@ class OcppRpcStation:
             self.returncode = self._proc.wait(5)
         for reader in self._readers:
             reader.join(5)
+        for pipe in (self._proc.stdout, self._proc.stderr):
+            if pipe is not None:
+                pipe.close()
         return self.returncode
 
     def run(self, timeout: float = 30.0) -> int:
@@ -164,6 +167,10 @@ class OcppRpcStation:
             for line in self.lines()
             if "dir" in line and dir in (None, line["dir"]) and action in (None, line["action"])
         ]
+
+    def call_errors(self) -> list[dict[str, Any]]:
+        """Its exchanges that ended in an error: a CallError either way, a timeout, a strict-mode refusal."""
+        return [line for line in self.exchanges() if "error" in line]
 
     def event(self, name: str) -> list[dict[str, Any]]:
         """Its event lines of one kind: open, ready, strictValidationFailure, close, done, connectFailed."""

@@ -335,6 +335,7 @@ async def test_ocpp_rpc_strict_peer_sends_its_script_and_answers_the_central_sys
         "UnlockConnector",
     ]
     assert peer.event("close")[0]["code"] == 1000
+    assert peer.call_errors() == []
 
 
 async def test_ocpp_rpc_strict_peer_refuses_a_schema_invalid_call_and_exits_non_zero(central):
