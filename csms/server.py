@@ -32,6 +32,7 @@ from csms.db.ocpp_store import BULK_STATEMENTS
 from csms.db.schema import prepare
 from csms.metrics import CONNECTED, CONNECTIONS_REPLACED, HANDSHAKES_REFUSED, OCPP_LIMITS
 from csms.ocpp.handlers import ChargePointHandlers
+from csms.ocpp.handlers201 import ChargePointHandlers201
 from csms.ocpp.registry import LiveChargePoint, Registry
 from csms.ocpp.ws_server import GuardedWebSocketServer
 from csms.services.maintenance import (
@@ -44,7 +45,7 @@ from csms.services.payment_calls import run_payment_cancels
 from csms.services.payment_provider import load_provider
 from csms.services.watch import Watcher
 from csms.services.webhooks import WebhookDispatcher
-from ocppj import SUBPROTOCOL, Limits, OcppConnection
+from ocppj import V201, VERSIONS, Limits, OcppConnection, OcppVersion, negotiate
 
 __all__ = ["serve", "Addresses", "run_until_signal"]
 
@@ -182,21 +183,24 @@ class OcppEndpoint:
                 body=decision.body,
                 charge_point=cp_id,
             )
-        # Then the version, after who it is (SteVe's order). OCPP-J 1.6 §3.1.2: the charger MUST name
-        # its version in Sec-WebSocket-Protocol. As SteVe does (HTTP 400, "No protocol (OCPP version)
-        # is specified"), offering none or only others is refused, with a body and a log line saying why.
+        # Then the version, after who it is (SteVe's order). OCPP-J §3.1.2: the charger MUST name its
+        # version(s) in Sec-WebSocket-Protocol, in its order of preference; the first we speak wins. As
+        # SteVe does (HTTP 400, "No protocol (OCPP version) is specified"), offering none or only others is
+        # refused, with a body and a log line saying why.
         offered = list(request.proposed_subprotocols)
-        if SUBPROTOCOL not in offered:
+        version = negotiate(offered)
+        if version is None:
             why = (
                 f"none of the offered subprotocols ({', '.join(offered)}) is spoken here"
                 if offered
-                else "no subprotocol offered (OCPP-J 1.6 §3.1.2: the charge point must offer its OCPP version)"
+                else "no subprotocol offered (OCPP-J §3.1.2: the charge point must offer its OCPP version)"
             )
+            spoken = " and ".join(sorted((v.subprotocol for v in VERSIONS.values()), reverse=True))
             return await self._refuse(
                 request,
                 400,
                 "subprotocol",
-                f"{why}; this CSMS speaks {SUBPROTOCOL} only: offer Sec-WebSocket-Protocol: {SUBPROTOCOL}",
+                f"{why}; this CSMS speaks {spoken}: offer one of them in Sec-WebSocket-Protocol",
                 charge_point=cp_id,
                 offered=",".join(offered) or "none",
             )
@@ -205,16 +209,18 @@ class OcppEndpoint:
         if decision.registers:
             ctx.pending_registrations.add(cp_id)
         try:
-            ws = await request.accept(subprotocol=SUBPROTOCOL)
-            await self._serve(ws, cp_id, _remote(request), decision)
+            ws = await request.accept(subprotocol=version.subprotocol)
+            await self._serve(ws, cp_id, _remote(request), decision, version)
         finally:
             if decision.registers and not ctx.registry.is_connected(cp_id):
                 ctx.pending_registrations.discard(cp_id)
 
-    async def _serve(self, ws: WebSocketConnection, cp_id: str, remote: str, admitted: Admit) -> None:
+    async def _serve(
+        self, ws: WebSocketConnection, cp_id: str, remote: str, admitted: Admit, version: OcppVersion
+    ) -> None:
         ctx = self.ctx
         now = ctx.clock.now()
-        handlers = ChargePointHandlers(ctx, cp_id)
+        handlers = ChargePointHandlers201(ctx, cp_id) if version == V201 else ChargePointHandlers(ctx, cp_id)
         s = ctx.settings
         limits = Limits(
             max_queued_calls=s.ocpp_max_queued_calls,
@@ -228,6 +234,7 @@ class OcppEndpoint:
             call_timeout=s.call_timeout_seconds,
             limits=limits,
             on_event=lambda kind: OCPP_LIMITS.labels(kind).inc(),
+            version=version,
         )
         live = LiveChargePoint(
             cp_id, conn, now, now, ctx.settings.heartbeat_interval, remote=remote, authenticated=admitted.authenticated
@@ -255,10 +262,11 @@ class OcppEndpoint:
             )
             self.nursery.start_soon(old.connection.ws.aclose, 1000, "replaced by a new connection")
         log.info(
-            "charge_point.connected charge_point=%s remote=%s authenticated=%s",
+            "charge_point.connected charge_point=%s remote=%s authenticated=%s ocpp=%s",
             cp_id,
             remote,
             "yes" if admitted.authenticated else "no (lab mode)",
+            version.name,
         )
         try:
             async with trio.open_nursery() as watchers:

@@ -1,4 +1,4 @@
-"""A trio OCPP-J 1.6 layer on the `ocpp` package's message layer.
+"""A trio OCPP-J layer (1.6 and 2.0.1) on the `ocpp` package's message layer.
 
 Shared by the CSMS and the simulator; imports neither a database nor a web
 framework. `OcppConnection` is the only stateful piece; framing and schema
@@ -14,11 +14,17 @@ from ocppj.errors import (
     OcppCallError,
     OcppjError,
 )
+from ocppj.versions import V16, V201, VERSIONS, OcppVersion, negotiate
 
-SUBPROTOCOL = "ocpp1.6"
+SUBPROTOCOL = V16.subprotocol  # the default: what a 1.6 charger offers
 
 __all__ = [
     "SUBPROTOCOL",
+    "OcppVersion",
+    "V16",
+    "V201",
+    "VERSIONS",
+    "negotiate",
     "OcppConnection",
     "Limits",
     "Trace",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import importlib
 import inspect
 import itertools
 import logging
@@ -25,7 +26,6 @@ from ocpp.charge_point import (
     snake_to_camel_case,
 )
 from ocpp.routing import create_route_map
-from ocpp.v16 import call_result as v16_call_result
 
 from ocppj import frames, schemas
 from ocppj.errors import (
@@ -35,6 +35,7 @@ from ocppj.errors import (
     InvalidResponseError,
     OcppCallError,
 )
+from ocppj.versions import V16, OcppVersion
 
 __all__ = ["OcppConnection", "WebSocketLike", "Trace", "Limits", "QuietLog"]
 
@@ -155,17 +156,17 @@ def to_snake(data: Any) -> Any:
 
 
 def to_payload(obj: Any) -> dict[str, Any]:
-    """A v16 dataclass (snake_case) or a ready camelCase dict -> wire payload."""
+    """An `ocpp` call or call_result dataclass (snake_case) or a ready camelCase dict -> wire payload."""
     if isinstance(obj, dict):
         return obj
     if dataclasses.is_dataclass(obj):
         payload: dict[str, Any] = snake_to_camel_case(remove_nones(serialize_as_dict(obj)))
         return payload
-    raise TypeError(f"handler returned {type(obj).__name__}, expected a v16 call_result or dict")
+    raise TypeError(f"handler returned {type(obj).__name__}, expected an ocpp call_result or dict")
 
 
 class OcppConnection(Generic[_WS]):
-    """An OCPP-J 1.6 endpoint on an open WebSocket; `run()` serves until it closes.
+    """An OCPP-J endpoint (1.6 or 2.0.1: `version`) on an open WebSocket; `run()` serves until it closes.
 
     Generic in the WebSocket's type, so `ws` keeps it (the CSMS's trio-websocket connection can also ping and close).
     """
@@ -182,8 +183,10 @@ class OcppConnection(Generic[_WS]):
         logger: logging.Logger | None = None,
         limits: Limits | None = None,
         on_event: Callable[[str], None] | None = None,
+        version: OcppVersion = V16,
     ) -> None:
         self.ws = ws
+        self.version = version
         self.peer = peer
         self.call_timeout = call_timeout
         self.validate = validate
@@ -215,10 +218,10 @@ class OcppConnection(Generic[_WS]):
             raise
 
     async def call(self, request: Any, *, timeout: float | None = None) -> Any:
-        """Send a v16 `call.X` dataclass and return the `call_result.X` answer."""
+        """Send a `call.X` dataclass of this connection's version and return its `call_result.X` answer."""
         action = type(request).__name__
         payload = await self.call_raw(action, to_payload(request), timeout=timeout)
-        cls = getattr(v16_call_result, action)
+        cls = getattr(importlib.import_module(f"{self.version.package}.call_result"), action)
         return cls(**to_snake(payload))
 
     async def call_raw(self, action: str, payload: dict[str, Any], *, timeout: float | None = None) -> dict[str, Any]:
@@ -230,7 +233,7 @@ class OcppConnection(Generic[_WS]):
         outstanding call (one per direction), so a caller is never held longer.
         """
         if self.validate:
-            schemas.validate(action, payload, response=False)
+            schemas.validate(action, payload, response=False, version=self.version)
         timeout = self.call_timeout if timeout is None else timeout
         uid = f"{self._id_prefix}-{next(self._ids)}"
         waiter = _Waiter()
@@ -253,7 +256,7 @@ class OcppConnection(Generic[_WS]):
             raise CallErrorReceived(action, frame.error_code, frame.error_description, frame.error_details)
         if self.validate:
             try:
-                schemas.validate(action, frame.payload, response=True)
+                schemas.validate(action, frame.payload, response=True, version=self.version)
             except OcppCallError as exc:
                 raise InvalidResponseError(f"{self.peer} answered {action} with an invalid payload: {exc}") from None
         answer: dict[str, Any] = frame.payload
@@ -384,7 +387,7 @@ class OcppConnection(Generic[_WS]):
                 exc.code,
                 exc.description,
             )
-            return _error_frame(exc.unique_id or "-1", exc)
+            return _error_frame(exc.unique_id or "-1", exc, self.version)
 
     def _on_answer(self, msg: frames.CallResult | frames.CallError) -> None:
         waiter = self._pending.get(msg.unique_id)
@@ -414,12 +417,12 @@ class OcppConnection(Generic[_WS]):
         route = self._routes.get(msg.action)
         try:
             if route is None or "_on_action" not in route:
-                if msg.action in schemas.known_actions():
+                if msg.action in schemas.known_actions(self.version):
                     raise OcppCallError("NotSupported", f"{msg.action} is not supported by this endpoint")
                 raise OcppCallError("NotImplemented", f"unknown action {msg.action!r}")
             check = self.validate and not route.get("_skip_schema_validation", False)
             if check:
-                schemas.validate(msg.action, msg.payload, response=False, unique_id=msg.unique_id)
+                schemas.validate(msg.action, msg.payload, response=False, unique_id=msg.unique_id, version=self.version)
             result = route["_on_action"](self._handlers, **to_snake(msg.payload))
         except Exception as exc:
             return self._failure(msg, exc)
@@ -445,7 +448,7 @@ class OcppConnection(Generic[_WS]):
             payload = to_payload(result)
             if check:
                 try:
-                    schemas.validate(msg.action, payload, response=True)
+                    schemas.validate(msg.action, payload, response=True, version=self.version)
                 except OcppCallError as exc:
                     self.log.error("ocpp.bad_own_response peer=%s action=%s error=%s", self.peer, msg.action, exc)
                     raise OcppCallError("InternalError", "the handler produced an invalid response") from None
@@ -468,11 +471,13 @@ class OcppConnection(Generic[_WS]):
                 exc.code,
                 exc.description,
             )
-            return _error_frame(msg.unique_id, exc)
+            return _error_frame(msg.unique_id, exc, self.version)
         self.log.error(
             "ocpp.handler_crashed peer=%s action=%s id=%s", self.peer, msg.action, msg.unique_id, exc_info=exc
         )
-        return _error_frame(msg.unique_id, OcppCallError("InternalError", f"{msg.action} failed inside the receiver"))
+        return _error_frame(
+            msg.unique_id, OcppCallError("InternalError", f"{msg.action} failed inside the receiver"), self.version
+        )
 
     async def _send_answer(self, frame: str) -> None:
         try:
@@ -488,8 +493,8 @@ class _Awaiting:
         self.result = result
 
 
-def _error_frame(uid: str, exc: OcppCallError) -> str:
-    return frames.encode_error(uid, exc.code, exc.description, exc.details)
+def _error_frame(uid: str, exc: OcppCallError, version: OcppVersion) -> str:
+    return frames.encode_error(uid, version.code(exc.code), exc.description, exc.details)
 
 
 def _is_closed_error(exc: BaseException) -> bool:

@@ -17,9 +17,14 @@ __all__ = [
     "ConnectionClosedError",
 ]
 
-# OCPP-J 1.6 section 4.2.3: the valid CallError codes (spelling as in the spec).
+# OCPP-J 1.6 section 4.2.3 and OCPP-J 2.0.1 section 4.3: the valid CallError codes (spelling as in each spec;
+# the layer raises the 1.6 names and `OcppVersion.code` spells them for 2.0.1 on the way out).
 ERROR_CODES = frozenset(
     {
+        "FormatViolation",
+        "OccurrenceConstraintViolation",
+        "MessageTypeNotSupported",
+        "RpcFrameworkError",
         "NotImplemented",
         "NotSupported",
         "InternalError",

@@ -1,4 +1,4 @@
-"""Compiled JSON-schema validation of OCPP 1.6 payloads.
+"""Compiled JSON-schema validation of OCPP 1.6 and 2.0.1 payloads.
 
 The schemas are the ones the `ocpp` package bundles; they are compiled once per
 action with fastjsonschema (~20x cheaper per message than the jsonschema path
@@ -7,7 +7,7 @@ the library uses). Two deliberate relaxations and three tightenings:
   payload): an answer's odd timestamp is parsed where it is used, as the `ocpp`
   library (jsonschema's Draft4Validator) lets it through, but a StartTransaction
   stamped "not-a-date" is refused instead of silently stamped "now".
-- integers must fit 32 bits (OCPP 1.6's integers are): a 4,000-digit connectorId
+- integers must fit 32 bits (OCPP's integers are): a 4,000-digit connectorId
   or 2^63 as a transactionId is a PropertyConstraintViolation, not a crash in
   storage. Energy registers (meterStart, meterStop) are exempt: the CSMS checks
   them against a plausible meter's range itself (csms.core.metering), and a stop with
@@ -30,6 +30,7 @@ from typing import Any
 import fastjsonschema
 
 from ocppj.errors import OcppCallError
+from ocppj.versions import V16, OcppVersion
 
 __all__ = ["validator_for", "validate", "known_actions", "SchemaError"]
 
@@ -56,34 +57,38 @@ _FORMATS = {
 
 
 class SchemaError(OcppCallError):
-    """A payload that does not match its OCPP 1.6 schema."""
+    """A payload that does not match its OCPP schema."""
 
 
-def _strip(node: Any) -> Any:
+def _strip(node: Any, root: bool = True) -> Any:
+    """Without `multipleOf` anywhere and the schema's own `$schema`/`id`/`$id` at its root (2.0.1 has
+    properties named `id`, e.g. an EVSE's: those stay)."""
     if isinstance(node, dict):
-        return {k: _strip(v) for k, v in node.items() if k not in ("multipleOf", "$schema", "id")}
+        drop = ("multipleOf", "$schema", "id", "$id") if root else ("multipleOf",)
+        return {k: _strip(v, False) for k, v in node.items() if k not in drop}
     if isinstance(node, list):
-        return [_strip(v) for v in node]
+        return [_strip(v, False) for v in node]
     return node
 
 
 @cache
-def known_actions() -> frozenset[str]:
-    """Every OCPP 1.6 action that has a request schema."""
-    folder = resources.files("ocpp.v16").joinpath("schemas")
+def known_actions(version: OcppVersion = V16) -> frozenset[str]:
+    """Every action of `version` that has a request schema."""
+    folder = resources.files(version.package).joinpath("schemas")
+    head, tail = version.request_schema.split("{action}")
     return frozenset(
-        p.name[: -len(".json")]
+        p.name[len(head) : len(p.name) - len(tail)]
         for p in folder.iterdir()
-        if p.name.endswith(".json") and not p.name.endswith("Response.json")
+        if p.name.startswith(head) and p.name.endswith(tail) and not p.name.endswith("Response.json")
     )
 
 
 @cache
-def validator_for(action: str, response: bool) -> Validator | None:
-    """The compiled validator for an action's request or response, or None."""
-    name = f"{action}Response.json" if response else f"{action}.json"
-    path = resources.files("ocpp.v16").joinpath("schemas", name)
-    if action not in known_actions() or not path.is_file():
+def validator_for(action: str, response: bool, version: OcppVersion = V16) -> Validator | None:
+    """The compiled validator for an action's request or response in `version`, or None."""
+    name = f"{action}Response.json" if response else version.request_schema.format(action=action)
+    path = resources.files(version.package).joinpath("schemas", name)
+    if action not in known_actions(version) or not path.is_file():
         return None
     schema = _strip(json.loads(path.read_text(encoding="utf-8")))
     return fastjsonschema.compile(schema, formats=_FORMATS[response])
@@ -121,13 +126,15 @@ def _problem(node: Any, path: str) -> tuple[str, str] | None:
     return None
 
 
-def validate(action: str, payload: Any, *, response: bool, unique_id: str | None = None) -> None:
+def validate(
+    action: str, payload: Any, *, response: bool, unique_id: str | None = None, version: OcppVersion = V16
+) -> None:
     """Raise SchemaError (with the right CallError code) if payload is invalid."""
-    check = validator_for(action, response)
+    check = validator_for(action, response, version)
     if check is None:
         raise OcppCallError(
             "NotImplemented",
-            f"no OCPP 1.6 schema for {action}{'Response' if response else ''}",
+            f"no {version} schema for {action}{'Response' if response else ''}",
             unique_id=unique_id,
         )
     try:
@@ -142,7 +149,7 @@ def validate(action: str, payload: Any, *, response: bool, unique_id: str | None
     why = (
         "holds the NUL character (U+0000), which no OCPP string may"
         if kind == "nul"
-        else f"is out of range (OCPP 1.6 integers are 32-bit: {INT_MIN} to {INT_MAX})"
+        else f"is out of range ({version} integers are 32-bit: {INT_MIN} to {INT_MAX})"
     )
     raise SchemaError(
         "PropertyConstraintViolation", f"{action}: {where} {why}", unique_id=unique_id, details={"path": where}

@@ -1,4 +1,4 @@
-"""Pick the energy register reading out of OCPP 1.6 MeterValues as they arrive on the wire.
+"""Pick the energy register reading out of OCPP 1.6 and 2.0.1 MeterValues as they arrive on the wire.
 
 Chargers send many measurands, per phase and in either Wh or kWh; billing needs one
 number: the total Energy.Active.Import.Register, in Wh, from the latest sample.
@@ -94,9 +94,11 @@ def _number(value: Any) -> Decimal | None:
     return number
 
 
-def _register_wh(sample: Any) -> int | None:
-    """Wh of one sampledValue if it is the total energy register, else None."""
+def _register_wh(sample: Any, contexts: frozenset[str] | None = None) -> int | None:
+    """Wh of one sampledValue if it is the total energy register (sampled in one of `contexts`), else None."""
     if not isinstance(sample, Mapping):
+        return None
+    if contexts is not None and (sample.get("context") or "Sample.Periodic") not in contexts:
         return None
     if (sample.get("measurand") or ENERGY_REGISTER) != ENERGY_REGISTER:
         return None
@@ -105,14 +107,24 @@ def _register_wh(sample: Any) -> int | None:
     if (sample.get("format") or "Raw") != "Raw":  # SignedData is an opaque blob, not a number
         return None
     unit = sample.get("unit") or "Wh"
+    scale = Decimal(1)
+    uom = sample.get("unitOfMeasure")  # OCPP 2.0.1: {"unit": "kWh", "multiplier": 0}
+    if isinstance(uom, Mapping):
+        unit = uom.get("unit") or "Wh"
+        multiplier = uom.get("multiplier", 0)
+        if isinstance(multiplier, bool) or not isinstance(multiplier, int) or not -9 <= multiplier <= 9:
+            return None
+        scale = Decimal(10) ** multiplier
     factor = _UNIT_FACTORS.get(unit.lower()) if isinstance(unit, str) else None
+    if factor is not None:
+        factor *= scale
     number = _number(sample.get("value"))
     if factor is None or number is None:
         return None
     return int((number * factor).to_integral_value(rounding=ROUND_HALF_UP))
 
 
-def _entry_wh(entry: Any) -> int | None:
+def _entry_wh(entry: Any, contexts: frozenset[str] | None = None) -> int | None:
     """The register in one MeterValue entry; the last usable sampledValue wins."""
     if not isinstance(entry, Mapping):
         return None
@@ -121,14 +133,18 @@ def _entry_wh(entry: Any) -> int | None:
         return None
     found = None
     for sample in samples:
-        wh = _register_wh(sample)
+        wh = _register_wh(sample, contexts)
         if wh is not None:
             found = wh
     return found
 
 
-def latest_energy_register(meter_value: Iterable[Mapping[str, Any]]) -> Reading | None:
+def latest_energy_register(
+    meter_value: Iterable[Mapping[str, Any]], contexts: frozenset[str] | None = None
+) -> Reading | None:
     """Total import register from the latest-stamped entry (Wh and its stamp), or None if there is none.
+
+    `contexts`: only samples taken in these ReadingContexts (e.g. "Transaction.Begin"); None: any.
 
     Timestamped entries beat entries whose timestamp is missing or unparseable; among
     equals (same timestamp, or none parseable) the last one in the list wins. The stamp is
@@ -138,7 +154,7 @@ def latest_energy_register(meter_value: Iterable[Mapping[str, Any]]) -> Reading 
     best_key: tuple[bool, datetime] | None = None
     best: Reading | None = None
     for entry in meter_value or ():
-        wh = _entry_wh(entry)
+        wh = _entry_wh(entry, contexts)
         if wh is None:
             continue
         stamp = _parse_timestamp(entry.get("timestamp"))

@@ -78,6 +78,7 @@ class ChargePoint(Base):
     registered_at: Mapped[datetime] = mapped_column(UtcDateTime)
     last_boot_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     last_seen_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    ocpp_version: Mapped[str | None] = mapped_column(String(8))  # "1.6" or "2.0.1", from its last connection
 
 
 class Station(Base):
@@ -121,9 +122,14 @@ class Transaction(Base):
     latest_meter_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     # When the CSMS last received an energy sample for it (our clock: the idle and quiet rules).
     meter_seen_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # OCPP 2.0.1: the station's own id for it, the last seqNo seen, and whether meterStart waits for a sample.
+    station_tx_id: Mapped[str | None] = mapped_column(String(64))
+    seq_no: Mapped[int | None] = mapped_column(Integer)
+    meter_start_missing: Mapped[bool | None] = mapped_column(Boolean)
     __table_args__ = (
         Index("ix_transactions_connector_open", "charge_point_id", "connector_id", "stop_time"),
         Index("ix_transactions_tag_open", "id_tag", "stop_time"),  # ConcurrentTx: is this tag charging?
+        Index("ix_transactions_station_tx", "charge_point_id", "station_tx_id"),
     )
 
 

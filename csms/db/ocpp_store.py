@@ -55,6 +55,7 @@ __all__ = [
     "upsert_status",
     "start_transaction",
     "record_meter_sample",
+    "apply_meter_sample",
     "stop_transaction",
     "StartResult",
     "StopResult",
@@ -78,8 +79,10 @@ def record_boot(
     firmware: str | None,
     now: datetime,
     register: bool,
+    version: str = "1.6",
 ) -> bool:
-    """Store boot details; with `register`, a first boot creates the charge point and its station.
+    """Store boot details (and the OCPP version it spoke); with `register`, a first boot creates the charge
+    point and its station.
 
     Returns True when the charge point was registered just now.
     """
@@ -96,6 +99,7 @@ def record_boot(
     cp.vendor, cp.model, cp.serial_number, cp.firmware_version = vendor, model, serial, firmware
     cp.last_boot_at = now
     cp.last_seen_at = now
+    cp.ocpp_version = version
     return created
 
 
@@ -383,6 +387,11 @@ def record_meter_sample(cp_id: str, tx_id: int, wh: int, at: datetime, received:
     `at` is the sample's own timestamp (ordering), `received` when we got it (activity).
     """
     return BulkWrite("meter", {"b_id": tx_id, "b_cp": cp_id, "b_wh": wh, "b_at": at, "b_seen": received})
+
+
+def apply_meter_sample(s: Session, cp_id: str, tx_id: int, wh: int, at: datetime, received: datetime) -> None:
+    """`record_meter_sample` inside a unit of work of its own (a 2.0.1 TransactionEvent carries its samples)."""
+    s.execute(_meter_statement(s.get_bind().dialect.name), record_meter_sample(cp_id, tx_id, wh, at, received).params)
 
 
 @dataclass(frozen=True)

@@ -24,14 +24,15 @@ from csms.metrics import BOOTS_REJECTED, CALLS_NOT_ACCEPTED, ID_TAG_ANSWERS, LAT
 from csms.ocpp.registry import LiveChargePoint
 from ocppj import OcppCallError
 
-__all__ = ["ChargePointHandlers"]
+__all__ = ["HandlerBase", "ChargePointHandlers"]
 
 log = logging.getLogger("csms.ocpp")
 _ACCEPTED = {"idTagInfo": {"status": "Accepted"}}
 
 
-class ChargePointHandlers:
-    """One instance per connection; `live` is the registry entry of that connection."""
+class HandlerBase:
+    """What every version's handlers share, and no routes: one instance per connection; `live` is the
+    registry entry of that connection."""
 
     def __init__(self, ctx: Context, cp_id: str) -> None:
         self.ctx = ctx
@@ -64,8 +65,8 @@ class ChargePointHandlers:
             )
         return info.payload()
 
-    @on("BootNotification")
-    async def on_boot_notification(self, charge_point_vendor: str, charge_point_model: str, **kw: Any):
+    async def _boot(self, vendor: str, model: str, kw: dict[str, Any], version: str) -> dict[str, Any]:
+        charge_point_vendor, charge_point_model = vendor, model
         ctx, now = self.ctx, self.ctx.clock.now()
         known = self.cp_id in ctx.known_charge_points
         if not known and (
@@ -81,7 +82,9 @@ class ChargePointHandlers:
                 ctx.settings.max_auto_registered,
             )
             return {"status": "Rejected", "currentTime": iso(now), "interval": ctx.settings.heartbeat_interval}
-        work = _boot_work(self.cp_id, charge_point_vendor, charge_point_model, kw, now, register=not known)
+        work = _boot_work(
+            self.cp_id, charge_point_vendor, charge_point_model, kw, now, register=not known, version=version
+        )
         if known:
             ctx.db.submit(work)
         else:
@@ -101,17 +104,15 @@ class ChargePointHandlers:
         if self.live is not None:
             self.live.booted_at = now
             self.live.heartbeat_interval = ctx.settings.heartbeat_interval
-        log.info("charge_point.booted charge_point=%s", self.cp_id)
+        log.info("charge_point.booted charge_point=%s ocpp=%s", self.cp_id, version)
         return {"status": "Accepted", "currentTime": iso(now), "interval": ctx.settings.heartbeat_interval}
 
-    @on("Heartbeat")
-    def on_heartbeat(self):
+    def _heartbeat(self) -> dict[str, Any]:
         now = self.ctx.clock.now()
         self.ctx.db.submit_latest(("seen", self.cp_id), ocpp_store.touch_seen(self.cp_id, now))
         return {"currentTime": iso(now)}
 
-    @on("StatusNotification")
-    def on_status_notification(self, connector_id: int, error_code: str, status: str, **_kw: Any):
+    def _status(self, connector_id: int, error_code: str, status: str) -> dict[str, Any]:
         self._require_accepted("StatusNotification")
         now = self.ctx.clock.now()
         if self.live is not None:
@@ -121,6 +122,22 @@ class ChargePointHandlers:
             ocpp_store.upsert_status(self.cp_id, connector_id, status, error_code, now),
         )
         return {}
+
+
+class ChargePointHandlers(HandlerBase):
+    """OCPP 1.6: the calls a charge point sends."""
+
+    @on("BootNotification")
+    async def on_boot_notification(self, charge_point_vendor: str, charge_point_model: str, **kw: Any):
+        return await self._boot(charge_point_vendor, charge_point_model, kw, "1.6")
+
+    @on("Heartbeat")
+    def on_heartbeat(self):
+        return self._heartbeat()
+
+    @on("StatusNotification")
+    def on_status_notification(self, connector_id: int, error_code: str, status: str, **_kw: Any):
+        return self._status(connector_id, error_code, status)
 
     @on("Authorize")
     async def on_authorize(self, id_tag: str):
@@ -375,7 +392,7 @@ def _check_register(value: int, name: str) -> None:
         raise OcppCallError("PropertyConstraintViolation", str(exc)) from None
 
 
-def _boot_work(cp_id: str, vendor: str, model: str, kw: dict[str, Any], now, *, register: bool):
+def _boot_work(cp_id: str, vendor: str, model: str, kw: dict[str, Any], now, *, register: bool, version: str):
     def work(s):
         created = ocpp_store.record_boot(
             s,
@@ -386,6 +403,7 @@ def _boot_work(cp_id: str, vendor: str, model: str, kw: dict[str, Any], now, *, 
             firmware=kw.get("firmware_version"),
             now=now,
             register=register,
+            version=version,
         )
         if created:  # counted against --max-auto-registered, across restarts
             audit(

@@ -77,6 +77,10 @@ class LiveChargePoint:
     # TriggerMessage(StatusNotification) calls on their way, and when each last got its answer (None: all connectors).
     # Told of every live status (set by Registry.attach; in a cluster the presence is published at once).
     on_change: Callable[[], None] | None = field(default=None, repr=False)
+    # OCPP 2.0.1: our transaction id -> the station's, and our RequestStartTransaction remoteStartIds
+    # -> (connector, id tag), learnt on this connection.
+    station_tx: dict[int, str] = field(default_factory=dict)
+    remote_starts: dict[int, tuple[int, str]] = field(default_factory=dict)
     _status_asks: dict[int | None, int] = field(default_factory=dict, init=False, repr=False)
     _status_answered: dict[int | None, datetime] = field(default_factory=dict, init=False, repr=False)
 

@@ -56,7 +56,7 @@ from csms.db.database import Database, rowcount
 from csms.db.models import ChargingSession, ConnectorStatus, PaymentReservation, Transaction
 from csms.db.ocpp_store import ESTIMATED_REASONS, close_transaction_estimated, expire_start
 from csms.db.reservation_store import move_reservation
-from csms.ocpp.commands import ChargePointCommands
+from csms.ocpp.commands import commands_for
 from csms.ocpp.registry import LiveChargePoint
 from ocppj import OcppjError
 
@@ -485,7 +485,7 @@ async def _trigger_status(ctx: Context, live: LiveChargePoint, connector_id: int
     """TriggerMessage StatusNotification: the answer's status, or the error. The status the charger sends
     for it is recorded as asked for, not as the connector's own report (`LiveChargePoint.asking_status`)."""
     # Short: a charger that ignores triggers must not hold its connection (and a user's start) for long.
-    commands = ChargePointCommands(live.connection, timeout=min(10.0, ctx.settings.call_timeout_seconds))
+    commands = commands_for(live, timeout=min(10.0, ctx.settings.call_timeout_seconds))
     with live.asking_status(connector_id, ctx.clock.now):
         try:
             return await commands.trigger("StatusNotification", connector_id)

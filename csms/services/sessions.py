@@ -36,7 +36,7 @@ from csms.errors import (
     ConnectorBusyError,
     NotFoundError,
 )
-from csms.ocpp.commands import ChargePointCommands
+from csms.ocpp.commands import commands_for
 from csms.ocpp.registry import LiveChargePoint, RemoteChargePoint
 from csms.services.occupancy import evaluate
 from ocppj import CallErrorReceived, CallTimeoutError, ConnectionClosedError, InvalidResponseError
@@ -199,7 +199,7 @@ async def remote_start(
     ctx: Context, live: LiveChargePoint | RemoteChargePoint, session_id: str, connector_id: int, id_tag: str
 ) -> None:
     """Send RemoteStartTransaction; on anything but Accepted the session is failed and the error raised."""
-    commands = ChargePointCommands(live.connection)
+    commands = commands_for(live)
     cp_id = live.id
     try:
         status = await commands.remote_start(connector_id, id_tag)
@@ -312,7 +312,7 @@ async def stop_session(ctx: Context, session_id: str) -> dict[str, Any]:
     if live is None:
         raise ChargerOfflineError()
     try:
-        status = await ChargePointCommands(live.connection).remote_stop(view["transactionId"])
+        status = await commands_for(live).remote_stop(view["transactionId"])
     except CallTimeoutError:
         raise ChargePointTimeoutError(sessionId=session_id) from None
     except (CallErrorReceived, ConnectionClosedError, InvalidResponseError) as exc:

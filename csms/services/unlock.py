@@ -31,7 +31,7 @@ from csms.db.cleanup_store import (
 )
 from csms.db.models import ChargePoint, Transaction
 from csms.errors import NotFoundError
-from csms.ocpp.commands import ChargePointCommands
+from csms.ocpp.commands import commands_for
 from csms.services.sessions import active_station
 from ocppj import CallErrorReceived, CallTimeoutError, ConnectionClosedError, InvalidResponseError
 
@@ -117,7 +117,7 @@ async def _stop_live_first(ctx: Context, r: UnlockResult, plan: UnlockPlan) -> N
     live = await ctx.registry.find(r.charge_point_id)
     for tx_id in plan.remote_stops:
         try:
-            status = await ChargePointCommands(live.connection).remote_stop(tx_id) if live is not None else "Offline"
+            status = await commands_for(live).remote_stop(tx_id) if live is not None else "Offline"
         except (CallTimeoutError, CallErrorReceived, ConnectionClosedError, InvalidResponseError) as exc:
             status = type(exc).__name__
         log.warning(
@@ -231,7 +231,7 @@ async def _send_unlock(ctx: Context, r: UnlockResult) -> None:
         r.success, r.message = ocpp_outcome(None, error="Charger is offline")
         return
     try:
-        status = await ChargePointCommands(live.connection).unlock(r.connector_id)
+        status = await commands_for(live).unlock(r.connector_id)
     except CallTimeoutError:
         r.success, r.message = ocpp_outcome(None, error="Charge point did not respond in time")
     except (CallErrorReceived, ConnectionClosedError, InvalidResponseError) as exc:

@@ -30,7 +30,7 @@ from csms.core.occupancy import ConnectorSignals, decide
 from csms.db.cleanup_store import audit
 from csms.db.occupancy_store import StoredSignals
 from csms.errors import CsmsError
-from csms.ocpp.commands import ChargePointCommands
+from csms.ocpp.commands import commands_for
 from csms.services import unlock, unlock_preview
 from csms.services.maintenance import run_once
 from csms.services.occupancy import Evaluation, evaluate, evaluate_all, explain
@@ -458,9 +458,9 @@ async def ask_for_status(request: Request, station_id: str, connector_id: int):
     live = await _live_or_refuse(ctx, cp_id)
     try:
         with live.asking_status(connector_id, ctx.clock.now):  # its answer is not the connector's own report
-            answer = await ChargePointCommands(
-                live.connection, timeout=min(10.0, ctx.settings.call_timeout_seconds)
-            ).trigger("StatusNotification", connector_id)
+            answer = await commands_for(live, timeout=min(10.0, ctx.settings.call_timeout_seconds)).trigger(
+                "StatusNotification", connector_id
+            )
     except OcppjError as exc:
         answer = f"error: {exc}"
     _audit(ctx, session, "ui.trigger_status", charge_point_id=cp_id, connector_id=connector_id, answer=answer)
@@ -503,7 +503,7 @@ async def soft_reset(request: Request, station_id: str, connector_id: int):
         raise Refused(400, "Not confirmed", "A soft reset needs its confirmation.")
     live = await _live_or_refuse(ctx, cp_id)
     try:
-        answer = await ChargePointCommands(live.connection).reset("Soft")
+        answer = await commands_for(live).reset("Soft")
     except OcppjError as exc:
         answer = f"error: {exc}"
     _audit(ctx, session, "ui.soft_reset", charge_point_id=cp_id, answer=answer)

@@ -76,16 +76,16 @@ async def test_bad_frames_lose_nothing_already_stored(csms):
 
 async def test_handshake_offering_only_other_subprotocols_is_refused_and_logged(csms):
     with pytest.raises(ConnectionRejected) as ei:
-        async with open_websocket_url(csms.url("OTHERPROTO"), subprotocols=["ocpp2.0.1", "ocpp2.1"]):
+        async with open_websocket_url(csms.url("OTHERPROTO"), subprotocols=["ocpp2.1", "ocpp2.0"]):
             pass
     assert ei.value.status_code == 400
     assert ei.value.body.decode() == (
-        "none of the offered subprotocols (ocpp2.0.1, ocpp2.1) is spoken here; "
-        "this CSMS speaks ocpp1.6 only: offer Sec-WebSocket-Protocol: ocpp1.6"
+        "none of the offered subprotocols (ocpp2.1, ocpp2.0) is spoken here; "
+        "this CSMS speaks ocpp2.0.1 and ocpp1.6: offer one of them in Sec-WebSocket-Protocol"
     )
     assert (
         "handshake.refused reason=subprotocol path=/ocpp/OTHERPROTO charge_point=OTHERPROTO "
-        "offered=ocpp2.0.1,ocpp2.1 remote=127.0.0.1:" in csms.log()
+        "offered=ocpp2.1,ocpp2.0 remote=127.0.0.1:" in csms.log()
     )
 
 
