@@ -29,7 +29,14 @@ class CsmsProcess:
         return f"{self.ocpp}/{cp_id}"
 
     def client(self, role: str = "admin") -> httpx.AsyncClient:
-        return httpx.AsyncClient(base_url=self.http, headers=self.admin if role == "admin" else self.user, timeout=30)
+        """A REST client; a new connection per request: a pooled one the server closes after its keep-alive
+        timeout (5 s) while a request is on its way is a reset, not a failure of the CSMS (seen on a loaded CI)."""
+        return httpx.AsyncClient(
+            base_url=self.http,
+            headers=self.admin if role == "admin" else self.user,
+            timeout=30,
+            limits=httpx.Limits(max_keepalive_connections=0),
+        )
 
     def log(self) -> str:
         return self.log_path.read_text(encoding="utf-8", errors="replace")
