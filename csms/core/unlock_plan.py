@@ -16,6 +16,7 @@ then everything is cleaned as for a stuck one.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -225,12 +226,19 @@ def plan_unlock(
     evidence_window: timedelta,
     fee_policy: str,
     force_active: bool = False,
+    station_says: Mapping[int, str] | None = None,
 ) -> UnlockPlan:
-    """The unlock of one connector, step by step (see the module's docstring)."""
+    """The unlock of one connector, step by step (see the module's docstring).
+
+    `station_says`: what an OCPP 2.0.1 station answered GetTransactionStatus for an open transaction, in
+    words, where that keeps it open (still ongoing; or ended with its messages still queued: its Ended is on
+    the way with the real reading, CitrineOS #1053).
+    """
     by_tx = {s.transaction_id: s.id for s in rows.sessions if s.transaction_id is not None}
     live_txs = []
     for tx in sorted(rows.transactions.values(), key=lambda t: t.id):
-        words = live_evidence(tx, live, now=now, window=evidence_window)
+        words = (station_says or {}).get(tx.id) if tx.open else None
+        words = words or live_evidence(tx, live, now=now, window=evidence_window)
         if words is not None:
             live_txs.append(LiveTransaction(tx.id, by_tx.get(tx.id), words))
     kept = set() if force_active else {x.transaction_id for x in live_txs}

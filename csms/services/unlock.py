@@ -31,7 +31,7 @@ from csms.db.cleanup_store import (
 )
 from csms.db.models import ChargePoint, Transaction
 from csms.errors import NotFoundError
-from csms.ocpp.commands import commands_for
+from csms.ocpp.commands import ChargePointCommands201, commands_for
 from csms.services.sessions import active_station
 from ocppj import CallErrorReceived, CallTimeoutError, ConnectionClosedError, InvalidResponseError
 
@@ -53,6 +53,13 @@ def ocpp_outcome(status: str | None, *, error: str | None = None) -> tuple[bool,
         return False, "UnlockFailed: the charge point could not unlock the connector"
     if status == "NotSupported":
         return False, "NotSupported: the charge point does not support remote unlock"
+    if status == "OngoingAuthorizedTransaction":  # OCPP 2.0.1: it keeps the cable locked while it charges
+        return False, (
+            "OngoingAuthorizedTransaction: the station is charging on this EVSE and keeps it locked; "
+            "stop the session first, or repeat with forceActive: true (stops it, then unlocks)"
+        )
+    if status == "UnknownConnector":  # OCPP 2.0.1
+        return False, "UnknownConnector: the station has no such EVSE or connector"
     return False, f"Unexpected UnlockConnector status {status!r}"
 
 
@@ -100,6 +107,7 @@ async def plan_for(ctx: Context, cp_id: str, connector_id: int, *, force_active:
         ctx.registry.is_connected(cp_id),
     )
     rows = await ctx.db.read(lambda s: read_connector_rows(s, cp_id, connector_id))
+    open_ids = [tx.id for tx in rows.transactions.values() if tx.open]
     return plan_unlock(
         rows,
         status,
@@ -108,7 +116,33 @@ async def plan_for(ctx: Context, cp_id: str, connector_id: int, *, force_active:
         evidence_window=timedelta(seconds=ctx.settings.live_evidence_seconds),
         fee_policy=ctx.settings.force_end_fee,
         force_active=force_active,
+        station_says=await _ask_station(ctx, cp_id, open_ids) if open_ids else None,
     )
+
+
+async def _ask_station(ctx: Context, cp_id: str, transaction_ids: list[int]) -> dict[int, str]:
+    """An OCPP 2.0.1 station knows whether its transactions run: GetTransactionStatus before ending one.
+    Ongoing is not stuck; ended with messages still queued waits for its Ended (the real reading)."""
+    live = ctx.registry.get(cp_id)
+    if live is None:
+        return {}
+    commands = commands_for(live, timeout=min(5.0, ctx.settings.call_timeout_seconds))
+    if not isinstance(commands, ChargePointCommands201):
+        return {}
+    out: dict[int, str] = {}
+    for tx_id in transaction_ids:
+        if tx_id not in commands.live.station_tx:
+            continue
+        try:
+            ongoing, queued = await commands.transaction_status(tx_id)
+        except (CallTimeoutError, CallErrorReceived, ConnectionClosedError, InvalidResponseError) as exc:
+            log.info("unlock.transaction_status charge_point=%s transaction=%s error=%s", cp_id, tx_id, exc)
+            continue
+        if ongoing:
+            out[tx_id] = "ongoing: the station says this transaction is still running (GetTransactionStatus)"
+        elif queued:
+            out[tx_id] = "ending: the station still holds queued messages for it, its Ended is on the way"
+    return out
 
 
 async def _stop_live_first(ctx: Context, r: UnlockResult, plan: UnlockPlan) -> None:

@@ -168,3 +168,70 @@ async def test_an_app_session_starts_and_stops_through_request_start_and_stop(cs
             await _until(billed, what="the session to end")
             s = (await http.get(f"/api/ChargingSession/{session_id}")).json()["data"]
             assert (s["energyWh"], Decimal(str(s["chargingTotalFee"]))) == (2500, Decimal("1.00")), s
+
+
+@pytest.fixture
+def csms_args() -> list[str]:
+    # Live evidence off: what keeps a transaction open at an unlock here is what the station answers.
+    return ["--allow-unknown-chargers", "--live-evidence-seconds", "0"]
+
+
+async def test_an_unlock_asks_the_station_first_and_a_queued_ended_is_stored_and_billed(csms):
+    """CitrineOS #1053: {ongoingIndicator: false, messagesInQueue: true} marked the transaction inactive and
+    dropped the queued Ended. Here the unlock leaves it open, and the Ended that follows bills it."""
+    with LibStation("V201D") as st:
+        await blocking(st.connect, csms.url("V201D"))
+        await blocking(st.boot)
+        await blocking(st.status, 1, 1, "Available")
+        st.meter_wh = 1000
+        async with csms.client() as http:
+            res = await http.post(
+                "/api/ChargingSession/start-charging-session",
+                json={"chargingStationId": "V201D", "connectorId": 1, "chargeTagId": "APPQ", "chargingTariff": "0.50"},
+            )
+            session_id = res.json()["data"]["sessionId"]
+            await _until(lambda: _linked(http, session_id), what="the Started")
+            (station_tx,) = st.transactions()
+            await blocking(st.transaction_event, "Updated", station_tx, "MeterValuePeriodic", meter_wh=2000)
+
+            st.behaviour.ongoing_indicator, st.behaviour.messages_in_queue = False, True
+            unlock = {"chargingStationId": "V201D", "connectorId": 1}
+            res = await http.post("/api/ChargingSession/unlock-connector", json=unlock)
+            assert res.status_code == 409, res.text
+            assert "its Ended is on the way" in res.json()["message"]
+            assert st.received("GetTransactionStatus")[-1].payload == {"transactionId": station_tx}
+            assert not st.received("UnlockConnector")  # nothing unlocked while its transaction ends
+            (tx,) = await transactions(http, "V201D")
+            assert tx["stopTime"] is None
+
+            await blocking(
+                st.transaction_event, "Ended", station_tx, "EVCommunicationLost", meter_wh=3500, offline=True,
+                stopped_reason="EVDisconnected",
+            )  # fmt: skip
+            s = (await http.get(f"/api/ChargingSession/{session_id}")).json()["data"]
+            assert (s["energyWh"], Decimal(str(s["chargingTotalFee"]))) == (2500, Decimal("1.25")), s
+            await blocking(st.status, 1, 1, "Available")
+
+            st.behaviour.messages_in_queue = False
+            res = await http.post("/api/ChargingSession/unlock-connector", json=unlock)
+            assert res.status_code == 200, res.text
+            assert st.received("UnlockConnector")[-1].payload == {"evseId": 1, "connectorId": 1}
+
+
+async def test_a_station_that_keeps_its_cable_locked_while_charging_says_why(csms):
+    with LibStation("V201E") as st:
+        await blocking(st.connect, csms.url("V201E"))
+        await blocking(st.boot)
+        await blocking(st.status, 1, 1, "Available")
+        st.behaviour.unlock = "OngoingAuthorizedTransaction"
+        async with csms.client() as http:
+            res = await http.post(
+                "/api/ChargingSession/unlock-connector", json={"chargingStationId": "V201E", "connectorId": 1}
+            )
+        assert res.status_code == 400, res.text
+        assert res.json()["message"].startswith("OngoingAuthorizedTransaction: the station is charging on this EVSE")
+
+
+async def _linked(http, session_id: str) -> bool:
+    s = (await http.get(f"/api/ChargingSession/{session_id}")).json()["data"]
+    return s.get("transactionId") is not None
