@@ -73,6 +73,7 @@ def _rows(s: Session) -> list[dict[str, Any]]:
             "lastBootAt": iso(cp.last_boot_at),
             "lastSeenAt": iso(cp.last_seen_at),
             "passwordSet": cp.password_set,
+            "ocppVersion": cp.ocpp_version,  # "1.6" or "2.0.1", from its last boot (None: never booted)
         }
         for cp in credential_store.list_chargers(s)
     ]

@@ -79,12 +79,22 @@ class ChargerRow:
     last_seen_at: datetime | None
     vendor: str | None
     model: str | None
+    ocpp_version: str | None = None
 
 
 def list_chargers(s: Session) -> list[ChargerRow]:
     with_pw = passwords_set(s)
     return [
-        ChargerRow(cp.id, cp.id in with_pw, cp.registered_at, cp.last_boot_at, cp.last_seen_at, cp.vendor, cp.model)
+        ChargerRow(
+            cp.id,
+            cp.id in with_pw,
+            cp.registered_at,
+            cp.last_boot_at,
+            cp.last_seen_at,
+            cp.vendor,
+            cp.model,
+            cp.ocpp_version,
+        )
         for cp in s.scalars(select(ChargePoint).order_by(ChargePoint.id))
     ]
 

@@ -88,6 +88,8 @@ async def test_a_transaction_of_a_201_station_is_stored_and_billed_as_a_16_one(c
             )  # fmt: skip
             assert not hasattr(ended, "code"), ended  # not a CallError
             await blocking(st.status, 1, 1, "Available")
+            rows = (await http.get("/api/charge-points")).json()["data"]
+            assert next(r for r in rows if r["id"] == "V201A")["ocppVersion"] == "2.0.1"  # the listing says it
             (tx,) = await transactions(http, "V201A")
             assert (tx["connectorId"], tx["idTag"], tx["meterStart"], tx["meterStop"]) == (1, "TAG201", 1000, 5000)
             assert tx["stopReason"] == "EVDisconnected" and tx["stopTime"] is not None
