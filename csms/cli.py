@@ -34,7 +34,8 @@ EPILOG = """examples:
   csms serve --ocpp-port 0 --http-port 0 --ports-file /tmp/ports.json   # free ports, written as JSON
 
 Charge points connect to ws://HOST:OCPP_PORT/ocpp/{chargePointId} (wss:// with --tls-cert) with
-subprotocol ocpp1.6 and HTTP Basic auth (user: the id, password: its own; OCPP security profiles 1/2).
+subprotocol ocpp2.0.1 or ocpp1.6 (the charger's order of preference; docs/ocpp201.md) and HTTP Basic auth
+(user: the id, password: its own; OCPP security profiles 1/2).
 REST: http(s)://HOST:HTTP_PORT/api/..., OpenAPI docs at /docs, /health and /metrics.
 """
 
@@ -105,7 +106,7 @@ def _add_maintenance(p: argparse.ArgumentParser, *, live_rules: bool = False) ->
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="csms",
-        description="unstuck: an OCPP 1.6J central system that keeps connectors honest.",
+        description="unstuck: an OCPP 1.6J and 2.0.1 central system that keeps connectors honest.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
