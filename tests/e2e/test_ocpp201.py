@@ -71,6 +71,16 @@ async def test_a_transaction_of_a_201_station_is_stored_and_billed_as_a_16_one(c
         assert boot.status == "Accepted" and boot.interval == 300
         await blocking(st.status, 1, 1, "Available")
         assert (await blocking(st.authorize, "TAG201")).id_token_info["status"] == "Accepted"
+        for answer in (  # acknowledged and logged, nothing more
+            await blocking(st.meter_values, 1, 950),
+            await blocking(st.notify_event),
+            await blocking(st.security_event),
+            await blocking(st.firmware_status, "Installed"),
+            await blocking(st.log_status, "Idle"),
+            await blocking(st.notify_report, 1),
+            await blocking(st.heartbeat),
+        ):
+            assert not hasattr(answer, "code"), answer  # not a CallError
         await blocking(st.status, 1, 1, "Occupied")
         started = await blocking(
             st.transaction_event, "Started", "tx-1", "Authorized", evse_id=1, connector_id=1,
