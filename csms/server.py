@@ -25,7 +25,7 @@ from csms.config import Settings
 from csms.context import Context
 from csms.core.chargepoint_auth import Admit, charge_point_id_problem, decide_handshake
 from csms.core.maintenance import Thresholds
-from csms.db import credential_store
+from csms.db import credential_store, event_store
 from csms.db.database import Database
 from csms.db.engine import make_engine, redact
 from csms.db.ocpp_store import BULK_STATEMENTS
@@ -239,6 +239,8 @@ class OcppEndpoint:
         live = LiveChargePoint(
             cp_id, conn, now, now, ctx.settings.heartbeat_interval, remote=remote, authenticated=admitted.authenticated
         )
+        if version == V201:  # its open transactions, by its own ids: commands name them before its next event
+            live.station_tx.update(await ctx.db.read(lambda s: event_store.open_station_transactions(s, cp_id)))
         handlers.live = live
 
         def seen() -> None:

@@ -43,7 +43,8 @@ __all__ = [
 ]
 
 # Live statuses in which a car is really there: the persisted status is then left alone.
-LIVE_OCCUPIED = frozenset({"Preparing", "Charging", "SuspendedEV", "SuspendedEVSE", "Finishing"})
+# (Occupied: OCPP 2.0.1's one word for all of them.)
+LIVE_OCCUPIED = frozenset({"Preparing", "Charging", "SuspendedEV", "SuspendedEVSE", "Finishing", "Occupied"})
 # Live statuses in which energy flows (or the car is taking a pause of its own): live evidence.
 LIVE_CHARGING = frozenset({"Charging", "SuspendedEV"})
 # Statuses that say the charging has stopped; reported after the last sample, they outweigh it.

@@ -18,7 +18,7 @@ from csms.core.transaction_events import ENDED, Step, Stored, plan
 from csms.db import ocpp_store
 from csms.db.models import ChargingSession, Transaction
 
-__all__ = ["Event", "EventResult", "apply_event"]
+__all__ = ["Event", "EventResult", "apply_event", "open_station_transactions"]
 
 
 @dataclass(frozen=True)
@@ -138,3 +138,13 @@ def _learn(s: Session, tx: Transaction, e: Event) -> None:
             .values(meter_start=first)
         )
     s.execute(update(Transaction).where(Transaction.id == tx.id).values(**values))
+
+
+def open_station_transactions(s: Session, cp_id: str) -> dict[int, str]:
+    """Our id -> the station's, for its open transactions: what commands name after a reconnect or a restart."""
+    rows = s.execute(
+        select(Transaction.id, Transaction.station_tx_id).where(
+            Transaction.charge_point_id == cp_id, Transaction.stop_time.is_(None), Transaction.station_tx_id.isnot(None)
+        )
+    ).all()
+    return {tx_id: station_tx for tx_id, station_tx in rows if station_tx is not None}

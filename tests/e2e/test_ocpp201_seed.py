@@ -219,13 +219,6 @@ async def test_seed_scenario_3_nothing_stuck(csms):
 
 
 # Live evidence off: what keeps the transaction open at this unlock is what the station answers (not a sample).
-@pytest.mark.xfail(
-    strict=True,
-    reason="CSMS: the station's transaction id is known per connection only (LiveChargePoint.station_tx, filled by "
-    "that connection's TransactionEvents), so after a reconnect the unlock sends no GetTransactionStatus "
-    "(csms/services/unlock.py _ask_station skips it), force-ends the transaction the station still runs (0.00) and "
-    "then gets OngoingAuthorizedTransaction; transactions.station_tx_id has it in the database",
-)
 @pytest.mark.parametrize("csms_args", [["--allow-unknown-chargers", "--live-evidence-seconds", "0"]])
 async def test_seed_scenario_1_after_a_network_drop_the_unlock_still_asks_the_station(csms):
     """The seed's first cause of a stuck gun is a network failure. A station back on a new connection, still
@@ -252,13 +245,6 @@ async def test_seed_scenario_1_after_a_network_drop_the_unlock_still_asks_the_st
         assert (s["status"], s["endTime"]) == ("Charging", None)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="CSMS: csms/core/unlock_plan.py LIVE_OCCUPIED holds 1.6's statuses only (Preparing, Charging, SuspendedEV, "
-    "SuspendedEVSE, Finishing); a 2.0.1 EVSE's live Occupied is not one, so the unlock resets the stored Occupied to "
-    "Available (warning 'Stored status Occupied was reset to Available') while the car is plugged in; 1.6's "
-    "Preparing is kept",
-)
 async def test_seed_scenario_1_with_the_car_still_plugged_keeps_the_stored_status(csms):
     """The stuck session of an accepted start whose Started never came, the car still plugged in (EVSE Occupied):
     the unlock ends the session and leaves the stored status alone, as it does for a 1.6 charger's Preparing."""
