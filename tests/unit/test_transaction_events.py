@@ -34,4 +34,3 @@ def test_a_started_after_the_end_is_a_new_transaction_only_if_stamped_after_it()
     assert plan(STARTED, T0 + timedelta(seconds=1), CLOSED) is Step.START  # the station reuses ids after a reboot
     assert plan(STARTED, T0 - timedelta(seconds=1), CLOSED) is Step.AFTER_END  # its own Started, replayed late
     assert plan(STARTED, T0, Stored(7, open=False)) is Step.AFTER_END  # no end time known: never reopened
-
