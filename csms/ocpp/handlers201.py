@@ -17,7 +17,7 @@ from ocpp.routing import on
 from csms.core import metering
 from csms.core.id_tags import IdTagInfo
 from csms.core.times import parse_iso
-from csms.core.transaction_events import ENDED, STATUS_OF_CHARGING_STATE, Step
+from csms.core.transaction_events import ENDED, STARTED, STATUS_OF_CHARGING_STATE, Step
 from csms.db import event_store
 from csms.db.hotpath import judge_id_tag
 from csms.ocpp.handlers import HandlerBase
@@ -29,8 +29,6 @@ log = logging.getLogger("csms.ocpp")
 
 _BEGIN = frozenset({"Transaction.Begin"})
 _END = frozenset({"Transaction.End"})
-# 1.6 id-tag statuses as 2.0.1 AuthorizationStatusEnumType (the rest have the same names).
-_AUTHORIZATION = {"ConcurrentTx": "ConcurrentTx", "Expired": "Expired", "Blocked": "Blocked", "Invalid": "Invalid"}
 
 
 class ChargePointHandlers201(HandlerBase):
@@ -38,7 +36,7 @@ class ChargePointHandlers201(HandlerBase):
 
     def _id_token_info(self, message: str, id_tag: str, info: IdTagInfo, **where: Any) -> dict[str, Any]:
         self._id_tag_answer(message, id_tag, info, **where)
-        out: dict[str, Any] = {"status": _AUTHORIZATION.get(info.status.value, info.status.value)}
+        out: dict[str, Any] = {"status": info.status.value}  # 1.6's five statuses are 2.0.1 ones too
         payload = info.payload()
         if payload.get("expiryDate"):
             out["cacheExpiryDateTime"] = payload["expiryDate"]
@@ -149,10 +147,10 @@ class ChargePointHandlers201(HandlerBase):
             return result, info
 
         connector = event.evse_id if event.evse_id is not None else fallback
-        if self.live is None:
+        if self.live is None or event_type != STARTED:
             result, info = await ctx.db.write(work)
         else:
-            with self.live.starting(connector):
+            with self.live.starting(connector):  # a car is starting there: not free while it is stored
                 result, info = await ctx.db.write(work)
         self._after_event(result, event, kw, transaction_info, trigger_reason, bool(kw.get("offline")))
         if info is None:
