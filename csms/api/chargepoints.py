@@ -161,7 +161,7 @@ async def set_password(cp_id: str, body: PasswordIn, request: Request, who: Admi
 
 @router.post("/{cp_id}/call")
 async def raw_call(cp_id: str, body: RawCallIn, request: Request, who: Admin):
-    """Send any OCPP 1.6 CSMS->charge point Call and return its answer (debugging aid)."""
+    """Send any CSMS->charge point Call in the version it speaks (1.6 or 2.0.1); return its answer (debugging aid)."""
     ctx = request.app.state.ctx
     live = await ctx.registry.find(cp_id)
     if live is None:
@@ -174,8 +174,9 @@ async def raw_call(cp_id: str, body: RawCallIn, request: Request, who: Admin):
     )
     # The StatusNotification a status trigger brings is its answer, not the connector's own report.
     status_ask = body.action == "TriggerMessage" and body.payload.get("requestedMessage") == "StatusNotification"
+    asked = body.payload.get("connectorId", (body.payload.get("evse") or {}).get("id"))  # 1.6, or 2.0.1's EVSE
     try:
-        with live.asking_status(body.payload.get("connectorId"), ctx.clock.now) if status_ask else nullcontext():
+        with live.asking_status(asked, ctx.clock.now) if status_ask else nullcontext():
             result = await live.connection.call_raw(body.action, body.payload)
     except OcppCallError as exc:
         raise ApiError(400, f"Invalid {body.action} payload: {exc.description}") from None

@@ -247,3 +247,36 @@ async def test_a_station_that_keeps_its_cable_locked_while_charging_says_why(csm
 async def _linked(http, session_id: str) -> bool:
     s = (await http.get(f"/api/ChargingSession/{session_id}")).json()["data"]
     return s.get("transactionId") is not None
+
+
+async def test_an_admin_sends_any_201_call_through_rest_and_the_dashboard_resets_it(csms):
+    """GetVariables, SetVariables, Reset, ChangeAvailability and TriggerMessage reach a 2.0.1 station in its
+    version (the raw call is validated with the 2.0.1 schemas), and come back with its answer."""
+    with LibStation("V201F") as st:
+        await blocking(st.connect, csms.url("V201F"))
+        await blocking(st.boot)
+        await blocking(st.status, 1, 1, "Available")
+        st.variables[("OCPPCommCtrlr", "HeartbeatInterval")] = "300"
+        heartbeat = {"component": {"name": "OCPPCommCtrlr"}, "variable": {"name": "HeartbeatInterval"}}
+        calls = [
+            ("GetVariables", {"getVariableData": [heartbeat]}),
+            ("SetVariables", {"setVariableData": [{**heartbeat, "attributeValue": "60"}]}),
+            ("ChangeAvailability", {"operationalStatus": "Inoperative", "evse": {"id": 1}}),
+            ("TriggerMessage", {"requestedMessage": "StatusNotification", "evse": {"id": 1, "connectorId": 1}}),
+            ("Reset", {"type": "OnIdle"}),
+        ]
+        async with csms.client() as http:
+            answers = {}
+            for action, payload in calls:
+                res = await http.post("/api/charge-points/V201F/call", json={"action": action, "payload": payload})
+                assert res.status_code == 200, (action, res.text)
+                answers[action] = res.json()["data"]
+            bad = await http.post(
+                "/api/charge-points/V201F/call", json={"action": "Reset", "payload": {"type": "Hard"}}
+            )
+        assert answers["GetVariables"]["getVariableResult"][0]["attributeValue"] == "300"
+        assert answers["SetVariables"]["setVariableResult"][0]["attributeStatus"] == "Accepted"
+        assert st.variables[("OCPPCommCtrlr", "HeartbeatInterval")] == "60"
+        assert all(answers[a]["status"] == "Accepted" for a in ("ChangeAvailability", "TriggerMessage", "Reset"))
+        assert bad.status_code == 400 and "Invalid Reset payload" in bad.json()["message"]  # 1.6's Hard: not 2.0.1
+        assert [e.action for e in st.received()][-5:] == [a for a, _ in calls]
