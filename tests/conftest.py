@@ -23,6 +23,7 @@ SLOW_TIER = frozenset(
         "tests/scenarios/test_mutations_chaos.py",
         "tests/scenarios/test_quick_profile.py",
         "tests/e2e/test_crash_safety.py",
+        "tests/e2e/test_crash_safety_201.py",
         "tests/e2e/test_cluster.py",
         "tests/e2e/test_cluster_bench.py",
         "tests/e2e/test_schemathesis.py",

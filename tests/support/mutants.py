@@ -32,6 +32,8 @@ MUTANTS: dict[str, str] = {
     "app session billed to it stays open (Charging, unbilled)",
     "stop_acked_before_commit": "a StopTransaction is answered before its commit (queued, not awaited): a crash "
     "in between loses an acknowledged stop",
+    "transaction_event_acked_before_commit": "an OCPP 2.0.1 TransactionEvent is answered before its commit (queued, "
+    "not awaited): a crash in between loses acknowledged Started, Updated and Ended events",
 }
 
 
@@ -182,6 +184,37 @@ def _stop_acked_before_commit() -> None:
     ChargePointHandlers.on_stop_transaction = on_stop_transaction
 
 
+def _transaction_event_acked_before_commit() -> None:
+    import contextvars
+
+    from ocpp.routing import on
+
+    from csms.core.transaction_events import Step
+    from csms.db import event_store
+    from csms.db.database import Database
+    from csms.ocpp.handlers201 import ChargePointHandlers201
+
+    in_event = contextvars.ContextVar("in_transaction_event", default=False)
+    write, handler = Database.write, ChargePointHandlers201.on_transaction_event
+
+    async def write_or_queue(db: Any, fn: Any) -> Any:
+        if not in_event.get():
+            return await write(db, fn)
+        db.submit(fn)  # queued, not awaited: answered before stored
+        return event_store.EventResult(Step.UPDATE, None, None), None  # as the handler reads it: no idTokenInfo
+
+    @on("TransactionEvent")
+    async def on_transaction_event(self: Any, **kw: Any) -> Any:
+        token = in_event.set(True)
+        try:
+            return await handler(self, **kw)
+        finally:
+            in_event.reset(token)
+
+    Database.write = write_or_queue
+    ChargePointHandlers201.on_transaction_event = on_transaction_event
+
+
 def _rebind(original: Any, replacement: Any, *only: Any) -> None:
     """Put `replacement` wherever the product holds `original` (its own module and every `from x import y`
     binding), or only in the modules given: a mutant must not depend on which module was imported first."""
@@ -204,6 +237,7 @@ PATCHES: dict[str, Callable[[], None]] = {
     "pongs_not_liveness": _pongs_not_liveness,
     "supersede_keeps_session": _supersede_keeps_session,
     "stop_acked_before_commit": _stop_acked_before_commit,
+    "transaction_event_acked_before_commit": _transaction_event_acked_before_commit,
 }
 assert PATCHES.keys() == MUTANTS.keys()
 
