@@ -31,6 +31,7 @@ from loadtests.balancer import Balancer, backend_of, start_haproxy
 from scenarios.adapters.unstuck_rest import UnstuckRestAdapter
 from scenarios.embedded import Timings
 from scenarios.meta import ScenarioInfo
+from scenarios.profile import load_profile
 from scenarios.run import RunSettings, ScenarioRun
 from tests.support.server import ADMIN_TOKEN, CsmsProcess, start_csms
 
@@ -101,7 +102,7 @@ async def test_two_nodes_behind_haproxy_survive_a_killed_node(cluster_db, tmp_pa
         run = ScenarioRun(
             info,
             RunSettings(report_dir=tmp_path / "report", tag=tag),
-            timings,
+            load_profile(),  # what the embedded CSMS's quick timings promise (tests/unit/test_profiles.py)
             via["b"],
             nursery,
             progress=lambda line: None,
