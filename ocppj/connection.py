@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import importlib
 import inspect
 import itertools
 import logging
@@ -221,8 +220,7 @@ class OcppConnection(Generic[_WS]):
         """Send a `call.X` dataclass of this connection's version and return its `call_result.X` answer."""
         action = type(request).__name__
         payload = await self.call_raw(action, to_payload(request), timeout=timeout)
-        cls = getattr(importlib.import_module(f"{self.version.package}.call_result"), action)
-        return cls(**to_snake(payload))
+        return self.version.result_of(action, to_snake(payload))
 
     async def call_raw(self, action: str, payload: dict[str, Any], *, timeout: float | None = None) -> dict[str, Any]:
         """Send a Call; return the CallResult payload (camelCase dict).

@@ -8,10 +8,12 @@ name, where the `ocpp` package keeps their schemas, and two CallError codes
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
-__all__ = ["OcppVersion", "V16", "V201", "VERSIONS", "negotiate"]
+__all__ = ["OcppVersion", "V16", "V201", "VERSIONS", "BY_NAME", "negotiate"]
 
 
 @dataclass(frozen=True)
@@ -26,6 +28,10 @@ class OcppVersion:
         """A CallError code as this version spells it."""
         return self.spelling.get(code, code)
 
+    def result_of(self, action: str, payload: Mapping[str, Any]) -> Any:
+        """An answer's payload (snake_case keys) as this version's `call_result.<action>` dataclass."""
+        return getattr(importlib.import_module(f"{self.package}.call_result"), action)(**payload)
+
     def __str__(self) -> str:
         return f"OCPP {self.name}"
 
@@ -39,6 +45,7 @@ V201 = OcppVersion(
     {"OccurenceConstraintViolation": "OccurrenceConstraintViolation", "FormationViolation": "FormatViolation"},
 )
 VERSIONS: Mapping[str, OcppVersion] = {v.subprotocol: v for v in (V16, V201)}
+BY_NAME: Mapping[str, OcppVersion] = {v.name: v for v in (V16, V201)}  # "1.6", "2.0.1"
 
 
 def negotiate(offered: Iterable[str], spoken: Iterable[OcppVersion] = (V201, V16)) -> OcppVersion | None:

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from ocpp.v16 import call_result as v16_call_result
-
 from ocppj import (
     CallErrorReceived,
     CallTimeoutError,
@@ -20,10 +18,12 @@ from ocppj import (
     InvalidResponseError,
     OcppCallError,
     OcppjError,
+    OcppVersion,
     schemas,
     to_payload,
 )
 from ocppj.connection import to_snake
+from ocppj.versions import V16
 
 __all__ = ["RemoteConnection", "answer_of", "raise_for", "result_of"]
 
@@ -76,22 +76,25 @@ class Forwarder(Protocol):
 class RemoteConnection:
     """Calls to a charge point held by `node_id`, forwarded through the database (LISTEN/NOTIFY)."""
 
-    def __init__(self, cluster: Forwarder, node_id: str, charge_point_id: str, call_timeout: float) -> None:
+    def __init__(
+        self, cluster: Forwarder, node_id: str, charge_point_id: str, call_timeout: float, version: OcppVersion = V16
+    ) -> None:
         self.cluster = cluster
+        self.version = version  # the charger's, as its node published it: requests are built and checked in it
         self.node_id = node_id
         self.peer = charge_point_id
         self.call_timeout = call_timeout
         self.closed = False
 
     async def call(self, request: Any, *, timeout: float | None = None) -> Any:
-        """As OcppConnection.call: a v16 `call.X` dataclass in, the `call_result.X` answer out."""
+        """As OcppConnection.call: a `call.X` dataclass of the charger's version in, its `call_result.X` out."""
         action = type(request).__name__
         payload = await self.call_raw(action, to_payload(request), timeout=timeout)
-        return getattr(v16_call_result, action)(**to_snake(payload))
+        return self.version.result_of(action, to_snake(payload))
 
     async def call_raw(self, action: str, payload: dict[str, Any], *, timeout: float | None = None) -> dict[str, Any]:
         """As OcppConnection.call_raw, the same timeout covering the trip to the holding node and back."""
-        schemas.validate(action, payload, response=False)  # a bad request fails here, as it would locally
+        schemas.validate(action, payload, response=False, version=self.version)  # fails here, as it would locally
         timeout = self.call_timeout if timeout is None else timeout
         answer = await self.cluster.forward(self.node_id, self.peer, action, payload, timeout)
         return raise_for(answer, action, self.peer, timeout)

@@ -43,7 +43,8 @@ from csms.cluster.presence import (
 )
 from csms.db.engine import normalise_url
 from csms.ocpp.registry import LiveConnector, RemoteChargePoint
-from ocppj import OcppjError
+from ocppj import V16, OcppjError
+from ocppj.versions import BY_NAME
 
 if TYPE_CHECKING:
     from csms.context import Context
@@ -172,12 +173,15 @@ class ClusterNode:
         return RemoteChargePoint(
             p.charge_point_id,
             p.node_id,
-            RemoteConnection(self, p.node_id, p.charge_point_id, self.ctx.settings.call_timeout_seconds),
+            RemoteConnection(
+                self, p.node_id, p.charge_point_id, self.ctx.settings.call_timeout_seconds, BY_NAME.get(p.ocpp, V16)
+            ),
             p.connected_at,
             p.last_seen,
             {c: LiveConnector(st.status, st.error_code, st.updated_at) for c, st in p.connectors.items()},
             starts_in_flight=dict.fromkeys(p.starting, 1),
             reconnect_probe_answered=p.probe_answered,
+            station_tx=dict(p.station_tx),
         )
 
     # ------------------------------------------------------------------ tasks
@@ -260,6 +264,8 @@ class ClusterNode:
                 {c: ConnectorState(st.status, st.error_code, st.updated_at) for c, st in live.connectors.items()},
                 frozenset(c for c, n in live.starts_in_flight.items() if n),
                 live.reconnect_probe_answered,
+                live.connection.version.name,
+                dict(live.station_tx),
             )
             for live in self.ctx.registry
         }

@@ -31,6 +31,7 @@ __all__ = [
     "connectors_from_json",
     "connectors_to_json",
     "signals_from_json",
+    "version_from_json",
 ]
 
 # Node ids name NOTIFY channels (`csms_node_<id>`, at most 63 bytes) and appear in logs.
@@ -66,6 +67,10 @@ class Presence:
     # its reconnect probe got its answer (LiveChargePoint.starts_in_flight, .reconnect_probe_answered).
     starting: frozenset[int] = frozenset()
     probe_answered: datetime | None = None
+    # The OCPP version it speaks and, for 2.0.1, its open transactions by the station's own ids: what a
+    # command from another node must say to it (csms.ocpp.commands).
+    ocpp: str = "1.6"
+    station_tx: Mapping[int, str] = field(default_factory=dict)
 
 
 def lease_valid(lease_until: datetime | None, now: datetime) -> bool:
@@ -161,6 +166,8 @@ def plan_presence(
             or before.connectors != now_p.connectors
             or before.starting != now_p.starting
             or before.probe_answered != now_p.probe_answered
+            or before.ocpp != now_p.ocpp
+            or before.station_tx != now_p.station_tx
             or now_p.last_seen - before.last_seen >= last_seen_step
         ):
             upserts.append(now_p)
@@ -169,10 +176,15 @@ def plan_presence(
 
 
 def connectors_to_json(
-    connectors: Mapping[int, ConnectorState], starting: Iterable[int] = (), probe_answered: datetime | None = None
+    connectors: Mapping[int, ConnectorState],
+    starting: Iterable[int] = (),
+    probe_answered: datetime | None = None,
+    *,
+    ocpp: str = "1.6",
+    station_tx: Mapping[int, str] | None = None,
 ) -> dict[str, Any]:
-    """Connector states as a JSON object (connector ids become string keys), with `starting` (connector ids)
-    and `probe` (an ISO time) only when set, so the usual row stays as small as before."""
+    """Connector states as a JSON object (connector ids become string keys), with `starting` (connector ids),
+    `probe` (an ISO time), `ocpp` (when not 1.6) and `stationTx` only when set, so the usual row stays small."""
     out: dict[str, Any] = {
         str(c): {"status": s.status, "errorCode": s.error_code, "at": s.updated_at.isoformat()}
         for c, s in sorted(connectors.items())
@@ -181,7 +193,22 @@ def connectors_to_json(
         out["starting"] = sorted(starting)
     if probe_answered is not None:
         out["probe"] = probe_answered.isoformat()
+    if ocpp != "1.6":
+        out["ocpp"] = ocpp
+    if station_tx:
+        out["stationTx"] = {str(k): v for k, v in sorted(station_tx.items())}
     return out
+
+
+def version_from_json(data: Mapping[str, Any] | None) -> tuple[str, dict[int, str]]:
+    """The `ocpp` and `stationTx` entries of connectors_to_json ("1.6" and none when absent or unreadable)."""
+    data = data or {}
+    ocpp = data.get("ocpp") if isinstance(data.get("ocpp"), str) else "1.6"
+    try:
+        station_tx = {int(k): str(v) for k, v in (data.get("stationTx") or {}).items()}
+    except (AttributeError, TypeError, ValueError):
+        station_tx = {}
+    return str(ocpp), station_tx
 
 
 def signals_from_json(data: Mapping[str, Any] | None) -> tuple[frozenset[int], datetime | None]:

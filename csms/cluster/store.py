@@ -21,6 +21,7 @@ from csms.cluster.presence import (
     connectors_from_json,
     connectors_to_json,
     signals_from_json,
+    version_from_json,
 )
 from csms.core.times import as_utc
 from csms.db.database import rowcount
@@ -113,7 +114,9 @@ def write_presence(s: Session, node_id: str, upserts: Iterable[Presence], delete
             "charge_point_id": p.charge_point_id,
             "connected_at": p.connected_at.isoformat(),
             "last_seen": p.last_seen.isoformat(),
-            "connectors": connectors_to_json(p.connectors, p.starting, p.probe_answered),
+            "connectors": connectors_to_json(
+                p.connectors, p.starting, p.probe_answered, ocpp=p.ocpp, station_tx=p.station_tx
+            ),
         }
         for p in upserts
     ]
@@ -177,7 +180,8 @@ def load_presence(s: Session, cp_id: str) -> tuple[PresenceChange, datetime, dat
 
 def _presence(cp: str, node: str, at: datetime, seen: datetime, conns: Any) -> Presence:
     starting, probe = signals_from_json(conns)
-    return Presence(cp, node, as_utc(at), as_utc(seen), connectors_from_json(conns), starting, probe)
+    ocpp, station_tx = version_from_json(conns)
+    return Presence(cp, node, as_utc(at), as_utc(seen), connectors_from_json(conns), starting, probe, ocpp, station_tx)
 
 
 def sweep(

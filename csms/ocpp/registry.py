@@ -161,6 +161,10 @@ class RemoteChargePoint:
     heartbeat_interval: int = 0
     starts_in_flight: dict[int, int] = field(default_factory=dict)
     reconnect_probe_answered: datetime | None = None
+    # OCPP 2.0.1: its open transactions by the station's ids, as the holding node published them; the
+    # remoteStartIds this node asked for (a Started naming one reaches the holding node, which links by tag).
+    station_tx: dict[int, str] = field(default_factory=dict)
+    remote_starts: dict[int, tuple[int, str]] = field(default_factory=dict)
 
     def settle_window(self, settle: timedelta) -> timedelta:
         """As LiveChargePoint.settle_window, with the holding node's probe answer."""

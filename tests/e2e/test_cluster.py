@@ -272,3 +272,73 @@ def test_the_scenario_catalogue_through_two_nodes(cluster_db, tmp_path):
             balancer.proc.wait()
         for node in nodes.values():
             node.stop()
+
+
+async def test_a_201_station_on_one_node_is_driven_through_the_other(cluster_db, tmp_path):
+    """A 2.0.1 station (the `ocpp` library's ChargePoint) on node A; the app and the admin talk to node B.
+    B builds and checks each forwarded call in the station's version, and names the station's own
+    transaction id (published by A) in RequestStopTransaction."""
+    from tests.e2e.test_ocpp201 import _until, blocking
+    from tests.interop201.libstation import LibStation
+
+    nodes: dict[str, CsmsProcess] = {}
+    try:
+        for name in ("a", "b"):
+            (tmp_path / name).mkdir()
+            nodes[name] = start_csms(cluster_db, tmp_path / name, ["--allow-unknown-chargers", "--node-id", name])
+        a, b = nodes["a"], nodes["b"]
+        with LibStation("CL201") as st:
+            await blocking(st.connect, a.url("CL201"))
+            await blocking(st.boot)
+            await blocking(st.status, 1, 1, "Available")
+            st.meter_wh = 4_000
+            async with b.client() as http:
+
+                async def listed(want: dict) -> bool:
+                    rows = (await http.get("/api/charge-points", params={"chargePointIdPrefix": "CL201"})).json()
+                    return any(want.items() <= r.items() for r in rows["data"])
+
+                await _until(lambda: listed({"id": "CL201", "ocppVersion": "2.0.1"}), what="B to see A's station")
+                start = {
+                    "chargingStationId": "CL201",
+                    "connectorId": 1,
+                    "chargeTagId": "APPCL",
+                    "chargingTariff": "0.40",
+                }
+                res = await http.post("/api/ChargingSession/start-charging-session", json=start)
+                assert res.status_code == 200, res.text
+                session_id = res.json()["data"]["sessionId"]
+                (asked,) = st.received("RequestStartTransaction")
+                assert asked.payload["evseId"] == 1 and asked.payload["idToken"]["idToken"] == "APPCL"
+
+                async def session() -> dict:
+                    return (await http.get(f"/api/ChargingSession/{session_id}")).json()["data"]
+
+                async def linked() -> bool:
+                    return (await session()).get("transactionId") is not None
+
+                await _until(linked, what="the Started on A to reach B's session")
+                (station_tx,) = st.transactions()
+                st.meter_wh = 6_500
+                res = await http.post("/api/ChargingSession/stop-charging-session", json={"sessionId": session_id})
+                assert res.status_code == 200, res.text
+                assert st.received("RequestStopTransaction")[0].payload == {"transactionId": station_tx}
+
+                async def ended() -> bool:
+                    return (await session()).get("endTime") is not None
+
+                await _until(ended, what="the session to end")
+                s = await session()
+                assert (s["energyWh"], Decimal(str(s["chargingTotalFee"]))) == (2500, Decimal("1.00")), s
+
+                raw = {"action": "TriggerMessage", "payload": {"requestedMessage": "Heartbeat"}}
+                res = await http.post("/api/charge-points/CL201/call", json=raw)
+                assert res.status_code == 200 and res.json()["data"] == {"status": "Accepted"}, res.text
+                res = await http.post(
+                    "/api/charge-points/CL201/call", json={"action": "Reset", "payload": {"type": "Hard"}}
+                )
+                assert res.status_code == 400 and "Invalid Reset payload" in res.json()["message"], res.text
+        assert "cluster.forwarded" in b.log() and "cluster.served" in a.log()
+    finally:
+        for node in nodes.values():
+            node.stop()

@@ -267,10 +267,13 @@ async def test_reconnect_probe_asks_known_connectors_and_ends_the_settle_window(
             await cp.status(connector_id, "Available")
 
         cp.answers.on_trigger = answer
-        with trio.fail_after(10):
+        asked = ("TriggerMessage", {"requested_message": "StatusNotification", "connector_id": 1})
+        with trio.fail_after(10):  # the settle window is 10 s: only the answer can end it before
+            # Asked first: until the CSMS has seen the old connection close, it may still say "free" from it.
+            while asked not in cp.answers.received:
+                await trio.sleep(0.05)
             while (await _occupancy(admin, "OC10"))["verdict"] != "free":
                 await trio.sleep(0.1)
-        assert ("TriggerMessage", {"requested_message": "StatusNotification", "connector_id": 1}) in cp.answers.received
     assert "reason='reconnected: what is this connector doing now?'" in csms.log()
 
 

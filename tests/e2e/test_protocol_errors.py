@@ -133,7 +133,8 @@ async def test_handshake_without_subprotocol_is_refused_with_a_reason(csms):
             pass
     response = getattr(ei.value, "response", None)
     assert response is not None and response.status_code == 400, repr(ei.value)
-    assert b"no subprotocol offered" in response.body and b"Sec-WebSocket-Protocol: ocpp1.6" in response.body
+    assert b"no subprotocol offered" in response.body
+    assert b"speaks ocpp2.0.1 and ocpp1.6" in response.body and b"Sec-WebSocket-Protocol" in response.body
     assert await _online(csms, "NOPROTO1") is None
     refused = [line for line in csms.log().splitlines() if "handshake.refused reason=subprotocol" in line]
     assert len(refused) == 1 and " WARNING " in refused[0]

@@ -140,7 +140,15 @@ async def test_events_are_signed_retried_and_logged(db_url, tmp_path):
                 tx2 = await cp.start(2, "TAG2", meter_start=0)
                 await trio.sleep(0.2)
                 await cp.status(2, "Available")
-                await trio.sleep(2.5)  # the verdict watcher has seen connector 1 busy
+                # Connector 2 freed by the orphan rule: the verdict watcher has compared a round in which 2 was
+                # busy, and 1 (open since before 2's start, Finishing) was busy in that round too.
+                await _until(
+                    lambda: any(
+                        b["type"] == "connector.freed" and b["data"]["connectorId"] == 2 for b in flaky.bodies()
+                    ),
+                    15,
+                    "connector 2 freed",
+                )
                 await cp.status(1, "Available")
                 res = await admin.post(
                     "/api/ChargingSession/unlock-connector", json={"chargingStationId": "WH1", "connectorId": 1}
@@ -148,11 +156,13 @@ async def test_events_are_signed_retried_and_logged(db_url, tmp_path):
                 assert res.status_code == 200, res.text
                 await _until(
                     lambda: (
-                        {"transaction.orphaned", "connector.freed", "session.force_ended", "session.ended"}
-                        <= flaky.types()
+                        {"transaction.orphaned", "session.force_ended", "session.ended"} <= flaky.types()
+                        and any(
+                            b["type"] == "connector.freed" and b["data"]["connectorId"] == 1 for b in flaky.bodies()
+                        )
                     ),
                     15,
-                    "orphan, freed, force-ended",
+                    "orphan, 1 freed, force-ended",
                 )
             await _until(lambda: "charge_point.offline" in flaky.types(), 10, "offline")
             log = (await admin.get("/api/webhooks")).json()["data"]

@@ -13,6 +13,7 @@ from csms.cluster import store
 from csms.cluster.presence import ConnectorState, Presence, apply_changes
 from csms.db.engine import make_engine
 from csms.db.schema import prepare
+from ocppj import V16
 
 pytestmark = [pytest.mark.postgres, pytest.mark.parametrize("db_url", ["postgres"], indirect=True)]
 
@@ -152,7 +153,7 @@ async def test_a_node_closes_its_half_open_socket_when_its_read_shows_a_newer_co
     node = ClusterNode(ctx, "a")
     ctx.registry.on_change = node._mark_changed
     connected = datetime.now(UTC)
-    live = LiveChargePoint("CP1", types.SimpleNamespace(ws=Ws()), connected, connected, 60)
+    live = LiveChargePoint("CP1", types.SimpleNamespace(ws=Ws(), version=V16), connected, connected, 60)
     ctx.registry.attach(live)
     async with trio.open_nursery() as nursery:
         node._nursery = nursery

@@ -229,6 +229,41 @@ def test_start_in_flight_and_probe_answer_are_published_and_read_back_small():
     assert signals_from_json({"starting": "x", "probe": 3}) == (frozenset(), None)
 
 
+def test_a_201_stations_version_and_transactions_are_published_and_read_back():
+    from csms.cluster.presence import version_from_json
+
+    before = _p("CP1", "a", c1="Occupied")
+    after = Presence("CP1", "a", T0, T0, before.connectors, ocpp="2.0.1", station_tx={1: "tx-9f"})
+    assert plan_presence({"CP1": before}, {"CP1": after}, last_seen_step=STEP).upserts == (after,)
+    data = connectors_to_json(after.connectors, ocpp="2.0.1", station_tx={1: "tx-9f"})
+    assert connectors_from_json(data) == before.connectors  # older readers skip the extra keys
+    assert version_from_json(data) == ("2.0.1", {1: "tx-9f"})
+    assert version_from_json(connectors_to_json(before.connectors)) == ("1.6", {})  # a 1.6 row stays as it was
+    assert version_from_json({"ocpp": 3, "stationTx": ["x"]}) == ("1.6", {})
+
+
+async def test_a_forwarded_call_is_built_and_checked_in_the_stations_version():
+    from ocpp.v201 import call as v201_call
+    from ocpp.v201 import call_result as v201_result
+
+    from csms.cluster.forwarding import RemoteConnection
+    from ocppj import V201
+
+    class Holder:
+        sent: list[tuple[str, dict]] = []
+
+        async def forward(self, node_id, cp_id, action, payload, timeout):
+            self.sent.append((action, payload))
+            return result_of({"status": "Unlocked"})
+
+    conn = RemoteConnection(Holder(), "b", "CP1", 5.0, V201)
+    answer = await conn.call(v201_call.UnlockConnector(evse_id=1, connector_id=1))
+    assert isinstance(answer, v201_result.UnlockConnector) and answer.status == "Unlocked"
+    assert Holder.sent == [("UnlockConnector", {"evseId": 1, "connectorId": 1})]
+    with pytest.raises(OcppCallError):  # a 1.6 payload fails here, against the 2.0.1 schema, as it would locally
+        await conn.call_raw("UnlockConnector", {"connectorId": 1})
+
+
 def test_a_remote_charge_point_gives_occupancy_the_same_signals_as_a_local_one():
     from csms.ocpp.registry import LiveChargePoint, RemoteChargePoint
 
