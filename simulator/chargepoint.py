@@ -1,23 +1,25 @@
-"""A simulated OCPP 1.6J charge point: the trio shell around `model.py` and `faults.py`.
+"""A simulated charge point (OCPP 1.6J or 2.0.1): the trio shell around `model.py` and `faults.py`.
 
 A charge point owns its connectors (`model.Connector` plus what the CSMS was
 told about each), a `Link` (connection, boot, heartbeats, ordered outbox), its
 faults, and per transaction a task for meter values and timed faults. Physical
 changes go through `_apply`; what the CSMS is told goes through `_report`,
 which is where the status faults bite; CSMS requests arrive via `answers.py`.
+How each message is worded in the charge point's OCPP version is `wire.py`'s business.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import trio
 
-from .answers import Answers
+from .answers import Answers, Answers201
 from .clock import SimClock
 from .configstore import ConfigStore
 from .driver import drive
@@ -31,6 +33,7 @@ from .rng import Rng
 from .stats import Stats
 from .trace import TraceWriter
 from .truth import ChargePointTruth, ConnectorTruth, FiredFault
+from .wire import Sample, TxFacts, wire_for
 
 __all__ = ["ChargePoint", "Transaction"]
 
@@ -45,7 +48,11 @@ class Transaction:
     meter_start: int
     started_at: float
     remote: bool = False
-    transaction_id: int | None = None  # given by the CSMS in the StartTransaction answer
+    # 1.6: given by the CSMS in the StartTransaction answer; 2.0.1: the station's own, once the CSMS acknowledged it
+    transaction_id: int | str | None = None
+    station_tx_id: str = ""  # 2.0.1: the station names its transactions
+    remote_start_id: int | None = None  # 2.0.1: the RequestStartTransaction it answers
+    seq: int = 0  # 2.0.1: the next event's seqNo
     auth_status: str | None = None
     answered: trio.Event = field(default_factory=trio.Event)
     scope: trio.CancelScope = field(default_factory=trio.CancelScope)  # meter loop + timed faults
@@ -141,6 +148,7 @@ class ChargePoint:
         self.trace = trace
         self.stats = stats
         self.plans = plans
+        self.wire = wire_for(group.ocpp)
         self.config = ConfigStore({**group.config, "NumberOfConnectors": str(group.connectors)})
         self.connectors = {
             cid: SimConnector(Connector(cid, register_wh=float(round(rng.uniform(0, 50_000, "register", cid)))))
@@ -160,10 +168,11 @@ class ChargePoint:
             trace=trace,
             stats=stats,
             now=lambda: self.now,
-            handlers=lambda: Answers(self),
+            handlers=lambda: (Answers201 if self.wire.version.name == "2.0.1" else Answers)(self),
             on_up=self._report_all,
             password=password,
             ssl_context=ssl_context,
+            wire=self.wire,
         )
         self._nursery: trio.Nursery | None = None
         self._mute_answers = False
@@ -236,24 +245,22 @@ class ChargePoint:
     def _report(self, plug: SimConnector, *, resend: bool = False, trigger: bool = False) -> None:
         """Tell the CSMS the connector's status, unless a fault says otherwise."""
         status, why = plug.wire_status(trigger=trigger)
-        real = plug.stuck or plug.model.status
+        real = self.wire.status_text(plug.stuck or plug.model.status)
         if status is None:
             if plug.last_real != real or trigger:
                 self.trace.write(self.id, "status", connector=plug.model.connector_id, status=real, sent=False, why=why)
             plug.last_real = real
             return
         plug.last_real = real
+        status = self.wire.status_text(status)
         if status == plug.last_sent and not resend:
             return
         self._send_status(plug.model.connector_id, status, plug)
 
     def _send_status(self, connector_id: int, status: str, plug: SimConnector | None) -> None:
-        payload = {
-            "connectorId": connector_id,
-            "errorCode": "NoError",
-            "status": status,
-            "timestamp": self.iso(),
-        }
+        if connector_id == 0 and not self.wire.says_station_status:
+            return
+        payload = self.wire.status(connector_id, status, self.iso())
         online = self.online and not self.link.muted
 
         def done(result: dict[str, Any] | None) -> None:
@@ -313,7 +320,13 @@ class ChargePoint:
         await trio.lowlevel.checkpoint()
 
     async def start_by_tag(
-        self, connector_id: int, tag: str, *, remote: bool = False, wait: bool = True
+        self,
+        connector_id: int,
+        tag: str,
+        *,
+        remote: bool = False,
+        wait: bool = True,
+        remote_start_id: int | None = None,
     ) -> Transaction | None:
         """Present `tag` (Authorize unless remote), start a transaction; plugs a car in if none.
 
@@ -326,32 +339,26 @@ class ChargePoint:
         if not plug.model.can(Event.START):
             raise TransitionError(f"{self.id}/{connector_id}: cannot start in state {plug.model.state.value}")
         if not remote or self.config.bool("AuthorizeRemoteTxRequests"):
-            answer = await self.link.request("Authorize", {"idTag": tag})
+            answer = await self.link.request("Authorize", self.wire.authorize(tag))
             if answer is None and not (self.online or self.config.bool("LocalAuthorizeOffline")):
                 return None
-            if answer is not None and answer.get("idTagInfo", {}).get("status") != "Accepted":
-                self.trace.write(
-                    self.id,
-                    "tx",
-                    connector=connector_id,
-                    event="refused",
-                    tag=tag,
-                    auth=answer.get("idTagInfo", {}).get("status"),
-                )
+            if answer is not None and (auth := self.wire.auth_status(answer)) != "Accepted":
+                self.trace.write(self.id, "tx", connector=connector_id, event="refused", tag=tag, auth=auth)
                 return None
             if not plug.model.can(Event.START):  # the car left while we asked
                 return None
-        tx = self._begin_tx(plug, tag, remote)
+        tx = self._begin_tx(plug, tag, remote, remote_start_id)
         if wait and self.online:
             with trio.move_on_after(self.spec.call_timeout):
                 await tx.answered.wait()
         return tx
 
-    def _begin_tx(self, plug: SimConnector, tag: str, remote: bool) -> Transaction:
+    def _begin_tx(self, plug: SimConnector, tag: str, remote: bool, remote_start_id: int | None = None) -> Transaction:
         self._apply(plug, Event.START)
         self._tx_ids += 1
         cid = plug.model.connector_id
-        tx = Transaction(self._tx_ids, cid, tag, plug.meter_wh, self.now, remote)
+        tx = Transaction(self._tx_ids, cid, tag, plug.meter_wh, self.now, remote, remote_start_id=remote_start_id)
+        tx.station_tx_id = str(uuid.UUID(int=self.rng.bits64("txid", self._tx_ids) << 64 | self._tx_ids, version=4))
         tx.register_start = tx.meter_start + plug.meter_offset
         plug.tx = plug.last_tx = tx
         self.stats.sessions += 1
@@ -365,11 +372,13 @@ class ChargePoint:
             remote=remote,
             meter=tx.meter_start,
         )
+        facts = self._facts(tx)
         self.link.send(
-            "StartTransaction",
-            {"connectorId": cid, "idTag": tag, "meterStart": tx.meter_start, "timestamp": self.iso()},
+            self.wire.start_action,
+            self.wire.start(facts, tx.meter_start, self.iso(), self._sample(plug, "Transaction.Begin")),
             transactional=True,
-            on_done=lambda res: self._started(plug, tx, res),
+            on_done=lambda res: self._started(plug, tx, facts, res),
+            owner=tx,
         )
         self._report(plug)
         firings = [
@@ -384,12 +393,22 @@ class ChargePoint:
         self._nursery.start_soon(self._transaction_tasks, plug, tx, firings)
         return tx
 
-    def _started(self, plug: SimConnector, tx: Transaction, res: dict[str, Any] | None) -> None:
+    def _facts(self, tx: Transaction) -> TxFacts:
+        """What an event of `tx` says about it, numbered (seqNo) and dated offline or not as it happens now."""
+        facts = TxFacts(tx.connector_id, tx.id_tag, tx.station_tx_id, tx.seq, not self.online, tx.remote_start_id)
+        tx.seq += 1
+        return facts
+
+    def _sample(self, plug: SimConnector, context: str) -> Sample:
+        plug.model.advance(self.now)
+        return Sample(self.iso(), plug.meter_wh, int(plug.model.power_w), context)
+
+    def _started(self, plug: SimConnector, tx: Transaction, facts: TxFacts, res: dict[str, Any] | None) -> None:
         if res is None:  # lost (reboot, replay=false) or refused after every attempt
             self.trace.write(self.id, "tx", connector=tx.connector_id, event="start_lost", local_id=tx.local_id)
             return
-        tx.transaction_id = res.get("transactionId")
-        tx.auth_status = res.get("idTagInfo", {}).get("status")
+        tx.transaction_id = self.wire.started_id(facts, res)
+        tx.auth_status = self.wire.start_auth(res)
         tx.answered.set()
         self.trace.write(
             self.id,
@@ -450,40 +469,22 @@ class ChargePoint:
                 tx.held.append(build)
                 return
             tx.hold_until = None
-            self.link.send("MeterValues", build, transactional=True)
+            self.link.send(self.wire.sample_action, build, transactional=True, owner=tx)
             self._release_held(tx)
             return
-        self.link.send("MeterValues", build, transactional=True)
+        self.link.send(self.wire.sample_action, build, transactional=True, owner=tx)
 
     def _release_held(self, tx: Transaction) -> None:
         for build in tx.held:
-            self.link.send("MeterValues", build, transactional=True)
+            self.link.send(self.wire.sample_action, build, transactional=True, owner=tx)
         tx.held.clear()
 
     def _meter_values(self, plug: SimConnector, tx: Transaction | None, context: str) -> Callable[[], dict[str, Any]]:
-        model = plug.model
-        model.advance(self.now)
-        timestamp = self.iso()
-        sampled = [
-            {
-                "value": str(plug.meter_wh),
-                "context": context,
-                "measurand": "Energy.Active.Import.Register",
-                "unit": "Wh",
-            },
-            {"value": str(int(model.power_w)), "context": context, "measurand": "Power.Active.Import", "unit": "W"},
-        ]
-
-        def build() -> dict[str, Any]:
-            payload: dict[str, Any] = {
-                "connectorId": model.connector_id,
-                "meterValue": [{"timestamp": timestamp, "sampledValue": sampled}],
-            }
-            if tx is not None and tx.transaction_id is not None:
-                payload["transactionId"] = tx.transaction_id
-            return payload
-
-        return build
+        """A sample taken now; worded when it goes out (a 1.6 transactionId may have come meanwhile)."""
+        sample = self._sample(plug, context)
+        facts = self._facts(tx) if tx is not None else None
+        wire, cid = self.wire, plug.model.connector_id
+        return lambda: wire.sample(cid, sample, facts, tx.transaction_id if tx is not None else None)
 
     def _end_tx(self, plug: SimConnector, reason: str) -> Outgoing | None:
         """The transaction ends (the caller applies STOP or UNPLUG): StopTransaction, or a fault."""
@@ -521,20 +522,14 @@ class ChargePoint:
             self._fired(dropped, plug)
             plug.hidden = frozenset({"Finishing"} if dropped.param("available") else {"Finishing", "Available"})
         else:
-            timestamp = self.iso()
-
-            def build() -> dict[str, Any] | None:
-                if tx.transaction_id is None:  # its StartTransaction was lost
-                    return None
-                return {
-                    "transactionId": tx.transaction_id,
-                    "meterStop": meter_stop,
-                    "timestamp": timestamp,
-                    "reason": reason,
-                    "idTag": tx.id_tag,
-                }
-
-            item = self.link.send("StopTransaction", build, transactional=True)
+            facts, sample = self._facts(tx), Sample(self.iso(), meter_stop, 0, "Transaction.End")
+            wire = self.wire
+            item = self.link.send(
+                wire.stop_action,
+                lambda: wire.stop(facts, tx.transaction_id, reason, meter_stop, sample),
+                transactional=True,
+                owner=tx,
+            )
         if stuck is not None:
             self._fired(stuck, plug)
             plug.stuck = stuck.param("status")
@@ -661,7 +656,7 @@ class ChargePoint:
         assert self._nursery is not None
         self._nursery.start_soon(later)
 
-    def remote_start(self, id_tag: str, connector_id: int | None) -> str:
+    def remote_start(self, id_tag: str, connector_id: int | None, remote_start_id: int | None = None) -> str:
         """Accept and claim a connector for the person at the car, or Rejected (said in the trace)."""
         if connector_id is None:
             takers = [p for p in self.connectors.values() if not self._refuses_remote(p)]
@@ -688,7 +683,7 @@ class ChargePoint:
             return "Accepted"
         self._remote_starts += 1
         plug.remote_claim = self._remote_starts  # claimed before the answer goes out
-        self.after_answer(self._remote_session, cid, id_tag, self._remote_starts)
+        self.after_answer(self._remote_session, cid, id_tag, self._remote_starts, remote_start_id)
         return "Accepted"
 
     def _reject_remote(self, connector_id: int | None, tag: str, why: str) -> str:
@@ -706,7 +701,7 @@ class ChargePoint:
             return f"connector is {model.state.value}"
         return ""
 
-    async def _remote_session(self, connector_id: int, tag: str, k: int) -> None:
+    async def _remote_session(self, connector_id: int, tag: str, k: int, remote_start_id: int | None = None) -> None:
         """The person who pressed start in the app is at the car: plug in, start, and leave later.
 
         The connector stays claimed by remote start `k` until its transaction has started or it gave up.
@@ -716,7 +711,7 @@ class ChargePoint:
             if why := self._refuses_remote(plug):  # e.g. a local start got there first
                 self.trace.write(self.id, "skipped", what="remote_start", connector=connector_id, tag=tag, why=why)
                 return
-            tx = await self.start_by_tag(connector_id, tag, remote=True, wait=False)
+            tx = await self.start_by_tag(connector_id, tag, remote=True, wait=False, remote_start_id=remote_start_id)
         finally:
             if plug.remote_claim == k:
                 plug.remote_claim = None
@@ -729,9 +724,9 @@ class ChargePoint:
         if plug.model.can(Event.UNPLUG) and plug.tx is None:
             await self.unplug(connector_id)
 
-    def remote_stop(self, transaction_id: int) -> str:
+    def remote_stop(self, transaction_id: int | str) -> str:
         for plug in self.connectors.values():
-            if plug.tx is not None and plug.tx.transaction_id == transaction_id:
+            if plug.tx is not None and transaction_id in (plug.tx.transaction_id, plug.tx.station_tx_id):
                 self.after_answer(self._stop_if_running, plug.model.connector_id, plug.tx, "Remote")
                 return "Accepted"
         return "Rejected"
@@ -743,7 +738,7 @@ class ChargePoint:
     async def unlock(self, connector_id: int) -> str:
         plug = self.connectors.get(connector_id)
         if plug is None:
-            return "UnlockFailed"
+            return self.wire.unknown_connector
         for name, answer in (
             ("unlock_no_answer", None),
             ("unlock_not_supported", "NotSupported"),
@@ -755,6 +750,8 @@ class ChargePoint:
                 if answer is None:
                     await trio.sleep_forever()
                 return answer
+        if plug.tx is not None and not self.wire.unlock_ends_transaction:
+            return "OngoingAuthorizedTransaction"  # 2.0.1 (F05): the cable stays locked while it charges
         if plug.tx is not None:
             # 1.6: finish the transaction first (reason UnlockCommand), then unlock.
             item = self._end_tx(plug, "UnlockCommand")
@@ -797,15 +794,15 @@ class ChargePoint:
         await trio.lowlevel.checkpoint()
 
     async def _triggered_call(self, action: str) -> None:
-        payload = self.identity.boot_payload() if action == "BootNotification" else {}
+        payload = self.wire.boot(self.identity, "Triggered") if action == "BootNotification" else {}
         await self.link.request(action, payload)
 
     async def _triggered_meter(self, connector_id: int | None) -> None:
         for cid, plug in self.connectors.items():
             if connector_id in (None, 0, cid):
-                self.link.send(
-                    "MeterValues", self._meter_values(plug, plug.tx, "Trigger"), transactional=plug.tx is not None
-                )
+                tx = plug.tx
+                action = self.wire.sample_action if tx is not None else "MeterValues"
+                self.link.send(action, self._meter_values(plug, tx, "Trigger"), transactional=tx is not None, owner=tx)
         await trio.lowlevel.checkpoint()
 
     def change_availability(self, connector_id: int, kind: str) -> str:
@@ -851,7 +848,29 @@ class ChargePoint:
             with trio.move_on_after(5):
                 await self.link.flush()
         await self.link.close(f"{kind} reset")
+        self.link.boot_reason = "RemoteReset"
         self.reboot(delay=2.0, lose_state=False)
+
+    def reset_when_idle(self) -> str:
+        """2.0.1 Reset OnIdle: at once when no transaction runs, else Scheduled for when the last one ends."""
+        if all(plug.tx is None for plug in self.connectors.values()):
+            return self.reset("Soft")
+        self.after_answer(self._reset_once_idle)
+        return "Scheduled"
+
+    async def _reset_once_idle(self) -> None:
+        while busy := [plug for plug in self.connectors.values() if plug.tx is not None]:
+            await busy[0].changed.wait()
+        await self._reset("Soft")
+
+    def transaction_status(self, transaction_id: str | None) -> tuple[bool | None, bool]:
+        """2.0.1 GetTransactionStatus: (is it ongoing here, are messages of it still queued); without an id,
+        (None, is any transaction message queued)."""
+        if transaction_id is None:
+            return None, self.link.queued > 0
+        ongoing = any(p.tx is not None and p.tx.station_tx_id == transaction_id for p in self.connectors.values())
+        queued = any(getattr(owner, "station_tx_id", None) == transaction_id for owner in self.link.owners())
+        return ongoing, queued
 
     # ----------------------------------------------------------------- truth
     def truth(self) -> ChargePointTruth:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import resource
 import ssl
 import sys
@@ -20,6 +21,7 @@ from .procs import ShardedRun, raise_fd_limit, run_sharded
 from .replay import ReplayScript
 from .stats import Stats
 from .trace import TraceWriter
+from .wire import WIRES as OCPP_VERSIONS
 
 __all__ = ["main"]
 
@@ -35,7 +37,10 @@ examples:
   unstuck-sim run --csms ws://127.0.0.1:9000/ocpp --count 5 \\
       --fault drop_stop_transaction=0.2,available=false --fault reboot=@30+90,cp=CP0003
 
-  # a mixed fleet from a TOML file (groups, power, faults, driver timings)
+  # OCPP 2.0.1 charging stations (TransactionEvent, EVSEs), the same faults and car visits
+  unstuck-sim run --csms ws://127.0.0.1:9000/ocpp --count 50 --ocpp 2.0.1 --fault drop_stop_transaction=0.1
+
+  # a mixed fleet from a TOML file (groups, power, faults, driver timings; `ocpp = "2.0.1"` per group)
   unstuck-sim run --csms ws://127.0.0.1:9000/ocpp --fleet fleet.toml --duration 600
 
   # 20,000 heartbeating charge points: more than one core drives, so four processes share the
@@ -49,14 +54,14 @@ examples:
   # the fault table
   unstuck-sim faults
 
-Charge point URL = {csms}/{chargePointId}, subprotocol ocpp1.6.
+Charge point URL = {csms}/{chargePointId}, subprotocol ocpp1.6 (or ocpp2.0.1 with --ocpp 2.0.1).
 """
 
 
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="unstuck-sim",
-        description="A deterministic fleet of faulty OCPP 1.6J charge points.",
+        description="A deterministic fleet of faulty OCPP 1.6J and 2.0.1 charge points.",
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -69,6 +74,12 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--count", type=int, help="charge points (default 10; not with --fleet)")
     run.add_argument("--connectors", type=int, help="connectors per charge point (default 2; not with --fleet)")
     run.add_argument("--prefix", default=None, help="charge point id prefix (default CP: CP0001...)")
+    run.add_argument(
+        "--ocpp",
+        choices=sorted(OCPP_VERSIONS),
+        help="the OCPP version every charge point speaks (default 1.6; with --fleet: every group's, "
+        "overriding the file's `ocpp`)",
+    )
     run.add_argument("--seed", type=int, help="one seed for everything random (default 0)")
     run.add_argument(
         "--fault",
@@ -150,6 +161,8 @@ def _spec_from_args(args: argparse.Namespace) -> tuple[FleetSpec, dict[str, obje
         changes["faults"] = spec.faults + tuple(parse_fault_option(f) for f in args.fault)
     if args.no_driver:
         changes["driver"] = None
+    if args.ocpp is not None:
+        changes["groups"] = tuple(dataclasses.replace(g, ocpp=args.ocpp) for g in spec.groups)
     return spec.with_overrides(**changes), run_opts
 
 

@@ -18,6 +18,7 @@ from .errors import ConfigError
 from .faults import FaultSpec, fault_from_mapping
 from .model import Car
 from .rng import Rng
+from .wire import WIRES as OCPP_VERSIONS
 
 __all__ = [
     "DriverSpec",
@@ -59,6 +60,7 @@ class GroupSpec:
     faults: tuple[FaultSpec, ...] = ()
     config: Mapping[str, str] = field(default_factory=dict)
     driven: bool = True  # False: the seeded driver sends no cars here; the scenario plays them itself
+    ocpp: str = "1.6"  # the OCPP version its charge points speak: "1.6" or "2.0.1" (simulator.wire)
 
 
 @dataclass(frozen=True)
@@ -158,12 +160,13 @@ def _group_mapping(group: GroupSpec) -> dict[str, Any]:
         "target_kwh": list(group.target_kwh),
         "config": dict(group.config),
         "fault": [f.to_mapping() for f in group.faults],
+        "ocpp": group.ocpp,
     }
 
 
 def _group_from(raw: Mapping[str, Any]) -> GroupSpec:
     data = dict(raw)
-    known = {"prefix", "count", "connectors", "power_kw", "target_kwh", "config", "fault"}
+    known = {"prefix", "count", "connectors", "power_kw", "target_kwh", "config", "fault", "ocpp"}
     unknown = set(data) - known
     if unknown:
         raise ConfigError(f"[[group]]: unknown keys {sorted(unknown)}; known: {sorted(known)}")
@@ -179,7 +182,10 @@ def _group_from(raw: Mapping[str, Any]) -> GroupSpec:
         target_kwh=_range(data.get("target_kwh", (2.0, 40.0)), "target_kwh"),
         faults=tuple(fault_from_mapping(f) for f in data.get("fault", [])),
         config=config,
+        ocpp=str(data.get("ocpp", "1.6")),
     )
+    if group.ocpp not in OCPP_VERSIONS:
+        raise ConfigError(f"[[group]]: ocpp = {group.ocpp!r}; the simulator speaks {' and '.join(OCPP_VERSIONS)}")
     if group.count < 0 or not 1 <= group.connectors <= 99:
         raise ConfigError("[[group]]: count must be >= 0 and connectors between 1 and 99")
     return group

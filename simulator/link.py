@@ -27,7 +27,6 @@ from trio_websocket import open_websocket_url
 from wsproto.utilities import LocalProtocolError
 
 from ocppj import (
-    SUBPROTOCOL,
     CallErrorReceived,
     CallTimeoutError,
     ConnectionClosedError,
@@ -41,6 +40,7 @@ from .identity import Identity
 from .rng import Rng
 from .stats import Stats
 from .trace import TraceWriter
+from .wire import WIRES, Wire
 
 __all__ = ["Link", "Outgoing"]
 
@@ -64,6 +64,7 @@ class Outgoing:
     done: trio.Event = field(default_factory=trio.Event)
     result: Payload | None = None
     attempts: int = 0
+    owner: object = None  # the transaction it speaks of (GetTransactionStatus asks what is queued for one)
 
     def finish(self, result: Payload | None) -> None:
         self.result = result
@@ -133,6 +134,7 @@ class Link:
         on_up: Callable[[bool], None],
         password: str | None = None,
         ssl_context: ssl.SSLContext | None = None,
+        wire: Wire = WIRES["1.6"],
     ) -> None:
         self.cp_id = cp_id
         self.url = f"{url}/{cp_id}"
@@ -145,6 +147,8 @@ class Link:
         )
         self.ssl_context = ssl_context
         self.identity = identity
+        self.wire = wire  # the OCPP version offered, and how BootNotification is worded in it
+        self.boot_reason = "PowerUp"  # 2.0.1 says why it boots; a Reset sets RemoteReset for the next one
         self.config = config
         self.call_timeout = call_timeout
         self.boot_on_reconnect = boot_on_reconnect
@@ -218,15 +222,20 @@ class Link:
         *,
         transactional: bool = False,
         on_done: Callable[[Payload | None], None] | None = None,
+        owner: object = None,
     ) -> Outgoing:
         """Queue a Call. Offline or muted, a non-transaction Call is dropped at once."""
         build = payload if callable(payload) else (lambda: payload)
-        item = Outgoing(action, build, transactional, on_done)
+        item = Outgoing(action, build, transactional, on_done, owner=owner)
         if not transactional and (self.muted or not self.online):
             item.finish(None)
         else:
             self._outbox.put(item)
         return item
+
+    def owners(self) -> list[object]:
+        """What the Calls still waiting for their answer speak of (their transactions), in order."""
+        return [item.owner for item in self._outbox.items if item.owner is not None]
 
     async def request(self, action: str, payload: Payload) -> Payload | None:
         """Send a Call and wait for its answer (None if offline or it failed)."""
@@ -317,7 +326,7 @@ class Link:
                     async with open_websocket_url(
                         self.url,
                         self.ssl_context,
-                        subprotocols=[SUBPROTOCOL],
+                        subprotocols=[self.wire.version.subprotocol],
                         extra_headers=self._headers,
                         connect_timeout=10,
                         disconnect_timeout=2,
@@ -353,7 +362,12 @@ class Link:
         """Serve one connection; how long it was online (None: never), so a CSMS that
         accepts and closes at once gets back-off rather than a reconnect a second."""
         conn = OcppConnection(
-            ws, peer="csms", handlers=self.handlers(), call_timeout=self.call_timeout, trace=self._frame_hook()
+            ws,
+            peer="csms",
+            handlers=self.handlers(),
+            call_timeout=self.call_timeout,
+            trace=self._frame_hook(),
+            version=self.wire.version,
         )
         self.stats.connected += 1
         self.stats.connects += 1
@@ -407,7 +421,7 @@ class Link:
         """
         while True:
             try:
-                res = await conn.call_raw("BootNotification", self.identity.boot_payload())
+                res = await conn.call_raw("BootNotification", self.wire.boot(self.identity, self.boot_reason))
             except ConnectionClosedError:
                 return False
             except CALL_FAILURES as exc:
@@ -419,6 +433,7 @@ class Link:
                 if interval > 0:
                     self.config.set("HeartbeatInterval", interval)
                 self._needs_boot = False
+                self.boot_reason = "PowerUp"
                 self.stats.boots += 1
                 self._booted.set()
                 return True

@@ -29,19 +29,21 @@ class ConnectorTruth:
     state: str  # model.State value
     operative: bool
     transaction_running: bool  # physically: energy may flow, the charger has a transaction
-    transaction_id: int | None  # as the CSMS gave it (None: not started, or not answered yet)
+    transaction_id: int | str | None  # 1.6: as the CSMS gave it; 2.0.1: the station's, once acknowledged
     id_tag: str | None
     session_energy_wh: float  # of the running (or last) transaction
     register_wh: float
-    reported_status: str | None  # the last StatusNotification the CSMS accepted
+    reported_status: str | None  # the last StatusNotification the CSMS accepted (2.0.1: its connectorStatus)
     faults: tuple[FiredFault, ...]
 
     @property
     def honest(self) -> bool:
         """Does the last reported status agree with the physical state?"""
         from .model import State, status_of
+        from .wire import connector_status
 
-        return self.reported_status == status_of(State(self.state), self.operative)
+        status = status_of(State(self.state), self.operative)
+        return self.reported_status in (status, connector_status(status))
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +61,7 @@ def truth_at(records: Iterable[dict[str, Any]], cp: str, connector: int, t: floa
     """The connector's physical state, transaction and faults at time `t`, from trace records."""
     state = "unplugged"
     running = False
-    tx_id: int | None = None
+    tx_id: int | str | None = None
     live_local: object = None  # the local id of the transaction running now, if any
     faults: list[str] = []
     for r in records:

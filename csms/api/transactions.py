@@ -20,6 +20,7 @@ def transaction_view(t: TransactionRecord) -> dict[str, Any]:
     cs = t.session
     return {
         "transactionId": t.transaction_id,
+        "stationTransactionId": t.station_tx_id,  # OCPP 2.0.1: the station's own id (None for 1.6)
         "chargePointId": t.charge_point_id,
         "connectorId": t.connector_id,
         "idTag": t.id_tag,

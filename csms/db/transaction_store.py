@@ -43,6 +43,7 @@ class TransactionRecord:
     latest_meter_wh: int | None
     latest_meter_at: datetime | None
     session: LinkedSession | None
+    station_tx_id: str | None = None  # OCPP 2.0.1: the station's own transactionId
 
 
 def list_transactions(
@@ -86,6 +87,7 @@ def _record(t: Transaction, cs: ChargingSession | None) -> TransactionRecord:
         stop_reason=t.stop_reason,
         latest_meter_wh=t.latest_meter_wh,
         latest_meter_at=as_utc(t.latest_meter_at),
+        station_tx_id=t.station_tx_id,
         session=None
         if cs is None
         else LinkedSession(
