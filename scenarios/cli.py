@@ -25,6 +25,7 @@ examples:
   unstuck-scenarios list
   unstuck-scenarios run                                # quick profile, embedded CSMS on temporary SQLite
   unstuck-scenarios run unlock_stuck_session --seed 3  # one scenario, another seed
+  unstuck-scenarios run --ocpp both                    # every scenario with 1.6 chargers and with 2.0.1 stations
   unstuck-scenarios run chaos_under_load --profile full --db postgresql+psycopg://postgres@127.0.0.1:5432/test
   unstuck-scenarios run unclosed_transaction --csms-arg=--orphan-grace-seconds=0   # watch it fail
   unstuck-scenarios run -- -x -k "unlock"              # pytest options after --
@@ -45,7 +46,7 @@ Exit status 0 when no scenario failed ("not claimed" ones do not fail a run).
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="unstuck-scenarios",
-        description="Run a CSMS against a seeded fleet of faulty OCPP 1.6J charge points and judge it against "
+        description="Run a CSMS against a seeded fleet of faulty OCPP 1.6J or 2.0.1 charge points and judge it against "
         "the simulator's ground truth: never falsely free, never falsely busy after recovery, "
         "nothing lost.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -74,6 +75,13 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("quick", "full"),
         default="quick",
         help="quick: chaos with 50 charge points, ~2 min in all; full: 200 charge points",
+    )
+    run.add_argument(
+        "--ocpp",
+        choices=("1.6", "2.0.1", "both"),
+        default=None,
+        help="the OCPP version of the simulated chargers; with both, every scenario runs once per version "
+        "(default: both in the full profile; in the quick one 1.6, and the chaos scenario in 2.0.1 too)",
     )
     run.add_argument("--seed", type=int, default=7, help="one seed decides fleets, cars and faults (default 7)")
     run.add_argument(
@@ -187,6 +195,7 @@ def rerun_command(args: argparse.Namespace, rest: list[str], names: list[str]) -
     parts = ["unstuck-scenarios", "run", "--profile", args.profile, "--seed", str(args.seed)]
     for flag, value in (
         ("--scenarios", args.scenarios),
+        ("--ocpp", args.ocpp),
         ("--scale", args.scale),
         ("--chaos-seconds", args.chaos_seconds),
         ("--db", args.db),
@@ -253,6 +262,7 @@ def pytest_args(args: argparse.Namespace, rest: list[str]) -> list[str]:
         str(report),
     ]
     for flag, value in (
+        ("--ocpp", args.ocpp),
         ("--scale", args.scale),
         ("--chaos-seconds", args.chaos_seconds),
         ("--db", args.db),

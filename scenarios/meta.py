@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from .importing import import_file
+from .profile import OCPP_VERSIONS
 
-__all__ = ["ScenarioInfo", "scenario", "catalogue", "CATALOGUE_DIR", "info_of"]
+__all__ = ["ScenarioInfo", "scenario", "catalogue", "CATALOGUE_DIR", "info_of", "OCPP_VERSIONS"]
 
 CATALOGUE_DIR = Path(__file__).parent / "catalogue"
 F = TypeVar("F", bound=Callable[..., Any])
@@ -29,6 +30,8 @@ class ScenarioInfo:
     full_s: float  # ... full profile
     path: Path | None = None
     needs: tuple[str, ...] = ()  # claims of the CSMS profile it cannot do without (scenarios/profile.py)
+    ocpp: tuple[str, ...] = OCPP_VERSIONS  # the OCPP versions its fleet can speak
+    quick_ocpp: tuple[str, ...] = ("1.6",)  # the versions it runs in by default in the quick profile
 
     def duration(self, profile: str) -> float:
         return self.full_s if profile == "full" else self.quick_s
@@ -42,22 +45,37 @@ def scenario(
     quick_s: float,
     full_s: float | None = None,
     needs: Sequence[str] = (),
+    ocpp: Sequence[str] = OCPP_VERSIONS,
+    quick_ocpp: Sequence[str] = ("1.6",),
 ) -> Callable[[F], F]:
     """Mark a test function as a scenario (its module name is its name, without a `test_` in front).
 
     `needs`: the profile claims it cannot run without; against a CSMS whose profile lacks one,
     the scenario is reported "not claimed" instead of run.
+    `ocpp`: the OCPP versions it can run in (each one a case of its own); `quick_ocpp`: those the quick
+    profile runs by default (the full profile runs every one).
     """
     from .profile import CLAIMS
 
     unknown = [n for n in needs if n not in CLAIMS]
     if unknown:
         raise ValueError(f"@scenario(needs=...): unknown claim(s) {unknown}; known: {list(CLAIMS)}")
+    strange = [v for v in (*ocpp, *quick_ocpp) if v not in OCPP_VERSIONS]
+    if strange:
+        raise ValueError(f"@scenario(ocpp=...): unknown OCPP version(s) {strange}; known: {list(OCPP_VERSIONS)}")
 
     def mark(fn: F) -> F:
         name = fn.__module__.rsplit(".", 1)[-1].removeprefix("test_")  # test_x.py, as pytest collects it, is x
         fn.scenario_info = ScenarioInfo(  # type: ignore[attr-defined]
-            name, code, purpose, seed, quick_s, full_s if full_s is not None else quick_s, needs=tuple(needs)
+            name,
+            code,
+            purpose,
+            seed,
+            quick_s,
+            full_s if full_s is not None else quick_s,
+            needs=tuple(needs),
+            ocpp=tuple(ocpp),
+            quick_ocpp=tuple(v for v in quick_ocpp if v in ocpp),
         )
         return fn
 

@@ -494,9 +494,21 @@ def _dropped(tl: Timeline) -> list[Violation]:
     return out
 
 
+def _stop_said(x: SimTransaction) -> str:
+    """The end message as the charge point's version names it."""
+    if isinstance(x.transaction_id, str):
+        return f"TransactionEvent(Ended) with {x.stop_meter_sent} Wh"
+    return f"StopTransaction meterStop={x.stop_meter_sent}"
+
+
+def _row_key(t: StoredTransaction) -> tuple[str, int | str]:
+    """How the charge point names a stored transaction: the CSMS's id (1.6), the station's own (2.0.1)."""
+    return (t.cp, t.station_tx_id if t.station_tx_id is not None else t.transaction_id)
+
+
 def _stored(stored: list[StoredTransaction], tl: Timeline, rules: Rules) -> list[Violation]:
     out: list[Violation] = []
-    by_id = {(t.cp, t.transaction_id): t for t in stored}
+    by_id = {_row_key(t): t for t in stored}
     by_shape: dict[tuple[str, int, int, str], list[StoredTransaction]] = {}
     for t in stored:
         by_shape.setdefault((t.cp, t.connector, t.meter_start, t.id_tag), []).append(t)
@@ -518,17 +530,16 @@ def _stored(stored: list[StoredTransaction], tl: Timeline, rules: Rules) -> list
         same = [
             t
             for t in by_shape.get((x.cp, x.connector, x.meter_start, x.id_tag), [])
-            if claimed.get((t.cp, t.transaction_id), x) is x
+            if claimed.get(_row_key(t), x) is x
         ]
         row = by_id.get((x.cp, x.transaction_id)) if x.transaction_id is not None else None
         if x.transaction_id is not None and row is None:
-            out.append(
-                v(
-                    "lost_transaction",
-                    f"StartTransaction was answered with transactionId "
-                    f"{x.transaction_id}, but the CSMS has no such transaction",
-                )
+            said = (
+                f"TransactionEvent(Started) of transaction {x.transaction_id} was acknowledged"
+                if isinstance(x.transaction_id, str)
+                else f"StartTransaction was answered with transactionId {x.transaction_id}"
             )
+            out.append(v("lost_transaction", f"{said}, but the CSMS has no such transaction"))
             continue
         # Others of the same shape whose start was sent but never answered (a reboot lost it) own a row each.
         others = unanswered.get((x.cp, x.connector, x.meter_start, x.id_tag), 0) - (x.transaction_id is None)
@@ -579,8 +590,7 @@ def _energy(x: SimTransaction, row: StoredTransaction, v, rules: Rules) -> list[
             out.append(
                 v(
                     "lost_stop",
-                    f"StopTransaction meterStop={x.stop_meter_sent} was acknowledged, the CSMS "
-                    f"stored meterStop={row.meter_stop} ({row.stop_reason})",
+                    f"{_stop_said(x)} was acknowledged, the CSMS stored meterStop={row.meter_stop} ({row.stop_reason})",
                 )
             )
     elif real is not None and stored_e is not None:
@@ -620,7 +630,7 @@ def _energy(x: SimTransaction, row: StoredTransaction, v, rules: Rules) -> list[
         out.append(
             v(
                 "wrong_energy",
-                f"StopTransaction meterStop={x.stop_meter_sent} is below the register "
+                f"{_stop_said(x)} is below the register "
                 f"{evidence} Wh of an acknowledged meter sample (meter replaced?); session "
                 f"{s.session_id} billed {s.energy_wh} Wh and is not flagged for review",
             )

@@ -31,7 +31,7 @@ import pytest
 from .adapters.base import CsmsAdapter, NotSupportedError
 from .adapters.load import AdapterError, load_adapter_class
 from .embedded import CsmsEndpoint, Timings, start_embedded
-from .meta import info_of
+from .meta import OCPP_VERSIONS, ScenarioInfo, info_of
 from .profile import CsmsProfile, NotClaimed, ProfileError, load_profile
 
 if TYPE_CHECKING:  # the run (and the simulator, faker) load when a scenario runs, not in every pytest start
@@ -49,6 +49,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         choices=("quick", "full"),
         default="quick",
         help="quick (chaos with 50 charge points) or full (200)",
+    )
+    g.addoption(
+        "--ocpp",
+        choices=("1.6", "2.0.1", "both"),
+        default=None,
+        help="the OCPP version of the fleets, each one a case of every scenario that can speak it "
+        "(default: both in the full profile; 1.6 in the quick one, and 2.0.1 too where a scenario asks)",
     )
     g.addoption("--seed", type=int, default=7, help="one seed decides every fleet and fault (default 7)")
     g.addoption("--scale", type=int, default=None, help="charge points in the chaos scenario (default: the profile's)")
@@ -123,6 +130,37 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         fn = getattr(item, "obj", None)
         if _info(item) is not None and inspect.iscoroutinefunction(fn) and item.get_closest_marker("trio") is None:
             item.add_marker(pytest.mark.trio)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """One case per OCPP version a scenario runs in; a version it cannot speak is a skip that says so.
+    A scenario in 1.6 alone keeps its plain name (and its reports' and reruns')."""
+    info = info_of(metafunc.function)
+    if info is None or "ocpp_version" not in metafunc.fixturenames:
+        return
+    versions = _versions(metafunc.config, info)
+    if versions == ["1.6"] and "1.6" in info.ocpp:
+        return
+    params = [
+        pytest.param(
+            v,
+            id=f"ocpp{v}",
+            marks=()
+            if v in info.ocpp
+            else pytest.mark.skip(reason=f"{info.name} runs in OCPP {' and '.join(info.ocpp)} only"),
+        )
+        for v in versions
+    ]
+    metafunc.parametrize("ocpp_version", params)
+
+
+def _versions(config: pytest.Config, info: ScenarioInfo) -> list[str]:
+    chosen = config.getoption("ocpp")
+    if chosen == "both" or (chosen is None and config.getoption("profile") == "full"):
+        return list(OCPP_VERSIONS)
+    if chosen is None:
+        return list(info.quick_ocpp)
+    return [chosen]
 
 
 def _is_worker(config: pytest.Config) -> bool:
@@ -201,13 +239,26 @@ async def csms(
 
 
 @pytest.fixture
+def ocpp_version() -> str:
+    """The OCPP version of this case's fleet (pytest_generate_tests parametrizes it)."""
+    return "1.6"
+
+
+@pytest.fixture
 async def oracle(
-    request: pytest.FixtureRequest, csms: CsmsAdapter, csms_endpoint: CsmsEndpoint, run_settings: RunSettings, nursery
+    request: pytest.FixtureRequest,
+    csms: CsmsAdapter,
+    csms_endpoint: CsmsEndpoint,
+    run_settings: RunSettings,
+    ocpp_version: str,
+    nursery,
 ) -> AsyncIterator[ScenarioRun]:
     info = _info(request.node)
     if info is None:
         raise pytest.UsageError(f"{request.node.nodeid} is not decorated with @scenario(...)")
     profile = _profile(request.config)
+    if ocpp_version not in profile.ocpp:
+        raise NotClaimed(f"OCPP {ocpp_version}: the CSMS profile ({profile.name}) speaks {', '.join(profile.ocpp)}")
     missing = profile.unclaimed(*info.needs)
     if missing:
         raise NotClaimed(f"needs {', '.join(missing)}, which the CSMS profile ({profile.name}) does not claim")
@@ -221,6 +272,7 @@ async def oracle(
         nursery,
         progress=lambda line: _say(request.config, line),
         variant=_variant(request.node),
+        ocpp=ocpp_version,
     )
     try:
         yield run
@@ -273,6 +325,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]):
         info = _info(item)
         record = {
             "name": (info.name if info else item.name) + _variant(item),
+            "ocpp": _ocpp_of(item),
             "nodeid": item.nodeid,
             "outcome": "passed",
             "duration": 0.0,
@@ -345,6 +398,11 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
             f"{len(r.get('violations') or ()):>10}  {fleet.get('sessions', 0):>8}  "
             f"{sum((fleet.get('faults') or {}).values()):>6}"
         )
+    from .report.summary import by_ocpp
+
+    versions = by_ocpp(records)
+    if len(versions) > 1 or set(versions) - {"1.6"}:
+        tr.write_line("by OCPP version: " + "; ".join(f"{v}: {dict(c)}" for v, c in versions.items()))
     unclaimed = sum(sum((r.get("unclaimed") or {}).values()) for r in records)
     not_claimed = sum(r["outcome"] == "not_claimed" for r in records)
     if unclaimed or not_claimed:
@@ -379,6 +437,12 @@ def _error_text(rep: pytest.TestReport) -> str:
     return str(rep.longrepr)
 
 
+def _ocpp_of(item: Any) -> str:
+    """The OCPP version of a scenario's case (pytest_generate_tests made it a parameter when not 1.6 alone)."""
+    spec = getattr(item, "callspec", None)
+    return str(spec.params.get("ocpp_version", "1.6")) if spec is not None else "1.6"
+
+
 def _variant(item: Any) -> str:
     """A parametrized scenario's case, as pytest names it ("" for a plain one)."""
     spec = getattr(item, "callspec", None)
@@ -392,7 +456,11 @@ def _rerun(config: pytest.Config, item: pytest.Item | None) -> str:
     if opt("rerun_command"):  # from unstuck-scenarios run
         if item is None:
             return str(opt("rerun_run") or opt("rerun_command").replace(" {name}", ""))
-        return str(opt("rerun_command")).replace("{name}", shlex.quote(_info(item).name))  # type: ignore[union-attr]
+        name = shlex.quote(_info(item).name)  # type: ignore[union-attr]
+        spec = getattr(item, "callspec", None)
+        if spec is not None and "ocpp_version" in spec.params:  # this case's version, not every version's
+            name = f"--ocpp {spec.params['ocpp_version']} {name}"
+        return str(opt("rerun_command")).replace("{name}", name)
     raw = list(config.invocation_params.args)
     positional = set(config.args)
     args, hide = [], False

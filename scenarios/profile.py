@@ -17,6 +17,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+OCPP_VERSIONS = ("1.6", "2.0.1")  # what the simulator's fleets speak (simulator.wire): what a profile may name
+
 __all__ = [
     "CLAIMS",
     "CsmsProfile",
@@ -64,6 +66,7 @@ class CsmsProfile:
     status_freshness: float = 12.0  # a stored status counts this long without a live one
     claims: frozenset[str] = field(default_factory=lambda: frozenset(CLAIMS))
     source: str = "built in"
+    ocpp: tuple[str, ...] = ("1.6", "2.0.1")  # the OCPP versions it speaks (a file without `ocpp`: 1.6)
 
     def claims_all(self, *needed: str) -> bool:
         return all(n in self.claims for n in needed)
@@ -72,8 +75,14 @@ class CsmsProfile:
         return [n for n in needed if n not in self.claims]
 
     def to_json(self) -> dict[str, Any]:
-        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("claims", "name", "source")}
-        return {"name": self.name, "source": self.source, "timings": out, "claims": sorted(self.claims)}
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name in _TIMINGS}
+        return {
+            "name": self.name,
+            "source": self.source,
+            "ocpp": list(self.ocpp),
+            "timings": out,
+            "claims": sorted(self.claims),
+        }
 
 
 _TIMINGS = tuple(f.name for f in fields(CsmsProfile) if f.type in ("float", float))
@@ -95,9 +104,12 @@ def profile_from_mapping(data: Mapping[str, Any], *, source: str = "built in") -
     def bad(what: str) -> ProfileError:
         return ProfileError(f"CSMS profile {source}: {what}")
 
-    unknown = set(data) - {"name", "timings", "claims"}
+    unknown = set(data) - {"name", "ocpp", "timings", "claims"}
     if unknown:
-        raise bad(f"unknown key(s) {', '.join(sorted(unknown))}; a profile has name, [timings] and [claims]")
+        raise bad(f"unknown key(s) {', '.join(sorted(unknown))}; a profile has name, ocpp, [timings] and [claims]")
+    ocpp = data.get("ocpp", ["1.6"])
+    if not isinstance(ocpp, list) or not ocpp or any(v not in OCPP_VERSIONS for v in ocpp):
+        raise bad(f"ocpp = {ocpp!r}: a list of the OCPP versions it speaks, of {', '.join(OCPP_VERSIONS)}")
     if not isinstance(data.get("timings", {}), Mapping):
         raise bad("[timings] must be a table of name = seconds")
     timings = dict(data.get("timings") or {})
@@ -136,4 +148,4 @@ def profile_from_mapping(data: Mapping[str, Any], *, source: str = "built in") -
     name = data.get("name", Path(source).stem if source != "built in" else CsmsProfile.name)
     if not isinstance(name, str):
         raise bad("name must be a string")
-    return CsmsProfile(name=name, claims=chosen, source=source, **values)
+    return CsmsProfile(name=name, claims=chosen, source=source, ocpp=tuple(ocpp), **values)

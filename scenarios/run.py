@@ -78,6 +78,7 @@ class ScenarioRun:
     timeline: Timeline | None = None
     notes: list[str] = field(default_factory=list)
     variant: str = ""  # a parametrized scenario's case, e.g. "[k2]": its own record, trace and ids
+    ocpp: str = "1.6"  # the OCPP version of this case's fleet (a scenario may mix others in its groups)
     answers: list[Violation] = field(default_factory=list)
     ended_at: float | None = None
     _last_progress: float = -1e9
@@ -112,15 +113,23 @@ class ScenarioRun:
         groups: Sequence[GroupSpec] | None = None,
         ramp: float = 200.0,
         online: bool = True,
+        mixed: bool = False,
     ) -> Fleet:
-        """Build and start this scenario's fleet (ids `{prefix}0001`...) and start watching the CSMS."""
+        """Build and start this scenario's fleet (ids `{prefix}0001`...) and start watching the CSMS.
+
+        Every group speaks this case's OCPP version, unless `mixed`: then each group's own `ocpp` holds."""
         if self.fleet is not None:
             raise RuntimeError("a scenario runs one fleet; put several groups in it instead")
         cfg = {"MeterValueSampleInterval": "1", **(config or {})}
         if groups is None:
-            groups = (GroupSpec(prefix=self.prefix, count=count, connectors=connectors, config=cfg),)
+            groups = (GroupSpec(prefix=self.prefix, count=count, connectors=connectors, config=cfg, ocpp=self.ocpp),)
         else:
-            groups = tuple(replace(g, prefix=self.prefix + g.prefix, config={**cfg, **g.config}) for g in groups)
+            groups = tuple(
+                replace(
+                    g, prefix=self.prefix + g.prefix, config={**cfg, **g.config}, ocpp=g.ocpp if mixed else self.ocpp
+                )
+                for g in groups
+            )
         spec = FleetSpec(
             seed=self.settings.seed,
             groups=tuple(groups),

@@ -5,6 +5,11 @@ when?" and "which transactions really ran, with what energy, and did their
 StopTransaction reach the CSMS?". Both are answered here from the JSONL trace
 records (`simulator/trace.py` lists the kinds), so a saved trace can be judged
 again later, away from the run.
+
+Frames are read in both OCPP versions: 1.6 (StatusNotification per connector,
+Start/StopTransaction, MeterValues) and 2.0.1 (StatusNotification per EVSE, whose id is
+our connector id; TransactionEvent Started/Updated/Ended named by the station's own
+transactionId, which is the transaction's id here once the CSMS acknowledged its Started).
 """
 
 from __future__ import annotations
@@ -123,7 +128,7 @@ class SimTransaction:
     remote: bool
     meter_start: int
     started_at: float
-    transaction_id: int | None = None  # given by the CSMS (None: never answered)
+    transaction_id: int | str | None = None  # 1.6: given by the CSMS; 2.0.1: the station's (None: never answered)
     ended_at: float | None = None
     end: str | None = None  # "stop" (StopTransaction due) or "lost" (a reboot forgot it)
     reason: str | None = None
@@ -205,7 +210,7 @@ class Timeline:
                 tl.connector(cp, c)
         live: dict[tuple[str, int], SimTransaction] = {}  # running, by connector
         by_local: dict[tuple[str, int], SimTransaction] = {}
-        by_tx_id: dict[tuple[str, int], SimTransaction] = {}
+        by_tx_id: dict[tuple[str, int | str], SimTransaction] = {}
         calls: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {}  # (cp, uid) -> (action, payload)
         last_t = 0.0
         for r in records:
@@ -264,7 +269,8 @@ def _tx_record(r: dict[str, Any], cp: str, t: float, live: dict, by_local: dict,
     if tx is None:
         return
     if event == "answered" and r.get("transaction_id") is not None:
-        tx.transaction_id = int(r["transaction_id"])
+        tx_id = r["transaction_id"]
+        tx.transaction_id = tx_id if isinstance(tx_id, str) else int(tx_id)
         by_tx_id[(cp, tx.transaction_id)] = tx
     elif event in ("stop", "lost"):
         tx.ended_at, tx.end, tx.reason = t, event, r.get("reason")
@@ -291,9 +297,13 @@ def _frame(r: dict[str, Any], cp: str, kind: str, calls: dict, by_tx_id: dict, t
     if kind == "out" and msg[0] == 2 and len(msg) == 4:
         action, payload = msg[2], msg[3] if isinstance(msg[3], dict) else {}
         calls[(cp, msg[1])] = (action, payload)
-        connector = payload.get("connectorId")
+        if action == "TransactionEvent":
+            _transaction_event(payload, cp, by_tx_id, tl, t)
+            return action
+        connector = payload.get("connectorId") if "evseId" not in payload else payload.get("evseId")
         if action in ("StatusNotification", "StartTransaction") and isinstance(connector, int) and connector > 0:
-            busy = action == "StartTransaction" or payload.get("status") != "Available"
+            status = payload.get("status", payload.get("connectorStatus"))
+            busy = action == "StartTransaction" or status != "Available"
             tl.connector(cp, connector).told.append((t, busy))
         if action == "MeterValues" and payload.get("transactionId") is not None:
             tx = by_tx_id.get((cp, payload["transactionId"]))
@@ -307,15 +317,43 @@ def _frame(r: dict[str, Any], cp: str, kind: str, calls: dict, by_tx_id: dict, t
         return action if isinstance(action, str) else None
     elif kind == "in" and msg[0] == 3:
         call = calls.pop((cp, msg[1]), None)
-        if call is not None and call[0] == "StopTransaction":
-            tx = by_tx_id.get((cp, call[1].get("transactionId")))
-            if tx is not None:
-                tx.stop_acked = True
-        elif call is not None and call[0] == "MeterValues" and call[1].get("transactionId") is not None:
-            tx = by_tx_id.get((cp, call[1]["transactionId"]))
-            if tx is not None:
-                tx.acked_samples.extend(_registers(call[1]))
+        if call is None:
+            return None
+        action, payload = call
+        event = payload.get("eventType") if action == "TransactionEvent" else None
+        tx_id = _transaction_id(payload) if event else payload.get("transactionId")
+        tx = by_tx_id.get((cp, tx_id)) if tx_id is not None else None
+        if tx is None:
+            return None
+        if action == "StopTransaction" or event == "Ended":
+            tx.stop_acked = True
+        elif action == "MeterValues" or event == "Updated":
+            tx.acked_samples.extend(_registers(payload))
     return None
+
+
+def _transaction_id(payload: dict[str, Any]) -> Any:
+    info = payload.get("transactionInfo")
+    return info.get("transactionId") if isinstance(info, dict) else None
+
+
+def _transaction_event(payload: dict[str, Any], cp: str, by_tx_id: dict, tl: Timeline, t: float) -> None:
+    """2.0.1: a Started tells the CSMS the EVSE is in use, an Ended that it is not; Updated and Ended carry
+    meter samples. Events of a transaction whose Started was never acknowledged name no known transaction."""
+    event = payload.get("eventType")
+    evse = payload.get("evse")
+    tx = by_tx_id.get((cp, _transaction_id(payload)))
+    connector = evse.get("id") if isinstance(evse, dict) else (tx.connector if tx is not None else None)
+    if event == "Started" and isinstance(connector, int) and connector > 0:
+        tl.connector(cp, connector).told.append((t, True))
+    if tx is None:
+        return
+    if event == "Updated":
+        tx.samples.extend(_registers(payload))
+    elif event == "Ended":
+        ends = _registers(payload)
+        tx.stop_meter_sent = ends[-1] if ends else None
+        tl.connector(cp, tx.connector).told.append((t, False))
 
 
 def _registers(payload: dict[str, Any]) -> list[int]:
@@ -323,9 +361,10 @@ def _registers(payload: dict[str, Any]) -> list[int]:
     for mv in payload.get("meterValue", ()):
         for sv in mv.get("sampledValue", ()):
             if sv.get("measurand", "Energy.Active.Import.Register") == "Energy.Active.Import.Register":
+                unit = sv.get("unit") or (sv.get("unitOfMeasure") or {}).get("unit")  # 1.6 / 2.0.1
                 try:  # Decimal: 1.001 kWh is 1001 Wh (as a float, 1.001 * 1000 is 1000.999...)
                     value = Decimal(str(sv["value"]))
-                    out.append(int(value * 1000 if sv.get("unit") == "kWh" else value))
+                    out.append(int(value * 1000 if unit == "kWh" else value))
                 except (KeyError, ArithmeticError, ValueError):
                     continue
     return out

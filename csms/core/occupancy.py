@@ -96,6 +96,9 @@ class ConnectorSignals:
     start_in_flight: bool = False
     # How long the charger's current WebSocket has been up (None: unknown, taken as long enough).
     connected_for: timedelta | None = None
+    # The live status was inferred from this transaction's events (OCPP 2.0.1 chargingState), not said by the
+    # connector: it holds while that transaction is open, and not after a force end closed it.
+    live_status_of: int | None = None
 
 
 @dataclass(frozen=True)
@@ -142,9 +145,14 @@ def _busy_reasons(
 ) -> list[str]:
     """Every busy predicate that fires, in the documented order."""
     reasons: list[str] = []
-    if signals.live_status is not None:
-        if is_status_busy(signals.live_status):
-            reasons.append(f"live_status:{_text(signals.live_status)}")
+    live = signals.live_status
+    if signals.live_status_of is not None and all(
+        tx.transaction_id != signals.live_status_of for tx in signals.open_transactions
+    ):
+        live = None  # its transaction is closed: nothing the connector itself said is left
+    if live is not None:
+        if is_status_busy(live):
+            reasons.append(f"live_status:{_text(live)}")
     elif signals.persisted is not None and is_status_busy(signals.persisted.status):
         age = now - utc(signals.persisted.updated_at)
         if age <= freshness:

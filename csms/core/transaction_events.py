@@ -11,7 +11,9 @@ timestamps). The field gets this wrong in known ways, each answered here:
 - an Updated or Ended whose Started never arrived still opens (and closes) the transaction:
   the charger charged, so it is stored and billed;
 - a station that rebooted may reuse its ids: a Started stamped after a closed transaction of
-  the same id ended is a new transaction.
+  the same id ended is a new transaction;
+- an Ended for a transaction the CSMS closed on its own (a force end at an unlock, the orphan
+  rule) brings the station's figures: they replace the estimate, as a late 1.6 StopTransaction's do.
 Which EVSE an event belongs to, and its id token, are the station's to say only once
 (EVerest libocpp #580/#577): they are remembered, never required again.
 """
@@ -43,6 +45,7 @@ class Stored:
     transaction_id: int
     open: bool
     stop_time: datetime | None = None
+    estimated: bool = False  # closed by the CSMS on its own, with an estimate of the energy
 
 
 class Step(Enum):
@@ -52,6 +55,7 @@ class Step(Enum):
     END = "end"  # close it with the event's meter (or the last sample)
     DUPLICATE = "duplicate"  # this event was applied already: answer, change nothing
     AFTER_END = "after_end"  # the transaction ended: evidence only, never reopened or rewound
+    RECONCILE = "reconcile"  # the Ended of a transaction the CSMS closed itself: its figures replace the estimate
 
 
 def plan(event_type: str, timestamp: datetime, stored: Stored | None) -> Step:
@@ -62,7 +66,9 @@ def plan(event_type: str, timestamp: datetime, stored: Stored | None) -> Step:
         reused = event_type == STARTED and stored.stop_time is not None and timestamp > stored.stop_time
         if reused:  # the station rebooted and numbers its transactions from the start again
             return Step.START
-        return Step.DUPLICATE if event_type == ENDED else Step.AFTER_END
+        if event_type == ENDED:
+            return Step.RECONCILE if stored.estimated else Step.DUPLICATE
+        return Step.AFTER_END
     if event_type == STARTED:
         return Step.DUPLICATE  # a Started again (its answer was lost): the transaction is open already
     return Step.END if event_type == ENDED else Step.UPDATE

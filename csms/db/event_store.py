@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from csms.core.transaction_events import ENDED, Step, Stored, plan
 from csms.db import ocpp_store
 from csms.db.models import ChargingSession, Transaction
+from csms.db.session_end import ESTIMATED_REASONS
 
 __all__ = ["Event", "EventResult", "apply_event", "open_station_transactions"]
 
@@ -56,7 +57,7 @@ def _stored(s: Session, cp_id: str, station_tx_id: str) -> tuple[Stored, Transac
     ).first()
     if tx is None:
         return None
-    return Stored(tx.id, tx.stop_time is None, tx.stop_time), tx
+    return Stored(tx.id, tx.stop_time is None, tx.stop_time, tx.stop_reason in ESTIMATED_REASONS), tx
 
 
 def apply_event(
@@ -106,7 +107,7 @@ def apply_event(
     if e.latest_wh is not None and e.latest_at is not None and tx.stop_time is None:
         ocpp_store.apply_meter_sample(s, cp_id, tx.id, e.latest_wh, e.latest_at, now)
     stopped = None
-    if step in (Step.END, Step.START_AND_END):
+    if step in (Step.END, Step.START_AND_END, Step.RECONCILE):
         s.refresh(tx)
         meter_stop = next(
             (wh for wh in (e.end_wh, e.latest_wh, tx.latest_meter_wh, tx.meter_start) if wh is not None), 0

@@ -183,7 +183,7 @@ class ChargePointHandlers201(HandlerBase):
                 live.meter_seen[connector] = now
             state = info.get("charging_state")
             if state in STATUS_OF_CHARGING_STATE and result.step in (Step.START, Step.UPDATE) and not offline:
-                live.status_received(connector, STATUS_OF_CHARGING_STATE[state], "NoError", now)
+                live.status_received(connector, STATUS_OF_CHARGING_STATE[state], "NoError", now, transaction_id=tx_id)
             if result.stopped is not None:
                 live.stops_seen[connector] = now
         if result.started is not None and result.started.superseded:

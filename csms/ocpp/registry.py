@@ -39,6 +39,8 @@ class LiveConnector:
     status: str
     error_code: str | None
     updated_at: datetime
+    # OCPP 2.0.1: inferred from this transaction's chargingState, not said by the connector (core.occupancy)
+    transaction_id: int | None = None
 
 
 @dataclass(eq=False)
@@ -124,7 +126,9 @@ class LiveChargePoint:
             if self.on_change is not None:
                 self.on_change()
 
-    def status_received(self, connector_id: int, status: str, error_code: str | None, now: datetime) -> bool:
+    def status_received(
+        self, connector_id: int, status: str, error_code: str | None, now: datetime, transaction_id: int | None = None
+    ) -> bool:
         """A StatusNotification becomes the connector's live status; returns whether the charger sent it of
         its own accord. A new status ends the back-off of the stale-silent-status asks."""
         asked = any(
@@ -137,7 +141,7 @@ class LiveChargePoint:
         before = self.connectors.get(connector_id)
         if before is None or before.status != status:
             self.silent_asks.pop(connector_id, None)
-        self.connectors[connector_id] = LiveConnector(status, error_code, now)
+        self.connectors[connector_id] = LiveConnector(status, error_code, now, transaction_id)
         if self.on_change is not None:
             self.on_change()
         return not asked

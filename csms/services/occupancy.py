@@ -72,6 +72,7 @@ def _decide(
     signals = ConnectorSignals(
         websocket_present=live_cp is not None,
         live_status=None if live is None else live.status,
+        live_status_of=None if live is None else live.transaction_id,
         persisted=None if stored.status is None else PersistedStatus(stored.status.status, stored.status.updated_at),
         open_transactions=tuple(OpenTransaction(t.transaction_id, t.start_time) for t in stored.open_transactions),
         reservations=tuple(ReservationRef(r.reservation_id, r.status) for r in stored.reservations),

@@ -268,7 +268,12 @@ async def _send_unlock(ctx: Context, r: UnlockResult) -> None:
         status = await commands_for(live).unlock(r.connector_id)
     except CallTimeoutError:
         r.success, r.message = ocpp_outcome(None, error="Charge point did not respond in time")
-    except (CallErrorReceived, ConnectionClosedError, InvalidResponseError) as exc:
+    except CallErrorReceived as exc:
+        # 2.0.1 has no NotSupported UnlockStatus: a station that cannot unlock remotely says it as a CallError.
+        unsupported = exc.code in ("NotSupported", "NotImplemented")
+        error = None if unsupported else f"Charge point could not unlock: {exc}"
+        r.success, r.message = ocpp_outcome("NotSupported" if unsupported else None, error=error)
+    except (ConnectionClosedError, InvalidResponseError) as exc:
         r.success, r.message = ocpp_outcome(None, error=f"Charge point could not unlock: {exc}")
     else:
         r.success, r.message = ocpp_outcome(status)

@@ -107,6 +107,7 @@ class StoredTransaction:
     stop_reason: str | None
     closed: bool
     session: StoredSession | None = None
+    station_tx_id: str | None = None  # OCPP 2.0.1: the station's own transactionId, as the CSMS stored it
 
 
 @runtime_checkable

@@ -203,4 +203,5 @@ def _transaction(row: dict[str, Any]) -> StoredTransaction:
         stop_reason=row.get("stopReason"),
         closed=row.get("stopTime") is not None,
         session=session,
+        station_tx_id=row.get("stationTransactionId"),
     )

@@ -6,6 +6,11 @@ it; the charger honours UnlockConnector the 1.6 way (StopTransaction with reason
 UnlockCommand first, then Unlocked), so the transaction ends with the charger's exact
 meterStop and the session is billed from it, not from the CSMS's estimate (the charger
 samples every 60 s, as many do, so the CSMS has no sample yet and would bill 0 Wh).
+
+With OCPP 2.0.1 stations the second unlock is the 2.0.1 way instead (F05): a station keeps the
+cable locked while a transaction runs (OngoingAuthorizedTransaction), so the unlock must not
+unlock or end the session; the app stops the session (RequestStopTransaction), the station's
+Ended brings its meter, and then the unlock succeeds with nothing left to clean.
 """
 
 from decimal import Decimal
@@ -64,6 +69,9 @@ async def test_unlock_normal(fleet, oracle, csms):
         )
 
     await oracle.wait(2.5)  # connector 1 keeps being sampled free; connector 2 charges on
+    if oracle.ocpp == "2.0.1":
+        await _unlock_the_201_way(f, cp, oracle, csms, started.session_id)
+        return
     charging = await csms.unlock(cp, 2)  # 2. the charger stops the transaction itself, then unlocks
     oracle.note(
         f"unlock of the charging connector: {charging.status} {charging.message!r} "
@@ -100,3 +108,37 @@ async def test_unlock_normal(fleet, oracle, csms):
             oracle.expect(s.meter_source == "meter_stop", f"session billed from {s.meter_source}, not meterStop: {s}")
     # lost_stop if the stored meterStop is not the one the charger sent with UnlockCommand; fee = energy x tariff.
     await oracle.judge(window=2.0)
+
+
+async def _unlock_the_201_way(f, cp: str, oracle, csms, session_id: str) -> None:
+    charging = await csms.unlock(cp, 2)
+    oracle.note(f"unlock while it charges: {charging.status} {charging.message!r}")
+    oracle.expect(
+        not charging.unlocked and charging.cleaned_sessions == (),
+        f"an unlock while the station charges unlocked or ended the session (2.0.1 F05): {charging}",
+        cp=cp,
+        connector=2,
+    )
+    oracle.expect(
+        f[cp].connector_truth(2).transaction_running,
+        "the station stopped charging at an unlock it must refuse",
+        cp=cp,
+        connector=2,
+    )
+    stopped = await csms.stop(session_id)  # the app ends it: RequestStopTransaction, the station's Ended
+    oracle.expect(stopped, f"the app could not stop session {session_id}", cp=cp, connector=2)
+    await oracle.until(lambda: not f[cp].connector_truth(2).transaction_running, 10, "the station to end it")
+    await f[cp].flush()
+    after = await csms.unlock(cp, 2)
+    oracle.note(f"unlock after the stop: {after.status} {after.message!r}")
+    oracle.expect(after.unlocked, f"unlock after the session ended did not unlock: {after}", cp=cp, connector=2)
+    oracle.expect(
+        after.cleaned_sessions == (), f"unlock after the stop ended sessions: {after}", claim="unlock_cleanup"
+    )
+    await oracle.wait(2.5)
+    if oracle.profile.claims_all("sessions"):
+        s = await csms.session(session_id)
+        oracle.note(f"session {s.energy_wh} Wh, fee {s.fee} ({s.meter_source}, reconciled={s.reconciled})")
+        if oracle.seed_api:
+            oracle.expect(s.meter_source == "meter_stop", f"session billed from {s.meter_source}, not its Ended: {s}")
+    await oracle.judge(window=2.0)  # lost_stop if the stored end is not the Ended's meter

@@ -105,6 +105,9 @@ def _header(data: dict[str, Any]) -> str:
         counts += f'<span class="n skip">{int(data["notClaimed"])} not claimed</span>'
     if data.get("skipped"):
         counts += f'<span class="n skip">{int(data["skipped"])} skipped</span>'
+    versions = data.get("byOcpp") or {}
+    if len(versions) > 1 or set(versions) - {"1.6"}:
+        facts.append(("by OCPP version", "; ".join(f"{v}: {_counts_text(c)}" for v, c in versions.items())))
     unclaimed = data.get("unclaimedFindings") or {}
     note = (
         f'<p class="muted">findings the CSMS profile does not claim (not judged): {_e(_counts_text(unclaimed))}</p>'

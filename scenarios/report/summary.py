@@ -154,6 +154,15 @@ def _offline_segments(links: list[tuple[float, bool]], end: float) -> list[list[
     return out
 
 
+def by_ocpp(records: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
+    """Outcomes per OCPP version of the cases (a record without one is 1.6: older summaries)."""
+    out: dict[str, Counter[str]] = {}
+    for r in records:
+        outcome = {"error": "failed", "not_claimed": "notClaimed"}.get(r["outcome"], r["outcome"])
+        out.setdefault(r.get("ocpp") or "1.6", Counter())[outcome] += 1
+    return {version: dict(counts) for version, counts in sorted(out.items())}
+
+
 def write_summary(path: Path, run_info: dict[str, Any], records: list[dict[str, Any]]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     data = {
@@ -164,6 +173,7 @@ def write_summary(path: Path, run_info: dict[str, Any], records: list[dict[str, 
         "failed": sum(r["outcome"] in ("failed", "error") for r in records),
         "skipped": sum(r["outcome"] == "skipped" for r in records),
         "notClaimed": sum(r["outcome"] == "not_claimed" for r in records),
+        "byOcpp": by_ocpp(records),
         "unclaimedFindings": dict(
             sum((Counter(r.get("unclaimed") or {}) for r in records), Counter())  # kind -> count, all scenarios
         ),

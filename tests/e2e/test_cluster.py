@@ -246,6 +246,8 @@ def test_the_scenario_catalogue_through_two_nodes(cluster_db, tmp_path):
                 "-m",
                 "scenarios.cli",
                 "run",
+                "--ocpp",
+                "1.6",
                 "--jobs",
                 "1",
                 "--csms-url",

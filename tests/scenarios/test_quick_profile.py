@@ -28,7 +28,9 @@ def test_quick_profile_passes_and_writes_reports(tmp_path):
     )
     tail = (proc.stdout + proc.stderr)[-8000:]
     assert proc.returncode == 0, tail
-    names = {i.name for i in catalogue()}
+    # A scenario the quick profile runs in more than one OCPP version is a case per version (chaos: 1.6, 2.0.1).
+    names = {i.name if i.quick_ocpp == ("1.6",) else f"{i.name}[ocpp{v}]" for i in catalogue() for v in i.quick_ocpp}
+    assert "chaos_under_load[ocpp2.0.1]" in names
     summary = json.loads((report / "summary.json").read_text())
     assert {s["name"] for s in summary["scenarios"]} == names
     assert all(s["outcome"] == "passed" and not s["violations"] for s in summary["scenarios"]), tail

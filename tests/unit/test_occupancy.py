@@ -615,3 +615,20 @@ def test_the_reconnect_probe_answer_cuts_the_settle_window_short():
     assert cp.settle_window(SETTLE) == timedelta(seconds=1) + STATUS_ANSWER_WINDOW
     cp.reconnect_probe_answered = NOW + timedelta(seconds=30)  # a late answer never lengthens it
     assert cp.settle_window(SETTLE) == SETTLE
+
+
+def test_a_status_inferred_from_a_transaction_ends_with_it():
+    """OCPP 2.0.1: "Charging" inferred from a TransactionEvent's chargingState holds while its transaction is
+    open; once a force end closed it (the Ended never came, the connector never spoke), it says nothing."""
+    inferred = ConnectorSignals(
+        websocket_present=True, live_status="Charging", live_status_of=7, open_transactions=(OpenTransaction(7),)
+    )
+    assert decide(inferred, now=NOW).reasons == ("live_status:Charging", "open_transaction:7")
+    closed = ConnectorSignals(websocket_present=True, live_status="Charging", live_status_of=7)
+    assert decide(closed, now=NOW) == Decision(Verdict.FREE, ())
+    said = ConnectorSignals(websocket_present=True, live_status="Charging")  # the connector's own word stays
+    assert decide(said, now=NOW).reasons == ("live_status:Charging",)
+    other = ConnectorSignals(
+        websocket_present=True, live_status="Charging", live_status_of=7, open_transactions=(OpenTransaction(8),)
+    )
+    assert decide(other, now=NOW).reasons == ("open_transaction:8",)

@@ -83,3 +83,12 @@ def test_claims_left_out_are_not_claimed():
     p = profile_from_mapping({"claims": {"occupancy": True, "sessions": False}})
     assert p.claims == {"occupancy"}
     assert profile_from_mapping({}).claims == frozenset(CLAIMS)  # no [claims]: everything, as ours
+
+
+def test_a_profile_says_which_ocpp_versions_the_csms_speaks():
+    assert load_profile().ocpp == ("1.6", "2.0.1")  # ours: one endpoint, both
+    assert profile_from_mapping({}).ocpp == ("1.6",)  # a file that does not say: 1.6, as most central systems
+    assert profile_from_mapping({"ocpp": ["2.0.1"]}).ocpp == ("2.0.1",)
+    for bad in (["2.1"], "1.6", []):
+        with pytest.raises(ProfileError, match="OCPP versions it speaks"):
+            profile_from_mapping({"ocpp": bad})

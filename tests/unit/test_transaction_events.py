@@ -11,6 +11,7 @@ from csms.core.transaction_events import ENDED, STARTED, UPDATED, Step, Stored, 
 T0 = datetime(2026, 3, 2, 3, 12, tzinfo=UTC)
 OPEN = Stored(7, open=True)
 CLOSED = Stored(7, open=False, stop_time=T0)
+FORCE_ENDED = Stored(7, open=False, stop_time=T0, estimated=True)  # closed by the CSMS: an unlock, the orphan rule
 
 
 @pytest.mark.parametrize(
@@ -24,6 +25,8 @@ CLOSED = Stored(7, open=False, stop_time=T0)
         (ENDED, OPEN, Step.END),
         (ENDED, CLOSED, Step.DUPLICATE),
         (UPDATED, CLOSED, Step.AFTER_END),  # a replayed queue never reopens it (lbbrhzn/ocpp #2141)
+        (ENDED, FORCE_ENDED, Step.RECONCILE),  # the station's figures replace the estimate
+        (UPDATED, FORCE_ENDED, Step.AFTER_END),  # ... but an Updated never reopens it
     ],
 )
 def test_each_event_on_each_state(event, stored, step):
