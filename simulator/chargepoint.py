@@ -53,6 +53,9 @@ class Transaction:
     station_tx_id: str = ""  # 2.0.1: the station names its transactions
     remote_start_id: int | None = None  # 2.0.1: the RequestStartTransaction it answers
     seq: int = 0  # 2.0.1: the next event's seqNo
+    gap_every: int = 0  # seq_no_gaps: skip a seqNo after every this many events (0: never)
+    names_evse: bool = True  # no_evse: False
+    sent: list[Callable[[], dict[str, Any] | None]] = field(default_factory=list)  # its meter messages, in order
     auth_status: str | None = None
     answered: trio.Event = field(default_factory=trio.Event)
     scope: trio.CancelScope = field(default_factory=trio.CancelScope)  # meter loop + timed faults
@@ -177,6 +180,8 @@ class ChargePoint:
         self._nursery: trio.Nursery | None = None
         self._mute_answers = False
         self._tx_ids = 0
+        self._station_tx_n = 0  # names the station's transaction ids (reuse_transaction_ids: from 0 after a reboot)
+        self._reuse_tx_ids = False
         self._remote_starts = 0
         self._driving: list[trio.CancelScope] | None = []  # the session drivers; None once stopped
 
@@ -358,7 +363,16 @@ class ChargePoint:
         self._tx_ids += 1
         cid = plug.model.connector_id
         tx = Transaction(self._tx_ids, cid, tag, plug.meter_wh, self.now, remote, remote_start_id=remote_start_id)
-        tx.station_tx_id = str(uuid.UUID(int=self.rng.bits64("txid", self._tx_ids) << 64 | self._tx_ids, version=4))
+        self._station_tx_n += 1
+        n = self._station_tx_n
+        tx.station_tx_id = str(uuid.UUID(int=self.rng.bits64("txid", n) << 64 | n, version=4))
+        gaps, no_evse = (self.book.decide(name, cid, self.now) for name in ("seq_no_gaps", "no_evse"))
+        for firing in (gaps, no_evse):
+            if firing is not None and self.wire.version.name != "1.6":
+                self._fired(firing, plug)
+        if gaps is not None:
+            tx.gap_every = max(1, int(gaps.param("every")))
+        tx.names_evse = no_evse is None
         tx.register_start = tx.meter_start + plug.meter_offset
         plug.tx = plug.last_tx = tx
         self.stats.sessions += 1
@@ -395,8 +409,12 @@ class ChargePoint:
 
     def _facts(self, tx: Transaction) -> TxFacts:
         """What an event of `tx` says about it, numbered (seqNo) and dated offline or not as it happens now."""
-        facts = TxFacts(tx.connector_id, tx.id_tag, tx.station_tx_id, tx.seq, not self.online, tx.remote_start_id)
+        facts = TxFacts(
+            tx.connector_id, tx.id_tag, tx.station_tx_id, tx.seq, not self.online, tx.remote_start_id, tx.names_evse
+        )
         tx.seq += 1
+        if tx.gap_every and facts.seq_no % tx.gap_every == tx.gap_every - 1:
+            tx.seq += 1  # seq_no_gaps: a number never sent
         return facts
 
     def _sample(self, plug: SimConnector, context: str) -> Sample:
@@ -469,13 +487,16 @@ class ChargePoint:
                 tx.held.append(build)
                 return
             tx.hold_until = None
+            tx.sent.append(build)
             self.link.send(self.wire.sample_action, build, transactional=True, owner=tx)
             self._release_held(tx)
             return
+        tx.sent.append(build)
         self.link.send(self.wire.sample_action, build, transactional=True, owner=tx)
 
     def _release_held(self, tx: Transaction) -> None:
         for build in tx.held:
+            tx.sent.append(build)
             self.link.send(self.wire.sample_action, build, transactional=True, owner=tx)
         tx.held.clear()
 
@@ -533,6 +554,13 @@ class ChargePoint:
         if stuck is not None:
             self._fired(stuck, plug)
             plug.stuck = stuck.param("status")
+        again = self.book.decide("replay_after_end", cid, self.now)
+        if again is not None and item is not None:
+            self._fired(again, plug)
+            for build in tx.sent:  # after the end message, in order: nothing new about the transaction
+                self.link.send(
+                    self.wire.sample_action, lambda b=build, w=self.wire: w.replayed(b()), transactional=True, owner=tx
+                )
         return item
 
     def _after_transaction(self, plug: SimConnector) -> None:
@@ -598,6 +626,12 @@ class ChargePoint:
         elif name == "disconnect_mid_session":
             self._fired(firing)
             self.disconnect(back_after=firing.param("back_after"), replay=firing.param("replay"))
+        elif name == "slow_replay":
+            self._fired(firing)
+            self.link.replay_hold = firing.param("hold")
+        elif name == "reuse_transaction_ids" and self.wire.version.name != "1.6":
+            self._fired(firing)
+            self._reuse_tx_ids = True
         await trio.lowlevel.checkpoint()
 
     def disconnect(self, *, back_after: float, replay: bool = True) -> None:
@@ -612,6 +646,8 @@ class ChargePoint:
         """
         self._mute_answers = False
         self.link.cut(offline_for=delay, reboot=True, lose_queue=lose_state)
+        if self._reuse_tx_ids:
+            self._station_tx_n = 0  # its transaction ids start again
         for plug in self.connectors.values():
             if plug.tx is not None:
                 plug.tx.scope.cancel()

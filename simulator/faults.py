@@ -37,6 +37,7 @@ class Trigger(StrEnum):
 
     TX_STOP = "transaction stop"
     TX_START = "transaction start"  # then fires a drawn number of seconds later
+    TX_OPEN = "transaction start, at once"  # shapes the transaction's own messages from its first one
     REMOTE_START = "RemoteStartTransaction"
     UNLOCK = "UnlockConnector"
     ANSWER = "CSMS request"
@@ -59,6 +60,7 @@ class FaultKind:
 
 
 _SEED_STUCK = "seed 000 (stuck gun: 'Charging gun is already in use')"
+_V201 = "OCPP 2.0.1 only (a 1.6 charge point ignores it)"
 _SEED_BUSY = "seed 001 (ConnectorBusy)"
 
 FAULTS: Mapping[str, FaultKind] = {
@@ -206,6 +208,57 @@ FAULTS: Mapping[str, FaultKind] = {
             "WebSocket stays open, but no Heartbeat or any other Call is sent again; "
             "answer_calls=false: CSMS requests are not answered either.",
             f"{_SEED_BUSY} 'WebSocket open' but stale status; a hung charger",
+            timed_schedule=True,
+            whole_cp=True,
+        ),
+        FaultKind(
+            "replay_after_end",
+            Trigger.TX_STOP,
+            True,
+            {},
+            "After a transaction's end message, the charge point sends the transaction's meter messages "
+            "again (2.0.1: its Updated events, same seqNo, `offline: true`; 1.6: its MeterValues): a queue "
+            "replayed a second time after a reconnect. Nothing about the transaction is new.",
+            "lbbrhzn/ocpp #2141: replayed events resurrected an ended transaction and moved its meter back",
+        ),
+        FaultKind(
+            "seq_no_gaps",
+            Trigger.TX_OPEN,
+            True,
+            {"every": 3},
+            f"{_V201}: the transaction's seqNo skips a number after every `every` events (a station that "
+            "numbered events it then dropped, or numbers several transactions from one counter).",
+            "OCPP 2.0.1 E.1: seqNo gaps are allowed; a CSMS must not wait for, or refuse after, a gap",
+        ),
+        FaultKind(
+            "no_evse",
+            Trigger.TX_OPEN,
+            True,
+            {},
+            f"{_V201}: no event of the transaction names its EVSE, not even the Started (the StatusNotification "
+            "Occupied of its EVSE still comes).",
+            "lbbrhzn/ocpp #2141 (booked to connector 1), OCPP.Core #97 (both connectors of a station occupied)",
+        ),
+        FaultKind(
+            "slow_replay",
+            Trigger.LIFETIME,
+            False,
+            {"hold": 5.0},
+            "After each reconnect the charge point holds what it queued offline (and everything after it) back "
+            "for `hold` s while it answers the CSMS: 2.0.1 GetTransactionStatus says `messagesInQueue: true`.",
+            "CitrineOS #1053: {ongoingIndicator: false, messagesInQueue: true} taken as inactive, the queued "
+            "Ended dropped",
+            timed_schedule=True,
+            whole_cp=True,
+        ),
+        FaultKind(
+            "reuse_transaction_ids",
+            Trigger.LIFETIME,
+            False,
+            {},
+            f"{_V201}: after every reboot the station names its transactions from the start again, reusing the "
+            "ids of transactions that ended before the reboot.",
+            "OCPP 2.0.1 stations without persistent counters: a new Started with an old transactionId",
             timed_schedule=True,
             whole_cp=True,
         ),

@@ -149,6 +149,7 @@ class Link:
         self.identity = identity
         self.wire = wire  # the OCPP version offered, and how BootNotification is worded in it
         self.boot_reason = "PowerUp"  # 2.0.1 says why it boots; a Reset sets RemoteReset for the next one
+        self.replay_hold = 0.0  # slow_replay: after a reconnect, what was queued offline waits this long
         self.config = config
         self.call_timeout = call_timeout
         self.boot_on_reconnect = boot_on_reconnect
@@ -392,7 +393,8 @@ class Link:
                     self._lose_queue()
                 self._online.set()
                 up_since = self.now()
-                nursery.start_soon(self._drain, conn)
+                hold = self.replay_hold if self.queued else 0.0  # slow_replay: the backlog waits, answers do not
+                nursery.start_soon(self._drain, conn, hold)
                 nursery.start_soon(self._heartbeats)
                 self.on_up(booted)
             # Here the nursery has waited for the connection to end.
@@ -446,8 +448,11 @@ class Link:
             if interval > 0 and not any(item.action == "Heartbeat" for item in self._outbox.items):
                 self.send("Heartbeat", {})  # one queued at most, however long the CSMS is silent
 
-    async def _drain(self, conn: OcppConnection) -> None:
-        """Send the outbox in order; on a closed connection leave the head for the next one."""
+    async def _drain(self, conn: OcppConnection, hold: float = 0.0) -> None:
+        """Send the outbox in order (after `hold` s); on a closed connection leave the head for the next one."""
+        if hold > 0:
+            self.trace.write(self.cp_id, "link", event="replay_held", seconds=hold, queued=self.queued)
+            await trio.sleep(hold)
         while True:
             item = await self._outbox.head()
             if self.muted:

@@ -47,6 +47,7 @@ class TxFacts:
     seq_no: int  # 2.0.1: per transaction, from 0 at Started
     offline: bool  # 2.0.1: it happened while the station was offline
     remote_start_id: int | None = None
+    names_evse: bool = True  # 2.0.1: the Started says its EVSE (the no_evse fault: no event does)
 
 
 # 1.6 status -> 2.0.1 connectorStatus: a cable in is Occupied, whatever the car does.
@@ -119,6 +120,10 @@ class Wire:
         """The id tag's status in the start's answer (1.6 always says it)."""
         return self.auth_status(answer)
 
+    def replayed(self, payload: Payload | None) -> Payload | None:
+        """A message sent again after it was acknowledged (replay_after_end)."""
+        return payload
+
     def sample(self, connector_id: int, sample: Sample, tx: TxFacts | None, transaction_id: Any) -> Payload:
         payload: Payload = {"connectorId": connector_id, "meterValue": [self._meter_value(sample)]}
         if transaction_id is not None:
@@ -189,7 +194,8 @@ class Wire201(Wire):
     def start(self, tx: TxFacts, meter_start: int, timestamp: str, sample: Sample) -> Payload:
         remote = tx.remote_start_id is not None
         payload = self._event("Started", "RemoteStart" if remote else "Authorized", tx, timestamp, "Charging")
-        payload["evse"] = {"id": tx.connector_id, "connectorId": 1}  # in the first event only
+        if tx.names_evse:
+            payload["evse"] = {"id": tx.connector_id, "connectorId": 1}  # in the first event only
         payload["idToken"] = _token(tx.id_tag)
         if remote:
             payload["transactionInfo"]["remoteStartId"] = tx.remote_start_id
@@ -201,6 +207,9 @@ class Wire201(Wire):
 
     def start_auth(self, answer: Payload) -> str | None:
         return self.auth_status(answer) or "Accepted"  # idTokenInfo is optional: no word is no refusal
+
+    def replayed(self, payload: Payload | None) -> Payload | None:
+        return None if payload is None else {**payload, "offline": True}
 
     def sample(self, connector_id: int, sample: Sample, tx: TxFacts | None, transaction_id: Any) -> Payload:
         if tx is None:  # no transaction: a MeterValues of the EVSE

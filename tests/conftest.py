@@ -20,6 +20,7 @@ SLOW_TIER = frozenset(
     {
         "tests/scenarios/test_mutations_seed000.py",
         "tests/scenarios/test_mutations_seed001.py",
+        "tests/scenarios/test_mutations_201.py",
         "tests/scenarios/test_mutations_chaos.py",
         "tests/scenarios/test_quick_profile.py",
         "tests/e2e/test_crash_safety.py",

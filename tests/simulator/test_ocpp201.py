@@ -207,3 +207,52 @@ async def test_a_201_fleet_against_csms_serve_is_stored_and_billed_as_the_statio
         assert offline, "the station's queue went out after the reconnect, marked offline"
     finally:
         proc.stop()
+
+
+async def test_the_201_faults_on_the_wire(nursery, central201):
+    """seq_no_gaps, no_evse, replay_after_end, slow_replay and reuse_transaction_ids, each as the field shows it."""
+    faults = [
+        "seq_no_gaps=1,every=2,cp=CP0001",
+        "no_evse=1,cp=CP0001",
+        "replay_after_end=1,cp=CP0001",
+        "slow_replay=@0,hold=1.5,cp=CP0002",
+        "reuse_transaction_ids=@0,cp=CP0003",
+    ]
+    fleet = await start_fleet(nursery, _base(central201), spec201(count=3, faults=faults))
+    one, two, three = (fleet[c] for c in ("CP0001", "CP0002", "CP0003"))
+
+    tx = await one.start_by_tag(1, "TAG0001")
+    await trio.sleep(3.2)  # three periodic samples
+    await one.unplug(1)
+    await one.flush()
+    events = _sent(central201, "CP0001", "TransactionEvent")
+    ended = next(i for i, e in enumerate(events) if e["eventType"] == "Ended")
+    first = events[: ended + 1]
+    assert "evse" not in first[0] and all("evse" not in e for e in events)  # no_evse
+    seq = [e["seqNo"] for e in first]
+    assert seq == sorted(seq) and len(set(seq)) == len(seq) and seq[-1] > len(seq) - 1  # gaps, never repeats
+    again = events[ended + 1 :]  # replay_after_end: the Updated events again, after the Ended, marked offline
+    assert [e["seqNo"] for e in again] == [e["seqNo"] for e in first if e["eventType"] == "Updated"]
+    assert all(e["eventType"] == "Updated" and e["offline"] is True for e in again) and again
+
+    tx2 = await two.start_by_tag(1, "TAG0002")
+    two.disconnect(back_after=0.5)
+    await two.unplug(1)  # the Ended waits in the queue
+    await eventually(lambda: two.online, timeout=10, what="CP0002 back")
+    status = await ask(central201, "CP0002", call.GetTransactionStatus(transaction_id=tx2.station_tx_id))
+    assert (status.ongoing_indicator, status.messages_in_queue) == (False, True)  # slow_replay: still held
+    await two.flush()
+    status = await ask(central201, "CP0002", call.GetTransactionStatus(transaction_id=tx2.station_tx_id))
+    assert (status.ongoing_indicator, status.messages_in_queue) == (False, False)
+
+    old = await three.start_by_tag(1, "TAG0003")
+    await three.stop(1)
+    await three.unplug(1)
+    await three.flush()
+    three.reboot(delay=0.5)
+    await eventually(lambda: three.online, timeout=10, what="CP0003 back")
+    new = await three.start_by_tag(1, "TAG0004")
+    assert new.station_tx_id == old.station_tx_id and new is not old  # reuse_transaction_ids
+    assert tx is not None and fleet.stats.errors == {}
+    fired = {r["fault"] for r in fleet.trace.records if r["kind"] == "fault"}
+    assert fired == {"seq_no_gaps", "no_evse", "replay_after_end", "slow_replay", "reuse_transaction_ids"}

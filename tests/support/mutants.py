@@ -34,6 +34,11 @@ MUTANTS: dict[str, str] = {
     "in between loses an acknowledged stop",
     "transaction_event_acked_before_commit": "an OCPP 2.0.1 TransactionEvent is answered before its commit (queued, "
     "not awaited): a crash in between loses acknowledged Started, Updated and Ended events",
+    "queued_ended_dropped": "CitrineOS core PR #1053: GetTransactionStatus {ongoingIndicator: false, messagesInQueue: "
+    "true} is read as inactive (the unlock force-ends it), and the queued Ended that follows is acknowledged and dropped",
+    "replayed_events_reopen": "lbbrhzn/ocpp PR #2141: an Updated replayed after the Ended is applied as live: it "
+    "reopens the transaction and its older reading becomes the meter",
+    "evse_less_to_connector_1": "lbbrhzn/ocpp PR #2141: a TransactionEvent that names no EVSE is booked to connector 1",
 }
 
 
@@ -215,6 +220,52 @@ def _transaction_event_acked_before_commit() -> None:
     ChargePointHandlers201.on_transaction_event = on_transaction_event
 
 
+def _queued_ended_dropped() -> None:
+    from csms.core import transaction_events
+    from csms.core.transaction_events import Step
+    from csms.services import unlock
+
+    ask = unlock._ask_station
+
+    async def ask_station(ctx: Any, cp_id: str, transaction_ids: list[int]) -> dict[int, str]:
+        said = await ask(ctx, cp_id, transaction_ids)
+        return {k: v for k, v in said.items() if v.startswith("ongoing")}  # queued messages do not count
+
+    plan = transaction_events.plan
+
+    def plan_dropping(event_type: str, timestamp: Any, stored: Any) -> Step:
+        step = plan(event_type, timestamp, stored)
+        return Step.DUPLICATE if step is Step.RECONCILE else step  # the late Ended: acknowledged, dropped
+
+    _rebind(ask, ask_station, unlock)
+    _rebind(plan, plan_dropping)
+
+
+def _replayed_events_reopen() -> None:
+    from csms.core.transaction_events import UPDATED, Step
+    from csms.db import event_store
+    from csms.db.models import Transaction
+
+    apply = event_store.apply_event
+
+    def apply_event(s: Any, cp_id: str, e: Any, **kw: Any) -> Any:
+        result = apply(s, cp_id, e, **kw)
+        if result.step is Step.AFTER_END and e.event_type == UPDATED and result.transaction_id is not None:
+            tx = s.get(Transaction, result.transaction_id)  # applied as live: open again, its meter this reading
+            tx.stop_time = tx.stop_reason = tx.meter_stop = None
+            if e.latest_wh is not None:
+                tx.latest_meter_wh, tx.latest_meter_at = e.latest_wh, e.latest_at
+        return result
+
+    _rebind(apply, apply_event)
+
+
+def _evse_less_to_connector_1() -> None:
+    from csms.ocpp.handlers201 import ChargePointHandlers201
+
+    ChargePointHandlers201._only_evse = lambda self: 1
+
+
 def _rebind(original: Any, replacement: Any, *only: Any) -> None:
     """Put `replacement` wherever the product holds `original` (its own module and every `from x import y`
     binding), or only in the modules given: a mutant must not depend on which module was imported first."""
@@ -238,6 +289,9 @@ PATCHES: dict[str, Callable[[], None]] = {
     "supersede_keeps_session": _supersede_keeps_session,
     "stop_acked_before_commit": _stop_acked_before_commit,
     "transaction_event_acked_before_commit": _transaction_event_acked_before_commit,
+    "queued_ended_dropped": _queued_ended_dropped,
+    "replayed_events_reopen": _replayed_events_reopen,
+    "evse_less_to_connector_1": _evse_less_to_connector_1,
 }
 assert PATCHES.keys() == MUTANTS.keys()
 
