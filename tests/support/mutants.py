@@ -35,7 +35,8 @@ MUTANTS: dict[str, str] = {
     "transaction_event_acked_before_commit": "an OCPP 2.0.1 TransactionEvent is answered before its commit (queued, "
     "not awaited): a crash in between loses acknowledged Started, Updated and Ended events",
     "queued_ended_dropped": "CitrineOS core PR #1053: GetTransactionStatus {ongoingIndicator: false, messagesInQueue: "
-    "true} is read as inactive (the unlock force-ends it), and the queued Ended that follows is acknowledged and dropped",
+    "true} is read as inactive (the unlock force-ends it), and the queued Ended that follows is acknowledged and "
+    "dropped",
     "replayed_events_reopen": "lbbrhzn/ocpp PR #2141: an Updated replayed after the Ended is applied as live: it "
     "reopens the transaction and its older reading becomes the meter",
     "evse_less_to_connector_1": "lbbrhzn/ocpp PR #2141: a TransactionEvent that names no EVSE is booked to connector 1",
