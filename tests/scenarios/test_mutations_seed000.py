@@ -33,10 +33,15 @@ class Failed:
     output: str  # stdout + stderr
 
     @property
+    def verdicts(self) -> list[dict[str, Any]]:
+        """The oracle's findings against ground truth (a scenario's wrong answers are reported apart)."""
+        return [v for v in self.record["violations"] if v["kind"] != "wrong_answer"]
+
+    @property
     def kinds(self) -> dict[tuple[str, int], set[str]]:
         """(charge point suffix, connector) -> violation kinds; suffix is the id after the run prefix."""
         out: dict[tuple[str, int], set[str]] = {}
-        for v in self.record["violations"]:
+        for v in self.verdicts:
             out.setdefault((_suffix(v["cp"]), v["connector"]), set()).add(v["kind"])
         return out
 
@@ -88,7 +93,7 @@ def test_unlock_normal_catches_a_late_stop_that_does_not_replace_the_estimate(tm
     failed = run_broken("unlock_normal", tmp_path, "mutant=late_stop_ignored")
     # The charger's StopTransaction(UnlockCommand) was acknowledged, yet the force-end's estimate stayed.
     assert failed.kinds == {("0001", 2): {"lost_stop"}}, failed.kinds
-    (v,) = failed.record["violations"]
+    (v,) = failed.verdicts
     assert v["truth"]["reason"] == "UnlockCommand" and v["truth"]["stopAcknowledged"] is True, v
     assert "faults: none fired on this connector" in failed.output  # no fault needed: a healthy charger
 
@@ -117,7 +122,7 @@ def test_unlock_failures_catches_an_unlock_that_calls_a_charging_connector_free(
     # Only the LIVE charger still has a car charging: its connector was reported free.
     assert failed.kinds == {("LIVE0001", 1): {"falsely_free"}}, failed.kinds
     assert_violations(failed, ("LIVE0001", 1), "falsely_free", faults={"unlock_failed"})
-    (v,) = failed.record["violations"]
+    (v,) = failed.verdicts
     assert v["verdict"]["signals"]["liveStatus"]["status"] == "Available", v  # what the charger never said
 
 
@@ -137,7 +142,7 @@ def test_concurrent_starts_catches_a_reservation_that_does_not_hold_its_connecto
     failed = run_broken("concurrent_starts", tmp_path, "mutant=reservation_not_busy")
     assert failed.kinds == {("0001", 2): {"falsely_free"}}, failed.kinds
     assert_violations(failed, ("0001", 2), "falsely_free", faults={"accept_remote_start_never_start"})
-    assert "a reservation granted at" in failed.record["violations"][0]["message"]
+    assert "a reservation granted at" in failed.verdicts[0]["message"]
     # The second line of defence still held: the unique index refused the four other payers.
     (line,) = [n for n in failed.record["notes"] if "paid reservations" in n]
     assert "1 granted" in line and "active_reservation:unique_index_conflict" in line, line

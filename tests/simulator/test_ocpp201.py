@@ -256,3 +256,37 @@ async def test_the_201_faults_on_the_wire(nursery, central201):
     assert tx is not None and fleet.stats.errors == {}
     fired = {r["fault"] for r in fleet.trace.records if r["kind"] == "fault"}
     assert fired == {"seq_no_gaps", "no_evse", "replay_after_end", "slow_replay", "reuse_transaction_ids"}
+
+
+async def test_a_seeded_201_run_replays_to_the_same_decisions(tmp_path):
+    """Same seed, same decisions (2.0.1 faults included); `replay` of its trace makes them again."""
+    from simulator import Fleet, ReplayScript, TraceWriter, decisions
+
+    from .test_determinism import CUT, DRIVER, RUN, _fault_schedule
+
+    async def run(spec, trace, replay=None):
+        central = LibCentral201(heartbeat_interval=1)
+        central.start()
+        try:
+            fleet = Fleet(spec, f"ws://127.0.0.1:{central.port}/ocpp", trace=trace, replay=replay)
+            async with trio.open_nursery() as nursery:
+                await nursery.start(fleet.run)
+                await trio.sleep(RUN)
+                nursery.cancel_scope.cancel()
+            trace.close()
+            assert fleet.stats.errors == {}
+            return [r for r in trace.records if r["t"] < CUT]
+        finally:
+            central.stop()
+
+    faults = ["drop_stop_transaction=0.4", "seq_no_gaps=0.5,every=2", "no_evse=0.3", "replay_after_end=0.3"]
+    spec = spec201(count=3, connectors=2, driver=DRIVER, seed=13, faults=faults)
+    path = tmp_path / "trace.jsonl"
+    first = await run(spec, TraceWriter(path, keep=True))
+    again = await run(spec, TraceWriter(keep=True))
+    assert _fault_schedule(first) == _fault_schedule(again) and _fault_schedule(first)
+    assert decisions(first) == decisions(again)
+    script = ReplayScript.from_trace(path)
+    assert script.spec == spec and script.spec.groups[0].ocpp == "2.0.1"
+    replayed = await run(script.spec, TraceWriter(keep=True), script)
+    assert decisions(replayed) == decisions(first) and _fault_schedule(replayed) == _fault_schedule(first)
