@@ -104,7 +104,10 @@ def apply_event(
         assert found is not None
         tx = found[1]
         _learn(s, tx, e)
-    if e.latest_wh is not None and e.latest_at is not None and tx.stop_time is None:
+    # An Ended's own Transaction.End reading is its meterStop, not a sample: evidence of the energy delivered comes
+    # from the samples before it (a replaced meter's lower reading must not replace them, as in 1.6).
+    is_end_reading = e.event_type == ENDED and e.latest_wh is not None and e.latest_wh == e.end_wh
+    if e.latest_wh is not None and e.latest_at is not None and tx.stop_time is None and not is_end_reading:
         ocpp_store.apply_meter_sample(s, cp_id, tx.id, e.latest_wh, e.latest_at, now)
     stopped = None
     if step in (Step.END, Step.START_AND_END, Step.RECONCILE):

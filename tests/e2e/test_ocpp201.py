@@ -280,3 +280,26 @@ async def test_an_admin_sends_any_201_call_through_rest_and_the_dashboard_resets
         assert all(answers[a]["status"] == "Accepted" for a in ("ChangeAvailability", "TriggerMessage", "Reset"))
         assert bad.status_code == 400 and "Invalid Reset payload" in bad.json()["message"]  # 1.6's Hard: not 2.0.1
         assert [e.action for e in st.received()][-5:] == [a for a, _ in calls]
+
+
+async def test_an_ended_below_the_samples_bills_the_evidence_and_asks_for_review(csms):
+    """A replaced meter: the Ended's reading (500 Wh) is below the Updated sample the CSMS acknowledged. As with a
+    1.6 meterStop, the session bills the evidenced energy and is flagged for review, not 0 Wh."""
+    with LibStation("V201M") as st:
+        await blocking(st.connect, csms.url("V201M"))
+        await blocking(st.boot)
+        await blocking(st.status, 1, 1, "Available")
+        st.meter_wh = 1000
+        async with csms.client() as http:
+            res = await http.post(
+                "/api/ChargingSession/start-charging-session",
+                json={"chargingStationId": "V201M", "connectorId": 1, "chargeTagId": "APPM", "chargingTariff": "0.50"},
+            )
+            session_id = res.json()["data"]["sessionId"]
+            await _until(lambda: _linked(http, session_id), what="the Started")
+            (station_tx,) = st.transactions()
+            await blocking(st.transaction_event, "Updated", station_tx, "MeterValuePeriodic", meter_wh=3000)
+            await blocking(st.transaction_event, "Ended", station_tx, "StopAuthorized", meter_wh=500)
+            s = (await http.get(f"/api/ChargingSession/{session_id}")).json()["data"]
+        assert s["energyWh"] == 2000 and Decimal(str(s["chargingTotalFee"])) == Decimal("1.00"), s
+        assert s.get("reviewReason"), s
