@@ -601,16 +601,15 @@ async def maintenance_loop(
 
 
 def _expected_connectors(cp_id: str) -> Callable[[Session], set[int]]:
-    """The connectors the database knows of for a charge point: stored statuses, open transactions, reservations."""
+    """The connectors the database knows of for a charge point: stored statuses, transactions (a connector that
+    never reported a status but has charged before exists: it may be charging now), reservations."""
 
     def expected(s: Session) -> set[int]:
         query = union(
             select(ConnectorStatus.connector_id).where(
                 ConnectorStatus.charge_point_id == cp_id, ConnectorStatus.connector_id > 0
             ),
-            select(Transaction.connector_id).where(
-                Transaction.charge_point_id == cp_id, Transaction.stop_time.is_(None)
-            ),
+            select(Transaction.connector_id).where(Transaction.charge_point_id == cp_id, Transaction.connector_id > 0),
             select(PaymentReservation.connector_id).where(
                 PaymentReservation.charge_point_id == cp_id, PaymentReservation.status.not_in(_TERMINAL)
             ),

@@ -261,11 +261,13 @@ async def test_reconnect_probe_asks_known_connectors_and_ends_the_settle_window(
     """A charger back without a word about its connectors is asked at once; its answer makes it free."""
     async with connect(csms.ocpp, "OC10") as cp:
         await cp.status(1, "Available")
-    async with connect(csms.ocpp, "OC10", boot=False) as cp, csms.client() as admin:
+    async with csms.client() as admin, connect(csms.ocpp, "OC10", boot=False) as cp:
 
         async def answer(requested, connector_id):
             await cp.status(connector_id, "Available")
 
+        # Set before the first checkpoint: the connection's reader has not run yet, so the probe (sent at
+        # once on connect) cannot be answered before the charger knows to report.
         cp.answers.on_trigger = answer
         asked = ("TriggerMessage", {"requested_message": "StatusNotification", "connector_id": 1})
         with trio.fail_after(10):  # the settle window is 10 s: only the answer can end it before
@@ -275,6 +277,21 @@ async def test_reconnect_probe_asks_known_connectors_and_ends_the_settle_window(
             while (await _occupancy(admin, "OC10"))["verdict"] != "free":
                 await trio.sleep(0.1)
     assert "reason='reconnected: what is this connector doing now?'" in csms.log()
+
+
+async def test_the_reconnect_probe_asks_a_connector_known_only_from_its_transactions(csms):
+    """A connector that never sent a status but charged before exists: back on a new connection (a car may have
+    started there while the charger was away, its start lost with the queue), it is asked too."""
+    async with connect(csms.ocpp, "OC13") as cp:
+        await cp.status(1, "Available")
+        tx = await cp.start(2, "TAG1", meter_start=0)  # connector 2 never reports a status
+        await cp.stop(tx, 100)
+    async with connect(csms.ocpp, "OC13", boot=False) as cp:
+        with trio.fail_after(10):
+            while ("TriggerMessage", {"requested_message": "StatusNotification", "connector_id": 2}) not in (
+                cp.answers.received
+            ):
+                await trio.sleep(0.05)
 
 
 async def test_a_start_being_stored_is_busy(csms):
