@@ -33,6 +33,7 @@ SLOW_TIER = frozenset(
         "tests/scenarios/test_team_scenarios.py",  # three runs of a team folder, each with its own CSMS
         "tests/scenarios/test_foreign_libcentral.py",  # the whole catalogue against a foreign CSMS
         "tests/scenarios/test_foreign_plaincsms.py",  # ... and another
+        "tests/scenarios/test_foreign_libcentral201.py",  # ... and a 2.0.1 one
     }
 )
 

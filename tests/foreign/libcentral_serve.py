@@ -41,14 +41,15 @@ from ocpp.v16 import call
 
 from tests.simulator.libcsms import LibCentral
 
-__all__ = ["VERSION", "serve_api", "call_payload", "result_json", "main"]
+__all__ = ["VERSION", "Api", "serve_api", "call_payload", "result_json", "main"]
 
 VERSION = f"ocpp {version('ocpp')}"  # the library is the whole central system
 
 
-def call_payload(action: str, payload: dict[str, Any]) -> Any:
-    """The library's `call.<action>` dataclass for a camelCase payload (KeyError for an unknown action)."""
-    cls = getattr(call, action, None)
+def call_payload(action: str, payload: dict[str, Any], calls: Any = call) -> Any:
+    """The library's `call.<action>` dataclass (of `calls`: v16 by default) for a camelCase payload (KeyError for an
+    unknown action)."""
+    cls = getattr(calls, action, None)
     if not isinstance(cls, type) or not dataclasses.is_dataclass(cls):
         raise KeyError(action)
     return cls(**camel_to_snake_case(payload))
@@ -58,10 +59,36 @@ def result_json(result: Any) -> dict[str, Any]:
     return snake_to_camel_case(remove_nones(serialize_as_dict(result)))
 
 
-class _Api(BaseHTTPRequestHandler):
-    central: LibCentral
+class Api(BaseHTTPRequestHandler):
+    """The JSON API over a central system that records what it receives; a subclass names another one."""
+
+    central: Any  # LibCentral here
     token: str
+    name = "libcentral"
+    calls: Any = call  # the library's call classes of its OCPP version
     protocol_version = "HTTP/1.1"
+
+    def records(self, query: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        try:
+            after, started_after = int(query.get("after", 0)), int(query.get("startedAfter", 0))
+        except ValueError:
+            return 400, {"error": "BadRequest", "message": "after and startedAfter are integers"}
+        actions = set(filter(None, query.get("actions", "").split(",")))
+        received, started = self.central.records_since(after, started_after)
+        return 200, {
+            "received": [
+                {"cp": r.cp, "action": r.action, "payload": r.payload}
+                for r in received
+                if not actions or r.action in actions
+            ],
+            "next": after + len(received),
+            "started": [s._asdict() for s in started],
+            "startedNext": started_after + len(started),
+            "connected": self.central.connected(),
+        }
+
+    def send(self, cp: str, request: Any) -> Any:
+        return self.central.send(cp, request, False)
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's name
         """Quiet: one line per request would drown the run's output."""
@@ -87,35 +114,14 @@ class _Api(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         url = urlsplit(self.path)
         if url.path == "/health":
-            self._reply(200, {"name": "libcentral", "version": VERSION})
+            self._reply(200, {"name": self.name, "version": VERSION})
             return
         if not self._authorized():
             return
         if url.path != "/api/records":
             self._reply(404, {"error": "NotFound", "message": f"no {url.path}"})
             return
-        q = {k: v[-1] for k, v in parse_qs(url.query).items()}
-        try:
-            after, started_after = int(q.get("after", 0)), int(q.get("startedAfter", 0))
-        except ValueError:
-            self._reply(400, {"error": "BadRequest", "message": "after and startedAfter are integers"})
-            return
-        actions = set(filter(None, q.get("actions", "").split(",")))
-        received, started = self.central.records_since(after, started_after)
-        self._reply(
-            200,
-            {
-                "received": [
-                    {"cp": r.cp, "action": r.action, "payload": r.payload}
-                    for r in received
-                    if not actions or r.action in actions
-                ],
-                "next": after + len(received),
-                "started": [s._asdict() for s in started],
-                "startedNext": started_after + len(started),
-                "connected": self.central.connected(),
-            },
-        )
+        self._reply(*self.records({k: v[-1] for k, v in parse_qs(url.query).items()}))
 
     def do_POST(self) -> None:
         raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))  # read first: the connection is kept alive
@@ -127,12 +133,12 @@ class _Api(BaseHTTPRequestHandler):
         try:
             body = json.loads(raw or b"{}")
             cp, action = str(body["cp"]), str(body["action"])
-            request = call_payload(action, dict(body.get("payload") or {}))
+            request = call_payload(action, dict(body.get("payload") or {}), self.calls)
         except (ValueError, KeyError, TypeError) as exc:
             self._reply(400, {"error": "BadRequest", "message": f"want cp, action, payload: {exc!r}"})
             return
         try:
-            result = self.central.send(cp, request, False)
+            result = self.send(cp, request)
         except KeyError:
             self._reply(404, {"error": "NotConnected", "message": f"{cp} is not connected"})
         except websockets.ConnectionClosed:
@@ -147,7 +153,7 @@ class _Api(BaseHTTPRequestHandler):
 
 def serve_api(central: LibCentral, port: int, token: str) -> ThreadingHTTPServer:
     """The JSON API on 127.0.0.1:`port` (0: a free one), served from a daemon thread."""
-    handler = type("Api", (_Api,), {"central": central, "token": token})
+    handler = type("Api", (Api,), {"central": central, "token": token})
     server = ThreadingHTTPServer(("127.0.0.1", port), handler)
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, name="libcentral-api", daemon=True).start()

@@ -191,6 +191,11 @@ class LibCentral201:
                 r for r in self._received if (station is None or r.station == station) and action in (None, r.action)
             ]
 
+    def received_since(self, after: int) -> list[Received]:
+        """Every Call received from position `after` on (a cursor for a poller)."""
+        with self._lock:
+            return self._received[after:]
+
     def connected(self) -> list[str]:
         return list(self._stations)
 

@@ -31,7 +31,13 @@ FOREIGN = {
         "tests/foreign/plaincsms_adapter.py:PlainCsmsAdapter",
         "tests/foreign/plaincsms.toml",
     ),
+    "libcentral201": (  # the 2.0.1 one: its catalogue runs with --ocpp 2.0.1
+        "tests.foreign.libcentral201_serve",
+        "tests/foreign/libcentral201_adapter.py:LibCentral201Adapter",
+        "tests/foreign/libcentral201.toml",
+    ),
 }
+OCPP = {"libcentral201": "2.0.1"}  # the version each speaks (default 1.6)
 
 
 def documented_defects() -> dict[tuple[str, str], set[str]]:
@@ -61,6 +67,7 @@ def judge_the_catalogue(name: str, tmp_path: Path) -> None:
                 *(sys.executable, "-m", "scenarios.cli", "run"),
                 *("--csms-url", csms.ocpp_url, "--api-url", csms.api_url, "--api-token", csms.token),
                 *("--adapter", adapter, "--csms-profile", profile, "--report", str(tmp_path)),
+                *("--ocpp", OCPP.get(name, "1.6")),
             ],
             cwd=REPO,
             capture_output=True,
