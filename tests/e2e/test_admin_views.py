@@ -23,6 +23,7 @@ SIGNAL_KEYS = {
 }
 TX_KEYS = {
     "transactionId",
+    "stationTransactionId",  # OCPP 2.0.1: the station's own id (null for 1.6)
     "chargePointId",
     "connectorId",
     "idTag",
