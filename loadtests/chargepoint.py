@@ -26,14 +26,17 @@ import gevent
 from gevent.event import Event
 from gevent.pool import Group
 
+from simulator.answers import VARIABLES
 from simulator.configstore import ConfigStore
 from simulator.errors import TransitionError
 from simulator.faults import FaultBook, FaultSpec, Firing
 from simulator.fleetspec import DriverSpec, GroupSpec, SessionPlan, session_plan
+from simulator.identity import Identity
 from simulator.model import Car, Connector, State, Transition
 from simulator.model import Event as Ev
 from simulator.rng import Rng
 from simulator.trace import TraceWriter
+from simulator.wire import Sample, TxFacts, wire_for
 
 from .wire import Link, NoAnswer, NotImplementedCall
 
@@ -50,8 +53,11 @@ class Tx:
     meter_start: int
     started_at: float
     remote: bool = False
-    transaction_id: int | None = None
+    transaction_id: int | str | None = None  # 1.6: the CSMS's; 2.0.1: the station's, once acknowledged
     auth_status: str | None = None
+    station_tx_id: str = ""  # 2.0.1: the station names its transactions
+    remote_start_id: int | None = None
+    seq: int = 0  # 2.0.1: the next event's seqNo
     answered: Event = field(default_factory=Event)
     tasks: Group = field(default_factory=Group)  # meter values and faults timed into the transaction
 
@@ -155,16 +161,12 @@ class ChargePoint:
         self._mute_answers = False
         self._tx_ids = 0
         self._remote_starts = 0
-        serial = f"{cp_id[-20:]}"
+        self.wire = wire_for(group.ocpp)  # how each message is worded: the simulator's, per OCPP version
         self.link = Link(
             cp_id,
             url,
-            boot_payload={
-                "chargePointVendor": "unstuck",
-                "chargePointModel": "locust",
-                "chargePointSerialNumber": serial,
-                "firmwareVersion": "load-1",
-            },
+            boot_payload=self.wire.boot(Identity("unstuck", "locust", cp_id[-20:], "load-1")),
+            subprotocol=self.wire.version.subprotocol,
             config=self.config,
             call_timeout=call_timeout,
             trace=trace,
@@ -228,19 +230,22 @@ class ChargePoint:
     # --------------------------------------------------------------- sending
     def _report(self, plug: Plug, *, resend: bool = False, trigger: bool = False) -> None:
         status, why = plug.wire_status(trigger=trigger)
-        real = plug.stuck or plug.model.status
+        real = self.wire.status_text(plug.stuck or plug.model.status)
         if status is None:
             if plug.last_real != real or trigger:
                 self.trace.write(self.id, "status", connector=plug.model.connector_id, status=real, sent=False, why=why)
             plug.last_real = real
             return
         plug.last_real = real
+        status = self.wire.status_text(status)
         if status == plug.last_sent and not resend:
             return
         self._send_status(plug.model.connector_id, status, plug)
 
     def _send_status(self, connector_id: int, status: str, plug: Plug | None) -> None:
-        payload = {"connectorId": connector_id, "errorCode": "NoError", "status": status, "timestamp": self.iso()}
+        if connector_id == 0 and not self.wire.says_station_status:
+            return
+        payload = self.wire.status(connector_id, status, self.iso())
         online = self.link.online.is_set() and not self.link.muted
 
         def done(result: dict[str, Any] | None) -> None:
@@ -325,34 +330,30 @@ class ChargePoint:
         self._apply(plug, Ev.PLUG, car)
         self._report(plug)
 
-    def start_by_tag(self, connector_id: int, tag: str, *, remote: bool = False) -> Tx | None:
+    def start_by_tag(
+        self, connector_id: int, tag: str, *, remote: bool = False, remote_start_id: int | None = None
+    ) -> Tx | None:
         """Authorize (unless remote) and start; None if the tag was refused or the car left meanwhile."""
         plug = self._plug(connector_id)
         if not plug.model.can(Ev.START):
             raise TransitionError(f"{self.id}/{connector_id}: cannot start in state {plug.model.state.value}")
         if not remote or self.config.bool("AuthorizeRemoteTxRequests"):
-            answer = self.link.request("Authorize", {"idTag": tag})
+            answer = self.link.request("Authorize", self.wire.authorize(tag))
             if answer is None and not (self.link.online.is_set() or self.config.bool("LocalAuthorizeOffline")):
                 return None
-            if answer is not None and answer.get("idTagInfo", {}).get("status") != "Accepted":
-                self.trace.write(
-                    self.id,
-                    "tx",
-                    connector=connector_id,
-                    event="refused",
-                    tag=tag,
-                    auth=answer.get("idTagInfo", {}).get("status"),
-                )
+            if answer is not None and (auth := self.wire.auth_status(answer)) != "Accepted":
+                self.trace.write(self.id, "tx", connector=connector_id, event="refused", tag=tag, auth=auth)
                 return None
             if not plug.model.can(Ev.START):
                 return None
-        return self._begin_tx(plug, tag, remote)
+        return self._begin_tx(plug, tag, remote, remote_start_id)
 
-    def _begin_tx(self, plug: Plug, tag: str, remote: bool) -> Tx:
+    def _begin_tx(self, plug: Plug, tag: str, remote: bool, remote_start_id: int | None = None) -> Tx:
         self._apply(plug, Ev.START)
         self._tx_ids += 1
         cid = plug.model.connector_id
-        tx = Tx(self._tx_ids, cid, tag, plug.model.meter_wh, self.now, remote)
+        tx = Tx(self._tx_ids, cid, tag, plug.model.meter_wh, self.now, remote, remote_start_id=remote_start_id)
+        tx.station_tx_id = f"{self.id[-20:]}-{self._tx_ids}"
         plug.tx = plug.last_tx = tx
         self.trace.write(
             self.id,
@@ -364,11 +365,12 @@ class ChargePoint:
             remote=remote,
             meter=tx.meter_start,
         )
+        facts = self._facts(tx)
         self.link.send(
-            "StartTransaction",
-            {"connectorId": cid, "idTag": tag, "meterStart": tx.meter_start, "timestamp": self.iso()},
+            self.wire.start_action,
+            self.wire.start(facts, tx.meter_start, self.iso(), self._sample(plug, "Transaction.Begin")),
             transactional=True,
-            on_done=lambda res: self._started(plug, tx, res),
+            on_done=lambda res: self._started(plug, tx, facts, res),
         )
         self._report(plug)
         tx.tasks.spawn(self._meter, plug, tx)
@@ -378,12 +380,23 @@ class ChargePoint:
                 tx.tasks.spawn(self._fire_during, firing)
         return tx
 
-    def _started(self, plug: Plug, tx: Tx, res: dict[str, Any] | None) -> None:
+    def _facts(self, tx: Tx) -> TxFacts:
+        """What an event of `tx` says about it, numbered and dated offline or not as it happens now."""
+        offline = not self.link.online.is_set()
+        facts = TxFacts(tx.connector_id, tx.id_tag, tx.station_tx_id, tx.seq, offline, tx.remote_start_id)
+        tx.seq += 1
+        return facts
+
+    def _sample(self, plug: Plug, context: str) -> Sample:
+        plug.model.advance(self.now)
+        return Sample(self.iso(), plug.model.meter_wh, int(plug.model.power_w), context)
+
+    def _started(self, plug: Plug, tx: Tx, facts: TxFacts, res: dict[str, Any] | None) -> None:
         if res is None:
             self.trace.write(self.id, "tx", connector=tx.connector_id, event="start_lost", local_id=tx.local_id)
             return
-        tx.transaction_id = res.get("transactionId")
-        tx.auth_status = res.get("idTagInfo", {}).get("status")
+        tx.transaction_id = self.wire.started_id(facts, res)
+        tx.auth_status = self.wire.start_auth(res)
         tx.answered.set()
         self.trace.write(
             self.id,
@@ -408,7 +421,9 @@ class ChargePoint:
                 self._apply(plug, Ev.CAR_FULL)
                 self._report(plug)
             if now >= next_sample - 1e-6:
-                self.link.send("MeterValues", self._meter_values(plug, tx, "Sample.Periodic"), transactional=True)
+                self.link.send(
+                    self.wire.sample_action, self._meter_values(plug, tx, "Sample.Periodic"), transactional=True
+                )
                 interval = self.config.int("MeterValueSampleInterval")
                 next_sample = now + interval if interval > 0 else math.inf
             full_in = model.seconds_until_full()
@@ -416,29 +431,11 @@ class ChargePoint:
             gevent.sleep(max(0.001, wake - now))
 
     def _meter_values(self, plug: Plug, tx: Tx | None, context: str) -> Callable[[], dict[str, Any]]:
-        model = plug.model
-        model.advance(self.now)
-        timestamp = self.iso()
-        sampled = [
-            {
-                "value": str(model.meter_wh),
-                "context": context,
-                "measurand": "Energy.Active.Import.Register",
-                "unit": "Wh",
-            },
-            {"value": str(int(model.power_w)), "context": context, "measurand": "Power.Active.Import", "unit": "W"},
-        ]
-
-        def build() -> dict[str, Any]:
-            payload: dict[str, Any] = {
-                "connectorId": model.connector_id,
-                "meterValue": [{"timestamp": timestamp, "sampledValue": sampled}],
-            }
-            if tx is not None and tx.transaction_id is not None:
-                payload["transactionId"] = tx.transaction_id
-            return payload
-
-        return build
+        """A sample taken now; worded when it goes out (a 1.6 transactionId may have come meanwhile)."""
+        sample = self._sample(plug, context)
+        facts = self._facts(tx) if tx is not None else None
+        wire, cid = self.wire, plug.model.connector_id
+        return lambda: wire.sample(cid, sample, facts, tx.transaction_id if tx is not None else None)
 
     def _end_tx(self, plug: Plug, reason: str):
         """The transaction ends (the caller applies STOP or UNPLUG): StopTransaction, or a fault."""
@@ -466,20 +463,13 @@ class ChargePoint:
             self._fired(dropped, plug)
             plug.hidden = frozenset({"Finishing"} if dropped.param("available") else {"Finishing", "Available"})
         else:
-            timestamp = self.iso()
-
-            def build() -> dict[str, Any] | None:
-                if tx.transaction_id is None:  # its StartTransaction was lost
-                    return None
-                return {
-                    "transactionId": tx.transaction_id,
-                    "meterStop": meter_stop,
-                    "timestamp": timestamp,
-                    "reason": reason,
-                    "idTag": tx.id_tag,
-                }
-
-            item = self.link.send("StopTransaction", build, transactional=True)
+            facts, sample = self._facts(tx), Sample(self.iso(), meter_stop, 0, "Transaction.End")
+            wire = self.wire
+            item = self.link.send(
+                wire.stop_action,
+                lambda: wire.stop(facts, tx.transaction_id, reason, meter_stop, sample),
+                transactional=True,
+            )
         if stuck is not None:
             self._fired(stuck, plug)
             plug.stuck = stuck.param("status")
@@ -576,6 +566,8 @@ class ChargePoint:
         if slow is not None:
             self._fired(slow)
             gevent.sleep(self.rng.uniform(slow.param("min"), slow.param("max"), "slow", slow.index))
+        if self.wire.version.name != "1.6":  # an OCPP 2.0.1 station: its own requests
+            return self._answer_201(action, p)
         if action == "RemoteStartTransaction":
             return {"status": self.remote_start(p["idTag"], p.get("connectorId"))}
         if action == "RemoteStopTransaction":
@@ -598,6 +590,57 @@ class ChargePoint:
             return {"status": "UnknownVendorId"}  # Core profile: no implementation for that vendor
         raise NotImplementedCall(action)
 
+    def _answer_201(self, action: str, p: dict[str, Any]) -> dict[str, Any]:
+        """OCPP 2.0.1's requests (EVSE ids are connector ids here), as simulator/answers.py:Answers201 answers."""
+        if action == "RequestStartTransaction":
+            evse = p.get("evseId")
+            return {"status": self.remote_start(p["idToken"]["idToken"], evse, p.get("remoteStartId"))}
+        if action == "RequestStopTransaction":
+            return {"status": self.remote_stop(p["transactionId"])}
+        if action == "UnlockConnector":
+            status = self.unlock(p["evseId"]) if p.get("connectorId") == 1 else "UnknownConnector"
+            if status == "NotSupported":  # no such UnlockStatus in 2.0.1: it says so with a CallError
+                raise NotImplementedCall(action)
+            return {"status": status}
+        if action == "TriggerMessage":
+            message = "MeterValues" if p["requestedMessage"] == "TransactionEvent" else p["requestedMessage"]
+            return {"status": self.trigger(message, (p.get("evse") or {}).get("id"))}
+        if action == "DataTransfer":
+            return {"status": "UnknownVendorId"}
+        if action == "GetTransactionStatus":
+            tx_id = p.get("transactionId")
+            out: dict[str, Any] = {"messagesInQueue": self.link.queued > 0}  # any transaction's, not only this one's
+            if tx_id is not None:
+                out["ongoingIndicator"] = any(
+                    plug.tx is not None and plug.tx.station_tx_id == tx_id for plug in self.plugs.values()
+                )
+            return out
+        if action == "ChangeAvailability":
+            evse = (p.get("evse") or {}).get("id", 0)
+            return {"status": self.change_availability(evse, p["operationalStatus"])}
+        if action == "Reset":
+            self.after_answer(self._reset, "Hard" if p.get("type") == "Immediate" else "Soft")
+            return {"status": "Accepted"}
+        if action in ("GetVariables", "SetVariables"):
+            return self._variables(action, p)
+        raise NotImplementedCall(action)
+
+    def _variables(self, action: str, p: dict[str, Any]) -> dict[str, Any]:
+        results = []
+        for item in p.get("getVariableData" if action == "GetVariables" else "setVariableData") or ():
+            names = {"component": {"name": item["component"]["name"]}, "variable": {"name": item["variable"]["name"]}}
+            key = VARIABLES.get((item["component"]["name"], item["variable"]["name"]))
+            if action == "GetVariables":
+                value = None if key is None else self.config.get(key)
+                extra = {"attributeValue": value} if value is not None else {}
+                results.append({"attributeStatus": "Accepted" if extra else "UnknownVariable", **names, **extra})
+            else:
+                status = "UnknownVariable" if key is None else self.config.change(key, str(item["attributeValue"]))
+                results.append(
+                    {"attributeStatus": {"NotSupported": "NotSupportedAttributeType"}.get(status, status), **names}
+                )
+        return {"getVariableResult" if action == "GetVariables" else "setVariableResult": results}
+
     def after_answer(self, fn: Callable[..., Any], *args: Any) -> None:
         def later() -> None:
             gevent.sleep(ANSWER_FIRST)
@@ -608,7 +651,7 @@ class ChargePoint:
 
         self.tasks.spawn(later)
 
-    def remote_start(self, id_tag: str, connector_id: int | None) -> str:
+    def remote_start(self, id_tag: str, connector_id: int | None, remote_start_id: int | None = None) -> str:
         if not self.driving:
             return self._reject_remote(connector_id, id_tag, "the traffic is over: nobody is at the car")
         if connector_id is None:
@@ -637,7 +680,7 @@ class ChargePoint:
         self._remote_starts += 1
         plug.remote_claim = self._remote_starts
         k = self._remote_starts
-        plug.visit = self.visits.spawn(self._remote_session, cid, id_tag, k)
+        plug.visit = self.visits.spawn(self._remote_session, cid, id_tag, k, remote_start_id)
         return "Accepted"
 
     def _reject_remote(self, connector_id: int | None, tag: str, why: str) -> str:
@@ -656,7 +699,7 @@ class ChargePoint:
             return "a driver is at the connector"
         return ""
 
-    def _remote_session(self, connector_id: int, tag: str, k: int) -> None:
+    def _remote_session(self, connector_id: int, tag: str, k: int, remote_start_id: int | None = None) -> None:
         """The person who pressed start in the app is at the car: plug in, start, and leave later."""
         gevent.sleep(ANSWER_FIRST)
         plug = self.plugs[connector_id]
@@ -664,7 +707,7 @@ class ChargePoint:
             if plug.model.state is State.UNPLUGGED:
                 car = session_plan(self.rng.child("remote"), self.driver, self.group, connector_id, k).car
                 self.plug_in(connector_id, car)
-            tx = self.start_by_tag(connector_id, tag, remote=True)
+            tx = self.start_by_tag(connector_id, tag, remote=True, remote_start_id=remote_start_id)
         except TransitionError as exc:
             self.trace.write(self.id, "skipped", what="remote_start", connector=connector_id, tag=tag, why=str(exc))
             return
@@ -682,9 +725,9 @@ class ChargePoint:
         if plug.visits == visit and plug.model.can(Ev.UNPLUG) and plug.tx is None:
             self.unplug(connector_id)
 
-    def remote_stop(self, transaction_id: int) -> str:
+    def remote_stop(self, transaction_id: int | str) -> str:
         for plug in self.plugs.values():
-            if plug.tx is not None and plug.tx.transaction_id == transaction_id:
+            if plug.tx is not None and transaction_id in (plug.tx.transaction_id, plug.tx.station_tx_id):
                 self.after_answer(self._stop_if_running, plug.model.connector_id, plug.tx, "Remote")
                 return "Accepted"
         return "Rejected"
@@ -692,7 +735,7 @@ class ChargePoint:
     def unlock(self, connector_id: int) -> str:
         plug = self.plugs.get(connector_id)
         if plug is None:
-            return "UnlockFailed"
+            return self.wire.unknown_connector
         for name, answer in (
             ("unlock_no_answer", None),
             ("unlock_not_supported", "NotSupported"),
@@ -704,6 +747,8 @@ class ChargePoint:
                 if answer is None:
                     raise NoAnswer
                 return answer
+        if plug.tx is not None and not self.wire.unlock_ends_transaction:
+            return "OngoingAuthorizedTransaction"  # 2.0.1 (F05): the cable stays locked while it charges
         if plug.tx is not None:
             # 1.6: finish the transaction first (reason UnlockCommand), then unlock.
             item = self._end_tx(plug, "UnlockCommand")
@@ -741,9 +786,8 @@ class ChargePoint:
     def _triggered_meter(self, connector_id: int | None) -> None:
         for cid, plug in self.plugs.items():
             if connector_id in (None, 0, cid):
-                self.link.send(
-                    "MeterValues", self._meter_values(plug, plug.tx, "Trigger"), transactional=plug.tx is not None
-                )
+                action = self.wire.sample_action if plug.tx is not None else "MeterValues"
+                self.link.send(action, self._meter_values(plug, plug.tx, "Trigger"), transactional=plug.tx is not None)
 
     def change_availability(self, connector_id: int, kind: str) -> str:
         operative = kind == "Operative"

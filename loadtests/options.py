@@ -145,6 +145,13 @@ def add_arguments(parser: Any) -> None:
         help="ChargePointUser wait between car arrivals, LO:HI s (default %(default)s)",
     )
     group.add_argument(
+        "--ocpp",
+        choices=("1.6", "2.0.1"),
+        default="1.6",
+        env_var="UNSTUCK_OCPP",
+        help="the OCPP version of the simulated charge points (default %(default)s)",
+    )
+    group.add_argument(
         "--meter-interval",
         type=int,
         default=5,
@@ -193,6 +200,7 @@ class LoadOptions:
     arrival: Range = (5.0, 30.0)
     meter_interval: int = 5
     call_timeout: float = 30.0
+    ocpp: str = "1.6"  # the version the charge points speak
     run: str = "run"  # this run's tag, chosen by the master (or the local runner) at test start
     epoch: float = 0.0  # wall-clock start of the run: every trace's and sample's t counts from here
 
@@ -219,6 +227,7 @@ class LoadOptions:
             arrival=parse_range(get("arrival_seconds") or "5:30", "--arrival-seconds"),
             meter_interval=int(get("meter_interval") or cls.meter_interval),
             call_timeout=float(get("call_timeout") or cls.call_timeout),
+            ocpp=str(get("ocpp") or cls.ocpp),
             run=str(get("unstuck_run") or cls.run),
             epoch=float(get("unstuck_epoch") or 0.0),
         )
@@ -238,7 +247,7 @@ class LoadOptions:
         return DriverSpec(session=self.session, remote_session=self.session)
 
     def group(self) -> GroupSpec:
-        return GroupSpec(prefix=self.run_prefix, connectors=self.connectors)
+        return GroupSpec(prefix=self.run_prefix, connectors=self.connectors, ocpp=self.ocpp)
 
     def to_mapping(self) -> dict[str, Any]:
         """For the trace header and the summary: what this run was."""
@@ -256,6 +265,7 @@ class LoadOptions:
             "arrival": list(self.arrival),
             "meterInterval": self.meter_interval,
             "callTimeout": self.call_timeout,
+            "ocpp": self.ocpp,
             "run": self.run,
             "epoch": self.epoch,
         }

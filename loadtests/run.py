@@ -151,6 +151,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--csms-arg", action="append", default=[], help="extra `csms serve` argument (repeatable)")
     p.add_argument("--connectors", type=int, default=2)
     p.add_argument(
+        "--ocpp", choices=("1.6", "2.0.1"), default="1.6", help="the charge points' OCPP version (default 1.6)"
+    )
+    p.add_argument(
         "--csms-profile",
         default=None,
         metavar="FILE",
@@ -206,6 +209,8 @@ def main(argv: list[str] | None = None) -> int:
         ep.token,
         "--connectors",
         str(args.connectors),
+        "--ocpp",
+        args.ocpp,
         "--csms-profile",
         str(profile_path),
         *(["--recovery-window", f"{args.recovery_window:g}"] if args.recovery_window is not None else []),

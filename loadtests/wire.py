@@ -121,8 +121,10 @@ class Link:
         answer: Callable[[str, Payload], Payload],
         on_up: Callable[[bool], None],
         rng: random.Random | None = None,
+        subprotocol: str = SUBPROTOCOL,
     ) -> None:
         self.cp_id = cp_id
+        self.subprotocol = subprotocol  # ocpp1.6 or ocpp2.0.1: what it offers
         self.url = f"{url}/{cp_id}"
         self.boot_payload = boot_payload
         self.config = config
@@ -259,7 +261,7 @@ class Link:
             try:
                 ws = connect(
                     self.url,
-                    subprotocols=[SUBPROTOCOL],
+                    subprotocols=[self.subprotocol],
                     open_timeout=15,
                     close_timeout=CLOSE_TIMEOUT,
                     ping_interval=None,

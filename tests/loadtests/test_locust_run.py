@@ -88,6 +88,29 @@ def test_a_healthy_csms_passes_and_the_reports_are_written(tmp_path):
     assert "oracle: PASSED" in (tmp_path / "oracle_summary.txt").read_text()
 
 
+def test_a_201_fleet_under_locust_passes_with_transaction_events(tmp_path):
+    """The same load with OCPP 2.0.1 stations: TransactionEvents in locust's statistics, the oracle's judgement."""
+    done = _run(
+        tmp_path,
+        "--ocpp",
+        "2.0.1",
+        "--fault=drop_stop_transaction=0.3",
+        "--recovery-window",
+        "7",
+        *FAST_MAINTENANCE,
+        *QUICK_TRAFFIC,
+    )
+    out = done.stdout + done.stderr
+    assert done.returncode == 0, out[-4000:]
+    stats = (tmp_path / "load_stats.csv").read_text()
+    for action in ("BootNotification", "Authorize", "TransactionEvent", "StatusNotification"):
+        assert re.search(rf"^OCPP,{action},[1-9]", stats, re.M), f"no OCPP {action} in load_stats.csv:\n{stats}"
+    assert not re.search(r"^OCPP,(StartTransaction|StopTransaction),", stats, re.M), stats
+    summary = json.loads((tmp_path / "oracle_summary.json").read_text())
+    assert summary["passed"] is True and summary["violations"] == [], summary["violations"][:3]
+    assert summary["checked"]["transactions"] > 0 and summary["checked"]["stored"] == summary["checked"]["transactions"]
+
+
 NOT_TRANSACTIONS = """
 name = "claims occupancy, not transactions"
 [timings]
