@@ -25,6 +25,7 @@ from csms.core.reservations import ReservationStatus
 from csms.core.times import iso
 from csms.db.audit import audit
 from csms.db.database import rowcount
+from csms.db.event_store import open_station_transactions
 from csms.db.models import ChargingSession, new_id
 from csms.db.occupancy_store import StationRef, find_station
 from csms.db.reservation_store import move_reservation
@@ -36,7 +37,7 @@ from csms.errors import (
     ConnectorBusyError,
     NotFoundError,
 )
-from csms.ocpp.commands import commands_for
+from csms.ocpp.commands import ChargePointCommands, ChargePointCommands201, commands_for
 from csms.ocpp.registry import LiveChargePoint, RemoteChargePoint
 from csms.services.occupancy import evaluate
 from ocppj import CallErrorReceived, CallTimeoutError, ConnectionClosedError, InvalidResponseError
@@ -301,6 +302,17 @@ async def get_session(ctx: Context, session_id: str) -> dict[str, Any]:
     return view
 
 
+async def commands_naming_transactions(
+    ctx: Context, live: LiveChargePoint | RemoteChargePoint, *, timeout: float | None = None
+) -> ChargePointCommands:
+    """The commands for `live`; for a 2.0.1 station with its open transactions' own ids read from the database
+    first: this node's view may not have them yet (a Started stored a moment ago, or by another cluster node)."""
+    commands = commands_for(live, timeout=timeout)
+    if isinstance(commands, ChargePointCommands201):
+        live.station_tx.update(await ctx.db.read(lambda s: open_station_transactions(s, live.id)))
+    return commands
+
+
 async def stop_session(ctx: Context, session_id: str) -> dict[str, Any]:
     """Ask the charge point to stop; the session ends when its StopTransaction arrives."""
     view = await get_session(ctx, session_id)
@@ -312,7 +324,7 @@ async def stop_session(ctx: Context, session_id: str) -> dict[str, Any]:
     if live is None:
         raise ChargerOfflineError()
     try:
-        status = await commands_for(live).remote_stop(view["transactionId"])
+        status = await (await commands_naming_transactions(ctx, live)).remote_stop(view["transactionId"])
     except CallTimeoutError:
         raise ChargePointTimeoutError(sessionId=session_id) from None
     except (CallErrorReceived, ConnectionClosedError, InvalidResponseError) as exc:

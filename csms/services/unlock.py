@@ -32,7 +32,7 @@ from csms.db.cleanup_store import (
 from csms.db.models import ChargePoint, Transaction
 from csms.errors import NotFoundError
 from csms.ocpp.commands import ChargePointCommands201, commands_for
-from csms.services.sessions import active_station
+from csms.services.sessions import active_station, commands_naming_transactions
 from ocppj import CallErrorReceived, CallTimeoutError, ConnectionClosedError, InvalidResponseError
 
 __all__ = ["UnlockResult", "unlock_connector", "plan_for", "ocpp_outcome", "success_message", "answer_body"]
@@ -126,7 +126,7 @@ async def _ask_station(ctx: Context, cp_id: str, transaction_ids: list[int]) -> 
     live = ctx.registry.get(cp_id)
     if live is None:
         return {}
-    commands = commands_for(live, timeout=min(5.0, ctx.settings.call_timeout_seconds))
+    commands = await commands_naming_transactions(ctx, live, timeout=min(5.0, ctx.settings.call_timeout_seconds))
     if not isinstance(commands, ChargePointCommands201):
         return {}
     out: dict[int, str] = {}
@@ -151,7 +151,8 @@ async def _stop_live_first(ctx: Context, r: UnlockResult, plan: UnlockPlan) -> N
     live = await ctx.registry.find(r.charge_point_id)
     for tx_id in plan.remote_stops:
         try:
-            status = await commands_for(live).remote_stop(tx_id) if live is not None else "Offline"
+            commands = await commands_naming_transactions(ctx, live) if live is not None else None
+            status = await commands.remote_stop(tx_id) if commands is not None else "Offline"
         except (CallTimeoutError, CallErrorReceived, ConnectionClosedError, InvalidResponseError) as exc:
             status = type(exc).__name__
         log.warning(

@@ -170,8 +170,8 @@ async def next_car_user(fleet, oracle, csms, rng: random.Random, stats: dict[str
 async def test_chaos_under_load(fleet, oracle, csms):
     settings = oracle.settings
     count = settings.chaos_charge_points
-    # The 2.0.1 case is a mixed fleet, as sites are: a quarter of the chargers still speak 1.6.
-    older = count // 4 if oracle.ocpp != "1.6" else 0
+    # The 2.0.1 case is a mixed fleet, as sites are: a quarter of the chargers still speak 1.6 (when the CSMS does).
+    older = count // 4 if oracle.ocpp != "1.6" and "1.6" in oracle.profile.ocpp else 0
     groups = [
         GroupSpec(prefix="CP", count=count - older, connectors=2, ocpp=oracle.ocpp),
         GroupSpec(prefix="OLD", count=older, connectors=2, ocpp="1.6"),

@@ -83,6 +83,8 @@ def judge_the_catalogue(name: str, tmp_path: Path) -> None:
         kinds = {v["kind"] for v in s["violations"]}
         if s["outcome"] in ("passed", "not_claimed"):
             continue
+        if s["outcome"] == "skipped" and "runs in OCPP" in (s["error"] or ""):  # a case in a version it lacks
+            continue
         if s["outcome"] == "failed" and kinds and "violation(s)" in (s["error"] or ""):  # the oracle's report
             base = s["name"].split("[", 1)[0]  # a case (chaos_under_load[ocpp1.6]) is its scenario's row
             unexplained = kinds - documented.get((name, s["name"]), documented.get((name, base), set()))
