@@ -364,6 +364,8 @@ class ChargePoint:
             tag=tag,
             remote=remote,
             meter=tx.meter_start,
+            # 2.0.1: the station's own id, known from the start (its events name it, answered or not)
+            **({"station_tx_id": tx.station_tx_id} if self.wire.version.name != "1.6" else {}),
         )
         facts = self._facts(tx)
         self.link.send(

@@ -410,7 +410,8 @@ class Link:
         except NotImplementedCall:
             frame = [4, uid, "NotImplemented", f"{action} is not implemented", {}]
         except (KeyError, TypeError, ValueError) as exc:
-            frame = [4, uid, "FormationViolation", f"{action}: {_why(exc)}"[:200], {}]
+            code = "FormationViolation" if self.subprotocol == SUBPROTOCOL else "FormatViolation"  # 2.0.1's spelling
+            frame = [4, uid, code, f"{action}: {_why(exc)}"[:200], {}]
         text = _dumps(frame)
         if self._ws is not ws:
             return  # that connection is gone: the answer goes nowhere, as on a real wire

@@ -532,7 +532,8 @@ def _stored(stored: list[StoredTransaction], tl: Timeline, rules: Rules) -> list
             for t in by_shape.get((x.cp, x.connector, x.meter_start, x.id_tag), [])
             if claimed.get(_row_key(t), x) is x
         ]
-        row = by_id.get((x.cp, x.transaction_id)) if x.transaction_id is not None else None
+        named = x.transaction_id if x.transaction_id is not None else x.station_tx_id  # 2.0.1: named unanswered too
+        row = by_id.get((x.cp, named)) if named is not None else None
         if x.transaction_id is not None and row is None:
             said = (
                 f"TransactionEvent(Started) of transaction {x.transaction_id} was acknowledged"

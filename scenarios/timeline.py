@@ -129,6 +129,7 @@ class SimTransaction:
     meter_start: int
     started_at: float
     transaction_id: int | str | None = None  # 1.6: given by the CSMS; 2.0.1: the station's (None: never answered)
+    station_tx_id: str | None = None  # 2.0.1: the station's own id, from its start on (answered or not)
     ended_at: float | None = None
     end: str | None = None  # "stop" (StopTransaction due) or "lost" (a reboot forgot it)
     reason: str | None = None
@@ -264,6 +265,9 @@ def _tx_record(r: dict[str, Any], cp: str, t: float, live: dict, by_local: dict,
         live[(cp, connector)] = tx
         by_local[(cp, local)] = tx
         tl.transactions.append(tx)
+        if r.get("station_tx_id"):  # 2.0.1: its events name it before (or without) an acknowledged Started
+            tx.station_tx_id = str(r["station_tx_id"])
+            by_tx_id[(cp, tx.station_tx_id)] = tx
         return
     tx = by_local.get((cp, local))
     if tx is None:

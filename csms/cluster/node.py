@@ -178,7 +178,10 @@ class ClusterNode:
             ),
             p.connected_at,
             p.last_seen,
-            {c: LiveConnector(st.status, st.error_code, st.updated_at) for c, st in p.connectors.items()},
+            {
+                c: LiveConnector(st.status, st.error_code, st.updated_at, st.transaction_id)
+                for c, st in p.connectors.items()
+            },
             starts_in_flight=dict.fromkeys(p.starting, 1),
             reconnect_probe_answered=p.probe_answered,
             station_tx=dict(p.station_tx),
@@ -261,7 +264,10 @@ class ClusterNode:
                 self.node_id,
                 live.connected_at,
                 live.last_seen,
-                {c: ConnectorState(st.status, st.error_code, st.updated_at) for c, st in live.connectors.items()},
+                {
+                    c: ConnectorState(st.status, st.error_code, st.updated_at, st.transaction_id)
+                    for c, st in live.connectors.items()
+                },
                 frozenset(c for c, n in live.starts_in_flight.items() if n),
                 live.reconnect_probe_answered,
                 live.connection.version.name,

@@ -52,6 +52,7 @@ class ConnectorState:
     status: str
     error_code: str | None
     updated_at: datetime
+    transaction_id: int | None = None  # 2.0.1: inferred from this transaction's events (LiveConnector's)
 
 
 @dataclass(frozen=True)
@@ -186,7 +187,12 @@ def connectors_to_json(
     """Connector states as a JSON object (connector ids become string keys), with `starting` (connector ids),
     `probe` (an ISO time), `ocpp` (when not 1.6) and `stationTx` only when set, so the usual row stays small."""
     out: dict[str, Any] = {
-        str(c): {"status": s.status, "errorCode": s.error_code, "at": s.updated_at.isoformat()}
+        str(c): {
+            "status": s.status,
+            "errorCode": s.error_code,
+            "at": s.updated_at.isoformat(),
+            **({"tx": s.transaction_id} if s.transaction_id is not None else {}),
+        }
         for c, s in sorted(connectors.items())
     }
     if starting:
@@ -230,8 +236,12 @@ def connectors_from_json(data: Mapping[str, Any] | None) -> dict[int, ConnectorS
     out: dict[int, ConnectorState] = {}
     for key, value in (data or {}).items():
         try:
+            tx = value["tx"] if isinstance(value, Mapping) and "tx" in value else None
             out[int(key)] = ConnectorState(
-                str(value["status"]), value.get("errorCode"), datetime.fromisoformat(value["at"])
+                str(value["status"]),
+                value.get("errorCode"),
+                datetime.fromisoformat(value["at"]),
+                tx if isinstance(tx, int) else None,
             )
         except (KeyError, TypeError, ValueError):
             continue

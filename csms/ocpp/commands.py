@@ -7,7 +7,7 @@ picks the class that says it in the charger's version. Answers come back in 1.6'
 
 from __future__ import annotations
 
-import itertools
+import secrets
 from typing import TYPE_CHECKING, Any, cast
 
 from ocpp.v16 import call
@@ -64,7 +64,11 @@ class ChargePointCommands:
 
 # 2.0.1's Reset types for 1.6's: Hard resets at once, Soft when idle.
 _RESET_TYPES = {"Hard": "Immediate", "Soft": "OnIdle"}
-_remote_start_ids = itertools.count(1)
+
+
+def _new_remote_start_id() -> int:
+    """A remoteStartId no other process (cluster node) gives the same station: random, not a per-process count."""
+    return secrets.randbelow(2**31 - 1) + 1
 
 
 class ChargePointCommands201(ChargePointCommands):
@@ -76,7 +80,7 @@ class ChargePointCommands201(ChargePointCommands):
         self.live = live
 
     async def remote_start(self, connector_id: int, id_tag: str) -> str:
-        remote_start_id = next(_remote_start_ids)
+        remote_start_id = _new_remote_start_id()
         self.live.remote_starts[remote_start_id] = (connector_id, id_tag)  # its Started names it
         res = await self._call(
             call201.RequestStartTransaction(
@@ -123,7 +127,7 @@ class ChargePointCommands201(ChargePointCommands):
 
 
 def commands_for(live: LiveChargePoint | RemoteChargePoint, *, timeout: float | None = None) -> ChargePointCommands:
-    """The commands in the version `live` speaks (a charger held by another cluster node: 1.6, as forwarded)."""
+    """The commands in the version `live` speaks (a charger held by another cluster node: in its version too)."""
     if getattr(live.connection, "version", None) == V201:
         return ChargePointCommands201(cast("LiveChargePoint", live), timeout=timeout)
     return ChargePointCommands(live.connection, timeout=timeout)

@@ -174,12 +174,15 @@ class ChargePointHandlers201(HandlerBase):
     ) -> None:
         ctx, now, live = self.ctx, self.ctx.clock.now(), self.live
         tx_id, connector = result.transaction_id, result.connector_id
+        applied = result.step in (Step.START, Step.START_AND_END, Step.UPDATE, Step.END, Step.RECONCILE)
         if tx_id is not None:
             ctx.transaction_owners[tx_id] = self.cp_id
-            if live is not None:
-                live.station_tx[tx_id] = event.station_tx_id
+            if live is not None and result.stopped is None and result.step in (Step.START, Step.UPDATE):
+                live.station_tx[tx_id] = event.station_tx_id  # its open transactions only (published in presence)
+            elif live is not None and result.stopped is not None:
+                live.station_tx.pop(tx_id, None)
         if live is not None and connector is not None:
-            if event.latest_wh is not None:
+            if event.latest_wh is not None and applied:  # a replay after the end is no sign of life on the EVSE
                 live.meter_seen[connector] = now
             state = info.get("charging_state")
             if state in STATUS_OF_CHARGING_STATE and result.step in (Step.START, Step.UPDATE) and not offline:

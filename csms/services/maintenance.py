@@ -12,11 +12,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import partial
 
 import trio
-from sqlalchemy import func, select, union, update
+from sqlalchemy import func, or_, select, union, update
 from sqlalchemy.orm import Session
 
 from csms import metrics
@@ -56,8 +56,9 @@ from csms.db.database import Database, rowcount
 from csms.db.models import ChargingSession, ConnectorStatus, PaymentReservation, Transaction
 from csms.db.ocpp_store import ESTIMATED_REASONS, close_transaction_estimated, expire_start
 from csms.db.reservation_store import move_reservation
-from csms.ocpp.commands import commands_for
+from csms.ocpp.commands import ChargePointCommands201, commands_for
 from csms.ocpp.registry import LiveChargePoint
+from csms.services.sessions import commands_naming_transactions
 from ocppj import OcppjError
 
 __all__ = [
@@ -493,8 +494,57 @@ async def _trigger_status(ctx: Context, live: LiveChargePoint, connector_id: int
             return f"error: {exc}"
 
 
+async def _station_says_ended(ctx: Context, live: LiveChargePoint, a: Action) -> bool:
+    """A quiet transaction of an OCPP 2.0.1 station: ask the station itself (GetTransactionStatus). Over, with
+    nothing of it queued, it is closed here (Orphaned, estimated): its Ended was lost. This also heals what no
+    status can: a transaction whose events never named an EVSE on a station that has several."""
+    commands = await commands_naming_transactions(ctx, live, timeout=min(10.0, ctx.settings.call_timeout_seconds))
+    tx_id = int(a.subject)
+    if not isinstance(commands, ChargePointCommands201) or tx_id not in commands.live.station_tx:
+        return False
+    try:
+        ongoing, queued = await commands.transaction_status(tx_id)
+    except OcppjError:
+        return False
+    if ongoing is not False or queued:
+        return False  # running (or it would not say), or its Ended is on the way
+    now = ctx.clock.now()
+    settle = timedelta(seconds=max(0.0, ctx.settings.estimate_settle_seconds))
+
+    def close(s: Session) -> bool:
+        tx = s.get(Transaction, tx_id)
+        if tx is None or tx.stop_time is not None:
+            return False
+        close_transaction_estimated(s, tx, now=now, reason="Orphaned", settle_delay=settle)
+        audit(
+            s,
+            actor=ACTOR,
+            action=f"maintenance.{a.kind.value}",
+            at=now,
+            charge_point_id=a.charge_point_id,
+            connector_id=a.connector_id,
+            subject=a.subject,
+            reason="the station says this transaction is over and holds nothing of it (GetTransactionStatus)",
+            answer="closed",
+        )
+        return True
+
+    closed = bool(await ctx.db.write(close))
+    log.warning(
+        "maintenance.%s charge_point=%s transaction=%s closed=%s (GetTransactionStatus: not ongoing, nothing queued)",
+        a.kind.value,
+        a.charge_point_id,
+        tx_id,
+        closed,
+    )
+    return closed
+
+
 async def _ask_status(ctx: Context, live: LiveChargePoint, a: Action) -> None:
-    """TriggerMessage StatusNotification for a probed connector; the answer is logged and audited."""
+    """TriggerMessage StatusNotification for a probed connector; the answer is logged and audited. A quiet
+    transaction of a 2.0.1 station is asked about first, of the station itself."""
+    if a.kind is ActionKind.PROBE_QUIET_TRANSACTION and await _station_says_ended(ctx, live, a):
+        return
     answer = await _trigger_status(ctx, live, a.connector_id)
     log.info(
         "maintenance.%s answer=%s charge_point=%s connector=%s subject=%s",
@@ -609,7 +659,10 @@ def _expected_connectors(cp_id: str) -> Callable[[Session], set[int]]:
             select(ConnectorStatus.connector_id).where(
                 ConnectorStatus.charge_point_id == cp_id, ConnectorStatus.connector_id > 0
             ),
-            select(Transaction.connector_id).where(Transaction.charge_point_id == cp_id, Transaction.connector_id > 0),
+            select(Transaction.connector_id).where(
+                Transaction.charge_point_id == cp_id,
+                or_(Transaction.connector_id > 0, Transaction.stop_time.is_(None)),
+            ),
             select(PaymentReservation.connector_id).where(
                 PaymentReservation.charge_point_id == cp_id, PaymentReservation.status.not_in(_TERMINAL)
             ),

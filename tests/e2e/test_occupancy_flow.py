@@ -23,6 +23,14 @@ async def _occupancy(http, cp_id, connector=1):
     return r.json()["data"]
 
 
+async def _stored(csms, cp_id, connector=1):
+    """Until the connector's status is in the database: what a reconnect probe reads (statuses are written behind)."""
+    async with csms.client() as admin:
+        with trio.fail_after(10):
+            while (await _occupancy(admin, cp_id, connector))["signals"].get("persistedStatus") is None:
+                await trio.sleep(0.05)
+
+
 async def test_free_start_then_busy_then_stop_settles_energy_and_fee(csms):
     async with connect(csms.ocpp, "OC1") as cp, csms.client("user") as user, csms.client() as admin:
         await cp.status(1, "Available")
@@ -261,6 +269,7 @@ async def test_reconnect_probe_asks_known_connectors_and_ends_the_settle_window(
     """A charger back without a word about its connectors is asked at once; its answer makes it free."""
     async with connect(csms.ocpp, "OC10") as cp:
         await cp.status(1, "Available")
+        await _stored(csms, "OC10")
     async with csms.client() as admin, connect(csms.ocpp, "OC10", boot=False) as cp:
 
         async def answer(requested, connector_id):
@@ -316,6 +325,7 @@ async def test_a_charger_that_refuses_the_reconnect_probe_gets_the_whole_settle_
     so its answer does not end the window early (an Accepted one would, 2 s after it)."""
     async with connect(csms.ocpp, "OC12") as cp:
         await cp.status(1, "Available")
+        await _stored(csms, "OC12")
     refusing = Answers()
     refusing.trigger = "Rejected"
     async with connect(csms.ocpp, "OC12", boot=False, answers=refusing), csms.client() as admin:

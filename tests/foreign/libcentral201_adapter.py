@@ -4,8 +4,8 @@ A 2.0.1 central system we did not write, judged as a QA team would judge theirs:
 only. It answers every station message and remembers what it received; it has no occupancy rule, no
 sessions, no healing. The adapter answers the harness from what such a plain 2.0.1 central system
 knows, read the way its own handlers would read it:
-- **verdicts**: the station's WebSocket not open -> offline; a transaction whose Started it
-  acknowledged and whose Ended it has not -> busy (on the EVSE the transaction's events named); else
+- **verdicts**: the station's WebSocket not open -> offline; a transaction it received an event of and
+  no Ended for -> busy (on the EVSE the transaction's events named); else
   the EVSE's last StatusNotification (Available -> free, none -> unknown, anything else -> busy).
 - **transactions**: one per station transactionId, in the order first seen; meterStart from the first
   Energy.Active.Import.Register it was sent, closed by the first Ended with its Transaction.End reading

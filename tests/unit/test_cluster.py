@@ -240,6 +240,9 @@ def test_a_201_stations_version_and_transactions_are_published_and_read_back():
     assert version_from_json(data) == ("2.0.1", {1: "tx-9f"})
     assert version_from_json(connectors_to_json(before.connectors)) == ("1.6", {})  # a 1.6 row stays as it was
     assert version_from_json({"ocpp": 3, "stationTx": ["x"]}) == ("1.6", {})
+    # A status inferred from a transaction's events says which: another node drops it with that transaction.
+    inferred = {1: ConnectorState("Charging", "NoError", T0, transaction_id=7)}
+    assert connectors_from_json(connectors_to_json(inferred)) == inferred
 
 
 async def test_a_forwarded_call_is_built_and_checked_in_the_stations_version():
