@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from functools import partial
 
 import trio
@@ -508,28 +508,15 @@ async def _station_says_ended(ctx: Context, live: LiveChargePoint, a: Action) ->
         return False
     if ongoing is not False or queued:
         return False  # running (or it would not say), or its Ended is on the way
-    now = ctx.clock.now()
-    settle = timedelta(seconds=max(0.0, ctx.settings.estimate_settle_seconds))
-
-    def close(s: Session) -> bool:
-        tx = s.get(Transaction, tx_id)
-        if tx is None or tx.stop_time is not None:
-            return False
-        close_transaction_estimated(s, tx, now=now, reason="Orphaned", settle_delay=settle)
-        audit(
-            s,
-            actor=ACTOR,
-            action=f"maintenance.{a.kind.value}",
-            at=now,
-            charge_point_id=a.charge_point_id,
-            connector_id=a.connector_id,
-            subject=a.subject,
-            reason="the station says this transaction is over and holds nothing of it (GetTransactionStatus)",
-            answer="closed",
-        )
-        return True
-
-    closed = bool(await ctx.db.write(close))
+    # The orphan rule's own close (estimated, audited), for the station's word instead of an Available.
+    close = Action(
+        ActionKind.CLOSE_ORPHANED,
+        a.charge_point_id,
+        a.connector_id,
+        a.subject,
+        "the station says this transaction is over and holds nothing of it (GetTransactionStatus)",
+    )
+    closed = bool(await ctx.db.write(_apply_db_action(close, ctx.clock.now(), Thresholds.from_settings(ctx.settings))))
     log.warning(
         "maintenance.%s charge_point=%s transaction=%s closed=%s (GetTransactionStatus: not ongoing, nothing queued)",
         a.kind.value,

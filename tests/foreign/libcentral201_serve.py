@@ -17,20 +17,14 @@ prints one JSON line, {"ocpp_url": ..., "api_url": ...}, then serves until SIGTE
 
 from __future__ import annotations
 
-import argparse
-import json
-import resource
-import signal
 import sys
-import threading
-from http.server import ThreadingHTTPServer
 from typing import Any
 
 import jsonschema
 from ocpp.exceptions import GenericError
 from ocpp.v201 import call
 
-from tests.foreign.libcentral_serve import Api
+from tests.foreign.libcentral_serve import Api, run
 from tests.interop201.libcentral201 import LibCentral201
 
 __all__ = ["main"]
@@ -70,31 +64,13 @@ class _Api201(Api):
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--ocpp-port", type=int, default=0, help="OCPP WebSocket port (0: a free one)")
-    ap.add_argument("--api-port", type=int, default=0, help="JSON API port (0: a free one)")
-    ap.add_argument("--token", required=True, help="the bearer token the API wants")
-    ap.add_argument("--interval", type=int, default=30, help="heartbeat interval given at boot (s)")
-    ap.add_argument("--response-timeout", type=float, default=5.0, help="how long it waits for a station's answer")
-    args = ap.parse_args(argv)
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)  # the chaos scenario opens many sockets
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-
-    central = LibCentral201(heartbeat_interval=args.interval, response_timeout=args.response_timeout)
-    central.start(args.ocpp_port)
-    handler = type("Api", (_Api201,), {"central": central, "token": args.token})
-    api = ThreadingHTTPServer(("127.0.0.1", args.api_port), handler)
-    api.daemon_threads = True
-    threading.Thread(target=api.serve_forever, name="libcentral201-api", daemon=True).start()
-    done = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: done.set())
-    urls = {"ocpp_url": f"ws://127.0.0.1:{central.port}/ocpp", "api_url": f"http://127.0.0.1:{api.server_address[1]}"}
-    print(json.dumps(urls), flush=True)
-    done.wait()
-    api.shutdown()
-    central.stop()
-    return 0
+    return run(
+        argv,
+        __doc__ or "",
+        lambda args: LibCentral201(heartbeat_interval=args.interval, response_timeout=args.response_timeout),
+        lambda central: f"ws://127.0.0.1:{central.port}/ocpp",
+        _Api201,
+    )
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ import resource
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib.metadata import version
 from typing import Any
@@ -41,7 +42,7 @@ from ocpp.v16 import call
 
 from tests.simulator.libcsms import LibCentral
 
-__all__ = ["VERSION", "Api", "serve_api", "call_payload", "result_json", "main"]
+__all__ = ["VERSION", "Api", "serve_api", "run", "call_payload", "result_json", "main"]
 
 VERSION = f"ocpp {version('ocpp')}"  # the library is the whole central system
 
@@ -151,17 +152,24 @@ class Api(BaseHTTPRequestHandler):
             self._reply(200, {"result": result_json(result)})
 
 
-def serve_api(central: LibCentral, port: int, token: str) -> ThreadingHTTPServer:
+def serve_api(central: Any, port: int, token: str, api: type[Api] = Api) -> ThreadingHTTPServer:
     """The JSON API on 127.0.0.1:`port` (0: a free one), served from a daemon thread."""
-    handler = type("Api", (Api,), {"central": central, "token": token})
+    handler = type("Api", (api,), {"central": central, "token": token})
     server = ThreadingHTTPServer(("127.0.0.1", port), handler)
     server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, name="libcentral-api", daemon=True).start()
+    threading.Thread(target=server.serve_forever, name=f"{api.name}-api", daemon=True).start()
     return server
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def run(
+    argv: list[str] | None,
+    doc: str,
+    make_central: Callable[[argparse.Namespace], Any],
+    ocpp_url: Callable[[Any], str],
+    api: type[Api] = Api,
+) -> int:
+    """Parse the command line, start the central system and its API, print their URLs, serve until SIGTERM."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--ocpp-port", type=int, default=0, help="OCPP WebSocket port (0: a free one)")
     ap.add_argument("--api-port", type=int, default=0, help="JSON API port (0: a free one)")
     ap.add_argument("--token", required=True, help="the bearer token the API wants")
@@ -171,18 +179,27 @@ def main(argv: list[str] | None = None) -> int:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)  # the chaos scenario opens many sockets
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
-    central = LibCentral(heartbeat_interval=args.interval, response_timeout=args.response_timeout)
+    central = make_central(args)
     central.start(args.ocpp_port)
-    api = serve_api(central, args.api_port, args.token)
+    server = serve_api(central, args.api_port, args.token, api)
     done = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: done.set())
-    urls = {"ocpp_url": central.url, "api_url": f"http://127.0.0.1:{api.server_address[1]}"}
+    urls = {"ocpp_url": ocpp_url(central), "api_url": f"http://127.0.0.1:{server.server_address[1]}"}
     print(json.dumps(urls), flush=True)
     done.wait()
-    api.shutdown()
+    server.shutdown()
     central.stop()
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run(
+        argv,
+        __doc__ or "",
+        lambda args: LibCentral(heartbeat_interval=args.interval, response_timeout=args.response_timeout),
+        lambda central: str(central.url),
+    )
 
 
 if __name__ == "__main__":
