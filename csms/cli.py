@@ -395,6 +395,27 @@ def build_parser() -> argparse.ArgumentParser:
     _add_db(tlist)
     _add_logging(tlist)
 
+    users = sub.add_parser("users", help="people who sign in to the dashboard (/ui/): names, roles, passwords")
+    usub = users.add_subparsers(dest="users_command", required=True, metavar="ACTION")
+    uadd = usub.add_parser(
+        "add",
+        help="add a dashboard user, or with --update change an existing one's role and password",
+        description="Adds NAME with ROLE (viewer: sees every page; operator: also unlocks, starts, stops, "
+        "resets; admin: also manages users, id tags and charger passwords). The password is the first "
+        "line of standard input with --password-stdin (at least 10 characters; stored as an argon2 hash "
+        "only), else asked for on the terminal. Example: "
+        "echo 'a long passphrase' | csms users add alice --role admin --password-stdin",
+    )
+    uadd.add_argument("name", help="1-64 letters, digits and . _ @ -")
+    uadd.add_argument("--role", choices=("viewer", "operator", "admin"), default="operator", help="(default operator)")
+    uadd.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    uadd.add_argument("--update", action="store_true", help="the user exists: set this role and password")
+    _add_db(uadd)
+    _add_logging(uadd)
+    ulist = usub.add_parser("list", help="every dashboard user with role and state")
+    _add_db(ulist)
+    _add_logging(ulist)
+
     db = sub.add_parser(
         "db",
         help="the database schema: upgrade after installing a new csms, see its revision",
@@ -728,6 +749,65 @@ def _cmd_id_tags(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_users(args: argparse.Namespace) -> int:
+    from csms.clock import SystemClock
+    from csms.core.times import iso
+    from csms.core.web_access import user_name_problem, user_password_problem
+    from csms.db import web_user_store
+    from csms.db.cleanup_store import audit
+    from csms.ui.auth import hash_password
+
+    if args.users_command == "add":
+        problem = user_name_problem(args.name)
+        if problem:
+            print(f"csms: {problem}", file=sys.stderr)
+            return 2
+        if args.password_stdin:
+            password = sys.stdin.readline().rstrip("\r\n")
+        else:
+            import getpass
+
+            password = getpass.getpass(f"password for {args.name}: ")
+        problem = user_password_problem(password)
+        if problem:
+            print(f"csms: {problem}", file=sys.stderr)
+            return 2
+        encoded = hash_password(password)
+    engine, db = _open_db(args.db)
+    try:
+        if args.users_command == "list":
+            rows = db.run_sync(web_user_store.list_users)
+            _print_table(
+                ("name", "role", "state", "changed"),
+                [(u.name, u.role, "disabled" if u.disabled else "active", iso(u.updated_at) or "-") for u in rows],
+            )
+            print(f"\n{len(rows)} user(s).")
+            return 0
+        now, actor = SystemClock().now(), _actor()
+
+        def work(s) -> str:
+            if web_user_store.add_user(s, args.name, args.role, encoded, now):
+                outcome = "added"
+            elif args.update:
+                web_user_store.update_user(s, args.name, now, role=args.role, password_hash=encoded, disabled=False)
+                outcome = "updated"
+            else:
+                return "exists"
+            audit(s, actor=actor, action=f"ui.user_{outcome}", at=now, subject=args.name, role=args.role)
+            return outcome
+
+        outcome = db.run_sync(work)
+    finally:
+        engine.dispose()
+    if outcome == "exists":
+        print(
+            f"csms: there is a user {args.name!r} already (add --update to set its role and password)", file=sys.stderr
+        )
+        return 1
+    print(f"user {args.name} {outcome} ({args.role}); sign in at /ui/ with this name and password")
+    return 0
+
+
 def _cmd_maintenance(args: argparse.Namespace) -> int:
     from csms.clock import SystemClock
     from csms.core.maintenance import Thresholds
@@ -867,6 +947,7 @@ def main(argv: list[str] | None = None) -> int:
         "maintenance": _cmd_maintenance,
         "chargers": _cmd_chargers,
         "id-tags": _cmd_id_tags,
+        "users": _cmd_users,
         "db": _cmd_db,
     }
     return handlers[args.command](args)

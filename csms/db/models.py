@@ -287,3 +287,25 @@ class ClusterCall(Base):
     answer: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
     answered_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+# ----------------------------------------------------------------- dashboard (csms.ui)
+class WebUser(Base):
+    """A person who signs in to the dashboard: a role and an argon2 hash of the password, never the password."""
+
+    __tablename__ = "web_users"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    role: Mapped[str] = mapped_column(String(16))  # viewer, operator, admin (csms.core.web_access.ROLES)
+    password_hash: Mapped[str] = mapped_column(String(200))
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class SiteSecret(Base):
+    """Secrets the site's processes share (the dashboard's cookie key): sign-ins outlive restarts and nodes."""
+
+    __tablename__ = "site_secrets"
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    value: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)

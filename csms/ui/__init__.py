@@ -1,4 +1,5 @@
-"""The operators' dashboard at /ui/ (see routes.py): sign-in, connector board, connector page, maintenance, audit."""
+"""The operators' dashboard at /ui/: sign-in and people (signin.py), the connector board and pages
+(routes.py), chargers, transactions, id tags; shared plumbing in web.py, wiring in site.py."""
 
 from __future__ import annotations
 
@@ -6,6 +7,6 @@ __all__ = ["mount"]
 
 
 def mount(app) -> None:
-    from csms.ui.routes import mount as _mount
+    from csms.ui.site import mount as _mount
 
     _mount(app)

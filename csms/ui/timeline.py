@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from csms.core.times import as_utc
+from csms.ui.words import action_words
 
 __all__ = ["Entry", "build_timeline", "details_text"]
 
@@ -26,6 +27,8 @@ def details_text(details: Mapping[str, Any]) -> str:
     for k, v in details.items():
         if v is None or v == [] or v == "":
             continue
+        if isinstance(v, bool):
+            v = "yes" if v else "no"
         parts.append(f"{k.replace('_', ' ')}: {', '.join(map(str, v)) if isinstance(v, list) else v}")
     return "; ".join(parts)
 
@@ -90,6 +93,6 @@ def build_timeline(
                 )
             )
     for e in audit:
-        out.append(Entry(e.at, "audit", e.action, details_text({"subject": e.subject, **e.details}), e.actor))
+        out.append(Entry(e.at, "audit", action_words(e.action), details_text({"subject": e.subject, **e.details}), e.actor))
     out.sort(key=lambda e: e.at, reverse=True)
     return out[:limit]

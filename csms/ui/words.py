@@ -20,6 +20,8 @@ __all__ = [
     "BoardRow",
     "age",
     "clock_time",
+    "exact_time",
+    "action_words",
     "reason_words",
     "suspicions",
     "board_row",
@@ -56,12 +58,43 @@ def age(seconds: float) -> str:
 
 
 def clock_time(at: datetime | None, now: datetime) -> str:
-    """14:02 UTC today, else 2026-01-03 14:02 UTC."""
+    """14:02:05 UTC today, else 2026-01-03 14:02:05 UTC: seconds, so events a minute apart stay apart."""
     if at is None:
         return "-"
     at = as_utc(at)
-    fmt = "%H:%M UTC" if at.date() == as_utc(now).date() else "%Y-%m-%d %H:%M UTC"
+    fmt = "%H:%M:%S UTC" if at.date() == as_utc(now).date() else "%Y-%m-%d %H:%M:%S UTC"
     return at.strftime(fmt)
+
+
+def exact_time(at: datetime | str | None) -> str:
+    """2026-01-03 14:02:05 UTC (a stored time or an ISO string from a charger)."""
+    if at is None or at == "":
+        return "-"
+    if isinstance(at, str):
+        parsed = parse_iso(at)
+        if parsed is None:
+            return at
+        at = parsed
+    return as_utc(at).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+_ACTION_WORDS = {
+    "ui.signed_in": "signed in",
+    "ui.signed_out": "signed out",
+    "ui.soft_reset": "soft reset",
+    "ui.trigger_status": "asked for status",
+    "ui.maintenance_run": "ran maintenance",
+}
+
+
+def action_words(action: str) -> str:
+    """An audit action as words: ui.soft_reset -> soft reset; session.force_ended -> session: force ended."""
+    if action in _ACTION_WORDS:
+        return _ACTION_WORDS[action]
+    head, _, tail = action.partition(".")
+    if head == "ui":
+        return tail.replace("_", " ")
+    return f"{head.replace('_', ' ')}: {tail.replace('_', ' ')}" if tail else head.replace("_", " ")
 
 
 def _since(at: datetime | None, now: datetime) -> str:

@@ -19,18 +19,9 @@ import pytest
 import trio
 
 from simulator import Fleet, FleetSpec, GroupSpec, TraceWriter, parse_fault_option
+from tests.support.console import CHROMIUM, PASSWORD, SCREENSHOTS, add_user, browser_sign_in, launch
 from tests.support.server import ADMIN_TOKEN, CsmsProcess
 
-CHROMIUM = Path("/usr/bin/chromium")
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "reports" / "screenshots"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 STUCK = ("drop_stop_transaction=1,available=false", "silent_connector=1,ignore_trigger=true")
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason=f"no {CHROMIUM}: apt-get install -y chromium")
@@ -98,7 +89,7 @@ def _browse(http: str, tx_id: int) -> None:
     shot = lambda page, name, **kw: page.screenshot(path=str(SCREENSHOTS / f"dashboard-{name}.png"), **kw)  # noqa: E731
     dialogs: list[str] = []
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        browser = launch(p)
         try:
             desk = browser.new_context(viewport={"width": 1280, "height": 900})
             board = desk.new_page()
@@ -106,15 +97,17 @@ def _browse(http: str, tx_id: int) -> None:
             board.goto(f"{http}/ui/")
             expect(board).to_have_url(f"{http}/ui/login?next=/ui/")
 
-            # A wrong token: refused with a clear message, no session cookie.
-            board.get_by_label("Admin token").fill("not-the-admin-token")
-            board.get_by_role("button", name="Sign in").click()
+            # A wrong password: refused with a clear message, no session cookie.
+            board.get_by_label("User name").fill("olga")
+            board.get_by_label("Password").fill("not her password")
+            board.get_by_role("button", name="Sign in", exact=True).click()
             expect(board.get_by_role("alert")).to_contain_text("Sign-in failed")
             assert not [c for c in desk.cookies() if c["name"] == "unstuck_ui"]
             shot(board, "login-refused")
 
-            board.get_by_label("Admin token").fill(ADMIN_TOKEN)
-            board.get_by_role("button", name="Sign in").click()
+            board.get_by_label("User name").fill("olga")
+            board.get_by_label("Password").fill(PASSWORD)
+            board.get_by_role("button", name="Sign in", exact=True).click()
             expect(board).to_have_url(f"{http}/ui/")
             cookie = next(c for c in desk.cookies() if c["name"] == "unstuck_ui")
             assert cookie["httpOnly"] and cookie["sameSite"] == "Strict" and cookie["expires"] > 0, cookie
@@ -129,9 +122,7 @@ def _browse(http: str, tx_id: int) -> None:
                 viewport={"width": 390, "height": 844}, device_scale_factor=2, is_mobile=True, has_touch=True
             )
             mobile = phone.new_page()
-            mobile.goto(f"{http}/ui/login")
-            mobile.get_by_label("Admin token").fill(ADMIN_TOKEN)
-            mobile.get_by_role("button", name="Sign in").click()
+            browser_sign_in(mobile, http, "olga")
             expect(mobile.locator('li.card[data-connector="UI0001/1"] .verdict')).to_have_text("busy")
             assert mobile.evaluate("document.documentElement.scrollWidth") <= 390
             shot(mobile, "phone-board-busy")
@@ -158,7 +149,7 @@ def _browse(http: str, tx_id: int) -> None:
             expect(page.locator(".signals")).to_contain_text(f"#{tx_id} · id tag TAG0001")
             expect(page.locator(".signals")).to_contain_text("none reported since the charger connected")
             expect(page.locator(".timeline")).to_contain_text(f"transaction {tx_id} started")
-            expect(page.locator(".timeline")).to_contain_text("maintenance.trigger_status")
+            expect(page.locator(".timeline")).to_contain_text("maintenance: trigger status")
             shot(page, "connector-busy", full_page=True)
 
             # Unlock: the preview first, changing nothing.
@@ -176,7 +167,7 @@ def _browse(http: str, tx_id: int) -> None:
             page.get_by_role("button", name="Confirm unlock").click()
             expect(page.locator(".flash.ok")).to_contain_text("Unlocked. 1 stuck session(s) force-ended.")
             expect(page.locator("#verdict-h")).to_have_text("free")
-            expect(page.locator(".timeline")).to_contain_text("connector.unlock by tests")
+            expect(page.locator(".timeline")).to_contain_text("connector: unlock by olga")
             shot(page, "connector-freed", full_page=True)
 
             # The board in the first tab turns free by itself: no reload.
@@ -193,9 +184,10 @@ def _browse(http: str, tx_id: int) -> None:
 
             # Sign-out ends the session.
             board.get_by_role("button", name="Sign out").click()
-            expect(board).to_have_url(f"{http}/ui/login")
+            expect(board).to_have_url(f"{http}/ui/login?why=signed_out")
+            expect(board.get_by_role("status")).to_contain_text("You signed out.")
             board.goto(f"{http}/ui/")
-            expect(board.get_by_label("Admin token")).to_be_visible()
+            expect(board.get_by_label("User name")).to_be_visible()
 
             # The phone, after the unlock.
             mobile.goto(f"{http}/ui/")
@@ -207,7 +199,7 @@ def _browse(http: str, tx_id: int) -> None:
             assert mobile.evaluate("document.documentElement.scrollWidth") <= 390
             shot(mobile, "phone-connector", full_page=True)
             mobile.goto(f"{http}/ui/audit")
-            expect(mobile.locator("table.log")).to_contain_text("connector.unlock")
+            expect(mobile.locator("table.log")).to_contain_text("connector: unlock")
             assert mobile.evaluate("document.documentElement.scrollWidth") <= 390
             shot(mobile, "phone-audit", full_page=True)
             mobile.goto(f"{http}/ui/maintenance")
@@ -221,6 +213,7 @@ def _browse(http: str, tx_id: int) -> None:
 
 async def test_operator_frees_a_stuck_connector_in_the_browser(csms, nursery):
     _fleet, tx_id, session_id = await _stuck_connector(nursery, csms)
+    await trio.to_thread.run_sync(partial(add_user, csms.db_url, "olga", "operator"))
     await trio.to_thread.run_sync(partial(_browse, csms.http, tx_id))
     async with csms.client() as admin:
         tx = {
@@ -241,12 +234,15 @@ def _browse_live(http: str, tx_id: int) -> None:
 
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        browser = launch(p)
         try:
             page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
+            # Machines may still sign in with an admin API token.
             page.goto(f"{http}/ui/login")
+            page.get_by_text("Sign in with an admin API token instead").click()
             page.get_by_label("Admin token").fill(ADMIN_TOKEN)
-            page.get_by_role("button", name="Sign in").click()
+            page.get_by_role("button", name="Sign in with token").click()
+            expect(page).to_have_url(f"{http}/ui/")
             page.goto(f"{http}/ui/connectors/LV0001/1")
             page.get_by_role("button", name="Unlock").click()
             callout = page.locator(".callout.warn")

@@ -76,7 +76,7 @@ async def test_session_cookie_csrf_and_sign_out(csms):
 
         # Sign-out revokes the cookie itself, not only the browser's copy.
         res = await client.post("/ui/logout", data={"csrf": csrf})
-        assert res.status_code == 303 and res.headers["location"] == "/ui/login"
+        assert res.status_code == 303 and res.headers["location"] == "/ui/login?why=signed_out"
         client.cookies.set("unstuck_ui", value, path="/ui")
         assert (await client.get("/ui/")).status_code == 303
 

@@ -29,25 +29,71 @@ NOW = datetime(2026, 3, 1, 15, 0, tzinfo=UTC)
 
 
 # ---------------------------------------------------------------- sign-in
+def _read(key, value, now, secret):
+    parsed = auth.parse(key, value, now)
+    if parsed is None:
+        return None
+    session, fingerprint = parsed
+    return session if auth.fingerprint_ok(key, session, fingerprint, secret) else None
+
+
 def test_a_cookie_proves_who_signed_in_until_it_expires():
-    value, session = auth.issue(KEY, ALICE, now=1000, lifetime=60)
-    assert auth.read(KEY, value, 1059, [ALICE]) == session and session.name == "alice"
-    assert auth.read(KEY, value, 1060, [ALICE]) is None  # expired
-    assert auth.read(b"x" * 32, value, 1001, [ALICE]) is None  # another process's key (a restart)
-    assert auth.read(KEY, value, 1001, [ApiToken("admin", "rotated-secret!", "alice")]) is None  # token changed
-    assert auth.read(KEY, value, 1001, [ApiToken("user", "alice-secret-token", "alice")]) is None  # role changed
+    value, session = auth.issue(KEY, "user", "alice", "operator", "hash-1", now=1000, lifetime=60)
+    assert _read(KEY, value, 1059, "hash-1") == session and (session.name, session.role) == ("alice", "operator")
+    assert _read(KEY, value, 1060, "hash-1") is None  # expired
+    assert _read(b"x" * 32, value, 1001, "hash-1") is None  # another site's key
+    assert _read(KEY, value, 1001, "hash-2") is None  # password (or token) changed
     payload, mac = value.split(".")
-    assert auth.read(KEY, payload[:-1] + ("A" if payload[-1] != "A" else "B") + "." + mac, 1001, [ALICE]) is None
-    assert auth.read(KEY, None, 1001, [ALICE]) is None and auth.read(KEY, "garbage", 1001, [ALICE]) is None
-    assert "alice-secret-token" not in value
+    assert _read(KEY, payload[:-1] + ("A" if payload[-1] != "A" else "B") + "." + mac, 1001, "hash-1") is None
+    assert auth.parse(KEY, None, 1001) is None and auth.parse(KEY, "garbage", 1001) is None
+    assert "hash-1" not in value
+    # A token session's fingerprint is not a user's of the same secret.
+    tvalue, tsession = auth.issue(KEY, "token", "alice", "admin", "hash-1", now=1000)
+    parsed = auth.parse(KEY, tvalue, 1001)
+    assert parsed is not None and parsed[0].kind == "token"
+    assert not auth.fingerprint_ok(KEY, session, parsed[1], "hash-1")
 
 
 def test_csrf_tokens_belong_to_one_session():
-    _, one = auth.issue(KEY, ALICE, now=1000)
-    _, two = auth.issue(KEY, ALICE, now=1000)
+    _, one = auth.issue(KEY, "user", "alice", "admin", "h", now=1000)
+    _, two = auth.issue(KEY, "user", "alice", "admin", "h", now=1000)
     assert auth.csrf_ok(KEY, one, auth.csrf_token(KEY, one))
     assert not auth.csrf_ok(KEY, one, auth.csrf_token(KEY, two))
     assert not auth.csrf_ok(KEY, one, "") and not auth.csrf_ok(KEY, one, None)
+
+
+def test_passwords_are_argon2_hashes_and_unknown_users_fail_at_the_same_cost():
+    encoded = auth.hash_password("a long passphrase")
+    assert encoded.startswith("$argon2id$") and "passphrase" not in encoded
+    assert auth.verify_password(encoded, "a long passphrase")
+    assert not auth.verify_password(encoded, "a long passphrasE")
+    assert not auth.verify_password(None, "a long passphrase")  # unknown user: checked against a dummy
+    assert not auth.verify_password("not-a-hash", "x")
+
+
+def test_roles_include_the_ones_below_them():
+    from csms.core.web_access import may
+
+    assert may("admin", "operator") and may("operator", "viewer") and may("viewer", "viewer")
+    assert not may("viewer", "operator") and not may("operator", "admin") and not may("root", "viewer")
+
+
+def test_sign_in_throttle_per_name_and_per_address():
+    from csms.core.web_access import SignInThrottle
+
+    t = SignInThrottle(window=300, per_name=5, per_address=20)
+    for i in range(5):
+        assert t.wait("alice", "10.0.0.1", 100 + i) == 0
+        t.failed("alice", "10.0.0.1", 100 + i)
+    assert t.wait("alice", "10.0.0.9", 105) == 295  # the name is throttled from any address
+    assert t.wait("ALICE", "10.0.0.9", 105) == 295  # names compare without case
+    assert t.wait("bob", "10.0.0.1", 105) == 0  # the address is not yet
+    assert t.wait("alice", "10.0.0.1", 400.5) == 0  # the oldest failure aged out
+    for i in range(20):
+        t.failed(f"user{i}", "10.0.0.2", 500)
+    assert t.wait("carol", "10.0.0.2", 501) == 299  # one address guessing many names
+    t.succeeded("alice")
+    assert t.wait("alice", "10.0.0.3", 106) == 0
 
 
 def test_find_token_matches_the_secret_only():
@@ -82,12 +128,13 @@ def test_reasons_in_plain_words():
     quiet = timedelta(minutes=10)
     act = {42: TxActivity(5000, NOW - timedelta(hours=3), NOW - timedelta(hours=3))}
     assert reason_words("open_transaction:42", x, act, NOW, quiet) == (
-        "open transaction 42 (TAG1) since 12:00 UTC (3 h), no meter value for 3 h (register 5.000 kWh)"
+        "open transaction 42 (TAG1) since 12:00:00 UTC (3 h), no meter value for 3 h (register 5.000 kWh)"
     )
     assert reason_words("open_transaction:42", x, {}, NOW, quiet).endswith(", no meter value yet")
     live = _explain(live={"status": "Charging", "errorCode": "NoError", "at": "2026-03-01T14:58:00Z"})
     assert (
-        reason_words("live_status:Charging", live, {}, NOW, quiet) == "charger reports Charging since 14:58 UTC (2 min)"
+        reason_words("live_status:Charging", live, {}, NOW, quiet)
+        == "charger reports Charging since 14:58:00 UTC (2 min)"
     )
     assert reason_words("persisted_status:Occupied:age=12m", x, {}, NOW, quiet) == (
         "stored status Occupied from 12 min ago (no live status from the charger)"
@@ -102,7 +149,7 @@ def test_reasons_in_plain_words():
     )
     res = _explain(res=[{"reservationId": "abcdef123456", "status": "Authorized", "createdAt": "2026-03-01T14:00:00Z"}])
     assert reason_words("active_reservation:abcdef123456:Authorized", res, {}, NOW, quiet) == (
-        "payment reservation abcdef12 is Authorized since 14:00 UTC (1 h)"
+        "payment reservation abcdef12 is Authorized since 14:00:00 UTC (1 h)"
     )
     assert [age(s) for s in (5, 300, 3900, 7200, 200000)] == ["5 s", "5 min", "1 h 5 min", "2 h", "2 d 7 h"]
 
