@@ -93,6 +93,8 @@ def build_timeline(
                 )
             )
     for e in audit:
-        out.append(Entry(e.at, "audit", action_words(e.action), details_text({"subject": e.subject, **e.details}), e.actor))
+        out.append(
+            Entry(e.at, "audit", action_words(e.action), details_text({"subject": e.subject, **e.details}), e.actor)
+        )
     out.sort(key=lambda e: e.at, reverse=True)
     return out[:limit]

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import re
 from functools import partial
-from pathlib import Path
 
 import httpx
 import pytest
