@@ -16,6 +16,7 @@ from csms import ui
 from csms.api import (
     chargepoints,
     connectors,
+    docs,
     id_tags,
     maintenance,
     payments,
@@ -55,6 +56,8 @@ def create_app(ctx: Context, *, dispatcher: WebhookDispatcher | None = None, wat
         description="OCPP 1.6J central system: stations, sessions, occupancy, unlock, maintenance.",
         responses=ERROR_RESPONSES,
         dependencies=[Depends(refuse_nul_in_url)],
+        docs_url=None,  # /docs and /redoc are csms/api/docs.py's: their assets served from here, not a CDN
+        redoc_url=None,
     )
     app.state.ctx = ctx
     app.state.webhooks = dispatcher
@@ -139,4 +142,5 @@ def create_app(ctx: Context, *, dispatcher: WebhookDispatcher | None = None, wat
     app.include_router(id_tags.router)
     app.include_router(webhooks.router)
     ui.mount(app)  # the dashboard at /ui/
+    docs.mount(app)  # /docs and /redoc
     return app
