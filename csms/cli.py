@@ -44,6 +44,16 @@ def _env(name: str, default: str) -> str:
     return os.environ.get(name, default)
 
 
+def _time_zone(name: str) -> str:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise argparse.ArgumentTypeError(f"unknown time zone {name!r} (an IANA name such as Europe/Berlin)") from None
+    return name
+
+
 def _add_db(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--db",
@@ -298,12 +308,34 @@ def build_parser() -> argparse.ArgumentParser:
         "StopTransaction can still correct it (default 600)",
     )
     serve.add_argument(
+        "--meter-sample-seconds",
+        type=float,
+        default=60.0,
+        help="keep at most one energy sample per transaction this often for the console's meter chart "
+        "(its first, and the latest on the transaction itself; 0: keep none; default 60)",
+    )
+    serve.add_argument(
+        "--meter-sample-days",
+        type=float,
+        default=90.0,
+        help="delete the kept energy samples of transactions closed longer ago than this (0: keep them; "
+        "default 90); the transactions themselves stay",
+    )
+    serve.add_argument(
         "--live-evidence-seconds",
         type=float,
         default=120.0,
         help="an unlock leaves open a transaction with a meter sample (or a Charging/SuspendedEV "
         "status) newer than this: a car is still charging; forceActive overrides (default 120, "
         "twice a common 60 s MeterValueSampleInterval; 0: every open session is stuck)",
+    )
+    serve.add_argument(
+        "--time-zone",
+        type=_time_zone,
+        default=_env("CSMS_TIME_ZONE", "UTC"),
+        metavar="ZONE",
+        help="the site's time zone for the console (an IANA name such as Europe/Berlin; every time is shown "
+        "in it, with UTC on hover; default UTC or $CSMS_TIME_ZONE)",
     )
     hooks = serve.add_argument_group(
         "webhooks (session.ended, session.force_ended, transaction.orphaned, connector.freed, "
@@ -538,7 +570,10 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         payment_retry_seconds=args.payment_retry_seconds,
         force_end_fee=args.force_end_fee,
         live_evidence_seconds=args.live_evidence_seconds,
+        time_zone=args.time_zone,
         estimate_settle_seconds=args.estimate_settle_seconds,
+        meter_sample_seconds=args.meter_sample_seconds,
+        meter_sample_days=args.meter_sample_days,
         webhooks=webhooks,
         webhook_retry_seconds=args.webhook_retry_seconds,
         webhook_max_attempts=args.webhook_max_attempts,

@@ -107,6 +107,7 @@ class Settings:
     # After a charger reconnects, its connectors stay not-free this long until it reports them (csms.core.occupancy).
     reconnect_settle_seconds: float = 10.0
     ports_file: str | None = None
+    time_zone: str = "UTC"  # the console shows times in this IANA zone (UTC on hover)
     payment_provider: str = "simulated"
     # maintenance (see csms.core.maintenance)
     maintenance_interval_seconds: float = 60.0
@@ -127,6 +128,10 @@ class Settings:
     # A paid session ended by an estimate (no StopTransaction) is settled with the provider this much later,
     # so a late StopTransaction can still set its fee.
     estimate_settle_seconds: float = 600.0
+    # The console's meter charts: at most one kept energy sample per transaction this often (0: none),
+    # deleted this many days after their transaction closed (0: kept) (csms.core.meter_samples).
+    meter_sample_seconds: float = 60.0
+    meter_sample_days: float = 90.0
     # Webhook receivers (csms.core.webhooks.WebhookTarget) and how deliveries are retried and queued.
     webhooks: tuple = ()
     webhook_retry_seconds: float = 1.0
@@ -141,6 +146,9 @@ class Settings:
 
     def estimate_settle(self) -> timedelta:
         return timedelta(seconds=max(0.0, self.estimate_settle_seconds))
+
+    def meter_sample_every(self) -> timedelta:
+        return timedelta(seconds=max(0.0, self.meter_sample_seconds))
 
     def revive_within(self) -> timedelta | None:
         """How long after a remote start timed out or expired its StartTransaction still revives it

@@ -15,7 +15,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from csms.core.transaction_events import ENDED, Step, Stored, plan
-from csms.db import ocpp_store
+from csms.db import meter_sample_store, ocpp_store
 from csms.db.models import ChargingSession, Transaction
 from csms.db.session_end import ESTIMATED_REASONS
 
@@ -37,6 +37,7 @@ class Event:
     latest_wh: int | None  # the latest register of any context, and its stamp
     latest_at: datetime | None
     stopped_reason: str | None = None
+    latest_w: int | None = None  # the active power sampled with the latest register, if any
 
 
 @dataclass(frozen=True)
@@ -69,8 +70,13 @@ def apply_event(
     fallback_connector: int,
     revive_within: timedelta | None,
     settle_delay: timedelta,
+    sample_every: timedelta = timedelta(0),
 ) -> EventResult:
-    """Apply one event; `fallback_connector` is where a transaction whose events never named an EVSE goes."""
+    """Apply one event; `fallback_connector` is where a transaction whose events never named an EVSE goes.
+
+    Its latest sample is also kept for the console's chart when none is stored within `sample_every` of it
+    (`csms.db.meter_sample_store`; 0: none): one more statement in the unit of work the event already is.
+    """
     found = _stored(s, cp_id, e.station_tx_id)
     step = plan(e.event_type, e.timestamp, found[0] if found else None)
     if step in (Step.DUPLICATE, Step.AFTER_END):
@@ -109,6 +115,7 @@ def apply_event(
     is_end_reading = e.event_type == ENDED and e.latest_wh is not None and e.latest_wh == e.end_wh
     if e.latest_wh is not None and e.latest_at is not None and tx.stop_time is None and not is_end_reading:
         ocpp_store.apply_meter_sample(s, cp_id, tx.id, e.latest_wh, e.latest_at, now)
+        meter_sample_store.apply_sample(s, cp_id, tx.id, e.latest_at, e.latest_wh, e.latest_w, sample_every)
     stopped = None
     if step in (Step.END, Step.START_AND_END, Step.RECONCILE):
         s.refresh(tx)

@@ -309,3 +309,17 @@ class SiteSecret(Base):
     name: Mapped[str] = mapped_column(String(32), primary_key=True)
     value: Mapped[str] = mapped_column(String(128))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+# ----------------------------------------------------------------- meter samples (the console's charts)
+class MeterSample(Base):
+    """A kept energy sample of a transaction (`csms.core.meter_samples`: at most one per N seconds).
+
+    `at` is the sample's own stamp (the charger's clock); `w` the active power sampled with it, if any.
+    """
+
+    __tablename__ = "meter_samples"
+    transaction_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    at: Mapped[datetime] = mapped_column(UtcDateTime, primary_key=True)
+    wh: Mapped[int] = mapped_column(BigInteger)
+    w: Mapped[int | None] = mapped_column(BigInteger)

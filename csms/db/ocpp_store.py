@@ -31,6 +31,8 @@ from csms.core.times import stop_time as trusted_stop_time
 from csms.db.audit import audit
 from csms.db.database import BulkWrite, rowcount
 from csms.db.hotpath import HotSql, hot_sql_for
+from csms.db.meter_sample_store import KIND as SAMPLE_KIND
+from csms.db.meter_sample_store import sample_statement
 from csms.db.models import (
     Base,
     ChargePoint,
@@ -173,7 +175,12 @@ def _status_statement(dialect: str) -> Executable:
 
 
 # The many small "latest value" writes, each kind one executemany per commit.
-BULK_STATEMENTS = {"status": _status_statement, "meter": _meter_statement, "seen": _seen_statement}
+BULK_STATEMENTS = {
+    "status": _status_statement,
+    "meter": _meter_statement,
+    "seen": _seen_statement,
+    SAMPLE_KIND: sample_statement,  # kept samples for the console's charts (csms.db.meter_sample_store)
+}
 
 
 @dataclass(frozen=True)

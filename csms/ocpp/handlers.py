@@ -8,15 +8,16 @@ commit; status, meter samples and last-seen times are queued (latest wins).
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 from typing import Any
 
 from ocpp.routing import on
 
 from csms.context import Context
-from csms.core import metering
+from csms.core import meter_samples, metering
 from csms.core.id_tags import IdTagInfo
 from csms.core.times import iso, parse_iso
-from csms.db import ocpp_store
+from csms.db import meter_sample_store, ocpp_store
 from csms.db.cleanup_store import audit
 from csms.db.credential_store import AUTO_REGISTERED
 from csms.db.hotpath import judge_id_tag
@@ -38,6 +39,8 @@ class HandlerBase:
         self.ctx = ctx
         self.cp_id = cp_id
         self.live: LiveChargePoint | None = None
+        # Transaction id -> its last sample kept for the chart on this connection (csms.core.meter_samples).
+        self.samples_kept: dict[int, datetime] = {}
 
     def _require_accepted(self, action: str) -> None:
         """OCPP 1.6 §4.2: until a BootNotification is Accepted a charge point SHALL NOT send other
@@ -234,6 +237,7 @@ class ChargePointHandlers(HandlerBase):
     async def on_stop_transaction(self, meter_stop: int, timestamp: str, transaction_id: int, **kw: Any):
         self._require_accepted("StopTransaction")
         ctx = self.ctx
+        self.samples_kept.pop(transaction_id, None)
         now = self.ctx.clock.now()
         stop_time = parse_iso(timestamp) or now
         reason = kw.get("reason")
@@ -317,7 +321,8 @@ class ChargePointHandlers(HandlerBase):
             self.live.meter_seen[connector_id] = now
         if transaction_id is None:
             return {}
-        reading = metering.latest_energy_register(_camel_meter_values(meter_value))
+        entries = _camel_meter_values(meter_value)
+        reading = metering.latest_energy_register(entries)
         if reading is None:
             return {}
         owner = self.ctx.transaction_owners.get(transaction_id)
@@ -334,6 +339,15 @@ class ChargePointHandlers(HandlerBase):
             ocpp_store.record_meter_sample(self.cp_id, transaction_id, reading.wh, at, now),
             order=at,
         )
+        every = self.ctx.settings.meter_sample_every()
+        if meter_samples.keep_sample(self.samples_kept.get(transaction_id), at, every):
+            meter_samples.remember(self.samples_kept, transaction_id, at)
+            w = meter_samples.power_w(entries, reading.at)
+            self.ctx.db.submit_latest(
+                (meter_sample_store.KIND, self.cp_id, transaction_id),
+                meter_sample_store.record_sample(self.cp_id, transaction_id, at, reading.wh, w, every),
+                order=at,
+            )
         return {}
 
     @on("DataTransfer")

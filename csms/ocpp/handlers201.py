@@ -14,7 +14,7 @@ from typing import Any
 
 from ocpp.routing import on
 
-from csms.core import metering
+from csms.core import meter_samples, metering
 from csms.core.id_tags import IdTagInfo
 from csms.core.times import parse_iso
 from csms.core.transaction_events import ENDED, STARTED, STATUS_OF_CHARGING_STATE, Step
@@ -121,6 +121,7 @@ class ChargePointHandlers201(HandlerBase):
             latest_wh=None if latest is None else latest.wh,
             latest_at=None if latest is None else (latest.at or at),
             stopped_reason=transaction_info.get("stopped_reason"),
+            latest_w=None if latest is None else meter_samples.power_w(samples, latest.at),
         )
         fallback = self._only_evse()
 
@@ -133,6 +134,7 @@ class ChargePointHandlers201(HandlerBase):
                 fallback_connector=fallback,
                 revive_within=ctx.settings.revive_within(),
                 settle_delay=ctx.settings.estimate_settle(),
+                sample_every=ctx.settings.meter_sample_every(),
             )
             info = None
             if tag is not None and event_type != ENDED:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import partial
 
 import trio
@@ -51,6 +51,7 @@ from csms.core.maintenance import (
 )
 from csms.core.reservations import TERMINAL, ReservationStatus
 from csms.core.times import as_utc
+from csms.db import meter_sample_store
 from csms.db.cleanup_store import audit, force_end_session
 from csms.db.database import Database, rowcount
 from csms.db.models import ChargingSession, ConnectorStatus, PaymentReservation, Transaction
@@ -627,6 +628,7 @@ async def maintenance_loop(
     task_status.started()
     if interval <= 0:
         await trio.sleep_forever()
+    next_prune = ctx.clock.now()
     async with trio.open_nursery() as probes:
         while True:
             await trio.sleep(interval)
@@ -635,6 +637,32 @@ async def maintenance_loop(
             except Exception:
                 log.exception("maintenance.round_failed (will retry next interval)")
             await _ping_silent(ctx, probes)
+            if duties_held() and ctx.clock.now() >= next_prune:
+                next_prune = ctx.clock.now() + _PRUNE_EVERY
+                await prune_meter_samples(ctx)
+
+
+_PRUNE_EVERY = timedelta(hours=1)
+_PRUNE_ROUNDS = 20  # batches of 500 transactions' samples per hourly round: a backlog is worked off, not at once
+
+
+async def prune_meter_samples(ctx: Context) -> int:
+    """Delete the chart samples of transactions closed more than --meter-sample-days ago (0: keep them)."""
+    days = ctx.settings.meter_sample_days
+    if days <= 0:
+        return 0
+    cutoff, deleted = ctx.clock.now() - timedelta(days=days), 0
+    try:
+        for _ in range(_PRUNE_ROUNDS):
+            rows = await ctx.db.write(lambda s: meter_sample_store.prune_samples(s, cutoff))
+            deleted += rows
+            if rows == 0:
+                break
+    except Exception:
+        log.exception("maintenance.meter_samples_prune_failed (will retry next hour)")
+    if deleted:
+        log.info("maintenance.meter_samples_pruned rows=%d closed_before=%s", deleted, cutoff.isoformat())
+    return deleted
 
 
 def _expected_connectors(cp_id: str) -> Callable[[Session], set[int]]:
