@@ -253,7 +253,7 @@ async def _clean(ctx: Context, r: UnlockResult, plan: UnlockPlan, actor: str) ->
         r.warnings.append(f"Failed to release connector: {exc}")
         return
     for tx_id in release.closed_transactions:
-        r.warnings.append(f"Transaction {tx_id} was closed without a StopTransaction")
+        r.warnings.append(f"Transaction {tx_id} was force-ended by the CSMS (no StopTransaction had come)")
     for res_id in release.cancelled_reservations:
         r.warnings.append(f"Reservation {res_id} was cancelled")
     if release.status_reset_from:

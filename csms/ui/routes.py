@@ -7,6 +7,7 @@ Server-rendered over the same services as the REST API; live parts are HTML frag
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 from urllib.parse import quote
@@ -23,6 +24,7 @@ from csms.services import unlock, unlock_preview
 from csms.services.maintenance import run_once
 from csms.services.occupancy import Evaluation, evaluate, evaluate_all, explain
 from csms.ui import auth, store
+from csms.ui.board import BoardView, arrange_board
 from csms.ui.timeline import build_timeline
 from csms.ui.web import (
     Refused,
@@ -36,9 +38,10 @@ from csms.ui.web import (
     redirect,
     resolve,
     signed_in,
+    site_now,
     station_path,
 )
-from csms.ui.words import board_row
+from csms.ui.words import board_row, reason_words
 from ocppj import OcppjError
 
 __all__ = ["router"]
@@ -48,42 +51,81 @@ router = APIRouter(prefix="/ui", include_in_schema=False)
 
 
 # ------------------------------------------------------------------ connector board
-def _quiet(ctx: Context) -> timedelta:
+def _windows(ctx: Context) -> dict[str, timedelta]:
+    """The board's time windows: when a transaction counts as quiet, and how fresh a meter value is live."""
     seconds = ctx.settings.quiet_transaction_seconds
-    return timedelta(seconds=seconds if seconds > 0 else 600)
+    return {
+        "quiet": timedelta(seconds=seconds if seconds > 0 else 600),
+        "live_evidence": timedelta(seconds=ctx.settings.live_evidence_seconds),
+    }
 
 
-_BOARD_LIMIT = 300  # cards per page: busy and suspected first; a prefix or a filter narrows a big site
+def _quiet_only(ctx: Context) -> dict[str, timedelta]:
+    return {"quiet": _windows(ctx)["quiet"]}
 
 
-def _idle_evaluations(
-    ctx: Context, facts: store.BoardFacts, evaluated: set[tuple[str, int]], prefix: str, now
-) -> list[Evaluation]:
+_BOARD_LIMIT = 600  # connectors per page: suspected stuck and busy first; a search narrows a big site
+
+
+def _idle_evaluations(ctx: Context, facts: store.BoardFacts, evaluated: set[tuple[str, int]], now) -> list[Evaluation]:
     """Connectors that had transactions but hold nothing now (evaluate_all lists only those with a signal)."""
     out = []
     for cp_id, connector_id in sorted(facts.used_connectors - evaluated):
-        if cp_id.startswith(prefix):
-            online = ctx.registry.is_connected(cp_id)
-            out.append(
-                Evaluation(
-                    cp_id,
-                    connector_id,
-                    decide(ConnectorSignals(websocket_present=online), now=now),
-                    online,
-                    None,
-                    StoredSignals(),
-                    now,
-                )
+        online = ctx.registry.is_connected(cp_id)
+        out.append(
+            Evaluation(
+                cp_id,
+                connector_id,
+                decide(ConnectorSignals(websocket_present=online), now=now),
+                online,
+                None,
+                StoredSignals(),
+                now,
             )
+        )
     return out
 
 
-async def _board(ctx: Context, busy: bool, stuck: bool, q: str) -> tuple[list, dict[str, int]]:
-    evaluations = await evaluate_all(ctx, charge_point_id_prefix=q or None)
+@dataclass(frozen=True)
+class BoardQuery:
+    busy: bool = False
+    stuck: bool = False
+    q: str = ""  # a charger or station id (part of it), an id tag, or a transaction id
+    sort: str = "state"  # "state": chargers with suspected stuck and busy connectors first; "charger": by id
+    view: str = "table"  # or "cards"
+
+    def url(self, path: str) -> str:
+        parts = [
+            p
+            for p in (
+                self.busy and "busy=1",
+                self.stuck and "stuck=1",
+                self.q and f"q={quote(self.q)}",
+                self.sort != "state" and f"sort={self.sort}",
+                self.view != "table" and f"view={self.view}",
+            )
+            if p
+        ]
+        return path + (f"?{'&'.join(parts)}" if parts else "")
+
+
+def _board_query(busy: bool, stuck: bool, q: str, sort: str, view: str) -> BoardQuery:
+    return BoardQuery(
+        busy,
+        stuck,
+        q.strip()[:64],
+        sort if sort in ("state", "charger") else "state",
+        "cards" if view == "cards" else "table",
+    )
+
+
+async def _board(ctx: Context, query: BoardQuery) -> BoardView:
+    evaluations = await evaluate_all(ctx)
     facts = await ctx.db.read(store.board_facts)
     minutes = ctx.settings.freshness.total_seconds() / 60
-    now = ctx.clock.now()
-    evaluations += _idle_evaluations(ctx, facts, {(e.charge_point_id, e.connector_id) for e in evaluations}, q, now)
+    now = site_now(ctx)
+    evaluations += _idle_evaluations(ctx, facts, {(e.charge_point_id, e.connector_id) for e in evaluations}, now)
+    windows = _windows(ctx)
     rows = [
         board_row(
             explain(ev, minutes),
@@ -91,51 +133,40 @@ async def _board(ctx: Context, busy: bool, stuck: bool, q: str) -> tuple[list, d
             facts.activity,
             facts.last_seen.get(ev.charge_point_id),
             now,
-            quiet=_quiet(ctx),
+            **windows,
         )
         for ev in evaluations
     ]
-    counts = {v: sum(1 for r in rows if r.verdict == v) for v in ("free", "busy", "offline")}
-    counts["stuck"] = sum(1 for r in rows if r.suspicions)
-    if busy:
-        rows = [r for r in rows if r.verdict == "busy"]
-    if stuck:
-        rows = [r for r in rows if r.suspicions]
-    rows.sort(
-        key=lambda r: (
-            {"busy": 0, "offline": 1, "free": 2}[r.verdict],
-            not r.suspicions,
-            r.charge_point_id,
-            r.connector_id,
-        )
-    )
-    counts["shown"], counts["matching"] = min(len(rows), _BOARD_LIMIT), len(rows)
-    return rows[:_BOARD_LIMIT], counts
+    return arrange_board(rows, busy=query.busy, stuck=query.stuck, q=query.q, sort=query.sort, limit=_BOARD_LIMIT)
+
+
+def _board_context(query: BoardQuery, view: BoardView) -> dict[str, Any]:
+    return {
+        "board": view,
+        "query": query,
+        "poll_url": query.url("/ui/board/rows"),
+        "clear_url": BoardQuery(sort=query.sort, view=query.view).url("/ui/"),
+    }
 
 
 @router.get("/")
-async def boardpage(request: Request, busy: bool = False, stuck: bool = False, q: str = ""):
+async def board_page(
+    request: Request, busy: bool = False, stuck: bool = False, q: str = "", sort: str = "state", view: str = "table"
+):
     session = await signed_in(request)
-    rows, counts = await _board(ctx_of(request), busy, stuck, q[:64])
-    query = "&".join(p for p in (busy and "busy=1", stuck and "stuck=1", q and f"q={quote(q[:64])}") if p)
-    return page(
-        request,
-        "board.html",
-        session,
-        rows=rows,
-        counts=counts,
-        busy=busy,
-        stuck=stuck,
-        q=q[:64],
-        poll_url="/ui/board/rows" + (f"?{query}" if query else ""),
-    )
+    query = _board_query(busy, stuck, q, sort, view)
+    board = await _board(ctx_of(request), query)
+    return page(request, "board.html", session, **_board_context(query, board))
 
 
 @router.get("/board/rows")
-async def board_rows(request: Request, busy: bool = False, stuck: bool = False, q: str = ""):
+async def board_rows(
+    request: Request, busy: bool = False, stuck: bool = False, q: str = "", sort: str = "state", view: str = "table"
+):
     await signed_in(request)
-    rows, counts = await _board(ctx_of(request), busy, stuck, q[:64])
-    return fragment(request, "_board_rows.html", rows=rows, counts=counts)
+    query = _board_query(busy, stuck, q, sort, view)
+    board = await _board(ctx_of(request), query)
+    return fragment(request, "_board_rows.html", **_board_context(query, board))
 
 
 # ------------------------------------------------------------------ connector page
@@ -146,8 +177,8 @@ async def _connector(request: Request, station_id: str, connector_id: int) -> di
     x = explain(ev, ctx.settings.freshness.total_seconds() / 60)
     facts = await ctx.db.read(store.board_facts)
     records = await ctx.db.read(lambda s: store.connector_records(s, cp_id, connector_id))
-    now = ctx.clock.now()
-    row = board_row(x, st_id, facts.activity, facts.last_seen.get(cp_id), now, quiet=_quiet(ctx))
+    now = site_now(ctx)
+    row = board_row(x, st_id, facts.activity, facts.last_seen.get(cp_id), now, **_windows(ctx))
     watcher = request.app.state.watcher
     statuses = [] if watcher is None else watcher.history(cp_id, connector_id)
     live_cp = ctx.registry.get(cp_id)
@@ -201,14 +232,29 @@ async def unlock_connector(request: Request, station_id: str, connector_id: int)
     session = await signed_in(request, "operator")
     form = await checked_form(request, session)
     ctx = ctx_of(request)
-    st_id, _cp = await resolve(ctx, station_id)
+    st_id, cp_id = await resolve(ctx, station_id)
     result = await unlock.unlock_connector(
         ctx, st_id, connector_id, actor=session.name, force_active=form.get("force") == "1"
     )
     cleaned = f" {len(result.cleaned)} stuck session(s) force-ended." if result.cleaned else ""
     notes = " ".join(w for w in result.warnings if not w.endswith("was automatically ended"))
-    if result.success:
-        flash(request, session, "ok", f"Unlocked.{cleaned} {notes}".strip())
+    after = explain(await evaluate(ctx, cp_id, connector_id), ctx.settings.freshness.total_seconds() / 60)
+    if result.success and after["verdict"] == "busy":
+        # Unlocked, yet something still holds it (most often the charger's own status): say what, and what next.
+        facts = await ctx.db.read(store.board_facts)
+        why = "; ".join(
+            reason_words(r, after, facts.activity, site_now(ctx), **_quiet_only(ctx)) for r in after["reasons"]
+        )
+        flash(
+            request,
+            session,
+            "warn",
+            f"The charger unlocked connector {connector_id}, but it still counts as busy: {why}.{cleaned} {notes} "
+            "Next: Ask for status so the charger reports the connector again; if it stays busy with no car, "
+            "a soft reset of the charger clears its state.",
+        )
+    elif result.success:
+        flash(request, session, "ok", f"Unlocked: connector {connector_id} is free.{cleaned} {notes}".strip())
     elif result.kept_live:
         flash(request, session, "warn", f"{result.message}.{cleaned} {notes}".strip())
     else:

@@ -6,7 +6,7 @@ import inspect
 from urllib.parse import quote
 
 from fastapi import FastAPI, Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from csms.api.envelope import http_status
@@ -27,6 +27,11 @@ def mount(app: FastAPI) -> None:
     @app.get("/ui", include_in_schema=False)
     async def _ui_root():
         return redirect("/ui/")
+
+    @app.get("/ui/ping", include_in_schema=False)
+    async def _ping():
+        """Is this server answering? (the console asks before it sends a form; no database, no session)"""
+        return Response(status_code=204, headers=HEADERS)
 
     @app.exception_handler(SignInNeeded)
     async def _sign_in(request: Request, exc: SignInNeeded):

@@ -59,9 +59,11 @@ def build_timeline(
         )
         if t["stop"] is not None:
             how = (
-                "closed by the CSMS"
-                if t["reason"] in ("ForceEnded", "Orphaned", "Superseded", "IdleTimeout", "InvalidMeterStop")
-                else "stopped"
+                "force-ended by the CSMS"
+                if t["reason"] == "ForceEnded"
+                else "closed by the CSMS"
+                if t["reason"] in ("Orphaned", "Superseded", "IdleTimeout", "InvalidMeterStop")
+                else "stopped by the charger"
             )
             out.append(
                 Entry(

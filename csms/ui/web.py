@@ -7,19 +7,24 @@ this origin; every action is audited with the user's name as the actor.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
+from zoneinfo import ZoneInfo
 
 import trio
 from fastapi import Request
 from fastapi.responses import RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
+from markupsafe import Markup
 
 from csms.context import Context
+from csms.core.times import as_utc
 from csms.core.web_access import ROLES, SignInThrottle, may
 from csms.db.cleanup_store import audit
 from csms.db.web_user_store import get_user, session_key
@@ -33,6 +38,7 @@ __all__ = [
     "SignInNeeded",
     "Refused",
     "ctx_of",
+    "site_now",
     "ui_of",
     "site_key",
     "current_session",
@@ -55,7 +61,28 @@ __all__ = [
 log = logging.getLogger("csms.ui")
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=str(HERE / "templates"))
-templates.env.filters["clock"] = lambda at, now: clock_time(at, now)
+
+
+def _clock(at: datetime | None, now: datetime) -> Markup:
+    """A <time> in the site's zone, UTC on hover."""
+    if at is None:
+        return Markup("-")
+    return Markup('<time datetime="{}" title="{}">{}</time>').format(
+        as_utc(at).isoformat(), exact_time(at), clock_time(at, now)
+    )
+
+
+def site_now(ctx: Context) -> datetime:
+    """Now in the site's time zone: every time the console words is shown in it."""
+    return ctx.clock.now().astimezone(_zone(ctx.settings.time_zone))
+
+
+@functools.lru_cache(maxsize=8)
+def _zone(name: str) -> tzinfo:
+    return UTC if name == "UTC" else ZoneInfo(name)
+
+
+templates.env.filters["clock"] = _clock
 templates.env.filters["exact"] = exact_time
 templates.env.filters["details"] = details_text
 templates.env.filters["action_words"] = action_words
@@ -204,7 +231,8 @@ def page(request: Request, name: str, session: auth.UiSession | None, status: in
             "who": session,
             "csrf": "" if session is None or ui.key is None else auth.csrf_token(ui.key, session),
             "flash": shown,
-            "now": ctx.clock.now(),
+            "now": site_now(ctx),
+            "site_zone": ctx.settings.time_zone,
             "path": request.url.path,
             **context,
         },
@@ -215,7 +243,7 @@ def page(request: Request, name: str, session: auth.UiSession | None, status: in
 
 
 def fragment(request: Request, name: str, **context: Any) -> Response:
-    response = templates.TemplateResponse(request, name, {"now": ctx_of(request).clock.now(), **context})
+    response = templates.TemplateResponse(request, name, {"now": site_now(ctx_of(request)), **context})
     response.headers.update(HEADERS)
     return response
 

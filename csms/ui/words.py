@@ -24,12 +24,15 @@ __all__ = [
     "action_words",
     "reason_words",
     "suspicions",
+    "charging_now",
     "board_row",
     "TRANSACTION_STATUSES",
     "LINGERING_RESERVATION",
 ]
 
 TRANSACTION_STATUSES = frozenset({"Charging", "SuspendedEV", "SuspendedEVSE"})
+# Statuses that hold a connector after a session: normal for a while (the driver unplugs), stuck when they last.
+LINGERING_STATUSES = frozenset({"Finishing", "Occupied"})
 LINGERING_RESERVATION = timedelta(minutes=15)
 
 
@@ -58,12 +61,13 @@ def age(seconds: float) -> str:
 
 
 def clock_time(at: datetime | None, now: datetime) -> str:
-    """14:02:05 UTC today, else 2026-01-03 14:02:05 UTC: seconds, so events a minute apart stay apart."""
+    """14:02:05 CET today, else 2026-01-03 14:02:05 CET: in `now`'s time zone (the site's), with seconds,
+    so events a minute apart stay apart."""
     if at is None:
         return "-"
-    at = as_utc(at)
-    fmt = "%H:%M:%S UTC" if at.date() == as_utc(now).date() else "%Y-%m-%d %H:%M:%S UTC"
-    return at.strftime(fmt)
+    local = as_utc(at).astimezone(now.tzinfo)
+    fmt = "%H:%M:%S %Z" if local.date() == now.date() else "%Y-%m-%d %H:%M:%S %Z"
+    return local.strftime(fmt)
 
 
 def exact_time(at: datetime | str | None) -> str:
@@ -149,15 +153,37 @@ def reason_words(
     return reason
 
 
+def charging_now(
+    txs: list[Mapping[str, Any]], activity: Mapping[int, TxActivity], now: datetime, live: timedelta
+) -> bool:
+    """An open transaction sent energy within `live`: a car is charging, whatever the statuses say."""
+    for t in txs:
+        act = activity.get(t["transactionId"])
+        if act is not None and act.meter_seen_at is not None and now - as_utc(act.meter_seen_at) < live:
+            return True
+    return False
+
+
 def suspicions(
-    x: Mapping[str, Any], activity: Mapping[int, TxActivity], now: datetime, *, quiet: timedelta
+    x: Mapping[str, Any],
+    activity: Mapping[int, TxActivity],
+    now: datetime,
+    *,
+    quiet: timedelta,
+    live_evidence: timedelta = timedelta(minutes=2),
 ) -> list[str]:
-    """Why this connector may be stuck (the seed's false positives), in plain words; [] when nothing is odd."""
+    """Why this connector may be stuck, in plain words; [] when nothing is odd.
+
+    Live evidence wins: a transaction whose meter values keep coming is a car charging, so a
+    silent or stale status beside it is no suspicion. A status that holds the connector with no
+    transaction (Finishing, Occupied, Charging) is: the classic "gun already in use".
+    """
     sig = x.get("signals", {})
     online = sig.get("websocketPresent", False)
     live = (sig.get("liveStatus") or {}).get("status")
     stored = sig.get("persistedStatus") or {}
     txs = sig.get("openTransactions", [])
+    evidence = charging_now(txs, activity, now, live_evidence)
     out = []
     if txs and (live == "Available" or (live is None and stored.get("status") == "Available")):
         out.append(f"open transaction {txs[0]['transactionId']} on a connector that reports Available")
@@ -168,7 +194,7 @@ def suspicions(
         if since is not None and (now - as_utc(since)) >= quiet:
             what = "no meter value" if heard is not None else "no meter value at all"
             out.append(f"transaction {t['transactionId']}: {what} for {age((now - as_utc(since)).total_seconds())}")
-    if live is None and stored and stored.get("status") != "Available":
+    if live is None and stored and stored.get("status") != "Available" and not evidence:
         out.append(
             f"stale stored status {stored['status']} ({age(stored.get('ageSeconds', 0))} old), nothing live confirms it"
         )
@@ -179,10 +205,16 @@ def suspicions(
                 f"lingering reservation {r['reservationId'][:8]}: {r['status']} for "
                 f"{age((now - created).total_seconds())}"
             )
-    if online and live is None:
+    if online and live is None and not evidence:
         out.append("silent connector: the charger is online but has not reported this connector's status")
     if live in TRANSACTION_STATUSES and not txs:
         out.append(f"reports {live} but no transaction is open")
+    live_at = parse_iso((sig.get("liveStatus") or {}).get("at"))
+    if live in LINGERING_STATUSES and not txs and live_at is not None and now - as_utc(live_at) >= quiet:
+        out.append(
+            f"reports {live} for {age((now - as_utc(live_at)).total_seconds())} with no transaction open: "
+            "the gun may hang free while the charger still counts it in use"
+        )
     return out
 
 
@@ -199,6 +231,9 @@ class BoardRow:
     reservation: str
     last_seen: str
     suspicions: list[str] = field(default_factory=list)
+    online: bool = True
+    tags: tuple[str, ...] = ()  # id tags of its open transactions: the board's search finds them
+    transaction_ids: tuple[str, ...] = ()  # ours and, for OCPP 2.0.1, the station's own
 
     @property
     def href(self) -> str:
@@ -215,6 +250,7 @@ def board_row(
     now: datetime,
     *,
     quiet: timedelta,
+    live_evidence: timedelta = timedelta(minutes=2),
 ) -> BoardRow:
     sig = x["signals"]
     live = sig.get("liveStatus")
@@ -235,5 +271,12 @@ def board_row(
         if sig.get("websocketPresent")
         else ("never" if last_seen is None else f"{age((now - as_utc(last_seen)).total_seconds())} ago"),
         # Only a busy connector can be stuck (a free one is not held, an offline one is simply gone).
-        suspicions=suspicions(x, activity, now, quiet=quiet) if x["verdict"] == "busy" else [],
+        suspicions=suspicions(x, activity, now, quiet=quiet, live_evidence=live_evidence)
+        if x["verdict"] == "busy"
+        else [],
+        online=bool(sig.get("websocketPresent")),
+        tags=tuple(t["idTag"] for t in txs if t.get("idTag")),
+        transaction_ids=tuple(
+            str(v) for t in txs for v in (t.get("transactionId"), t.get("stationTransactionId")) if v is not None
+        ),
     )

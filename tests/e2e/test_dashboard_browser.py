@@ -112,7 +112,7 @@ def _browse(http: str, tx_id: int) -> None:
             assert cookie["httpOnly"] and cookie["sameSite"] == "Strict" and cookie["expires"] > 0, cookie
 
             # The board: busy, with its reason in plain words, and suspected stuck.
-            card = board.locator('li.card[data-connector="UI0001/1"]')
+            card = board.locator('tr[data-connector="UI0001/1"]')
             expect(card.locator(".verdict")).to_have_text("busy")
             expect(card.locator(".reasons")).to_contain_text(f"open transaction {tx_id} (TAG0001) since")
             expect(card.locator(".suspect")).to_contain_text("silent connector")
@@ -122,7 +122,7 @@ def _browse(http: str, tx_id: int) -> None:
             )
             mobile = phone.new_page()
             browser_sign_in(mobile, http, "olga")
-            expect(mobile.locator('li.card[data-connector="UI0001/1"] .verdict')).to_have_text("busy")
+            expect(mobile.locator('tr[data-connector="UI0001/1"] .verdict')).to_have_text("busy")
             assert mobile.evaluate("document.documentElement.scrollWidth") <= 390
             shot(mobile, "phone-board-busy")
             mobile.goto(f"{http}/ui/connectors/UI0001/1")
@@ -130,15 +130,15 @@ def _browse(http: str, tx_id: int) -> None:
             shot(mobile, "phone-connector-busy")
 
             board.get_by_label("Suspected stuck").check()  # the filters: only connectors that look stuck ...
-            expect(board).to_have_url(re.compile(r"/ui/\?stuck=1"))
-            expect(board.locator("li.card")).to_have_count(1)
+            expect(board).to_have_url(re.compile(r"/ui/\?q=&stuck=1"))
+            expect(board.locator("tr[data-connector]")).to_have_count(1)
             expect(card).to_be_visible()
             board.get_by_label("Suspected stuck").uncheck()
             board.get_by_label("Busy only").check()  # ... only busy ones
-            expect(board.locator("li.card")).to_have_count(1)
+            expect(board.locator("tr[data-connector]")).to_have_count(1)
             board.get_by_label("Busy only").uncheck()
-            expect(board).to_have_url(re.compile(r"/ui/\?q=$"))
-            expect(board.locator("li.card")).to_have_count(1)  # connector 2 never said a word: unknown
+            expect(board).to_have_url(re.compile(r"/ui/\?q=&sort=state&view=table$"))
+            expect(board.locator("tr[data-connector]")).to_have_count(1)  # connector 2 never said a word: unknown
             loaded_at = board.evaluate("window.unstuckLoadedAt")
 
             # The connector page, in a second tab: every raw signal and the timeline.
@@ -164,7 +164,9 @@ def _browse(http: str, tx_id: int) -> None:
             assert still["verdict"] == "busy", still
 
             page.get_by_role("button", name="Confirm unlock").click()
-            expect(page.locator(".flash.ok")).to_contain_text("Unlocked. 1 stuck session(s) force-ended.")
+            expect(page.locator(".flash.ok")).to_contain_text(
+                "Unlocked: connector 1 is free. 1 stuck session(s) force-ended."
+            )
             expect(page.locator("#verdict-h")).to_have_text("free")
             expect(page.locator(".timeline")).to_contain_text("connector: unlock by olga")
             shot(page, "connector-freed", full_page=True)
@@ -190,7 +192,7 @@ def _browse(http: str, tx_id: int) -> None:
 
             # The phone, after the unlock.
             mobile.goto(f"{http}/ui/")
-            expect(mobile.locator('li.card[data-connector="UI0001/1"] .verdict')).to_have_text("free")
+            expect(mobile.locator('tr[data-connector="UI0001/1"] .verdict')).to_have_text("free")
             assert mobile.evaluate("document.documentElement.scrollWidth") <= 390
             shot(mobile, "phone-board-freed")
             mobile.goto(f"{http}/ui/connectors/UI0001/1")
@@ -259,7 +261,7 @@ def _browse_live(http: str, tx_id: int) -> None:
             expect(page.locator(".steps")).to_contain_text("Send UnlockConnector to LV0001")
             page.screenshot(path=str(SCREENSHOTS / "dashboard-unlock-live-confirm.png"), full_page=True)
             page.get_by_role("button", name="Stop the live session and unlock").click()
-            expect(page.locator(".flash.ok")).to_contain_text("Unlocked.")
+            expect(page.locator(".flash.ok")).to_contain_text("Unlocked: connector 1 is free.")
             expect(page.locator(".flash.ok")).to_contain_text("the charger was asked to stop it first")
             page.screenshot(path=str(SCREENSHOTS / "dashboard-unlock-live-done.png"), full_page=True)
         finally:

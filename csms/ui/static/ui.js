@@ -1,12 +1,169 @@
-// The dashboard's live parts, without a build step or a library: an element with
-// data-poll="URL" is refreshed every data-interval ms with the HTML fragment at URL.
+// The console's live parts, without a build step or a library.
+// - An element with data-poll="URL" is refreshed every data-interval ms with the HTML fragment at URL,
+//   changed nodes only: focus, text selection and open <details> survive; verdict changes are
+//   announced politely (data-news names an aria-live element).
+// - When the server cannot be reached, a banner says so, the page is greyed and every button is
+//   disabled until it answers again; a form is sent only after the server answered a ping.
 (function () {
   'use strict';
-  var status = null;
+  var lostSince = null;
+  var failures = 0;
+  var zone = document.body.getAttribute('data-tz') || 'UTC';
 
-  function say(ok) {
-    if (!status) status = document.querySelector('[data-updated]');
-    if (status) status.textContent = ok ? 'updated ' + new Date().toLocaleTimeString() : 'connection lost, retrying';
+  function clock(d) {
+    try {
+      return d.toLocaleTimeString('en-GB', { timeZone: zone, hour12: false, timeZoneName: 'short' });
+    } catch (e) {
+      return d.toISOString().slice(11, 19) + ' UTC';
+    }
+  }
+
+  function say(text) {
+    var status = document.querySelector('[data-updated]');
+    if (status) status.textContent = text;
+  }
+
+  // ---- the server's reachability
+  function banner() {
+    var b = document.getElementById('server-lost');
+    if (!b) {
+      b = document.createElement('p');
+      b.id = 'server-lost';
+      b.className = 'server-lost';
+      b.setAttribute('role', 'alert');
+      document.body.insertBefore(b, document.body.firstChild);
+    }
+    return b;
+  }
+
+  function lost() {
+    failures += 1;
+    if (failures < 2 || lostSince) return;
+    lostSince = new Date();
+    document.body.classList.add('lost');
+    banner().textContent = 'The CSMS cannot be reached since ' + clock(lostSince) +
+      ': what you see is from then, and actions are off until it answers again.';
+    document.querySelectorAll('main button:not([disabled])').forEach(function (b) {
+      b.disabled = true;
+      b.setAttribute('data-lost', '1');
+    });
+    say('connection lost, retrying');
+  }
+
+  function back() {
+    failures = 0;
+    if (!lostSince) return;
+    lostSince = null;
+    document.body.classList.remove('lost');
+    var b = document.getElementById('server-lost');
+    if (b) b.remove();
+    document.querySelectorAll('main button[data-lost]').forEach(function (x) {
+      x.disabled = false;
+      x.removeAttribute('data-lost');
+    });
+  }
+
+  async function ping() {
+    var ctl = new AbortController();
+    var timer = setTimeout(function () { ctl.abort(); }, 3000);
+    try {
+      var res = await fetch('/ui/ping', { cache: 'no-store', signal: ctl.signal });
+      if (res.ok) { back(); return true; }
+    } catch (e) { /* unreachable */ } finally { clearTimeout(timer); }
+    lost();
+    return false;
+  }
+
+  // ---- keyed, minimal DOM updates
+  function key(n) {
+    return n.nodeType === 1
+      ? (n.getAttribute('data-key') || n.getAttribute('data-connector') || n.getAttribute('data-charger') || '')
+      : '';
+  }
+
+  function same(a, b) {
+    return a.nodeType === b.nodeType && a.nodeName === b.nodeName && key(a) === key(b);
+  }
+
+  function syncAttributes(a, b) {
+    Array.prototype.slice.call(a.attributes).forEach(function (at) {
+      if (at.name !== 'open' && at.name !== 'data-lost' && at.name !== 'disabled' && !b.hasAttribute(at.name)) {
+        a.removeAttribute(at.name);
+      }
+    });
+    Array.prototype.slice.call(b.attributes).forEach(function (at) {
+      if (a.getAttribute(at.name) !== at.value) a.setAttribute(at.name, at.value);
+    });
+  }
+
+  function morph(oldParent, newParent) {
+    var olds = oldParent.childNodes;
+    var news = Array.prototype.slice.call(newParent.childNodes);
+    var aligned = olds.length === news.length && news.every(function (n, i) { return same(olds[i], n); });
+    if (!aligned) {
+      oldParent.replaceChildren.apply(oldParent, news);
+      return;
+    }
+    news.forEach(function (b, i) {
+      var a = olds[i];
+      if (a.nodeType !== 1) {
+        if (a.nodeValue !== b.nodeValue) a.nodeValue = b.nodeValue;
+      } else if (!a.isEqualNode(b)) {
+        syncAttributes(a, b);
+        morph(a, b);
+      }
+    });
+  }
+
+  function verdicts(root) {
+    var out = {};
+    root.querySelectorAll('[data-connector][data-verdict]').forEach(function (n) {
+      out[n.getAttribute('data-connector')] = n.getAttribute('data-verdict');
+    });
+    return out;
+  }
+
+  function announce(el, before, after) {
+    var news = document.getElementById(el.getAttribute('data-news') || '');
+    if (!news) return;
+    var changes = Object.keys(after).filter(function (k) { return k in before && before[k] !== after[k]; });
+    if (!changes.length) return;
+    var words = changes.slice(0, 3).map(function (k) {
+      var p = k.split('/');
+      return p[0] + ' connector ' + p[1] + ' is now ' + after[k];
+    });
+    if (changes.length > 3) words.push('and ' + (changes.length - 3) + ' more changed');
+    news.textContent = words.join('; ') + '.';
+  }
+
+  function focusKey(el) {
+    var a = document.activeElement;
+    if (!a || !el.contains(a)) return null;
+    return a.getAttribute('href') || a.id || null;
+  }
+
+  function refocus(el, k) {
+    if (!k || el.contains(document.activeElement)) return;
+    var found = Array.prototype.find.call(el.querySelectorAll('a[href], [id]'), function (n) {
+      return n.getAttribute('href') === k || n.id === k;
+    });
+    if (found) found.focus({ preventScroll: true });
+  }
+
+  function update(el, html) {
+    var sel = window.getSelection();
+    if (sel && !sel.isCollapsed && el.contains(sel.anchorNode)) return false; // keep what is being selected
+    var next = document.createElement('template');
+    next.innerHTML = html;
+    var before = verdicts(el);
+    var k = focusKey(el);
+    morph(el, next.content);
+    if (lostSince) el.querySelectorAll('button:not([disabled])').forEach(function (b) {
+      b.disabled = true; b.setAttribute('data-lost', '1');
+    });
+    refocus(el, k);
+    announce(el, before, verdicts(el));
+    return true;
   }
 
   function poll(el) {
@@ -19,20 +176,17 @@
       try {
         var res = await fetch(url, { headers: { 'X-UI-Poll': '1' }, credentials: 'same-origin', cache: 'no-store' });
         if (res.status === 401) {
-          location.href = '/ui/login?next=' + encodeURIComponent(location.pathname + location.search);
+          location.href = '/ui/login?why=ended&next=' + encodeURIComponent(location.pathname + location.search);
           return;
         }
-        if (!res.ok) { say(false); return; }
+        if (res.status >= 502) { lost(); return; }
+        back();
+        if (!res.ok) return;
         var html = await res.text();
-        if (html !== el.dataset.last) {
-          var open = Array.prototype.map.call(el.querySelectorAll('details[open]'), function (d) { return d.className; });
-          el.innerHTML = html;
-          el.dataset.last = html;
-          open.forEach(function (c) { var d = el.querySelector('details.' + c); if (d) d.open = true; });
-        }
-        say(true);
+        if (html !== el.dataset.last && update(el, html)) el.dataset.last = html;
+        say('updated ' + clock(new Date()));
       } catch (e) {
-        say(false);
+        lost();
       } finally {
         busy = false;
       }
@@ -41,11 +195,35 @@
     document.addEventListener('visibilitychange', function () { if (!document.hidden) tick(); });
   }
 
+  function guardForms() {
+    document.addEventListener('submit', function (ev) {
+      var form = ev.target;
+      if (form.method.toLowerCase() !== 'post' || form.dataset.checked === '1') return;
+      ev.preventDefault();
+      var button = ev.submitter;
+      ping().then(function (ok) {
+        if (!ok) return;
+        form.dataset.checked = '1';
+        if (button && button.name) {
+          var carry = document.createElement('input');
+          carry.type = 'hidden'; carry.name = button.name; carry.value = button.value;
+          form.appendChild(carry);
+        }
+        form.submit();
+      });
+    });
+  }
+
   function init() {
     document.querySelectorAll('[data-poll]').forEach(poll);
-    document.querySelectorAll('form[data-autosubmit] input[type=checkbox]').forEach(function (box) {
-      box.addEventListener('change', function () { box.form.submit(); });
-    });
+    document.querySelectorAll('form[data-autosubmit] input[type=checkbox], form[data-autosubmit] select')
+      .forEach(function (box) {
+        box.addEventListener('change', function () { box.form.submit(); });
+      });
+    if (document.body.hasAttribute('data-signed-in')) {
+      guardForms();
+      setInterval(function () { if (lostSince || !document.querySelector('[data-poll]')) ping(); }, 2500);
+    }
     window.unstuckLoadedAt = Date.now(); // the browser tests check that a page was not reloaded
   }
 
