@@ -31,6 +31,7 @@ from csms.db.engine import make_engine, redact
 from csms.db.ocpp_store import BULK_STATEMENTS
 from csms.db.schema import prepare
 from csms.metrics import CONNECTED, CONNECTIONS_REPLACED, HANDSHAKES_REFUSED, OCPP_LIMITS
+from csms.ocpp import presence
 from csms.ocpp.handlers import ChargePointHandlers
 from csms.ocpp.handlers201 import ChargePointHandlers201
 from csms.ocpp.registry import LiveChargePoint, Registry
@@ -270,6 +271,14 @@ class OcppEndpoint:
             "yes" if admitted.authenticated else "no (lab mode)",
             version.name,
         )
+        presence.record(
+            ctx,
+            cp_id,
+            presence.CONNECTED,
+            now,
+            presence.connected_details(version.name, remote, admitted.authenticated, old is not None),
+        )
+        failed = False
         try:
             async with trio.open_nursery() as watchers:
                 watchers.start_soon(watch_silent_connectors, ctx, live)
@@ -279,11 +288,17 @@ class OcppEndpoint:
         except Exception:
             # One charge point's failure must never take the server (and every other one) down.
             log.exception("charge_point.connection_failed charge_point=%s (closing this connection only)", cp_id)
+            failed = True
             with trio.move_on_after(2):
                 await ws.aclose(1011, "internal error")
         finally:
             if _forget(ctx, live):
                 log.info("charge_point.disconnected charge_point=%s", cp_id)
+            if ctx.registry.local(cp_id) is None:  # not replaced by a newer connection (its connect says so)
+                closed, at = ws.closed, ctx.clock.now()
+                code, reason = (None, None) if closed is None else (closed.code, closed.reason)
+                details = presence.disconnected_details(code, reason, live.ping_failed, live.connected_at, at, failed)
+                presence.record(ctx, cp_id, presence.DISCONNECTED, at, details)
             CONNECTED.set(len(ctx.registry))
 
 
