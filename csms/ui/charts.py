@@ -88,7 +88,8 @@ def nice_ceiling(value: float) -> float:
 
 
 def _kwh_label(value: float) -> str:
-    return f"{value:.2f}".rstrip("0").rstrip(".") if value else "0"
+    """Enough digits to tell the ticks apart (0.005, 0.01, 0.015 ... 12.5, 25 ... 250)."""
+    return f"{value:.4g}" if value else "0"
 
 
 def _time_label(at: datetime, with_date: bool) -> str:
@@ -121,10 +122,12 @@ def energy_chart(points: list[Point], *, width: int = WIDTH, height: int = HEIGH
     if span <= 0:
         xs = (Tick(x_of(t0), _time_label(t0, with_date)),)
     else:
-        xs = tuple(
-            Tick(left + i / x_ticks * (right - left), _time_label(t0 + (t1 - t0) * i / x_ticks, with_date))
-            for i in range(x_ticks + 1)
-        )
+        steps = max(1, min(x_ticks, int(span)))  # a span of seconds gets no more ticks than seconds
+        ticks = [
+            Tick(left + i / steps * (right - left), _time_label(t0 + (t1 - t0) * i / steps, with_date))
+            for i in range(steps + 1)
+        ]
+        xs = tuple(t for i, t in enumerate(ticks) if i == 0 or t.label != ticks[i - 1].label)
     ys = tuple(Tick(y_of(top_kwh * i / 4), _kwh_label(top_kwh * i / 4)) for i in range(5))
     first, last = points[0], points[-1]
     description = (

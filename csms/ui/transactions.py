@@ -96,6 +96,7 @@ async def transaction_page(request: Request, tx_id: str):
         fee=fee(t),
         points=points,
         chart=energy_chart(points),
+        chart_narrow=energy_chart(points, width=360, height=240, x_ticks=2),  # a phone's: its labels stay legible
         connector_url=f"/ui/connectors/{station_path(station)}/{t.connector_id}",
         sample_seconds=ctx.settings.meter_sample_seconds,
     )

@@ -184,3 +184,11 @@ def test_an_empty_chart_and_a_one_point_chart_draw_safely():
 def test_a_chart_over_midnight_labels_dates():
     points = series(T0 - timedelta(hours=13), 0, [], None, (T0, 5000))
     assert energy_chart(points).x_ticks[0].label == "2026-02-28 23:00:00"
+
+
+def test_a_chart_of_a_few_seconds_has_no_repeated_time_labels_and_small_energies_read_apart():
+    points = series(T0, 0, [(T0 + timedelta(seconds=1), 4, None), (T0 + timedelta(seconds=2), 8, None)], None, None)
+    chart = energy_chart(points)
+    labels = [t.label for t in chart.x_ticks]
+    assert labels == ["12:00:00", "12:00:01", "12:00:02"]
+    assert [t.label for t in chart.y_ticks] == ["0", "0.0025", "0.005", "0.0075", "0.01"]
