@@ -53,7 +53,7 @@ def disconnected_details(
         "why": why,
         "code": code,
         "reason": reason or None,
-        "connected_for_s": max(0, round((now - connected_at).total_seconds())),
+        "seconds_connected": max(0, round((now - connected_at).total_seconds())),
     }
 
 
