@@ -35,6 +35,7 @@ __all__ = [
     "delete",
     "listing",
     "log_if_charging",
+    "row",
     "save",
 ]
 
@@ -183,6 +184,17 @@ async def delete(ctx: Context, id_tag: str, actor: str) -> Saved:
     return done
 
 
+def _open_transactions(s: Session, id_tag: str | None = None) -> dict[str, list[int]]:
+    """Open transactions by the tag they were started with (`match_key`: case does not count); one tag's or all."""
+    query = select(Transaction.id, Transaction.id_tag).where(Transaction.stop_time.is_(None))
+    if id_tag is not None:
+        query = query.where(func.upper(Transaction.id_tag) == match_key(id_tag))
+    out: dict[str, list[int]] = {}
+    for tx_id, tx_tag in s.execute(query.order_by(Transaction.id)):
+        out.setdefault(match_key(tx_tag), []).append(tx_id)
+    return out
+
+
 def _listing(q: str, limit: int) -> Callable[[Session], tuple[list[IdTagRecord], int, dict[str, list[int]]]]:
     """The tags whose id or parent holds `q` (first `limit`, by id), how many match, open transactions by tag."""
 
@@ -197,10 +209,7 @@ def _listing(q: str, limit: int) -> Callable[[Session], tuple[list[IdTagRecord],
         total = len(rows)
         if total > limit:
             total = s.scalar(select(func.count()).select_from(query.order_by(None).subquery())) or 0
-        charging: dict[str, list[int]] = {}
-        open_tx = select(Transaction.id, Transaction.id_tag).where(Transaction.stop_time.is_(None))
-        for tx_id, tx_tag in s.execute(open_tx.order_by(Transaction.id)):
-            charging.setdefault(match_key(tx_tag), []).append(tx_id)
+        charging = _open_transactions(s)
         records = [IdTagRecord(r.id_tag, IdTagStatus(r.status), r.expiry_date, r.parent_id_tag) for r in rows[:limit]]
         return records, total, charging
 
@@ -212,3 +221,10 @@ async def listing(ctx: Context, q: str = "", limit: int = 500) -> tuple[list[Tag
     records, total, charging = await ctx.db.read(_listing(q, limit))
     rows = [TagRow(r, answer_now(ctx, r), charging.get(match_key(r.id_tag), [])) for r in records]
     return rows, total
+
+
+async def row(ctx: Context, id_tag: str) -> TagRow | None:
+    """One listed tag as the console's list shows it; None when it is not listed."""
+    tag = normalise(id_tag)
+    record, charging = await ctx.db.read(lambda s: (id_tag_store.lookup(s, tag), _open_transactions(s, tag)))
+    return None if record is None else TagRow(record, answer_now(ctx, record), charging.get(match_key(tag), []))
