@@ -17,7 +17,7 @@ from csms.db.models import ChargingSession, Station, Transaction
 from csms.db.transaction_store import TransactionRecord, _record
 from csms.ui.transaction_rows import TxFilter
 
-__all__ = ["PAGE_SIZE", "CSV_LIMIT", "TransactionPage", "Detail", "page_of", "detail_of"]
+__all__ = ["PAGE_SIZE", "CSV_LIMIT", "TransactionPage", "Detail", "page_of", "all_of", "detail_of"]
 
 PAGE_SIZE = 200
 CSV_LIMIT = 100_000  # a download of more is cut here (the filters narrow it)
