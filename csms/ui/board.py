@@ -28,6 +28,11 @@ class ChargerGroup:
     def busy(self) -> int:
         return sum(1 for r in self.rows if r.verdict == "busy")
 
+    @property
+    def all_free(self) -> bool:
+        """Nothing to read here: the board shows it as one line, so a big site's page stays short."""
+        return all(r.verdict == "free" and not r.suspicions for r in self.rows)
+
 
 @dataclass(frozen=True)
 class BoardView:

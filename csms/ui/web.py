@@ -24,7 +24,7 @@ from fastapi.templating import Jinja2Templates
 from markupsafe import Markup
 
 from csms.context import Context
-from csms.core.times import as_utc
+from csms.core.times import as_utc, parse_iso
 from csms.core.web_access import ROLES, SignInThrottle, may
 from csms.db.cleanup_store import audit
 from csms.db.web_user_store import get_user, session_key
@@ -63,8 +63,10 @@ HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=str(HERE / "templates"))
 
 
-def _clock(at: datetime | None, now: datetime) -> Markup:
-    """A <time> in the site's zone, UTC on hover."""
+def _clock(at: datetime | str | None, now: datetime) -> Markup:
+    """A <time> in the site's zone, UTC on hover (a stored time, or an ISO string from the signals)."""
+    if isinstance(at, str):
+        at = parse_iso(at)
     if at is None:
         return Markup("-")
     return Markup('<time datetime="{}" title="{}">{}</time>').format(

@@ -112,7 +112,7 @@ def _browse(http: str, tx_id: int) -> None:
             assert cookie["httpOnly"] and cookie["sameSite"] == "Strict" and cookie["expires"] > 0, cookie
 
             # The board: busy, with its reason in plain words, and suspected stuck.
-            card = board.locator('tr[data-connector="UI0001/1"]')
+            card = board.locator('[data-connector="UI0001/1"]')
             expect(card.locator(".verdict")).to_have_text("busy")
             expect(card.locator(".reasons")).to_contain_text(f"open transaction {tx_id} (TAG0001) since")
             expect(card.locator(".suspect")).to_contain_text("silent connector")
@@ -122,7 +122,7 @@ def _browse(http: str, tx_id: int) -> None:
             )
             mobile = phone.new_page()
             browser_sign_in(mobile, http, "olga")
-            expect(mobile.locator('tr[data-connector="UI0001/1"] .verdict')).to_have_text("busy")
+            expect(mobile.locator('[data-connector="UI0001/1"] .verdict')).to_have_text("busy")
             assert mobile.evaluate("document.documentElement.scrollWidth") <= 390
             shot(mobile, "phone-board-busy")
             mobile.goto(f"{http}/ui/connectors/UI0001/1")
@@ -131,14 +131,14 @@ def _browse(http: str, tx_id: int) -> None:
 
             board.get_by_label("Suspected stuck").check()  # the filters: only connectors that look stuck ...
             expect(board).to_have_url(re.compile(r"/ui/\?q=&stuck=1"))
-            expect(board.locator("tr[data-connector]")).to_have_count(1)
+            expect(board.locator("[data-connector]")).to_have_count(1)
             expect(card).to_be_visible()
             board.get_by_label("Suspected stuck").uncheck()
             board.get_by_label("Busy only").check()  # ... only busy ones
-            expect(board.locator("tr[data-connector]")).to_have_count(1)
+            expect(board.locator("[data-connector]")).to_have_count(1)
             board.get_by_label("Busy only").uncheck()
             expect(board).to_have_url(re.compile(r"/ui/\?q=&sort=state&view=table$"))
-            expect(board.locator("tr[data-connector]")).to_have_count(1)  # connector 2 never said a word: unknown
+            expect(board.locator("[data-connector]")).to_have_count(1)  # connector 2 never said a word: unknown
             loaded_at = board.evaluate("window.unstuckLoadedAt")
 
             # The connector page, in a second tab: every raw signal and the timeline.
@@ -192,7 +192,7 @@ def _browse(http: str, tx_id: int) -> None:
 
             # The phone, after the unlock.
             mobile.goto(f"{http}/ui/")
-            expect(mobile.locator('tr[data-connector="UI0001/1"] .verdict')).to_have_text("free")
+            expect(mobile.locator('[data-connector="UI0001/1"] .verdict')).to_have_text("free")
             assert mobile.evaluate("document.documentElement.scrollWidth") <= 390
             shot(mobile, "phone-board-freed")
             mobile.goto(f"{http}/ui/connectors/UI0001/1")
