@@ -67,3 +67,36 @@ def browser_sign_in(page, http: str, name: str, password: str = PASSWORD, next_p
 
 def launch(p):
     return p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+
+
+AXE_DIR = Path(__file__).with_name("axe")
+
+
+def axe_source() -> str | None:
+    """axe-core's script (npm, installed into tests/support/axe on first use), or None without node and npm."""
+    import fcntl
+    import shutil
+
+    script = AXE_DIR / "node_modules" / "axe-core" / "axe.min.js"
+    if shutil.which("npm") is None:
+        return None
+    with open(AXE_DIR / ".install.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # parallel workers install once
+        if not script.exists():
+            done = subprocess.run(
+                ["npm", "ci", "--no-audit", "--no-fund"], cwd=AXE_DIR, capture_output=True, text=True, timeout=300
+            )
+            assert done.returncode == 0, f"npm ci in {AXE_DIR} failed:\n{done.stdout}\n{done.stderr}"
+    return script.read_text(encoding="utf-8")
+
+
+def axe_problems(page, source: str) -> list[str]:
+    """Serious and critical axe-core findings on the page as it is now, one line each."""
+    page.evaluate(source)
+    found = page.evaluate(
+        "async () => (await axe.run(document, {resultTypes: ['violations']})).violations"
+        ".filter(v => v.impact === 'serious' || v.impact === 'critical')"
+        ".map(v => v.impact + ' ' + v.id + ': ' + v.help + ' -> ' +"
+        " v.nodes.slice(0, 3).map(n => n.target.join(' ')).join(' | '))"
+    )
+    return list(found)
