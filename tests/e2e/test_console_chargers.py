@@ -238,9 +238,10 @@ def _offline(http: str, fleet: Fleet, cp_id: str, cut: Callable[[], None]) -> No
             expect(page.locator(".charger-history")).to_contain_text("charge point: connected")
             _shot(page, "offline-charger", full_page=True)
 
-            # On old main the connector page offered "Ask for status" and "Soft reset" to an offline charger
-            # (the template had no `disabled`; both led to a 409 error page): to_be_disabled() below failed there,
-            # and so did the "offline since" reason (there was none).
+            # Old main fails here (and already above: its reset confirmation said "every connector (0, 1, 2)", and
+            # it had no /ui/chargers/{id} page): connector.html offered "Ask for status" and "Soft reset" to an
+            # offline charger with no `disabled` attribute and no reason, and both led to a 409 error page, so
+            # to_be_disabled() on "Ask for status" fails, as does the "offline since" reason below.
             page.goto(f"{http}/ui/connectors/{cp_id}/1")
             expect(page.get_by_role("button", name="Ask for status")).to_be_disabled()
             expect(page.get_by_role("button", name="Soft reset")).to_be_disabled()
@@ -349,7 +350,9 @@ def _many(http: str) -> None:
             _shot(phone, "phone-200")
             desk = browser.new_context(viewport=DESKTOP).new_page()
             browser_sign_in(desk, http, "olga", next_path="/ui/chargers")
-            desk.locator("thead").get_by_role("link", name=re.compile(r"^Charger")).click()  # sorted by id already: now descending
+            desk.locator("thead").get_by_role(
+                "link", name=re.compile(r"^Charger")
+            ).click()  # sorted by id already: now descending
             expect(desk.locator("tbody tr").first).to_have_attribute("data-charger", "SITE0200")
             _shot(desk, "desktop-200")
         finally:
