@@ -311,7 +311,7 @@ async def reset_confirmpage(request: Request, station_id: str, connector_id: int
         session,
         cp_id=cp_id,
         online=live is not None,
-        connectors=sorted(live.connectors) if live else [],
+        connectors=[c for c in sorted(live.connectors) if c > 0] if live else [],  # 0 is the charger itself
         base=f"/ui/connectors/{station_path(st_id)}/{connector_id}",
     )
 
