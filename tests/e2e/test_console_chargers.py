@@ -384,3 +384,32 @@ async def test_two_hundred_chargers_in_one_page(csms, nursery):
     assert min(took) < 0.5, took
     print(f"/ui/chargers with 200 chargers: best {min(took) * 1000:.0f} ms, worst {max(took) * 1000:.0f} ms")
     await trio.to_thread.run_sync(partial(_many, csms.http))
+
+
+# ------------------------------------------------------------------ the pure parts
+def test_the_list_sorts_by_a_column_with_unknown_values_last_and_counts_no_connector_0():
+    from datetime import UTC, datetime
+
+    from csms.core.chargepoint_auth import password_problem
+    from csms.ocpp.presence import disconnected_details
+    from csms.ui.chargers import ChargerLine, new_password, real_connectors, sort_lines
+    from csms.ui.chargers_store import ChargerRow
+
+    def line(cp_id: str, vendor: str | None, online: bool) -> ChargerLine:
+        row = ChargerRow(cp_id, cp_id, vendor, None, None, None, None, None, None, None, False)
+        return ChargerLine(row, online, None, ())
+
+    lines = [line("B", "zeta", False), line("a", None, True), line("C", "Alpha", False)]
+    assert [ln.row.id for ln in sort_lines(lines, "vendor", False)] == ["C", "B", "a"]
+    assert [ln.row.id for ln in sort_lines(lines, "vendor", True)] == ["B", "C", "a"]  # unknown last either way
+    assert [ln.row.id for ln in sort_lines(lines, "state", False)] == ["a", "B", "C"]
+    assert [ln.row.id for ln in sort_lines(lines, "nonsense", False)] == ["a", "B", "C"]  # by id
+    assert real_connectors([0, 2, 1, 2]) == [1, 2]
+    passwords = {new_password() for _ in range(20)}
+    assert len(passwords) == 20 and all(password_problem(p) is None for p in passwords)
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    assert (
+        disconnected_details(1001, "offline: no heartbeat or no pong", False, at, at, False)["why"] == "heartbeat lost"
+    )
+    assert disconnected_details(None, None, False, at, at, False)["why"] == "connection dropped (no close frame)"
+    assert disconnected_details(1000, "bye", False, at, at, False)["why"] == "closed"
