@@ -165,9 +165,15 @@ async def logout(request: Request):
 
 
 # ------------------------------------------------------------------ people
-async def _users_page(request: Request, session: auth.UiSession, status: int = 200, error: str | None = None):
+async def _users_page(request: Request, session: auth.UiSession):
     users = await ctx_of(request).db.read(list_users)
-    return page(request, "users.html", session, status=status, users=users, error=error)
+    return page(request, "users.html", session, users=users)
+
+
+def _back_to_users(request: Request, session: auth.UiSession, why: str) -> Response:
+    """A refused change: said on the users page, reached by a redirect (a reload sends nothing again)."""
+    flash(request, session, "warn", why)
+    return redirect("/ui/users")
 
 
 @router.get("/users")
@@ -190,12 +196,12 @@ async def add_user_form(request: Request) -> Response:
     role = _checked_role(form.get("role", "viewer"))
     problem = user_name_problem(name) or user_password_problem(password)
     if problem:
-        return await _users_page(request, session, 400, f"Not added: {problem}.")
+        return _back_to_users(request, session, f"Not added: {problem}.")
     async with ui_of(request).hashing:
         encoded = await trio.to_thread.run_sync(auth.hash_password, password)
     now = ctx.clock.now()
     if not await ctx.db.write(lambda s: add_user(s, name, role, encoded, now)):
-        return await _users_page(request, session, 409, f"Not added: there is a user {name!r} already.")
+        return _back_to_users(request, session, f"Not added: there is a user {name!r} already.")
     audit_action(ctx, session, "ui.user_added", subject=name, role=role)
     flash(request, session, "ok", f"Added {name} ({role}). They can sign in now.")
     return redirect("/ui/users")
@@ -213,7 +219,7 @@ async def change_user(request: Request, name: str) -> Response:
     if form.get("password"):
         problem = user_password_problem(form["password"])
         if problem:
-            return await _users_page(request, session, 400, f"Not changed: {problem}.")
+            return _back_to_users(request, session, f"Not changed: {problem}.")
         async with ui_of(request).hashing:
             encoded = await trio.to_thread.run_sync(auth.hash_password, form["password"])
     demotes = (role is not None and role != "admin") or disabled is True
@@ -231,9 +237,7 @@ async def change_user(request: Request, name: str) -> Response:
     if outcome == "missing":
         raise Refused(404, "Not found", f"No user {name!r}.")
     if outcome == "last_admin":
-        return await _users_page(
-            request, session, 409, f"Not changed: {name} is the last admin; make another admin first."
-        )
+        return _back_to_users(request, session, f"Not changed: {name} is the last admin; make another admin first.")
     what = [
         w
         for w, on in (
