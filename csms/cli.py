@@ -18,6 +18,7 @@ from csms.config import (
     parse_tokens,
     parse_tokens_file,
 )
+from csms.core.web_access import ROLES
 from csms.core.webhooks import parse_webhook
 
 __all__ = ["main", "build_parser", "settings_from_args"]
@@ -439,7 +440,7 @@ def build_parser() -> argparse.ArgumentParser:
         "echo 'a long passphrase' | csms users add alice --role admin --password-stdin",
     )
     uadd.add_argument("name", help="1-64 letters, digits and . _ @ -")
-    uadd.add_argument("--role", choices=("viewer", "operator", "admin"), default="operator", help="(default operator)")
+    uadd.add_argument("--role", choices=ROLES, default="operator", help="(default operator)")
     uadd.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
     uadd.add_argument("--update", action="store_true", help="the user exists: set this role and password")
     _add_db(uadd)

@@ -6,7 +6,6 @@ import logging
 from contextlib import nullcontext
 from typing import Any
 
-import trio
 from fastapi import APIRouter, Request
 from pydantic import Field, field_validator
 from sqlalchemy.orm import Session
@@ -14,10 +13,11 @@ from sqlalchemy.orm import Session
 from csms.api.auth import Admin
 from csms.api.envelope import ApiError, CamelModel, ok
 from csms.api.stations import check_charge_point_id, check_password
-from csms.core.chargepoint_auth import MAX_ID_LENGTH, hash_password
+from csms.core.chargepoint_auth import MAX_ID_LENGTH
 from csms.core.times import iso
 from csms.db import credential_store
 from csms.db.cleanup_store import audit
+from csms.services.provisioning import provision
 from ocppj import (
     CallErrorReceived,
     CallTimeoutError,
@@ -97,50 +97,14 @@ async def list_charge_points(request: Request, who: Admin):
     return ok(rows)
 
 
-async def _provision(
-    request: Request, cp_id: str, password: str | None, actor: str, create_station: bool
-) -> credential_store.ProvisionResult:
-    ctx = request.app.state.ctx
-    pw_hash = None if password is None else await trio.to_thread.run_sync(hash_password, password)
-    now = ctx.clock.now()
-
-    def work(s: Session) -> credential_store.ProvisionResult:
-        result = credential_store.provision(s, cp_id, pw_hash, now, create_station=create_station)
-        audit(
-            s,
-            actor=actor,
-            action="charge_point.provisioned",
-            at=now,
-            charge_point_id=cp_id,
-            created=result.created,
-            passwordChanged=pw_hash is not None,
-        )
-        return result
-
-    result = await ctx.db.write(work)
-    ctx.known_charge_points.add(cp_id)
-    log.info(
-        "charge_point.provisioned charge_point=%s created=%s password_changed=%s by=%s",
-        cp_id,
-        result.created,
-        pw_hash is not None,
-        actor,
-    )
-    live = ctx.registry.get(cp_id) if pw_hash is not None else None
-    if live is not None:
-        # A new password is an end to trust in the old one: whoever holds this connection proved only that.
-        log.warning("charge_point.password_rotated charge_point=%s (its open connection is closed)", cp_id)
-        with trio.move_on_after(2):
-            await live.connection.ws.aclose(1008, "password changed: reconnect with the new one")
-    return result
-
-
 @router.post(
     "", status_code=201, responses={200: {"description": "Already registered (its password replaced if one was given)"}}
 )
 async def register_charge_point(body: ChargePointIn, request: Request, who: Admin):
     """Register a charge point (with a station of the same id, like lab mode) and/or set its password."""
-    result = await _provision(request, body.id, body.password, who.name, create_station=True)
+    result = (
+        await provision(request.app.state.ctx, body.id, body.password, actor=who.name, create_station=True)
+    ).result
     message = "Charge point registered" if result.created else "Charge point already registered"
     if body.password is not None and not result.created:
         message = "Charge point password replaced"
@@ -155,7 +119,7 @@ async def set_password(cp_id: str, body: PasswordIn, request: Request, who: Admi
         exists = await ctx.db.read(lambda s: credential_store.load_access(s, cp_id).known)
         if not exists:
             raise ApiError(404, "Charge point not found; POST /api/charge-points registers it")
-    await _provision(request, cp_id, body.password, who.name, create_station=False)
+    await provision(request.app.state.ctx, cp_id, body.password, actor=who.name, create_station=False)
     return ok({"id": cp_id, "passwordSet": True}, "Charge point password set")
 
 

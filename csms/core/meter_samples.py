@@ -3,17 +3,19 @@
 MeterValues are the hottest OCPP message and a charger may sample every second; the chart needs a
 shape, not every reading. The last reading needs no row of its own: every sample already lands in
 the transaction's latest_meter_wh/latest_meter_at (and its meterStop at the end), which the chart
-appends. The rule is applied twice: in memory per connection (most samples never reach the writer),
-and again in SQL against the stored rows (`csms.db.meter_sample_store`), so a restart or a replay
-cannot crowd the table either.
+appends. For OCPP 1.6 MeterValues the rule is applied in memory per connection first (most samples never
+reach the writer); for both versions it is applied in SQL against the stored rows
+(`csms.db.meter_sample_store`), so a restart or a replay cannot crowd the table either.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, MutableMapping
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
+
+from csms.core.metering import parse_timestamp
 
 __all__ = ["POWER", "keep_sample", "window", "remember", "power_w", "MAX_REMEMBERED"]
 
@@ -46,16 +48,6 @@ def remember(kept: MutableMapping[int, datetime], tx_id: int, at: datetime, cap:
     kept[tx_id] = at
     while len(kept) > cap:
         kept.pop(next(iter(kept)))
-
-
-def _stamp(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        moment = datetime.fromisoformat(value.strip())
-    except ValueError:
-        return None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def _power_of(sample: Any) -> int | None:
@@ -91,7 +83,7 @@ def power_w(meter_value: Iterable[Mapping[str, Any]], at: datetime | None) -> in
     """
     found = None
     for entry in meter_value or ():
-        if not isinstance(entry, Mapping) or _stamp(entry.get("timestamp")) != at:
+        if not isinstance(entry, Mapping) or parse_timestamp(entry.get("timestamp")) != at:
             continue
         samples = entry.get("sampledValue")
         for sample in samples if isinstance(samples, list | tuple) else ():

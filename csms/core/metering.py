@@ -13,6 +13,7 @@ from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
 __all__ = [
+    "parse_timestamp",
     "ENERGY_REGISTER",
     "MAX_REGISTER_WH",
     "Reading",
@@ -58,7 +59,7 @@ class Reading:
     at: datetime | None
 
 
-def _parse_timestamp(value: Any) -> datetime | None:
+def parse_timestamp(value: Any) -> datetime | None:
     """An ISO 8601 timestamp as aware UTC, or None if the charger sent something else."""
     if not isinstance(value, str):
         return None
@@ -157,7 +158,7 @@ def latest_energy_register(
         wh = _entry_wh(entry, contexts)
         if wh is None:
             continue
-        stamp = _parse_timestamp(entry.get("timestamp"))
+        stamp = parse_timestamp(entry.get("timestamp"))
         key = (stamp is not None, stamp or datetime.min.replace(tzinfo=UTC))
         if best_key is None or key >= best_key:
             best_key, best = key, Reading(wh, stamp)

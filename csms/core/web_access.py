@@ -45,42 +45,62 @@ def user_password_problem(password: str) -> str | None:
 
 @dataclass
 class SignInThrottle:
-    """Failed sign-ins per user name and per client address in a sliding window.
+    """Sign-in attempts that failed, or are being checked, in a sliding window.
 
-    Past the limit, sign-in is refused without checking the password until the oldest
-    failure in the window ages out: guessing costs the guesser time, not the server CPU.
+    Three buckets: one name from one address (the guesser), one address (one guesser trying many
+    names) and one name from anywhere (a spread-out guess, with a far higher limit, so a stranger
+    cannot lock a person out by failing on purpose). Past a limit, sign-in is refused without
+    checking the password until the oldest attempt in the window ages out: guessing costs the
+    guesser time, not the server CPU. An attempt counts from when it starts (`begin`), so many at
+    once are throttled as surely as many in a row; a success takes its own count back.
     """
 
     window: float = 300.0
-    per_name: int = 5
+    per_name_and_address: int = 5
     per_address: int = 20
-    _failures: dict[str, deque[float]] = field(default_factory=dict)
+    per_name: int = 50
+    _attempts: dict[str, deque[float]] = field(default_factory=dict)
+
+    def _keys(self, name: str, address: str) -> list[tuple[str, int]]:
+        n = name.lower()
+        return [
+            (f"na:{n}|{address}", self.per_name_and_address),
+            (f"a:{address}", self.per_address),
+            (f"n:{n}", self.per_name),
+        ]
 
     def _recent(self, key: str, now: float) -> deque[float]:
-        q = self._failures.get(key)
+        q = self._attempts.get(key)
         if q is None:
             return deque()
         while q and q[0] <= now - self.window:
             q.popleft()
         if not q:
-            del self._failures[key]
+            del self._attempts[key]
         return q
 
     def wait(self, name: str, address: str, now: float) -> float:
         """Seconds until a sign-in for `name` from `address` is heard again; 0 when it may be tried now."""
         waits = [0.0]
-        for key, limit in (("n:" + name.lower(), self.per_name), ("a:" + address, self.per_address)):
+        for key, limit in self._keys(name, address):
             q = self._recent(key, now)
             if len(q) >= limit:
                 waits.append(q[len(q) - limit] + self.window - now)
         return max(waits)
 
-    def failed(self, name: str, address: str, now: float) -> None:
-        for key in ("n:" + name.lower(), "a:" + address):
-            self._failures.setdefault(key, deque()).append(now)
-        if len(self._failures) > 10_000:  # bounded: forget the quietest keys
-            for key in sorted(self._failures, key=lambda k: self._failures[k][-1])[:5_000]:
-                del self._failures[key]
+    def begin(self, name: str, address: str, now: float) -> None:
+        """An attempt starts: it counts as failed until `succeeded` says otherwise."""
+        for key, _ in self._keys(name, address):
+            self._attempts.setdefault(key, deque()).append(now)
+        if len(self._attempts) > 30_000:  # bounded: forget the quietest keys
+            for key in sorted(self._attempts, key=lambda k: self._attempts[k][-1])[:15_000]:
+                del self._attempts[key]
 
-    def succeeded(self, name: str) -> None:
-        self._failures.pop("n:" + name.lower(), None)
+    def succeeded(self, name: str, address: str, now: float) -> None:
+        """The attempt begun at `now` was right: the name's own buckets are cleared, the address's takes it back."""
+        n = name.lower()
+        self._attempts.pop(f"na:{n}|{address}", None)
+        self._attempts.pop(f"n:{n}", None)
+        q = self._attempts.get(f"a:{address}")
+        if q is not None and now in q:
+            q.remove(now)

@@ -302,6 +302,14 @@ class WebUser(Base):
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
+class RevokedSession(Base):
+    """A dashboard session signed out before its cookie expires: every node refuses it, restarts too."""
+
+    __tablename__ = "ui_revoked_sessions"
+    sid: Mapped[str] = mapped_column(String(32), primary_key=True)
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+
+
 class SiteSecret(Base):
     """Secrets the site's processes share (the dashboard's cookie key): sign-ins outlive restarts and nodes."""
 

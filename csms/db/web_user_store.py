@@ -6,12 +6,23 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from csms.db.models import SiteSecret, WebUser
+from csms.db.models import RevokedSession, SiteSecret, WebUser
 
-__all__ = ["UserRow", "get_user", "list_users", "add_user", "update_user", "session_key", "admins_left"]
+__all__ = [
+    "UserRow",
+    "get_user",
+    "list_users",
+    "add_user",
+    "update_user",
+    "session_key",
+    "read_session_key",
+    "admins_left",
+    "revoke_session",
+    "session_revoked",
+]
 
 _KEY = "ui_session_key"
 
@@ -89,3 +100,19 @@ def session_key(s: Session, now: datetime) -> bytes:
         s.add(row)
         s.flush()
     return bytes.fromhex(row.value)
+
+
+def read_session_key(s: Session) -> bytes | None:
+    row = s.get(SiteSecret, _KEY)
+    return None if row is None else bytes.fromhex(row.value)
+
+
+def revoke_session(s: Session, sid: str, expires: datetime, now: datetime) -> None:
+    """Sign-out: the session is refused everywhere until its cookie would have expired anyway."""
+    s.execute(delete(RevokedSession).where(RevokedSession.expires_at < now))
+    if s.get(RevokedSession, sid) is None:
+        s.add(RevokedSession(sid=sid, expires_at=expires))
+
+
+def session_revoked(s: Session, sid: str) -> bool:
+    return s.get(RevokedSession, sid) is not None

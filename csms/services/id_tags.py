@@ -19,7 +19,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from csms.context import Context
-from csms.core.id_tags import IdTagInfo, IdTagRecord, IdTagStatus, decide, match_key, normalise, record_from
+from csms.core.id_tags import IdTagInfo, IdTagRecord, IdTagStatus, decide, normalise, record_from
 from csms.core.times import iso
 from csms.db import id_tag_store
 from csms.db.audit import audit
@@ -184,15 +184,18 @@ async def delete(ctx: Context, id_tag: str, actor: str) -> Saved:
     return done
 
 
-def _open_transactions(s: Session, id_tag: str | None = None) -> dict[str, list[int]]:
-    """Open transactions by the tag they were started with (`match_key`: case does not count); one tag's or all."""
-    query = select(Transaction.id, Transaction.id_tag).where(Transaction.stop_time.is_(None))
-    if id_tag is not None:
-        query = query.where(func.upper(Transaction.id_tag) == match_key(id_tag))
+def _open_transactions(s: Session) -> dict[str, list[int]]:
+    """Every open transaction by the tag exactly as it was started with (see `_charging`)."""
     out: dict[str, list[int]] = {}
+    query = select(Transaction.id, Transaction.id_tag).where(Transaction.stop_time.is_(None))
     for tx_id, tx_tag in s.execute(query.order_by(Transaction.id)):
-        out.setdefault(match_key(tx_tag), []).append(tx_id)
+        out.setdefault(tx_tag, []).append(tx_id)
     return out
+
+
+def _charging(by_tag: dict[str, list[int]], id_tag: str) -> list[int]:
+    """A tag's open transactions by the store's rule (`id_tag_store.spellings`), so the list and delete agree."""
+    return sorted(tx for spelling in id_tag_store.spellings(id_tag) for tx in by_tag.get(spelling, []))
 
 
 def _listing(q: str, limit: int) -> Callable[[Session], tuple[list[IdTagRecord], int, dict[str, list[int]]]]:
@@ -219,12 +222,14 @@ def _listing(q: str, limit: int) -> Callable[[Session], tuple[list[IdTagRecord],
 async def listing(ctx: Context, q: str = "", limit: int = 500) -> tuple[list[TagRow], int]:
     """The console's list (substring search on the id and the parent, case-insensitive) and how many match."""
     records, total, charging = await ctx.db.read(_listing(q, limit))
-    rows = [TagRow(r, answer_now(ctx, r), charging.get(match_key(r.id_tag), [])) for r in records]
+    rows = [TagRow(r, answer_now(ctx, r), _charging(charging, r.id_tag)) for r in records]
     return rows, total
 
 
 async def row(ctx: Context, id_tag: str) -> TagRow | None:
     """One listed tag as the console's list shows it; None when it is not listed."""
     tag = normalise(id_tag)
-    record, charging = await ctx.db.read(lambda s: (id_tag_store.lookup(s, tag), _open_transactions(s, tag)))
-    return None if record is None else TagRow(record, answer_now(ctx, record), charging.get(match_key(tag), []))
+    record, charging = await ctx.db.read(
+        lambda s: (id_tag_store.lookup(s, tag), id_tag_store.open_transactions_of(s, tag))
+    )
+    return None if record is None else TagRow(record, answer_now(ctx, record), charging)

@@ -37,9 +37,13 @@ __all__ = [
     "csrf_ok",
     "hash_password",
     "verify_password",
+    "FLASH_COOKIE",
+    "flash_cookie",
+    "read_flash",
 ]
 
 COOKIE = "unstuck_ui"
+FLASH_COOKIE = "unstuck_flash"
 LIFETIME_SECONDS = 8 * 3600  # a working shift
 _HASHER = PasswordHasher()  # argon2id, the library's defaults (RFC 9106 low-memory profile)
 _DUMMY = _HASHER.hash(secrets.token_urlsafe(16))  # checked for unknown names: same cost, no oracle
@@ -137,3 +141,24 @@ def verify_password(encoded: str | None, password: str) -> bool:
     except (VerificationError, InvalidHashError):
         return False
     return ok and encoded is not None
+
+
+def flash_cookie(key: bytes, sid: str, kind: str, text: str) -> str:
+    """A one-time message for one session, signed (no one else can plant words in the console)."""
+    payload = _b64(json.dumps([sid, kind, text[:1500]], separators=(",", ":")).encode())
+    return f"{payload}.{_b64(_mac(key, b'flash', payload.encode()))}"
+
+
+def read_flash(key: bytes, session: UiSession, value: str | None) -> tuple[str, str] | None:
+    if not value or value.count(".") != 1:
+        return None
+    payload, mac = value.split(".")
+    try:
+        if not hmac.compare_digest(_unb64(mac), _mac(key, b"flash", payload.encode())):
+            return None
+        sid, kind, text = json.loads(_unb64(payload))
+    except (ValueError, TypeError):
+        return None
+    if sid != session.sid or kind not in ("ok", "warn") or not isinstance(text, str):
+        return None
+    return kind, text

@@ -19,20 +19,18 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-import trio
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from csms.api.id_tags import check_tag_for_start
 from csms.context import Context
 from csms.core.billing import InvalidTariffError, parse_tariff
-from csms.core.chargepoint_auth import MIN_PASSWORD_LENGTH, hash_password, password_problem
-from csms.db import credential_store
-from csms.db.cleanup_store import audit
+from csms.core.chargepoint_auth import MIN_PASSWORD_LENGTH, password_problem
 from csms.errors import CsmsError
 from csms.ocpp.commands import commands_for
 from csms.services import sessions
 from csms.services.occupancy import Evaluation, evaluate_all
+from csms.services.provisioning import provision
 from csms.ui import auth
 from csms.ui.chargers_store import ChargerDetail, ChargerRow, OpenTransaction, charger_detail, charger_rows
 from csms.ui.web import (
@@ -522,9 +520,8 @@ async def password_confirmpage(request: Request, cp_id: str):
 
 @router.post("/chargers/{cp_id}/password")
 async def provision_password(request: Request, cp_id: str) -> Response:
-    """A new random password, stored as `csms chargers add ID --password-stdin` stores it (a scrypt hash,
-    audited), shown once on this answer only: never in a flash, a URL or a log. Its open connection is closed,
-    as the REST API does: whoever holds it proved only the old password."""
+    """A new random password, provisioned as the REST API does (`csms.services.provisioning`), shown once on
+    this answer only: never in a flash, a URL or a log."""
     session = await signed_in(request, "admin")
     form = await checked_form(request, session)
     if form.get("confirm") != "yes":
@@ -532,31 +529,7 @@ async def provision_password(request: Request, cp_id: str) -> Response:
     ctx = ctx_of(request)
     detail = await _detail(ctx, cp_id)
     password = new_password()
-    pw_hash = await trio.to_thread.run_sync(hash_password, password)
-    now = ctx.clock.now()
-
-    def work(s) -> credential_store.ProvisionResult:
-        result = credential_store.provision(s, cp_id, pw_hash, now, create_station=False)
-        audit(
-            s,
-            actor=session.name,
-            action="charge_point.provisioned",
-            at=now,
-            charge_point_id=cp_id,
-            created=result.created,
-            passwordChanged=True,
-            via="console",
-        )
-        return result
-
-    await ctx.db.write(work)
-    ctx.known_charge_points.add(cp_id)
-    log.info("charge_point.provisioned charge_point=%s password_changed=True by=%s (console)", cp_id, session.name)
-    live = ctx.registry.local(cp_id)  # this node's socket (in a cluster the holding node's closes on its next check)
-    if live is not None:
-        log.warning("charge_point.password_rotated charge_point=%s (its open connection is closed)", cp_id)
-        with trio.move_on_after(2):
-            await live.connection.ws.aclose(1008, "password changed: reconnect with the new one")
+    done = await provision(ctx, cp_id, password, actor=session.name, create_station=False, via="console")
     return page(
         request,
         "charger_password.html",
@@ -564,6 +537,6 @@ async def provision_password(request: Request, cp_id: str) -> Response:
         cp_id=cp_id,
         password=password,
         rotated=detail.row.password_set,
-        was_online=live is not None,
+        was_online=done.disconnected,
         base=charger_path(cp_id),
     )

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, tzinfo
 
 from csms.core.times import as_utc
 
@@ -45,6 +45,7 @@ class Chart:
     plot: tuple[float, float, float, float]  # left, top, right, bottom of the plotting area
     title: str
     description: str
+    zone: str = "UTC"  # the time axis's zone, as its labels say it
 
     @property
     def polyline(self) -> str:
@@ -92,19 +93,22 @@ def _kwh_label(value: float) -> str:
     return f"{value:.4g}" if value else "0"
 
 
-def _time_label(at: datetime, with_date: bool) -> str:
-    return as_utc(at).strftime("%Y-%m-%d %H:%M:%S" if with_date else "%H:%M:%S")
+def _time_label(at: datetime, with_date: bool, zone: tzinfo = UTC) -> str:
+    return as_utc(at).astimezone(zone).strftime("%Y-%m-%d %H:%M:%S" if with_date else "%H:%M:%S")
 
 
-def energy_chart(points: list[Point], *, width: int = WIDTH, height: int = HEIGHT, x_ticks: int = 4) -> Chart:
-    """Scale the points into a width x height SVG: time left to right, kWh bottom to top from 0.
+def energy_chart(
+    points: list[Point], *, width: int = WIDTH, height: int = HEIGHT, x_ticks: int = 4, zone: tzinfo = UTC
+) -> Chart:
+    """Scale the points into a width x height SVG: time left to right (in `zone`), kWh bottom to top from 0.
 
     One point (or all at one moment) sits in the middle of the time axis; no points make an empty chart.
     """
     left, top, right, bottom = LEFT, TOP, width - RIGHT, height - BOTTOM
     title = "Energy delivered over time"
+    name = as_utc(points[0].at).astimezone(zone).strftime("%Z") if points else str(zone)
     if not points:
-        return Chart(width, height, (), (), (), (left, top, right, bottom), title, "No meter readings to draw.")
+        return Chart(width, height, (), (), (), (left, top, right, bottom), title, "No meter readings to draw.", name)
     t0, t1 = points[0].at, points[-1].at
     span = (t1 - t0).total_seconds()
     top_kwh = nice_ceiling(max(p.kwh for p in points))
@@ -117,21 +121,21 @@ def energy_chart(points: list[Point], *, width: int = WIDTH, height: int = HEIGH
     def y_of(kwh: float) -> float:
         return bottom - kwh / top_kwh * (bottom - top)
 
-    with_date = t0.date() != t1.date()
+    with_date = as_utc(t0).astimezone(zone).date() != as_utc(t1).astimezone(zone).date()
     xs: tuple[Tick, ...]
     if span <= 0:
-        xs = (Tick(x_of(t0), _time_label(t0, with_date)),)
+        xs = (Tick(x_of(t0), _time_label(t0, with_date, zone)),)
     else:
         steps = max(1, min(x_ticks, int(span)))  # a span of seconds gets no more ticks than seconds
         ticks = [
-            Tick(left + i / steps * (right - left), _time_label(t0 + (t1 - t0) * i / steps, with_date))
+            Tick(left + i / steps * (right - left), _time_label(t0 + (t1 - t0) * i / steps, with_date, zone))
             for i in range(steps + 1)
         ]
         xs = tuple(t for i, t in enumerate(ticks) if i == 0 or t.label != ticks[i - 1].label)
     ys = tuple(Tick(y_of(top_kwh * i / 4), _kwh_label(top_kwh * i / 4)) for i in range(5))
     first, last = points[0], points[-1]
     description = (
-        f"{len(points)} readings from {_time_label(t0, True)} to {_time_label(t1, True)} UTC; "
+        f"{len(points)} readings from {_time_label(t0, True, zone)} to {_time_label(t1, True, zone)} {name}; "
         f"energy delivered rose from {first.kwh:.3f} kWh to {last.kwh:.3f} kWh."
     )
     return Chart(
@@ -143,4 +147,5 @@ def energy_chart(points: list[Point], *, width: int = WIDTH, height: int = HEIGH
         (left, top, right, bottom),
         title,
         description,
+        name,
     )

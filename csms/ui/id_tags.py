@@ -80,7 +80,8 @@ async def _list_page(
 @router.get("/id-tags")
 async def id_tags_page(request: Request, q: str = "") -> Response:
     """Everyone signed in sees the list; only admins get its forms (`may(who.role, 'admin')` in the template)."""
-    return await _list_page(request, await signed_in(request), q)
+    # The list is who may charge (RFID credentials): operators look tags up, viewers do not see them.
+    return await _list_page(request, await signed_in(request, "operator"), q)
 
 
 @router.post("/id-tags")

@@ -28,7 +28,6 @@ from csms.ui import auth, store
 from csms.ui.board import BoardView, arrange_board
 from csms.ui.timeline import build_timeline
 from csms.ui.web import (
-    Refused,
     audit_action,
     checked_form,
     ctx_of,
@@ -298,43 +297,6 @@ async def ask_for_status(request: Request, station_id: str, connector_id: int):
     return redirect(f"/ui/connectors/{station_path(st_id)}/{connector_id}")
 
 
-@router.post("/connectors/{station_id}/{connector_id}/reset/confirm")
-async def reset_confirmpage(request: Request, station_id: str, connector_id: int):
-    session = await signed_in(request, "operator")
-    await checked_form(request, session)
-    ctx = ctx_of(request)
-    st_id, cp_id = await resolve(ctx, station_id)
-    live = ctx.registry.get(cp_id)
-    return page(
-        request,
-        "reset_confirm.html",
-        session,
-        cp_id=cp_id,
-        online=live is not None,
-        connectors=[c for c in sorted(live.connectors) if c > 0] if live else [],  # 0 is the charger itself
-        base=f"/ui/connectors/{station_path(st_id)}/{connector_id}",
-    )
-
-
-@router.post("/connectors/{station_id}/{connector_id}/reset")
-async def soft_reset(request: Request, station_id: str, connector_id: int):
-    session = await signed_in(request, "operator")
-    form = await checked_form(request, session)
-    ctx = ctx_of(request)
-    st_id, cp_id = await resolve(ctx, station_id)
-    if form.get("confirm") != "yes":
-        raise Refused(400, "Not confirmed", "A soft reset needs its confirmation.")
-    live = live_or_refuse(ctx, cp_id)
-    try:
-        answer = await commands_for(live).reset("Soft")
-    except OcppjError as exc:
-        answer = f"error: {exc}"
-    audit_action(ctx, session, "ui.soft_reset", charge_point_id=cp_id, answer=answer)
-    log.warning("ui.soft_reset charge_point=%s actor=%s answer=%s", cp_id, session.name, answer)
-    flash(request, session, "ok" if answer == "Accepted" else "warn", f"Soft reset of {cp_id}: {answer}.")
-    return redirect(f"/ui/connectors/{station_path(st_id)}/{connector_id}")
-
-
 # ------------------------------------------------------------------ maintenance
 def _rules(ctx: Context) -> list[tuple[str, str]]:
     s = ctx.settings
@@ -454,5 +416,5 @@ async def auditpage(
 async def webhookspage(request: Request):
     from csms.api.webhooks import webhook_status
 
-    session = await signed_in(request)
+    session = await signed_in(request, "admin")  # receivers' addresses, as the REST API's GET /api/webhooks
     return page(request, "webhooks.html", session, **webhook_status(request.app.state.webhooks))

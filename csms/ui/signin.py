@@ -11,13 +11,14 @@ from __future__ import annotations
 import logging
 import secrets
 import time
+from datetime import UTC, datetime
 
 import trio
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from csms.core.web_access import ROLES, user_name_problem, user_password_problem
-from csms.db.web_user_store import add_user, admins_left, get_user, list_users, update_user
+from csms.db.web_user_store import add_user, admins_left, get_user, list_users, revoke_session, update_user
 from csms.ui import auth
 from csms.ui.web import (
     Refused,
@@ -52,7 +53,9 @@ def _safe_next(url: str) -> str:
     return url if url.startswith("/ui/") and not url.startswith("//") and "\\" not in url else "/ui/"
 
 
-async def _login_form(request: Request, next_url: str, *, status: int = 200, error: str | None = None, note=None):
+async def _login_form(
+    request: Request, next_url: str, *, status: int = 200, error: str | None = None, note=None, user: str = ""
+):
     key = await site_key(request)
     nonce = secrets.token_urlsafe(16)
     response = page(
@@ -64,6 +67,7 @@ async def _login_form(request: Request, next_url: str, *, status: int = 200, err
         login_csrf=auth.csrf_token(key, auth.UiSession("", "", "login:" + nonce, 0)),
         error=error,
         note=note,
+        user=user,
     )
     response.set_cookie(
         _LOGIN_COOKIE, nonce, max_age=1800, path="/ui", httponly=True, samesite="strict", secure=secure(request)
@@ -90,7 +94,8 @@ async def login(request: Request):
     key = await site_key(request)
     nonce = request.cookies.get(_LOGIN_COOKIE, "")
     expected = auth.csrf_token(key, auth.UiSession("", "", "login:" + nonce, 0))
-    if not nonce or not same_origin(request) or not secrets.compare_digest(expected, form.get("csrf", "")):
+    given = form.get("csrf", "").encode()
+    if not nonce or not same_origin(request) or not secrets.compare_digest(expected.encode(), given):
         raise Refused(
             403,
             "Refused",
@@ -102,13 +107,16 @@ async def login(request: Request):
     address = _address(request)
     now = time.time()
     wait = ui.throttle.wait(name, address, now)
-    if wait > 0:
+    if wait == 0:
+        ui.throttle.begin(name, address, now)  # before any await: attempts at once count as surely as in a row
+    else:
         log.warning("ui.sign_in_throttled remote=%s user=%s wait=%.0f", address, name, wait)
         return await _login_form(
             request,
             next_url,
             status=429,
             error=f"Too many failed sign-ins: wait {int(wait) + 1} s, then try again.",
+            user="" if by_token else name,
         )
     if by_token:
         token = auth.find_token(ctx.settings.api_tokens, form.get("token", ""))
@@ -124,7 +132,6 @@ async def login(request: Request):
         if ok and user is not None:
             value, session = auth.issue(key, "user", user.name, user.role, user.password_hash, now)
     if not ok:
-        ui.throttle.failed(name, address, now)
         log.warning("ui.sign_in_refused remote=%s user=%s", address, name)
         await trio.sleep(0.3)
         error = (
@@ -132,8 +139,8 @@ async def login(request: Request):
             if by_token
             else "Sign-in failed: unknown user name or wrong password (or the user is disabled)."
         )
-        return await _login_form(request, next_url, status=401, error=error)
-    ui.throttle.succeeded(name)
+        return await _login_form(request, next_url, status=401, error=error, user="" if by_token else name)
+    ui.throttle.succeeded(name, address, now)
     log.info("ui.signed_in actor=%s kind=%s", session.name, session.kind)
     audit_action(ctx, session, "ui.signed_in")
     response = redirect(_safe_next(next_url))
@@ -154,11 +161,11 @@ async def login(request: Request):
 async def logout(request: Request):
     session = await signed_in(request)
     await checked_form(request, session)
-    ui = ui_of(request)
-    now = int(time.time())
-    ui.revoked = {sid: exp for sid, exp in ui.revoked.items() if exp > now}
-    ui.revoked[session.sid] = session.expires
-    audit_action(ctx_of(request), session, "ui.signed_out")
+    ctx = ctx_of(request)
+    now = ctx.clock.now()
+    expires = datetime.fromtimestamp(session.expires, UTC)
+    await ctx.db.write(lambda s: revoke_session(s, session.sid, expires, now))
+    audit_action(ctx, session, "ui.signed_out")
     response = redirect("/ui/login?why=signed_out")
     response.delete_cookie(auth.COOKIE, path="/ui")
     return response

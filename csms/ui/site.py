@@ -12,7 +12,7 @@ from fastapi.staticfiles import StaticFiles
 from csms.api.envelope import http_status
 from csms.errors import CsmsError
 from csms.ui import chargers, id_tags, routes, signin, transactions
-from csms.ui.web import HEADERS, HERE, Refused, SignInNeeded, UiState, current_session, page, redirect
+from csms.ui.web import HEADERS, HERE, FlashCookies, Refused, SignInNeeded, UiState, current_session, page, redirect
 
 __all__ = ["mount"]
 
@@ -20,6 +20,7 @@ __all__ = ["mount"]
 def mount(app: FastAPI) -> None:
     """Serve the dashboard from `app`: its routes, its static files, its own error pages."""
     app.state.ui = UiState()
+    app.add_middleware(FlashCookies, state=app.state.ui)
     for module in (signin, routes, chargers, transactions, id_tags):
         app.include_router(module.router)
     app.mount("/ui/static", StaticFiles(directory=str(HERE / "static")), name="ui-static")

@@ -10,7 +10,7 @@ import csv
 import io
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from decimal import Decimal
 from urllib.parse import urlencode
 
@@ -35,7 +35,8 @@ _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 @dataclass(frozen=True)
 class TxFilter:
-    """What the list shows: a charge point id prefix, an id tag, a start date range (UTC days), state, reason."""
+    """What the list shows: a charge point id prefix, an id tag, a start date range (days in the site's zone),
+    state, reason."""
 
     cp: str = ""
     tag: str = ""
@@ -44,14 +45,19 @@ class TxFilter:
     state: str = ""  # "", "open" or "closed"
     reason: str = ""
     before: int | None = None  # paging: only transactions with a lower id
+    zone: tzinfo = UTC  # the site's: a day starts at its midnight
 
     @property
     def start_from(self) -> datetime | None:
-        return None if self.since is None else datetime.combine(self.since, time(), UTC)
+        return None if self.since is None else datetime.combine(self.since, time(), self.zone).astimezone(UTC)
 
     @property
     def start_below(self) -> datetime | None:
-        return None if self.until is None else datetime.combine(self.until + timedelta(days=1), time(), UTC)
+        return (
+            None
+            if self.until is None
+            else datetime.combine(self.until + timedelta(days=1), time(), self.zone).astimezone(UTC)
+        )
 
     @property
     def active(self) -> bool:
@@ -88,7 +94,7 @@ def _int(text: str | None) -> int | None:
         return None
 
 
-def parse_filter(params: Mapping[str, str]) -> TxFilter:
+def parse_filter(params: Mapping[str, str], zone: tzinfo = UTC) -> TxFilter:
     """The filters from a query string; what cannot be read is left out (a bad date filters nothing)."""
     state = (params.get("state") or "").strip().lower()
     return TxFilter(
@@ -99,6 +105,7 @@ def parse_filter(params: Mapping[str, str]) -> TxFilter:
         state=state if state in STATES else "",
         reason=(params.get("reason") or "").strip()[:32],
         before=_int(params.get("before")),
+        zone=zone,
     )
 
 

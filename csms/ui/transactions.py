@@ -6,6 +6,8 @@ CSV; `charts`: the SVG geometry); this shell reads the database and renders.
 
 from __future__ import annotations
 
+from datetime import UTC
+
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
@@ -13,7 +15,7 @@ from csms.db.session_end import ESTIMATED_REASONS
 from csms.ui import transactions_store
 from csms.ui.charts import energy_chart, series
 from csms.ui.transaction_rows import csv_filename, csv_text, energy_wh, fee, kwh, parse_filter
-from csms.ui.web import HEADERS, Refused, ctx_of, page, signed_in, station_path
+from csms.ui.web import HEADERS, Refused, ctx_of, page, signed_in, site_now, station_path
 
 __all__ = ["router"]
 
@@ -40,7 +42,7 @@ REASONS = (
 async def transactions_page(request: Request):
     session = await signed_in(request)
     ctx = ctx_of(request)
-    f = parse_filter(request.query_params)
+    f = parse_filter(request.query_params, site_now(ctx).tzinfo or UTC)
     if request.query_params.get("format") == "csv":
         records = await ctx.db.read(lambda s: transactions_store.all_of(s, f))
         response = Response(
@@ -86,6 +88,7 @@ async def transaction_page(request: Request, tx_id: str):
         None if t.stop_time is None or t.meter_stop is None else (t.stop_time, t.meter_stop),
     )
     station = detail.station_id or t.charge_point_id
+    zone = site_now(ctx).tzinfo or UTC
     return page(
         request,
         "transaction.html",
@@ -95,8 +98,8 @@ async def transaction_page(request: Request, tx_id: str):
         kwh=kwh,
         fee=fee(t),
         points=points,
-        chart=energy_chart(points),
-        chart_narrow=energy_chart(points, width=360, height=240, x_ticks=2),  # a phone's: its labels stay legible
+        chart=energy_chart(points, zone=zone),
+        chart_narrow=energy_chart(points, width=360, height=240, x_ticks=2, zone=zone),  # a phone's: legible labels
         connector_url=f"/ui/connectors/{station_path(station)}/{t.connector_id}",
         sample_seconds=ctx.settings.meter_sample_seconds,
     )

@@ -22,12 +22,13 @@ from fastapi import Request
 from fastapi.responses import RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from markupsafe import Markup
+from sqlalchemy.exc import IntegrityError
 
 from csms.context import Context
 from csms.core.times import as_utc, parse_iso
 from csms.core.web_access import ROLES, SignInThrottle, may
 from csms.db.cleanup_store import audit
-from csms.db.web_user_store import get_user, session_key
+from csms.db.web_user_store import get_user, read_session_key, session_key, session_revoked
 from csms.ui import auth, store
 from csms.ui.timeline import details_text
 from csms.ui.words import action_words, clock_time, exact_time
@@ -49,6 +50,7 @@ __all__ = [
     "fragment",
     "redirect",
     "flash",
+    "FlashCookies",
     "audit_action",
     "same_origin",
     "secure",
@@ -105,8 +107,6 @@ HEADERS = {
 class UiState:
     key: bytes | None = None  # the site's cookie key, read from the database on first use
     key_lock: trio.Lock = field(default_factory=trio.Lock)
-    revoked: dict[str, int] = field(default_factory=dict)  # signed-out session id -> its expiry
-    flash: dict[str, tuple[str, str]] = field(default_factory=dict)  # session id -> (kind, text)
     throttle: SignInThrottle = field(default_factory=SignInThrottle)
     hashing: trio.CapacityLimiter = field(default_factory=lambda: trio.CapacityLimiter(2))
 
@@ -144,8 +144,10 @@ async def site_key(request: Request) -> bytes:
                 now = ctx.clock.now()
                 try:
                     ui.key = await ctx.db.write(lambda s: session_key(s, now))
-                except Exception:  # another node made it first: read the winner's
-                    ui.key = await ctx.db.read(lambda s: session_key(s, now))
+                except IntegrityError:  # another node made it first: read the winner's
+                    ui.key = await ctx.db.read(read_session_key)
+                if ui.key is None:
+                    raise RuntimeError("the console's cookie key is neither stored nor could be made")
     return ui.key
 
 
@@ -159,14 +161,17 @@ async def current_session(request: Request) -> auth.UiSession | None:
     if parsed is None:
         return None
     session, fingerprint = parsed
-    if session.sid in ui_of(request).revoked:
-        return None
     ctx = ctx_of(request)
+    want_user = session.kind == "user"
+    user, revoked = await ctx.db.read(
+        lambda s: (get_user(s, session.name) if want_user else None, session_revoked(s, session.sid))
+    )
+    if revoked:
+        return None
     if session.kind == "token":
         token = next((t for t in ctx.settings.api_tokens if t.name == session.name and t.role == "admin"), None)
         secret = None if token is None or session.role != "admin" else token.token
     else:
-        user = await ctx.db.read(lambda s: get_user(s, session.name))
         ok = user is not None and not user.disabled and user.role == session.role
         secret = user.password_hash if ok and user is not None else None
     if secret is None or not auth.fingerprint_ok(key, session, fingerprint, secret):
@@ -224,7 +229,9 @@ async def checked_form(request: Request, session: auth.UiSession) -> dict[str, s
 
 def page(request: Request, name: str, session: auth.UiSession | None, status: int = 200, **context: Any) -> Response:
     ui = ui_of(request)
-    shown = None if session is None else ui.flash.pop(session.sid, None)
+    shown = None
+    if session is not None and ui.key is not None:
+        shown = auth.read_flash(ui.key, session, request.cookies.get(auth.FLASH_COOKIE))
     ctx = ctx_of(request)
     response = templates.TemplateResponse(
         request,
@@ -241,6 +248,8 @@ def page(request: Request, name: str, session: auth.UiSession | None, status: in
         status_code=status,
     )
     response.headers.update(HEADERS)
+    if request.cookies.get(auth.FLASH_COOKIE):
+        response.delete_cookie(auth.FLASH_COOKIE, path="/ui")  # shown once
     return response
 
 
@@ -257,7 +266,32 @@ def redirect(url: str) -> RedirectResponse:
 
 
 def flash(request: Request, session: auth.UiSession, kind: str, text: str) -> None:
-    ui_of(request).flash[session.sid] = (kind, text)
+    """Said on the next page this session sees: a signed cookie set on this answer (by FlashCookies), so a
+    redirect that lands on another node or after a restart still shows it."""
+    request.state.ui_flash = (session.sid, kind, text)
+
+
+class FlashCookies:
+    """ASGI middleware: an answer to a request that flashed carries the flash as a signed cookie."""
+
+    def __init__(self, app: Any, state: UiState) -> None:
+        self.app, self.state = app, state
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith("/ui/"):
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_flash(message: Any) -> None:
+            pending = scope.get("state", {}).get("ui_flash")
+            if message["type"] == "http.response.start" and pending and self.state.key is not None:
+                value = auth.flash_cookie(self.state.key, *pending)
+                secure_flag = "; Secure" if scope.get("scheme") == "https" else ""
+                cookie = f"{auth.FLASH_COOKIE}={value}; Max-Age=120; Path=/ui; HttpOnly; SameSite=Strict{secure_flag}"
+                message = {**message, "headers": [*message.get("headers", []), (b"set-cookie", cookie.encode())]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_flash)
 
 
 def audit_action(ctx: Context, session: auth.UiSession, action: str, **kw: Any) -> None:

@@ -233,7 +233,8 @@ def _offline(http: str, fleet: Fleet, cp_id: str, cut: Callable[[], None]) -> No
                 expect(page.get_by_role("button", name=name)).to_be_disabled()
             # Its history: when it came and when it went, newest first.
             history = page.locator(".charger-history li")
-            expect(history.first).to_contain_text("charge point: disconnected")
+            # Written behind (the OCPP side never waits for it): the page shows it once it is stored.
+            reload_until(page, lambda: page.locator(".charger-history li").first, "charge point: disconnected")
             expect(history.first).to_contain_text("connection dropped")
             expect(page.locator(".charger-history")).to_contain_text("charge point: connected")
             _shot(page, "offline-charger", full_page=True)

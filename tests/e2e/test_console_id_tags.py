@@ -4,7 +4,8 @@ through the REST API (`GET /api/id-tags/...`), an OCPP Authorize or the database
 An admin adds a tag (status, expiry, parent), is refused a duplicate and an empty one, blocks it (a charge
 point's Authorize is answered Blocked), unblocks it, sets and clears an expiry and a parent, searches, blocks
 and deletes a tag that is charging (asked first; the open transaction goes on) and deletes one that is not.
-A viewer sees the list read-only and is refused a change. Screenshots: console-idtags-*.png.
+An operator sees the list read-only and is refused a change; a viewer does not see it.
+Screenshots: console-idtags-*.png.
 """
 
 from __future__ import annotations
@@ -198,7 +199,7 @@ def _admin_in_the_browser(http: str, authorize, tx_id: int) -> None:
 
 
 def _viewer_in_the_browser(http: str) -> None:
-    """vic, a viewer: the list read-only, and a change refused."""
+    """vic, an operator: the list read-only, and a change refused; vera, a viewer, is not shown the list."""
     from playwright.sync_api import expect, sync_playwright
 
     with sync_playwright() as p:
@@ -216,13 +217,19 @@ def _viewer_in_the_browser(http: str) -> None:
             _shot(page, "viewer-phone", full_page=True)
             refused = context.request.post(f"{http}/ui/id-tags/block", form={"tag": "NEW1"})
             assert refused.status == 403, refused.text()
+            viewer = browser.new_context(**PHONE).new_page()
+            browser_sign_in(viewer, http, "vera")
+            expect(viewer.get_by_role("link", name="Id tags")).to_have_count(0)
+            shown = viewer.goto(f"{http}/ui/id-tags")
+            assert shown is not None and shown.status == 403
         finally:
             browser.close()
 
 
 async def test_id_tags_page_in_the_browser(csms):
     await trio.to_thread.run_sync(partial(add_user, csms.db_url, "ada", "admin"))
-    await trio.to_thread.run_sync(partial(add_user, csms.db_url, "vic", "viewer"))
+    await trio.to_thread.run_sync(partial(add_user, csms.db_url, "vic", "operator"))
+    await trio.to_thread.run_sync(partial(add_user, csms.db_url, "vera", "viewer"))
     async with csms.client() as admin:
         for tag in ("BUSY1", "KEEP1"):
             assert (await admin.post("/api/id-tags", json={"idTag": tag})).status_code == 201

@@ -331,9 +331,19 @@ def _times_and_words(http: str) -> None:
             expect(log.locator("time").first).to_have_text(re.compile(r"^\d\d:\d\d:\d\d CES?T$"))
 
             phone = browser.new_context(**PHONE).new_page()
-            browser_sign_in(phone, http, "olga")
+            browser_sign_in(phone, http, "ada")  # an admin: every link of the nav
             # Before: the phone's nav scrolled sideways and cut "Webhooks" to "W".
-            for name in ("Connectors", "Chargers", "Transactions", "Id tags", "Maintenance", "Audit log", "Webhooks"):
+            links = (
+                "Connectors",
+                "Chargers",
+                "Transactions",
+                "Id tags",
+                "Maintenance",
+                "Audit log",
+                "Webhooks",
+                "Users",
+            )
+            for name in links:
                 box = phone.get_by_role("link", name=name, exact=True).bounding_box()
                 assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 390, (name, box)
             _shot(phone, "phone-nav")
@@ -343,6 +353,7 @@ def _times_and_words(http: str) -> None:
 
 async def test_times_in_the_site_zone_with_seconds_and_one_wording(csms):
     await _user(csms)
+    await _user(csms, "ada", "admin")
     async with connect(csms.ocpp, "TIME1") as cp:
         await cp.start(1, "TAGTIME")
         await trio.to_thread.run_sync(partial(_times_and_words, csms.http))

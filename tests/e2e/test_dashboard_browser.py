@@ -96,7 +96,8 @@ def _browse(http: str, tx_id: int) -> None:
             board.goto(f"{http}/ui/")
             expect(board).to_have_url(f"{http}/ui/login?next=/ui/")
 
-            # A wrong password: refused with a clear message, no session cookie.
+            shot(board, "login")
+            # A wrong password: refused with a clear message, no session cookie; the name stays filled in.
             board.get_by_label("User name").fill("olga")
             board.get_by_label("Password").fill("not her password")
             board.get_by_role("button", name="Sign in", exact=True).click()
@@ -104,7 +105,7 @@ def _browse(http: str, tx_id: int) -> None:
             assert not [c for c in desk.cookies() if c["name"] == "unstuck_ui"]
             shot(board, "login-refused")
 
-            board.get_by_label("User name").fill("olga")
+            expect(board.get_by_label("User name")).to_have_value("olga")
             board.get_by_label("Password").fill(PASSWORD)
             board.get_by_role("button", name="Sign in", exact=True).click()
             expect(board).to_have_url(f"{http}/ui/")
@@ -139,7 +140,7 @@ def _browse(http: str, tx_id: int) -> None:
             board.get_by_label("Busy only").uncheck()
             expect(board).to_have_url(re.compile(r"/ui/\?q=&sort=state&view=table$"))
             expect(board.locator("[data-connector]")).to_have_count(1)  # connector 2 never said a word: unknown
-            loaded_at = board.evaluate("window.unstuckLoadedAt")
+            loaded_at = board.evaluate("performance.timeOrigin")
 
             # The connector page, in a second tab: every raw signal and the timeline.
             page = desk.new_page()
@@ -173,7 +174,7 @@ def _browse(http: str, tx_id: int) -> None:
 
             # The board in the first tab turns free by itself: no reload.
             expect(card.locator(".verdict")).to_have_text("free", timeout=10_000)
-            assert board.evaluate("window.unstuckLoadedAt") == loaded_at
+            assert board.evaluate("performance.timeOrigin") == loaded_at
             expect(card.locator(".reasons")).to_have_count(0)
             shot(board, "board-freed", full_page=True)
             board.goto(f"{http}/ui/?busy=1")
@@ -261,8 +262,15 @@ def _browse_live(http: str, tx_id: int) -> None:
             expect(page.locator(".steps")).to_contain_text("Send UnlockConnector to LV0001")
             page.screenshot(path=str(SCREENSHOTS / "dashboard-unlock-live-confirm.png"), full_page=True)
             page.get_by_role("button", name="Stop the live session and unlock").click()
-            expect(page.locator(".flash.ok")).to_contain_text("Unlocked: connector 1 is free.")
-            expect(page.locator(".flash.ok")).to_contain_text("the charger was asked to stop it first")
+            # Free at once, or still held while the car's cable is in (the charger says Finishing): either is said.
+            flash = page.locator(".flash")
+            expect(flash).to_contain_text(
+                re.compile(
+                    r"Unlocked: connector 1 is free\.|The charger unlocked connector 1, but it still counts as busy"
+                ),
+                timeout=20_000,
+            )
+            expect(flash).to_contain_text("the charger was asked to stop it first")
             page.screenshot(path=str(SCREENSHOTS / "dashboard-unlock-live-done.png"), full_page=True)
         finally:
             browser.close()

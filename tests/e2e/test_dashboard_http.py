@@ -181,14 +181,16 @@ async def test_ask_for_status_and_a_confirmed_soft_reset(csms):
                 {"requested_message": "StatusNotification", "connector_id": 1},
             ) in cp.answers.received
 
-            confirm = await client.post("/ui/connectors/ACT1/1/reset/confirm", data={"csrf": csrf})
-            assert "Confirm soft reset" in confirm.text and [a for a, _ in cp.answers.received if a == "Reset"] == []
-            unconfirmed = await client.post("/ui/connectors/ACT1/1/reset", data={"csrf": csrf})
+            # The connector page's Soft reset is the charger's (confirmed first, listing what it ends).
+            assert 'action="/ui/chargers/ACT1/reset/confirm"' in page.text
+            confirm = await client.post("/ui/chargers/ACT1/reset/confirm", data={"csrf": csrf, "kind": "Soft"})
+            assert confirm.status_code == 200 and [a for a, _ in cp.answers.received if a == "Reset"] == []
+            unconfirmed = await client.post("/ui/chargers/ACT1/reset", data={"csrf": csrf, "kind": "Soft"})
             assert unconfirmed.status_code == 400 and [a for a, _ in cp.answers.received if a == "Reset"] == []
-            res = await client.post("/ui/connectors/ACT1/1/reset", data={"csrf": csrf, "confirm": "yes"})
+            res = await client.post("/ui/chargers/ACT1/reset", data={"csrf": csrf, "confirm": "yes", "kind": "Soft"})
             assert res.status_code == 303
             assert ("Reset", {"type": "Soft"}) in cp.answers.received
-            assert "Soft reset of ACT1: Accepted." in (await client.get("/ui/connectors/ACT1/1")).text
+            assert "Soft reset of ACT1:" in (await client.get(res.headers["location"])).text
     finally:
         await client.aclose()
     events = await _audit(csms)

@@ -78,7 +78,7 @@ async def test_16_a_new_connection_cannot_crowd_the_table(ctx):
     assert [k.wh for k in await _samples(ctx, tx)] == [10]
 
 
-async def test_16_no_sample_for_a_closed_or_foreign_transaction_and_none_when_off(ctx):
+async def test_16_no_sample_for_another_chargers_transaction_and_none_when_off(ctx):
     tx = (await ctx.db.write(lambda s: ocpp_store.start_transaction(s, "A", 1, "TAG", 0, NOW, NOW))).transaction_id
     ctx.accepted_charge_points.add("B")
     ChargePointHandlers(ctx, "B").on_meter_values(connector_id=1, meter_value=_values(10, NOW), transaction_id=tx)

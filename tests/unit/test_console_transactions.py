@@ -62,6 +62,11 @@ def test_power_is_read_from_the_registers_entry_in_w_or_kw():
     assert power_w(entries, T0) == 3500
     assert power_w(entries, T0 - MINUTE) == 99
     assert power_w(entries, T0 + MINUTE) is None
+    # A stamp before the first representable instant is unreadable, not a crash of the charger's message.
+    odd = [
+        {"timestamp": "0001-01-01T00:00:00+01:00", "sampledValue": [{"value": "5", "measurand": "Power.Active.Import"}]}
+    ]
+    assert power_w(odd + entries, T0) == 3500
     uom = [
         {
             "timestamp": None,
@@ -192,3 +197,12 @@ def test_a_chart_of_a_few_seconds_has_no_repeated_time_labels_and_small_energies
     labels = [t.label for t in chart.x_ticks]
     assert labels == ["12:00:00", "12:00:01", "12:00:02"]
     assert [t.label for t in chart.y_ticks] == ["0", "0.0025", "0.005", "0.0075", "0.01"]
+
+
+def test_date_filters_start_at_the_sites_midnight():
+    from zoneinfo import ZoneInfo
+
+    berlin = parse_filter({"from": "2026-03-01", "to": "2026-03-01"}, ZoneInfo("Europe/Berlin"))
+    assert berlin.start_from == datetime(2026, 2, 28, 23, 0, tzinfo=UTC)  # 00:00 CET
+    assert berlin.start_below == datetime(2026, 3, 1, 23, 0, tzinfo=UTC)
+    assert parse_filter({"from": "2026-03-01"}).start_from == datetime(2026, 3, 1, tzinfo=UTC)

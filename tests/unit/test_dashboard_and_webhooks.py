@@ -62,7 +62,7 @@ def test_csrf_tokens_belong_to_one_session():
     assert not auth.csrf_ok(KEY, one, "") and not auth.csrf_ok(KEY, one, None)
 
 
-def test_passwords_are_argon2_hashes_and_unknown_users_fail_at_the_same_cost():
+def test_passwords_are_argon2_hashes_and_an_unknown_user_is_checked_against_a_dummy_hash():
     encoded = auth.hash_password("a long passphrase")
     assert encoded.startswith("$argon2id$") and "passphrase" not in encoded
     assert auth.verify_password(encoded, "a long passphrase")
@@ -78,22 +78,39 @@ def test_roles_include_the_ones_below_them():
     assert not may("viewer", "operator") and not may("operator", "admin") and not may("root", "viewer")
 
 
-def test_sign_in_throttle_per_name_and_per_address():
+def test_sign_in_throttle_per_name_and_address_per_address_and_per_name():
     from csms.core.web_access import SignInThrottle
 
-    t = SignInThrottle(window=300, per_name=5, per_address=20)
+    t = SignInThrottle(window=300, per_name_and_address=5, per_address=20, per_name=50)
     for i in range(5):
         assert t.wait("alice", "10.0.0.1", 100 + i) == 0
-        t.failed("alice", "10.0.0.1", 100 + i)
-    assert t.wait("alice", "10.0.0.9", 105) == 295  # the name is throttled from any address
-    assert t.wait("ALICE", "10.0.0.9", 105) == 295  # names compare without case
-    assert t.wait("bob", "10.0.0.1", 105) == 0  # the address is not yet
-    assert t.wait("alice", "10.0.0.1", 400.5) == 0  # the oldest failure aged out
+        t.begin("alice", "10.0.0.1", 100 + i)
+    assert t.wait("alice", "10.0.0.1", 105) == 295  # the guesser is throttled ...
+    assert t.wait("ALICE", "10.0.0.1", 105) == 295  # ... whatever the case of the name
+    assert t.wait("alice", "10.0.0.9", 105) == 0  # alice herself, elsewhere, is not locked out
+    assert t.wait("bob", "10.0.0.1", 105) == 0
+    assert t.wait("alice", "10.0.0.1", 400.5) == 0  # the oldest attempt aged out
     for i in range(20):
-        t.failed(f"user{i}", "10.0.0.2", 500)
+        t.begin(f"user{i}", "10.0.0.2", 500)
     assert t.wait("carol", "10.0.0.2", 501) == 299  # one address guessing many names
-    t.succeeded("alice")
-    assert t.wait("alice", "10.0.0.3", 106) == 0
+    for i in range(50):
+        t.begin("dave", f"10.1.0.{i}", 600)
+    assert t.wait("dave", "10.9.9.9", 601) == 299  # one name guessed from many addresses
+
+
+def test_sign_in_attempts_count_from_their_start_and_a_success_takes_its_own_back():
+    from csms.core.web_access import SignInThrottle
+
+    t = SignInThrottle(window=300, per_name_and_address=5, per_address=20, per_name=50)
+    for _ in range(5):  # five at once, none answered yet: the sixth waits
+        t.begin("alice", "10.0.0.1", 100)
+    assert t.wait("alice", "10.0.0.1", 100) == 300
+    t.succeeded("alice", "10.0.0.1", 100)
+    assert t.wait("alice", "10.0.0.1", 100) == 0
+    for i in range(25):  # an office of people signing in right, one address
+        t.begin(f"p{i}", "10.0.0.3", 200 + i)
+        t.succeeded(f"p{i}", "10.0.0.3", 200 + i)
+    assert t.wait("q", "10.0.0.3", 230) == 0
 
 
 def test_find_token_matches_the_secret_only():

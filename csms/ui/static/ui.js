@@ -36,9 +36,9 @@
     return b;
   }
 
-  function lost() {
+  function lost(now) {
     failures += 1;
-    if (failures < 2 || lostSince) return;
+    if ((failures < 2 && !now) || lostSince) return;
     lostSince = new Date();
     document.body.classList.add('lost');
     banner().textContent = 'The CSMS cannot be reached since ' + clock(lostSince) +
@@ -195,21 +195,31 @@
     document.addEventListener('visibilitychange', function () { if (!document.hidden) tick(); });
   }
 
+  // A POST form is sent only after the server answered a ping: never onto "This site can't be reached".
+  // One send per click (a double click sends once); the state resets when the page comes back from history.
   function guardForms() {
     document.addEventListener('submit', function (ev) {
       var form = ev.target;
-      if (form.method.toLowerCase() !== 'post' || form.dataset.checked === '1') return;
+      if (form.method.toLowerCase() !== 'post') return;
+      if (form.dataset.bypass === '1') { form.dataset.bypass = ''; return; }
       ev.preventDefault();
-      var button = ev.submitter;
+      if (form.dataset.pending === '1') return;
+      form.dataset.pending = '1';
+      var button = ev.submitter || null;
       ping().then(function (ok) {
-        if (!ok) return;
-        form.dataset.checked = '1';
-        if (button && button.name) {
-          var carry = document.createElement('input');
-          carry.type = 'hidden'; carry.name = button.name; carry.value = button.value;
-          form.appendChild(carry);
+        if (!ok) {
+          form.dataset.pending = '';
+          lost(true);
+          return;
         }
-        form.submit();
+        form.dataset.bypass = '1';
+        form.requestSubmit(button);
+      });
+    });
+    window.addEventListener('pageshow', function () {
+      document.querySelectorAll('form[data-pending], form[data-bypass]').forEach(function (f) {
+        delete f.dataset.pending;
+        delete f.dataset.bypass;
       });
     });
   }
@@ -224,7 +234,6 @@
       guardForms();
       setInterval(function () { if (lostSince || !document.querySelector('[data-poll]')) ping(); }, 2500);
     }
-    window.unstuckLoadedAt = Date.now(); // the browser tests check that a page was not reloaded
   }
 
   if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', init); else init();

@@ -2,7 +2,7 @@
 
 People sign in to the dashboard by name and password (argon2 hashes only); the key that signs
 their session cookies lives in the database so that a restart or another cluster node keeps
-them signed in.
+them signed in, and so do the sessions signed out before their cookies expire.
 
 Revision ID: 0008
 Revises: 0007
@@ -31,6 +31,12 @@ def upgrade() -> None:
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
     )
     op.create_table(
+        "ui_revoked_sessions",
+        sa.Column("sid", sa.String(32), primary_key=True),
+        sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+    )
+    op.create_index("ix_ui_revoked_sessions_expires_at", "ui_revoked_sessions", ["expires_at"])
+    op.create_table(
         "site_secrets",
         sa.Column("name", sa.String(32), primary_key=True),
         sa.Column("value", sa.String(128), nullable=False),
@@ -40,4 +46,6 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("site_secrets")
+    op.drop_index("ix_ui_revoked_sessions_expires_at", table_name="ui_revoked_sessions")
+    op.drop_table("ui_revoked_sessions")
     op.drop_table("web_users")
