@@ -11,8 +11,8 @@ from .frames import (
     FRAMES_VERSION,
     FrameLogError,
     FrameLogHeader,
-    FrameRecord,
     FrameLogWriter,
+    FrameRecord,
     LinkRecord,
     read_frame_log,
 )
