@@ -113,6 +113,7 @@ def _parser() -> argparse.ArgumentParser:
 
     faults = sub.add_parser("faults", help="list the fault modes: what each does on the wire, what it reproduces")
     faults.add_argument("--markdown", action="store_true", help="as the README's Markdown table")
+    _add_import(sub)
     return ap
 
 
@@ -301,6 +302,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "faults":
         print(markdown_table() if args.markdown else _fault_table())
         return 0
+    if args.command == "import":
+        return _main_import(args)
     try:
         if args.command == "run":
             spec, run_opts = _spec_from_args(args)
@@ -350,6 +353,65 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.trace:
         print(f"\ntrace: {args.trace}")
     return 130 if interrupted else 0
+
+
+IMPORT_EXAMPLES = """\
+examples:
+  # a charger's log as JSON lines ({"time", "chargePointId", "from": "cp"|"csms", "frame"})
+  unstuck-sim import site-x.jsonl -o reports/site-x.frames.jsonl
+
+  # bare timestamped frames of one charger, a connection gap inferred after 15 min of silence
+  unstuck-sim import cp42.log --format frames --cp ABB-TERRA-0042 --gap-seconds 900 -o reports/cp42.jsonl
+
+  # OCPP.Core's MessageLog table as CSV (lossy: see docs/simulator.md), bad rows skipped and counted
+  unstuck-sim import messagelog.csv --format ocpp-core-csv --skip-bad -o reports/site-x.jsonl
+
+  # our own trace of a scenario run, to replay it frame by frame
+  unstuck-sim import reports/trace.jsonl --format trace -o reports/trace.frames.jsonl
+"""
+
+
+def _add_import(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`import LOG`: the importers live in simulator/fieldlog (imported when the command runs)."""
+    imp = sub.add_parser(
+        "import",
+        help="turn a charger's field log into a frame log (for replay and explain)",
+        description="Turn a field log into a frame log (version-2 trace): frames sorted by time, each charger's "
+        "OCPP version inferred from its actions, bad lines named (or skipped with --skip-bad).",
+        epilog=IMPORT_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    imp.add_argument("log", metavar="LOG", help="the field log")
+    imp.add_argument(
+        "--format",
+        choices=("jsonl", "frames", "ocpp-core-csv", "trace"),
+        default="jsonl",
+        help="jsonl (default): one frame object a line; frames: `TIME [ID] [frame]` lines; ocpp-core-csv: "
+        "OCPP.Core's MessageLog table; trace: a version-1 simulator/scenario trace",
+    )
+    imp.add_argument("-o", "--output", required=True, metavar="TRACE", help="the frame log to write")
+    imp.add_argument("--skip-bad", action="store_true", help="skip and count unreadable lines instead of stopping")
+    imp.add_argument("--cp", metavar="ID", help="--format frames: the charger of lines that name none")
+    imp.add_argument(
+        "--gap-seconds",
+        type=float,
+        metavar="N",
+        help="infer a disconnect/connect pair around any silence of one charger longer than N s (default: off)",
+    )
+
+
+def _main_import(args: argparse.Namespace) -> int:
+    """Exit code 0, or 2 with `file:line: reason` on stderr when the log cannot be imported."""
+    from .fieldlog.importers import ImportOptions, import_log
+
+    options = ImportOptions(format=args.format, skip_bad=args.skip_bad, cp=args.cp, gap_seconds=args.gap_seconds)
+    try:
+        report = import_log(args.log, args.output, options)
+    except (SimulatorError, OSError) as exc:
+        print(f"unstuck-sim import: {exc}", file=sys.stderr)
+        return 2
+    print(report.summary())
+    return 0
 
 
 if __name__ == "__main__":
