@@ -15,10 +15,11 @@ import trio
 
 from .errors import SimulatorError
 from .faults import FAULTS, markdown_table, parse_fault_option
+from .fieldlog.playcli import add_frame_options, is_frame_log, replay_frames
 from .fleet import Fleet
 from .fleetspec import FleetSpec, GroupSpec, load_fleet_file
 from .procs import ShardedRun, raise_fd_limit, run_sharded
-from .replay import ReplayScript
+from .replay import ReplayScript, ScriptedTraceError
 from .stats import Stats
 from .trace import TraceWriter
 from .wire import WIRES as OCPP_VERSIONS
@@ -50,6 +51,9 @@ examples:
 
   # play the same charge-point behaviour again (all, or only the charge points of the bug)
   unstuck-sim replay reports/trace.jsonl --only CP0042 --trace reports/again.jsonl
+
+  # play a charger's imported field log (`unstuck-sim import`) against a CSMS at 60x, 03:00-05:00 of its day
+  unstuck-sim replay reports/site-x.frames.jsonl --csms-url ws://127.0.0.1:9000/ocpp --from 03:00 --to 05:00
 
   # the fault table
   unstuck-sim faults
@@ -105,11 +109,16 @@ def _parser() -> argparse.ArgumentParser:
     _common(run)
 
     replay = sub.add_parser("replay", help="re-run the charge-point behaviour recorded in a trace")
-    replay.add_argument("trace_in", metavar="TRACE", help="a trace written by `run --trace`")
-    replay.add_argument("--csms", help="CSMS base URL (default: the one in the trace)")
+    replay.add_argument(
+        "trace_in", metavar="TRACE", help="a trace written by `run --trace`, or a frame log from `unstuck-sim import`"
+    )
+    replay.add_argument(
+        "--csms", "--csms-url", dest="csms", help="CSMS base URL (a version-1 trace: default the one in it)"
+    )
     replay.add_argument("--only", help="comma-separated charge point ids to replay (default: all)")
     replay.add_argument("--duration", type=float, help="seconds (default: as long as the recorded run)")
     _common(replay)
+    add_frame_options(replay)
 
     faults = sub.add_parser("faults", help="list the fault modes: what each does on the wire, what it reproduces")
     faults.add_argument("--markdown", action="store_true", help="as the README's Markdown table")
@@ -311,6 +320,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             duration = args.duration if args.duration is not None else run_opts.get("duration")
             replay = None
         else:
+            if is_frame_log(args.trace_in):  # version 2: the chargers' frames themselves, played by fieldlog.player
+                return replay_frames(args)
+            if any(getattr(args, k) is not None for k in ("speed", "start", "end", "answers")):
+                raise SimulatorError("--speed, --from, --to and --answers are for frame logs (unstuck-sim import)")
             replay = ReplayScript.from_trace(args.trace_in, args.only.split(",") if args.only else None)
             spec, run_opts = replay.spec, replay.run
             csms = args.csms or run_opts.get("csms")
@@ -331,6 +344,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             fleet = Fleet(
                 spec, str(csms), trace=trace, replay=replay, run_info=run_info, password=password, ssl_context=context
             )
+    except ScriptedTraceError as exc:  # nothing to rebuild: the frames can be replayed once imported
+        print(f"unstuck-sim: {exc}", file=sys.stderr)
+        return 2
     except (SimulatorError, OSError) as exc:
         print(f"unstuck-sim: {exc}", file=sys.stderr)
         return 1

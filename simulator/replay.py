@@ -18,7 +18,18 @@ from .faults import ForcedKey
 from .fleetspec import FleetSpec, SessionPlan
 from .trace import read_trace
 
-__all__ = ["ReplayScript"]
+__all__ = ["ReplayScript", "ScriptedTraceError"]
+
+
+class ScriptedTraceError(TraceError):
+    """A trace with no car visits to rebuild: a scenario scripted its sessions, so a replay would send nothing
+    of them. Its frames can be replayed instead, once imported as a frame log."""
+
+    def __init__(self, path: str | Path) -> None:
+        super().__init__(
+            f"{path}: this trace's sessions were scripted by a scenario; import it as frames to replay it: "
+            f"unstuck-sim import {path} --format trace -o frames.jsonl"
+        )
 
 
 @dataclass
@@ -45,8 +56,11 @@ class ReplayScript:
         sessions: dict[tuple[str, int], list[SessionPlan]] = {}
         forced: dict[str, set[ForcedKey]] = {}
         end = 0.0
+        visits = transactions = False
         for r in records:
             end = max(end, float(r.get("t", 0.0)))
+            visits = visits or r.get("kind") == "session"
+            transactions = transactions or r.get("kind") == "tx"
             cp = r.get("cp")
             if cp is None or (wanted is not None and cp not in wanted):
                 continue
@@ -55,6 +69,8 @@ class ReplayScript:
                 sessions.setdefault((cp, r["connector"]), []).append(SessionPlan(**fields))
             elif r["kind"] == "fault":
                 forced.setdefault(cp, set()).add((r["fault"], r["connector"], r["index"]))
+        if not visits and (transactions or "scenario" in header.get("run", {})):
+            raise ScriptedTraceError(path)
         return cls(
             spec=spec,
             run=dict(header.get("run", {})),
