@@ -658,7 +658,7 @@ def import_log(source: str | Path, output: str | Path, options: ImportOptions | 
                 tally.entry(item)
                 runs.add(item.us, _encode(item))
         except OSError as exc:
-            raise FieldLogImportError(f"{src}: {exc.strerror or exc}") from None
+            raise FieldLogImportError(f"{exc.filename or src}: {exc.strerror or exc}") from None  # the log, or a run
         if tally.first_us is None or tally.last_us is None or report.frames == 0:
             raise FieldLogImportError(f"{src}: no frames in it: is it a {options.format} log? (see --format)")
         report.first_us, report.last_us = tally.first_us, tally.last_us
