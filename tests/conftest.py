@@ -34,6 +34,7 @@ SLOW_TIER = frozenset(
         "tests/scenarios/test_foreign_libcentral.py",  # the whole catalogue against a foreign CSMS
         "tests/scenarios/test_foreign_plaincsms.py",  # ... and another
         "tests/scenarios/test_foreign_libcentral201.py",  # ... and a 2.0.1 one
+        "tests/e2e/test_console_a11y.py",  # axe-core on seven console pages at two widths
     }
 )
 

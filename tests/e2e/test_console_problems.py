@@ -198,6 +198,7 @@ def _big_board(http: str, tag: str, tx_id: int) -> dict[str, float]:
             browser.close()
 
 
+@pytest.mark.slow_tier  # 200 simulated chargers: the long runs' tier
 async def test_a_board_of_200_chargers_is_grouped_searchable_and_short(csms, nursery):
     await _user(csms)
     spec = FleetSpec(
