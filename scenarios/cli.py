@@ -43,6 +43,19 @@ Exit status 0 when no scenario failed ("not claimed" ones do not fail a run).
 """
 
 
+EXPLAIN_EPILOG = """\
+examples:
+  unstuck-sim import site-x.jsonl -o site-x.frames.jsonl     # a field log into a frame log
+  unstuck-scenarios explain site-x.frames.jsonl             # embedded CSMS, default timings / speed
+  unstuck-scenarios explain site-x.frames.jsonl --at 03:12  # one moment: every connector's verdict and word
+  unstuck-scenarios explain site-x.frames.jsonl --csms-arg=--maintenance-interval-seconds=0   # maintenance off
+  unstuck-scenarios explain site-x.frames.jsonl --csms-url ws://127.0.0.1:9000/ocpp \\
+      --api-url http://127.0.0.1:8000 --api-token TOKEN
+
+Exit status 0 when it ran (a stuck connector is a finding, not a failure), 2 on bad input.
+"""
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="unstuck-scenarios",
@@ -146,6 +159,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="the command that starts the embedded CSMS, given `serve ...` after it (default: "
         "'python -m csms'); mutation tests use 'python -m tests.support.mutants NAME --'",
     )
+    explain = sub.add_parser(
+        "explain",
+        help="replay a field log (a frame log) against a CSMS and say, per connector, when and why it was stuck",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=EXPLAIN_EPILOG,
+    )
+    from .explain import add_arguments
+
+    add_arguments(explain)
     return p
 
 
@@ -291,6 +313,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv[: argv.index("--")] if "--" in argv else argv)
     if args.command == "list":
         return _list(args.profile, _folder(args.scenarios))
+    if args.command == "explain":
+        from .explain import explain_main
+
+        return explain_main(args)
     check(args)
     import pytest
 

@@ -16,7 +16,7 @@ import math
 import re
 import textwrap
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,9 @@ TRUTH_STATES = {  # what a person at the connector sees -> what it means
     "charging": "charging",
     "suspended": "transaction, car takes no energy",
     "finishing": "transaction over, cable still in",
+    # explained field logs (scenarios/explain.py): what the charger said, where it said neither free nor in use
+    "silent": "the charger has not reported it (since its boot)",
+    "out_of_service": "Unavailable or Faulted",
 }
 VERDICTS = {"free": "free", "busy": "busy", "offline": "offline", "unknown": "unknown"}
 IDLE = "unplugged"
@@ -58,7 +61,7 @@ def render_html(data: dict[str, Any]) -> str:
     scenarios = data.get("scenarios") or []
     body = [_header(data), _table(scenarios)]
     body += [_section(i, s) for i, s in enumerate(scenarios)]
-    title = f"{_overall(data)} · unstuck scenarios"
+    title = f"{_overall(data)} · {data.get('title') or 'unstuck scenarios'}"
     return (
         f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
         f'<meta name="viewport" content="width=device-width, initial-scale=1">'
@@ -70,6 +73,8 @@ def render_html(data: dict[str, Any]) -> str:
 
 # ------------------------------------------------------------------ the run
 def _overall(data: dict[str, Any]) -> str:
+    if data.get("overall"):  # an explained field log: STUCK or CLEAR
+        return str(data["overall"])
     if data.get("failed"):
         return "FAIL"
     return "PASS" if data.get("passed") else "NO RESULT"
@@ -77,7 +82,7 @@ def _overall(data: dict[str, Any]) -> str:
 
 def _header(data: dict[str, Any]) -> str:
     overall = _overall(data)
-    cls = {"PASS": "pass", "FAIL": "fail"}.get(overall, "skip")
+    cls = {"PASS": "pass", "FAIL": "fail", "STUCK": "fail", "CLEAR": "pass"}.get(overall, "skip")
     started = data.get("startedAt")
     when = (
         datetime.fromtimestamp(started, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
@@ -117,7 +122,8 @@ def _header(data: dict[str, Any]) -> str:
     rerun = f'<p class="rerun">rerun: <code class="cmd">{_e(data["rerun"])}</code></p>' if data.get("rerun") else ""
     return (
         f'<header class="run {cls}"><div class="big">{overall}</div><div class="what">'
-        f'<h1>unstuck scenarios</h1><p class="counts">{counts}</p>{_facts(facts)}{note}{rerun}</div></header>'
+        f'<h1>{_e(data.get("title") or "unstuck scenarios")}</h1><p class="counts">{counts}</p>'
+        f"{_facts(facts)}{note}{rerun}</div></header>"
     )
 
 
@@ -234,7 +240,9 @@ def _violation(v: dict[str, Any], anchors: dict[tuple[str, int], str]) -> str:
     anchor = anchors.get((v.get("cp"), v.get("connector")))
     where_html = f'<a href="#{anchor}">{_e(where)}</a>' if anchor else _e(where)
     when = ""
-    if v.get("t") is not None:
+    if v.get("when"):
+        when = str(v["when"])
+    elif v.get("t") is not None:
         when = f"t = {v['t']:.1f} s"
         if v.get("lastT") is not None and v.get("count", 1) > 1:
             when += f" … {v['lastT']:.1f} s ({v['count']} samples)"
@@ -260,7 +268,7 @@ def _violation(v: dict[str, Any], anchors: dict[tuple[str, int], str]) -> str:
         )
     truth = v.get("truth") or {}
     if truth:
-        evidence.append(f"<div><h4>Ground truth</h4>{_kv(truth)}</div>")
+        evidence.append(f"<div><h4>{_e(v.get('truthLabel') or 'Ground truth')}</h4>{_kv(truth)}</div>")
     faults = v.get("faults") or []
     if faults:
         rows = "".join(
@@ -270,8 +278,8 @@ def _violation(v: dict[str, Any], anchors: dict[tuple[str, int], str]) -> str:
             for f in faults
         )
         evidence.append(
-            '<div><h4>Fault history</h4><table class="faults"><tr><th>t</th><th>fault</th>'
-            f"<th>connector</th><th>params</th></tr>{rows}</table></div>"
+            f'<div><h4>{_e(v.get("faultsLabel") or "Fault history")}</h4><table class="faults"><tr><th>t</th>'
+            f"<th>fault</th><th>connector</th><th>params</th></tr>{rows}</table></div>"
         )
     else:
         evidence.append('<div><h4>Fault history</h4><p class="muted">no fault fired on this connector</p></div>')
@@ -290,7 +298,9 @@ def _timelines(i: int, s: dict[str, Any], tl: dict[str, Any], anchors: dict[tupl
     window = tl.get("window")
     rec_end = None if rec is None or window is None else rec + window
     lines = [(t, c) for t, c in ((rec, "rec"), (rec_end, "win")) if t is not None and 0 <= t <= end]
-    ticks = _ticks(end)
+    epoch = tl.get("epoch")  # an explained field log: the axis reads as the log's clock
+    ticks = _clock_ticks(end, epoch) if epoch else _ticks(end)
+    truth_label = str(tl.get("truthLabel") or "truth")
     spans: dict[tuple[str, int], list[tuple[float, float, str]]] = {}
     for v in s.get("violations") or ():
         if v.get("t") is not None:
@@ -304,20 +314,27 @@ def _timelines(i: int, s: dict[str, Any], tl: dict[str, Any], anchors: dict[tupl
     quiet = [c for c in conns if (c["cp"], c["connector"]) not in bad_keys and not c.get("faults")]
 
     def block(group: list[dict[str, Any]]) -> str:
-        axis = _axis(end, ticks, lines)
+        axis = _axis(end, ticks, lines, epoch)
         rows = "".join(
             _connector(
-                c, end, ticks, lines, spans.get((c["cp"], c["connector"]), []), anchors[(c["cp"], c["connector"])]
+                c,
+                end,
+                ticks,
+                lines,
+                spans.get((c["cp"], c["connector"]), []),
+                anchors[(c["cp"], c["connector"])],
+                truth_label,
             )
             for c in group
         )
         return f'<div class="lanes">{axis}{rows}</div>'
 
+    span = f"{_clock_label(0, epoch)} – {_clock_label(end, epoch)} (log time, UTC)" if epoch else f"{end:.1f} s"
+    recovery = f" · recovery from {_num(rec)} s, window {_num(window)} s" if rec is not None else ""
     out = [
-        f'<h3>Timelines <span class="muted small">{len(conns)} connectors · {end:.1f} s · '
-        f"recovery from {_num(rec)} s, window {_num(window)} s</span></h3>",
-        _legend(),
-        _falsely_busy_chart(tl.get("falselyBusy") or [], end, ticks, lines),
+        f'<h3>Timelines <span class="muted small">{len(conns)} connectors · {span}{recovery}</span></h3>',
+        _legend(truth_label, bool(lines)),
+        "" if epoch else _falsely_busy_chart(tl.get("falselyBusy") or [], end, ticks, lines),
     ]
     if len(conns) <= OPEN_ALL_UP_TO:
         out.append(block(bad + faulted + quiet))
@@ -345,6 +362,7 @@ def _connector(
     lines: list[tuple[float, str]],
     spans: list[tuple[float, float, str]],
     anchor: str,
+    truth_label: str = "truth",
 ) -> str:
     truth = [(a, b, st) for a, b, st in c.get("truth") or () if b > a]
     verdict = [(a, b, vd) for a, b, vd in c.get("verdict") or () if b > a]
@@ -401,14 +419,15 @@ def _connector(
     cls = "conn bad" if kinds or spans else "conn"
     return (
         f'<div class="{cls}" id="{anchor}"><div class="head">{head}</div>'
-        f'<div class="row"><div class="ylab"><span>truth</span><span>CSMS</span></div>'
+        f'<div class="row"><div class="ylab"><span>{_e(truth_label)}</span><span>CSMS</span></div>'
         f'<svg class="tl" width="100%" height="{height}" role="img" '
         f'aria-label="{_e(f"{cp} connector {n}")}">{"".join(g)}</svg></div></div>'
     )
 
 
-def _axis(end: float, ticks: list[float], lines: list[tuple[float, str]]) -> str:
-    """Seconds along the top of a group of timelines; recovery labels get a row each when they are close."""
+def _axis(end: float, ticks: list[float], lines: list[tuple[float, str]], epoch: str | None = None) -> str:
+    """Seconds (or, with `epoch`, the log's clock) along the top of a group of timelines; recovery labels get a
+    row each when they are close."""
     step = ticks[1] - ticks[0] if len(ticks) > 1 else 1.0
     close = len(lines) == 2 and abs(lines[1][0] - lines[0][0]) < 0.45 * end
     label_y = {"rec": 9, "win": 20 if close else 9}
@@ -419,8 +438,9 @@ def _axis(end: float, ticks: list[float], lines: list[tuple[float, str]]) -> str
         anchor = "start" if t == 0 else "middle"
         g.append(
             f'<line class="tick" x1="{x}" x2="{x}" y1="{base - 6}" y2="{base}"/>'
-            f'<text x="{x}" y="{base - 9}" text-anchor="{anchor}">{_tick_label(t, step)}'
-            f"{' s' if t == 0 else ''}</text>"
+            f'<text x="{x}" y="{base - 9}" text-anchor="{anchor}">'
+            + (_clock_label(t, epoch)[:5] if epoch else f"{_tick_label(t, step)}{' s' if t == 0 else ''}")
+            + "</text>"
         )
     names = {"rec": "recovery", "win": "window end"}
     for t, cls in lines:
@@ -481,7 +501,7 @@ def _falsely_busy_chart(
     )
 
 
-def _legend() -> str:
+def _legend(truth_label: str = "truth", recovery: bool = True) -> str:
     def item(cls: str, label: str, title: str = "") -> str:
         t = f' title="{_e(title)}"' if title else ""
         return f'<span class="li"{t}><i class="sw {cls}"></i>{_e(label)}</span>'
@@ -492,12 +512,15 @@ def _legend() -> str:
         item("fb", "idle but not reported free")
         + item("off", "charger offline")
         + item("vspan", "violation seen")
-        + '<span class="li"><i class="sw ftick"></i>fault</span>'
-        + '<span class="li"><i class="sw lrec"></i>recovery starts</span>'
-        + '<span class="li"><i class="sw lwin"></i>recovery window ends</span>'
+        + f'<span class="li"><i class="sw ftick"></i>{"fault" if recovery else "log event"}</span>'
     )
+    if recovery:
+        marks += (
+            '<span class="li"><i class="sw lrec"></i>recovery starts</span>'
+            '<span class="li"><i class="sw lwin"></i>recovery window ends</span>'
+        )
     return (
-        f'<div class="legend"><div><b>truth</b> (upper band) {truth}</div>'
+        f'<div class="legend"><div><b>{_e(truth_label)}</b> (upper band) {truth}</div>'
         f"<div><b>CSMS verdict</b> (lower band) {verdict}</div><div><b>marks</b> {marks}</div></div>"
     )
 
@@ -572,6 +595,28 @@ def _ticks(end: float) -> list[float]:
     return [round(k * step, 6) for k in range(int(end / step + 1e-9) + 1)]
 
 
+def _clock_ticks(end: float, epoch: str) -> list[float]:
+    """t = 0, then every whole hour (half hour in a short log, quarter in a shorter one) of the log's clock."""
+    start = datetime.fromisoformat(epoch.replace("Z", "+00:00"))
+    step = 3600 if end > 4 * 3600 else 1800 if end > 3600 else 900
+    first = step - (start.minute * 60 + start.second + start.microsecond / 1e6) % step
+    ticks = [0.0]
+    t = first
+    while t <= end:
+        if t > 0.04 * end:  # no label crowding the start's
+            ticks.append(round(t, 3))
+        t += step
+    return ticks
+
+
+def _clock_label(t: float, epoch: str | None) -> str:
+    """Log time as the log's clock (HH:MM:SS, UTC)."""
+    if not epoch:
+        return f"{t:g} s"
+    start = datetime.fromisoformat(epoch.replace("Z", "+00:00"))
+    return (start + timedelta(seconds=t)).astimezone(UTC).strftime("%H:%M:%S")
+
+
 def _y_ticks(top: int) -> list[int]:
     return sorted({0, top // 2, top}) if top > 1 else [0, 1]
 
@@ -606,7 +651,9 @@ def _cls(name: Any) -> str:
 
 
 def _outcome_class(s: dict[str, Any]) -> str:
-    return {"passed": "pass", "failed": "fail", "error": "fail"}.get(s.get("outcome", ""), "skip")
+    return {"passed": "pass", "failed": "fail", "error": "fail", "stuck": "fail", "clear": "pass"}.get(
+        s.get("outcome", ""), "skip"
+    )
 
 
 def _badge(s: dict[str, Any]) -> str:
@@ -756,6 +803,8 @@ svg text{font-size:10px;fill:#46505a}
 .tl rect.bg{fill:#f8f9fa;stroke:#e3e7eb}
 .tl .unplugged{fill:var(--unplugged)}.tl .plugged{fill:var(--plugged)}.tl .charging{fill:var(--charging)}
 .tl .suspended{fill:var(--suspended)}.tl .finishing{fill:var(--finishing)}.tl .other{fill:#f7c6e0}
+.tl .silent{fill:url(#silenthatch)}.sw.silent{background:repeating-linear-gradient(90deg,#e4e8ee 0 3px,#fff 3px 6px)}
+.tl .out_of_service{fill:#5c6670}.sw.out_of_service{background:#5c6670}
 .tl .v-free{fill:var(--free)}.tl .v-busy{fill:var(--busy)}.tl .v-offline{fill:var(--offline)}
 .tl .v-unknown,.tl .v-other{fill:var(--unknown)}
 .tl rect.fb{fill:url(#fbhatch);stroke:#b00000;stroke-width:2}
@@ -783,6 +832,8 @@ _DEFS = (
     '<pattern id="fbhatch" width="6" height="6" patternUnits="userSpaceOnUse" '
     'patternTransform="rotate(45)"><rect width="6" height="6" fill="#f0642a"/>'
     '<rect width="2.5" height="6" fill="#8f0d0d"/></pattern>'
+    '<pattern id="silenthatch" width="6" height="6" patternUnits="userSpaceOnUse">'
+    '<rect width="6" height="6" fill="#fff"/><rect width="3" height="6" fill="#e4e8ee"/></pattern>'
     '<pattern id="offhatch" width="6" height="6" patternUnits="userSpaceOnUse" '
     'patternTransform="rotate(-45)"><rect width="1.5" height="6" fill="#3d434a" fill-opacity=".75"/></pattern>'
     "</defs></svg>"

@@ -1,0 +1,550 @@
+"""`unstuck-scenarios explain FRAMELOG`: replay a field log against a CSMS and say why a connector was stuck.
+
+The imperative shell around `explain_rules`: it starts (or is given) a CSMS, plays the log's chargers
+with `simulator.fieldlog.player.Player`, samples the CSMS's verdict for every connector the log names
+while it plays (wall time mapped to log time with `player.log_time()`), reads the embedded CSMS's
+audit trail afterwards, and hands all of it, as plain data, to the pure rules. Then it prints the
+findings in words and writes the same HTML report the scenarios write.
+
+The embedded CSMS runs with the production defaults of `csms serve`, every duration divided by the
+replay speed (a 120 s orphan grace is 2 s at 60x): what it heals, and when in log time, is what a
+default deployment would have done that night. `--csms-arg` overrides any of them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sqlite3
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from simulator.fieldlog.frames import FrameLogError, FrameLogHeader, FrameRecord, LinkRecord, read_frame_log
+
+from .adapters.base import CsmsAdapter
+from .embedded import Timings, start_embedded
+from .explain_rules import (
+    AuditMark,
+    ChargerLog,
+    Finding,
+    VerdictSample,
+    band_state,
+    clock,
+    describe_finding,
+    find_findings,
+    moment_at,
+    parse_log_time,
+    read_charger_log,
+)
+
+__all__ = ["explain_main", "add_arguments", "scaled_serve_args", "ExplainRun", "report_record"]
+
+SAMPLE_LOG_SECONDS = 15.0  # a verdict per connector every 15 s of log (0.25 s of wall at 60x)
+# `csms serve` defaults (csms/config.py) that are durations, in seconds, with the flag and its unit.
+_DEFAULTS: tuple[tuple[str, float, float], ...] = (
+    # flag, default seconds, floor seconds (wall): below it the CSMS would spin or a loopback call time out
+    ("--maintenance-interval-seconds", 60.0, 0.25),
+    ("--status-grace-seconds", 30.0, 0.2),
+    ("--orphan-grace-seconds", 120.0, 0.2),
+    ("--quiet-transaction-seconds", 600.0, 1.0),
+    ("--start-timeout-seconds", 180.0, 1.0),
+    ("--reconnect-settle-seconds", 10.0, 0.1),
+    ("--live-evidence-seconds", 120.0, 0.5),
+)
+_MINUTES: tuple[tuple[str, float], ...] = (
+    ("--freshness-minutes", 30.0),
+    ("--reservation-timeout-minutes", 60.0),
+    ("--status-release-minutes", 240.0),
+)
+
+
+def scaled_serve_args(speed: float) -> list[str]:
+    """`csms serve` timings at their defaults divided by `speed` (the log plays that much faster)."""
+    out = [
+        "--heartbeat-interval",
+        str(max(1, round(300 / speed))),
+        "--heartbeat-timeout-factor",
+        "2.5",
+        "--call-timeout-seconds",
+        "10",  # the player answers at once: a network timeout, not a log duration
+    ]
+    for flag, seconds, floor in _DEFAULTS:
+        out += [flag, f"{max(floor, seconds / speed):g}"]
+    for flag, minutes in _MINUTES:
+        out += [flag, f"{minutes / speed:g}"]
+    return out
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("framelog", metavar="FRAMELOG", help="a frame log (`unstuck-sim import` makes one from a field log)")
+    p.add_argument("--speed", type=float, default=60.0, help="log seconds per wall second (default 60)")
+    p.add_argument(
+        "--at", default=None, metavar="TIME", help='answer for one moment: "03:12", an ISO time or log seconds'
+    )
+    p.add_argument(
+        "-o",
+        "--output",
+        default="reports/explain.html",
+        metavar="HTML",
+        help="the report (default reports/explain.html; its data beside it, .json)",
+    )
+    p.add_argument("--csms-url", default=None, metavar="WS_URL", help="a running CSMS: its OCPP base URL")
+    p.add_argument("--api-url", default=None, metavar="HTTP_URL", help="... its REST base URL")
+    p.add_argument("--api-token", default=None, metavar="TOKEN", help="... an admin token (or UNSTUCK_API_TOKEN)")
+    p.add_argument("--adapter", default=None, metavar="FILE.py:CLASS", help="how to ask another CSMS (see `run`)")
+    p.add_argument(
+        "--db", default=None, metavar="URL", help="database of the embedded CSMS (default: temporary SQLite)"
+    )
+    p.add_argument(
+        "--csms-arg",
+        action="append",
+        default=[],
+        metavar="ARG",
+        help="extra `csms serve` argument for the embedded CSMS (repeatable), e.g. "
+        "--csms-arg=--maintenance-interval-seconds=0 (maintenance off)",
+    )
+    p.add_argument("--csms-command", default=None, metavar="CMD", help="the command that starts the embedded CSMS")
+
+
+class BadInput(Exception):
+    """What the user gave cannot be explained: exit 2 with this message."""
+
+
+@dataclass
+class ExplainRun:
+    """Everything one explain gathered, as plain data: the rules and the report read only this."""
+
+    path: Path
+    header: FrameLogHeader
+    log: ChargerLog
+    samples: list[VerdictSample] = field(default_factory=list)
+    audit: list[AuditMark] = field(default_factory=list)
+    play: dict[str, Any] = field(default_factory=dict)
+    csms: str = ""
+    csms_args: list[str] = field(default_factory=list)
+    wall: float = 0.0
+    findings: list[Finding] = field(default_factory=list)
+    audited: bool = False
+
+
+# ------------------------------------------------------------------ the shell
+def explain_main(args: argparse.Namespace) -> int:
+    try:
+        run = _explain(args)
+    except BadInput as exc:
+        print(f"unstuck-scenarios explain: {exc}", file=sys.stderr)
+        return 2
+    at = None
+    if args.at is not None:
+        at = parse_log_time(args.at, run.header.epoch)
+    print(summary_text(run, at))
+    out = Path(args.output)
+    write_report(run, out, rerun=_rerun(args))
+    print(f"\nHTML report: {out.resolve()}")
+    return 0
+
+
+def _explain(args: argparse.Namespace) -> ExplainRun:
+    path = Path(args.framelog)
+    if not path.is_file():
+        raise BadInput(f"{path}: no such file")
+    if not args.speed > 0:
+        raise BadInput(f"--speed {args.speed}: must be above 0")
+    try:
+        header, records = read_frame_log(path)
+        log = read_charger_log(records, connectors=None)
+    except FrameLogError as exc:
+        raise BadInput(str(exc)) from None
+    if args.at is not None:
+        try:
+            parse_log_time(args.at, header.epoch)
+        except ValueError as exc:
+            raise BadInput(f"--at {exc}") from None
+    keys = sorted(log.words)
+    if not keys:
+        raise BadInput(f"{path}: the log names no connector (no StatusNotification or transaction on one)")
+    run = ExplainRun(path, header, log)
+
+    def records_fn() -> Iterable[FrameRecord | LinkRecord]:
+        return read_frame_log(path)[1]
+
+    if args.csms_url:
+        if not args.api_url:
+            raise BadInput("--csms-url needs --api-url (and --api-token) to ask the CSMS its verdicts")
+        adapter = _adapter(args)
+        run.csms = args.csms_url
+        trio.run(_play_and_sample, run, header, records_fn, adapter, args.speed, args.csms_url)
+    else:
+        with tempfile.TemporaryDirectory(prefix="unstuck-explain-") as tmp:
+            work = Path(tmp)
+            db_url = args.db or f"sqlite:///{work / 'csms.db'}"
+            extra = [*scaled_serve_args(args.speed), *_split_args(args.csms_arg)]
+            command = args.csms_command.split() if args.csms_command else None
+            try:
+                csms = start_embedded(db_url, work, timings=_NO_TIMINGS, extra=extra, command=command)
+            except RuntimeError as exc:
+                raise BadInput(f"the embedded CSMS did not start (check --csms-arg):\n{exc}") from None
+            run.csms, run.csms_args = f"embedded csms serve ({'SQLite' if args.db is None else args.db})", extra
+            try:
+                from .adapters.unstuck_rest import UnstuckRestAdapter
+
+                adapter = UnstuckRestAdapter(csms.endpoint.ocpp_url, csms.endpoint.api_url, csms.endpoint.token)
+                wall_map = trio.run(
+                    _play_and_sample, run, header, records_fn, adapter, args.speed, csms.endpoint.ocpp_url
+                )
+            finally:
+                csms.stop()
+            if db_url.startswith("sqlite:///"):
+                run.audit = [_mark(r, wall_map) for r in read_audit(Path(db_url[len("sqlite:///") :]))]
+                run.audited = True
+    run.findings = find_findings(log, run.samples, run.audit)
+    return run
+
+
+class _NoTimings(Timings):
+    """The scenarios' quick timings are replaced by `scaled_serve_args`: none of their flags are passed."""
+
+    def serve_args(self) -> list[str]:
+        return []
+
+
+_NO_TIMINGS = _NoTimings()
+
+
+def _split_args(given: Sequence[str]) -> list[str]:
+    """`--csms-arg=--flag=value` and `--csms-arg --flag --csms-arg value` both work."""
+    out: list[str] = []
+    for a in given:
+        out += a.split("=", 1) if a.startswith("--") and "=" in a else [a]
+    return out
+
+
+def _adapter(args: argparse.Namespace) -> CsmsAdapter:
+    import os
+
+    from .adapters.load import AdapterError, load_adapter_class
+
+    token = args.api_token or os.environ.get("UNSTUCK_API_TOKEN", "")
+    if args.adapter:
+        try:
+            cls = load_adapter_class(args.adapter)
+        except AdapterError as exc:
+            raise BadInput(str(exc)) from None
+        return cls(args.csms_url, args.api_url, token)  # type: ignore[no-any-return]
+    from .adapters.unstuck_rest import UnstuckRestAdapter
+
+    return UnstuckRestAdapter(args.csms_url, args.api_url, token)
+
+
+WallMap = list[tuple[float, float]]  # (unix wall time, log t), increasing
+
+
+async def _play_and_sample(
+    run: ExplainRun,
+    header: FrameLogHeader,
+    records: Callable[[], Iterable[FrameRecord | LinkRecord]],
+    adapter: CsmsAdapter,
+    speed: float,
+    ocpp_url: str,
+) -> WallMap:
+    """Play the log and sample every connector's verdict until the play ends; returns the wall -> log map."""
+    from simulator.fieldlog.player import Player, PlayOptions
+
+    player = Player(header, records, PlayOptions(csms_url=ocpp_url, speed=speed))
+    keys = sorted(run.log.words)
+    wall_map: WallMap = []
+    interval = min(1.0, max(0.1, SAMPLE_LOG_SECONDS / speed))
+    done = trio.Event()
+    result: list[Any] = []
+
+    async def play() -> None:
+        try:
+            result.append(await player.run())
+        finally:
+            done.set()
+
+    async def sample() -> None:
+        t = player.log_time()
+        wall_map.append((time.time(), t))
+        try:
+            verdicts = await adapter.verdicts(keys)
+        except Exception as exc:  # a CSMS that cannot answer now: a gap in the timeline, said in the report
+            run.play.setdefault("sampleErrors", []).append(f"{clock(t, header.epoch)}: {exc}")
+            return
+        run.samples.extend(VerdictSample(t, cp, c, v) for (cp, c), v in verdicts.items())
+
+    started = time.monotonic()
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(play)
+            while not done.is_set():
+                with trio.move_on_after(interval):
+                    await done.wait()
+                if player.log_time() > run.log.start or done.is_set():
+                    await sample()
+    finally:
+        await adapter.aclose()
+    run.wall = time.monotonic() - started
+    if result:
+        r = result[0]
+        run.play = {
+            **run.play,
+            "sent": r.sent,
+            "answered": r.answered,
+            "csmsCalls": r.csms_calls,
+            "csmsCallsAnsweredFromLog": r.csms_calls_answered_from_log,
+            "errors": list(r.errors),
+            "wallSeconds": round(r.wall_seconds, 1),
+        }
+    return wall_map
+
+
+def read_audit(db_file: Path) -> list[tuple[datetime, str, str | None, int | None, str | None, dict[str, Any] | None]]:
+    """The embedded CSMS's audit rows that can heal or ask (maintenance.*, session.*), in time order."""
+    if not db_file.exists():
+        return []
+    with sqlite3.connect(db_file) as db:
+        rows = db.execute(
+            "SELECT at, action, charge_point_id, connector_id, subject, details FROM audit_events "
+            "WHERE action LIKE 'maintenance.%' OR action LIKE 'session.%' OR action LIKE 'connector.%' ORDER BY id"
+        ).fetchall()
+    out = []
+    for at, action, cp, connector, subject, details in rows:
+        when = datetime.fromisoformat(str(at).replace("Z", "+00:00"))
+        when = when if when.tzinfo else when.replace(tzinfo=UTC)
+        out.append((when, action, cp, connector, subject, json.loads(details) if isinstance(details, str) else details))
+    return out
+
+
+def log_time_of(wall: float, wall_map: WallMap) -> float:
+    """A wall-clock time (unix seconds) as log time, interpolated on the samples' (wall, log) pairs."""
+    if not wall_map:
+        return 0.0
+    if wall <= wall_map[0][0]:
+        return wall_map[0][1]
+    for (w0, t0), (w1, t1) in zip(wall_map, wall_map[1:], strict=False):
+        if w0 <= wall <= w1:
+            return t0 + (t1 - t0) * ((wall - w0) / (w1 - w0) if w1 > w0 else 0.0)
+    return wall_map[-1][1]
+
+
+def _mark(row: tuple[datetime, str, str | None, int | None, str | None, Any], wall_map: WallMap) -> AuditMark:
+    at, action, cp, connector, subject, details = row
+    return AuditMark(log_time_of(at.timestamp(), wall_map), action, cp, connector, subject, details)
+
+
+def _rerun(args: argparse.Namespace) -> str:
+    import shlex
+
+    parts = ["unstuck-scenarios", "explain", str(args.framelog), "--speed", f"{args.speed:g}"]
+    for flag, value in (
+        ("--csms-url", args.csms_url),
+        ("--api-url", args.api_url),
+        ("--adapter", args.adapter),
+        ("--db", args.db),
+    ):
+        if value:
+            parts += [flag, value]
+    parts += [f"--csms-arg={a}" for a in args.csms_arg]
+    return shlex.join(parts)
+
+
+# ------------------------------------------------------------------ words
+def summary_text(run: ExplainRun, at: float | None = None) -> str:
+    """The plain-text answer: per connector what went wrong and what healed it, or one moment with --at."""
+    epoch = run.header.epoch
+    lines = [
+        f"{run.path.name}: {len(run.header.charge_points)} charger(s), {len(run.log.words)} connector(s), "
+        f"{clock(run.log.start, epoch)} to {clock(run.log.end, epoch)} (log time, UTC), played against {run.csms}",
+    ]
+    if at is not None:
+        lines.append(f"\nAt {clock(at, epoch)} (t = {at:.0f} s):")
+        for m in moment_at(run.log, run.samples, at, run.log.words):
+            verdict = (
+                "no verdict sampled yet"
+                if m.verdict is None
+                else (f"the CSMS said {m.verdict.verdict} ({', '.join(m.verdict.reasons) or 'no reasons'})")
+            )
+            link = "" if m.connected else " [charger offline per the log]"
+            lines.append(f"  {m.cp} connector {m.connector}: {verdict}; the charger said {m.word.text()}{link}")
+        return "\n".join(lines)
+    by_key: dict[tuple[str, int], list[Finding]] = {}
+    for f in run.findings:
+        by_key.setdefault((f.cp, f.connector), []).append(f)
+    for key in sorted(run.log.words):
+        found = by_key.get(key, [])
+        if not found:
+            lines.append(f"\n{key[0]} connector {key[1]}: the CSMS agreed with the charger throughout.")
+            continue
+        for f in found:
+            lines.append("\n" + describe_finding(f, epoch))
+    for e in _csms_calls(run):
+        lines.append(f"  note: at {clock(e.t, epoch)} {e.text} (the replay sends none of the log's CSMS calls)")
+    if not run.audited:
+        lines.append("\n(no audit trail read: a CSMS not started here; what healed is read from its reasons)")
+    errors = run.play.get("errors") or []
+    if errors:
+        lines.append(f"\nthe replay reported {len(errors)} problem(s), first: {errors[0]}")
+    return "\n".join(lines)
+
+
+_CHARGER_EVENTS = frozenset({"start", "stop", "boot", "connect", "disconnect", "available_open"})
+
+
+def _csms_calls(run: ExplainRun) -> list[Any]:
+    """The log's own CSMS calls (RemoteStartTransaction, Reset, ...) and the charger's answers to them."""
+    return [e for e in run.log.events if e.name not in _CHARGER_EVENTS]
+
+
+# ------------------------------------------------------------------ the report
+def report_record(run: ExplainRun, rerun: str = "") -> dict[str, Any]:
+    """One explained log as a scenario record of summary.json (scenarios/report/summary.py), drawn by html.py."""
+    epoch = run.header.epoch
+    end = max(run.log.end, max((s.t for s in run.samples), default=0.0))
+    segs = _verdict_segments(run.samples, end)
+    rows = []
+    stuck = {(f.cp, f.connector) for f in run.findings}
+    for key in sorted(run.log.words):
+        words = run.log.words[key]
+        truth = []
+        for k, w in enumerate(words):
+            b = words[k + 1].t if k + 1 < len(words) else end
+            if b > w.t:
+                truth.append([round(w.t, 1), round(b, 1), band_state(w)])
+        if words and words[0].t > run.log.start:
+            truth.insert(0, [round(run.log.start, 1), round(words[0].t, 1), "silent"])
+        events = [e for e in run.log.events if e.cp == key[0] and e.connector in (None, key[1])]
+        rows.append(
+            {
+                "cp": key[0],
+                "connector": key[1],
+                "truth": truth,
+                "verdict": segs.get(key, []),
+                "offline": _offline(run.log.links.get(key[0], []), end),
+                "faults": [[round(e.t, 1), e.name] for e in events if e.name not in ("connect",)],
+                "violations": sorted({f.kind for f in run.findings if (f.cp, f.connector) == key}),
+            }
+        )
+    violations = [_violation(f, run, epoch) for f in run.findings]
+    notes = [describe_finding(f, epoch) for f in run.findings] or [
+        "The CSMS agreed with the charger on every connector throughout the log."
+    ]
+    notes += [
+        f"{clock(e.t, epoch)} {e.cp}: {e.text} (not replayed: the player is the charger)" for e in _csms_calls(run)
+    ]
+    return {
+        "name": run.path.name,
+        "purpose": "a field log replayed: what the charger said against what the CSMS said, and why",
+        "outcome": "stuck" if stuck else "clear",
+        "duration": round(run.wall, 1),
+        "notes": notes,
+        "violations": violations,
+        "checked": {"connectors": len(rows), "verdicts sampled": len(run.samples)},
+        "fleet": {"chargePoints": len(run.header.charge_points), "connectors": len(rows)},
+        "trace": str(run.path),
+        "rerun": rerun,
+        "timeline": {
+            "end": round(end, 1),
+            "start": round(run.log.start, 1),
+            "epoch": epoch,
+            "recoveryFrom": None,
+            "window": None,
+            "truthLabel": "charger",
+            "connectors": rows,
+            "falselyBusy": [],
+        },
+    }
+
+
+def _violation(f: Finding, run: ExplainRun, epoch: str) -> dict[str, Any]:
+    events = [e for e in run.log.events if e.cp == f.cp and e.connector in (None, f.connector) and e.t <= f.until]
+    return {
+        "kind": f.kind,
+        "cp": f.cp,
+        "connector": f.connector,
+        "t": round(f.since, 1),
+        "lastT": round(f.until, 1),
+        "count": 2,
+        "when": f"{clock(f.since, epoch)} – {clock(f.until, epoch)}",
+        "message": describe_finding(f, epoch),
+        "verdict": {"verdict": f.verdict.verdict, "reasons": list(f.verdict.reasons), "signals": f.verdict.signals},
+        "truthLabel": "What the charger said",
+        "truth": {
+            "state": f.word.state.replace("_", " "),
+            "last status": f.word.status or "none",
+            "open transaction": f.word.transaction or "none",
+            "since": clock(f.word.t, epoch),
+            "by": f.word.said,
+            "healed": f"{clock(f.until, epoch)}: {f.healed_by}" if f.healed else f"no: {f.healed_by}",
+        },
+        "faultsLabel": "The log around it",
+        "faults": [
+            {
+                "t": round(e.t, 1),
+                "name": e.name,
+                "connector": e.connector,
+                "params": {"what": e.text, "at": clock(e.t, epoch)},
+            }
+            for e in events[-12:]
+        ],
+    }
+
+
+def _verdict_segments(samples: Sequence[VerdictSample], end: float) -> dict[tuple[str, int], list[list[Any]]]:
+    out: dict[tuple[str, int], list[list[Any]]] = {}
+    for s in sorted(samples, key=lambda s: s.t):
+        segs = out.setdefault((s.cp, s.connector), [])
+        if segs and segs[-1][2] == s.verdict.verdict:
+            continue
+        if segs:
+            segs[-1][1] = round(s.t, 1)
+        segs.append([round(s.t, 1), None, s.verdict.verdict])
+    for segs in out.values():
+        segs[-1][1] = round(max(end, segs[-1][0]), 1)
+    return out
+
+
+def _offline(links: list[tuple[float, bool]], end: float) -> list[list[float]]:
+    out, down = [], None
+    for t, up in links:
+        if not up and down is None:
+            down = t
+        elif up and down is not None:
+            out.append([round(down, 1), round(t, 1)])
+            down = None
+    if down is not None:
+        out.append([round(down, 1), round(end, 1)])
+    return out
+
+
+def write_report(run: ExplainRun, out: Path, *, rerun: str = "") -> None:
+    """summary.json-shaped data beside the HTML, and the HTML the scenarios' report draws."""
+    from .report.html import write_html
+
+    record = report_record(run, rerun)
+    stuck = record["outcome"] == "stuck"
+    data = {
+        "version": 1,
+        "title": "unstuck explain",
+        "overall": "STUCK" if stuck else "CLEAR",
+        "csms": run.csms,
+        "csmsArgs": run.csms_args,
+        "startedAt": time.time(),
+        "duration": round(run.wall, 1),
+        "rerun": rerun,
+        "scenarios": [record],
+        "passed": 0 if stuck else 1,
+        "failed": 1 if stuck else 0,
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    src = out.with_suffix(".json")
+    src.write_text(json.dumps(data, indent=1, default=str), encoding="utf-8")
+    write_html(out, src)
