@@ -104,7 +104,10 @@ class PlayResult:
 
 
 class Player:
-    """Plays the chargers of one frame log against `options.csms_url`; `run()` returns when the log is played."""
+    """Plays the chargers of one frame log against `options.csms_url`; `run()` returns when the log is played.
+
+    With `options.start`, each charger's frames before it are not sent, except its last BootNotification
+    before `start`, which it sends first (a CSMS refuses a charger's calls until it has booted)."""
 
     def __init__(
         self,
@@ -123,6 +126,7 @@ class Player:
         self._chargers: dict[str, _Charger] = {}
         self._origin = options.start if options.start is not None else 0.0
         self._log_end = self._origin
+        self._reached = self._origin  # the latest log t a charger has played (flat out, the clock is this)
         self._t0: float | None = None
         self._stopped: float | None = None
 
@@ -133,7 +137,7 @@ class Player:
             return self._origin
         now = self._stopped if self._stopped is not None else trio.current_time()
         if math.isinf(self.options.speed):
-            return self._log_end
+            return self._reached
         return min(self._log_end, self._origin + (now - self._t0) * self.options.speed)
 
     async def sleep_until(self, t: float) -> None:
@@ -307,6 +311,7 @@ class _Charger:
                 if not self.begun:
                     self._begin()
                 await self.player.sleep_until(rec.t)
+                self.player._reached = max(self.player._reached, rec.t)
                 await self._play(rec)
             if handled >= self.book.records:
                 return

@@ -17,7 +17,7 @@ import trio
 
 from simulator.cli import main as sim_main
 from simulator.fieldlog import FrameLogHeader, FrameLogWriter, FrameRecord, LinkRecord, read_frame_log
-from simulator.fieldlog.playbook import parse_log_time
+from simulator.fieldlog.playbook import LoggedAnswer, TxMap, parse_log_time, pick_answer
 from simulator.fieldlog.player import Player, PlayOptions, PlayResult
 from simulator.fleetspec import FleetSpec, GroupSpec
 
@@ -129,6 +129,33 @@ def test_log_times_parse_as_seconds_clock_or_iso():
     assert parse_log_time("2026-03-02T03:13:05Z", epoch) == 60.0
     with pytest.raises(ValueError, match="clock time"):
         parse_log_time("yesterday", epoch)
+
+
+def test_transaction_ids_map_both_ways_and_a_missing_log_answer_takes_the_oldest_waiting_id():
+    m = TxMap()
+    m.csms_answered("s1", 1)  # the CSMS answered first, then the log's answer streams by
+    m.log_answered("s1", 412)
+    m.log_answered("s2", 413)  # the log's answer to a start still queued offline ...
+    m.csms_answered("s2", 2)  # ... and the CSMS's once it is sent
+    m.csms_answered("s3", 3)  # no answer in the log at all
+    assert m.rewrite({"transactionId": 412, "meterStop": 5}) == {"transactionId": 1, "meterStop": 5}
+    assert m.rewrite({"transactionId": 413}) == {"transactionId": 2}
+    assert m.rewrite({"transactionId": 999}) == {"transactionId": 3}
+    assert m.to_log(2) == 413 and m.to_log(77) == 77
+    assert m.log_to_csms == {412: 1, 413: 2, 999: 3}
+
+
+def test_a_live_call_gets_the_logged_answer_to_the_same_question_first():
+    def answered(t: float, tx: int, status: str) -> LoggedAnswer:
+        return LoggedAnswer(t, "RemoteStopTransaction", {"transactionId": tx}, [3, f"m{t}", {"status": status}])
+
+    logged = [answered(1, 412, "Rejected"), answered(2, 413, "Accepted"), answered(3, 414, "Rejected")]
+    used: set[int] = set()
+    to_log = {2: 413}.get
+    pick = pick_answer(logged, used, {"transactionId": 2}, since=None, to_log=lambda tx: to_log(tx, tx))
+    assert pick is logged[1]
+    assert pick_answer(logged, used, {"transactionId": 50}, since=1.5, to_log=lambda tx: tx) is logged[2]
+    assert pick_answer(logged, used, {"transactionId": 50}, since=1.5, to_log=lambda tx: tx) is None
 
 
 # ----------------------------------------------------------------------------- against csms serve
@@ -367,3 +394,101 @@ def test_a_scripted_v1_trace_is_refused_with_the_import_command(tmp_path, capsys
     assert code == 2
     assert "this trace's sessions were scripted by a scenario" in err
     assert f"unstuck-sim import {trace} --format trace -o frames.jsonl" in err
+
+
+# ----------------------------------------------------------------------------- speed (slow tier)
+
+
+def busy_log(
+    path: Path, *, chargers: int = 50, per_charger: int = 200, span: float = 1800.0, prefix: str = "BUSY"
+) -> Path:
+    """`chargers` x `per_charger` CALLs over `span` log seconds: sessions back to back (a fifth of them 2.0.1
+    stations), the CSMS's StartTransaction answers as a log has them."""
+    cps = {f"{prefix}{i:03d}": "2.0.1" if i % 5 == 4 else "1.6" for i in range(chargers)}
+    records: list[FrameRecord | LinkRecord] = []
+    step = span / per_charger
+    for i, (cp, version) in enumerate(cps.items()):
+        times = [i * step / chargers + k * step for k in range(per_charger)]
+        records.extend(_busy_201(cp, times) if version == "2.0.1" else _busy_16(cp, times, tx0=1000 * (i + 1)))
+    return write_log(path, cps, records)
+
+
+def _busy_16(cp: str, times: list[float], *, tx0: int) -> list[FrameRecord]:
+    vendor = {"chargePointVendor": "ABB", "chargePointModel": "Terra"}
+    recs = [out(times[0], cp, 2, "boot", "BootNotification", vendor)]
+    k, tx, wh = 1, tx0, 0
+    while k + 6 <= len(times):  # Preparing, Start, Charging, 2 x MeterValues, Stop (+ Available next round)
+        t = times[k : k + 6]
+        start = {"connectorId": 1, "idTag": "TAG1", "meterStart": wh, "timestamp": ts(t[1])}
+        recs += [
+            status16(t[0], cp, 1, "Preparing"),
+            out(t[1], cp, 2, f"s{tx}", "StartTransaction", start),
+            inn(t[1] + 0.01, cp, 3, f"s{tx}", {"transactionId": tx, "idTagInfo": {"status": "Accepted"}}),
+            status16(t[2], cp, 1, "Charging"),
+            meter16(t[3], cp, 1, tx, wh + 500),
+            meter16(t[4], cp, 1, tx, wh + 1000),
+            out(
+                t[5],
+                cp,
+                2,
+                f"e{tx}",
+                "StopTransaction",
+                {"transactionId": tx, "meterStop": wh + 1500, "timestamp": ts(t[5])},
+            ),
+        ]
+        k, tx, wh = k + 6, tx + 1, wh + 1500
+    recs += [out(t, cp, 2, f"hb{j}", "Heartbeat", {}) for j, t in enumerate(times[k:])]
+    return recs
+
+
+def _busy_201(cp: str, times: list[float]) -> list[FrameRecord]:
+    boot = {"reason": "PowerUp", "chargingStation": {"model": "Terra", "vendorName": "ABB"}}
+    recs = [out(times[0], cp, 2, "boot", "BootNotification", boot)]
+    k, n, wh = 1, 0, 0
+    while k + 4 <= len(times):
+        for seq, (kind, why) in enumerate(
+            [
+                ("Started", "Authorized"),
+                ("Updated", "MeterValuePeriodic"),
+                ("Updated", "MeterValuePeriodic"),
+                ("Ended", "StopAuthorized"),
+            ]
+        ):
+            t = times[k + seq]
+            payload = {
+                "eventType": kind,
+                "timestamp": ts(t),
+                "triggerReason": why,
+                "seqNo": seq,
+                "transactionInfo": {"transactionId": f"{cp}-{n}"},
+                "evse": {"id": 1, "connectorId": 1},
+                "meterValue": [{"timestamp": ts(t), "sampledValue": [{"value": wh + 500 * seq, "measurand": METER}]}],
+            }
+            if kind == "Started":
+                payload["idToken"] = {"idToken": "TAG1", "type": "ISO14443"}
+            recs.append(out(t, cp, 2, f"te{n}-{seq}", "TransactionEvent", payload))
+        k, n, wh = k + 4, n + 1, wh + 1500
+    recs += [out(t, cp, 2, f"hb{j}", "Heartbeat", {}) for j, t in enumerate(times[k:])]
+    return recs
+
+
+@pytest.mark.slow_tier
+async def test_ten_thousand_frames_of_fifty_chargers_play_at_60x_or_more(csms, tmp_path):
+    """The figure the brief asks for: on schedule at 60x (a 30-minute log of 10,000 frames from 50 chargers), and
+    how fast `csms serve` (SQLite) lets it go flat out. Each play has chargers of its own: a 2.0.1 station that
+    starts an ended transaction id again is another story."""
+    paced_log = busy_log(tmp_path / "paced.jsonl", prefix="PACED")
+    header, _ = read_frame_log(paced_log)
+    assert len(header.charge_points) == 50 and header.frames >= 10_000
+    paced = await play(paced_log, csms.ocpp, speed=60)
+    span = paced.log_end - paced.log_start
+    print(f"\n10,000 frames / 50 chargers at --speed 60: {paced.wall_seconds:.1f} s for {span:.0f} log s")
+    assert paced.errors == [] and paced.sent == 10_000 and paced.answered == 10_000
+    assert paced.wall_seconds <= span / 60 + 2.0
+    fastest = await play(busy_log(tmp_path / "fast.jsonl", prefix="FAST"), csms.ocpp, speed=float("inf"))
+    rate = fastest.answered / fastest.wall_seconds
+    print(
+        f"flat out: {fastest.wall_seconds:.1f} s, {rate:.0f} frames/s = {span / fastest.wall_seconds:.0f}x of this log"
+    )
+    assert fastest.errors == [] and fastest.answered == 10_000
+    assert span / fastest.wall_seconds >= 60
