@@ -491,7 +491,8 @@ def _violation(f: Finding, run: ExplainRun, epoch: str) -> dict[str, Any]:
                 "t": round(e.t, 1),
                 "name": e.name,
                 "connector": e.connector,
-                "params": {"what": e.text, "at": clock(e.t, epoch)},
+                "at": clock(e.t, epoch),
+                "params": e.text,
             }
             for e in events[-12:]
         ],
@@ -531,6 +532,7 @@ def write_report(run: ExplainRun, out: Path, *, rerun: str = "") -> None:
 
     record = report_record(run, rerun)
     stuck = record["outcome"] == "stuck"
+    stuck_keys = {(f.cp, f.connector) for f in run.findings}
     data = {
         "version": 1,
         "title": "unstuck explain",
@@ -539,7 +541,8 @@ def write_report(run: ExplainRun, out: Path, *, rerun: str = "") -> None:
         "csmsArgs": run.csms_args,
         "startedAt": time.time(),
         "duration": round(run.wall, 1),
-        "rerun": rerun,
+        "countsText": f"{len(stuck_keys)} of {len(run.log.words)} connector(s) stuck"
+        + (f", {len(run.findings)} finding(s)" if run.findings else ""),
         "scenarios": [record],
         "passed": 0 if stuck else 1,
         "failed": 1 if stuck else 0,

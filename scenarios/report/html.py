@@ -106,6 +106,8 @@ def _header(data: dict[str, Any]) -> str:
         f'<span class="n pass">{int(data.get("passed") or 0)} passed</span>'
         f'<span class="n fail">{int(data.get("failed") or 0)} failed</span>'
     )
+    if data.get("countsText"):  # an explained field log counts connectors, not scenarios
+        counts = f'<span class="n">{_e(data["countsText"])}</span>'
     if data.get("notClaimed"):
         counts += f'<span class="n skip">{int(data["notClaimed"])} not claimed</span>'
     if data.get("skipped"):
@@ -272,9 +274,10 @@ def _violation(v: dict[str, Any], anchors: dict[tuple[str, int], str]) -> str:
     faults = v.get("faults") or []
     if faults:
         rows = "".join(
-            f'<tr><td class="num">{_num(f.get("t"), 2)} s</td><td><b>{_e(f.get("name"))}</b></td>'
+            f'<tr><td class="num">{_e(f["at"]) if f.get("at") else _num(f.get("t"), 2) + " s"}</td>'
+            f"<td><b>{_e(f.get('name'))}</b></td>"
             f"<td>{'' if f.get('connector') is None else _e(f.get('connector'))}</td>"
-            f"<td><code>{_e(_compact(f.get('params')) if f.get('params') else '')}</code></td></tr>"
+            f"<td><code>{_e(_params(f.get('params')))}</code></td></tr>"
             for f in faults
         )
         evidence.append(
@@ -703,6 +706,13 @@ def _headline(error: str) -> str:
 _EXCEPTION_LINE = re.compile(
     r"^[\s|+E>-]*((?:[A-Za-z_][\w.]*)?(?:Error|Exception|ExceptionGroup|Failed|Timeout)\w*: .*)$", re.MULTILINE
 )
+
+
+def _params(value: Any) -> str:
+    """A fault's parameters; an explained log's event is already words."""
+    if not value:
+        return ""
+    return value if isinstance(value, str) else _compact(value)
 
 
 def _pretty(value: Any) -> str:

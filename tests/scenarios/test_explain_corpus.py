@@ -17,6 +17,7 @@ import pytest
 
 from scenarios.cli import main
 from simulator.fieldlog.importers import import_log
+from tests.support.console import CHROMIUM, SCREENSHOTS, launch
 
 CORPUS = Path(__file__).resolve().parents[1] / "data" / "field-logs"
 # Healing off: no maintenance sweeps, and a stored status never goes stale.
@@ -91,10 +92,32 @@ def check(data: dict, text: str, name: str, *, healing: bool) -> None:
     assert data["overall"] == "STUCK"
 
 
+def screenshot(html: Path, name: str) -> None:
+    """The explained report in Debian's chromium (skipped without it): reports/screenshots/explain-NAME.png."""
+    if not CHROMIUM.exists():
+        return
+    from playwright.sync_api import sync_playwright
+
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = launch(p)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.goto(html.as_uri())
+            page.screenshot(path=str(SCREENSHOTS / f"explain-{name}.png"), full_page=True)
+            assert page.locator("svg.tl").count() >= 1
+            assert page.locator("svg.tl rect.v-busy").count() > 0  # the stuck stretch is drawn
+            assert page.locator("article.violation").count() >= 1
+            assert "STUCK" in page.locator("header.run .big").inner_text()
+        finally:
+            browser.close()
+
+
 def test_the_dropped_stop_is_explained_and_healing_off_explains_nothing_heals_it(tmp_path, capsys):
     data, text = explain(tmp_path, "abb-terra-dropped-stop", 1200, capsys=capsys)
     check(data, text, "abb-terra-dropped-stop", healing=True)
     assert "orphan rule" in text and "open_transaction:" in text
+    screenshot(tmp_path / "abb-terra-dropped-stop.html", "abb-terra-dropped-stop")
     data, text = explain(tmp_path, "abb-terra-dropped-stop", 1200, *OFF, capsys=capsys)
     check(data, text, "abb-terra-dropped-stop", healing=False)
 
