@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from csms.core.times import as_utc
 from csms.core.transaction_events import ENDED, Step, Stored, plan
 from csms.db import meter_sample_store, ocpp_store
 from csms.db.models import ChargingSession, Transaction
@@ -58,7 +59,7 @@ def _stored(s: Session, cp_id: str, station_tx_id: str) -> tuple[Stored, Transac
     ).first()
     if tx is None:
         return None
-    return Stored(tx.id, tx.stop_time is None, tx.stop_time, tx.stop_reason in ESTIMATED_REASONS), tx
+    return Stored(tx.id, tx.stop_time is None, as_utc(tx.stop_time), tx.stop_reason in ESTIMATED_REASONS), tx
 
 
 def apply_event(

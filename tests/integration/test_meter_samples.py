@@ -137,3 +137,33 @@ async def test_samples_of_long_closed_transactions_are_pruned(ctx):
     assert await ctx.db.write(lambda s: meter_sample_store.prune_samples(s, NOW - timedelta(days=1))) == 0
     assert await ctx.db.write(lambda s: meter_sample_store.prune_samples(s, NOW + timedelta(seconds=1))) == 1
     assert await _samples(ctx, old) == [] and len(await _samples(ctx, new)) == 1
+
+
+async def test_201_a_transaction_id_reused_after_its_end_starts_anew_on_every_database(ctx):
+    """SQLite gives stop times back without a zone: the reuse check must compare them as UTC all the same."""
+
+    def event(kind: str, second: int) -> event_store.Event:
+        at = NOW + timedelta(seconds=second)
+        return event_store.Event(
+            event_type=kind,
+            station_tx_id="st-reused",
+            seq_no=0 if kind == "Started" else 1,
+            timestamp=at,
+            evse_id=1,
+            id_tag="TAG",
+            begin_wh=1000 if kind == "Started" else None,
+            end_wh=1100 if kind == "Ended" else None,
+            latest_wh=None,
+            latest_at=None,
+            latest_w=None,
+        )
+
+    def apply(e: event_store.Event):
+        return lambda s: event_store.apply_event(
+            s, "A", e, now=NOW, fallback_connector=1, revive_within=None, settle_delay=timedelta(0), sample_every=None
+        )
+
+    first = await ctx.db.write(apply(event("Started", 0)))
+    await ctx.db.write(apply(event("Ended", 60)))
+    again = await ctx.db.write(apply(event("Started", 3600)))  # the station rebooted and numbers from the start
+    assert again.transaction_id != first.transaction_id
