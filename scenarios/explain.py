@@ -205,6 +205,8 @@ def _explain(args: argparse.Namespace) -> ExplainRun:
             if db_url.startswith("sqlite:///"):
                 run.audit = [_mark(r, wall_map) for r in read_audit(Path(db_url[len("sqlite:///") :]))]
                 run.audited = True
+    # The player hangs up after the log's last record: what the CSMS says of that is not the night's.
+    run.samples = [s for s in run.samples if s.t < log.end]
     run.findings = find_findings(log, run.samples, run.audit)
     return run
 
@@ -288,7 +290,7 @@ async def _play_and_sample(
             while not done.is_set():
                 with trio.move_on_after(interval):
                     await done.wait()
-                if player.log_time() > run.log.start or done.is_set():
+                if not done.is_set() and player.log_time() > run.log.start:
                     await sample()
     finally:
         await adapter.aclose()
