@@ -25,7 +25,7 @@ from fastapi.responses import Response
 from csms.api.id_tags import check_tag_for_start
 from csms.context import Context
 from csms.core.billing import InvalidTariffError, parse_tariff
-from csms.core.chargepoint_auth import MIN_PASSWORD_LENGTH, password_problem
+from csms.core.chargepoint_auth import MIN_PASSWORD_LENGTH, charge_point_id_problem, password_problem
 from csms.errors import CsmsError
 from csms.ocpp.commands import commands_for
 from csms.services import sessions
@@ -197,6 +197,35 @@ async def chargerspage(request: Request, q: str = "", sort: str = "id", desc: bo
         sort=sort,
         desc=desc,
         online=sum(1 for ln in lines if ln.online),
+    )
+
+
+@router.post("/chargers")
+async def add_charger(request: Request) -> Response:
+    """A new charger from the console (what `csms chargers add ID --password-stdin` does): its id, a station of
+    the same id, and a random password shown once."""
+    session = await signed_in(request, "admin")
+    form = await checked_form(request, session)
+    cp_id = form.get("id", "").strip()
+    problem = charge_point_id_problem(cp_id)
+    if problem:
+        flash(request, session, "warn", f"Not added: {problem}.")
+        return redirect("/ui/chargers")
+    ctx = ctx_of(request)
+    if await ctx.db.read(lambda s: charger_detail(s, cp_id)) is not None:
+        flash(request, session, "warn", f"Not added: {cp_id} is registered already; set a new password on its page.")
+        return redirect(charger_path(cp_id))
+    password = new_password()
+    await provision(ctx, cp_id, password, actor=session.name, create_station=True, via="console")
+    return page(
+        request,
+        "charger_password.html",
+        session,
+        cp_id=cp_id,
+        password=password,
+        rotated=False,
+        was_online=False,
+        base=charger_path(cp_id),
     )
 
 

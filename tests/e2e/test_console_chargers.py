@@ -20,6 +20,7 @@ import trio
 from trio_websocket import open_websocket_url
 
 from simulator import Fleet, FleetSpec, GroupSpec, TraceWriter
+from tests.support.chargepoint import connect
 from tests.support.console import CHROMIUM, DESKTOP, PHONE, SCREENSHOTS, add_user, browser_sign_in, csrf_of, launch
 from tests.support.server import ADMIN_TOKEN, CsmsProcess
 
@@ -414,3 +415,39 @@ def test_the_list_sorts_by_a_column_with_unknown_values_last_and_counts_no_conne
     )
     assert disconnected_details(None, None, False, at, at, False)["why"] == "connection dropped (no close frame)"
     assert disconnected_details(1000, "bye", False, at, at, False)["why"] == "closed"
+
+
+# ------------------------------------------------------------------ a new charger, from the console alone
+def _add(http: str, cp_id: str) -> str:
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as p:
+        browser = launch(p)
+        try:
+            page = browser.new_context(viewport=DESKTOP).new_page()
+            browser_sign_in(page, http, "ada", next_path="/ui/chargers")
+            page.get_by_label("Charger id").last.fill(cp_id)
+            page.get_by_role("button", name="Add charger").click()
+            expect(page.get_by_role("heading", name=f"Password for {cp_id}")).to_be_visible()
+            password = page.locator("#new-password").input_value()
+            _shot(page, "added")
+            page.goto(f"{http}/ui/chargers")
+            page.get_by_label("Charger id").last.fill(cp_id)
+            page.get_by_role("button", name="Add charger").click()
+            expect(page.locator(".flash.warn")).to_contain_text(f"Not added: {cp_id} is registered already")
+            return password
+        finally:
+            browser.close()
+
+
+@pytest.mark.parametrize("csms_args", [[]])  # no lab mode: a charger needs its id and password
+async def test_an_admin_adds_a_charger_and_it_connects_with_the_password_shown(csms, csms_args):
+    await trio.to_thread.run_sync(partial(add_user, csms.db_url, "ada", "admin"))
+    password = await trio.to_thread.run_sync(partial(_add, csms.http, "SITE-AC-01"))
+    async with csms.client() as admin:
+        rows = {r["id"]: r for r in (await admin.get("/api/charge-points")).json()["data"]}
+    assert rows["SITE-AC-01"]["passwordSet"] is True
+    with trio.fail_after(15):
+        async with connect(csms.ocpp, "SITE-AC-01", password=password) as cp:
+            assert (await cp.boot())["status"] == "Accepted"
+    assert password not in csms.log()
