@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import string
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -78,12 +79,17 @@ def normalise(id_tag: str) -> str:
     return id_tag.strip().upper()
 
 
+_ASCII_UPPER = str.maketrans(string.ascii_lowercase, string.ascii_uppercase)
+
+
 def match_key(id_tag: str) -> str:
-    """How an idTag a charger sends is matched, against the list and against open transactions alike: case
-    does not count (CiString), every other character does. A padded " GOODTAG" (or one with a no-break
-    space) is another tag, not the listed one: it must not pass as GOODTAG while the ConcurrentTx check,
-    which compares spellings, misses it."""
-    return id_tag.upper()
+    """How an idTag a charger sends is matched, against the list and against open transactions alike: ASCII
+    case does not count (CiString), every other character does. A padded " GOODTAG" (or one with a no-break
+    space) is another tag, not the listed one: it must not pass as GOODTAG while the ConcurrentTx check misses
+    it. Only ASCII letters fold, because the open-transaction check folds in SQL (`upper(id_tag)`, which is
+    ASCII-only on SQLite): a Python-only fold such as "ß" -> "SS" would let a tag pass the list as one key and
+    hide from that check under another."""
+    return id_tag.translate(_ASCII_UPPER)
 
 
 def id_tag_problem(id_tag: str) -> str | None:

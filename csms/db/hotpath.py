@@ -56,9 +56,9 @@ _SQL = {
     "open_session_of_tx": f"SELECT id, tariff, reservation_id, meter_start FROM {_CS} WHERE transaction_id = :tx "
     "AND end_time IS NULL LIMIT 1",
     # The id tag list (csms.db.id_tag_store.judge, on the DBAPI cursor): one row by its key, and whether the
-    # tag (as spelled, upper- or lower-case: ix_transactions_tag_open stays usable) is in another open transaction.
+    # tag, by the same key (any ASCII case: ix_transactions_tag_key_open), is in another open transaction.
     "id_tag": f"SELECT status, expiry_date, parent_id_tag FROM {_TAGS} WHERE id_tag = :tag",
-    "tag_open_elsewhere": f"SELECT id FROM {_TX} WHERE id_tag IN (:t1, :t2, :t3) AND stop_time IS NULL "
+    "tag_open_elsewhere": f"SELECT id FROM {_TX} WHERE upper(id_tag) = :key AND stop_time IS NULL "
     "AND id <> :tx LIMIT 1",
 }
 _NAMED = re.compile(r"(?<![:\w]):(\w+)")
@@ -138,7 +138,7 @@ def judge_id_tag(
             hot.run(
                 cur,
                 "tag_open_elsewhere",
-                {"t1": id_tag, "t2": id_tag.upper(), "t3": id_tag.lower(), "tx": -1 if starting is None else starting},
+                {"key": key, "tx": -1 if starting is None else starting},
             ).fetchone()
             is not None
         )

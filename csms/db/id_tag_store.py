@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from csms.core.id_tags import IdTagInfo, IdTagRecord, IdTagStatus, decide, match_key, normalise
 from csms.db.models import IdTag, Transaction
 
-__all__ = ["lookup", "judge", "open_transactions_of", "spellings", "list_tags", "upsert", "delete"]
+__all__ = ["lookup", "judge", "open_transactions_of", "list_tags", "upsert", "delete"]
 
 
 def _record(row: IdTag) -> IdTagRecord:
@@ -23,15 +23,13 @@ def lookup(s: Session, id_tag: str) -> IdTagRecord | None:
     return None if row is None else _record(row)
 
 
-def spellings(id_tag: str) -> set[str]:
-    """The spellings of a tag that count as it for its open transactions: as given, upper- and lower-case."""
-    return {id_tag, id_tag.upper(), id_tag.lower()}
-
-
 def open_transactions_of(s: Session, id_tag: str, *, excluding: int | None = None) -> list[int]:
-    """Open transactions started with this tag: spelled as given, upper- or lower-case (tags are
-    case-insensitive; an `IN` of the spellings keeps ix_transactions_tag_open usable)."""
-    q = select(Transaction.id).where(Transaction.id_tag.in_(spellings(id_tag)), Transaction.stop_time.is_(None))
+    """Open transactions started with this tag by `match_key` (any ASCII case, every other character counts),
+    folded in SQL: a transaction opened as "GoodTag" must count for a "GOODTAG" start, which comparing a few
+    spellings missed. ix_transactions_tag_key_open keeps it a look-up."""
+    q = select(Transaction.id).where(
+        func.upper(Transaction.id_tag) == match_key(id_tag), Transaction.stop_time.is_(None)
+    )
     if excluding is not None:
         q = q.where(Transaction.id != excluding)
     return list(s.scalars(q.order_by(Transaction.id)))

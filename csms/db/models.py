@@ -128,7 +128,14 @@ class Transaction(Base):
     meter_start_missing: Mapped[bool | None] = mapped_column(Boolean)
     __table_args__ = (
         Index("ix_transactions_connector_open", "charge_point_id", "connector_id", "stop_time"),
-        Index("ix_transactions_tag_open", "id_tag", "stop_time"),  # ConcurrentTx: is this tag charging?
+        Index("ix_transactions_tag_open", "id_tag", "stop_time"),  # the console's tag filter
+        # ConcurrentTx: is this tag (any case) charging? csms.core.id_tags.match_key, folded in SQL.
+        Index(
+            "ix_transactions_tag_key_open",
+            text("upper(id_tag)"),
+            sqlite_where=text("stop_time IS NULL"),
+            postgresql_where=text("stop_time IS NULL"),
+        ),
         Index("ix_transactions_station_tx", "charge_point_id", "station_tx_id"),
     )
 

@@ -19,7 +19,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from csms.context import Context
-from csms.core.id_tags import IdTagInfo, IdTagRecord, IdTagStatus, decide, normalise, record_from
+from csms.core.id_tags import IdTagInfo, IdTagRecord, IdTagStatus, decide, match_key, normalise, record_from
 from csms.core.times import iso
 from csms.db import id_tag_store
 from csms.db.audit import audit
@@ -185,17 +185,17 @@ async def delete(ctx: Context, id_tag: str, actor: str) -> Saved:
 
 
 def _open_transactions(s: Session) -> dict[str, list[int]]:
-    """Every open transaction by the tag exactly as it was started with (see `_charging`)."""
+    """Every open transaction by its tag's `match_key` (see `_charging`)."""
     out: dict[str, list[int]] = {}
     query = select(Transaction.id, Transaction.id_tag).where(Transaction.stop_time.is_(None))
     for tx_id, tx_tag in s.execute(query.order_by(Transaction.id)):
-        out.setdefault(tx_tag, []).append(tx_id)
+        out.setdefault(match_key(tx_tag), []).append(tx_id)
     return out
 
 
 def _charging(by_tag: dict[str, list[int]], id_tag: str) -> list[int]:
-    """A tag's open transactions by the store's rule (`id_tag_store.spellings`), so the list and delete agree."""
-    return sorted(tx for spelling in id_tag_store.spellings(id_tag) for tx in by_tag.get(spelling, []))
+    """A tag's open transactions by the store's rule (`match_key`), so the list, delete and ConcurrentTx agree."""
+    return sorted(by_tag.get(match_key(id_tag), []))
 
 
 def _listing(q: str, limit: int) -> Callable[[Session], tuple[list[IdTagRecord], int, dict[str, list[int]]]]:

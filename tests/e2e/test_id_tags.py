@@ -215,3 +215,13 @@ async def test_a_padded_tag_is_not_the_listed_one_and_cannot_bypass_concurrent_t
             assert answer["idTagInfo"]["status"] == "Invalid", (padded, answer)
             assert (await _authorize(other, padded))["status"] == "Invalid", padded
         assert (await _start(other, 2, "goodtag"))["idTagInfo"] == {"status": "ConcurrentTx"}  # case does not count
+
+
+async def test_a_mixed_case_start_does_not_hide_the_tag_from_concurrent_tx(csms):
+    """A transaction opened as "GoodTag" was missed by the ConcurrentTx check of a "GOODTAG" start (it compared
+    the spellings as given, upper- and lower-case): the same listed tag charged twice at once."""
+    await _tags(csms, {"idTag": "GOODTAG"})
+    async with connect(csms.ocpp, "MIX1") as cp, connect(csms.ocpp, "MIX2") as other:
+        assert (await _start(cp, 1, "GoodTag"))["idTagInfo"] == {"status": "Accepted"}
+        for spelling in ("GOODTAG", "gOODtAG", "goodtag"):
+            assert (await _start(other, 1, spelling))["idTagInfo"] == {"status": "ConcurrentTx"}, spelling

@@ -12,6 +12,7 @@ from csms.core.id_tags import (
     IdTagRecord,
     IdTagStatus,
     decide,
+    match_key,
     parse_csv,
     record_from,
 )
@@ -90,3 +91,11 @@ def test_parse_csv():
 def test_parse_csv_names_the_bad_line(text, line):
     with pytest.raises(CsvError, match=line):
         parse_csv(text)
+
+
+def test_match_key_folds_ascii_case_only():
+    """The ConcurrentTx check folds in SQL (upper(), ASCII-only on SQLite): a Python-only fold ("ß" -> "SS")
+    would let a tag match the list under one key and the open transactions under another."""
+    assert match_key("GoodTag") == "GOODTAG"
+    assert match_key("straße") == "STRAßE"
+    assert match_key(" goodtag\u00a0") == " GOODTAG\u00a0"
