@@ -28,6 +28,13 @@ def _guess_id(text: str) -> str:
     return m.group(1) if m else "-1"
 
 
+def _without_nul(text: str) -> str:
+    """A peer's CallError code or description with NUL (U+0000) shown as U+FFFD. A Call or CallResult holding
+    NUL is refused by the schema check (ocppj.schemas), but a CallError cannot be answered: its text is kept,
+    and it reaches storage (a session's failure reason), where PostgreSQL refuses NUL with an InternalError."""
+    return text.replace("\x00", "\ufffd")
+
+
 def decode(text: str | bytes) -> Call | CallResult | CallError:
     """Parse one WebSocket message; raise OcppCallError naming the defect."""
     if isinstance(text, bytes):
@@ -68,7 +75,7 @@ def decode(text: str | bytes) -> Call | CallResult | CallError:
                 "a CallError must be [4, uniqueId, errorCode, errorDescription, errorDetails]",
                 unique_id=uid or "-1",
             )
-        return CallError(uid, msg[2], msg[3], msg[4])
+        return CallError(uid, _without_nul(msg[2]), _without_nul(msg[3]), msg[4])
     raise OcppCallError("ProtocolError", f"unknown MessageTypeId {kind!r} (expected 2, 3 or 4)", unique_id=uid or "-1")
 
 

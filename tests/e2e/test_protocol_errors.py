@@ -7,9 +7,11 @@ from contextlib import asynccontextmanager
 
 import pytest
 import trio
+from ocpp.routing import on
 from trio_websocket import ConnectionClosed, ConnectionRejected, open_websocket_url
 
-from tests.support.chargepoint import connect
+from ocppj import OcppCallError
+from tests.support.chargepoint import Answers, connect
 
 
 @pytest.fixture
@@ -179,3 +181,24 @@ async def test_unknown_charge_point_is_refused_without_allow_unknown(csms):
         assert r.status_code == 201
     async with connect(csms.ocpp, "STRANGER", password="stranger-password-16") as cp:
         assert "currentTime" in await cp.heartbeat()
+
+
+class _NulAnswers(Answers):
+    """Answers RemoteStartTransaction with a CallError whose description holds NUL (U+0000)."""
+
+    @on("RemoteStartTransaction")
+    async def on_remote_start(self, id_tag, **kw):
+        raise OcppCallError("GenericError", "refused\u0000here")
+
+
+async def test_a_charger_error_holding_nul_fails_the_session_without_a_database_error(csms):
+    """A charger's CallError description reaches the database (the session's failure reason): with NUL in it,
+    PostgreSQL raised an InternalError, a 500 and a traceback instead of a failed session."""
+    async with connect(csms.ocpp, "NULERR", answers=_NulAnswers()) as cp, csms.client() as admin:
+        await cp.status(1, "Available")
+        body = {"chargingStationId": "NULERR", "connectorId": 1, "chargeTagId": "TAG1", "chargingTariff": "0.25"}
+        r = await admin.post("/api/ChargingSession/start-charging-session", json=body)
+        assert r.status_code == 502, r.text
+        data = (await admin.get(f"/api/ChargingSession/{r.json()['data']['sessionId']}")).json()["data"]
+        assert data["status"] == "Failed"
+    assert "Traceback" not in csms.log()
