@@ -6,8 +6,10 @@ import json
 import logging
 import re
 import sys
+from functools import lru_cache
+from typing import Any
 
-__all__ = ["setup_logging", "escape", "SafeTextFormatter"]
+__all__ = ["setup_logging", "escape", "quote_value", "SafeTextFormatter"]
 
 # Control characters (C0, DEL, C1) and the Unicode line and paragraph separators: a charge
 # point id, an idTag or a vendor name holding one must not start a forged log line.
@@ -19,7 +21,72 @@ def escape(text: str) -> str:
     return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
 
 
-class SafeTextFormatter(logging.Formatter):
+# One %-conversion of a log message: its type letter, or "%" for a literal "%%"; "*" widths take an argument.
+_CONVERSION = re.compile(r"%(?:\([^)]*\))?[#0 +-]*(\*|\d+)?(?:\.(\*|\d+))?[hlL]?(.)")
+
+
+@lru_cache(maxsize=4096)
+def _value_slots(msg: str) -> tuple[int, ...] | None:
+    """The argument indexes of a message's `key=%s` conversions; None when they cannot be told apart
+    (named or `*` conversions)."""
+    slots: list[int] = []
+    arg = 0
+    for m in _CONVERSION.finditer(msg):
+        if m.group(3) == "%":
+            continue
+        if m.group(0).startswith("%(") or "*" in (m.group(1) or "", m.group(2) or ""):
+            return None
+        if m.group(3) == "s" and msg[m.start() - 1 : m.start()] == "=":
+            slots.append(arg)
+        arg += 1
+    return tuple(slots)
+
+
+def quote_value(value: Any) -> Any:
+    """A `key=value` value as one field: quoted (with its quotes and backslashes escaped) when it holds a
+    space, `=` or a quote, so that an idTag such as `X status=Accepted` cannot add fields to a log line.
+    Control characters need no quotes: `escape` writes them visibly (\\n), not as a break."""
+    if isinstance(value, int | float) or value is None:
+        return value
+    text = str(value)
+    if not any(ch in '="' or (ch.isspace() and not _CONTROL.match(ch)) for ch in text):
+        return value
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _quoted_args(record: logging.LogRecord) -> Any:
+    """record.args with each `key=%s` value passed through `quote_value` (the values clients send reach the
+    log that way: an idTag, a vendor name); other conversions, e.g. a trailing `%s` fragment, are left."""
+    args = record.args
+    if not isinstance(args, tuple) or not args or not isinstance(record.msg, str):
+        return args
+    slots = _value_slots(record.msg)
+    if not slots:
+        return args
+    out = list(args)
+    for i in slots:
+        if i < len(out):
+            out[i] = quote_value(out[i])
+    return tuple(out)
+
+
+class _QuotingFormatter(logging.Formatter):
+    """Formats a record with its `key=%s` values quoted (`quote_value`), leaving the record as it was for
+    other handlers."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        saved = record.args
+        record.args = _quoted_args(record)
+        try:
+            return self.format_quoted(record)
+        finally:
+            record.args = saved
+
+    def format_quoted(self, record: logging.LogRecord) -> str:
+        return super().format(record)
+
+
+class SafeTextFormatter(_QuotingFormatter):
     """One record, one line: the message (which carries what clients sent) is escaped; a
     traceback, added after it by the formatter itself, keeps its lines."""
 
@@ -28,8 +95,8 @@ class SafeTextFormatter(logging.Formatter):
         return super().formatMessage(record)
 
 
-class _JsonFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
+class _JsonFormatter(_QuotingFormatter):
+    def format_quoted(self, record: logging.LogRecord) -> str:
         out = {
             "at": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
             "level": record.levelname,

@@ -10,6 +10,7 @@ import json
 import subprocess
 import sys
 
+import httpx
 import pytest
 import trio
 from sqlalchemy import select
@@ -19,6 +20,7 @@ from csms.core.chargepoint_auth import UNIFORM_REFUSAL
 from csms.db.models import ChargePoint, ChargePointPassword, Transaction
 from tests.support.chargepoint import basic_auth, connect
 from tests.support.db import with_db
+from tests.support.server import ADMIN_TOKEN
 
 PASSWORD = "real-charger-key-0001"
 
@@ -160,7 +162,7 @@ async def test_ids_that_would_forge_log_lines_are_refused_and_client_text_is_esc
     log = csms.log()
     assert not any(line.startswith(("FORGED", "FAKE")) for line in log.splitlines())
     assert "path=/ocpp/CP%0AFORGED%20LINE" in log
-    assert "vendor=V\\nFAKE 2026 ERROR model=M\\r\\n" in log
+    assert 'vendor="V\\nFAKE 2026 ERROR" model=M\\r\\n' in log  # one field each: quoted, then escaped
 
 
 @pytest.mark.parametrize("csms_args", [["--allow-unknown-chargers", "--max-auto-registered", "2"]])
@@ -253,3 +255,21 @@ async def test_rotating_a_password_closes_the_connection_it_let_in(csms):
     async with connect(csms.ocpp, "ROT1", password="rotated-password-003") as cp:
         assert "currentTime" in await cp.heartbeat()
     assert "charge_point.password_rotated charge_point=ROT1" in csms.log()
+
+
+@pytest.mark.parametrize("csms_args", [["--log-level", "DEBUG"]])
+async def test_debug_logging_prints_no_credentials(csms):
+    """At --log-level DEBUG, header-printing libraries (hpack, h11, hypercorn, wsproto, ...) would put the REST
+    bearer token and a charger's HTTP Basic password in the log file."""
+    await _provision(csms, "DBG1")
+    # HTTP/2 (prior knowledge): hypercorn decodes its headers with hpack, which logs each one at DEBUG.
+    async with httpx.AsyncClient(base_url=csms.http, headers=csms.admin, http1=False, http2=True) as h2:
+        r = await h2.get("/api/charge-points")
+        assert r.status_code == 200 and r.http_version == "HTTP/2", (r.status_code, r.http_version)
+    async with connect(csms.ocpp, "DBG1", password=PASSWORD) as cp:
+        await cp.heartbeat()
+    assert (await _refused(csms.url("DBG1"), basic_auth("DBG1", "wrong-password-0002"))).status_code == 401
+    log = csms.log()
+    token = basic_auth("DBG1", PASSWORD)[0][1].decode().split()[1]
+    for secret in (ADMIN_TOKEN, PASSWORD, token, "wrong-password-0002"):
+        assert secret not in log, secret

@@ -225,3 +225,11 @@ async def test_a_mixed_case_start_does_not_hide_the_tag_from_concurrent_tx(csms)
         assert (await _start(cp, 1, "GoodTag"))["idTagInfo"] == {"status": "Accepted"}
         for spelling in ("GOODTAG", "gOODtAG", "goodtag"):
             assert (await _start(other, 1, spelling))["idTagInfo"] == {"status": "ConcurrentTx"}, spelling
+
+
+async def test_an_id_tag_cannot_add_fields_to_its_log_line(csms):
+    """`id_tag=%s` wrote an idTag "X status=Accepted" as two fields: the line read as an accepted tag X."""
+    async with connect(csms.ocpp, "LOGF1") as cp:
+        assert (await _authorize(cp, 'X status=Accepted"'))["status"] == "Invalid"
+    log = csms.log()
+    assert 'id_tag="X status=Accepted\\"" status=Invalid' in log, log[-2000:]
