@@ -23,7 +23,7 @@ from csms.clock import Clock, SystemClock
 from csms.cluster import ClusterNode, run_cluster
 from csms.config import Settings
 from csms.context import Context
-from csms.core.chargepoint_auth import Admit, charge_point_id_problem, decide_handshake
+from csms.core.chargepoint_auth import Admit, charge_point_id_problem, checks_a_password, decide_handshake
 from csms.core.maintenance import Thresholds
 from csms.db import credential_store, event_store
 from csms.db.database import Database
@@ -162,15 +162,16 @@ class OcppEndpoint:
         # Who may connect (csms.core.chargepoint_auth): read per handshake, so `csms chargers add` and the
         # REST API take effect at once, also while this process runs.
         access = await ctx.db.read_grouped(lambda s: credential_store.load_access(s, cp_id))
+        authorization, lab_mode = _header(request, b"authorization"), ctx.settings.allow_unknown_chargers
         decide = partial(
             decide_handshake,
             cp_id,
             access,
-            _header(request, b"authorization"),
-            lab_mode=ctx.settings.allow_unknown_chargers,
+            authorization,
+            lab_mode=lab_mode,
             registration_slots_left=ctx.registration_slots_left(cp_id),
         )
-        if access.password_hash is not None:
+        if checks_a_password(access, authorization, lab_mode=lab_mode):
             decision = await trio.to_thread.run_sync(decide, limiter=self._password_checks)
         else:
             decision = decide()

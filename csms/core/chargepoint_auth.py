@@ -15,6 +15,7 @@ import hmac
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
 
 __all__ = [
     "MAX_ID_LENGTH",
@@ -31,6 +32,7 @@ __all__ = [
     "Access",
     "decide_handshake",
     "UNIFORM_REFUSAL",
+    "checks_a_password",
 ]
 
 # Security whitepaper: the identity is at most 48 characters. Printable ASCII without ':'
@@ -153,6 +155,30 @@ class Refuse:
 UNIFORM_REFUSAL = "unknown charge point or wrong credentials (HTTP Basic: user the charge point id, password its key)"
 
 
+@cache
+def _decoy_hash() -> str:
+    """A password hash no charger has (fixed salt, made once): what a refusal without a stored hash checks."""
+    return hash_password("no charge point has this password", salt=bytes(16))
+
+
+def _check_a_decoy(cp_id: str, authorization: str | None, check_password: Callable[[str, str], bool]) -> None:
+    """Spend on credentials for an id without a password what a wrong password of a provisioned id costs (one
+    scrypt, ~60 ms): else the answer's time, not its body, would tell a stranger which ids have a password."""
+    if authorization is None:
+        return
+    try:
+        user, password = parse_basic_auth(authorization)
+    except BadCredentialsError:
+        return
+    if user == cp_id:
+        check_password(_decoy_hash(), password)
+
+
+def checks_a_password(access: Access, authorization: str | None, *, lab_mode: bool) -> bool:
+    """Whether `decide_handshake` will run a password check (slow: the server runs it in a worker thread)."""
+    return access.password_hash is not None or (not lab_mode and authorization is not None)
+
+
 def decide_handshake(
     cp_id: str,
     access: Access,
@@ -186,6 +212,8 @@ def decide_handshake(
         if user != cp_id or not check_password(access.password_hash, password):
             return Refuse(401, "bad_credentials", "wrong charge point id or password", challenge=True, answer=uniform)
         return Admit(authenticated=True)
+    if not lab_mode:
+        _check_a_decoy(cp_id, authorization, check_password)
     if access.known:
         if lab_mode:
             return Admit(authenticated=False)

@@ -13,6 +13,7 @@ from csms.core.chargepoint_auth import (
     BadCredentialsError,
     Refuse,
     charge_point_id_problem,
+    checks_a_password,
     decide_handshake,
     hash_password,
     parse_basic_auth,
@@ -115,3 +116,29 @@ def test_outside_lab_mode_a_stranger_cannot_tell_unknown_from_known():
         (401, UNIFORM_REFUSAL, ((b"WWW-Authenticate", b'Basic realm="OCPP", charset="UTF-8"'),))
     }
     assert len({a.reason for a in answers if isinstance(a, Refuse)}) == 4  # the log still says which
+
+
+@pytest.mark.parametrize("access", [Access(known=False), Access(known=True)], ids=["unknown", "no_password"])
+def test_outside_lab_mode_credentials_for_an_id_without_a_password_cost_a_password_check(access):
+    """A wrong password of a provisioned id costs one scrypt (~60 ms); a refusal without a stored hash answered
+    at once, so the time, not the body, told a stranger which ids have a password."""
+    checked: list[str] = []
+
+    def check(encoded: str, password: str) -> bool:
+        checked.append(password)
+        return verify_password(encoded, password)
+
+    def run(authorization: str | None, *, lab: bool = False) -> Admit | Refuse:
+        return decide_handshake(
+            "CP1", access, authorization, lab_mode=lab, registration_slots_left=10, check_password=check
+        )
+
+    refused = run(basic("CP1", "guessed-password-01"))
+    assert isinstance(refused, Refuse) and refused.status == 401 and checked == ["guessed-password-01"]
+    assert checks_a_password(access, basic("CP1", "x"), lab_mode=False)  # so the server runs it off the event loop
+    checked.clear()
+    run(None)
+    run(basic("CP2", "guessed-password-01"))
+    run(basic("CP1", "x"), lab=True)
+    assert checked == []  # as cheap as for a provisioned id: no credentials, another user, lab mode
+    assert not checks_a_password(access, None, lab_mode=False)
