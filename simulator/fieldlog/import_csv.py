@@ -70,10 +70,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .importers import (
+from .import_common import (
     CSMS_ACTIONS,
-    V16_ACTIONS,
-    V201_ACTIONS,
+    V16_ONLY,
+    V201_ONLY,
     Bad,
     Entry,
     FieldLogImportError,
@@ -87,8 +87,6 @@ __all__ = ["COLUMNS", "read_ocpp_core_csv"]
 
 COLUMNS = ("LogId", "LogTime", "ChargePointId", "ConnectorId", "Message", "Result", "ErrorCode")
 _REQUIRED = ("LogTime", "ChargePointId", "Message")
-_V201_ONLY = V201_ACTIONS - V16_ACTIONS
-_V16_ONLY = V16_ACTIONS - V201_ACTIONS
 _V16_ERRORS = frozenset(
     "ConnectorLockFailure EVCommunicationError GroundFailure HighTemperature InternalError LocalListConflict "
     "NoError OtherError OverCurrentFailure OverVoltage PowerMeterFailure PowerSwitchFailure ReaderFailure "
@@ -235,9 +233,9 @@ def _versions(path: Path) -> dict[str, str]:
 
 
 def _vote(row: _Row) -> str | None:
-    if row.action in _V201_ONLY:
+    if row.action in V201_ONLY:
         return "2.0.1"
-    if row.action in _V16_ONLY:
+    if row.action in V16_ONLY:
         return "1.6"
     if row.action == "StatusNotification":
         return "1.6" if "Info=" in row.result else "2.0.1" if row.result.startswith("Status=") else None
