@@ -48,6 +48,7 @@ examples:
   unstuck-sim import site-x.jsonl -o site-x.frames.jsonl     # a field log into a frame log
   unstuck-scenarios explain site-x.frames.jsonl             # embedded CSMS, default timings / speed
   unstuck-scenarios explain site-x.frames.jsonl --at 03:12  # one moment: every connector's verdict and word
+  unstuck-scenarios explain site-x.frames.jsonl --from 00:30 --to 01:30   # only that hour of the night
   unstuck-scenarios explain site-x.frames.jsonl --csms-arg=--maintenance-interval-seconds=0   # maintenance off
   unstuck-scenarios explain site-x.frames.jsonl --csms-url ws://127.0.0.1:9000/ocpp \\
       --api-url http://127.0.0.1:8000 --api-token TOKEN

@@ -9,6 +9,13 @@ findings in words and writes the same HTML report the scenarios write.
 The embedded CSMS runs with the production defaults of `csms serve`, every duration divided by the
 replay speed (a 120 s orphan grace is 2 s at 60x): what it heals, and when in log time, is what a
 default deployment would have done that night. `--csms-arg` overrides any of them.
+
+`--from`/`--to` explain one window of the log (as `unstuck-sim replay --from/--to`). The charger's word
+before the window is read from the whole log (the rules judge the window against what the charger had
+said since, however long before); the CSMS is told, just before the window, what of it still held
+(`explain_rules.window_prelude`: the last boot, open transactions, last statuses, offline or not), at
+once and not at its log times. What the CSMS did before the window (a heal, a status gone stale) is not
+reproduced: its clocks start at the window.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from typing import Any
 import trio
 
 from simulator.fieldlog.frames import FrameLogError, FrameLogHeader, FrameRecord, LinkRecord, read_frame_log
+from simulator.fieldlog.playbook import parse_log_time as replay_log_time
 
 from .adapters.base import CsmsAdapter
 from .embedded import Timings, start_embedded
@@ -39,15 +47,18 @@ from .explain_rules import (
     band_state,
     clock,
     describe_finding,
+    explained_window,
     find_findings,
     moment_at,
     parse_log_time,
     read_charger_log,
+    window_prelude,
 )
 
 __all__ = ["explain_main", "add_arguments", "scaled_serve_args", "ExplainRun", "report_record"]
 
 SAMPLE_LOG_SECONDS = 15.0  # a verdict per connector every 15 s of log (0.25 s of wall at 60x)
+PRELUDE_WALL_SECONDS = 1.0  # with --from: the prelude is played this long (wall) before the window
 # `csms serve` defaults (csms/config.py) that are durations, in seconds, with the flag and its unit.
 _DEFAULTS: tuple[tuple[str, float, float], ...] = (
     # flag, default seconds, floor seconds (wall): below it the CSMS would spin or a loopback call time out
@@ -90,6 +101,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--at", default=None, metavar="TIME", help='answer for one moment: "03:12", an ISO time or log seconds'
     )
     p.add_argument(
+        "--from",
+        dest="start",
+        default=None,
+        metavar="T",
+        help="explain from T on (as `unstuck-sim replay --from`: log seconds, a clock time of the log's day like "
+        "03:12, or an ISO time); the CSMS is first told what the charger said before T that still held",
+    )
+    p.add_argument("--to", dest="end", default=None, metavar="T", help="explain up to T (as --from)")
+    p.add_argument(
         "-o",
         "--output",
         default="reports/explain.html",
@@ -125,6 +145,9 @@ class ExplainRun:
     path: Path
     header: FrameLogHeader
     log: ChargerLog
+    window: tuple[float, float] | None = None  # --from/--to as log seconds, when a window was asked
+    told: int = 0  # frames of the prelude (what the CSMS was told at the window's start)
+    span: tuple[float, float] = (0.0, 0.0)  # the whole log's first and last t
     samples: list[VerdictSample] = field(default_factory=list)
     audit: list[AuditMark] = field(default_factory=list)
     play: dict[str, Any] = field(default_factory=dict)
@@ -163,25 +186,46 @@ def _explain(args: argparse.Namespace) -> ExplainRun:
         log = read_charger_log(records, connectors=None)
     except FrameLogError as exc:
         raise BadInput(str(exc)) from None
+    span = (log.start, log.end)
+    window = _window(args, header, log)
+    if window is not None:  # the charger's word from the whole log up to the window's end, judged in the window
+        log = read_charger_log((r for r in read_frame_log(path)[1] if r.t <= window[1]), connectors=None)
+        # judged up to the window's last record: after it the player hangs up (that is not the night's)
+        log.start = window[0]
+        if log.end < window[0]:
+            raise BadInput(
+                f"no record of the log falls between --from and --to ({clock(window[0], header.epoch)} to "
+                f"{clock(window[1], header.epoch)}): nothing to play; widen the window"
+            )
     if args.at is not None:
         try:
-            parse_log_time(args.at, header.epoch)
+            at = parse_log_time(args.at, header.epoch)
         except ValueError as exc:
             raise BadInput(f"--at {exc}") from None
+        if window is not None and not window[0] <= at <= window[1]:
+            raise BadInput(f"--at {args.at}: outside the window explained (--from/--to)")
     keys = sorted(log.words)
     if not keys:
         raise BadInput(f"{path}: the log names no connector (no StatusNotification or transaction on one)")
-    run = ExplainRun(path, header, log)
+    run = ExplainRun(path, header, log, window=window, span=span)
+    play_from: float | None = None
+    prelude: list[FrameRecord | LinkRecord] = []
+    if window is not None:
+        play_from = window[0] - PRELUDE_WALL_SECONDS * args.speed
+        prelude = window_prelude(read_frame_log(path)[1], window[0], play_from)
+        run.told = sum(1 for r in prelude if isinstance(r, FrameRecord) and r.direction == "out")
 
     def records_fn() -> Iterable[FrameRecord | LinkRecord]:
-        return read_frame_log(path)[1]
+        if window is None:
+            return read_frame_log(path)[1]
+        return _windowed(path, prelude, window[0])
 
     if args.csms_url:
         if not args.api_url:
             raise BadInput("--csms-url needs --api-url (and --api-token) to ask the CSMS its verdicts")
         adapter = _adapter(args)
         run.csms = args.csms_url
-        trio.run(_play_and_sample, run, header, records_fn, adapter, args.speed, args.csms_url)
+        trio.run(_play_and_sample, run, header, records_fn, adapter, args.speed, args.csms_url, play_from)
     else:
         with tempfile.TemporaryDirectory(prefix="unstuck-explain-") as tmp:
             work = Path(tmp)
@@ -198,7 +242,7 @@ def _explain(args: argparse.Namespace) -> ExplainRun:
 
                 adapter = UnstuckRestAdapter(csms.endpoint.ocpp_url, csms.endpoint.api_url, csms.endpoint.token)
                 wall_map = trio.run(
-                    _play_and_sample, run, header, records_fn, adapter, args.speed, csms.endpoint.ocpp_url
+                    _play_and_sample, run, header, records_fn, adapter, args.speed, csms.endpoint.ocpp_url, play_from
                 )
             finally:
                 csms.stop()
@@ -209,6 +253,36 @@ def _explain(args: argparse.Namespace) -> ExplainRun:
     run.samples = [s for s in run.samples if s.t < log.end]
     run.findings = find_findings(log, run.samples, run.audit)
     return run
+
+
+def _window(args: argparse.Namespace, header: FrameLogHeader, log: ChargerLog) -> tuple[float, float] | None:
+    """--from/--to as log seconds (the replay's parser), clipped to the log; None when neither was given."""
+    if args.start is None and args.end is None:
+        return None
+    given: list[float | None] = []
+    for flag, text in (("--from", args.start), ("--to", args.end)):
+        try:
+            given.append(None if text is None else replay_log_time(text, header.epoch))
+        except ValueError as exc:
+            raise BadInput(f"{flag} {exc}") from None
+    try:
+        return explained_window(given[0], given[1], log.start, log.end)
+    except ValueError as exc:
+        raise BadInput(str(exc)) from None
+
+
+def _windowed(path: Path, prelude: list[FrameRecord | LinkRecord], start: float) -> Iterable[FrameRecord | LinkRecord]:
+    """The prelude, then the log's records from `start` on (streamed; the file closed when the player stops)."""
+    records = read_frame_log(path)[1]
+    try:
+        yield from prelude
+        for rec in records:
+            if rec.t >= start:
+                yield rec
+    finally:
+        close = getattr(records, "close", None)
+        if close is not None:
+            close()
 
 
 class _NoTimings(Timings):
@@ -256,11 +330,16 @@ async def _play_and_sample(
     adapter: CsmsAdapter,
     speed: float,
     ocpp_url: str,
+    play_from: float | None = None,
 ) -> WallMap:
-    """Play the log and sample every connector's verdict until the play ends; returns the wall -> log map."""
+    """Play the log and sample every connector's verdict until the play ends; returns the wall -> log map.
+
+    With a window, the play starts at `play_from` (the prelude's time) and ends at the window's end; the
+    verdicts are sampled from the window's start once the prelude's frames are sent."""
     from simulator.fieldlog.player import Player, PlayOptions
 
-    player = Player(header, records, PlayOptions(csms_url=ocpp_url, speed=speed))
+    end = run.window[1] if run.window is not None else None
+    player = Player(header, records, PlayOptions(csms_url=ocpp_url, speed=speed, start=play_from, end=end))
     keys = sorted(run.log.words)
     wall_map: WallMap = []
     interval = min(1.0, max(0.1, SAMPLE_LOG_SECONDS / speed))
@@ -290,7 +369,7 @@ async def _play_and_sample(
             while not done.is_set():
                 with trio.move_on_after(interval):
                     await done.wait()
-                if not done.is_set() and player.log_time() > run.log.start:
+                if not done.is_set() and player.log_time() > run.log.start and _told(player, run):
                     await sample()
     finally:
         await adapter.aclose()
@@ -307,6 +386,11 @@ async def _play_and_sample(
             "wallSeconds": round(r.wall_seconds, 1),
         }
     return wall_map
+
+
+def _told(player: Any, run: ExplainRun) -> bool:
+    """The prelude is sent (a window's first verdicts judge what the CSMS was told), or it is late: go on."""
+    return player.sent >= run.told or player.log_time() > run.log.start + 300.0
 
 
 def read_audit(db_file: Path) -> list[tuple[datetime, str, str | None, int | None, str | None, dict[str, Any] | None]]:
@@ -348,6 +432,8 @@ def _rerun(args: argparse.Namespace) -> str:
 
     parts = ["unstuck-scenarios", "explain", str(args.framelog), "--speed", f"{args.speed:g}"]
     for flag, value in (
+        ("--from", args.start),
+        ("--to", args.end),
         ("--csms-url", args.csms_url),
         ("--api-url", args.api_url),
         ("--adapter", args.adapter),
@@ -365,8 +451,14 @@ def summary_text(run: ExplainRun, at: float | None = None) -> str:
     epoch = run.header.epoch
     lines = [
         f"{run.path.name}: {len(run.header.charge_points)} charger(s), {len(run.log.words)} connector(s), "
-        f"{clock(run.log.start, epoch)} to {clock(run.log.end, epoch)} (log time, UTC), played against {run.csms}",
+        f"{window_text(run)} (log time, UTC), played against {run.csms}",
     ]
+    if run.window is not None:
+        lines.append(
+            f"  what the charger said before {clock(run.window[0], epoch)} is read from the log; the CSMS was told "
+            f"what of it still held ({run.told} frame(s): last boot, open transactions, last statuses) at once "
+            "just before the window, not at its log times"
+        )
     if at is not None:
         lines.append(f"\nAt {clock(at, epoch)} (t = {at:.0f} s):")
         for m in moment_at(run.log, run.samples, at, run.log.words):
@@ -384,10 +476,11 @@ def summary_text(run: ExplainRun, at: float | None = None) -> str:
     for key in sorted(run.log.words):
         found = by_key.get(key, [])
         if not found:
-            lines.append(f"\n{key[0]} connector {key[1]}: the CSMS agreed with the charger throughout.")
+            whole = "throughout" if run.window is None else "throughout the window"
+            lines.append(f"\n{key[0]} connector {key[1]}: the CSMS agreed with the charger {whole}.")
             continue
         for f in found:
-            lines.append("\n" + describe_finding(f, epoch))
+            lines.append("\n" + describe_finding(f, epoch, end=_end_words(run)))
     for e in _csms_calls(run):
         lines.append(f"  note: at {clock(e.t, epoch)} {e.text} (the replay sends none of the log's CSMS calls)")
     if not run.audited:
@@ -402,14 +495,28 @@ _CHARGER_EVENTS = frozenset({"start", "stop", "boot", "connect", "disconnect", "
 
 
 def _csms_calls(run: ExplainRun) -> list[Any]:
-    """The log's own CSMS calls (RemoteStartTransaction, Reset, ...) and the charger's answers to them."""
-    return [e for e in run.log.events if e.name not in _CHARGER_EVENTS]
+    """The log's own CSMS calls (RemoteStartTransaction, Reset, ...) and the charger's answers, in the window."""
+    return [e for e in run.log.events if e.name not in _CHARGER_EVENTS and run.log.start <= e.t <= run.log.end]
+
+
+def window_text(run: ExplainRun) -> str:
+    """The span explained, in the log's clock: the whole log, or the window of it."""
+    epoch = run.header.epoch
+    if run.window is None:
+        return f"{clock(run.log.start, epoch)} to {clock(run.log.end, epoch)}"
+    span = f"{clock(run.window[0], epoch)} to {clock(run.window[1], epoch)}"
+    return f"explained {span} (--from/--to) of a log from {clock(run.span[0], epoch)} to {clock(run.span[1], epoch)}"
+
+
+def _end_words(run: ExplainRun) -> str:
+    return "the window's end" if run.window is not None else "the log's end"
 
 
 # ------------------------------------------------------------------ the report
 def report_record(run: ExplainRun, rerun: str = "") -> dict[str, Any]:
     """One explained log as a scenario record of summary.json (scenarios/report/summary.py), drawn by html.py."""
     epoch = run.header.epoch
+    start = run.log.start if run.window is not None else 0.0  # a window's timeline starts at the window
     end = max(run.log.end, max((s.t for s in run.samples), default=0.0))
     segs = _verdict_segments(run.samples, end)
     rows = []
@@ -418,33 +525,49 @@ def report_record(run: ExplainRun, rerun: str = "") -> dict[str, Any]:
         words = run.log.words[key]
         truth = []
         for k, w in enumerate(words):
-            b = words[k + 1].t if k + 1 < len(words) else end
-            if b > w.t:
-                truth.append([round(w.t, 1), round(b, 1), band_state(w)])
+            a, b = max(w.t, start), min(words[k + 1].t if k + 1 < len(words) else end, end)
+            if b > a:
+                truth.append([round(a - start, 1), round(b - start, 1), band_state(w)])
         if words and words[0].t > run.log.start:
-            truth.insert(0, [round(run.log.start, 1), round(words[0].t, 1), "silent"])
-        events = [e for e in run.log.events if e.cp == key[0] and e.connector in (None, key[1])]
+            truth.insert(0, [round(run.log.start - start, 1), round(min(words[0].t, end) - start, 1), "silent"])
+        events = [
+            e
+            for e in run.log.events
+            if e.cp == key[0] and e.connector in (None, key[1]) and run.log.start <= e.t <= end
+        ]
         rows.append(
             {
                 "cp": key[0],
                 "connector": key[1],
                 "truth": truth,
-                "verdict": segs.get(key, []),
-                "offline": _offline(run.log.links.get(key[0], []), end),
-                "faults": [[round(e.t, 1), e.name] for e in events if e.name not in ("connect",)],
+                "verdict": [[round(a - start, 1), round(b - start, 1), v] for a, b, v in segs.get(key, [])],
+                "offline": [
+                    [round(max(a, start) - start, 1), round(b - start, 1)]
+                    for a, b in _offline(run.log.links.get(key[0], []), end)
+                    if b > start
+                ],
+                "faults": [[round(e.t - start, 1), e.name] for e in events if e.name not in ("connect",)],
                 "violations": sorted({f.kind for f in run.findings if (f.cp, f.connector) == key}),
             }
         )
-    violations = [_violation(f, run, epoch) for f in run.findings]
-    notes = [describe_finding(f, epoch) for f in run.findings] or [
-        "The CSMS agreed with the charger on every connector throughout the log."
+    violations = [_violation(f, run, epoch, start) for f in run.findings]
+    whole = "throughout the log" if run.window is None else "throughout the window"
+    notes = [describe_finding(f, epoch, end=_end_words(run)) for f in run.findings] or [
+        f"The CSMS agreed with the charger on every connector {whole}."
     ]
+    if run.window is not None:
+        notes.insert(
+            0,
+            f"Explained {window_text(run)}. Before the window the CSMS was told, at once, what the charger had "
+            f"said that still held ({run.told} frame(s): its last boot, open transactions, last statuses).",
+        )
     notes += [
         f"{clock(e.t, epoch)} {e.cp}: {e.text} (not replayed: the player is the charger)" for e in _csms_calls(run)
     ]
     return {
         "name": run.path.name,
-        "purpose": "a field log replayed: what the charger said against what the CSMS said, and why",
+        "purpose": "a field log replayed: what the charger said against what the CSMS said, and why"
+        + ("" if run.window is None else f" ({window_text(run)}, log time, UTC)"),
         "outcome": "stuck" if stuck else "clear",
         "duration": round(run.wall, 1),
         "notes": notes,
@@ -453,10 +576,11 @@ def report_record(run: ExplainRun, rerun: str = "") -> dict[str, Any]:
         "fleet": {"chargePoints": len(run.header.charge_points), "connectors": len(rows)},
         "trace": str(run.path),
         "rerun": rerun,
+        "explained": {"from": round(run.log.start, 1), "to": round(run.log.end, 1), "window": run.window is not None},
         "timeline": {
-            "end": round(end, 1),
-            "start": round(run.log.start, 1),
-            "epoch": epoch,
+            "end": round(end - start, 1),
+            "start": round(run.log.start - start, 1),
+            "epoch": _later(epoch, start),
             "recoveryFrom": None,
             "window": None,
             "truthLabel": "charger",
@@ -466,17 +590,27 @@ def report_record(run: ExplainRun, rerun: str = "") -> dict[str, Any]:
     }
 
 
-def _violation(f: Finding, run: ExplainRun, epoch: str) -> dict[str, Any]:
+def _later(epoch: str, seconds: float) -> str:
+    """The epoch moved on by `seconds`: a window's timeline reads its own clock from its start."""
+    if not seconds:
+        return epoch
+    from datetime import timedelta
+
+    when = datetime.fromisoformat(epoch.replace("Z", "+00:00")) + timedelta(seconds=seconds)
+    return when.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _violation(f: Finding, run: ExplainRun, epoch: str, start: float = 0.0) -> dict[str, Any]:
     events = [e for e in run.log.events if e.cp == f.cp and e.connector in (None, f.connector) and e.t <= f.until]
     return {
         "kind": f.kind,
         "cp": f.cp,
         "connector": f.connector,
-        "t": round(f.since, 1),
-        "lastT": round(f.until, 1),
+        "t": round(f.since - start, 1),  # on the timeline (a window's from its start)
+        "lastT": round(f.until - start, 1),
         "count": 2,
         "when": f"{clock(f.since, epoch)} – {clock(f.until, epoch)}",
-        "message": describe_finding(f, epoch),
+        "message": describe_finding(f, epoch, end=_end_words(run)),
         "verdict": {"verdict": f.verdict.verdict, "reasons": list(f.verdict.reasons), "signals": f.verdict.signals},
         "truthLabel": "What the charger said",
         "truth": {
@@ -537,7 +671,7 @@ def write_report(run: ExplainRun, out: Path, *, rerun: str = "") -> None:
     stuck_keys = {(f.cp, f.connector) for f in run.findings}
     data = {
         "version": 1,
-        "title": "unstuck explain",
+        "title": "unstuck explain" + ("" if run.window is None else f" · {window_text(run)}"),
         "overall": "STUCK" if stuck else "CLEAR",
         "csms": run.csms,
         "csmsArgs": run.csms_args,

@@ -52,6 +52,8 @@ __all__ = [
     "describe_finding",
     "rule_words",
     "band_state",
+    "window_prelude",
+    "explained_window",
 ]
 
 OCCUPIED_STATUSES = frozenset(
@@ -495,8 +497,11 @@ def _what_healed(
         return "the reconnect settle window ended (the charger had not repeated its statuses yet)", None
     if last.verdict.verdict == OFFLINE and after.verdict.verdict != OFFLINE:
         return "the charger's connection came back", None
-    if after.verdict.verdict == OFFLINE and not log.connected_at(key[0], after.t):
-        calls = [e for e in log.events if e.cp == key[0] and e.name[:1].isupper() and last.t - 900 <= e.t <= after.t]
+    # A sample is stamped when it is asked: the CSMS may answer after the log's next moment (a drop just
+    # after `after.t` can be what it saw), by up to about the time between two samples.
+    late = after.t + max(60.0, 2 * (after.t - last.t))
+    if after.verdict.verdict == OFFLINE and _went_offline(log, key[0], last.t, late):
+        calls = [e for e in log.events if e.cp == key[0] and e.name[:1].isupper() and last.t - 900 <= e.t <= late]
         cause = f" after {calls[-1].text}" if calls else ""
         return f"the charger's connection dropping{cause}: the CSMS said offline, the charger was gone", None
     return (
@@ -504,6 +509,11 @@ def _what_healed(
         f"{', '.join(before) or 'none'}); no audit event names a rule",
         None,
     )
+
+
+def _went_offline(log: ChargerLog, cp: str, a: float, b: float) -> bool:
+    """The log has the charger offline at `b`, or its connection dropping between `a` and `b`."""
+    return not log.connected_at(cp, b) or any(a <= t <= b and not up for t, up in log.links.get(cp, ()))
 
 
 def _why_nothing(kind: str, verdict: Verdict, word: Word) -> str:
@@ -565,6 +575,122 @@ def moment_at(
     return out
 
 
+# ------------------------------------------------------------------ a window of the log
+def explained_window(start: float | None, end: float | None, log_start: float, log_end: float) -> tuple[float, float]:
+    """`--from`/`--to` (log seconds, already parsed; None: the log's own start or end) as the span to explain,
+    clipped to the log; ValueError when it is empty or misses the log."""
+    s = log_start if start is None else max(start, log_start)
+    e = log_end if end is None else min(end, log_end)
+    if start is not None and start >= log_end:
+        raise ValueError(f"--from ({start:g} s) is at or after the log's end ({log_end:g} s)")
+    if end is not None and end <= log_start:
+        raise ValueError(f"--to ({end:g} s) is at or before the log's start ({log_start:g} s)")
+    if e <= s:
+        raise ValueError(f"--to ({e:g} s) is not after --from ({s:g} s)")
+    return s, e
+
+
+def window_prelude(
+    records: Iterable[FrameRecord | LinkRecord], start: float, at: float
+) -> list[FrameRecord | LinkRecord]:
+    """What the CSMS must have been told before `start` for the window to be judged as the night was, re-stamped
+    at log time `at` (just before the window): the subsequence of each charger's frames before `start` that
+    still held at `start`, in log order, none of the rest.
+
+    Kept: the charger's last BootNotification; every transaction it started and had not ended (1.6
+    StartTransaction with the log's answer, which names the transaction; 2.0.1 TransactionEvent Started),
+    with its last MeterValues / TransactionEvent Updated (the meter the CSMS estimates from); each
+    connector's last StatusNotification. A transaction counts as open until the charger *sent* its end
+    (StopTransaction, TransactionEvent Ended): a later Available does not close it in a CSMS, and a lost
+    stop is what the window may be about. A charger offline at `start` (its last link record before it a
+    disconnect) gets a disconnect after its prelude: the CSMS learns it, then sees it go.
+
+    Not kept: everything else (heartbeats, authorizations, the CSMS's own calls and what they changed),
+    and the times: the CSMS receives all of it at `at`, so its own clocks (a status's age, an orphan's
+    grace) start there."""
+    order: dict[int, FrameRecord] = {}  # position in the log -> a kept record
+    boot: dict[str, int] = {}
+    status: dict[tuple[str, int], int] = {}
+    online: dict[str, bool] = {}
+    starts: dict[tuple[str, str], list[int]] = {}  # (cp, 1.6 message id) -> [its position, its answer's position]
+    tx_of_start: dict[tuple[str, str], str] = {}  # (cp, message id) -> the log's transaction id, once answered
+    started: dict[tuple[str, str], int] = {}  # (cp, 2.0.1 transaction id) -> position of its Started
+    meter: dict[tuple[str, str], int] = {}  # (cp, transaction id, as the log names it) -> its last meter frame
+    pending: set[tuple[str, str]] = set()  # (cp, message id) of StartTransactions not answered yet
+    for i, rec in enumerate(records):
+        if rec.t >= start:
+            break
+        if isinstance(rec, LinkRecord):
+            online[rec.cp] = rec.event == "connect"
+            continue
+        frame, cp = rec.frame, rec.cp
+        online.setdefault(cp, True)
+        if rec.direction == "in":  # the log's CSMS: only its answer to a StartTransaction (the transaction's id)
+            key = (cp, str(frame[1]) if len(frame) > 1 else "")
+            if frame[0] == 3 and key in pending and key in starts and len(frame) > 2 and isinstance(frame[2], dict):
+                tx = frame[2].get("transactionId")
+                if tx is not None:
+                    starts[key].append(i)
+                    tx_of_start[key] = str(tx)
+                    order[i] = rec
+            pending.discard(key)
+            continue
+        if frame[0] != 2 or len(frame) < 4 or not isinstance(frame[3], dict):
+            continue
+        uid, action, p = str(frame[1]), str(frame[2]), frame[3]
+        if action == "BootNotification":
+            _forget(order, boot.get(cp))
+            boot[cp] = i
+        elif action == "StatusNotification":
+            c = p.get("evseId", p.get("connectorId"))
+            if isinstance(c, int):
+                _forget(order, status.get((cp, c)))
+                status[(cp, c)] = i
+        elif action == "StartTransaction":
+            starts[(cp, uid)] = [i]
+            pending.add((cp, uid))
+        elif action == "StopTransaction":
+            tx = str(p.get("transactionId"))
+            uid_of = next((u for (c, u), t in tx_of_start.items() if c == cp and t == tx), None)
+            if uid_of is None:  # its start was never answered in the log: the oldest such start of the charger
+                uid_of = next((u for (c, u) in starts if c == cp and (c, u) not in tx_of_start), None)
+            for pos in starts.pop((cp, uid_of), []) if uid_of is not None else []:
+                _forget(order, pos)
+            tx_of_start.pop((cp, uid_of or ""), None)
+            _forget(order, meter.pop((cp, tx), None))
+            continue
+        elif action == "MeterValues" and p.get("transactionId") is not None:
+            tx = str(p["transactionId"])
+            _forget(order, meter.get((cp, tx)))
+            meter[(cp, tx)] = i
+        elif action == "TransactionEvent":
+            tx = str((p.get("transactionInfo") or {}).get("transactionId"))
+            event = p.get("eventType")
+            if event == "Started":
+                started[(cp, tx)] = i
+            elif event == "Ended":
+                _forget(order, started.pop((cp, tx), None))
+                _forget(order, meter.pop((cp, tx), None))
+                continue
+            else:
+                _forget(order, meter.get((cp, tx)))
+                meter[(cp, tx)] = i
+        else:
+            continue
+        order[i] = rec
+    out: list[FrameRecord | LinkRecord] = [
+        FrameRecord(at, r.cp, r.direction, r.frame) for _, r in sorted(order.items())
+    ]
+    told = {r.cp for r in out}
+    out += [LinkRecord(at, cp, "disconnect", "offline at the window's start") for cp in sorted(told) if not online[cp]]
+    return out
+
+
+def _forget(order: dict[int, FrameRecord], pos: int | None) -> None:
+    if pos is not None:
+        order.pop(pos, None)
+
+
 # ------------------------------------------------------------------ times
 _CLOCK = re.compile(r"^(\d{1,2}):(\d{2})(?::(\d{2}(?:\.\d+)?))?$")
 
@@ -612,8 +738,8 @@ def _span(seconds: float) -> str:
     return f"{h} h {m:02d} min" if h else (f"{m} min {s:02d} s" if m else f"{s} s")
 
 
-def describe_finding(f: Finding, epoch: str) -> str:
-    """The finding in words, one paragraph."""
+def describe_finding(f: Finding, epoch: str, *, end: str = "the log's end") -> str:
+    """The finding in words, one paragraph (`end`: what its unhealed end was, "the window's end" with --to)."""
     reasons = ", ".join(f.verdict.reasons) or "no reasons given"
     head = (
         f"{f.cp} connector {f.connector}: {KIND_WORDS.get(f.kind, f.kind)}, from {clock(f.since, epoch)} "
@@ -625,4 +751,4 @@ def describe_finding(f: Finding, epoch: str) -> str:
         asked = f" Meanwhile the CSMS asked {len(f.asked)} time(s): {rule_words(f.asked[0].action)}."
     if f.healed:
         return f"{head}{asked} Healed at {clock(f.until, epoch)} by {f.healed_by}."
-    return f"{head}{asked} Not healed by the log's end ({clock(f.until, epoch)}): {f.healed_by}."
+    return f"{head}{asked} Not healed by {end} ({clock(f.until, epoch)}): {f.healed_by}."

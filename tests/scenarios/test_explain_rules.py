@@ -14,10 +14,12 @@ from scenarios.explain_rules import (
     VerdictSample,
     clock,
     describe_finding,
+    explained_window,
     find_findings,
     moment_at,
     parse_log_time,
     read_charger_log,
+    window_prelude,
 )
 from simulator.fieldlog.frames import FrameRecord, LinkRecord
 
@@ -228,3 +230,101 @@ def test_parse_log_time(text, expected):
 def test_parse_log_time_names_what_it_wanted():
     with pytest.raises(ValueError, match="clock time"):
         parse_log_time("tomorrow", EPOCH)
+
+
+# ------------------------------------------------------------------ a window (--from/--to)
+def test_the_window_is_clipped_to_the_log_and_must_hold_something():
+    assert explained_window(None, None, 0.0, 9000.0) == (0.0, 9000.0)
+    assert explained_window(-50.0, 20000.0, 0.0, 9000.0) == (0.0, 9000.0)
+    assert explained_window(3600.0, 7200.0, 0.0, 9000.0) == (3600.0, 7200.0)
+    with pytest.raises(ValueError, match="after the log's end"):
+        explained_window(9000.0, None, 0.0, 9000.0)
+    with pytest.raises(ValueError, match="before the log's start"):
+        explained_window(None, -1.0, 0.0, 9000.0)
+    with pytest.raises(ValueError, match="not after --from"):
+        explained_window(5000.0, 4000.0, 0.0, 9000.0)
+
+
+def kept(prelude) -> list[tuple[str, str, object]]:
+    """The prelude as (direction, action or answer, payload) in order."""
+    return [
+        ("link", r.event, None)
+        if isinstance(r, LinkRecord)
+        else (r.direction, r.frame[2] if r.frame[0] == 2 else "answer", r.frame[-1])
+        for r in prelude
+    ]
+
+
+def test_the_prelude_keeps_the_boot_an_open_transaction_and_the_last_statuses_restamped():
+    log = [
+        out(0, "b0", "BootNotification", {"chargePointVendor": "ABB"}),
+        answer(0.1, "b0", {"status": "Accepted"}),
+        *status(1, "s0", 1, "Available"),
+        out(60, "h", "Heartbeat", {}),
+        *session(100),
+        out(400, "m1", "MeterValues", {"connectorId": 1, "transactionId": 58231, "meterValue": [1]}),
+        out(700, "m2", "MeterValues", {"connectorId": 1, "transactionId": 58231, "meterValue": [2]}),
+        LinkRecord(800, CP, "disconnect"),
+        LinkRecord(900, CP, "connect"),
+        *status(901, "s9", 1, "Available"),  # the stop was lost: the CSMS still holds the transaction
+        out(5000, "late", "StatusNotification", {"connectorId": 1, "status": "Charging"}),
+    ]
+    prelude = window_prelude(log, 3600.0, 3500.0)
+    assert {r.t for r in prelude} == {3500.0}
+    assert kept(prelude) == [
+        ("out", "BootNotification", {"chargePointVendor": "ABB"}),
+        ("out", "StartTransaction", {"connectorId": 1, "idTag": "T", "meterStart": 0}),
+        ("in", "answer", {"transactionId": 58231, "idTagInfo": {"status": "Accepted"}}),  # names the log's id
+        ("out", "MeterValues", {"connectorId": 1, "transactionId": 58231, "meterValue": [2]}),
+        ("out", "StatusNotification", {"connectorId": 1, "status": "Available", "errorCode": "NoError"}),
+    ]
+
+
+def test_a_stopped_transaction_is_not_told_and_an_offline_charger_goes_after_its_prelude():
+    log = [
+        out(0, "b0", "BootNotification", {}),
+        *session(100),
+        out(400, "m1", "MeterValues", {"connectorId": 1, "transactionId": 58231, "meterValue": [1]}),
+        out(900, "d", "StopTransaction", {"transactionId": 58231}),
+        *status(901, "e", 1, "Finishing"),
+        LinkRecord(950, CP, "disconnect"),
+        LinkRecord(4000, CP, "connect"),
+    ]
+    prelude = window_prelude(log, 3600.0, 3000.0)
+    assert kept(prelude) == [
+        ("out", "BootNotification", {}),
+        ("out", "StatusNotification", {"connectorId": 1, "status": "Finishing", "errorCode": "NoError"}),
+        ("link", "disconnect", None),  # offline at the window's start: told, then gone
+    ]
+    assert window_prelude(log, 0.0, -10.0) == []  # a window from the log's start: nothing before it
+
+
+def test_a_201_transaction_is_told_with_its_last_update_until_it_ended():
+    def tx_event(t: float, uid: str, event: str, tx: str) -> FrameRecord:
+        return out(
+            t,
+            uid,
+            "TransactionEvent",
+            {"eventType": event, "evse": {"id": 1}, "transactionInfo": {"transactionId": tx}},
+        )
+
+    log = [tx_event(10, "1", "Started", "A"), tx_event(20, "2", "Updated", "A"), tx_event(30, "3", "Updated", "A")]
+    assert [r.frame[1] for r in window_prelude(log, 100.0, 90.0)] == ["1", "3"]
+    ended = [*log, tx_event(40, "4", "Ended", "A")]
+    assert window_prelude(ended, 100.0, 90.0) == []
+
+
+def test_a_drop_the_csms_saw_just_after_its_sample_was_stamped_is_still_the_drop():
+    frames = [
+        *session(0),
+        out(600, "d", "StopTransaction", {"transactionId": 58231}),
+        *status(601, "e", 1, "Finishing"),
+        FrameRecord(3995, CP, "in", [2, "R1", "Reset", {"type": "Soft"}]),
+        FrameRecord(3995.5, CP, "out", [3, "R1", {"status": "Accepted"}]),
+        LinkRecord(4000, CP, "disconnect"),
+    ]
+    log = read_charger_log(frames)
+    # the last busy sample at 3980, the next stamped 3990 (asked then) but answered after the drop at 4000
+    s = samples(*every(615, 3990, "busy", ("live_status:Finishing",)), (3990, "offline", ("websocket:absent",)))
+    [f] = find_findings(log, s)
+    assert f.healed and "connection dropping after the log's CSMS sent Reset: Accepted" in f.healed_by
