@@ -138,7 +138,9 @@ async def test_events_are_signed_retried_and_logged(db_url, tmp_path):
                 await cp.status(1, "Finishing")
                 # Connector 2: Available came but no StopTransaction: transaction.orphaned.
                 tx2 = await cp.start(2, "TAG2", meter_start=0)
-                await trio.sleep(0.2)
+                # Busy for longer than a round of the verdict watcher (every 2 s), so one round sees it busy: the
+                # orphan rule frees it a grace (1 s) after the Available, which alone may fall between two rounds.
+                await trio.sleep(2.3)
                 await cp.status(2, "Available")
                 # Connector 2 freed by the orphan rule: the verdict watcher has compared a round in which 2 was
                 # busy, and 1 (open since before 2's start, Finishing) was busy in that round too.
