@@ -27,6 +27,8 @@ from tests.support.console import (
 pytestmark = [
     pytest.mark.skipif(not CHROMIUM.exists(), reason=f"no {CHROMIUM}: apt-get install -y chromium"),
     pytest.mark.skipif(shutil.which("npm") is None, reason="axe-core comes from npm: apt-get install -y nodejs npm"),
+    # The console on SQLite only: its database work is the REST API's, tested on both databases elsewhere.
+    pytest.mark.parametrize("db_url", ["sqlite"], indirect=True),
 ]
 
 PAGES = ("/ui/login", "/ui/", "/ui/connectors/AXE1/1", "/ui/chargers", "/ui/transactions", "/ui/id-tags", "/ui/users")

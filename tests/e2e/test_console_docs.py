@@ -16,7 +16,11 @@ import trio
 
 from tests.support.console import CHROMIUM, DESKTOP, SCREENSHOTS, launch
 
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason=f"no {CHROMIUM}: apt-get install -y chromium")
+pytestmark = [
+    pytest.mark.skipif(not CHROMIUM.exists(), reason=f"no {CHROMIUM}: apt-get install -y chromium"),
+    # The console on SQLite only: its database work is the REST API's, tested on both databases elsewhere.
+    pytest.mark.parametrize("db_url", ["sqlite"], indirect=True),
+]
 
 
 def _open_docs(http: str) -> dict[str, list[str]]:

@@ -23,7 +23,11 @@ from tests.support.console import CHROMIUM, DESKTOP, PHONE, SCREENSHOTS, add_use
 from tests.support.db import with_db
 from tests.support.server import ADMIN_TOKEN
 
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason=f"no {CHROMIUM}: apt-get install -y chromium")
+pytestmark = [
+    pytest.mark.skipif(not CHROMIUM.exists(), reason=f"no {CHROMIUM}: apt-get install -y chromium"),
+    # The console on SQLite only: its database work is the REST API's, tested on both databases elsewhere.
+    pytest.mark.parametrize("db_url", ["sqlite"], indirect=True),
+]
 
 
 @pytest.fixture

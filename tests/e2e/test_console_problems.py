@@ -19,7 +19,11 @@ from tests.support.chargepoint import connect
 from tests.support.console import CHROMIUM, DESKTOP, PHONE, SCREENSHOTS, add_user, browser_sign_in, launch
 from tests.support.server import CsmsProcess, start_csms
 
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason=f"no {CHROMIUM}: apt-get install -y chromium")
+pytestmark = [
+    pytest.mark.skipif(not CHROMIUM.exists(), reason=f"no {CHROMIUM}: apt-get install -y chromium"),
+    # The console on SQLite only: its database work is the REST API's, tested on both databases elsewhere.
+    pytest.mark.parametrize("db_url", ["sqlite"], indirect=True),
+]
 ISO = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d")
 
 
