@@ -15,19 +15,9 @@ from pathlib import Path
 import pytest
 
 from scenarios.report.html import TRUTH_STATES, write_html
+from tests.support.console import CHROMIUM, CHROMIUM_ARGS, SCREENSHOTS
 
 from .synthetic import HOSTILE_CP, summary
-
-CHROMIUM = Path("/usr/bin/chromium")
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "reports" / "screenshots"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 class Elements(HTMLParser):
