@@ -319,24 +319,15 @@ async def remote_start(request: Request, cp_id: str):
         return redirect(charger_path(cp_id))
     if _live_or_flash(request, session, cp_id) is None:
         return redirect(charger_path(cp_id))
+    started = None
     try:
         await check_tag_for_start(ctx, id_tag)
         started = await sessions.start_session(
             ctx, station_id=detail.row.station_id, connector_id=connector, id_tag=id_tag, tariff=tariff
         )
+        answer = "Accepted"
     except CsmsError as exc:
-        audit_action(
-            ctx,
-            session,
-            "ui.remote_start",
-            charge_point_id=cp_id,
-            connector_id=connector,
-            subject=id_tag,
-            tariff=str(tariff),
-            answer=exc.message,
-        )
-        flash(request, session, "warn", f"Remote start on {cp_id} connector {connector} failed: {exc.message}.")
-        return redirect(charger_path(cp_id))
+        answer = exc.message
     audit_action(
         ctx,
         session,
@@ -345,9 +336,12 @@ async def remote_start(request: Request, cp_id: str):
         connector_id=connector,
         subject=id_tag,
         tariff=str(tariff),
-        charging_session=started.session_id,
-        answer="Accepted",
+        answer=answer,
+        **({} if started is None else {"charging_session": started.session_id}),
     )
+    if started is None:
+        flash(request, session, "warn", f"Remote start on {cp_id} connector {connector} failed: {answer}.")
+        return redirect(charger_path(cp_id))
     flash(
         request,
         session,
