@@ -205,6 +205,8 @@ class LibCentral201:
         `validate=False` sends it unchecked and takes any answer: to see what a station does with a bad Call.
         """
         assert self._loop is not None
+        # A station's own connect returns when its handshake is answered, a moment before this side registers it.
+        assert self.wait_for(lambda: station_id in self._stations, 5.0), f"{station_id} never connected"
         coro = self._stations[station_id].call(request, skip_schema_validation=not validate)
         fut: Future[Any] = asyncio.run_coroutine_threadsafe(coro, self._loop)
         return fut.result(self.response_timeout + 5)
