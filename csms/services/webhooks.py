@@ -6,6 +6,9 @@ dead its queue fills and its *oldest* events are dropped (counted and logged), s
 costs nothing but its own queue. Each worker delivers its events in order, one at a
 time, each attempt bounded by a timeout; failures are retried after 1x, 2x, 4x ...
 `--webhook-retry-seconds` (at most 5 minutes) until `--webhook-max-attempts`.
+Only the status line, the headers and at most `ANSWER_BYTES` of a receiver's answer are
+read (raw, never decompressed); a longer answer's connection is closed, so a receiver that
+answers with megabytes costs a few KiB.
 Every attempt lands in the delivery log (the newest 500, in memory: `GET /api/webhooks`
 and the dashboard's Webhooks page) and in the process log.
 """
@@ -33,9 +36,13 @@ from csms.core.webhooks import (
     sign,
 )
 
-__all__ = ["Delivery", "Receiver", "WebhookDispatcher"]
+__all__ = ["ANSWER_BYTES", "Delivery", "Receiver", "WebhookDispatcher"]
 
 log = logging.getLogger("csms.webhooks")
+
+# The status decides a delivery; the body is read only this far, so that a short answer leaves
+# its connection reusable and a long one cannot fill the CSMS's memory.
+ANSWER_BYTES = 4096
 
 DELIVERIES = Counter("csms_webhook_deliveries", "Webhook delivery attempts by outcome", ["outcome"])
 QUEUED = Gauge("csms_webhook_queued", "Webhook events waiting, all receivers")
@@ -171,8 +178,7 @@ class WebhookDispatcher:
             status, error = None, None
             with trio.move_on_after(self.timeout):
                 try:
-                    res = await client.post(r.target.url, content=body, headers=headers)
-                    status = res.status_code
+                    status = await _post(client, r.target.url, body, headers)
                 except httpx.HTTPError as exc:
                     error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             if status is None and error is None:
@@ -219,3 +225,14 @@ class WebhookDispatcher:
                 wait,
             )
             await trio.sleep(wait)
+
+
+async def _post(client: httpx.AsyncClient, url: str, body: bytes, headers: dict[str, str]) -> int:
+    """POST and return the status, reading at most ANSWER_BYTES of the answer (raw: a gzip bomb stays packed)."""
+    async with client.stream("POST", url, content=body, headers=headers) as res:
+        read = 0
+        async for chunk in res.aiter_raw():
+            read += len(chunk)
+            if read >= ANSWER_BYTES:
+                break  # leaving the block closes the connection instead of reading the rest
+        return res.status_code
