@@ -189,6 +189,16 @@ def build_parser() -> argparse.ArgumentParser:
         "repeatable (env CSMS_CORS_ORIGINS, comma-separated). Default: CORS off",
     )
     serve.add_argument(
+        "--trusted-proxies",
+        default=_env("CSMS_TRUSTED_PROXIES", ""),
+        metavar="ADDRS",
+        help="addresses or networks of reverse proxies in front of the HTTP port (e.g. 127.0.0.1,10.0.0.0/8): "
+        "from these only, X-Forwarded-Proto says the browser used https (the console's cookies get Secure, "
+        "answers carry Strict-Transport-Security) and X-Forwarded-For names the client (throttles and logs "
+        "use it). Default none: the headers are ignored, since any client can send them "
+        "(env CSMS_TRUSTED_PROXIES)",
+    )
+    serve.add_argument(
         "--call-timeout-seconds",
         type=float,
         default=30.0,
@@ -228,10 +238,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     lim.add_argument("--ocpp-message-burst", type=int, default=500, help="default 500")
     lim.add_argument(
+        "--max-connectors-per-charger",
+        type=int,
+        default=int(_env("CSMS_MAX_CONNECTORS_PER_CHARGER", "10")),
+        metavar="N",
+        help="connector ids (1.6) and EVSE and connector ids (2.0.1) a charge point may name: 1..N, and 0 for "
+        "the charger itself or its main meter. Every connector named is kept and drawn on the board, so a "
+        "larger id is answered with CallError PropertyConstraintViolation and nothing is stored. Raise it for "
+        "chargers with more outlets (env CSMS_MAX_CONNECTORS_PER_CHARGER, default %(default)s)",
+    )
+    lim.add_argument(
         "--handshake-timeout-seconds",
         type=float,
         default=10.0,
-        help="from TCP connect to the WebSocket request; then the socket is closed (default 10)",
+        help="from TCP connect until the handshake is accepted or refused: reading the WebSocket request and "
+        "checking the charger's password both count; then the socket is closed unanswered (default 10)",
     )
     lim.add_argument(
         "--max-connections",
@@ -243,7 +264,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-handshakes",
         type=int,
         default=200,
-        help="OCPP connections in their handshake at once; more are closed at once (default 200)",
+        help="OCPP connections in their handshake at once. When all are taken, a newcomer closes the oldest "
+        "one that has not sent its request yet (an idle socket; a charger sends it within milliseconds); "
+        "with none such it is closed at once (default 200)",
+    )
+    lim.add_argument(
+        "--max-handshakes-per-address",
+        type=int,
+        default=int(_env("CSMS_MAX_HANDSHAKES_PER_ADDRESS", "20")),
+        metavar="N",
+        help="of those, how many one IP address may hold: past it, a newcomer from that address closes that "
+        "address's oldest one still without its request, so sockets left idle from one address can never "
+        "keep other chargers out. Raise it for many chargers behind one NAT address that all reconnect at "
+        "once (env CSMS_MAX_HANDSHAKES_PER_ADDRESS, default %(default)s)",
     )
     lim.add_argument(
         "--max-body-bytes",
@@ -299,6 +332,15 @@ def build_parser() -> argparse.ArgumentParser:
         default=_env("CSMS_FORCE_END_FEE", "charge"),
         help="what a session an admin force-ends (unlock) is billed: 'charge' its metered energy "
         "(default) or 'waive' the fee (0.00, the session records why); env CSMS_FORCE_END_FEE",
+    )
+    serve.add_argument(
+        "--tariff",
+        default=_env("CSMS_TARIFF", "") or None,
+        metavar="PRICE",
+        help="the site's price per kWh (e.g. 0.30) where an admin set none for the station or connector "
+        "(PUT /api/tariffs). A start from a user token or a console operator must ask this price or is "
+        "refused; only admins may price a session otherwise. Default none: such starts need a station "
+        "or connector tariff (env CSMS_TARIFF)",
     )
     serve.add_argument(
         "--estimate-settle-seconds",
@@ -518,7 +560,17 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         raise ValueError("--tls-cert and --tls-key go together")
     if args.max_auto_registered < 0:
         raise ValueError("--max-auto-registered must be 0 or more")
+    if args.max_connectors_per_charger < 1:
+        raise ValueError("--max-connectors-per-charger must be 1 or more")
     cors = list(args.cors_origin) or [o.strip() for o in os.environ.get("CSMS_CORS_ORIGINS", "").split(",")]
+    from csms.api.proxies import parse_trusted_proxies
+    from csms.core.billing import InvalidTariffError, parse_tariff
+
+    proxies = tuple(str(n) for n in parse_trusted_proxies([args.trusted_proxies]))
+    try:
+        default_tariff = None if args.tariff is None else parse_tariff(args.tariff)
+    except InvalidTariffError as exc:
+        raise ValueError(f"--tariff: {exc}") from None
     webhooks = tuple(parse_webhook(w) for w in (list(args.webhook) or os.environ.get("CSMS_WEBHOOKS", "").split()))
     if args.webhook_max_attempts < 1 or args.webhook_queue_size < 1 or args.webhook_retry_seconds < 0:
         raise ValueError(
@@ -540,6 +592,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         accept_unknown_id_tags=args.accept_unknown_id_tags,
         api_tokens=tuple(tokens),
         cors_origins=tuple(o for o in cors if o),
+        trusted_proxies=proxies,
+        default_tariff=default_tariff,
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
         call_timeout_seconds=args.call_timeout_seconds,
@@ -548,9 +602,11 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         ocpp_max_queued_calls=args.ocpp_max_queued_calls,
         ocpp_messages_per_second=args.ocpp_messages_per_second,
         ocpp_message_burst=args.ocpp_message_burst,
+        max_connectors_per_charger=args.max_connectors_per_charger,
         handshake_timeout_seconds=args.handshake_timeout_seconds,
         max_connections=args.max_connections,
         max_handshakes=args.max_handshakes,
+        max_handshakes_per_address=args.max_handshakes_per_address,
         max_body_bytes=args.max_body_bytes,
         body_timeout_seconds=args.body_timeout_seconds,
         db_read_timeout_seconds=args.db_read_timeout_seconds,

@@ -6,6 +6,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from datetime import timedelta
+from decimal import Decimal
 from pathlib import Path
 
 __all__ = ["Settings", "ApiToken", "parse_tokens", "parse_tokens_file", "check_tokens", "DEFAULT_DB_URL"]
@@ -88,6 +89,10 @@ class Settings:
     accept_unknown_id_tags: bool = False  # test benches: tags not in the list are Accepted
     api_tokens: tuple[ApiToken, ...] = ()
     cors_origins: tuple[str, ...] = ()  # empty: no CORS headers at all (browsers refuse cross-origin calls)
+    # Proxies (addresses or networks) whose X-Forwarded-For/-Proto are believed (csms.api.proxies); empty: none.
+    trusted_proxies: tuple[str, ...] = ()
+    # The site's tariff per kWh where no station or connector tariff is set (csms.core.tariffs); None: none.
+    default_tariff: Decimal | None = None
     tls_cert: str | None = None  # PEM certificate chain; with tls_key, OCPP is wss:// and REST https://
     tls_key: str | None = None
     call_timeout_seconds: float = 30.0
@@ -97,9 +102,12 @@ class Settings:
     ocpp_max_queued_calls: int = 16  # a connection's Calls waiting for their answer; more closes it (1008)
     ocpp_messages_per_second: float = 50.0  # sustained, per connection (0: off); beyond the burst it is closed
     ocpp_message_burst: int = 500
+    # Connector (and EVSE) ids a charger may name: 0..this; others get a CallError (csms.core.connector_limit).
+    max_connectors_per_charger: int = 10
     handshake_timeout_seconds: float = 10.0  # TCP connect to WebSocket request
     max_connections: int = 5000  # open OCPP TCP connections (handshaking or open); more are closed at once
     max_handshakes: int = 200  # OCPP connections still in their handshake at once
+    max_handshakes_per_address: int = 20  # of those, held by one IP address (csms.ocpp.ws_server)
     max_body_bytes: int = 1024 * 1024  # REST request bodies; larger -> 413 before reading
     body_timeout_seconds: float = 15.0  # a REST body must arrive within this; else 408
     db_read_timeout_seconds: float = 35.0  # a read unanswered this long (a hung database) fails: REST 503

@@ -26,7 +26,9 @@ from csms.api import (
     webhooks,
 )
 from csms.api.envelope import ERROR_RESPONSES, ApiError, envelope, http_status, refuse_nul_in_url
+from csms.api.proxies import SecureTransport, parse_trusted_proxies
 from csms.context import Context
+from csms.core.web_access import TokenThrottle
 from csms.db.database import is_outage
 from csms.errors import CsmsError
 from csms.services.watch import Watcher
@@ -62,6 +64,7 @@ def create_app(ctx: Context, *, dispatcher: WebhookDispatcher | None = None, wat
     app.state.ctx = ctx
     app.state.webhooks = dispatcher
     app.state.watcher = watcher
+    app.state.token_throttle = TokenThrottle()  # failed bearer tokens per client address (csms.api.auth)
     if ctx.settings.cors_origins:
         # Off unless --cors-origin names a web front end: without CORS headers a browser page from
         # another origin cannot call this API with a user's token. Bearer tokens, no cookies.
@@ -77,7 +80,7 @@ def create_app(ctx: Context, *, dispatcher: WebhookDispatcher | None = None, wat
     async def _api_error(request: Request, exc: ApiError):
         if exc.status >= 500:
             log.error("api.error path=%s status=%s message=%r", request.url.path, exc.status, exc.message)
-        return envelope(False, exc.message, exc.data, exc.status)
+        return envelope(False, exc.message, exc.data, exc.status, exc.headers)
 
     @app.exception_handler(CsmsError)
     async def _domain_error(request: Request, exc: CsmsError):
@@ -143,4 +146,6 @@ def create_app(ctx: Context, *, dispatcher: WebhookDispatcher | None = None, wat
     app.include_router(webhooks.router)
     ui.mount(app)  # the dashboard at /ui/
     docs.mount(app)  # /docs and /redoc
+    # Added last, so outermost: every other middleware (the console's cookies) sees the scheme as the browser used it.
+    app.add_middleware(SecureTransport, trusted=parse_trusted_proxies(ctx.settings.trusted_proxies))
     return app

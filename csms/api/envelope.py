@@ -97,18 +97,21 @@ _STATUS_OF: dict[type, int] = {
 class ApiError(Exception):
     """Raised by routes; answered as the envelope with success: false."""
 
-    def __init__(self, status: int, message: str, data: Any = None) -> None:
+    def __init__(self, status: int, message: str, data: Any = None, *, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.data = data
+        self.headers = headers or {}
 
 
-def envelope(success: bool, message: str, data: Any = None, status: int = 200) -> JSONResponse:
+def envelope(
+    success: bool, message: str, data: Any = None, status: int = 200, headers: dict[str, str] | None = None
+) -> JSONResponse:
     body: dict[str, Any] = {"success": success, "message": message}
     if data is not None:
         body["data"] = data
-    return JSONResponse(body, status_code=status)
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 def ok(data: Any = None, message: str = "OK", status: int = 200) -> JSONResponse:
