@@ -16,6 +16,13 @@ said since, however long before); the CSMS is told, just before the window, what
 (`explain_rules.window_prelude`: the last boot, open transactions, last statuses, offline or not), at
 once and not at its log times. What the CSMS did before the window (a heal, a status gone stale) is not
 reproduced: its clocks start at the window.
+
+The log's app and operator actions (`playbook.app_actions`: a remote start or stop, an unlock) are
+re-enacted: at their log time the CSMS under test is asked the same through its adapter (a start with
+the logged connector and idTag at REENACT_TARIFF), so it sends its own call to the replayed charger,
+which answers as the log did. Its verdict is sampled just before and just after, and the adapter's
+answer is kept (a refusal, a timeout, NotSupportedError: in words, never a traceback). `--no-reenact`
+plays the charger's side only.
 """
 
 from __future__ import annotations
@@ -26,23 +33,32 @@ import sqlite3
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 
 from simulator.fieldlog.frames import FrameLogError, FrameLogHeader, FrameRecord, LinkRecord, read_frame_log
+from simulator.fieldlog.playbook import APP_CALLS, AppAction, app_actions
 from simulator.fieldlog.playbook import parse_log_time as replay_log_time
 
-from .adapters.base import CsmsAdapter
+from .adapters.base import CsmsAdapter, NotSupportedError
 from .embedded import Timings, start_embedded
 from .explain_rules import (
+    ACCEPTED,
+    FAILED,
+    NOT_SUPPORTED,
+    REFUSED,
+    SKIPPED,
+    Ask,
     AuditMark,
     ChargerLog,
     Finding,
+    Reenacted,
     VerdictSample,
     band_state,
     clock,
@@ -52,13 +68,21 @@ from .explain_rules import (
     moment_at,
     parse_log_time,
     read_charger_log,
+    reenactment_words,
+    what_to_ask,
     window_prelude,
 )
+
+if TYPE_CHECKING:
+    from simulator.fieldlog.player import Player
 
 __all__ = ["explain_main", "add_arguments", "scaled_serve_args", "ExplainRun", "report_record"]
 
 SAMPLE_LOG_SECONDS = 15.0  # a verdict per connector every 15 s of log (0.25 s of wall at 60x)
 PRELUDE_WALL_SECONDS = 1.0  # with --from: the prelude is played this long (wall) before the window
+# A re-enacted app start's price per kWh: the scenarios' (an admin token may set it; the log has none).
+REENACT_TARIFF = Decimal("0.35")
+REENACT_WALL_TIMEOUT = 60.0  # s of wall an adapter call may take before it is given up (said, not raised)
 # `csms serve` defaults (csms/config.py) that are durations, in seconds, with the flag and its unit.
 _DEFAULTS: tuple[tuple[str, float, float], ...] = (
     # flag, default seconds, floor seconds (wall): below it the CSMS would spin or a loopback call time out
@@ -132,6 +156,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--csms-arg=--maintenance-interval-seconds=0 (maintenance off)",
     )
     p.add_argument("--csms-command", default=None, metavar="CMD", help="the command that starts the embedded CSMS")
+    p.add_argument(
+        "--no-reenact",
+        dest="reenact",
+        action="store_false",
+        help="do not re-enact the log's app and operator actions: by default each RemoteStartTransaction / "
+        "RequestStartTransaction, RemoteStopTransaction / RequestStopTransaction and UnlockConnector the log's "
+        "CSMS sent is asked of the CSMS under test through its API at the same log time (a start with the "
+        "logged connector and idTag), so it sends its own call, which the replayed charger answers as the log did",
+    )
 
 
 class BadInput(Exception):
@@ -156,6 +189,9 @@ class ExplainRun:
     wall: float = 0.0
     findings: list[Finding] = field(default_factory=list)
     audited: bool = False
+    actions: list[AppAction] = field(default_factory=list)  # the log's app and operator calls, in the window
+    reenact: bool = True
+    reenacted: list[Reenacted] = field(default_factory=list)
 
 
 # ------------------------------------------------------------------ the shell
@@ -207,7 +243,10 @@ def _explain(args: argparse.Namespace) -> ExplainRun:
     keys = sorted(log.words)
     if not keys:
         raise BadInput(f"{path}: the log names no connector (no StatusNotification or transaction on one)")
-    run = ExplainRun(path, header, log, window=window, span=span)
+    run = ExplainRun(path, header, log, window=window, span=span, reenact=args.reenact)
+    run.actions = app_actions(
+        read_frame_log(path)[1], start=None if window is None else window[0], end=None if window is None else window[1]
+    )
     play_from: float | None = None
     prelude: list[FrameRecord | LinkRecord] = []
     if window is not None:
@@ -346,9 +385,9 @@ async def _play_and_sample(
     done = trio.Event()
     result: list[Any] = []
 
-    async def play() -> None:
+    async def play(task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         try:
-            result.append(await player.run())
+            result.append(await player.run(task_status=task_status))
         finally:
             done.set()
 
@@ -365,7 +404,9 @@ async def _play_and_sample(
     started = time.monotonic()
     try:
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(play)
+            await nursery.start(play)
+            if run.reenact and run.actions:
+                nursery.start_soon(_reenact, run, player, adapter, sample, done)
             while not done.is_set():
                 with trio.move_on_after(interval):
                     await done.wait()
@@ -386,6 +427,83 @@ async def _play_and_sample(
             "wallSeconds": round(r.wall_seconds, 1),
         }
     return wall_map
+
+
+async def _reenact(
+    run: ExplainRun, player: Player, adapter: CsmsAdapter, sample: Callable[[], Awaitable[None]], done: trio.Event
+) -> None:
+    """Ask the CSMS under test, at each logged app action's log time, to do what the log's CSMS was asked, and
+    sample its verdict as soon as it answered. Every answer is kept in words (`run.reenacted`). An action not
+    due when the play ends is not asked; one being asked then is let finish (its call is bounded)."""
+    sessions: dict[tuple[str, int], str] = {}
+    for action in run.actions:
+        if not await _due(player, action.t, done):
+            return
+        ask = what_to_ask(action, sessions)
+        asked_at = player.log_time()
+        if ask.skip is not None:
+            run.reenacted.append(Reenacted(action, asked_at, None, SKIPPED, ask.skip))
+            continue
+        outcome, said, session = await _ask(adapter, ask)  # the verdict before it: the last regular sample
+        answered_at = player.log_time()
+        run.reenacted.append(Reenacted(action, asked_at, answered_at, outcome, said, session))
+        if outcome == ACCEPTED and session is not None and ask.connector is not None:
+            sessions[(ask.cp, ask.connector)] = session
+        await sample()
+
+
+async def _due(player: Player, t: float, done: trio.Event) -> bool:
+    """Sleep until log time `t` is due; False when the play ends first."""
+
+    async def until_done() -> None:
+        await done.wait()
+        nursery.cancel_scope.cancel()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(until_done)
+        await player.sleep_until(t)
+        nursery.cancel_scope.cancel()
+        return True
+    return False
+
+
+async def _ask(adapter: CsmsAdapter, ask: Ask) -> tuple[str, str, str | None]:
+    """One adapter call: (outcome, the answer in words, a started session's id). Never raises but Cancelled."""
+    what = ask.method
+    try:
+        with trio.fail_after(REENACT_WALL_TIMEOUT):
+            if ask.method == "start":
+                assert ask.connector is not None and ask.id_tag is not None  # what_to_ask skips a start without
+                r = await adapter.start(ask.cp, ask.connector, ask.id_tag, REENACT_TARIFF)
+                return (
+                    ACCEPTED if r.accepted else REFUSED,
+                    _start_words(r),
+                    r.session_id if r.accepted else None,
+                )
+            if ask.method == "stop":
+                assert ask.session_id is not None
+                ok = await adapter.stop(ask.session_id)
+                return (ACCEPTED if ok else REFUSED, f"the CSMS {'accepted' if ok else 'refused'} the stop", None)
+            assert ask.connector is not None
+            u = await adapter.unlock(ask.cp, ask.connector)
+            status = f"HTTP {u.status} " if u.status is not None else ""
+            words = f"{status}{'Unlocked' if u.unlocked else 'not unlocked'}{': ' + u.message if u.message else ''}"
+            return (ACCEPTED if u.unlocked else REFUSED, words, None)
+    except NotSupportedError as exc:
+        return NOT_SUPPORTED, f"this CSMS's adapter cannot {what} ({exc or 'NotSupportedError'})", None
+    except trio.TooSlowError:
+        return FAILED, f"the CSMS did not answer the {what} within {REENACT_WALL_TIMEOUT:g} s of wall", None
+    except Exception as exc:  # a CSMS that cannot answer (a timeout, a refused connection): said, the play goes on
+        return FAILED, f"the {what} failed: {type(exc).__name__}{': ' + str(exc) if str(exc) else ''}", None
+
+
+def _start_words(r: Any) -> str:
+    """A StartResult in words: the HTTP status, the outcome code and the CSMS's message."""
+    bits = [f"HTTP {r.status}" if r.status is not None else "", "accepted" if r.accepted else (r.code or "refused")]
+    text = " ".join(b for b in bits if b)
+    if r.accepted:
+        return text + (f", session {r.session_id}" if r.session_id else "")
+    return text + (f": {r.message}" if r.message else "")
 
 
 def _told(player: Any, run: ExplainRun) -> bool:
@@ -442,6 +560,8 @@ def _rerun(args: argparse.Namespace) -> str:
         if value:
             parts += [flag, value]
     parts += [f"--csms-arg={a}" for a in args.csms_arg]
+    if not args.reenact:
+        parts.append("--no-reenact")
     return shlex.join(parts)
 
 
@@ -481,6 +601,8 @@ def summary_text(run: ExplainRun, at: float | None = None) -> str:
             continue
         for f in found:
             lines.append("\n" + describe_finding(f, epoch, end=_end_words(run)))
+    for text in reenactment_lines(run):
+        lines.append(f"  app action: {text}")
     for e in _csms_calls(run):
         lines.append(f"  note: at {clock(e.t, epoch)} {e.text} (the replay sends none of the log's CSMS calls)")
     if not run.audited:
@@ -495,8 +617,27 @@ _CHARGER_EVENTS = frozenset({"start", "stop", "boot", "connect", "disconnect", "
 
 
 def _csms_calls(run: ExplainRun) -> list[Any]:
-    """The log's own CSMS calls (RemoteStartTransaction, Reset, ...) and the charger's answers, in the window."""
-    return [e for e in run.log.events if e.name not in _CHARGER_EVENTS and run.log.start <= e.t <= run.log.end]
+    """The log's own CSMS calls that are not an app's (Reset, TriggerMessage, ...) and the charger's answers, in the
+    window: the app's are `reenactment_lines`."""
+    return [
+        e
+        for e in run.log.events
+        if e.name not in _CHARGER_EVENTS and e.name not in APP_CALLS and run.log.start <= e.t <= run.log.end
+    ]
+
+
+def reenactment_lines(run: ExplainRun) -> list[str]:
+    """Each app or operator action of the log in words: re-enacted (what the CSMS answered, what it then held),
+    or why not (--no-reenact, the play ended first)."""
+    out = []
+    done = {id(r.action): r for r in run.reenacted}
+    for a in run.actions:
+        r = done.get(id(a))
+        if r is None:
+            why = "--no-reenact" if not run.reenact else "the play ended before its time"
+            r = Reenacted(a, a.t, None, SKIPPED, why)
+        out.append(reenactment_words(r, run.log, run.samples, run.findings, run.header.epoch, end=_end_words(run)))
+    return out
 
 
 def window_text(run: ExplainRun) -> str:
@@ -546,7 +687,12 @@ def report_record(run: ExplainRun, rerun: str = "") -> dict[str, Any]:
                     for a, b in _offline(run.log.links.get(key[0], []), end)
                     if b > start
                 ],
-                "faults": [[round(e.t - start, 1), e.name] for e in events if e.name not in ("connect",)],
+                "faults": [[round(e.t - start, 1), e.name] for e in events if e.name not in ("connect",)]
+                + [
+                    [round(r.asked_at - start, 1), f"{r.action.action} re-enacted: {r.outcome}"]
+                    for r in run.reenacted
+                    if r.action.cp == key[0] and r.action.connector in (None, key[1]) and r.outcome != SKIPPED
+                ],
                 "violations": sorted({f.kind for f in run.findings if (f.cp, f.connector) == key}),
             }
         )
@@ -561,6 +707,7 @@ def report_record(run: ExplainRun, rerun: str = "") -> dict[str, Any]:
             f"Explained {window_text(run)}. Before the window the CSMS was told, at once, what the charger had "
             f"said that still held ({run.told} frame(s): its last boot, open transactions, last statuses).",
         )
+    notes += [f"App action: {text}" for text in reenactment_lines(run)]
     notes += [
         f"{clock(e.t, epoch)} {e.cp}: {e.text} (not replayed: the player is the charger)" for e in _csms_calls(run)
     ]
@@ -577,6 +724,21 @@ def report_record(run: ExplainRun, rerun: str = "") -> dict[str, Any]:
         "trace": str(run.path),
         "rerun": rerun,
         "explained": {"from": round(run.log.start, 1), "to": round(run.log.end, 1), "window": run.window is not None},
+        "reenacted": [
+            {
+                "at": clock(r.action.t, epoch),
+                "cp": r.action.cp,
+                "connector": r.action.connector,
+                "action": r.action.action,
+                "idTag": r.action.id_tag,
+                "loggedAnswer": r.action.answer,
+                "askedAt": clock(r.asked_at, epoch),
+                "outcome": r.outcome,
+                "said": r.said,
+                "sessionId": r.session_id,
+            }
+            for r in run.reenacted
+        ],
         "timeline": {
             "end": round(end - start, 1),
             "start": round(run.log.start - start, 1),

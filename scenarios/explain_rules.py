@@ -31,6 +31,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from simulator.fieldlog.frames import FrameRecord, LinkRecord
+from simulator.fieldlog.playbook import AppAction
 
 from .adapters.base import BUSY, FREE, OFFLINE, Verdict
 
@@ -54,6 +55,15 @@ __all__ = [
     "band_state",
     "window_prelude",
     "explained_window",
+    "Ask",
+    "Reenacted",
+    "what_to_ask",
+    "reenactment_words",
+    "ACCEPTED",
+    "REFUSED",
+    "NOT_SUPPORTED",
+    "FAILED",
+    "SKIPPED",
 ]
 
 OCCUPIED_STATUSES = frozenset(
@@ -550,6 +560,131 @@ def _audit_detail(a: AuditMark) -> str:
 
 def rule_words(action: str) -> str:
     return RULE_WORDS.get(action, f"the CSMS's {action}")
+
+
+# ------------------------------------------------------------------ the app's actions, asked again
+# A re-enacted action's outcome: the CSMS accepted it, refused it (its answer said why), its adapter cannot
+# ask it, the ask failed (no answer, an error), or it was not asked (nothing to ask it of).
+ACCEPTED, REFUSED, NOT_SUPPORTED, FAILED, SKIPPED = "accepted", "refused", "not_supported", "failed", "skipped"
+
+
+@dataclass(frozen=True, slots=True)
+class Ask:
+    """What to ask the CSMS under test for one logged app action: an adapter method and its arguments,
+    or why it cannot be asked (`skip`)."""
+
+    method: str  # "start", "stop" or "unlock" (CsmsAdapter's)
+    cp: str
+    connector: int | None = None
+    id_tag: str | None = None
+    session_id: str | None = None
+    skip: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Reenacted:
+    """A logged app action asked again of the CSMS under test, and its answer (log times)."""
+
+    action: AppAction
+    asked_at: float
+    answered_at: float | None
+    outcome: str  # ACCEPTED, REFUSED, NOT_SUPPORTED, FAILED or SKIPPED
+    said: str  # the CSMS's answer in words ("HTTP 409 RemoteStartRejected: ...")
+    session_id: str | None = None
+
+
+def what_to_ask(action: AppAction, sessions: Mapping[tuple[str, int], str]) -> Ask:
+    """The adapter call that does what the log's app or operator did. A stop names the session the CSMS under
+    test opened for a re-enacted start on that connector (`sessions`): the log's transaction id is not its own."""
+    cp, c = action.cp, action.connector
+    if action.kind == "start":
+        if c is None or action.id_tag is None:
+            return Ask("start", cp, c, action.id_tag, skip=f"the log's {action.action} names no connector or id tag")
+        return Ask("start", cp, c, action.id_tag)
+    if action.kind == "stop":
+        session = sessions.get((cp, c)) if c is not None else None
+        if session is None:
+            return Ask(
+                "stop",
+                cp,
+                c,
+                skip=f"no session of a re-enacted start to stop (transaction {action.transaction_id} of the log "
+                "was not started by a re-enacted remote start)",
+            )
+        return Ask("stop", cp, c, session_id=session)
+    if c is None:
+        return Ask("unlock", cp, skip=f"the log's {action.action} names no connector")
+    return Ask("unlock", cp, c)
+
+
+def reenactment_words(
+    r: Reenacted,
+    log: ChargerLog,
+    samples: Sequence[VerdictSample],
+    findings: Sequence[Finding],
+    epoch: str,
+    *,
+    end: str = "the log's end",
+) -> str:
+    """One re-enacted action in words: what was asked, what the CSMS answered, and for a start the charger
+    refused, whether the CSMS then held the connector busy with no car (and what freed it), or did not."""
+    a = r.action
+    where = f" for connector {a.connector}" if a.connector is not None else ""
+    tag = f" (idTag {a.id_tag})" if a.id_tag else ""
+    answered = f", the charger answered {a.answer}" if a.answer else ", no answer in the log"
+    head = f"{clock(a.t, epoch)} {a.cp}: the log's CSMS sent {a.action}{where}{tag}{answered}"
+    if r.outcome in (SKIPPED, NOT_SUPPORTED, FAILED):
+        return f"{head}; not re-enacted: {r.said}."
+    when = clock(r.asked_at, epoch)
+    if r.answered_at is not None and r.answered_at - r.asked_at >= 1.0:  # at 1200x a 0.2 s answer is 4 min of log
+        when += f", answered at {clock(r.answered_at, epoch)}"
+    head = f"{head}; re-enacted (asked of the CSMS under test at {when}): {r.said}."
+    if a.kind != "start" or a.connector is None:
+        return head
+    key = (a.cp, a.connector)
+    series = sorted((s for s in samples if (s.cp, s.connector) == key), key=lambda s: s.t)
+    before = [s for s in series if s.t <= r.asked_at]
+    since = r.answered_at if r.answered_at is not None else r.asked_at
+    after = [s for s in series if s.t >= since]
+    belief = f" Before the request the CSMS said {_said(before[-1].verdict)}" if before else ""
+    if not after:
+        return f"{head}{belief}; no verdict was sampled after its answer."
+    first = after[0]
+    belief += f"{';' if belief else ' The CSMS'} after the answer it said {_said(first.verdict)}."
+    if r.outcome == ACCEPTED or log.word_at(key, first.t).state != FREE_W:
+        return head + belief
+    run = []  # the busy stretch from the first sample after the answer, while the charger says free
+    for s in after:
+        if s.verdict.verdict != BUSY or log.word_at(key, s.t).state != FREE_W:
+            break
+        run.append(s)
+    if not run:
+        return f"{head}{belief} It did not hold the connector busy after the rejection."
+    start, freed = run[0], (after[len(run)] if len(run) < len(after) else None)
+    held = (
+        f" It held the connector busy with no car after the rejection from {clock(start.t, epoch)} "
+        f"({', '.join(start.verdict.reasons) or 'no reasons given'})"
+    )
+    found = next(
+        (
+            f
+            for f in findings
+            if (f.cp, f.connector) == key and f.kind == BUSY_WHILE_FREE and f.since <= start.t <= f.until
+        ),
+        None,
+    )
+    if found is not None:
+        if found.healed:
+            return f"{head}{belief}{held}; healed at {clock(found.until, epoch)} by {found.healed_by}."
+        return f"{head}{belief}{held}; never freed by {end}: {found.healed_by}."
+    if freed is not None:
+        brief = f"{_span(freed.t - start.t)}: too short for a finding"
+        return f"{head}{belief}{held}; free again at {clock(freed.t, epoch)} ({brief})."
+    return f"{head}{belief}{held} until {end}."
+
+
+def _said(v: Verdict) -> str:
+    return f"{v.verdict} ({', '.join(v.reasons) or 'no reasons'})"
 
 
 # ------------------------------------------------------------------ one moment

@@ -9,13 +9,15 @@ Nothing here does I/O or waits; `player.py` is the shell that drives these again
 - `TxMap` maps a 1.6 charger's logged transactionIds to the ones the live CSMS assigns.
 - `pick_answer` chooses the logged answer to a live CSMS call.
 - `parse_log_time` reads `--from`/`--to`: log seconds, a clock time of the epoch's day, or ISO.
+- `app_actions` finds the log's CSMS calls that a person caused (an app's remote start or stop, an
+  operator's unlock): the player only answers a live CSMS, so these must be asked of it again.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -32,6 +34,9 @@ __all__ = [
     "parse_log_time",
     "Errors",
     "payload_of",
+    "AppAction",
+    "APP_CALLS",
+    "app_actions",
 ]
 
 CALL, RESULT, ERROR = 2, 3, 4
@@ -245,3 +250,103 @@ def payload_of(frame: list[Any]) -> Any:
     """A CALL's payload or a CALLRESULT's ({} if the log left it out)."""
     at = 3 if frame[0] == CALL else 2
     return frame[at] if len(frame) > at else {}
+
+
+# The CSMS calls a person causes (1.6 and 2.0.1 names) -> what they asked: "start", "stop" or "unlock".
+APP_CALLS: dict[str, str] = {
+    "RemoteStartTransaction": "start",
+    "RequestStartTransaction": "start",
+    "RemoteStopTransaction": "stop",
+    "RequestStopTransaction": "stop",
+    "UnlockConnector": "unlock",
+}
+
+
+@dataclass(frozen=True)
+class AppAction:
+    """A CSMS call in the log that an app or an operator caused, as the CSMS under test must be asked it again.
+
+    `connector` is the logged call's (a stop's: the connector its transaction ran on, when the log shows it);
+    `answer` is what the charger answered in the log (its `status`, or "CallError X"; None: no answer logged)."""
+
+    t: float
+    cp: str
+    kind: str  # "start", "stop" or "unlock" (APP_CALLS)
+    action: str  # the logged call's action
+    connector: int | None
+    id_tag: str | None = None
+    transaction_id: str | None = None  # a stop's, as the log names it
+    answer: str | None = None
+
+
+def app_actions(
+    records: Iterable[FrameRecord | LinkRecord], *, start: float | None = None, end: float | None = None
+) -> list[AppAction]:
+    """The log's app and operator calls (APP_CALLS) from `start` to `end`, in log order, with the charger's answers.
+
+    One streamed pass; what it keeps grows with the log's CSMS calls and transactions, not its frames."""
+    found: dict[tuple[str, Any], int] = {}  # (cp, message id) -> the call's place in `out`, until its answer
+    out: list[AppAction] = []
+    tx_connector: dict[tuple[str, str], int] = {}  # (cp, the log's transaction id) -> its connector
+    starts: dict[tuple[str, Any], int] = {}  # (cp, 1.6 StartTransaction message id) -> its connector
+    for rec in records:
+        if end is not None and rec.t > end:
+            break
+        if isinstance(rec, LinkRecord) or len(rec.frame) < 2:
+            continue
+        frame, cp = rec.frame, rec.cp
+        if frame[0] == CALL and len(frame) >= 3:
+            p = frame[3] if len(frame) > 3 and isinstance(frame[3], dict) else {}
+            if rec.direction == "out":
+                _charger_transaction(cp, frame[1], str(frame[2]), p, starts, tx_connector)
+            elif frame[2] in APP_CALLS and (start is None or rec.t >= start):
+                found[(cp, frame[1])] = len(out)
+                out.append(_app_action(rec.t, cp, str(frame[2]), p, tx_connector))
+        elif rec.direction == "in" and frame[0] == RESULT and (cp, frame[1]) in starts:
+            tx = payload_of(frame).get("transactionId") if isinstance(payload_of(frame), dict) else None
+            if tx is not None:
+                tx_connector[(cp, str(tx))] = starts.pop((cp, frame[1]))
+        elif rec.direction == "out" and frame[0] in (RESULT, ERROR) and (cp, frame[1]) in found:
+            i = found.pop((cp, frame[1]))
+            result = payload_of(frame)
+            if frame[0] == ERROR:
+                answer = f"CallError {frame[2] if len(frame) > 2 else '?'}"
+            else:
+                answer = str(result.get("status", "no status")) if isinstance(result, dict) else "no status"
+            out[i] = replace(out[i], answer=answer)
+    return out
+
+
+def _app_action(
+    t: float, cp: str, action: str, p: dict[str, Any], tx_connector: dict[tuple[str, str], int]
+) -> AppAction:
+    kind = APP_CALLS[action]
+    if kind == "start":
+        token = p.get("idToken")
+        id_tag = token.get("idToken") if isinstance(token, dict) else p.get("idTag")
+        c = p.get("evseId", p.get("connectorId"))
+        return AppAction(
+            t, cp, kind, action, c if isinstance(c, int) else None, None if id_tag is None else str(id_tag)
+        )
+    if kind == "stop":
+        tx = None if p.get("transactionId") is None else str(p["transactionId"])
+        return AppAction(t, cp, kind, action, tx_connector.get((cp, tx or "")), transaction_id=tx)
+    c = p.get("evseId", p.get("connectorId"))  # 2.0.1 unlocks an EVSE's connector: the EVSE is our connector
+    return AppAction(t, cp, kind, action, c if isinstance(c, int) else None)
+
+
+def _charger_transaction(
+    cp: str,
+    msg_id: Any,
+    action: str,
+    p: dict[str, Any],
+    starts: dict[tuple[str, Any], int],
+    tx_connector: dict[tuple[str, str], int],
+) -> None:
+    """The charger's own starts: which connector each transaction of the log ran on (a stop names only the id)."""
+    if action == "StartTransaction" and isinstance(p.get("connectorId"), int):
+        starts[(cp, msg_id)] = p["connectorId"]
+    elif action == "TransactionEvent" and p.get("eventType") == "Started":
+        tx, evse = (p.get("transactionInfo") or {}).get("transactionId"), p.get("evse") or {}
+        if tx is not None and isinstance(evse, dict) and isinstance(evse.get("id"), int):
+            tx_connector[(cp, str(tx))] = evse["id"]

@@ -23,6 +23,7 @@ import pytest
 from scenarios.cli import main
 from simulator.fieldlog.importers import import_log
 from tests.support.console import CHROMIUM, SCREENSHOTS, launch
+from tests.support.mutants import command as mutant_command
 
 CORPUS = Path(__file__).resolve().parents[1] / "data" / "field-logs"
 # Healing off: no maintenance sweeps, and a stored status never goes stale.
@@ -35,7 +36,8 @@ STUCK_WITHIN = 600.0  # log seconds from the charger's word to the CSMS's first 
 WINDOWS: dict[str, tuple[str, str, str | None]] = {
     "abb-terra-dropped-stop": ("00:45", "01:15", "00:53:21"),  # Available after the lost stop; orphan ~00:56
     "alpitronic-unreported-connector": ("00:55", "01:45", "01:07:55"),  # Preparing 01:02, boot 01:07:55, fresh ~01:32
-    "evbox-remote-start-rejected": ("02:05", "02:25", None),  # the rejected remote starts at 02:14 and 02:16
+    # the app's remote starts at 02:14 and 02:16, re-enacted: the charger rejects them (seed bug: 02:14 on, stuck)
+    "evbox-remote-start-rejected": ("02:05", "02:25", None),
     "keba-reboot-mid-session": ("01:40", "02:10", "01:48:40"),  # reboot 01:47, Available 01:48:40; orphan ~01:51
     "evlink-stuck-finishing": ("06:30", "07:00", "00:58:09"),  # Finishing since 00:58:09; Reset 06:54, drop 06:54:52
     "delta-offline-night": ("05:40", "06:10", "05:48:25"),  # offline at 05:40, queue sent 05:48, orphan ~05:51
@@ -106,8 +108,10 @@ def check(data: dict, text: str, name: str, *, healing: bool, windowed: bool = F
     found = [v for v in record["violations"] if (v["cp"], v["connector"]) == key]
     if kind is None:
         assert not found, (text, errors)
-        assert "RemoteStartTransaction: Rejected" in text
         assert record["outcome"] == "clear"
+        if name == "evbox-remote-start-rejected":  # the app's two starts asked of our CSMS; it held nothing after
+            check_reenacted_starts(record, text, refused_as=("RemoteStartRejected", "RemoteStartRejected"))
+            assert text.count("It did not hold the connector busy after the rejection.") == 2, text
         return
     assert [v["kind"] for v in found] == [kind], text
     finding = found[0]
@@ -123,6 +127,21 @@ def check(data: dict, text: str, name: str, *, healing: bool, windowed: bool = F
     assert words in healed, (healed, text)
     assert finding["message"] in " ".join(text.split("\n")), text  # the same words on stdout
     assert data["overall"] == "STUCK"
+
+
+def check_reenacted_starts(record: dict, text: str, *, refused_as: tuple[str, str]) -> None:
+    """The log's two RemoteStartTransactions for connector 2 were asked of the CSMS under test, at their log
+    times, with the logged idTag; the charger answered them Rejected (as logged); the CSMS refused each start."""
+    starts = record["reenacted"]
+    assert [(r["at"], r["connector"], r["idTag"], r["loggedAnswer"]) for r in starts] == [
+        ("02:14:05", 2, "APP-7F3A91C2", "Rejected"),
+        ("02:16:12", 2, "APP-7F3A91C2", "Rejected"),
+    ], starts
+    assert [r["outcome"] for r in starts] == ["refused", "refused"], starts
+    for r, code in zip(starts, refused_as, strict=True):
+        assert r["said"].startswith("HTTP 409 ") and code in r["said"], r
+    assert text.count("the log's CSMS sent RemoteStartTransaction for connector 2 (idTag APP-7F3A91C2)") == 2, text
+    assert "re-enacted (asked of the CSMS under test at 02:1" in text, text
 
 
 def _seconds(clock: str) -> int:
@@ -163,6 +182,28 @@ def test_the_dropped_stop_is_explained_and_healing_off_explains_nothing_heals_it
     assert "Not healed by the window's end (01:1" in text  # its last record before 01:15
 
 
+SEED_BUG = f"--csms-command={' '.join(mutant_command('remote_start_marks_busy_first'))}"
+
+
+def test_the_app_start_re_enacted_against_the_seeds_bug_holds_the_connector_busy_with_no_car(tmp_path, capsys):
+    """The seed's race after remote start (tests.support.mutants): Occupied written for the app's start, kept
+    after the charger's Rejected. Re-enacting the log's app start is what shows it: connector 2 stuck busy."""
+    name = "evbox-remote-start-rejected"
+    # 300x, not 1200x: the REST start's round trip (0.1 to 0.4 s of wall on a busy machine) must end in the window
+    data, text = explain(tmp_path, name, 300, SEED_BUG, *window(name), capsys=capsys)
+    [record] = data["scenarios"]
+    [finding] = record["violations"]
+    assert (finding["cp"], finding["connector"], finding["kind"]) == ("EVBOX-BT-4417", 2, "busy_while_free"), text
+    assert "live_status:Occupied" in finding["verdict"]["reasons"], finding
+    assert finding["truth"]["healed"].startswith("no: nothing would have"), finding
+    # the app's second try is refused by the CSMS itself: the ticket's "in use" (its charger never asked)
+    check_reenacted_starts(record, text, refused_as=("RemoteStartRejected", "ConnectorBusy"))
+    assert "after the answer it said busy (live_status:Occupied)" in text, text
+    assert "It held the connector busy with no car after the rejection from 02:1" in text, text
+    assert "never freed by the window's end: nothing would have" in text, text
+    assert data["overall"] == "STUCK"
+
+
 def test_bad_input_exits_2_with_a_clear_message(tmp_path, capsys):
     assert main(["explain", str(tmp_path / "nope.jsonl")]) == 2
     assert "no such file" in capsys.readouterr().err
@@ -188,3 +229,13 @@ def test_every_corpus_log_is_explained_over_its_window_with_healing_on_and_off(t
     check(data, text, name, healing=True, windowed=True)
     data, text = explain(tmp_path, name, SLOW_SPEED, *OFF, *window(name), capsys=capsys)
     check(data, text, name, healing=False, windowed=True)
+
+
+@pytest.mark.slow_tier
+def test_without_re_enactment_the_seeds_bug_is_never_asked_and_the_app_starts_are_only_listed(tmp_path, capsys):
+    name = "evbox-remote-start-rejected"
+    data, text = explain(tmp_path, name, SLOW_SPEED, SEED_BUG, "--no-reenact", *window(name), capsys=capsys)
+    [record] = data["scenarios"]
+    assert record["violations"] == [] and record["reenacted"] == [], record
+    assert text.count("the charger answered Rejected; not re-enacted: --no-reenact.") == 2, text
+    assert "--no-reenact" in record["rerun"]

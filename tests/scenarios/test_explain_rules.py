@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from scenarios.adapters.base import Verdict
@@ -10,7 +12,11 @@ from scenarios.explain_rules import (
     BUSY_UNREPORTED,
     BUSY_WHILE_FREE,
     FREE_WHILE_OCCUPIED,
+    NOT_SUPPORTED,
+    REFUSED,
+    Ask,
     AuditMark,
+    Reenacted,
     VerdictSample,
     clock,
     describe_finding,
@@ -19,9 +25,12 @@ from scenarios.explain_rules import (
     moment_at,
     parse_log_time,
     read_charger_log,
+    reenactment_words,
+    what_to_ask,
     window_prelude,
 )
 from simulator.fieldlog.frames import FrameRecord, LinkRecord
+from simulator.fieldlog.playbook import AppAction
 
 CP = "ABB-TERRA-0042"
 EPOCH = "2026-03-02T21:48:12.000Z"
@@ -328,3 +337,77 @@ def test_a_drop_the_csms_saw_just_after_its_sample_was_stamped_is_still_the_drop
     s = samples(*every(615, 3990, "busy", ("live_status:Finishing",)), (3990, "offline", ("websocket:absent",)))
     [f] = find_findings(log, s)
     assert f.healed and "connection dropping after the log's CSMS sent Reset: Accepted" in f.healed_by
+
+
+# ------------------------------------------------------------------ the app's actions, asked again
+APP_START = AppAction(600, CP, "start", "RemoteStartTransaction", 1, "APP-1", answer="Rejected")
+
+
+def rejected_start_log():
+    """Available all along; the log's CSMS asked a remote start at 600, the charger rejected it."""
+    return read_charger_log([*status(0, "0", 1, "Available"), *status(3000, "h", 1, "Available")])
+
+
+def reenacted(outcome: str = REFUSED, said: str = "HTTP 409 RemoteStartRejected") -> Reenacted:
+    return Reenacted(APP_START, 600.5, 601.0, outcome, said)
+
+
+def test_what_to_ask_the_csms_under_test_for_each_app_action():
+    assert what_to_ask(APP_START, {}) == Ask("start", CP, 1, "APP-1")
+    assert what_to_ask(replace(APP_START, connector=None), {}).skip == (
+        "the log's RemoteStartTransaction names no connector or id tag"
+    )
+    stop = AppAction(900, CP, "stop", "RemoteStopTransaction", 1, transaction_id="77")
+    assert what_to_ask(stop, {(CP, 1): "s-1"}) == Ask("stop", CP, 1, session_id="s-1")
+    assert "transaction 77 of the log was not started by a re-enacted remote start" in (
+        what_to_ask(stop, {}).skip or ""
+    )
+    assert what_to_ask(AppAction(950, CP, "unlock", "UnlockConnector", 1), {}) == Ask("unlock", CP, 1)
+
+
+def test_a_rejected_start_the_csms_did_not_hold_busy():
+    s = samples(*every(0, 4000, "free"))
+    text = reenactment_words(reenacted(), rejected_start_log(), s, [], EPOCH)
+    assert text.startswith(f"{clock(600, EPOCH)} {CP}: the log's CSMS sent RemoteStartTransaction for connector 1")
+    assert "(idTag APP-1), the charger answered Rejected" in text
+    assert "re-enacted (asked of the CSMS under test at " in text and "HTTP 409 RemoteStartRejected" in text
+    assert "Before the request the CSMS said free (no reasons); after the answer it said free" in text
+    assert text.endswith("It did not hold the connector busy after the rejection.")
+
+
+def test_a_rejected_start_the_csms_held_busy_with_no_car_and_nothing_freed_it():
+    """The seed's bug: Occupied written for the start, kept after the charger's Rejected."""
+    log = rejected_start_log()
+    s = samples(*every(0, 600, "free"), *every(615, 4000, "busy", ("live_status:Occupied",)))
+    findings = find_findings(log, s)
+    assert [f.kind for f in findings] == [BUSY_WHILE_FREE]
+    text = reenactment_words(reenacted(), log, s, findings, EPOCH)
+    assert "after the answer it said busy (live_status:Occupied)" in text
+    assert f"It held the connector busy with no car after the rejection from {clock(615, EPOCH)}" in text
+    assert "never freed by the log's end: nothing would have: the CSMS kept the charger's last live status" in text
+
+
+def test_a_rejected_start_held_busy_until_a_rule_freed_it_or_only_briefly():
+    log = rejected_start_log()
+    s = samples(
+        *every(0, 600, "free"), *every(615, 2400, "busy", ("persisted_status:Occupied",)), *every(2400, 4000, "free")
+    )
+    findings = find_findings(log, s, [AuditMark(2395, "maintenance.release_status", CP, 1)])
+    text = reenactment_words(reenacted(), log, s, findings, EPOCH)
+    assert f"healed at {clock(2400, EPOCH)} by the status release" in text
+    s = samples(*every(0, 600, "free"), *every(615, 640, "busy", ("pending_start",)), *every(640, 4000, "free"))
+    text = reenactment_words(reenacted(), log, s, find_findings(log, s), EPOCH)
+    assert f"free again at {clock(640, EPOCH)} (25 s: too short for a finding)" in text
+
+
+def test_an_action_not_asked_says_why():
+    text = reenactment_words(
+        reenacted(NOT_SUPPORTED, "this CSMS's adapter cannot start (NotSupportedError)"),
+        rejected_start_log(),
+        [],
+        [],
+        EPOCH,
+    )
+    assert text.endswith(
+        "the charger answered Rejected; not re-enacted: this CSMS's adapter cannot start (NotSupportedError)."
+    )

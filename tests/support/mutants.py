@@ -20,6 +20,8 @@ MUTANTS: dict[str, str] = {
     "unlock_keeps_transaction": "unlock-connector force-ends sessions but leaves their OCPP transaction open",
     "registry_never_forgets": "a charge point whose WebSocket closed stays in the live registry (looks online)",
     "remote_accept_marks_busy": "an Accepted RemoteStartTransaction persists the connector status Occupied",
+    "remote_start_marks_busy_first": "the seed's race after remote start: a remote start sets the connector Occupied "
+    "(live and stored) before the charger answers, and a Rejected leaves it so",
     "late_stop_ignored": "a StopTransaction for a transaction the CSMS already closed (force-ended, orphaned) is "
     "acknowledged and dropped: the estimate stays instead of the charger's meterStop",
     "unlock_resets_live_status": "unlock-connector sets the connector's live status to Available (and resets the "
@@ -102,6 +104,34 @@ def _remote_accept_marks_busy() -> None:
                 row.status, row.error_code, row.updated_at = "Occupied", "NoError", now
 
         await ctx.db.write(occupied)
+
+    _rebind(original, remote_start)
+
+
+def _remote_start_marks_busy_first() -> None:
+    from csms.db.models import ConnectorStatus
+    from csms.ocpp.registry import LiveConnector
+    from csms.services import sessions
+
+    original = sessions.remote_start
+
+    async def remote_start(ctx: Any, live: Any, session_id: str, connector_id: int, *args: Any, **kw: Any) -> None:
+        now: datetime = ctx.clock.now()
+        live.connectors[connector_id] = LiveConnector("Occupied", "NoError", now)  # the seed's SetConnectorStatus
+
+        def occupied(s: Any) -> None:
+            row = s.get(ConnectorStatus, (live.id, connector_id))
+            if row is None:
+                s.add(
+                    ConnectorStatus(
+                        charge_point_id=live.id, connector_id=connector_id, status="Occupied", updated_at=now
+                    )
+                )
+            else:
+                row.status, row.updated_at = "Occupied", now
+
+        await ctx.db.write(occupied)
+        await original(ctx, live, session_id, connector_id, *args, **kw)  # its Rejected undoes none of it
 
     _rebind(original, remote_start)
 
@@ -283,6 +313,7 @@ PATCHES: dict[str, Callable[[], None]] = {
     "unlock_keeps_transaction": _unlock_keeps_transaction,
     "registry_never_forgets": _registry_never_forgets,
     "remote_accept_marks_busy": _remote_accept_marks_busy,
+    "remote_start_marks_busy_first": _remote_start_marks_busy_first,
     "late_stop_ignored": _late_stop_ignored,
     "unlock_resets_live_status": _unlock_resets_live_status,
     "reservation_not_busy": _reservation_not_busy,
