@@ -11,8 +11,13 @@ from csms.config import Settings
 from csms.db.database import Database
 from csms.ocpp.registry import Registry
 from csms.services.payment_provider import PaymentProvider, SimulatedPaymentProvider
+from ocppj.connection import TokenBucket, TokenBuckets
 
 __all__ = ["Context"]
+
+# Message-rate buckets kept for this many charge point ids at most (about 200 bytes each); only ids
+# that passed the handshake get one, and a bucket that has refilled is forgotten first.
+_RATE_BUCKETS = 10_000
 
 
 @dataclass
@@ -31,10 +36,17 @@ class Context:
     pending_registrations: set[str] = field(default_factory=set)
     payments: PaymentProvider = field(default_factory=SimulatedPaymentProvider)
     _connector_locks: dict[tuple[str, int], trio.Lock] = field(default_factory=dict)
+    _message_buckets: TokenBuckets = field(default_factory=lambda: TokenBuckets(_RATE_BUCKETS))
 
     def registration_slots_left(self, cp_id: str) -> int:
         others = len(self.pending_registrations - {cp_id})
         return self.settings.max_auto_registered - self.auto_registered - others
+
+    def message_bucket(self, cp_id: str, now: float) -> TokenBucket:
+        """The charge point's message (and ping) rate bucket, the same for each of its connections:
+        reconnecting must not buy a fresh burst. `now` is trio's clock, which the connection takes with."""
+        s = self.settings
+        return self._message_buckets.get(cp_id, s.ocpp_messages_per_second, s.ocpp_message_burst, now)
 
     def connector_lock(self, cp_id: str, connector_id: int) -> trio.Lock:
         """Serialises check-then-act flows (start, payment, unlock) on one connector."""

@@ -229,6 +229,11 @@ class OcppEndpoint:
             messages_per_second=s.ocpp_messages_per_second,
             burst=s.ocpp_message_burst,
         )
+        # One bucket per charge point id, whatever its connection: messages and pings take from it.
+        bucket = ctx.message_bucket(cp_id, trio.current_time()) if s.ocpp_messages_per_second > 0 else None
+        count_pings = getattr(ws, "count_pings", None)  # csms.ocpp.ws_server's connections have it
+        if bucket is not None and count_pings is not None:
+            count_pings(bucket, cp_id)
         conn = OcppConnection(
             ws,
             peer=cp_id,
@@ -237,6 +242,7 @@ class OcppEndpoint:
             limits=limits,
             on_event=lambda kind: OCPP_LIMITS.labels(kind).inc(),
             version=version,
+            bucket=bucket,
         )
         live = LiveChargePoint(
             cp_id, conn, now, now, ctx.settings.heartbeat_interval, remote=remote, authenticated=admitted.authenticated

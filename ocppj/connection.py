@@ -36,7 +36,7 @@ from ocppj.errors import (
 )
 from ocppj.versions import V16, OcppVersion
 
-__all__ = ["OcppConnection", "WebSocketLike", "Trace", "Limits", "QuietLog"]
+__all__ = ["OcppConnection", "WebSocketLike", "Trace", "Limits", "QuietLog", "TokenBucket", "TokenBuckets"]
 
 log = logging.getLogger("ocppj")
 
@@ -58,8 +58,10 @@ class Limits:
 
     OCPP-J allows one outstanding Call per direction, so a peer's Calls are served in order by one
     task with at most `max_queued_calls` waiting; more, or more than `burst` messages beyond
-    `messages_per_second` (0: no rate limit), close the connection with 1008 (policy violation). Bad frames, CallErrors
-    and unexpected answers are logged once per `log_interval` seconds per connection, with a count.
+    `messages_per_second` (0: no rate limit), close the connection with 1008 (policy violation). The
+    rate is the peer's, not the connection's, when the caller hands each connection of a peer the same
+    TokenBucket. Bad frames, CallErrors and unexpected answers are logged once per `log_interval`
+    seconds per connection, with a count.
     """
 
     max_queued_calls: int = 16
@@ -76,7 +78,9 @@ class FloodError(Exception):
         self.code, self.reason, self.kind = code, reason, kind
 
 
-class _TokenBucket:
+class TokenBucket:
+    """`burst` tokens, refilled at `rate` a second; each message (or ping) takes one. Time is a parameter."""
+
     __slots__ = ("rate", "burst", "tokens", "at")
 
     def __init__(self, rate: float, burst: int, now: float) -> None:
@@ -89,6 +93,43 @@ class _TokenBucket:
             return False
         self.tokens -= 1
         return True
+
+    def full(self, now: float) -> bool:
+        """Refilled to its burst: the same as a new bucket, so forgetting it loses nothing."""
+        return self.tokens + (now - self.at) * self.rate >= self.burst
+
+
+class TokenBuckets:
+    """One TokenBucket per peer, kept across the peer's connections: closing and reopening must not refill it.
+
+    At most `size` are kept. Past that, buckets that have refilled go first (a new one would start full
+    anyway), then the ones handed out longest ago.
+    """
+
+    __slots__ = ("size", "_buckets")
+
+    def __init__(self, size: int) -> None:
+        self.size = max(1, size)
+        self._buckets: dict[str, TokenBucket] = {}
+
+    def __len__(self) -> int:
+        return len(self._buckets)
+
+    def get(self, peer: str, rate: float, burst: int, now: float) -> TokenBucket:
+        """The peer's bucket (a full new one the first time, or after it was forgotten)."""
+        bucket = self._buckets.pop(peer, None)
+        if bucket is None:
+            if len(self._buckets) >= self.size:
+                self._evict(now)
+            bucket = TokenBucket(rate, burst, now)
+        self._buckets[peer] = bucket  # last in the dict's order: handed out most recently
+        return bucket
+
+    def _evict(self, now: float) -> None:
+        for peer in [p for p, b in self._buckets.items() if b.full(now)]:
+            del self._buckets[peer]
+        while len(self._buckets) >= self.size:
+            del self._buckets[next(iter(self._buckets))]
 
 
 class QuietLog:
@@ -183,6 +224,7 @@ class OcppConnection(Generic[_WS]):
         limits: Limits | None = None,
         on_event: Callable[[str], None] | None = None,
         version: OcppVersion = V16,
+        bucket: TokenBucket | None = None,
     ) -> None:
         self.ws = ws
         self.version = version
@@ -200,6 +242,8 @@ class OcppConnection(Generic[_WS]):
         self._id_prefix = secrets.token_hex(3)
         self.closed = False
         self.limits = limits
+        # The peer's message-rate bucket, shared with its other connections; None: a new one from `limits`.
+        self._bucket = bucket
         # Told "bad_frame", "binary_frame", "rate_limited", "too_many_calls" (the CSMS counts them).
         self.on_event = on_event or (lambda _kind: None)
         self._quiet = QuietLog(limits.log_interval if limits is not None else 0.0)
@@ -281,7 +325,9 @@ class OcppConnection(Generic[_WS]):
                 else:
                     send, receive = trio.open_memory_channel[frames.Call](self.limits.max_queued_calls)
                     nursery.start_soon(self._serve_calls, receive)
-                    bucket = _TokenBucket(self.limits.messages_per_second, self.limits.burst, trio.current_time())
+                    bucket = self._bucket or TokenBucket(
+                        self.limits.messages_per_second, self.limits.burst, trio.current_time()
+                    )
                     try:
                         async with send:
                             await self._read(nursery, send, bucket)
@@ -294,7 +340,7 @@ class OcppConnection(Generic[_WS]):
                 waiter.event.set()
 
     async def _read(
-        self, nursery: trio.Nursery, calls: trio.MemorySendChannel[frames.Call] | None, bucket: _TokenBucket | None
+        self, nursery: trio.Nursery, calls: trio.MemorySendChannel[frames.Call] | None, bucket: TokenBucket | None
     ) -> None:
         limits = self.limits
         while True:

@@ -15,13 +15,15 @@ from ocpp.routing import on
 
 from csms.context import Context
 from csms.core import meter_samples, metering
+from csms.core.connector_limit import CODE as CONNECTOR_LIMIT_CODE
+from csms.core.connector_limit import connector_problem
 from csms.core.id_tags import IdTagInfo
 from csms.core.times import iso, parse_iso
 from csms.db import meter_sample_store, ocpp_store
 from csms.db.cleanup_store import audit
 from csms.db.credential_store import AUTO_REGISTERED
 from csms.db.hotpath import judge_id_tag
-from csms.metrics import BOOTS_REJECTED, CALLS_NOT_ACCEPTED, ID_TAG_ANSWERS, LATE_STOPS
+from csms.metrics import BOOTS_REJECTED, CALLS_NOT_ACCEPTED, ID_TAG_ANSWERS, LATE_STOPS, OCPP_LIMITS
 from csms.ocpp.registry import LiveChargePoint
 from ocppj import OcppCallError
 
@@ -53,6 +55,14 @@ class HandlerBase:
                 "SecurityError",
                 f"{action} refused: this charge point has no accepted BootNotification; send BootNotification first",
             )
+
+    def _check_connectors(self, action: str, **ids: int | None) -> None:
+        """Refuse connector or EVSE ids beyond the site's bound before anything about them is kept: each one
+        named costs memory, a row and a tile on the board (csms.core.connector_limit)."""
+        problem = connector_problem(self.ctx.settings.max_connectors_per_charger, **ids)
+        if problem is not None:
+            OCPP_LIMITS.labels("connector_out_of_range").inc()
+            raise OcppCallError(CONNECTOR_LIMIT_CODE, f"{action} refused: {problem}")
 
     def _id_tag_answer(self, message: str, id_tag: str, info: IdTagInfo, **where: Any) -> dict[str, Any]:
         ID_TAG_ANSWERS.labels(message, info.status.value).inc()
@@ -115,8 +125,10 @@ class HandlerBase:
         self.ctx.db.submit_latest(("seen", self.cp_id), ocpp_store.touch_seen(self.cp_id, now))
         return {"currentTime": iso(now)}
 
-    def _status(self, connector_id: int, error_code: str, status: str) -> dict[str, Any]:
+    def _status(self, connector_id: int, error_code: str, status: str, **named: int | None) -> dict[str, Any]:
+        """Keep a connector's status; `named` are the message's connector and EVSE ids, checked against the bound."""
         self._require_accepted("StatusNotification")
+        self._check_connectors("StatusNotification", **named)
         now = self.ctx.clock.now()
         if self.live is not None:
             self.live.status_received(connector_id, status, error_code, now)
@@ -140,7 +152,7 @@ class ChargePointHandlers(HandlerBase):
 
     @on("StatusNotification")
     def on_status_notification(self, connector_id: int, error_code: str, status: str, **_kw: Any):
-        return self._status(connector_id, error_code, status)
+        return self._status(connector_id, error_code, status, connectorId=connector_id)
 
     @on("Authorize")
     async def on_authorize(self, id_tag: str):
@@ -154,6 +166,7 @@ class ChargePointHandlers(HandlerBase):
     @on("StartTransaction")
     async def on_start_transaction(self, connector_id: int, id_tag: str, meter_start: int, timestamp: str, **_kw: Any):
         self._require_accepted("StartTransaction")
+        self._check_connectors("StartTransaction", connectorId=connector_id)
         ctx, now = self.ctx, self.ctx.clock.now()
         start_time = parse_iso(timestamp) or now
         _check_register(meter_start, "meterStart")  # nothing is stored for a reading no meter shows
@@ -316,6 +329,7 @@ class ChargePointHandlers(HandlerBase):
     @on("MeterValues")
     def on_meter_values(self, connector_id: int, meter_value: list[dict], transaction_id: int | None = None):
         self._require_accepted("MeterValues")
+        self._check_connectors("MeterValues", connectorId=connector_id)
         now = self.ctx.clock.now()
         if self.live is not None:
             self.live.meter_seen[connector_id] = now

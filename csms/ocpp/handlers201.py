@@ -65,7 +65,7 @@ class ChargePointHandlers201(HandlerBase):
     @on("StatusNotification")
     def on_status_notification_201(self, timestamp: str, connector_status: str, evse_id: int, connector_id: int, **_):
         # One car at a time per EVSE: the EVSE is our connector (its connectors share it).
-        return self._status(evse_id, "NoError", connector_status)
+        return self._status(evse_id, "NoError", connector_status, evseId=evse_id, connectorId=connector_id)
 
     @on("Authorize")
     async def on_authorize_201(self, id_token: dict[str, Any], **_kw: Any):
@@ -80,6 +80,7 @@ class ChargePointHandlers201(HandlerBase):
     @on("MeterValues")
     def on_meter_values_201(self, evse_id: int, meter_value: list[dict], **_kw: Any):
         self._require_accepted("MeterValues")
+        self._check_connectors("MeterValues", evseId=evse_id)
         if self.live is not None:
             self.live.meter_seen[evse_id] = self.ctx.clock.now()
         return {}  # outside a transaction: nothing to bill
@@ -95,9 +96,12 @@ class ChargePointHandlers201(HandlerBase):
         **kw: Any,
     ):
         self._require_accepted("TransactionEvent")
+        evse = kw.get("evse") or {}
+        self._check_connectors(
+            "TransactionEvent", **{"evse.id": evse.get("id"), "evse.connectorId": evse.get("connector_id")}
+        )
         ctx, now = self.ctx, self.ctx.clock.now()
         at = parse_iso(timestamp) or now
-        evse = kw.get("evse") or {}
         station_tx = transaction_info["transaction_id"]
         tag = (kw.get("id_token") or {}).get("id_token")
         remote = transaction_info.get("remote_start_id")

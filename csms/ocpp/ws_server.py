@@ -5,8 +5,10 @@ trio-websocket holds a socket whose peer closed before its handshake until the c
 close frame when wsproto finds a text frame that is not UTF-8. This subclass caps open
 connections and concurrent handshakes, closes a socket as soon as its peer does, and answers a
 broken frame with the close code wsproto chose (1007 for invalid UTF-8, RFC 6455 §7.4.1).
-It relies on trio-websocket 0.12's private `_handle_connection`, `_reader_task`, `_open_handshake` and
-`_get_request`; tests/e2e/test_limits.py fails if a release changes them.
+Pings and pongs are charged to the peer's message-rate bucket (a flood of them is closed 1008).
+It relies on trio-websocket 0.12's private `_handle_connection`, `_reader_task`, `_open_handshake`,
+`_get_request`, `_handle_ping_event`, `_handle_pong_event`, `_recv_channel` and `_reader_running`;
+tests/e2e/test_limits.py and tests/e2e/test_connection_abuse.py fail if a release changes them.
 """
 
 from __future__ import annotations
@@ -26,10 +28,10 @@ from trio_websocket import (
 from trio_websocket._impl import CloseReason
 from wsproto import ConnectionType, WSConnection
 from wsproto.connection import ConnectionState
-from wsproto.events import CloseConnection
+from wsproto.events import CloseConnection, Ping, Pong
 
 from csms.metrics import CONNECTION_FAILURES, CONNECTIONS_REFUSED, OCPP_LIMITS
-from ocppj.connection import QuietLog
+from ocppj.connection import QuietLog, TokenBucket
 
 __all__ = ["GuardedWebSocketServer"]
 
@@ -37,6 +39,43 @@ log = logging.getLogger("csms.server")
 
 
 class _Connection(WebSocketConnection):
+    _bucket: TokenBucket | None = None
+    _peer = ""
+
+    def count_pings(self, bucket: TokenBucket, peer: str) -> None:
+        """Charge the peer's pings and pongs to `bucket`, its message-rate bucket: trio-websocket answers
+        each ping in its reader task, unmetered, and a flood of them cost about half a core."""
+        self._bucket, self._peer = bucket, peer
+
+    async def _handle_ping_event(self, event: Ping) -> None:
+        if await self._within_rate():
+            await super()._handle_ping_event(event)
+
+    async def _handle_pong_event(self, event: Pong) -> None:
+        if await self._within_rate():
+            await super()._handle_pong_event(event)
+
+    async def _within_rate(self) -> bool:
+        """Take a token for a control frame; past the rate, close 1008 once (as for messages) and answer no more."""
+        bucket = self._bucket
+        if bucket is None:
+            return True
+        if self._close_reason is not None:
+            return False  # closing: nothing is answered any more
+        if bucket.take(trio.current_time()):
+            return True
+        why = f"more than {bucket.rate:g} messages and pings a second (burst {bucket.burst})"
+        OCPP_LIMITS.labels("rate_limited").inc()
+        log.warning("ocpp.connection_closed peer=%s code=1008 reason=rate_limited (%s)", self._peer, why)
+        self._close_reason = CloseReason(1008, why)
+        try:
+            await self._send(CloseConnection(code=1008, reason=why[:120]))
+        except ConnectionClosed:
+            pass
+        await self._recv_channel.aclose()  # the OCPP side's get_message raises ConnectionClosed
+        self._reader_running = False  # the reader stops after this batch of frames; the server closes the socket
+        return False
+
     async def _handle_close_connection_event(self, event: CloseConnection) -> None:
         if self._wsproto.state == ConnectionState.OPEN:
             # Not the peer's close: wsproto could not parse a frame (1007 invalid UTF-8, 1002 bad framing).
