@@ -568,7 +568,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 
     proxies = tuple(str(n) for n in parse_trusted_proxies([args.trusted_proxies]))
     try:
-        default_tariff = None if args.tariff is None else parse_tariff(args.tariff)
+        default_tariff = parse_tariff(args.tariff) if args.tariff else None
     except InvalidTariffError as exc:
         raise ValueError(f"--tariff: {exc}") from None
     webhooks = tuple(parse_webhook(w) for w in (list(args.webhook) or os.environ.get("CSMS_WEBHOOKS", "").split()))

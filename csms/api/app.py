@@ -22,6 +22,7 @@ from csms.api import (
     payments,
     sessions,
     stations,
+    tariffs,
     transactions,
     webhooks,
 )
@@ -144,6 +145,7 @@ def create_app(ctx: Context, *, dispatcher: WebhookDispatcher | None = None, wat
     app.include_router(maintenance.router)
     app.include_router(id_tags.router)
     app.include_router(webhooks.router)
+    app.include_router(tariffs.router)
     ui.mount(app)  # the dashboard at /ui/
     docs.mount(app)  # /docs and /redoc
     # Added last, so outermost: every other middleware (the console's cookies) sees the scheme as the browser used it.

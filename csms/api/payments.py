@@ -11,6 +11,7 @@ from csms.api.auth import User
 from csms.api.envelope import CamelModel, ok
 from csms.api.id_tags import check_tag_for_start
 from csms.api.sessions import TariffModel
+from csms.core.tariffs import may_set_price
 from csms.services import payments
 
 router = APIRouter(prefix="/api/Payments", tags=["payments"])
@@ -36,6 +37,7 @@ async def create(body: CreateIn, request: Request, who: User):
         id_tag=body.charge_tag_id,
         tariff=body.charging_tariff,
         amount=body.amount,
+        may_set_price=may_set_price(who.role),
     )
     return ok(data, "Reservation created; confirm the payment to start")
 

@@ -13,6 +13,7 @@ from csms.api.auth import Admin, User
 from csms.api.envelope import CamelModel, ok
 from csms.api.id_tags import check_tag_for_start
 from csms.core.billing import InvalidTariffError, parse_tariff
+from csms.core.tariffs import may_set_price
 from csms.services import sessions, unlock, unlock_preview
 
 router = APIRouter(prefix="/api/ChargingSession", tags=["charging sessions"])
@@ -22,7 +23,11 @@ class TariffModel(CamelModel):
     charging_station_id: str = Field(min_length=1, max_length=64)
     connector_id: int = Field(ge=1, le=100)
     charge_tag_id: str = Field(min_length=1, max_length=20)
-    charging_tariff: Decimal | str = Field(description="price per kWh, a number or a numeric string, e.g. 0.25")
+    charging_tariff: Decimal | str = Field(
+        description="price per kWh, a number or a numeric string, e.g. 0.25: the site's tariff of the connector "
+        "(GET /api/tariffs/{stationId}/{connectorId}); another price is refused (409 TariffMismatch) unless the "
+        "token is an admin's"
+    )
 
     @field_validator("charging_tariff", mode="before")
     @classmethod
@@ -51,6 +56,7 @@ async def start_charging_session(body: StartIn, request: Request, who: User):
         connector_id=body.connector_id,
         id_tag=body.charge_tag_id,
         tariff=body.charging_tariff,
+        may_set_price=may_set_price(who.role),
     )
     return ok(
         {

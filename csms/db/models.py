@@ -40,6 +40,7 @@ __all__ = [
     "ClusterNode",
     "ClusterPresence",
     "ClusterCall",
+    "SiteTariff",
     "new_id",
 ]
 
@@ -338,3 +339,18 @@ class MeterSample(Base):
     at: Mapped[datetime] = mapped_column(UtcDateTime, primary_key=True)
     wh: Mapped[int] = mapped_column(BigInteger)
     w: Mapped[int | None] = mapped_column(BigInteger)
+
+
+# ----------------------------------------------------------------- the site's prices
+class SiteTariff(Base):
+    """A price per kWh an admin set for a station's connector, or for the whole station (connector 0).
+
+    A start is billed at the most specific one, else the process's --tariff (csms.core.tariffs).
+    """
+
+    __tablename__ = "site_tariffs"
+    station_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    connector_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    tariff: Mapped[Decimal] = mapped_column(DecimalText)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    updated_by: Mapped[str] = mapped_column(String(64))

@@ -30,6 +30,7 @@ from csms.services.sessions import (
     check_connector_free,
     remote_start,
 )
+from csms.services.tariffs import price_for_start
 
 __all__ = [
     "PaymentProviderError",
@@ -107,9 +108,18 @@ async def _load(ctx: Context, reservation_id: str) -> dict[str, Any]:
 
 
 async def create_reservation(
-    ctx: Context, *, station_id: str, connector_id: int, id_tag: str, tariff: Decimal, amount: Decimal | None
+    ctx: Context,
+    *,
+    station_id: str,
+    connector_id: int,
+    id_tag: str,
+    tariff: Decimal | None,
+    amount: Decimal | None,
+    may_set_price: bool,
 ) -> dict[str, Any]:
+    """A paid reservation at the site's tariff (`tariff` must be it unless `may_set_price`; None: the site's)."""
     station = await active_station(ctx, station_id)
+    tariff = await price_for_start(ctx, station, connector_id, tariff, may_set_price=may_set_price)
     cp_id = station.charge_point_id
     async with ctx.connector_lock(cp_id, connector_id):
         await check_connector_free(ctx, station, connector_id, action="payment_create")

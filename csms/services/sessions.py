@@ -40,6 +40,7 @@ from csms.errors import (
 from csms.ocpp.commands import ChargePointCommands, ChargePointCommands201, commands_for
 from csms.ocpp.registry import LiveChargePoint, RemoteChargePoint
 from csms.services.occupancy import evaluate
+from csms.services.tariffs import price_for_start
 from ocppj import CallErrorReceived, CallTimeoutError, ConnectionClosedError, InvalidResponseError
 
 __all__ = [
@@ -239,10 +240,15 @@ async def remote_start(
 class Started:
     session_id: str
     charge_point_id: str
+    tariff: Decimal  # what the session bills per kWh (the site's, unless an admin set another)
 
 
-async def start_session(ctx: Context, *, station_id: str, connector_id: int, id_tag: str, tariff: Decimal) -> Started:
+async def start_session(
+    ctx: Context, *, station_id: str, connector_id: int, id_tag: str, tariff: Decimal | None, may_set_price: bool
+) -> Started:
+    """`tariff` is the price the caller asks (None: the site's); it must be the site's unless `may_set_price`."""
     station = await active_station(ctx, station_id)
+    tariff = await price_for_start(ctx, station, connector_id, tariff, may_set_price=may_set_price)
     async with ctx.connector_lock(station.charge_point_id, connector_id):
         live = await check_connector_free(ctx, station, connector_id, action="start")
         session_id = await ctx.db.write(_create_session(station, connector_id, id_tag, tariff, ctx.clock.now()))
@@ -255,7 +261,7 @@ async def start_session(ctx: Context, *, station_id: str, connector_id: int, id_
             id_tag,
         )
         await remote_start(ctx, live, session_id, connector_id, id_tag)
-    return Started(session_id, station.charge_point_id)
+    return Started(session_id, station.charge_point_id, tariff)
 
 
 def _load(session_id: str):

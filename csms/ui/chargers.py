@@ -26,6 +26,7 @@ from csms.api.id_tags import check_tag_for_start
 from csms.context import Context
 from csms.core.billing import InvalidTariffError, parse_tariff
 from csms.core.chargepoint_auth import MIN_PASSWORD_LENGTH, charge_point_id_problem, password_problem
+from csms.core.tariffs import may_set_price
 from csms.errors import CsmsError
 from csms.ocpp.commands import commands_for
 from csms.services import sessions
@@ -305,16 +306,17 @@ async def remote_start(request: Request, cp_id: str):
     ctx = ctx_of(request)
     detail = await _detail(ctx, cp_id)
     connector, id_tag = _int(form.get("connector"), 1), form.get("id_tag", "").strip()
+    asked = form.get("tariff", "").strip()
     try:
-        tariff: Decimal | None = parse_tariff(form.get("tariff", "").strip())
+        tariff: Decimal | None = parse_tariff(asked) if asked else None  # empty: the site's tariff
     except InvalidTariffError:
-        tariff = None
-    if connector is None or not 1 <= len(id_tag) <= 20 or tariff is None:
+        asked, tariff = "invalid", None
+    if connector is None or not 1 <= len(id_tag) <= 20 or asked == "invalid":
         flash(
             request,
             session,
             "warn",
-            "Remote start needs a connector, an id tag (1-20 characters) and a tariff per kWh.",
+            "Remote start needs a connector, an id tag (1-20 characters) and, if any, a tariff per kWh.",
         )
         return redirect(charger_path(cp_id))
     if _live_or_flash(request, session, cp_id) is None:
@@ -323,7 +325,12 @@ async def remote_start(request: Request, cp_id: str):
     try:
         await check_tag_for_start(ctx, id_tag)
         started = await sessions.start_session(
-            ctx, station_id=detail.row.station_id, connector_id=connector, id_tag=id_tag, tariff=tariff
+            ctx,
+            station_id=detail.row.station_id,
+            connector_id=connector,
+            id_tag=id_tag,
+            tariff=tariff,
+            may_set_price=may_set_price(session.role),  # an operator starts at the site's tariff only
         )
         answer = "Accepted"
     except CsmsError as exc:
@@ -335,7 +342,8 @@ async def remote_start(request: Request, cp_id: str):
         charge_point_id=cp_id,
         connector_id=connector,
         subject=id_tag,
-        tariff=str(tariff),
+        tariff=str(tariff if started is None else started.tariff),
+        asked_tariff=asked or None,
         answer=answer,
         **({} if started is None else {"charging_session": started.session_id}),
     )
@@ -346,7 +354,7 @@ async def remote_start(request: Request, cp_id: str):
         request,
         session,
         "ok",
-        f"Remote start on {cp_id} connector {connector} for {id_tag} at {tariff} per kWh: accepted "
+        f"Remote start on {cp_id} connector {connector} for {id_tag} at {started.tariff} per kWh: accepted "
         f"(session {started.session_id[:8]}). The transaction shows here when the charger starts it.",
     )
     return redirect(charger_path(cp_id))

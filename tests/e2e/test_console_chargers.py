@@ -127,10 +127,20 @@ def _operate(http: str, fleet: Fleet, cp_id: str, tag: str) -> None:
             ocpp = "2.0.1" if cp_id.startswith("V2") else "1.6"
             expect(page.locator(".charger-history")).to_contain_text(f"ocpp: {ocpp}")
 
-            # Remote start with a tariff: a session with its fee, as the REST start makes it.
+            # Remote start at the site's tariff (an operator cannot enter another): a session with its fee, as
+            # the REST start makes it. A forged form asking another price is refused.
+            expect(page.get_by_label("Tariff per kWh")).to_have_count(0)
+            forged = page.request.post(
+                f"{http}/ui/chargers/{cp_id}/start",
+                form={"csrf": csrf_of(page.content()), "connector": "1", "id_tag": tag, "tariff": "0"},
+                headers={"Origin": http},
+                max_redirects=0,
+            )
+            assert forged.status == 303  # back to the charger page, whose flash says why
+            page.reload()
+            expect(page.locator(".flash.warn")).to_contain_text("only an admin may set another price")
             page.get_by_label("Connector", exact=True).select_option("1")
             page.get_by_label("Id tag").fill(tag)
-            page.get_by_label("Tariff per kWh").fill("0.40")
             page.get_by_role("button", name="Remote start").click()
             expect(page.locator(".flash.ok")).to_contain_text(f"Remote start on {cp_id} connector 1 for {tag}")
             until(lambda: cp.connector_truth(1).transaction_running)
@@ -165,7 +175,6 @@ def _operate(http: str, fleet: Fleet, cp_id: str, tag: str) -> None:
             # A hard reset with a transaction running: the confirmation names it and the real connectors.
             page.get_by_label("Connector", exact=True).select_option("2")  # 1 still has the car plugged in
             page.get_by_label("Id tag").fill(tag)
-            page.get_by_label("Tariff per kWh").fill("0.40")
             page.get_by_role("button", name="Remote start").click()
             expect(page.locator(".flash.ok")).to_contain_text(f"Remote start on {cp_id} connector 2")
             until(lambda: cp.connector_truth(2).transaction_running)
@@ -196,6 +205,9 @@ async def test_operator_starts_stops_changes_availability_and_resets_a_charger(c
     fleet = await _fleet(nursery, csms, prefix, ocpp)
     cp_id = f"{prefix}0001"
     await trio.to_thread.run_sync(partial(add_user, csms.db_url, "olga", "operator"))
+    async with csms.client() as admin:  # the site's price there, set by an admin
+        r = await admin.put("/api/tariffs", json={"chargingStationId": cp_id, "chargingTariff": "0.40"})
+        assert r.status_code == 200, r.text
     await trio.to_thread.run_sync(partial(_operate, csms.http, fleet, cp_id, "TAG42"))
     async with csms.client() as admin:
         txs = (await admin.get("/api/transactions", params={"chargePointIdPrefix": cp_id})).json()["data"]

@@ -9,6 +9,7 @@ import httpx
 import pytest
 import trio
 
+from tests.support.chargepoint import connect
 from tests.support.server import ADMIN_TOKEN, USER_TOKEN, start_csms
 
 trustme = pytest.importorskip("trustme", reason="the HSTS-over-TLS test makes its certificate with trustme")
@@ -102,3 +103,73 @@ async def test_https_served_directly_sends_hsts(db_url, tmp_path):
             assert "secure" in _login_cookie(r).lower().split("; ")
     finally:
         proc.stop()
+
+
+# ------------------------------------------------------------------ the price is the site's
+START = "/api/ChargingSession/start-charging-session"
+
+
+def _start(cp_id: str, connector: int, tag: str, tariff: str) -> dict:
+    return {"chargingStationId": cp_id, "connectorId": connector, "chargeTagId": tag, "chargingTariff": tariff}
+
+
+@pytest.mark.parametrize("server", [["--allow-unknown-chargers", "--tariff", "0.30"]], indirect=True)
+async def test_a_user_token_cannot_set_the_price_and_an_admin_sets_the_sites(server):
+    async with connect(server.ocpp, "TAR1") as cp, server.client("user") as user, server.client() as admin:
+        for connector in (1, 2, 3):
+            await cp.status(connector, "Available")
+        # The free charge: a user token asking 0 is refused, with the price it must ask.
+        r = await user.post(START, json=_start("TAR1", 1, "FREE1", "0"))
+        assert r.status_code == 409, r.text
+        body = r.json()
+        assert body["data"]["code"] == "TariffMismatch" and body["data"]["siteTariff"] == "0.3", body
+        assert "only an admin may set another price" in body["message"]
+        r = await user.post("/api/Payments/Create", json=_start("TAR1", 1, "FREE1", "0.00"))
+        assert r.status_code == 409 and r.json()["data"]["code"] == "TariffMismatch", r.text
+        # What a start there must ask, readable with the user token; the same price however written.
+        r = await user.get("/api/tariffs/TAR1/1")
+        assert r.json()["data"] == {
+            "chargingStationId": "TAR1",
+            "connectorId": 1,
+            "chargingTariff": "0.3",
+            "source": "default",
+        }
+        r = await user.post(START, json=_start("TAR1", 1, "PAYS1", "0.300"))
+        assert r.status_code == 200, r.text
+        session = (await user.get(f"/api/ChargingSession/{r.json()['data']['sessionId']}")).json()["data"]
+        assert session["chargingTariff"] == "0.3"
+
+        # Prices are set by admins, per station or per connector; a user token may not.
+        put = {"chargingStationId": "TAR1", "connectorId": 2, "chargingTariff": "0.45"}
+        assert (await user.put("/api/tariffs", json=put)).status_code == 403
+        assert (await admin.put("/api/tariffs", json=put)).status_code == 200
+        r = await admin.put("/api/tariffs", json={"chargingStationId": "TAR1", "chargingTariff": "0.35"})
+        assert r.status_code == 200, r.text
+        assert (await admin.put("/api/tariffs", json={**put, "chargingStationId": "NOPE"})).status_code == 404
+        assert (await user.get("/api/tariffs/TAR1/2")).json()["data"]["chargingTariff"] == "0.45"
+        assert (await user.get("/api/tariffs/TAR1/3")).json()["data"]["source"] == "station"
+        listed = (await user.get("/api/tariffs")).json()["data"]
+        assert listed["defaultTariff"] == "0.3"
+        assert [(t["connectorId"], t["chargingTariff"], t["updatedBy"]) for t in listed["tariffs"]] == [
+            (None, "0.35", "tests"),
+            (2, "0.45", "tests"),
+        ]
+        r = await user.post(START, json=_start("TAR1", 2, "PAYS2", "0.30"))  # the default no longer applies there
+        assert r.status_code == 409 and r.json()["data"]["siteTariff"] == "0.45", r.text
+        r = await user.post(START, json=_start("TAR1", 2, "PAYS2", "0.45"))
+        assert r.status_code == 200, r.text
+
+        # An admin token may price a session (a free test charge), and it is billed at that price.
+        r = await admin.post(START, json=_start("TAR1", 3, "TEST3", "0"))
+        assert r.status_code == 200, r.text
+        session = (await admin.get(f"/api/ChargingSession/{r.json()['data']['sessionId']}")).json()["data"]
+        assert session["chargingTariff"] == "0"
+
+
+@pytest.mark.parametrize("server", [["--allow-unknown-chargers", "--tariff", ""]], indirect=True)
+async def test_without_a_site_tariff_a_user_token_cannot_start(server):
+    async with connect(server.ocpp, "TAR2") as cp, server.client("user") as user:
+        await cp.status(1, "Available")
+        r = await user.post(START, json=_start("TAR2", 1, "T1", "0.25"))
+        assert r.status_code == 409, r.text
+        assert r.json()["data"]["code"] == "NoSiteTariff" and "PUT /api/tariffs" in r.json()["message"]

@@ -13,6 +13,7 @@ from scenarios.embedded import launch_csms
 
 ADMIN_TOKEN = "admin-token-for-tests"
 USER_TOKEN = "user-token-for-tests"
+SITE_TARIFF = "0.25"
 
 
 @dataclass
@@ -74,6 +75,9 @@ def start_csms(
         f"admin:tests:{ADMIN_TOKEN}",
         "--api-token",
         f"user:{USER_TOKEN}",
+        # The test site's price per kWh, the one user-token starts ask (only admins may ask another).
+        "--tariff",
+        SITE_TARIFF,
         *(["--accept-unknown-id-tags"] if accept_unknown_id_tags else []),
         *extra,
     ]
