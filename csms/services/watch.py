@@ -14,6 +14,7 @@ only when a webhook receiver is configured, the audit trail and the verdicts.
 from __future__ import annotations
 
 import logging
+import sys
 from collections import deque
 from dataclasses import dataclass
 from datetime import datetime
@@ -42,8 +43,12 @@ _HISTORY = 50
 _LOOKBACK = 200  # ids below the newest seen that are read again (PostgreSQL commits ids out of order)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class StatusChange:
+    """One entry of a connector's timeline. There are up to `_HISTORY` per connector ever seen, kept for
+    the life of the process (2 million at 20,000 two-connector chargers), so an entry is kept small: slots,
+    and the status strings interned (each frame's JSON decodes its own copy of "Charging")."""
+
     at: datetime  # when the status arrived (our clock)
     status: str
     error_code: str | None
@@ -84,7 +89,8 @@ class Watcher:
             for c, st in snapshot.items():
                 seen = self.statuses.setdefault((cp_id, c), deque(maxlen=_HISTORY))
                 if not seen or (seen[-1].at, seen[-1].status) != (st.updated_at, st.status):
-                    seen.append(StatusChange(st.updated_at, st.status, st.error_code))
+                    code = None if st.error_code is None else sys.intern(st.error_code)
+                    seen.append(StatusChange(st.updated_at, sys.intern(st.status), code))
         for gone in looked.keys() - present:
             del looked[gone]
         if self.webhooks.enabled:

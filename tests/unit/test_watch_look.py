@@ -47,3 +47,36 @@ def test_changes_are_recorded_once_and_unchanged_chargers_skipped():
     assert [(c.status, c.error_code) for c in w.history("A", 2)] == [("Faulted", "GroundFailure")]
     assert [c.status for c in w.history("B", 1)] == ["Charging"]
     assert w._present == {"A", "B"}
+
+
+def test_a_full_timeline_costs_at_most_160_bytes_an_entry():
+    """Every connector ever seen keeps up to 50 changes for the life of the process (2 million entries at
+    20,000 two-connector chargers), so the bytes per entry decide the plateau RSS reaches: measured with
+    tracemalloc over statuses decoded from JSON, as each frame brings its own copy of "Charging"."""
+    import gc
+    import json
+    import tracemalloc
+
+    lives = [_Live(f"CP{i:04d}") for i in range(100)]
+    w = _watcher(lives)
+    cycle = ["Preparing", "Charging", "SuspendedEV", "Finishing", "Available"]
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for n in range(60):  # more than the 50 kept
+            for live in lives:
+                for c in (1, 2):
+                    frame = json.loads(json.dumps({"status": cycle[n % 5], "errorCode": "NoError"}))
+                    live.connectors[c] = LiveConnector(frame["status"], frame["errorCode"], T0 + timedelta(seconds=n))
+            w._look_at_registry()
+        for live in lives:
+            live.connectors = {}  # what remains is the watcher's own
+        w._looked = {}
+        gc.collect()
+        kept = sum(len(h) for h in w.statuses.values())
+        per_entry = (tracemalloc.get_traced_memory()[0] - before) / kept
+    finally:
+        tracemalloc.stop()
+    assert kept == 100 * 2 * 50
+    assert per_entry <= 160, f"{per_entry:.0f} bytes per timeline entry"
