@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import json
 import logging
+import math
 import signal
 import ssl
 from collections.abc import Callable
@@ -23,13 +24,22 @@ from csms.clock import Clock, SystemClock
 from csms.cluster import ClusterNode, run_cluster
 from csms.config import Settings
 from csms.context import Context
-from csms.core.chargepoint_auth import Admit, charge_point_id_problem, checks_a_password, decide_handshake
+from csms.core.chargepoint_auth import (
+    UNIFORM_REFUSAL,
+    Admit,
+    Refuse,
+    charge_point_id_problem,
+    checks_a_password,
+    decide_handshake,
+)
 from csms.core.maintenance import Thresholds
+from csms.core.throttle import AttemptThrottle
 from csms.db import credential_store, event_store
 from csms.db.database import Database
 from csms.db.engine import make_engine, redact
 from csms.db.ocpp_store import BULK_STATEMENTS
 from csms.db.schema import prepare
+from csms.logs import quote_value
 from csms.metrics import CONNECTED, CONNECTIONS_REPLACED, HANDSHAKES_REFUSED, OCPP_LIMITS
 from csms.ocpp import presence
 from csms.ocpp.handlers import ChargePointHandlers
@@ -95,6 +105,43 @@ def _remote(request: WebSocketRequest) -> str:
     return f"{r.address}:{r.port}" if isinstance(r, Endpoint) else str(r)
 
 
+def _address(request: WebSocketRequest) -> str:
+    """The peer's IP address, without its port: what the guess throttle and the refusal log count by."""
+    try:
+        r = request.remote
+    except OSError:
+        return "?"
+    return str(r.address) if isinstance(r, Endpoint) else "?"
+
+
+def _clip(value: str, limit: int = 120) -> str:
+    """A value a client sent, cut for the log: a refused request's 15 KB path must not cost 15 KB of log."""
+    return value if len(value) <= limit else value[:limit] + "…"
+
+
+class _PerAddressLog:
+    """At most `lines` log lines per address per `interval`; the next one logged says how many were left out.
+    A refusal flood from one address costs the log a few lines a minute, and each other address keeps its own."""
+
+    def __init__(self, lines: int, interval: float) -> None:
+        self.lines, self.interval = lines, interval
+        self._windows: dict[str, tuple[float, int, int]] = {}  # address -> (window start, logged, left out)
+
+    def allow(self, address: str, now: float) -> int | None:
+        """None: leave this line out; else log it, saying how many were left out before it (0: none)."""
+        start, logged, left_out = self._windows.get(address, (now, 0, 0))
+        if now - start >= self.interval:
+            start, logged = now, 0
+        if logged >= self.lines:
+            self._windows[address] = (start, logged, left_out + 1)
+            return None
+        self._windows[address] = (start, logged + 1, 0)
+        if len(self._windows) > 10_000:  # bounded: forget the windows that ended (or, in a storm, all)
+            live = {a: w for a, w in self._windows.items() if now - w[0] < self.interval}
+            self._windows = live if len(live) <= 10_000 else {}
+        return left_out
+
+
 def _forget(ctx: Context, live: LiveChargePoint) -> bool:
     """A connection has closed: its charge point leaves the live registry (unless a newer one replaced it)."""
     return ctx.registry.detach(live)
@@ -132,6 +179,13 @@ class OcppEndpoint:
         # scrypt checks run in worker threads, a few at a time: a flood of wrong passwords
         # costs the CSMS at most this many cores.
         self._password_checks = trio.CapacityLimiter(2)
+        # A charger coming back from the address it last authenticated from is checked on a worker of its
+        # own: strangers' guesses queued on the two above do not keep it out.
+        self._returning_checks = trio.CapacityLimiter(1)
+        # Past these, a guess is answered 401 at once, unchecked (csms.core.throttle): per id and address,
+        # per address, per id (which the id's last good address passes, so failing on purpose locks no one out).
+        self._guesses = AttemptThrottle(window=60.0, per_name_and_address=5, per_address=30, per_name=10)
+        self._refusal_log = _PerAddressLog(lines=10, interval=60.0)
 
     async def _refuse(
         self,
@@ -145,10 +199,19 @@ class OcppEndpoint:
         **kv: str,
     ) -> None:
         HANDSHAKES_REFUSED.labels(reason).inc()
-        extra = " ".join(f"{k}={v}" for k, v in kv.items())
-        log.warning(
-            "handshake.refused reason=%s path=%s %s remote=%s (%s)", reason, request.path, extra, _remote(request), why
-        )
+        left_out = self._refusal_log.allow(_address(request), trio.current_time())
+        if left_out is not None:
+            extra = "".join(f" {k}={quote_value(_clip(v))}" for k, v in kv.items())
+            more = f" ({left_out} more refusals from this address not logged)" if left_out else ""
+            log.warning(
+                "handshake.refused reason=%s path=%s%s remote=%s (%s)%s",
+                reason,
+                _clip(request.path),
+                extra,
+                _remote(request),
+                _clip(why, 400),
+                more,
+            )
         await request.reject(status, extra_headers=headers or None, body=(why if body is None else body).encode())
 
     async def __call__(self, request: WebSocketRequest) -> None:
@@ -159,10 +222,13 @@ class OcppEndpoint:
         cp_id, problem = parsed
         if problem is not None:
             return await self._refuse(request, 400, "bad_charge_point_id", problem)
+        authorization, lab_mode = _header(request, b"authorization"), ctx.settings.allow_unknown_chargers
+        address = _address(request)
+        if authorization is not None and (throttled := self._throttled(cp_id, address, lab_mode=lab_mode)):
+            return await self._refuse_decision(request, throttled, cp_id)  # a guesser costs not even a read
         # Who may connect (csms.core.chargepoint_auth): read per handshake, so `csms chargers add` and the
         # REST API take effect at once, also while this process runs.
         access = await ctx.db.read_grouped(lambda s: credential_store.load_access(s, cp_id))
-        authorization, lab_mode = _header(request, b"authorization"), ctx.settings.allow_unknown_chargers
         decide = partial(
             decide_handshake,
             cp_id,
@@ -171,20 +237,13 @@ class OcppEndpoint:
             lab_mode=lab_mode,
             registration_slots_left=ctx.registration_slots_left(cp_id),
         )
+        decision: Admit | Refuse
         if checks_a_password(access, authorization, lab_mode=lab_mode):
-            decision = await trio.to_thread.run_sync(decide, limiter=self._password_checks)
+            decision = await self._check_password(cp_id, address, decide, lab_mode=lab_mode)
         else:
             decision = decide()
         if not isinstance(decision, Admit):
-            return await self._refuse(
-                request,
-                decision.status,
-                decision.reason,
-                decision.why,
-                headers=decision.headers,
-                body=decision.body,
-                charge_point=cp_id,
-            )
+            return await self._refuse_decision(request, decision, cp_id)
         # Then the version, after who it is (SteVe's order). OCPP-J §3.1.2: the charger MUST name its
         # version(s) in Sec-WebSocket-Protocol, in its order of preference; the first we speak wins. As
         # SteVe does (HTTP 400, "No protocol (OCPP version) is specified"), offering none or only others is
@@ -193,7 +252,7 @@ class OcppEndpoint:
         version = negotiate(offered)
         if version is None:
             why = (
-                f"none of the offered subprotocols ({', '.join(offered)}) is spoken here"
+                f"none of the offered subprotocols ({_clip(', '.join(offered))}) is spoken here"
                 if offered
                 else "no subprotocol offered (OCPP-J §3.1.2: the charge point must offer its OCPP version)"
             )
@@ -204,7 +263,7 @@ class OcppEndpoint:
                 "subprotocol",
                 f"{why}; this CSMS speaks {spoken}: offer one of them in Sec-WebSocket-Protocol",
                 charge_point=cp_id,
-                offered=",".join(offered) or "none",
+                offered=_clip(",".join(offered)) or "none",
             )
         if access.known:
             ctx.known_charge_points.add(cp_id)
@@ -216,6 +275,47 @@ class OcppEndpoint:
         finally:
             if decision.registers and not ctx.registry.is_connected(cp_id):
                 ctx.pending_registrations.discard(cp_id)
+
+    def _throttled(self, cp_id: str, address: str, *, lab_mode: bool) -> Refuse | None:
+        """The refusal of a guess past the throttle's limits (answered unchecked), or None."""
+        wait = self._guesses.wait(cp_id, address, trio.current_time())
+        if wait <= 0:
+            return None
+        return Refuse(
+            401,
+            "throttled",
+            f"too many failed password checks for this id or from this address: the next is checked in "
+            f"{math.ceil(wait)} s",
+            challenge=True,
+            answer=None if lab_mode else UNIFORM_REFUSAL,
+        )
+
+    async def _refuse_decision(self, request: WebSocketRequest, refusal: Refuse, cp_id: str) -> None:
+        await self._refuse(
+            request,
+            refusal.status,
+            refusal.reason,
+            refusal.why,
+            headers=refusal.headers,
+            body=refusal.body,
+            charge_point=cp_id,
+        )
+
+    async def _check_password(
+        self, cp_id: str, address: str, decide: Callable[[], Admit | Refuse], *, lab_mode: bool
+    ) -> Admit | Refuse:
+        """`decide` (a scrypt check) in a worker thread, unless this id or address failed too often: then a
+        refusal at once. An attempt counts from its start, so guesses sent at once are held as surely as
+        guesses in a row; nothing awaits between the throttle's look and its count."""
+        now = trio.current_time()
+        if throttled := self._throttled(cp_id, address, lab_mode=lab_mode):
+            return throttled
+        self._guesses.begin(cp_id, address, now)
+        limiter = self._returning_checks if self._guesses.trusted(cp_id, address) else self._password_checks
+        decision = await trio.to_thread.run_sync(decide, limiter=limiter)
+        if isinstance(decision, Admit):
+            self._guesses.succeeded(cp_id, address, now)
+        return decision
 
     async def _serve(
         self, ws: WebSocketConnection, cp_id: str, remote: str, admitted: Admit, version: OcppVersion
@@ -445,6 +545,7 @@ async def _start_front(
         connect_timeout=settings.handshake_timeout_seconds,
         max_connections=settings.max_connections,
         max_handshakes=settings.max_handshakes,
+        max_handshakes_per_address=settings.max_handshakes_per_address,
     )
     await nursery.start(server.run)
     ocpp_port = server.port

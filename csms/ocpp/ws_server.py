@@ -3,7 +3,9 @@
 trio-websocket holds a socket whose peer closed before its handshake until the connect timeout
 (60 s by default), accepts any number of connections and handshakes, and drops TCP without a
 close frame when wsproto finds a text frame that is not UTF-8. This subclass caps open
-connections and concurrent handshakes, closes a socket as soon as its peer does, and answers a
+connections and concurrent handshakes (with a share per address, and the oldest socket that has not
+sent its request making room for a newcomer), gives each connection one deadline from its first
+byte to its handler's accept or reject, closes a socket as soon as its peer does, and answers a
 broken frame with the close code wsproto chose (1007 for invalid UTF-8, RFC 6455 §7.4.1).
 Pings and pongs are charged to the peer's message-rate bucket (a flood of them is closed 1008).
 It relies on trio-websocket 0.12's private `_handle_connection`, `_reader_task`, `_open_handshake`,
@@ -14,6 +16,7 @@ tests/e2e/test_limits.py and tests/e2e/test_connection_abuse.py fail if a releas
 from __future__ import annotations
 
 import logging
+import math
 import ssl
 from collections.abc import Awaitable, Callable
 
@@ -99,10 +102,11 @@ _PEER_GONE = (ConnectionClosed, trio.BrokenResourceError, trio.ClosedResourceErr
 class _Track:
     """How far one connection got, for the failure's log line and metric label."""
 
-    __slots__ = ("connection",)
+    __slots__ = ("connection", "requested")
 
     def __init__(self) -> None:
         self.connection: WebSocketConnection | None = None
+        self.requested = False  # its WebSocket request came: a timeout after it is the server's check, not the peer
 
     def stage(self) -> str:
         if self.connection is None:
@@ -141,6 +145,85 @@ def _remote(ws: WebSocketConnection) -> str:
         return "?"
 
 
+def _stream_host(stream: trio.abc.Stream) -> str:
+    """The peer's address without its port: what a per-address share is counted by ("?" once the peer is gone)."""
+    try:
+        sock = stream.transport_stream.socket if isinstance(stream, trio.SSLStream) else stream.socket  # type: ignore[attr-defined]
+        return str(sock.getpeername()[0])
+    except Exception:
+        return "?"
+
+
+class _Slot:
+    """One connection's handshake slot, held from its first byte until its handler accepts or rejects it."""
+
+    __slots__ = ("host", "held", "waiting", "evicted")
+
+    def __init__(self, host: str) -> None:
+        self.host = host
+        self.held = True
+        self.waiting: trio.CancelScope | None = None  # set while its request is awaited: cancelling it evicts
+        self.evicted = False
+
+
+class _HandshakeSlots:
+    """Who holds the handshake slots. A newcomer past its address's share, or into a full pool, takes the slot
+    of the oldest connection (of its address, or of anyone) that has not sent its request yet: an honest
+    charger sends it within milliseconds of connecting, so the one that holds a slot idle is the one to go,
+    and no number of idle sockets keeps a charger out. Connections whose request came (their password is
+    being checked) are never evicted: with none to evict, the newcomer is refused."""
+
+    def __init__(self, limit: int, per_address: int) -> None:
+        self.limit = limit
+        self.per_address = max(1, min(per_address, limit))
+        self.held = 0
+        self._by_host: dict[str, int] = {}
+        self._waiting: dict[_Slot, None] = {}  # insertion-ordered: the oldest first
+
+    def take(self, host: str) -> tuple[_Slot | None, str]:
+        """A slot for a connection from `host`, or None and the refusal's reason."""
+        if self._by_host.get(host, 0) >= self.per_address:
+            victim = next((s for s in self._waiting if s.host == host), None)
+            if victim is None:
+                return None, "max_handshakes_per_address"
+            self._evict(victim)
+        elif self.held >= self.limit:
+            victim = next(iter(self._waiting), None)
+            if victim is None:
+                return None, "max_handshakes"
+            self._evict(victim)
+        self.held += 1
+        self._by_host[host] = self._by_host.get(host, 0) + 1
+        return _Slot(host), ""
+
+    def waiting(self, slot: _Slot, scope: trio.CancelScope | None) -> None:
+        """`slot` awaits its request under `scope` (evictable), or no longer does (None)."""
+        slot.waiting = scope
+        if scope is None:
+            self._waiting.pop(slot, None)
+        elif slot.held:
+            self._waiting[slot] = None
+
+    def release(self, slot: _Slot) -> None:
+        """Give the slot back (once; later calls do nothing)."""
+        self._waiting.pop(slot, None)
+        if not slot.held:
+            return
+        slot.held = False
+        self.held -= 1
+        left = self._by_host[slot.host] - 1
+        if left:
+            self._by_host[slot.host] = left
+        else:
+            del self._by_host[slot.host]
+
+    def _evict(self, slot: _Slot) -> None:
+        slot.evicted = True
+        if slot.waiting is not None:
+            slot.waiting.cancel()
+        self.release(slot)
+
+
 class GuardedWebSocketServer(WebSocketServer):
     def __init__(
         self,
@@ -149,14 +232,20 @@ class GuardedWebSocketServer(WebSocketServer):
         *,
         max_connections: int,
         max_handshakes: int,
+        max_handshakes_per_address: int | None = None,
         **kwargs,
     ) -> None:
         super().__init__(handler, listeners, **kwargs)
         self.max_connections = max_connections
         self.max_handshakes = max_handshakes
         self.open_connections = 0
-        self.handshaking = 0
+        self._slots = _HandshakeSlots(max_handshakes, max_handshakes_per_address or max_handshakes)
         self._quiet_log = QuietLog(60.0)
+
+    @property
+    def handshaking(self) -> int:
+        """Connections holding a handshake slot: from their first byte until their handler accepts or rejects."""
+        return self._slots.held
 
     async def _handle_connection(self, stream: trio.abc.Stream) -> None:
         """The task boundary of one connection: whatever it raises, at any step from its first byte,
@@ -198,53 +287,101 @@ class GuardedWebSocketServer(WebSocketServer):
                 await trio.aclose_forcefully(stream)
 
     async def _serve_connection(self, stream: trio.abc.Stream, track: _Track) -> None:
-        if self.open_connections >= self.max_connections or self.handshaking >= self.max_handshakes:
-            reason = "max_connections" if self.open_connections >= self.max_connections else "max_handshakes"
-            CONNECTIONS_REFUSED.labels(reason).inc()
+        if self.open_connections >= self.max_connections:
+            CONNECTIONS_REFUSED.labels("max_connections").inc()
+            await trio.aclose_forcefully(stream)
+            return
+        host = _stream_host(stream)
+        slot, refused = self._slots.take(host)
+        if slot is None:
+            CONNECTIONS_REFUSED.labels(refused).inc()
             await trio.aclose_forcefully(stream)
             return
         self.open_connections += 1
         try:
-            async with trio.open_nursery() as nursery:
-                connection = _Connection(
-                    stream,
-                    WSConnection(ConnectionType.SERVER),
-                    message_queue_size=self._message_queue_size,
-                    max_message_size=self._max_message_size,
-                    receive_buffer_size=self._receive_buffer_size,
-                )
-                track.connection = connection
-                peer_gone = trio.Event()
+            # One deadline from the first byte until the handler accepts or rejects: reading the request and
+            # checking who sent it (a password waits for a worker) alike. Lifted once the WebSocket is open.
+            with trio.CancelScope(deadline=trio.current_time() + self._connect_timeout) as deadline:
+                async with trio.open_nursery() as nursery:
+                    connection = _Connection(
+                        stream,
+                        WSConnection(ConnectionType.SERVER),
+                        message_queue_size=self._message_queue_size,
+                        max_message_size=self._max_message_size,
+                        receive_buffer_size=self._receive_buffer_size,
+                    )
+                    track.connection = connection
+                    peer_gone = trio.Event()
 
-                async def read() -> None:
+                    async def read() -> None:
+                        try:
+                            await connection._reader_task()
+                        finally:
+                            peer_gone.set()
+
+                    nursery.start_soon(read)
+                    request, reason = await self._handshake(connection, peer_gone, slot)
+                    track.requested = request is not None
+                    if request is None:
+                        CONNECTIONS_REFUSED.labels(reason).inc()
+                        if reason == "evicted":
+                            self._quiet_log(
+                                log,
+                                logging.WARNING,
+                                "evicted",
+                                trio.current_time(),
+                                "ocpp.handshake_evicted remote=%s (it had not sent its request when a newer connection "
+                                "needed its slot: --max-handshakes or --max-handshakes-per-address is full)",
+                                host,
+                            )
+                        nursery.cancel_scope.cancel()
+                        await trio.aclose_forcefully(stream)
+                        return
+                    lifter = trio.CancelScope()
+
+                    async def lift_deadline_once_open() -> None:
+                        with lifter:
+                            await connection._open_handshake.wait()
+                            deadline.deadline = math.inf
+                            self._slots.release(slot)
+
+                    nursery.start_soon(lift_deadline_once_open)
                     try:
-                        await connection._reader_task()
+                        await self._handler(request)
                     finally:
-                        peer_gone.set()
-
-                nursery.start_soon(read)
-                request, reason = await self._handshake(connection, peer_gone)
-                if request is None:
-                    CONNECTIONS_REFUSED.labels(reason).inc()
-                    nursery.cancel_scope.cancel()
-                    await trio.aclose_forcefully(stream)
-                    return
-                try:
-                    await self._handler(request)
-                finally:
-                    with trio.move_on_after(self._disconnect_timeout):
-                        await connection.aclose()
+                        # Answered (or failed): the deadline is met and the slot free. A peer that does not
+                        # close after a refusal gets the disconnect timeout to do so.
+                        lifter.cancel()
+                        deadline.deadline = math.inf
+                        self._slots.release(slot)
+                        nursery.cancel_scope.deadline = trio.current_time() + self._disconnect_timeout
+                        with trio.move_on_after(self._disconnect_timeout):
+                            await connection.aclose()
+            if deadline.cancelled_caught:
+                CONNECTIONS_REFUSED.labels("check_timeout" if track.requested else "handshake_timeout").inc()
+                if track.requested:
+                    self._quiet_log(
+                        log,
+                        logging.WARNING,
+                        "check_timeout",
+                        trio.current_time(),
+                        "ocpp.handshake_timeout remote=%s (its request came but was neither accepted nor refused "
+                        "within --handshake-timeout-seconds of connecting: the server is busy checking passwords)",
+                        host,
+                    )
         finally:
+            self._slots.release(slot)
             self.open_connections -= 1
 
     async def _handshake(
-        self, connection: WebSocketConnection, peer_gone: trio.Event
+        self, connection: WebSocketConnection, peer_gone: trio.Event, slot: _Slot
     ) -> tuple[WebSocketRequest | None, str]:
-        """The WebSocket request, or None and why: the timeout, or the peer closed first."""
-        self.handshaking += 1
+        """The WebSocket request, or None and why: the peer closed first, or a newcomer evicted it.
+        The connection's deadline (the caller's) ends it too."""
         request: WebSocketRequest | None = None
-        try:
-            with trio.move_on_after(self._connect_timeout):
+        with trio.CancelScope() as waiting:
+            self._slots.waiting(slot, waiting)
+            try:
                 async with trio.open_nursery() as race:
 
                     async def get() -> None:
@@ -258,8 +395,10 @@ class GuardedWebSocketServer(WebSocketServer):
 
                     race.start_soon(get)
                     race.start_soon(gone)
-        finally:
-            self.handshaking -= 1
+            finally:
+                self._slots.waiting(slot, None)
         if request is not None:
             return request, ""
-        return None, "peer_closed" if peer_gone.is_set() else "handshake_timeout"
+        if slot.evicted:
+            return None, "evicted"
+        return None, "peer_closed"

@@ -183,10 +183,8 @@ async def test_repeated_garbage_is_logged_once_per_interval_and_answered_every_t
 
 
 async def test_a_socket_closed_before_its_handshake_is_released_at_once(csms):
-    async def released() -> float:  # more than 3 at once are closed by the handshake cap instead
-        return sum(
-            [await _metric(csms, "csms_ocpp_connections_refused_total", r) for r in ("peer_closed", "max_handshakes")]
-        )
+    async def released() -> float:  # past 3 at once, a newcomer closes the oldest instead (evicted)
+        return sum([await _metric(csms, "csms_ocpp_connections_refused_total", r) for r in ("peer_closed", "evicted")])
 
     before = await released()
     timed_out = await _metric(csms, "csms_ocpp_connections_refused_total", "handshake_timeout")
@@ -199,18 +197,18 @@ async def test_a_socket_closed_before_its_handshake_is_released_at_once(csms):
     assert await _metric(csms, "csms_ocpp_connections_refused_total", "handshake_timeout") == timed_out
 
 
-async def test_silent_handshakes_time_out_and_are_capped(csms):
+async def test_silent_handshakes_time_out_and_the_oldest_makes_room_for_a_newcomer(csms):
     idle = [socket.create_connection(_ocpp_addr(csms)) for _ in range(3)]
     await trio.sleep(0.2)
-    extra = socket.create_connection(_ocpp_addr(csms))  # a fourth handshake at once: closed at once
-    extra.settimeout(0.5)
-    assert extra.recv(10) == b""
-    for s in idle:  # the three silent ones are closed after the handshake timeout (1 s)
+    extra = socket.create_connection(_ocpp_addr(csms))  # a fourth handshake at once: the oldest silent one goes
+    idle[0].settimeout(0.5)
+    assert idle[0].recv(10) == b""
+    for s in [*idle[1:], extra]:  # the others are closed after the handshake timeout (1 s)
         s.settimeout(3)
         assert s.recv(10) == b""
+    for s in [*idle, extra]:
         s.close()
-    extra.close()
-    assert await _metric(csms, "csms_ocpp_connections_refused_total", "max_handshakes") >= 1
+    assert await _metric(csms, "csms_ocpp_connections_refused_total", "evicted") >= 1
     assert await _metric(csms, "csms_ocpp_connections_refused_total", "handshake_timeout") >= 3
     async with connect(csms.ocpp, "AFTER1") as cp:
         assert "currentTime" in await cp.heartbeat()
