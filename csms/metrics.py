@@ -42,7 +42,8 @@ OCPP_LIMITS = Counter(
 )
 CONNECTIONS_REFUSED = Counter(
     "csms_ocpp_connections_refused_total",
-    "TCP connections closed before the handshake: max_connections, max_handshakes, handshake_timeout, peer_closed",
+    "TCP connections closed before the handshake: max_connections, max_handshakes, max_handshakes_per_address, "
+    "evicted (the oldest without its request, for a newcomer), handshake_timeout, check_timeout, peer_closed",
     ["reason"],
 )
 CONNECTION_FAILURES = Counter(

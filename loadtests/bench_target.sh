@@ -2,7 +2,8 @@
 # bench_target.sh sqlite|postgresql [PORT] [extra csms serve args...]
 # A fresh `csms serve` for /work/shared/bench/compare.sh (TARGET_CMD): a new empty database each
 # start (SQLite file in $BENCH_TMP, or the PostgreSQL database `bench` dropped and created on
-# 127.0.0.1:5432), lab mode, no per-connection rate limit, WARNING logs.
+# 127.0.0.1:5432), lab mode, no per-connection rate limit, the whole driver from one address with up to
+# 100 connectors a charger (bench.py --connectors), WARNING logs.
 set -eu
 kind=${1:-sqlite}; port=${2:-9000}; shift 2 || shift $#
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -23,4 +24,5 @@ PY
 esac
 exec "$py" -m csms serve --db "$db" --ocpp-port "$port" --http-port $((port + 1)) \
   --allow-unknown-chargers --max-auto-registered 1000000 --accept-unknown-id-tags \
-  --ocpp-messages-per-second 0 --max-connections 100000 --max-handshakes 1000 --log-level WARNING "$@"
+  --ocpp-messages-per-second 0 --max-connections 100000 --max-handshakes 1000 \
+  --max-handshakes-per-address 1000 --max-connectors-per-charger 100 --log-level WARNING "$@"

@@ -51,6 +51,10 @@ LAB_ARGS = [
     "100000",
     "--max-handshakes",
     "1000",
+    "--max-handshakes-per-address",  # the whole driver connects from 127.0.0.1
+    "1000",
+    "--max-connectors-per-charger",
+    "100",
     "--log-level",
     "WARNING",
 ]

@@ -96,8 +96,13 @@ DEFAULT_FAULTS = (
 
 
 # A load bench's lab mode, where this CSMS has the flags: every id tag accepted (the cars' tags are
-# made up) and no cap on charge points registered at their first boot (there are hundreds).
-LAB_FLAGS = (("--accept-unknown-id-tags",), ("--max-auto-registered", "1000000"))
+# made up), no cap on charge points registered at their first boot (there are hundreds), and the whole
+# fleet connecting from one address.
+LAB_FLAGS = (
+    ("--accept-unknown-id-tags",),
+    ("--max-auto-registered", "1000000"),
+    ("--max-handshakes-per-address", "200"),
+)
 
 
 def lab_mode_flags() -> list[str]:

@@ -165,7 +165,8 @@ def _start_once(
     tokens.touch(mode=0o600)
     tokens.write_text(f"admin:scenarios:{token}\n", encoding="utf-8")
     # A test bench: lab mode (any charge point id, no passwords) and every id tag accepted, since
-    # fleets make up their ids and tags; the bound on lab registrations is lifted for big fleets.
+    # fleets make up their ids and tags; the bound on lab registrations is lifted for big fleets, and the
+    # whole fleet connects from this host's one address.
     args = [
         "--db",
         db_url,
@@ -177,6 +178,8 @@ def _start_once(
         "--max-auto-registered",
         "1000000",
         "--accept-unknown-id-tags",
+        "--max-handshakes-per-address",
+        "200",
         "--api-tokens-file",
         str(tokens),
         *timings.serve_args(),

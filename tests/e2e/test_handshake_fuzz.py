@@ -182,6 +182,9 @@ class Heartbeats:
                     started = time.monotonic()
                     ws.send(json.dumps([2, f"hb{n}", "Heartbeat", {}]))
                     answer = json.loads(ws.recv(30))
+                    while answer[0] == 2:  # the CSMS's own call (a maintenance probe on a long run): not ours to judge
+                        ws.send(json.dumps([4, answer[1], "NotSupported", "a heartbeat-only test client", {}]))
+                        answer = json.loads(ws.recv(30))
                     assert answer[:2] == [3, f"hb{n}"], answer
                     self.latencies.append(time.monotonic() - started)
         except BaseException as exc:  # noqa: BLE001 - reported by the test
