@@ -8,7 +8,7 @@ sent its request making room for a newcomer), gives each connection one deadline
 byte to its handler's accept or reject, closes a socket as soon as its peer does, and answers a
 broken frame with the close code wsproto chose (1007 for invalid UTF-8, RFC 6455 §7.4.1).
 Pings and pongs are charged to the peer's message-rate bucket (a flood of them is closed 1008).
-It relies on trio-websocket 0.12's private `_handle_connection`, `_reader_task`, `_open_handshake`,
+It relies on trio-websocket 0.12's private `_handle_connection`, `_reader_task`, `_accept`, `_open_handshake`,
 `_get_request`, `_handle_ping_event`, `_handle_pong_event`, `_recv_channel` and `_reader_running`;
 tests/e2e/test_limits.py and tests/e2e/test_connection_abuse.py fail if a release changes them.
 """
@@ -44,6 +44,15 @@ log = logging.getLogger("csms.server")
 class _Connection(WebSocketConnection):
     _bucket: TokenBucket | None = None
     _peer = ""
+    _on_accept: Callable[[], None] | None = None
+
+    async def _accept(self, request, subprotocol, extra_headers) -> None:
+        # The handshake deadline is lifted here, in the handler's own task, before the answer is sent: a
+        # deadline not yet cancelled then never cuts this connection; one already cancelled stops the send
+        # at its first checkpoint, so the peer was not told it is accepted.
+        if self._on_accept is not None:
+            self._on_accept()
+        await super()._accept(request, subprotocol, extra_headers)
 
     def count_pings(self, bucket: TokenBucket, peer: str) -> None:
         """Charge the peer's pings and pongs to `bucket`, its message-rate bucket: trio-websocket answers
@@ -94,6 +103,9 @@ class _Connection(WebSocketConnection):
                 pass
         await super()._handle_close_connection_event(event)
 
+
+# After our close is sent, how long the peer has to close its side before the socket is dropped.
+_CLOSE_GRACE = 1.0
 
 # What a peer that closes, half-closes or resets mid-way makes trio, trio-websocket and ssl raise.
 _PEER_GONE = (ConnectionClosed, trio.BrokenResourceError, trio.ClosedResourceError, ssl.SSLError, ConnectionError)
@@ -337,26 +349,27 @@ class GuardedWebSocketServer(WebSocketServer):
                         nursery.cancel_scope.cancel()
                         await trio.aclose_forcefully(stream)
                         return
-                    lifter = trio.CancelScope()
 
-                    async def lift_deadline_once_open() -> None:
-                        with lifter:
-                            await connection._open_handshake.wait()
-                            deadline.deadline = math.inf
-                            self._slots.release(slot)
+                    def opened() -> None:
+                        deadline.deadline = math.inf
+                        self._slots.release(slot)
 
-                    nursery.start_soon(lift_deadline_once_open)
+                    connection._on_accept = opened
                     try:
                         await self._handler(request)
                     finally:
-                        # Answered (or failed): the deadline is met and the slot free. A peer that does not
-                        # close after a refusal gets the disconnect timeout to do so.
-                        lifter.cancel()
+                        # Answered (or failed): the deadline is met and the slot free.
                         deadline.deadline = math.inf
                         self._slots.release(slot)
-                        nursery.cancel_scope.deadline = trio.current_time() + self._disconnect_timeout
-                        with trio.move_on_after(self._disconnect_timeout):
-                            await connection.aclose()
+                        if connection._open_handshake.is_set():
+                            with trio.move_on_after(self._disconnect_timeout):
+                                await connection.aclose()  # at once if closed already (by the peer, or 1008)
+                            # The close is sent: the peer has a moment to close its side, then the socket goes.
+                            with trio.move_on_after(_CLOSE_GRACE):
+                                await peer_gone.wait()
+                        # Refused: the answer is sent, the socket goes now (trio-websocket would keep it until
+                        # the peer closes or the disconnect timeout, holding a place of --max-connections).
+                        nursery.cancel_scope.cancel()
             if deadline.cancelled_caught:
                 CONNECTIONS_REFUSED.labels("check_timeout" if track.requested else "handshake_timeout").inc()
                 if track.requested:
@@ -387,6 +400,7 @@ class GuardedWebSocketServer(WebSocketServer):
                     async def get() -> None:
                         nonlocal request
                         request = await connection._get_request()
+                        self._slots.waiting(slot, None)  # no checkpoint since the request came: not evictable now
                         race.cancel_scope.cancel()
 
                     async def gone() -> None:
@@ -397,8 +411,8 @@ class GuardedWebSocketServer(WebSocketServer):
                     race.start_soon(gone)
             finally:
                 self._slots.waiting(slot, None)
+        if slot.evicted:  # evicted before its request was taken in: it holds no slot, so it goes
+            return None, "evicted"
         if request is not None:
             return request, ""
-        if slot.evicted:
-            return None, "evicted"
         return None, "peer_closed"
