@@ -17,6 +17,7 @@ from fastapi import Depends, Request
 
 from csms.api.envelope import ApiError
 from csms.config import ApiToken
+from csms.core.addresses import address_key
 from csms.core.web_access import TokenThrottle
 
 __all__ = ["Principal", "Admin", "User", "authenticate", "require_admin", "require_user", "client_address"]
@@ -43,7 +44,8 @@ async def authenticate(request: Request) -> ApiToken:
     if scheme.lower() != "bearer" or not token:
         raise ApiError(401, "Missing bearer token (Authorization: Bearer <token>)")
     throttle, address, now = _throttle(request), client_address(request), time.monotonic()
-    wait = throttle.wait("", address, now)
+    key = address_key(address)  # an IPv6 client counts by its /64
+    wait = throttle.wait("", key, now)
     if wait > 0:
         seconds = max(1, math.ceil(wait))
         raise ApiError(
@@ -51,11 +53,11 @@ async def authenticate(request: Request) -> ApiToken:
             f"Too many unknown API tokens from this address: wait {seconds} s before the next attempt",
             headers={"Retry-After": str(seconds)},
         )
-    throttle.begin("", address, now)
+    throttle.begin("", key, now)
     given = token.strip().encode("utf-8", "surrogateescape")  # bytes: compare_digest refuses non-ASCII str
     for known in request.app.state.ctx.settings.api_tokens:
         if hmac.compare_digest(known.token.encode(), given):
-            throttle.succeeded("", address, now)
+            throttle.succeeded("", key, now)
             return known
     log.info("api.unknown_token remote=%s", address)
     raise ApiError(401, "Unknown API token")

@@ -15,7 +15,7 @@ import ipaddress
 from collections.abc import Iterable
 from typing import Any
 
-__all__ = ["Network", "parse_trusted_proxies", "forwarded", "HSTS", "SecureTransport"]
+__all__ = ["Network", "parse_trusted_proxies", "is_trusted_proxy", "forwarded", "HSTS", "SecureTransport"]
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -37,14 +37,34 @@ def parse_trusted_proxies(items: Iterable[str]) -> tuple[Network, ...]:
     return tuple(networks)
 
 
-def _trusted(client: Any, networks: tuple[Network, ...]) -> bool:
-    if not networks or not client:
+def is_trusted_proxy(host: str, networks: tuple[Network, ...]) -> bool:
+    """Whether `host` (an IP address) is one of `--trusted-proxies`: the one rule, for the HTTP and the OCPP port."""
+    if not networks:
         return False
     try:
-        address = ipaddress.ip_address(client[0])
+        address = ipaddress.ip_address(host)
     except ValueError:
         return False  # a Unix socket or an unknown peer is not a configured proxy
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
     return any(address in net for net in networks)
+
+
+def _trusted(client: Any, networks: tuple[Network, ...]) -> bool:
+    return bool(client) and is_trusted_proxy(str(client[0]), networks)
+
+
+def _client_host(value: str) -> str | None:
+    """The address in an X-Forwarded-For value: "1.2.3.4", "1.2.3.4:5678", "[2001:db8::1]:5678" or "2001:db8::1"."""
+    value = value.strip()
+    if value.startswith("["):
+        value = value[1:].partition("]")[0]
+    elif value.count(":") == 1:  # IPv4 with a port (a bare IPv6 address has two or more colons)
+        value = value.partition(":")[0]
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        return None
 
 
 class _Hsts:
@@ -80,11 +100,9 @@ def forwarded(scope: Any) -> Any:
     if proto in ("http", "https"):
         scope["scheme"] = proto if scope["type"] == "http" else {"http": "ws", "https": "wss"}[proto]
     client = _last(headers, b"x-forwarded-for")
-    if client:
-        try:
-            scope["client"] = (str(ipaddress.ip_address(client)), 0)
-        except ValueError:
-            pass  # not an address (a name, "unknown"): the proxy's own stays
+    host = _client_host(client) if client else None
+    if host is not None:  # else not an address (a name, "unknown"): the proxy's own stays
+        scope["client"] = (host, 0)
     return scope
 
 

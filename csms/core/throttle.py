@@ -15,8 +15,9 @@ _MAX_KEYS = 30_000  # bounded memory, however many names and addresses a guesser
 class AttemptThrottle:
     """Attempts that failed, or are being checked, in a sliding window.
 
-    Three buckets: one name from one address (the guesser), one address (one guesser trying many
-    names) and one name from anywhere (a spread-out guess). Past a limit, an attempt is refused
+    Up to three buckets: one name from one address (the guesser), one address (one guesser trying many
+    names) and one name from anywhere (a spread-out guess); a limit of None keeps no such bucket.
+    Past a limit, an attempt is refused
     without checking its password until the oldest attempt in the window ages out: guessing costs
     the guesser time, not the server CPU. An attempt counts from when it starts (`begin`), so many
     at once are throttled as surely as many in a row; a success takes its own count back.
@@ -27,17 +28,29 @@ class AttemptThrottle:
     """
 
     window: float = 300.0
-    per_name_and_address: int = 5
+    per_name_and_address: int | None = 5  # None: no such bucket
     per_address: int = 20
-    per_name: int = 50
+    per_name: int | None = 50  # None: no such bucket (a stranger cannot lock a name out from anywhere)
     _attempts: dict[str, deque[float]] = field(default_factory=dict)
     _last_good: dict[str, str] = field(default_factory=dict)  # name -> the address that last succeeded
 
     def _keys(self, name: str, address: str) -> list[tuple[str, int]]:
         n = name.lower()
-        keys = [(f"na:{n}|{address}", self.per_name_and_address), (f"a:{address}", self.per_address)]
-        if self._last_good.get(n) != address:
+        keys = [(f"a:{address}", self.per_address)]
+        if self.per_name_and_address is not None:
+            keys.append((f"na:{n}|{address}", self.per_name_and_address))
+        if self.per_name is not None and self._last_good.get(n) != address:
             keys.append((f"n:{n}", self.per_name))
+        return keys
+
+    def _counted(self, name: str, address: str) -> list[str]:
+        """The buckets an attempt is counted in (the name's own even from its trusted address)."""
+        n = name.lower()
+        keys = [f"a:{address}"]
+        if self.per_name_and_address is not None:
+            keys.append(f"na:{n}|{address}")
+        if self.per_name is not None:
+            keys.append(f"n:{n}")
         return keys
 
     def _recent(self, key: str, now: float) -> deque[float]:
@@ -65,11 +78,22 @@ class AttemptThrottle:
 
     def begin(self, name: str, address: str, now: float) -> None:
         """An attempt starts: it counts as failed until `succeeded` says otherwise."""
-        n = name.lower()
-        for key in (f"na:{n}|{address}", f"a:{address}", f"n:{n}"):
+        for key in self._counted(name, address):
             self._attempts.setdefault(key, deque()).append(now)
         if len(self._attempts) > _MAX_KEYS:  # forget the quietest half
             for key in sorted(self._attempts, key=lambda k: self._attempts[k][-1])[: _MAX_KEYS // 2]:
+                del self._attempts[key]
+
+    def withdraw(self, name: str, address: str, now: float) -> None:
+        """The attempt begun at `now` was never checked (cut off while it waited): it counts nowhere."""
+        for key in self._counted(name, address):
+            self._take_back(key, now)
+
+    def _take_back(self, key: str, now: float) -> None:
+        q = self._attempts.get(key)
+        if q is not None and now in q:
+            q.remove(now)
+            if not q:
                 del self._attempts[key]
 
     def succeeded(self, name: str, address: str, now: float) -> None:
@@ -78,11 +102,7 @@ class AttemptThrottle:
         n = name.lower()
         self._attempts.pop(f"na:{n}|{address}", None)
         for key in (f"a:{address}", f"n:{n}"):
-            q = self._attempts.get(key)
-            if q is not None and now in q:
-                q.remove(now)
-                if not q:
-                    del self._attempts[key]
+            self._take_back(key, now)
         self._last_good.pop(n, None)  # re-inserted last: the oldest entries are the ones forgotten
         self._last_good[n] = address
         if len(self._last_good) > _MAX_KEYS:

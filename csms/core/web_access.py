@@ -53,9 +53,9 @@ SignInThrottle = AttemptThrottle
 @dataclass
 class TokenThrottle(AttemptThrottle):
     """Failed REST bearer tokens, per client address: a token has no name to count by, so the one address
-    bucket is the rule (20 in a minute), the name buckets are the same and out of reach."""
+    bucket is the rule (20 in a minute) and no name bucket is kept."""
 
     window: float = 60.0
-    per_name_and_address: int = 20
+    per_name_and_address: int | None = None
     per_address: int = 20
-    per_name: int = 1_000_000_000
+    per_name: int | None = None

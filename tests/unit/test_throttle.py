@@ -55,3 +55,32 @@ def test_memory_stays_bounded_whatever_a_guesser_invents():
         t.succeeded(f"ID{i}", "10.0.0.1", i)
     assert len(t._attempts) <= 30_001 and len(t._last_good) <= 30_001
     assert t.trusted("ID39999", "10.0.0.1")  # the newest are kept
+
+
+def test_without_a_name_bucket_guesses_from_many_addresses_lock_no_one_out():
+    t = AttemptThrottle(window=60, per_name_and_address=5, per_address=30, per_name=None)
+    for i in range(100):  # a spread-out guess of CP1's password, after the charger lost its trusted address
+        t.begin("CP1", f"10.1.0.{i}", 1)
+    assert t.wait("CP1", "10.9.9.9", 2) == 0  # the charger, back from a new address, is checked
+    for _ in range(5):
+        t.begin("CP1", "10.1.0.1", 2)
+    assert t.wait("CP1", "10.1.0.1", 3) > 0  # the one id from the one address still is held
+
+
+def test_an_attempt_never_checked_is_withdrawn_from_every_bucket():
+    t = _throttle()
+    for _ in range(5):
+        t.begin("CP1", "10.0.0.7", 1)
+        t.withdraw("CP1", "10.0.0.7", 1)  # cut off while waiting for a worker
+    assert t.wait("CP1", "10.0.0.7", 2) == 0
+    assert not t._attempts
+
+
+def test_the_token_throttle_keeps_only_the_address_bucket():
+    from csms.core.web_access import TokenThrottle
+
+    t = TokenThrottle()
+    for i in range(50):
+        t.begin("", f"10.0.0.{i}", 1)
+    assert all(key.startswith("a:") for key in t._attempts)  # no fleet-wide bucket of every failure
+    assert t.wait("", "10.0.0.99", 2) == 0
