@@ -195,8 +195,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="addresses or networks of reverse proxies in front of the HTTP port (e.g. 127.0.0.1,10.0.0.0/8): "
         "from these only, X-Forwarded-Proto says the browser used https (the console's cookies get Secure, "
         "answers carry Strict-Transport-Security) and X-Forwarded-For names the client (throttles and logs "
-        "use it). Default none: the headers are ignored, since any client can send them "
-        "(env CSMS_TRUSTED_PROXIES)",
+        "use it). On the OCPP port, where every charger behind a balancer has its address, these are "
+        "exempt from the per-address limits (--max-handshakes-per-address, --handshake-failures-per-address). "
+        "Default none: the headers are ignored, since any client can send them (env CSMS_TRUSTED_PROXIES)",
     )
     serve.add_argument(
         "--call-timeout-seconds",
@@ -277,6 +278,24 @@ def build_parser() -> argparse.ArgumentParser:
         "address's oldest one still without its request, so sockets left idle from one address can never "
         "keep other chargers out. Raise it for many chargers behind one NAT address that all reconnect at "
         "once (env CSMS_MAX_HANDSHAKES_PER_ADDRESS, default %(default)s)",
+    )
+    lim.add_argument(
+        "--handshake-failures-per-address",
+        type=int,
+        default=int(_env("CSMS_HANDSHAKE_FAILURES_PER_ADDRESS", "30")),
+        metavar="N",
+        help="wrong charger passwords one IP address (an IPv6 /64) may send a minute; past it the next is "
+        "answered 401 unchecked until the oldest ages out. The addresses of --trusted-proxies are exempt, "
+        "as from --max-handshakes-per-address: behind a balancer every charger has its address "
+        "(env CSMS_HANDSHAKE_FAILURES_PER_ADDRESS, default %(default)s)",
+    )
+    lim.add_argument(
+        "--handshake-failures-per-id-and-address",
+        type=int,
+        default=int(_env("CSMS_HANDSHAKE_FAILURES_PER_ID_AND_ADDRESS", "5")),
+        metavar="N",
+        help="wrong passwords for one charge point id from one IP address a minute, as above "
+        "(env CSMS_HANDSHAKE_FAILURES_PER_ID_AND_ADDRESS, default %(default)s)",
     )
     lim.add_argument(
         "--max-body-bytes",
@@ -607,6 +626,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         max_connections=args.max_connections,
         max_handshakes=args.max_handshakes,
         max_handshakes_per_address=args.max_handshakes_per_address,
+        handshake_failures_per_address=args.handshake_failures_per_address,
+        handshake_failures_per_id_and_address=args.handshake_failures_per_id_and_address,
         max_body_bytes=args.max_body_bytes,
         body_timeout_seconds=args.body_timeout_seconds,
         db_read_timeout_seconds=args.db_read_timeout_seconds,

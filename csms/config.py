@@ -108,6 +108,10 @@ class Settings:
     max_connections: int = 5000  # open OCPP TCP connections (handshaking or open); more are closed at once
     max_handshakes: int = 200  # OCPP connections still in their handshake at once
     max_handshakes_per_address: int = 20  # of those, held by one IP address (csms.ocpp.ws_server)
+    # Wrong charger passwords a minute before the next is refused unchecked (csms.core.throttle): per IP
+    # address (an IPv6 /64), and per charge point id from one address. --trusted-proxies are exempt.
+    handshake_failures_per_address: int = 30
+    handshake_failures_per_id_and_address: int = 5
     max_body_bytes: int = 1024 * 1024  # REST request bodies; larger -> 413 before reading
     body_timeout_seconds: float = 15.0  # a REST body must arrive within this; else 408
     db_read_timeout_seconds: float = 35.0  # a read unanswered this long (a hung database) fails: REST 503

@@ -20,10 +20,12 @@ from trio_websocket import Endpoint, WebSocketConnection, WebSocketRequest
 
 from csms.api.app import create_app
 from csms.api.body_limit import BodyLimit
+from csms.api.proxies import is_trusted_proxy, parse_trusted_proxies
 from csms.clock import Clock, SystemClock
 from csms.cluster import ClusterNode, run_cluster
 from csms.config import Settings
 from csms.context import Context
+from csms.core.addresses import address_key
 from csms.core.chargepoint_auth import (
     UNIFORM_REFUSAL,
     Admit,
@@ -179,13 +181,28 @@ class OcppEndpoint:
         # scrypt checks run in worker threads, a few at a time: a flood of wrong passwords
         # costs the CSMS at most this many cores.
         self._password_checks = trio.CapacityLimiter(2)
-        # A charger coming back from the address it last authenticated from is checked on a worker of its
-        # own: strangers' guesses queued on the two above do not keep it out.
+        # A charger coming back from the address it last authenticated from takes whichever is free first of
+        # those two and a worker of its own: strangers' guesses queued on the two do not keep it out.
         self._returning_checks = trio.CapacityLimiter(1)
-        # Past these, a guess is answered 401 at once, unchecked (csms.core.throttle): per id and address,
-        # per address, per id (which the id's last good address passes, so failing on purpose locks no one out).
-        self._guesses = AttemptThrottle(window=60.0, per_name_and_address=5, per_address=30, per_name=10)
+        # Past these, a guess is answered 401 at once, unchecked (csms.core.throttle): per id and address and
+        # per address (an IPv6 /64). No per-id bucket: a stranger failing on purpose from anywhere would lock
+        # the charger out, and a charger's password (16-40 machine-made characters) is not guessed from many
+        # addresses either.
+        s = ctx.settings
+        self._guesses = AttemptThrottle(
+            window=60.0,
+            per_name_and_address=s.handshake_failures_per_id_and_address,
+            per_address=s.handshake_failures_per_address,
+            per_name=None,
+        )
         self._refusal_log = _PerAddressLog(lines=10, interval=60.0)
+        # Behind a balancer every charger comes from its address: no per-address key for it (one rule with
+        # the HTTP port's, csms.api.proxies).
+        self._proxies = parse_trusted_proxies(s.trusted_proxies)
+
+    def _key(self, address: str) -> str | None:
+        """What a per-address limit counts `address` by; None for a trusted proxy (exempt)."""
+        return None if is_trusted_proxy(address, self._proxies) else address_key(address)
 
     async def _refuse(
         self,
@@ -199,7 +216,11 @@ class OcppEndpoint:
         **kv: str,
     ) -> None:
         HANDSHAKES_REFUSED.labels(reason).inc()
-        left_out = self._refusal_log.allow(_address(request), trio.current_time())
+        address = _address(request)
+        key = self._key(address)
+        # A trusted proxy's refusals are capped per path (per charger), not all together: one stranger's
+        # refusals must not silence those of the chargers behind the same balancer.
+        left_out = self._refusal_log.allow(key or f"{address}|{_clip(request.path, 80)}", trio.current_time())
         if left_out is not None:
             extra = "".join(f" {k}={quote_value(_clip(v))}" for k, v in kv.items())
             more = f" ({left_out} more refusals from this address not logged)" if left_out else ""
@@ -223,7 +244,7 @@ class OcppEndpoint:
         if problem is not None:
             return await self._refuse(request, 400, "bad_charge_point_id", problem)
         authorization, lab_mode = _header(request, b"authorization"), ctx.settings.allow_unknown_chargers
-        address = _address(request)
+        address = self._key(_address(request))
         if authorization is not None and (throttled := self._throttled(cp_id, address, lab_mode=lab_mode)):
             return await self._refuse_decision(request, throttled, cp_id)  # a guesser costs not even a read
         # Who may connect (csms.core.chargepoint_auth): read per handshake, so `csms chargers add` and the
@@ -276,8 +297,11 @@ class OcppEndpoint:
             if decision.registers and not ctx.registry.is_connected(cp_id):
                 ctx.pending_registrations.discard(cp_id)
 
-    def _throttled(self, cp_id: str, address: str, *, lab_mode: bool) -> Refuse | None:
-        """The refusal of a guess past the throttle's limits (answered unchecked), or None."""
+    def _throttled(self, cp_id: str, address: str | None, *, lab_mode: bool) -> Refuse | None:
+        """The refusal of a guess past the throttle's limits (answered unchecked), or None; a trusted proxy
+        (`address` None) is not throttled."""
+        if address is None:
+            return None
         wait = self._guesses.wait(cp_id, address, trio.current_time())
         if wait <= 0:
             return None
@@ -302,20 +326,42 @@ class OcppEndpoint:
         )
 
     async def _check_password(
-        self, cp_id: str, address: str, decide: Callable[[], Admit | Refuse], *, lab_mode: bool
+        self, cp_id: str, address: str | None, decide: Callable[[], Admit | Refuse], *, lab_mode: bool
     ) -> Admit | Refuse:
         """`decide` (a scrypt check) in a worker thread, unless this id or address failed too often: then a
         refusal at once. An attempt counts from its start, so guesses sent at once are held as surely as
-        guesses in a row; nothing awaits between the throttle's look and its count."""
+        guesses in a row; nothing awaits between the throttle's look and its count. An attempt cut off
+        (the handshake deadline) before a worker took it is taken back: it was never checked."""
+        if address is None:  # a trusted proxy: no per-address key
+            return await trio.to_thread.run_sync(decide, limiter=self._password_checks)
         now = trio.current_time()
         if throttled := self._throttled(cp_id, address, lab_mode=lab_mode):
             return throttled
         self._guesses.begin(cp_id, address, now)
-        limiter = self._returning_checks if self._guesses.trusted(cp_id, address) else self._password_checks
-        decision = await trio.to_thread.run_sync(decide, limiter=limiter)
+        limiter = self._limiter(self._guesses.trusted(cp_id, address))
+        checked = False
+
+        def check() -> Admit | Refuse:
+            nonlocal checked
+            checked = True
+            return decide()
+
+        try:
+            decision = await trio.to_thread.run_sync(check, limiter=limiter)
+        except BaseException:
+            if not checked:
+                self._guesses.withdraw(cp_id, address, now)
+            raise
         if isinstance(decision, Admit):
             self._guesses.succeeded(cp_id, address, now)
         return decision
+
+    def _limiter(self, returning: bool) -> trio.CapacityLimiter:
+        """The workers a check waits for: the two shared ones; a returning charger takes one of them when one
+        is free (nothing awaits between this look and the take), else its own."""
+        if returning and not self._password_checks.available_tokens:
+            return self._returning_checks
+        return self._password_checks
 
     async def _serve(
         self, ws: WebSocketConnection, cp_id: str, remote: str, admitted: Admit, version: OcppVersion
@@ -546,6 +592,7 @@ async def _start_front(
         max_connections=settings.max_connections,
         max_handshakes=settings.max_handshakes,
         max_handshakes_per_address=settings.max_handshakes_per_address,
+        share_key=endpoint._key,
     )
     await nursery.start(server.run)
     ocpp_port = server.port

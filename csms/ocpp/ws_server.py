@@ -33,6 +33,7 @@ from wsproto import ConnectionType, WSConnection
 from wsproto.connection import ConnectionState
 from wsproto.events import CloseConnection, Ping, Pong
 
+from csms.core.addresses import address_key
 from csms.metrics import CONNECTION_FAILURES, CONNECTIONS_REFUSED, OCPP_LIMITS
 from ocppj.connection import QuietLog, TokenBucket
 
@@ -171,7 +172,7 @@ class _Slot:
 
     __slots__ = ("host", "held", "waiting", "evicted")
 
-    def __init__(self, host: str) -> None:
+    def __init__(self, host: str | None) -> None:
         self.host = host
         self.held = True
         self.waiting: trio.CancelScope | None = None  # set while its request is awaited: cancelling it evicts
@@ -192,9 +193,10 @@ class _HandshakeSlots:
         self._by_host: dict[str, int] = {}
         self._waiting: dict[_Slot, None] = {}  # insertion-ordered: the oldest first
 
-    def take(self, host: str) -> tuple[_Slot | None, str]:
-        """A slot for a connection from `host`, or None and the refusal's reason."""
-        if self._by_host.get(host, 0) >= self.per_address:
+    def take(self, host: str | None) -> tuple[_Slot | None, str]:
+        """A slot for a connection from `host` (its address's key; None: no share, as for a trusted proxy),
+        or None and the refusal's reason."""
+        if host is not None and self._by_host.get(host, 0) >= self.per_address:
             victim = next((s for s in self._waiting if s.host == host), None)
             if victim is None:
                 return None, "max_handshakes_per_address"
@@ -205,7 +207,8 @@ class _HandshakeSlots:
                 return None, "max_handshakes"
             self._evict(victim)
         self.held += 1
-        self._by_host[host] = self._by_host.get(host, 0) + 1
+        if host is not None:
+            self._by_host[host] = self._by_host.get(host, 0) + 1
         return _Slot(host), ""
 
     def waiting(self, slot: _Slot, scope: trio.CancelScope | None) -> None:
@@ -223,6 +226,8 @@ class _HandshakeSlots:
             return
         slot.held = False
         self.held -= 1
+        if slot.host is None:
+            return
         left = self._by_host[slot.host] - 1
         if left:
             self._by_host[slot.host] = left
@@ -245,6 +250,7 @@ class GuardedWebSocketServer(WebSocketServer):
         max_connections: int,
         max_handshakes: int,
         max_handshakes_per_address: int | None = None,
+        share_key: Callable[[str], str | None] = address_key,
         **kwargs,
     ) -> None:
         super().__init__(handler, listeners, **kwargs)
@@ -252,6 +258,7 @@ class GuardedWebSocketServer(WebSocketServer):
         self.max_handshakes = max_handshakes
         self.open_connections = 0
         self._slots = _HandshakeSlots(max_handshakes, max_handshakes_per_address or max_handshakes)
+        self._share_key = share_key  # a peer's address -> what its share is counted by (None: no share)
         self._quiet_log = QuietLog(60.0)
 
     @property
@@ -304,7 +311,7 @@ class GuardedWebSocketServer(WebSocketServer):
             await trio.aclose_forcefully(stream)
             return
         host = _stream_host(stream)
-        slot, refused = self._slots.take(host)
+        slot, refused = self._slots.take(self._share_key(host))
         if slot is None:
             CONNECTIONS_REFUSED.labels(refused).inc()
             await trio.aclose_forcefully(stream)
