@@ -151,13 +151,15 @@ async def test_pings_take_from_the_same_bucket_and_a_ping_flood_is_closed_1008(c
                 ws.receive_data(data)
                 for event in ws.events():
                     if isinstance(event, AcceptConnection):
-                        # Half the burst in messages, then pings: they share one bucket.
+                        # Half the burst in messages, then (once all are answered, so the close cannot overtake
+                        # an answer) pings: they share one bucket.
                         calls = (f'[2,"m{i}","Heartbeat",{{}}]' for i in range(sent_messages))
                         await stream.send_all(b"".join(ws.send(wsproto.events.Message(data=c)) for c in calls))
-                        await stream.send_all(b"".join(ws.send(Ping(b"%d" % i)) for i in range(BURST * 10)))
                     elif isinstance(event, TextMessage):
                         assert json.loads(event.data)[0] == 3
                         answers += 1
+                        if answers == sent_messages:
+                            await stream.send_all(b"".join(ws.send(Ping(b"%d" % i)) for i in range(BURST * 10)))
                     elif isinstance(event, Pong):
                         pongs += 1
                     elif isinstance(event, CloseConnection):
