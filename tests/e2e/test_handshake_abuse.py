@@ -140,12 +140,11 @@ async def test_idle_sockets_cannot_keep_a_rebooting_charger_out(tmp_path, db_url
     try:
         idle = [_idle(csms, f"127.0.1.{1 + i % attacker_addresses}") for i in range(200)]
         answers = []
-        started = time.monotonic()
-        with trio.fail_after(60):
+        with trio.fail_after(120):
             for _ in range(15):
                 answers.append(await _upgrade(csms, "/ocpp/REBOOT1", source=HONEST, tls=client))
+        # Each accepted, so within its handshake deadline (past it the server closes the socket unanswered).
         assert answers == [101] * 15, answers
-        assert time.monotonic() - started < 30  # each within its 10 s handshake timeout, none waiting it out
         assert (
             await _metric(csms, "csms_ocpp_connections_refused_total", "evicted", client) >= 1
         )  # each made room once; then its own slot was free
@@ -157,18 +156,21 @@ async def test_idle_sockets_cannot_keep_a_rebooting_charger_out(tmp_path, db_url
 
 @pytest.mark.parametrize("csms_args", [["--max-handshakes", "1000"]])
 async def test_a_wrong_password_flood_is_answered_unchecked_and_the_charger_gets_in_at_once(csms):
-    """300 wrong passwords in flight for the charger's id from 30 addresses: past the per-id and per-address
-    limits they are refused without a check, and the charger, back from the address it last authenticated
-    from, is not locked out nor queued behind them (the old server made it wait for all 300 checks)."""
+    """300 wrong passwords in flight for the charger's id from 30 addresses: past the per-id-and-address limit
+    (5 a minute) they are refused without a check, and the charger, back from the address it last
+    authenticated from, is not queued behind the checks that do run (the old server made it wait for all 300).
+    Nor is the id locked out: the charger coming from a new address (a restart, a new DHCP lease) gets in."""
     await _provision(csms, "FLOOD1")
     assert await _upgrade(csms, "/ocpp/FLOOD1", source=HONEST, headers=_basic("FLOOD1", PASSWORD)) == 101
-    check = _one_password_check()
     wrong = _basic("FLOOD1", "wrong-password-00001")
     first_answer = trio.Event()
     answers: list[int | None] = []
+    last_answer = math.inf
 
     async def guess(source: str) -> None:
+        nonlocal last_answer
         answers.append(await _upgrade(csms, "/ocpp/FLOOD1", source=source, headers=wrong))
+        last_answer = time.monotonic()
         first_answer.set()
 
     with trio.fail_after(120):
@@ -179,15 +181,44 @@ async def test_a_wrong_password_flood_is_answered_unchecked_and_the_charger_gets
             started = time.monotonic()
             honest = await _upgrade(csms, "/ocpp/FLOOD1", source=HONEST, headers=_basic("FLOOD1", PASSWORD))
             latency = time.monotonic() - started
+    flood_took = last_answer - started
     assert honest == 101
-    # Behind all 300 checks, the old server's answer took 150 checks' time; here the flood is refused unchecked
-    # past 10 and the charger is checked on a worker of its own (a loaded machine still slows everything).
-    assert latency < 50 * check, f"{latency:.2f} s with one check taking {check * 1000:.0f} ms"
-    assert answers == [401] * 300
+    # Refused, or (a check still queued at the handshake deadline on a slow machine) closed unanswered.
+    assert answers.count(401) + answers.count(None) == 300 and answers.count(401) > 0, answers
     throttled = await _metric(csms, "csms_handshakes_refused_total", "throttled")
-    assert throttled >= 300 - 10, throttled  # the id's limit: 10 checks a minute from anywhere else
-    # The id's limit holds for any other address, the right password or not, until the guesses age out.
-    assert await _upgrade(csms, "/ocpp/FLOOD1", source="127.0.0.8", headers=_basic("FLOOD1", PASSWORD)) == 401
+    # 5 checks a minute per id and address; a guess cut off before its check is withdrawn (it makes room for one).
+    assert throttled >= 300 - 30 * 5 - answers.count(None), (throttled, answers.count(None))
+    # The charger takes a free worker or its own, not a place behind the flood's checks (up to 150, two at a
+    # time): it is in before the flood is answered, measured on the same machine at the same time. (On a
+    # loaded 2-core machine its own check shares the cores with the flood's two: about half the flood's time.)
+    assert latency < flood_took, f"the charger took {latency:.2f} s, the flood's checks {flood_took:.2f} s"
+    # No per-id lock-out: the right password from an address the id never used is checked and accepted.
+    assert await _upgrade(csms, "/ocpp/FLOOD1", source="127.0.0.8", headers=_basic("FLOOD1", PASSWORD)) == 101
+
+
+@pytest.mark.parametrize(
+    "csms_args",
+    [["--trusted-proxies", "127.0.6.1", "--max-handshakes-per-address", "2", "--handshake-failures-per-address", "3"]],
+)
+async def test_a_trusted_proxy_has_no_per_address_limits_on_the_ocpp_port(csms):
+    """Behind a balancer every charger comes from its address: past the per-address guess limit and share,
+    the proxy's chargers still get in; any other address is still held by them."""
+    await _provision(csms, "PROXIED1")
+    with trio.fail_after(60):
+        wrong = _basic("PROXIED1", "wrong-password-00001")
+        for _ in range(6):  # wrong passwords through the balancer: past 3 a minute per address (and 5 per id)
+            assert await _upgrade(csms, "/ocpp/PROXIED1", source="127.0.6.1", headers=wrong) == 401
+        idle = [_idle(csms, "127.0.6.1") for _ in range(4)]  # past its share of 2 handshakes
+        try:
+            ok = await _upgrade(csms, "/ocpp/PROXIED1", source="127.0.6.1", headers=_basic("PROXIED1", PASSWORD))
+        finally:
+            for sock in idle:
+                sock.close()
+        assert ok == 101
+        assert await _metric(csms, "csms_handshakes_refused_total", "throttled") == 0
+        for _ in range(4):  # another address is throttled after 3
+            assert await _upgrade(csms, "/ocpp/PROXIED1", source="127.0.6.2", headers=wrong) == 401
+        assert await _metric(csms, "csms_handshakes_refused_total", "throttled") == 1
 
 
 @pytest.mark.parametrize("csms_args", [["--handshake-timeout-seconds", "2", "--max-handshakes", "2000"]])
@@ -222,9 +253,9 @@ async def test_the_handshake_deadline_covers_the_password_check(csms):
     assert answers.count(401) + answers.count(None) == flood and answers.count(401) > 0
     assert await _metric(csms, "csms_ocpp_connections_refused_total", "check_timeout") > 0
     assert "ocpp.handshake_timeout remote=127.0.3." in csms.log()
-    # The deadline plus the time a loaded machine takes to accept and read that many (the old server's last
-    # answer came after all the checks, ten seconds' worth and more).
-    assert max(took) < 8.0, f"the slowest guess took {max(took):.1f} s ({flood} guesses, one check {check:.3f} s)"
+    # The checks that ran fit in the deadline (2 s) on the two workers, with as much again for slack: the old
+    # server checked every guess. A loaded machine checks fewer, never more.
+    assert answers.count(401) <= 2 * (2 + 2) / check, f"{answers.count(401)} checked ({flood}, one {check:.3f} s)"
     assert honest == 101  # checked on a worker of its own, within its deadline
 
 
