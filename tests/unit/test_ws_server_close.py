@@ -90,3 +90,35 @@ def test_an_accepted_connection_is_not_cut_by_the_handshake_deadline() -> None:
 
     trio.run(main, clock=clock)
     assert math.isfinite(clock.current_time())
+
+
+def test_a_connection_evicted_as_its_request_arrives_does_not_reach_the_handler_without_a_slot(monkeypatch) -> None:
+    from csms.ocpp import ws_server
+
+    reached: list[str] = []
+    taken: list[object] = []
+
+    async def handler(request) -> None:
+        reached.append("handler")
+        await request.reject(401)
+
+    async def main() -> None:
+        server = GuardedWebSocketServer(
+            handler, [object()], max_connections=10, max_handshakes=1, connect_timeout=_HANDSHAKE
+        )
+        real = ws_server._Connection._get_request
+
+        async def request_then_newcomer(self):  # a newcomer takes the only slot the moment the request is in
+            request = await real(self)
+            taken.append(server._slots.take("10.0.0.9")[0])
+            return request
+
+        monkeypatch.setattr(ws_server._Connection, "_get_request", request_then_newcomer)
+        client, server_stream = trio.testing.memory_stream_pair()
+        await client.send_all(_request_bytes())
+        await server._handle_connection(server_stream)
+        assert taken[0] is not None  # the newcomer got the slot (this connection was evicted) ...
+        assert reached == [], "an evicted connection reached the handler without a slot"  # ... so it went
+        assert server.handshaking == 1  # the newcomer's
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
