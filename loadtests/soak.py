@@ -10,7 +10,8 @@ carry a hook for it. So this process *is* the CSMS: it builds `Settings` from `c
 command line (`csms.cli`), runs `csms.server.serve` with the same GC tuning as `run_until_signal`,
 and beside it a harness task that every `--sample-seconds` writes one CSV row: minutes, sessions
 started and stopped (counted from the CSMS's `transaction.started` / `.stopped` log records), VmRSS,
-VmHWM, open file descriptors, connected charge points, the bytes tracemalloc traces (Python's heap, exact: not blurred
+VmHWM, open file descriptors, connected charge points, SQLite's own heap (`sqlite3_memory_used`, where each
+connection's page cache lives), the bytes tracemalloc traces (Python's heap, exact: not blurred
 by malloc fragmentation) and tracemalloc's own overhead (so RSS minus it is the product's).
 
 The fleet is `unstuck-sim` in a child process (its memory is not measured): `--charge-points` with
@@ -35,6 +36,8 @@ from __future__ import annotations
 
 import argparse
 import csv
+import ctypes
+import ctypes.util
 import gc
 import json
 import logging
@@ -68,6 +71,7 @@ class Sample:
     fds: int
     traced_kb: int  # bytes of live blocks tracemalloc traces (0 without tracing)
     tracing_kb: int  # tracemalloc's own tables, part of RSS (0 without tracing)
+    sqlite_kb: int = 0  # SQLite's own heap (sqlite3_memory_used: page caches, statements), outside tracemalloc
 
     @property
     def product_rss_kb(self) -> int:
@@ -135,6 +139,23 @@ class _TransactionCounter(logging.Handler):
 COUNTER = _TransactionCounter()
 
 
+def _sqlite_heap_kb() -> int:
+    """SQLite's heap in this process (every connection's page cache is in it), 0 where the library is not
+    loadable: tracemalloc sees only Python's allocations, and this is the largest native one on SQLite."""
+    global _SQLITE
+    if _SQLITE is None:
+        try:
+            lib = ctypes.CDLL(ctypes.util.find_library("sqlite3") or "libsqlite3.so.0")
+            lib.sqlite3_memory_used.restype = ctypes.c_int64
+            _SQLITE = lib.sqlite3_memory_used
+        except (OSError, AttributeError):
+            _SQLITE = lambda: 0  # noqa: E731
+    return int(_SQLITE()) // 1024
+
+
+_SQLITE: Any = None
+
+
 def _connected() -> int:
     from prometheus_client import REGISTRY
 
@@ -154,6 +175,7 @@ def _sample(t0: float) -> Sample:
         fds=len(os.listdir("/proc/self/fd")),
         traced_kb=tracemalloc.get_traced_memory()[0] // 1024 if tracing else 0,
         tracing_kb=tracemalloc.get_tracemalloc_memory() // 1024 if tracing else 0,
+        sqlite_kb=_sqlite_heap_kb(),
     )
 
 
@@ -365,7 +387,7 @@ async def _soak(args: argparse.Namespace, db_url: str, workdir: Path, out: Path)
                     print(
                         f"soak: {s.minutes:6.1f} min  sessions {s.stopped:7d}  connected {s.connected:4d}  "
                         f"RSS {s.rss_kb / 1024:6.1f} MB (product {s.product_rss_kb / 1024:6.1f})  "
-                        f"traced {s.traced_kb / 1024:6.1f} MB  fds {s.fds}",
+                        f"traced {s.traced_kb / 1024:6.1f} MB  sqlite {s.sqlite_kb / 1024:5.1f} MB  fds {s.fds}",
                         flush=True,
                     )
                     if sim.poll() is not None:
@@ -423,7 +445,11 @@ def _summary(samples: Sequence[Sample], args: argparse.Namespace, db: str, out: 
         f"fds: {warm.fds} after warm-up, {last.fds} at the end (min {min(s.fds for s in samples)}, "
         f"max {max(s.fds for s in samples)})",
     ]
-    for name, g in (("VmRSS", rss), ("VmRSS - tracemalloc tables", product), ("traced Python heap", traced)):
+    sqlite = growth(samples, args.warmup_minutes, "sqlite_kb")
+    shown = [("VmRSS", rss), ("VmRSS - tracemalloc tables", product), ("traced Python heap", traced)]
+    if last.sqlite_kb:
+        shown.append(("SQLite heap (page caches)", sqlite))
+    for name, g in shown:
         lines.append(
             f"{name}: {g.at_warmup / 1024:.1f} MB after warm-up -> {g.at_end / 1024:.1f} MB at the end; "
             f"slope {g.per_session_kb:+.3f} kB/session, {g.per_hour_kb / 1024:+.2f} MB/hour"
@@ -517,7 +543,7 @@ def main(argv: list[str] | None = None) -> int:
         "sessions": samples[-1].stopped if samples else 0,
         **{
             f: asdict(growth(samples, args.warmup_minutes, f))
-            for f in ("rss_kb", "product_rss_kb", "traced_kb", "fds")
+            for f in ("rss_kb", "product_rss_kb", "traced_kb", "sqlite_kb", "fds")
             if samples
         },
     }
