@@ -37,7 +37,8 @@ EPILOG = """examples:
 Charge points connect to ws://HOST:OCPP_PORT/ocpp/{chargePointId} (wss:// with --tls-cert) with
 subprotocol ocpp2.0.1 or ocpp1.6 (the charger's order of preference; docs/ocpp201.md) and HTTP Basic auth
 (user: the id, password: its own; OCPP security profiles 1/2).
-REST: http(s)://HOST:HTTP_PORT/api/..., OpenAPI docs at /docs, /health and /metrics.
+REST: http(s)://HOST:HTTP_PORT/api/..., OpenAPI docs at /docs, /health (readiness: the database answers), /health/live
+(liveness, for a load balancer) and /metrics.
 """
 
 
@@ -198,6 +199,17 @@ def build_parser() -> argparse.ArgumentParser:
         "use it). On the OCPP port, where every charger behind a balancer has its address, these are "
         "exempt from the per-address limits (--max-handshakes-per-address, --handshake-failures-per-address). "
         "Default none: the headers are ignored, since any client can send them (env CSMS_TRUSTED_PROXIES)",
+    )
+    serve.add_argument(
+        "--request-budget-seconds",
+        type=float,
+        default=float(_env("CSMS_REQUEST_BUDGET_SECONDS", "5")),
+        metavar="S",
+        help="a command (POST, PUT, PATCH, DELETE) that reaches this node more than S seconds after a trusted "
+        "proxy received it (its X-Request-Start header; HAProxy: http-request set-header X-Request-Start "
+        "t=%%[date(0,us)]) is answered 503 and not executed: a node that was frozen (SIGSTOP, a stalled VM) "
+        "must not run on waking a start its caller gave up on and may have sent to another node. "
+        "0: off. Default %(default)s (env CSMS_REQUEST_BUDGET_SECONDS)",
     )
     serve.add_argument(
         "--call-timeout-seconds",
@@ -581,6 +593,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         raise ValueError("--max-auto-registered must be 0 or more")
     if args.max_connectors_per_charger < 1:
         raise ValueError("--max-connectors-per-charger must be 1 or more")
+    if not args.request_budget_seconds >= 0:  # also refuses nan
+        raise ValueError("--request-budget-seconds must be 0 (off) or more")
     cors = list(args.cors_origin) or [o.strip() for o in os.environ.get("CSMS_CORS_ORIGINS", "").split(",")]
     from csms.api.proxies import parse_trusted_proxies
     from csms.core.billing import InvalidTariffError, parse_tariff
@@ -612,6 +626,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         api_tokens=tuple(tokens),
         cors_origins=tuple(o for o in cors if o),
         trusted_proxies=proxies,
+        request_budget_seconds=args.request_budget_seconds,
         default_tariff=default_tariff,
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,

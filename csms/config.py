@@ -91,6 +91,8 @@ class Settings:
     cors_origins: tuple[str, ...] = ()  # empty: no CORS headers at all (browsers refuse cross-origin calls)
     # Proxies (addresses or networks) whose X-Forwarded-For/-Proto are believed (csms.api.proxies); empty: none.
     trusted_proxies: tuple[str, ...] = ()
+    # A trusted proxy's command older than this (its X-Request-Start) is refused, not run (csms.api.deadline).
+    request_budget_seconds: float = 5.0
     # The site's tariff per kWh where no station or connector tariff is set (csms.core.tariffs); None: none.
     default_tariff: Decimal | None = None
     tls_cert: str | None = None  # PEM certificate chain; with tls_key, OCPP is wss:// and REST https://

@@ -60,7 +60,7 @@ from csms.services.watch import Watcher
 from csms.services.webhooks import WebhookDispatcher
 from ocppj import V201, VERSIONS, Limits, OcppConnection, OcppVersion, negotiate
 
-__all__ = ["serve", "Addresses", "run_until_signal"]
+__all__ = ["serve", "Addresses", "run_until_signal", "tune_gc"]
 
 log = logging.getLogger("csms.server")
 _PATH_PREFIX = "/ocpp/"
@@ -618,7 +618,7 @@ def _host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-def _tune_gc() -> None:
+def tune_gc() -> None:
     """Fewer, cheaper collections: start-up objects are frozen out of the scans, and the
     young-generation threshold is raised so full collections (100 ms pauses under load) are rare."""
     gc.collect()
@@ -628,7 +628,7 @@ def _tune_gc() -> None:
 
 async def run_until_signal(settings: Settings) -> None:
     """The process entry point: SIGINT/SIGTERM trigger a graceful shutdown."""
-    _tune_gc()
+    tune_gc()
     shutdown = trio.Event()
     async with trio.open_nursery() as nursery:
 

@@ -2,9 +2,10 @@
 
 The config is a pure function of the ports, so a test can read it without starting anything;
 `start_haproxy` writes it and runs Debian's `haproxy -db` (foreground) as a child process.
-The cluster test (tests/e2e/test_cluster.py) and the benchmark both use it: round robin, no stickiness, a
-WebSocket is a tunnel (`timeout tunnel`), /health checks on each node's HTTP port, and a
-connect refused by a dead node is redispatched.
+The cluster tests (tests/e2e/test_cluster*.py) and the benchmark use it: round robin, no stickiness, a
+WebSocket is a tunnel (`timeout tunnel`), /health/live checks on each node's HTTP port, a node marked
+down loses its sessions, a connect refused by a dead node is redispatched; REST on a port of its own,
+each request stamped with the time HAProxy received it (X-Request-Start).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ class BalancerError(RuntimeError):
 
 @dataclass(frozen=True)
 class Backend:
-    """One csms node as HAProxy sees it: WebSocket port for traffic, HTTP port for /health."""
+    """One csms node as HAProxy sees it: WebSocket port for traffic, HTTP port for /health/live."""
 
     name: str
     host: str
@@ -45,10 +46,43 @@ def backend_of(name: str, ocpp_url: str, http_url: str) -> Backend:
 
 
 def haproxy_config(
-    port: int, stats_port: int, backends: list[Backend], *, balance: str = "roundrobin", maxconn: int = 4000
+    port: int,
+    stats_port: int,
+    backends: list[Backend],
+    *,
+    rest_port: int | None = None,
+    balance: str = "roundrobin",
+    maxconn: int = 4000,
 ) -> str:
-    """HAProxy's config text. maxconn bounds the file descriptors it asks for (2 per connection)."""
+    """HAProxy's config text: OCPP on `port`, REST on `rest_port` (none without). maxconn bounds the file
+    descriptors it asks for (2 per connection)."""
+    # A node marked down (dead, or frozen past two checks) loses its sessions at once: chargers reconnect to
+    # another node and a REST caller learns now, not when the node wakes. An X-CSMS-Node header pins a
+    # request to one node while it is up (to ask a node what it sees).
+    checks = """    option httpchk GET /health/live
+    http-check expect status 200
+    default-server inter 500ms fall 2 rise 2 on-marked-down shutdown-sessions"""
+    pins = "\n".join(f"    use-server {b.name} if {{ req.hdr(x-csms-node) -m str {b.name} }}" for b in backends)
     servers = "\n".join(f"    server {b.name} {b.host}:{b.ocpp_port} check port {b.http_port}" for b in backends)
+    rest = ""
+    if rest_port is not None:
+        rest_servers = "\n".join(f"    server {b.name} {b.host}:{b.http_port} check" for b in backends)
+        rest = f"""
+frontend rest
+    bind 127.0.0.1:{rest_port}
+    # When this balancer received the request: a node that was frozen meanwhile refuses a command older
+    # than its --request-budget-seconds instead of running it on waking (csms.api.deadline).
+    http-request set-header X-Request-Start t=%[date(0,us)]
+    default_backend csms_rest
+
+backend csms_rest
+    balance roundrobin
+    # A command waits at most the node's --call-timeout-seconds (30) and a forwarding trip.
+    timeout server 35s
+{checks}
+{pins}
+{rest_servers}
+"""
     return f"""\
 global
     maxconn {maxconn}
@@ -70,11 +104,11 @@ frontend ocpp
 
 backend csms_nodes
     balance {balance}
-    option httpchk GET /health
-    http-check expect status 200
-    default-server inter 500ms fall 2 rise 2
+    # Liveness, not readiness: a node whose database is down still takes chargers (csms /health/live).
+{checks}
+{pins}
 {servers}
-
+{rest}
 listen stats
     bind 127.0.0.1:{stats_port}
     stats enable
@@ -87,15 +121,16 @@ class Balancer:
     ocpp: str  # ws://127.0.0.1:PORT/ocpp: append /<charge point id>
     stats: str
     proc: subprocess.Popen
+    http: str = ""  # http://127.0.0.1:PORT: the nodes' REST API, each request stamped with X-Request-Start
 
-    def servers(self) -> dict[str, dict[str, str]]:
-        """The backend's servers from HAProxy's stats CSV (status, stot = connections sent, ...)."""
+    def servers(self, backend: str = "csms_nodes") -> dict[str, dict[str, str]]:
+        """A backend's servers from HAProxy's stats CSV (status, stot = connections sent, ...); csms_rest for REST."""
         with urllib.request.urlopen(f"{self.stats};csv", timeout=5) as res:
             text = res.read().decode().lstrip("# ")
         return {
             row["svname"]: row
             for row in csv.DictReader(io.StringIO(text))
-            if row["pxname"] == "csms_nodes" and row["svname"] not in ("BACKEND", "FRONTEND")
+            if row["pxname"] == backend and row["svname"] not in ("BACKEND", "FRONTEND")
         }
 
     def wait_up(self, timeout: float = 15) -> None:
@@ -105,8 +140,8 @@ class Balancer:
             if self.proc.poll() is not None:
                 raise BalancerError(f"haproxy exited with {self.proc.returncode}")
             try:
-                rows = self.servers()
-                if rows and all(r["status"].startswith("UP") for r in rows.values()):
+                rows = [*self.servers().values(), *(self.servers("csms_rest").values() if self.http else ())]
+                if rows and all(r["status"].startswith("UP") for r in rows):
                     return
             except OSError:
                 pass
@@ -131,9 +166,9 @@ def _free_port() -> int:
 
 def start_haproxy(workdir: Path, backends: list[Backend], *, balance: str = "roundrobin") -> Balancer:
     """Write haproxy.cfg in workdir and start HAProxy in the foreground; its log is workdir/haproxy.log."""
-    port, stats = _free_port(), _free_port()
+    port, stats, rest = _free_port(), _free_port(), _free_port()
     cfg = workdir / "haproxy.cfg"
-    cfg.write_text(haproxy_config(port, stats, backends, balance=balance), encoding="utf-8")
+    cfg.write_text(haproxy_config(port, stats, backends, rest_port=rest, balance=balance), encoding="utf-8")
     log = open(workdir / "haproxy.log", "w", encoding="utf-8")  # noqa: SIM115 - owned by the process
     proc = subprocess.Popen(["haproxy", "-db", "-f", str(cfg)], stdout=log, stderr=subprocess.STDOUT)
-    return Balancer(f"ws://127.0.0.1:{port}/ocpp", f"http://127.0.0.1:{stats}/stats", proc)
+    return Balancer(f"ws://127.0.0.1:{port}/ocpp", f"http://127.0.0.1:{stats}/stats", proc, f"http://127.0.0.1:{rest}")

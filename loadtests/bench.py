@@ -60,7 +60,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from scenarios.embedded import launch_csms
+from scenarios.embedded import lab_args, launch_csms
 
 __all__ = ["main", "build_parser"]
 
@@ -766,16 +766,7 @@ class ServerProcess:
         self.workdir = workdir
         self.log_path = workdir / "server.log"
         self.args = [
-            "--db",
-            db_url,
-            "--ocpp-port",
-            "0",
-            "--http-port",
-            "0",
-            "--allow-unknown-chargers",
-            "--max-auto-registered",
-            "1000000",
-            "--accept-unknown-id-tags",
+            *lab_args(db_url),
             "--log-level",
             log_level,
             # A benchmark drives each charge point far faster than a charger would: no rate limit.

@@ -37,14 +37,22 @@ CP_ID, PASSWORD, HONEST = "CP1", "real-charger-key-0001", "127.0.0.7"
 TOKEN = "handshake-abuse-admin-token"
 
 
-def _basic(user: str, password: str) -> list[tuple[bytes, bytes]]:
+def basic_auth(user: str, password: str) -> list[tuple[bytes, bytes]]:
+    """The Authorization header of OCPP's Basic auth (security profile 1)."""
     return [(b"Authorization", b"Basic " + base64.b64encode(f"{user}:{password}".encode()))]
 
 
-async def _upgrade(
-    addr: tuple[str, int], path: str, source: str, tls: ssl.SSLContext | None, headers: list[tuple[bytes, bytes]]
+async def upgrade_status(
+    addr: tuple[str, int],
+    path: str,
+    *,
+    source: str = "127.0.0.1",
+    tls: ssl.SSLContext | None = None,
+    headers: list[tuple[bytes, bytes]] | None = None,
+    subprotocols: list[str] | None = None,
 ) -> int | None:
-    """The answer's status (101 accepted), or None when the server closed without one."""
+    """The status of the server's answer to a WebSocket upgrade sent from `source` (101: accepted), or None
+    when it closed the socket without one (or could not be reached)."""
     sock = trio.socket.socket()
     try:
         await sock.bind((source, 0))
@@ -56,11 +64,15 @@ async def _upgrade(
     if tls is not None:
         stream = trio.SSLStream(stream, tls, server_hostname=addr[0])
     conn = wsproto.WSConnection(wsproto.ConnectionType.CLIENT)
+    request = Request(
+        host=f"{addr[0]}:{addr[1]}",
+        target=path,
+        subprotocols=["ocpp1.6"] if subprotocols is None else subprotocols,
+        extra_headers=headers or [],
+    )
     try:
         async with stream:
-            await stream.send_all(
-                conn.send(Request(host=addr[0], target=path, subprotocols=["ocpp1.6"], extra_headers=headers))
-            )
+            await stream.send_all(conn.send(request))
             while data := await stream.receive_some(65536):
                 conn.receive_data(data)
                 for event in conn.events():
@@ -71,6 +83,11 @@ async def _upgrade(
     except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
         pass
     return None
+
+
+async def _honest(addr: tuple[str, int], tls: ssl.SSLContext | None) -> int | None:
+    """The honest charger's reconnect, from its own address with its password."""
+    return await upgrade_status(addr, f"/ocpp/{CP_ID}", source=HONEST, tls=tls, headers=basic_auth(CP_ID, PASSWORD))
 
 
 async def _idle_attacker(addr: tuple[str, int], source: str) -> None:
@@ -96,7 +113,7 @@ async def idle(addr: tuple[str, int], tls: ssl.SSLContext | None, args: argparse
         took, ok = [], 0
         for _ in range(15):
             started = time.monotonic()
-            ok += await _upgrade(addr, f"/ocpp/{CP_ID}", HONEST, tls, _basic(CP_ID, PASSWORD)) == 101
+            ok += await _honest(addr, tls) == 101
             took.append(time.monotonic() - started)
         nursery.cancel_scope.cancel()
     return (
@@ -106,13 +123,15 @@ async def idle(addr: tuple[str, int], tls: ssl.SSLContext | None, args: argparse
 
 
 async def flood(addr: tuple[str, int], tls: ssl.SSLContext | None, args: argparse.Namespace) -> str:
-    assert await _upgrade(addr, f"/ocpp/{CP_ID}", HONEST, tls, _basic(CP_ID, PASSWORD)) == 101
+    assert await _honest(addr, tls) == 101
     guesses = 0
 
     async def guesser(source: str) -> None:
         nonlocal guesses
         while True:
-            await _upgrade(addr, f"/ocpp/{CP_ID}", source, tls, _basic(CP_ID, "wrong-password-00001"))
+            await upgrade_status(
+                addr, f"/ocpp/{CP_ID}", source=source, tls=tls, headers=basic_auth(CP_ID, "wrong-password-00001")
+            )
             guesses += 1
 
     async with trio.open_nursery() as nursery:
@@ -123,7 +142,7 @@ async def flood(addr: tuple[str, int], tls: ssl.SSLContext | None, args: argpars
         took = []
         for _ in range(5):
             started = time.monotonic()
-            status = await _upgrade(addr, f"/ocpp/{CP_ID}", HONEST, tls, _basic(CP_ID, PASSWORD))
+            status = await _honest(addr, tls)
             took.append(time.monotonic() - started)
             assert status == 101, status
             await trio.sleep(0.5)
@@ -144,7 +163,7 @@ async def log_growth(
     async def client(i: int) -> None:
         nonlocal sent
         while True:
-            await _upgrade(addr, path, f"127.0.4.{1 + i % args.addresses}", tls, [])
+            await upgrade_status(addr, path, source=f"127.0.4.{1 + i % args.addresses}", tls=tls, headers=[])
             sent += 1
 
     size = os.path.getsize(log_path)  # noqa: ASYNC240 - one stat, nothing to wait for

@@ -11,8 +11,9 @@ command line (`csms.cli`), runs `csms.server.serve` with the same GC tuning as `
 and beside it a harness task that every `--sample-seconds` writes one CSV row: minutes, sessions
 started and stopped (counted from the CSMS's `transaction.started` / `.stopped` log records), VmRSS,
 VmHWM, open file descriptors, connected charge points, SQLite's own heap (`sqlite3_memory_used`, where each
-connection's page cache lives), the bytes tracemalloc traces (Python's heap, exact: not blurred
-by malloc fragmentation) and tracemalloc's own overhead (so RSS minus it is the product's).
+connection's page cache lives), glibc malloc's blocks in use and the free ones it keeps (`mallinfo2`: native
+memory, and the slack between it), the bytes tracemalloc traces (Python's heap, exact: not blurred by
+malloc fragmentation) and tracemalloc's own overhead (so RSS minus it is the product's).
 
 The fleet is `unstuck-sim` in a child process (its memory is not measured): `--charge-points` with
 two connectors each, short visits (`--session`, `--idle`) so that many sessions complete, and
@@ -72,6 +73,8 @@ class Sample:
     traced_kb: int  # bytes of live blocks tracemalloc traces (0 without tracing)
     tracing_kb: int  # tracemalloc's own tables, part of RSS (0 without tracing)
     sqlite_kb: int = 0  # SQLite's own heap (sqlite3_memory_used: page caches, statements), outside tracemalloc
+    malloc_used_kb: int = 0  # glibc malloc's blocks in use, all arenas and mmapped ones (SQLite's heap is in it)
+    malloc_free_kb: int = 0  # free blocks malloc keeps in its arenas: slack that RSS counts, not a leak
 
     @property
     def product_rss_kb(self) -> int:
@@ -156,6 +159,34 @@ def _sqlite_heap_kb() -> int:
 _SQLITE: Any = None
 
 
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks")
+    ] + [("keepcost", ctypes.c_size_t)]
+
+
+def _malloc_kb() -> tuple[int, int]:
+    """(in use, free but kept) by glibc's malloc over all its arenas, in kB; (0, 0) elsewhere. Python's small
+    objects live in pymalloc's own mmapped arenas, not here: what grows here is native (SQLite, OpenSSL, C
+    extensions) or malloc's slack between them."""
+    global _MALLINFO2
+    if _MALLINFO2 is None:
+        try:
+            fn = ctypes.CDLL(None).mallinfo2
+            fn.restype = _MallInfo2
+            _MALLINFO2 = fn
+        except (OSError, AttributeError):
+            _MALLINFO2 = False
+    if not _MALLINFO2:
+        return 0, 0
+    info = _MALLINFO2()
+    return (info.uordblks + info.hblkhd) // 1024, info.fordblks // 1024
+
+
+_MALLINFO2: Any = None
+
+
 def _connected() -> int:
     from prometheus_client import REGISTRY
 
@@ -164,6 +195,7 @@ def _connected() -> int:
 
 def _sample(t0: float) -> Sample:
     rss, hwm = _proc_status()
+    used, free = _malloc_kb()
     tracing = tracemalloc.is_tracing()
     return Sample(
         minutes=round((time.monotonic() - t0) / 60, 2),
@@ -176,6 +208,8 @@ def _sample(t0: float) -> Sample:
         traced_kb=tracemalloc.get_traced_memory()[0] // 1024 if tracing else 0,
         tracing_kb=tracemalloc.get_tracemalloc_memory() // 1024 if tracing else 0,
         sqlite_kb=_sqlite_heap_kb(),
+        malloc_used_kb=used,
+        malloc_free_kb=free,
     )
 
 
@@ -328,26 +362,18 @@ async def _soak(args: argparse.Namespace, db_url: str, workdir: Path, out: Path)
     import trio
 
     from csms.cli import build_parser, settings_from_args
-    from csms.server import _tune_gc, serve
+    from csms.server import serve, tune_gc
     from loadtests.run import LOAD_TIMINGS
+    from scenarios.embedded import lab_args
 
     serve_args = [
         "serve",
-        "--db",
-        db_url,
-        "--ocpp-port",
-        "0",
-        "--http-port",
-        "0",
-        "--allow-unknown-chargers",
-        "--max-auto-registered",
-        "1000000",
-        "--accept-unknown-id-tags",
+        *lab_args(db_url),
         *LOAD_TIMINGS.serve_args(),
         *args.csms_arg,
     ]
     settings = settings_from_args(build_parser().parse_args(serve_args))
-    _tune_gc()  # as run_until_signal does for `csms serve`
+    tune_gc()  # as run_until_signal does for `csms serve`
     fleet = workdir / "fleet.toml"
     _fleet_file(fleet, args)
     t0 = time.monotonic()
@@ -387,7 +413,8 @@ async def _soak(args: argparse.Namespace, db_url: str, workdir: Path, out: Path)
                     print(
                         f"soak: {s.minutes:6.1f} min  sessions {s.stopped:7d}  connected {s.connected:4d}  "
                         f"RSS {s.rss_kb / 1024:6.1f} MB (product {s.product_rss_kb / 1024:6.1f})  "
-                        f"traced {s.traced_kb / 1024:6.1f} MB  sqlite {s.sqlite_kb / 1024:5.1f} MB  fds {s.fds}",
+                        f"traced {s.traced_kb / 1024:6.1f} MB  sqlite {s.sqlite_kb / 1024:5.1f} MB  "
+                        f"malloc {s.malloc_used_kb / 1024:5.1f} + free {s.malloc_free_kb / 1024:5.1f} MB  fds {s.fds}",
                         flush=True,
                     )
                     if sim.poll() is not None:
@@ -449,6 +476,11 @@ def _summary(samples: Sequence[Sample], args: argparse.Namespace, db: str, out: 
     shown = [("VmRSS", rss), ("VmRSS - tracemalloc tables", product), ("traced Python heap", traced)]
     if last.sqlite_kb:
         shown.append(("SQLite heap (page caches)", sqlite))
+    if last.malloc_used_kb:
+        shown.append(
+            ("malloc in use (native, SQLite's included)", growth(samples, args.warmup_minutes, "malloc_used_kb"))
+        )
+        shown.append(("malloc free but kept (slack)", growth(samples, args.warmup_minutes, "malloc_free_kb")))
     for name, g in shown:
         lines.append(
             f"{name}: {g.at_warmup / 1024:.1f} MB after warm-up -> {g.at_end / 1024:.1f} MB at the end; "
@@ -543,7 +575,7 @@ def main(argv: list[str] | None = None) -> int:
         "sessions": samples[-1].stopped if samples else 0,
         **{
             f: asdict(growth(samples, args.warmup_minutes, f))
-            for f in ("rss_kb", "product_rss_kb", "traced_kb", "sqlite_kb", "fds")
+            for f in ("rss_kb", "product_rss_kb", "traced_kb", "sqlite_kb", "malloc_used_kb", "malloc_free_kb", "fds")
             if samples
         },
     }

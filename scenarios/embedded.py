@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["Timings", "EmbeddedCsms", "start_embedded", "CsmsEndpoint", "LaunchedCsms", "launch_csms"]
+__all__ = ["Timings", "EmbeddedCsms", "start_embedded", "CsmsEndpoint", "LaunchedCsms", "launch_csms", "lab_args"]
 
 
 @dataclass(frozen=True)
@@ -164,10 +164,26 @@ def _start_once(
     tokens = workdir / f"csms-tokens-{os.getpid()}-{time.monotonic_ns()}"
     tokens.touch(mode=0o600)
     tokens.write_text(f"admin:scenarios:{token}\n", encoding="utf-8")
-    # A test bench: lab mode (any charge point id, no passwords) and every id tag accepted, since
-    # fleets make up their ids and tags; the bound on lab registrations is lifted for big fleets, and the
-    # whole fleet connects from this host's one address.
     args = [
+        *lab_args(db_url),
+        "--api-tokens-file",
+        str(tokens),
+        *timings.serve_args(),
+        *extra,
+    ]
+    try:
+        launched = launch_csms(args, workdir, log_path=log_path, command=command, timeout=timeout)
+    finally:
+        tokens.unlink(missing_ok=True)  # read at start-up; no secret left in the report folder
+    endpoint = CsmsEndpoint(launched.ocpp, launched.http, token, timings, log_path, embedded=True)
+    return EmbeddedCsms(endpoint, launched.proc, ["serve", *args])
+
+
+def lab_args(db_url: str) -> list[str]:
+    """`csms serve` as a test bench: free ports and lab mode (any charge point id, no passwords), every id
+    tag accepted (fleets make up their ids and tags), no bound on lab registrations (fleets are big) and
+    the whole fleet connecting from this host's one address."""
+    return [
         "--db",
         db_url,
         "--ocpp-port",
@@ -180,17 +196,7 @@ def _start_once(
         "--accept-unknown-id-tags",
         "--max-handshakes-per-address",
         "200",
-        "--api-tokens-file",
-        str(tokens),
-        *timings.serve_args(),
-        *extra,
     ]
-    try:
-        launched = launch_csms(args, workdir, log_path=log_path, command=command, timeout=timeout)
-    finally:
-        tokens.unlink(missing_ok=True)  # read at start-up; no secret left in the report folder
-    endpoint = CsmsEndpoint(launched.ocpp, launched.http, token, timings, log_path, embedded=True)
-    return EmbeddedCsms(endpoint, launched.proc, ["serve", *args])
 
 
 @dataclass

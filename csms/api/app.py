@@ -10,6 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from csms import ui
@@ -26,11 +27,13 @@ from csms.api import (
     transactions,
     webhooks,
 )
+from csms.api.deadline import RequestDeadline
 from csms.api.envelope import ERROR_RESPONSES, ApiError, envelope, http_status, refuse_nul_in_url
+from csms.api.idempotency import IdempotencyKeys
 from csms.api.proxies import SecureTransport, parse_trusted_proxies
 from csms.context import Context
 from csms.core.web_access import TokenThrottle
-from csms.db.database import is_outage
+from csms.db.database import DatabaseHungError, is_outage
 from csms.errors import CsmsError
 from csms.services.watch import Watcher
 from csms.services.webhooks import WebhookDispatcher
@@ -101,10 +104,11 @@ def create_app(ctx: Context, *, dispatcher: WebhookDispatcher | None = None, wat
     async def _http_error(request: Request, exc: StarletteHTTPException):
         return envelope(False, str(exc.detail), None, exc.status_code)
 
-    @app.exception_handler(Exception)
-    async def _crash(request: Request, exc: Exception):
+    # Registered by class, database errors are answered here and go no further; the catch-all below
+    # answers too, but Starlette then re-raises to the server, which logs a traceback per request.
+    async def _database_error(request: Request, exc: Exception):
         if is_outage(exc):
-            log.warning("api.database_unavailable path=%s error=%s", request.url.path, str(exc).splitlines()[0])
+            ctx.db.outage.failed(f"{request.method} {request.url.path}", exc)  # one line per outage
             return envelope(
                 False,
                 "The database is unavailable; try again shortly (queued charger updates are "
@@ -112,12 +116,31 @@ def create_app(ctx: Context, *, dispatcher: WebhookDispatcher | None = None, wat
                 None,
                 503,
             )
-        log.exception("api.crashed path=%s", request.url.path)
+        log.error("api.crashed path=%s", request.url.path, exc_info=exc)
         return envelope(False, "Internal error; see the server log", None, 500)
+
+    app.add_exception_handler(SQLAlchemyError, _database_error)
+    app.add_exception_handler(DatabaseHungError, _database_error)
+
+    @app.exception_handler(Exception)
+    async def _crash(request: Request, exc: Exception):
+        return await _database_error(request, exc)
+
+    @app.get("/health/live", tags=["ops"])
+    async def live():
+        """200 while this process serves: the check for a load balancer. A node whose database is down still
+        takes chargers (their updates wait in memory) and answers REST with 503, so taking every node out of
+        the balancer for a database blip would only refuse chargers everywhere. `database` is as last seen."""
+        return {
+            "status": "ok",
+            "database": "down" if ctx.db.outage.down else "up",
+            "connectedChargePoints": len(ctx.registry),
+        }
 
     @app.get("/health", tags=["ops"], responses={503: {"description": "The database is down (`database: down`)"}})
     async def health():
-        """`ok` only when the database answers `SELECT 1` within 2 s; else 503 and `database: down`."""
+        """Readiness, for monitoring: `ok` only when the database answers `SELECT 1` within 2 s; else 503 and
+        `database: down`. A load balancer checks `/health/live` instead."""
         problem = await ctx.db.ping(timeout=2.0)
         body = {
             "name": "unstuck csms",
@@ -149,5 +172,7 @@ def create_app(ctx: Context, *, dispatcher: WebhookDispatcher | None = None, wat
     ui.mount(app)  # the dashboard at /ui/
     docs.mount(app)  # /docs and /redoc
     # Added last, so outermost: every other middleware (the console's cookies) sees the scheme as the browser used it.
+    app.add_middleware(IdempotencyKeys, ctx=ctx)  # inside the deadline: a request too late claims no key
+    app.add_middleware(RequestDeadline, budget=ctx.settings.request_budget_seconds)  # inside: sees PROXIED
     app.add_middleware(SecureTransport, trusted=parse_trusted_proxies(ctx.settings.trusted_proxies))
     return app

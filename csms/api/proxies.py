@@ -15,6 +15,8 @@ import ipaddress
 from collections.abc import Iterable
 from typing import Any
 
+from csms.api.deadline import PROXIED
+
 __all__ = ["Network", "parse_trusted_proxies", "is_trusted_proxy", "forwarded", "HSTS", "SecureTransport"]
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -117,4 +119,5 @@ class SecureTransport:
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] in ("http", "websocket") and _trusted(scope.get("client"), self.trusted):
             scope = forwarded(scope)
+            scope[PROXIED] = True  # csms.api.deadline believes the proxy's X-Request-Start
         await self.app(scope, receive, send)

@@ -41,6 +41,7 @@ from csms.cluster.presence import (
     plan_presence,
     replaced_elsewhere,
 )
+from csms.db.database import is_outage
 from csms.db.engine import normalise_url
 from csms.ocpp.registry import LiveConnector, RemoteChargePoint
 from ocppj import V16, OcppjError
@@ -82,6 +83,8 @@ _KEEPALIVES: dict[str, Any] = {
 _LIVENESS_SECONDS = 5.0
 # A REST look-up or a forwarded call's database trip waits at most this long for a worker (then: not known).
 _REQUEST_DB_TIMEOUT = 2.0
+# A forwarded call's asker looks this often whether the charge point left the target (memory only).
+_MOVED_POLL_SECONDS = 0.2
 
 
 class ClusterConfigError(ValueError):
@@ -236,6 +239,13 @@ class ClusterNode:
                 except Exception as exc:
                     log.warning("cluster.leave_failed node=%s error=%r (its lease runs out instead)", self.node_id, exc)
 
+    def _failed(self, exc: BaseException, message: str, *args: Any) -> None:
+        """A retried task's failure: a database outage once per outage (the Database's OutageLog), else a line."""
+        if is_outage(exc):
+            self.ctx.db.outage.failed("cluster", exc)
+        else:
+            log.warning(message, *args)
+
     def _mark_changed(self) -> None:
         self._changed.set()
 
@@ -253,7 +263,7 @@ class ClusterNode:
             except Exception as exc:
                 # Our lease is not renewed: after it runs out the others judge our charge points offline,
                 # which is the safe way to be wrong.
-                log.warning("cluster.publish_failed node=%s error=%r", self.node_id, exc)
+                self._failed(exc, "cluster.publish_failed node=%s error=%r", self.node_id, exc)
                 await trio.sleep(self.refresh)
 
     async def _round(self) -> None:
@@ -347,7 +357,63 @@ class ClusterNode:
         self, target: str, cp_id: str, action: str, payload: dict[str, Any], timeout: float
     ) -> dict[str, Any]:
         """Send a call to the node holding cp_id; its answer (or error) within `timeout` (plus a second for
-        the trip), else a timeout answer. A missed NOTIFY costs at most a poll of the row each second."""
+        the trip), else a timeout answer. A missed NOTIFY costs at most a poll of the row each second.
+
+        A call waits on a node only while that node holds the charge point: when the charger reconnects
+        here or to a third node, or the target's lease lapses (dead, frozen), before the call was claimed,
+        the call is withdrawn (so a frozen target can never run it on waking) and goes once to the new
+        holder, or is answered "closed" at once when no node holds the charger. So is a "closed" answer
+        from a target the charger has just left."""
+        deadline = trio.current_time() + timeout
+        answer = await self._send_and_wait(target, cp_id, action, payload, timeout)
+        if isinstance(answer, dict) and answer.get("error") != "closed":
+            return answer
+        holder = await self._holder(cp_id, avoid=target)
+        left = deadline - trio.current_time()
+        if holder is None or left <= 0:
+            if isinstance(answer, dict):
+                return answer
+            return {"error": "closed", "message": f"{cp_id} is not connected: node {target} stopped answering for it"}
+        log.info(
+            "cluster.rerouted action=%s charge_point=%s from_node=%s to_node=%s",
+            action,
+            cp_id,
+            target,
+            self.node_id if holder == "here" else holder,
+        )
+        if holder == "here":
+            live = self.ctx.registry.local(cp_id)
+            if live is None:
+                return {"error": "closed", "message": f"{cp_id} is not connected"}
+            return await self._call_local(live, action, payload, left)
+        rerouted = await self._send_and_wait(holder, cp_id, action, payload, left)
+        if isinstance(rerouted, dict):
+            return rerouted
+        return {"error": "closed", "message": f"{cp_id} is not connected: node {holder} stopped answering for it"}
+
+    async def _holder(self, cp_id: str, *, avoid: str) -> str | None:
+        """Who holds cp_id now, other than `avoid`: "here", another live node's id, or None."""
+        if self.ctx.registry.local(cp_id) is not None:
+            return "here"
+        found = self.elsewhere(cp_id) or await self.look_up(cp_id)
+        return found.node_id if found is not None and found.node_id != avoid else None
+
+    def _moved(self, target: str, cp_id: str) -> bool:
+        """Whether cp_id has left `target` by this node's view: here now, held by another live node, or the
+        target's lease lapsed."""
+        if self.ctx.registry.local(cp_id) is not None:
+            return True
+        p = self._view.presences.get(cp_id)
+        now = self._estimated_db_now()
+        if p is not None and p.node_id != target and lease_valid(self._view.leases.get(p.node_id), now):
+            return True
+        return not lease_valid(self._view.leases.get(target), now)
+
+    async def _send_and_wait(
+        self, target: str, cp_id: str, action: str, payload: dict[str, Any], timeout: float
+    ) -> dict[str, Any] | None:
+        """The target's answer, a timeout answer, or None when the call was withdrawn unclaimed because cp_id
+        left the target (_moved)."""
         call_id = secrets.token_hex(12)
         done = self._waiters[call_id] = trio.Event()
         try:
@@ -374,16 +440,27 @@ class ClusterNode:
                 )
                 return {"error": "timeout", "uniqueId": f"forwarded-{call_id}", "timeout": timeout}
             log.info("cluster.forwarded call=%s action=%s charge_point=%s to_node=%s", call_id, action, cp_id, target)
+            next_read = trio.current_time() + 1.0
             with trio.move_on_after(timeout + 1.0):
                 while True:
-                    with trio.move_on_after(1.0):
+                    with trio.move_on_after(_MOVED_POLL_SECONDS):
                         await done.wait()
-                    try:
-                        answer = await self._db(store.load_answer, call_id, timeout=_REQUEST_DB_TIMEOUT)
-                    except trio.TooSlowError:
-                        continue
-                    if answer is not None:
-                        return answer
+                    if done.is_set() or trio.current_time() >= next_read:
+                        next_read = trio.current_time() + 1.0
+                        try:
+                            answer = await self._db(store.load_answer, call_id, timeout=_REQUEST_DB_TIMEOUT)
+                        except trio.TooSlowError:
+                            continue
+                        if answer is not None:
+                            return answer
+                    if self._moved(target, cp_id):
+                        try:
+                            withdrawn = await self._db(store.withdraw_call, call_id, timeout=_REQUEST_DB_TIMEOUT)
+                        except trio.TooSlowError:
+                            continue
+                        if withdrawn:  # else the target claimed it first: its answer comes
+                            log.info("cluster.withdrawn call=%s charge_point=%s left node=%s", call_id, cp_id, target)
+                            return None
             log.warning(
                 "cluster.forward_timeout call=%s action=%s charge_point=%s to_node=%s timeout=%.1fs",
                 call_id,
@@ -395,6 +472,15 @@ class ClusterNode:
             return {"error": "timeout", "uniqueId": f"forwarded-{call_id}", "timeout": timeout}
         finally:
             self._waiters.pop(call_id, None)
+
+    async def _call_local(self, live: Any, action: str, payload: dict[str, Any], timeout: float) -> dict[str, Any]:
+        """A call to a charger on this node, as a forwarded call's answer."""
+        status_ask = action == "TriggerMessage" and payload.get("requestedMessage") == "StatusNotification"
+        try:
+            with live.asking_status(payload.get("connectorId"), self.ctx.clock.now) if status_ask else nullcontext():
+                return result_of(await live.connection.call_raw(action, payload, timeout=timeout))
+        except OcppjError as exc:
+            return answer_of(exc)
 
     async def _serve_call(self, call_id: str) -> None:
         """Run a call another node forwarded here on our connection, and answer it (a failure here is
@@ -421,20 +507,7 @@ class ClusterNode:
                 "message": f"{claimed.charge_point_id} is not connected to node {self.node_id} any more",
             }
         else:
-            status_ask = (
-                claimed.action == "TriggerMessage" and claimed.payload.get("requestedMessage") == "StatusNotification"
-            )
-            try:
-                with (
-                    live.asking_status(claimed.payload.get("connectorId"), self.ctx.clock.now)
-                    if status_ask
-                    else nullcontext()
-                ):
-                    answer = result_of(
-                        await live.connection.call_raw(claimed.action, claimed.payload, timeout=claimed.seconds_left)
-                    )
-            except OcppjError as exc:
-                answer = answer_of(exc)
+            answer = await self._call_local(live, claimed.action, claimed.payload, claimed.seconds_left)
         log.info(
             "cluster.served call=%s action=%s charge_point=%s from_node=%s answer=%s",
             call_id,
@@ -506,7 +579,7 @@ class ClusterNode:
                     for payload in await trio.to_thread.run_sync(wait, limiter=limiter, abandon_on_cancel=True):
                         self._on_notify(payload)
             except Exception as exc:  # psycopg's, SQLAlchemy's (the rescan), OSError: a database in trouble
-                log.warning("cluster.listen_failed node=%s error=%r (reconnecting in 1 s)", self.node_id, exc)
+                self._failed(exc, "cluster.listen_failed node=%s error=%r (reconnecting in 1 s)", self.node_id, exc)
                 if not started:
                     task_status.started()
                     started = True
@@ -564,7 +637,7 @@ class ClusterNode:
                             )
                     await trio.sleep(self.refresh)
             except Exception as exc:  # a lost connection, a failed sweep: let go of the duties, try again
-                log.warning("cluster.duties_connection_failed node=%s error=%r", self.node_id, exc)
+                self._failed(exc, "cluster.duties_connection_failed node=%s error=%r", self.node_id, exc)
             finally:
                 if self.duties_held:
                     self.duties_held = False

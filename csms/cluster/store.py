@@ -41,6 +41,7 @@ __all__ = [
     "answer_call",
     "load_answer",
     "unclaimed_calls",
+    "withdraw_call",
 ]
 
 
@@ -270,6 +271,15 @@ def claim_call(s: Session, call_id: str, node_id: str) -> ClaimedCall | None:
         return None
     origin, cp_id, action, payload, left = row
     return ClaimedCall(call_id, origin, cp_id, action, payload or {}, float(left))
+
+
+def withdraw_call(s: Session, call_id: str) -> bool:
+    """Take back a call its target has not claimed (the charge point left it); False when it was claimed."""
+    row = s.execute(
+        text("UPDATE cluster_calls SET state = 'withdrawn' WHERE id = :id AND state = 'sent' RETURNING id"),
+        {"id": call_id},
+    ).first()
+    return row is not None
 
 
 def unclaimed_calls(s: Session, node_id: str) -> list[str]:

@@ -23,6 +23,8 @@ from sqlalchemy import CursorResult, Engine, Executable, Result
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from csms.db.outage import OutageLog
+
 __all__ = [
     "Database",
     "DatabaseClosedError",
@@ -32,6 +34,14 @@ __all__ = [
     "is_outage",
     "rowcount",
 ]
+
+try:  # PostgreSQL's driver; an install for SQLite only may lack it
+    from psycopg import InterfaceError as _PgInterfaceError
+    from psycopg import OperationalError as _PgOperationalError
+
+    _DriverOutage: tuple[type[BaseException], ...] = (_PgOperationalError, _PgInterfaceError)
+except ImportError:  # pragma: no cover
+    _DriverOutage = ()
 
 log = logging.getLogger("csms.db")
 T = TypeVar("T")
@@ -65,8 +75,9 @@ def rowcount(result: Result[Any]) -> int:
 
 
 def is_outage(exc: BaseException) -> bool:
-    """The database is unreachable or hung (connection refused or lost, a timeout), not a bad write."""
-    return isinstance(exc, OperationalError | InterfaceError | DatabaseHungError) or (
+    """The database is unreachable or hung (connection refused or lost, a timeout), not a bad write; also
+    psycopg's own errors, from the cluster's dedicated connections."""
+    return isinstance(exc, (OperationalError, InterfaceError, DatabaseHungError, *_DriverOutage)) or (
         isinstance(exc, DBAPIError) and exc.connection_invalidated
     )
 
@@ -127,6 +138,7 @@ class Database:
         self._read_wake = trio.Event()
         self._grouping = False  # the group reader runs (inside run_writer)
         self.read_groups = 0
+        self.outage = OutageLog(log)  # one line per outage, not one per failed request
 
     # ------------------------------------------------------------------ reads
     async def read(self, fn: Callable[[Session], T]) -> T:
@@ -137,8 +149,30 @@ class Database:
         DatabaseHungError says so, instead of the caller waiting as long as the database does.
         """
         with trio.move_on_after(self.read_timeout):
-            return await trio.to_thread.run_sync(self._read_sync, fn, limiter=self.read_limiter, abandon_on_cancel=True)
-        raise DatabaseHungError(f"no answer from the database within {self.read_timeout:g} s")
+            try:
+                result = await trio.to_thread.run_sync(
+                    self._read_sync, fn, limiter=self.read_limiter, abandon_on_cancel=True
+                )
+            except Exception as exc:
+                self._note(exc, "read")
+                raise
+            self.outage.answered()
+            return result
+        hung = DatabaseHungError(f"no answer from the database within {self.read_timeout:g} s")
+        self._note(hung, "read")
+        raise hung
+
+    def _note(self, exc: BaseException, where: str) -> None:
+        if is_outage(exc):
+            self.outage.failed(where, exc)
+
+    def log_failure(self, exc: BaseException, where: str, logger: logging.Logger, message: str, *args: Any) -> None:
+        """A background task's failure: the database being unreachable is logged once per outage (OutageLog),
+        anything else with its traceback, every time."""
+        if is_outage(exc):
+            self.outage.failed(where, exc)
+        else:
+            logger.error(message, *args, exc_info=exc)
 
     def _read_sync(self, fn: Callable[[Session], T]) -> T:
         with self.sessions() as session, session.begin():
@@ -160,10 +194,14 @@ class Database:
         with trio.move_on_after(self.read_timeout):
             await op.done.wait()
             if op.error is not None:
+                self._note(op.error, "read")
                 raise op.error
+            self.outage.answered()
             return op.result
         op.abandoned = True
-        raise DatabaseHungError(f"no answer from the database within {self.read_timeout:g} s")
+        hung = DatabaseHungError(f"no answer from the database within {self.read_timeout:g} s")
+        self._note(hung, "read")
+        raise hung
 
     async def _run_group_reader(self) -> None:
         try:
@@ -206,9 +244,12 @@ class Database:
                 await trio.to_thread.run_sync(
                     self._read_sync, lambda s: s.execute(text("SELECT 1")), abandon_on_cancel=True
                 )
-                return None
             except Exception as exc:
+                self._note(exc, "health")
                 return str(exc).splitlines()[0][:200]
+            self.outage.answered()
+            return None
+        self._note(DatabaseHungError(f"no answer to SELECT 1 within {timeout:g} s"), "health")
         return f"no answer to SELECT 1 within {timeout:g} s"
 
     def run_sync(self, fn: Callable[[Session], T]) -> T:
@@ -223,6 +264,7 @@ class Database:
         assert op.done is not None
         await op.done.wait()
         if op.error is not None:
+            self._note(op.error, "write")
             raise op.error
         return op.result
 
@@ -299,6 +341,8 @@ class Database:
         self.batches += 1
         self.writes += len(ops)
         retry = []
+        if any(op.error is None for op in ops):
+            self.outage.answered()
         for op in ops:
             if op.done is not None:
                 op.done.set()
@@ -316,6 +360,7 @@ class Database:
         if self._stopping:  # the last flush at shutdown: the database is gone, say what is lost
             log.error("db.write_failed latest writes lost at shutdown=%d error=%r", len(ops), ops[0].error)
             return
+        began = ops[0].error is not None and self.outage.failed("write", ops[0].error)
         kept = 0
         for op in ops:
             op.error = None
@@ -324,8 +369,12 @@ class Database:
                 kept += 1
         self.retried += kept
         self._backoff = min(self.max_retry_seconds, self._backoff * 2 or self.retry_seconds)
-        log.warning(
-            "db.unavailable requeued=%d latest writes waiting=%d retry_in=%.1fs", kept, len(self._latest), self._backoff
+        log.log(
+            logging.WARNING if began else logging.DEBUG,  # each retry of one outage is not news
+            "db.unavailable requeued=%d latest writes waiting=%d retry_in=%.1fs",
+            kept,
+            len(self._latest),
+            self._backoff,
         )
         self._wake.set()
         await trio.sleep(self._backoff)

@@ -41,6 +41,7 @@ __all__ = [
     "ClusterPresence",
     "ClusterCall",
     "SiteTariff",
+    "IdempotencyKey",
     "new_id",
 ]
 
@@ -354,3 +355,22 @@ class SiteTariff(Base):
     tariff: Mapped[Decimal] = mapped_column(DecimalText)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
     updated_by: Mapped[str] = mapped_column(String(64))
+
+
+# ----------------------------------------------------------------- commands run once
+class IdempotencyKey(Base):
+    """A REST command's Idempotency-Key: claimed before the command runs, its answer kept for replays.
+
+    The primary key makes the claim cluster-wide: of two nodes given one key, one inserts and runs, the
+    other finds the row (csms.api.idempotency). Kept a day (maintenance prunes older ones).
+    """
+
+    __tablename__ = "idempotency_keys"
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(64))  # sha256 of method, path, caller and body
+    state: Mapped[str] = mapped_column(String(16))  # running | done
+    status: Mapped[int | None] = mapped_column(Integer)
+    content_type: Mapped[str | None] = mapped_column(String(100))
+    body: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime)

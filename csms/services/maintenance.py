@@ -51,7 +51,7 @@ from csms.core.maintenance import (
 )
 from csms.core.reservations import TERMINAL, ReservationStatus
 from csms.core.times import as_utc
-from csms.db import meter_sample_store
+from csms.db import idempotency_store, meter_sample_store
 from csms.db.cleanup_store import audit, force_end_session
 from csms.db.database import Database, rowcount
 from csms.db.models import ChargingSession, ConnectorStatus, PaymentReservation, Transaction
@@ -634,16 +634,31 @@ async def maintenance_loop(
             await trio.sleep(interval)
             try:
                 await run_once(ctx, nursery=probes, cluster_duties=duties_held())
-            except Exception:
-                log.exception("maintenance.round_failed (will retry next interval)")
+            except Exception as exc:
+                ctx.db.log_failure(exc, "maintenance", log, "maintenance.round_failed (will retry next interval)")
             await _ping_silent(ctx, probes)
             if duties_held() and ctx.clock.now() >= next_prune:
                 next_prune = ctx.clock.now() + _PRUNE_EVERY
                 await prune_meter_samples(ctx)
+                await prune_idempotency_keys(ctx)
 
 
 _PRUNE_EVERY = timedelta(hours=1)
+_KEYS_KEPT = timedelta(days=1)  # a client retries a command within minutes, not days
 _PRUNE_ROUNDS = 20  # batches of 500 transactions' samples per hourly round: a backlog is worked off, not at once
+
+
+async def prune_idempotency_keys(ctx: Context) -> int:
+    """Delete the REST commands' Idempotency-Keys older than a day (csms.api.idempotency)."""
+    cutoff = ctx.clock.now() - _KEYS_KEPT
+    try:
+        deleted = await ctx.db.write(lambda s: idempotency_store.prune(s, cutoff))
+    except Exception as exc:
+        ctx.db.log_failure(exc, "maintenance", log, "maintenance.idempotency_keys_prune_failed (will retry next hour)")
+        return 0
+    if deleted:
+        log.info("maintenance.idempotency_keys_pruned rows=%d created_before=%s", deleted, cutoff.isoformat())
+    return deleted
 
 
 async def prune_meter_samples(ctx: Context) -> int:
@@ -658,8 +673,8 @@ async def prune_meter_samples(ctx: Context) -> int:
             deleted += rows
             if rows == 0:
                 break
-    except Exception:
-        log.exception("maintenance.meter_samples_prune_failed (will retry next hour)")
+    except Exception as exc:
+        ctx.db.log_failure(exc, "maintenance", log, "maintenance.meter_samples_prune_failed (will retry next hour)")
     if deleted:
         log.info("maintenance.meter_samples_pruned rows=%d closed_before=%s", deleted, cutoff.isoformat())
     return deleted
@@ -694,8 +709,14 @@ async def probe_after_reconnect(ctx: Context, live: LiveChargePoint) -> None:
         return
     try:
         known = await ctx.db.read(_expected_connectors(live.id))
-    except Exception:
-        log.exception("maintenance.reconnect_probe_failed charge_point=%s (the settle window runs its course)", live.id)
+    except Exception as exc:
+        ctx.db.log_failure(
+            exc,
+            "reconnect probe",
+            log,
+            "maintenance.reconnect_probe_failed charge_point=%s (the settle window runs its course)",
+            live.id,
+        )
         return
     # One connector at a time (a charger may not take a TriggerMessage without connectorId); the silent-connector
     # watch later asks only those still silent and not asked here. None known: a new charger, nothing to replay.
@@ -732,8 +753,10 @@ async def watch_silent_connectors(ctx: Context, live: LiveChargePoint) -> None:
     await trio.sleep(grace)
     try:
         known = await ctx.db.read(_expected_connectors(live.id))
-    except Exception:
-        log.exception("maintenance.silent_check_failed charge_point=%s (no trigger this time)", live.id)
+    except Exception as exc:
+        ctx.db.log_failure(
+            exc, "silent check", log, "maintenance.silent_check_failed charge_point=%s (no trigger this time)", live.id
+        )
         return
     actions = select_silent_connectors(
         live.id, expected=known, reported=set(live.connectors), already_triggered=live.triggered

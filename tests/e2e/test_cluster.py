@@ -15,64 +15,32 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import uuid
 from collections.abc import Iterator
 from decimal import Decimal
-from pathlib import Path
 
 import httpx
 import pytest
 import trio
 
-from loadtests.balancer import Balancer, backend_of, start_haproxy
 from scenarios.adapters.unstuck_rest import UnstuckRestAdapter
 from scenarios.embedded import Timings
 from scenarios.meta import ScenarioInfo
 from scenarios.profile import load_profile
 from scenarios.run import RunSettings, ScenarioRun
+from tests.support.cluster import BEHIND_HAPROXY, fresh_database, start_balancer
 from tests.support.server import ADMIN_TOKEN, CsmsProcess, start_csms
 
 pytestmark = [pytest.mark.postgres]
 
-PG_ENV = "CSMS_TEST_POSTGRES_URL"
 TARIFF = Decimal("0.30")
-
-
-# Every charger reaches the nodes from HAProxy's address: trust it, as docs/cluster.md tells a site to.
-BEHIND_HAPROXY = ("--allow-unknown-chargers", "--trusted-proxies", "127.0.0.1")
 
 
 @pytest.fixture
 def cluster_db() -> Iterator[str]:
-    """A fresh PostgreSQL database, dropped afterwards."""
-    base = os.environ.get(PG_ENV)
-    if not base:
-        pytest.skip(f"the cluster test needs PostgreSQL: set {PG_ENV}")
-    if shutil.which("haproxy") is None:
-        pytest.skip("the cluster test needs haproxy (apt-get install haproxy)")
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
-
-    name = "cluster_" + uuid.uuid4().hex[:12]
-    admin = create_engine(base, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(base).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
-def start_balancer(workdir: Path, nodes: dict[str, CsmsProcess]) -> Balancer:
-    """HAProxy (loadtests.balancer: round robin, no stickiness, /health checks) in front of the nodes, all up."""
-    balancer = start_haproxy(workdir, [backend_of(name, node.ocpp, node.http) for name, node in nodes.items()])
-    balancer.wait_up()
-    return balancer
+    yield from fresh_database()
 
 
 async def _rows(adapter: UnstuckRestAdapter) -> dict[tuple[str, int], dict]:

@@ -7,7 +7,6 @@ many addresses, the honest charger 127.0.0.7. Deadlines come from the measured c
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import math
 import re
@@ -19,9 +18,8 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 import trio
-import wsproto
-from wsproto.events import AcceptConnection, RejectConnection, Request
 
+from loadtests.handshake_abuse import basic_auth, upgrade_status
 from tests.support.server import CsmsProcess, start_csms
 
 HONEST = "127.0.0.7"
@@ -40,48 +38,8 @@ def _ocpp_addr(csms: CsmsProcess) -> tuple[str, int]:
     return u.hostname, u.port
 
 
-def _basic(user: str, password: str) -> list[tuple[bytes, bytes]]:
-    return [(b"Authorization", b"Basic " + base64.b64encode(f"{user}:{password}".encode()))]
-
-
-async def _upgrade(
-    csms: CsmsProcess,
-    path: str,
-    *,
-    source: str = "127.0.0.1",
-    tls: ssl.SSLContext | None = None,
-    headers: list[tuple[bytes, bytes]] | None = None,
-    subprotocols: list[str] | None = None,
-) -> int | None:
-    """The status of the server's answer to a WebSocket upgrade sent from `source` (101: accepted), or None
-    when it closed the socket without one."""
-    addr = _ocpp_addr(csms)
-    sock = trio.socket.socket()
-    await sock.bind((source, 0))
-    await sock.connect(addr)
-    stream: trio.abc.Stream = trio.SocketStream(sock)
-    if tls is not None:
-        stream = trio.SSLStream(stream, tls, server_hostname=addr[0])
-    conn = wsproto.WSConnection(wsproto.ConnectionType.CLIENT)
-    request = Request(
-        host=f"{addr[0]}:{addr[1]}",
-        target=path,
-        subprotocols=["ocpp1.6"] if subprotocols is None else subprotocols,
-        extra_headers=headers or [],
-    )
-    try:
-        async with stream:
-            await stream.send_all(conn.send(request))
-            while data := await stream.receive_some(65536):
-                conn.receive_data(data)
-                for event in conn.events():
-                    if isinstance(event, AcceptConnection):
-                        return 101
-                    if isinstance(event, RejectConnection):
-                        return event.status_code
-    except (trio.BrokenResourceError, trio.ClosedResourceError):
-        pass
-    return None
+async def _upgrade(csms: CsmsProcess, path: str, **kwargs) -> int | None:
+    return await upgrade_status(_ocpp_addr(csms), path, **kwargs)
 
 
 def _idle(csms: CsmsProcess, source: str) -> socket.socket:
@@ -161,8 +119,8 @@ async def test_a_wrong_password_flood_is_answered_unchecked_and_the_charger_gets
     authenticated from, is not queued behind the checks that do run (the old server made it wait for all 300).
     Nor is the id locked out: the charger coming from a new address (a restart, a new DHCP lease) gets in."""
     await _provision(csms, "FLOOD1")
-    assert await _upgrade(csms, "/ocpp/FLOOD1", source=HONEST, headers=_basic("FLOOD1", PASSWORD)) == 101
-    wrong = _basic("FLOOD1", "wrong-password-00001")
+    assert await _upgrade(csms, "/ocpp/FLOOD1", source=HONEST, headers=basic_auth("FLOOD1", PASSWORD)) == 101
+    wrong = basic_auth("FLOOD1", "wrong-password-00001")
     first_answer = trio.Event()
     answers: list[int | None] = []
     last_answer = math.inf
@@ -179,7 +137,7 @@ async def test_a_wrong_password_flood_is_answered_unchecked_and_the_charger_gets
                 nursery.start_soon(guess, f"127.0.2.{1 + i % 30}")
             await first_answer.wait()  # the flood is in: the server is answering it
             started = time.monotonic()
-            honest = await _upgrade(csms, "/ocpp/FLOOD1", source=HONEST, headers=_basic("FLOOD1", PASSWORD))
+            honest = await _upgrade(csms, "/ocpp/FLOOD1", source=HONEST, headers=basic_auth("FLOOD1", PASSWORD))
             latency = time.monotonic() - started
     flood_took = last_answer - started
     assert honest == 101
@@ -193,7 +151,7 @@ async def test_a_wrong_password_flood_is_answered_unchecked_and_the_charger_gets
     # loaded 2-core machine its own check shares the cores with the flood's two: about half the flood's time.)
     assert latency < flood_took, f"the charger took {latency:.2f} s, the flood's checks {flood_took:.2f} s"
     # No per-id lock-out: the right password from an address the id never used is checked and accepted.
-    assert await _upgrade(csms, "/ocpp/FLOOD1", source="127.0.0.8", headers=_basic("FLOOD1", PASSWORD)) == 101
+    assert await _upgrade(csms, "/ocpp/FLOOD1", source="127.0.0.8", headers=basic_auth("FLOOD1", PASSWORD)) == 101
 
 
 @pytest.mark.parametrize(
@@ -205,12 +163,12 @@ async def test_a_trusted_proxy_has_no_per_address_limits_on_the_ocpp_port(csms):
     the proxy's chargers still get in; any other address is still held by them."""
     await _provision(csms, "PROXIED1")
     with trio.fail_after(60):
-        wrong = _basic("PROXIED1", "wrong-password-00001")
+        wrong = basic_auth("PROXIED1", "wrong-password-00001")
         for _ in range(6):  # wrong passwords through the balancer: past 3 a minute per address (and 5 per id)
             assert await _upgrade(csms, "/ocpp/PROXIED1", source="127.0.6.1", headers=wrong) == 401
         idle = [_idle(csms, "127.0.6.1") for _ in range(4)]  # past its share of 2 handshakes
         try:
-            ok = await _upgrade(csms, "/ocpp/PROXIED1", source="127.0.6.1", headers=_basic("PROXIED1", PASSWORD))
+            ok = await _upgrade(csms, "/ocpp/PROXIED1", source="127.0.6.1", headers=basic_auth("PROXIED1", PASSWORD))
         finally:
             for sock in idle:
                 sock.close()
@@ -228,7 +186,7 @@ async def test_the_handshake_deadline_covers_the_password_check(csms):
     queue of checks holds at most a timeout's worth (the old server checked and answered every one, the last
     after all the others' checks)."""
     await _provision(csms, "DEADLINE1")
-    assert await _upgrade(csms, "/ocpp/DEADLINE1", source=HONEST, headers=_basic("DEADLINE1", PASSWORD)) == 101
+    assert await _upgrade(csms, "/ocpp/DEADLINE1", source=HONEST, headers=basic_auth("DEADLINE1", PASSWORD)) == 101
     check = _one_password_check()
     flood = min(1500, max(200, math.ceil(2 * 10.0 / check)))  # ten seconds of checks on two workers, or more
     answers: list[int | None] = []
@@ -238,7 +196,7 @@ async def test_the_handshake_deadline_covers_the_password_check(csms):
         cp_id = f"GUESS{i}"
         started = time.monotonic()
         answers.append(
-            await _upgrade(csms, f"/ocpp/{cp_id}", source=f"127.0.3.{1 + i % 150}", headers=_basic(cp_id, PASSWORD))
+            await _upgrade(csms, f"/ocpp/{cp_id}", source=f"127.0.3.{1 + i % 150}", headers=basic_auth(cp_id, PASSWORD))
         )
         took.append(time.monotonic() - started)
 
@@ -248,7 +206,7 @@ async def test_the_handshake_deadline_covers_the_password_check(csms):
                 nursery.start_soon(guess, i)
             while not took:  # the flood is in: the server is answering it
                 await trio.sleep(0.01)
-            honest = await _upgrade(csms, "/ocpp/DEADLINE1", source=HONEST, headers=_basic("DEADLINE1", PASSWORD))
+            honest = await _upgrade(csms, "/ocpp/DEADLINE1", source=HONEST, headers=basic_auth("DEADLINE1", PASSWORD))
     assert answers.count(None) > flood // 2, f"{answers.count(None)} of {flood} closed unanswered"
     assert answers.count(401) + answers.count(None) == flood and answers.count(401) > 0
     assert await _metric(csms, "csms_ocpp_connections_refused_total", "check_timeout") > 0

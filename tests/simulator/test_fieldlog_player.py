@@ -31,6 +31,13 @@ def db_url(tmp_path) -> str:
     return f"sqlite:///{tmp_path / 'csms.db'}"
 
 
+@pytest.fixture
+def csms_args() -> list[str]:
+    """Lab mode, and a log's whole fleet connecting at once from this one address (as scenarios.embedded.lab_args):
+    past the default share of 20 handshakes per address, a slow newcomer would be evicted."""
+    return ["--allow-unknown-chargers", "--max-handshakes-per-address", "200"]
+
+
 def ts(t: float) -> str:
     return (EPOCH + timedelta(seconds=t)).isoformat().replace("+00:00", "Z")
 

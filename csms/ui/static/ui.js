@@ -12,7 +12,10 @@
 
   function clock(d) {
     try {
-      return d.toLocaleTimeString('en-GB', { timeZone: zone, hour12: false, timeZoneName: 'short' });
+      // Each field asked for by name: with only hour12: false, Chromium writes 00:09 as "0:09".
+      return d.toLocaleTimeString('en-GB', {
+        timeZone: zone, hourCycle: 'h23', hour: '2-digit', minute: '2-digit', second: '2-digit', timeZoneName: 'short'
+      });
     } catch (e) {
       return d.toISOString().slice(11, 19) + ' UTC';
     }
