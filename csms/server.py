@@ -527,9 +527,10 @@ async def serve(
             node = ClusterNode(ctx, settings.node_id) if settings.node_id is not None else None
             await nursery.start(run_cluster, node)
             async with trio.open_nursery() as front:
-                await front.start(maintenance_loop, ctx, (lambda: True) if node is None else (lambda: node.duties_held))
+                duties = (lambda: True) if node is None else (lambda: node.duties_held)
+                await front.start(maintenance_loop, ctx, duties)
                 await front.start(run_payment_cancels, ctx)
-                webhooks, watcher = await _start_watch(ctx, front)
+                webhooks, watcher = await _start_watch(ctx, front, duties)
                 addresses = await _start_front(ctx, front, shutdown, webhooks, watcher)
                 log.info(
                     "csms.listening ocpp=%s/{chargePointId} http=%s docs=%s/docs",
@@ -554,19 +555,23 @@ async def serve(
         engine.dispose()
 
 
-async def _start_watch(ctx: Context, nursery: trio.Nursery) -> tuple[WebhookDispatcher, Watcher]:
-    """Webhook receivers (each with its own queue and worker) and the watcher that feeds them and the dashboard."""
+async def _start_watch(
+    ctx: Context, nursery: trio.Nursery, duties: Callable[[], bool]
+) -> tuple[WebhookDispatcher, Watcher]:
+    """Webhook receivers (their outbox rows, a worker each while `duties()`) and the watcher that feeds them
+    and the dashboard."""
     s = ctx.settings
     webhooks = WebhookDispatcher(
         s.webhooks,
+        ctx.db,
         retry_seconds=s.webhook_retry_seconds,
         max_attempts=s.webhook_max_attempts,
         queue_size=s.webhook_queue_size,
     )
     for target in s.webhooks:
         log.info("csms.webhook receiver=%s signed=%s", target.label, "yes" if target.secret else "no")
-    await nursery.start(webhooks.run)
-    watcher = Watcher(ctx, webhooks)
+    await nursery.start(webhooks.run, duties)
+    watcher = Watcher(ctx, webhooks, duties=duties)
     await nursery.start(watcher.run)
     return webhooks, watcher
 

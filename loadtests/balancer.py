@@ -59,9 +59,12 @@ def haproxy_config(
     # A node marked down (dead, or frozen past two checks) loses its sessions at once: chargers reconnect to
     # another node and a REST caller learns now, not when the node wakes. An X-CSMS-Node header pins a
     # request to one node while it is up (to ask a node what it sees).
+    # A check waits a second (`timeout check`) and three must fail: a node whose loop stalls a moment under a
+    # reconnect wave is not cut, one frozen for ~3 s is.
     checks = """    option httpchk GET /health/live
     http-check expect status 200
-    default-server inter 500ms fall 2 rise 2 on-marked-down shutdown-sessions"""
+    timeout check 1s
+    default-server inter 500ms fall 3 rise 2 on-marked-down shutdown-sessions"""
     pins = "\n".join(f"    use-server {b.name} if {{ req.hdr(x-csms-node) -m str {b.name} }}" for b in backends)
     servers = "\n".join(f"    server {b.name} {b.host}:{b.ocpp_port} check port {b.http_port}" for b in backends)
     rest = ""

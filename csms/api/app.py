@@ -69,16 +69,6 @@ def create_app(ctx: Context, *, dispatcher: WebhookDispatcher | None = None, wat
     app.state.webhooks = dispatcher
     app.state.watcher = watcher
     app.state.token_throttle = TokenThrottle()  # failed bearer tokens per client address (csms.api.auth)
-    if ctx.settings.cors_origins:
-        # Off unless --cors-origin names a web front end: without CORS headers a browser page from
-        # another origin cannot call this API with a user's token. Bearer tokens, no cookies.
-        app.add_middleware(
-            CORSMiddleware,
-            allow_origins=list(ctx.settings.cors_origins),
-            allow_methods=["GET", "POST", "PUT", "DELETE"],
-            allow_headers=["Authorization", "Content-Type"],
-            allow_credentials=False,
-        )
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError):
@@ -171,8 +161,20 @@ def create_app(ctx: Context, *, dispatcher: WebhookDispatcher | None = None, wat
     app.include_router(tariffs.router)
     ui.mount(app)  # the dashboard at /ui/
     docs.mount(app)  # /docs and /redoc
-    # Added last, so outermost: every other middleware (the console's cookies) sees the scheme as the browser used it.
+    # Outermost but for CORS: every other middleware (the console's cookies) sees the scheme as the browser used it.
     app.add_middleware(IdempotencyKeys, ctx=ctx)  # inside the deadline: a request too late claims no key
     app.add_middleware(RequestDeadline, budget=ctx.settings.request_budget_seconds)  # inside: sees PROXIED
     app.add_middleware(SecureTransport, trusted=parse_trusted_proxies(ctx.settings.trusted_proxies))
+    if ctx.settings.cors_origins:
+        # Off unless --cors-origin names a web front end: without CORS headers a browser page from
+        # another origin cannot call this API with a user's token. Bearer tokens, no cookies. Outermost, so
+        # that the answers of the middlewares above (a replayed command, a refusal) carry the headers too.
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(ctx.settings.cors_origins),
+            allow_methods=["GET", "POST", "PUT", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "Idempotency-Key"],
+            expose_headers=["Idempotent-Replayed", "Retry-After"],
+            allow_credentials=False,
+        )
     return app

@@ -19,9 +19,9 @@ def webhook_status(hooks: WebhookDispatcher | None) -> dict:
             {
                 "url": r.target.label,
                 "signed": r.target.secret is not None,
-                "queued": len(r.queue),
-                "queueLimit": r.queue.maxlen,
-                "inFlight": None if r.in_flight is None else r.in_flight.id,
+                "queued": r.queued,
+                "queueLimit": r.queue_limit,
+                "inFlight": None if r.in_flight is None else r.in_flight.event_id,
                 "delivered": r.delivered,
                 "failed": r.failed,
                 "dropped": r.dropped,

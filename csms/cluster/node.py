@@ -366,7 +366,10 @@ class ClusterNode:
         from a target the charger has just left."""
         deadline = trio.current_time() + timeout
         answer = await self._send_and_wait(target, cp_id, action, payload, timeout)
-        if isinstance(answer, dict) and answer.get("error") != "closed":
+        # Only a call that never reached the charger goes elsewhere: withdrawn unclaimed (None), or claimed by
+        # a target the charger had already left. A "closed" from a charger that dropped while the call was
+        # on its way may have been received: never sent twice.
+        if answer is not None and not answer.get("notHere"):
             return answer
         holder = await self._holder(cp_id, avoid=target)
         left = deadline - trio.current_time()
@@ -395,7 +398,9 @@ class ClusterNode:
         """Who holds cp_id now, other than `avoid`: "here", another live node's id, or None."""
         if self.ctx.registry.local(cp_id) is not None:
             return "here"
-        found = self.elsewhere(cp_id) or await self.look_up(cp_id)
+        found = self.elsewhere(cp_id)
+        if found is None or found.node_id == avoid:  # the view may be a round behind: read the row now
+            found = await self.look_up(cp_id)
         return found.node_id if found is not None and found.node_id != avoid else None
 
     def _moved(self, target: str, cp_id: str) -> bool:
@@ -504,6 +509,7 @@ class ClusterNode:
         elif live is None:
             answer = {
                 "error": "closed",
+                "notHere": True,  # never sent: the asker may send it where the charger is now
                 "message": f"{claimed.charge_point_id} is not connected to node {self.node_id} any more",
             }
         else:

@@ -274,9 +274,13 @@ def claim_call(s: Session, call_id: str, node_id: str) -> ClaimedCall | None:
 
 
 def withdraw_call(s: Session, call_id: str) -> bool:
-    """Take back a call its target has not claimed (the charge point left it); False when it was claimed."""
+    """Take back a call its target has not claimed (the charge point left it); False when it was claimed.
+    Asking again is harmless (a first try that committed after its asker gave up on it counts)."""
     row = s.execute(
-        text("UPDATE cluster_calls SET state = 'withdrawn' WHERE id = :id AND state = 'sent' RETURNING id"),
+        text(
+            "UPDATE cluster_calls SET state = 'withdrawn' WHERE id = :id AND state IN ('sent', 'withdrawn') "
+            "RETURNING id"
+        ),
         {"id": call_id},
     ).first()
     return row is not None

@@ -13,7 +13,7 @@ import hashlib
 from dataclasses import dataclass
 from enum import Enum
 
-__all__ = ["KEY_HEADER", "Claim", "Outcome", "check_key", "fingerprint", "decide", "kept_answer"]
+__all__ = ["KEY_HEADER", "Claim", "Outcome", "check_key", "fingerprint", "decide", "kept_answer", "stored_key"]
 
 KEY_HEADER = b"idempotency-key"
 _MAX_KEY = 200
@@ -62,7 +62,13 @@ def decide(existing: Claim | None, mine: str) -> Outcome:
 
 
 def kept_answer(status: int) -> bool:
-    """Whether an answer settles the key. Not those that say the command did not run: refused credentials
-    or role (401, 403), a throttle (429), the database down or the request too late (503) — a retry may
-    run. Everything else does, a timeout (504) too: the charger may still act on the command."""
-    return status not in (401, 403, 429, 503)
+    """Whether an answer settles the key. Not those given before the command could begin: a refused role
+    (403) or credentials (401), a throttle (429) — a retry may run. Everything else does: a timeout (504),
+    because the charger may still act on the command, and a 503, because the database can fail after the
+    charger was asked (a retry would ask it again)."""
+    return status not in (401, 403, 429)
+
+
+def stored_key(caller: str, key: str) -> str:
+    """The key as stored: each caller's keys are its own (another caller's same key is another request)."""
+    return hashlib.sha256(caller.encode()).hexdigest()[:16] + ":" + key

@@ -38,6 +38,7 @@ __all__ = [
     "events_from_audit",
     "connector_changes",
     "presence_changes",
+    "fact_id",
     "SIGNATURE_HEADER",
     "EVENT_HEADER",
     "DELIVERY_HEADER",
@@ -160,6 +161,7 @@ def events_from_audit(rows: Iterable[AuditRow]) -> list[WebhookEvent]:
                         "actor": r.actor,
                     },
                     _iso(r.at),
+                    fact_id("audit", r.id),
                 )
             )
         elif r.action == "session.force_ended":
@@ -178,6 +180,7 @@ def events_from_audit(rows: Iterable[AuditRow]) -> list[WebhookEvent]:
                         "actor": r.actor,
                     },
                     _iso(r.at),
+                    fact_id("audit", r.id),
                 )
             )
         elif r.action == "maintenance.close_orphaned":
@@ -190,15 +193,30 @@ def events_from_audit(rows: Iterable[AuditRow]) -> list[WebhookEvent]:
                         "reason": d.get("reason"),
                     },
                     _iso(r.at),
+                    fact_id("audit", r.id),
                 )
             )
     return events
 
 
-def presence_changes(before: set[str], after: set[str], at: str) -> list[WebhookEvent]:
-    """Charge points that came and went between two looks at the live registry."""
-    return [WebhookEvent("charge_point.online", {"chargePointId": cp}, at) for cp in sorted(after - before)] + [
-        WebhookEvent("charge_point.offline", {"chargePointId": cp}, at) for cp in sorted(before - after)
+# Events that two nodes may both see get ids from the fact itself, so the outbox keeps one row of each.
+_IDS = uuid.UUID("6f0b3a52-3c5e-4d0e-9a51-7d7f3b1c2e90")
+
+
+def fact_id(*parts: object) -> str:
+    """A stable event id for one fact ("audit", 42) or ("charge_point.online", "CP1", connected_at)."""
+    return str(uuid.uuid5(_IDS, "|".join(p.isoformat() if isinstance(p, datetime) else str(p) for p in parts)))
+
+
+def presence_changes(before: Mapping[str, datetime], after: Mapping[str, datetime], at: str) -> list[WebhookEvent]:
+    """Charge points that came and went between two looks at the live registry (id -> connection time); each
+    event's id is its charge point's and connection's, whoever sees it."""
+    return [
+        WebhookEvent("charge_point.online", {"chargePointId": cp}, at, fact_id("online", cp, after[cp]))
+        for cp in sorted(after.keys() - before.keys())
+    ] + [
+        WebhookEvent("charge_point.offline", {"chargePointId": cp}, at, fact_id("offline", cp, before[cp]))
+        for cp in sorted(before.keys() - after.keys())
     ]
 
 

@@ -21,10 +21,14 @@ def claim(s: Session, key: str, fingerprint: str, now: datetime) -> Claim | None
     insert = pg_insert if s.get_bind().dialect.name == "postgresql" else sqlite_insert
     values = {"key": key, "fingerprint": fingerprint, "state": "running", "created_at": now}
     stmt = insert(IdempotencyKey).values(**values).on_conflict_do_nothing(index_elements=["key"])
-    if s.execute(stmt.returning(IdempotencyKey.key)).first() is not None:  # ORM inserts give no rowcount
-        return None
-    row = s.execute(select(IdempotencyKey.fingerprint, IdempotencyKey.state).where(IdempotencyKey.key == key)).one()
-    return Claim(row.fingerprint, row.state == "done")
+    for _ in range(3):  # a row given back (or pruned) between the two statements: insert again
+        if s.execute(stmt.returning(IdempotencyKey.key)).first() is not None:  # ORM inserts give no rowcount
+            return None
+        query = select(IdempotencyKey.fingerprint, IdempotencyKey.state).where(IdempotencyKey.key == key)
+        row = s.execute(query).first()
+        if row is not None:
+            return Claim(row.fingerprint, row.state == "done")
+    raise RuntimeError(f"idempotency key {key!r} came and went three times in one claim")
 
 
 class Stored:

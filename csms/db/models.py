@@ -21,6 +21,7 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
+    UniqueConstraint,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -42,6 +43,7 @@ __all__ = [
     "ClusterCall",
     "SiteTariff",
     "IdempotencyKey",
+    "WebhookOutbox",
     "new_id",
 ]
 
@@ -366,7 +368,7 @@ class IdempotencyKey(Base):
     """
 
     __tablename__ = "idempotency_keys"
-    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    key: Mapped[str] = mapped_column(String(300), primary_key=True)  # the caller's hash : its key
     fingerprint: Mapped[str] = mapped_column(String(64))  # sha256 of method, path, caller and body
     state: Mapped[str] = mapped_column(String(16))  # running | done
     status: Mapped[int | None] = mapped_column(Integer)
@@ -374,3 +376,29 @@ class IdempotencyKey(Base):
     body: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
     finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+# ----------------------------------------------------------------- webhooks, durable and cluster-wide
+class WebhookOutbox(Base):
+    """One webhook event for one receiver, from the moment it is known until delivered, failed or dropped.
+
+    Any node writes events (an audit fact's event has an id derived from the audit row, a presence event
+    from the charge point and its connection time, so two nodes writing one event write one row); the
+    node holding the cluster duties (a single node always) delivers them, in order per receiver. A node
+    that dies leaves its rows to the next holder: delivered at least once, each with its event id.
+    """
+
+    __tablename__ = "webhook_outbox"
+    __table_args__ = (
+        UniqueConstraint("event_id", "receiver", name="uq_webhook_outbox_event_receiver"),
+        Index("ix_webhook_outbox_receiver_state", "receiver", "state", "id"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    event_id: Mapped[str] = mapped_column(String(64))
+    receiver: Mapped[str] = mapped_column(String(300))  # the target's label (its URL without secrets)
+    type: Mapped[str] = mapped_column(String(40))
+    body: Mapped[str] = mapped_column(Text)  # the JSON body, as signed and sent
+    state: Mapped[str] = mapped_column(String(16))  # pending | sending | delivered | failed | dropped
+    attempts: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)

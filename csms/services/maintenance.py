@@ -51,7 +51,7 @@ from csms.core.maintenance import (
 )
 from csms.core.reservations import TERMINAL, ReservationStatus
 from csms.core.times import as_utc
-from csms.db import idempotency_store, meter_sample_store
+from csms.db import idempotency_store, meter_sample_store, webhook_outbox_store
 from csms.db.cleanup_store import audit, force_end_session
 from csms.db.database import Database, rowcount
 from csms.db.models import ChargingSession, ConnectorStatus, PaymentReservation, Transaction
@@ -649,10 +649,12 @@ _PRUNE_ROUNDS = 20  # batches of 500 transactions' samples per hourly round: a b
 
 
 async def prune_idempotency_keys(ctx: Context) -> int:
-    """Delete the REST commands' Idempotency-Keys older than a day (csms.api.idempotency)."""
+    """Delete the REST commands' Idempotency-Keys older than a day (csms.api.idempotency), and the webhook
+    outbox's settled rows (delivered, failed, dropped) as old."""
     cutoff = ctx.clock.now() - _KEYS_KEPT
     try:
         deleted = await ctx.db.write(lambda s: idempotency_store.prune(s, cutoff))
+        deleted += await ctx.db.write(lambda s: webhook_outbox_store.prune(s, cutoff))
     except Exception as exc:
         ctx.db.log_failure(exc, "maintenance", log, "maintenance.idempotency_keys_prune_failed (will retry next hour)")
         return 0

@@ -5,10 +5,16 @@ only when a webhook receiver is configured, the audit trail and the verdicts.
 
 - Live statuses: each connector's changes, kept in memory (the newest 50 per connector)
   for the connector page's timeline (the database keeps only the last status).
-- `charge_point.online` / `.offline`: the live registry's members, compared each look.
-- `session.force_ended`, `transaction.orphaned`: new audit events (the audit trail is the
-  outbox: only committed facts, also those of `csms maintenance` run from cron).
-- `connector.freed`: every connector's verdict, compared every `verdict_interval` seconds.
+- `charge_point.online` / `.offline`: the live registry's members, compared each look; in a cluster
+  the duty holder compares every node's (so a dead node's charge points go offline too), the others
+  their own. Each event's id comes from the charge point and its connection time, so the node that
+  holds a charger and the duty holder write one row for it.
+- `session.force_ended`, `transaction.orphaned`: new audit events (only committed facts, also those
+  of `csms maintenance` run from cron); every node writes them, with ids from the audit rows.
+- `connector.freed`: every connector's verdict, compared every `verdict_interval` seconds (the duty
+  holder only).
+
+Events go to the webhook outbox (csms.services.webhooks), which outlives this process.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -56,14 +63,22 @@ class StatusChange:
 
 class Watcher:
     def __init__(
-        self, ctx: Context, webhooks: WebhookDispatcher, *, interval: float = 1.0, verdict_interval: float = 2.0
+        self,
+        ctx: Context,
+        webhooks: WebhookDispatcher,
+        *,
+        interval: float = 1.0,
+        verdict_interval: float = 2.0,
+        duties: Callable[[], bool] = lambda: True,
     ) -> None:
         self.ctx = ctx
         self.webhooks = webhooks
         self.interval = interval
         self.verdict_interval = verdict_interval
+        self.duties = duties  # the cluster duties (a single node always): every node's presence, the verdicts
         self.statuses: dict[tuple[str, int], deque[StatusChange]] = {}
-        self._present: set[str] = set()
+        self._present: dict[str, datetime] = {}
+        self._present_duties = False
         self._audit_cursor = 0
         self._audit_seen: set[int] = set()
         self._verdicts: dict[tuple[str, int], tuple[str, tuple[str, ...]]] | None = None
@@ -93,9 +108,21 @@ class Watcher:
                     seen.append(StatusChange(st.updated_at, sys.intern(st.status), code))
         for gone in looked.keys() - present:
             del looked[gone]
-        if self.webhooks.enabled:
-            self.webhooks.publish(presence_changes(self._present, present, iso(self.ctx.clock.now())))
-        self._present = present
+
+    def _presence(self, duties: bool) -> dict[str, datetime]:
+        """Charge point -> its connection time: this node's, and with the duties every other node's too."""
+        present = {live.id: live.connected_at for live in self.ctx.registry}
+        if duties and self.ctx.registry.everyone_else is not None:
+            for remote in self.ctx.registry.everyone_else():
+                present.setdefault(remote.id, remote.connected_at)
+        return present
+
+    async def _compare_presence(self) -> None:
+        duties = self.duties()
+        present = self._presence(duties)
+        if duties == self._present_duties:  # a new scope (duties taken or lost) is a new baseline, no events
+            await self.webhooks.publish(presence_changes(self._present, present, iso(self.ctx.clock.now())))
+        self._present, self._present_duties = present, duties
 
     def _audit_rows(self, s: Session) -> list[AuditRow]:
         rows = s.scalars(
@@ -116,17 +143,21 @@ class Watcher:
         self._audit_seen.update(r.id for r in rows)
         self._audit_cursor = max(self._audit_cursor, *(r.id for r in rows))
         self._audit_seen = {i for i in self._audit_seen if i > self._audit_cursor - _LOOKBACK}
-        self.webhooks.publish(events_from_audit(rows))
+        await self.webhooks.publish(events_from_audit(rows))
 
     async def _compare_verdicts(self) -> None:
+        if not self.duties():
+            self._verdicts = None  # the duty holder compares them; taking the duties starts a new baseline
+            return
         evaluations = await evaluate_all(self.ctx)
         now = {(e.charge_point_id, e.connector_id): (e.decision.verdict.value, e.decision.reasons) for e in evaluations}
         if self._verdicts is not None:
-            self.webhooks.publish(connector_changes(self._verdicts, now, iso(self.ctx.clock.now())))
+            await self.webhooks.publish(connector_changes(self._verdicts, now, iso(self.ctx.clock.now())))
         self._verdicts = now
 
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
-        self._present = {live.id for live in self.ctx.registry}
+        self._present_duties = self.duties()
+        self._present = self._presence(self._present_duties)
         if self.webhooks.enabled:  # only what happens from now on
             self._audit_cursor = await self.ctx.db.read(lambda s: s.scalar(select(func.max(AuditEvent.id))) or 0)
             self._audit_seen = set(range(self._audit_cursor - _LOOKBACK + 1, self._audit_cursor + 1))
@@ -136,9 +167,12 @@ class Watcher:
             try:
                 self._look_at_registry()
                 if self.webhooks.enabled:
+                    await self._compare_presence()
                     await self._tail_audit()
                     if trio.current_time() - self._verdicts_at >= self.verdict_interval:
                         self._verdicts_at = trio.current_time()
                         await self._compare_verdicts()
-            except Exception:
-                log.exception("watch.round_failed (will look again in %.1f s)", self.interval)
+            except Exception as exc:
+                self.ctx.db.log_failure(
+                    exc, "watcher", log, "watch.round_failed (will look again in %.1f s)", self.interval
+                )

@@ -1,15 +1,19 @@
-"""Webhooks, the IO half: one bounded queue and one worker per receiver, retries with back-off.
+"""Webhooks, the IO half: a durable outbox in the database, delivered in order per receiver, with back-off.
 
-Never blocks the OCPP side: `publish` appends to each receiver's queue and returns at
-once. A queue holds at most `--webhook-queue-size` events; when a receiver is slow or
-dead its queue fills and its *oldest* events are dropped (counted and logged), so it
-costs nothing but its own queue. Each worker delivers its events in order, one at a
-time, each attempt bounded by a timeout; failures are retried after 1x, 2x, 4x ...
-`--webhook-retry-seconds` (at most 5 minutes) until `--webhook-max-attempts`.
+Never blocks the OCPP side: the watcher hands events to `publish`, which writes them to the outbox
+(csms.db.webhook_outbox_store), one row per receiver, in one write. Any node writes: an event known to
+two nodes (an audit fact, a charge point's connect) has one id, so it is one row. The node holding the
+cluster duties (a single node always) delivers: one worker per receiver takes its oldest rows and sends
+them in order, one at a time, each attempt bounded by a timeout; failures are retried after 1x, 2x,
+4x ... `--webhook-retry-seconds` (at most 5 minutes) until `--webhook-max-attempts`. A node that dies
+mid-delivery leaves its rows to the next holder: each event is delivered at least once, with the same
+id (`X-Unstuck-Delivery`), for the receiver to de-duplicate. A receiver holds at most
+`--webhook-queue-size` undelivered events; when it is slow or dead its *oldest* are dropped (counted
+and logged), so it costs nothing but its own rows.
 Only the status line, the headers and at most `ANSWER_BYTES` of a receiver's answer are
 read (raw, never decompressed); a longer answer's connection is closed, so a receiver that
 answers with megabytes costs a few KiB.
-Every attempt lands in the delivery log (the newest 500, in memory: `GET /api/webhooks`
+Every attempt lands in the delivery log (the newest 500 of this node, in memory: `GET /api/webhooks`
 and the dashboard's Webhooks page) and in the process log.
 """
 
@@ -18,9 +22,11 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
+from typing import TYPE_CHECKING
 
 import httpx
 import trio
@@ -35,6 +41,10 @@ from csms.core.webhooks import (
     backoff_seconds,
     sign,
 )
+from csms.db import webhook_outbox_store as outbox
+
+if TYPE_CHECKING:
+    from csms.db.database import Database
 
 __all__ = ["ANSWER_BYTES", "Delivery", "Receiver", "WebhookDispatcher"]
 
@@ -43,6 +53,8 @@ log = logging.getLogger("csms.webhooks")
 # The status decides a delivery; the body is read only this far, so that a short answer leaves
 # its connection reusable and a long one cannot fill the CSMS's memory.
 ANSWER_BYTES = 4096
+_TAKE = 1  # rows a worker takes at once: one, so that a full queue drops any row not in flight
+_POLL_SECONDS = 1.0  # a worker looks for rows other nodes wrote this often (its own wake it at once)
 
 DELIVERIES = Counter("csms_webhook_deliveries", "Webhook delivery attempts by outcome", ["outcome"])
 QUEUED = Gauge("csms_webhook_queued", "Webhook events waiting, all receivers")
@@ -66,18 +78,20 @@ class Delivery:
 @dataclass(eq=False)
 class Receiver:
     target: WebhookTarget
-    queue: deque[WebhookEvent]
+    queue_limit: int
+    queued: int = 0  # undelivered rows, as of this node's last look
     wake: trio.Event = field(default_factory=trio.Event)
-    delivered: int = 0
+    delivered: int = 0  # the counters are this node's
     failed: int = 0
     dropped: int = 0
-    in_flight: WebhookEvent | None = None
+    in_flight: outbox.Queued | None = None
 
 
 class WebhookDispatcher:
     def __init__(
         self,
         targets: Iterable[WebhookTarget],
+        db: Database,
         *,
         retry_seconds: float = 1.0,
         max_attempts: int = 6,
@@ -85,7 +99,8 @@ class WebhookDispatcher:
         timeout: float = 10.0,
         log_size: int = 500,
     ) -> None:
-        self.receivers = [Receiver(t, deque(maxlen=max(1, queue_size))) for t in targets]
+        self.db = db
+        self.receivers = [Receiver(t, max(1, queue_size)) for t in targets]
         self.retry_seconds = retry_seconds
         self.max_attempts = max(1, max_attempts)
         self.timeout = timeout
@@ -96,38 +111,49 @@ class WebhookDispatcher:
         return bool(self.receivers)
 
     def queued(self) -> int:
-        return sum(len(r.queue) for r in self.receivers)
+        return sum(r.queued for r in self.receivers)
 
-    def publish(self, events: Iterable[WebhookEvent]) -> None:
-        """Queue events for every receiver; never waits (a full queue drops its oldest event)."""
+    async def publish(self, events: Iterable[WebhookEvent]) -> None:
+        """Write events to the outbox for every receiver (an event already there is not written twice)."""
+        events = list(events)
+        if not events or not self.receivers:
+            return
         for event in events:
             log.info("webhook.event type=%s id=%s data=%s", event.type, event.id, dict(event.data))
-            for r in self.receivers:
-                if len(r.queue) == r.queue.maxlen:
-                    lost = r.queue[0]
-                    r.dropped += 1
-                    self._record(r, lost, 0, "dropped", error="queue full: the receiver is too slow or down")
-                    log.warning(
-                        "webhook.dropped receiver=%s event=%s type=%s (queue of %d full)",
-                        r.target.label,
-                        lost.id,
-                        lost.type,
-                        r.queue.maxlen,
-                    )
-                r.queue.append(event)
-                r.wake.set()
-        QUEUED.set(self.queued())
+        rows = [
+            (event.id, r.target.label, event.type, event.body().decode()) for event in events for r in self.receivers
+        ]
+        now, size = datetime.now(UTC), self.receivers[0].queue_limit
+        dropped, pending = await self.db.write(lambda s: outbox.enqueue(s, rows, now, queue_size=size))
+        by_label = {r.target.label: r for r in self.receivers}
+        for label, n in pending.items():
+            by_label[label].queued = n
+        for d in dropped:
+            r = by_label[d.receiver]
+            r.dropped += 1
+            self._record(r, d.event_id, d.type, 0, "dropped", error="queue full: the receiver is too slow or down")
+            log.warning(
+                "webhook.dropped receiver=%s event=%s type=%s (queue of %d full)",
+                d.receiver,
+                d.event_id,
+                d.type,
+                r.queue_limit,
+            )
+        for r in self.receivers:
+            r.wake.set()
 
-    async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+    async def run(self, duties: Callable[[], bool] = lambda: True, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        """Deliver while `duties()` (the node holding the cluster duties; a single node always)."""
         async with trio.open_nursery() as nursery:
             for r in self.receivers:
-                nursery.start_soon(self._worker, r)
+                nursery.start_soon(self._worker, r, duties)
             task_status.started()
 
     def _record(
         self,
         r: Receiver,
-        event: WebhookEvent,
+        event_id: str,
+        event_type: str,
         attempt: int,
         outcome: str,
         *,
@@ -140,8 +166,8 @@ class WebhookDispatcher:
             Delivery(
                 datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
                 r.target.label,
-                event.id,
-                event.type,
+                event_id,
+                event_type,
                 attempt,
                 outcome,
                 status,
@@ -150,27 +176,51 @@ class WebhookDispatcher:
             )
         )
 
-    async def _worker(self, r: Receiver) -> None:
+    async def _worker(self, r: Receiver, duties: Callable[[], bool]) -> None:
+        label = r.target.label
+        delivering = False
         async with httpx.AsyncClient(timeout=self.timeout, follow_redirects=False) as client:
             while True:
-                while not r.queue:
-                    r.wake = trio.Event()
-                    await r.wake.wait()
-                event = r.in_flight = r.queue.popleft()
-                QUEUED.set(self.queued())
                 try:
-                    await self._deliver(client, r, event)
-                finally:
-                    r.in_flight = None
+                    if not duties():
+                        delivering = False
+                        r.queued = 0
+                        await trio.sleep(_POLL_SECONDS)
+                        continue
+                    if not delivering:  # taking over: what a previous holder took and did not finish goes again
+                        await self.db.write(lambda s: outbox.requeue_sending(s, label))
+                        delivering = True
+                    now = datetime.now(UTC)
+                    take = partial(outbox.take, receiver=label, now=now, limit=_TAKE)
+                    rows: list[outbox.Queued] = await self.db.write(take)
+                    if not rows:
+                        r.queued = (await self.db.read(outbox.pending_counts)).get(label, 0)
+                        QUEUED.set(self.queued())
+                        r.wake = trio.Event()
+                        with trio.move_on_after(_POLL_SECONDS):
+                            await r.wake.wait()
+                        continue
+                    r.queued = max(0, r.queued - len(rows))
+                    for row in rows:
+                        r.in_flight = row
+                        try:
+                            await self._deliver(client, r, row)
+                        finally:
+                            r.in_flight = None
+                except Exception as exc:
+                    self.db.log_failure(
+                        exc, "webhooks", log, "webhook.worker_failed receiver=%s (looking again in 1 s)", label
+                    )
+                    await trio.sleep(_POLL_SECONDS)
 
-    async def _deliver(self, client: httpx.AsyncClient, r: Receiver, event: WebhookEvent) -> None:
-        body = event.body()
-        for attempt in range(1, self.max_attempts + 1):
+    async def _deliver(self, client: httpx.AsyncClient, r: Receiver, row: outbox.Queued) -> None:
+        body = row.body.encode()
+        for attempt in range(row.attempts + 1, max(row.attempts + 1, self.max_attempts) + 1):  # one at least
             headers = {
                 "Content-Type": "application/json",
                 "User-Agent": "unstuck-csms-webhooks",
-                EVENT_HEADER: event.type,
-                DELIVERY_HEADER: event.id,
+                EVENT_HEADER: row.type,
+                DELIVERY_HEADER: row.event_id,
             }
             if r.target.secret:
                 headers[SIGNATURE_HEADER] = sign(r.target.secret, body, int(time.time()))
@@ -186,12 +236,13 @@ class WebhookDispatcher:
             ms = int((time.perf_counter() - started) * 1000)
             if status is not None and 200 <= status < 300:
                 r.delivered += 1
-                self._record(r, event, attempt, "delivered", status=status, duration_ms=ms)
+                await self._mark(row, "delivered", attempt)
+                self._record(r, row.event_id, row.type, attempt, "delivered", status=status, duration_ms=ms)
                 log.info(
                     "webhook.delivered receiver=%s event=%s type=%s attempt=%d status=%d ms=%d",
                     r.target.label,
-                    event.id,
-                    event.type,
+                    row.event_id,
+                    row.type,
                     attempt,
                     status,
                     ms,
@@ -199,17 +250,25 @@ class WebhookDispatcher:
                 return
             if status is not None:
                 error = f"HTTP {status}"
-            last = attempt == self.max_attempts
+            last = attempt >= self.max_attempts
+            await self._mark(row, "failed" if last else "sending", attempt)
             self._record(
-                r, event, attempt, "failed" if last else "retrying", status=status, error=error, duration_ms=ms
+                r,
+                row.event_id,
+                row.type,
+                attempt,
+                "failed" if last else "retrying",
+                status=status,
+                error=error,
+                duration_ms=ms,
             )
             if last:
                 r.failed += 1
                 log.error(
                     "webhook.gave_up receiver=%s event=%s type=%s attempts=%d error=%s",
                     r.target.label,
-                    event.id,
-                    event.type,
+                    row.event_id,
+                    row.type,
                     attempt,
                     error,
                 )
@@ -218,13 +277,17 @@ class WebhookDispatcher:
             log.warning(
                 "webhook.retry receiver=%s event=%s type=%s attempt=%d error=%s next_in=%.1fs",
                 r.target.label,
-                event.id,
-                event.type,
+                row.event_id,
+                row.type,
                 attempt,
                 error,
                 wait,
             )
             await trio.sleep(wait)
+
+    async def _mark(self, row: outbox.Queued, state: str, attempts: int) -> None:
+        now = datetime.now(UTC)
+        await self.db.write(lambda s: outbox.mark(s, row.row_id, state, attempts, now))
 
 
 async def _post(client: httpx.AsyncClient, url: str, body: bytes, headers: dict[str, str]) -> int:

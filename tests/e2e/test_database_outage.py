@@ -53,6 +53,10 @@ async def test_an_outage_loses_no_acknowledged_status_and_rest_answers_503(priva
             with trio.fail_after(20):
                 while with_db(private_pg.url, stored) != ("Faulted", "GroundFailure"):
                     await trio.sleep(0.2)
+            with trio.fail_after(20):  # an outage ends at a success 3 s after its last failure
+                while "db.outage_ended" not in csms.log():
+                    await http.get("/health")
+                    await trio.sleep(0.2)
         log = csms.log()
         assert log.count("db.outage_began") == 1 and log.count("db.outage_ended") == 1, log
         assert "Traceback" not in log and "api.crashed" not in log, log

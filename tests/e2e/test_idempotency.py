@@ -37,3 +37,17 @@ async def test_a_refused_token_does_not_spend_the_key(csms):
         ran = await http.post(START, json=BODY, headers={"Idempotency-Key": key})
         assert ran.status_code == 200 and "idempotent-replayed" not in ran.headers, ran.text
         assert [a for a, _ in answers.received if a == "RemoteStartTransaction"] == ["RemoteStartTransaction"]
+
+
+async def test_another_callers_same_key_is_another_request(csms):
+    """Keys are each caller's own: the same key from another token runs (and is answered on its own)."""
+    answers = Answers()
+    async with connect(csms.ocpp, "IDEM1", answers=answers) as cp, csms.client() as admin, csms.client("user") as user:
+        await cp.status(1, "Available")
+        await cp.status(2, "Available")
+        key = {"Idempotency-Key": "shared-key-0001"}
+        first = await admin.post(START, json=BODY, headers=key)
+        other = await user.post(START, json={**BODY, "connectorId": 2}, headers=key)
+        assert first.status_code == 200 and other.status_code == 200, (first.text, other.text)
+        assert "idempotent-replayed" not in other.headers and other.json() != first.json()
+        assert [a for a, _ in answers.received if a == "RemoteStartTransaction"] == ["RemoteStartTransaction"] * 2

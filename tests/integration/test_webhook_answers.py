@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from functools import partial
 
+import pytest
 import trio
 
 from csms.core.webhooks import WebhookEvent, WebhookTarget
@@ -43,14 +44,21 @@ class EndlessReceiver:
             self.cut_off.set()
 
 
-async def test_a_receiver_answering_a_gigabyte_is_read_a_few_kib_and_cut_off():
+@pytest.fixture
+def db_url(tmp_path) -> str:
+    """The outbox's rows are incidental here: SQLite."""
+    return f"sqlite:///{tmp_path / 'csms.db'}"
+
+
+async def test_a_receiver_answering_a_gigabyte_is_read_a_few_kib_and_cut_off(database):
     receiver = EndlessReceiver()
     async with trio.open_nursery() as nursery:
         listeners = await nursery.start(partial(trio.serve_tcp, receiver, 0, host="127.0.0.1"))
         port = listeners[0].socket.getsockname()[1]
-        dispatcher = WebhookDispatcher([WebhookTarget(f"http://127.0.0.1:{port}/hook")], max_attempts=1, timeout=20)
+        target = WebhookTarget(f"http://127.0.0.1:{port}/hook")
+        dispatcher = WebhookDispatcher([target], database, max_attempts=1, timeout=20)
         await nursery.start(dispatcher.run)
-        dispatcher.publish([WebhookEvent("connector.freed", {"chargePointId": "CP1"}, "2025-01-01T00:00:00Z")])
+        await dispatcher.publish([WebhookEvent("connector.freed", {"chargePointId": "CP1"}, "2025-01-01T00:00:00Z")])
         with trio.fail_after(15):  # well inside the attempt's 20 s: the answer's status is enough
             while not dispatcher.log:
                 await trio.sleep(0.01)

@@ -251,10 +251,20 @@ def test_events_from_the_audit_trail_and_from_looking():
     assert ended.type == "session.force_ended" and ended.data["sessionId"] == "S1" and ended.data["fee"] == "1.25"
     assert ended.data["actor"] == "alice" and ended.created_at == "2026-03-01T15:00:00Z"
     assert orphaned.type == "transaction.orphaned" and orphaned.data["transactionId"] == 43
-    assert [(e.type, e.data) for e in presence_changes({"A", "B"}, {"B", "C"}, "t")] == [
+    at = {"A": NOW, "B": NOW, "C": NOW}
+    changes = presence_changes({k: at[k] for k in "AB"}, {k: at[k] for k in "BC"}, "t")
+    assert [(e.type, e.data) for e in changes] == [
         ("charge_point.online", {"chargePointId": "C"}),
         ("charge_point.offline", {"chargePointId": "A"}),
     ]
+    # Whoever sees a fact gives its event one id (two nodes write one outbox row); another fact, another id.
+    assert [e.id for e in events_from_audit(rows)] == [e.id for e in (ended, orphaned)]
+    again = presence_changes({}, {"C": NOW}, "later")
+    assert (
+        again[0].id == changes[0].id
+        and presence_changes({}, {"C": NOW + timedelta(seconds=1)}, "t")[0].id != again[0].id
+    )
+    assert len({ended.id, orphaned.id, changes[0].id, changes[1].id}) == 4
     before = {("CP1", 1): ("busy", ("open_transaction:42",)), ("CP1", 2): ("offline", ("websocket:absent",))}
     after = {("CP1", 1): ("free", ()), ("CP1", 2): ("free", ()), ("CP1", 3): ("free", ())}
     [freed] = connector_changes(before, after, "t")  # offline -> free is a reconnect, not a freeing

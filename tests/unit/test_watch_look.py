@@ -27,7 +27,7 @@ class _Hooks:
 
 def _watcher(lives: list[_Live]) -> Watcher:
     w = Watcher.__new__(Watcher)
-    w.ctx, w.webhooks, w.statuses, w._present, w._looked = _Ctx(lives), _Hooks(), {}, set(), {}
+    w.ctx, w.webhooks, w.statuses, w._present, w._looked = _Ctx(lives), _Hooks(), {}, {}, {}
     return w
 
 
@@ -46,7 +46,7 @@ def test_changes_are_recorded_once_and_unchanged_chargers_skipped():
     assert [c.status for c in w.history("A", 1)] == ["Available", "Preparing"]
     assert [(c.status, c.error_code) for c in w.history("A", 2)] == [("Faulted", "GroundFailure")]
     assert [c.status for c in w.history("B", 1)] == ["Charging"]
-    assert w._present == {"A", "B"}
+    assert set(w._looked) == {"A", "B"}
 
 
 def test_a_full_timeline_costs_at_most_160_bytes_an_entry():
