@@ -528,7 +528,7 @@ async def serve(
             await nursery.start(run_cluster, node)
             async with trio.open_nursery() as front:
                 duties = (lambda: True) if node is None else (lambda: node.duties_held)
-                await front.start(maintenance_loop, ctx, duties)
+                await front.start(partial(maintenance_loop, clustered=node is not None), ctx, duties)
                 await front.start(run_payment_cancels, ctx)
                 webhooks, watcher = await _start_watch(ctx, front, duties)
                 addresses = await _start_front(ctx, front, shutdown, webhooks, watcher)

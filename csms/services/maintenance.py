@@ -289,7 +289,12 @@ def _elsewhere_connectors(ctx: Context) -> dict[tuple[str, int], LiveConnectorRo
 
 
 async def run_once(
-    ctx: Context, *, dry_run: bool = False, nursery: trio.Nursery | None = None, cluster_duties: bool = True
+    ctx: Context,
+    *,
+    dry_run: bool = False,
+    nursery: trio.Nursery | None = None,
+    cluster_duties: bool = True,
+    still_ours: Callable[[], bool] | None = None,
 ) -> list[Action]:
     """Every rule against the database and the live registry; returns what was (or would be) done.
 
@@ -298,7 +303,9 @@ async def run_once(
     In a cluster every node judges and probes the sockets it holds (only it can ping, ask or close
     them); the database-wide rules (reservations, stored statuses, orphans, expired starts, idle
     sessions) run only with `cluster_duties`, and judge orphans on every node's live statuses, never
-    taking "not connected here" for "not connected".
+    taking "not connected here" for "not connected". `still_ours()` is asked before each database action:
+    a duty holder that froze mid-pass (and may have lost the duties meanwhile) applies nothing it planned
+    on data that old; another node plans afresh.
     """
     th = Thresholds.from_settings(ctx.settings)
     now = ctx.clock.now()
@@ -336,6 +343,7 @@ async def run_once(
         if (a.charge_point_id, a.connector_id) not in contradicted
     ]  # one ask per connector and round
     probes: list[tuple[LiveChargePoint, Action]] = []
+    abandoned = False
     for a in actions:
         applied = False
         if not dry_run:
@@ -356,8 +364,15 @@ async def run_once(
                             live.silent_asks.get(a.connector_id), a.subject, now
                         )
                     probes.append((live, a))
-            else:
+            elif still_ours is None or still_ours():
                 applied = await ctx.db.write(_apply_db_action(a, now, th))
+            elif not abandoned:
+                abandoned = True
+                log.warning(
+                    "maintenance.pass_abandoned (the duties were lost, or this pass outlived %.0f s: "
+                    "what it planned is left to the next pass, on fresh data)",
+                    FRESH_PASS_SECONDS,
+                )
         _log(a, applied=applied, dry_run=dry_run)
     if not dry_run and any(a.kind in (ActionKind.CANCEL_RESERVATION, ActionKind.EXPIRE_START) for a in actions):
         ctx.nudge_payment_cancels()  # reservations that ended before charging: their payments go back
@@ -620,7 +635,11 @@ async def _ping_silent(ctx: Context, nursery: trio.Nursery) -> None:
 
 
 async def maintenance_loop(
-    ctx: Context, duties_held: Callable[[], bool] = lambda: True, *, task_status=trio.TASK_STATUS_IGNORED
+    ctx: Context,
+    duties_held: Callable[[], bool] = lambda: True,
+    *,
+    clustered: bool = False,
+    task_status=trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run every rule every interval until cancelled; a failing round is logged and the next one runs.
     In a cluster the database-wide rules run only while `duties_held()` (the node holding the duties lock)."""
@@ -632,8 +651,15 @@ async def maintenance_loop(
     async with trio.open_nursery() as probes:
         while True:
             await trio.sleep(interval)
+            began = trio.current_time()
+
+            def still_ours(began: float = began) -> bool:
+                return duties_held() and trio.current_time() - began < FRESH_PASS_SECONDS
+
             try:
-                await run_once(ctx, nursery=probes, cluster_duties=duties_held())
+                await run_once(
+                    ctx, nursery=probes, cluster_duties=duties_held(), still_ours=still_ours if clustered else None
+                )
             except Exception as exc:
                 ctx.db.log_failure(exc, "maintenance", log, "maintenance.round_failed (will retry next interval)")
             await _ping_silent(ctx, probes)
@@ -644,6 +670,9 @@ async def maintenance_loop(
 
 
 _PRUNE_EVERY = timedelta(hours=1)
+# A cluster pass applies database actions only this long after it began: a duty holder frozen longer may
+# have lost the duties (a hung holder's lock passes after 10 s), and its plan is stale either way.
+FRESH_PASS_SECONDS = 5.0
 _KEYS_KEPT = timedelta(days=1)  # a client retries a command within minutes, not days
 _PRUNE_ROUNDS = 20  # batches of 500 transactions' samples per hourly round: a backlog is worked off, not at once
 

@@ -42,3 +42,20 @@ async def test_idle_session_is_force_ended_after_the_limit_and_not_before(ctx):
     audits = await ctx.db.read(lambda s: [e.action for e in s.scalars(select(AuditEvent))])
     assert "session.force_ended" in audits
     assert await run_once(ctx) == []  # nothing left to do
+
+
+async def test_a_pass_no_longer_ours_applies_nothing_it_planned(ctx, caplog):
+    """A duty holder frozen mid-pass (it may have lost the duties): the actions it planned before are left to the
+    next pass, on fresh data; the next pass that is ours applies them."""
+    sid, _ = plant_stuck_session(ctx.settings.db_url, "IDLE2", 1, meter_start=100, latest_wh=600)
+    from csms.core.times import as_utc
+
+    started = await ctx.db.read(lambda s: s.get(ChargingSession, sid).created_at)
+    ctx.clock.current = as_utc(started) + timedelta(hours=2, seconds=1)
+    planned = await run_once(ctx, still_ours=lambda: False)
+    assert [(a.kind.value, a.subject) for a in planned] == [("end_idle_session", sid)]
+    assert await ctx.db.read(lambda s: s.get(ChargingSession, sid).end_time) is None
+    assert "maintenance.pass_abandoned" in caplog.text
+    applied = await run_once(ctx, still_ours=lambda: True)
+    assert [(a.kind.value, a.subject) for a in applied] == [("end_idle_session", sid)]
+    assert await ctx.db.read(lambda s: s.get(ChargingSession, sid).end_reason) == "IdleTimeout"
