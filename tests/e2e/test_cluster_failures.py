@@ -148,6 +148,27 @@ async def test_a_command_for_a_dead_nodes_charger_follows_it_to_the_asking_node(
         stop_all(nodes, None)
 
 
+async def test_an_unlock_forwarded_to_a_charger_that_does_not_answer_is_400_as_on_one_node(cluster_db, tmp_path):
+    """One documented code: the seed's 400 "did not respond in time", after the call timeout and the trip."""
+    nodes = start_nodes(cluster_db, tmp_path, ("a", "b"), _serve_args())
+    try:
+        answers = Answers()
+        answers.unlock = None  # never answers UnlockConnector
+        async with connect(nodes["a"].ocpp, "MUTE1", answers=answers) as cp, nodes["b"].client() as http:
+            await cp.status(1, "Available")
+            await _held_by(nodes["b"], "MUTE1", "a")
+            began = time.monotonic()
+            res = await http.post(
+                "/api/ChargingSession/unlock-connector", json={"chargingStationId": "MUTE1", "connectorId": 1}
+            )
+            took = time.monotonic() - began
+        print(f"forwarded unlock: {res.status_code} after {took:.1f} s: {res.text[:120]}")
+        assert res.status_code == 400 and "did not respond in time" in res.json()["message"], res.text
+        assert CALL_TIMEOUT <= took < CALL_TIMEOUT + 3, took
+    finally:
+        stop_all(nodes, None)
+
+
 class SlowToStart(Answers):
     """A charger that takes a second to answer a RemoteStartTransaction (both nodes' checks pass meanwhile)."""
 
