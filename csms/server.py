@@ -530,7 +530,8 @@ async def serve(
                 duties = (lambda: True) if node is None else (lambda: node.duties_held)
                 await front.start(partial(maintenance_loop, clustered=node is not None), ctx, duties)
                 await front.start(run_payment_cancels, ctx)
-                webhooks, watcher = await _start_watch(ctx, front, duties)
+                epoch = (lambda: 0) if node is None else (lambda: node.epoch)
+                webhooks, watcher = await _start_watch(ctx, front, duties, epoch)
                 addresses = await _start_front(ctx, front, shutdown, webhooks, watcher)
                 log.info(
                     "csms.listening ocpp=%s/{chargePointId} http=%s docs=%s/docs",
@@ -556,7 +557,7 @@ async def serve(
 
 
 async def _start_watch(
-    ctx: Context, nursery: trio.Nursery, duties: Callable[[], bool]
+    ctx: Context, nursery: trio.Nursery, duties: Callable[[], bool], epoch: Callable[[], int]
 ) -> tuple[WebhookDispatcher, Watcher]:
     """Webhook receivers (their outbox rows, a worker each while `duties()`) and the watcher that feeds them
     and the dashboard."""
@@ -571,7 +572,7 @@ async def _start_watch(
     for target in s.webhooks:
         log.info("csms.webhook receiver=%s signed=%s", target.label, "yes" if target.secret else "no")
     await nursery.start(webhooks.run, duties)
-    watcher = Watcher(ctx, webhooks, duties=duties)
+    watcher = Watcher(ctx, webhooks, duties=duties, epoch=epoch)
     await nursery.start(watcher.run)
     return webhooks, watcher
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import secrets
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -121,6 +121,7 @@ class ClusterNode:
         self.lease = s.cluster_lease_seconds
         self.duties_held = False
         self.rounds = 0
+        self.epoch = 0  # bumped at each lapse of our lease (Presence.epoch); read by the webhook watcher
         self._view = _View({}, {}, datetime.min.replace(tzinfo=UTC), 0.0)
         self._full_read_at: float | None = None  # when (trio clock) every presence row was last read
         self._published: dict[str, Presence] = {}
@@ -172,6 +173,15 @@ class ClusterNode:
         )
         return [self._remote(p) for cp_id, p in live.items() if self.ctx.registry.local(cp_id) is None]
 
+    def presence_elsewhere(self) -> dict[str, tuple[datetime, int]]:
+        """Every other live node's charge points: id -> (connection time, epoch), without building a
+        RemoteChargePoint each (the webhook watcher asks every second)."""
+        live = live_presences(
+            self._view.presences.values(), self._view.leases, self._estimated_db_now(), own_node=self.node_id
+        )
+        local = self.ctx.registry.local
+        return {cp_id: (p.connected_at, p.epoch) for cp_id, p in live.items() if local(cp_id) is None}
+
     def _remote(self, p: Presence) -> RemoteChargePoint:
         return RemoteChargePoint(
             p.charge_point_id,
@@ -188,6 +198,7 @@ class ClusterNode:
             starts_in_flight=dict.fromkeys(p.starting, 1),
             reconnect_probe_answered=p.probe_answered,
             station_tx=dict(p.station_tx),
+            epoch=p.epoch,
         )
 
     # ------------------------------------------------------------------ tasks
@@ -219,6 +230,7 @@ class ClusterNode:
         )
         self.ctx.registry.elsewhere = self.elsewhere
         self.ctx.registry.everyone_else = self.everyone_else
+        self.ctx.registry.presence_elsewhere = self.presence_elsewhere
         self.ctx.registry.look_up = self.look_up
         self.ctx.registry.on_change = self._mark_changed
         try:
@@ -231,6 +243,7 @@ class ClusterNode:
         finally:
             self.ctx.registry.on_change = None
             self.ctx.registry.elsewhere = self.ctx.registry.everyone_else = self.ctx.registry.look_up = None
+            self.ctx.registry.presence_elsewhere = None
             with trio.move_on_after(3) as scope:
                 scope.shield = True
                 try:
@@ -282,6 +295,7 @@ class ClusterNode:
                 live.reconnect_probe_answered,
                 live.connection.version.name,
                 dict(live.station_tx),
+                self.epoch,
             )
             for live in self.ctx.registry
         }
@@ -295,9 +309,16 @@ class ClusterNode:
         def write(s: Session) -> set[str]:
             if store.renew_lease(s, self.node_id, self.lease) and self.rounds:
                 # Our lease lapsed (a stall, a database outage): rows may have been buried meanwhile, so
-                # every connection is written again, not only the changed ones.
-                log.warning("cluster.lease_lapsed node=%s (republishing %d charge points)", self.node_id, len(current))
-                p = PresencePlan(tuple(current.values()), plan.deletes)
+                # every connection is written again, not only the changed ones, in a new epoch (the others
+                # judged them offline: their coming back is news).
+                self.epoch += 1
+                log.warning(
+                    "cluster.lease_lapsed node=%s epoch=%d (republishing %d charge points)",
+                    self.node_id,
+                    self.epoch,
+                    len(current),
+                )
+                p = PresencePlan(tuple(replace(c, epoch=self.epoch) for c in current.values()), plan.deletes)
             else:
                 p = plan
             return store.write_presence(s, self.node_id, p.upserts, p.deletes) if p else set()

@@ -32,6 +32,7 @@ __all__ = [
     "connectors_to_json",
     "signals_from_json",
     "version_from_json",
+    "epoch_from_json",
 ]
 
 # Node ids name NOTIFY channels (`csms_node_<id>`, at most 63 bytes) and appear in logs.
@@ -72,6 +73,9 @@ class Presence:
     # command from another node must say to it (csms.ocpp.commands).
     ocpp: str = "1.6"
     station_tx: Mapping[int, str] = field(default_factory=dict)
+    # How often the holding node's lease lapsed and came back (its rows were buried meanwhile): a webhook
+    # presence event names it, so "online again" after a lapse is a new event, not a copy of the first.
+    epoch: int = 0
 
 
 def lease_valid(lease_until: datetime | None, now: datetime) -> bool:
@@ -169,6 +173,7 @@ def plan_presence(
             or before.probe_answered != now_p.probe_answered
             or before.ocpp != now_p.ocpp
             or before.station_tx != now_p.station_tx
+            or before.epoch != now_p.epoch
             or now_p.last_seen - before.last_seen >= last_seen_step
         ):
             upserts.append(now_p)
@@ -183,6 +188,7 @@ def connectors_to_json(
     *,
     ocpp: str = "1.6",
     station_tx: Mapping[int, str] | None = None,
+    epoch: int = 0,
 ) -> dict[str, Any]:
     """Connector states as a JSON object (connector ids become string keys), with `starting` (connector ids),
     `probe` (an ISO time), `ocpp` (when not 1.6) and `stationTx` only when set, so the usual row stays small."""
@@ -203,7 +209,15 @@ def connectors_to_json(
         out["ocpp"] = ocpp
     if station_tx:
         out["stationTx"] = {str(k): v for k, v in sorted(station_tx.items())}
+    if epoch:
+        out["epoch"] = epoch
     return out
+
+
+def epoch_from_json(data: Mapping[str, Any] | None) -> int:
+    """The `epoch` entry of connectors_to_json (0 when absent or unreadable)."""
+    value = (data or {}).get("epoch")
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
 def version_from_json(data: Mapping[str, Any] | None) -> tuple[str, dict[int, str]]:

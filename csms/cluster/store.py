@@ -20,6 +20,7 @@ from csms.cluster.presence import (
     PresenceChange,
     connectors_from_json,
     connectors_to_json,
+    epoch_from_json,
     signals_from_json,
     version_from_json,
 )
@@ -116,7 +117,7 @@ def write_presence(s: Session, node_id: str, upserts: Iterable[Presence], delete
             "connected_at": p.connected_at.isoformat(),
             "last_seen": p.last_seen.isoformat(),
             "connectors": connectors_to_json(
-                p.connectors, p.starting, p.probe_answered, ocpp=p.ocpp, station_tx=p.station_tx
+                p.connectors, p.starting, p.probe_answered, ocpp=p.ocpp, station_tx=p.station_tx, epoch=p.epoch
             ),
         }
         for p in upserts
@@ -182,7 +183,10 @@ def load_presence(s: Session, cp_id: str) -> tuple[PresenceChange, datetime, dat
 def _presence(cp: str, node: str, at: datetime, seen: datetime, conns: Any) -> Presence:
     starting, probe = signals_from_json(conns)
     ocpp, station_tx = version_from_json(conns)
-    return Presence(cp, node, as_utc(at), as_utc(seen), connectors_from_json(conns), starting, probe, ocpp, station_tx)
+    connectors = connectors_from_json(conns)
+    return Presence(
+        cp, node, as_utc(at), as_utc(seen), connectors, starting, probe, ocpp, station_tx, epoch_from_json(conns)
+    )
 
 
 def sweep(

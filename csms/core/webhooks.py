@@ -208,16 +208,24 @@ def fact_id(*parts: object) -> str:
     return str(uuid.uuid5(_IDS, "|".join(p.isoformat() if isinstance(p, datetime) else str(p) for p in parts)))
 
 
-def presence_changes(before: Mapping[str, datetime], after: Mapping[str, datetime], at: str) -> list[WebhookEvent]:
-    """Charge points that came and went between two looks at the live registry (id -> connection time); each
-    event's id is its charge point's and connection's, whoever sees it."""
-    return [
-        WebhookEvent("charge_point.online", {"chargePointId": cp}, at, fact_id("online", cp, after[cp]))
-        for cp in sorted(after.keys() - before.keys())
-    ] + [
-        WebhookEvent("charge_point.offline", {"chargePointId": cp}, at, fact_id("offline", cp, before[cp]))
-        for cp in sorted(before.keys() - after.keys())
-    ]
+def presence_changes(
+    before: Mapping[str, tuple[datetime, int]], after: Mapping[str, tuple[datetime, int]], at: str
+) -> list[WebhookEvent]:
+    """Charge points that came and went between two looks (id -> its connection time and its node's epoch); a
+    new connection time is a reconnect: offline, then online. Each event's id is its charge point's,
+    connection's and epoch's, whoever sees it."""
+
+    def event(kind: str, cp: str, seen: tuple[datetime, int]) -> WebhookEvent:
+        return WebhookEvent(f"charge_point.{kind}", {"chargePointId": cp}, at, fact_id(kind, cp, *seen))
+
+    out = []
+    for cp in sorted(after):
+        was = before.get(cp)
+        if was is not None and was[0] != after[cp][0]:
+            out.append(event("offline", cp, was))
+        if was is None or was[0] != after[cp][0]:
+            out.append(event("online", cp, after[cp]))
+    return out + [event("offline", cp, before[cp]) for cp in sorted(before.keys() - after.keys())]
 
 
 def connector_changes(

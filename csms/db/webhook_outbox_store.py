@@ -88,6 +88,7 @@ def take(s: Session, receiver: str, now: datetime, limit: int) -> list[Queued]:
         .where(WebhookOutbox.receiver == receiver, WebhookOutbox.state == "pending")
         .order_by(WebhookOutbox.id)
         .limit(limit)
+        .with_for_update(skip_locked=True)  # two holders for a moment (a handover) take different rows
     ).scalars()
     out = []
     for r in rows:
@@ -98,8 +99,10 @@ def take(s: Session, receiver: str, now: datetime, limit: int) -> list[Queued]:
 
 def mark(s: Session, row_id: int, state: str, attempts: int, now: datetime) -> None:
     """After an attempt: `sending` again (a retry follows), `delivered` or `failed`."""
-    s.execute(
-        update(WebhookOutbox).where(WebhookOutbox.id == row_id).values(state=state, attempts=attempts, updated_at=now)
+    s.execute(  # only a row still being sent: a former holder's late mark cannot undo the new one's
+        update(WebhookOutbox)
+        .where(WebhookOutbox.id == row_id, WebhookOutbox.state == "sending")
+        .values(state=state, attempts=attempts, updated_at=now)
     )
 
 

@@ -165,6 +165,7 @@ class RemoteChargePoint:
     heartbeat_interval: int = 0
     starts_in_flight: dict[int, int] = field(default_factory=dict)
     reconnect_probe_answered: datetime | None = None
+    epoch: int = 0  # its node's lease lapses (csms.cluster.presence.Presence.epoch)
     # OCPP 2.0.1: its open transactions by the station's ids, as the holding node published them; the
     # remoteStartIds this node asked for (a Started naming one reaches the holding node, which links by tag).
     station_tx: dict[int, str] = field(default_factory=dict)
@@ -184,6 +185,8 @@ class Registry:
         # Set by csms.cluster in cluster mode: the charge points other live nodes hold.
         self.elsewhere: Callable[[str], RemoteChargePoint | None] | None = None
         self.everyone_else: Callable[[], list[RemoteChargePoint]] | None = None
+        # The other nodes' charge points as (connection time, epoch) only: the watcher's every-second look.
+        self.presence_elsewhere: Callable[[], dict[str, tuple[datetime, int]]] | None = None
         # Set by csms.cluster: told on every attach and detach (presence is published at once).
         self.on_change: Callable[[], None] | None = None
         # Set by csms.cluster: asks the database for a charge point not (yet) in this node's view.

@@ -70,15 +70,18 @@ class Watcher:
         interval: float = 1.0,
         verdict_interval: float = 2.0,
         duties: Callable[[], bool] = lambda: True,
+        epoch: Callable[[], int] = lambda: 0,
     ) -> None:
         self.ctx = ctx
         self.webhooks = webhooks
         self.interval = interval
         self.verdict_interval = verdict_interval
         self.duties = duties  # the cluster duties (a single node always): every node's presence, the verdicts
+        self.epoch = epoch  # this node's presence epoch (csms.cluster.presence.Presence.epoch; 0 alone)
         self.statuses: dict[tuple[str, int], deque[StatusChange]] = {}
-        self._present: dict[str, datetime] = {}
-        self._present_duties = False
+        self._here: dict[str, tuple[datetime, int]] = {}  # this node's charge points as of the last look
+        self._elsewhere: dict[str, tuple[datetime, int]] = {}  # the other nodes', looked at by the duty holder
+        self._elsewhere_looked = False  # whether _elsewhere is a look of this node's while it held the duties
         self._audit_cursor = 0
         self._audit_seen: set[int] = set()
         self._verdicts: dict[tuple[str, int], tuple[str, tuple[str, ...]]] | None = None
@@ -109,20 +112,29 @@ class Watcher:
         for gone in looked.keys() - present:
             del looked[gone]
 
-    def _presence(self, duties: bool) -> dict[str, datetime]:
-        """Charge point -> its connection time: this node's, and with the duties every other node's too."""
-        present = {live.id: live.connected_at for live in self.ctx.registry}
-        if duties and self.ctx.registry.everyone_else is not None:
-            for remote in self.ctx.registry.everyone_else():
-                present.setdefault(remote.id, remote.connected_at)
-        return present
+    async def _look(self) -> None:
+        self._look_at_registry()
+
+    def _presence_here(self) -> dict[str, tuple[datetime, int]]:
+        epoch = self.epoch()
+        return {live.id: (live.connected_at, epoch) for live in self.ctx.registry}
+
+    def _presence_elsewhere(self, duties: bool) -> dict[str, tuple[datetime, int]]:
+        """With the duties, every other node's charge points (so a dead node's go offline); else none."""
+        look = self.ctx.registry.presence_elsewhere
+        return look() if duties and look is not None else {}
 
     async def _compare_presence(self) -> None:
+        """This node's charge points always; the others' on the duty holder, where taking the duties is a new
+        baseline (what the previous holder saw is not news)."""
+        here, at = self._presence_here(), iso(self.ctx.clock.now())
         duties = self.duties()
-        present = self._presence(duties)
-        if duties == self._present_duties:  # a new scope (duties taken or lost) is a new baseline, no events
-            await self.webhooks.publish(presence_changes(self._present, present, iso(self.ctx.clock.now())))
-        self._present, self._present_duties = present, duties
+        elsewhere = self._presence_elsewhere(duties)
+        events = presence_changes(self._here, here, at)
+        if duties and self._elsewhere_looked:
+            events += presence_changes(self._elsewhere, elsewhere, at)  # one that moved here: offline there
+        await self.webhooks.publish(events)
+        self._here, self._elsewhere, self._elsewhere_looked = here, elsewhere, duties
 
     def _audit_rows(self, s: Session) -> list[AuditRow]:
         rows = s.scalars(
@@ -140,10 +152,10 @@ class Watcher:
         rows = [r for r in await self.ctx.db.read(self._audit_rows) if r.id not in self._audit_seen]
         if not rows:
             return
+        await self.webhooks.publish(events_from_audit(rows))  # first: a failed write is tried again next look
         self._audit_seen.update(r.id for r in rows)
         self._audit_cursor = max(self._audit_cursor, *(r.id for r in rows))
         self._audit_seen = {i for i in self._audit_seen if i > self._audit_cursor - _LOOKBACK}
-        await self.webhooks.publish(events_from_audit(rows))
 
     async def _compare_verdicts(self) -> None:
         if not self.duties():
@@ -156,23 +168,25 @@ class Watcher:
         self._verdicts = now
 
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
-        self._present_duties = self.duties()
-        self._present = self._presence(self._present_duties)
+        self._here = self._presence_here()
+        self._elsewhere_looked = self.duties()
+        self._elsewhere = self._presence_elsewhere(self._elsewhere_looked)
         if self.webhooks.enabled:  # only what happens from now on
             self._audit_cursor = await self.ctx.db.read(lambda s: s.scalar(select(func.max(AuditEvent.id))) or 0)
             self._audit_seen = set(range(self._audit_cursor - _LOOKBACK + 1, self._audit_cursor + 1))
         task_status.started()
         while True:
             await trio.sleep(self.interval)
-            try:
-                self._look_at_registry()
-                if self.webhooks.enabled:
-                    await self._compare_presence()
-                    await self._tail_audit()
-                    if trio.current_time() - self._verdicts_at >= self.verdict_interval:
-                        self._verdicts_at = trio.current_time()
-                        await self._compare_verdicts()
-            except Exception as exc:
-                self.ctx.db.log_failure(
-                    exc, "watcher", log, "watch.round_failed (will look again in %.1f s)", self.interval
-                )
+            steps = [self._look]
+            if self.webhooks.enabled:
+                steps += [self._compare_presence, self._tail_audit]
+            if self.webhooks.enabled and trio.current_time() - self._verdicts_at >= self.verdict_interval:
+                self._verdicts_at = trio.current_time()
+                steps.append(self._compare_verdicts)
+            for step in steps:  # each on its own: one that fails does not keep the others from running
+                try:
+                    await step()
+                except Exception as exc:
+                    self.ctx.db.log_failure(
+                        exc, "watcher", log, "watch.%s_failed (will look again in %.1f s)", step.__name__, self.interval
+                    )

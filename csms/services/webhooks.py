@@ -55,6 +55,7 @@ log = logging.getLogger("csms.webhooks")
 ANSWER_BYTES = 4096
 _TAKE = 1  # rows a worker takes at once: one, so that a full queue drops any row not in flight
 _POLL_SECONDS = 1.0  # a worker looks for rows other nodes wrote this often (its own wake it at once)
+_WRITE_ROWS = 1000  # outbox rows per statement (8 parameters each)
 
 DELIVERIES = Counter("csms_webhook_deliveries", "Webhook delivery attempts by outcome", ["outcome"])
 QUEUED = Gauge("csms_webhook_queued", "Webhook events waiting, all receivers")
@@ -118,27 +119,44 @@ class WebhookDispatcher:
         events = list(events)
         if not events or not self.receivers:
             return
+        size = self.receivers[0].queue_limit
+        if len(events) > size:  # a burst beyond what a receiver may hold: its oldest are never written
+            skipped, events = events[:-size], events[-size:]
+            for r in self.receivers:
+                r.dropped += len(skipped)
+            DELIVERIES.labels("dropped").inc(len(skipped) * len(self.receivers))
+            log.warning(
+                "webhook.dropped events=%d first=%s type=%s (a burst of %d beyond the queue of %d)",
+                len(skipped),
+                skipped[0].id,
+                skipped[0].type,
+                len(skipped) + len(events),
+                size,
+            )
         for event in events:
             log.info("webhook.event type=%s id=%s data=%s", event.type, event.id, dict(event.data))
         rows = [
             (event.id, r.target.label, event.type, event.body().decode()) for event in events for r in self.receivers
         ]
-        now, size = datetime.now(UTC), self.receivers[0].queue_limit
-        dropped, pending = await self.db.write(lambda s: outbox.enqueue(s, rows, now, queue_size=size))
         by_label = {r.target.label: r for r in self.receivers}
-        for label, n in pending.items():
-            by_label[label].queued = n
-        for d in dropped:
-            r = by_label[d.receiver]
-            r.dropped += 1
-            self._record(r, d.event_id, d.type, 0, "dropped", error="queue full: the receiver is too slow or down")
-            log.warning(
-                "webhook.dropped receiver=%s event=%s type=%s (queue of %d full)",
-                d.receiver,
-                d.event_id,
-                d.type,
-                r.queue_limit,
-            )
+        now = datetime.now(UTC)
+        for i in range(0, len(rows), _WRITE_ROWS):  # bounded statements (PostgreSQL takes 65,535 parameters)
+            chunk = rows[i : i + _WRITE_ROWS]
+            write = partial(outbox.enqueue, rows=chunk, now=now, queue_size=size)
+            dropped, pending = await self.db.write(write)
+            for label, n in pending.items():
+                by_label[label].queued = n
+            for d in dropped:
+                r = by_label[d.receiver]
+                r.dropped += 1
+                self._record(r, d.event_id, d.type, 0, "dropped", error="queue full: the receiver is too slow or down")
+                log.warning(
+                    "webhook.dropped receiver=%s event=%s type=%s (queue of %d full)",
+                    d.receiver,
+                    d.event_id,
+                    d.type,
+                    r.queue_limit,
+                )
         for r in self.receivers:
             r.wake.set()
 
@@ -204,18 +222,23 @@ class WebhookDispatcher:
                     for row in rows:
                         r.in_flight = row
                         try:
-                            await self._deliver(client, r, row)
+                            await self._deliver(client, r, row, duties)
                         finally:
                             r.in_flight = None
                 except Exception as exc:
                     self.db.log_failure(
                         exc, "webhooks", log, "webhook.worker_failed receiver=%s (looking again in 1 s)", label
                     )
+                    delivering = False  # a row whose mark failed is still 'sending': taken again, in order
                     await trio.sleep(_POLL_SECONDS)
 
-    async def _deliver(self, client: httpx.AsyncClient, r: Receiver, row: outbox.Queued) -> None:
+    async def _deliver(
+        self, client: httpx.AsyncClient, r: Receiver, row: outbox.Queued, duties: Callable[[], bool]
+    ) -> None:
         body = row.body.encode()
         for attempt in range(row.attempts + 1, max(row.attempts + 1, self.max_attempts) + 1):  # one at least
+            if not duties():  # another node delivers now: the row stays 'sending', for it to take again
+                return
             headers = {
                 "Content-Type": "application/json",
                 "User-Agent": "unstuck-csms-webhooks",

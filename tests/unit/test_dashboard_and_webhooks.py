@@ -251,7 +251,7 @@ def test_events_from_the_audit_trail_and_from_looking():
     assert ended.type == "session.force_ended" and ended.data["sessionId"] == "S1" and ended.data["fee"] == "1.25"
     assert ended.data["actor"] == "alice" and ended.created_at == "2026-03-01T15:00:00Z"
     assert orphaned.type == "transaction.orphaned" and orphaned.data["transactionId"] == 43
-    at = {"A": NOW, "B": NOW, "C": NOW}
+    at = {"A": (NOW, 0), "B": (NOW, 0), "C": (NOW, 0)}
     changes = presence_changes({k: at[k] for k in "AB"}, {k: at[k] for k in "BC"}, "t")
     assert [(e.type, e.data) for e in changes] == [
         ("charge_point.online", {"chargePointId": "C"}),
@@ -259,12 +259,18 @@ def test_events_from_the_audit_trail_and_from_looking():
     ]
     # Whoever sees a fact gives its event one id (two nodes write one outbox row); another fact, another id.
     assert [e.id for e in events_from_audit(rows)] == [e.id for e in (ended, orphaned)]
-    again = presence_changes({}, {"C": NOW}, "later")
-    assert (
-        again[0].id == changes[0].id
-        and presence_changes({}, {"C": NOW + timedelta(seconds=1)}, "t")[0].id != again[0].id
-    )
+    again = presence_changes({}, {"C": (NOW, 0)}, "later")
+    assert again[0].id == changes[0].id
+    later = NOW + timedelta(seconds=1)
+    assert presence_changes({}, {"C": (later, 0)}, "t")[0].id != again[0].id  # another connection
+    assert presence_changes({}, {"C": (NOW, 1)}, "t")[0].id != again[0].id  # its node came back from a lapse
     assert len({ended.id, orphaned.id, changes[0].id, changes[1].id}) == 4
+    # A reconnect between two looks: the old connection goes offline, the new one comes online.
+    moved = presence_changes({"C": (NOW, 0)}, {"C": (later, 0)}, "t")
+    assert [e.type for e in moved] == ["charge_point.offline", "charge_point.online"]
+    assert moved[1].id == presence_changes({}, {"C": (later, 0)}, "t")[0].id
+    assert moved[0].id == presence_changes({"C": (NOW, 0)}, {}, "t")[0].id
+    assert presence_changes({"C": (NOW, 0)}, {"C": (NOW, 1)}, "t") == []  # same connection, new epoch: no news
     before = {("CP1", 1): ("busy", ("open_transaction:42",)), ("CP1", 2): ("offline", ("websocket:absent",))}
     after = {("CP1", 1): ("free", ()), ("CP1", 2): ("free", ()), ("CP1", 3): ("free", ())}
     [freed] = connector_changes(before, after, "t")  # offline -> free is a reconnect, not a freeing
