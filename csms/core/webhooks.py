@@ -67,6 +67,12 @@ class WebhookTarget:
     secret: str | None = field(default=None, repr=False)  # never in a log line or a page
 
     @property
+    def key(self) -> str:
+        """The outbox's name for it: its label and a digest of the whole URL, so two receivers that differ only
+        in a query or user info are two (at most 300 characters)."""
+        return f"{self.label[:280]}#{hashlib.sha256(self.url.encode()).hexdigest()[:12]}"
+
+    @property
     def label(self) -> str:
         """The URL without user info, query or fragment: safe to show."""
         parts = urlsplit(self.url)

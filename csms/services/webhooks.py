@@ -135,24 +135,22 @@ class WebhookDispatcher:
             )
         for event in events:
             log.info("webhook.event type=%s id=%s data=%s", event.type, event.id, dict(event.data))
-        rows = [
-            (event.id, r.target.label, event.type, event.body().decode()) for event in events for r in self.receivers
-        ]
-        by_label = {r.target.label: r for r in self.receivers}
+        rows = [(event.id, r.target.key, event.type, event.body().decode()) for event in events for r in self.receivers]
+        by_key = {r.target.key: r for r in self.receivers}
         now = datetime.now(UTC)
         for i in range(0, len(rows), _WRITE_ROWS):  # bounded statements (PostgreSQL takes 65,535 parameters)
             chunk = rows[i : i + _WRITE_ROWS]
             write = partial(outbox.enqueue, rows=chunk, now=now, queue_size=size)
             dropped, pending = await self.db.write(write)
-            for label, n in pending.items():
-                by_label[label].queued = n
+            for key, n in pending.items():
+                by_key[key].queued = n
             for d in dropped:
-                r = by_label[d.receiver]
+                r = by_key[d.receiver]
                 r.dropped += 1
                 self._record(r, d.event_id, d.type, 0, "dropped", error="queue full: the receiver is too slow or down")
                 log.warning(
                     "webhook.dropped receiver=%s event=%s type=%s (queue of %d full)",
-                    d.receiver,
+                    r.target.label,
                     d.event_id,
                     d.type,
                     r.queue_limit,
@@ -195,7 +193,7 @@ class WebhookDispatcher:
         )
 
     async def _worker(self, r: Receiver, duties: Callable[[], bool]) -> None:
-        label = r.target.label
+        key, label = r.target.key, r.target.label
         delivering = False
         async with httpx.AsyncClient(timeout=self.timeout, follow_redirects=False) as client:
             while True:
@@ -206,13 +204,13 @@ class WebhookDispatcher:
                         await trio.sleep(_POLL_SECONDS)
                         continue
                     if not delivering:  # taking over: what a previous holder took and did not finish goes again
-                        await self.db.write(lambda s: outbox.requeue_sending(s, label))
+                        await self.db.write(lambda s: outbox.requeue_sending(s, key))
                         delivering = True
                     now = datetime.now(UTC)
-                    take = partial(outbox.take, receiver=label, now=now, limit=_TAKE)
+                    take = partial(outbox.take, receiver=key, now=now, limit=_TAKE)
                     rows: list[outbox.Queued] = await self.db.write(take)
                     if not rows:
-                        r.queued = (await self.db.read(outbox.pending_counts)).get(label, 0)
+                        r.queued = (await self.db.read(outbox.pending_counts)).get(key, 0)
                         QUEUED.set(self.queued())
                         r.wake = trio.Event()
                         with trio.move_on_after(_POLL_SECONDS):

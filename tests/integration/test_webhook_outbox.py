@@ -60,3 +60,8 @@ async def test_a_burst_of_ten_thousand_events_is_written_in_bounded_statements(d
     small = WebhookDispatcher([WebhookTarget("http://127.0.0.1:9/other")], database, queue_size=50)
     await small.publish(events)  # past its bound: only the newest 50 are written
     assert small.receivers[0].queued == 50 and small.receivers[0].dropped == 10_000 - 50
+
+
+def test_two_receivers_that_differ_in_a_query_are_two():
+    a, b = WebhookTarget("https://h.example/hook?to=a"), WebhookTarget("https://h.example/hook?to=b")
+    assert a.label == b.label and a.key != b.key and len(WebhookTarget("https://h.example/" + "x" * 500).key) <= 300
