@@ -122,6 +122,8 @@ class ClusterNode:
         self.duties_held = False
         self.rounds = 0
         self.epoch = 0  # bumped at each lapse of our lease (Presence.epoch); read by the webhook watcher
+        # Our connections as the database first saw them: id -> (connected_at, first_seen), sent with each write.
+        self._first_seen: dict[str, tuple[datetime, datetime]] = {}
         self._view = _View({}, {}, datetime.min.replace(tzinfo=UTC), 0.0)
         self._full_read_at: float | None = None  # when (trio clock) every presence row was last read
         self._published: dict[str, Presence] = {}
@@ -296,6 +298,7 @@ class ClusterNode:
                 live.connection.version.name,
                 dict(live.station_tx),
                 self.epoch,
+                self._first_seen_of(live.id, live.connected_at),
             )
             for live in self.ctx.registry
         }
@@ -306,7 +309,7 @@ class ClusterNode:
         full = self._full_read_at is None or trio.current_time() - self._full_read_at >= _FULL_READ_SECONDS
         changed_since = None if full else self._view.db_now - max(_MIN_READ_MARGIN, timedelta(seconds=self.lease))
 
-        def write(s: Session) -> set[str]:
+        def write(s: Session) -> store.Written:
             if store.renew_lease(s, self.node_id, self.lease) and self.rounds:
                 # Our lease lapsed (a stall, a database outage): rows may have been buried meanwhile, so
                 # every connection is written again, not only the changed ones, in a new epoch (the others
@@ -321,16 +324,21 @@ class ClusterNode:
                 p = PresencePlan(tuple(replace(c, epoch=self.epoch) for c in current.values()), plan.deletes)
             else:
                 p = plan
-            return store.write_presence(s, self.node_id, p.upserts, p.deletes) if p else set()
+            return store.write_presence(s, self.node_id, p.upserts, p.deletes) if p else store.Written(set(), {})
 
         def read(s: Session) -> tuple[store.Snapshot, tuple[set[str], datetime | None]]:
             return store.load_snapshot(s, self.node_id, changed_since), store.booted_since(s, since)
 
-        def work() -> tuple[set[str], store.Snapshot, tuple[set[str], datetime | None]]:
+        def work() -> tuple[store.Written, store.Snapshot, tuple[set[str], datetime | None]]:
             # The write commits on its own, short, so its rows' updated_at stays close to its commit.
             return self._run_session(write), *self._run_session(read)
 
-        lost, snap, (booted, self._booted_at) = await trio.to_thread.run_sync(work, limiter=self._round_limiter)
+        written, snap, (booted, self._booted_at) = await trio.to_thread.run_sync(work, limiter=self._round_limiter)
+        lost = written.lost
+        for cp_id, seen in written.first_seen.items():
+            self._first_seen[cp_id] = (current[cp_id].connected_at, seen)
+        for cp_id in self._first_seen.keys() - current.keys():
+            del self._first_seen[cp_id]
         # Booted through another node: this one lets it send more than BootNotification and Heartbeat too.
         self.ctx.accepted_charge_points |= booted
         self.ctx.known_charge_points |= booted
@@ -349,9 +357,18 @@ class ClusterNode:
             await self._replaced_elsewhere(cp_id, current[cp_id].connected_at)
         # A half-open socket here never changes, so its row is not written again: learn of the newer
         # connection from the read as well.
-        local = {cp_id: p.connected_at for cp_id, p in current.items() if cp_id not in lost}
+        local = {
+            cp_id: first
+            for cp_id, p in current.items()
+            if cp_id not in lost and (first := self._first_seen_of(cp_id, p.connected_at)) is not None
+        }
         for cp_id in replaced_elsewhere(snap.changes, local, own_node=self.node_id):
-            await self._replaced_elsewhere(cp_id, local[cp_id])
+            await self._replaced_elsewhere(cp_id, current[cp_id].connected_at)
+
+    def _first_seen_of(self, cp_id: str, connected_at: datetime) -> datetime | None:
+        """When the database first saw this connection of ours (None: not written yet)."""
+        known = self._first_seen.get(cp_id)
+        return known[1] if known is not None and known[0] == connected_at else None
 
     def _run_session(self, work: Any) -> Any:
         with self.ctx.db.sessions() as session, session.begin():

@@ -76,6 +76,9 @@ class Presence:
     # How often the holding node's lease lapsed and came back (its rows were buried meanwhile): a webhook
     # presence event names it, so "online again" after a lapse is a new event, not a copy of the first.
     epoch: int = 0
+    # When the database first saw this connection (None until written): the newer of two connections of one
+    # charge point is the one first seen later, by the database's clock, whatever the nodes' clocks say.
+    first_seen: datetime | None = None
 
 
 def lease_valid(lease_until: datetime | None, now: datetime) -> bool:
@@ -128,16 +131,16 @@ def apply_changes(
 
 
 def replaced_elsewhere(changes: Iterable[PresenceChange], local: Mapping[str, datetime], *, own_node: str) -> list[str]:
-    """Charge points held here (`local`: id -> connected_at) whose row, just read, is another node's newer
-    connection: the charger reconnected there, so ours is a leftover (half-open) socket. Without this, a
-    node whose socket never changes would only learn it when it next wrote that row (the 60 s last_seen
-    step) or when its own silence detection fired. Node clocks are assumed NTP-synced (connected_at is
-    each node's wall clock)."""
+    """Charge points held here (`local`: id -> when the database first saw our connection) whose row, just
+    read, is another node's newer connection (first seen later): the charger reconnected there, so ours is a
+    leftover (half-open) socket. Without this, a node whose socket never changes would only learn it when it
+    next wrote that row (the 60 s last_seen step) or when its own silence detection fired. Both times are the
+    database's: the nodes' clocks do not decide."""
     out = []
     for ch in changes:
         p = ch.presence
         at = local.get(p.charge_point_id)
-        if not ch.gone and p.node_id != own_node and at is not None and at < p.connected_at:
+        if not ch.gone and p.node_id != own_node and at is not None and p.first_seen is not None and at < p.first_seen:
             out.append(p.charge_point_id)
     return out
 

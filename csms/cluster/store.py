@@ -43,6 +43,7 @@ __all__ = [
     "load_answer",
     "unclaimed_calls",
     "withdraw_call",
+    "Written",
 ]
 
 
@@ -92,25 +93,43 @@ def clear_own_presence(s: Session, node_id: str) -> int:
     return rowcount(s.execute(text(_BURY), {"node": node_id}))
 
 
+# A connection's first write stamps first_seen_at with the database's clock; the node sends it back with every
+# later write of that connection. So a node that refreshes an old connection after another node wrote a
+# newer one (first seen later) is refused, whatever the two nodes' clocks say.
 _UPSERT = text("""
-INSERT INTO cluster_presence (charge_point_id, node_id, connected_at, last_seen, connectors, gone, updated_at)
-SELECT r.charge_point_id, :node, r.connected_at, r.last_seen, r.connectors, false, clock_timestamp()
+INSERT INTO cluster_presence
+    (charge_point_id, node_id, connected_at, last_seen, connectors, gone, updated_at, first_seen_at)
+SELECT r.charge_point_id, :node, r.connected_at, r.last_seen, r.connectors, false, clock_timestamp(),
+       COALESCE(r.first_seen_at, clock_timestamp())
 FROM json_to_recordset(CAST(:rows AS json))
-     AS r(charge_point_id text, connected_at timestamptz, last_seen timestamptz, connectors json)
+     AS r(charge_point_id text, connected_at timestamptz, last_seen timestamptz, connectors json,
+          first_seen_at timestamptz)
 ON CONFLICT (charge_point_id) DO UPDATE SET node_id = excluded.node_id, connected_at = excluded.connected_at,
-    last_seen = excluded.last_seen, connectors = excluded.connectors, gone = false, updated_at = clock_timestamp()
+    last_seen = excluded.last_seen, connectors = excluded.connectors, gone = false, updated_at = clock_timestamp(),
+    first_seen_at = CASE
+        WHEN cluster_presence.node_id = excluded.node_id AND cluster_presence.connected_at = excluded.connected_at
+        THEN COALESCE(cluster_presence.first_seen_at, excluded.first_seen_at)
+        ELSE excluded.first_seen_at END
 WHERE cluster_presence.node_id = excluded.node_id
    OR cluster_presence.gone
-   OR cluster_presence.connected_at <= excluded.connected_at
+   OR COALESCE(cluster_presence.first_seen_at, '-infinity') <= excluded.first_seen_at
    OR NOT EXISTS (SELECT 1 FROM cluster_nodes n
                   WHERE n.node_id = cluster_presence.node_id AND n.lease_until > now())
-RETURNING charge_point_id
+RETURNING charge_point_id, first_seen_at
 """)
 
 
-def write_presence(s: Session, node_id: str, upserts: Iterable[Presence], deletes: Iterable[str]) -> set[str]:
-    """Apply a PresencePlan in one round trip each way; returns the ids whose row is now another
-    node's newer connection (this node's connection for them is stale: it was replaced)."""
+@dataclass(frozen=True)
+class Written:
+    """What a presence write did: the ids whose row is another node's newer connection (ours was replaced),
+    and when the database first saw each connection it took (to send back with its later writes)."""
+
+    lost: set[str]
+    first_seen: dict[str, datetime]
+
+
+def write_presence(s: Session, node_id: str, upserts: Iterable[Presence], deletes: Iterable[str]) -> Written:
+    """Apply a PresencePlan in one round trip each way."""
     rows: list[dict[str, Any]] = [
         {
             "charge_point_id": p.charge_point_id,
@@ -119,19 +138,22 @@ def write_presence(s: Session, node_id: str, upserts: Iterable[Presence], delete
             "connectors": connectors_to_json(
                 p.connectors, p.starting, p.probe_answered, ocpp=p.ocpp, station_tx=p.station_tx, epoch=p.epoch
             ),
+            "first_seen_at": None if p.first_seen is None else p.first_seen.isoformat(),
         }
         for p in upserts
     ]
     lost: set[str] = set()
+    first_seen: dict[str, datetime] = {}
     if rows:
-        taken = set(s.execute(_UPSERT, {"node": node_id, "rows": json.dumps(rows)}).scalars())
-        lost = {r["charge_point_id"] for r in rows} - taken
+        taken = s.execute(_UPSERT, {"node": node_id, "rows": json.dumps(rows)}).all()
+        first_seen = {cp: as_utc(at) for cp, at in taken}
+        lost = {r["charge_point_id"] for r in rows} - first_seen.keys()
     gone = sorted(deletes)
     if gone:
         s.execute(text(_BURY + " AND charge_point_id = ANY(:ids)"), {"node": node_id, "ids": gone})
     if rows or gone:  # the other nodes read at once instead of at their next refresh
         s.execute(text("SELECT pg_notify(:channel, :msg)"), {"channel": PRESENCE_CHANNEL, "msg": f"presence:{node_id}"})
-    return lost
+    return Written(lost, first_seen)
 
 
 def booted_since(s: Session, since: datetime | None) -> tuple[set[str], datetime | None]:
@@ -152,15 +174,16 @@ def load_snapshot(s: Session, node_id: str, since: datetime | None = None) -> Sn
     now = as_utc(s.execute(text("SELECT now()")).scalar_one())
     leases = {n: as_utc(t) for n, t in s.execute(text("SELECT node_id, lease_until FROM cluster_nodes"))}
     cols = (
-        "SELECT charge_point_id, node_id, connected_at, last_seen, connectors, gone FROM cluster_presence "
-        "WHERE node_id <> :node"
+        "SELECT charge_point_id, node_id, connected_at, last_seen, connectors, gone, first_seen_at "
+        "FROM cluster_presence WHERE node_id <> :node"
     )
     if since is None:
         rows = s.execute(text(cols + " AND NOT gone"), {"node": node_id})
     else:
         rows = s.execute(text(cols + " AND updated_at >= :since"), {"node": node_id, "since": since})
     changes = [
-        PresenceChange(_presence(cp, node, at, seen, conns), bool(gone)) for cp, node, at, seen, conns, gone in rows
+        PresenceChange(_presence(cp, node, at, seen, conns, first), bool(gone))
+        for cp, node, at, seen, conns, gone, first in rows
     ]
     return Snapshot(now, leases, changes, since is None)
 
@@ -169,23 +192,26 @@ def load_presence(s: Session, cp_id: str) -> tuple[PresenceChange, datetime, dat
     """One charge point's presence row with its node's lease and the database's now (None: no row)."""
     row = s.execute(
         text(
-            "SELECT p.charge_point_id, p.node_id, p.connected_at, p.last_seen, p.connectors, p.gone, n.lease_until, now() "  # noqa: E501
+            "SELECT p.charge_point_id, p.node_id, p.connected_at, p.last_seen, p.connectors, p.gone, p.first_seen_at, "
+            "n.lease_until, now() "
             "FROM cluster_presence p JOIN cluster_nodes n ON n.node_id = p.node_id WHERE p.charge_point_id = :cp"
         ),
         {"cp": cp_id},
     ).first()
     if row is None:
         return None
-    cp, node, at, seen, conns, gone, lease_until, now = row
-    return PresenceChange(_presence(cp, node, at, seen, conns), bool(gone)), as_utc(lease_until), as_utc(now)
+    cp, node, at, seen, conns, gone, first, lease_until, now = row
+    return PresenceChange(_presence(cp, node, at, seen, conns, first), bool(gone)), as_utc(lease_until), as_utc(now)
 
 
-def _presence(cp: str, node: str, at: datetime, seen: datetime, conns: Any) -> Presence:
+def _presence(cp: str, node: str, at: datetime, seen: datetime, conns: Any, first: datetime | None) -> Presence:
     starting, probe = signals_from_json(conns)
     ocpp, station_tx = version_from_json(conns)
     connectors = connectors_from_json(conns)
+    epoch = epoch_from_json(conns)
+    first_seen = None if first is None else as_utc(first)
     return Presence(
-        cp, node, as_utc(at), as_utc(seen), connectors, starting, probe, ocpp, station_tx, epoch_from_json(conns)
+        cp, node, as_utc(at), as_utc(seen), connectors, starting, probe, ocpp, station_tx, epoch, first_seen
     )
 
 

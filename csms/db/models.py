@@ -277,6 +277,9 @@ class ClusterPresence(Base):
     connected_at: Mapped[datetime] = mapped_column(UtcDateTime)
     last_seen: Mapped[datetime] = mapped_column(UtcDateTime)
     connectors: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # When the database first saw this connection (its clock, not the node's): which of two connections of
+    # one charge point on two nodes is the newer.
+    first_seen_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     # A disconnect leaves a tombstone (gone) rather than deleting the row, and every write stamps
     # updated_at (the database's clock): nodes read only the rows changed since their last read.
     gone: Mapped[bool] = mapped_column(Boolean, default=False)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -58,10 +59,11 @@ def test_other_nodes_rows_are_read_whole_then_by_change(pg):
 def test_a_newer_connection_elsewhere_wins_and_the_old_node_hears_it(pg):
     for node in ("a", "b"):
         _tx(pg, store.renew_lease, node, 5.0)
-    _tx(pg, store.write_presence, "a", [_p("CP1", "a", at=NOW)], [])
-    assert _tx(pg, store.write_presence, "b", [_p("CP1", "b", at=NOW + timedelta(seconds=1))], []) == set()
-    # Node a, not yet aware, refreshes its older connection: refused, and told so.
-    assert _tx(pg, store.write_presence, "a", [_p("CP1", "a", "Charging", at=NOW)], []) == {"CP1"}
+    seen = _tx(pg, store.write_presence, "a", [_p("CP1", "a", at=NOW)], []).first_seen["CP1"]
+    assert _tx(pg, store.write_presence, "b", [_p("CP1", "b", at=NOW + timedelta(seconds=1))], []).lost == set()
+    # Node a, not yet aware, refreshes its older connection (as first seen): refused, and told so.
+    again = replace(_p("CP1", "a", "Charging", at=NOW), first_seen=seen)
+    assert _tx(pg, store.write_presence, "a", [again], []).lost == {"CP1"}
     # Its later disconnect does not bury node b's row either.
     _tx(pg, store.write_presence, "a", [], ["CP1"])
     view = apply_changes({}, _tx(pg, store.load_snapshot, "c", None).changes, own_node="c", full=True)
@@ -117,11 +119,31 @@ def test_the_old_node_learns_of_a_newer_connection_from_its_read_alone(pg):
 
     for node in ("a", "b"):
         _tx(pg, store.renew_lease, node, 5.0)
-    _tx(pg, store.write_presence, "a", [_p("CP1", "a", at=NOW)], [])
+    seen = _tx(pg, store.write_presence, "a", [_p("CP1", "a", at=NOW)], []).first_seen["CP1"]
     _tx(pg, store.write_presence, "b", [_p("CP1", "b", at=NOW + timedelta(seconds=1))], [])
     # Node a's socket is half-open and never changes, so it writes nothing: its read tells it.
     changes = _tx(pg, store.load_snapshot, "a", NOW - timedelta(seconds=5)).changes
-    assert replaced_elsewhere(changes, {"CP1": NOW}, own_node="a") == ["CP1"]
+    assert replaced_elsewhere(changes, {"CP1": seen}, own_node="a") == ["CP1"]
+
+
+def test_the_newer_connection_wins_by_the_databases_clock_whatever_the_nodes_clocks_say(pg):
+    """Node a's clock runs a minute ahead: its old connection's connected_at is later than that of the charger's
+    newer connection on node b. The database saw b's later, so b's row stands and a learns its socket is a
+    leftover (before: b's write was refused, and b closed the charger's live socket)."""
+    from csms.cluster.presence import replaced_elsewhere
+
+    for node in ("a", "b"):
+        _tx(pg, store.renew_lease, node, 5.0)
+    seen = _tx(pg, store.write_presence, "a", [_p("CP1", "a", at=NOW + timedelta(seconds=60))], []).first_seen["CP1"]
+    newer = _tx(pg, store.write_presence, "b", [_p("CP1", "b", at=NOW + timedelta(seconds=1))], [])
+    assert newer.lost == set() and newer.first_seen["CP1"] > seen
+    old = replace(_p("CP1", "a", "Charging", at=NOW + timedelta(seconds=60)), first_seen=seen)
+    assert _tx(pg, store.write_presence, "a", [old], []).lost == {"CP1"}
+    changes = _tx(pg, store.load_snapshot, "a", NOW - timedelta(seconds=5)).changes
+    assert replaced_elsewhere(changes, {"CP1": seen}, own_node="a") == ["CP1"]
+    # Node b refreshing its own connection keeps the time the database first saw it.
+    again = replace(_p("CP1", "b", "Charging", at=NOW + timedelta(seconds=1)), first_seen=newer.first_seen["CP1"])
+    assert _tx(pg, store.write_presence, "b", [again], []).first_seen == newer.first_seen
 
 
 async def test_a_node_closes_its_half_open_socket_when_its_read_shows_a_newer_connection(pg, db_url):

@@ -200,16 +200,24 @@ async def test_find_asks_the_database_only_for_a_charge_point_in_no_view():
 
 # ------------------------------------------------------------------ review findings (issue 13)
 def test_a_newer_connection_read_from_another_node_closes_the_leftover_here():
+    from dataclasses import replace
+
     from csms.cluster.presence import PresenceChange, replaced_elsewhere
 
-    local = {"CP1": T0, "CP2": T0 + timedelta(seconds=10), "CP3": T0, "CP4": T0}
+    def seen(p: Presence, at: float) -> Presence:  # as read back: when the database first saw that connection
+        return replace(p, first_seen=T0 + timedelta(seconds=at))
+
+    local = {"CP1": T0, "CP2": T0 + timedelta(seconds=10), "CP3": T0, "CP4": T0, "CP6": T0}
     changes = [
-        PresenceChange(_p("CP1", "b", at=5)),  # reconnected on b after ours: ours is half-open
-        PresenceChange(_p("CP2", "b", at=5)),  # b's row is older than ours: ours wins (we write it)
-        PresenceChange(_p("CP3", "b", at=5), gone=True),  # it left b: nothing to say about ours
-        PresenceChange(_p("CP4", "a", at=5)),  # our own row
-        PresenceChange(_p("CP5", "b", at=5)),
-    ]  # not held here
+        PresenceChange(
+            seen(_p("CP1", "b", at=-60), 5)
+        ),  # first seen after ours (b's clock is behind): ours is a leftover
+        PresenceChange(seen(_p("CP2", "b", at=60), 5)),  # first seen before ours: ours wins (we write it)
+        PresenceChange(seen(_p("CP3", "b", at=5), 5), gone=True),  # it left b: nothing to say about ours
+        PresenceChange(seen(_p("CP4", "a", at=5), 5)),  # our own row
+        PresenceChange(seen(_p("CP5", "b", at=5), 5)),  # not held here
+        PresenceChange(_p("CP6", "b", at=5)),  # a row from before first_seen_at: not judged by node clocks
+    ]
     assert replaced_elsewhere(changes, local, own_node="a") == ["CP1"]
 
 
