@@ -309,31 +309,41 @@ class ClusterNode:
         full = self._full_read_at is None or trio.current_time() - self._full_read_at >= _FULL_READ_SECONDS
         changed_since = None if full else self._view.db_now - max(_MIN_READ_MARGIN, timedelta(seconds=self.lease))
 
-        def write(s: Session) -> store.Written:
+        now = self.ctx.clock.now()
+
+        def write(s: Session) -> tuple[store.Written, int]:
+            epoch = self.epoch
             if store.renew_lease(s, self.node_id, self.lease) and self.rounds:
                 # Our lease lapsed (a stall, a database outage): rows may have been buried meanwhile, so
                 # every connection is written again, not only the changed ones, in a new epoch (the others
-                # judged them offline: their coming back is news).
-                self.epoch += 1
+                # judged them offline: their coming back is news). The epoch counts once this commits.
+                epoch += 1
                 log.warning(
                     "cluster.lease_lapsed node=%s epoch=%d (republishing %d charge points)",
                     self.node_id,
-                    self.epoch,
+                    epoch,
                     len(current),
                 )
-                p = PresencePlan(tuple(replace(c, epoch=self.epoch) for c in current.values()), plan.deletes)
+                p = PresencePlan(tuple(replace(c, epoch=epoch) for c in current.values()), plan.deletes)
             else:
                 p = plan
-            return store.write_presence(s, self.node_id, p.upserts, p.deletes) if p else store.Written(set(), {})
+            if not p:
+                return store.Written(set(), {}), epoch
+            return store.write_presence(s, self.node_id, p.upserts, p.deletes, now=now), epoch
 
         def read(s: Session) -> tuple[store.Snapshot, tuple[set[str], datetime | None]]:
             return store.load_snapshot(s, self.node_id, changed_since), store.booted_since(s, since)
 
-        def work() -> tuple[store.Written, store.Snapshot, tuple[set[str], datetime | None]]:
+        def work() -> tuple[tuple[store.Written, int], store.Snapshot, tuple[set[str], datetime | None]]:
             # The write commits on its own, short, so its rows' updated_at stays close to its commit.
             return self._run_session(write), *self._run_session(read)
 
-        written, snap, (booted, self._booted_at) = await trio.to_thread.run_sync(work, limiter=self._round_limiter)
+        (written, epoch), snap, (booted, self._booted_at) = await trio.to_thread.run_sync(
+            work, limiter=self._round_limiter
+        )
+        if epoch != self.epoch:  # committed: what we published is in the new epoch
+            self.epoch = epoch
+            current = {k: replace(v, epoch=epoch) for k, v in current.items()}
         lost = written.lost
         for cp_id, seen in written.first_seen.items():
             self._first_seen[cp_id] = (current[cp_id].connected_at, seen)

@@ -93,17 +93,18 @@ def clear_own_presence(s: Session, node_id: str) -> int:
     return rowcount(s.execute(text(_BURY), {"node": node_id}))
 
 
-# A connection's first write stamps first_seen_at with the database's clock; the node sends it back with every
-# later write of that connection. So a node that refreshes an old connection after another node wrote a
-# newer one (first seen later) is refused, whatever the two nodes' clocks say.
+# A connection's first write stamps first_seen_at: the database's clock less the connection's age as its node
+# measured it (one clock, so the node's skew cancels; a first write that comes late still dates the connection
+# when it was made). The node sends it back with every later write of that connection. So a node that
+# refreshes an old connection after another node wrote a newer one is refused, whatever the clocks say.
 _UPSERT = text("""
 INSERT INTO cluster_presence
     (charge_point_id, node_id, connected_at, last_seen, connectors, gone, updated_at, first_seen_at)
 SELECT r.charge_point_id, :node, r.connected_at, r.last_seen, r.connectors, false, clock_timestamp(),
-       COALESCE(r.first_seen_at, clock_timestamp())
+       COALESCE(r.first_seen_at, clock_timestamp() - make_interval(secs => GREATEST(COALESCE(r.age, 0), 0)))
 FROM json_to_recordset(CAST(:rows AS json))
      AS r(charge_point_id text, connected_at timestamptz, last_seen timestamptz, connectors json,
-          first_seen_at timestamptz)
+          first_seen_at timestamptz, age float8)
 ON CONFLICT (charge_point_id) DO UPDATE SET node_id = excluded.node_id, connected_at = excluded.connected_at,
     last_seen = excluded.last_seen, connectors = excluded.connectors, gone = false, updated_at = clock_timestamp(),
     first_seen_at = CASE
@@ -128,8 +129,11 @@ class Written:
     first_seen: dict[str, datetime]
 
 
-def write_presence(s: Session, node_id: str, upserts: Iterable[Presence], deletes: Iterable[str]) -> Written:
-    """Apply a PresencePlan in one round trip each way."""
+def write_presence(
+    s: Session, node_id: str, upserts: Iterable[Presence], deletes: Iterable[str], *, now: datetime | None = None
+) -> Written:
+    """Apply a PresencePlan in one round trip each way; `now` is the node's clock, for the age of connections
+    written for the first time (None: as old as this write)."""
     rows: list[dict[str, Any]] = [
         {
             "charge_point_id": p.charge_point_id,
@@ -139,6 +143,7 @@ def write_presence(s: Session, node_id: str, upserts: Iterable[Presence], delete
                 p.connectors, p.starting, p.probe_answered, ocpp=p.ocpp, station_tx=p.station_tx, epoch=p.epoch
             ),
             "first_seen_at": None if p.first_seen is None else p.first_seen.isoformat(),
+            "age": None if p.first_seen is not None or now is None else (now - p.connected_at).total_seconds(),
         }
         for p in upserts
     ]

@@ -141,9 +141,26 @@ def test_the_newer_connection_wins_by_the_databases_clock_whatever_the_nodes_clo
     assert _tx(pg, store.write_presence, "a", [old], []).lost == {"CP1"}
     changes = _tx(pg, store.load_snapshot, "a", NOW - timedelta(seconds=5)).changes
     assert replaced_elsewhere(changes, {"CP1": seen}, own_node="a") == ["CP1"]
-    # Node b refreshing its own connection keeps the time the database first saw it.
-    again = replace(_p("CP1", "b", "Charging", at=NOW + timedelta(seconds=1)), first_seen=newer.first_seen["CP1"])
+    # Node b refreshing its own connection keeps the time the database first saw it, also when b did not learn
+    # it (its read after the write failed) and sends none.
+    again = _p("CP1", "b", "Charging", at=NOW + timedelta(seconds=1))
     assert _tx(pg, store.write_presence, "b", [again], []).first_seen == newer.first_seen
+
+
+def test_a_connection_written_late_is_dated_by_its_age_not_by_its_write(pg):
+    """Node a took a connection 10 s ago but could not write it (a stall); the charger gave up and connected to
+    node b 5 s ago, which wrote at once. a's late first write says its connection is 10 s old: older than b's,
+    so it is refused and a closes its leftover (dated by the write, it would have won, and b closed the live one)."""
+    for node in ("a", "b"):
+        _tx(pg, store.renew_lease, node, 5.0)
+    b_clock, a_clock = NOW, NOW + timedelta(seconds=300)  # a's clock runs five minutes ahead: it cancels out
+    b = _tx(pg, _write_at, "b", _p("CP1", "b", at=b_clock - timedelta(seconds=5)), b_clock)
+    a = _tx(pg, _write_at, "a", _p("CP1", "a", at=a_clock - timedelta(seconds=10)), a_clock)
+    assert b.lost == set() and a.lost == {"CP1"}
+
+
+def _write_at(s, node, presence, now):
+    return store.write_presence(s, node, [presence], [], now=now)
 
 
 async def test_a_node_closes_its_half_open_socket_when_its_read_shows_a_newer_connection(pg, db_url):
@@ -171,6 +188,7 @@ async def test_a_node_closes_its_half_open_socket_when_its_read_shows_a_newer_co
         accepted_charge_points=set(),
         known_charge_points=set(),
         db=types.SimpleNamespace(sessions=lambda: Session(pg)),
+        clock=types.SimpleNamespace(now=lambda: datetime.now(UTC)),
     )
     node = ClusterNode(ctx, "a")
     ctx.registry.on_change = node._mark_changed
