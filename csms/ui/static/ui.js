@@ -169,6 +169,8 @@
     return true;
   }
 
+  var leaving = false; // a POST form is on its way: the page is about to be replaced
+
   function poll(el) {
     var url = el.getAttribute('data-poll');
     var every = parseInt(el.getAttribute('data-interval'), 10) || 2000;
@@ -179,7 +181,9 @@
       try {
         var res = await fetch(url, { headers: { 'X-UI-Poll': '1' }, credentials: 'same-origin', cache: 'no-store' });
         if (res.status === 401) {
-          location.href = '/ui/login?why=ended&next=' + encodeURIComponent(location.pathname + location.search);
+          // Not while a form is being sent: signing out ends the session under the poll, and its own page
+          // ("You signed out.") must not be replaced by "Your session ended".
+          if (!leaving) location.href = '/ui/login?why=ended&next=' + encodeURIComponent(location.pathname + location.search);
           return;
         }
         if (res.status >= 502) { lost(); return; }
@@ -204,7 +208,7 @@
     document.addEventListener('submit', function (ev) {
       var form = ev.target;
       if (form.method.toLowerCase() !== 'post') return;
-      if (form.dataset.bypass === '1') { form.dataset.bypass = ''; return; }
+      if (form.dataset.bypass === '1') { form.dataset.bypass = ''; leaving = true; return; }
       ev.preventDefault();
       if (form.dataset.pending === '1') return;
       form.dataset.pending = '1';
@@ -220,6 +224,7 @@
       });
     });
     window.addEventListener('pageshow', function () {
+      leaving = false;
       document.querySelectorAll('form[data-pending], form[data-bypass]').forEach(function (f) {
         delete f.dataset.pending;
         delete f.dataset.bypass;
