@@ -30,7 +30,7 @@ from scenarios.embedded import Timings
 from scenarios.meta import ScenarioInfo
 from scenarios.profile import load_profile
 from scenarios.run import RunSettings, ScenarioRun
-from tests.support.cluster import BEHIND_HAPROXY, fresh_database, start_balancer
+from tests.support.cluster import BEHIND_HAPROXY, fresh_database, start_balancer, stop_all
 from tests.support.server import ADMIN_TOKEN, CsmsProcess, start_csms
 
 pytestmark = [pytest.mark.postgres]
@@ -168,13 +168,7 @@ async def test_two_nodes_behind_haproxy_survive_a_killed_node(cluster_db, tmp_pa
         assert not left, run.report_text()
         assert judgement.checked, judgement
     finally:
-        if balancer is not None:
-            balancer.proc.kill()
-            balancer.proc.wait()
-        for node in nodes.values():
-            if node.proc.poll() is None:
-                node.proc.send_signal(signal.SIGCONT)  # a test that failed while node A was frozen
-            node.stop()
+        stop_all(nodes, balancer)
 
 
 async def _agreed(via: dict[str, UnstuckRestAdapter], want) -> dict[tuple[str, int], str]:
