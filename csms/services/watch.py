@@ -7,8 +7,9 @@ only when a webhook receiver is configured, the audit trail and the verdicts.
   for the connector page's timeline (the database keeps only the last status).
 - `charge_point.online` / `.offline`: the live registry's members, compared each look; in a cluster
   the duty holder compares every node's (so a dead node's charge points go offline too), the others
-  their own. Each event's id comes from the charge point and its connection time, so the node that
-  holds a charger and the duty holder write one row for it.
+  their own. Each event's id comes from the charge point, its connection time and its node's epoch
+  (bumped when the node's lease lapsed), so the node that holds a charger and the duty holder write one
+  row for it, and a charger back after its node's lapse is news.
 - `session.force_ended`, `transaction.orphaned`: new audit events (only committed facts, also those
   of `csms maintenance` run from cron); every node writes them, with ids from the audit rows.
 - `connector.freed`: every connector's verdict, compared every `verdict_interval` seconds (the duty
